@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs vigil's build and test dependencies from Debian 12's archive when any is missing.
+# Quiet when everything is present. Sourced by .ci/demo and .ci/test.
+vigil_packages=(
+  g++ meson ninja-build pkg-config
+  libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev
+  python3 util-linux procps clang-format
+)
+
+vigil_install_deps() {
+  local missing=() p
+  for p in "${vigil_packages[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "vigil: installing missing packages: ${missing[*]}" >&2
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq >/dev/null
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# vigil_build DIR [meson options...]: configure once, then build (quietly unless it fails).
+vigil_build() {
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
+    rm -f "$dir.setup.log"
+  fi
+  local log; log=$(mktemp)
+  if ! ninja -C "$dir" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+  rm -f "$log"
+}

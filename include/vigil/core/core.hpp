@@ -1,0 +1,131 @@
+// vigil/core/core.hpp: the supervision core: events in, actions out.
+//
+// `Core` is a deterministic state machine over a TreeSpec. It never reads a clock, never
+// forks, never touches a file descriptor, and includes no OS or libuv header: the build links
+// vigil_core against nothing. The shell (src/daemon) feeds it events and carries out the
+// actions it appends to `out`; tests do the same through tests/support/sim.hpp.
+//
+// Time: every entry point takes `now`. All deadlines (backoff, stop timeout -> SIGKILL, start
+// timeout, intensity window) live in one queue; next_deadline() is the earliest, and the shell
+// arms one timer for it and feeds DeadlineReached when it fires. No deadline: no timer.
+//
+// Semantics: shared/docs/otp-semantics.md items 1-50, plus backoff (a restart is decided and
+// counted when the child ends; backoff only delays the spawn) and health failures as causes.
+// Departures are listed in docs/otp-departures.md.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/core/action.hpp"
+#include "vigil/core/event.hpp"
+#include "vigil/core/spec.hpp"
+
+namespace vigil::core {
+
+// Where a child is. `Backoff` means a restart was decided and the spawn waits for its delay.
+enum class ChildState : std::uint8_t { Stopped, Starting, Running, Stopping, Backoff };
+
+// A child as `vigilctl status` shows it.
+struct ChildStatus {
+    ChildId id;
+    std::string_view name;
+    Kind kind;
+    std::optional<ChildId> parent;
+    ChildState state = ChildState::Stopped;
+    bool want_up = false;         // the goal: should this child be running?
+    bool ready = false;           // running and (if it declares readiness) ready
+    std::optional<Pid> pid;       // services with a live process
+    Incarnation inc;              // 0 before the first start
+    TimePoint since;              // when `state` was entered
+    std::uint32_t restarts = 0;   // restarts decided for this child (not manual ones)
+    std::optional<ExitStatus> last_exit;
+    std::optional<TimePoint> backoff_until;
+    bool removed = false;         // a temporary child that ended, or a unit removed by reload
+};
+
+enum class CommandKind : std::uint8_t {
+    Start,    // OTP restart_child: start a stopped child; AlreadyRunning if it runs
+    Stop,     // OTP terminate_child: stop it and keep the spec (temporary: spec removed)
+    Restart,  // stop (if running) then start; not counted in intensity
+    Signal,   // send `signal` to the child's process group; state unchanged
+    Shutdown, // stop the whole tree in reverse start order, then Exit(exit_clean).
+              // A second Shutdown while one is under way kills what is left (SIGKILL).
+};
+
+struct Command {
+    CommandKind kind;
+    ChildId child = root_id; // supervisors: Start/Stop/Restart act on the whole subtree
+    int signal = 0;          // for CommandKind::Signal
+    std::string who;         // for the history: "vigilctl (uid 0)", "SIGTERM", ...
+};
+
+enum class CommandOutcome : std::uint8_t {
+    Ok,
+    AlreadyRunning,
+    AlreadyStopped,
+    NotFound,      // no such child, or a temporary child whose spec is gone
+    NotRunning,    // Signal to a child without a process
+    ShuttingDown,  // the tree is shutting down; nothing new starts
+};
+
+struct CommandResult {
+    CommandOutcome outcome = CommandOutcome::Ok;
+    std::string message;
+};
+
+// What reload changed, for the reply to `vigilctl reload`.
+struct ReconfigureResult {
+    std::vector<std::string> added, removed, restarted, updated; // updated: params only
+};
+
+class Core {
+public:
+    explicit Core(TreeSpec spec);
+    ~Core();
+    Core(const Core &) = delete;
+    Core &operator=(const Core &) = delete;
+
+    // Starts the tree (root's children in start order, depth first).
+    void start(TimePoint now, std::vector<Action> &out) noexcept;
+
+    void handle(const Event &ev, TimePoint now, std::vector<Action> &out) noexcept;
+
+    CommandResult command(const Command &cmd, TimePoint now, std::vector<Action> &out) noexcept;
+
+    // Replaces the specification (reload). Children are matched by name: removed units are
+    // stopped, added ones started, children whose fingerprint or policy changed are restarted,
+    // supervisor parameters (strategy, intensity, period, auto_shutdown) change in place.
+    // ChildIds of kept children stay valid; new children get new ids (ids are never reused).
+    ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
+
+    std::optional<TimePoint> next_deadline() const noexcept;
+
+    // Queries.
+    std::size_t size() const noexcept; // number of ids ever allocated (removed ones included)
+    ChildStatus status(ChildId id) const noexcept;
+    std::optional<ChildId> find(std::string_view name) const noexcept;
+    const ChildSpec &spec(ChildId id) const noexcept;
+    // The most recent history records (oldest first), globally or for one child.
+    std::vector<Record> history(std::optional<ChildId> child, std::size_t max) const;
+    bool finished() const noexcept; // an Exit action has been emitted
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+const char *to_string(ChildState s) noexcept;
+const char *to_string(RecordKind k) noexcept;
+const char *to_string(Kind k) noexcept;
+const char *to_string(Restart r) noexcept;
+const char *to_string(Strategy s) noexcept;
+const char *to_string(AutoShutdown a) noexcept;
+const char *to_string(FailureCause c) noexcept;
+
+} // namespace vigil::core

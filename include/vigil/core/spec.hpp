@@ -1,0 +1,78 @@
+// vigil/core/spec.hpp: the policy half of a unit, as the supervision core sees it.
+//
+// The unit loader (src/unit) turns JSON unit files into a `TreeSpec`: a flat node table in
+// which node 0 is the root supervisor and every supervisor lists its children in start order
+// (the topological order of `after`, ties broken by name). The core never sees JSON, argv,
+// environment or file names: those go to proc::SpawnSpec. Everything here is plain data with
+// vigil's documented defaults (see man/vigil.unit.5 and docs/defaults.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vigil/ids.hpp"
+#include "vigil/time.hpp"
+
+namespace vigil::core {
+
+enum class Kind : std::uint8_t { Service, Supervisor };
+enum class Restart : std::uint8_t { Permanent, Transient, Temporary };
+enum class Strategy : std::uint8_t { OneForOne, OneForAll, RestForOne };
+enum class AutoShutdown : std::uint8_t { Never, AnySignificant, AllSignificant };
+
+// Linux signal numbers the core reasons about. The core includes no OS header, so it names
+// the two it needs; every other signal is an opaque int chosen by the unit.
+inline constexpr int sig_kill = 9;
+inline constexpr int sig_term = 15;
+
+struct StopSpec {
+    int signal = sig_term; // sig_kill means OTP brutal_kill: no graceful phase.
+    // How long to wait after `signal` before SIGKILL. nullopt means infinity (OTP `infinity`).
+    std::optional<Duration> timeout = Duration{10'000};
+};
+
+struct BackoffSpec {
+    Duration initial{100};
+    Duration max{30'000};
+    double factor = 2.0;
+    double jitter = 0.2;          // fraction: the delay is scaled by a factor in [1-j, 1+j].
+    Duration reset_after{60'000}; // an incarnation that lived this long resets the delay.
+};
+
+struct ChildSpec {
+    std::string name; // the unit's name (file stem); "root" for node 0.
+    Kind kind = Kind::Service;
+    std::optional<ChildId> parent; // nullopt only for the root.
+    std::vector<ChildId> children; // supervisors: children in start order.
+
+    Restart restart = Restart::Permanent;
+    bool significant = false;
+    StopSpec stop;
+    BackoffSpec backoff;
+
+    // Readiness: when true the child counts as started only once it reports ready
+    // (sd_notify, ready fd, probe or log line); until then later siblings wait.
+    bool wait_ready = false;
+    // A child that is not started (spawned, or ready when wait_ready) within this time is a
+    // start failure. nullopt: no limit.
+    std::optional<Duration> start_timeout;
+
+    // Supervisors only.
+    Strategy strategy = Strategy::OneForOne;
+    int intensity = 5;
+    Duration period{10'000};
+    AutoShutdown auto_shutdown = AutoShutdown::Never;
+
+    // A hash of everything in the unit that is not tree structure (command, env, probes...).
+    // Reload restarts a child whose fingerprint changed; equal fingerprints keep the process.
+    std::uint64_t fingerprint = 0;
+};
+
+struct TreeSpec {
+    std::vector<ChildSpec> nodes; // nodes[0] is the root supervisor.
+    std::uint64_t seed = 0x5eed'0f'5171'6111ULL; // jitter generator seed.
+};
+
+} // namespace vigil::core

@@ -1,0 +1,126 @@
+// vigil/proc/spawn.hpp: starting, signalling and reaping processes (the OS seam).
+//
+// vigil spawns and reaps by itself and never calls uv_spawn: libuv waits only for the pids it
+// spawned, and PID 1 must reap every process re-parented to it (house-style.md §4).
+//
+// spawn() is synchronous and cheap: it uses vfork semantics, so when it returns the child has
+// either exec'd or failed. Failures before exec travel back over a close-on-exec pipe as
+// {ExecStage, errno}, so users read "exec /usr/bin/pyhton3: No such file or directory", never
+// a bare exit 127. Between fork and exec the child makes only async-signal-safe calls: all
+// strings, arrays and ids are prepared before the fork.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string_view>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vigil::proc {
+
+// Where a spawn failed. Keep in sync with exec_stage_names (static_assert in spawn.cpp).
+enum class ExecStage : std::uint8_t {
+    Prepare,      // before fork: PATH lookup, user/group lookup, env_file, pipes
+    Fork,
+    Setsid,
+    Signals,      // resetting dispositions and the mask
+    Stdio,        // dup2 of stdin/stdout/stderr and extra fds
+    Rlimit,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Umask,
+    Chdir,
+    Exec,
+};
+const char *to_string(ExecStage s) noexcept;
+
+struct Limit {
+    int resource;             // RLIMIT_*
+    std::uint64_t soft, hard; // RLIM_INFINITY allowed
+};
+
+// Everything a unit declares about how its process runs (filled by src/unit).
+struct SpawnSpec {
+    std::vector<std::string> argv;       // argv[0] without '/' is looked up in PATH
+    std::optional<std::string> cwd;
+    std::map<std::string, std::string> env; // unit's `env` (wins over env_file and inherited)
+    std::optional<std::string> env_file; // read at every spawn, as systemd's EnvironmentFile
+    bool env_file_optional = false;      // "-/path": a missing file is not an error
+    std::optional<std::string> user;     // name or numeric id; resolved at spawn time
+    std::optional<std::string> group;    // name or numeric id; default: the user's group
+    std::optional<unsigned> umask;
+    std::vector<Limit> limits;
+};
+
+// How the child's standard streams are set up.
+enum class Stdio : std::uint8_t {
+    Pipes,   // stdin </dev/null, stdout and stderr to new pipes (normal services)
+    Inherit, // keep vigild's own stdin/stdout/stderr (wrapper mode, `vigild -- CMD`)
+};
+
+// Per-spawn runtime additions made by the shell (readiness and watchdog plumbing).
+struct SpawnExtras {
+    Stdio stdio = Stdio::Pipes;
+    bool new_session = true;   // setsid(); wrapper mode uses a new process group instead
+    bool foreground_tty = false; // wrapper mode: make the child's group the tty's foreground
+    std::vector<std::pair<std::string, std::string>> env; // e.g. NOTIFY_SOCKET, WATCHDOG_USEC
+    std::vector<std::pair<int, int>> fds; // (fd in vigild, fd number in the child)
+};
+
+struct SpawnError {
+    ExecStage stage = ExecStage::Prepare;
+    int error = 0;          // errno
+    std::string object;     // the path, user, group... the stage was working on
+    std::string message() const; // "exec /usr/bin/pyhton3: No such file or directory"
+};
+
+struct Spawned {
+    int pid = -1;
+    int stdout_fd = -1; // read ends, non-blocking, close-on-exec; -1 with Stdio::Inherit
+    int stderr_fd = -1;
+};
+
+struct SpawnResult {
+    std::optional<Spawned> ok;
+    std::optional<SpawnError> error;
+};
+
+SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras);
+
+// One process collected by waitpid.
+struct Reaped {
+    int pid;
+    int wstatus; // as from waitpid: decode with WIFEXITED & co
+};
+
+// waitpid(-1, WNOHANG) until nothing is left to collect (0 or ECHILD). Reaps every child of
+// vigild, re-parented orphans included.
+std::vector<Reaped> reap_all();
+
+// kill(-pgid, sig); returns 0 or errno (ESRCH when the group is gone).
+int signal_group(int pgid, int sig) noexcept;
+// kill(pid, sig); returns 0 or errno.
+int signal_process(int pid, int sig) noexcept;
+// True when some process is still in process group `pgid` (checked with kill(-pgid, 0)).
+bool group_alive(int pgid) noexcept;
+
+// Makes vigild a child subreaper (prctl PR_SET_CHILD_SUBREAPER); returns 0 or errno.
+int become_subreaper() noexcept;
+
+// Parses a systemd-style EnvironmentFile: KEY=VALUE lines, # and ; comments, single and
+// double quotes, backslash escapes and line continuations. Errors name the line.
+struct EnvFileResult {
+    std::vector<std::pair<std::string, std::string>> vars;
+    std::vector<std::string> errors; // "line 3: expected KEY=VALUE"
+};
+EnvFileResult parse_env_file(std::string_view text);
+
+// Maps a limit name used in unit files ("nofile", "nproc", "core", ...) to RLIMIT_*.
+std::optional<int> rlimit_by_name(std::string_view name) noexcept;
+// All names rlimit_by_name accepts, for diagnostics and docs.
+const std::vector<std::string_view> &rlimit_names();
+
+} // namespace vigil::proc
