@@ -1,0 +1,116 @@
+// vigil/unit/unit.hpp: a loaded unit directory, and the per-unit specs the shell consumes.
+//
+// The loader (src/unit/load.cpp) reads every `*.json` in a directory, one unit a file, the file
+// stem being the unit's name ([a-z0-9][a-z0-9._@-]*). It never stops at the first problem: it
+// collects every Diagnostic (file, line, column, JSON pointer, message) and returns them all.
+// A LoadResult with diagnostics must not be run: vigild refuses to start, reload keeps the
+// running configuration.
+//
+// The result is split the way the program is: `tree` (core::TreeSpec) is the policy the pure core
+// sees; `units[i]` (aligned with tree.nodes[i]) holds what the shell needs to run node i: how to
+// spawn it, where its logs go, its probes, readiness and patterns.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vigil/core/spec.hpp"
+#include "vigil/proc/spawn.hpp"
+#include "vigil/time.hpp"
+
+namespace vigil::unit {
+
+struct Diagnostic {
+    std::string file;    // path as given (e.g. "units/web.json"); empty for directory-level
+    int line = 0;        // 1-based; 0 when not applicable
+    int column = 0;      // 1-based
+    std::string field;   // JSON pointer, e.g. "/restart"; empty for file-level problems
+    std::string message; // e.g. expected one of "permanent", ...; got "always"
+};
+// "units/web.json:7:14: /restart: expected one of ...; got \"always\""
+std::string format(const Diagnostic &d);
+
+// Where a service's output goes (issue 6). Every sink is active at once.
+struct LogSpec {
+    bool forward = true;                 // to vigild's stdout as "name | line"
+    std::optional<std::string> file;     // rotated log file
+    std::uint64_t max_size = 10ull << 20; // rotate when the file would exceed this
+    unsigned keep = 5;                   // rotated files kept: file.1 ... file.keep
+    bool timestamps = false;             // RFC 3339 with milliseconds, in file and forward
+    std::uint64_t ring = 64ull << 10;    // bytes kept for `vigilctl logs`
+    std::uint64_t max_line = 16ull << 10; // longer lines are split and marked, never dropped
+};
+
+enum class Stream : std::uint8_t { Stdout, Stderr, Both };
+enum class PatternAction : std::uint8_t { Restart, Stop, Unhealthy, Event };
+
+struct PatternSpec {
+    std::string match;       // PCRE2 syntax; validated (compiled) at load
+    Stream stream = Stream::Both;
+    PatternAction action = PatternAction::Event;
+    unsigned count = 1;      // this many matches ...
+    std::optional<Duration> within; // ... within this window (none: ever)
+    int line = 0, column = 0; // where `match` was written, for messages
+};
+
+enum class ProbeKind : std::uint8_t { Exec, Tcp, Http };
+
+struct ProbeSpec {
+    ProbeKind kind = ProbeKind::Exec;
+    std::vector<std::string> command;          // exec
+    std::string host = "127.0.0.1";            // tcp, http
+    int port = 0;                              // tcp, http
+    std::string path = "/";                    // http
+    std::map<std::string, std::string> headers; // http
+    Duration initial_delay{0};
+    Duration period{10'000};
+    Duration timeout{1'000};
+    unsigned failure_threshold = 3;
+    unsigned success_threshold = 1;
+};
+
+struct ReadySpec {
+    bool notify = false;             // NOTIFY_SOCKET (sd_notify READY=1)
+    std::optional<int> fd;           // s6/dinit: a newline written to this fd
+    std::optional<std::string> log;  // a line matching this regex
+    std::optional<ProbeSpec> probe;  // a probe that succeeds
+    Duration timeout{90'000};        // start timeout (also in core::ChildSpec::start_timeout)
+    bool any() const { return notify || fd || log || probe; }
+};
+
+// Everything about node i that is not supervision policy.
+struct Unit {
+    std::string name;
+    std::string file;        // the unit file, empty for an implicit root
+    std::string description;
+    proc::SpawnSpec spawn;   // services only
+    LogSpec logs;
+    ReadySpec ready;
+    std::optional<ProbeSpec> liveness, readiness, startup;
+    std::optional<Duration> watchdog;
+    std::vector<PatternSpec> patterns;
+};
+
+struct LoadResult {
+    core::TreeSpec tree;           // tree.nodes[0] is root
+    std::vector<Unit> units;       // aligned with tree.nodes
+    std::vector<Diagnostic> diagnostics;
+    bool ok() const { return diagnostics.empty(); }
+};
+
+// Loads every *.json file in `dir` (sorted by name, so diagnostics come in a stable order).
+LoadResult load_dir(const std::filesystem::path &dir);
+
+// The resolved tree for `vigild --check`: supervisors with their children in start order and
+// the effective values of every policy field (defaults included).
+std::string render_tree(const LoadResult &r);
+
+// Durations ("250ms", "10s", "5m", "1h", "1m30s") and sizes ("64KiB", "10MiB", "512", "1G").
+std::optional<Duration> parse_duration(std::string_view s);
+std::optional<std::uint64_t> parse_size(std::string_view s);
+
+} // namespace vigil::unit
