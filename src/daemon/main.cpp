@@ -1,0 +1,47 @@
+// vigild: the supervisor daemon. main() only dispatches: wrapper mode (`vigild -- CMD`),
+// `--check`, or the supervision shell. It is also the last line of defence: an exception that
+// escapes is logged, never a silent abort (house-style §7.7).
+#include <exception>
+#include <iostream>
+#include <new>
+
+#include "options.hpp"
+#include "shell.hpp"
+#include "vigil/unit/unit.hpp"
+#include "wrapper.hpp"
+
+int main(int argc, char **argv) {
+    using namespace vigil;
+    try {
+        auto parsed = daemon::parse_options(argc, argv);
+        if (!parsed.options) return parsed.status;
+        daemon::Options &opts = *parsed.options;
+
+        if (opts.wrapper)
+            return daemon::run_wrapper(
+                daemon::WrapperOptions{opts.group, opts.log_level == daemon::LogLevel::Debug},
+                opts.command);
+
+        unit::LoadResult loaded = unit::load_dir(opts.units);
+        if (!loaded.ok()) {
+            for (const auto &d : loaded.diagnostics)
+                std::cerr << unit::format(d) << '\n';
+            std::cerr << "vigild: " << loaded.diagnostics.size() << " problem"
+                      << (loaded.diagnostics.size() == 1 ? "" : "s") << " in " << opts.units
+                      << "; nothing was started. Fix the unit files, then check again with "
+                         "`vigild --check --units "
+                      << opts.units << "`\n";
+            return 1;
+        }
+        if (opts.check) {
+            std::cout << unit::render_tree(loaded);
+            return 0;
+        }
+        return daemon::run_shell(opts, std::move(loaded));
+    } catch (const std::bad_alloc &) {
+        std::cerr << "vigild: out of memory\n";
+    } catch (const std::exception &e) {
+        std::cerr << "vigild: fatal: " << e.what() << '\n';
+    }
+    return 1;
+}
