@@ -3,7 +3,7 @@
 # Quiet when everything is present. Sourced by .ci/demo and .ci/test.
 vigil_packages=(
   g++ meson ninja-build pkg-config
-  libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev
+  libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
   python3 util-linux procps clang-format
 )
 

@@ -1,0 +1,71 @@
+// vigil/probe/monitor.hpp: the startup, liveness and readiness probes of one incarnation.
+//
+// Kubernetes semantics:
+//  - With a startup probe, only it runs at first. When it succeeds it stops for good and the
+//    liveness and readiness probes start; when it fails (failure_threshold times in a row) the
+//    incarnation failed: on_failed(StartupProbe, detail).
+//  - A liveness failure is a failure of the incarnation: on_failed(Liveness, detail).
+//  - Readiness drives on_ready(true/false), called on changes only (starting from not ready).
+//    Without a readiness probe but with a startup probe, startup success means ready
+//    (Kubernetes' "no readiness probe: ready once started"). With neither, the Monitor never
+//    calls on_ready: readiness comes from elsewhere (notify, ready fd, log line) or is implicit.
+// After on_failed the Monitor stops all its probes; the daemon then feeds core::HealthFailed
+// and destroys or restarts the Monitor with the next incarnation.
+//
+// The daemon makes one Monitor per incarnation, start()s it when the process is spawned and
+// stop()s (or destroys) it when the incarnation stops, backs off or exits. No probe configured:
+// no timer, nothing runs.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "vigil/core/event.hpp"
+#include "vigil/probe/prober.hpp"
+
+namespace vigil::probe {
+
+struct MonitorSpecs {
+    std::optional<unit::ProbeSpec> startup, liveness, readiness;
+    bool empty() const { return !startup && !liveness && !readiness; }
+};
+
+class Monitor {
+public:
+    struct Callbacks {
+        std::function<void(bool ready)> on_ready;
+        std::function<void(core::FailureCause cause, const std::string &detail)> on_failed;
+        // Optional: every check of every probe ("startup", "liveness", "readiness").
+        std::function<void(const std::string &role, const CheckResult &)> on_checked;
+    };
+
+    Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks);
+    ~Monitor() = default;
+    Monitor(const Monitor &) = delete;
+    Monitor &operator=(const Monitor &) = delete;
+
+    void start();
+    void stop();
+
+    // True when the Monitor will decide readiness (readiness or startup probe configured).
+    bool decides_readiness() const noexcept;
+    bool ready() const noexcept { return ready_; }
+    bool started() const noexcept { return started_; } // startup probe passed (or none)
+    std::uint64_t failures_total() const noexcept;     // failed checks over all probes
+
+private:
+    void on_startup_succeeded();
+    void fail(core::FailureCause cause, const std::string &detail);
+    void set_ready(bool r);
+    Prober::Callbacks callbacks_for(const std::string &role);
+
+    Callbacks cb_;
+    std::unique_ptr<Prober> startup_, liveness_, readiness_;
+    bool running_ = false;
+    bool started_ = false;
+    bool ready_ = false;
+};
+
+} // namespace vigil::probe

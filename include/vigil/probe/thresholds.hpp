@@ -1,0 +1,46 @@
+// vigil/probe/thresholds.hpp: Kubernetes threshold semantics for one probe (pure).
+//
+// A probe's verdict starts Unknown. `failure_threshold` consecutive failed checks make it
+// Failure; `success_threshold` consecutive successful checks make it Success. A single check of
+// the other outcome resets the opposite counter, as the kubelet does. record() reports a verdict
+// only when it changes, so a readiness probe that keeps failing says "not ready" once, and a
+// liveness probe reports its failure once per incarnation.
+//
+// Invariants: at most one of the two counters is non-zero; thresholds are at least 1 (0 is
+// read as 1, Kubernetes' minimum).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+namespace vigil::probe {
+
+enum class Verdict : std::uint8_t { Unknown, Success, Failure };
+
+const char *to_string(Verdict v) noexcept;
+
+class Thresholds {
+public:
+    Thresholds(unsigned failure_threshold, unsigned success_threshold) noexcept;
+
+    // Records one check. Returns the new verdict when this check changed it, else nullopt.
+    std::optional<Verdict> record(bool ok) noexcept;
+
+    // Back to Unknown with both counters at zero (a new incarnation, or probes restarted).
+    void reset() noexcept;
+
+    Verdict verdict() const noexcept { return verdict_; }
+    unsigned consecutive_failures() const noexcept { return failures_; }
+    unsigned consecutive_successes() const noexcept { return successes_; }
+    unsigned failure_threshold() const noexcept { return failure_threshold_; }
+    unsigned success_threshold() const noexcept { return success_threshold_; }
+
+private:
+    unsigned failure_threshold_;
+    unsigned success_threshold_;
+    unsigned failures_ = 0;
+    unsigned successes_ = 0;
+    Verdict verdict_ = Verdict::Unknown;
+};
+
+} // namespace vigil::probe

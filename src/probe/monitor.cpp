@@ -1,0 +1,91 @@
+// The probes of one incarnation: see vigil/probe/monitor.hpp.
+#include "vigil/probe/monitor.hpp"
+
+#include <utility>
+
+namespace vigil::probe {
+
+Monitor::Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks)
+    : cb_(std::move(callbacks)) {
+    if (specs.startup) {
+        auto c = callbacks_for("startup");
+        c.failed = [this](const std::string &d) { fail(core::FailureCause::StartupProbe, d); };
+        c.succeeded = [this] { on_startup_succeeded(); };
+        startup_ = std::make_unique<Prober>(loop, registry, "startup", *specs.startup, c);
+    }
+    if (specs.liveness) {
+        auto c = callbacks_for("liveness");
+        c.failed = [this](const std::string &d) { fail(core::FailureCause::Liveness, d); };
+        liveness_ = std::make_unique<Prober>(loop, registry, "liveness", *specs.liveness, c);
+    }
+    if (specs.readiness) {
+        auto c = callbacks_for("readiness");
+        c.failed = [this](const std::string &) { set_ready(false); };
+        c.succeeded = [this] { set_ready(true); };
+        readiness_ = std::make_unique<Prober>(loop, registry, "readiness", *specs.readiness, c);
+    }
+}
+
+Prober::Callbacks Monitor::callbacks_for(const std::string &role) {
+    Prober::Callbacks c;
+    c.checked = [this, role](const CheckResult &r) {
+        if (cb_.on_checked) cb_.on_checked(role, r);
+    };
+    return c;
+}
+
+bool Monitor::decides_readiness() const noexcept {
+    return readiness_ || startup_;
+}
+
+std::uint64_t Monitor::failures_total() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto *p : {startup_.get(), liveness_.get(), readiness_.get()})
+        if (p) n += p->failures_total();
+    return n;
+}
+
+void Monitor::start() {
+    if (running_) return;
+    running_ = true;
+    started_ = false;
+    ready_ = false;
+    if (startup_) {
+        startup_->start();
+        return;
+    }
+    started_ = true;
+    if (liveness_) liveness_->start();
+    if (readiness_) readiness_->start();
+}
+
+void Monitor::stop() {
+    running_ = false;
+    for (auto *p : {startup_.get(), liveness_.get(), readiness_.get()})
+        if (p) p->stop();
+}
+
+void Monitor::on_startup_succeeded() {
+    if (!running_) return;
+    startup_->stop();
+    started_ = true;
+    if (liveness_) liveness_->start();
+    if (readiness_)
+        readiness_->start();
+    else
+        set_ready(true);
+}
+
+void Monitor::fail(core::FailureCause cause, const std::string &detail) {
+    if (!running_) return;
+    stop();
+    if (cb_.on_failed) cb_.on_failed(cause, detail);
+}
+
+void Monitor::set_ready(bool r) {
+    if (!running_ || r == ready_) return;
+    ready_ = r;
+    if (cb_.on_ready) cb_.on_ready(r);
+}
+
+} // namespace vigil::probe

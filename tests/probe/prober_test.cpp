@@ -1,0 +1,343 @@
+// Probers and Monitor against real sockets and processes on a real libuv loop (suite sys).
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "test_loop.hpp"
+#include "vigil/probe/monitor.hpp"
+#include "vigil/probe/prober.hpp"
+
+using namespace std::chrono_literals;
+using vigil::probe::CheckResult;
+using vigil::probe::ExecRegistry;
+using vigil::probe::Monitor;
+using vigil::probe::Prober;
+using vigil::test::TestHttpServer;
+using vigil::test::TestLoop;
+using vigil::test::TestReaper;
+using vigil::unit::ProbeKind;
+using vigil::unit::ProbeSpec;
+
+namespace {
+
+ProbeSpec fast(ProbeKind kind) {
+    ProbeSpec s;
+    s.kind = kind;
+    s.period = 20ms;
+    s.timeout = 500ms;
+    s.failure_threshold = 3;
+    s.success_threshold = 1;
+    return s;
+}
+
+struct Record {
+    std::vector<std::string> failed;
+    int succeeded = 0;
+    std::vector<CheckResult> checks;
+
+    Prober::Callbacks callbacks() {
+        return {[this](const std::string &d) { failed.push_back(d); }, [this] { ++succeeded; },
+                [this](const CheckResult &r) { checks.push_back(r); }};
+    }
+};
+
+} // namespace
+
+TEST_SUITE("probe") {
+    TEST_CASE("tcp probe on a closed port fails after failure_threshold checks") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        auto s = fast(ProbeKind::Tcp);
+        s.port = vigil::test::closed_port();
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        CHECK_FALSE(uv_loop_alive(&t.loop)); // constructed, not started: nothing armed
+        p.start();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
+        CHECK(rec.checks.size() == 3);
+        CHECK(rec.failed[0] == "liveness tcp 127.0.0.1:" + std::to_string(s.port) +
+                                   ": connect: connection refused, 3 times");
+        CHECK(rec.succeeded == 0);
+        p.stop();
+        CHECK_FALSE(uv_loop_alive(&t.loop)); // stopped: no timer armed
+    }
+
+    TEST_CASE("tcp probe on an open listener succeeds") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        TestHttpServer srv{&t.loop};
+        auto s = fast(ProbeKind::Tcp);
+        s.port = srv.port;
+        Prober p{&t.loop, reg, "readiness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return rec.succeeded > 0; }, 3000));
+        CHECK(rec.failed.empty());
+        CHECK(rec.checks.at(0).ok);
+    }
+
+    TEST_CASE("http probe: 200 succeeds, 500 fails after exactly failure_threshold checks") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        TestHttpServer srv{&t.loop};
+        auto s = fast(ProbeKind::Http);
+        s.port = srv.port;
+        s.path = "/healthz";
+        s.headers = {{"X-Probe", "vigil"}};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return rec.succeeded == 1; }, 3000));
+        CHECK(srv.last_request.rfind("GET /healthz HTTP/1.1\r\n", 0) == 0);
+        CHECK(srv.last_request.find("\r\nX-Probe: vigil\r\n") != std::string::npos);
+        CHECK(srv.last_request.find("\r\nHost: 127.0.0.1:") != std::string::npos);
+
+        srv.respond_status(500);
+        std::size_t before = rec.checks.size();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
+        CHECK(rec.checks.size() - before == 3);
+        CHECK(rec.failed[0] == "liveness http 127.0.0.1:" + std::to_string(srv.port) +
+                                   "/healthz: status 500, 3 times");
+        CHECK(p.failures_total() == 3);
+
+        // 3xx counts as success, like the kubelet.
+        srv.respond_status(302);
+        REQUIRE(t.run_until([&] { return rec.succeeded == 2; }, 3000));
+    }
+
+    TEST_CASE("http probe: a garbage reply and a silent server are failures") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        TestHttpServer srv{&t.loop};
+        srv.response = "SSH-2.0-OpenSSH\r\n\r\n";
+        auto s = fast(ProbeKind::Http);
+        s.port = srv.port;
+        s.failure_threshold = 1;
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
+        CHECK(rec.failed[0].find("malformed response") != std::string::npos);
+    }
+
+    TEST_CASE("http probe times out against a listener that never answers") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        // A listening socket nobody accepts from: connect succeeds, no reply ever comes.
+        uv_tcp_t mute;
+        uv_tcp_init(&t.loop, &mute);
+        sockaddr_in a{};
+        uv_ip4_addr("127.0.0.1", 0, &a);
+        REQUIRE(uv_tcp_bind(&mute, reinterpret_cast<sockaddr *>(&a), 0) == 0);
+        REQUIRE(uv_listen(reinterpret_cast<uv_stream_t *>(&mute), 8, [](uv_stream_t *, int) {}) ==
+                0);
+        sockaddr_storage ss{};
+        int len = sizeof ss;
+        uv_tcp_getsockname(&mute, reinterpret_cast<sockaddr *>(&ss), &len);
+        auto s = fast(ProbeKind::Http);
+        s.port = ntohs(reinterpret_cast<sockaddr_in *>(&ss)->sin_port);
+        s.timeout = 100ms;
+        s.failure_threshold = 1;
+        {
+            Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+            p.start();
+            REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
+            CHECK(rec.failed[0].find("timed out after 100ms") != std::string::npos);
+        }
+        uv_close(reinterpret_cast<uv_handle_t *>(&mute), nullptr);
+    }
+
+    TEST_CASE("http probe resolves localhost") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        TestHttpServer srv{&t.loop};
+        auto s = fast(ProbeKind::Http);
+        s.host = "localhost";
+        s.port = srv.port;
+        Prober p{&t.loop, reg, "readiness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return rec.succeeded == 1; }, 3000));
+    }
+
+    TEST_CASE("exec probe: exit 0 succeeds, exit 1 and a missing command fail") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        Record ok, bad, missing;
+        auto s = fast(ProbeKind::Exec);
+        s.failure_threshold = 2;
+        s.command = {"true"};
+        Prober p1{&t.loop, reg, "readiness", s, ok.callbacks()};
+        s.command = {"sh", "-c", "exit 1"};
+        Prober p2{&t.loop, reg, "liveness", s, bad.callbacks()};
+        s.command = {"/nonexistent/vigil-probe"};
+        Prober p3{&t.loop, reg, "liveness", s, missing.callbacks()};
+        p1.start();
+        p2.start();
+        p3.start();
+        REQUIRE(t.run_until(
+            [&] { return ok.succeeded && !bad.failed.empty() && !missing.failed.empty(); }, 5000));
+        CHECK(bad.failed[0] == "liveness exec sh -c exit 1: exit status 1, 2 times");
+        CHECK(missing.failed[0] ==
+              "liveness exec /nonexistent/vigil-probe: exec /nonexistent/vigil-probe: No such file "
+              "or directory, 2 times");
+        p1.stop();
+        p2.stop();
+        REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
+        for (const auto &r : reaper.reaped)
+            CHECK(r.claimed);
+    }
+
+    TEST_CASE("exec probe that hangs is killed with its process group at its timeout") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        Record rec;
+        auto s = fast(ProbeKind::Exec);
+        s.timeout = 150ms;
+        s.period = 10s;
+        s.failure_threshold = 1;
+        // The shell starts a grandchild in the same group; both must die.
+        s.command = {"sh", "-c", "sleep 30 & exec sleep 31"};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        auto t0 = uv_hrtime();
+        p.start();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
+        auto elapsed_ms = (uv_hrtime() - t0) / 1'000'000;
+        CHECK(elapsed_ms >= 140);
+        CHECK(elapsed_ms < 1500);
+        CHECK(rec.failed[0] == "liveness exec sh -c sleep 30 & exec sleep 31: timed out after "
+                               "150ms, once");
+        // Both the check (SIGKILL) and its grandchild (re-parented to us or to init) are gone.
+        REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
+        bool saw_kill = false;
+        for (const auto &r : reaper.reaped)
+            if (r.claimed && WIFSIGNALED(r.wstatus) && WTERMSIG(r.wstatus) == SIGKILL)
+                saw_kill = true;
+        CHECK(saw_kill);
+        // The grandchild (same process group) was killed too: the group is empty.
+        int pgid = reaper.reaped.at(0).pid;
+        CHECK(t.run_until([&] { return kill(-pgid, 0) < 0 && errno == ESRCH; }, 3000));
+        p.stop();
+    }
+
+    TEST_CASE("stop() cancels an exec check in flight without calling back") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        Record rec;
+        auto s = fast(ProbeKind::Exec);
+        s.timeout = 10s;
+        s.command = {"sleep", "30"};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return reg.pending() == 1; }, 3000));
+        p.stop();
+        REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
+        CHECK(rec.checks.empty());
+        CHECK(rec.failed.empty());
+        REQUIRE(reaper.reaped.size() == 1);
+        CHECK(WTERMSIG(reaper.reaped[0].wstatus) == SIGKILL);
+    }
+
+    TEST_CASE("a callback may destroy its prober") {
+        TestLoop t;
+        ExecRegistry reg;
+        auto s = fast(ProbeKind::Tcp);
+        s.port = vigil::test::closed_port();
+        s.failure_threshold = 1;
+        std::unique_ptr<Prober> p;
+        bool failed = false;
+        p = std::make_unique<Prober>(&t.loop, reg, "liveness", s,
+                                     Prober::Callbacks{[&](const std::string &) {
+                                                           failed = true;
+                                                           p.reset();
+                                                       },
+                                                       {},
+                                                       {}});
+        p->start();
+        REQUIRE(t.run_until([&] { return failed; }, 3000));
+        CHECK(!p);
+    }
+
+    TEST_CASE("monitor: startup gates liveness and readiness; liveness failure is reported") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestHttpServer srv{&t.loop};
+        vigil::probe::MonitorSpecs specs;
+        specs.startup = fast(ProbeKind::Tcp);
+        specs.startup->port = srv.port;
+        specs.readiness = fast(ProbeKind::Http);
+        specs.readiness->port = srv.port;
+        specs.liveness = fast(ProbeKind::Http);
+        specs.liveness->port = srv.port;
+        specs.liveness->path = "/live";
+        std::vector<bool> readiness;
+        std::vector<std::pair<vigil::core::FailureCause, std::string>> failures;
+        std::vector<std::string> roles;
+        Monitor m{&t.loop, reg, specs,
+                  Monitor::Callbacks{[&](bool r) { readiness.push_back(r); },
+                                     [&](vigil::core::FailureCause c, const std::string &d) {
+                                         failures.emplace_back(c, d);
+                                     },
+                                     [&](const std::string &role, const CheckResult &) {
+                                         roles.push_back(role);
+                                     }}};
+        CHECK(m.decides_readiness());
+        m.start();
+        REQUIRE(t.run_until([&] { return !readiness.empty(); }, 3000));
+        CHECK(readiness == std::vector<bool>{true});
+        CHECK(m.started());
+        REQUIRE(!roles.empty());
+        CHECK(roles.front() == "startup"); // startup ran first, alone
+        CHECK(std::count(roles.begin(), roles.end(), "startup") == 1);
+
+        srv.respond_status(503);
+        REQUIRE(t.run_until([&] { return !failures.empty(); }, 3000));
+        CHECK(failures[0].first == vigil::core::FailureCause::Liveness);
+        CHECK(failures[0].second ==
+              "liveness http 127.0.0.1:" + std::to_string(srv.port) + "/live: status 503, 3 times");
+        // After a failure every probe is stopped: nothing armed on the loop but the server.
+        std::size_t checks = roles.size();
+        t.run_for(100);
+        CHECK(roles.size() == checks);
+        CHECK(m.failures_total() >= 3);
+    }
+
+    TEST_CASE("monitor: a failing startup probe is a StartupProbe failure; liveness never runs") {
+        TestLoop t;
+        ExecRegistry reg;
+        vigil::probe::MonitorSpecs specs;
+        specs.startup = fast(ProbeKind::Tcp);
+        specs.startup->port = vigil::test::closed_port();
+        specs.startup->failure_threshold = 2;
+        specs.liveness = fast(ProbeKind::Tcp);
+        specs.liveness->port = specs.startup->port;
+        std::vector<std::string> roles;
+        std::optional<vigil::core::FailureCause> cause;
+        Monitor m{
+            &t.loop, reg, specs,
+            Monitor::Callbacks{
+                [&](bool) { FAIL("not ready ever"); },
+                [&](vigil::core::FailureCause c, const std::string &) { cause = c; },
+                [&](const std::string &role, const CheckResult &) { roles.push_back(role); }}};
+        m.start();
+        REQUIRE(t.run_until([&] { return cause.has_value(); }, 3000));
+        CHECK(*cause == vigil::core::FailureCause::StartupProbe);
+        CHECK(roles == std::vector<std::string>{"startup", "startup"});
+        CHECK_FALSE(uv_loop_alive(&t.loop));
+    }
+
+    TEST_CASE("monitor with no probes arms nothing") {
+        TestLoop t;
+        ExecRegistry reg;
+        Monitor m{&t.loop, reg, {}, {}};
+        m.start();
+        CHECK_FALSE(m.decides_readiness());
+        CHECK_FALSE(uv_loop_alive(&t.loop));
+    }
+}
