@@ -1,0 +1,153 @@
+// vigil/notify/notify_socket.hpp: a service's NOTIFY_SOCKET, ready fds and the watchdog.
+//
+// NotifySocket: one AF_UNIX datagram socket per service, bound at a path the daemon chooses
+// (e.g. <socket dir>/notify/<unit>.sock) and put in the service's environment as NOTIFY_SOCKET.
+// SO_PASSCRED makes the kernel attach every sender's pid/uid/gid (SCM_CREDENTIALS), which a
+// sender cannot forge without CAP_SYS_ADMIN. The daemon's `owns(pid)` decides whether the
+// sender belongs to the service (in_service() below is the usual answer); other senders are
+// refused and reported through `refused`. File descriptors passed along (BARRIER=1 sends one and
+// waits for its closing; FDSTORE=1 is not supported) are always closed at once, which is what
+// lets `systemd-notify` (which sends BARRIER=1 after its message) return promptly.
+//
+// Reading uses uv_poll on the socket's fd and recvmsg(), never blocking; a burst is read in
+// batches of at most 64 datagrams per loop iteration so one chatty service cannot starve
+// the rest. Callbacks may destroy the NotifySocket.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vigil/notify/message.hpp"
+#include "vigil/time.hpp"
+
+struct uv_loop_s;
+struct uv_poll_s;
+struct uv_timer_s;
+
+namespace vigil::notify {
+
+// The session id of `pid` from /proc/<pid>/stat; -1 when the process is gone or unreadable.
+// A zombie still has its ids, so a sender that exited but was not reaped is still attributed.
+int session_of(int pid);
+std::optional<ProcIds> proc_ids(int pid);
+
+// True when `pid` is the service's main process or runs in its session. Services are spawned
+// with setsid(), so their session id is the main pid; grandchildren such as `systemd-notify`
+// started from a shell script inherit it unless they call setsid() themselves.
+bool in_service(int pid, int main_pid);
+
+// "<dir>/<unit>.sock"
+std::string socket_path(const std::string &dir, const std::string &unit);
+
+class NotifySocket {
+public:
+    struct Callbacks {
+        std::function<bool(int pid)> owns;                            // required
+        std::function<void(const Message &, int pid)> message;        // an accepted datagram
+        std::function<void(int pid, const std::string &why)> refused; // optional, for the log
+    };
+    struct OpenResult {
+        std::unique_ptr<NotifySocket> socket;
+        std::string error; // "bind /run/vigil/notify/web.sock: Permission denied"
+    };
+
+    // Creates `path`'s directory if missing (mode 0755, one level), removes a stale socket at
+    // `path`, binds, and starts reading. Errors are values.
+    static OpenResult open(uv_loop_s *loop, const std::string &path, Callbacks callbacks);
+
+    // Stops reading, closes the socket and removes its path.
+    ~NotifySocket();
+    NotifySocket(const NotifySocket &) = delete;
+    NotifySocket &operator=(const NotifySocket &) = delete;
+
+    const std::string &path() const noexcept { return path_; }
+    // ("NOTIFY_SOCKET", path): for proc::SpawnExtras::env.
+    std::pair<std::string, std::string> env() const { return {"NOTIFY_SOCKET", path_}; }
+    std::uint64_t accepted_total() const noexcept { return accepted_; }
+    std::uint64_t refused_total() const noexcept { return refused_; }
+
+private:
+    NotifySocket(uv_loop_s *loop, std::string path, int fd, Callbacks cb);
+    void on_readable();
+
+    std::string path_;
+    int fd_;
+    Callbacks cb_;
+    uv_poll_s *poll_ = nullptr;
+    std::uint64_t accepted_ = 0, refused_ = 0;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// The s6/dinit readiness convention (`ready: {"fd": N}`): the service writes a newline to fd N
+// when it is ready. ReadyFd owns a pipe: the daemon passes child_end() to the spawn as fd N
+// (proc::SpawnExtras::fds = {{child_end(), N}}) and calls close_child_end() right after the
+// spawn, so that the pipe reports EOF once the service and its children close it. on_ready
+// fires once, at the first newline; then the read end is closed (a later write by the service
+// gets EPIPE, as with s6). EOF without a newline means the service will never be ready this way.
+class ReadyFd {
+public:
+    struct OpenResult {
+        std::unique_ptr<ReadyFd> ready_fd;
+        std::string error;
+    };
+    static OpenResult open(uv_loop_s *loop, std::function<void()> on_ready);
+    ~ReadyFd();
+    ReadyFd(const ReadyFd &) = delete;
+    ReadyFd &operator=(const ReadyFd &) = delete;
+
+    int child_end() const noexcept { return write_fd_; } // close-on-exec in vigild
+    void close_child_end() noexcept;
+    bool fired() const noexcept { return fired_; }
+    bool eof() const noexcept { return eof_; }
+
+private:
+    ReadyFd(uv_loop_s *loop, int read_fd, int write_fd, std::function<void()> on_ready);
+    void on_readable();
+    void stop_reading() noexcept;
+
+    int read_fd_, write_fd_;
+    std::function<void()> on_ready_;
+    uv_poll_s *poll_ = nullptr;
+    bool fired_ = false, eof_ = false;
+};
+
+// The sd_watchdog protocol: the service sends WATCHDOG=1 at least every `interval`
+// (it reads the interval from WATCHDOG_USEC and usually pings at half of it). One uv_timer,
+// armed only between start() and stop() or a miss; missed() fires once, when an interval
+// passes with no ping(). The daemon calls ping() on WATCHDOG=1, set_interval() on
+// WATCHDOG_USEC= (0 disables, like systemd), and treats WATCHDOG=trigger like a miss.
+class Watchdog {
+public:
+    Watchdog(uv_loop_s *loop, Duration interval, std::function<void()> missed);
+    ~Watchdog();
+    Watchdog(const Watchdog &) = delete;
+    Watchdog &operator=(const Watchdog &) = delete;
+
+    void start();
+    void ping();
+    void set_interval(Duration interval);
+    void stop();
+    bool armed() const noexcept { return armed_; }
+    Duration interval() const noexcept { return interval_; }
+
+private:
+    void arm();
+
+    uv_timer_s *timer_;
+    Duration interval_;
+    std::function<void()> missed_;
+    bool armed_ = false;
+};
+
+// WATCHDOG_USEC (and WATCHDOG_PID when the pid is known) for the service's environment.
+// sd_watchdog_enabled() ignores a missing WATCHDOG_PID but refuses a wrong one, so pass the
+// pid only if it is the pid the service will have.
+std::vector<std::pair<std::string, std::string>> watchdog_env(Duration interval,
+                                                              std::optional<int> pid = {});
+
+} // namespace vigil::notify

@@ -1,0 +1,325 @@
+// NotifySocket, ReadyFd and Watchdog with real processes and sockets (suite sys).
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <vector>
+
+#include "test_loop.hpp"
+#include "vigil/notify/notify_socket.hpp"
+
+extern char **environ;
+
+using namespace std::chrono_literals;
+using vigil::notify::Message;
+using vigil::notify::NotifySocket;
+using vigil::notify::ReadyFd;
+using vigil::notify::Watchdog;
+using vigil::test::TestLoop;
+using vigil::test::TestReaper;
+
+namespace {
+
+// A private runtime directory for sockets, removed at the end.
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/vigil-notify-XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() {
+        std::string cmd = "rm -rf '" + path + "'";
+        CHECK(std::system(cmd.c_str()) == 0);
+    }
+};
+
+// Spawns argv as a service would run: its own session (so its session id is its pid), extra
+// environment, and optionally `fd` duplicated to `child_fd`.
+int spawn_service(const std::vector<std::string> &argv, const std::vector<std::string> &env,
+                  int fd = -1, int child_fd = -1) {
+    std::vector<char *> av;
+    for (const auto &a : argv)
+        av.push_back(const_cast<char *>(a.c_str()));
+    av.push_back(nullptr);
+    std::vector<std::string> envs = env;
+    for (char **e = environ; *e; ++e)
+        envs.emplace_back(*e);
+    std::vector<char *> ev;
+    for (auto &e : envs)
+        ev.push_back(e.data());
+    ev.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (fd >= 0) posix_spawn_file_actions_adddup2(&fa, fd, child_fd);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    pid_t pid = -1;
+    int err = posix_spawnp(&pid, av[0], &fa, &attr, av.data(), ev.data());
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    REQUIRE_MESSAGE(err == 0, "spawn ", argv[0], ": ", std::strerror(err));
+    return pid;
+}
+
+// Sends one datagram to `path` from this process (a foreign sender for the service).
+bool send_datagram(const std::string &path, const std::string &text) {
+    int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    ssize_t n =
+        ::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    ::close(fd);
+    return n == static_cast<ssize_t>(text.size());
+}
+
+struct Inbox {
+    std::vector<std::pair<Message, int>> messages;
+    std::vector<std::pair<int, std::string>> refused;
+    int main_pid = -1;
+
+    NotifySocket::Callbacks callbacks() {
+        return {[this](int pid) { return vigil::notify::in_service(pid, main_pid); },
+                [this](const Message &m, int pid) { messages.emplace_back(m, pid); },
+                [this](int pid, const std::string &why) { refused.emplace_back(pid, why); }};
+    }
+};
+
+} // namespace
+
+TEST_SUITE("notify") {
+    TEST_CASE("notify socket: READY=1 from the service's own process is accepted") {
+        TestLoop t;
+        TempDir dir;
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        Inbox in;
+        auto path = vigil::notify::socket_path(dir.path + "/notify", "web");
+        auto r = NotifySocket::open(&t.loop, path, in.callbacks());
+        REQUIRE_MESSAGE(r.socket, r.error);
+        struct stat st {};
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        CHECK(S_ISSOCK(st.st_mode));
+        CHECK(r.socket->env() == std::pair<std::string, std::string>{"NOTIFY_SOCKET", path});
+
+        // The service's main process itself sends (python3 plays a daemon speaking the protocol).
+        in.main_pid = spawn_service(
+            {"python3", "-c",
+             "import os,socket; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+             "s.sendto(b'READY=1\\nSTATUS=up and running', os.environ['NOTIFY_SOCKET'])"},
+            {"NOTIFY_SOCKET=" + path});
+        REQUIRE(t.run_until([&] { return !in.messages.empty(); }, 5000));
+        CHECK(in.messages[0].first.ready);
+        CHECK(in.messages[0].first.status == "up and running");
+        CHECK(in.messages[0].second == in.main_pid);
+        CHECK(in.refused.empty());
+        CHECK(r.socket->accepted_total() == 1);
+        REQUIRE(t.run_until([&] { return reaper.reaped.size() == 1; }, 5000));
+
+        r.socket.reset();
+        CHECK(::access(path.c_str(), F_OK) != 0); // the socket file is removed
+    }
+
+    TEST_CASE("notify socket: a foreign sender is refused") {
+        TestLoop t;
+        TempDir dir;
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        Inbox in;
+        auto path = dir.path + "/web.sock";
+        auto r = NotifySocket::open(&t.loop, path, in.callbacks());
+        REQUIRE_MESSAGE(r.socket, r.error);
+        // The service is some other process: this test process is not in its session.
+        in.main_pid = spawn_service({"sleep", "5"}, {});
+        REQUIRE(send_datagram(path, "READY=1"));
+        REQUIRE(t.run_until([&] { return !in.refused.empty(); }, 3000));
+        CHECK(in.messages.empty());
+        CHECK(in.refused[0].first == ::getpid());
+        CHECK(in.refused[0].second.find("not part of the service") != std::string::npos);
+        CHECK(r.socket->refused_total() == 1);
+        ::kill(in.main_pid, SIGKILL);
+        REQUIRE(t.run_until([&] { return reaper.reaped.size() == 1; }, 3000));
+    }
+
+    TEST_CASE("notify socket: oversized datagrams are refused, the next one is read") {
+        TestLoop t;
+        TempDir dir;
+        Inbox in;
+        in.main_pid = ::getpid(); // this time the test process is the service
+        auto path = dir.path + "/big.sock";
+        auto r = NotifySocket::open(&t.loop, path, in.callbacks());
+        REQUIRE_MESSAGE(r.socket, r.error);
+        REQUIRE(send_datagram(path, "STATUS=" + std::string(5000, 'x')));
+        REQUIRE(send_datagram(path, "READY=1"));
+        REQUIRE(t.run_until([&] { return !in.messages.empty(); }, 3000));
+        REQUIRE(in.refused.size() == 1);
+        CHECK(in.refused[0].second == "message longer than 4096 bytes");
+        CHECK(in.messages[0].first.ready);
+    }
+
+    TEST_CASE("notify socket: Debian's systemd-notify --ready, from a service's shell script") {
+        if (::access("/usr/bin/systemd-notify", X_OK) != 0) {
+            MESSAGE("systemd-notify not installed (apt-get install systemd): skipped");
+            return;
+        }
+        TestLoop t;
+        TempDir dir;
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        Inbox in;
+        auto path = dir.path + "/db.sock";
+        auto r = NotifySocket::open(&t.loop, path, in.callbacks());
+        REQUIRE_MESSAGE(r.socket, r.error);
+        auto t0 = uv_hrtime();
+        in.main_pid =
+            spawn_service({"sh", "-c", "systemd-notify --ready --status='accepting connections'"},
+                          {"NOTIFY_SOCKET=" + path});
+        REQUIRE(
+            t.run_until([&] { return !in.messages.empty() && reaper.reaped.size() == 1; }, 8000));
+        CHECK(in.messages[0].first.ready);
+        CHECK(in.messages[0].first.status == "accepting connections");
+        CHECK(in.refused.empty());
+        // systemd-notify exits 0 only if its BARRIER=1 fd was closed (else it waits 5 s and
+        // fails with "Failed to invoke barrier").
+        CHECK(WIFEXITED(reaper.reaped[0].wstatus));
+        CHECK(WEXITSTATUS(reaper.reaped[0].wstatus) == 0);
+        CHECK((uv_hrtime() - t0) / 1'000'000 < 3000);
+    }
+
+    TEST_CASE("notify socket: systemd-notify as an unprivileged user is attributed by session") {
+        // Without CAP_SYS_ADMIN systemd-notify sends its own pid (not its parent's): the
+        // sender is then a grandchild, accepted because it runs in the service's session.
+        if (::getuid() != 0 || ::access("/usr/bin/systemd-notify", X_OK) != 0 ||
+            ::access("/usr/bin/setpriv", X_OK) != 0) {
+            MESSAGE("needs root, systemd-notify and setpriv: skipped");
+            return;
+        }
+        TestLoop t;
+        TempDir dir;
+        REQUIRE(::chmod(dir.path.c_str(), 0755) == 0);
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        Inbox in;
+        auto path = dir.path + "/db.sock";
+        auto r = NotifySocket::open(&t.loop, path, in.callbacks());
+        REQUIRE_MESSAGE(r.socket, r.error);
+        in.main_pid = spawn_service({"sh", "-c",
+                                     "setpriv --reuid=65534 --regid=65534 --clear-groups "
+                                     "systemd-notify --ready; exit $?"},
+                                    {"NOTIFY_SOCKET=" + path});
+        REQUIRE(
+            t.run_until([&] { return !in.messages.empty() && reaper.reaped.size() == 1; }, 8000));
+        CHECK(in.messages[0].first.ready);
+        CHECK(in.messages[0].second != in.main_pid); // systemd-notify's own pid
+        CHECK(in.refused.empty());
+        CHECK(WEXITSTATUS(reaper.reaped[0].wstatus) == 0);
+    }
+
+#ifdef VIGIL_SD_NOTIFY_HELPER
+    TEST_CASE("notify socket: a program linked with libsystemd's sd_notify") {
+        TestLoop t;
+        TempDir dir;
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        Inbox in;
+        auto path = dir.path + "/api.sock";
+        auto r = NotifySocket::open(&t.loop, path, in.callbacks());
+        REQUIRE_MESSAGE(r.socket, r.error);
+        in.main_pid = spawn_service({VIGIL_SD_NOTIFY_HELPER, "READY=1\nWATCHDOG=1"},
+                                    {"NOTIFY_SOCKET=" + path});
+        REQUIRE(
+            t.run_until([&] { return !in.messages.empty() && reaper.reaped.size() == 1; }, 5000));
+        CHECK(in.messages[0].first.ready);
+        CHECK(in.messages[0].first.watchdog);
+        CHECK(WEXITSTATUS(reaper.reaped[0].wstatus) == 0);
+    }
+#endif
+
+    TEST_CASE("notify socket: errors are values") {
+        TestLoop t;
+        auto r = NotifySocket::open(&t.loop, "/proc/vigil-no-such-dir/x/y.sock", {});
+        CHECK_FALSE(r.socket);
+        CHECK(r.error.rfind("mkdir /proc/vigil-no-such-dir/x: ", 0) == 0);
+        auto r2 = NotifySocket::open(&t.loop, "/tmp/" + std::string(120, 'a'), {});
+        CHECK_FALSE(r2.socket);
+        CHECK(r2.error.find("path longer than") != std::string::npos);
+    }
+
+    TEST_CASE("ready fd: a newline written to fd N makes the service ready") {
+        TestLoop t;
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        int fired = 0;
+        auto r = ReadyFd::open(&t.loop, [&] { ++fired; });
+        REQUIRE_MESSAGE(r.ready_fd, r.error);
+        int pid =
+            spawn_service({"sh", "-c", "printf 'rea' >&5; sleep 0.05; echo dy >&5; sleep 0.1"}, {},
+                          r.ready_fd->child_end(), 5);
+        r.ready_fd->close_child_end();
+        CHECK(r.ready_fd->child_end() == -1);
+        REQUIRE(t.run_until([&] { return fired == 1; }, 3000));
+        CHECK(r.ready_fd->fired());
+        REQUIRE(t.run_until([&] { return reaper.reaped.size() == 1; }, 3000));
+        CHECK(reaper.reaped[0].pid == pid);
+        CHECK(fired == 1);
+    }
+
+    TEST_CASE("ready fd: EOF without a newline is not ready, and stops polling") {
+        TestLoop t;
+        TestReaper reaper{&t.loop, [](int, int) { return false; }};
+        int fired = 0;
+        auto r = ReadyFd::open(&t.loop, [&] { ++fired; });
+        REQUIRE_MESSAGE(r.ready_fd, r.error);
+        spawn_service({"sh", "-c", "printf 'no newline' >&5"}, {}, r.ready_fd->child_end(), 5);
+        r.ready_fd->close_child_end();
+        REQUIRE(t.run_until([&] { return r.ready_fd->eof(); }, 3000));
+        CHECK(fired == 0);
+        REQUIRE(t.run_until([&] { return reaper.reaped.size() == 1; }, 3000));
+        CHECK_FALSE(uv_loop_alive(&t.loop)); // no poll left (the reaper is unref'd)
+    }
+
+    TEST_CASE("watchdog: pings keep it quiet; a missed interval fires once") {
+        TestLoop t;
+        int missed = 0;
+        Watchdog w{&t.loop, 80ms, [&] { ++missed; }};
+        CHECK_FALSE(uv_loop_alive(&t.loop)); // constructed but not started: nothing armed
+        w.start();
+        CHECK(w.armed());
+        // Ping every 20 ms for 300 ms: no miss.
+        uv_timer_t pinger;
+        uv_timer_init(&t.loop, &pinger);
+        pinger.data = &w;
+        uv_timer_start(
+            &pinger, [](uv_timer_t *p) { static_cast<Watchdog *>(p->data)->ping(); }, 20, 20);
+        t.run_for(300);
+        CHECK(missed == 0);
+        uv_timer_stop(&pinger);
+        auto t0 = uv_hrtime();
+        REQUIRE(t.run_until([&] { return missed == 1; }, 2000));
+        auto ms = (uv_hrtime() - t0) / 1'000'000;
+        CHECK(ms >= 50); // the last ping was at most 20 ms before
+        CHECK(ms < 1000);
+        CHECK_FALSE(w.armed());
+        t.run_for(200);
+        CHECK(missed == 1); // once, until start() again
+        uv_close(reinterpret_cast<uv_handle_t *>(&pinger), nullptr);
+    }
+
+    TEST_CASE("watchdog: WATCHDOG_USEC=0 disables, stop() disarms") {
+        TestLoop t;
+        int missed = 0;
+        Watchdog w{&t.loop, 30ms, [&] { ++missed; }};
+        w.start();
+        w.set_interval(0ms);
+        CHECK_FALSE(w.armed());
+        t.run_for(100);
+        CHECK(missed == 0);
+        w.set_interval(30ms);
+        CHECK(w.armed());
+        w.stop();
+        t.run_for(100);
+        CHECK(missed == 0);
+        CHECK_FALSE(uv_loop_alive(&t.loop));
+    }
+}
