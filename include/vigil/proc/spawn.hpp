@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,11 +22,11 @@ namespace vigil::proc {
 
 // Where a spawn failed. Keep in sync with exec_stage_names (static_assert in spawn.cpp).
 enum class ExecStage : std::uint8_t {
-    Prepare,      // before fork: PATH lookup, user/group lookup, env_file, pipes
+    Prepare, // before fork: PATH lookup, user/group lookup, env_file, pipes
     Fork,
     Setsid,
-    Signals,      // resetting dispositions and the mask
-    Stdio,        // dup2 of stdin/stdout/stderr and extra fds
+    Signals, // resetting dispositions and the mask
+    Stdio,   // dup2 of stdin/stdout/stderr and extra fds
     Rlimit,
     Setgroups,
     Setgid,
@@ -44,13 +44,13 @@ struct Limit {
 
 // Everything a unit declares about how its process runs (filled by src/unit).
 struct SpawnSpec {
-    std::vector<std::string> argv;       // argv[0] without '/' is looked up in PATH
+    std::vector<std::string> argv; // argv[0] without '/' is looked up in PATH
     std::optional<std::string> cwd;
     std::map<std::string, std::string> env; // unit's `env` (wins over env_file and inherited)
-    std::optional<std::string> env_file; // read at every spawn, as systemd's EnvironmentFile
-    bool env_file_optional = false;      // "-/path": a missing file is not an error
-    std::optional<std::string> user;     // name or numeric id; resolved at spawn time
-    std::optional<std::string> group;    // name or numeric id; default: the user's group
+    std::optional<std::string> env_file;    // read at every spawn, as systemd's EnvironmentFile
+    bool env_file_optional = false;         // "-/path": a missing file is not an error
+    std::optional<std::string> user;        // name or numeric id; resolved at spawn time
+    std::optional<std::string> group;       // name or numeric id; default: the user's group
     std::optional<unsigned> umask;
     std::vector<Limit> limits;
 };
@@ -64,17 +64,21 @@ enum class Stdio : std::uint8_t {
 // Per-spawn runtime additions made by the shell (readiness and watchdog plumbing).
 struct SpawnExtras {
     Stdio stdio = Stdio::Pipes;
-    bool new_session = true;   // setsid(); wrapper mode uses a new process group instead
+    bool new_session = true;     // setsid(); wrapper mode uses a new process group instead
     bool foreground_tty = false; // wrapper mode: make the child's group the tty's foreground
     std::vector<std::pair<std::string, std::string>> env; // e.g. NOTIFY_SOCKET, WATCHDOG_USEC
-    std::vector<std::pair<int, int>> fds; // (fd in vigild, fd number in the child)
+    std::vector<std::pair<int, int>> fds;                 // (fd in vigild, fd number in the child)
 };
 
 struct SpawnError {
     ExecStage stage = ExecStage::Prepare;
-    int error = 0;          // errno
-    std::string object;     // the path, user, group... the stage was working on
-    std::string message() const; // "exec /usr/bin/pyhton3: No such file or directory"
+    int error = 0;      // errno
+    std::string object; // the path, user, group... the stage was working on
+    std::string detail; // (added by proc) replaces strerror(error) when set: "no such user"
+    // "exec /usr/bin/pyhton3: No such file or directory", "setuid nobody: Operation not
+    // permitted". Prepare-stage errors name their object themselves: "user bogus: no such user",
+    // "env_file /etc/web.env: line 3: expected KEY=VALUE".
+    std::string message() const;
 };
 
 struct Spawned {

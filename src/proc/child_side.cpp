@@ -1,0 +1,150 @@
+// child_side.cpp: the async-signal-safe code that runs between clone() and execve().
+//
+// Read child_side.hpp first. Everything here runs in a CLONE_VM child on a borrowed stack, with
+// every signal blocked (spawn() blocks them before cloning so that no handler of vigild's can
+// run on shared memory). Only raw syscalls and the thin, lock-free libc syscall wrappers are
+// used; errno is the parent thread's (same TLS), which is harmless while the parent is
+// suspended.
+#include "child_side.hpp"
+
+#include "vigil/proc/spawn.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+namespace vigil::proc::detail {
+
+namespace {
+
+[[noreturn]] void fail(const ChildPlan &p, ExecStage stage, int error, int aux) noexcept {
+    ChildFailure msg{static_cast<std::uint32_t>(stage), error, aux};
+    // 12 bytes is far below PIPE_BUF, so the write is atomic; no signal can interrupt it
+    // because every signal is still blocked (or already default).
+    [[maybe_unused]] ssize_t n = write(p.status_fd, &msg, sizeof msg);
+    _exit(127);
+}
+
+bool is_target(const ChildPlan &p, int fd) noexcept {
+    for (std::size_t i = 0; i < p.n_moves; ++i)
+        if (p.moves[i].target == fd) return true;
+    return false;
+}
+
+// Marks every fd >= 3 close-on-exec, rather than closing it: the status pipe must survive
+// until execve() and close exactly then. Targets of moves get their flag cleared afterwards.
+void mark_fds_cloexec(const ChildPlan &p) noexcept {
+    // Linux >= 5.11: one syscall.
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+    // Older kernels: walk /proc/self/fd with raw getdents64 (opendir would allocate).
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        alignas(8) char buf[2048];
+        for (;;) {
+            long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+            if (n <= 0) break;
+            for (long off = 0; off < n;) {
+                // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[].
+                unsigned short reclen;
+                __builtin_memcpy(&reclen, buf + off + 16, sizeof reclen);
+                const char *name = buf + off + 19;
+                int fd = 0;
+                bool digits = *name != '\0';
+                for (const char *c = name; *c; ++c) {
+                    if (*c < '0' || *c > '9') {
+                        digits = false;
+                        break;
+                    }
+                    fd = fd * 10 + (*c - '0');
+                }
+                if (digits && fd >= 3 && fd != dir) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                off += reclen;
+            }
+        }
+        close(dir);
+        return;
+    }
+    // No /proc: sweep up to the descriptor limit.
+    for (long fd = 3; fd < p.fd_limit; ++fd)
+        fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+}
+
+} // namespace
+
+int child_main(void *arg) noexcept {
+    const ChildPlan &p = *static_cast<const ChildPlan *>(arg);
+
+    // A new session (or group) so that a stop signal sent to -pgid reaches the whole tree.
+    if (p.new_session) {
+        if (setsid() < 0) fail(p, ExecStage::Setsid, errno, 0);
+    } else {
+        if (setpgid(0, 0) < 0) fail(p, ExecStage::Setsid, errno, 1);
+        // Wrapper mode: ^C at the terminal must reach the child's group. SIGTTOU, which a
+        // background group gets from tcsetpgrp(), is blocked here, so the call cannot stop us.
+        if (p.tty_fd >= 0 && tcsetpgrp(p.tty_fd, getpid()) < 0 && errno != ENOTTY && errno != ENXIO)
+            fail(p, ExecStage::Setsid, errno, 2);
+    }
+
+    // Default dispositions for every signal. The handler table is the child's own copy (no
+    // CLONE_SIGHAND), so this leaves vigild's handlers alone. execve() would reset caught
+    // signals anyway, but not ignored ones. glibc refuses its two internal signals (32, 33)
+    // with EINVAL; they are never ignored, so that is fine.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        if (sigaction(sig, &dfl, nullptr) < 0 && errno != EINVAL)
+            fail(p, ExecStage::Signals, errno, sig);
+    }
+
+    // Install fds. First copy every source above all targets, so that a source which is also
+    // another move's target is not clobbered before it is used; dup2() then clears FD_CLOEXEC
+    // on each target (the copies stay close-on-exec).
+    for (std::size_t i = 0; i < p.n_moves; ++i) {
+        p.scratch[i] = fcntl(p.moves[i].src, F_DUPFD_CLOEXEC, p.max_target + 1);
+        if (p.scratch[i] < 0) fail(p, ExecStage::Stdio, errno, p.moves[i].target);
+    }
+    for (std::size_t i = 0; i < p.n_moves; ++i) {
+        if (dup2(p.scratch[i], p.moves[i].target) < 0)
+            fail(p, ExecStage::Stdio, errno, p.moves[i].target);
+    }
+    // No other inherited fd may reach the service.
+    mark_fds_cloexec(p);
+    for (int fd = 3; fd <= p.max_target; ++fd) {
+        if (is_target(p, fd) && fcntl(fd, F_SETFD, 0) < 0) fail(p, ExecStage::Stdio, errno, fd);
+    }
+
+    // Limits before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE.
+    for (std::size_t i = 0; i < p.n_limits; ++i) {
+        if (setrlimit(p.limits[i].resource, &p.limits[i].value) < 0)
+            fail(p, ExecStage::Rlimit, errno, static_cast<int>(i));
+    }
+
+    // Drop privileges: groups first, then gid, then uid (after setuid we could not change
+    // groups any more). Raw syscalls: see child_side.hpp.
+    if (p.set_groups && syscall(SYS_setgroups, p.n_groups, p.groups) < 0)
+        fail(p, ExecStage::Setgroups, errno, 0);
+    if (p.set_gid && syscall(SYS_setgid, p.gid) < 0) fail(p, ExecStage::Setgid, errno, 0);
+    if (p.set_uid && syscall(SYS_setuid, p.uid) < 0) fail(p, ExecStage::Setuid, errno, 0);
+
+    if (p.set_umask) umask(p.umask_value);
+    // chdir after setuid, so that the service's own permissions apply (as systemd does).
+    if (p.cwd && chdir(p.cwd) < 0) fail(p, ExecStage::Chdir, errno, 0);
+
+    // Empty mask last: a signal already pending (say, a stop racing the start) is delivered
+    // now with its default action, before exec, and the parent sees a plain early death.
+    sigset_t empty;
+    sigemptyset(&empty);
+    if (sigprocmask(SIG_SETMASK, &empty, nullptr) < 0) fail(p, ExecStage::Signals, errno, 0);
+
+    execve(p.path, p.argv, p.envp);
+    fail(p, ExecStage::Exec, errno, 0);
+}
+
+} // namespace vigil::proc::detail

@@ -1,0 +1,72 @@
+// child_side.hpp: what the child does between clone() and execve() (internal to src/proc).
+//
+// spawn() prepares a ChildPlan in the parent (every string, array, id and fd number), then
+// clones with CLONE_VM | CLONE_VFORK and runs child_main() on a separate stack. The child shares
+// the parent's memory while the parent is suspended, so child_main() must:
+//   - allocate nothing, lock nothing, log nothing (no malloc, no stdio, no std::string);
+//   - only read the plan, except `scratch`, which the parent sized for it;
+//   - use raw syscalls for credentials: glibc's setuid()/setgid()/setgroups() broadcast the
+//     change to every thread of the (shared-memory) process, which would change vigild's
+//     other threads' credentials (glibc's posix_spawn avoids the wrappers for the same reason).
+// On failure it writes one ChildFailure to the close-on-exec status pipe and _exit(127)s; on
+// success execve() closes that pipe, so the parent reads EOF.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+namespace vigil::proc::detail {
+
+// One fd to install in the child: dup2(src, target), close-on-exec cleared.
+struct FdMove {
+    int src;
+    int target;
+};
+
+struct ChildLimit {
+    int resource;
+    struct rlimit value;
+};
+
+// Everything the child needs, prepared by the parent. Pointers refer to parent memory that
+// outlives the clone (the parent is suspended until exec or _exit).
+struct ChildPlan {
+    const char *path = nullptr;    // resolved executable
+    char *const *argv = nullptr;   // null-terminated
+    char *const *envp = nullptr;   // null-terminated
+    bool new_session = true;       // setsid(), else setpgid(0, 0)
+    int tty_fd = -1;               // when >= 0 (and !new_session): tcsetpgrp(tty_fd, getpid())
+    const FdMove *moves = nullptr; // stdio first, then extras (later moves win)
+    std::size_t n_moves = 0;
+    int *scratch = nullptr; // n_moves ints the child may write (temporary dups)
+    int max_target = 2;     // the highest target fd in moves (at least 2)
+    long fd_limit = 1024;   // RLIMIT_NOFILE soft limit: bound of the last-resort fd sweep
+    const ChildLimit *limits = nullptr;
+    std::size_t n_limits = 0;
+    bool set_groups = false;
+    const gid_t *groups = nullptr;
+    std::size_t n_groups = 0;
+    bool set_gid = false;
+    gid_t gid = 0;
+    bool set_uid = false;
+    uid_t uid = 0;
+    bool set_umask = false;
+    mode_t umask_value = 0;
+    const char *cwd = nullptr; // chdir target, or nullptr
+    int status_fd = -1;        // write end of the status pipe; above max_target, CLOEXEC
+};
+
+// What a failed child reports. `aux` refines the stage: the target fd for Stdio, the index in
+// `limits` for Rlimit, the signal for Signals, 0/1/2 = setsid/setpgid/tcsetpgrp for Setsid.
+struct ChildFailure {
+    std::uint32_t stage;
+    std::int32_t error;
+    std::int32_t aux;
+};
+
+// The clone() entry point. Never returns: it execs or _exit(127)s.
+int child_main(void *plan) noexcept;
+
+} // namespace vigil::proc::detail

@@ -1,0 +1,472 @@
+// spawn.cpp: the parent side of spawn() (see include/vigil/proc/spawn.hpp).
+//
+// Order of work: resolve everything that can fail without a child (argv, PATH, user and groups,
+// env_file, environment, fds), then create the pipes, block every signal, clone a CLONE_VM |
+// CLONE_VFORK child onto a private stack (child_side.cpp), restore the mask, and read the status
+// pipe: EOF means the child exec'd, a ChildFailure means it did not (then the parent reaps it
+// right here, so a failed spawn never surfaces in reap_all()).
+#include "vigil/proc/spawn.hpp"
+
+#include "child_side.hpp"
+
+#include <array>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+namespace vigil::proc {
+
+namespace {
+
+constexpr std::array<const char *, 12> exec_stage_names{
+    "prepare",   "fork",   "setsid", "signals", "stdio", "setrlimit",
+    "setgroups", "setgid", "setuid", "umask",   "chdir", "exec",
+};
+static_assert(exec_stage_names.size() == static_cast<std::size_t>(ExecStage::Exec) + 1,
+              "exec_stage_names must name every ExecStage");
+
+// The search path used when the environment has no PATH (glibc's execvp default, with sbin).
+constexpr const char *default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Closes an fd on scope exit unless released.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(const Fd &) = delete;
+    Fd &operator=(const Fd &) = delete;
+    ~Fd() { reset(); }
+    int get() const { return fd_; }
+    int release() { return std::exchange(fd_, -1); }
+    void reset(int fd = -1) {
+        if (fd_ >= 0) close(fd_);
+        fd_ = fd;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+SpawnError prepare_error(std::string object, int error, std::string detail = {}) {
+    return SpawnError{ExecStage::Prepare, error, std::move(object), std::move(detail)};
+}
+
+bool all_digits(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s)
+        if (c < '0' || c > '9') return false;
+    return true;
+}
+
+// The resolved identity of the child (see resolve_ids).
+struct Ids {
+    bool set_uid = false, set_gid = false, set_groups = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+    std::string user_name, home; // for USER/LOGNAME/HOME, when a passwd entry exists
+};
+
+// getpwnam_r / getpwuid_r with a growing buffer. Returns errno-like: 0 found, -1 not found.
+template <typename Key, typename Fn> int lookup_pw(Key key, Fn fn, passwd &pw, std::string &buf) {
+    buf.resize(1024);
+    for (;;) {
+        passwd *res = nullptr;
+        int rc = fn(key, &pw, buf.data(), buf.size(), &res);
+        if (rc == ERANGE && buf.size() < (1U << 20)) {
+            buf.resize(buf.size() * 2);
+            continue;
+        }
+        if (rc != 0) return rc;
+        return res ? 0 : -1;
+    }
+}
+
+template <typename Key, typename Fn> int lookup_gr(Key key, Fn fn, group &gr, std::string &buf) {
+    buf.resize(1024);
+    for (;;) {
+        group *res = nullptr;
+        int rc = fn(key, &gr, buf.data(), buf.size(), &res);
+        if (rc == ERANGE && buf.size() < (1U << 20)) {
+            buf.resize(buf.size() * 2);
+            continue;
+        }
+        if (rc != 0) return rc;
+        return res ? 0 : -1;
+    }
+}
+
+// Resolves `user` and `group` (names or numeric ids) and the supplementary groups, in the
+// parent, because NSS lookups allocate and lock.
+std::optional<SpawnError> resolve_ids(const SpawnSpec &spec, Ids &ids) {
+    std::optional<std::string> user_name; // for getgrouplist
+    gid_t primary = 0;
+    bool have_primary = false;
+    if (spec.user) {
+        const std::string &u = *spec.user;
+        passwd pw{};
+        std::string buf;
+        int rc = all_digits(u) ? lookup_pw(static_cast<uid_t>(std::stoul(u)), getpwuid_r, pw, buf)
+                               : lookup_pw(u.c_str(), getpwnam_r, pw, buf);
+        if (rc > 0) return prepare_error("user " + u, rc);
+        if (rc < 0 && !all_digits(u)) return prepare_error("user " + u, 0, "no such user");
+        ids.set_uid = true;
+        if (rc == 0) {
+            ids.uid = pw.pw_uid;
+            primary = pw.pw_gid;
+            have_primary = true;
+            user_name = pw.pw_name;
+            ids.user_name = pw.pw_name;
+            ids.home = pw.pw_dir ? pw.pw_dir : "";
+        } else {
+            ids.uid = static_cast<uid_t>(std::stoul(u));
+        }
+    }
+    if (spec.group) {
+        const std::string &g = *spec.group;
+        if (all_digits(g)) {
+            ids.gid = static_cast<gid_t>(std::stoul(g));
+        } else {
+            group gr{};
+            std::string buf;
+            int rc = lookup_gr(g.c_str(), getgrnam_r, gr, buf);
+            if (rc > 0) return prepare_error("group " + g, rc);
+            if (rc < 0) return prepare_error("group " + g, 0, "no such group");
+            ids.gid = gr.gr_gid;
+        }
+        ids.set_gid = true;
+    } else if (have_primary) {
+        ids.gid = primary;
+        ids.set_gid = true;
+    } else if (spec.user) {
+        // A numeric uid without a passwd entry: refuse to guess a group (keeping vigild's,
+        // often root's, would be a privilege leak).
+        return prepare_error("user " + *spec.user, 0, "no passwd entry; set `group` explicitly");
+    }
+    if (!ids.set_uid && !ids.set_gid) return std::nullopt;
+
+    // Supplementary groups: the user's (getgrouplist), else only the group itself. Without
+    // privilege setgroups() fails; skip it when the identity does not change at all.
+    if (user_name) {
+        int n = 32;
+        ids.groups.resize(static_cast<std::size_t>(n));
+        while (getgrouplist(user_name->c_str(), ids.gid, ids.groups.data(), &n) < 0) {
+            ids.groups.resize(static_cast<std::size_t>(n) + 16);
+            n = static_cast<int>(ids.groups.size());
+        }
+        ids.groups.resize(static_cast<std::size_t>(n));
+    } else {
+        ids.groups = {ids.gid};
+    }
+    bool same = (!ids.set_uid || ids.uid == geteuid()) && (!ids.set_gid || ids.gid == getegid());
+    ids.set_groups = geteuid() == 0 || !same;
+    if (same && geteuid() != 0) ids.set_uid = ids.set_gid = false;
+    return std::nullopt;
+}
+
+std::optional<SpawnError> read_env_file(const SpawnSpec &spec,
+                                        std::vector<std::pair<std::string, std::string>> &out) {
+    const std::string &path = *spec.env_file;
+    Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+        if (errno == ENOENT && spec.env_file_optional) return std::nullopt;
+        return prepare_error("env_file " + path, errno);
+    }
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return prepare_error("env_file " + path, errno);
+        if (n == 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    EnvFileResult r = parse_env_file(text);
+    if (!r.errors.empty()) return prepare_error("env_file " + path, EINVAL, r.errors.front());
+    out = std::move(r.vars);
+    return std::nullopt;
+}
+
+// The child's environment: vigild's own, then (with `user`) HOME/USER/LOGNAME, then env_file,
+// then the unit's env, then the shell's extras. Later wins.
+std::vector<std::string> build_env(const SpawnSpec &spec, const SpawnExtras &extras, const Ids &ids,
+                                   const std::vector<std::pair<std::string, std::string>> &file) {
+    std::map<std::string, std::string, std::less<>> env;
+    for (char **e = environ; e && *e; ++e) {
+        std::string_view kv(*e);
+        auto eq = kv.find('=');
+        if (eq == std::string_view::npos || eq == 0) continue;
+        env.insert_or_assign(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+    }
+    if (!ids.user_name.empty()) {
+        env.insert_or_assign("USER", ids.user_name);
+        env.insert_or_assign("LOGNAME", ids.user_name);
+        if (!ids.home.empty()) env.insert_or_assign("HOME", ids.home);
+    }
+    for (const auto &[k, v] : file)
+        env.insert_or_assign(k, v);
+    for (const auto &[k, v] : spec.env)
+        env.insert_or_assign(k, v);
+    for (const auto &[k, v] : extras.env)
+        env.insert_or_assign(k, v);
+    std::vector<std::string> out;
+    out.reserve(env.size());
+    for (const auto &[k, v] : env)
+        out.push_back(k + "=" + v);
+    return out;
+}
+
+std::string_view env_value(const std::vector<std::string> &env, std::string_view key) {
+    for (const std::string &kv : env) {
+        if (kv.size() > key.size() && kv.compare(0, key.size(), key) == 0 && kv[key.size()] == '=')
+            return std::string_view(kv).substr(key.size() + 1);
+    }
+    return {};
+}
+
+// execvp's search, done before the fork: the first regular, executable file wins. Reports
+// EACCES if a candidate existed but was not executable, else ENOENT.
+std::optional<SpawnError> find_in_path(const std::string &name, std::string_view path_list,
+                                       std::string &out) {
+    if (path_list.empty()) path_list = default_path;
+    int error = ENOENT;
+    std::size_t start = 0;
+    for (;;) {
+        std::size_t end = path_list.find(':', start);
+        std::string_view dir = path_list.substr(
+            start, end == std::string_view::npos ? std::string_view::npos : end - start);
+        std::string candidate = dir.empty() ? name : std::string(dir) + "/" + name;
+        struct stat st {};
+        if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+            if (access(candidate.c_str(), X_OK) == 0) {
+                out = std::move(candidate);
+                return std::nullopt;
+            }
+            error = EACCES;
+        }
+        if (end == std::string_view::npos) break;
+        start = end + 1;
+    }
+    return SpawnError{ExecStage::Exec, error, name, {}};
+}
+
+// A private stack for the CLONE_VM child, with a guard page, mapped once per thread. The child
+// runs only child_main(), whose frames are small.
+char *child_stack_top() {
+    constexpr std::size_t size = 256 * 1024;
+    thread_local char *top = nullptr;
+    if (!top) {
+        void *m = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) return nullptr;
+        mprotect(m, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)), PROT_NONE);
+        top = static_cast<char *>(m) + size;
+    }
+    return top;
+}
+
+// The object a child-side failure refers to, for SpawnError::object.
+std::string failure_object(const detail::ChildFailure &f, const SpawnSpec &spec,
+                           const std::string &path, const Ids &ids) {
+    switch (static_cast<ExecStage>(f.stage)) {
+    case ExecStage::Setsid:
+        return f.aux == 0 ? "" : (f.aux == 1 ? "(setpgid)" : "(tcsetpgrp)");
+    case ExecStage::Signals: {
+        const char *name = f.aux > 0 ? strsignal(f.aux) : "mask";
+        return name ? name : "";
+    }
+    case ExecStage::Stdio:
+        return "fd " + std::to_string(f.aux);
+    case ExecStage::Rlimit: {
+        auto i = static_cast<std::size_t>(f.aux);
+        if (i >= spec.limits.size()) return "";
+        for (std::string_view n : rlimit_names())
+            if (rlimit_by_name(n) == spec.limits[i].resource) return std::string(n);
+        return std::to_string(spec.limits[i].resource);
+    }
+    case ExecStage::Setgroups:
+    case ExecStage::Setuid:
+        return spec.user ? *spec.user : (spec.group ? *spec.group : "");
+    case ExecStage::Setgid:
+        return spec.group ? *spec.group : std::to_string(ids.gid);
+    case ExecStage::Chdir:
+        return spec.cwd ? *spec.cwd : "";
+    case ExecStage::Exec:
+        return path;
+    case ExecStage::Prepare:
+    case ExecStage::Fork:
+    case ExecStage::Umask:
+        return "";
+    }
+    return "";
+}
+
+} // namespace
+
+const char *to_string(ExecStage s) noexcept {
+    auto i = static_cast<std::size_t>(s);
+    return i < exec_stage_names.size() ? exec_stage_names[i] : "unknown";
+}
+
+std::string SpawnError::message() const {
+    std::string reason = detail.empty() ? std::string(std::strerror(error)) : detail;
+    if (stage == ExecStage::Prepare) return object.empty() ? reason : object + ": " + reason;
+    std::string out = to_string(stage);
+    if (!object.empty()) out += " " + object;
+    return out + ": " + reason;
+}
+
+SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
+    auto failed = [](SpawnError e) { return SpawnResult{std::nullopt, std::move(e)}; };
+    if (spec.argv.empty() || spec.argv[0].empty())
+        return failed(prepare_error("argv", EINVAL, "empty command"));
+
+    Ids ids;
+    if (auto e = resolve_ids(spec, ids)) return failed(*e);
+    std::vector<std::pair<std::string, std::string>> file_env;
+    if (spec.env_file) {
+        if (auto e = read_env_file(spec, file_env)) return failed(*e);
+    }
+    std::vector<std::string> env = build_env(spec, extras, ids, file_env);
+
+    std::string path = spec.argv[0];
+    if (path.find('/') == std::string::npos) {
+        if (auto e = find_in_path(spec.argv[0], env_value(env, "PATH"), path)) return failed(*e);
+    }
+
+    // argv/envp arrays point into spec.argv and env, which outlive the child's use of them.
+    std::vector<char *> argv, envp;
+    argv.reserve(spec.argv.size() + 1);
+    for (const std::string &a : spec.argv)
+        argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    envp.reserve(env.size() + 1);
+    for (const std::string &kv : env)
+        envp.push_back(const_cast<char *>(kv.c_str()));
+    envp.push_back(nullptr);
+
+    std::vector<detail::ChildLimit> limits;
+    for (const Limit &l : spec.limits) {
+        limits.push_back({l.resource, {static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)}});
+    }
+
+    // Pipes, all close-on-exec so that concurrent spawns never leak them into each other.
+    Fd devnull, out_r, out_w, err_r, err_w, status_r, status_w;
+    std::vector<detail::FdMove> moves;
+    if (extras.stdio == Stdio::Pipes) {
+        int p[2];
+        devnull.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (devnull.get() < 0) return failed(prepare_error("/dev/null", errno));
+        if (pipe2(p, O_CLOEXEC) < 0) return failed(prepare_error("pipe", errno));
+        out_r.reset(p[0]);
+        out_w.reset(p[1]);
+        if (pipe2(p, O_CLOEXEC) < 0) return failed(prepare_error("pipe", errno));
+        err_r.reset(p[0]);
+        err_w.reset(p[1]);
+        // Non-blocking on the read ends only: the child's ends stay blocking, so a slow log
+        // consumer makes the child wait instead of failing its writes (DESIGN.md §4).
+        if (fcntl(out_r.get(), F_SETFL, O_NONBLOCK) < 0 ||
+            fcntl(err_r.get(), F_SETFL, O_NONBLOCK) < 0)
+            return failed(prepare_error("pipe", errno));
+        moves.push_back({devnull.get(), 0});
+        moves.push_back({out_w.get(), 1});
+        moves.push_back({err_w.get(), 2});
+    }
+    int max_target = 2;
+    for (const auto &[src, target] : extras.fds) {
+        if (src < 0 || target < 0)
+            return failed(prepare_error("fd " + std::to_string(target), EBADF));
+        moves.push_back({src, target});
+        max_target = std::max(max_target, target);
+    }
+    std::vector<int> scratch(moves.size(), -1);
+    {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) return failed(prepare_error("pipe", errno));
+        status_r.reset(p[0]);
+        status_w.reset(p[1]);
+        // Keep the status pipe out of the way of the fds the child installs.
+        if (status_w.get() <= max_target) {
+            int moved = fcntl(status_w.get(), F_DUPFD_CLOEXEC, max_target + 1);
+            if (moved < 0) return failed(prepare_error("pipe", errno));
+            status_w.reset(moved);
+        }
+    }
+
+    detail::ChildPlan plan;
+    plan.path = path.c_str();
+    plan.argv = argv.data();
+    plan.envp = envp.data();
+    plan.new_session = extras.new_session;
+    // Only a process group (not a new session) can take over vigild's terminal.
+    if (!extras.new_session && extras.foreground_tty && isatty(STDIN_FILENO)) plan.tty_fd = 0;
+    plan.moves = moves.data();
+    plan.n_moves = moves.size();
+    plan.scratch = scratch.data();
+    plan.max_target = max_target;
+    struct rlimit nofile {};
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+        plan.fd_limit = static_cast<long>(nofile.rlim_cur);
+    plan.limits = limits.data();
+    plan.n_limits = limits.size();
+    plan.set_groups = ids.set_groups;
+    plan.groups = ids.groups.data();
+    plan.n_groups = ids.groups.size();
+    plan.set_gid = ids.set_gid;
+    plan.gid = ids.gid;
+    plan.set_uid = ids.set_uid;
+    plan.uid = ids.uid;
+    plan.set_umask = spec.umask.has_value();
+    plan.umask_value = static_cast<mode_t>(spec.umask.value_or(0));
+    plan.cwd = spec.cwd ? spec.cwd->c_str() : nullptr;
+    plan.status_fd = status_w.get();
+
+    char *stack = child_stack_top();
+    if (!stack) return failed(SpawnError{ExecStage::Fork, errno, "stack", {}});
+
+    // Block every signal across the clone: a handler of vigild's (libuv's) running in the
+    // child would run on shared memory. The child inherits this full mask, resets the
+    // dispositions, and empties the mask right before execve().
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pid = clone(detail::child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) return failed(SpawnError{ExecStage::Fork, clone_errno, "", {}});
+
+    // The child has exec'd or exited: drop our copies of its ends, then read its verdict.
+    status_w.reset();
+    devnull.reset();
+    out_w.reset();
+    err_w.reset();
+    detail::ChildFailure failure{};
+    ssize_t n;
+    do {
+        n = read(status_r.get(), &failure, sizeof failure);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) return SpawnResult{Spawned{pid, out_r.release(), err_r.release()}, std::nullopt};
+
+    // The child failed before exec and has _exit(127)ed (or is about to): reap it here.
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (n != static_cast<ssize_t>(sizeof failure) ||
+        failure.stage > static_cast<std::uint32_t>(ExecStage::Exec))
+        return failed(SpawnError{ExecStage::Fork, n < 0 ? errno : EIO, "status pipe", {}});
+    SpawnError e{static_cast<ExecStage>(failure.stage), failure.error, {}, {}};
+    e.object = failure_object(failure, spec, path, ids);
+    return failed(std::move(e));
+}
+
+} // namespace vigil::proc
