@@ -1,0 +1,170 @@
+// vigil/ctl/protocol.hpp: the control protocol between vigild and its clients (vigilctl).
+//
+// Transport: a Unix stream socket (default /run/vigil/control.sock for root,
+// $XDG_RUNTIME_DIR/vigil/control.sock otherwise, VIGIL_SOCKET or --socket to override).
+// Framing: newline-delimited JSON. Every message is one JSON object on one line, UTF-8,
+// terminated by "\n" ("\r\n" is accepted from clients). Blank lines are ignored.
+//
+// On connect the server sends a hello before anything else:
+//     {"hello":"vigil","version":1,"server":"0.1.0"}
+// `version` is the protocol version; it changes only when a change would break a client.
+// A client may send its first request without waiting for the hello (vigilctl does: it saves a
+// round trip) and must skip the hello when it reads.
+//
+// Requests:  {"id":7,"cmd":"status","args":{"units":["web-*"]}}
+//   id    optional; an integer or a string, echoed in every answer (null when absent).
+//   cmd   one of the commands below.
+//   args  optional object; unknown keys and wrong types are rejected (bad_request).
+// Replies:   {"id":7,"ok":true,"result":{...}}
+// Errors:    {"id":7,"ok":false,"error":{"code":"not_found","message":"no unit named 'x'"}}
+//            (the error object may carry more keys, e.g. "diagnostics" for reload).
+// Streams:   {"id":7,"stream":{...}} per item, then {"id":7,"ok":true,"end":true}.
+//            `logs` and `events` always answer as a stream; without "follow" the end comes after
+//            the stored items, with "follow" the stream lasts until the client disconnects.
+// Requests on one connection are answered in order unless a stream is open; answers always
+// carry the id of the request they answer.
+//
+// Commands and their args (R: allowed to read-only clients, i.e. socket-group members):
+//   status   R {units?:[pattern...]}        -> {units:[status...]}
+//   tree     R {}                           -> {root:{status..., children:[...]}}
+//   events   R {unit?:pattern, lines?:N, follow?:bool}  -> stream of records
+//   logs     R {unit:name, lines?:N, follow?:bool, reopen?:bool} -> stream of log lines
+//   version  R {}                           -> {server:"0.1.0", protocol:1, ...}
+//   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
+//   stop       {units:[pattern...]}         -> same
+//   restart    {units:[pattern...]}         -> same
+//   signal     {signal:"TERM"|"SIGTERM"|15, units:[pattern...]} -> same
+//   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
+//   shutdown   {}  -> {}
+// Patterns are unit names, fnmatch(3) globs ("web-*"), or supervisor names (their subtree).
+// The shapes of status, record and result objects are built by vigil/ctl/shapes.hpp.
+//
+// Error codes: bad_json, bad_request, unknown_command, too_long (the connection is then
+// closed), not_found, forbidden, invalid, shutting_down, internal.
+//
+// Limits enforced by the server (vigil/ctl/server.hpp): a request line is at most 1 MiB; a
+// client that sends no request for the idle timeout (30 s) is disconnected; a client whose
+// unsent output passes the output cap (it stopped reading a stream) is disconnected.
+//
+// This header and protocol.cpp depend on nlohmann_json only (no libuv), so vigilctl stays lean.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace vigil::ctl {
+
+using Json = nlohmann::json;
+
+inline constexpr int protocol_version = 1;
+inline constexpr std::size_t max_request_line = std::size_t{1} << 20; // 1 MiB
+
+enum class ErrorCode : std::uint8_t {
+    BadJson,        // the line is not valid JSON (the connection stays usable)
+    BadRequest,     // valid JSON, wrong shape: not an object, bad id, wrong argument types
+    UnknownCommand, // "cmd" names no command
+    TooLong,        // the line passed max_request_line; the server then disconnects
+    NotFound,       // a unit pattern matched nothing
+    Forbidden,      // the peer's uid may not run this command
+    Invalid,        // well-formed but unacceptable (unknown signal, broken unit files on reload)
+    ShuttingDown,   // vigild is shutting down and starts nothing new
+    Internal,       // a bug or resource exhaustion in vigild
+};
+
+const char *to_string(ErrorCode c) noexcept;
+std::optional<ErrorCode> error_code_from_string(std::string_view s) noexcept;
+
+enum class Cmd : std::uint8_t {
+    Status,
+    Start,
+    Stop,
+    Restart,
+    Signal,
+    Reload,
+    Logs,
+    Tree,
+    Events,
+    Shutdown,
+    Version,
+};
+
+const char *to_string(Cmd c) noexcept;
+std::optional<Cmd> cmd_from_string(std::string_view s) noexcept;
+// Commands that change nothing: the ones socket-group members may run.
+bool is_read_only(Cmd c) noexcept;
+
+// A validated request. `args` is the original object (always an object, possibly empty); the
+// typed fields below are filled from it for the command's known keys.
+struct Request {
+    Json id; // null, integer or string
+    Cmd cmd = Cmd::Version;
+    Json args = Json::object();
+
+    std::vector<std::string> units;     // status (may be empty), start, stop, restart, signal
+    std::string unit;                   // logs (required), events (empty: all units)
+    std::optional<std::uint32_t> lines; // logs, events: how many stored items to send first
+    bool follow = false;                // logs, events: keep streaming new items
+    bool reopen = false;                // logs: reopen the log file (after external rotation)
+    int signal = 0;                     // signal: the signal number (1..64)
+};
+
+// Why a line was not a request; the server answers make_error(id, code, message).
+struct RequestError {
+    Json id; // the request's id if it could be read, else null
+    ErrorCode code = ErrorCode::BadRequest;
+    std::string message;
+};
+
+using ParseResult = std::variant<Request, RequestError>;
+
+// Parses and validates one request line (without its "\n"). Never throws.
+ParseResult parse_request(std::string_view line) noexcept;
+
+// Builders for server lines. Each returns one complete line, "\n" included. Strings that are
+// not valid UTF-8 (log lines can be anything) are written with U+FFFD replacements.
+std::string make_hello(std::string_view server_version);
+std::string make_reply(const Json &id, const Json &result);
+// `extra` (an object or null) is merged into the error object, e.g. {"diagnostics":[...]}.
+std::string make_error(const Json &id, ErrorCode code, std::string_view message,
+                       const Json &extra = nullptr);
+std::string make_stream_item(const Json &id, const Json &item);
+std::string make_end(const Json &id);
+
+// Builds a request line ("\n" included) for clients.
+std::string make_request(const Json &id, Cmd cmd, const Json &args);
+
+// One line from the server, as a client sees it.
+struct ServerMessage {
+    enum class Kind : std::uint8_t { Hello, Reply, Error, StreamItem, End };
+    Kind kind = Kind::Reply;
+    Json id;
+    Json body;           // Hello: the whole object; Reply: result; StreamItem: the item;
+                         // Error: the error object (code, message, extra keys)
+    std::string code;    // Error: the code as sent (may be one this client does not know)
+    std::string message; // Error: the message
+    int version = 0;     // Hello: protocol version
+};
+
+// Parses one server line. On malformed input returns nullopt and sets *error.
+std::optional<ServerMessage> parse_server_message(std::string_view line, std::string *error);
+
+// Signal names as the protocol and vigilctl spell them: "TERM", "SIGTERM", "15", "RTMIN+2".
+// Returns nullopt for names Linux does not know.
+std::optional<int> signal_from_string(std::string_view s) noexcept;
+// "TERM" for 15, "RTMIN+2", or the number as text for signals without a name.
+std::string signal_name(int signo);
+
+// The socket path: $VIGIL_SOCKET if set and not empty, else default_socket_path().
+std::string socket_path_from_env();
+// /run/vigil/control.sock for root (euid 0); $XDG_RUNTIME_DIR/vigil/control.sock otherwise,
+// or /tmp/vigil-<uid>/control.sock when XDG_RUNTIME_DIR is unset.
+std::string default_socket_path();
+
+} // namespace vigil::ctl

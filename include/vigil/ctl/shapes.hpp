@@ -1,0 +1,99 @@
+// vigil/ctl/shapes.hpp: the JSON objects the control protocol carries, built from the core.
+//
+// vigild builds answers with these functions and vigilctl renders the same fields, so the
+// shapes are defined once. The strings are the protocol's, not the core's: they are part of the
+// stable interface scripts rely on (documented in vigilctl(1)).
+//
+// status object (status_json):
+//   {"name":"web","kind":"service"|"supervisor","parent":"app"|null,
+//    "state":"stopped"|"starting"|"running"|"stopping"|"backoff","goal":"up"|"down",
+//    "pid":1234|null,"inc":3,"since_ms":5000,"restarts":2,
+//    "last_exit":null|{"code":1}|{"signal":"TERM","signo":15},
+//    "backoff_ms":800|null,"ready":true,"removed":false}
+//   since_ms: milliseconds in the current state (the uptime when running);
+//   backoff_ms: time left before the next spawn (state "backoff" only).
+// tree (tree_json): {"root": status + {"children":[status + {"children":[...]}, ...]}},
+//   children in start order, removed children left out.
+// record (record_json), one entry of the core's history, as `events` streams it:
+//   {"at_ms":123456,"time":1764150000123?,"unit":"web","child":3,"kind":"exited",
+//    "message":"exited with status 1"}
+//   at_ms: vigild's monotonic clock; time (present when vigild supplies the wall clock):
+//   milliseconds since the Unix epoch.
+// command result (command_result_json): {"unit":"web","outcome":"ok","message":"..."},
+//   outcome one of ok, already_running, already_stopped, not_found, not_running, shutting_down.
+// reload (reload_json): {"added":[..],"removed":[..],"restarted":[..],"updated":[..],
+//   "diagnostics":["units/web.json:7:14: /restart: expected ..."]}
+//
+// Unit patterns (resolve_targets): an exact name, an fnmatch(3) glob ("web-*", "db-[12]"), or
+// a supervisor's name meaning its subtree. Globs never match the root supervisor ("root" by
+// its exact name does). Removed children are never matched.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/core/core.hpp"
+#include "vigil/ctl/protocol.hpp"
+#include "vigil/ids.hpp"
+#include "vigil/time.hpp"
+
+namespace vigil::ctl {
+
+const char *state_name(core::ChildState s) noexcept;
+const char *kind_name(core::Kind k) noexcept;
+const char *record_kind_name(core::RecordKind k) noexcept;
+const char *outcome_name(core::CommandOutcome o) noexcept;
+
+// {"code":N} or {"signal":"TERM","signo":15}.
+Json exit_json(const core::ExitStatus &e);
+
+// `parent` is the parent's name (the ChildStatus only has its id); empty gives null.
+Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view parent = {});
+Json status_json(const core::Core &core, ChildId id, TimePoint now);
+// {"units":[status...]} for the given children, in the order given.
+Json status_result_json(const core::Core &core, std::span<const ChildId> ids, TimePoint now);
+Json tree_json(const core::Core &core, TimePoint now);
+
+Json record_json(const core::Record &r);
+// Adds "time": the record's wall-clock time, from vigild's wall clock `wall_now_ms` (ms since
+// the epoch) at monotonic time `now`.
+Json record_json(const core::Record &r, TimePoint now, std::int64_t wall_now_ms);
+
+Json command_result_json(std::string_view unit, const core::CommandResult &r);
+Json reload_json(const core::ReconfigureResult &r, const std::vector<std::string> &diagnostics);
+
+// fnmatch(3) without flags. is_glob: does the pattern contain *, ? or [ ?
+bool is_glob(std::string_view pattern) noexcept;
+bool glob_match(std::string_view pattern, std::string_view name);
+
+// What a matched supervisor stands for.
+enum class Expand : std::uint8_t {
+    Named,    // the matched children themselves; a child under a matched supervisor is left
+              // out (the supervisor's command covers it): start/stop/restart
+    Subtree,  // the matched children and everything under them: status
+    Services, // the services at or under the matched children: signal
+};
+
+// The tree as resolve_targets sees it; nodes[i] is ChildId{i}, nodes[0] the root.
+struct TargetNode {
+    std::string_view name;
+    core::Kind kind = core::Kind::Service;
+    std::vector<ChildId> children; // start order
+    bool removed = false;
+};
+
+// Resolves patterns to children in tree order (depth first, start order), without
+// duplicates. An empty pattern list means every child but the root. A pattern that matches
+// nothing is an error: returns {} and sets *error ("no unit named 'x'", "no unit matches 'w*'").
+std::vector<ChildId> resolve_targets(std::span<const TargetNode> nodes,
+                                     const std::vector<std::string> &patterns, Expand expand,
+                                     std::string *error);
+std::vector<ChildId> resolve_targets(const core::Core &core,
+                                     const std::vector<std::string> &patterns, std::string *error,
+                                     Expand expand = Expand::Named);
+
+} // namespace vigil::ctl

@@ -1,0 +1,421 @@
+// The control protocol codec: see include/vigil/ctl/protocol.hpp for the wire format.
+#include "vigil/ctl/protocol.hpp"
+
+#include <array>
+#include <csignal>
+#include <cstdlib>
+#include <limits>
+#include <unistd.h>
+
+namespace vigil::ctl {
+
+namespace {
+
+struct CodeName {
+    ErrorCode code;
+    const char *name;
+};
+constexpr std::array<CodeName, 9> code_names{{
+    {ErrorCode::BadJson, "bad_json"},
+    {ErrorCode::BadRequest, "bad_request"},
+    {ErrorCode::UnknownCommand, "unknown_command"},
+    {ErrorCode::TooLong, "too_long"},
+    {ErrorCode::NotFound, "not_found"},
+    {ErrorCode::Forbidden, "forbidden"},
+    {ErrorCode::Invalid, "invalid"},
+    {ErrorCode::ShuttingDown, "shutting_down"},
+    {ErrorCode::Internal, "internal"},
+}};
+static_assert(code_names.size() == static_cast<std::size_t>(ErrorCode::Internal) + 1);
+
+struct CmdName {
+    Cmd cmd;
+    const char *name;
+    bool read_only;
+};
+constexpr std::array<CmdName, 11> cmd_names{{
+    {Cmd::Status, "status", true},
+    {Cmd::Start, "start", false},
+    {Cmd::Stop, "stop", false},
+    {Cmd::Restart, "restart", false},
+    {Cmd::Signal, "signal", false},
+    {Cmd::Reload, "reload", false},
+    {Cmd::Logs, "logs", true},
+    {Cmd::Tree, "tree", true},
+    {Cmd::Events, "events", true},
+    {Cmd::Shutdown, "shutdown", false},
+    {Cmd::Version, "version", true},
+}};
+static_assert(cmd_names.size() == static_cast<std::size_t>(Cmd::Version) + 1);
+
+constexpr bool tables_in_order() {
+    for (std::size_t i = 0; i < code_names.size(); ++i)
+        if (static_cast<std::size_t>(code_names[i].code) != i) return false;
+    for (std::size_t i = 0; i < cmd_names.size(); ++i)
+        if (static_cast<std::size_t>(cmd_names[i].cmd) != i) return false;
+    return true;
+}
+static_assert(tables_in_order(), "name tables must follow the enum order");
+
+struct SigName {
+    int signo;
+    const char *name;
+};
+// Linux signal names; the numbers come from <csignal> so they are right on every architecture.
+const std::array<SigName, 31> sig_names{{
+    {SIGHUP, "HUP"},   {SIGINT, "INT"},       {SIGQUIT, "QUIT"}, {SIGILL, "ILL"},
+    {SIGTRAP, "TRAP"}, {SIGABRT, "ABRT"},     {SIGBUS, "BUS"},   {SIGFPE, "FPE"},
+    {SIGKILL, "KILL"}, {SIGUSR1, "USR1"},     {SIGSEGV, "SEGV"}, {SIGUSR2, "USR2"},
+    {SIGPIPE, "PIPE"}, {SIGALRM, "ALRM"},     {SIGTERM, "TERM"}, {SIGSTKFLT, "STKFLT"},
+    {SIGCHLD, "CHLD"}, {SIGCONT, "CONT"},     {SIGSTOP, "STOP"}, {SIGTSTP, "TSTP"},
+    {SIGTTIN, "TTIN"}, {SIGTTOU, "TTOU"},     {SIGURG, "URG"},   {SIGXCPU, "XCPU"},
+    {SIGXFSZ, "XFSZ"}, {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"},
+    {SIGIO, "IO"},     {SIGPWR, "PWR"},       {SIGSYS, "SYS"},
+}};
+
+// Serialises without throwing on invalid UTF-8 (log lines are arbitrary bytes).
+std::string line_of(const Json &j) {
+    std::string s = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    s.push_back('\n');
+    return s;
+}
+
+std::optional<long long> parse_int(std::string_view s) {
+    if (s.empty() || s.size() > 18) return std::nullopt;
+    long long v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + (c - '0');
+    }
+    return v;
+}
+
+// Argument validation. Each helper returns an error message, or an empty string when fine.
+std::string want_units(const Json &args, const char *key, bool required,
+                       std::vector<std::string> &out) {
+    auto it = args.find(key);
+    if (it == args.end()) return required ? std::string("missing \"") + key + "\"" : "";
+    if (!it->is_array()) return std::string("\"") + key + "\" must be an array of unit names";
+    for (const auto &u : *it) {
+        if (!u.is_string() || u.get_ref<const std::string &>().empty())
+            return std::string("\"") + key + "\" must hold non-empty strings";
+        out.push_back(u.get<std::string>());
+    }
+    if (required && out.empty()) return std::string("\"") + key + "\" must name at least one unit";
+    return "";
+}
+
+std::string want_bool(const Json &args, const char *key, bool &out) {
+    auto it = args.find(key);
+    if (it == args.end()) return "";
+    if (!it->is_boolean()) return std::string("\"") + key + "\" must be true or false";
+    out = it->get<bool>();
+    return "";
+}
+
+std::string want_lines(const Json &args, std::optional<std::uint32_t> &out) {
+    auto it = args.find("lines");
+    if (it == args.end()) return "";
+    const char *msg = "\"lines\" must be an integer from 0 to 4294967295";
+    if (!it->is_number_integer()) return msg;
+    if (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) return msg;
+    auto v = it->get<std::uint64_t>();
+    if (v > std::numeric_limits<std::uint32_t>::max()) return msg;
+    out = static_cast<std::uint32_t>(v);
+    return "";
+}
+
+std::string want_unit(const Json &args, bool required, std::string &out) {
+    auto it = args.find("unit");
+    if (it == args.end()) return required ? "missing \"unit\"" : "";
+    if (!it->is_string() || it->get_ref<const std::string &>().empty())
+        return "\"unit\" must be a non-empty string";
+    out = it->get<std::string>();
+    return "";
+}
+
+// Rejects keys the command does not take, so a typo in a script is an error, not a no-op.
+std::string only_keys(const Json &args, std::initializer_list<const char *> keys) {
+    for (const auto &[k, v] : args.items()) {
+        bool known = false;
+        for (const char *want : keys)
+            if (k == want) known = true;
+        if (!known) return "unknown argument \"" + k + "\"";
+    }
+    return "";
+}
+
+} // namespace
+
+const char *to_string(ErrorCode c) noexcept {
+    auto i = static_cast<std::size_t>(c);
+    return i < code_names.size() ? code_names[i].name : "internal";
+}
+
+std::optional<ErrorCode> error_code_from_string(std::string_view s) noexcept {
+    for (const auto &e : code_names)
+        if (s == e.name) return e.code;
+    return std::nullopt;
+}
+
+const char *to_string(Cmd c) noexcept {
+    auto i = static_cast<std::size_t>(c);
+    return i < cmd_names.size() ? cmd_names[i].name : "?";
+}
+
+std::optional<Cmd> cmd_from_string(std::string_view s) noexcept {
+    for (const auto &e : cmd_names)
+        if (s == e.name) return e.cmd;
+    return std::nullopt;
+}
+
+bool is_read_only(Cmd c) noexcept {
+    auto i = static_cast<std::size_t>(c);
+    return i < cmd_names.size() && cmd_names[i].read_only;
+}
+
+ParseResult parse_request(std::string_view line) noexcept {
+    try {
+        Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_discarded()) {
+            // Parse again with exceptions only to get nlohmann's message with its position.
+            try {
+                Json again = Json::parse(line);
+                (void)again;
+            } catch (const Json::parse_error &e) {
+                std::string what = e.what();
+                // "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
+                if (auto p = what.find("] "); p != std::string::npos) what.erase(0, p + 2);
+                return RequestError{nullptr, ErrorCode::BadJson, "invalid JSON: " + what};
+            }
+            return RequestError{nullptr, ErrorCode::BadJson, "invalid JSON"};
+        }
+        if (!j.is_object())
+            return RequestError{nullptr, ErrorCode::BadRequest, "a request must be a JSON object"};
+
+        Request r;
+        if (auto it = j.find("id"); it != j.end()) {
+            if (!it->is_null() && !it->is_string() && !it->is_number_integer())
+                return RequestError{nullptr, ErrorCode::BadRequest,
+                                    "\"id\" must be an integer or a string"};
+            r.id = *it;
+        }
+        for (const auto &[k, v] : j.items())
+            if (k != "id" && k != "cmd" && k != "args")
+                return RequestError{r.id, ErrorCode::BadRequest, "unknown key \"" + k + "\""};
+
+        auto cit = j.find("cmd");
+        if (cit == j.end()) return RequestError{r.id, ErrorCode::BadRequest, "missing \"cmd\""};
+        if (!cit->is_string())
+            return RequestError{r.id, ErrorCode::BadRequest, "\"cmd\" must be a string"};
+        auto cmd = cmd_from_string(cit->get_ref<const std::string &>());
+        if (!cmd)
+            return RequestError{r.id, ErrorCode::UnknownCommand,
+                                "unknown command \"" + cit->get<std::string>() + "\""};
+        r.cmd = *cmd;
+
+        if (auto ait = j.find("args"); ait != j.end() && !ait->is_null()) {
+            if (!ait->is_object())
+                return RequestError{r.id, ErrorCode::BadRequest, "\"args\" must be an object"};
+            r.args = std::move(*ait);
+        }
+        const Json &a = r.args;
+        std::string err;
+        switch (r.cmd) {
+        case Cmd::Status:
+            err = only_keys(a, {"units"});
+            if (err.empty()) err = want_units(a, "units", false, r.units);
+            break;
+        case Cmd::Start:
+        case Cmd::Stop:
+        case Cmd::Restart:
+            err = only_keys(a, {"units"});
+            if (err.empty()) err = want_units(a, "units", true, r.units);
+            break;
+        case Cmd::Signal: {
+            err = only_keys(a, {"units", "signal"});
+            if (err.empty()) err = want_units(a, "units", true, r.units);
+            if (!err.empty()) break;
+            auto sit = a.find("signal");
+            if (sit == a.end()) {
+                err = "missing \"signal\"";
+            } else if (sit->is_number_integer()) {
+                auto n = sit->get<std::int64_t>();
+                if (n < 1 || n > 64)
+                    return RequestError{r.id, ErrorCode::Invalid,
+                                        "no signal number " + std::to_string(n)};
+                r.signal = static_cast<int>(n);
+            } else if (sit->is_string()) {
+                auto n = signal_from_string(sit->get_ref<const std::string &>());
+                if (!n)
+                    return RequestError{r.id, ErrorCode::Invalid,
+                                        "unknown signal \"" + sit->get<std::string>() + "\""};
+                r.signal = *n;
+            } else {
+                err = "\"signal\" must be a name (\"TERM\") or a number";
+            }
+            break;
+        }
+        case Cmd::Logs:
+            err = only_keys(a, {"unit", "lines", "follow", "reopen"});
+            if (err.empty()) err = want_unit(a, true, r.unit);
+            if (err.empty()) err = want_lines(a, r.lines);
+            if (err.empty()) err = want_bool(a, "follow", r.follow);
+            if (err.empty()) err = want_bool(a, "reopen", r.reopen);
+            break;
+        case Cmd::Events:
+            err = only_keys(a, {"unit", "lines", "follow"});
+            if (err.empty()) err = want_unit(a, false, r.unit);
+            if (err.empty()) err = want_lines(a, r.lines);
+            if (err.empty()) err = want_bool(a, "follow", r.follow);
+            break;
+        case Cmd::Reload:
+        case Cmd::Tree:
+        case Cmd::Shutdown:
+        case Cmd::Version:
+            err = only_keys(a, {});
+            break;
+        }
+        if (!err.empty())
+            return RequestError{r.id, ErrorCode::BadRequest,
+                                std::string(to_string(r.cmd)) + ": " + err};
+        return r;
+    } catch (const std::exception &e) {
+        // Only allocation failures can get here; answer rather than take vigild down.
+        return RequestError{nullptr, ErrorCode::Internal, std::string("internal: ") + e.what()};
+    }
+}
+
+std::string make_hello(std::string_view server_version) {
+    return line_of(
+        Json{{"hello", "vigil"}, {"version", protocol_version}, {"server", server_version}});
+}
+
+std::string make_reply(const Json &id, const Json &result) {
+    return line_of(Json{{"id", id}, {"ok", true}, {"result", result}});
+}
+
+std::string make_error(const Json &id, ErrorCode code, std::string_view message,
+                       const Json &extra) {
+    Json err = Json::object();
+    if (extra.is_object()) err = extra;
+    err["code"] = to_string(code);
+    err["message"] = message;
+    return line_of(Json{{"id", id}, {"ok", false}, {"error", std::move(err)}});
+}
+
+std::string make_stream_item(const Json &id, const Json &item) {
+    return line_of(Json{{"id", id}, {"stream", item}});
+}
+
+std::string make_end(const Json &id) {
+    return line_of(Json{{"id", id}, {"ok", true}, {"end", true}});
+}
+
+std::string make_request(const Json &id, Cmd cmd, const Json &args) {
+    Json j{{"id", id}, {"cmd", to_string(cmd)}};
+    if (args.is_object() && !args.empty()) j["args"] = args;
+    return line_of(j);
+}
+
+std::optional<ServerMessage> parse_server_message(std::string_view line, std::string *error) {
+    auto fail = [&](std::string msg) -> std::optional<ServerMessage> {
+        if (error) *error = std::move(msg);
+        return std::nullopt;
+    };
+    Json j = Json::parse(line, nullptr, false);
+    if (j.is_discarded()) return fail("the server sent a line that is not JSON");
+    if (!j.is_object()) return fail("the server sent a JSON value that is not an object");
+    ServerMessage m;
+    if (auto h = j.find("hello"); h != j.end()) {
+        m.kind = ServerMessage::Kind::Hello;
+        auto v = j.find("version");
+        if (!h->is_string() || *h != "vigil" || v == j.end() || !v->is_number_integer())
+            return fail("the server's hello is not vigil's");
+        m.version = v->get<int>();
+        m.body = std::move(j);
+        return m;
+    }
+    if (auto id = j.find("id"); id != j.end()) m.id = *id;
+    if (auto s = j.find("stream"); s != j.end()) {
+        m.kind = ServerMessage::Kind::StreamItem;
+        m.body = std::move(*s);
+        return m;
+    }
+    auto ok = j.find("ok");
+    if (ok == j.end() || !ok->is_boolean()) return fail("the server's answer has no \"ok\"");
+    if (ok->get<bool>()) {
+        if (auto e = j.find("end"); e != j.end() && e->is_boolean() && e->get<bool>()) {
+            m.kind = ServerMessage::Kind::End;
+            return m;
+        }
+        m.kind = ServerMessage::Kind::Reply;
+        if (auto r = j.find("result"); r != j.end()) m.body = std::move(*r);
+        return m;
+    }
+    m.kind = ServerMessage::Kind::Error;
+    auto e = j.find("error");
+    if (e == j.end() || !e->is_object()) return fail("the server's error has no \"error\" object");
+    if (auto c = e->find("code"); c != e->end() && c->is_string()) m.code = c->get<std::string>();
+    if (auto t = e->find("message"); t != e->end() && t->is_string())
+        m.message = t->get<std::string>();
+    m.body = std::move(*e);
+    return m;
+}
+
+std::optional<int> signal_from_string(std::string_view s) noexcept {
+    if (auto n = parse_int(s)) {
+        if (*n >= 1 && *n <= 64) return static_cast<int>(*n);
+        return std::nullopt;
+    }
+    std::string up;
+    for (char c : s)
+        up.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+    std::string_view v = up;
+    if (v.substr(0, 3) == "SIG") v.remove_prefix(3);
+    for (const auto &e : sig_names)
+        if (v == e.name) return e.signo;
+    if (v == "IOT") return SIGABRT;
+    if (v == "POLL") return SIGIO;
+    if (v == "CLD") return SIGCHLD;
+    // RTMIN, RTMIN+n, RTMAX, RTMAX-n (glibc reserves the first real-time signals for itself,
+    // so SIGRTMIN is a function call, not a constant).
+    auto rt = [&](std::string_view base, int value, int sign) -> std::optional<int> {
+        if (v.substr(0, base.size()) != base) return std::nullopt;
+        std::string_view rest = v.substr(base.size());
+        int n = value;
+        if (!rest.empty()) {
+            if (rest[0] != (sign > 0 ? '+' : '-')) return std::nullopt;
+            auto k = parse_int(rest.substr(1));
+            if (!k) return std::nullopt;
+            n = value + sign * static_cast<int>(*k);
+        }
+        if (n < SIGRTMIN || n > SIGRTMAX) return std::nullopt;
+        return n;
+    };
+    if (auto n = rt("RTMIN", SIGRTMIN, +1)) return n;
+    if (auto n = rt("RTMAX", SIGRTMAX, -1)) return n;
+    return std::nullopt;
+}
+
+std::string signal_name(int signo) {
+    for (const auto &e : sig_names)
+        if (e.signo == signo) return e.name;
+    if (signo >= SIGRTMIN && signo <= SIGRTMAX)
+        return signo == SIGRTMIN ? "RTMIN" : "RTMIN+" + std::to_string(signo - SIGRTMIN);
+    return std::to_string(signo);
+}
+
+std::string socket_path_from_env() {
+    if (const char *e = std::getenv("VIGIL_SOCKET"); e && *e) return e;
+    return default_socket_path();
+}
+
+std::string default_socket_path() {
+    if (geteuid() == 0) return "/run/vigil/control.sock";
+    if (const char *x = std::getenv("XDG_RUNTIME_DIR"); x && *x)
+        return std::string(x) + "/vigil/control.sock";
+    return "/tmp/vigil-" + std::to_string(geteuid()) + "/control.sock";
+}
+
+} // namespace vigil::ctl

@@ -1,0 +1,78 @@
+// The parts of vigil/ctl/shapes.hpp that query a core::Core (and so link vigil_core).
+#include "vigil/ctl/shapes.hpp"
+
+#include <algorithm>
+
+namespace vigil::ctl {
+
+Json status_json(const core::Core &core, ChildId id, TimePoint now) {
+    core::ChildStatus s = core.status(id);
+    std::string_view parent;
+    if (s.parent) parent = core.status(*s.parent).name;
+    return status_json(s, now, parent);
+}
+
+Json status_result_json(const core::Core &core, std::span<const ChildId> ids, TimePoint now) {
+    Json units = Json::array();
+    for (ChildId id : ids)
+        units.push_back(status_json(core, id, now));
+    return Json{{"units", std::move(units)}};
+}
+
+Json tree_json(const core::Core &core, TimePoint now) {
+    // Built without recursion (trees may be deep): collect the depth-first order first, then
+    // attach every node to its parent from the leaves up.
+    std::vector<ChildId> order;
+    std::vector<ChildId> stack{root_id};
+    std::vector<char> seen(core.size(), 0);
+    while (!stack.empty()) {
+        ChildId id = stack.back();
+        stack.pop_back();
+        if (id.value >= seen.size() || seen[id.value]) continue;
+        seen[id.value] = 1;
+        if (id != root_id && core.status(id).removed) continue;
+        order.push_back(id);
+        const auto &ch = core.spec(id).children;
+        for (auto it = ch.rbegin(); it != ch.rend(); ++it)
+            stack.push_back(*it);
+    }
+    std::vector<Json> node(core.size());
+    std::vector<char> included(core.size(), 0);
+    for (ChildId id : order) {
+        node[id.value] = status_json(core, id, now);
+        node[id.value]["children"] = Json::array();
+        included[id.value] = 1;
+    }
+    // Parents come before their children in `order`: walking it backwards, every node's
+    // subtree is complete (its children appended last-first, hence the reverse) before the
+    // node moves into its parent.
+    auto finish = [](Json &n) {
+        auto &arr = n["children"];
+        std::reverse(arr.begin(), arr.end());
+    };
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        if (*it == root_id) continue;
+        auto parent = core.status(*it).parent;
+        if (!parent || !included[parent->value]) continue;
+        finish(node[it->value]);
+        node[parent->value]["children"].push_back(std::move(node[it->value]));
+    }
+    finish(node[root_id.value]);
+    return Json{{"root", std::move(node[root_id.value])}};
+}
+
+std::vector<ChildId> resolve_targets(const core::Core &core,
+                                     const std::vector<std::string> &patterns, std::string *error,
+                                     Expand expand) {
+    std::vector<TargetNode> nodes(core.size());
+    for (std::uint32_t i = 0; i < nodes.size(); ++i) {
+        const core::ChildSpec &spec = core.spec(ChildId{i});
+        nodes[i].name = spec.name; // the spec outlives this call
+        nodes[i].kind = spec.kind;
+        nodes[i].children = spec.children;
+        nodes[i].removed = core.status(ChildId{i}).removed;
+    }
+    return resolve_targets(nodes, patterns, expand, error);
+}
+
+} // namespace vigil::ctl

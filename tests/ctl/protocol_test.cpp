@@ -1,0 +1,272 @@
+// The control protocol codec: request lines in, answer lines out (pure; no sockets).
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+#include "vigil/ctl/protocol.hpp"
+
+using namespace vigil::ctl;
+
+namespace {
+
+Request ok(std::string_view line) {
+    ParseResult r = parse_request(line);
+    if (auto *e = std::get_if<RequestError>(&r)) FAIL("unexpected error: " << e->message);
+    return std::get<Request>(r);
+}
+
+RequestError bad(std::string_view line) {
+    ParseResult r = parse_request(line);
+    REQUIRE_MESSAGE(std::holds_alternative<RequestError>(r), "accepted: " << line);
+    return std::get<RequestError>(r);
+}
+
+Json parsed(const std::string &line) {
+    REQUIRE(!line.empty());
+    CHECK(line.back() == '\n');
+    CHECK(line.find('\n') == line.size() - 1); // exactly one line
+    return Json::parse(line);
+}
+
+} // namespace
+
+TEST_SUITE("ctl") {
+
+    TEST_CASE("a status request with an integer id and unit patterns") {
+        Request r = ok(R"({"id":7,"cmd":"status","args":{"units":["web-*","db"]}})");
+        CHECK(r.id == 7);
+        CHECK(r.cmd == Cmd::Status);
+        CHECK(r.units == std::vector<std::string>{"web-*", "db"});
+    }
+
+    TEST_CASE("ids may be strings, absent (null) or null; other types are refused") {
+        CHECK(ok(R"({"id":"a-1","cmd":"version"})").id == "a-1");
+        CHECK(ok(R"({"cmd":"version"})").id.is_null());
+        CHECK(ok(R"({"id":null,"cmd":"version"})").id.is_null());
+        CHECK(ok(R"({"id":-3,"cmd":"version"})").id == -3);
+        for (auto line : {R"({"id":1.5,"cmd":"version"})", R"({"id":[1],"cmd":"version"})",
+                          R"({"id":{},"cmd":"version"})", R"({"id":true,"cmd":"version"})"}) {
+            RequestError e = bad(line);
+            CHECK(e.code == ErrorCode::BadRequest);
+            CHECK(e.id.is_null());
+        }
+    }
+
+    TEST_CASE("invalid JSON is bad_json with the parser's position") {
+        for (auto line : {"{", "not json", R"({"id":1,"cmd":"status")", "\xff\xfe", ""}) {
+            RequestError e = bad(line);
+            CHECK(e.code == ErrorCode::BadJson);
+            CHECK(e.message.find("invalid JSON") == 0);
+        }
+        CHECK(bad("{\"cmd\":").message.find("column") != std::string::npos);
+    }
+
+    TEST_CASE("a request must be an object with a string cmd and only known keys") {
+        CHECK(bad("[1,2]").code == ErrorCode::BadRequest);
+        CHECK(bad("42").code == ErrorCode::BadRequest);
+        CHECK(bad(R"({"id":1})").code == ErrorCode::BadRequest);
+        CHECK(bad(R"({"id":1,"cmd":5})").code == ErrorCode::BadRequest);
+        RequestError extra = bad(R"({"id":2,"cmd":"status","verbose":true})");
+        CHECK(extra.code == ErrorCode::BadRequest);
+        CHECK(extra.id == 2); // the id is echoed once it could be read
+        CHECK(extra.message.find("verbose") != std::string::npos);
+    }
+
+    TEST_CASE("an unknown command is unknown_command and keeps the id") {
+        RequestError e = bad(R"({"id":"x","cmd":"frobnicate"})");
+        CHECK(e.code == ErrorCode::UnknownCommand);
+        CHECK(e.id == "x");
+        CHECK(e.message.find("frobnicate") != std::string::npos);
+    }
+
+    TEST_CASE("arguments of the wrong type are bad_request naming the argument") {
+        struct Case {
+            const char *line;
+            const char *needle;
+        };
+        for (auto c : {
+                 Case{R"({"cmd":"status","args":[]})", "args"},
+                 Case{R"({"cmd":"status","args":{"units":"web"}})", "units"},
+                 Case{R"({"cmd":"status","args":{"units":[1]}})", "units"},
+                 Case{R"({"cmd":"status","args":{"units":[""]}})", "units"},
+                 Case{R"({"cmd":"start","args":{}})", "units"},
+                 Case{R"({"cmd":"stop","args":{"units":[]}})", "units"},
+                 Case{R"({"cmd":"restart"})", "units"},
+                 Case{R"({"cmd":"signal","args":{"units":["a"]}})", "signal"},
+                 Case{R"({"cmd":"signal","args":{"units":["a"],"signal":true}})", "signal"},
+                 Case{R"({"cmd":"logs","args":{}})", "unit"},
+                 Case{R"({"cmd":"logs","args":{"unit":"a","lines":-1}})", "lines"},
+                 Case{R"({"cmd":"logs","args":{"unit":"a","lines":"10"}})", "lines"},
+                 Case{R"({"cmd":"logs","args":{"unit":"a","lines":4294967296}})", "lines"},
+                 Case{R"({"cmd":"logs","args":{"unit":"a","follow":1}})", "follow"},
+                 Case{R"({"cmd":"logs","args":{"unit":"a","reopen":"yes"}})", "reopen"},
+                 Case{R"({"cmd":"events","args":{"unit":7}})", "unit"},
+                 Case{R"({"cmd":"events","args":{"reopen":true}})", "reopen"},
+                 Case{R"({"cmd":"reload","args":{"force":true}})", "force"},
+                 Case{R"({"cmd":"version","args":{"x":1}})", "x"},
+             }) {
+            CAPTURE(c.line);
+            RequestError e = bad(c.line);
+            CHECK(e.code == ErrorCode::BadRequest);
+            CHECK(e.message.find(c.needle) != std::string::npos);
+        }
+    }
+
+    TEST_CASE("start, stop and restart take units; signal takes a name or a number") {
+        CHECK(ok(R"({"cmd":"start","args":{"units":["a","b"]}})").units.size() == 2);
+        CHECK(ok(R"({"cmd":"stop","args":{"units":["app"]}})").cmd == Cmd::Stop);
+        CHECK(ok(R"({"cmd":"restart","args":{"units":["x"]}})").cmd == Cmd::Restart);
+        CHECK(ok(R"({"cmd":"signal","args":{"units":["a"],"signal":"TERM"}})").signal == SIGTERM);
+        CHECK(ok(R"({"cmd":"signal","args":{"units":["a"],"signal":"sighup"}})").signal == SIGHUP);
+        CHECK(ok(R"({"cmd":"signal","args":{"units":["a"],"signal":9}})").signal == 9);
+        RequestError e = bad(R"({"id":1,"cmd":"signal","args":{"units":["a"],"signal":"BOGUS"}})");
+        CHECK(e.code == ErrorCode::Invalid);
+        CHECK(e.id == 1);
+        CHECK(bad(R"({"cmd":"signal","args":{"units":["a"],"signal":0}})").code ==
+              ErrorCode::Invalid);
+        CHECK(bad(R"({"cmd":"signal","args":{"units":["a"],"signal":65}})").code ==
+              ErrorCode::Invalid);
+    }
+
+    TEST_CASE("logs and events arguments") {
+        Request l =
+            ok(R"({"cmd":"logs","args":{"unit":"web","lines":50,"follow":true,"reopen":true}})");
+        CHECK(l.unit == "web");
+        CHECK(l.lines == 50u);
+        CHECK(l.follow);
+        CHECK(l.reopen);
+        Request e = ok(R"({"cmd":"events"})");
+        CHECK(e.unit.empty());
+        CHECK(!e.lines);
+        CHECK(!e.follow);
+        CHECK(ok(R"({"cmd":"events","args":{"unit":"db","lines":0}})").lines == 0u);
+        CHECK(ok(R"({"cmd":"events","args":null})").args.is_object());
+    }
+
+    TEST_CASE("read-only commands are exactly status, tree, events, logs and version") {
+        for (auto c : {Cmd::Status, Cmd::Tree, Cmd::Events, Cmd::Logs, Cmd::Version})
+            CHECK(is_read_only(c));
+        for (auto c :
+             {Cmd::Start, Cmd::Stop, Cmd::Restart, Cmd::Signal, Cmd::Reload, Cmd::Shutdown})
+            CHECK_FALSE(is_read_only(c));
+    }
+
+    TEST_CASE("command and error code names round-trip") {
+        for (int i = 0; i <= static_cast<int>(Cmd::Version); ++i) {
+            auto c = static_cast<Cmd>(i);
+            CHECK(cmd_from_string(to_string(c)) == c);
+        }
+        for (int i = 0; i <= static_cast<int>(ErrorCode::Internal); ++i) {
+            auto c = static_cast<ErrorCode>(i);
+            CHECK(error_code_from_string(to_string(c)) == c);
+        }
+        CHECK(!cmd_from_string("Status"));
+        CHECK(std::string(to_string(ErrorCode::TooLong)) == "too_long");
+    }
+
+    TEST_CASE("answer lines have the documented shapes") {
+        Json h = parsed(make_hello("1.2.3"));
+        CHECK(h == Json{{"hello", "vigil"}, {"version", protocol_version}, {"server", "1.2.3"}});
+
+        Json r = parsed(make_reply(7, Json{{"units", Json::array()}}));
+        CHECK(r["id"] == 7);
+        CHECK(r["ok"] == true);
+        CHECK(r["result"]["units"].is_array());
+
+        Json e = parsed(make_error("x", ErrorCode::NotFound, "no unit named 'q'"));
+        CHECK(e["id"] == "x");
+        CHECK(e["ok"] == false);
+        CHECK(e["error"] == Json{{"code", "not_found"}, {"message", "no unit named 'q'"}});
+
+        Json d = parsed(make_error(nullptr, ErrorCode::Invalid, "broken",
+                                   Json{{"diagnostics", {"a.json:1:1: x"}}}));
+        CHECK(d["id"].is_null());
+        CHECK(d["error"]["code"] == "invalid");
+        CHECK(d["error"]["diagnostics"][0] == "a.json:1:1: x");
+
+        Json s = parsed(make_stream_item(3, Json{{"line", "hello"}}));
+        CHECK(s == Json{{"id", 3}, {"stream", {{"line", "hello"}}}});
+        Json end = parsed(make_end(3));
+        CHECK(end == Json{{"id", 3}, {"ok", true}, {"end", true}});
+    }
+
+    TEST_CASE("invalid UTF-8 in an answer is replaced, never thrown") {
+        std::string line;
+        CHECK_NOTHROW(line = make_stream_item(1, Json{{"line", std::string("a\xff\xfe"
+                                                                           "b")}}));
+        Json s = parsed(line);
+        CHECK(s["stream"]["line"] == "a\xEF\xBF\xBD\xEF\xBF\xBD"
+                                     "b");
+        // A newline inside a string is escaped, so the framing holds.
+        CHECK(parsed(make_reply(1, "two\nlines"))["result"] == "two\nlines");
+    }
+
+    TEST_CASE("client side: make_request and parse_server_message agree with the server side") {
+        Request r = ok(make_request(5, Cmd::Logs, Json{{"unit", "web"}, {"lines", 3}}));
+        CHECK(r.id == 5);
+        CHECK(r.unit == "web");
+        CHECK(r.lines == 3u);
+        CHECK(make_request(1, Cmd::Version, Json::object()).find("args") == std::string::npos);
+
+        std::string err;
+        auto hello = parse_server_message(make_hello("0.1.0"), &err);
+        REQUIRE(hello);
+        CHECK(hello->kind == ServerMessage::Kind::Hello);
+        CHECK(hello->version == protocol_version);
+
+        auto reply = parse_server_message(make_reply(2, Json{{"a", 1}}), &err);
+        REQUIRE(reply);
+        CHECK(reply->kind == ServerMessage::Kind::Reply);
+        CHECK(reply->id == 2);
+        CHECK(reply->body["a"] == 1);
+
+        auto error = parse_server_message(make_error(2, ErrorCode::Forbidden, "no"), &err);
+        REQUIRE(error);
+        CHECK(error->kind == ServerMessage::Kind::Error);
+        CHECK(error->code == "forbidden");
+        CHECK(error->message == "no");
+
+        auto item = parse_server_message(make_stream_item(2, 5), &err);
+        REQUIRE(item);
+        CHECK(item->kind == ServerMessage::Kind::StreamItem);
+        CHECK(item->body == 5);
+
+        auto end = parse_server_message(make_end(2), &err);
+        REQUIRE(end);
+        CHECK(end->kind == ServerMessage::Kind::End);
+
+        CHECK(!parse_server_message("garbage", &err));
+        CHECK(!err.empty());
+        CHECK(!parse_server_message(R"({"id":1})", &err));
+        CHECK(!parse_server_message(R"({"hello":"other","version":1})", &err));
+    }
+
+    TEST_CASE("signal names and numbers") {
+        CHECK(signal_from_string("TERM") == SIGTERM);
+        CHECK(signal_from_string("SIGKILL") == SIGKILL);
+        CHECK(signal_from_string("usr1") == SIGUSR1);
+        CHECK(signal_from_string("15") == 15);
+        CHECK(signal_from_string("RTMIN") == SIGRTMIN);
+        CHECK(signal_from_string("RTMIN+2") == SIGRTMIN + 2);
+        CHECK(signal_from_string("RTMAX-1") == SIGRTMAX - 1);
+        CHECK(!signal_from_string("0"));
+        CHECK(!signal_from_string("65"));
+        CHECK(!signal_from_string("NOPE"));
+        CHECK(!signal_from_string("RTMIN+99"));
+        CHECK(!signal_from_string(""));
+        CHECK(signal_name(SIGTERM) == "TERM");
+        CHECK(signal_name(SIGRTMIN + 1) == "RTMIN+1");
+        for (int s = 1; s < SIGRTMIN; ++s)
+            if (signal_name(s) != std::to_string(s)) CHECK(signal_from_string(signal_name(s)) == s);
+    }
+
+    TEST_CASE("a deeply nested request is refused without exhausting the stack") {
+        // 1 MiB of brackets is the worst a client can send within the line limit.
+        std::string deep(max_request_line / 2, '[');
+        deep += std::string(max_request_line / 2, ']');
+        CHECK(bad(deep).code == ErrorCode::BadRequest);
+        std::string obj = R"({"cmd":"status","args":{"units":)" + deep + "}}";
+        CHECK(bad(obj).code == ErrorCode::BadRequest);
+    }
+
+} // TEST_SUITE
