@@ -36,12 +36,12 @@ std::string format(const Diagnostic &d);
 
 // Where a service's output goes (issue 6). Every sink is active at once.
 struct LogSpec {
-    bool forward = true;                 // to vigild's stdout as "name | line"
-    std::optional<std::string> file;     // rotated log file
+    bool forward = true;                  // to vigild's stdout as "name | line"
+    std::optional<std::string> file;      // rotated log file
     std::uint64_t max_size = 10ull << 20; // rotate when the file would exceed this
-    unsigned keep = 5;                   // rotated files kept: file.1 ... file.keep
-    bool timestamps = false;             // RFC 3339 with milliseconds, in file and forward
-    std::uint64_t ring = 64ull << 10;    // bytes kept for `vigilctl logs`
+    unsigned keep = 5;                    // rotated files kept: file.1 ... file.keep
+    bool timestamps = false;              // RFC 3339 with milliseconds, in file and forward
+    std::uint64_t ring = 64ull << 10;     // bytes kept for `vigilctl logs`
     std::uint64_t max_line = 16ull << 10; // longer lines are split and marked, never dropped
 };
 
@@ -49,22 +49,22 @@ enum class Stream : std::uint8_t { Stdout, Stderr, Both };
 enum class PatternAction : std::uint8_t { Restart, Stop, Unhealthy, Event };
 
 struct PatternSpec {
-    std::string match;       // PCRE2 syntax; validated (compiled) at load
+    std::string match; // PCRE2 syntax; validated (compiled) at load
     Stream stream = Stream::Both;
     PatternAction action = PatternAction::Event;
-    unsigned count = 1;      // this many matches ...
+    unsigned count = 1;             // this many matches ...
     std::optional<Duration> within; // ... within this window (none: ever)
-    int line = 0, column = 0; // where `match` was written, for messages
+    int line = 0, column = 0;       // where `match` was written, for messages
 };
 
 enum class ProbeKind : std::uint8_t { Exec, Tcp, Http };
 
 struct ProbeSpec {
     ProbeKind kind = ProbeKind::Exec;
-    std::vector<std::string> command;          // exec
-    std::string host = "127.0.0.1";            // tcp, http
-    int port = 0;                              // tcp, http
-    std::string path = "/";                    // http
+    std::vector<std::string> command;           // exec
+    std::string host = "127.0.0.1";             // tcp, http
+    int port = 0;                               // tcp, http
+    std::string path = "/";                     // http
     std::map<std::string, std::string> headers; // http
     Duration initial_delay{0};
     Duration period{10'000};
@@ -74,20 +74,21 @@ struct ProbeSpec {
 };
 
 struct ReadySpec {
-    bool notify = false;             // NOTIFY_SOCKET (sd_notify READY=1)
-    std::optional<int> fd;           // s6/dinit: a newline written to this fd
-    std::optional<std::string> log;  // a line matching this regex
-    std::optional<ProbeSpec> probe;  // a probe that succeeds
-    Duration timeout{90'000};        // start timeout (also in core::ChildSpec::start_timeout)
+    bool notify = false;            // NOTIFY_SOCKET (sd_notify READY=1)
+    std::optional<int> fd;          // s6/dinit: a newline written to this fd
+    std::optional<std::string> log; // a line matching this regex
+    std::optional<ProbeSpec> probe; // a probe that succeeds
+    Duration timeout{90'000};       // start timeout (also in core::ChildSpec::start_timeout)
     bool any() const { return notify || fd || log || probe; }
 };
 
 // Everything about node i that is not supervision policy.
 struct Unit {
     std::string name;
-    std::string file;        // the unit file, empty for an implicit root
+    std::string file; // the unit file, empty for an implicit root
     std::string description;
-    proc::SpawnSpec spawn;   // services only
+    std::vector<std::string> after; // sibling unit names as written (for render and reload)
+    proc::SpawnSpec spawn;          // services only
     LogSpec logs;
     ReadySpec ready;
     std::optional<ProbeSpec> liveness, readiness, startup;
@@ -96,8 +97,8 @@ struct Unit {
 };
 
 struct LoadResult {
-    core::TreeSpec tree;           // tree.nodes[0] is root
-    std::vector<Unit> units;       // aligned with tree.nodes
+    core::TreeSpec tree;     // tree.nodes[0] is root
+    std::vector<Unit> units; // aligned with tree.nodes
     std::vector<Diagnostic> diagnostics;
     bool ok() const { return diagnostics.empty(); }
 };

@@ -1,0 +1,38 @@
+// vigil/unit/values.hpp: the scalar vocabularies of unit files, both ways (text <-> value).
+//
+// parse_duration/parse_size live in unit.hpp (the contract); this header adds their inverses
+// and the name tables the loader validates against, so `vigild --check`, vigilctl and the man
+// page all spell values the same way. Every table here is complete and tested.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/time.hpp"
+
+namespace vigil::unit {
+
+// "1h30m", "10s", "250ms", "0s": the shortest exact spelling parse_duration reads back.
+std::string format_duration(Duration d);
+// "10MiB", "64KiB", "1000": binary units when exact, otherwise bytes.
+std::string format_size(std::uint64_t bytes);
+
+// "SIGTERM", "TERM", "sigterm" and "15" all give 15. Real-time signals: "SIGRTMIN+3".
+std::optional<int> parse_signal(std::string_view s);
+// 15 -> "SIGTERM"; unknown numbers -> the number as text.
+std::string signal_name(int sig);
+
+// Limit names accepted in `limits` (nofile, nproc, ...) mapped to RLIMIT_* numbers. This is
+// the loader's own table so src/unit does not depend on src/proc; both follow setrlimit(2).
+std::optional<int> rlimit_resource(std::string_view name);
+const std::vector<std::string_view> &rlimit_names();
+
+// Levenshtein distance, for "did you mean" suggestions.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+// The closest candidate when it is a plausible typo of `word`, else empty.
+std::string closest(std::string_view word, const std::vector<std::string_view> &candidates);
+
+} // namespace vigil::unit

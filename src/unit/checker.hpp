@@ -1,0 +1,111 @@
+// src/unit/checker.hpp: typed access to one unit file's JSON that reports every problem.
+//
+// Each getter validates one value and returns it, or reports a Diagnostic at the value's
+// position (from json_positions) and returns nullopt. Nothing throws, nothing stops: the
+// loader calls every getter it needs and the Checker accumulates all problems of the file.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vigil/unit/json_positions.hpp"
+#include "vigil/unit/unit.hpp"
+#include "vigil/unit/values.hpp"
+
+namespace vigil::unit::detail {
+
+using nlohmann::json;
+using Fields = std::vector<std::string_view>;
+
+template <class E> struct EnumName {
+    std::string_view name;
+    E value;
+};
+
+// A short rendering of a JSON value for "got ..." ("sometimes" quoted, objects abbreviated).
+std::string describe(const json &v);
+
+class Checker {
+public:
+    Checker(std::string file, const PositionedJson &pj, std::vector<Diagnostic> &out)
+        : file_(std::move(file)), pj_(pj), out_(out) {}
+
+    const std::string &file() const { return file_; }
+    Pos value_pos(const std::string &ptr) const;
+    Pos key_pos(const std::string &ptr) const;
+
+    // At the value (type and range problems) or at the key (unknown or misplaced fields).
+    void error(const std::string &ptr, std::string message);
+    void error_at_key(const std::string &ptr, std::string message);
+
+    // Reports every key of `obj` not in `allowed` (with a "did you mean" among `allowed`).
+    // `why_not` may explain known-but-misplaced keys: it returns a message or "".
+    template <class WhyNot>
+    void check_keys(const json &obj, const std::string &ptr, const Fields &allowed,
+                    WhyNot why_not) {
+        for (const auto &[k, v] : obj.items()) {
+            if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+            std::string p = pointer_append(ptr, k);
+            if (std::string why = why_not(k); !why.empty()) {
+                error_at_key(p, why);
+                continue;
+            }
+            std::string msg = "unknown field \"" + k + "\"";
+            if (std::string near = closest(k, allowed); !near.empty())
+                msg += "; did you mean \"" + near + "\"?";
+            error_at_key(p, msg);
+        }
+    }
+    void check_keys(const json &obj, const std::string &ptr, const Fields &allowed) {
+        check_keys(obj, ptr, allowed, [](const std::string &) { return std::string(); });
+    }
+
+    bool expect_object(const json &v, const std::string &ptr);
+    std::optional<std::string> string(const json &v, const std::string &ptr,
+                                      bool non_empty = false);
+    std::optional<bool> boolean(const json &v, const std::string &ptr);
+    std::optional<std::int64_t> integer(const json &v, const std::string &ptr, std::int64_t min,
+                                        std::int64_t max);
+    std::optional<double> number(const json &v, const std::string &ptr, double min, double max);
+    // A duration string; `infinity` allows "infinity" (returned as nullopt inside the optional).
+    // `min` is the smallest allowed value.
+    std::optional<std::optional<Duration>> duration(const json &v, const std::string &ptr,
+                                                    bool infinity, Duration min);
+    std::optional<std::uint64_t> size(const json &v, const std::string &ptr, std::uint64_t min);
+    std::optional<std::vector<std::string>> string_array(const json &v, const std::string &ptr,
+                                                         bool non_empty);
+    std::optional<std::map<std::string, std::string>> string_map(const json &v,
+                                                                 const std::string &ptr);
+    // Compiles a PCRE2 pattern so that a bad regex is reported at load time.
+    std::optional<std::string> regex(const json &v, const std::string &ptr);
+
+    template <class E, std::size_t N>
+    std::optional<E> enumeration(const json &v, const std::string &ptr,
+                                 const std::array<EnumName<E>, N> &names) {
+        if (v.is_string()) {
+            for (const auto &n : names)
+                if (v.get_ref<const std::string &>() == n.name) return n.value;
+        }
+        std::string msg = "expected one of ";
+        for (std::size_t i = 0; i < N; ++i) {
+            if (i) msg += ", ";
+            msg += "\"" + std::string(names[i].name) + "\"";
+        }
+        error(ptr, msg + "; got " + describe(v));
+        return std::nullopt;
+    }
+
+private:
+    std::string file_;
+    const PositionedJson &pj_;
+    std::vector<Diagnostic> &out_;
+};
+
+} // namespace vigil::unit::detail

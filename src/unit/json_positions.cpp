@@ -1,0 +1,230 @@
+// JSON parsing with source positions and duplicate-key detection (see json_positions.hpp).
+#include "vigil/unit/json_positions.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstddef>
+#include <set>
+
+namespace vigil::unit {
+
+namespace {
+
+using nlohmann::json;
+
+bool is_continuation(unsigned char c) {
+    return (c & 0xC0) == 0x80;
+}
+
+// Start offsets of the tokens nlohmann reports to a SAX handler, in order. ':' and ',' are
+// skipped because they produce no callback. The scan stops at the first character that cannot
+// start a token: nlohmann reports that syntax error itself, before any callback would need it.
+std::vector<std::size_t> scan_tokens(std::string_view s) {
+    std::vector<std::size_t> out;
+    std::size_t i = 0;
+    if (s.substr(0, 3) == "\xEF\xBB\xBF") i = 3; // nlohmann skips a UTF-8 BOM too
+    while (i < s.size()) {
+        char c = s[i];
+        switch (c) {
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r':
+        case ':':
+        case ',':
+            ++i;
+            break;
+        case '{':
+        case '}':
+        case '[':
+        case ']':
+            out.push_back(i++);
+            break;
+        case '"': {
+            out.push_back(i++);
+            while (i < s.size() && s[i] != '"')
+                i += (s[i] == '\\') ? 2 : 1;
+            ++i;
+            break;
+        }
+        default:
+            if (c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')) {
+                out.push_back(i);
+                while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) ||
+                                        s[i] == '-' || s[i] == '+' || s[i] == '.'))
+                    ++i;
+            } else {
+                return out;
+            }
+        }
+    }
+    return out;
+}
+
+class Handler {
+public:
+    Handler(std::string_view text, PositionedJson &out)
+        : text_(text), tokens_(scan_tokens(text)), out_(out) {
+        for (std::size_t i = 0; i < text.size(); ++i)
+            if (text[i] == '\n') line_starts_.push_back(i + 1);
+    }
+
+    bool null() { return scalar(nullptr); }
+    bool boolean(bool b) { return scalar(b); }
+    bool number_integer(json::number_integer_t v) { return scalar(v); }
+    bool number_unsigned(json::number_unsigned_t v) { return scalar(v); }
+    bool number_float(json::number_float_t v, const json::string_t &) { return scalar(v); }
+    bool string(json::string_t &v) { return scalar(std::move(v)); }
+    bool binary(json::binary_t &) { return false; } // never produced by the JSON text parser
+
+    bool start_object(std::size_t) {
+        Pos p = take();
+        std::string ptr;
+        json *node = place(json::object(), p, ptr);
+        stack_.push_back(Frame{node, std::move(ptr), 0, {}, {}});
+        return true;
+    }
+    bool key(json::string_t &k) {
+        Pos p = take();
+        Frame &f = stack_.back();
+        std::string ptr = pointer_append(f.pointer, k);
+        auto [it, fresh] = f.seen.emplace(k, p);
+        if (!fresh) {
+            out_.problems.push_back({p, ptr,
+                                     "duplicate key \"" + k + "\" (first at line " +
+                                         std::to_string(it->second.line) + ", column " +
+                                         std::to_string(it->second.column) + ")"});
+        }
+        out_.key_pos[ptr] = p;
+        f.key = k;
+        return true;
+    }
+    bool end_object() {
+        take();
+        stack_.pop_back();
+        return true;
+    }
+    bool start_array(std::size_t) {
+        Pos p = take();
+        std::string ptr;
+        json *node = place(json::array(), p, ptr);
+        stack_.push_back(Frame{node, std::move(ptr), 0, {}, {}});
+        return true;
+    }
+    bool end_array() {
+        take();
+        stack_.pop_back();
+        return true;
+    }
+
+    bool parse_error(std::size_t position, const std::string &,
+                     const nlohmann::detail::exception &ex) {
+        // `position` counts the characters read, the offending one included.
+        std::size_t off = position == 0 ? 0 : position - 1;
+        std::string msg = ex.what();
+        // "[json.exception.parse_error.101] parse error at line 1, column 2: syntax error ..."
+        if (auto c = msg.find("column "); c != std::string::npos) {
+            if (auto colon = msg.find(": ", c); colon != std::string::npos)
+                msg = msg.substr(colon + 2);
+        }
+        out_.problems.push_back({pos_at(std::min(off, text_.size())), "", "JSON " + msg});
+        out_.syntax_ok = false;
+        return false;
+    }
+
+    Pos pos_at(std::size_t off) const {
+        auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), off);
+        std::size_t start = *(it - 1);
+        if (start == 0 && text_.substr(0, 3) == "\xEF\xBB\xBF") start = 3; // not a column
+        int col = 1;
+        for (std::size_t i = start; i < off && i < text_.size(); ++i)
+            if (!is_continuation(static_cast<unsigned char>(text_[i]))) ++col;
+        return Pos{static_cast<int>(it - line_starts_.begin()), col};
+    }
+
+private:
+    struct Frame {
+        json *node;
+        std::string pointer;
+        std::size_t index;               // next array index
+        std::map<std::string, Pos> seen; // object keys so far, for duplicates
+        std::string key;                 // the key whose value comes next
+    };
+
+    Pos take() {
+        if (next_ >= tokens_.size()) return Pos{};
+        return pos_at(tokens_[next_++]);
+    }
+
+    template <class V> bool scalar(V &&v) {
+        Pos p = take();
+        std::string ptr;
+        place(json(std::forward<V>(v)), p, ptr);
+        return true;
+    }
+
+    // Stores `v` where the parser is (root, next array element or current key), records its
+    // position and returns it. Pointers stay valid: objects are std::maps, and an array only
+    // grows after every frame inside its previous element has been popped.
+    json *place(json v, Pos p, std::string &ptr) {
+        json *slot;
+        if (stack_.empty()) {
+            out_.value = std::move(v);
+            slot = &out_.value;
+        } else if (Frame &f = stack_.back(); f.node->is_array()) {
+            ptr = pointer_append(f.pointer, std::to_string(f.index++));
+            f.node->push_back(std::move(v));
+            slot = &f.node->back();
+        } else {
+            ptr = pointer_append(f.pointer, f.key);
+            slot = &((*f.node)[f.key] = std::move(v));
+        }
+        out_.value_pos[ptr] = p;
+        return slot;
+    }
+
+    std::string_view text_;
+    std::vector<std::size_t> tokens_;
+    std::vector<std::size_t> line_starts_{0};
+    std::size_t next_ = 0;
+    std::vector<Frame> stack_;
+    PositionedJson &out_;
+};
+
+} // namespace
+
+std::string pointer_append(std::string_view pointer, std::string_view token) {
+    std::string out(pointer);
+    out += '/';
+    for (char c : token) {
+        if (c == '~')
+            out += "~0";
+        else if (c == '/')
+            out += "~1";
+        else
+            out += c;
+    }
+    return out;
+}
+
+Pos position_of(std::string_view text, std::size_t offset) {
+    PositionedJson dummy;
+    Handler h(text, dummy);
+    return h.pos_at(std::min(offset, text.size()));
+}
+
+PositionedJson parse_positioned(std::string_view text) {
+    PositionedJson out;
+    out.syntax_ok = true;
+    Handler h(text, out);
+    // strict: trailing garbage after the value is an error too. Comments are not allowed:
+    // unit files are plain RFC 8259 JSON.
+    bool ok = json::sax_parse(text.begin(), text.end(), &h, json::input_format_t::json, true);
+    if (!ok || !out.syntax_ok) {
+        out.syntax_ok = false;
+        out.value = nullptr;
+    }
+    return out;
+}
+
+} // namespace vigil::unit

@@ -1,0 +1,1004 @@
+// load_dir(): unit files -> core::TreeSpec + per-node unit::Unit, with every diagnostic.
+//
+// Three passes, each of which reports everything it finds:
+//  1. per file: read, parse with positions, validate every field (types, enums, ranges,
+//     durations, sizes, regexes, kind-specific fields) and fill the specs;
+//  2. across files: parent and after references, parent and after cycles, parent kinds,
+//     significance against the parent's auto_shutdown, instance name clashes;
+//  3. only when nothing was reported: lay out the tree (instances expanded, children in start
+//     order) and compute fingerprints.
+// A unit whose file could not be parsed still exists by name in pass 2, so that a syntax error
+// in db.json does not also produce "unknown unit db" in every file that names it.
+#include "vigil/unit/unit.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <queue>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <sys/resource.h>
+#include <system_error>
+
+#include "checker.hpp"
+#include "vigil/unit/json_positions.hpp"
+#include "vigil/unit/values.hpp"
+
+namespace vigil::unit {
+
+std::string format(const Diagnostic &d) {
+    std::string out;
+    if (!d.file.empty()) {
+        out += d.file;
+        if (d.line > 0) out += ":" + std::to_string(d.line) + ":" + std::to_string(d.column);
+        out += ": ";
+    }
+    if (!d.field.empty()) out += d.field + ": ";
+    out += d.message;
+    return out;
+}
+
+namespace {
+
+using namespace detail;
+using core::AutoShutdown;
+using core::Kind;
+using core::Restart;
+using core::Strategy;
+
+// JSON spellings of the core's enums. Each table lists every enumerator once, in order; the
+// static_asserts catch a new enumerator without a spelling.
+constexpr std::array<EnumName<Kind>, 2> kind_names{
+    {{"service", Kind::Service}, {"supervisor", Kind::Supervisor}}};
+constexpr std::array<EnumName<Restart>, 3> restart_names{{{"permanent", Restart::Permanent},
+                                                          {"transient", Restart::Transient},
+                                                          {"temporary", Restart::Temporary}}};
+constexpr std::array<EnumName<Strategy>, 3> strategy_names{
+    {{"one_for_one", Strategy::OneForOne},
+     {"one_for_all", Strategy::OneForAll},
+     {"rest_for_one", Strategy::RestForOne}}};
+constexpr std::array<EnumName<AutoShutdown>, 3> auto_shutdown_names{
+    {{"never", AutoShutdown::Never},
+     {"any_significant", AutoShutdown::AnySignificant},
+     {"all_significant", AutoShutdown::AllSignificant}}};
+constexpr std::array<EnumName<Stream>, 3> stream_names{
+    {{"stdout", Stream::Stdout}, {"stderr", Stream::Stderr}, {"both", Stream::Both}}};
+constexpr std::array<EnumName<PatternAction>, 4> action_names{
+    {{"restart", PatternAction::Restart},
+     {"stop", PatternAction::Stop},
+     {"unhealthy", PatternAction::Unhealthy},
+     {"event", PatternAction::Event}}};
+static_assert(static_cast<std::size_t>(Kind::Supervisor) + 1 == kind_names.size());
+static_assert(static_cast<std::size_t>(Restart::Temporary) + 1 == restart_names.size());
+static_assert(static_cast<std::size_t>(Strategy::RestForOne) + 1 == strategy_names.size());
+static_assert(static_cast<std::size_t>(AutoShutdown::AllSignificant) + 1 ==
+              auto_shutdown_names.size());
+static_assert(static_cast<std::size_t>(Stream::Both) + 1 == stream_names.size());
+static_assert(static_cast<std::size_t>(PatternAction::Event) + 1 == action_names.size());
+template <class E, std::size_t N> constexpr bool in_order(const std::array<EnumName<E>, N> &t) {
+    for (std::size_t i = 0; i < N; ++i)
+        if (static_cast<std::size_t>(t[i].value) != i) return false;
+    return true;
+}
+static_assert(in_order(kind_names) && in_order(restart_names) && in_order(strategy_names) &&
+              in_order(auto_shutdown_names) && in_order(stream_names) && in_order(action_names));
+
+const Fields common_fields{"kind",    "description", "parent", "after",
+                           "restart", "significant", "stop"};
+const Fields service_fields{"command",   "cwd",     "env",      "env_file", "user",     "group",
+                            "umask",     "limits",  "backoff",  "logs",     "ready",    "liveness",
+                            "readiness", "startup", "watchdog", "patterns", "instances"};
+const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown"};
+const Fields root_fields{"kind", "description", "strategy", "intensity", "period", "auto_shutdown"};
+const Fields probe_fields{"exec",
+                          "tcp",
+                          "http",
+                          "initial_delay",
+                          "period",
+                          "timeout",
+                          "failure_threshold",
+                          "success_threshold"};
+
+constexpr int max_instances = 10'000; // the scale target: 10k children in a tree
+const std::regex name_re("[a-z0-9][a-z0-9._@-]*");
+
+Fields concat(const Fields &a, const Fields &b) {
+    Fields out = a;
+    out.insert(out.end(), b.begin(), b.end());
+    return out;
+}
+
+bool contains(const Fields &f, std::string_view k) {
+    return std::find(f.begin(), f.end(), k) != f.end();
+}
+
+// Everything pass 1 learns about one file.
+struct Raw {
+    std::string name;
+    std::string file;
+    bool is_root = false;
+    bool usable = false; // parsed into an object; false: exists by name only
+    PositionedJson pj;
+    core::ChildSpec spec;
+    Unit unit;
+    std::optional<std::string> parent; // as written
+    std::vector<std::string> after;    // as written, index = /after/i
+    int instances = 0;                 // 0: not given (one child, no suffix)
+    std::string canonical;             // canonical JSON for the fingerprint
+};
+
+// ---- pass 1: fields --------------------------------------------------------------------
+
+std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::string &ptr,
+                                     bool single_success) {
+    if (!c.expect_object(v, ptr)) return std::nullopt;
+    c.check_keys(v, ptr, probe_fields);
+    ProbeSpec p;
+    bool ok = true;
+    int methods = 0;
+    std::string first_method;
+    for (std::string_view m : {"exec", "tcp", "http"}) {
+        if (!v.contains(m)) continue;
+        std::string mp = pointer_append(ptr, m);
+        if (++methods > 1) {
+            c.error_at_key(mp, "only one of \"exec\", \"tcp\", \"http\" may be given (this "
+                               "probe already has \"" +
+                                   first_method + "\")");
+            ok = false;
+            continue;
+        }
+        first_method = m;
+        const json &mv = v[std::string(m)];
+        if (m == "exec") {
+            p.kind = ProbeKind::Exec;
+            auto cmd = c.string_array(mv, mp, true);
+            if (cmd && (*cmd)[0].empty()) {
+                c.error(pointer_append(mp, "0"), "must not be empty");
+                cmd.reset();
+            }
+            if (cmd)
+                p.command = *cmd;
+            else
+                ok = false;
+            continue;
+        }
+        p.kind = m == "tcp" ? ProbeKind::Tcp : ProbeKind::Http;
+        if (!c.expect_object(mv, mp)) {
+            ok = false;
+            continue;
+        }
+        Fields allowed =
+            m == "tcp" ? Fields{"host", "port"} : Fields{"host", "port", "path", "headers"};
+        c.check_keys(mv, mp, allowed);
+        if (mv.contains("host")) {
+            if (auto h = c.string(mv["host"], pointer_append(mp, "host"), true))
+                p.host = *h;
+            else
+                ok = false;
+        }
+        if (!mv.contains("port")) {
+            c.error(mp, "missing field \"port\"");
+            ok = false;
+        } else if (auto port = c.integer(mv["port"], pointer_append(mp, "port"), 1, 65535)) {
+            p.port = static_cast<int>(*port);
+        } else {
+            ok = false;
+        }
+        if (mv.contains("path")) {
+            std::string pp = pointer_append(mp, "path");
+            auto path = c.string(mv["path"], pp);
+            if (path && !path->starts_with("/")) {
+                c.error(pp, "must start with \"/\"; got " + describe(mv["path"]));
+                path.reset();
+            }
+            if (path)
+                p.path = *path;
+            else
+                ok = false;
+        }
+        if (mv.contains("headers")) {
+            if (auto h = c.string_map(mv["headers"], pointer_append(mp, "headers")))
+                p.headers = *h;
+            else
+                ok = false;
+        }
+    }
+    if (methods == 0) {
+        c.error(ptr, "expected exactly one of \"exec\", \"tcp\", \"http\"; got none");
+        ok = false;
+    }
+    auto dur = [&](const char *k, Duration &dst, Duration min) {
+        if (!v.contains(k)) return;
+        if (auto d = c.duration(v[k], pointer_append(ptr, k), false, min))
+            dst = **d;
+        else
+            ok = false;
+    };
+    dur("initial_delay", p.initial_delay, Duration{0});
+    dur("period", p.period, Duration{1});
+    dur("timeout", p.timeout, Duration{1});
+    auto count = [&](const char *k, unsigned &dst) {
+        if (!v.contains(k)) return;
+        if (auto n = c.integer(v[k], pointer_append(ptr, k), 1, 1'000'000))
+            dst = static_cast<unsigned>(*n);
+        else
+            ok = false;
+    };
+    count("failure_threshold", p.failure_threshold);
+    count("success_threshold", p.success_threshold);
+    if (single_success && p.success_threshold != 1 && v.contains("success_threshold")) {
+        c.error(pointer_append(ptr, "success_threshold"),
+                "must be 1 for liveness and startup probes (as in Kubernetes); got " +
+                    describe(v["success_threshold"]));
+        ok = false;
+    }
+    if (!ok) return std::nullopt;
+    return p;
+}
+
+void parse_stop(Checker &c, const json &v, Raw &r) {
+    const std::string ptr = "/stop";
+    if (!c.expect_object(v, ptr)) return;
+    bool sup = r.spec.kind == Kind::Supervisor;
+    c.check_keys(v, ptr, {"signal", "timeout"}, [&](const std::string &) { return std::string(); });
+    if (v.contains("signal")) {
+        std::string sp = "/stop/signal";
+        const json &s = v["signal"];
+        if (sup) {
+            c.error_at_key(sp, "a supervisor has no process of its own: \"signal\" applies to "
+                               "services only (a supervisor stops its children, each with its "
+                               "own stop signal)");
+        } else {
+            std::optional<int> sig;
+            if (s.is_string())
+                sig = parse_signal(s.get_ref<const std::string &>());
+            else if (s.is_number_integer() && s.get<std::int64_t>() >= 1 &&
+                     s.get<std::int64_t>() <= 64)
+                sig = parse_signal(std::to_string(s.get<std::int64_t>()));
+            if (sig)
+                r.spec.stop.signal = *sig;
+            else
+                c.error(sp, "expected a signal name like \"SIGTERM\" or \"TERM\", or a signal "
+                            "number; got " +
+                                describe(s));
+        }
+    }
+    if (v.contains("timeout")) {
+        if (auto d = c.duration(v["timeout"], "/stop/timeout", true, Duration{0}))
+            r.spec.stop.timeout = *d;
+    }
+}
+
+void parse_limits(Checker &c, const json &v, Raw &r) {
+    const std::string ptr = "/limits";
+    if (!c.expect_object(v, ptr)) return;
+    auto one = [&](const json &x, const std::string &p) -> std::optional<std::uint64_t> {
+        if (x.is_string() && x.get_ref<const std::string &>() == "infinity") return RLIM_INFINITY;
+        if (x.is_number_unsigned()) return x.get<std::uint64_t>();
+        // Sizes read naturally for the byte-valued limits (stack, memlock, as...).
+        if (x.is_string())
+            if (auto n = parse_size(x.get_ref<const std::string &>())) return n;
+        c.error(p, "expected a non-negative integer, a size like \"8MiB\" or \"infinity\"; got " +
+                       describe(x));
+        return std::nullopt;
+    };
+    for (const auto &[k, x] : v.items()) {
+        std::string p = pointer_append(ptr, k);
+        auto res = rlimit_resource(k);
+        if (!res) {
+            std::string msg = "unknown limit \"" + k + "\"";
+            if (auto near = closest(k, rlimit_names()); !near.empty())
+                msg += "; did you mean \"" + near + "\"?";
+            else
+                msg += " (see setrlimit(2): nofile, nproc, core, memlock, as, ...)";
+            c.error_at_key(p, msg);
+            continue;
+        }
+        if (x.is_object()) {
+            c.check_keys(x, p, {"soft", "hard"});
+            std::optional<std::uint64_t> soft, hard;
+            for (const char *k2 : {"soft", "hard"}) {
+                if (!x.contains(k2)) {
+                    c.error(p, std::string("missing field \"") + k2 + "\"");
+                    continue;
+                }
+                auto val = one(x[k2], pointer_append(p, k2));
+                (std::string_view(k2) == "soft" ? soft : hard) = val;
+            }
+            if (soft && hard) {
+                if (*soft > *hard)
+                    c.error(pointer_append(p, "soft"), "must not exceed \"hard\"");
+                else
+                    r.unit.spawn.limits.push_back({*res, *soft, *hard});
+            }
+        } else if (auto val = one(x, p)) {
+            r.unit.spawn.limits.push_back({*res, *val, *val});
+        }
+    }
+}
+
+void parse_backoff(Checker &c, const json &v, Raw &r) {
+    const std::string ptr = "/backoff";
+    if (!c.expect_object(v, ptr)) return;
+    c.check_keys(v, ptr, {"initial", "max", "factor", "jitter", "reset_after"});
+    auto &b = r.spec.backoff;
+    bool max_ok = true;
+    if (v.contains("initial")) {
+        if (auto d = c.duration(v["initial"], "/backoff/initial", false, Duration{0}))
+            b.initial = **d;
+        else
+            max_ok = false;
+    }
+    if (v.contains("max")) {
+        if (auto d = c.duration(v["max"], "/backoff/max", false, Duration{0}))
+            b.max = **d;
+        else
+            max_ok = false;
+    }
+    if (max_ok && b.max < b.initial)
+        c.error(v.contains("max") ? "/backoff/max" : "/backoff/initial",
+                "\"max\" (" + format_duration(b.max) + ") must not be less than \"initial\" (" +
+                    format_duration(b.initial) + ")");
+    if (v.contains("factor"))
+        if (auto f = c.number(v["factor"], "/backoff/factor", 1.0, 100.0)) b.factor = *f;
+    if (v.contains("jitter"))
+        if (auto j = c.number(v["jitter"], "/backoff/jitter", 0.0, 1.0)) b.jitter = *j;
+    if (v.contains("reset_after"))
+        if (auto d = c.duration(v["reset_after"], "/backoff/reset_after", false, Duration{1}))
+            b.reset_after = **d;
+}
+
+void parse_logs(Checker &c, const json &v, Raw &r) {
+    const std::string ptr = "/logs";
+    if (!c.expect_object(v, ptr)) return;
+    c.check_keys(v, ptr, {"forward", "file", "max_size", "keep", "timestamps", "ring", "max_line"});
+    auto &l = r.unit.logs;
+    if (v.contains("forward"))
+        if (auto b = c.boolean(v["forward"], "/logs/forward")) l.forward = *b;
+    if (v.contains("file"))
+        if (auto s = c.string(v["file"], "/logs/file", true)) l.file = *s;
+    if (v.contains("max_size"))
+        if (auto s = c.size(v["max_size"], "/logs/max_size", 4096)) l.max_size = *s;
+    if (v.contains("keep"))
+        if (auto n = c.integer(v["keep"], "/logs/keep", 0, 1000))
+            l.keep = static_cast<unsigned>(*n);
+    if (v.contains("timestamps"))
+        if (auto b = c.boolean(v["timestamps"], "/logs/timestamps")) l.timestamps = *b;
+    if (v.contains("ring"))
+        if (auto s = c.size(v["ring"], "/logs/ring", 0)) l.ring = *s;
+    if (v.contains("max_line"))
+        if (auto s = c.size(v["max_line"], "/logs/max_line", 64)) l.max_line = *s;
+}
+
+void parse_ready(Checker &c, const json &v, Raw &r) {
+    const std::string ptr = "/ready";
+    if (!c.expect_object(v, ptr)) return;
+    c.check_keys(v, ptr, {"notify", "fd", "log", "probe", "timeout"});
+    auto &rd = r.unit.ready;
+    if (v.contains("notify"))
+        if (auto b = c.boolean(v["notify"], "/ready/notify")) rd.notify = *b;
+    if (v.contains("fd"))
+        if (auto n = c.integer(v["fd"], "/ready/fd", 3, 1023)) rd.fd = static_cast<int>(*n);
+    if (v.contains("log"))
+        if (auto s = c.regex(v["log"], "/ready/log")) rd.log = *s;
+    if (v.contains("probe"))
+        if (auto p = parse_probe(c, v["probe"], "/ready/probe", false)) rd.probe = *p;
+    if (v.contains("timeout")) {
+        if (auto d = c.duration(v["timeout"], "/ready/timeout", false, Duration{1}))
+            rd.timeout = **d;
+        bool method =
+            v.contains("notify") || v.contains("fd") || v.contains("log") || v.contains("probe");
+        if (!method)
+            c.error_at_key("/ready/timeout", "has no effect without a readiness method "
+                                             "(\"notify\", \"fd\", \"log\" or \"probe\")");
+    }
+}
+
+void parse_patterns(Checker &c, const json &v, Raw &r) {
+    const std::string ptr = "/patterns";
+    if (!v.is_array()) {
+        c.error(ptr, "expected an array of objects; got " + describe(v));
+        return;
+    }
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        std::string p = pointer_append(ptr, std::to_string(i));
+        const json &x = v[i];
+        if (!c.expect_object(x, p)) continue;
+        c.check_keys(x, p, {"match", "stream", "action", "count", "within"});
+        PatternSpec ps;
+        bool ok = true;
+        if (!x.contains("match")) {
+            c.error(p, "missing field \"match\"");
+            ok = false;
+        } else {
+            std::string mp = pointer_append(p, "match");
+            if (auto s = c.regex(x["match"], mp)) {
+                ps.match = *s;
+                Pos pos = c.value_pos(mp);
+                ps.line = pos.line;
+                ps.column = pos.column;
+            } else {
+                ok = false;
+            }
+        }
+        if (x.contains("stream")) {
+            if (auto s = c.enumeration(x["stream"], pointer_append(p, "stream"), stream_names))
+                ps.stream = *s;
+            else
+                ok = false;
+        }
+        if (x.contains("action")) {
+            if (auto a = c.enumeration(x["action"], pointer_append(p, "action"), action_names))
+                ps.action = *a;
+            else
+                ok = false;
+        }
+        if (x.contains("count")) {
+            if (auto n = c.integer(x["count"], pointer_append(p, "count"), 1, 1'000'000))
+                ps.count = static_cast<unsigned>(*n);
+            else
+                ok = false;
+        }
+        if (x.contains("within")) {
+            if (auto d = c.duration(x["within"], pointer_append(p, "within"), false, Duration{1}))
+                ps.within = **d;
+            else
+                ok = false;
+        }
+        if (ok) r.unit.patterns.push_back(std::move(ps));
+    }
+}
+
+void parse_service_fields(Checker &c, const json &j, Raw &r) {
+    auto &sp = r.unit.spawn;
+    if (!j.contains("command")) {
+        c.error("", "missing field \"command\" (a service needs a command to run)");
+    } else if (auto cmd = c.string_array(j["command"], "/command", true)) {
+        if ((*cmd)[0].empty())
+            c.error("/command/0", "must not be empty (argv[0] names the program)");
+        else
+            sp.argv = *cmd;
+    }
+    if (j.contains("cwd")) {
+        if (auto s = c.string(j["cwd"], "/cwd", true)) {
+            if (!s->starts_with("/"))
+                c.error("/cwd", "must be an absolute path; got " + describe(j["cwd"]));
+            else
+                sp.cwd = *s;
+        }
+    }
+    if (j.contains("env")) {
+        if (auto m = c.string_map(j["env"], "/env")) {
+            for (const auto &[k, val] : *m) {
+                if (k.empty() || k.find('=') != std::string::npos)
+                    c.error_at_key(pointer_append("/env", k),
+                                   "an environment variable name must be non-empty and "
+                                   "contain no \"=\"");
+                else
+                    sp.env[k] = val;
+            }
+        }
+    }
+    if (j.contains("env_file")) {
+        if (auto s = c.string(j["env_file"], "/env_file", true)) {
+            std::string path = *s;
+            if (path.starts_with("-")) {
+                sp.env_file_optional = true;
+                path.erase(0, 1);
+            }
+            if (path.empty())
+                c.error("/env_file", "expected a path after \"-\"");
+            else
+                sp.env_file = path;
+        }
+    }
+    for (const char *k : {"user", "group"}) {
+        if (!j.contains(k)) continue;
+        std::string p = std::string("/") + k;
+        std::optional<std::string> val;
+        if (j[k].is_number_unsigned())
+            val = std::to_string(j[k].get<std::uint64_t>());
+        else if (j[k].is_string() && !j[k].get_ref<const std::string &>().empty())
+            val = j[k].get<std::string>();
+        else
+            c.error(p, "expected a name or a numeric id; got " + describe(j[k]));
+        if (val) (std::string_view(k) == "user" ? sp.user : sp.group) = val;
+    }
+    if (j.contains("umask")) {
+        const json &u = j["umask"];
+        bool ok = u.is_string();
+        unsigned value = 0;
+        if (ok) {
+            const auto &s = u.get_ref<const std::string &>();
+            ok = s.size() >= 3 && s.size() <= 4;
+            for (char ch : s) {
+                if (ch < '0' || ch > '7') ok = false;
+                value = value * 8 + static_cast<unsigned>(ch - '0');
+            }
+            ok = ok && value <= 0777;
+        }
+        if (ok)
+            sp.umask = value;
+        else
+            c.error("/umask", "expected an octal string like \"0022\"; got " + describe(u));
+    }
+    if (j.contains("limits")) parse_limits(c, j["limits"], r);
+    if (j.contains("backoff")) parse_backoff(c, j["backoff"], r);
+    if (j.contains("logs")) parse_logs(c, j["logs"], r);
+    if (j.contains("ready")) parse_ready(c, j["ready"], r);
+    if (j.contains("liveness")) r.unit.liveness = parse_probe(c, j["liveness"], "/liveness", true);
+    if (j.contains("readiness"))
+        r.unit.readiness = parse_probe(c, j["readiness"], "/readiness", false);
+    if (j.contains("startup")) r.unit.startup = parse_probe(c, j["startup"], "/startup", true);
+    if (j.contains("watchdog"))
+        if (auto d = c.duration(j["watchdog"], "/watchdog", false, Duration{1}))
+            r.unit.watchdog = **d;
+    if (j.contains("patterns")) parse_patterns(c, j["patterns"], r);
+    if (j.contains("instances"))
+        if (auto n = c.integer(j["instances"], "/instances", 1, max_instances))
+            r.instances = static_cast<int>(*n);
+}
+
+void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
+    auto &s = r.spec;
+    if (j.contains("strategy"))
+        if (auto v = c.enumeration(j["strategy"], "/strategy", strategy_names)) s.strategy = *v;
+    if (j.contains("intensity"))
+        if (auto v = c.integer(j["intensity"], "/intensity", 0, 1'000'000))
+            s.intensity = static_cast<int>(*v);
+    if (j.contains("period"))
+        if (auto d = c.duration(j["period"], "/period", false, Duration{1})) s.period = **d;
+    if (j.contains("auto_shutdown"))
+        if (auto v = c.enumeration(j["auto_shutdown"], "/auto_shutdown", auto_shutdown_names))
+            s.auto_shutdown = *v;
+}
+
+// Validates one parsed file and fills r.spec / r.unit.
+void parse_unit(Checker &c, Raw &r) {
+    const json &j = r.pj.value;
+    if (!j.is_object()) {
+        c.error("", "expected an object with the unit's fields; got " + describe(j));
+        return;
+    }
+    r.usable = true;
+    // Kind first: it decides which fields are allowed.
+    r.spec.kind = r.is_root ? Kind::Supervisor : Kind::Service;
+    if (j.contains("kind")) {
+        if (auto k = c.enumeration(j["kind"], "/kind", kind_names)) {
+            if (r.is_root && *k != Kind::Supervisor)
+                c.error("/kind", "root.json configures the root supervisor: kind must be "
+                                 "\"supervisor\"");
+            else
+                r.spec.kind = *k;
+        }
+    }
+    const bool sup = r.spec.kind == Kind::Supervisor;
+    // Supervisors wait for their whole subtree to stop (OTP: shutdown infinity for
+    // supervisors); services get SIGTERM and 10s.
+    if (sup) r.spec.stop.timeout = std::nullopt;
+
+    Fields allowed =
+        r.is_root ? root_fields : concat(common_fields, sup ? supervisor_fields : service_fields);
+    c.check_keys(j, "", allowed, [&](const std::string &k) -> std::string {
+        if (r.is_root && contains(common_fields, k))
+            return "not allowed in root.json: the root supervisor has no parent and is never "
+                   "restarted";
+        if (sup && contains(service_fields, k))
+            return "applies to services only; this unit is a supervisor";
+        if (!sup && contains(supervisor_fields, k))
+            return "applies to supervisors only; this unit is a service (set \"kind\": "
+                   "\"supervisor\")";
+        return "";
+    });
+
+    if (j.contains("description"))
+        if (auto s = c.string(j["description"], "/description")) r.unit.description = *s;
+    if (!r.is_root) {
+        if (j.contains("parent")) {
+            if (auto s = c.string(j["parent"], "/parent", true)) r.parent = *s;
+        } else {
+            r.parent = "root";
+        }
+        if (j.contains("after")) {
+            if (auto a = c.string_array(j["after"], "/after", false)) {
+                std::set<std::string> seen;
+                for (std::size_t i = 0; i < a->size(); ++i) {
+                    if (!seen.insert((*a)[i]).second)
+                        c.error("/after/" + std::to_string(i),
+                                "\"" + (*a)[i] + "\" is listed twice");
+                }
+                r.after = *a;
+            }
+        }
+        if (j.contains("restart"))
+            if (auto v = c.enumeration(j["restart"], "/restart", restart_names))
+                r.spec.restart = *v;
+        if (j.contains("significant"))
+            if (auto b = c.boolean(j["significant"], "/significant")) r.spec.significant = *b;
+        if (j.contains("stop")) parse_stop(c, j["stop"], r);
+        if (r.spec.significant && r.spec.restart == Restart::Permanent &&
+            (!j.contains("restart") || j["restart"] == "permanent"))
+            c.error("/significant", "a permanent unit cannot be significant (it is always "
+                                    "restarted, so it never ends the supervisor); set \"restart\" "
+                                    "to \"transient\" or \"temporary\"");
+    }
+    if (sup)
+        parse_supervisor_fields(c, j, r);
+    else
+        parse_service_fields(c, j, r);
+
+    // Supervisors only wait for their subtree; a service waits for readiness when declared.
+    r.spec.wait_ready = r.unit.ready.any();
+    if (r.spec.wait_ready) r.spec.start_timeout = r.unit.ready.timeout;
+
+    json canon = j;
+    for (const char *k : {"parent", "after", "instances", "description"})
+        canon.erase(k);
+    r.canonical = canon.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL) {
+    for (unsigned char ch : s) {
+        h ^= ch;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+// ---- pass 2: references -----------------------------------------------------------------
+
+class Resolver {
+public:
+    Resolver(std::vector<Raw> &raws, std::vector<Diagnostic> &out) : raws_(raws), out_(out) {
+        for (std::size_t i = 0; i < raws_.size(); ++i)
+            by_name_[raws_[i].name] = i;
+        for (const auto &r : raws_)
+            names_.push_back(r.name);
+        parent_.assign(raws_.size(), npos);
+    }
+
+    void run() {
+        resolve_parents();
+        find_parent_cycles();
+        resolve_after();
+        find_after_cycles();
+        check_significance();
+        check_instance_names();
+    }
+
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    std::vector<std::size_t> parent_;                   // resolved parent index or npos
+    std::vector<std::vector<std::size_t>> after_edges_; // i comes after each of these
+    std::vector<bool> in_cycle_;
+
+private:
+    void error(const Raw &r, const std::string &ptr, std::string msg, bool at_key = false) {
+        Pos p;
+        const auto &m = at_key ? r.pj.key_pos : r.pj.value_pos;
+        if (auto it = m.find(ptr); it != m.end()) p = it->second;
+        out_.push_back(Diagnostic{r.file, p.line, p.column, ptr, std::move(msg)});
+    }
+
+    std::string unknown(const std::string &name) const {
+        std::string msg = "unknown unit \"" + name + "\"";
+        if (auto near = closest(name, names_); !near.empty())
+            msg += "; did you mean \"" + near + "\"?";
+        return msg;
+    }
+
+    void resolve_parents() {
+        for (std::size_t i = 0; i < raws_.size(); ++i) {
+            Raw &r = raws_[i];
+            if (!r.usable || r.is_root || !r.parent) continue;
+            auto it = by_name_.find(*r.parent);
+            if (it == by_name_.end()) {
+                error(r, "/parent", unknown(*r.parent));
+                continue;
+            }
+            const Raw &p = raws_[it->second];
+            if (!p.usable) continue; // its own diagnostics say why
+            if (p.spec.kind != Kind::Supervisor) {
+                error(r, "/parent",
+                      "\"" + p.name +
+                          "\" is a service; a parent must be a supervisor (\"kind\": "
+                          "\"supervisor\")");
+                continue;
+            }
+            parent_[i] = it->second;
+        }
+    }
+
+    // Each unit has at most one parent, so a cycle is found by walking up from every unit.
+    void find_parent_cycles() {
+        in_cycle_.assign(raws_.size(), false);
+        std::vector<int> state(raws_.size(), 0); // 0 new, 1 on the current walk, 2 done
+        for (std::size_t start = 0; start < raws_.size(); ++start) {
+            std::vector<std::size_t> walk;
+            std::size_t i = start;
+            while (i != npos && state[i] == 0) {
+                state[i] = 1;
+                walk.push_back(i);
+                i = parent_[i];
+            }
+            if (i != npos && state[i] == 1) {
+                auto from = std::find(walk.begin(), walk.end(), i);
+                std::vector<std::size_t> cycle(from, walk.end());
+                for (auto k : cycle)
+                    in_cycle_[k] = true;
+                report_cycle(cycle, "/parent", "parent cycle: ", [&](std::size_t, std::size_t) {
+                    return std::string("/parent");
+                });
+            }
+            for (auto k : walk)
+                state[k] = 2;
+        }
+    }
+
+    // Reports a cycle once, starting from its smallest name, at `ptr_of(first, next)`.
+    template <class PtrOf>
+    void report_cycle(std::vector<std::size_t> cycle, const std::string &, const char *what,
+                      PtrOf ptr_of) {
+        auto min = std::min_element(cycle.begin(), cycle.end(),
+                                    [&](auto a, auto b) { return raws_[a].name < raws_[b].name; });
+        std::rotate(cycle.begin(), min, cycle.end());
+        std::string text;
+        for (auto k : cycle)
+            text += raws_[k].name + " -> ";
+        text += raws_[cycle[0]].name;
+        if (!reported_.insert(text).second) return;
+        std::size_t next = cycle.size() > 1 ? cycle[1] : cycle[0];
+        error(raws_[cycle[0]], ptr_of(cycle[0], next), what + text);
+    }
+
+    void resolve_after() {
+        after_edges_.assign(raws_.size(), {});
+        for (std::size_t i = 0; i < raws_.size(); ++i) {
+            Raw &r = raws_[i];
+            for (std::size_t a = 0; a < r.after.size(); ++a) {
+                std::string ptr = "/after/" + std::to_string(a);
+                auto it = by_name_.find(r.after[a]);
+                if (it == by_name_.end()) {
+                    error(r, ptr, unknown(r.after[a]));
+                    continue;
+                }
+                std::size_t t = it->second;
+                if (raws_[t].is_root) {
+                    error(r, ptr, "\"root\" is every unit's ancestor; \"after\" names a sibling");
+                    continue;
+                }
+                if (parent_[i] == npos || parent_[t] == npos) continue; // already reported
+                if (parent_[i] != parent_[t]) {
+                    error(
+                        r, ptr,
+                        "\"" + r.after[a] + "\" has parent \"" + raws_[parent_[t]].name +
+                            "\", not \"" + raws_[parent_[i]].name +
+                            "\": \"after\" orders siblings only (order their supervisors instead)");
+                    continue;
+                }
+                if (std::find(after_edges_[i].begin(), after_edges_[i].end(), t) ==
+                    after_edges_[i].end())
+                    after_edges_[i].push_back(t);
+            }
+        }
+    }
+
+    void find_after_cycles() {
+        std::vector<int> color(raws_.size(), 0);
+        std::vector<std::size_t> path;
+        std::function<void(std::size_t)> visit = [&](std::size_t u) {
+            color[u] = 1;
+            path.push_back(u);
+            for (auto v : after_edges_[u]) {
+                if (color[v] == 1) {
+                    auto from = std::find(path.begin(), path.end(), v);
+                    report_cycle(
+                        std::vector<std::size_t>(from, path.end()), "/after",
+                        "ordering cycle in \"after\": ", [&](std::size_t first, std::size_t next) {
+                            const auto &af = raws_[first].after;
+                            auto at = std::find(af.begin(), af.end(), raws_[next].name);
+                            return "/after/" + std::to_string(at - af.begin());
+                        });
+                } else if (color[v] == 0) {
+                    visit(v);
+                }
+            }
+            path.pop_back();
+            color[u] = 2;
+        };
+        for (std::size_t i = 0; i < raws_.size(); ++i)
+            if (color[i] == 0) visit(i);
+    }
+
+    void check_significance() {
+        for (std::size_t i = 0; i < raws_.size(); ++i) {
+            const Raw &r = raws_[i];
+            if (!r.usable || !r.spec.significant || parent_[i] == npos) continue;
+            const Raw &p = raws_[parent_[i]];
+            if (p.spec.auto_shutdown == AutoShutdown::Never)
+                error(r, "/significant",
+                      "parent \"" + p.name +
+                          "\" has auto_shutdown \"never\", so a significant "
+                          "child has no effect; set \"auto_shutdown\" in " +
+                          (p.file.empty() ? std::string("a new root.json") : p.file));
+        }
+    }
+
+    void check_instance_names() {
+        for (const auto &r : raws_) {
+            for (int k = 1; k <= r.instances; ++k) {
+                std::string n = r.name + "@" + std::to_string(k);
+                if (auto it = by_name_.find(n); it != by_name_.end())
+                    error(r, "/instances",
+                          "instance \"" + n + "\" has the same name as the unit in " +
+                              raws_[it->second].file);
+            }
+        }
+    }
+
+    std::vector<Raw> &raws_;
+    std::vector<Diagnostic> &out_;
+    std::map<std::string, std::size_t> by_name_;
+    std::vector<std::string_view> names_;
+    std::set<std::string> reported_;
+};
+
+// ---- pass 3: layout -----------------------------------------------------------------------
+
+void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, LoadResult &out) {
+    std::vector<std::vector<std::size_t>> kids(raws.size());
+    for (std::size_t i = 0; i < raws.size(); ++i)
+        if (res.parent_[i] != Resolver::npos) kids[res.parent_[i]].push_back(i);
+
+    // Start order among siblings: Kahn's algorithm, the smallest name first among the ready.
+    auto start_order = [&](const std::vector<std::size_t> &sib) {
+        std::map<std::size_t, int> pending;
+        std::map<std::size_t, std::vector<std::size_t>> unlocks;
+        for (auto s : sib) {
+            pending[s] = static_cast<int>(res.after_edges_[s].size());
+            for (auto t : res.after_edges_[s])
+                unlocks[t].push_back(s);
+        }
+        auto later = [&](std::size_t a, std::size_t b) { return raws[a].name > raws[b].name; };
+        std::priority_queue<std::size_t, std::vector<std::size_t>, decltype(later)> ready(later);
+        for (auto s : sib)
+            if (pending[s] == 0) ready.push(s);
+        std::vector<std::size_t> order;
+        while (!ready.empty()) {
+            auto s = ready.top();
+            ready.pop();
+            order.push_back(s);
+            for (auto u : unlocks[s])
+                if (--pending[u] == 0) ready.push(u);
+        }
+        return order;
+    };
+
+    // Pre-order: a node's id is assigned before its children's, children in start order.
+    std::function<void(std::size_t, std::optional<ChildId>)> add =
+        [&](std::size_t i, std::optional<ChildId> parent) {
+            Raw &r = raws[i];
+            int copies = r.instances == 0 ? 1 : r.instances;
+            std::vector<ChildId> ids;
+            for (int k = 1; k <= copies; ++k) {
+                ChildId id{static_cast<std::uint32_t>(out.tree.nodes.size())};
+                core::ChildSpec spec = r.spec;
+                Unit unit = r.unit;
+                spec.parent = parent;
+                spec.name = r.instances == 0 ? r.name : r.name + "@" + std::to_string(k);
+                unit.name = spec.name;
+                unit.file = r.file;
+                unit.after = r.after;
+                std::uint64_t h = fnv1a(r.canonical);
+                if (r.instances != 0) {
+                    // Each instance differs by VIGIL_INSTANCE; the unit's own env cannot
+                    // override it, so the instance number is always trustworthy.
+                    unit.spawn.env["VIGIL_INSTANCE"] = std::to_string(k);
+                    h = fnv1a("\0instance=" + std::to_string(k), h);
+                }
+                spec.fingerprint = h;
+                out.tree.nodes.push_back(std::move(spec));
+                out.units.push_back(std::move(unit));
+                if (parent) out.tree.nodes[parent->value].children.push_back(id);
+                ids.push_back(id);
+            }
+            if (r.spec.kind == Kind::Supervisor)
+                for (auto c : start_order(kids[i]))
+                    add(c, ids[0]);
+        };
+    add(root, std::nullopt);
+}
+
+std::string read_file(const std::filesystem::path &p, std::string &err) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) {
+        err = std::error_code(errno, std::generic_category()).message();
+        return {};
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) err = "read error";
+    return ss.str();
+}
+
+} // namespace
+
+LoadResult load_dir(const std::filesystem::path &dir) {
+    namespace fs = std::filesystem;
+    LoadResult result;
+    auto &diags = result.diagnostics;
+
+    std::vector<fs::path> files;
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    if (ec) {
+        diags.push_back(
+            {"", 0, 0, "", "cannot read unit directory \"" + dir.string() + "\": " + ec.message()});
+        return result;
+    }
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+        if (ec) break;
+        const auto &p = it->path();
+        std::error_code ec2;
+        if (p.extension() == ".json" && fs::is_regular_file(p, ec2)) files.push_back(p);
+    }
+    if (ec)
+        diags.push_back(
+            {"", 0, 0, "", "cannot read unit directory \"" + dir.string() + "\": " + ec.message()});
+    std::sort(files.begin(), files.end(),
+              [](const fs::path &a, const fs::path &b) { return a.filename() < b.filename(); });
+
+    std::vector<Raw> raws;
+    std::optional<std::size_t> root;
+    for (const auto &p : files) {
+        Raw r;
+        r.name = p.stem().string();
+        r.file = (dir / p.filename()).string();
+        if (!std::regex_match(r.name, name_re)) {
+            diags.push_back({r.file, 0, 0, "",
+                             "unit name \"" + r.name +
+                                 "\" (the file name without .json) must match "
+                                 "[a-z0-9][a-z0-9._@-]*"});
+            continue;
+        }
+        r.is_root = r.name == "root";
+        std::string err;
+        std::string text = read_file(p, err);
+        if (!err.empty()) {
+            diags.push_back({r.file, 0, 0, "", "cannot read: " + err});
+        } else {
+            r.pj = parse_positioned(text);
+            for (const auto &pr : r.pj.problems)
+                diags.push_back({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
+            if (r.pj.syntax_ok) {
+                Checker c(r.file, r.pj, diags);
+                parse_unit(c, r);
+            }
+        }
+        if (r.is_root) root = raws.size();
+        raws.push_back(std::move(r));
+    }
+    if (!root) {
+        Raw r; // the implicit root: a supervisor with every default
+        r.name = "root";
+        r.is_root = true;
+        r.usable = true;
+        r.spec.kind = Kind::Supervisor;
+        r.spec.stop.timeout = std::nullopt;
+        r.canonical = "{}";
+        root = raws.size();
+        raws.push_back(std::move(r));
+    }
+
+    Resolver res(raws, diags);
+    res.run();
+
+    std::stable_sort(diags.begin(), diags.end(), [](const Diagnostic &a, const Diagnostic &b) {
+        return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
+    });
+    if (!diags.empty()) return result;
+    lay_out(raws, res, *root, result);
+    return result;
+}
+
+} // namespace vigil::unit

@@ -1,0 +1,129 @@
+// Positions of JSON values and keys, duplicate keys and syntax errors (json_positions.cpp).
+#include <doctest/doctest.h>
+
+#include "vigil/unit/json_positions.hpp"
+
+using namespace vigil::unit;
+
+namespace {
+std::string at(const std::map<std::string, Pos> &m, const std::string &ptr) {
+    auto it = m.find(ptr);
+    if (it == m.end()) return "missing";
+    return std::to_string(it->second.line) + ":" + std::to_string(it->second.column);
+}
+} // namespace
+
+TEST_SUITE("unit") {
+
+    TEST_CASE("every value and key gets its start position") {
+        const char *text = "{\n"
+                           "  \"restart\": \"sometimes\",\n"
+                           "  \"command\": [\"sh\", \"-c\",\n"
+                           "      \"echo hi\"],\n"
+                           "  \"stop\": {\"timeout\": 10, \"signal\": null},\n"
+                           "  \"n\": -1.5e3, \"t\": true, \"f\": false,\n"
+                           "  \"a/b~c\": {}\n"
+                           "}\n";
+        auto r = parse_positioned(text);
+        REQUIRE(r.syntax_ok);
+        CHECK(r.problems.empty());
+        CHECK(at(r.value_pos, "") == "1:1");
+        CHECK(at(r.value_pos, "/restart") == "2:14");
+        CHECK(at(r.key_pos, "/restart") == "2:3");
+        CHECK(at(r.value_pos, "/command") == "3:14");
+        CHECK(at(r.value_pos, "/command/0") == "3:15");
+        CHECK(at(r.value_pos, "/command/1") == "3:21");
+        CHECK(at(r.value_pos, "/command/2") == "4:7");
+        CHECK(at(r.value_pos, "/stop") == "5:11");
+        CHECK(at(r.value_pos, "/stop/timeout") == "5:23");
+        CHECK(at(r.key_pos, "/stop/signal") == "5:27");
+        CHECK(at(r.value_pos, "/stop/signal") == "5:37");
+        CHECK(at(r.value_pos, "/n") == "6:8");
+        CHECK(at(r.value_pos, "/t") == "6:21");
+        CHECK(at(r.value_pos, "/f") == "6:32");
+        CHECK(at(r.value_pos, "/a~1b~0c") == "7:12");
+        CHECK(r.value["command"][2] == "echo hi");
+        CHECK(r.value["n"] == -1500.0);
+    }
+
+    TEST_CASE("escapes inside strings do not confuse the token scanner") {
+        auto r = parse_positioned(R"({"a": "x\"y\\", "b": "\u00e9]}", "c": 1})");
+        REQUIRE(r.syntax_ok);
+        CHECK(at(r.value_pos, "/a") == "1:7");
+        CHECK(at(r.value_pos, "/b") == "1:22");
+        CHECK(at(r.value_pos, "/c") == "1:39");
+    }
+
+    TEST_CASE("columns count code points, not bytes") {
+        auto r = parse_positioned("{\"d\": \"h\xC3\xA9llo\", \"x\": 1}");
+        REQUIRE(r.syntax_ok);
+        CHECK(at(r.value_pos, "/x") == "1:21");
+    }
+
+    TEST_CASE("a UTF-8 byte order mark is skipped") {
+        auto r = parse_positioned("\xEF\xBB\xBF{\"a\": 1}");
+        REQUIRE(r.syntax_ok);
+        CHECK(at(r.value_pos, "/a") == "1:7"); // editors do not count the BOM as a column
+    }
+
+    TEST_CASE("duplicate keys are reported at the second key, nested ones too") {
+        auto r =
+            parse_positioned("{\"a\": 1,\n \"env\": {\"X\": \"1\", \"X\": \"2\"},\n \"a\": 2}");
+        REQUIRE(r.syntax_ok);
+        REQUIRE(r.problems.size() == 2);
+        CHECK(r.problems[0].pointer == "/env/X");
+        CHECK(r.problems[0].pos.line == 2);
+        CHECK(r.problems[0].pos.column == 20);
+        CHECK(r.problems[0].message == "duplicate key \"X\" (first at line 2, column 10)");
+        CHECK(r.problems[1].pointer == "/a");
+        CHECK(r.problems[1].pos.line == 3);
+        CHECK(r.problems[1].pos.column == 2);
+        CHECK(r.problems[1].message == "duplicate key \"a\" (first at line 1, column 2)");
+    }
+
+    TEST_CASE("syntax errors carry the position of the offending character") {
+        SUBCASE("trailing comma") {
+            auto r = parse_positioned("{\n  \"a\": 1,\n}\n");
+            CHECK_FALSE(r.syntax_ok);
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].pos.line == 3);
+            CHECK(r.problems[0].pos.column == 1);
+            CHECK(r.problems[0].message.find("JSON syntax error") == 0);
+        }
+        SUBCASE("unterminated string") {
+            auto r = parse_positioned("{\"a\": \"abc");
+            CHECK_FALSE(r.syntax_ok);
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].pos.line == 1);
+            CHECK(r.problems[0].pos.column == 11);
+        }
+        SUBCASE("empty input") {
+            auto r = parse_positioned("");
+            CHECK_FALSE(r.syntax_ok);
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].pos.line == 1);
+            CHECK(r.problems[0].pos.column == 1);
+        }
+        SUBCASE("garbage after the value") {
+            auto r = parse_positioned("{}\n{}");
+            CHECK_FALSE(r.syntax_ok);
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].pos.line == 2);
+            CHECK(r.problems[0].pos.column == 1);
+        }
+        SUBCASE("comments are not JSON") {
+            auto r = parse_positioned("{\n  // no\n}");
+            CHECK_FALSE(r.syntax_ok);
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].pos.line == 2);
+        }
+    }
+
+    TEST_CASE("pointer_append escapes ~ and /") {
+        CHECK(pointer_append("", "a") == "/a");
+        CHECK(pointer_append("/x", "a/b") == "/x/a~1b");
+        CHECK(pointer_append("/x", "~") == "/x/~0");
+        CHECK(pointer_append("/x", "") == "/x/");
+    }
+
+} // TEST_SUITE
