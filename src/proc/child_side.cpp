@@ -18,11 +18,21 @@
 #include <termios.h>
 #include <unistd.h>
 
+// The child's code is not instrumented by AddressSanitizer: its frames live on a stack the
+// child abandons at execve()/_exit(), so redzones it poisoned would stay poisoned for the next
+// child on the same stack (false reports), and ASan warns about the stack switch at _exit.
+#if defined(__SANITIZE_ADDRESS__)
+#define VIGIL_CHILD_CODE __attribute__((no_sanitize("address")))
+#else
+#define VIGIL_CHILD_CODE
+#endif
+
 namespace vigil::proc::detail {
 
 namespace {
 
-[[noreturn]] void fail(const ChildPlan &p, ExecStage stage, int error, int aux) noexcept {
+[[noreturn]] VIGIL_CHILD_CODE void fail(const ChildPlan &p, ExecStage stage, int error,
+                                        int aux) noexcept {
     ChildFailure msg{static_cast<std::uint32_t>(stage), error, aux};
     // 12 bytes is far below PIPE_BUF, so the write is atomic; no signal can interrupt it
     // because every signal is still blocked (or already default).
@@ -30,7 +40,7 @@ namespace {
     _exit(127);
 }
 
-bool is_target(const ChildPlan &p, int fd) noexcept {
+VIGIL_CHILD_CODE bool is_target(const ChildPlan &p, int fd) noexcept {
     for (std::size_t i = 0; i < p.n_moves; ++i)
         if (p.moves[i].target == fd) return true;
     return false;
@@ -38,7 +48,7 @@ bool is_target(const ChildPlan &p, int fd) noexcept {
 
 // Marks every fd >= 3 close-on-exec, rather than closing it: the status pipe must survive
 // until execve() and close exactly then. Targets of moves get their flag cleared afterwards.
-void mark_fds_cloexec(const ChildPlan &p) noexcept {
+VIGIL_CHILD_CODE void mark_fds_cloexec(const ChildPlan &p) noexcept {
     // Linux >= 5.11: one syscall.
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
     // Older kernels: walk /proc/self/fd with raw getdents64 (opendir would allocate).
@@ -76,7 +86,7 @@ void mark_fds_cloexec(const ChildPlan &p) noexcept {
 
 } // namespace
 
-int child_main(void *arg) noexcept {
+VIGIL_CHILD_CODE int child_main(void *arg) noexcept {
     const ChildPlan &p = *static_cast<const ChildPlan *>(arg);
 
     // A new session (or group) so that a stop signal sent to -pgid reaches the whole tree.

@@ -22,6 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 extern char **environ;
 
 namespace vigil::proc {
@@ -272,6 +276,11 @@ char *child_stack_top() {
         mprotect(m, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)), PROT_NONE);
         top = static_cast<char *>(m) + size;
     }
+#if defined(__SANITIZE_ADDRESS__)
+    // Whatever a previous child left poisoned on this stack must not fail the next one.
+    std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    ASAN_UNPOISON_MEMORY_REGION(top - size + page, size - page);
+#endif
     return top;
 }
 
