@@ -1,0 +1,103 @@
+// vigil/http/server.hpp: vigild's HTTP endpoint for orchestrators (`vigild --http ADDR`).
+//
+//   GET /healthz  200 "ok": the loop is alive (it answered)
+//   GET /readyz   200 when every unit that should run is running and ready, else 503; JSON body
+//                 {"ready": bool, "not_ready": ["db", ...]}
+//   GET /metrics  Prometheus text format (metrics.hpp)
+//   GET /status   the JSON of `vigilctl status --json`, from the daemon's callback
+// HEAD is answered like GET without a body; other methods get 405, other paths 404.
+//
+// Requests are parsed by Debian's libhttp-parser. Limits keep one client from hurting vigild:
+// request line plus headers over `max_header_bytes` get 431 and the connection is closed; a
+// malformed request gets 400 and is closed; a connection idle (or stuck mid-request) for
+// `idle_timeout` is closed; beyond `max_connections` new connections are closed at once; request
+// bodies over 64 KiB get 413. Keep-alive follows HTTP/1.1 (`Connection: close` honoured, HTTP/1.0
+// closes unless it asks for keep-alive); pipelined requests are answered in order.
+//
+// Everything runs on the daemon's loop: one listening handle, and per open connection one tcp
+// handle and one idle timer. With no connection open nothing is armed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "vigil/http/metrics.hpp"
+#include "vigil/time.hpp"
+
+struct uv_loop_s;
+struct uv_tcp_s;
+
+namespace vigil::http {
+
+struct Response {
+    int status = 200;
+    std::string content_type = "text/plain; charset=utf-8";
+    std::string body;
+    std::string allow; // for 405: the Allow header
+};
+
+// What the daemon provides. Both are called on the loop, once per request that needs them.
+struct Handlers {
+    std::function<Snapshot()> snapshot;       // /readyz, /metrics
+    std::function<std::string()> status_json; // /status
+};
+
+// The answer to one request (pure given the handlers). `target` is the request target as sent;
+// the query string is ignored.
+Response route(std::string_view method, std::string_view target, const Handlers &h);
+
+// The bytes of a response. `head`: headers only (Content-Length still that of the body).
+std::string render_response(const Response &r, bool head, bool keep_alive);
+
+// "127.0.0.1:9100", "[::1]:9100", "localhost:9100" or ":9100" (all interfaces, IPv4) ->
+// (host, port). nullopt when malformed or the port is not 0..65535.
+std::optional<std::pair<std::string, int>> parse_listen_address(std::string_view addr);
+
+class Server {
+public:
+    struct Options {
+        std::size_t max_header_bytes = 8 * 1024;
+        Duration idle_timeout{30'000};
+        std::size_t max_connections = 64;
+    };
+    struct OpenResult {
+        std::unique_ptr<Server> server;
+        std::string error; // "listen 127.0.0.1:9100: address already in use"
+    };
+
+    // Binds and listens; port 0 picks a free port (see port()). Host must be an IP literal or
+    // "localhost" (the listener is set up before the loop runs: no DNS).
+    static OpenResult listen(uv_loop_s *loop, const std::string &host, int port, Options options,
+                             Handlers handlers);
+    // Closes the listener and every connection.
+    ~Server();
+    Server(const Server &) = delete;
+    Server &operator=(const Server &) = delete;
+
+    int port() const noexcept { return port_; }
+    std::size_t connections() const noexcept { return conns_.size(); }
+    std::uint64_t requests_total() const noexcept { return requests_; }
+    std::uint64_t rejected_total() const noexcept { return rejected_; } // 400/413/431, over limit
+
+    struct Conn; // one client connection (server.cpp)
+
+private:
+    Server(uv_loop_s *loop, Options options, Handlers handlers);
+    void on_connection();
+
+    uv_loop_s *loop_;
+    Options options_;
+    Handlers handlers_;
+    uv_tcp_s *listener_ = nullptr;
+    int port_ = 0;
+    std::set<Conn *> conns_;
+    std::uint64_t requests_ = 0, rejected_ = 0;
+};
+
+} // namespace vigil::http

@@ -1,0 +1,392 @@
+// vigild's HTTP endpoint: see vigil/http/server.hpp.
+#include "vigil/http/server.hpp"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include <http_parser.h>
+#include <uv.h>
+
+namespace vigil::http {
+
+namespace {
+
+constexpr std::size_t max_body_bytes = 64 * 1024;
+// Stop reading from a client that does not read its answers once this much is queued.
+constexpr std::size_t max_write_queue = 1 << 20;
+
+const char *reason(int status) {
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return http_status_str(static_cast<http_status>(status));
+    }
+}
+
+Response text(int status, std::string body) {
+    Response r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+}
+
+Response json(int status, std::string body) {
+    Response r;
+    r.status = status;
+    r.content_type = "application/json";
+    r.body = std::move(body);
+    return r;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Pure parts
+
+Response route(std::string_view method, std::string_view target, const Handlers &h) {
+    if (method != "GET" && method != "HEAD") {
+        Response r = text(405, "method not allowed\n");
+        r.allow = "GET, HEAD";
+        return r;
+    }
+    std::string_view path = target.substr(0, target.find_first_of("?#"));
+    if (path == "/healthz") return text(200, "ok\n");
+    if (path == "/readyz") {
+        Snapshot s = h.snapshot ? h.snapshot() : Snapshot{};
+        auto missing = not_ready(s);
+        nlohmann::json body{{"ready", missing.empty()}, {"not_ready", missing}};
+        return json(missing.empty() ? 200 : 503, body.dump() + "\n");
+    }
+    if (path == "/metrics") {
+        Response r = text(200, render_metrics(h.snapshot ? h.snapshot() : Snapshot{}));
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return r;
+    }
+    if (path == "/status") return json(200, h.status_json ? h.status_json() : std::string("{}\n"));
+    return text(404, "not found; try /healthz /readyz /metrics /status\n");
+}
+
+std::string render_response(const Response &r, bool head, bool keep_alive) {
+    std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
+    out += "Content-Type: " + r.content_type + "\r\n";
+    out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+    out += "Cache-Control: no-store\r\n";
+    if (!r.allow.empty()) out += "Allow: " + r.allow + "\r\n";
+    out += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+    if (!head) out += r.body;
+    return out;
+}
+
+std::optional<std::pair<std::string, int>> parse_listen_address(std::string_view a) {
+    std::string host;
+    std::string_view port_text;
+    if (!a.empty() && a.front() == '[') {
+        auto close = a.find(']');
+        if (close == std::string_view::npos || close + 1 >= a.size() || a[close + 1] != ':')
+            return std::nullopt;
+        host = std::string(a.substr(1, close - 1));
+        port_text = a.substr(close + 2);
+    } else {
+        auto colon = a.rfind(':');
+        if (colon == std::string_view::npos) return std::nullopt;
+        host = std::string(a.substr(0, colon));
+        if (host.find(':') != std::string::npos)
+            return std::nullopt; // an IPv6 literal needs brackets
+        port_text = a.substr(colon + 1);
+    }
+    if (host.empty()) host = "0.0.0.0";
+    if (port_text.empty() || port_text.size() > 5) return std::nullopt;
+    int port = 0;
+    for (char c : port_text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        port = port * 10 + (c - '0');
+    }
+    if (port > 65535) return std::nullopt;
+    return std::make_pair(host, port);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conn: one client connection.
+//
+// It owns two handles (tcp, idle timer); its memory is freed when both close callbacks ran.
+// `server` becomes null when the Server goes away first.
+struct Server::Conn {
+    Server *server;
+    uv_tcp_t tcp{};
+    uv_timer_t idle{};
+    int open_handles = 0;
+    bool closing = false;
+    bool reading = false;
+    http_parser parser{};
+    http_parser_settings settings{};
+    std::string url;
+    std::size_t header_bytes = 0;
+    std::size_t body_bytes = 0;
+    int reject = 0;           // 413/431 decided inside a parser callback
+    bool close_after = false; // the last queued response ends the connection
+    std::size_t pending_writes = 0;
+    char buf[4096];
+
+    explicit Conn(Server *s) : server(s) {}
+
+    struct Write {
+        uv_write_t req;
+        std::string data;
+        Conn *conn;
+    };
+
+    void close() {
+        if (closing) return;
+        closing = true;
+        if (server) {
+            server->conns_.erase(this);
+            server = nullptr;
+        }
+        auto done = [](uv_handle_t *h) {
+            auto *c = static_cast<Conn *>(h->data);
+            if (--c->open_handles == 0) delete c;
+        };
+        uv_close(reinterpret_cast<uv_handle_t *>(&idle), done);
+        uv_close(reinterpret_cast<uv_handle_t *>(&tcp), done);
+    }
+
+    void touch() {
+        if (server)
+            uv_timer_start(
+                &idle, [](uv_timer_t *t) { static_cast<Conn *>(t->data)->close(); },
+                static_cast<std::uint64_t>(server->options_.idle_timeout.count()), 0);
+    }
+
+    void start_reading() {
+        if (reading || closing) return;
+        reading = true;
+        uv_read_start(
+            reinterpret_cast<uv_stream_t *>(&tcp),
+            [](uv_handle_t *h, size_t, uv_buf_t *b) {
+                auto *c = static_cast<Conn *>(h->data);
+                *b = uv_buf_init(c->buf, sizeof c->buf);
+            },
+            [](uv_stream_t *s, ssize_t n, const uv_buf_t *) {
+                static_cast<Conn *>(s->data)->on_read(n);
+            });
+    }
+
+    void stop_reading() {
+        if (reading) uv_read_stop(reinterpret_cast<uv_stream_t *>(&tcp));
+        reading = false;
+    }
+
+    void send(const Response &r, bool head, bool keep_alive) {
+        auto *w = new Write{{}, render_response(r, head, keep_alive), this};
+        w->req.data = w;
+        uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+        ++pending_writes;
+        int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t *>(&tcp), &b, 1,
+                          [](uv_write_t *req, int) {
+                              auto *wr = static_cast<Write *>(req->data);
+                              Conn *c = wr->conn;
+                              delete wr;
+                              c->on_written();
+                          });
+        if (rc < 0) {
+            --pending_writes;
+            delete w;
+            close();
+            return;
+        }
+        if (uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t *>(&tcp)) > max_write_queue)
+            stop_reading();
+    }
+
+    void on_written() {
+        --pending_writes;
+        if (closing) return;
+        if (close_after && pending_writes == 0) {
+            close();
+            return;
+        }
+        if (!close_after && uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t *>(&tcp)) <=
+                                max_write_queue)
+            start_reading();
+    }
+
+    // Answers an unusable request and ends the connection once the answer is written.
+    void refuse(int status, const std::string &why) {
+        if (server) ++server->rejected_;
+        close_after = true;
+        stop_reading();
+        send(text(status, why + "\n"), false, false);
+    }
+
+    void on_read(ssize_t n) {
+        if (closing || close_after) return;
+        if (n < 0) {
+            close(); // EOF or error: nothing more to answer (queued writes are cancelled)
+            return;
+        }
+        if (n == 0) return;
+        touch();
+        std::size_t used = http_parser_execute(&parser, &settings, buf, static_cast<size_t>(n));
+        (void)used;
+        if (closing || close_after)
+            return; // a response closing the connection was queued from a callback
+        if (reject == 431) {
+            refuse(431, "request header fields too large");
+            return;
+        }
+        if (reject == 413) {
+            refuse(413, "request body too large");
+            return;
+        }
+        auto err = static_cast<http_errno>(parser.http_errno);
+        if (err != HPE_OK) refuse(400, std::string("bad request: ") + http_errno_description(err));
+    }
+
+    int add_header_bytes(std::size_t len) {
+        header_bytes += len;
+        if (server && header_bytes > server->options_.max_header_bytes) {
+            reject = 431;
+            return 1; // stops the parser
+        }
+        return 0;
+    }
+
+    void init_parser() {
+        http_parser_init(&parser, HTTP_REQUEST);
+        parser.data = this;
+        http_parser_settings_init(&settings);
+        settings.on_message_begin = [](http_parser *p) {
+            auto *c = static_cast<Conn *>(p->data);
+            c->url.clear();
+            c->header_bytes = 0;
+            c->body_bytes = 0;
+            return 0;
+        };
+        settings.on_url = [](http_parser *p, const char *at, size_t len) {
+            auto *c = static_cast<Conn *>(p->data);
+            if (c->add_header_bytes(len)) return 1;
+            c->url.append(at, len);
+            return 0;
+        };
+        settings.on_header_field = [](http_parser *p, const char *, size_t len) {
+            return static_cast<Conn *>(p->data)->add_header_bytes(len + 4); // ": " and CRLF
+        };
+        settings.on_header_value = [](http_parser *p, const char *, size_t len) {
+            return static_cast<Conn *>(p->data)->add_header_bytes(len);
+        };
+        settings.on_body = [](http_parser *p, const char *, size_t len) {
+            auto *c = static_cast<Conn *>(p->data);
+            c->body_bytes += len;
+            if (c->body_bytes > max_body_bytes) {
+                c->reject = 413;
+                return 1;
+            }
+            return 0;
+        };
+        settings.on_message_complete = [](http_parser *p) {
+            auto *c = static_cast<Conn *>(p->data);
+            if (!c->server || c->close_after) return 1;
+            ++c->server->requests_;
+            auto method = static_cast<http_method>(p->method);
+            bool keep = http_should_keep_alive(p) != 0;
+            Response r = route(http_method_str(method), c->url, c->server->handlers_);
+            if (!keep) {
+                c->close_after = true;
+                c->stop_reading();
+            }
+            c->send(r, method == HTTP_HEAD, keep);
+            // After `Connection: close` the rest of the buffer is ignored.
+            return c->close_after ? 1 : 0;
+        };
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+Server::Server(uv_loop_s *loop, Options options, Handlers handlers)
+    : loop_(loop), options_(options), handlers_(std::move(handlers)) {}
+
+Server::OpenResult Server::listen(uv_loop_s *loop, const std::string &host, int port,
+                                  Options options, Handlers handlers) {
+    OpenResult r;
+    std::string literal = host == "localhost" ? std::string("127.0.0.1") : host;
+    std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                        std::to_string(port);
+    sockaddr_storage ss{};
+    if (uv_ip4_addr(literal.c_str(), port, reinterpret_cast<sockaddr_in *>(&ss)) != 0 &&
+        uv_ip6_addr(literal.c_str(), port, reinterpret_cast<sockaddr_in6 *>(&ss)) != 0) {
+        r.error = "listen " + where + ": not an IP address";
+        return r;
+    }
+    std::unique_ptr<Server> s(new Server(loop, options, std::move(handlers)));
+    auto *tcp = new uv_tcp_t;
+    uv_tcp_init(loop, tcp);
+    tcp->data = s.get();
+    s->listener_ = reinterpret_cast<uv_tcp_s *>(tcp);
+    int rc = uv_tcp_bind(tcp, reinterpret_cast<sockaddr *>(&ss), 0);
+    if (rc == 0)
+        rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), 128, [](uv_stream_t *l, int st) {
+            if (st == 0) static_cast<Server *>(l->data)->on_connection();
+        });
+    if (rc < 0) {
+        r.error = "listen " + where + ": " + uv_strerror(rc);
+        return r; // ~Server closes the handle
+    }
+    sockaddr_storage bound{};
+    int len = sizeof bound;
+    uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr *>(&bound), &len);
+    s->port_ =
+        ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
+                                          : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+    r.server = std::move(s);
+    return r;
+}
+
+Server::~Server() {
+    if (listener_)
+        uv_close(reinterpret_cast<uv_handle_t *>(listener_),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_tcp_t *>(h); });
+    auto conns = conns_;
+    for (Conn *c : conns)
+        c->close();
+}
+
+void Server::on_connection() {
+    auto *c = new Conn(this);
+    uv_tcp_init(loop_, &c->tcp);
+    uv_timer_init(loop_, &c->idle);
+    c->tcp.data = c;
+    c->idle.data = c;
+    c->open_handles = 2;
+    conns_.insert(c);
+    if (uv_accept(reinterpret_cast<uv_stream_t *>(listener_),
+                  reinterpret_cast<uv_stream_t *>(&c->tcp)) != 0) {
+        c->close();
+        return;
+    }
+    if (conns_.size() > options_.max_connections) {
+        // Over the limit: close at once (an RST-free close; the client sees EOF).
+        ++rejected_;
+        c->close();
+        return;
+    }
+    c->init_parser();
+    c->touch();
+    c->start_reading();
+}
+
+} // namespace vigil::http

@@ -1,0 +1,344 @@
+// The HTTP endpoint on a real loop, with raw sockets, curl and promtool (suite sys).
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <spawn.h>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "test_loop.hpp"
+#include "vigil/http/server.hpp"
+
+extern char **environ;
+
+using namespace std::chrono_literals;
+using vigil::http::Handlers;
+using vigil::http::Server;
+using vigil::http::Snapshot;
+using vigil::http::UnitFigures;
+using vigil::test::TestLoop;
+using vigil::test::TestReaper;
+
+namespace {
+
+// A client on the test loop: connects, sends `request`, collects everything until the server
+// closes the connection.
+class RawClient {
+public:
+    RawClient(uv_loop_t *loop, int port, std::string request) : out_(std::move(request)) {
+        tcp_ = new Tcp;
+        tcp_->self = this;
+        uv_tcp_init(loop, &tcp_->h);
+        tcp_->h.data = tcp_;
+        sockaddr_in a{};
+        uv_ip4_addr("127.0.0.1", port, &a);
+        connect_.data = tcp_;
+        uv_tcp_connect(&connect_, &tcp_->h, reinterpret_cast<sockaddr *>(&a),
+                       [](uv_connect_t *c, int st) {
+                           auto *t = static_cast<Tcp *>(c->data);
+                           if (t->self) t->self->on_connected(st);
+                       });
+    }
+    ~RawClient() {
+        tcp_->self = nullptr;
+        if (!uv_is_closing(reinterpret_cast<uv_handle_t *>(&tcp_->h)))
+            uv_close(reinterpret_cast<uv_handle_t *>(&tcp_->h),
+                     [](uv_handle_t *h) { delete static_cast<Tcp *>(h->data); });
+    }
+
+    bool eof = false;
+    int error = 0;
+    std::string in;
+
+private:
+    struct Tcp {
+        uv_tcp_t h;
+        RawClient *self;
+        uv_write_t w;
+        char buf[65536];
+    };
+
+    void on_connected(int st) {
+        if (st < 0) {
+            error = st;
+            eof = true;
+            return;
+        }
+        uv_read_start(
+            reinterpret_cast<uv_stream_t *>(&tcp_->h),
+            [](uv_handle_t *h, size_t, uv_buf_t *b) {
+                auto *t = static_cast<Tcp *>(h->data);
+                *b = uv_buf_init(t->buf, sizeof t->buf);
+            },
+            [](uv_stream_t *s, ssize_t n, const uv_buf_t *) {
+                auto *t = static_cast<Tcp *>(s->data);
+                if (!t->self) return;
+                if (n < 0) {
+                    if (n != UV_EOF) t->self->error = static_cast<int>(n);
+                    t->self->eof = true;
+                    uv_read_stop(s);
+                    return;
+                }
+                t->self->in.append(t->buf, static_cast<std::size_t>(n));
+            });
+        if (out_.empty()) return;
+        uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+        uv_write(&tcp_->w, reinterpret_cast<uv_stream_t *>(&tcp_->h), &b, 1, nullptr);
+    }
+
+    Tcp *tcp_;
+    uv_connect_t connect_{};
+    std::string out_;
+};
+
+std::string status_line(const std::string &response) {
+    return response.substr(0, response.find("\r\n"));
+}
+
+std::string body_of(const std::string &response) {
+    auto p = response.find("\r\n\r\n");
+    return p == std::string::npos ? std::string() : response.substr(p + 4);
+}
+
+struct Fixture {
+    TestLoop t;
+    Snapshot snap;
+    std::unique_ptr<Server> server;
+
+    explicit Fixture(Server::Options o = {}) {
+        snap.daemon.version = VIGIL_VERSION;
+        UnitFigures db;
+        db.name = "db";
+        db.state = "starting";
+        db.want_up = true;
+        UnitFigures web;
+        web.name = "web";
+        web.state = "stopped";
+        web.want_up = true;
+        snap.units = {db, web};
+        Handlers h{[this] {
+                       Snapshot s = snap;
+                       s.daemon.rss_bytes = vigil::http::self_rss_bytes();
+                       s.daemon.open_fds = vigil::http::self_open_fds();
+                       return s;
+                   },
+                   [] { return std::string("{\"units\":[]}\n"); }};
+        auto r = Server::listen(&t.loop, "127.0.0.1", 0, o, std::move(h));
+        REQUIRE_MESSAGE(r.server, r.error);
+        server = std::move(r.server);
+        CHECK(server->port() > 0);
+    }
+
+    // One request on its own connection; returns everything the server sent before closing.
+    std::string exchange(const std::string &request, int timeout_ms = 3000) {
+        RawClient c{&t.loop, server->port(), request};
+        REQUIRE(t.run_until([&] { return c.eof; }, timeout_ms));
+        CHECK(c.error == 0);
+        return c.in;
+    }
+
+    std::string get(const std::string &path) {
+        return exchange("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    }
+};
+
+// Runs `sh -c script` and returns its exit status (bounded), output in `out`.
+int run_shell(TestLoop &t, const std::string &script, std::string &out) {
+    char tmpl[] = "/tmp/vigil-http-out-XXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    const char *argv[] = {"sh", "-c", script.c_str(), nullptr};
+    pid_t pid = -1;
+    REQUIRE(posix_spawnp(&pid, "sh", &fa, nullptr, const_cast<char **>(argv), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fd);
+    TestReaper reaper{&t.loop, [](int, int) { return false; }};
+    reaper.reap(); // in case it already ended before the handler was installed
+    bool done = t.run_until([&] { return !reaper.reaped.empty(); }, 15000);
+    std::ifstream f(tmpl);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    out = ss.str();
+    ::unlink(tmpl);
+    REQUIRE_MESSAGE(done, "still running: ", script);
+    REQUIRE(reaper.reaped[0].pid == pid);
+    int ws = reaper.reaped[0].wstatus;
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+} // namespace
+
+TEST_SUITE("http") {
+    TEST_CASE("healthz answers 200 ok; HEAD has headers only") {
+        Fixture f;
+        std::string r = f.get("/healthz");
+        CHECK(status_line(r) == "HTTP/1.1 200 OK");
+        CHECK(body_of(r) == "ok\n");
+        CHECK(r.find("Connection: close\r\n") != std::string::npos);
+        r = f.exchange("HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        CHECK(status_line(r) == "HTTP/1.1 200 OK");
+        CHECK(r.find("Content-Length: 3\r\n") != std::string::npos);
+        CHECK(body_of(r).empty());
+        CHECK(f.server->requests_total() == 2);
+    }
+
+    TEST_CASE("readyz flips from 503 to 200 as units become ready") {
+        Fixture f;
+        std::string r = f.get("/readyz");
+        CHECK(status_line(r) == "HTTP/1.1 503 Service Unavailable");
+        CHECK(body_of(r) == "{\"not_ready\":[\"db\",\"web\"],\"ready\":false}\n");
+        f.snap.units[0].state = "running";
+        f.snap.units[0].up = f.snap.units[0].ready = true;
+        r = f.get("/readyz");
+        CHECK(body_of(r) == "{\"not_ready\":[\"web\"],\"ready\":false}\n");
+        f.snap.units[1].want_up = false; // stopped by an operator: not expected to be ready
+        r = f.get("/readyz");
+        CHECK(status_line(r) == "HTTP/1.1 200 OK");
+        CHECK(body_of(r) == "{\"not_ready\":[],\"ready\":true}\n");
+    }
+
+    TEST_CASE("status, 404 and 405") {
+        Fixture f;
+        CHECK(body_of(f.get("/status")) == "{\"units\":[]}\n");
+        CHECK(status_line(f.get("/nope")) == "HTTP/1.1 404 Not Found");
+        std::string r =
+            f.exchange("DELETE /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        CHECK(status_line(r) == "HTTP/1.1 405 Method Not Allowed");
+        CHECK(r.find("Allow: GET, HEAD\r\n") != std::string::npos);
+    }
+
+    TEST_CASE("malformed requests get 400 and the server keeps serving") {
+        Fixture f;
+        for (const char *bad :
+             {"GARBAGE\r\n\r\n", "GET / HTTP/9\r\n\r\n", "\x16\x03\x01\x02\x00\x01",
+              "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n"}) {
+            std::string r = f.exchange(bad);
+            CHECK_MESSAGE(status_line(r) == "HTTP/1.1 400 Bad Request", bad);
+            CHECK(r.find("Connection: close\r\n") != std::string::npos);
+        }
+        CHECK(f.server->rejected_total() == 4);
+        CHECK(status_line(f.get("/healthz")) == "HTTP/1.1 200 OK");
+    }
+
+    TEST_CASE("oversized headers get 431 and the connection is closed") {
+        Server::Options o;
+        o.max_header_bytes = 1024;
+        Fixture f{o};
+        std::string r =
+            f.exchange("GET /healthz HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+        CHECK(status_line(r) == "HTTP/1.1 431 Request Header Fields Too Large");
+        // A long URL counts too.
+        r = f.exchange("GET /" + std::string(2000, 'u') + " HTTP/1.1\r\n\r\n");
+        CHECK(status_line(r) == "HTTP/1.1 431 Request Header Fields Too Large");
+        CHECK(status_line(f.get("/healthz")) == "HTTP/1.1 200 OK");
+    }
+
+    TEST_CASE("keep-alive: pipelined requests are answered in order") {
+        Fixture f;
+        std::string r =
+            f.exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); // after close: ignored
+        auto first = r.find("HTTP/1.1 200 OK");
+        auto second = r.find("HTTP/1.1 404 Not Found");
+        auto third = r.find("HTTP/1.1 200 OK", first + 1);
+        CHECK(first == 0);
+        CHECK(second != std::string::npos);
+        CHECK(third > second);
+        CHECK(third != std::string::npos);
+        CHECK(r.find("HTTP/1.1", third + 1) == std::string::npos);
+        CHECK(f.server->requests_total() == 3);
+    }
+
+    TEST_CASE("an idle connection is closed after idle_timeout") {
+        Server::Options o;
+        o.idle_timeout = 150ms;
+        Fixture f{o};
+        auto t0 = uv_hrtime();
+        // Half a request, then silence (slowloris): closed without an answer.
+        std::string r = f.exchange("GET /healthz HTTP/1.1\r\nHost:", 3000);
+        auto ms = (uv_hrtime() - t0) / 1'000'000;
+        CHECK(r.empty());
+        CHECK(ms >= 100);
+        CHECK(ms < 2000);
+        CHECK(f.server->connections() == 0);
+    }
+
+    TEST_CASE("connections over max_connections are closed at once") {
+        Server::Options o;
+        o.max_connections = 2;
+        o.idle_timeout = 5s;
+        Fixture f{o};
+        RawClient a{&f.t.loop, f.server->port(), ""};
+        RawClient b{&f.t.loop, f.server->port(), ""};
+        REQUIRE(f.t.run_until([&] { return f.server->connections() == 2; }, 3000));
+        RawClient c{&f.t.loop, f.server->port(), "GET /healthz HTTP/1.1\r\n\r\n"};
+        REQUIRE(f.t.run_until([&] { return c.eof; }, 3000));
+        CHECK(c.in.empty());
+        CHECK(f.server->connections() == 2);
+        CHECK_FALSE(a.eof);
+        CHECK(f.server->rejected_total() == 1);
+    }
+
+    TEST_CASE("destroying the server closes open connections") {
+        Fixture f;
+        RawClient a{&f.t.loop, f.server->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"};
+        REQUIRE(f.t.run_until([&] { return !a.in.empty(); }, 3000)); // keep-alive: stays open
+        CHECK(f.server->connections() == 1);
+        f.server.reset();
+        REQUIRE(f.t.run_until([&] { return a.eof; }, 3000));
+    }
+
+    TEST_CASE("listen errors are values") {
+        TestLoop t;
+        auto r = Server::listen(&t.loop, "not-an-ip", 0, {}, {});
+        CHECK_FALSE(r.server);
+        CHECK(r.error == "listen not-an-ip:0: not an IP address");
+        auto a = Server::listen(&t.loop, "127.0.0.1", 0, {}, {});
+        REQUIRE(a.server);
+        auto b = Server::listen(&t.loop, "127.0.0.1", a.server->port(), {}, {});
+        CHECK_FALSE(b.server);
+        CHECK(b.error.find("address already in use") != std::string::npos);
+    }
+
+    TEST_CASE("real clients: curl for every endpoint, promtool check metrics") {
+        if (::access("/usr/bin/curl", X_OK) != 0) {
+            MESSAGE("curl not installed: skipped");
+            return;
+        }
+        Fixture f;
+        f.snap.units[0].state = "running";
+        f.snap.units[0].up = f.snap.units[0].ready = true;
+        f.snap.units[0].uptime_seconds = 3.25;
+        f.snap.units[1].restarts_total = 2;
+        f.snap.units[1].last_exit_code = 143;
+        f.snap.units[1].probe_failures_total = 6;
+        std::string base = "http://127.0.0.1:" + std::to_string(f.server->port());
+        std::string out;
+        CHECK(run_shell(f.t, "curl -sS -o /dev/null -w '%{http_code}' " + base + "/healthz", out) ==
+              0);
+        CHECK(out == "200");
+        CHECK(run_shell(f.t, "curl -sS -w ' %{http_code}' " + base + "/readyz", out) == 0);
+        CHECK(out == "{\"not_ready\":[\"web\"],\"ready\":false}\n 503");
+        CHECK(run_shell(f.t, "curl -sS -I " + base + "/metrics", out) == 0);
+        CHECK(out.find("Content-Type: text/plain; version=0.0.4; charset=utf-8") !=
+              std::string::npos);
+        CHECK(run_shell(f.t, "curl -sS --fail " + base + "/metrics", out) == 0);
+        CHECK(out.find("vigil_unit_restarts_total{unit=\"web\"} 2\n") != std::string::npos);
+        CHECK(out.find("process_open_fds ") != std::string::npos);
+        if (::access("/usr/bin/promtool", X_OK) != 0) {
+            MESSAGE("promtool not installed (apt-get install prometheus): format check skipped");
+            return;
+        }
+        CHECK(run_shell(f.t, "curl -sS --fail " + base + "/metrics | promtool check metrics",
+                        out) == 0);
+        CHECK_MESSAGE(out.empty(), out); // promtool prints lint problems
+    }
+}
