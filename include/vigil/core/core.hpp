@@ -38,15 +38,15 @@ struct ChildStatus {
     Kind kind;
     std::optional<ChildId> parent;
     ChildState state = ChildState::Stopped;
-    bool want_up = false;         // the goal: should this child be running?
-    bool ready = false;           // running and (if it declares readiness) ready
-    std::optional<Pid> pid;       // services with a live process
-    Incarnation inc;              // 0 before the first start
-    TimePoint since;              // when `state` was entered
-    std::uint32_t restarts = 0;   // restarts decided for this child (not manual ones)
+    bool want_up = false;       // the goal: should this child be running?
+    bool ready = false;         // running and (if it declares readiness) ready
+    std::optional<Pid> pid;     // services with a live process
+    Incarnation inc;            // 0 before the first start
+    TimePoint since;            // when `state` was entered
+    std::uint32_t restarts = 0; // restarts decided for this child (not manual ones)
     std::optional<ExitStatus> last_exit;
     std::optional<TimePoint> backoff_until;
-    bool removed = false;         // a temporary child that ended, or a unit removed by reload
+    bool removed = false; // a temporary child that ended, or a unit removed by reload
 };
 
 enum class CommandKind : std::uint8_t {
@@ -69,9 +69,9 @@ enum class CommandOutcome : std::uint8_t {
     Ok,
     AlreadyRunning,
     AlreadyStopped,
-    NotFound,      // no such child, or a temporary child whose spec is gone
-    NotRunning,    // Signal to a child without a process
-    ShuttingDown,  // the tree is shutting down; nothing new starts
+    NotFound,     // no such child, or a temporary child whose spec is gone
+    NotRunning,   // Signal to a child without a process
+    ShuttingDown, // the tree is shutting down; nothing new starts
 };
 
 struct CommandResult {
@@ -114,11 +114,22 @@ public:
     // The most recent history records (oldest first), globally or for one child.
     std::vector<Record> history(std::optional<ChildId> child, std::size_t max) const;
     bool finished() const noexcept; // an Exit action has been emitted
+    // Process events dropped because they belong to an old incarnation or do not fit the
+    // child's state (late exits, reused pids, duplicates). For tests and `vigilctl status`.
+    std::uint64_t dropped_events() const noexcept;
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// Checks what the type system cannot (OTP item 13): unique names, a well-formed tree (node 0
+// the root supervisor, every other node reachable exactly once, services without children),
+// significant only on transient/temporary children of a supervisor whose auto_shutdown is not
+// `never`, intensity >= 0, period > 0, stop timeouts >= 0. Returns one message per problem,
+// empty when the tree is valid. Core::start() refuses an invalid tree: it starts nothing,
+// publishes the problems and exits with exit_start_failed.
+std::vector<std::string> validate(const TreeSpec &spec);
 
 const char *to_string(ChildState s) noexcept;
 const char *to_string(RecordKind k) noexcept;

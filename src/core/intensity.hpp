@@ -1,0 +1,45 @@
+// intensity.hpp: a supervisor's restart history, OTP's intensity/period sliding window.
+//
+// As in supervisor.erl add_restart/3 (otp-semantics.md items 23-26): timestamps are whole
+// monotonic seconds, a new restart is appended first, then entries older than the period are
+// dropped (an entry is kept while T >= Now - Period), and the supervisor gives up when more than
+// `intensity` entries remain. The deque never holds more than intensity + 1 entries, so a
+// decision is O(1) amortised. Pruning happens only at the next restart: no deadline is needed.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+
+#include "vigil/time.hpp"
+
+namespace vigil::core {
+
+class RestartIntensity {
+public:
+    // Records a restart at `now`; returns false when that restart exceeds the intensity (the
+    // supervisor must give up instead of restarting).
+    bool add(TimePoint now, int intensity, Duration period) {
+        const std::int64_t t = seconds(now);
+        // Periods are whole seconds in OTP; a sub-second remainder rounds up.
+        const std::int64_t period_s = (period.count() + 999) / 1000;
+        stamps_.push_back(t);
+        while (!stamps_.empty() && stamps_.front() < t - period_s)
+            stamps_.pop_front();
+        const auto max = static_cast<std::size_t>(intensity < 0 ? 0 : intensity);
+        while (stamps_.size() > max + 1)
+            stamps_.pop_front(); // keep the bound after a reload
+        return stamps_.size() <= max;
+    }
+    void clear() noexcept { stamps_.clear(); }
+    std::size_t count() const noexcept { return stamps_.size(); }
+
+    static std::int64_t seconds(TimePoint tp) noexcept {
+        const std::int64_t ms = tp.time_since_epoch().count();
+        return ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    }
+
+private:
+    std::deque<std::int64_t> stamps_;
+};
+
+} // namespace vigil::core

@@ -1,0 +1,154 @@
+// tests/support/sim.hpp: a simulated shell for the supervision core (house-style §7.4).
+//
+// `Sim` plays vigild's part with no process and no clock: it owns a fake clock (`now`) and a
+// fake process table (pids from 100 up, the smallest free one first, so pids are reused on
+// purpose), carries out Spawn and Signal actions, and talks to the core only through its public
+// API (events, commands, reconfigure). Like the real shell it answers a Spawn at once with
+// Spawned or SpawnFailed. A process reacts to signals per its behaviour (die at once by default);
+// deaths are delivered as Exited events after the current action list, as a reaper would.
+// advance(d) moves the clock deadline by deadline (dinit's advance_time), and every loop is
+// capped, so a livelock fails a test instead of hanging it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "vigil/core/core.hpp"
+
+namespace vigil::test {
+
+// ---- building specs ----------------------------------------------------------------------
+
+// A node of a tree under construction. Test defaults differ from vigil's in one way: backoff
+// is off (initial 0) so the OTP items read as in OTP; backoff tests switch it on.
+struct NodeDef {
+    core::ChildSpec spec;
+    std::vector<NodeDef> children;
+};
+
+using Tweak = std::function<void(core::ChildSpec &)>;
+
+NodeDef service(std::string name, const Tweak &tweak = {});
+NodeDef supervisor(std::string name, core::Strategy strategy, std::vector<NodeDef> children,
+                   const Tweak &tweak = {});
+// Flattens a tree into a TreeSpec; the root is renamed "root".
+core::TreeSpec tree(NodeDef root);
+// Shorthand: a root supervisor with these children.
+core::TreeSpec root(core::Strategy strategy, std::vector<NodeDef> children,
+                    const Tweak &tweak = {});
+
+// Common tweaks.
+Tweak transient();
+Tweak temporary();
+Tweak intensity(int max_restarts, Duration period);
+
+// ---- the simulator -------------------------------------------------------------------------
+
+enum class OnSignal {
+    Die,    // dies of any signal at once (the default)
+    Ignore, // ignores every signal but SIGKILL
+};
+
+struct FakeProcess {
+    ChildId child;
+    Incarnation inc;
+    std::string name;
+    std::vector<int> signals;
+    bool alive = true;
+};
+
+struct LogEntry {
+    TimePoint at;
+    std::string text; // "spawn a", "signal a SIGTERM", "exit a 1", "exit a SIGKILL", ...
+};
+
+class Sim {
+public:
+    explicit Sim(core::TreeSpec spec);
+
+    core::Core core;
+    TimePoint now = at_ms(0);
+
+    // Driving.
+    void start_all();
+    void exit(const std::string &name, int status);
+    void exit_by_signal(const std::string &name, int signal);
+    void ready(const std::string &name);
+    void health_fail(const std::string &name,
+                     core::FailureCause cause = core::FailureCause::Liveness,
+                     std::string detail = "probe failed");
+    void inject(const core::Event &ev); // raw event, for staleness tests
+    void advance(Duration d);
+    void run_until_quiescent();
+    core::CommandResult command(core::CommandKind kind, const std::string &name,
+                                std::string who = "test", int signal = 0);
+    core::ReconfigureResult reload(core::TreeSpec next);
+
+    // Process behaviour.
+    void on_signal(const std::string &name, OnSignal behaviour);
+    // A process of `name` that gets its stop signal exits with status 0 after `d`.
+    void exit_after_signal(const std::string &name, Duration d);
+    // The next `times` spawns of `name` fail.
+    void fail_spawn(const std::string &name, int times = 1,
+                    std::string reason = "exec /bin/x: No such file or directory");
+
+    // Queries.
+    ChildId id(const std::string &name) const;
+    core::ChildStatus status(const std::string &name) const;
+    core::ChildState state(const std::string &name) const { return status(name).state; }
+    Pid pid(const std::string &name) const;
+    std::uint64_t incarnation(const std::string &name) const;
+    bool alive(const std::string &name) const; // has a live process
+    // Signals sent to the current (or last) process of `name`.
+    std::vector<int> signals_to(const std::string &name) const;
+    // Every signal ever sent to any process of `name`, in order.
+    std::vector<int> all_signals_to(const std::string &name) const;
+    int spawns(const std::string &name) const;
+    // Log texts with a prefix ("spawn ", "signal ", "exit "), in order; e.g. starts() = names.
+    std::vector<std::string> lines(const std::string &prefix) const;
+    std::vector<std::string> starts() const;     // names, in spawn order
+    std::vector<std::string> stop_order() const; // names, in order of their first stop signal
+    std::optional<TimePoint> when(const std::string &text, int nth = 0) const;
+    void clear_log() { log.clear(); }
+    bool has_record(const std::string &name, core::RecordKind kind,
+                    const std::string &fragment = "") const;
+
+    std::vector<LogEntry> log;
+    std::vector<core::Record> records;
+    std::vector<core::Action> actions;
+    std::optional<int> exit_status;
+    int stray_signals = 0; // signals to a pid that is not that child's live process
+
+private:
+    struct PendingExit {
+        int pid;
+        Incarnation inc;
+        core::ExitStatus status;
+    };
+    void apply(std::vector<core::Action> acts);
+    void feed(const core::Event &ev);
+    void deliver_due();
+    void die(int pid, core::ExitStatus status);
+    int alloc_pid();
+    std::optional<TimePoint> next_pending() const;
+
+    std::map<int, FakeProcess> procs_; // live processes by pid
+    std::vector<FakeProcess> dead_;
+    std::map<std::pair<TimePoint, std::uint64_t>, PendingExit> pending_;
+    std::uint64_t pending_seq_ = 0;
+    std::map<std::string, OnSignal> behaviour_;
+    std::map<std::string, Duration> exit_after_;
+    std::map<std::string, std::pair<int, std::string>> fail_spawn_;
+    std::map<std::string, int> spawns_;
+    std::map<std::string, std::vector<int>> all_signals_;
+    std::map<std::string, std::vector<int>> last_signals_;
+};
+
+std::string sig_name(int sig);
+
+} // namespace vigil::test
