@@ -372,8 +372,8 @@ TEST_SUITE("proc") {
             std::string gid = status_field(c.pid(), "Gid");
             CHECK(gid.substr(0, gid.find('\t')) != "0");
             std::istringstream groups(status_field(c.pid(), "Groups"));
-        std::set<int> gids{std::istream_iterator<int>(groups), std::istream_iterator<int>()};
-        CHECK(gids.count(0) == 0); // root's supplementary groups are gone
+            std::set<int> gids{std::istream_iterator<int>(groups), std::istream_iterator<int>()};
+            CHECK(gids.count(0) == 0); // root's supplementary groups are gone
         }
         spec.user = "65534";
         spec.group = "12345";
@@ -500,6 +500,67 @@ TEST_SUITE("proc") {
         CHECK(signal_group(0, SIGTERM) == EINVAL);
         CHECK(signal_process(0, SIGTERM) == EINVAL);
         CHECK_FALSE(group_alive(0));
+    }
+
+    TEST_CASE("foreground_tty makes the child's group the terminal's foreground group") {
+        // Needs a controlling terminal: a forked helper becomes a session leader, takes a new pty
+        // as its controlling terminal on stdin, and spawns from there (as wrapper mode does).
+        int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        REQUIRE(master >= 0);
+        REQUIRE(grantpt(master) == 0);
+        REQUIRE(unlockpt(master) == 0);
+        std::string slave = ptsname(master);
+        pid_t helper = fork();
+        REQUIRE(helper >= 0);
+        if (helper == 0) {
+            // Exit codes: 0 ok, 10+ setup failed, 20 wrong foreground group.
+            if (setsid() < 0) _exit(10);
+            int tty = open(slave.c_str(), O_RDWR); // the first tty a session leader opens: its ctty
+            if (tty < 0 || dup2(tty, 0) < 0) _exit(11);
+            if (tcgetpgrp(0) != getpid()) _exit(12);
+            SpawnSpec spec;
+            spec.argv = {"/bin/sleep", "5"};
+            SpawnExtras x;
+            x.stdio = Stdio::Inherit;
+            x.new_session = false;
+            x.foreground_tty = true;
+            SpawnResult r = spawn(spec, x);
+            if (!r.ok) _exit(13);
+            int rc = tcgetpgrp(0) == r.ok->pid && getpgid(r.ok->pid) == r.ok->pid ? 0 : 20;
+            kill(r.ok->pid, SIGKILL);
+            waitpid(r.ok->pid, nullptr, 0);
+            _exit(rc);
+        }
+        auto st = wait_exit(helper);
+        close(master);
+        REQUIRE(st);
+        CHECK(WIFEXITED(*st));
+        CHECK(WEXITSTATUS(*st) == 0);
+    }
+
+    TEST_CASE("spawn leaks no fd in the parent, on success or failure") {
+        auto count_fds = [] {
+            return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator());
+        };
+        auto before = count_fds();
+        SpawnSpec ok;
+        ok.argv = {"/bin/true"};
+        SpawnSpec bad;
+        bad.argv = {"/nonexistent/x"};
+        SpawnSpec bad_cwd;
+        bad_cwd.argv = {"/bin/true"};
+        bad_cwd.cwd = "/nonexistent";
+        for (int i = 0; i < 20; ++i) {
+            SpawnResult r = spawn(ok, {});
+            REQUIRE(r.ok);
+            close(r.ok->stdout_fd);
+            close(r.ok->stderr_fd);
+            REQUIRE(wait_exit(r.ok->pid) == 0);
+            CHECK_FALSE(spawn(bad, {}).ok);
+            CHECK_FALSE(spawn(bad_cwd, {}).ok);
+        }
+        CHECK(count_fds() == before);
+        CHECK(no_children_left());
     }
 
     TEST_CASE("an empty argv is a prepare error") {
