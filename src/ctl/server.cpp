@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -276,7 +277,14 @@ void Session::on_readable() {
             return;
         }
         if (n == 0) {
-            // The client will send nothing more; answer what it asked, then close.
+            // EOF. A client that is gone entirely (POLLHUP: both directions shut) is closed at
+            // once, so a killed `vigilctl logs -f` ends its subscription now. One that only
+            // half-closed (`socat`, `nc -N`) still gets its answers, then the close.
+            pollfd p{fd_, POLLOUT, 0};
+            if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+                close_now();
+                return;
+            }
             read_eof_ = true;
             update_poll();
             maybe_finish();
