@@ -1,0 +1,80 @@
+// vigil/log/capture.hpp: reads one child incarnation's stdout and stderr pipes in vigild's
+// libuv loop and frames them into lines (issue 6 §1, §4).
+//
+// Contract with the daemon:
+//  - The read ends come from the process spawner, already non-blocking and CLOEXEC. Capture
+//    takes ownership: they are closed by close() (or the destructor). Either may be -1 (not
+//    captured); it then counts as already at EOF.
+//  - Every line (or piece of an over-long line) is handed to on_line in order, per stream; the
+//    two streams are independent (their relative order is whatever the loop sees).
+//  - on_batch runs after the lines of each read were delivered: the moment to flush sinks and
+//    collect pattern hits (UnitLog::flush). Optional.
+//  - on_eof runs once, when both streams reached EOF and every byte was delivered (the final
+//    line without '\n' included). Report the child's exit to the core only after it: lines
+//    written just before a SIGKILL are then never lost. If both fds are -1, start() calls it.
+//  - pause()/resume() stop and restart reading both pipes (uv_read_stop/uv_read_start) for
+//    back-pressure: the child blocks on a full pipe instead of vigild dropping anything. A read
+//    already in progress is delivered in full. EOF is seen only while reading.
+//  - Lifetime: libuv closes handles asynchronously. The handles and buffers live in a heap block
+//    that frees itself after the last close callback, so the Capture object may be destroyed at
+//    any time (destruction closes without calling back). close(cb) calls cb once the handles are
+//    closed; no other callback runs after close() was called.
+// Reads use one 64 KiB buffer per stream, allocated once and reused by every read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+#include "vigil/log/line.hpp"
+
+struct uv_loop_s;
+
+namespace vigil::log {
+
+struct CaptureOptions {
+    std::size_t max_line = 16u << 10;
+    std::size_t read_buffer = 64u << 10;
+    // If non-zero, try to grow both pipes to this many bytes (F_SETPIPE_SZ) so a fast writer
+    // blocks less often. Failures (limits, EPERM) are ignored.
+    std::size_t pipe_size = 0;
+};
+
+class Capture {
+public:
+    struct Callbacks {
+        std::function<void(Stream, std::string_view line, bool continued)> on_line;
+        std::function<void()> on_batch; // may be empty
+        std::function<void()> on_eof;
+    };
+
+    Capture(uv_loop_s *loop, int stdout_fd, int stderr_fd, CaptureOptions opts, Callbacks cbs);
+    ~Capture();
+    Capture(const Capture &) = delete;
+    Capture &operator=(const Capture &) = delete;
+
+    // Starts reading. Returns 0 or a libuv error code (then nothing is read and on_eof never
+    // runs; call close()).
+    int start();
+    void pause();
+    void resume();
+    bool paused() const;
+    // Both streams reached EOF (on_eof ran or is running).
+    bool eof() const;
+    // Stops reading and closes both pipes; on_closed (may be empty) runs from the loop once
+    // libuv is done with the handles.
+    void close(std::function<void()> on_closed);
+
+    std::uint64_t bytes() const; // read so far, both streams
+    std::uint64_t lines() const; // delivered so far
+    // First read error other than EOF (a libuv error code), 0 if none. Treated as EOF.
+    int read_error() const;
+
+    struct State; // implementation, in capture.cpp
+
+private:
+    State *state_;
+};
+
+} // namespace vigil::log

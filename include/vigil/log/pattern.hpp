@@ -1,0 +1,142 @@
+// vigil/log/pattern.hpp: regular expressions on log lines (issue 6 §3), with PCRE2 + JIT.
+//
+// `Regex` is one compiled PCRE2 pattern (UTF mode with PCRE2_MATCH_INVALID_UTF, so any bytes can
+// be matched safely; JIT-compiled when the platform allows, interpreted otherwise). It is used
+// as-is for `ready.log`.
+//
+// `PatternSet` holds a unit's `patterns` (unit::PatternSpec), compiled once. Semantics:
+//  - a pattern is tried on every line of its stream (Stdout, Stderr or Both); a line is the unit
+//    the pattern sees (a piece of a split long line is a line here);
+//  - each matching line is one "match"; a pattern fires when `count` matches happened within
+//    `within` (or ever, without `within`). After firing its window is emptied, so count=3 fires
+//    on the 3rd, 6th, 9th ... match;
+//  - time is a parameter (the loop's monotonic `now`); nothing here reads a clock.
+// Speed (issue 6 §5: ten patterns must cost < 20%): calling pcre2_match per line and pattern
+// costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern, finds
+// candidate lines across the whole block, then confirms each candidate on its own line:
+//  - a required literal (e.g. "OutOfMemoryError" in "java.lang.OutOfMemoryError: (.*)") is
+//    searched with memchr on its rarest byte; a pattern that *is* a literal needs no regex at all;
+//  - otherwise, if the pattern has nothing whose meaning depends on the subject's bounds (no
+//    \A \z \Z \G \K, lookaround, verbs, callouts), it is run over the whole block with
+//    PCRE2_MULTILINE as a candidate finder (any line match is also a block match at the same
+//    offset, and candidates are re-checked on their line, so results equal per-line matching);
+//  - otherwise every line is matched on its own.
+// match() is the per-line path (one line, e.g. a test or a straddling line).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/log/line.hpp"
+#include "vigil/time.hpp"
+#include "vigil/unit/unit.hpp"
+
+namespace vigil::log {
+
+struct RegexError {
+    std::size_t offset = 0; // byte offset in the pattern where PCRE2 gave up
+    std::string message;
+};
+
+class Regex {
+public:
+    // `multiline`: ^ and $ also match at '\n' (used for block scans). `jit`: try JIT.
+    static std::optional<Regex> compile(std::string_view pattern, RegexError *error = nullptr,
+                                        bool jit = true, bool multiline = false);
+    Regex(Regex &&o) noexcept;
+    Regex &operator=(Regex &&o) noexcept;
+    Regex(const Regex &) = delete;
+    Regex &operator=(const Regex &) = delete;
+    ~Regex();
+
+    // True if the pattern matches somewhere in `subject`.
+    bool match(std::string_view subject) const;
+    // Offset of the leftmost match starting at or after `start`, if any.
+    std::optional<std::size_t> find(std::string_view subject, std::size_t start = 0) const;
+
+    bool jit() const { return jit_; }
+    const std::string &pattern() const { return pattern_; }
+    // Matches abandoned because of a PCRE2 resource limit (counted as "no match").
+    std::uint64_t errors() const { return errors_; }
+
+private:
+    Regex() = default;
+    std::string pattern_;
+    void *code_ = nullptr;       // pcre2_code_8*
+    void *match_data_ = nullptr; // pcre2_match_data_8*, reused by every match
+    bool jit_ = false;
+    mutable std::uint64_t errors_ = 0;
+};
+
+// What the shell does with a fired pattern: PatternAction says which event to feed the core.
+struct PatternHit {
+    std::size_t index = 0; // into the unit's patterns
+    unit::PatternAction action = unit::PatternAction::Event;
+    Stream stream = Stream::Stdout;
+    std::string line; // the line that completed the count, cut at 512 bytes (for the event)
+};
+
+struct PatternCompileError {
+    std::size_t index = 0; // which pattern
+    RegexError error;
+};
+
+class PatternSet {
+public:
+    PatternSet() = default; // no patterns
+    // Compiles every pattern; on the first error returns nullopt and fills *error.
+    static std::optional<PatternSet> compile(const std::vector<unit::PatternSpec> &specs,
+                                             PatternCompileError *error = nullptr, bool jit = true);
+
+    bool empty() const { return pats_.empty(); }
+    std::size_t size() const { return pats_.size(); }
+    // True if every pattern is JIT-compiled.
+    bool jit() const;
+
+    // One line (no '\n'). Appends fired patterns to `out`.
+    void match(Stream stream, std::string_view line, TimePoint now, std::vector<PatternHit> &out);
+    // A block of lines, each terminated by '\n' (the last one may lack it). Same result as
+    // match() on each line in order, but much faster. Appends fired patterns to `out`.
+    void scan(Stream stream, std::string_view block, TimePoint now, std::vector<PatternHit> &out);
+
+    // How each pattern finds candidates (for tests and the bench): "literal", "prefilter",
+    // "block", "line".
+    std::string_view strategy(std::size_t i) const;
+    std::uint64_t matches(std::size_t i) const { return pats_[i].matches; }
+
+private:
+    struct Pat {
+        unit::PatternSpec spec;
+        Regex line_re;                 // the pattern as written, run on one line
+        std::optional<Regex> block_re; // PCRE2_MULTILINE, for block scans (if safe)
+        std::string literal;           // required literal ("" if none)
+        bool pure_literal = false;     // the pattern is exactly `literal`
+        std::size_t rare = 0;          // index in `literal` of its rarest byte
+        std::vector<TimePoint> window; // times of the last matches, ring of `count`
+        std::size_t win_head = 0, win_size = 0;
+        std::uint64_t matches = 0;
+    };
+    static bool applies(const Pat &p, Stream s) {
+        return p.spec.stream == Stream::Both || p.spec.stream == s;
+    }
+    void record(Pat &p, std::size_t index, Stream s, std::string_view line, TimePoint now,
+                std::vector<PatternHit> &out);
+    std::vector<Pat> pats_;
+};
+
+// Exposed for tests: the literal every match of `pattern` must contain (the longest one found
+// by a conservative scan of the syntax), and whether the pattern is exactly that literal.
+// nullopt when none could be proven (alternation, inline options, ...).
+struct RequiredLiteral {
+    std::string text;
+    bool whole = false;
+};
+std::optional<RequiredLiteral> required_literal(std::string_view pattern);
+// True if running `pattern` over many lines at once (multiline) cannot miss a line match.
+bool block_scan_safe(std::string_view pattern);
+
+} // namespace vigil::log

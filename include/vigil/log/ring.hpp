@@ -1,0 +1,78 @@
+// vigil/log/ring.hpp: a byte-bounded tail of one unit's recent lines (issue 6 §2), behind
+// `vigilctl logs [-n N] [-f]`.
+//
+// Invariants:
+//  - The text of the lines kept never takes more than `capacity` bytes of storage, counting one
+//    extra byte per line (so even empty lines are bounded: at most `capacity` lines are kept).
+//    Storage is allocated once, at construction; bookkeeping grows only up to that bound.
+//  - The oldest lines are overwritten first; this is the only place in the log module that drops
+//    data, by design (it is a tail; the file and forwarded output are the lossless sinks).
+//  - Sequence numbers are given by the caller (one global counter in vigild, see UnitLog) and
+//    must increase; queries by sequence number ("after S") are how followers (`-f`) catch up.
+//  - A line longer than capacity-1 bytes keeps only its first capacity-1 bytes (and `truncated`).
+// Views returned by queries point into the ring: they are valid until the next push().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "vigil/log/line.hpp"
+
+namespace vigil::log {
+
+struct RingLine {
+    std::uint64_t seq = 0;
+    WallMs wall = 0;
+    Stream stream = Stream::Stdout;
+    bool continued = false; // a piece of a longer line; the next piece follows
+    bool truncated = false; // did not fit in the ring
+    std::string_view text;
+};
+
+class Ring {
+public:
+    explicit Ring(std::size_t capacity);
+
+    void push(std::uint64_t seq, WallMs wall, Stream stream, bool continued, std::string_view text);
+
+    // The last `n` lines kept, oldest first.
+    std::vector<RingLine> last(std::size_t n) const;
+    // Lines with seq > `seq`, oldest first, at most `max`. If the ring no longer holds seq+1,
+    // the answer starts at the oldest line kept (the follower missed some: compare
+    // front().seq with seq+1).
+    std::vector<RingLine> after(std::uint64_t seq, std::size_t max = SIZE_MAX) const;
+
+    std::size_t size() const { return count_; }
+    bool empty() const { return count_ == 0; }
+    std::size_t capacity() const { return data_.size(); }
+    // Storage in use, including the one byte per line.
+    std::size_t used() const { return used_; }
+    // 0 when empty.
+    std::uint64_t first_seq() const;
+    std::uint64_t last_seq() const;
+
+private:
+    struct Entry {
+        std::uint64_t seq;
+        WallMs wall;
+        std::uint32_t off;
+        std::uint32_t len;
+        Stream stream;
+        bool continued;
+        bool truncated;
+    };
+    const Entry &at(std::size_t i) const { return entries_[(head_ + i) % entries_.size()]; }
+    RingLine view(const Entry &e) const;
+    void pop_front();
+
+    std::vector<char> data_;
+    std::vector<Entry> entries_; // circular: head_, count_
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+    std::size_t write_ = 0; // next free offset in data_
+    std::size_t used_ = 0;
+};
+
+} // namespace vigil::log

@@ -1,0 +1,94 @@
+// vigil/log/unit_log.hpp: all log sinks of one unit behind one call (issue 6 §2-§4).
+//
+// The daemon keeps one UnitLog per unit (it outlives incarnations: the ring and the file carry
+// on across restarts) and wires each incarnation's Capture to it:
+//
+//     on_line  = [&](Stream s, std::string_view l, bool c) { ul.line(s, l, c, loop_now()); }
+//     on_batch = [&] { for (const auto &hit : ul.flush(loop_now())) core_feed(hit); }
+//
+// line() sends the line to every sink at once: the ring (always), the rotating file (if
+// `logs.file`), the forwarder (if `logs.forward` and a Forwarder was given), and stages it for
+// the patterns. flush() writes the file's batch and evaluates the patterns over the staged lines
+// (see PatternSet::scan: matching a whole batch at once is what keeps ten patterns cheap) and
+// returns the patterns that fired. Call flush() after every batch (Capture's on_batch) and before
+// shutdown; line() also flushes by itself when the staged bytes pass 256 KiB, and keeps the hits
+// for the next flush().
+//
+// Time: `now` is the loop's monotonic time (pattern windows). Wall-clock time (timestamps, ring)
+// is read from `wall_clock` only when `now` changes, so a batch costs one clock read.
+// Sequence numbers come from a SeqCounter shared by every unit (one per vigild), so `vigilctl
+// logs` of several units can be merged in order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/log/forwarder.hpp"
+#include "vigil/log/line.hpp"
+#include "vigil/log/pattern.hpp"
+#include "vigil/log/ring.hpp"
+#include "vigil/log/rotating_file.hpp"
+#include "vigil/time.hpp"
+#include "vigil/unit/unit.hpp"
+
+namespace vigil::log {
+
+struct SeqCounter {
+    std::uint64_t next = 1;
+    std::uint64_t take() { return next++; }
+};
+
+struct UnitLogCounters {
+    std::uint64_t lines = 0;          // lines (pieces) received
+    std::uint64_t bytes = 0;          // their bytes, without '\n'
+    std::uint64_t lines_failed = 0;   // file lines that could not be written (ENOSPC, ...)
+    std::uint64_t forward_failed = 0; // forwarded lines lost to a dead stdout (whole daemon)
+    std::uint64_t pattern_hits = 0;   // patterns fired
+};
+
+class UnitLog {
+public:
+    // `patterns` must come from PatternSet::compile (compile errors are the loader's business).
+    // `forwarder` may be null (forwarding off for everyone); it must outlive the UnitLog.
+    UnitLog(std::string name, const unit::LogSpec &spec, PatternSet patterns, Forwarder *forwarder,
+            SeqCounter &seq, WallClock wall_clock = wall_now);
+
+    void line(Stream stream, std::string_view text, bool continued, TimePoint now);
+    // Writes the file batch and evaluates the patterns. The span is valid until the next call.
+    std::span<const PatternHit> flush(TimePoint now);
+
+    // Reopens the log file (SIGUSR2, `vigilctl logs --reopen`): 0 or errno. 0 without a file.
+    int reopen();
+
+    const std::string &name() const { return name_; }
+    const Ring &ring() const { return ring_; }
+    const RotatingFile *file() const { return file_.get(); }
+    const PatternSet &patterns() const { return patterns_; }
+    UnitLogCounters counters() const;
+
+private:
+    WallMs wall(TimePoint now);
+    void scan_staged(TimePoint now);
+
+    std::string name_;
+    unit::LogSpec spec_;
+    PatternSet patterns_;
+    Forwarder *forwarder_;
+    Forwarder::Prefix prefix_;
+    SeqCounter &seq_;
+    WallClock wall_clock_;
+    TimePoint last_now_ = TimePoint::min();
+    WallMs last_wall_ = 0;
+    Ring ring_;
+    std::unique_ptr<RotatingFile> file_;
+    // Staged lines for the patterns, one block per stream, each line '\n'-terminated.
+    std::string staged_[2];
+    std::vector<PatternHit> hits_, returned_;
+    UnitLogCounters counters_;
+};
+
+} // namespace vigil::log

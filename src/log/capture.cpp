@@ -1,0 +1,227 @@
+// Pipe capture on libuv: see vigil/log/capture.hpp.
+//
+// All libuv state lives in Capture::State, which is freed by whichever comes last: the last
+// close callback or the Capture object's destructor. Any callback into the daemon may close or
+// destroy the Capture, so after each one the code re-checks `closing` before touching libuv.
+#include "vigil/log/capture.hpp"
+
+#include <fcntl.h>
+#include <memory>
+#include <unistd.h>
+#include <uv.h>
+
+#include "vigil/log/framer.hpp"
+
+namespace vigil::log {
+
+struct Capture::State {
+    struct Pipe {
+        uv_pipe_t handle{};
+        State *st = nullptr;
+        Stream stream = Stream::Stdout;
+        int fd = -1;
+        bool opened = false; // uv_pipe_open succeeded: libuv owns the fd
+        bool eof = false;
+        std::unique_ptr<char[]> buf;
+        std::size_t buf_size = 0;
+        Framer framer;
+        explicit Pipe(std::size_t max_line) : framer(max_line) {}
+    };
+
+    State(uv_loop_t *l, int out_fd, int err_fd, CaptureOptions o, Callbacks c)
+        : loop(l), opts(o), cbs(std::move(c)), out(o.max_line), err(o.max_line) {
+        out.fd = out_fd;
+        out.stream = Stream::Stdout;
+        err.fd = err_fd;
+        err.stream = Stream::Stderr;
+        for (Pipe *p : {&out, &err}) {
+            p->st = this;
+            p->eof = p->fd < 0;
+            // Initialised even without an fd, so close() always has two handles to close and
+            // its callback always comes from the loop.
+            uv_pipe_init(loop, &p->handle, 0);
+            p->handle.data = p;
+        }
+    }
+
+    uv_loop_t *loop;
+    CaptureOptions opts;
+    Callbacks cbs;
+    Pipe out, err;
+    bool started = false;
+    bool paused = false;
+    bool closing = false;
+    bool closed = false;
+    bool owner_alive = true;
+    bool eof_reported = false;
+    int pending_closes = 0;
+    int read_error = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t lines = 0;
+    std::function<void()> on_closed;
+
+    void start_reading(Pipe &p);
+    void finish_stream(Pipe &p);
+    void begin_close();
+};
+
+namespace {
+
+void on_alloc(uv_handle_t *h, std::size_t /*suggested*/, uv_buf_t *buf) {
+    auto *p = static_cast<Capture::State::Pipe *>(h->data);
+    if (!p->buf) {
+        p->buf_size = p->st->opts.read_buffer == 0 ? 65536 : p->st->opts.read_buffer;
+        p->buf = std::make_unique<char[]>(p->buf_size);
+    }
+    // The same buffer every time: a read's lines are delivered before the next read.
+    buf->base = p->buf.get();
+    buf->len = p->buf_size;
+}
+
+void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t * /*buf*/) {
+    auto *p = static_cast<Capture::State::Pipe *>(s->data);
+    Capture::State *st = p->st;
+    if (st->closing) return;
+    if (nread > 0) {
+        st->bytes += static_cast<std::uint64_t>(nread);
+        p->framer.feed(std::string_view(p->buf.get(), static_cast<std::size_t>(nread)),
+                       [&](std::string_view line, bool continued) {
+                           if (st->closing) return; // closed by an earlier line's callback
+                           ++st->lines;
+                           if (st->cbs.on_line) st->cbs.on_line(p->stream, line, continued);
+                       });
+        if (!st->closing && st->cbs.on_batch) st->cbs.on_batch();
+        return;
+    }
+    if (nread == 0) return; // EAGAIN
+    if (nread != UV_EOF && st->read_error == 0) st->read_error = static_cast<int>(nread);
+    st->finish_stream(*p);
+}
+
+void on_close(uv_handle_t *h) {
+    auto *p = static_cast<Capture::State::Pipe *>(h->data);
+    Capture::State *st = p->st;
+    if (--st->pending_closes > 0) return;
+    auto cb = std::move(st->on_closed);
+    st->closed = true;
+    // If the owner is gone nobody else will free the state; if it is alive, cb may destroy
+    // it, and the destructor then frees the state (closed == true). Either way: no access
+    // to `st` after this point.
+    if (!st->owner_alive) delete st;
+    if (cb) cb();
+}
+
+} // namespace
+
+void Capture::State::start_reading(Pipe &p) {
+    if (!p.opened || p.eof || closing) return;
+    uv_read_start(reinterpret_cast<uv_stream_t *>(&p.handle), on_alloc, on_read);
+}
+
+void Capture::State::finish_stream(Pipe &p) {
+    uv_read_stop(reinterpret_cast<uv_stream_t *>(&p.handle));
+    p.eof = true;
+    p.framer.flush([&](std::string_view line, bool continued) {
+        if (closing) return;
+        ++lines;
+        if (cbs.on_line) cbs.on_line(p.stream, line, continued);
+    });
+    if (!closing && cbs.on_batch) cbs.on_batch();
+    if (!closing && out.eof && err.eof && !eof_reported) {
+        eof_reported = true;
+        if (cbs.on_eof) cbs.on_eof();
+    }
+}
+
+void Capture::State::begin_close() {
+    if (closing) return;
+    closing = true;
+    for (Pipe *p : {&out, &err}) {
+        if (p->opened) {
+            uv_read_stop(reinterpret_cast<uv_stream_t *>(&p->handle));
+        } else if (p->fd >= 0) {
+            ::close(p->fd); // never handed to libuv: still ours
+        }
+        ++pending_closes;
+        uv_close(reinterpret_cast<uv_handle_t *>(&p->handle), on_close);
+    }
+}
+
+Capture::Capture(uv_loop_s *loop, int stdout_fd, int stderr_fd, CaptureOptions opts, Callbacks cbs)
+    : state_(new State(loop, stdout_fd, stderr_fd, opts, std::move(cbs))) {}
+
+Capture::~Capture() {
+    state_->begin_close();
+    state_->owner_alive = false;
+    if (state_->closed) delete state_;
+}
+
+int Capture::start() {
+    State &st = *state_;
+    if (st.started || st.closing) return UV_EALREADY;
+    st.started = true;
+    for (State::Pipe *p : {&st.out, &st.err}) {
+        if (p->fd < 0) continue;
+        if (st.opts.pipe_size > 0) {
+            // A bigger pipe lets a fast writer run longer between context switches. Limited by
+            // /proc/sys/fs/pipe-max-size for unprivileged vigild; failure only costs speed.
+            (void)::fcntl(p->fd, F_SETPIPE_SZ, static_cast<int>(st.opts.pipe_size));
+        }
+        const int rc = uv_pipe_open(&p->handle, p->fd);
+        if (rc != 0) return rc; // fd stays ours; begin_close() closes it
+        p->opened = true;
+    }
+    if (st.out.eof && st.err.eof) {
+        st.eof_reported = true;
+        if (st.cbs.on_eof) st.cbs.on_eof();
+        return 0;
+    }
+    if (!st.paused) {
+        st.start_reading(st.out);
+        st.start_reading(st.err);
+    }
+    return 0;
+}
+
+void Capture::pause() {
+    State &st = *state_;
+    if (st.paused) return;
+    st.paused = true;
+    for (State::Pipe *p : {&st.out, &st.err})
+        if (p->opened && !p->eof && !st.closing)
+            uv_read_stop(reinterpret_cast<uv_stream_t *>(&p->handle));
+}
+
+void Capture::resume() {
+    State &st = *state_;
+    if (!st.paused) return;
+    st.paused = false;
+    if (!st.started) return;
+    st.start_reading(st.out);
+    st.start_reading(st.err);
+}
+
+bool Capture::paused() const {
+    return state_->paused;
+}
+bool Capture::eof() const {
+    return state_->eof_reported;
+}
+
+void Capture::close(std::function<void()> on_closed) {
+    if (state_->closing) return;
+    state_->on_closed = std::move(on_closed);
+    state_->begin_close();
+}
+
+std::uint64_t Capture::bytes() const {
+    return state_->bytes;
+}
+std::uint64_t Capture::lines() const {
+    return state_->lines;
+}
+int Capture::read_error() const {
+    return state_->read_error;
+}
+
+} // namespace vigil::log

@@ -1,0 +1,473 @@
+// PCRE2 regexes and per-unit pattern sets: see vigil/log/pattern.hpp.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "vigil/log/pattern.hpp"
+
+#include <pcre2.h>
+
+#include <array>
+#include <cstring>
+#include <utility>
+
+namespace vigil::log {
+
+// ---------------------------------------------------------------------------------------------
+// Regex
+
+std::optional<Regex> Regex::compile(std::string_view pattern, RegexError *error, bool jit,
+                                    bool multiline) {
+    // UTF + MATCH_INVALID_UTF: patterns may use UTF-8, and subjects (log lines: any bytes) are
+    // matched without a validity check failing the whole match.
+    std::uint32_t options = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
+    if (multiline) options |= PCRE2_MULTILINE;
+    pcre2_compile_context *cctx = pcre2_compile_context_create(nullptr);
+    if (cctx == nullptr) {
+        if (error != nullptr) *error = RegexError{0, "out of memory"};
+        return std::nullopt;
+    }
+    // Fix the newline convention (a build may default to ANYCRLF): lines end at '\n' only.
+    pcre2_set_newline(cctx, PCRE2_NEWLINE_LF);
+    int errcode = 0;
+    PCRE2_SIZE erroff = 0;
+    pcre2_code *code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                     options, &errcode, &erroff, cctx);
+    pcre2_compile_context_free(cctx);
+    if (code == nullptr) {
+        if (error != nullptr) {
+            std::array<PCRE2_UCHAR, 256> buf{};
+            pcre2_get_error_message(errcode, buf.data(), buf.size());
+            *error = RegexError{erroff, reinterpret_cast<const char *>(buf.data())};
+        }
+        return std::nullopt;
+    }
+    Regex r;
+    r.pattern_ = std::string(pattern);
+    r.code_ = code;
+    // JIT is optional: unsupported platforms (or SELinux denying executable memory) return an
+    // error and the interpreter is used.
+    r.jit_ = jit && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    r.match_data_ = pcre2_match_data_create(1, nullptr);
+    if (r.match_data_ == nullptr) {
+        if (error != nullptr) *error = RegexError{0, "out of memory"};
+        return std::nullopt;
+    }
+    return r;
+}
+
+Regex::Regex(Regex &&o) noexcept
+    : pattern_(std::move(o.pattern_)), code_(std::exchange(o.code_, nullptr)),
+      match_data_(std::exchange(o.match_data_, nullptr)), jit_(o.jit_), errors_(o.errors_) {}
+
+Regex &Regex::operator=(Regex &&o) noexcept {
+    if (this != &o) {
+        this->~Regex();
+        new (this) Regex(std::move(o));
+    }
+    return *this;
+}
+
+Regex::~Regex() {
+    if (match_data_ != nullptr) pcre2_match_data_free(static_cast<pcre2_match_data *>(match_data_));
+    if (code_ != nullptr) pcre2_code_free(static_cast<pcre2_code *>(code_));
+}
+
+std::optional<std::size_t> Regex::find(std::string_view subject, std::size_t start) const {
+    auto *code = static_cast<pcre2_code *>(code_);
+    auto *md = static_cast<pcre2_match_data *>(match_data_);
+    const auto *s = reinterpret_cast<PCRE2_SPTR>(subject.data());
+    // pcre2_jit_match skips the interpreter's argument checks: the fast path.
+    const int rc = jit_ ? pcre2_jit_match(code, s, subject.size(), start, 0, md, nullptr)
+                        : pcre2_match(code, s, subject.size(), start, 0, md, nullptr);
+    if (rc >= 0) return static_cast<std::size_t>(pcre2_get_ovector_pointer(md)[0]);
+    if (rc != PCRE2_ERROR_NOMATCH) ++errors_;
+    return std::nullopt;
+}
+
+bool Regex::match(std::string_view subject) const {
+    return find(subject, 0).has_value();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Syntax scans. Both are conservative: when unsure they answer "no literal" / "not safe", which
+// only costs speed.
+
+namespace {
+
+bool is_alnum(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+// Skips a character class starting at p[i] == '['; returns the index after its ']', or npos.
+std::size_t skip_class(std::string_view p, std::size_t i) {
+    ++i;
+    if (i < p.size() && p[i] == '^') ++i;
+    if (i < p.size() && p[i] == ']') ++i; // a leading ']' is literal
+    while (i < p.size()) {
+        if (p[i] == '\\') {
+            i += 2;
+        } else if (p[i] == '[' && i + 1 < p.size() && p[i + 1] == ':') {
+            const auto end = p.find(":]", i + 2);
+            if (end == std::string_view::npos) return std::string_view::npos;
+            i = end + 2;
+        } else if (p[i] == ']') {
+            return i + 1;
+        } else {
+            ++i;
+        }
+    }
+    return std::string_view::npos;
+}
+
+// Skips a group starting at p[i] == '('; returns the index after its ')', or npos.
+std::size_t skip_group(std::string_view p, std::size_t i) {
+    int depth = 0;
+    while (i < p.size()) {
+        const char c = p[i];
+        if (c == '\\') {
+            if (i + 1 < p.size() && p[i + 1] == 'Q') return std::string_view::npos;
+            i += 2;
+        } else if (c == '[') {
+            i = skip_class(p, i);
+            if (i == std::string_view::npos) return i;
+        } else if (c == '(') {
+            ++depth;
+            ++i;
+        } else if (c == ')') {
+            ++i;
+            if (--depth == 0) return i;
+        } else {
+            ++i;
+        }
+    }
+    return std::string_view::npos;
+}
+
+// {n}, {n,}, {n,m}: returns the index after '}', or npos if p[i..] is not a quantifier.
+std::size_t skip_braces(std::string_view p, std::size_t i) {
+    std::size_t j = i + 1;
+    const std::size_t d0 = j;
+    while (j < p.size() && p[j] >= '0' && p[j] <= '9')
+        ++j;
+    if (j == d0) return std::string_view::npos;
+    if (j < p.size() && p[j] == ',') {
+        ++j;
+        while (j < p.size() && p[j] >= '0' && p[j] <= '9')
+            ++j;
+    }
+    if (j < p.size() && p[j] == '}') return j + 1;
+    return std::string_view::npos;
+}
+
+// Removes the last UTF-8 character of s.
+void pop_char(std::string &s) {
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80)
+        s.pop_back();
+    if (!s.empty()) s.pop_back();
+}
+
+// Rough frequency of bytes in log text (higher: more common), to pick the byte to memchr for.
+int byte_rank(unsigned char c) {
+    if (c == ' ') return 255;
+    if (std::strchr("etaoinsrhldcum", c) != nullptr && c != 0) return 220;
+    if (c >= '0' && c <= '9') return 210;
+    if (std::strchr(".:-/,_=()[]\"'", c) != nullptr && c != 0) return 180;
+    if (std::strchr("qzjxkv", c) != nullptr && c != 0) return 100;
+    if (c >= 'a' && c <= 'z') return 160;
+    if (std::strchr("ETSAIRONCL", c) != nullptr && c != 0) return 110;
+    if (c >= 'A' && c <= 'Z') return 80;
+    if (c >= 0x80) return 60;
+    return 120;
+}
+
+} // namespace
+
+std::optional<RequiredLiteral> required_literal(std::string_view p) {
+    constexpr auto npos = std::string_view::npos;
+    std::string run, best;
+    bool clean = true;     // nothing but literal characters so far
+    bool last_lit = false; // the previous atom is the last character of `run`
+    auto end_run = [&] {
+        if (run.size() > best.size()) best = run;
+        run.clear();
+        last_lit = false;
+    };
+    auto non_literal_atom = [&] {
+        end_run();
+        clean = false;
+    };
+    std::size_t i = 0;
+    while (i < p.size()) {
+        const auto c = static_cast<unsigned char>(p[i]);
+        switch (c) {
+        case '\\': {
+            if (i + 1 >= p.size()) return std::nullopt;
+            const auto e = static_cast<unsigned char>(p[i + 1]);
+            if (!is_alnum(e)) { // an escaped punctuation or space: itself
+                run.push_back(static_cast<char>(e));
+                last_lit = true;
+                i += 2;
+                break;
+            }
+            if (std::strchr("dDwWsShHvVRbB", e) != nullptr) {
+                non_literal_atom();
+                i += 2;
+                break;
+            }
+            if (e >= '1' && e <= '9') { // back reference
+                non_literal_atom();
+                i += 2;
+                while (i < p.size() && p[i] >= '0' && p[i] <= '9')
+                    ++i;
+                break;
+            }
+            return std::nullopt; // \x \p \Q \c \g \k ...: not worth parsing
+        }
+        case '[':
+            i = skip_class(p, i);
+            if (i == npos) return std::nullopt;
+            non_literal_atom();
+            break;
+        case '(': {
+            if (i + 1 < p.size() && p[i + 1] == '?') {
+                const std::string_view rest = p.substr(i + 2);
+                const bool group =
+                    rest.starts_with(":") || rest.starts_with("|") || rest.starts_with(">") ||
+                    rest.starts_with("P<") || rest.starts_with("'") ||
+                    (rest.starts_with("<") && rest.size() > 1 && rest[1] != '=' && rest[1] != '!');
+                if (!group) return std::nullopt; // options, lookaround, conditionals, ...
+            } else if (i + 1 < p.size() && p[i + 1] == '*') {
+                return std::nullopt;
+            }
+            i = skip_group(p, i);
+            if (i == npos) return std::nullopt;
+            non_literal_atom();
+            break;
+        }
+        case ')':
+        case '|':
+            return std::nullopt;
+        case '.':
+        case '^':
+        case '$':
+            non_literal_atom();
+            ++i;
+            break;
+        case '*':
+        case '?':
+        case '+':
+        case '{': {
+            std::size_t next = i + 1;
+            if (c == '{') {
+                next = skip_braces(p, i);
+                if (next == npos) return std::nullopt;
+            }
+            if (last_lit) {
+                // The quantified character is optional (or repeated): it cannot stay in a run
+                // that continues past it. '+' keeps one copy.
+                const bool keep = c == '+' || (c == '{' && p[i + 1] != '0');
+                if (!keep) pop_char(run);
+            }
+            non_literal_atom();
+            if (next < p.size() && (p[next] == '?' || p[next] == '+')) ++next; // lazy/possessive
+            i = next;
+            break;
+        }
+        case '\n':
+            non_literal_atom(); // a literal newline can never be inside a line
+            ++i;
+            break;
+        default:
+            run.push_back(static_cast<char>(c));
+            // Only the last *character* is quantifiable; continuation bytes join it.
+            last_lit = true;
+            ++i;
+            break;
+        }
+    }
+    end_run();
+    if (best.empty()) return std::nullopt;
+    return RequiredLiteral{best, clean && best.size() == p.size()};
+}
+
+bool block_scan_safe(std::string_view p) {
+    std::size_t i = 0;
+    while (i < p.size()) {
+        const char c = p[i];
+        if (c == '\\') {
+            if (i + 1 >= p.size()) return false;
+            const char e = p[i + 1];
+            if (std::strchr("AzZGKC", e) != nullptr) return false; // bound-dependent
+            if (e == 'Q') {
+                const auto end = p.find("\\E", i + 2);
+                if (end == std::string_view::npos) return true; // literal to the end
+                i = end + 2;
+                continue;
+            }
+            i += 2;
+        } else if (c == '[') {
+            i = skip_class(p, i);
+            if (i == std::string_view::npos) return false;
+        } else if (c == '(') {
+            if (i + 1 < p.size() && p[i + 1] == '*') return false; // verbs, (*pla:, (*CR)
+            if (i + 1 < p.size() && p[i + 1] == '?') {
+                const std::string_view rest = p.substr(i + 2);
+                if (rest.empty()) return false;
+                const char o = rest[0];
+                const bool named =
+                    (o == '<' && rest.size() > 1 && rest[1] != '=' && rest[1] != '!') ||
+                    rest.starts_with("P<") || o == '\'';
+                const bool options = std::strchr("imnsxJU^-", o) != nullptr && o != 0;
+                if (!(o == ':' || o == '|' || o == '>' || o == '#' || named || options))
+                    return false; // lookaround, conditionals, recursion, callouts
+            }
+            ++i;
+        } else {
+            ++i;
+        }
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PatternSet
+
+std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpec> &specs,
+                                              PatternCompileError *error, bool jit) {
+    PatternSet set;
+    set.pats_.reserve(specs.size());
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        const auto &spec = specs[i];
+        RegexError err;
+        auto re = Regex::compile(spec.match, &err, jit);
+        if (!re) {
+            if (error != nullptr) *error = PatternCompileError{i, err};
+            return std::nullopt;
+        }
+        Pat p{spec, std::move(*re), std::nullopt, {}, false, 0, {}, 0, 0, 0};
+        if (auto lit = required_literal(spec.match)) {
+            p.literal = lit->text;
+            p.pure_literal = lit->whole;
+            int best = 1 << 30;
+            for (std::size_t k = 0; k < p.literal.size(); ++k) {
+                const int r = byte_rank(static_cast<unsigned char>(p.literal[k]));
+                if (r < best) {
+                    best = r;
+                    p.rare = k;
+                }
+            }
+        } else if (block_scan_safe(spec.match)) {
+            p.block_re = Regex::compile(spec.match, nullptr, jit, /*multiline=*/true);
+        }
+        p.window.resize(spec.count == 0 ? 1 : spec.count);
+        set.pats_.push_back(std::move(p));
+    }
+    return set;
+}
+
+bool PatternSet::jit() const {
+    for (const auto &p : pats_)
+        if (!p.line_re.jit() || (p.block_re && !p.block_re->jit())) return false;
+    return true;
+}
+
+std::string_view PatternSet::strategy(std::size_t i) const {
+    const Pat &p = pats_[i];
+    if (p.pure_literal) return "literal";
+    if (!p.literal.empty()) return "prefilter";
+    if (p.block_re) return "block";
+    return "line";
+}
+
+void PatternSet::record(Pat &p, std::size_t index, Stream s, std::string_view line, TimePoint now,
+                        std::vector<PatternHit> &out) {
+    ++p.matches;
+    const std::size_t n = p.window.size();
+    if (p.win_size < n) {
+        p.window[(p.win_head + p.win_size) % n] = now;
+        ++p.win_size;
+    } else {
+        p.window[p.win_head] = now; // forget the oldest
+        p.win_head = (p.win_head + 1) % n;
+    }
+    if (p.win_size < n) return;
+    const TimePoint oldest = p.window[p.win_head];
+    if (p.spec.within && now - oldest > *p.spec.within) return;
+    p.win_size = 0;
+    p.win_head = 0;
+    out.push_back(PatternHit{index, p.spec.action, s, std::string(line.substr(0, 512))});
+}
+
+void PatternSet::match(Stream stream, std::string_view line, TimePoint now,
+                       std::vector<PatternHit> &out) {
+    for (std::size_t i = 0; i < pats_.size(); ++i) {
+        Pat &p = pats_[i];
+        if (!applies(p, stream)) continue;
+        const bool hit =
+            p.pure_literal ? line.find(p.literal) != std::string_view::npos : p.line_re.match(line);
+        if (hit) record(p, i, stream, line, now, out);
+    }
+}
+
+namespace {
+
+// Start of the first occurrence of `lit` in block[pos..], or npos. memchr (vectorised in glibc)
+// on the literal's rarest byte does the skipping.
+std::size_t find_literal(std::string_view block, std::size_t pos, std::string_view lit,
+                         std::size_t rare) {
+    const char r = lit[rare];
+    std::size_t at = pos + rare;
+    while (at < block.size()) {
+        const auto *hit =
+            static_cast<const char *>(std::memchr(block.data() + at, r, block.size() - at));
+        if (hit == nullptr) return std::string_view::npos;
+        const auto h = static_cast<std::size_t>(hit - block.data());
+        const std::size_t start = h - rare;
+        if (start + lit.size() <= block.size() &&
+            std::memcmp(block.data() + start, lit.data(), lit.size()) == 0)
+            return start;
+        at = h + 1;
+    }
+    return std::string_view::npos;
+}
+
+} // namespace
+
+void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
+                      std::vector<PatternHit> &out) {
+    constexpr auto npos = std::string_view::npos;
+    for (std::size_t i = 0; i < pats_.size(); ++i) {
+        Pat &p = pats_[i];
+        if (!applies(p, stream)) continue;
+        std::size_t pos = 0;
+        while (pos < block.size()) {
+            std::size_t cand;
+            if (!p.literal.empty()) {
+                cand = find_literal(block, pos, p.literal, p.rare);
+            } else if (p.block_re) {
+                const auto f = p.block_re->find(block, pos);
+                cand = f ? *f : npos;
+            } else {
+                cand = pos; // every line is a candidate
+            }
+            if (cand == npos) break;
+            // An empty match after the final '\n' is not on any line.
+            if (cand >= block.size() && (block.empty() || block.back() == '\n')) break;
+            // The candidate's line: pos is a line start, so search back no further than pos.
+            std::size_t ls = pos;
+            if (cand > pos) {
+                const void *nl = ::memrchr(block.data() + pos, '\n', cand - pos);
+                if (nl != nullptr)
+                    ls = static_cast<std::size_t>(static_cast<const char *>(nl) - block.data()) + 1;
+            }
+            const void *nl = std::memchr(block.data() + ls, '\n', block.size() - ls);
+            const std::size_t le =
+                nl == nullptr
+                    ? block.size()
+                    : static_cast<std::size_t>(static_cast<const char *>(nl) - block.data());
+            const std::string_view line = block.substr(ls, le - ls);
+            if (p.pure_literal || p.line_re.match(line)) record(p, i, stream, line, now, out);
+            pos = le + 1;
+        }
+    }
+}
+
+} // namespace vigil::log

@@ -1,0 +1,105 @@
+// Byte-bounded ring of recent lines: see vigil/log/ring.hpp for the invariants.
+//
+// Layout: line texts are stored contiguously in `data_` in push order, each followed by one
+// unused byte (its footprint is len+1). When a text does not fit between `write_` and the end, the
+// writer wraps to offset 0. The oldest entries are always the first ones the writer runs into, so
+// making room is "pop the front while it overlaps the bytes about to be written".
+#include "vigil/log/ring.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace vigil::log {
+
+Ring::Ring(std::size_t capacity) : data_(capacity) {
+    // Bounded by capacity entries (every entry takes at least one byte); start small.
+    entries_.resize(std::min<std::size_t>(64, std::max<std::size_t>(capacity, 1)));
+}
+
+void Ring::pop_front() {
+    const Entry &e = entries_[head_];
+    used_ -= std::size_t{e.len} + 1;
+    head_ = (head_ + 1) % entries_.size();
+    --count_;
+}
+
+void Ring::push(std::uint64_t seq, WallMs wall, Stream stream, bool continued,
+                std::string_view text) {
+    const std::size_t cap = data_.size();
+    if (cap < 2) return; // nothing but the one-byte footprint would fit
+    const bool truncated = text.size() > cap - 1;
+    const std::size_t len = truncated ? cap - 1 : text.size();
+    const std::size_t foot = len + 1;
+
+    if (count_ == 0) write_ = 0;
+    std::size_t start = write_;
+    if (start + foot > cap) {
+        // Wrap: everything still stored at or after write_ is older than what is before it.
+        while (count_ > 0 && entries_[head_].off >= write_)
+            pop_front();
+        start = 0;
+    }
+    while (count_ > 0) {
+        const Entry &f = entries_[head_];
+        const std::size_t f_end = std::size_t{f.off} + f.len + 1;
+        if (f.off >= start + foot || f_end <= start) break; // no overlap
+        pop_front();
+    }
+    if (count_ == entries_.size()) {
+        std::vector<Entry> bigger(entries_.size() * 2);
+        for (std::size_t i = 0; i < count_; ++i)
+            bigger[i] = at(i);
+        entries_.swap(bigger);
+        head_ = 0;
+    }
+    if (len > 0) std::memcpy(data_.data() + start, text.data(), len);
+    entries_[(head_ + count_) % entries_.size()] = Entry{seq,
+                                                         wall,
+                                                         static_cast<std::uint32_t>(start),
+                                                         static_cast<std::uint32_t>(len),
+                                                         stream,
+                                                         continued,
+                                                         truncated};
+    ++count_;
+    used_ += foot;
+    write_ = start + foot;
+}
+
+RingLine Ring::view(const Entry &e) const {
+    return RingLine{e.seq,       e.wall,      e.stream,
+                    e.continued, e.truncated, std::string_view(data_.data() + e.off, e.len)};
+}
+
+std::vector<RingLine> Ring::last(std::size_t n) const {
+    std::vector<RingLine> out;
+    const std::size_t k = std::min(n, count_);
+    out.reserve(k);
+    for (std::size_t i = count_ - k; i < count_; ++i)
+        out.push_back(view(at(i)));
+    return out;
+}
+
+std::vector<RingLine> Ring::after(std::uint64_t seq, std::size_t max) const {
+    std::vector<RingLine> out;
+    // Sequence numbers increase along the ring: binary search the first one > seq.
+    std::size_t lo = 0, hi = count_;
+    while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (at(mid).seq <= seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (std::size_t i = lo; i < count_ && out.size() < max; ++i)
+        out.push_back(view(at(i)));
+    return out;
+}
+
+std::uint64_t Ring::first_seq() const {
+    return count_ == 0 ? 0 : at(0).seq;
+}
+std::uint64_t Ring::last_seq() const {
+    return count_ == 0 ? 0 : at(count_ - 1).seq;
+}
+
+} // namespace vigil::log

@@ -1,0 +1,126 @@
+// Rotating log file: see vigil/log/rotating_file.hpp.
+#include "vigil/log/rotating_file.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace vigil::log {
+
+RotatingFile::RotatingFile(RotatingFileOptions opts) : opts_(std::move(opts)) {
+    buf_.reserve(opts_.batch + 256);
+    open_file();
+}
+
+RotatingFile::~RotatingFile() {
+    flush();
+    close_file();
+}
+
+int RotatingFile::open_file() {
+    // O_APPEND: several writers (or an external truncation) never make us write at a stale
+    // offset. O_CLOEXEC: children must not inherit vigild's log files.
+    fd_ = ::open(opts_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd_ < 0) {
+        last_error_ = errno;
+        return last_error_;
+    }
+    // Rotate only a regular file reached without a symlink: renaming "/dev/stdout" (a symlink
+    // to /proc/self/fd/1, which may well be a regular file) would move the symlink itself.
+    struct stat st {
+    }, lst{};
+    regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) &&
+               ::lstat(opts_.path.c_str(), &lst) == 0 && S_ISREG(lst.st_mode);
+    size_ = regular_ ? static_cast<std::uint64_t>(st.st_size) : 0;
+    return 0;
+}
+
+void RotatingFile::close_file() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+void RotatingFile::append(std::string_view line, bool continued, WallMs wall) {
+    const std::size_t rec =
+        line.size() + 1 + (continued ? 1 : 0) + (opts_.timestamps ? timestamp_len + 1 : 0);
+    if (regular_ && opts_.max_size > 0 && size() > 0 && size() + rec > opts_.max_size) {
+        write_out();
+        rotate();
+    }
+    if (opts_.timestamps) {
+        char ts[timestamp_len];
+        ts_.format(wall, ts);
+        buf_.append(ts, timestamp_len);
+        buf_.push_back(' ');
+    }
+    buf_.append(line);
+    if (continued) buf_.push_back('\\');
+    buf_.push_back('\n');
+    ++buf_lines_;
+    if (buf_.size() >= opts_.batch) write_out();
+}
+
+bool RotatingFile::flush() {
+    const auto failed = lines_failed_;
+    write_out();
+    return lines_failed_ == failed;
+}
+
+void RotatingFile::write_out() {
+    if (buf_.empty()) return;
+    std::size_t done = 0;
+    if (fd_ >= 0) {
+        while (done < buf_.size()) {
+            const ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+            if (n > 0) {
+                done += static_cast<std::size_t>(n);
+            } else if (n < 0 && errno == EINTR) {
+                continue;
+            } else {
+                last_error_ = n < 0 ? errno : EIO;
+                break;
+            }
+        }
+    } else if (last_error_ == 0) {
+        last_error_ = EBADF;
+    }
+    // Records are '\n'-terminated, so the lines lost are the newlines not written. A record cut
+    // in the middle counts as failed (its head is in the file, its end is not).
+    const auto lost =
+        static_cast<std::size_t>(std::count(buf_.data() + done, buf_.data() + buf_.size(), '\n'));
+    lines_failed_ += lost;
+    lines_written_ += buf_lines_ - lost;
+    if (regular_) size_ += done;
+    buf_.clear();
+    buf_lines_ = 0;
+}
+
+void RotatingFile::rotate() {
+    // Renames first, then reopen: a reader following the path sees the old file end and the new
+    // one begin, and a crash in between leaves every line in some file.
+    close_file();
+    const std::string &p = opts_.path;
+    if (opts_.keep == 0) {
+        if (::unlink(p.c_str()) != 0 && errno != ENOENT) last_error_ = errno;
+    } else {
+        for (unsigned k = opts_.keep; k >= 2; --k) {
+            const std::string from = p + "." + std::to_string(k - 1);
+            const std::string to = p + "." + std::to_string(k);
+            if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) last_error_ = errno;
+        }
+        if (::rename(p.c_str(), (p + ".1").c_str()) != 0 && errno != ENOENT) last_error_ = errno;
+    }
+    ++rotations_;
+    open_file();
+}
+
+int RotatingFile::reopen() {
+    write_out();
+    close_file();
+    return open_file();
+}
+
+} // namespace vigil::log

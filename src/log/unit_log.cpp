@@ -1,0 +1,75 @@
+// One unit's log sinks: see vigil/log/unit_log.hpp.
+#include "vigil/log/unit_log.hpp"
+
+namespace vigil::log {
+
+namespace {
+constexpr std::size_t stage_limit = 256u << 10;
+}
+
+UnitLog::UnitLog(std::string name, const unit::LogSpec &spec, PatternSet patterns,
+                 Forwarder *forwarder, SeqCounter &seq, WallClock wall_clock)
+    : name_(std::move(name)), spec_(spec), patterns_(std::move(patterns)),
+      forwarder_(spec.forward ? forwarder : nullptr), seq_(seq), wall_clock_(wall_clock),
+      ring_(static_cast<std::size_t>(spec.ring)) {
+    if (forwarder_ != nullptr) prefix_ = forwarder_->prefix(name_);
+    if (spec_.file) {
+        file_ = std::make_unique<RotatingFile>(
+            RotatingFileOptions{*spec_.file, spec_.max_size, spec_.keep, spec_.timestamps});
+    }
+}
+
+WallMs UnitLog::wall(TimePoint now) {
+    if (now != last_now_) {
+        last_now_ = now;
+        last_wall_ = wall_clock_();
+    }
+    return last_wall_;
+}
+
+void UnitLog::line(Stream stream, std::string_view text, bool continued, TimePoint now) {
+    const WallMs w = wall(now);
+    ++counters_.lines;
+    counters_.bytes += text.size();
+    ring_.push(seq_.take(), w, stream, continued, text);
+    if (file_) file_->append(text, continued, w);
+    if (forwarder_ != nullptr)
+        forwarder_->line(prefix_, stream, text, continued,
+                         spec_.timestamps ? std::optional<WallMs>(w) : std::nullopt);
+    if (!patterns_.empty()) {
+        std::string &st = staged_[stream == Stream::Stderr ? 1 : 0];
+        st.append(text);
+        st.push_back('\n');
+        if (st.size() >= stage_limit) scan_staged(now);
+    }
+}
+
+void UnitLog::scan_staged(TimePoint now) {
+    for (int i = 0; i < 2; ++i) {
+        if (staged_[i].empty()) continue;
+        patterns_.scan(i == 1 ? Stream::Stderr : Stream::Stdout, staged_[i], now, hits_);
+        staged_[i].clear(); // keeps its capacity: no allocation in steady state
+    }
+}
+
+std::span<const PatternHit> UnitLog::flush(TimePoint now) {
+    if (file_) file_->flush();
+    scan_staged(now);
+    returned_.swap(hits_);
+    hits_.clear();
+    counters_.pattern_hits += returned_.size();
+    return returned_;
+}
+
+int UnitLog::reopen() {
+    return file_ ? file_->reopen() : 0;
+}
+
+UnitLogCounters UnitLog::counters() const {
+    UnitLogCounters c = counters_;
+    if (file_) c.lines_failed = file_->lines_failed();
+    if (forwarder_ != nullptr) c.forward_failed = forwarder_->lines_failed();
+    return c;
+}
+
+} // namespace vigil::log

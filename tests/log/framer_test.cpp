@@ -1,0 +1,140 @@
+// Framer: lines from any chunking, long lines split and marked, partial final line, binary.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vigil/log/framer.hpp"
+
+using vigil::log::Framer;
+
+namespace {
+
+struct Piece {
+    std::string text;
+    bool continued;
+    bool operator==(const Piece &) const = default;
+};
+
+// Feeds `input` in chunks of the given sizes (cycled), then flushes.
+std::vector<Piece> frame(std::string_view input, std::size_t max_line,
+                         const std::vector<std::size_t> &chunks) {
+    Framer f(max_line);
+    std::vector<Piece> out;
+    auto sink = [&](std::string_view l, bool c) { out.push_back({std::string(l), c}); };
+    std::size_t i = 0, k = 0;
+    while (i < input.size()) {
+        const std::size_t n = std::min(chunks[k++ % chunks.size()], input.size() - i);
+        f.feed(input.substr(i, n), sink);
+        i += n;
+    }
+    f.flush(sink);
+    return out;
+}
+
+// The specification, written the obvious way.
+std::vector<Piece> reference(std::string_view input, std::size_t max_line) {
+    std::vector<Piece> out;
+    std::size_t i = 0;
+    while (i < input.size()) {
+        const auto nl = input.find('\n', i);
+        const std::size_t end = nl == std::string_view::npos ? input.size() : nl;
+        std::string_view line = input.substr(i, end - i);
+        while (line.size() > max_line) {
+            out.push_back({std::string(line.substr(0, max_line)), true});
+            line.remove_prefix(max_line);
+        }
+        out.push_back({std::string(line), false});
+        i = nl == std::string_view::npos ? input.size() : nl + 1;
+    }
+    return out;
+}
+
+std::uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+std::uint64_t next_rand() { // splitmix64: deterministic across platforms
+    std::uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+} // namespace
+
+TEST_SUITE("log") {
+
+    TEST_CASE("framer splits on newline and keeps empty lines") {
+        CHECK(frame("a\nbb\n\nccc\n", 100, {64}) ==
+              std::vector<Piece>{{"a", false}, {"bb", false}, {"", false}, {"ccc", false}});
+    }
+
+    TEST_CASE("framer emits a final line without newline only on flush") {
+        Framer f(100);
+        std::vector<Piece> out;
+        auto sink = [&](std::string_view l, bool c) { out.push_back({std::string(l), c}); };
+        f.feed("one\ntw", sink);
+        CHECK(out == std::vector<Piece>{{"one", false}});
+        CHECK(f.pending() == 2);
+        f.feed("o", sink);
+        CHECK(out.size() == 1);
+        f.flush(sink);
+        CHECK(out == std::vector<Piece>{{"one", false}, {"two", false}});
+        f.flush(sink); // nothing more
+        CHECK(out.size() == 2);
+    }
+
+    TEST_CASE("framer splits long lines into marked pieces without losing bytes") {
+        CHECK(frame("abcdefghij\n", 4, {64}) ==
+              std::vector<Piece>{{"abcd", true}, {"efgh", true}, {"ij", false}});
+        // Exactly max_line: not split.
+        CHECK(frame("abcd\nefghi\n", 4, {64}) ==
+              std::vector<Piece>{{"abcd", false}, {"efgh", true}, {"i", false}});
+        // A multiple of max_line: the last piece is full and not continued.
+        CHECK(frame("abcdefgh\n", 4, {64}) == std::vector<Piece>{{"abcd", true}, {"efgh", false}});
+        // Without a newline at the end.
+        CHECK(frame("abcdefgh", 4, {64}) == std::vector<Piece>{{"abcd", true}, {"efgh", false}});
+    }
+
+    TEST_CASE("framer passes binary bytes and CRLF through unchanged") {
+        const std::string bin("a\0b\xff\r\n\x01\x80\r\n", 10);
+        CHECK(frame(bin, 100, {1}) ==
+              std::vector<Piece>{{std::string("a\0b\xff\r", 5), false}, {"\x01\x80\r", false}});
+    }
+
+    TEST_CASE("framer output does not depend on chunking (1-byte chunks, random chunks)") {
+        for (int round = 0; round < 200; ++round) {
+            // Random text: short and long lines, some binary, sometimes no final newline.
+            std::string input;
+            const auto lines = next_rand() % 20;
+            for (std::uint64_t l = 0; l < lines; ++l) {
+                const auto len = next_rand() % 4 == 0 ? next_rand() % 100 : next_rand() % 8;
+                for (std::uint64_t b = 0; b < len; ++b) {
+                    auto c = static_cast<char>(next_rand() % 256);
+                    if (c == '\n') c = 'x';
+                    input.push_back(c);
+                }
+                if (l + 1 < lines || next_rand() % 2 == 0) input.push_back('\n');
+            }
+            const std::size_t max_line = 1 + next_rand() % 20;
+            const auto want = reference(input, max_line);
+            CHECK(frame(input, max_line, {1}) == want);
+            CHECK(frame(input, max_line, {3, 1, 7}) == want);
+            std::vector<std::size_t> chunks;
+            for (int k = 0; k < 10; ++k)
+                chunks.push_back(1 + next_rand() % 50);
+            CHECK(frame(input, max_line, chunks) == want);
+            CHECK(frame(input, max_line, {1 << 20}) == want);
+        }
+    }
+
+    TEST_CASE("framer views into the caller's chunk for whole lines (no copy)") {
+        Framer f(100);
+        const std::string chunk = "abc\ndef\n";
+        std::vector<const char *> starts;
+        f.feed(chunk, [&](std::string_view l, bool) { starts.push_back(l.data()); });
+        REQUIRE(starts.size() == 2);
+        CHECK(starts[0] == chunk.data());
+        CHECK(starts[1] == chunk.data() + 4);
+    }
+
+} // TEST_SUITE

@@ -1,0 +1,250 @@
+// Patterns: PCRE2 (JIT and interpreter), count/within windows, stream filter, and the block scan
+// giving exactly the per-line results.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <doctest/doctest.h>
+#include <pcre2.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "vigil/log/pattern.hpp"
+
+using namespace vigil;
+using log::PatternHit;
+using log::PatternSet;
+using log::Regex;
+using unit::PatternAction;
+using unit::PatternSpec;
+using unit::Stream;
+
+namespace {
+
+PatternSpec spec(std::string match, Stream s = Stream::Both, PatternAction a = PatternAction::Event,
+                 unsigned count = 1, std::optional<Duration> within = std::nullopt) {
+    PatternSpec p;
+    p.match = std::move(match);
+    p.stream = s;
+    p.action = a;
+    p.count = count;
+    p.within = within;
+    return p;
+}
+
+bool jit_available() {
+    std::uint32_t jit = 0;
+    pcre2_config(PCRE2_CONFIG_JIT, &jit);
+    return jit != 0;
+}
+
+std::vector<std::size_t> fired(PatternSet &set, Stream s, std::string_view line, TimePoint now) {
+    std::vector<PatternHit> hits;
+    set.match(s, line, now, hits);
+    std::vector<std::size_t> idx;
+    for (const auto &h : hits)
+        idx.push_back(h.index);
+    return idx;
+}
+
+} // namespace
+
+TEST_SUITE("log") {
+
+    TEST_CASE("regex compiles with and without JIT and reports errors with an offset") {
+        for (const bool jit : {true, false}) {
+            auto re = Regex::compile("Out(Of)?Memory\\w+", nullptr, jit);
+            REQUIRE(re);
+            CHECK(re->jit() == (jit && jit_available()));
+            CHECK(re->match("java.lang.OutOfMemoryError: heap"));
+            CHECK(re->match("OutMemoryX"));
+            CHECK_FALSE(re->match("out of memory"));
+            CHECK(re->find("xx OutMemoryX", 0) == 3u);
+        }
+        log::RegexError err;
+        CHECK_FALSE(Regex::compile("abc(def", &err));
+        CHECK(err.offset == 7);
+        CHECK(!err.message.empty());
+        // Invalid UTF-8 in the subject is not an error.
+        auto re = Regex::compile("b.d");
+        REQUIRE(re);
+        // PCRE2_MATCH_INVALID_UTF: invalid bytes are never matched, the valid text around them is.
+        CHECK(re->match(std::string("\xff"
+                                    "bxd\xfe",
+                                    5)));
+        CHECK_FALSE(re->match(std::string("b\xfe"
+                                          "d",
+                                          3)));
+        CHECK(re->errors() == 0);
+    }
+
+    TEST_CASE("pattern set: count within a window, then the window restarts") {
+        auto set = PatternSet::compile(
+            {spec("ERROR", Stream::Both, PatternAction::Restart, 3, Duration{1000})});
+        REQUIRE(set);
+        CHECK(fired(*set, Stream::Stdout, "ERROR a", at_ms(0)).empty());
+        CHECK(fired(*set, Stream::Stdout, "ERROR b", at_ms(500)).empty());
+        // The first match is now outside the window: still only two within 1 s.
+        CHECK(fired(*set, Stream::Stdout, "ERROR c", at_ms(1200)).empty());
+        std::vector<PatternHit> hits;
+        set->match(Stream::Stderr, "ERROR d", at_ms(1300), hits);
+        REQUIRE(hits.size() == 1);
+        CHECK(hits[0].index == 0);
+        CHECK(hits[0].action == PatternAction::Restart);
+        CHECK(hits[0].stream == Stream::Stderr);
+        CHECK(hits[0].line == "ERROR d");
+        // Fired: the window is empty again.
+        CHECK(fired(*set, Stream::Stdout, "ERROR e", at_ms(1301)).empty());
+        CHECK(fired(*set, Stream::Stdout, "ERROR f", at_ms(1302)).empty());
+        CHECK(fired(*set, Stream::Stdout, "ERROR g", at_ms(1303)) == std::vector<std::size_t>{0});
+        CHECK(set->matches(0) == 7);
+    }
+
+    TEST_CASE("pattern set: count without a window, and the stream filter") {
+        auto set = PatternSet::compile({spec("panic", Stream::Stderr, PatternAction::Stop, 2),
+                                        spec("^ready$", Stream::Stdout), spec("x", Stream::Both)});
+        REQUIRE(set);
+        CHECK(fired(*set, Stream::Stdout, "panic", at_ms(0)).empty()); // wrong stream
+        CHECK(fired(*set, Stream::Stderr, "panic: 1", at_ms(0)).empty());
+        CHECK(fired(*set, Stream::Stderr, "panic: 2", at_ms(1'000'000)) ==
+              std::vector<std::size_t>{0});
+        CHECK(fired(*set, Stream::Stdout, "ready", at_ms(0)) == std::vector<std::size_t>{1});
+        CHECK(fired(*set, Stream::Stderr, "ready", at_ms(0)).empty());
+        CHECK(fired(*set, Stream::Stdout, "not ready", at_ms(0)).empty());
+        CHECK(fired(*set, Stream::Stderr, "xx", at_ms(0)) == std::vector<std::size_t>{2});
+    }
+
+    TEST_CASE("pattern set: compile error names the pattern") {
+        log::PatternCompileError err;
+        CHECK_FALSE(PatternSet::compile({spec("ok"), spec("bad[")}, &err));
+        CHECK(err.index == 1);
+        CHECK(!err.error.message.empty());
+    }
+
+    TEST_CASE("required literal: found when provable, refused otherwise") {
+        auto lit = [](std::string_view p) {
+            auto l = log::required_literal(p);
+            return l ? l->text + (l->whole ? " (whole)" : "") : std::string("-");
+        };
+        CHECK(lit("OutOfMemoryError") == "OutOfMemoryError (whole)");
+        CHECK(lit("java\\.lang\\.OutOfMemoryError: (.*)") == "java.lang.OutOfMemoryError: ");
+        CHECK(lit("ab?cdef") == "cdef");
+        CHECK(lit("abcd*e") == "abc");
+        CHECK(lit("abcd+e") == "abcd");
+        CHECK(lit("x{2}yz") == "yz");
+        CHECK(lit("ab{2}") == "ab");
+        CHECK(lit("ab{0,3}cdef") == "cdef");
+        CHECK(lit("timeout after \\d+ms") == "timeout after ");
+        CHECK(lit("^FATAL:") == "FATAL:");
+        CHECK(lit("[Ee]rror: disk") == "rror: disk");
+        CHECK(lit("caf\xc3\xa9?x") == "caf");
+        CHECK(lit("a|b") == "-");
+        CHECK(lit("(?i)error") == "-");
+        CHECK(lit("(?=x)abc") == "-");
+        CHECK(lit("\\x41BC") == "-");
+        CHECK(lit("(a|b)cd") == "cd");
+        CHECK(lit(".*") == "-");
+    }
+
+    TEST_CASE("block scan safety") {
+        CHECK(log::block_scan_safe("^ERROR \\d+$"));
+        CHECK(log::block_scan_safe("(?i)error|fatal"));
+        CHECK(log::block_scan_safe("[\\A]")); // inside a class
+        CHECK_FALSE(log::block_scan_safe("\\Aabc"));
+        CHECK_FALSE(log::block_scan_safe("abc\\z"));
+        CHECK_FALSE(log::block_scan_safe("a(?!b)"));
+        CHECK_FALSE(log::block_scan_safe("(?<=a)b"));
+        CHECK_FALSE(log::block_scan_safe("(*CR)a$"));
+        CHECK_FALSE(log::block_scan_safe("a\\Kb"));
+    }
+
+    TEST_CASE("block scan gives the same hits as per-line matching (JIT and interpreter)") {
+        const std::vector<std::string> patterns = {
+            "OutOfMemoryError", // literal
+            "err(or)?: \\d+",   // prefilter
+            "(?i)FATAL|panic",  // block regex
+            "^$",               // empty lines: block regex, matches empty
+            "\\s+\\w",          // can match across '\n' in a block
+            "(?s)a.b",          // dot matches '\n' in a block
+            "x(?!y)",           // lookahead: per line
+            "\\Astart",         // \A: per line
+            "end\\z",           // \z: per line
+            "\r$",              // CRLF lines
+            "(?<![a-z])id=",    // lookbehind: per line
+            "^\\s*[{}]\\s*$",   // anchored class
+        };
+        const std::vector<std::string> lines = {"OutOfMemoryError",
+                                                "java.lang.OutOfMemoryError: x",
+                                                "err: 12",
+                                                "error: 7",
+                                                "error: x",
+                                                "fatal thing",
+                                                "PANIC",
+                                                "",
+                                                "  word",
+                                                "a",
+                                                "b",
+                                                "ab",
+                                                "axb",
+                                                "xy",
+                                                "xz",
+                                                "x",
+                                                "start here",
+                                                "not start",
+                                                "the end",
+                                                "end!",
+                                                "crlf\r",
+                                                "uid=3",
+                                                "id=4",
+                                                " { ",
+                                                "}",
+                                                "OutOfMemoryErro",
+                                                "\xff\xfe binary err: 9",
+                                                "ending"};
+        for (const bool jit : {true, false}) {
+            std::vector<PatternSpec> specs;
+            for (const auto &p : patterns)
+                specs.push_back(spec(p));
+            auto per_line = PatternSet::compile(specs, nullptr, jit);
+            auto block = PatternSet::compile(specs, nullptr, jit);
+            REQUIRE(per_line);
+            REQUIRE(block);
+            CHECK(block->strategy(0) == "literal");
+            CHECK(block->strategy(1) == "prefilter");
+            CHECK(block->strategy(2) == "block");
+            CHECK(block->strategy(6) == "line");
+            std::uint64_t seed = 12345;
+            for (int round = 0; round < 300; ++round) {
+                std::string text;
+                std::vector<std::string> chosen;
+                const int n = 1 + static_cast<int>(seed % 9);
+                for (int k = 0; k < n; ++k) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    chosen.push_back(lines[(seed >> 33) % lines.size()]);
+                    text += chosen.back() + "\n";
+                }
+                // The last line without its newline (an empty last line would vanish).
+                if (seed % 3 == 0 && !chosen.back().empty()) text.pop_back();
+                std::vector<PatternHit> a, b;
+                for (const auto &l : chosen)
+                    per_line->match(Stream::Stdout, l, at_ms(0), a);
+                block->scan(Stream::Stdout, text, at_ms(0), b);
+                // Hits come per pattern in the block scan; compare as multisets of (pattern, line).
+                auto key = [](const std::vector<PatternHit> &v) {
+                    std::vector<std::string> ks;
+                    for (const auto &h : v)
+                        ks.push_back(std::to_string(h.index) + ":" + h.line);
+                    std::sort(ks.begin(), ks.end());
+                    std::string all;
+                    for (auto &k : ks)
+                        all += k + "|";
+                    return all;
+                };
+                INFO("block: ", text);
+                CHECK(key(a) == key(b));
+            }
+            for (std::size_t i = 0; i < patterns.size(); ++i)
+                CHECK(per_line->matches(i) == block->matches(i));
+        }
+    }
+
+} // TEST_SUITE

@@ -1,0 +1,233 @@
+// RotatingFile on a real filesystem: rotation loses nothing, keeps `keep` files; FIFOs and
+// /dev/stdout are never rotated; write errors are counted.
+#include <doctest/doctest.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include "vigil/log/rotating_file.hpp"
+
+namespace fs = std::filesystem;
+using vigil::log::RotatingFile;
+using vigil::log::RotatingFileOptions;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string t = (fs::temp_directory_path() / "vigil-log-test-XXXXXX").string();
+        REQUIRE(::mkdtemp(t.data()) != nullptr);
+        path = t;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+std::vector<std::string> read_lines(const fs::path &p) {
+    std::vector<std::string> out;
+    std::ifstream in(p);
+    for (std::string l; std::getline(in, l);)
+        out.push_back(l);
+    return out;
+}
+
+std::string numbered(int i) {
+    return "line " + std::to_string(i) + " some padding text";
+}
+
+} // namespace
+
+TEST_SUITE("log") {
+
+    TEST_CASE("rotation loses nothing when everything fits in keep+1 files") {
+        TempDir d;
+        const auto file = d.path / "svc.log";
+        const int n = 500;
+        {
+            RotatingFile f(RotatingFileOptions{file.string(), 2000, 20, false});
+            REQUIRE(f.is_open());
+            CHECK(f.rotates());
+            for (int i = 0; i < n; ++i)
+                f.append(numbered(i), false, 0);
+            f.flush();
+            CHECK(f.lines_failed() == 0);
+            CHECK(f.lines_written() == static_cast<std::uint64_t>(n));
+            CHECK(f.rotations() > 3);
+        }
+        // Oldest first: file.K ... file.1, file.
+        std::vector<std::string> all;
+        for (int k = 20; k >= 1; --k) {
+            const auto p = d.path / ("svc.log." + std::to_string(k));
+            if (!fs::exists(p)) continue;
+            CHECK(fs::file_size(p) <= 2000);
+            for (auto &l : read_lines(p))
+                all.push_back(l);
+        }
+        for (auto &l : read_lines(file))
+            all.push_back(l);
+        REQUIRE(all.size() == static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i)
+            CHECK(all[static_cast<std::size_t>(i)] == numbered(i));
+    }
+
+    TEST_CASE("rotation keeps exactly `keep` old files, the newest lines, each under max_size") {
+        TempDir d;
+        const auto file = d.path / "svc.log";
+        const int n = 2000;
+        {
+            RotatingFile f(RotatingFileOptions{file.string(), 1000, 3, false});
+            for (int i = 0; i < n; ++i)
+                f.append(numbered(i), false, 0);
+        } // the destructor flushes
+        CHECK(fs::exists(d.path / "svc.log.1"));
+        CHECK(fs::exists(d.path / "svc.log.2"));
+        CHECK(fs::exists(d.path / "svc.log.3"));
+        CHECK_FALSE(fs::exists(d.path / "svc.log.4"));
+        std::vector<std::string> all;
+        for (const char *suffix : {".3", ".2", ".1", ""}) {
+            const auto p = d.path / (std::string("svc.log") + suffix);
+            CHECK(fs::file_size(p) <= 1000);
+            for (auto &l : read_lines(p))
+                all.push_back(l);
+        }
+        // A contiguous run ending with the last line.
+        REQUIRE(!all.empty());
+        const int first = n - static_cast<int>(all.size());
+        for (std::size_t k = 0; k < all.size(); ++k)
+            CHECK(all[k] == numbered(first + static_cast<int>(k)));
+    }
+
+    TEST_CASE("keep = 0 truncates, max_size = 0 never rotates, an oversize line is kept whole") {
+        TempDir d;
+        {
+            RotatingFile f(RotatingFileOptions{(d.path / "a.log").string(), 100, 0, false});
+            for (int i = 0; i < 50; ++i)
+                f.append(numbered(i), false, 0);
+        }
+        CHECK_FALSE(fs::exists(d.path / "a.log.1"));
+        CHECK(read_lines(d.path / "a.log").back() == numbered(49));
+        {
+            RotatingFile f(RotatingFileOptions{(d.path / "b.log").string(), 0, 3, false});
+            for (int i = 0; i < 50; ++i)
+                f.append(numbered(i), false, 0);
+            CHECK(f.rotations() == 0);
+        }
+        {
+            RotatingFile f(RotatingFileOptions{(d.path / "c.log").string(), 10, 2, false});
+            f.append("short", false, 0);
+            f.append(std::string(100, 'x'), false, 0);
+            f.append("after", false, 0);
+        }
+        CHECK(read_lines(d.path / "c.log.2") == std::vector<std::string>{"short"});
+        CHECK(read_lines(d.path / "c.log.1") == std::vector<std::string>{std::string(100, 'x')});
+        CHECK(read_lines(d.path / "c.log") == std::vector<std::string>{"after"});
+    }
+
+    TEST_CASE("timestamps and continuation marks") {
+        TempDir d;
+        const auto file = d.path / "ts.log";
+        {
+            RotatingFile f(RotatingFileOptions{file.string(), 0, 1, true});
+            f.append("hello", false, 1'764'149'889'123); // 2025-11-26T09:38:09.123Z
+            f.append("piece", true, 1'764'149'889'123);
+            f.append("end", false, 1'764'149'890'004);
+        }
+        CHECK(read_lines(file) == std::vector<std::string>{"2025-11-26T09:38:09.123Z hello",
+                                                           "2025-11-26T09:38:09.123Z piece\\",
+                                                           "2025-11-26T09:38:10.004Z end"});
+    }
+
+    TEST_CASE("a FIFO is written but never rotated") {
+        TempDir d;
+        const auto fifo = d.path / "fifo";
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        // A reader first, so opening for writing does not block.
+        const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        REQUIRE(rd >= 0);
+        std::string got;
+        {
+            RotatingFile f(RotatingFileOptions{fifo.string(), 50, 2, false});
+            REQUIRE(f.is_open());
+            CHECK_FALSE(f.rotates());
+            for (int i = 0; i < 100; ++i)
+                f.append(numbered(i), false, 0); // ~3 KB < pipe size
+            CHECK(f.flush());
+            CHECK(f.rotations() == 0);
+            CHECK(f.lines_failed() == 0);
+            CHECK(f.last_error() == 0);
+        }
+        char buf[65536];
+        for (ssize_t n; (n = ::read(rd, buf, sizeof buf)) > 0;)
+            got.append(buf, static_cast<std::size_t>(n));
+        ::close(rd);
+        CHECK_FALSE(fs::exists(d.path / "fifo.1"));
+        std::string want;
+        for (int i = 0; i < 100; ++i)
+            want += numbered(i) + "\n";
+        CHECK(got == want);
+    }
+
+    TEST_CASE("/dev/stdout is written, never rotated, never errors") {
+        struct stat before {};
+        REQUIRE(::lstat("/dev/stdout", &before) == 0);
+        {
+            RotatingFile f(RotatingFileOptions{"/dev/stdout", 10, 2, false});
+            REQUIRE(f.is_open());
+            CHECK_FALSE(f.rotates());
+            for (int i = 0; i < 5; ++i)
+                f.append("rotating_file_test: /dev/stdout line", false, 0);
+            CHECK(f.flush());
+            CHECK(f.lines_failed() == 0);
+            CHECK(f.rotations() == 0);
+        }
+        struct stat after {};
+        REQUIRE(::lstat("/dev/stdout", &after) == 0);
+        CHECK(after.st_ino == before.st_ino);
+        CHECK_FALSE(fs::exists("/dev/stdout.1"));
+    }
+
+    TEST_CASE("write errors are counted, not lost silently") {
+        RotatingFile f(RotatingFileOptions{"/dev/full", 10, 2, false});
+        REQUIRE(f.is_open());
+        for (int i = 0; i < 7; ++i)
+            f.append("x", false, 0);
+        CHECK_FALSE(f.flush());
+        CHECK(f.lines_failed() == 7);
+        CHECK(f.last_error() == ENOSPC);
+        // Unopenable path: every line counts as failed.
+        RotatingFile g(RotatingFileOptions{"/nonexistent-dir/x.log", 10, 2, false});
+        CHECK_FALSE(g.is_open());
+        CHECK(g.last_error() == ENOENT);
+        g.append("y", false, 0);
+        g.flush();
+        CHECK(g.lines_failed() == 1);
+    }
+
+    TEST_CASE("reopen after an external move (logrotate)") {
+        TempDir d;
+        const auto file = d.path / "r.log";
+        RotatingFile f(RotatingFileOptions{file.string(), 0, 1, false});
+        f.append("before", false, 0);
+        f.flush();
+        fs::rename(file, d.path / "r.log.moved");
+        f.append("late", false, 0); // still goes to the moved file (same fd)
+        CHECK(f.reopen() == 0);
+        f.append("after", false, 0);
+        f.flush();
+        CHECK(read_lines(d.path / "r.log.moved") == std::vector<std::string>{"before", "late"});
+        CHECK(read_lines(file) == std::vector<std::string>{"after"});
+    }
+
+} // TEST_SUITE

@@ -1,0 +1,150 @@
+// UnitLog: one line reaches ring, file, forwarder and patterns; flush returns the hits.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "loop_util.hpp"
+#include "vigil/log/unit_log.hpp"
+
+namespace fs = std::filesystem;
+using namespace vigil;
+using namespace vigil::log;
+using vigil::log::test::close_loop;
+using vigil::log::test::run_until;
+
+namespace {
+
+int wall_reads = 0;
+WallMs fake_wall() noexcept {
+    ++wall_reads;
+    return 1'764'149'889'000 + wall_reads;
+}
+
+unit::PatternSpec pat(std::string m, unit::PatternAction a, unit::Stream s = unit::Stream::Both) {
+    unit::PatternSpec p;
+    p.match = std::move(m);
+    p.action = a;
+    p.stream = s;
+    return p;
+}
+
+std::string slurp(const fs::path &p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+} // namespace
+
+TEST_SUITE("log") {
+
+    TEST_CASE("unit log feeds every sink and reports pattern hits on flush") {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        char dir[] = "/tmp/vigil-unitlog-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        const fs::path file = fs::path(dir) / "web.log";
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+        {
+            Forwarder fw(&loop, ForwarderOptions{fds[1], false, 1 << 20, 1 << 16});
+            unit::LogSpec spec;
+            spec.file = file.string();
+            spec.timestamps = true;
+            spec.ring = 1024;
+            auto pats = PatternSet::compile(
+                {pat("OutOfMemoryError", unit::PatternAction::Restart),
+                 pat("^warn", unit::PatternAction::Event, unit::Stream::Stderr)});
+            REQUIRE(pats);
+            SeqCounter seq;
+            seq.next = 100;
+            wall_reads = 0;
+            UnitLog ul("web", spec, std::move(*pats), &fw, seq, fake_wall);
+            ul.line(Stream::Stdout, "starting", false, at_ms(10));
+            ul.line(Stream::Stderr, "warn: low disk", false, at_ms(10));
+            ul.line(Stream::Stdout, "java.lang.OutOfMemoryError: heap", false, at_ms(10));
+            ul.line(Stream::Stdout, "warn: not stderr", false, at_ms(11));
+            CHECK(wall_reads == 2); // one read per distinct `now`
+            const auto hits = ul.flush(at_ms(11));
+            REQUIRE(hits.size() == 2);
+            std::vector<std::size_t> idx{hits[0].index, hits[1].index};
+            std::sort(idx.begin(), idx.end());
+            CHECK(idx == std::vector<std::size_t>{0, 1});
+            for (const auto &h : hits) {
+                if (h.index == 0) {
+                    CHECK(h.action == unit::PatternAction::Restart);
+                    CHECK(h.line == "java.lang.OutOfMemoryError: heap");
+                }
+            }
+            CHECK(ul.flush(at_ms(12)).empty());
+
+            const auto ring = ul.ring().last(10);
+            REQUIRE(ring.size() == 4);
+            CHECK(ring[0].seq == 100);
+            CHECK(ring[3].seq == 103);
+            CHECK(ring[1].stream == Stream::Stderr);
+            CHECK(ring[3].wall == 1'764'149'889'002);
+            CHECK(seq.next == 104);
+
+            const auto c = ul.counters();
+            CHECK(c.lines == 4);
+            CHECK(c.bytes == 8 + 14 + 32 + 16);
+            CHECK(c.lines_failed == 0);
+            CHECK(c.pattern_hits == 2);
+
+            CHECK(slurp(file) == "2025-11-26T09:38:09.001Z starting\n"
+                                 "2025-11-26T09:38:09.001Z warn: low disk\n"
+                                 "2025-11-26T09:38:09.001Z java.lang.OutOfMemoryError: heap\n"
+                                 "2025-11-26T09:38:09.002Z warn: not stderr\n");
+            CHECK(run_until(&loop, [&] { return fw.queued() == 0; }));
+            char buf[4096];
+            const ssize_t n = ::read(fds[0], buf, sizeof buf);
+            REQUIRE(n > 0);
+            CHECK(std::string(buf, static_cast<std::size_t>(n)) ==
+                  "web | 2025-11-26T09:38:09.001Z starting\n"
+                  "web ! 2025-11-26T09:38:09.001Z warn: low disk\n"
+                  "web | 2025-11-26T09:38:09.001Z java.lang.OutOfMemoryError: heap\n"
+                  "web | 2025-11-26T09:38:09.002Z warn: not stderr\n");
+            CHECK(ul.reopen() == 0);
+            fw.close(nullptr);
+        }
+        ::close(fds[0]);
+        ::close(fds[1]);
+        fs::remove_all(dir);
+        CHECK(close_loop(&loop) == 0);
+    }
+
+    TEST_CASE("unit log without file, forwarder or patterns keeps the ring only") {
+        unit::LogSpec spec;
+        spec.forward = true; // but no forwarder given
+        spec.ring = 16;
+        SeqCounter seq;
+        UnitLog ul("quiet", spec, PatternSet{}, nullptr, seq, fake_wall);
+        for (int i = 0; i < 100; ++i)
+            ul.line(Stream::Stdout, "0123456", false, at_ms(i));
+        CHECK(ul.flush(at_ms(100)).empty());
+        CHECK(ul.file() == nullptr);
+        CHECK(ul.ring().size() == 2);
+        CHECK(ul.ring().last_seq() == 100);
+        CHECK(ul.counters().lines == 100);
+        CHECK(ul.reopen() == 0);
+    }
+
+    TEST_CASE("unit log counts file write failures") {
+        unit::LogSpec spec;
+        spec.file = "/dev/full";
+        SeqCounter seq;
+        UnitLog ul("full", spec, PatternSet{}, nullptr, seq, fake_wall);
+        for (int i = 0; i < 3; ++i)
+            ul.line(Stream::Stdout, "x", false, at_ms(0));
+        (void)ul.flush(at_ms(0));
+        CHECK(ul.counters().lines_failed == 3);
+        CHECK(ul.file()->last_error() == ENOSPC);
+    }
+
+} // TEST_SUITE
