@@ -585,12 +585,14 @@ struct Core::Impl {
             case Cause::Health:
                 what = "stopped after " + n.stop_detail + " (" + what + ")";
                 kind = was_started ? DownKind::Abnormal : DownKind::StartFailed;
+                rk = RecordKind::Exited;
                 break;
             case Cause::StartTimeout:
                 what = "did not start within " +
                        format_duration(n.spec.start_timeout.value_or(Duration{0})) + " (" + what +
                        ")";
                 kind = DownKind::StartFailed;
+                rk = RecordKind::StartFailed;
                 break;
             }
         }
