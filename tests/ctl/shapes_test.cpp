@@ -1,0 +1,235 @@
+// JSON shapes (status, record, tree, results) and unit patterns, against the real core
+// driven by tests/support/sim (pure: no processes, no clock).
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+#include "sim.hpp"
+#include "vigil/ctl/shapes.hpp"
+
+using namespace vigil;
+using namespace vigil::ctl;
+using namespace vigil::test;
+using core::Kind;
+using core::Strategy;
+
+namespace {
+
+// root ─ db
+//      └ app (supervisor) ─ api, web-1, web-2
+//      └ web-x
+core::TreeSpec sample() {
+    return root(Strategy::OneForOne,
+                {service("db"),
+                 supervisor("app", Strategy::OneForOne,
+                            {service("api"), service("web-1"), service("web-2")}),
+                 service("web-x")});
+}
+
+std::vector<std::string> names(const core::Core &c, const std::vector<ChildId> &ids) {
+    std::vector<std::string> out;
+    for (ChildId id : ids)
+        out.emplace_back(c.status(id).name);
+    return out;
+}
+
+using Names = std::vector<std::string>;
+
+} // namespace
+
+TEST_SUITE("ctl") {
+
+    TEST_CASE("status_json of a hand-made status has every documented field") {
+        core::ChildStatus s{};
+        s.id = ChildId{3};
+        s.name = "web";
+        s.kind = Kind::Service;
+        s.state = core::ChildState::Backoff;
+        s.want_up = true;
+        s.inc = Incarnation{4};
+        s.since = at_ms(1000);
+        s.restarts = 3;
+        s.last_exit = core::ExitStatus::killed(SIGSEGV);
+        s.backoff_until = at_ms(2500);
+        Json j = status_json(s, at_ms(2000), "app");
+        CHECK(j["name"] == "web");
+        CHECK(j["kind"] == "service");
+        CHECK(j["parent"] == "app");
+        CHECK(j["state"] == "backoff");
+        CHECK(j["goal"] == "up");
+        CHECK(j["pid"].is_null());
+        CHECK(j["inc"] == 4);
+        CHECK(j["since_ms"] == 1000);
+        CHECK(j["restarts"] == 3);
+        CHECK(j["last_exit"] == Json{{"signal", "SEGV"}, {"signo", SIGSEGV}});
+        CHECK(j["backoff_ms"] == 500);
+        CHECK(j["ready"] == false);
+        CHECK(j["removed"] == false);
+        CHECK(j.size() == 13);
+
+        s.state = core::ChildState::Running;
+        s.pid = Pid{1234};
+        s.ready = true;
+        s.last_exit = core::ExitStatus::exited(2);
+        s.want_up = false;
+        j = status_json(s, at_ms(2000));
+        CHECK(j["parent"].is_null());
+        CHECK(j["pid"] == 1234);
+        CHECK(j["last_exit"] == Json{{"code", 2}});
+        CHECK(j["backoff_ms"].is_null()); // only while in backoff
+        CHECK(j["goal"] == "down");
+        CHECK(j["ready"] == true);
+    }
+
+    TEST_CASE("record_json, command_result_json and reload_json") {
+        core::Record r{at_ms(5000), ChildId{2}, "db", core::RecordKind::Exited,
+                       "exited with status 1"};
+        Json j = record_json(r);
+        CHECK(j == Json{{"at_ms", 5000},
+                        {"unit", "db"},
+                        {"child", 2},
+                        {"kind", "exited"},
+                        {"message", "exited with status 1"}});
+        Json w = record_json(r, at_ms(6000), 1'700'000'000'000);
+        CHECK(w["time"] == 1'699'999'999'000);
+
+        core::CommandResult cr{core::CommandOutcome::AlreadyRunning, "db is already running"};
+        CHECK(command_result_json("db", cr) == Json{{"unit", "db"},
+                                                    {"outcome", "already_running"},
+                                                    {"message", "db is already running"}});
+
+        core::ReconfigureResult rr;
+        rr.added = {"new"};
+        rr.restarted = {"web"};
+        Json rl = reload_json(rr, {"units/x.json:1:1: bad"});
+        CHECK(rl["added"] == Json{"new"});
+        CHECK(rl["removed"] == Json::array());
+        CHECK(rl["restarted"] == Json{"web"});
+        CHECK(rl["updated"] == Json::array());
+        CHECK(rl["diagnostics"][0] == "units/x.json:1:1: bad");
+    }
+
+    TEST_CASE("every enum has a protocol name") {
+        for (int i = 0; i <= static_cast<int>(core::RecordKind::Exit); ++i)
+            CHECK(std::string(record_kind_name(static_cast<core::RecordKind>(i))) != "unknown");
+        for (int i = 0; i <= static_cast<int>(core::ChildState::Backoff); ++i)
+            CHECK(std::string(state_name(static_cast<core::ChildState>(i))) != "unknown");
+        for (int i = 0; i <= static_cast<int>(core::CommandOutcome::ShuttingDown); ++i)
+            CHECK(std::string(outcome_name(static_cast<core::CommandOutcome>(i))) != "unknown");
+        CHECK(std::string(record_kind_name(core::RecordKind::SpawnFailed)) == "spawn_failed");
+    }
+
+    TEST_CASE("glob_match is fnmatch") {
+        CHECK(is_glob("web-*"));
+        CHECK(is_glob("db-[12]"));
+        CHECK(is_glob("a?"));
+        CHECK_FALSE(is_glob("web"));
+        CHECK(glob_match("web-*", "web-1"));
+        CHECK_FALSE(glob_match("web-*", "web"));
+        CHECK(glob_match("db-[12]", "db-2"));
+        CHECK_FALSE(glob_match("db-[12]", "db-3"));
+        CHECK(glob_match("?pi", "api"));
+    }
+
+    TEST_CASE("resolve_targets on a node table: order, duplicates, removed nodes, errors") {
+        // 0 root {1 db, 2 app {3 api, 4 web-1}, 5 gone(removed)}
+        std::vector<TargetNode> n(6);
+        n[0] = {"root", Kind::Supervisor, {ChildId{1}, ChildId{2}, ChildId{5}}, false};
+        n[1] = {"db", Kind::Service, {}, false};
+        n[2] = {"app", Kind::Supervisor, {ChildId{3}, ChildId{4}}, false};
+        n[3] = {"api", Kind::Service, {}, false};
+        n[4] = {"web-1", Kind::Service, {}, false};
+        n[5] = {"gone", Kind::Service, {}, true};
+        std::string err;
+        auto ids = [](std::vector<ChildId> v) {
+            std::vector<std::uint32_t> out;
+            for (auto i : v)
+                out.push_back(i.value);
+            return out;
+        };
+        using V = std::vector<std::uint32_t>;
+        CHECK(ids(resolve_targets(n, {}, Expand::Named, &err)) == V{1, 2, 3, 4});
+        CHECK(ids(resolve_targets(n, {}, Expand::Services, &err)) == V{1, 3, 4});
+        CHECK(ids(resolve_targets(n, {"web-1", "app"}, Expand::Named, &err)) == V{2});
+        CHECK(ids(resolve_targets(n, {"web-1", "app"}, Expand::Subtree, &err)) == V{2, 3, 4});
+        CHECK(ids(resolve_targets(n, {"app", "db"}, Expand::Services, &err)) == V{1, 3, 4});
+        CHECK(ids(resolve_targets(n, {"*"}, Expand::Named, &err)) == V{1, 2});
+        CHECK(ids(resolve_targets(n, {"root"}, Expand::Services, &err)) == V{1, 3, 4});
+        CHECK(ids(resolve_targets(n, {"a*", "api"}, Expand::Subtree, &err)) == V{2, 3, 4});
+        CHECK(resolve_targets(n, {"gone"}, Expand::Named, &err).empty());
+        CHECK(err == "no unit named 'gone'");
+        CHECK(resolve_targets(n, {"db", "x-*"}, Expand::Named, &err).empty());
+        CHECK(err == "no unit matches 'x-*'");
+    }
+
+    TEST_CASE("status, tree and patterns against a running core") {
+        Sim sim{sample()};
+        sim.start_all();
+        sim.now = at_ms(10'000);
+        sim.exit("web-2", 3); // restarted at once (test trees have no backoff)
+        const core::Core &c = sim.core;
+        std::string err;
+
+        CHECK(names(c, resolve_targets(c, {}, &err)) ==
+              Names{"db", "app", "api", "web-1", "web-2", "web-x"});
+        CHECK(names(c, resolve_targets(c, {"web-*"}, &err)) == Names{"web-1", "web-2", "web-x"});
+        CHECK(names(c, resolve_targets(c, {"app", "web-1"}, &err)) == Names{"app"});
+        CHECK(names(c, resolve_targets(c, {"app"}, &err, Expand::Services)) ==
+              Names{"api", "web-1", "web-2"});
+        CHECK(names(c, resolve_targets(c, {"app"}, &err, Expand::Subtree)) ==
+              Names{"app", "api", "web-1", "web-2"});
+        CHECK(resolve_targets(c, {"nope"}, &err).empty());
+        CHECK(err == "no unit named 'nope'");
+
+        ChildId w2 = *c.find("web-2");
+        Json s = status_json(c, w2, sim.now);
+        CHECK(s["name"] == "web-2");
+        CHECK(s["parent"] == "app");
+        CHECK(s["state"] == "running");
+        CHECK(s["goal"] == "up");
+        CHECK(s["pid"] == sim.pid("web-2").value);
+        CHECK(s["restarts"] == 1);
+        CHECK(s["last_exit"] == Json{{"code", 3}});
+        CHECK(s["inc"] == 2);
+
+        std::vector<ChildId> two{*c.find("db"), w2};
+        Json st = status_result_json(c, two, sim.now);
+        REQUIRE(st["units"].size() == 2);
+        CHECK(st["units"][0]["name"] == "db");
+        CHECK(st["units"][0]["parent"] == "root");
+
+        Json t = tree_json(c, sim.now)["root"];
+        CHECK(t["name"] == "root");
+        CHECK(t["kind"] == "supervisor");
+        REQUIRE(t["children"].size() == 3);
+        CHECK(t["children"][0]["name"] == "db");
+        CHECK(t["children"][0]["children"] == Json::array());
+        CHECK(t["children"][1]["name"] == "app");
+        REQUIRE(t["children"][1]["children"].size() == 3);
+        CHECK(t["children"][1]["children"][0]["name"] == "api");
+        CHECK(t["children"][1]["children"][2]["name"] == "web-2");
+        CHECK(t["children"][2]["name"] == "web-x");
+    }
+
+    TEST_CASE("a deep tree is walked without recursion") {
+        // A chain of 5000 nested supervisors: recursion per level would be fine here, but the
+        // table walk must not depend on it.
+        core::TreeSpec spec;
+        spec.nodes.resize(5001);
+        for (std::uint32_t i = 0; i <= 5000; ++i) {
+            auto &n = spec.nodes[i];
+            n.name = i == 0 ? "root" : "s" + std::to_string(i);
+            n.kind = i == 5000 ? Kind::Service : Kind::Supervisor;
+            if (i > 0) n.parent = ChildId{i - 1};
+            if (i < 5000) n.children = {ChildId{i + 1}};
+        }
+        std::vector<TargetNode> nodes(spec.nodes.size());
+        for (std::size_t i = 0; i < nodes.size(); ++i)
+            nodes[i] = {spec.nodes[i].name, spec.nodes[i].kind, spec.nodes[i].children, false};
+        std::string err;
+        auto s = resolve_targets(nodes, {"s1"}, Expand::Services, &err);
+        REQUIRE(s.size() == 1);
+        CHECK(s[0].value == 5000);
+    }
+
+} // TEST_SUITE
