@@ -13,13 +13,14 @@ namespace vigil::log {
 
 Ring::Ring(std::size_t capacity) : data_(capacity) {
     // Bounded by capacity entries (every entry takes at least one byte); start small.
-    entries_.resize(std::min<std::size_t>(64, std::max<std::size_t>(capacity, 1)));
+    // A power of two, so positions wrap with a mask rather than a division.
+    entries_.resize(64);
 }
 
 void Ring::pop_front() {
     const Entry &e = entries_[head_];
     used_ -= std::size_t{e.len} + 1;
-    head_ = (head_ + 1) % entries_.size();
+    head_ = (head_ + 1) & (entries_.size() - 1);
     --count_;
 }
 
@@ -53,13 +54,13 @@ void Ring::push(std::uint64_t seq, WallMs wall, Stream stream, bool continued,
         head_ = 0;
     }
     if (len > 0) std::memcpy(data_.data() + start, text.data(), len);
-    entries_[(head_ + count_) % entries_.size()] = Entry{seq,
-                                                         wall,
-                                                         static_cast<std::uint32_t>(start),
-                                                         static_cast<std::uint32_t>(len),
-                                                         stream,
-                                                         continued,
-                                                         truncated};
+    entries_[(head_ + count_) & (entries_.size() - 1)] = Entry{seq,
+                                                               wall,
+                                                               static_cast<std::uint32_t>(start),
+                                                               static_cast<std::uint32_t>(len),
+                                                               stream,
+                                                               continued,
+                                                               truncated};
     ++count_;
     used_ += foot;
     write_ = start + foot;

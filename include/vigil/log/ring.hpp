@@ -63,12 +63,12 @@ private:
         bool continued;
         bool truncated;
     };
-    const Entry &at(std::size_t i) const { return entries_[(head_ + i) % entries_.size()]; }
+    const Entry &at(std::size_t i) const { return entries_[(head_ + i) & (entries_.size() - 1)]; }
     RingLine view(const Entry &e) const;
     void pop_front();
 
     std::vector<char> data_;
-    std::vector<Entry> entries_; // circular: head_, count_
+    std::vector<Entry> entries_; // circular: head_, count_; size a power of two
     std::size_t head_ = 0;
     std::size_t count_ = 0;
     std::size_t write_ = 0; // next free offset in data_
