@@ -109,12 +109,10 @@ std::optional<int> signal_by_name(std::string_view name) noexcept {
     // Accept the name with or without the SIG prefix, in any case.
     std::string_view bare = name;
     if (bare.size() > 3 && iequals(bare.substr(0, 3), "SIG")) bare.remove_prefix(3);
-    for (const auto *table : {classic_signals.data(), signal_aliases.data()}) {
-        std::size_t n =
-            table == classic_signals.data() ? classic_signals.size() : signal_aliases.size();
-        for (std::size_t i = 0; i < n; ++i)
-            if (iequals(bare, std::string_view(table[i].name).substr(3))) return table[i].number;
-    }
+    for (const SignalEntry &e : classic_signals)
+        if (iequals(bare, e.name + 3)) return e.number;
+    for (const SignalEntry &e : signal_aliases)
+        if (iequals(bare, e.name + 3)) return e.number;
     // RTMIN, RTMIN+k, RTMAX, RTMAX-k.
     auto rt = [&](std::string_view base, int origin, int sign) -> std::optional<int> {
         if (bare.size() < base.size() || !iequals(bare.substr(0, base.size()), base))

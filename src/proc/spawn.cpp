@@ -11,7 +11,9 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <fcntl.h>
 #include <grp.h>
@@ -72,6 +74,19 @@ bool all_digits(std::string_view s) {
     return true;
 }
 
+// A numeric uid/gid. (uid_t)-1 is refused: setuid(-1) means "no change" to some calls.
+std::optional<std::uint32_t> parse_id(std::string_view s) {
+    std::uint32_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size() || v == UINT32_MAX) return std::nullopt;
+    return v;
+}
+
+// NSS modules report "not found" either as success with no result or as one of these.
+bool not_found(int rc) {
+    return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
+}
+
 // The resolved identity of the child (see resolve_ids).
 struct Ids {
     bool set_uid = false, set_gid = false, set_groups = false;
@@ -91,8 +106,8 @@ template <typename Key, typename Fn> int lookup_pw(Key key, Fn fn, passwd &pw, s
             buf.resize(buf.size() * 2);
             continue;
         }
-        if (rc != 0) return rc;
-        return res ? 0 : -1;
+        if (res) return 0;
+        return not_found(rc) ? -1 : rc;
     }
 }
 
@@ -105,8 +120,8 @@ template <typename Key, typename Fn> int lookup_gr(Key key, Fn fn, group &gr, st
             buf.resize(buf.size() * 2);
             continue;
         }
-        if (rc != 0) return rc;
-        return res ? 0 : -1;
+        if (res) return 0;
+        return not_found(rc) ? -1 : rc;
     }
 }
 
@@ -118,12 +133,15 @@ std::optional<SpawnError> resolve_ids(const SpawnSpec &spec, Ids &ids) {
     bool have_primary = false;
     if (spec.user) {
         const std::string &u = *spec.user;
+        std::optional<std::uint32_t> id;
+        if (all_digits(u) && !(id = parse_id(u)))
+            return prepare_error("user " + u, 0, "invalid user id");
         passwd pw{};
         std::string buf;
-        int rc = all_digits(u) ? lookup_pw(static_cast<uid_t>(std::stoul(u)), getpwuid_r, pw, buf)
-                               : lookup_pw(u.c_str(), getpwnam_r, pw, buf);
+        int rc = id ? lookup_pw(static_cast<uid_t>(*id), getpwuid_r, pw, buf)
+                    : lookup_pw(u.c_str(), getpwnam_r, pw, buf);
         if (rc > 0) return prepare_error("user " + u, rc);
-        if (rc < 0 && !all_digits(u)) return prepare_error("user " + u, 0, "no such user");
+        if (rc < 0 && !id) return prepare_error("user " + u, 0, "no such user");
         ids.set_uid = true;
         if (rc == 0) {
             ids.uid = pw.pw_uid;
@@ -133,13 +151,15 @@ std::optional<SpawnError> resolve_ids(const SpawnSpec &spec, Ids &ids) {
             ids.user_name = pw.pw_name;
             ids.home = pw.pw_dir ? pw.pw_dir : "";
         } else {
-            ids.uid = static_cast<uid_t>(std::stoul(u));
+            ids.uid = static_cast<uid_t>(*id);
         }
     }
     if (spec.group) {
         const std::string &g = *spec.group;
         if (all_digits(g)) {
-            ids.gid = static_cast<gid_t>(std::stoul(g));
+            auto id = parse_id(g);
+            if (!id) return prepare_error("group " + g, 0, "invalid group id");
+            ids.gid = static_cast<gid_t>(*id);
         } else {
             group gr{};
             std::string buf;
