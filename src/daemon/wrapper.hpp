@@ -1,0 +1,52 @@
+// daemon/wrapper.hpp: wrapper mode, `vigild [OPTIONS] -- CMD [ARGS...]` (issue #4, item 6).
+//
+// vigild runs CMD as its single child the way tini does, and is fit to be a container's PID 1:
+//  - The child keeps vigild's stdin, stdout and stderr (a terminal stays a terminal). It runs in
+//    its own process group; when vigild's group owns the controlling terminal, the child's group
+//    is made the terminal's foreground group, so ^C at the terminal reaches the child.
+//  - The child starts with default signal dispositions and an empty signal mask (proc::spawn).
+//  - Every catchable signal except SIGCHLD and the synchronous ones (SIGFPE, SIGILL, SIGSEGV,
+//    SIGBUS, SIGABRT, SIGTRAP, SIGSYS) is forwarded to the child, or to its process group with
+//    WrapperOptions::group, whether it comes from outside the PID namespace or from inside it.
+//    SIGTSTP, SIGTTIN and SIGTTOU are forwarded too and never stop or wedge vigild.
+//  - Every zombie is reaped, re-parented orphans included. When not PID 1, vigild registers as a
+//    child subreaper so that orphans are re-parented to it, and warns when it cannot.
+//  - vigild returns as soon as the child ends, even while orphans still run, with the child's
+//    exit status, or 128+N when signal N killed it. Only the child's own pid decides this: an
+//    orphan's exit is reaped and otherwise ignored.
+//  - A command that cannot be started gives a prompt error on stderr,
+//    "vigild: exec CMD: No such file or directory", and status 127 (not found) or 126 (found but
+//    not executable), as sh and tini do. Any other failure before exec returns 1.
+//  - On success vigild prints nothing of its own; WrapperOptions::verbose adds one stderr line
+//    per spawn, forwarded signal and exit.
+//
+// Mechanism (why not uv_signal_t): all forwarded signals are *blocked* and collected with
+// sigwaitinfo(), as tini does but without its 1 s timeout, so nothing wakes vigild until a
+// signal arrives. Blocking, rather than catching, is what the two hard cases need:
+//  - The kernel drops a signal sent to a PID namespace's init when its disposition is SIG_DFL,
+//    but never drops a blocked signal: it stays pending until sigwaitinfo() takes it.
+//  - A background process that writes to its terminal with TOSTOP set gets SIGTTOU; when the
+//    signal is caught (libuv installs SA_RESTART handlers) the write is restarted, raises SIGTTOU
+//    again, and vigild spins forever. When SIGTTOU is blocked the kernel lets the write through
+//    and sends nothing, so vigild can still print its error lines after the child took the
+//    terminal, and a SIGTTOU/SIGTTIN/SIGTSTP sent to vigild is merely forwarded.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace vigil::daemon {
+
+struct WrapperOptions {
+    bool group = false;   // forward signals to the child's process group (-g)
+    bool verbose = false; // one stderr line per spawn, forwarded signal and exit
+};
+
+// Runs cmd (cmd[0] is looked up in PATH when it has no '/') as vigild's single child until it
+// ends, forwarding signals and reaping zombies meanwhile. Returns vigild's exit status: the
+// child's status, 128+N when signal N killed it, 127/126 when cmd cannot be executed, 1 for
+// other start failures and 2 when cmd is empty. Blocks signals in the calling thread and
+// leaves them blocked: call it from main() right before exiting.
+int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd);
+
+} // namespace vigil::daemon
