@@ -4,6 +4,7 @@
 
 #include <pcre2.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
@@ -343,24 +344,47 @@ std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpe
             return std::nullopt;
         }
         Pat p{spec, std::move(*re), std::nullopt, {}, false, 0, {}, 0, 0, 0};
-        if (auto lit = required_literal(spec.match)) {
+        // A literal of one or two bytes (e.g. " " in "(a|b) (c|d)") stops memchr on nearly every
+        // line: below three bytes, prefer a block regex when it is safe.
+        auto lit = required_literal(spec.match);
+        const bool safe = block_scan_safe(spec.match);
+        if (lit && (lit->whole || lit->text.size() >= 3 || !safe)) {
             p.literal = lit->text;
             p.pure_literal = lit->whole;
-            int best = 1 << 30;
-            for (std::size_t k = 0; k < p.literal.size(); ++k) {
-                const int r = byte_rank(static_cast<unsigned char>(p.literal[k]));
-                if (r < best) {
-                    best = r;
-                    p.rare = k;
-                }
-            }
-        } else if (block_scan_safe(spec.match)) {
+        } else if (safe) {
             p.block_re = Regex::compile(spec.match, nullptr, jit, /*multiline=*/true);
         }
         p.window.resize(spec.count == 0 ? 1 : spec.count);
         set.pats_.push_back(std::move(p));
     }
+    set.choose_rare_bytes();
     return set;
+}
+
+void PatternSet::choose_rare_bytes() {
+    // Fewest occurrences in the last sample first, then the static guess (before any sample
+    // every count is 0 and the static rank decides).
+    for (Pat &p : pats_) {
+        std::uint64_t best = UINT64_MAX;
+        for (std::size_t k = 0; k < p.literal.size(); ++k) {
+            const auto b = static_cast<unsigned char>(p.literal[k]);
+            const std::uint64_t score = (std::uint64_t{hist_[b]} << 8) | byte_rank(b);
+            if (score < best) {
+                best = score;
+                p.rare = k;
+            }
+        }
+    }
+}
+
+void PatternSet::sample(std::string_view block) {
+    // A byte histogram of (the start of) this block: which literal byte is really rare in this
+    // service's output. Costs one counting pass every 256 blocks.
+    hist_.fill(0);
+    const std::size_t n = std::min<std::size_t>(block.size(), 64u << 10);
+    for (std::size_t i = 0; i < n; ++i)
+        ++hist_[static_cast<unsigned char>(block[i])];
+    choose_rare_bytes();
 }
 
 bool PatternSet::jit() const {
@@ -434,6 +458,7 @@ std::size_t find_literal(std::string_view block, std::size_t pos, std::string_vi
 void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
                       std::vector<PatternHit> &out) {
     constexpr auto npos = std::string_view::npos;
+    if ((scans_++ & 255) == 0) sample(block);
     for (std::size_t i = 0; i < pats_.size(); ++i) {
         Pat &p = pats_[i];
         if (!applies(p, stream)) continue;

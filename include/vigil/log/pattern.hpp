@@ -15,7 +15,8 @@
 // costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern, finds
 // candidate lines across the whole block, then confirms each candidate on its own line:
 //  - a required literal (e.g. "OutOfMemoryError" in "java.lang.OutOfMemoryError: (.*)") is
-//    searched with memchr on its rarest byte; a pattern that *is* a literal needs no regex at all;
+//    searched with memchr on its rarest byte (rarest in this unit's output: a byte histogram of
+//    every 256th block picks it); a pattern that *is* a literal needs no regex at all;
 //  - otherwise, if the pattern has nothing whose meaning depends on the subject's bounds (no
 //    \A \z \Z \G \K, lookaround, verbs, callouts), it is run over the whole block with
 //    PCRE2_MULTILINE as a candidate finder (any line match is also a block match at the same
@@ -24,6 +25,7 @@
 // match() is the per-line path (one line, e.g. a test or a straddling line).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -125,7 +127,11 @@ private:
     }
     void record(Pat &p, std::size_t index, Stream s, std::string_view line, TimePoint now,
                 std::vector<PatternHit> &out);
+    void sample(std::string_view block);
+    void choose_rare_bytes();
     std::vector<Pat> pats_;
+    std::array<std::uint32_t, 256> hist_{}; // byte counts of the last sampled block
+    std::uint64_t scans_ = 0;
 };
 
 // Exposed for tests: the literal every match of `pattern` must contain (the longest one found
