@@ -364,6 +364,41 @@ TEST_SUITE("core") {
         CHECK(sim.core.status(ChildId{1}).state == ChildState::Stopped);
     }
 
+    // ---- sweeps
+    // ---------------------------------------------------------------------------------------------
+
+    TEST_CASE("sweep: a child that ends by itself inside a running sweep is not counted again") {
+        Sim sim{root(Strategy::OneForAll, {service("1"), service("2"), service("3")},
+                     intensity(1, 60s))};
+        sim.exit_after_signal("3", 500ms);
+        sim.start_all();
+        sim.clear_log();
+        sim.exit("2", 1); // sweep: 3 is stopping for 500 ms
+        sim.advance(100ms);
+        sim.exit("1", 1);             // 1 crashes before the sweep reached it: the sweep covers it
+        CHECK_FALSE(sim.exit_status); // a second count would exceed intensity 1
+        sim.advance(1s);
+        CHECK(sim.starts() == Names{"1", "2", "3"});
+        CHECK(sim.all_signals_to("1").empty());
+        CHECK(sim.status("1").restarts == 0);
+        for (auto n : {"1", "2", "3"})
+            CHECK(sim.incarnation(n) == 2);
+    }
+
+    TEST_CASE("sweep: a crash before a rest_for_one sweep's range widens it") {
+        Sim sim{root(Strategy::RestForOne, {service("1"), service("2"), service("3"), service("4")},
+                     intensity(5, 60s))};
+        sim.exit_after_signal("4", 500ms);
+        sim.start_all();
+        sim.clear_log();
+        sim.exit("3", 1); // sweep from 3: 4 stopping
+        sim.exit("1", 1); // a new crash earlier in the list: now everything from 1
+        sim.advance(1s);
+        CHECK(sim.stop_order() == Names{"4", "2"});
+        CHECK(sim.starts() == Names{"1", "2", "3", "4"});
+        CHECK(sim.when("signal 2 SIGTERM") == at_ms(500));
+    }
+
     // ---- exit statuses, history, deadlines
     // ------------------------------------------------------------------------
 
