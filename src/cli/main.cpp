@@ -1,0 +1,360 @@
+// vigilctl: the command-line client of vigild's control socket (vigilctl(1)).
+//
+// One request a run: connect, send the request at once (without waiting for the hello, which
+// saves a round trip), read the hello and the answer, render, exit with a status from
+// exit_codes.hpp. No event loop and no static initialisation beyond CLI11's, so `status` costs
+// about a millisecond. Streams (`logs -f`, `events -f`) run until vigild ends them or the user
+// interrupts.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "exit_codes.hpp"
+#include "render.hpp"
+#include "vigil/ctl/client.hpp"
+#include "vigil/ctl/protocol.hpp"
+
+using namespace vigil;
+using vigil::cli::Exit;
+
+namespace {
+
+struct Options {
+    std::string socket;
+    bool json = false;
+    bool no_color = false;
+    double timeout_s = 10.0;
+
+    std::vector<std::string> units;
+    std::string unit;
+    std::string signal;
+    bool follow = false;
+    bool reopen = false;
+    int lines = -1;
+};
+
+void say(const std::string &msg) {
+    std::fprintf(stderr, "vigilctl: %s\n", msg.c_str());
+}
+
+void out(const std::string &text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+}
+
+bool use_color(const Options &o) {
+    if (o.no_color || o.json) return false;
+    if (const char *nc = std::getenv("NO_COLOR"); nc && *nc) return false;
+    if (const char *term = std::getenv("TERM"); term && std::strcmp(term, "dumb") == 0)
+        return false;
+    return isatty(STDOUT_FILENO) == 1;
+}
+
+Exit exit_for_error(const std::string &code) {
+    if (code == "not_found") return Exit::NotFound;
+    return Exit::Error;
+}
+
+// What each command does with the answer.
+struct Outcome {
+    Exit exit = Exit::Ok;
+};
+
+class Run {
+public:
+    Run(const Options &o, ctl::Cmd cmd, ctl::Json args) : o_(o), cmd_(cmd), args_(std::move(args)) {
+        style_.color = use_color(o);
+        timeout_ms_ = o.timeout_s <= 0 ? -1 : static_cast<int>(o.timeout_s * 1000.0);
+    }
+
+    int go() {
+        std::string path = o_.socket.empty() ? ctl::socket_path_from_env() : o_.socket;
+        ctl::Client c;
+        if (int r = c.connect(path, timeout_ms_); r != 0) return cannot_connect(path, r);
+        if (int r = c.send_all(ctl::make_request(1, cmd_, args_), timeout_ms_); r != 0)
+            return lost(r);
+        bool streaming = cmd_ == ctl::Cmd::Logs || cmd_ == ctl::Cmd::Events;
+        bool seen_hello = false;
+        std::string line, err;
+        for (;;) {
+            // Once a follow stream has started, wait for ever: items come when they come.
+            int wait = (o_.follow && seen_hello) ? -1 : timeout_ms_;
+            if (int r = c.read_line(line, wait); r != 0) return lost(r);
+            auto m = ctl::parse_server_message(line, &err);
+            if (!m) {
+                say(err + "; is " + path + " vigild's socket?");
+                return cli::code(Exit::Error);
+            }
+            using K = ctl::ServerMessage::Kind;
+            switch (m->kind) {
+            case K::Hello:
+                if (m->version != ctl::protocol_version) {
+                    say("vigild speaks protocol " + std::to_string(m->version) +
+                        ", this vigilctl speaks " + std::to_string(ctl::protocol_version) +
+                        ": use the vigilctl that came with vigild");
+                    return cli::code(Exit::Error);
+                }
+                seen_hello = true;
+                hello_ = m->body;
+                continue;
+            case K::Error:
+                return failed(*m);
+            case K::StreamItem:
+                if (!streaming) continue;
+                stream_item(m->body);
+                continue;
+            case K::End:
+                return cli::code(Exit::Ok);
+            case K::Reply:
+                if (m->id != 1) continue; // not ours (a server-level notice)
+                return replied(m->body);
+            }
+        }
+    }
+
+private:
+    int cannot_connect(const std::string &path, int r) {
+        std::string why = std::strerror(-r);
+        if (r == -ENOENT || r == -ECONNREFUSED)
+            say("cannot connect to " + path + ": " + why + ": is vigild running? see --socket");
+        else if (r == -EACCES || r == -EPERM)
+            say("cannot connect to " + path + ": " + why +
+                ": control needs root, vigild's user, or its socket group");
+        else if (r == -ETIMEDOUT)
+            say("cannot connect to " + path +
+                ": vigild is not accepting connections (busy?); "
+                "try again or raise --timeout");
+        else if (r == -ENAMETOOLONG)
+            say("cannot connect to " + path + ": socket path too long; see --socket");
+        else
+            say("cannot connect to " + path + ": " + why + "; see --socket");
+        return cli::code(Exit::Unreachable);
+    }
+
+    int lost(int r) {
+        if (r == -ETIMEDOUT)
+            say("no answer from vigild within " + format_timeout() + "; see --timeout");
+        else if (r == -ECONNRESET || r == -EPIPE)
+            say("vigild closed the connection before answering; is it shutting down?");
+        else
+            say(std::string("connection to vigild failed: ") + std::strerror(-r));
+        return cli::code(Exit::Unreachable);
+    }
+
+    std::string format_timeout() const {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g s", o_.timeout_s);
+        return buf;
+    }
+
+    int failed(const ctl::ServerMessage &m) {
+        if (auto d = m.body.find("diagnostics"); d != m.body.end() && d->is_array())
+            for (const auto &x : *d)
+                std::fprintf(stderr, "%s\n",
+                             x.is_string() ? x.get<std::string>().c_str() : x.dump().c_str());
+        std::string msg = m.message.empty() ? m.code : m.message;
+        if (m.code == "forbidden") msg += " (run as root or vigild's user)";
+        say(msg);
+        return cli::code(exit_for_error(m.code));
+    }
+
+    void stream_item(const ctl::Json &item) {
+        if (o_.json) {
+            out(item.dump(-1, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
+        } else if (cmd_ == ctl::Cmd::Logs) {
+            out(cli::render_log(item, style_));
+        } else {
+            out(cli::render_event(item, style_));
+        }
+        if (o_.follow) std::fflush(stdout);
+    }
+
+    int replied(const ctl::Json &result) {
+        if (o_.json) {
+            ctl::Json shown = result;
+            if (cmd_ == ctl::Cmd::Version) shown["client"] = VIGIL_VERSION;
+            out(shown.dump(2, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
+        }
+        switch (cmd_) {
+        case ctl::Cmd::Status:
+            return status(result);
+        case ctl::Cmd::Start:
+        case ctl::Cmd::Stop:
+        case ctl::Cmd::Restart:
+        case ctl::Cmd::Signal:
+            return results(result);
+        case ctl::Cmd::Reload:
+            if (!o_.json) out(cli::render_reload(result, style_));
+            if (auto d = result.find("diagnostics"); d != result.end() && d->is_array())
+                for (const auto &x : *d)
+                    if (x.is_string()) std::fprintf(stderr, "%s\n", x.get<std::string>().c_str());
+            return cli::code(Exit::Ok);
+        case ctl::Cmd::Tree:
+            if (!o_.json) out(cli::render_tree(result, style_));
+            return cli::code(Exit::Ok);
+        case ctl::Cmd::Shutdown:
+            if (!o_.json) out("vigild is shutting down\n");
+            return cli::code(Exit::Ok);
+        case ctl::Cmd::Version:
+            if (!o_.json) {
+                std::string server =
+                    result.is_object() && result.contains("server") && result["server"].is_string()
+                        ? result["server"].get<std::string>()
+                        : "?";
+                out("vigilctl " VIGIL_VERSION "\nvigild " + server + " (protocol " +
+                    std::to_string(hello_.value("version", 0)) + ")\n");
+            }
+            return cli::code(Exit::Ok);
+        case ctl::Cmd::Logs:
+        case ctl::Cmd::Events:
+            return cli::code(Exit::Ok); // a reply instead of a stream: nothing to show
+        }
+        return cli::code(Exit::Ok);
+    }
+
+    int status(const ctl::Json &result) {
+        const ctl::Json empty = ctl::Json::array();
+        const ctl::Json &units =
+            result.is_object() && result.contains("units") ? result["units"] : empty;
+        if (!o_.json) out(cli::render_status(units, style_));
+        // LSB: status of named units that are not all running exits 3.
+        if (!o_.units.empty())
+            for (const auto &u : units)
+                if (!u.is_object() || u.value("state", "") != "running")
+                    return cli::code(Exit::NotRunning);
+        return cli::code(Exit::Ok);
+    }
+
+    int results(const ctl::Json &result) {
+        if (!o_.json) out(cli::render_results(result, style_));
+        Exit worst = Exit::Ok;
+        if (auto it = result.find("results"); it != result.end() && it->is_array()) {
+            for (const auto &r : *it) {
+                std::string outcome = r.is_object() ? r.value("outcome", "") : "";
+                if (outcome == "not_found")
+                    worst = Exit::NotFound;
+                else if (outcome != "ok" && outcome != "already_running" &&
+                         outcome != "already_stopped" && worst == Exit::Ok)
+                    worst = Exit::Error;
+            }
+        }
+        return cli::code(worst);
+    }
+
+    const Options &o_;
+    ctl::Cmd cmd_;
+    ctl::Json args_;
+    cli::Style style_;
+    int timeout_ms_ = 10'000;
+    ctl::Json hello_;
+};
+
+} // namespace
+
+int main(int argc, char **argv) {
+    Options o;
+    CLI::App app{"vigilctl: control vigild, the vigil process supervisor.\n"
+                 "Unit arguments accept names, globs (\"web-*\") and supervisor names (their "
+                 "subtree).",
+                 "vigilctl"};
+    app.set_version_flag("--version", "vigilctl " VIGIL_VERSION);
+    app.require_subcommand(1);
+    app.fallthrough(); // global options may also follow the command
+    app.add_option("--socket", o.socket,
+                   "control socket (default: /run/vigil/control.sock for root, "
+                   "$XDG_RUNTIME_DIR/vigil/control.sock otherwise)")
+        ->envname("VIGIL_SOCKET");
+    app.add_flag("--json", o.json, "print vigild's answer as JSON (streams: one object a line)");
+    app.add_option("--timeout", o.timeout_s, "seconds to wait for vigild (0: for ever)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    app.add_flag("--no-color", o.no_color, "no colour even on a terminal (also: NO_COLOR)");
+
+    ctl::Cmd cmd = ctl::Cmd::Version;
+    ctl::Json args = ctl::Json::object();
+
+    auto *status = app.add_subcommand("status", "show units: state, pid, uptime, restarts");
+    status->add_option("units", o.units, "units, globs or supervisors (default: all)");
+    auto *start = app.add_subcommand("start", "start units (not counted as restarts)");
+    start->add_option("units", o.units, "units, globs or supervisors")->required();
+    auto *stop = app.add_subcommand("stop", "stop units; they stay stopped until started");
+    stop->add_option("units", o.units, "units, globs or supervisors")->required();
+    auto *restart = app.add_subcommand("restart", "stop then start units");
+    restart->add_option("units", o.units, "units, globs or supervisors")->required();
+    auto *sig = app.add_subcommand("signal", "send a signal to units' process groups");
+    sig->add_option("signal", o.signal, "TERM, SIGHUP, 9, RTMIN+1, ...")->required();
+    sig->add_option("units", o.units, "units, globs or supervisors")->required();
+    auto *reload = app.add_subcommand("reload", "reread unit files and apply the differences");
+    auto *logs = app.add_subcommand("logs", "show a unit's recent output");
+    logs->add_flag("-f,--follow", o.follow, "keep printing new lines");
+    logs->add_option("-n,--lines", o.lines, "how many stored lines to show first")
+        ->check(CLI::NonNegativeNumber);
+    logs->add_flag("--reopen", o.reopen, "reopen the unit's log file (after rotation)");
+    logs->add_option("unit", o.unit, "the unit")->required();
+    auto *tree = app.add_subcommand("tree", "draw the supervision tree with states");
+    auto *events = app.add_subcommand("events", "show the history: what happened and why");
+    events->add_flag("-f,--follow", o.follow, "keep printing new events");
+    events->add_option("-n,--lines", o.lines, "how many stored events to show first")
+        ->check(CLI::NonNegativeNumber);
+    events->add_option("unit", o.unit, "only this unit (a name or glob)");
+    auto *shutdown = app.add_subcommand("shutdown", "stop every unit and end vigild");
+    auto *version = app.add_subcommand("version", "show vigilctl's and vigild's versions");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        // Help and --version are "errors" with exit code 0 in CLI11; everything else is a
+        // usage error: our code 2, not CLI11's 1xx codes.
+        if (e.get_exit_code() == 0) return app.exit(e);
+        std::string where;
+        for (auto *sub : app.get_subcommands())
+            where = " " + sub->get_name();
+        say(std::string(e.what()) + "; see vigilctl" + where + " --help");
+        return cli::code(Exit::Usage);
+    }
+
+    auto units_json = [&] { return ctl::Json(o.units); };
+    if (status->parsed()) {
+        cmd = ctl::Cmd::Status;
+        if (!o.units.empty()) args["units"] = units_json();
+    } else if (start->parsed() || stop->parsed() || restart->parsed()) {
+        cmd = start->parsed()  ? ctl::Cmd::Start
+              : stop->parsed() ? ctl::Cmd::Stop
+                               : ctl::Cmd::Restart;
+        args["units"] = units_json();
+    } else if (sig->parsed()) {
+        cmd = ctl::Cmd::Signal;
+        auto n = ctl::signal_from_string(o.signal);
+        if (!n) {
+            say("unknown signal '" + o.signal + "' (try TERM, HUP, KILL, USR1 or a number)");
+            return cli::code(Exit::Usage);
+        }
+        args["signal"] = *n;
+        args["units"] = units_json();
+    } else if (reload->parsed()) {
+        cmd = ctl::Cmd::Reload;
+    } else if (logs->parsed()) {
+        cmd = ctl::Cmd::Logs;
+        args["unit"] = o.unit;
+        if (o.lines >= 0) args["lines"] = o.lines;
+        if (o.follow) args["follow"] = true;
+        if (o.reopen) args["reopen"] = true;
+    } else if (tree->parsed()) {
+        cmd = ctl::Cmd::Tree;
+    } else if (events->parsed()) {
+        cmd = ctl::Cmd::Events;
+        if (!o.unit.empty()) args["unit"] = o.unit;
+        if (o.lines >= 0) args["lines"] = o.lines;
+        if (o.follow) args["follow"] = true;
+    } else if (shutdown->parsed()) {
+        cmd = ctl::Cmd::Shutdown;
+    } else if (version->parsed()) {
+        cmd = ctl::Cmd::Version;
+    }
+    return Run(o, cmd, std::move(args)).go();
+}

@@ -1,0 +1,297 @@
+// vigilctl's tables and trees: see render.hpp.
+#include "render.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace vigil::cli {
+
+namespace {
+
+constexpr const char *reset = "\033[0m";
+constexpr const char *green = "\033[32m";
+constexpr const char *yellow = "\033[33m";
+constexpr const char *red = "\033[31m";
+constexpr const char *dim = "\033[2m";
+constexpr const char *bold = "\033[1m";
+
+std::string str(const Json &j, const char *key, const char *fallback = "-") {
+    if (!j.is_object()) return fallback;
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return fallback;
+    return it->get<std::string>();
+}
+
+std::optional<std::int64_t> num(const Json &j, const char *key) {
+    if (!j.is_object()) return std::nullopt;
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer()) return std::nullopt;
+    return it->get<std::int64_t>();
+}
+
+bool flag(const Json &j, const char *key) {
+    if (!j.is_object()) return false;
+    auto it = j.find(key);
+    return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+// Display width: UTF-8 continuation bytes take no column (names are ASCII in practice; the
+// tree's box-drawing characters are not).
+std::size_t width(std::string_view s) {
+    std::size_t w = 0;
+    for (unsigned char c : s)
+        if ((c & 0xC0) != 0x80) ++w;
+    return w;
+}
+
+std::string pad(std::string s, std::size_t w) {
+    std::size_t have = width(s);
+    if (have < w) s.append(w - have, ' ');
+    return s;
+}
+
+std::string paint(const std::string &s, const char *colour, const Style &st) {
+    if (!st.color || !colour) return s;
+    return colour + s + reset;
+}
+
+// The colour of a state: green when all is well, yellow in transition, red when the child
+// should run but does not.
+const char *state_colour(const Json &u) {
+    std::string state = str(u, "state");
+    bool up = str(u, "goal") == "up";
+    if (state == "running") {
+        if (!up) return yellow;
+        if (str(u, "kind") == "service" && !flag(u, "ready")) return yellow;
+        return green;
+    }
+    if (state == "starting" || state == "stopping") return yellow;
+    if (state == "backoff") return red;
+    if (state == "stopped") return up ? red : dim;
+    return nullptr;
+}
+
+std::string info(const Json &u) {
+    std::vector<std::string> parts;
+    std::string state = str(u, "state");
+    if (str(u, "kind") == "supervisor") parts.emplace_back("supervisor");
+    if (auto b = num(u, "backoff_ms")) parts.push_back("restart in " + format_duration(*b));
+    if (state == "running" && str(u, "kind") == "service" && !flag(u, "ready"))
+        parts.emplace_back("not ready");
+    if (state == "stopped" && str(u, "goal") == "up") parts.emplace_back("goal up");
+    if ((state == "running" || state == "starting") && str(u, "goal") == "down")
+        parts.emplace_back("goal down");
+    if (flag(u, "removed")) parts.emplace_back("removed");
+    std::string out;
+    for (const auto &p : parts) {
+        if (!out.empty()) out += ", ";
+        out += p;
+    }
+    return out;
+}
+
+std::string uptime(const Json &u) {
+    std::string state = str(u, "state");
+    auto since = num(u, "since_ms");
+    if (since && (state == "running" || state == "stopping")) return format_duration(*since);
+    return "-";
+}
+
+std::string pid_text(const Json &u) {
+    auto p = num(u, "pid");
+    return p ? std::to_string(*p) : "-";
+}
+
+void tree_lines(const Json &node, const std::string &prefix, const std::string &branch,
+                std::vector<std::pair<std::string, const Json *>> &out, int depth) {
+    out.emplace_back(prefix + branch + str(node, "name"), &node);
+    if (depth > 1000) return; // a malformed answer must not exhaust the stack
+    auto it = node.find("children");
+    if (it == node.end() || !it->is_array()) return;
+    std::string child_prefix = prefix;
+    if (branch == "├─ ")
+        child_prefix += "│  ";
+    else if (branch == "└─ ")
+        child_prefix += "   ";
+    for (std::size_t i = 0; i < it->size(); ++i) {
+        bool last = i + 1 == it->size();
+        tree_lines((*it)[i], child_prefix, last ? "└─ " : "├─ ", out, depth + 1);
+    }
+}
+
+} // namespace
+
+std::string format_duration(std::int64_t ms) {
+    if (ms < 0) ms = 0;
+    char buf[32];
+    if (ms < 1000) {
+        std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
+    } else if (ms < 10'000) {
+        std::snprintf(buf, sizeof buf, "%lld.%llds", static_cast<long long>(ms / 1000),
+                      static_cast<long long>(ms % 1000 / 100));
+    } else {
+        long long s = ms / 1000;
+        if (s < 60)
+            std::snprintf(buf, sizeof buf, "%llds", s);
+        else if (s < 3600)
+            std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+        else if (s < 86400)
+            std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+        else
+            std::snprintf(buf, sizeof buf, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+    }
+    return buf;
+}
+
+std::string format_exit(const Json &e) {
+    if (!e.is_object()) return "-";
+    if (auto it = e.find("signal"); it != e.end() && it->is_string()) {
+        std::string s = it->get<std::string>();
+        bool numeric = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+        return numeric ? "signal " + s : "SIG" + s;
+    }
+    if (auto c = num(e, "code")) return std::to_string(*c);
+    return "-";
+}
+
+std::string render_status(const Json &units, const Style &st) {
+    if (!units.is_array() || units.empty()) return "no units\n";
+    const std::vector<std::string> head{"NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"};
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &u : units) {
+        auto restarts = num(u, "restarts");
+        rows.push_back({str(u, "name"), str(u, "state"), pid_text(u), uptime(u),
+                        restarts ? std::to_string(*restarts) : "-",
+                        format_exit(u.is_object() ? u.value("last_exit", Json()) : Json()),
+                        info(u)});
+    }
+    std::vector<std::size_t> w(head.size());
+    for (std::size_t c = 0; c < head.size(); ++c) {
+        w[c] = width(head[c]);
+        for (const auto &r : rows)
+            w[c] = std::max(w[c], width(r[c]));
+    }
+    std::string out;
+    for (std::size_t c = 0; c < head.size(); ++c)
+        out += paint(pad(head[c], w[c]), bold, st) + "  ";
+    out += paint("INFO", bold, st);
+    out += '\n';
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto &r = rows[i];
+        std::string line;
+        for (std::size_t c = 0; c < head.size(); ++c) {
+            std::string cell = pad(r[c], w[c]);
+            line += c == 1 ? paint(cell, state_colour(units[i]), st) : cell;
+            line += "  ";
+        }
+        line += r[6];
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out += line + '\n';
+    }
+    return out;
+}
+
+std::string render_tree(const Json &result, const Style &st) {
+    if (!result.is_object() || !result.contains("root")) return "no tree\n";
+    std::vector<std::pair<std::string, const Json *>> lines;
+    tree_lines(result["root"], "", "", lines, 0);
+    std::size_t w = 0;
+    for (const auto &l : lines)
+        w = std::max(w, width(l.first));
+    std::string out;
+    for (const auto &[label, node] : lines) {
+        const Json &u = *node;
+        std::string line =
+            pad(label, w) + "  " + paint(pad(str(u, "state"), 8), state_colour(u), st);
+        std::vector<std::string> more;
+        if (auto p = num(u, "pid")) more.push_back("pid " + std::to_string(*p));
+        if (std::string up = uptime(u); up != "-") more.push_back("up " + up);
+        if (auto r = num(u, "restarts"); r && *r > 0)
+            more.push_back(std::to_string(*r) + " restarts");
+        if (std::string e = format_exit(u.value("last_exit", Json())); e != "-")
+            more.push_back("last exit " + e);
+        if (std::string i = info(u); !i.empty()) more.push_back(i);
+        for (const auto &m : more)
+            line += "  " + m;
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out += line + '\n';
+    }
+    return out;
+}
+
+std::string render_event(const Json &r, const Style &st) {
+    char when[64] = "-";
+    if (auto t = num(r, "time")) {
+        std::time_t secs = static_cast<std::time_t>(*t / 1000);
+        std::tm tm{};
+        localtime_r(&secs, &tm);
+        char base[32];
+        std::strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
+        std::snprintf(when, sizeof when, "%s.%03lld", base, static_cast<long long>(*t % 1000));
+    } else if (auto a = num(r, "at_ms")) {
+        std::snprintf(when, sizeof when, "+%lld.%03llds", static_cast<long long>(*a / 1000),
+                      static_cast<long long>(*a % 1000));
+    }
+    std::string kind = str(r, "kind");
+    const char *colour = nullptr;
+    if (kind == "exited" || kind == "killed" || kind == "spawn_failed" || kind == "start_failed" ||
+        kind == "unhealthy" || kind == "gave_up")
+        colour = red;
+    else if (kind == "started" || kind == "ready")
+        colour = green;
+    else if (kind == "restarting" || kind == "stopping" || kind == "command")
+        colour = yellow;
+    return std::string(when) + "  " + str(r, "unit") + "  " + paint(pad(kind, 13), colour, st) +
+           str(r, "message", "") + '\n';
+}
+
+std::string render_log(const Json &item, const Style &st) {
+    std::string line = str(item, "line", "");
+    if (st.color && str(item, "stream") == "stderr") return paint(line, red, st) + '\n';
+    return line + '\n';
+}
+
+std::string render_results(const Json &result, const Style &st) {
+    std::string out;
+    auto it = result.find("results");
+    if (it == result.end() || !it->is_array()) return out;
+    for (const auto &r : *it) {
+        std::string outcome = str(r, "outcome");
+        std::string msg = str(r, "message", "");
+        if (msg.empty()) {
+            msg = outcome;
+            for (auto &c : msg)
+                if (c == '_') c = ' ';
+        }
+        const char *colour = outcome == "ok"                                                ? green
+                             : outcome == "already_running" || outcome == "already_stopped" ? dim
+                                                                                            : red;
+        out += str(r, "unit") + ": " + paint(msg, colour, st) + '\n';
+    }
+    return out;
+}
+
+std::string render_reload(const Json &result, const Style &st) {
+    std::string out;
+    bool any = false;
+    for (const char *key : {"added", "removed", "restarted", "updated"}) {
+        auto it = result.find(key);
+        if (it == result.end() || !it->is_array() || it->empty()) continue;
+        any = true;
+        std::string names;
+        for (const auto &n : *it) {
+            if (!names.empty()) names += ", ";
+            names += n.is_string() ? n.get<std::string>() : n.dump();
+        }
+        out += paint(std::string(key) + ":", bold, st) + " " + names + '\n';
+    }
+    if (!any) out += "reloaded: nothing changed\n";
+    return out;
+}
+
+} // namespace vigil::cli

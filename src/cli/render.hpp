@@ -1,0 +1,42 @@
+// src/cli/render.hpp: how vigilctl shows vigild's answers to people.
+//
+// Every function takes the JSON shapes of vigil/ctl/shapes.hpp and returns text ending in a
+// newline (or nothing). Colour is an explicit parameter: main() decides it once (a TTY, no
+// NO_COLOR, no --no-color, TERM not "dumb"), so piped output is plain and tests are exact.
+// Missing or mistyped fields render as "-", never throw: a newer vigild may add or change
+// fields, and vigilctl must still print what it can.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace vigil::cli {
+
+using Json = nlohmann::json;
+
+struct Style {
+    bool color = false;
+};
+
+// 350ms, 12s, 4m12s, 3h04m, 2d03h.
+std::string format_duration(std::int64_t ms);
+
+// NAME STATE PID UPTIME RESTARTS LAST-EXIT INFO, one row per status object.
+std::string render_status(const Json &units, const Style &st);
+// The supervision tree with box-drawing characters, from tree_json's {"root": ...}.
+std::string render_tree(const Json &result, const Style &st);
+// One history record per line: time, unit, kind, message.
+std::string render_event(const Json &record, const Style &st);
+// One log line (the line itself; stderr lines are marked when coloured).
+std::string render_log(const Json &item, const Style &st);
+// "web: started" per result of start/stop/restart/signal.
+std::string render_results(const Json &result, const Style &st);
+// What reload changed.
+std::string render_reload(const Json &result, const Style &st);
+
+// "3 exited" -> "3", signals as "SIGTERM"; "-" when there is no last exit.
+std::string format_exit(const Json &last_exit);
+
+} // namespace vigil::cli
