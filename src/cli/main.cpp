@@ -265,7 +265,7 @@ int main(int argc, char **argv) {
     app.set_version_flag("--version", "vigilctl " VIGIL_VERSION);
     app.require_subcommand(1);
     app.fallthrough(); // global options may also follow the command
-    app.add_option("--socket", o.socket,
+    app.add_option("-s,--socket", o.socket,
                    "control socket (default: /run/vigil/control.sock for root, "
                    "$XDG_RUNTIME_DIR/vigil/control.sock otherwise)")
         ->envname("VIGIL_SOCKET");
