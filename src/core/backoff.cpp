@@ -9,11 +9,11 @@ Duration backoff_base(const BackoffSpec &spec, std::uint32_t k) noexcept {
     const double initial = static_cast<double>(std::max<std::int64_t>(spec.initial.count(), 0));
     const double cap = static_cast<double>(std::max<std::int64_t>(spec.max.count(), 0));
     const double factor = spec.factor < 1.0 ? 1.0 : spec.factor;
-    // Multiply step by step and stop at the cap: factor^k overflows a double near k = 1024.
-    double d = initial;
-    for (std::uint32_t i = 0; i < k && d < cap; ++i)
-        d *= factor;
-    d = std::min(d, cap);
+    if (initial <= 0.0) return Duration{0};
+    // O(1) whatever k is. Past 1000 steps any factor worth having has long reached the cap,
+    // and pow() would overflow to +inf (and 0 * inf is NaN, hence the early return above).
+    const double steps = static_cast<double>(std::min<std::uint32_t>(k, 1000));
+    const double d = std::min(initial * std::pow(factor, steps), cap);
     return Duration{static_cast<std::int64_t>(std::llround(d))};
 }
 

@@ -697,7 +697,8 @@ struct Core::Impl {
         if (n.spec.kind == Kind::Service) {
             if (now - n.run_since >= n.spec.backoff.reset_after) n.backoff_step = 0;
             delay = backoff_delay(n.spec.backoff, n.backoff_step, rng);
-            if (n.backoff_step < 1'000'000) n.backoff_step++;
+            // Once the delay has reached its cap there is nothing more to count.
+            if (backoff_base(n.spec.backoff, n.backoff_step) < n.spec.backoff.max) n.backoff_step++;
         }
         std::string msg = what + "; ";
         msg += delay.count() > 0 ? "restart in " + format_duration(delay) + " (backoff)"

@@ -1,0 +1,173 @@
+// core_bench.cpp: throughput of the supervision core (issue 3, "Scale").
+//
+// One cycle = a child exits with status 1 (the core decides and counts a restart and asks for
+// a spawn) + the shell answers Spawned (the core marks it running): two events, each with its
+// history records and Publish actions, exactly what vigild does per crash. Children are crashed
+// round robin so every cycle touches a different child. If the cost of one cycle grew with the
+// number of children, the events/s column would fall with n; it stays flat.
+//
+// Variants: flat (n services under the root, one_for_one), nested (sqrt(n) supervisors of
+// sqrt(n) services), and backoff (flat, with a 1 ms restart delay, so every restart also goes
+// through the deadline heap and a DeadlineReached event).
+//
+// Run: build-dir/bench/core_bench [cycles [n]]   (prints a markdown table)
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "vigil/core/core.hpp"
+
+using namespace vigil;
+using namespace vigil::core;
+
+namespace {
+
+ChildSpec service(std::string name, Duration backoff) {
+    ChildSpec s;
+    s.name = std::move(name);
+    s.backoff.initial = backoff;
+    s.backoff.jitter = 0.1;
+    return s;
+}
+
+ChildSpec supervisor(std::string name) {
+    ChildSpec s;
+    s.name = std::move(name);
+    s.kind = Kind::Supervisor;
+    s.intensity = 1'000'000'000; // never give up during the benchmark
+    s.period = Duration{1000};
+    s.stop.timeout.reset();
+    return s;
+}
+
+TreeSpec flat(std::size_t n, Duration backoff) {
+    TreeSpec t;
+    t.nodes.push_back(supervisor("root"));
+    for (std::size_t i = 0; i < n; ++i) {
+        t.nodes[0].children.push_back(ChildId{static_cast<std::uint32_t>(t.nodes.size())});
+        t.nodes.push_back(service("svc" + std::to_string(i), backoff));
+    }
+    return t;
+}
+
+TreeSpec nested(std::size_t n) {
+    TreeSpec t;
+    t.nodes.push_back(supervisor("root"));
+    const auto groups = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+    std::size_t made = 0;
+    for (std::size_t g = 0; g < groups && made < n; ++g) {
+        const ChildId sup{static_cast<std::uint32_t>(t.nodes.size())};
+        t.nodes[0].children.push_back(sup);
+        t.nodes.push_back(supervisor("sup" + std::to_string(g)));
+        for (std::size_t i = 0; i < groups && made < n; ++i, ++made) {
+            t.nodes[sup.value].children.push_back(
+                ChildId{static_cast<std::uint32_t>(t.nodes.size())});
+            t.nodes.push_back(service("svc" + std::to_string(made), Duration{0}));
+        }
+    }
+    return t;
+}
+
+// A minimal shell: answers every Spawn at once, remembers pids and incarnations.
+struct Shell {
+    Core &core;
+    std::vector<Pid> pid;
+    std::vector<Incarnation> inc;
+    std::vector<Action> out, more;
+    std::int32_t next_pid = 100;
+    std::uint64_t events = 0;
+
+    void apply(TimePoint now) {
+        while (!out.empty()) {
+            more.clear();
+            for (const Action &a : out) {
+                if (const auto *sp = std::get_if<Spawn>(&a)) {
+                    const Pid p{next_pid++};
+                    pid[sp->child.value] = p;
+                    inc[sp->child.value] = sp->inc;
+                    core.handle(Spawned{sp->child, sp->inc, p}, now, more);
+                    ++events;
+                }
+            }
+            out.swap(more);
+        }
+    }
+};
+
+struct Result {
+    double events_per_s;
+    double cycles_per_s;
+    double boot_ms;
+};
+
+Result run(TreeSpec spec, std::size_t cycles) {
+    std::vector<ChildId> services;
+    for (std::size_t i = 0; i < spec.nodes.size(); ++i)
+        if (spec.nodes[i].kind == Kind::Service)
+            services.push_back(ChildId{static_cast<std::uint32_t>(i)});
+    const std::size_t size = spec.nodes.size();
+    Core core{std::move(spec)};
+    Shell sh{core, std::vector<Pid>(size), std::vector<Incarnation>(size), {}, {}};
+    TimePoint now = at_ms(1'000'000);
+
+    // CPU time, not wall time: the machine may be shared, and the core never waits.
+    const std::clock_t t0 = std::clock();
+    core.start(now, sh.out);
+    sh.apply(now);
+    const std::clock_t t1 = std::clock();
+    sh.events = 0;
+
+    for (std::size_t i = 0; i < cycles; ++i) {
+        const ChildId c = services[i % services.size()];
+        core.handle(Exited{c, sh.inc[c.value], sh.pid[c.value], ExitStatus::exited(1)}, now,
+                    sh.out);
+        ++sh.events;
+        sh.apply(now);
+        if (auto d = core.next_deadline()) { // backoff variant: let the delay pass
+            now = *d;
+            core.handle(DeadlineReached{}, now, sh.out);
+            ++sh.events;
+            sh.apply(now);
+        }
+        if (i % 64 == 0) now += Duration{1};
+    }
+    const std::clock_t t2 = std::clock();
+    const double secs = static_cast<double>(t2 - t1) / CLOCKS_PER_SEC;
+    const auto st = core.status(services.front());
+    if (st.state != ChildState::Running) {
+        std::fprintf(stderr, "benchmark broke: %s is %s\n", std::string(st.name).c_str(),
+                     to_string(st.state));
+        std::exit(1);
+    }
+    return {static_cast<double>(sh.events) / secs, static_cast<double>(cycles) / secs,
+            1000.0 * static_cast<double>(t1 - t0) / CLOCKS_PER_SEC};
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    const std::size_t cycles = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200'000;
+    run(flat(1000, Duration{0}), cycles / 4); // warm-up: page faults, allocator
+    std::printf("| variant | children | boot (ms) | restart cycles/s | events/s |\n");
+    std::printf("|---|---:|---:|---:|---:|\n");
+    const std::size_t only = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 0;
+    for (std::size_t n : {100u, 1'000u, 10'000u}) {
+        if (only != 0 && n != only) continue;
+        struct V {
+            const char *name;
+            TreeSpec spec;
+        };
+        V variants[] = {{"flat one_for_one", flat(n, Duration{0})},
+                        {"nested (sqrt n supervisors)", nested(n)},
+                        {"flat + 1ms backoff (deadline heap)", flat(n, Duration{1})}};
+        for (auto &v : variants) {
+            const Result r = run(std::move(v.spec), cycles);
+            std::printf("| %s | %zu | %.1f | %.0f | %.0f |\n", v.name, n, r.boot_ms, r.cycles_per_s,
+                        r.events_per_s);
+        }
+    }
+    return 0;
+}
