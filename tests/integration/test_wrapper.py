@@ -1,0 +1,419 @@
+"""Wrapper mode, `vigild [OPTIONS] -- CMD [ARGS...]` (issue #4, item 6), tested against the kernel.
+
+Every behaviour is checked twice: with vigild as PID 1 of a fresh PID namespace (PidNamespace,
+the container case) and with vigild as an ordinary process (Run, where it must be a child
+subreaper). The class WrapperBehaviour holds the tests; the two subclasses pick the mode.
+
+The wrapped commands are small sh(1) scripts, so the tests need nothing but /bin/sh:
+  - SIGLOG traps the forwardable signals and appends each signal's name to a log file, then
+    idles until a stop file appears and exits 0.
+  - ORPHANS double-forks N short-lived processes (`(true &)`), whose zombies are re-parented to
+    vigild, plus one long-lived orphan whose pid it records.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import wait_until, holds_for, scaled  # noqa: E402
+
+# The signals issue #4 names; each must reach the child.
+FORWARDED = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH"]
+# Job-control signals that must never stop vigild; they are forwarded to the child like the rest.
+JOB_CONTROL = ["TSTP", "TTIN", "TTOU"]
+
+# $1: log file. Logs "ready", then one line per trapped signal; exits 0 once $1.stop exists.
+# The trap text is fixed when the trap is set, so "$log" must not contain a double quote.
+SIGLOG = r'''
+log=$1
+for s in TERM INT HUP QUIT USR1 USR2 WINCH ALRM CONT TSTP TTIN TTOU; do
+    trap "echo $s >> \"$log\"" $s
+done
+echo ready >> "$log"
+while [ ! -e "$log.stop" ]; do sleep 0.02; done
+exit 0
+'''
+
+# $1: log file, $2: number of orphans. Makes $2 orphans that exit at once and one that sleeps
+# (its pid goes to $1.pid; it lets go of vigild's stdout and stderr, so the test's readers see
+# EOF when vigild exits), logs "spawned", then waits for $1.stop and exits 7.
+ORPHANS = r'''
+log=$1 n=$2 i=0
+while [ $i -lt $n ]; do (true &); i=$((i + 1)); done
+(sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$log.pid")
+echo spawned >> "$log"
+while [ ! -e "$log.stop" ]; do sleep 0.02; done
+exit 7
+'''
+
+# Every signal below 32 that a process can catch, minus SIGCHLD and the synchronous faults,
+# minus SIGTERM and SIGINT (they end vigil-testsvc log-signals, so they are sent last).
+EVERY_CATCHABLE = [s for s in range(1, 32) if s not in (
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE,
+    signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT, signal.SIGTERM, signal.SIGINT)]
+
+# Arguments that a careless parser would split, expand, drop or interpret.
+TRICKY_ARGS = [
+    "plain", "with space", "two  spaces", " ", "", "new\nline", "tab\there", "--", "-g",
+    "--group", "--log-level", "debug", "-h", "--help", "--units", "$HOME", "*", "'single'",
+    '"double"', "back\\slash", "ünïcödé", b"\xff\xfe not utf-8", "",
+]
+
+
+def sig_number(name: str) -> int:
+    return getattr(signal, "SIG" + name)
+
+
+class WrapperBehaviour:
+    """The tests, run by both modes. A subclass sets `pid1` and provides start()."""
+
+    pid1 = False
+
+    def setUp(self) -> None:
+        self.vigild = harness.vigild()
+        self.tmp = harness.TempDir()
+        self.addCleanup(self.tmp.cleanup)
+
+    # -- mode plumbing
+
+    def start(self, cmd, opts=(), inspect=True, **kwargs):
+        """Starts `vigild OPTS -- CMD...`; the returned process is closed at cleanup."""
+        argv = [self.vigild, *opts, "--", *cmd]
+        if self.pid1:
+            proc = harness.PidNamespace(argv, inspect=inspect, **kwargs)
+        else:
+            proc = harness.Run(argv, **kwargs)
+        self.addCleanup(proc.close)
+        return proc
+
+    def vigild_pid(self, proc) -> int:
+        return proc.init_pid if self.pid1 else proc.pid
+
+    def host_pid(self, proc, pid: int) -> int:
+        """The host pid of a pid that a process of the wrapped tree reported (e.g. from $!)."""
+        if not self.pid1:
+            return pid
+        info = wait_until(lambda: proc.by_inner_pid(pid), 5, f"namespace pid {pid}")
+        return info.pid
+
+    def processes(self, proc) -> list:
+        """vigild and everything below it (the whole namespace as PID 1)."""
+        if self.pid1:
+            return proc.processes()
+        own = harness.proc_info(proc.pid)
+        return ([own] if own else []) + harness.descendants(proc.pid)
+
+    def child_of(self, proc):
+        """The wrapped command: vigild's child whose process group is its own pid."""
+        def find():
+            for p in harness.children_of(self.vigild_pid(proc)):
+                if p.pgid == p.pid and p.state != "Z":
+                    return p
+            return None
+        return wait_until(find, 5, "vigild's child")
+
+    def siglog(self, opts=()):
+        log = self.tmp.file("signals.log")
+        proc = self.start(["sh", "-c", SIGLOG, "siglog", log], opts=opts)
+        wait_until(lambda: "ready" in harness.lines_of(log), 5, "the child's traps")
+        return proc, log
+
+    def stop_siglog(self, proc, log) -> None:
+        with open(log + ".stop", "w"):
+            pass
+        self.assertEqual(proc.wait(10), 0)
+
+    def assert_silent(self, proc) -> None:
+        self.assertEqual(bytes(proc.stdout), b"")
+        self.assertEqual(bytes(proc.stderr), b"")
+
+    # -- exit status
+
+    def test_exit_codes(self) -> None:
+        for code in (0, 1, 42, 255):
+            with self.subTest(code=code):
+                proc = self.start(["sh", "-c", f"exit {code}"], inspect=False)
+                self.assertEqual(proc.wait(10), code)
+                self.assert_silent(proc)
+
+    def test_killed_by_signal_is_128_plus_n(self) -> None:
+        for name, code in (("KILL", 137), ("TERM", 143), ("USR1", 138)):
+            with self.subTest(signal=name):
+                proc = self.start(["sh", "-c", f"kill -s {name} $$"], inspect=False)
+                self.assertEqual(proc.wait(10), code)
+                self.assert_silent(proc)
+
+    def test_child_killed_from_outside(self) -> None:
+        proc, _ = self.siglog()
+        child = self.child_of(proc)
+        os.kill(child.pid, signal.SIGKILL)
+        self.assertEqual(proc.wait(10), 137)
+        self.assert_silent(proc)
+
+    def test_success_prints_nothing_of_its_own(self) -> None:
+        proc = self.start(["/bin/true"], inspect=False)
+        self.assertEqual(proc.wait(10), 0)
+        self.assert_silent(proc)
+        proc = self.start(["sh", "-c", "echo out; echo err >&2"], inspect=False)
+        self.assertEqual(proc.wait(10), 0)
+        self.assertEqual(bytes(proc.stdout), b"out\n")
+        self.assertEqual(bytes(proc.stderr), b"err\n")
+
+    # -- exec failures
+
+    def test_missing_command_is_127_with_reason(self) -> None:
+        for cmd in ("/nonexistent/vigil-no-such-cmd", "vigil-no-such-cmd-in-path"):
+            with self.subTest(cmd=cmd):
+                began = time.monotonic()
+                proc = self.start([cmd, "arg"], inspect=False)
+                self.assertEqual(proc.wait(10), 127)
+                self.assertLess(time.monotonic() - began, scaled(3), "not prompt")
+                self.assertIn(f"vigild: exec {cmd}: No such file or directory",
+                              bytes(proc.stderr).decode())
+                self.assertEqual(bytes(proc.stdout), b"")
+
+    def test_non_executable_command_is_126_with_reason(self) -> None:
+        path = self.tmp.file("not-executable")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(path, 0o644)  # no x bit: even root gets EACCES from execve
+        proc = self.start([path], inspect=False)
+        self.assertEqual(proc.wait(10), 126)
+        self.assertIn(f"vigild: exec {path}: Permission denied", bytes(proc.stderr).decode())
+
+    # -- signals
+
+    def test_each_signal_is_forwarded_to_the_child(self) -> None:
+        proc, log = self.siglog()
+        child = self.child_of(proc)
+        for name in FORWARDED:
+            with self.subTest(signal=name):
+                os.kill(self.vigild_pid(proc), sig_number(name))
+                wait_until(lambda: name in harness.lines_of(log), 5, f"SIG{name} in the child")
+        # Each signal arrived once, at the child we started: vigild neither died nor respawned.
+        self.assertEqual(harness.lines_of(log), ["ready"] + FORWARDED)
+        self.assertEqual(self.child_of(proc).pid, child.pid)
+        self.stop_siglog(proc, log)
+        self.assert_silent(proc)
+
+    def test_signals_go_to_the_child_only_unless_group(self) -> None:
+        for opts, grandchild_gets_it in (((), False), (("-g",), True)):
+            with self.subTest(opts=opts):
+                log, log2 = self.tmp.file(f"a{len(opts)}.log"), self.tmp.file(f"b{len(opts)}.log")
+                # A second logger in the background shares the child's process group.
+                script = f'sh -c "$0" siglog "{log2}" & exec sh -c "$0" siglog "{log}"'
+                proc = self.start(["sh", "-c", script, SIGLOG], opts=opts)
+                for path in (log, log2):
+                    wait_until(lambda: "ready" in harness.lines_of(path), 5, "both loggers")
+                os.kill(self.vigild_pid(proc), signal.SIGUSR1)
+                wait_until(lambda: "USR1" in harness.lines_of(log), 5, "SIGUSR1 in the child")
+                if grandchild_gets_it:
+                    wait_until(lambda: "USR1" in harness.lines_of(log2), 5, "SIGUSR1 in the group")
+                else:
+                    self.assertTrue(holds_for(lambda: "USR1" not in harness.lines_of(log2), 0.3),
+                                    "without -g the group must not get the signal")
+                for path in (log2, log):
+                    open(path + ".stop", "w").close()
+                self.assertEqual(proc.wait(10), 0)
+
+    def test_job_control_signals_never_stop_vigild(self) -> None:
+        proc, log = self.siglog()
+        pid = self.vigild_pid(proc)
+        for name in JOB_CONTROL:
+            with self.subTest(signal=name):
+                os.kill(pid, sig_number(name))
+                wait_until(lambda: name in harness.lines_of(log), 5, f"SIG{name} forwarded")
+                self.assertTrue(holds_for(lambda: harness.state_of(pid) not in ("T", "t"), 0.2),
+                                f"vigild stopped on SIG{name}")
+        # Still forwarding afterwards: not wedged.
+        os.kill(pid, signal.SIGUSR2)
+        wait_until(lambda: "USR2" in harness.lines_of(log), 5, "SIGUSR2 after job control")
+        self.stop_siglog(proc, log)
+        self.assert_silent(proc)
+
+    def test_child_starts_with_empty_mask_and_default_dispositions(self) -> None:
+        # vigild itself starts with SIGHUP, SIGINT and SIGUSR1 ignored (as under nohup or from
+        # a non-interactive shell's background job); the child must not inherit that.
+        cmd = [self.vigild, "--", "sleep", "1000"]
+        script = 'trap "" HUP INT USR1; exec "$@"'
+        argv = ["sh", "-c", script, "sh", *cmd]
+        if self.pid1:
+            proc = harness.PidNamespace(argv, init_name=os.path.basename(self.vigild))
+        else:
+            proc = harness.Run(argv)
+        self.addCleanup(proc.close)
+        child = self.child_of(proc)
+        wait_until(lambda: harness.proc_info(child.pid).comm == "sleep", 5, "sleep to exec")
+        info = harness.proc_info(child.pid)
+        self.assertEqual(info.sig_blocked, 0, "the child's signal mask is not empty")
+        self.assertEqual(info.sig_ignored, 0, "the child inherited ignored signals")
+        self.assertEqual(info.pgid, info.pid, "the child is not in its own process group")
+        vigild_info = harness.proc_info(self.vigild_pid(proc))
+        self.assertNotEqual(vigild_info.pgid, info.pgid)
+        os.kill(child.pid, signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 143)
+
+    # -- reaping
+
+    def test_500_orphans_leave_no_zombie(self) -> None:
+        log = self.tmp.file("orphans.log")
+        proc = self.start(["sh", "-c", ORPHANS, "orphans", log, "500"])
+        wait_until(lambda: "spawned" in harness.lines_of(log), 30, "500 orphans")
+        sleeper = self.host_pid(proc, int(wait_until(
+            lambda: harness.read_text(log + ".pid").strip(), 5, "the long-lived orphan")))
+        self.addCleanup(harness.kill_quietly, sleeper)
+        # The long-lived orphan was re-parented to vigild (PID 1, or a subreaper).
+        self.assertEqual(harness.proc_info(sleeper).ppid, self.vigild_pid(proc))
+        wait_until(lambda: not harness.zombies(self.processes(proc)), 10, "no zombie left")
+        self.assertEqual(proc.poll(), None, "vigild ended before its child")
+        open(log + ".stop", "w").close()
+        # vigild exits with the child's status while the orphan still sleeps.
+        self.assertEqual(proc.wait(10), 7)
+        self.assert_silent(proc)
+
+    def test_exits_with_child_status_while_orphan_runs(self) -> None:
+        pidfile = self.tmp.file("orphan.pid")
+        script = f'(sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "{pidfile}"); exit 3'
+        proc = self.start(["sh", "-c", script], inspect=False)
+        rc = proc.wait(5)
+        self.assertLess(proc.ended - proc.started, scaled(2), "vigild waited for the orphan")
+        sleeper = harness.read_text(pidfile).strip()
+        if sleeper and not self.pid1:  # as PID 1 the namespace died with vigild
+            harness.kill_quietly(int(sleeper))
+        self.assertEqual(rc, 3)
+        self.assertTrue(sleeper, "the orphan was not started")
+
+    def test_orphan_exit_is_not_the_child_exit(self) -> None:
+        log = self.tmp.file("log")
+        # An orphan exits 5 while the child still runs; the child later exits 9.
+        script = (f'(sh -c "exit 5" &); echo orphaned >> "{log}"; '
+                  f'while [ ! -e "{log}.stop" ]; do sleep 0.02; done; exit 9')
+        proc = self.start(["sh", "-c", script])
+        wait_until(lambda: "orphaned" in harness.lines_of(log), 5)
+        wait_until(lambda: not harness.zombies(self.processes(proc)), 5, "the orphan reaped")
+        self.assertTrue(holds_for(lambda: proc.poll() is None, 0.3),
+                        "vigild took the orphan's exit for its child's")
+        open(log + ".stop", "w").close()
+        self.assertEqual(proc.wait(10), 9)
+
+    def test_every_catchable_signal_is_forwarded(self) -> None:
+        # vigil-testsvc log-signals logs `signal testsvc SIGNAME MS` for every catchable
+        # signal below 32 (not SIGCHLD, not the synchronous ones); only SIGTERM/SIGINT end it.
+        svc, log = harness.testsvc(), self.tmp.file("testsvc.log")
+        proc = self.start([svc, "--log", log, "log-signals", "lines", "1", "sleep"])
+        wait_until(lambda: b"testsvc seq=1" in proc.stdout, 5, "the handlers")
+        for sig in EVERY_CATCHABLE:
+            name = harness.signal_name(sig)
+            with self.subTest(signal=name):
+                os.kill(self.vigild_pid(proc), sig)
+                wait_until(lambda: f"signal testsvc {name}" in harness.read_text(log), 5,
+                           f"{name} in the child")
+        os.kill(self.vigild_pid(proc), signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 143)
+        self.assertEqual(bytes(proc.stderr), b"")
+
+    def test_500_testsvc_orphans_are_all_reaped(self) -> None:
+        # vigil-testsvc orphan 500 100: 500 children each fork a grandchild and exit; the 500
+        # grandchildren are re-parented to vigild and exit after 100 ms.
+        svc, log = harness.testsvc(), self.tmp.file("testsvc.log")
+        proc = self.start([svc, "--log", log, "orphan", "500", "100", "sleep"])
+        wait_until(lambda: harness.read_text(log).count("\norphan ") >= 500, 30, "500 orphans")
+        child = self.child_of(proc)
+        # What must be left: vigild and its child, and no zombie anywhere.
+        expected = {self.vigild_pid(proc), child.pid}
+        wait_until(lambda: {p.pid for p in self.processes(proc)} == expected, 15,
+                   "every orphan exited and was reaped")
+        self.assertEqual(proc.poll(), None)
+        os.kill(child.pid, signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 143)
+
+    # -- arguments
+
+    def test_arguments_reach_the_child_byte_for_byte(self) -> None:
+        dump = 'for a; do printf "%s\\0" "$a"; done'
+        proc = self.start(["sh", "-c", dump, "dump", *TRICKY_ARGS], inspect=False)
+        self.assertEqual(proc.wait(10), 0)
+        expected = b"".join(os.fsencode(a) + b"\0" for a in TRICKY_ARGS)
+        self.assertEqual(bytes(proc.stdout), expected)
+        self.assertEqual(bytes(proc.stderr), b"")
+
+
+class WrapperAsPid1Test(WrapperBehaviour, unittest.TestCase):
+    """vigild is PID 1 of a new PID namespace (a container's init)."""
+
+    pid1 = True
+
+    def test_signals_from_inside_the_namespace(self) -> None:
+        proc, log = self.siglog()
+        for name in FORWARDED:
+            with self.subTest(signal=name):
+                done = proc.run_inside(["kill", "-s", name, "1"])
+                self.assertEqual(done.returncode, 0, done.stderr)
+                wait_until(lambda: name in harness.lines_of(log), 5, f"SIG{name} from inside")
+        self.assertEqual(harness.lines_of(log), ["ready"] + FORWARDED)
+        self.stop_siglog(proc, log)
+
+    def test_namespace_is_empty_after_exit(self) -> None:
+        proc = self.start(["sh", "-c", "sleep 1000 & exec sleep 1000"])
+        child = self.child_of(proc)
+        os.kill(child.pid, signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 143)
+        wait_until(lambda: not proc.processes(), 5, "the namespace to empty")
+
+
+class WrapperNotPid1Test(WrapperBehaviour, unittest.TestCase):
+    """vigild is an ordinary process: it must register as a child subreaper."""
+
+    pid1 = False
+
+    # Subreaper registration is checked by its effect in test_500_orphans_leave_no_zombie:
+    # the long-lived orphan is re-parented to vigild, not to the host's init.
+
+
+class WrapperTerminalTest(unittest.TestCase):
+    """With a controlling terminal, the child's group is the terminal's foreground group, so
+    ^C typed at the terminal reaches the child, and vigild still works afterwards."""
+
+    def test_ctrl_c_reaches_the_child(self) -> None:
+        tmp = harness.TempDir()
+        self.addCleanup(tmp.cleanup)
+        log = tmp.file("signals.log")
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        # setsid -c: a new session whose controlling terminal is stdin (the pty's slave).
+        proc = subprocess.Popen(["setsid", "-c", harness.vigild(), "--", "sh", "-c", SIGLOG,
+                                 "siglog", log], stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.addCleanup(lambda: (harness.kill_quietly(proc.pid), proc.wait()))
+        wait_until(lambda: "ready" in harness.lines_of(log), 5, "the child's traps")
+        children = wait_until(lambda: harness.children_of(proc.pid), 5, "vigild's child")
+        child = children[0]
+        # What the kernel says: the terminal's foreground group is the child's, not vigild's.
+        self.assertEqual(os.tcgetpgrp(master), child.pid)
+        os.write(master, b"\x03")  # ^C
+        wait_until(lambda: "INT" in harness.lines_of(log), 5, "SIGINT from the terminal")
+        self.assertEqual(harness.lines_of(log), ["ready", "INT"])
+        open(log + ".stop", "w").close()
+        try:
+            self.assertEqual(proc.wait(scaled(10)), 0)
+        except subprocess.TimeoutExpired:
+            self.fail("vigild did not exit after its child")
+        # Nothing of vigild's own on the terminal (the child printed nothing either).
+        os.set_blocking(master, False)
+        try:
+            out = os.read(master, 4096)
+        except (BlockingIOError, OSError):
+            out = b""
+        self.assertNotIn(b"vigild", out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
