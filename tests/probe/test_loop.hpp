@@ -55,8 +55,17 @@ public:
         uv_timer_start(
             &guard, [](uv_timer_t *t) { *static_cast<bool *>(t->data) = true; },
             static_cast<std::uint64_t>(scaled_ms(timeout_ms)), 0);
+        // A timer callback may make pred() true just before the loop blocks in poll: a prepare
+        // handle checks it there and uv_stop() makes that poll return at once.
+        uv_prepare_t check;
+        uv_prepare_init(&loop, &check);
+        check.data = const_cast<std::function<bool()> *>(&pred);
+        uv_prepare_start(&check, [](uv_prepare_t *p) {
+            if ((*static_cast<const std::function<bool()> *>(p->data))()) uv_stop(p->loop);
+        });
         while (!pred() && !expired)
             uv_run(&loop, UV_RUN_ONCE);
+        uv_close(reinterpret_cast<uv_handle_t *>(&check), nullptr);
         uv_close(reinterpret_cast<uv_handle_t *>(&guard), nullptr);
         settle();
         return pred();
