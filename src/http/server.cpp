@@ -302,7 +302,13 @@ struct Server::Conn {
             ++c->server->requests_;
             auto method = static_cast<http_method>(p->method);
             bool keep = http_should_keep_alive(p) != 0;
-            Response r = route(http_method_str(method), c->url, c->server->handlers_);
+            Response r;
+            try {
+                r = route(http_method_str(method), c->url, c->server->handlers_);
+            } catch (const std::exception &e) {
+                // A failing snapshot must not take vigild down with it.
+                r = text(500, std::string("internal error: ") + e.what() + "\n");
+            }
             if (!keep) {
                 c->close_after = true;
                 c->stop_reading();

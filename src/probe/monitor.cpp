@@ -5,6 +5,14 @@
 
 namespace vigil::probe {
 
+MonitorSpecs specs_for(const unit::Unit &u) {
+    MonitorSpecs s;
+    s.startup = u.startup;
+    s.liveness = u.liveness;
+    s.readiness = u.readiness ? u.readiness : u.ready.probe;
+    return s;
+}
+
 Monitor::Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks)
     : cb_(std::move(callbacks)) {
     if (specs.startup) {

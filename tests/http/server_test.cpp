@@ -296,6 +296,21 @@ TEST_SUITE("http") {
         REQUIRE(f.t.run_until([&] { return a.eof; }, 3000));
     }
 
+    TEST_CASE("a throwing snapshot gives 500 and the server keeps serving") {
+        TestLoop t;
+        Handlers h{[]() -> Snapshot { throw std::runtime_error("no snapshot"); }, {}};
+        auto r = Server::listen(&t.loop, "127.0.0.1", 0, {}, std::move(h));
+        REQUIRE(r.server);
+        for (const char *path : {"/metrics", "/healthz"}) {
+            RawClient c{&t.loop, r.server->port(),
+                        std::string("GET ") + path + " HTTP/1.1\r\nConnection: close\r\n\r\n"};
+            REQUIRE(t.run_until([&] { return c.eof; }, 3000));
+            CHECK(status_line(c.in) == (path == std::string("/metrics")
+                                            ? "HTTP/1.1 500 Internal Server Error"
+                                            : "HTTP/1.1 200 OK"));
+        }
+    }
+
     TEST_CASE("listen errors are values") {
         TestLoop t;
         auto r = Server::listen(&t.loop, "not-an-ip", 0, {}, {});

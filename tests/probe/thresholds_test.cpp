@@ -1,6 +1,7 @@
 // Thresholds and failure messages (pure).
 #include <doctest/doctest.h>
 
+#include "vigil/probe/monitor.hpp"
 #include "vigil/probe/prober.hpp"
 #include "vigil/probe/thresholds.hpp"
 
@@ -94,5 +95,23 @@ TEST_SUITE("probe") {
         s.command = {"pg_isready", "-q"};
         Prober q{nullptr, r, "readiness", s, {}};
         CHECK(q.target() == "exec pg_isready -q");
+    }
+
+    TEST_CASE("a unit's monitor specs: ready.probe stands in for a missing readiness probe") {
+        vigil::unit::Unit u;
+        vigil::unit::ProbeSpec a, b;
+        a.port = 1;
+        b.port = 2;
+        u.ready.probe = a;
+        auto s = vigil::probe::specs_for(u);
+        CHECK(s.readiness->port == 1);
+        CHECK_FALSE(s.liveness);
+        CHECK_FALSE(s.empty());
+        u.readiness = b;
+        u.liveness = a;
+        s = vigil::probe::specs_for(u);
+        CHECK(s.readiness->port == 2);
+        CHECK(s.liveness->port == 1);
+        CHECK(vigil::probe::specs_for(vigil::unit::Unit{}).empty());
     }
 }

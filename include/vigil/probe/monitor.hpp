@@ -32,6 +32,10 @@ struct MonitorSpecs {
     bool empty() const { return !startup && !liveness && !readiness; }
 };
 
+// A unit's probes: its startup and liveness probes, and its readiness probe or, without one,
+// the probe of `ready: {"probe": ...}` (which then decides readiness the same way).
+MonitorSpecs specs_for(const unit::Unit &u);
+
 class Monitor {
 public:
     struct Callbacks {
