@@ -6,12 +6,17 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <optional>
 #include <pthread.h>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
+#include <vector>
 
 namespace vigil::daemon {
 namespace {
@@ -74,6 +79,28 @@ int report_start_failure(const proc::SpawnError &err, const std::string &command
     }
 }
 
+// The descriptors above stderr that vigild inherited without FD_CLOEXEC, such as sockets
+// passed by systemd socket activation (LISTEN_FDS) or `docker run --preserve-fds`. tini hands
+// them to its child untouched, so vigild does too: proc::spawn closes everything it is not
+// told to keep, so each one is listed as a move to itself.
+std::vector<std::pair<int, int>> inherited_fds() {
+    std::vector<std::pair<int, int>> fds;
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == nullptr) // no /proc: nothing passed on, as documented in wrapper.hpp
+        return fds;
+    const int own = dirfd(dir);
+    while (const dirent *entry = readdir(dir)) {
+        char *end = nullptr;
+        const long fd = std::strtol(entry->d_name, &end, 10);
+        if (end == entry->d_name || *end != '\0' || fd <= STDERR_FILENO || fd == own) continue;
+        const int flags = fcntl(static_cast<int>(fd), F_GETFD);
+        if (flags >= 0 && (flags & FD_CLOEXEC) == 0)
+            fds.emplace_back(static_cast<int>(fd), static_cast<int>(fd));
+    }
+    closedir(dir);
+    return fds;
+}
+
 // True when stdin is a terminal whose foreground process group is vigild's own. Only then is
 // the child's group made the foreground group: a vigild started in the background (`&`) must
 // not steal the terminal from the shell. As PID 1 with `docker run -t` the condition holds.
@@ -116,6 +143,7 @@ int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd)
     extras.stdio = proc::Stdio::Inherit;
     extras.new_session = false; // a new process group only: the terminal stays the child's
     extras.foreground_tty = owns_terminal();
+    extras.fds = inherited_fds();
     const proc::SpawnResult spawned = proc::spawn(spec, extras);
     if (!spawned.ok) {
         proc::SpawnError err;

@@ -5,6 +5,8 @@
 //    its own process group; when vigild's group owns the controlling terminal, the child's group
 //    is made the terminal's foreground group, so ^C at the terminal reaches the child.
 //  - The child starts with default signal dispositions and an empty signal mask (proc::spawn).
+//    It also inherits every descriptor above stderr that vigild inherited without FD_CLOEXEC
+//    (socket activation, `docker run --preserve-fds`), as with tini; found via /proc/self/fd.
 //  - Every catchable signal except SIGCHLD and the synchronous ones (SIGFPE, SIGILL, SIGSEGV,
 //    SIGBUS, SIGABRT, SIGTRAP, SIGSYS) is forwarded to the child, or to its process group with
 //    WrapperOptions::group, whether it comes from outside the PID namespace or from inside it.

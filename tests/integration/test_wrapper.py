@@ -335,6 +335,21 @@ class WrapperBehaviour:
         os.kill(child.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(10), 143)
 
+    def test_inherited_descriptors_reach_the_child(self) -> None:
+        # As with tini, a descriptor vigild inherited (socket activation, --preserve-fds)
+        # reaches the child with the same number, and nothing of vigild's own does: after
+        # closing 9, ls sees only 0, 1, 2 and its own directory descriptor (3).
+        read_end, write_end = os.pipe()  # both close-on-exec
+        passed = os.dup2(write_end, 9, inheritable=True)
+        self.addCleanup(os.close, read_end)
+        script = "echo through-9 >&9 && exec 9>&- && ls /proc/self/fd"
+        proc = self.start(["sh", "-c", script], inspect=False, pass_fds=(passed,))
+        os.close(passed)
+        os.close(write_end)
+        self.assertEqual(proc.wait(10), 0)
+        self.assertEqual(os.read(read_end, 100), b"through-9\n")
+        self.assertEqual(sorted(bytes(proc.stdout).split()), [b"0", b"1", b"2", b"3"])
+
     # -- arguments
 
     def test_arguments_reach_the_child_byte_for_byte(self) -> None:
