@@ -274,7 +274,8 @@ struct Core::Impl {
 
     void send_stop(ChildId c) {
         Node &n = node(c);
-        const int sig = kill_all ? sig_kill : n.spec.stop.signal;
+        const int sig =
+            kill_all || n.stop_cause == Cause::StartTimeout ? sig_kill : n.spec.stop.signal;
         out->push_back(StopProbes{c});
         out->push_back(Signal{c, n.inc, *n.pid, sig});
         std::string msg = "sent " + signal_name(sig);
@@ -742,6 +743,7 @@ struct Core::Impl {
         set_state(c, ChildState::Running);
         n.started = true;
         n.ready = true;
+        n.manual_start = false; // from now on a failure is a crash, retried as usual
         publish(c, n.spec.wait_ready ? RecordKind::Ready : RecordKind::Started, std::move(msg));
         if (n.spec.parent) schedule(*n.spec.parent);
     }

@@ -292,6 +292,26 @@ TEST_SUITE("core") {
         CHECK(sim.command(CommandKind::Start, "a").outcome == CommandOutcome::ShuttingDown);
     }
 
+    TEST_CASE("commands: a failed start command is reported, not retried; later failures are") {
+        Sim sim{root(Strategy::OneForOne, {service("w")}, intensity(5, 60s))};
+        sim.start_all();
+        sim.command(CommandKind::Stop, "w");
+        sim.fail_spawn("w", 1);
+        CHECK(sim.command(CommandKind::Start, "w").outcome == CommandOutcome::Ok);
+        CHECK(sim.state("w") == ChildState::Stopped);
+        CHECK_FALSE(sim.status("w").want_up);
+        CHECK(sim.has_record("w", RecordKind::SpawnFailed, "start command failed, not retried"));
+        CHECK(sim.status("w").restarts == 0);
+        CHECK(sim.command(CommandKind::Start, "w").outcome == CommandOutcome::Ok);
+        CHECK(sim.state("w") == ChildState::Running);
+        // Started by a command, then crashing: an ordinary restart, and a failed one is retried.
+        sim.fail_spawn("w", 2);
+        sim.exit("w", 1);
+        CHECK(sim.lines("spawn-failed ") == Names{"w", "w", "w"});
+        CHECK(sim.state("w") == ChildState::Running);
+        CHECK(sim.status("w").restarts == 3);
+    }
+
     TEST_CASE("commands: stopping the root keeps vigild running; starting it again works") {
         Sim sim{root(Strategy::OneForOne, {service("a"), service("b")})};
         sim.start_all();
