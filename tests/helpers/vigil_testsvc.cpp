@@ -50,6 +50,8 @@ when `http` was given). Options may appear anywhere.
   notify-ready       send READY=1 to $NOTIFY_SOCKET (datagram; '@' means abstract)
   notify TEXT        send TEXT (e.g. WATCHDOG=1) to $NOTIFY_SOCKET
   ready-fd N         write "\n" to fd N and close it
+  mark TEXT          log `mark ID TEXT MS` (lets a test wait until earlier modes took effect,
+                     e.g. `ignore-term mark armed sleep`)
   http PORT          serve 127.0.0.1:PORT in a thread: GET /healthz -> 200 "ok", else 404;
                      with --fail-after N, /healthz answers 500 after N requests. PORT 0 picks
                      a free port (logged as `http ID PORT MS`)
@@ -62,6 +64,7 @@ Options:
                        signal ID SIGNAME MS  each signal, with log-signals
                        exit ID CODE MS     on a normal exit
                        orphan ID PID MS    in each orphan, http ID PORT MS when listening
+                       mark ID TEXT MS     for the mark mode
                      MS is CLOCK_MONOTONIC in milliseconds (comparable across processes).
   --fail-after N     see http
 Exit status 2: bad usage.
@@ -384,9 +387,9 @@ int main(int argc, char **argv) {
         // An optional argument: taken when it is not the name of a mode.
         auto optional_text = [&](const std::string &fallback) -> std::string {
             static const char *names[] = {
-                "start",       "exit",         "sleep",  "ignore-term",  "term-delay",
-                "log-signals", "orphan",       "lines",  "stderr-lines", "crash-after",
-                "abort-after", "notify-ready", "notify", "ready-fd",     "http"};
+                "start",  "exit",     "sleep",        "ignore-term", "term-delay",  "log-signals",
+                "orphan", "lines",    "stderr-lines", "crash-after", "abort-after", "notify-ready",
+                "notify", "ready-fd", "http",         "mark"};
             if (!has_next()) return fallback;
             for (const char *n : names)
                 if (modes[i + 1] == n) return fallback;
@@ -450,6 +453,9 @@ int main(int argc, char **argv) {
                 return 1;
             }
             close(fd);
+        } else if (m == "mark") {
+            if (!has_next()) bad_usage("mark needs a text");
+            log_event("mark", modes[++i].c_str(), 0, false);
         } else if (m == "http") {
             start_http(arg("a port"));
         } else {
