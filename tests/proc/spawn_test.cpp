@@ -464,10 +464,14 @@ TEST_SUITE("proc") {
                 if (kind == "orphan") orphan = p;
             return orphan != 0;
         }));
+        // Re-parented to us, the subreaper, once its parent (testsvc's fork) has exited.
+        CHECK(wait_until([&] {
+            auto s = proc_stat(orphan);
+            return s && s->ppid == getpid();
+        }));
         auto st = proc_stat(orphan);
         REQUIRE(st);
         CHECK(st->pgrp == pid);
-        CHECK(st->ppid == getpid()); // re-parented to us, the subreaper
         CHECK(group_alive(pid));
 
         CHECK(signal_group(pid, SIGTERM) == 0);
