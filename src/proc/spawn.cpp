@@ -8,6 +8,7 @@
 #include "vigil/proc/spawn.hpp"
 
 #include "child_side.hpp"
+#include "vigil/proc/exit.hpp"
 
 #include <array>
 #include <cerrno>
@@ -311,8 +312,8 @@ std::string failure_object(const detail::ChildFailure &f, const SpawnSpec &spec,
     case ExecStage::Setsid:
         return f.aux == 0 ? "" : (f.aux == 1 ? "(setpgid)" : "(tcsetpgrp)");
     case ExecStage::Signals: {
-        const char *name = f.aux > 0 ? strsignal(f.aux) : "mask";
-        return name ? name : "";
+        const char *name = f.aux > 0 ? signal_name(f.aux) : "mask";
+        return name ? name : std::to_string(f.aux);
     }
     case ExecStage::Stdio:
         return "fd " + std::to_string(f.aux);

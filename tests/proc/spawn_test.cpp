@@ -442,6 +442,27 @@ TEST_SUITE("proc") {
         CHECK(reap_all().empty());
     }
 
+    TEST_CASE("100 orphans: reap_all leaves no zombie behind") {
+        REQUIRE(become_subreaper() == 0);
+        SpawnSpec spec;
+        spec.argv = {testsvc(), "orphan", "100", "20"};
+        SpawnResult r = spawn(spec, {});
+        REQUIRE(r.ok);
+        close(r.ok->stdout_fd);
+        close(r.ok->stderr_fd);
+        std::set<int> reaped;
+        // 1 testsvc + 100 orphans; their intermediate parents are testsvc's to reap.
+        CHECK(wait_until([&] {
+            for (const Reaped &x : reap_all())
+                reaped.insert(x.pid);
+            return reaped.size() >= 101;
+        }));
+        CHECK(reaped.size() == 101);
+        CHECK(reaped.count(r.ok->pid) == 1);
+        // The kernel agrees: no process (zombie or not) is our child any more.
+        CHECK(no_children_left());
+    }
+
     TEST_CASE("signal_group reaches a grandchild; group_alive follows") {
         REQUIRE(become_subreaper() == 0);
         TempDir dir;

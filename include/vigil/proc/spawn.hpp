@@ -92,6 +92,18 @@ struct SpawnResult {
     std::optional<SpawnError> error;
 };
 
+// Starts one process. Returns after the child exec'd (ok) or failed (error; the failed child
+// is already reaped). Details (added by proc):
+//  - Environment, later wins: vigild's own; HOME/USER/LOGNAME of `user` when it has a passwd
+//    entry; env_file (a parse error fails the spawn, naming the line); spec.env; extras.env.
+//  - PATH lookup uses the child's PATH (from that environment), else a default search path.
+//  - Child order: setsid (or setpgid + tcsetpgrp), default dispositions, fds (stdio, extras;
+//    everything else closed at exec), rlimits, setgroups/setgid/setuid, umask, chdir (as the
+//    new user), empty signal mask, execve.
+//  - Blocking: the caller waits until the child's execve() returns; a child stuck in chdir or
+//    exec on a hung file system stalls the caller too (the price of vfork semantics).
+//  - Not safe to call from two threads at once on the same thread-local child stack; vigild
+//    spawns from its loop thread only.
 SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras);
 
 // One process collected by waitpid.
