@@ -342,6 +342,17 @@ TEST_SUITE("http") {
         CHECK(out == "200");
         CHECK(run_shell(f.t, "curl -sS -w ' %{http_code}' " + base + "/readyz", out) == 0);
         CHECK(out == "{\"not_ready\":[\"web\"],\"ready\":false}\n 503");
+        // curl reuses one keep-alive connection for both URLs; HTTP/1.0 closes after one.
+        CHECK(run_shell(f.t,
+                        "curl -sS -o /dev/null -o /dev/null -w '%{num_connects} ' " + base +
+                            "/healthz " + base + "/healthz",
+                        out) == 0);
+        CHECK(out == "1 0 ");
+        CHECK(run_shell(f.t,
+                        "curl -sS --http1.0 -o /dev/null -o /dev/null -w '%{num_connects} ' " +
+                            base + "/healthz " + base + "/healthz",
+                        out) == 0);
+        CHECK(out == "1 1 ");
         CHECK(run_shell(f.t, "curl -sS -I " + base + "/metrics", out) == 0);
         CHECK(out.find("Content-Type: text/plain; version=0.0.4; charset=utf-8") !=
               std::string::npos);
