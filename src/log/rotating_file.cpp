@@ -46,7 +46,8 @@ void RotatingFile::close_file() {
 void RotatingFile::append(std::string_view line, bool continued, WallMs wall) {
     const std::size_t rec =
         line.size() + 1 + (continued ? 1 : 0) + (opts_.timestamps ? timestamp_len + 1 : 0);
-    if (regular_ && opts_.max_size > 0 && size() > 0 && size() + rec > opts_.max_size) {
+    if (regular_ && !rotate_failed_ && opts_.max_size > 0 && size() > 0 &&
+        size() + rec > opts_.max_size) {
         write_out();
         rotate();
     }
@@ -103,23 +104,34 @@ void RotatingFile::rotate() {
     // one begin, and a crash in between leaves every line in some file.
     close_file();
     const std::string &p = opts_.path;
+    bool moved = true;
     if (opts_.keep == 0) {
-        if (::unlink(p.c_str()) != 0 && errno != ENOENT) last_error_ = errno;
+        if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+            last_error_ = errno;
+            moved = false;
+        }
     } else {
         for (unsigned k = opts_.keep; k >= 2; --k) {
             const std::string from = p + "." + std::to_string(k - 1);
             const std::string to = p + "." + std::to_string(k);
             if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) last_error_ = errno;
         }
-        if (::rename(p.c_str(), (p + ".1").c_str()) != 0 && errno != ENOENT) last_error_ = errno;
+        if (::rename(p.c_str(), (p + ".1").c_str()) != 0 && errno != ENOENT) {
+            last_error_ = errno;
+            moved = false;
+        }
     }
-    ++rotations_;
+    if (moved) ++rotations_;
+    // If the file could not be moved away (permissions, a read-only directory), the same full
+    // file comes back: stop trying on every line until the next reopen(), keep appending.
+    rotate_failed_ = !moved;
     open_file();
 }
 
 int RotatingFile::reopen() {
     write_out();
     close_file();
+    rotate_failed_ = false;
     return open_file();
 }
 

@@ -230,4 +230,28 @@ TEST_SUITE("log") {
         CHECK(read_lines(file) == std::vector<std::string>{"after"});
     }
 
+    TEST_CASE("a rotation that cannot rename keeps appending and reports the error") {
+        TempDir d;
+        const auto file = d.path / "x.log";
+        // file.1 is a directory: rename(file, file.1) fails (EISDIR), even for root.
+        fs::create_directory(d.path / "x.log.1");
+        RotatingFile f(RotatingFileOptions{file.string(), 100, 1, false});
+        REQUIRE(f.is_open());
+        for (int i = 0; i < 50; ++i)
+            f.append(numbered(i), false, 0);
+        f.flush();
+        CHECK(f.rotations() == 0);
+        CHECK(f.last_error() == EISDIR);
+        CHECK(f.lines_failed() == 0);
+        CHECK(read_lines(file).size() == 50);
+        // After reopen() rotation is tried again (and works once the obstacle is gone).
+        fs::remove(d.path / "x.log.1");
+        CHECK(f.reopen() == 0);
+        f.append("next", false, 0);
+        f.flush();
+        CHECK(f.rotations() == 1);
+        CHECK(read_lines(d.path / "x.log.1").size() == 50);
+        CHECK(read_lines(file) == std::vector<std::string>{"next"});
+    }
+
 } // TEST_SUITE

@@ -5,7 +5,8 @@
 //  - Rotation: before a line would make the file exceed `max_size`, the buffered lines are
 //    written, then file.{keep-1} -> file.{keep}, ..., file -> file.1, and a new file is opened.
 //    keep == 0 truncates instead. max_size == 0 never rotates. A line longer than max_size goes
-//    alone into a file of its own (lines are never cut by rotation).
+//    alone into a file of its own (lines are never cut by rotation). If rotating fails (the
+//    renames are refused), last_error() says why and the file keeps growing until reopen().
 //  - A target that is not a regular file (FIFO, /dev/stdout, a tty, /dev/null) is written but
 //    never rotated: rotating it makes no sense, and seeking it fails ("Illegal seek"). Neither is
 //    a path that is a symlink (/dev/stdout -> /proc/self/fd/1 may point to a regular file).
@@ -71,7 +72,8 @@ private:
     RotatingFileOptions opts_;
     int fd_ = -1;
     bool regular_ = false;
-    std::uint64_t size_ = 0; // bytes in the file (written)
+    bool rotate_failed_ = false; // renames failed: append without rotating until reopen()
+    std::uint64_t size_ = 0;     // bytes in the file (written)
     std::string buf_;
     std::size_t buf_lines_ = 0;
     TimestampFormatter ts_;
