@@ -28,6 +28,7 @@
 
 #include "vigil/log/capture.hpp"
 #include "vigil/log/unit_log.hpp"
+#include "vigil/log/wiring.hpp"
 
 namespace fs = std::filesystem;
 using namespace vigil;
@@ -243,17 +244,15 @@ int main(int argc, char **argv) {
         log::SeqCounter seq;
         log::UnitLog ul("bench", spec, std::move(*pats), nullptr, seq);
         bool eof = false;
-        auto now = [&] { return at_ms(static_cast<std::int64_t>(uv_now(&loop))); };
-        log::Capture cap(&loop, fds[0], -1, log::CaptureOptions{},
-                         log::Capture::Callbacks{[&](log::Stream s, std::string_view l, bool c) {
-                                                     ul.line(s, l, c, now());
-                                                 },
-                                                 [&] { hits += ul.flush(now()).size(); },
-                                                 [&] { eof = true; }});
+        // The daemon's wiring (vigil/log/wiring.hpp): the path measured is the real one.
+        log::Capture cap(
+            &loop, fds[0], -1, log::CaptureOptions{},
+            log::wire(ul, &loop,
+                      log::Wiring{[&](std::span<const log::PatternHit> h) { hits += h.size(); },
+                                  [&] { eof = true; }, nullptr, nullptr}));
         if (cap.start() != 0) return 1;
         while (!eof)
             uv_run(&loop, UV_RUN_ONCE);
-        hits += ul.flush(now()).size();
         bytes = cap.bytes();
         const auto c = ul.counters();
         if (c.lines_failed != 0)

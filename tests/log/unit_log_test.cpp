@@ -11,6 +11,7 @@
 
 #include "loop_util.hpp"
 #include "vigil/log/unit_log.hpp"
+#include "vigil/log/wiring.hpp"
 
 namespace fs = std::filesystem;
 using namespace vigil;
@@ -145,6 +146,55 @@ TEST_SUITE("log") {
         (void)ul.flush(at_ms(0));
         CHECK(ul.counters().lines_failed == 3);
         CHECK(ul.file()->last_error() == ENOSPC);
+    }
+
+    TEST_CASE(
+        "wiring: capture -> unit log, ready.log once, hits per batch, EOF after the last flush") {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        char dir[] = "/tmp/vigil-wiring-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        const fs::path file = fs::path(dir) / "svc.log";
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        REQUIRE(::fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0);
+        {
+            unit::LogSpec spec;
+            spec.file = file.string();
+            auto pats = PatternSet::compile({pat("FATAL", unit::PatternAction::Stop)});
+            REQUIRE(pats);
+            SeqCounter seq;
+            UnitLog ul("svc", spec, std::move(*pats), nullptr, seq);
+            auto ready = Regex::compile("^listening on :\\d+$");
+            REQUIRE(ready);
+            int readies = 0, eofs = 0;
+            std::vector<std::string> hit_lines;
+            std::string file_at_eof;
+            Capture cap(&loop, fds[0], -1, CaptureOptions{},
+                        wire(ul, &loop,
+                             Wiring{[&](std::span<const PatternHit> hits) {
+                                        for (const auto &h : hits)
+                                            hit_lines.push_back(h.line);
+                                    },
+                                    [&] {
+                                        ++eofs;
+                                        file_at_eof = slurp(file);
+                                    },
+                                    &*ready, [&] { ++readies; }}));
+            REQUIRE(cap.start() == 0);
+            const std::string text =
+                "booting\nlistening on :8080\nlistening on :8080\nFATAL: x\nlast";
+            REQUIRE(::write(fds[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+            ::close(fds[1]);
+            CHECK(run_until(&loop, [&] { return eofs == 1; }));
+            CHECK(readies == 1);
+            CHECK(hit_lines == std::vector<std::string>{"FATAL: x"});
+            CHECK(file_at_eof == text + "\n"); // everything, the final partial line included
+            CHECK(ul.ring().size() == 5);
+            cap.close(nullptr);
+        }
+        fs::remove_all(dir);
+        CHECK(close_loop(&loop) == 0);
     }
 
 } // TEST_SUITE
