@@ -34,9 +34,13 @@ struct ForwarderAccess {
         if (f == nullptr) return;
         f->scheduled_ = false;
         if (!f->write_some()) {
-            // The fd would block: wait until it is writable instead of spinning.
-            f->waiting_ = true;
-            uv_poll_start(&h->poll, UV_WRITABLE, on_poll);
+            if (h->poll_inited) {
+                // The fd would block: wait until it is writable instead of spinning.
+                f->waiting_ = true;
+                uv_poll_start(&h->poll, UV_WRITABLE, on_poll);
+            } else {
+                f->schedule(); // an fd epoll refuses but that was non-blocking: retry
+            }
         }
         f->after_write();
     }

@@ -463,15 +463,23 @@ void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
         Pat &p = pats_[i];
         if (!applies(p, stream)) continue;
         std::size_t pos = 0;
+        bool every_line = p.literal.empty() && !p.block_re;
         while (pos < block.size()) {
             std::size_t cand;
-            if (!p.literal.empty()) {
+            if (every_line) {
+                cand = pos;
+            } else if (!p.literal.empty()) {
                 cand = find_literal(block, pos, p.literal, p.rare);
-            } else if (p.block_re) {
+            } else {
+                const auto errors = p.block_re->errors();
                 const auto f = p.block_re->find(block, pos);
                 cand = f ? *f : npos;
-            } else {
-                cand = pos; // every line is a candidate
+                if (!f && p.block_re->errors() != errors) {
+                    // A resource limit over the whole block says nothing about single lines:
+                    // finish this block line by line.
+                    every_line = true;
+                    cand = pos;
+                }
             }
             if (cand == npos) break;
             // An empty match after the final '\n' is not on any line.
