@@ -33,7 +33,11 @@ SLEEP_ARG = "100000"
 
 
 class TrialError(Exception):
-    pass
+    """A trial that could not finish; `partial` holds what was measured before it gave up."""
+
+    def __init__(self, msg, partial=None):
+        super().__init__(msg)
+        self.partial = partial or {}
 
 
 def bt(tools, *args, timeout):
@@ -67,8 +71,10 @@ def wait_count(tools, system, proc, n, pattern, deadline):
     args = ["waitcount", n, pattern, deadline] + ([static] if static else [])
     rc, out, err = bt(tools, *args, timeout=deadline + 5)
     if rc != 0:
-        raise TrialError(f"only {out[1] if len(out) > 1 else '?'} of {n} services "
-                         f"appeared within {deadline}s {err.strip()}")
+        seen = int(out[1]) if len(out) > 1 else None
+        raise TrialError(f"only {seen if seen is not None else '?'} of {n} services "
+                         f"appeared within {deadline:g}s {err.strip()}",
+                         {"start_timeout_s": deadline, "start_seen": seen})
     return int(out[0])
 
 
@@ -243,6 +249,7 @@ def main():
         res.update({"fleet": fleet, "restart": restart, "crash": crash,
                     "log": logs}[args.kind](args, tools, system, args.work))
     except (TrialError, subprocess.TimeoutExpired, OSError, ValueError) as e:
+        res.update(getattr(e, "partial", {}))
         res["ok"] = False
         res["error"] = str(e)
         res["supervisor_output"] = tail_of(os.path.join(args.work, "supervisor.out"), 600)
