@@ -202,15 +202,21 @@ private:
             return cli::code(Exit::Ok);
         case ctl::Cmd::Version:
             if (!o_.json) {
-                std::string server =
-                    result.is_object() && result.contains("server") && result["server"].is_string()
-                        ? result["server"].get<std::string>()
-                        : "?";
+                // "server" per the protocol; vigild 0.1 also says "version".
+                std::string server = "?";
+                for (const char *key : {"server", "version"})
+                    if (result.is_object() && result.contains(key) && result[key].is_string()) {
+                        server = result[key].get<std::string>();
+                        break;
+                    }
                 out("vigilctl " VIGIL_VERSION "\nvigild " + server + " (protocol " +
                     std::to_string(hello_.value("version", 0)) + ")\n");
             }
             return cli::code(Exit::Ok);
         case ctl::Cmd::Logs:
+            // `logs --reopen` is answered with a reply, not a stream.
+            if (!o_.json && o_.reopen) out(o_.unit + ": log file reopened\n");
+            return cli::code(Exit::Ok);
         case ctl::Cmd::Events:
             return cli::code(Exit::Ok); // a reply instead of a stream: nothing to show
         }
@@ -301,7 +307,7 @@ int main(int argc, char **argv) {
     events->add_flag("-f,--follow", o.follow, "keep printing new events");
     events->add_option("-n,--lines", o.lines, "how many stored events to show first")
         ->check(CLI::NonNegativeNumber);
-    events->add_option("unit", o.unit, "only this unit (a name or glob)");
+    events->add_option("unit", o.unit, "only this unit");
     auto *shutdown = app.add_subcommand("shutdown", "stop every unit and end vigild");
     auto *version = app.add_subcommand("version", "show vigilctl's and vigild's versions");
 

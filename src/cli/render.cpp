@@ -252,8 +252,10 @@ std::string render_event(const Json &r, const Style &st) {
 
 std::string render_log(const Json &item, const Style &st) {
     std::string line = str(item, "line", "");
-    if (st.color && str(item, "stream") == "stderr") return paint(line, red, st) + '\n';
-    return line + '\n';
+    if (st.color && str(item, "stream") == "stderr") line = paint(line, red, st);
+    // A line longer than the framer's limit arrives in pieces; only the last ends the line.
+    if (!flag(item, "continued")) line += '\n';
+    return line;
 }
 
 std::string render_results(const Json &result, const Style &st) {

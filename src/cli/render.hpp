@@ -29,7 +29,8 @@ std::string render_status(const Json &units, const Style &st);
 std::string render_tree(const Json &result, const Style &st);
 // One history record per line: time, unit, kind, message.
 std::string render_event(const Json &record, const Style &st);
-// One log line (the line itself; stderr lines are marked when coloured).
+// One log line (the line itself; stderr lines red when coloured). A piece with
+// "continued":true (more of the same line follows) gets no newline.
 std::string render_log(const Json &item, const Style &st);
 // "web: started" per result of start/stop/restart/signal.
 std::string render_results(const Json &result, const Style &st);

@@ -27,8 +27,9 @@
 // Commands and their args (R: allowed to read-only clients, i.e. socket-group members):
 //   status   R {units?:[pattern...]}        -> {units:[status...]}
 //   tree     R {}                           -> {root:{status..., children:[...]}}
-//   events   R {unit?:pattern, lines?:N, follow?:bool}  -> stream of records
+//   events   R {unit?:name, lines?:N, follow?:bool}  -> stream of records
 //   logs     R {unit:name, lines?:N, follow?:bool, reopen?:bool} -> stream of log lines
+//              {seq, stream:"stdout"|"stderr", time, line, continued}; with reopen: a reply
 //   version  R {}                           -> {server:"0.1.0", protocol:1, ...}
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
 //   stop       {units:[pattern...]}         -> same

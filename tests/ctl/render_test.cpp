@@ -1,0 +1,108 @@
+// vigilctl's rendering of vigild's answers (pure: JSON in, text out).
+#include <doctest/doctest.h>
+
+#include "render.hpp"
+
+using namespace vigil::cli;
+
+TEST_SUITE("ctl") {
+
+    TEST_CASE("durations read at a glance") {
+        CHECK(format_duration(-5) == "0ms");
+        CHECK(format_duration(350) == "350ms");
+        CHECK(format_duration(1250) == "1.2s");
+        CHECK(format_duration(12'000) == "12s");
+        CHECK(format_duration(252'000) == "4m12s");
+        CHECK(format_duration(3 * 3600'000 + 4 * 60'000) == "3h04m");
+        CHECK(format_duration(2 * 86400'000LL + 3 * 3600'000) == "2d03h");
+    }
+
+    TEST_CASE("last exit: a code, a signal name, or a dash") {
+        CHECK(format_exit(nullptr) == "-");
+        CHECK(format_exit(Json{{"code", 3}}) == "3");
+        CHECK(format_exit(Json{{"signal", "TERM"}, {"signo", 15}}) == "SIGTERM");
+        CHECK(format_exit(Json{{"signal", "40"}, {"signo", 40}}) == "signal 40");
+    }
+
+    TEST_CASE("status: info column, colour only when asked, tolerant of odd fields") {
+        Json units = Json::array();
+        units.push_back({{"name", "web"},
+                         {"kind", "service"},
+                         {"state", "backoff"},
+                         {"goal", "up"},
+                         {"pid", nullptr},
+                         {"since_ms", 10},
+                         {"restarts", 4},
+                         {"last_exit", {{"code", 1}}},
+                         {"backoff_ms", 2500},
+                         {"ready", false}});
+        units.push_back({{"name", "app"},
+                         {"kind", "supervisor"},
+                         {"state", "running"},
+                         {"goal", "up"},
+                         {"since_ms", 61'000},
+                         {"restarts", 0}});
+        units.push_back({{"name", 5}, {"state", nullptr}}); // garbage renders as dashes
+        std::string plain = render_status(units, Style{false});
+        CHECK(plain == "NAME  STATE    PID  UPTIME  RESTARTS  LAST-EXIT  INFO\n"
+                       "web   backoff  -    -       4         1          restart in 2.5s\n"
+                       "app   running  -    1m01s   0         -          supervisor\n"
+                       "-     -        -    -       -         -\n");
+        std::string coloured = render_status(units, Style{true});
+        CHECK(coloured.find("\033[31mbackoff") != std::string::npos);
+        CHECK(coloured.find("\033[32mrunning") != std::string::npos);
+        CHECK(render_status(Json::array(), Style{}) == "no units\n");
+    }
+
+    TEST_CASE("tree: box drawing, aligned states") {
+        Json leaf = {
+            {"name", "api"}, {"state", "running"}, {"goal", "up"},     {"kind", "service"},
+            {"ready", true}, {"pid", 7},           {"since_ms", 5000}, {"children", Json::array()}};
+        Json other = leaf;
+        other["name"] = "web";
+        other["state"] = "stopped";
+        other["goal"] = "down";
+        other.erase("pid");
+        Json app = {{"name", "app"},
+                    {"state", "running"},
+                    {"goal", "up"},
+                    {"kind", "supervisor"},
+                    {"children", {leaf, other}}};
+        Json root = {{"name", "root"},
+                     {"state", "running"},
+                     {"goal", "up"},
+                     {"kind", "supervisor"},
+                     {"children", {app, leaf}}};
+        CHECK(render_tree(Json{{"root", root}}, Style{}) ==
+              "root       running   supervisor\n"
+              "├─ app     running   supervisor\n"
+              "│  ├─ api  running   pid 7  up 5.0s\n"
+              "│  └─ web  stopped\n"
+              "└─ api     running   pid 7  up 5.0s\n");
+    }
+
+    TEST_CASE("logs: pieces of a long line are joined; events show time, unit and kind") {
+        CHECK(render_log(Json{{"line", "ab"}, {"continued", true}}, Style{}) == "ab");
+        CHECK(render_log(Json{{"line", "cd"}, {"continued", false}}, Style{}) == "cd\n");
+        CHECK(render_log(Json{{"line", "x"}, {"stream", "stderr"}}, Style{true}) ==
+              "\033[31mx\033[0m\n");
+        std::string e = render_event(Json{{"at_ms", 1500},
+                                          {"unit", "db"},
+                                          {"kind", "exited"},
+                                          {"message", "exited with status 1"}},
+                                     Style{});
+        CHECK(e == "+1.500s  db  exited       exited with status 1\n");
+    }
+
+    TEST_CASE("results and reload summaries") {
+        Json r = {{"results",
+                   {{{"unit", "a"}, {"outcome", "ok"}, {"message", "a started"}},
+                    {{"unit", "b"}, {"outcome", "already_running"}, {"message", ""}}}}};
+        CHECK(render_results(r, Style{}) == "a: a started\nb: already running\n");
+        CHECK(render_reload(
+                  Json{{"added", {"x"}}, {"removed", Json::array()}, {"restarted", {"y", "z"}}},
+                  Style{}) == "added: x\nrestarted: y, z\n");
+        CHECK(render_reload(Json::object(), Style{}) == "reloaded: nothing changed\n");
+    }
+
+} // TEST_SUITE
