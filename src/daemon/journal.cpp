@@ -1,21 +1,17 @@
 #include "journal.hpp"
 
-#include <cstdio>
-#include <ctime>
+#include "vigil/log/line.hpp"
+
 #include <unistd.h>
 
 namespace vigil::daemon {
 
 std::string rfc3339_now() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    std::tm tm{};
-    ::gmtime_r(&ts.tv_sec, &tm);
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  ts.tv_nsec / 1'000'000);
-    return buf;
+    // The log module's formatter: one RFC 3339 rendering for vigild's lines and the services'.
+    static log::TimestampFormatter formatter;
+    std::string out(log::timestamp_len, ' ');
+    formatter.format(log::wall_now(), out.data());
+    return out;
 }
 
 LogLevel level_of(const core::Record &r) {

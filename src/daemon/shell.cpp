@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +18,16 @@
 
 #include "journal.hpp"
 #include "vigil/core/core.hpp"
+#include "vigil/ctl/server.hpp"
+#include "vigil/ctl/shapes.hpp"
+#include "vigil/http/metrics.hpp"
+#include "vigil/http/server.hpp"
+#include "vigil/log/capture.hpp"
+#include "vigil/log/forwarder.hpp"
+#include "vigil/log/pattern.hpp"
+#include "vigil/log/unit_log.hpp"
+#include "vigil/notify/notify_socket.hpp"
+#include "vigil/probe/monitor.hpp"
 #include "vigil/proc/exit.hpp"
 #include "vigil/proc/spawn.hpp"
 
@@ -41,15 +52,33 @@ constexpr int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SI
 // dispositions back (proc::spawn resets them).
 constexpr int ignored_signals[] = {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH};
 
+std::string sig_name(int sig) {
+    const char *n = proc::signal_name(sig);
+    return n ? n : "signal " + std::to_string(sig);
+}
+
 class Shell;
 
-// Runtime state of one child (indexed by ChildId); policy lives in the core.
+// Runtime state of one child (indexed by ChildId); policy lives in the core. Callbacks from
+// libuv never hold a Runtime pointer (the vector may grow on reload): they carry the ChildId and
+// the Incarnation and look the child up again.
 struct Runtime {
     Incarnation inc;
     int pid = -1; // main process while alive (or reaped but exit not yet reported)
     int last_pid = -1;
-    std::optional<int> pending_wstatus; // reaped, waiting for the pipes to drain
-    uv_timer_t *drain_timer = nullptr;
+    std::optional<int> pending_wstatus;           // reaped, waiting for the pipes to drain
+    uv_timer_t *drain_timer = nullptr;            // owned; closed in teardown
+    std::unique_ptr<log::UnitLog> log;            // outlives incarnations (ring, file)
+    std::unique_ptr<log::Capture> capture;        // this incarnation's stdout/stderr
+    std::optional<log::Regex> ready_log;          // ready: {"log": regex}
+    bool ready_sent = false;                      // BecameReady fed for this incarnation
+    std::unique_ptr<probe::Monitor> monitor;      // this incarnation's probes
+    std::unique_ptr<notify::NotifySocket> notify; // per unit, kept across incarnations
+    std::unique_ptr<notify::ReadyFd> ready_fd;    // this incarnation's ready fd
+    std::unique_ptr<notify::Watchdog> watchdog;
+    std::string status_text; // sd_notify STATUS=
+    std::uint64_t probe_failures = 0;
+    std::optional<bool> probe_ready; // readiness probe verdict (nullopt: no readiness probe)
 };
 
 class Shell {
@@ -73,6 +102,15 @@ public:
                 journal_.say(LogLevel::Warn,
                              std::string("cannot become a child subreaper: ") + std::strerror(err) +
                                  "; double-forking services will not be reaped by vigild");
+        }
+        notify_dir_ = (std::filesystem::path(opts_.socket).parent_path() / "notify").string();
+        forwarder_ = std::make_unique<log::Forwarder>(&loop_, log::ForwarderOptions{});
+        forwarder_->on_pressure([this](bool congested) { set_congested(congested); });
+        if (!start_control() || !start_http()) {
+            exit_status_ = 1;
+            teardown();
+            uv_run(&loop_, UV_RUN_DEFAULT);
+            return 1;
         }
         journal_.say(LogLevel::Info,
                      "starting " + std::to_string(core_.size() - 1) + " units from " + opts_.units);
@@ -124,12 +162,35 @@ private:
     // ---- actions out -------------------------------------------------------------------
 
     void act(const core::Spawn &s) {
-        Runtime &r = runtime(s.child);
         const unit::Unit &u = units_[s.child.value];
+        Runtime &r = runtime(s.child);
         proc::SpawnExtras extras;
         extras.env.emplace_back("VIGIL_UNIT", u.name);
+        if (u.ready.notify || u.watchdog) {
+            if (!open_notify(s.child)) {
+                enqueue_event(core::SpawnFailed{s.child, s.inc, "cannot open NOTIFY_SOCKET"});
+                return;
+            }
+            extras.env.push_back(runtime(s.child).notify->env());
+        }
+        if (u.watchdog)
+            for (auto &kv : notify::watchdog_env(*u.watchdog))
+                extras.env.push_back(kv);
+        r.ready_fd.reset();
+        if (u.ready.fd) {
+            auto opened = notify::ReadyFd::open(
+                &loop_, [this, id = s.child, inc = s.inc] { ready(id, inc, "ready fd"); });
+            if (!opened.ready_fd) {
+                enqueue_event(core::SpawnFailed{s.child, s.inc, opened.error});
+                return;
+            }
+            r.ready_fd = std::move(opened.ready_fd);
+            extras.fds.emplace_back(r.ready_fd->child_end(), *u.ready.fd);
+        }
         proc::SpawnResult res = proc::spawn(u.spawn, extras);
+        if (r.ready_fd) r.ready_fd->close_child_end();
         if (!res.ok) {
+            r.ready_fd.reset();
             std::string reason = res.error ? res.error->message() : "spawn failed";
             enqueue_event(core::SpawnFailed{s.child, s.inc, reason});
             return;
@@ -138,8 +199,10 @@ private:
         r.pid = res.ok->pid;
         r.last_pid = r.pid;
         r.pending_wstatus.reset();
+        r.ready_sent = false;
+        r.status_text.clear();
         by_pid_[r.pid] = s.child;
-        open_output(s.child, *res.ok);
+        open_output(s.child, s.inc, *res.ok);
         enqueue_event(core::Spawned{s.child, s.inc, Pid{r.pid}});
     }
 
@@ -149,17 +212,56 @@ private:
         if (err == ESRCH) err = proc::signal_process(s.pid.value, s.signal);
         if (err != 0 && err != ESRCH)
             journal_.say(LogLevel::Warn, units_[s.child.value].name + ": cannot send " +
-                                             proc::signal_name(s.signal) + ": " +
-                                             std::strerror(err));
+                                             sig_name(s.signal) + ": " + std::strerror(err));
     }
 
-    void act(const core::StartProbes &) {}
-    void act(const core::StopProbes &) {}
+    void act(const core::StartProbes &a) {
+        const unit::Unit &u = units_[a.child.value];
+        Runtime &r = runtime(a.child);
+        probe::MonitorSpecs specs{u.startup, u.liveness, u.readiness ? u.readiness : u.ready.probe};
+        r.probe_ready.reset();
+        if (!specs.empty()) {
+            probe::Monitor::Callbacks cb;
+            cb.on_ready = [this, id = a.child, inc = a.inc](bool ok) {
+                Runtime &rr = runtime(id);
+                if (rr.inc != inc) return;
+                rr.probe_ready = ok;
+                if (ok) ready(id, inc, "readiness probe");
+            };
+            cb.on_failed = [this, id = a.child, inc = a.inc](core::FailureCause cause,
+                                                             const std::string &detail) {
+                if (runtime(id).inc != inc) return;
+                feed(core::HealthFailed{id, inc, cause, detail});
+            };
+            cb.on_checked = [this, id = a.child](const std::string &, const probe::CheckResult &c) {
+                if (!c.ok) ++runtime(id).probe_failures;
+            };
+            r.monitor = std::make_unique<probe::Monitor>(&loop_, exec_probes_, std::move(specs),
+                                                         std::move(cb));
+            r.monitor->start();
+        }
+        if (u.watchdog) {
+            r.watchdog = std::make_unique<notify::Watchdog>(
+                &loop_, *u.watchdog, [this, id = a.child, inc = a.inc, d = *u.watchdog] {
+                    if (runtime(id).inc != inc) return;
+                    feed(core::HealthFailed{id, inc, core::FailureCause::Watchdog,
+                                            "no WATCHDOG=1 within " + std::to_string(d.count()) +
+                                                "ms"});
+                });
+            r.watchdog->start();
+        }
+    }
+    void act(const core::StopProbes &a) {
+        Runtime &r = runtime(a.child);
+        r.monitor.reset();
+        r.watchdog.reset();
+    }
 
     void act(const core::Publish &p) {
         int pid = -1;
         if (p.record.child.value < rt_.size()) pid = rt_[p.record.child.value].last_pid;
         journal_.record(p.record, pid);
+        publish_to_followers(p.record);
     }
 
     void act(const core::Exit &e) {
@@ -171,17 +273,148 @@ private:
 
     // ---- processes ---------------------------------------------------------------------
 
-    void open_output(ChildId, const proc::Spawned &sp) {
-        // Until log capture is wired, close the read ends (children write to /dev/null-like pipes).
-        if (sp.stdout_fd >= 0) ::close(sp.stdout_fd);
-        if (sp.stderr_fd >= 0) ::close(sp.stderr_fd);
+    // ---- output, readiness, notify --------------------------------------------------------
+
+    void open_output(ChildId id, Incarnation inc, const proc::Spawned &sp) {
+        const unit::Unit &u = units_[id.value];
+        Runtime &r = runtime(id);
+        if (!r.log) {
+            log::PatternSet patterns;
+            if (auto compiled = log::PatternSet::compile(u.patterns))
+                patterns = std::move(*compiled);
+            r.log =
+                std::make_unique<log::UnitLog>(u.name, u.logs, std::move(patterns),
+                                               u.logs.forward ? forwarder_.get() : nullptr, seq_);
+        }
+        r.ready_log.reset();
+        if (u.ready.log) r.ready_log = log::Regex::compile(*u.ready.log);
+        if (r.capture) r.capture->close(nullptr); // a previous incarnation still draining
+        log::CaptureOptions co;
+        co.max_line = u.logs.max_line;
+        log::Capture::Callbacks cb;
+        cb.on_line = [this, id, inc](log::Stream st, std::string_view line, bool continued) {
+            Runtime &rr = runtime(id);
+            rr.log->line(st, line, continued, now());
+            if (rr.ready_log && !rr.ready_sent && rr.inc == inc && rr.ready_log->match(line))
+                ready(id, inc, "log line");
+        };
+        cb.on_batch = [this, id, inc] { after_batch(id, inc); };
+        cb.on_eof = [this, id, inc] {
+            Runtime &rr = runtime(id);
+            after_batch(id, inc);
+            if (rr.inc == inc && rr.pending_wstatus) report_exit(id);
+        };
+        r.capture =
+            std::make_unique<log::Capture>(&loop_, sp.stdout_fd, sp.stderr_fd, co, std::move(cb));
+        if (int err = r.capture->start(); err != 0)
+            journal_.say(LogLevel::Error, u.name + ": cannot read its output: " + uv_strerror(err));
+        if (forwarder_ && forwarder_->congested() && u.logs.forward) r.capture->pause();
+    }
+
+    void after_batch(ChildId id, Incarnation inc) {
+        Runtime &r = runtime(id);
+        if (!r.log) return;
+        TimePoint t = now();
+        std::vector<log::PatternHit> hits;
+        for (const log::PatternHit &h : r.log->flush(t))
+            hits.push_back(h);
+        push_log_followers(id);
+        const unit::Unit &u = units_[id.value];
+        for (const log::PatternHit &h : hits) {
+            const std::string &pat = u.patterns[h.index].match;
+            std::string detail = "pattern /" + pat + "/ matched: " + h.line;
+            if (r.inc != inc) continue;
+            switch (h.action) {
+            case unit::PatternAction::Restart:
+                feed(core::HealthFailed{id, inc, core::FailureCause::LogPattern, detail});
+                break;
+            case unit::PatternAction::Unhealthy:
+                feed(core::HealthFailed{id, inc, core::FailureCause::Liveness, detail});
+                break;
+            case unit::PatternAction::Stop:
+                command(core::Command{core::CommandKind::Stop, id, 0, detail});
+                break;
+            case unit::PatternAction::Event:
+                note(id, detail);
+                break;
+            }
+        }
+    }
+
+    // A fact worth recording that is not a decision of the core (a pattern with action
+    // "event"): logged and streamed to `events -f` followers.
+    void note(ChildId id, const std::string &message) {
+        core::Record rec{now(), id, units_[id.value].name, core::RecordKind::Unhealthy, message};
+        journal_.record(rec, runtime(id).last_pid);
+        publish_to_followers(rec);
+    }
+
+    void ready(ChildId id, Incarnation inc, const char *how) {
+        Runtime &r = runtime(id);
+        if (r.inc != inc || r.ready_sent) return;
+        r.ready_sent = true;
+        (void)how;
+        feed(core::BecameReady{id, inc});
+    }
+
+    bool open_notify(ChildId id) {
+        Runtime &r = runtime(id);
+        if (r.notify) return true;
+        notify::NotifySocket::Callbacks cb;
+        cb.owns = [this, id](int pid) {
+            const Runtime &rr = runtime(id);
+            return rr.pid > 0 && notify::in_service(pid, rr.pid);
+        };
+        cb.message = [this, id](const notify::Message &m, int) { on_notify(id, m); };
+        cb.refused = [this, id](int pid, const std::string &why) {
+            journal_.say(LogLevel::Warn, units_[id.value].name +
+                                             ": refused a notification from pid " +
+                                             std::to_string(pid) + ": " + why);
+        };
+        auto opened = notify::NotifySocket::open(
+            &loop_, notify::socket_path(notify_dir_, units_[id.value].name), std::move(cb));
+        if (!opened.socket) {
+            journal_.say(LogLevel::Error, units_[id.value].name + ": " + opened.error);
+            return false;
+        }
+        r.notify = std::move(opened.socket);
+        return true;
+    }
+
+    void on_notify(ChildId id, const notify::Message &m) {
+        Runtime &r = runtime(id);
+        if (r.pid <= 0) return;
+        if (m.status) r.status_text = *m.status;
+        if (m.watchdog && r.watchdog) r.watchdog->ping();
+        if (m.watchdog_usec && r.watchdog) {
+            if (*m.watchdog_usec == 0)
+                r.watchdog->stop();
+            else
+                r.watchdog->set_interval(
+                    Duration{static_cast<std::int64_t>(*m.watchdog_usec / 1000)});
+        }
+        if (m.ready) ready(id, r.inc, "sd_notify");
+        if (m.watchdog_trigger)
+            feed(core::HealthFailed{id, r.inc, core::FailureCause::Watchdog,
+                                    "the service sent WATCHDOG=trigger"});
+    }
+
+    void set_congested(bool congested) {
+        for (std::size_t i = 0; i < rt_.size(); ++i) {
+            Runtime &r = rt_[i];
+            if (!r.capture || !units_[i].logs.forward) continue;
+            if (congested)
+                r.capture->pause();
+            else
+                r.capture->resume();
+        }
     }
 
     void on_sigchld() {
         for (const proc::Reaped &r : proc::reap_all()) {
             auto it = by_pid_.find(r.pid);
             if (it == by_pid_.end()) {
-                ++orphans_reaped_;
+                if (!exec_probes_.on_reaped(r.pid, r.wstatus)) ++orphans_reaped_;
                 continue;
             }
             ChildId id = it->second;
@@ -190,16 +423,40 @@ private:
             // Whatever the service left in its process group goes with it, so no stray process
             // of an old incarnation outlives it (and its pipes reach EOF).
             proc::signal_group(r.pid, SIGKILL);
-            report_exit(id, rt, r.wstatus);
+            rt.pending_wstatus = r.wstatus;
+            if (!rt.capture || rt.capture->eof()) {
+                report_exit(id);
+                continue;
+            }
+            // Hand the exit over once the pipes are drained (on_eof), or after drain_limit_ms
+            // if something outside the group keeps them open.
+            if (!rt.drain_timer) {
+                rt.drain_timer = new uv_timer_t;
+                uv_timer_init(&loop_, rt.drain_timer);
+            }
+            rt.drain_timer->data = this;
+            drain_ids_[rt.drain_timer] = id;
+            uv_timer_start(
+                rt.drain_timer,
+                [](uv_timer_t *t) {
+                    auto *self = static_cast<Shell *>(t->data);
+                    ChildId cid = self->drain_ids_[t];
+                    if (self->runtime(cid).pending_wstatus) self->report_exit(cid);
+                },
+                drain_limit_ms, 0);
         }
     }
 
-    void report_exit(ChildId id, Runtime &rt, int wstatus) {
+    void report_exit(ChildId id) {
+        Runtime &rt = runtime(id);
+        if (!rt.pending_wstatus) return;
+        int wstatus = *rt.pending_wstatus;
+        rt.pending_wstatus.reset();
+        if (rt.drain_timer) uv_timer_stop(rt.drain_timer);
         int pid = rt.pid;
         rt.pid = -1;
-        enqueue_event(core::Exited{id, rt.inc, Pid{pid}, decode(wstatus)});
-        std::vector<core::Action> none;
-        execute(none);
+        rt.ready_fd.reset();
+        feed(core::Exited{id, rt.inc, Pid{pid}, decode(wstatus)});
     }
 
     // ---- signals and the timer ----------------------------------------------------------
@@ -232,7 +489,7 @@ private:
         case SIGTERM:
         case SIGINT:
         case SIGQUIT:
-            command(core::Command{core::CommandKind::Shutdown, root_id, 0, proc::signal_name(sig)});
+            command(core::Command{core::CommandKind::Shutdown, root_id, 0, sig_name(sig)});
             break;
         case SIGHUP:
             reload("SIGHUP");
@@ -286,7 +543,14 @@ private:
         return res;
     }
 
-    void reopen_logs() {}
+    void reopen_logs() {
+        for (std::size_t i = 0; i < rt_.size(); ++i)
+            if (rt_[i].log)
+                if (int err = rt_[i].log->reopen())
+                    journal_.say(LogLevel::Error,
+                                 units_[i].name +
+                                     ": cannot reopen its log file: " + std::strerror(err));
+    }
 
     void dump_status() {
         TimePoint t = now();
@@ -315,13 +579,89 @@ private:
             static_cast<std::uint64_t>(wait), 0);
     }
 
+    // Closes every handle so uv_run returns; objects that own handles are destroyed here, while
+    // the loop still runs their close callbacks.
     void teardown() {
+        event_followers_.clear();
+        log_followers_.clear();
+        if (ctl_) ctl_->close();
+        http_.reset();
+        for (Runtime &r : rt_) {
+            if (r.log) r.log->flush(now());
+            r.monitor.reset();
+            r.watchdog.reset();
+            r.ready_fd.reset();
+            r.notify.reset();
+            if (r.capture) r.capture->close(nullptr);
+            r.capture.reset();
+            if (r.drain_timer)
+                uv_close(reinterpret_cast<uv_handle_t *>(r.drain_timer),
+                         [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+            r.drain_timer = nullptr;
+        }
+        if (forwarder_) {
+            forwarder_->flush_blocking(Duration{5000});
+            forwarder_->close(nullptr);
+        }
         uv_timer_stop(&timer_);
         uv_close(reinterpret_cast<uv_handle_t *>(&timer_), nullptr);
         for (uv_signal_t *h : signals_)
             uv_close(reinterpret_cast<uv_handle_t *>(h),
                      [](uv_handle_t *hh) { delete reinterpret_cast<uv_signal_t *>(hh); });
         signals_.clear();
+    }
+
+    // ---- HTTP endpoint -------------------------------------------------------------------
+
+    bool start_http() {
+        if (!opts_.http) return true;
+        auto addr = http::parse_listen_address(*opts_.http);
+        if (!addr) {
+            journal_.say(LogLevel::Error, "--http " + *opts_.http +
+                                              ": expected HOST:PORT, e.g. "
+                                              "127.0.0.1:9100");
+            return false;
+        }
+        http::Handlers h;
+        h.snapshot = [this] { return snapshot(); };
+        h.status_json = [this] {
+            std::vector<ChildId> ids;
+            for (std::uint32_t i = 1; i < core_.size(); ++i)
+                if (!core_.status(ChildId{i}).removed) ids.push_back(ChildId{i});
+            return ctl::status_result_json(core_, ids, now()).dump();
+        };
+        auto opened = http::Server::listen(&loop_, addr->first, addr->second, {}, std::move(h));
+        if (!opened.server) {
+            journal_.say(LogLevel::Error, opened.error);
+            return false;
+        }
+        http_ = std::move(opened.server);
+        return true;
+    }
+
+    http::Snapshot snapshot() {
+        http::Snapshot snap;
+        snap.daemon.version = VIGIL_VERSION;
+        snap.daemon.rss_bytes = http::self_rss_bytes();
+        snap.daemon.open_fds = http::self_open_fds();
+        TimePoint t = now();
+        for (std::uint32_t i = 1; i < core_.size(); ++i) {
+            core::ChildStatus st = core_.status(ChildId{i});
+            if (st.removed) continue;
+            const Runtime &r = rt_[i];
+            http::UnitFigures f;
+            f.name = std::string(st.name);
+            f.state = core::to_string(st.state);
+            f.want_up = st.want_up;
+            f.up = st.state == core::ChildState::Running;
+            f.ready = st.ready && r.probe_ready.value_or(true);
+            f.restarts_total = st.restarts;
+            if (st.last_exit) f.last_exit_code = st.last_exit->shell_code();
+            f.probe_failures_total = r.probe_failures;
+            if (f.up) f.uptime_seconds = static_cast<double>((t - st.since).count()) / 1000.0;
+            snap.units.push_back(std::move(f));
+        }
+        return snap;
     }
 
     Runtime &runtime(ChildId id) {
@@ -342,6 +682,222 @@ private:
     bool executing_ = false;
     std::optional<int> exit_status_;
     std::uint64_t orphans_reaped_ = 0;
+    std::map<uv_timer_t *, ChildId> drain_ids_;
+    std::string notify_dir_;
+    log::SeqCounter seq_;
+    std::unique_ptr<log::Forwarder> forwarder_;
+    probe::ExecRegistry exec_probes_;
+    std::unique_ptr<http::Server> http_;
+
+    // ---- control socket ----------------------------------------------------------------
+
+    struct Follower {
+        std::weak_ptr<ctl::Session> session;
+        ctl::Json id;
+        std::optional<ChildId> child; // events of one unit only
+    };
+    struct LogFollower {
+        std::weak_ptr<ctl::Session> session;
+        ctl::Json id;
+        ChildId child;
+        std::uint64_t last_seq = 0;
+    };
+    std::unique_ptr<ctl::Server> ctl_;
+    std::vector<Follower> event_followers_;
+    std::vector<LogFollower> log_followers_;
+
+    bool start_control() {
+        ctl::ServerOptions so;
+        so.path = opts_.socket;
+        if (opts_.socket_group) {
+            std::string err;
+            so.socket_group = ctl::lookup_group(*opts_.socket_group, &err);
+            if (!so.socket_group) {
+                journal_.say(LogLevel::Error, "--socket-group: " + err);
+                return false;
+            }
+        }
+        so.log = [this](std::string_view line) { journal_.say(LogLevel::Warn, line); };
+        ctl_ = std::make_unique<ctl::Server>(
+            &loop_, std::move(so),
+            [this](const ctl::SessionPtr &s, const ctl::Request &q) { on_request(s, q); });
+        std::string message;
+        if (int err = ctl_->listen(&message); err != 0) {
+            journal_.say(LogLevel::Error, message + "; not starting (use --socket to choose "
+                                                    "another path)");
+            ctl_.reset();
+            return false;
+        }
+        return true;
+    }
+
+    std::int64_t wall_ms() const {
+        timespec ts{};
+        ::clock_gettime(CLOCK_REALTIME, &ts);
+        return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+    }
+
+    void publish_to_followers(const core::Record &r) {
+        if (event_followers_.empty()) return;
+        ctl::Json item = ctl::record_json(r, now(), wall_ms());
+        std::erase_if(event_followers_, [&](const Follower &f) {
+            auto s = f.session.lock();
+            if (!s || !s->open()) return true;
+            if (f.child && *f.child != r.child) return false;
+            return !s->stream(f.id, item);
+        });
+    }
+
+    std::vector<ChildId> targets(const ctl::SessionPtr &s, const ctl::Request &q, ctl::Expand e,
+                                 bool *failed) {
+        std::string err;
+        std::vector<ChildId> ids = ctl::resolve_targets(core_, q.units, &err, e);
+        *failed = !err.empty();
+        if (*failed) s->error(q.id, ctl::ErrorCode::NotFound, err);
+        return ids;
+    }
+
+    void on_request(const ctl::SessionPtr &s, const ctl::Request &q) {
+        using ctl::Cmd;
+        bool failed = false;
+        switch (q.cmd) {
+        case Cmd::Version:
+            s->reply(q.id, {{"version", VIGIL_VERSION},
+                            {"pid", ::getpid()},
+                            {"units", core_.size() - 1},
+                            {"orphans_reaped", orphans_reaped_}});
+            return;
+        case Cmd::Status: {
+            auto ids = targets(s, q, ctl::Expand::Subtree, &failed);
+            if (!failed) s->reply(q.id, ctl::status_result_json(core_, ids, now()));
+            return;
+        }
+        case Cmd::Tree:
+            s->reply(q.id, ctl::tree_json(core_, now()));
+            return;
+        case Cmd::Start:
+        case Cmd::Stop:
+        case Cmd::Restart:
+        case Cmd::Signal: {
+            if (exit_status_) {
+                s->error(q.id, ctl::ErrorCode::ShuttingDown, "vigild is exiting");
+                return;
+            }
+            auto ids = targets(
+                s, q, q.cmd == Cmd::Signal ? ctl::Expand::Services : ctl::Expand::Named, &failed);
+            if (failed) return;
+            core::CommandKind kind = q.cmd == Cmd::Start     ? core::CommandKind::Start
+                                     : q.cmd == Cmd::Stop    ? core::CommandKind::Stop
+                                     : q.cmd == Cmd::Restart ? core::CommandKind::Restart
+                                                             : core::CommandKind::Signal;
+            ctl::Json results = ctl::Json::array();
+            for (ChildId id : ids) {
+                core::CommandResult r =
+                    command(core::Command{kind, id, q.signal, "vigilctl (" + s->who() + ")"});
+                results.push_back(ctl::command_result_json(core_.spec(id).name, r));
+            }
+            s->reply(q.id, {{"results", std::move(results)}});
+            return;
+        }
+        case Cmd::Reload: {
+            unit::LoadResult next = unit::load_dir(opts_.units);
+            if (!next.ok()) {
+                std::vector<std::string> diags;
+                for (const auto &d : next.diagnostics)
+                    diags.push_back(unit::format(d));
+                s->error(q.id, ctl::ErrorCode::Invalid,
+                         std::to_string(diags.size()) +
+                             " problems in the unit files; the running configuration is kept",
+                         ctl::reload_json({}, diags));
+                return;
+            }
+            core::ReconfigureResult r = apply_reload(std::move(next));
+            s->reply(q.id, ctl::reload_json(r, {}));
+            return;
+        }
+        case Cmd::Events: {
+            std::optional<ChildId> child;
+            if (!q.unit.empty()) {
+                child = core_.find(q.unit);
+                if (!child) {
+                    s->error(q.id, ctl::ErrorCode::NotFound, "no unit named '" + q.unit + "'");
+                    return;
+                }
+            }
+            TimePoint t = now();
+            std::int64_t wall = wall_ms();
+            for (const core::Record &r : core_.history(child, q.lines.value_or(50)))
+                s->stream(q.id, ctl::record_json(r, t, wall));
+            if (q.follow)
+                event_followers_.push_back({s, q.id, child});
+            else
+                s->end(q.id);
+            return;
+        }
+        case Cmd::Logs:
+            on_logs(s, q);
+            return;
+        case Cmd::Shutdown:
+            s->reply(q.id, {{"shutting_down", true}});
+            command(core::Command{core::CommandKind::Shutdown, root_id, 0,
+                                  "vigilctl (" + s->who() + ")"});
+            return;
+        }
+        s->error(q.id, ctl::ErrorCode::UnknownCommand, "unknown command");
+    }
+
+    static ctl::Json log_json(const log::RingLine &l) {
+        return {{"seq", l.seq},
+                {"time", l.wall},
+                {"stream", l.stream == log::Stream::Stderr ? "stderr" : "stdout"},
+                {"line", std::string(l.text)},
+                {"continued", l.continued}};
+    }
+
+    void on_logs(const ctl::SessionPtr &s, const ctl::Request &q) {
+        std::optional<ChildId> id = core_.find(q.unit);
+        if (!id || core_.status(*id).removed) {
+            s->error(q.id, ctl::ErrorCode::NotFound, "no unit named '" + q.unit + "'");
+            return;
+        }
+        Runtime &r = runtime(*id);
+        if (q.reopen) {
+            int err = r.log ? r.log->reopen() : 0;
+            if (err != 0)
+                s->error(q.id, ctl::ErrorCode::Internal,
+                         "cannot reopen the log file of " + q.unit + ": " + std::strerror(err));
+            else
+                s->reply(q.id, {{"reopened", q.unit}});
+            return;
+        }
+        std::uint64_t last = 0;
+        if (r.log) {
+            for (const log::RingLine &l : r.log->ring().last(q.lines.value_or(100))) {
+                s->stream(q.id, log_json(l));
+                last = l.seq;
+            }
+            if (last == 0) last = r.log->ring().last_seq();
+        }
+        if (q.follow)
+            log_followers_.push_back({s, q.id, *id, last});
+        else
+            s->end(q.id);
+    }
+
+    void push_log_followers(ChildId id) {
+        if (log_followers_.empty()) return;
+        const Runtime &r = runtime(id);
+        std::erase_if(log_followers_, [&](LogFollower &f) {
+            auto s = f.session.lock();
+            if (!s || !s->open()) return true;
+            if (f.child != id || !r.log) return false;
+            for (const log::RingLine &l : r.log->ring().after(f.last_seq)) {
+                if (!s->stream(f.id, log_json(l))) return true;
+                f.last_seq = l.seq;
+            }
+            return false;
+        });
+    }
 };
 
 } // namespace
