@@ -15,7 +15,6 @@
 #include <fstream>
 #include <functional>
 #include <queue>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <sys/resource.h>
@@ -101,7 +100,14 @@ const Fields probe_fields{"exec",
                           "success_threshold"};
 
 constexpr int max_instances = 10'000; // the scale target: 10k children in a tree
-const std::regex name_re("[a-z0-9][a-z0-9._@-]*");
+// [a-z0-9][a-z0-9._@-]*: safe as a file name, a log prefix and a vigilctl argument.
+bool valid_name(std::string_view n) {
+    auto lower_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    if (n.empty() || !lower_digit(n[0])) return false;
+    return std::all_of(n.begin(), n.end(), [&](char c) {
+        return lower_digit(c) || c == '.' || c == '_' || c == '@' || c == '-';
+    });
+}
 
 Fields concat(const Fields &a, const Fields &b) {
     Fields out = a;
@@ -954,7 +960,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         Raw r;
         r.name = p.stem().string();
         r.file = (dir / p.filename()).string();
-        if (!std::regex_match(r.name, name_re)) {
+        if (!valid_name(r.name)) {
             diags.push_back({r.file, 0, 0, "",
                              "unit name \"" + r.name +
                                  "\" (the file name without .json) must match "

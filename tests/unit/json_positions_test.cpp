@@ -127,3 +127,31 @@ TEST_SUITE("unit") {
     }
 
 } // TEST_SUITE
+
+TEST_SUITE("unit") {
+
+    // Every prefix of a real unit file is either valid or exactly one syntax error, and never
+    // trips the scanner/handler alignment (run under ASan in CI).
+    TEST_CASE("every truncation of a unit file yields one syntax error, never a crash") {
+        const std::string text = R"({
+  "command": ["python3", "-m", "http.server", "8080"],
+  "env": {"A": "1", "B": "x\"y"},
+  "backoff": {"factor": 1.5, "jitter": 0, "initial": "250ms"},
+  "ready": {"notify": true, "fd": null, "log": "^Serving \\d+"},
+  "patterns": [{"match": "OOM", "count": -3, "within": "1m"}]
+})";
+        REQUIRE(parse_positioned(text).syntax_ok);
+        for (std::size_t n = 0; n < text.size(); ++n) {
+            CAPTURE(n);
+            auto r = parse_positioned(std::string_view(text).substr(0, n));
+            CHECK_FALSE(r.syntax_ok);
+            CHECK(r.problems.size() == 1);
+            CHECK(r.value.is_null());
+            if (!r.problems.empty()) {
+                CHECK(r.problems[0].pos.line >= 1);
+                CHECK(r.problems[0].pos.column >= 1);
+            }
+        }
+    }
+
+} // TEST_SUITE
