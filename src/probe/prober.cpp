@@ -1,6 +1,7 @@
 // One health probe on the libuv loop: see vigil/probe/prober.hpp.
 #include "vigil/probe/prober.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <spawn.h>
 #include <string_view>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -382,10 +384,17 @@ void Prober::begin_exec() {
         argv.push_back(const_cast<char *>(a.c_str()));
     argv.push_back(nullptr);
 
+    // stdout and stderr go to a pipe, so a failure can quote what the command said. The read
+    // end is drained as output comes (a chatty check must never block on a full pipe).
+    int out[2] = {-1, -1};
+    bool captured = ::pipe2(out, O_CLOEXEC) == 0;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (captured)
+        posix_spawn_file_actions_adddup2(&fa, out[1], 1); // dup2 clears close-on-exec
+    else
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -405,20 +414,83 @@ void Prober::begin_exec() {
     int err = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
+    if (captured) ::close(out[1]);
     if (err != 0) {
+        if (captured) ::close(out[0]);
         complete({false, "exec " + spec_.command[0] + ": " + std::strerror(err)});
         return;
     }
     exec_pid_ = pid;
+    exec_output_.clear();
+    if (captured) {
+        ::fcntl(out[0], F_SETFL, ::fcntl(out[0], F_GETFL) | O_NONBLOCK);
+        exec_out_fd_ = out[0];
+        auto *p = new uv_poll_t;
+        uv_poll_init(loop_, p, exec_out_fd_);
+        p->data = this;
+        uv_poll_start(p, UV_READABLE, [](uv_poll_t *h, int status, int) {
+            auto *self = static_cast<Prober *>(h->data);
+            if (status < 0 || !self->read_exec_output()) self->close_exec_output();
+        });
+        exec_poll_ = reinterpret_cast<uv_poll_s *>(p);
+    }
     registry_.add(pid, [this, alive = alive_, pid](int wstatus) {
         if (!*alive || exec_pid_ != pid) return;
         exec_pid_ = -1;
         // Leftovers of the check (it may have started background jobs) go with it. The group
         // still exists while any member lives, so its id cannot have been reused.
         kill(-pid, SIGKILL);
+        // Whatever the command wrote before exiting is in the pipe by now.
+        if (exec_out_fd_ >= 0) read_exec_output();
+        close_exec_output();
         bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
-        complete({ok, describe_wstatus(wstatus)});
+        std::string detail = describe_wstatus(wstatus);
+        std::string said = summarize_output(exec_output_);
+        if (!said.empty()) detail += ": " + said;
+        complete({ok, detail});
     });
+}
+
+bool Prober::read_exec_output() {
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(exec_out_fd_, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return errno == EAGAIN;
+        if (n == 0) return false; // EOF: every writer is gone
+        // Keep the beginning only; the rest is read and dropped.
+        std::size_t room = exec_output_limit - std::min(exec_output_limit, exec_output_.size());
+        exec_output_.append(buf, std::min(room, static_cast<std::size_t>(n)));
+    }
+}
+
+void Prober::close_exec_output() {
+    if (exec_poll_) {
+        close_and_delete(reinterpret_cast<uv_poll_t *>(exec_poll_));
+        exec_poll_ = nullptr;
+    }
+    if (exec_out_fd_ >= 0) {
+        ::close(exec_out_fd_); // after uv_close: the poll is stopped by then
+        exec_out_fd_ = -1;
+    }
+}
+
+std::string Prober::summarize_output(const std::string &raw) {
+    // One line for messages: control characters become spaces, runs of them collapse.
+    std::string s;
+    for (char c : raw) {
+        bool space = static_cast<unsigned char>(c) < 0x20 || c == ' ' || c == 0x7f;
+        if (space) {
+            if (!s.empty() && s.back() != ' ') s += ' ';
+        } else {
+            s += c;
+        }
+    }
+    while (!s.empty() && s.back() == ' ')
+        s.pop_back();
+    constexpr std::size_t max = 200;
+    if (s.size() > max) s = s.substr(0, max) + "...";
+    return s;
 }
 
 void Prober::abandon_check() {
@@ -429,6 +501,7 @@ void Prober::abandon_check() {
         registry_.forget(exec_pid_);
         exec_pid_ = -1;
     }
+    close_exec_output();
     if (net_) net_->detach();
     in_check_ = false;
 }

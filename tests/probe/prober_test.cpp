@@ -173,7 +173,7 @@ TEST_SUITE("probe") {
         s.failure_threshold = 2;
         s.command = {"true"};
         Prober p1{&t.loop, reg, "readiness", s, ok.callbacks()};
-        s.command = {"sh", "-c", "exit 1"};
+        s.command = {"sh", "-c", "echo 'no response' >&2; exit 1"};
         Prober p2{&t.loop, reg, "liveness", s, bad.callbacks()};
         s.command = {"/nonexistent/vigil-probe"};
         Prober p3{&t.loop, reg, "liveness", s, missing.callbacks()};
@@ -182,7 +182,9 @@ TEST_SUITE("probe") {
         p3.start();
         REQUIRE(t.run_until(
             [&] { return ok.succeeded && !bad.failed.empty() && !missing.failed.empty(); }, 5000));
-        CHECK(bad.failed[0] == "liveness exec sh -c exit 1: exit status 1, 2 times");
+        CHECK(bad.failed[0] ==
+              "liveness exec sh -c echo 'no response' >&2; exit 1: exit status 1: no response, 2 "
+              "times");
         CHECK(missing.failed[0] ==
               "liveness exec /nonexistent/vigil-probe: exec /nonexistent/vigil-probe: No such file "
               "or directory, 2 times");
@@ -191,6 +193,23 @@ TEST_SUITE("probe") {
         REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
         for (const auto &r : reaper.reaped)
             CHECK(r.claimed);
+    }
+
+    TEST_CASE("exec probe: a command printing more than a pipe holds is drained, not blocked") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        Record rec;
+        auto s = fast(ProbeKind::Exec);
+        s.timeout = 5s;
+        s.failure_threshold = 1;
+        // 1 MiB of output (16 pipe buffers), then a failure.
+        s.command = {"sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; exit 3"};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 5000));
+        CHECK(rec.checks.at(0).detail == "exit status 3: " + std::string(200, 'x') + "...");
+        p.stop();
     }
 
     TEST_CASE("exec probe that hangs is killed with its process group at its timeout") {

@@ -114,4 +114,8 @@ TEST_SUITE("probe") {
         CHECK(s.liveness->port == 1);
         CHECK(vigil::probe::specs_for(vigil::unit::Unit{}).empty());
     }
+    TEST_CASE("output summaries") {
+        CHECK(Prober::summarize_output("") == "");
+        CHECK(Prober::summarize_output("  a\n\n\tb  c\r\n") == "a b c");
+    }
 }

@@ -10,11 +10,13 @@
 // armed only while the prober runs (a stopped prober never wakes the loop). Callbacks never fire
 // from inside start() or stop(); they may call stop() or destroy the Prober.
 //
-// Exec checks: the command is spawned (posix_spawnp, its own process group, stdio on
-// /dev/null) but never waited for here: vigild reaps every child with waitpid(-1) in one place
-// (DESIGN §3), so it hands every pid it does not own to ExecRegistry::on_reaped(). A check that
-// outlives its timeout, or is cancelled by stop(), gets SIGKILL on its whole process group; its
-// pid stays in the registry until reaped, so on_reaped() still claims it.
+// Exec checks: the command is spawned (posix_spawnp, its own process group, stdin on
+// /dev/null, stdout and stderr on a pipe whose beginning is quoted in failure messages, e.g.
+// "exit status 2: no response") but never waited for here: vigild reaps every child with
+// waitpid(-1) in one place (DESIGN §3), so it hands every pid it does not own to
+// ExecRegistry::on_reaped(). A check that outlives its timeout, or is cancelled by stop(), gets
+// SIGKILL on its whole process group; its pid stays in the registry until reaped, so on_reaped()
+// still claims it.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +30,7 @@
 
 struct uv_loop_s;
 struct uv_timer_s;
+struct uv_poll_s;
 
 namespace vigil::probe {
 
@@ -90,12 +93,18 @@ public:
     static std::string failure_message(const std::string &role, const std::string &target,
                                        const std::string &last_detail, unsigned times);
 
+    // What an exec check printed, as one line for messages: whitespace and control characters
+    // collapsed to single spaces, at most 200 characters (then "...").
+    static std::string summarize_output(const std::string &raw);
+
     struct NetCheck; // in flight tcp/http check (prober.cpp)
 
 private:
     void on_timer();
     void begin_check();
     void begin_exec();
+    bool read_exec_output(); // false at EOF or on error
+    void close_exec_output();
     void abandon_check();
     void complete(CheckResult r);
     void arm(std::uint64_t ms);
@@ -111,6 +120,10 @@ private:
     bool in_check_ = false;
     std::uint64_t check_started_ = 0; // uv_now at the start of the current/last check
     int exec_pid_ = -1;
+    int exec_out_fd_ = -1; // read end of the exec check's stdout+stderr
+    uv_poll_s *exec_poll_ = nullptr;
+    std::string exec_output_; // its first exec_output_limit bytes
+    static constexpr std::size_t exec_output_limit = 1024;
     NetCheck *net_ = nullptr;
     std::uint64_t checks_total_ = 0, failures_total_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true); // callbacks may destroy us
