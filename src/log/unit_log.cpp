@@ -9,9 +9,9 @@ constexpr std::size_t stage_limit = 256u << 10;
 
 UnitLog::UnitLog(std::string name, const unit::LogSpec &spec, PatternSet patterns,
                  Forwarder *forwarder, SeqCounter &seq, WallClock wall_clock)
-    : name_(std::move(name)), spec_(spec), patterns_(std::move(patterns)),
-      forwarder_(spec.forward ? forwarder : nullptr), seq_(seq), wall_clock_(wall_clock),
-      ring_(static_cast<std::size_t>(spec.ring)) {
+    : name_(std::move(name)), spec_(spec), forwarder_given_(forwarder),
+      patterns_(std::move(patterns)), forwarder_(spec.forward ? forwarder : nullptr), seq_(seq),
+      wall_clock_(wall_clock), ring_(static_cast<std::size_t>(spec.ring)) {
     if (forwarder_ != nullptr) prefix_ = forwarder_->prefix(name_);
     if (spec_.file) {
         file_ = std::make_unique<RotatingFile>(
@@ -65,9 +65,37 @@ int UnitLog::reopen() {
     return file_ ? file_->reopen() : 0;
 }
 
+void UnitLog::reconfigure(const unit::LogSpec &spec, PatternSet patterns, TimePoint now) {
+    scan_staged(now); // hits stay in hits_ for the next flush()
+    patterns_ = std::move(patterns);
+
+    const bool file_changed = spec.file != spec_.file || spec.max_size != spec_.max_size ||
+                              spec.keep != spec_.keep || spec.timestamps != spec_.timestamps;
+    if (file_changed) {
+        if (file_) {
+            file_->flush();
+            failed_before_ += file_->lines_failed(); // stays counted
+        }
+        file_.reset();
+        if (spec.file) {
+            file_ = std::make_unique<RotatingFile>(
+                RotatingFileOptions{*spec.file, spec.max_size, spec.keep, spec.timestamps});
+        }
+    }
+    if (spec.ring != spec_.ring) {
+        Ring resized(static_cast<std::size_t>(spec.ring));
+        for (const auto &l : ring_.last(SIZE_MAX))
+            resized.push(l.seq, l.wall, l.stream, l.continued, l.text);
+        ring_ = std::move(resized);
+    }
+    forwarder_ = spec.forward ? forwarder_given_ : nullptr;
+    if (forwarder_ != nullptr && prefix_.out.empty()) prefix_ = forwarder_->prefix(name_);
+    spec_ = spec;
+}
+
 UnitLogCounters UnitLog::counters() const {
     UnitLogCounters c = counters_;
-    if (file_) c.lines_failed = file_->lines_failed();
+    c.lines_failed = failed_before_ + (file_ ? file_->lines_failed() : 0);
     if (forwarder_ != nullptr) c.forward_failed = forwarder_->lines_failed();
     return c;
 }

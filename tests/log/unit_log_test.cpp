@@ -197,4 +197,40 @@ TEST_SUITE("log") {
         CHECK(close_loop(&loop) == 0);
     }
 
+    TEST_CASE("unit log reconfigure: new patterns, new file, resized ring keeps the newest lines") {
+        char dir[] = "/tmp/vigil-reconf-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        unit::LogSpec spec;
+        spec.ring = 1000;
+        spec.file = (fs::path(dir) / "a.log").string();
+        SeqCounter seq;
+        auto p1 = PatternSet::compile({pat("old", unit::PatternAction::Event)});
+        REQUIRE(p1);
+        UnitLog ul("r", spec, std::move(*p1), nullptr, seq, fake_wall);
+        for (int i = 0; i < 10; ++i)
+            ul.line(Stream::Stdout, "line " + std::to_string(i), false, at_ms(0));
+        ul.line(Stream::Stdout, "old", false, at_ms(0)); // staged, not yet matched
+        auto p2 = PatternSet::compile({pat("new", unit::PatternAction::Stop)});
+        REQUIRE(p2);
+        unit::LogSpec spec2 = spec;
+        spec2.ring = 16;
+        spec2.file = (fs::path(dir) / "b.log").string();
+        ul.reconfigure(spec2, std::move(*p2), at_ms(1));
+        ul.line(Stream::Stdout, "new", false, at_ms(2));
+        ul.line(Stream::Stdout, "old", false, at_ms(2));
+        const auto hits = ul.flush(at_ms(2));
+        REQUIRE(hits.size() == 2); // "old" by the old set (before), "new" by the new one
+        CHECK(((hits[0].line == "old" && hits[1].line == "new") ||
+               (hits[0].line == "new" && hits[1].line == "old")));
+        CHECK(slurp(fs::path(dir) / "a.log").starts_with("line 0\n"));
+        CHECK(slurp(fs::path(dir) / "a.log").ends_with("old\n"));
+        CHECK(slurp(fs::path(dir) / "b.log") == "new\nold\n");
+        const auto ring = ul.ring().last(SIZE_MAX);
+        REQUIRE(!ring.empty());
+        CHECK(ul.ring().used() <= 16);
+        CHECK(ring.back().text == "old");
+        CHECK(ring.back().seq == 13);
+        fs::remove_all(dir);
+    }
+
 } // TEST_SUITE

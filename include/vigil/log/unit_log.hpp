@@ -64,6 +64,12 @@ public:
     // Reopens the log file (SIGUSR2, `vigilctl logs --reopen`): 0 or errno. 0 without a file.
     int reopen();
 
+    // After a reload: applies a new `logs` spec and pattern set. Staged lines are matched
+    // against the old patterns first (their hits come with the next flush()). The file is
+    // reopened only if its settings changed; the ring keeps its newest lines that fit the new
+    // size; pattern windows start empty.
+    void reconfigure(const unit::LogSpec &spec, PatternSet patterns, TimePoint now);
+
     const std::string &name() const { return name_; }
     const Ring &ring() const { return ring_; }
     const RotatingFile *file() const { return file_.get(); }
@@ -76,6 +82,7 @@ private:
 
     std::string name_;
     unit::LogSpec spec_;
+    Forwarder *forwarder_given_; // as passed in; forwarder_ is null when spec_.forward is off
     PatternSet patterns_;
     Forwarder *forwarder_;
     Forwarder::Prefix prefix_;
@@ -85,6 +92,7 @@ private:
     WallMs last_wall_ = 0;
     Ring ring_;
     std::unique_ptr<RotatingFile> file_;
+    std::uint64_t failed_before_ = 0; // lines_failed of files replaced by reconfigure()
     // Staged lines for the patterns, one block per stream, each line '\n'-terminated.
     std::string staged_[2];
     std::vector<PatternHit> hits_, returned_;
