@@ -485,6 +485,15 @@ TEST_SUITE("core") {
         CHECK(sim.core.history(sim.id("x"), 10).size() == 1);
         for (const auto &r : all)
             CHECK_FALSE(r.message.empty());
+        // The global ring keeps the newest 4096.
+        for (int i = 0; i < 2100; ++i) {
+            if (i % 400 == 0) sim.advance(1s); // stay under intensity 1000 per second
+            sim.exit("x", 1);
+        }
+        const auto capped = sim.core.history(std::nullopt, 100'000);
+        CHECK(capped.size() == 4096);
+        CHECK(capped.back().message == sim.records.back().message);
+        CHECK(capped.front().message == sim.records[sim.records.size() - 4096].message);
     }
 
     TEST_CASE("history: messages name signals and who asked") {
