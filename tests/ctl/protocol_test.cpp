@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <cstdint>
+#include <vector>
 
 #include "vigil/ctl/protocol.hpp"
 
@@ -267,6 +269,59 @@ TEST_SUITE("ctl") {
         CHECK(bad(deep).code == ErrorCode::BadRequest);
         std::string obj = R"({"cmd":"status","args":{"units":)" + deep + "}}";
         CHECK(bad(obj).code == ErrorCode::BadRequest);
+    }
+
+} // TEST_SUITE
+
+TEST_SUITE("ctl") {
+
+    TEST_CASE("random and mutated lines never crash the codec (seeded, deterministic)") {
+        // splitmix64: the same sequence on every run and every standard library.
+        std::uint64_t state = 0x5eed;
+        auto next = [&] {
+            std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+            return z ^ (z >> 31);
+        };
+        const std::vector<std::string> seeds{
+            R"({"id":1,"cmd":"status","args":{"units":["web-*"]}})",
+            R"({"id":"x","cmd":"signal","args":{"signal":"TERM","units":["a","b"]}})",
+            R"({"cmd":"logs","args":{"unit":"web","lines":10,"follow":true}})",
+        };
+        int requests = 0, errors = 0;
+        for (int i = 0; i < 20000; ++i) {
+            std::string line = seeds[next() % seeds.size()];
+            int edits = 1 + static_cast<int>(next() % 4);
+            for (int k = 0; k < edits && !line.empty(); ++k) {
+                std::size_t at = next() % line.size();
+                switch (next() % 3) {
+                case 0:
+                    line[at] = static_cast<char>(next() & 0xff);
+                    break;
+                case 1:
+                    line.erase(at, 1);
+                    break;
+                default:
+                    line.insert(at, 1, "{}[]\",:0\\"[next() % 9]);
+                    break;
+                }
+            }
+            ParseResult r = parse_request(line);
+            if (std::holds_alternative<Request>(r)) {
+                ++requests;
+            } else {
+                ++errors;
+                const auto &e = std::get<RequestError>(r);
+                CHECK(!e.message.empty());
+                CHECK((e.id.is_null() || e.id.is_string() || e.id.is_number_integer()));
+                // The error reply for it is one well-formed line.
+                std::string reply = make_error(e.id, e.code, e.message);
+                CHECK(reply.find('\n') == reply.size() - 1);
+            }
+        }
+        CHECK(requests > 0);
+        CHECK(errors > 0);
     }
 
 } // TEST_SUITE

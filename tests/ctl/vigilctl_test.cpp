@@ -235,6 +235,7 @@ TEST_SUITE("ctl") {
         CHECK(run_ctl({"start"}).code == 2); // units required
         CHECK(run_ctl({"logs"}).code == 2);  // unit required
         CHECK(run_ctl({"logs", "-n", "x", "web"}).code == 2);
+        CHECK(run_ctl({"--timeout", "-1", "status"}).code == 2);
         Ran s = run_ctl({"signal", "NOPE", "web"});
         CHECK(s.code == 2);
         CHECK(has(s.err, "unknown signal 'NOPE'"));
