@@ -40,12 +40,6 @@ namespace {
     _exit(127);
 }
 
-VIGIL_CHILD_CODE bool is_target(const ChildPlan &p, int fd) noexcept {
-    for (std::size_t i = 0; i < p.n_moves; ++i)
-        if (p.moves[i].target == fd) return true;
-    return false;
-}
-
 // Marks every fd >= 3 close-on-exec, rather than closing it: the status pipe must survive
 // until execve() and close exactly then. Targets of moves get their flag cleared afterwards.
 VIGIL_CHILD_CODE void mark_fds_cloexec(const ChildPlan &p) noexcept {
@@ -126,8 +120,9 @@ VIGIL_CHILD_CODE int child_main(void *arg) noexcept {
     }
     // No other inherited fd may reach the service.
     mark_fds_cloexec(p);
-    for (int fd = 3; fd <= p.max_target; ++fd) {
-        if (is_target(p, fd) && fcntl(fd, F_SETFD, 0) < 0) fail(p, ExecStage::Stdio, errno, fd);
+    for (std::size_t i = 0; i < p.n_moves; ++i) {
+        int fd = p.moves[i].target;
+        if (fd >= 3 && fcntl(fd, F_SETFD, 0) < 0) fail(p, ExecStage::Stdio, errno, fd);
     }
 
     // Limits before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE.

@@ -295,21 +295,25 @@ TEST_SUITE("proc") {
         REQUIRE(pipe(p2) == 0);
         SpawnExtras x;
         // p2[1] goes to p1[0]'s number while p1[0] goes elsewhere: installs must not clobber.
-        x.fds = {{p1[0], 7}, {p2[1], p1[0]}};
+        // And a close-on-exec fd passed under its own number (wrapper mode's inherited fds).
+        int same = fcntl(p2[0], F_DUPFD_CLOEXEC, 20);
+        REQUIRE(same >= 20);
+        x.fds = {{p1[0], 7}, {p2[1], p1[0]}, {same, same}};
         SpawnSpec spec;
         spec.argv = {"/bin/sleep", "5"};
         std::string p1_read = fd_target(getpid(), p1[0]);
         std::string p2_write = fd_target(getpid(), p2[1]);
         {
             Child c(spawn(spec, x));
-            std::set<int> expected{0, 1, 2, 7, p1[0]};
+            std::set<int> expected{0, 1, 2, 7, p1[0], same};
             CHECK(open_fds(c.pid()) == expected);
             CHECK(fd_target(c.pid(), 7) == p1_read);
             CHECK(fd_target(c.pid(), p1[0]) == p2_write);
             CHECK(fd_target(c.pid(), 0) == "/dev/null");
             CHECK(fd_target(c.pid(), 1).rfind("pipe:", 0) == 0);
+            CHECK(fd_target(c.pid(), same) == fd_target(getpid(), p2[0]));
         }
-        for (int fd : {leaky, p1[0], p1[1], p2[0], p2[1]})
+        for (int fd : {leaky, p1[0], p1[1], p2[0], p2[1], same})
             close(fd);
     }
 
