@@ -177,7 +177,8 @@ void NotifySocket::on_readable() {
         if (!why.empty()) {
             ++refused_;
             if (cb_.refused) {
-                cb_.refused(pid, why);
+                auto cb = cb_.refused; // copies: a callback may destroy this socket
+                cb(pid, why);
                 if (!*alive) return;
             }
             continue;
@@ -185,7 +186,8 @@ void NotifySocket::on_readable() {
         ++accepted_;
         Message m = parse_message(std::string_view(buf, static_cast<std::size_t>(n)));
         if (cb_.message) {
-            cb_.message(m, pid);
+            auto cb = cb_.message;
+            cb(m, pid);
             if (!*alive) return;
         }
     }
@@ -263,7 +265,10 @@ void ReadyFd::on_readable() {
         if (std::memchr(buf, '\n', static_cast<std::size_t>(n))) {
             fired_ = true;
             stop_reading();
-            if (on_ready_) on_ready_(); // last: it may destroy us
+            if (on_ready_) {
+                auto cb = on_ready_; // a copy, called last: it may destroy us
+                cb();
+            }
             return;
         }
     }
@@ -295,7 +300,10 @@ void Watchdog::arm() {
         [](uv_timer_t *t) {
             auto *self = static_cast<Watchdog *>(t->data);
             self->armed_ = false;
-            if (self->missed_) self->missed_(); // last: it may destroy us
+            if (self->missed_) {
+                auto cb = self->missed_; // a copy, called last: it may destroy us
+                cb();
+            }
         },
         static_cast<std::uint64_t>(interval_.count()), 0);
 }

@@ -37,7 +37,10 @@ Monitor::Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Ca
 Prober::Callbacks Monitor::callbacks_for(const std::string &role) {
     Prober::Callbacks c;
     c.checked = [this, role](const CheckResult &r) {
-        if (cb_.on_checked) cb_.on_checked(role, r);
+        if (cb_.on_checked) {
+            auto cb = cb_.on_checked; // a copy: the callback may destroy this Monitor
+            cb(role, r);
+        }
     };
     return c;
 }
@@ -87,13 +90,19 @@ void Monitor::on_startup_succeeded() {
 void Monitor::fail(core::FailureCause cause, const std::string &detail) {
     if (!running_) return;
     stop();
-    if (cb_.on_failed) cb_.on_failed(cause, detail);
+    if (cb_.on_failed) {
+        auto cb = cb_.on_failed; // a copy: the callback may destroy this Monitor
+        cb(cause, detail);
+    }
 }
 
 void Monitor::set_ready(bool r) {
     if (!running_ || r == ready_) return;
     ready_ = r;
-    if (cb_.on_ready) cb_.on_ready(r);
+    if (cb_.on_ready) {
+        auto cb = cb_.on_ready; // a copy: the callback may destroy this Monitor
+        cb(r);
+    }
 }
 
 } // namespace vigil::probe

@@ -513,15 +513,18 @@ void Prober::complete(CheckResult r) {
     auto alive = alive_;
     auto change = thresholds_.record(r.ok);
     if (cb_.checked) {
-        cb_.checked(r);
+        auto cb = cb_.checked; // copies: a callback may destroy this Prober
+        cb(r);
         if (!*alive || !running_) return;
     }
     if (change == Verdict::Failure && cb_.failed) {
-        cb_.failed(failure_message(role_, target(), r.detail, thresholds_.consecutive_failures()));
+        auto cb = cb_.failed;
+        cb(failure_message(role_, target(), r.detail, thresholds_.consecutive_failures()));
         if (!*alive || !running_) return;
     }
     if (change == Verdict::Success && cb_.succeeded) {
-        cb_.succeeded();
+        auto cb = cb_.succeeded;
+        cb();
         if (!*alive || !running_) return;
     }
     std::uint64_t now = uv_now(loop_);

@@ -306,6 +306,37 @@ TEST_SUITE("notify") {
         uv_close(reinterpret_cast<uv_handle_t *>(&pinger), nullptr);
     }
 
+    TEST_CASE("callbacks may destroy their watchdog and notify socket") {
+        TestLoop t;
+        TempDir dir;
+        std::unique_ptr<Watchdog> w;
+        std::string said;
+        w = std::make_unique<Watchdog>(&t.loop, 10ms, [&, keep = std::string(64, 'w')] {
+            w.reset();
+            said = keep; // captures still usable after the owner is gone
+        });
+        w->start();
+        REQUIRE(t.run_until([&] { return !w; }, 2000));
+        CHECK(said.size() == 64);
+
+        Inbox in;
+        in.main_pid = ::getpid();
+        auto path = dir.path + "/x.sock";
+        auto cb = in.callbacks();
+        std::unique_ptr<NotifySocket> sock;
+        cb.message = [&, keep = std::string(64, 'm')](const Message &, int) {
+            sock.reset();
+            said = keep;
+        };
+        auto r = NotifySocket::open(&t.loop, path, cb);
+        REQUIRE_MESSAGE(r.socket, r.error);
+        sock = std::move(r.socket);
+        REQUIRE(send_datagram(path, "READY=1"));
+        REQUIRE(send_datagram(path, "READY=1")); // a second datagram in the same batch
+        REQUIRE(t.run_until([&] { return !sock; }, 2000));
+        CHECK(said == std::string(64, 'm'));
+    }
+
     TEST_CASE("watchdog: WATCHDOG_USEC=0 disables, stop() disarms") {
         TestLoop t;
         int missed = 0;

@@ -363,6 +363,29 @@ TEST_SUITE("probe") {
         CHECK_FALSE(uv_loop_alive(&t.loop));
     }
 
+    TEST_CASE("monitor: on_failed may destroy the monitor (as the daemon's StopProbes does)") {
+        TestLoop t;
+        ExecRegistry reg;
+        vigil::probe::MonitorSpecs specs;
+        specs.liveness = fast(ProbeKind::Tcp);
+        specs.liveness->port = vigil::test::closed_port();
+        specs.liveness->failure_threshold = 1;
+        std::unique_ptr<Monitor> m;
+        std::string detail;
+        m = std::make_unique<Monitor>(
+            &t.loop, reg, specs,
+            Monitor::Callbacks{
+                {},
+                [&, keep = std::string(100, 'k')](vigil::core::FailureCause, const std::string &d) {
+                    m.reset();
+                    detail = d + keep.substr(0, 0); // captures still usable
+                },
+                {}});
+        m->start();
+        REQUIRE(t.run_until([&] { return !m; }, 3000));
+        CHECK(detail.find("connection refused") != std::string::npos);
+    }
+
     TEST_CASE("monitor with no probes arms nothing") {
         TestLoop t;
         ExecRegistry reg;
