@@ -98,7 +98,15 @@ public:
             if (i) msg += ", ";
             msg += "\"" + std::string(names[i].name) + "\"";
         }
-        error(ptr, msg + "; got " + describe(v));
+        msg += "; got " + describe(v);
+        if (v.is_string()) {
+            std::vector<std::string_view> all;
+            for (const auto &n : names)
+                all.push_back(n.name);
+            if (auto near = closest(v.get_ref<const std::string &>(), all); !near.empty())
+                msg += "; did you mean \"" + near + "\"?";
+        }
+        error(ptr, msg);
         return std::nullopt;
     }
 
