@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <malloc.h>
 #include <string>
 #include <vector>
 
@@ -101,7 +102,15 @@ struct Result {
     double events_per_s;
     double cycles_per_s;
     double boot_ms;
+    double kib_per_child; // heap held by the core (and the shell's tables) per child, at the end
 };
+
+// Heap bytes in use (glibc mallinfo2): what the core holds, unlike RSS, which keeps what a
+// previous variant freed.
+std::size_t heap_in_use() {
+    const struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
 
 Result run(TreeSpec spec, std::size_t cycles) {
     std::vector<ChildId> services;
@@ -109,6 +118,7 @@ Result run(TreeSpec spec, std::size_t cycles) {
         if (spec.nodes[i].kind == Kind::Service)
             services.push_back(ChildId{static_cast<std::uint32_t>(i)});
     const std::size_t size = spec.nodes.size();
+    const std::size_t heap0 = heap_in_use();
     Core core{std::move(spec)};
     Shell sh{core, std::vector<Pid>(size), std::vector<Incarnation>(size), {}, {}};
     TimePoint now = at_ms(1'000'000);
@@ -143,7 +153,9 @@ Result run(TreeSpec spec, std::size_t cycles) {
         std::exit(1);
     }
     return {static_cast<double>(sh.events) / secs, static_cast<double>(cycles) / secs,
-            1000.0 * static_cast<double>(t1 - t0) / CLOCKS_PER_SEC};
+            1000.0 * static_cast<double>(t1 - t0) / CLOCKS_PER_SEC,
+            static_cast<double>(heap_in_use() - heap0) / 1024.0 /
+                static_cast<double>(services.size())};
 }
 
 } // namespace
@@ -151,8 +163,8 @@ Result run(TreeSpec spec, std::size_t cycles) {
 int main(int argc, char **argv) {
     const std::size_t cycles = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200'000;
     run(flat(1000, Duration{0}), cycles / 4); // warm-up: page faults, allocator
-    std::printf("| variant | children | boot (ms) | restart cycles/s | events/s |\n");
-    std::printf("|---|---:|---:|---:|---:|\n");
+    std::printf("| variant | children | boot (ms) | restart cycles/s | events/s | KiB/child |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|\n");
     const std::size_t only = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 0;
     for (std::size_t n : {100u, 1'000u, 10'000u}) {
         if (only != 0 && n != only) continue;
@@ -165,8 +177,8 @@ int main(int argc, char **argv) {
                         {"flat + 1ms backoff (deadline heap)", flat(n, Duration{1})}};
         for (auto &v : variants) {
             const Result r = run(std::move(v.spec), cycles);
-            std::printf("| %s | %zu | %.1f | %.0f | %.0f |\n", v.name, n, r.boot_ms, r.cycles_per_s,
-                        r.events_per_s);
+            std::printf("| %s | %zu | %.1f | %.0f | %.0f | %.1f |\n", v.name, n, r.boot_ms,
+                        r.cycles_per_s, r.events_per_s, r.kib_per_child);
         }
     }
     return 0;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 
 #include "vigil/time.hpp"
 
@@ -22,16 +23,18 @@ public:
         const std::int64_t t = seconds(now);
         // Periods are whole seconds in OTP; a sub-second remainder rounds up.
         const std::int64_t period_s = (period.count() + 999) / 1000;
-        stamps_.push_back(t);
-        while (!stamps_.empty() && stamps_.front() < t - period_s)
-            stamps_.pop_front();
+        if (!stamps_) stamps_.emplace();
+        auto &st = *stamps_;
+        st.push_back(t);
+        while (!st.empty() && st.front() < t - period_s)
+            st.pop_front();
         const auto max = static_cast<std::size_t>(intensity < 0 ? 0 : intensity);
-        while (stamps_.size() > max + 1)
-            stamps_.pop_front(); // keep the bound after a reload
-        return stamps_.size() <= max;
+        while (st.size() > max + 1) // keeps the bound after a reload lowered the intensity
+            st.pop_front();
+        return st.size() <= max;
     }
-    void clear() noexcept { stamps_.clear(); }
-    std::size_t count() const noexcept { return stamps_.size(); }
+    void clear() noexcept { stamps_.reset(); }
+    std::size_t count() const noexcept { return stamps_ ? stamps_->size() : 0; }
 
     static std::int64_t seconds(TimePoint tp) noexcept {
         const std::int64_t ms = tp.time_since_epoch().count();
@@ -39,7 +42,9 @@ public:
     }
 
 private:
-    std::deque<std::int64_t> stamps_;
+    // Created at the first restart: a std::deque allocates ~600 bytes when it is constructed,
+    // and most nodes (every service) never need one.
+    std::optional<std::deque<std::int64_t>> stamps_;
 };
 
 } // namespace vigil::core
