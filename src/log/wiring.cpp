@@ -16,6 +16,7 @@ Capture::Callbacks wire(UnitLog &log, uv_loop_s *loop, Wiring w) {
         void flush() {
             const auto hits = log.flush(now());
             if (!hits.empty() && w.on_hits) w.on_hits(hits);
+            if (w.on_batch) w.on_batch();
         }
     };
     auto s = std::make_shared<Shared>(Shared{log, loop, std::move(w)});

@@ -167,7 +167,7 @@ TEST_SUITE("log") {
             UnitLog ul("svc", spec, std::move(*pats), nullptr, seq);
             auto ready = Regex::compile("^listening on :\\d+$");
             REQUIRE(ready);
-            int readies = 0, eofs = 0;
+            int readies = 0, eofs = 0, batches = 0;
             std::vector<std::string> hit_lines;
             std::string file_at_eof;
             Capture cap(&loop, fds[0], -1, CaptureOptions{},
@@ -180,7 +180,7 @@ TEST_SUITE("log") {
                                         ++eofs;
                                         file_at_eof = slurp(file);
                                     },
-                                    &*ready, [&] { ++readies; }}));
+                                    &*ready, [&] { ++readies; }, [&] { ++batches; }}));
             REQUIRE(cap.start() == 0);
             const std::string text =
                 "booting\nlistening on :8080\nlistening on :8080\nFATAL: x\nlast";
@@ -188,6 +188,7 @@ TEST_SUITE("log") {
             ::close(fds[1]);
             CHECK(run_until(&loop, [&] { return eofs == 1; }));
             CHECK(readies == 1);
+            CHECK(batches >= 2); // at least the data and the EOF
             CHECK(hit_lines == std::vector<std::string>{"FATAL: x"});
             CHECK(file_at_eof == text + "\n"); // everything, the final partial line included
             CHECK(ul.ring().size() == 5);

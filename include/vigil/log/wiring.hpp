@@ -30,6 +30,9 @@ struct Wiring {
     std::function<void()> on_eof;                             // may be empty
     const Regex *ready = nullptr;                             // must outlive the Capture
     std::function<void()> on_ready;
+    // After each batch (its lines are in the ring): e.g. send ring().after(last_sent) to the
+    // `vigilctl logs -f` followers of this unit. May be empty.
+    std::function<void()> on_batch;
 };
 
 // `log` must outlive the Capture the callbacks are given to.
