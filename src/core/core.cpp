@@ -586,7 +586,7 @@ struct Core::Impl {
             case Cause::Health:
                 what = "stopped after " + n.stop_detail + " (" + what + ")";
                 kind = was_started ? DownKind::Abnormal : DownKind::StartFailed;
-                rk = RecordKind::Exited;
+                rk = was_started ? RecordKind::Exited : RecordKind::StartFailed;
                 break;
             case Cause::StartTimeout:
                 what = "did not start within " +

@@ -419,6 +419,77 @@ TEST_SUITE("core") {
         CHECK(sim.when("signal 2 SIGTERM") == at_ms(500));
     }
 
+    // ---- interrupted transitions
+    // -----------------------------------------------------------------------
+
+    TEST_CASE("interrupted: shutdown cancels a pending backoff; nothing is spawned afterwards") {
+        Sim sim{root(Strategy::OneForOne,
+                     {service("a"), service("w", [](ChildSpec &s) { s.backoff.initial = 5s; })})};
+        sim.start_all();
+        sim.exit("w", 1);
+        CHECK(sim.state("w") == ChildState::Backoff);
+        sim.command(CommandKind::Shutdown, "");
+        CHECK(sim.exit_status == exit_clean);
+        CHECK(sim.state("w") == ChildState::Stopped);
+        sim.advance(10s);
+        CHECK(sim.spawns("w") == 1);
+    }
+
+    TEST_CASE("interrupted: shutdown during a sweep stops everything and starts nothing") {
+        Sim sim{root(Strategy::OneForAll, {service("1"), service("2"), service("3")})};
+        sim.exit_after_signal("3", 1s);
+        sim.start_all();
+        sim.clear_log();
+        sim.exit("2", 1); // sweep: 3 is stopping for 1 s
+        sim.advance(100ms);
+        sim.command(CommandKind::Shutdown, "");
+        sim.advance(5s);
+        CHECK(sim.starts().empty());
+        CHECK(sim.stop_order() == Names{"3", "1"});
+        CHECK(sim.exit_status == exit_clean);
+    }
+
+    TEST_CASE("interrupted: a give-up stops a nested supervisor that is still starting") {
+        Sim sim{root(
+            Strategy::OneForOne,
+            {service("a"), supervisor("sup1", Strategy::OneForOne,
+                                      {service("b"), service("c", wait_ready()), service("d")})},
+            intensity(0, 60s))};
+        sim.start_all();
+        CHECK(sim.state("sup1") == ChildState::Starting);
+        sim.exit("a", 1); // root gives up while sup1 waits for c's readiness
+        CHECK(sim.stop_order() == Names{"c", "b"});
+        CHECK(sim.spawns("d") == 0);
+        CHECK(sim.exit_status == exit_gave_up);
+    }
+
+    TEST_CASE("interrupted: a startup probe failure at boot is a start failure") {
+        Sim sim{
+            root(Strategy::OneForOne, {service("a"), service("db", wait_ready()), service("api")})};
+        sim.start_all();
+        sim.health_fail("db", FailureCause::StartupProbe, "pg_isready: no response");
+        CHECK(sim.all_signals_to("db") == Sigs{sig_term});
+        CHECK(sim.exit_status == exit_start_failed);
+        CHECK(sim.spawns("api") == 0);
+        CHECK(sim.has_record("db", RecordKind::StartFailed, "startup probe failure"));
+    }
+
+    TEST_CASE("interrupted: reload during a sweep keeps the sweep going") {
+        Sim sim{root(Strategy::RestForOne, {service("1"), service("2"), service("3")})};
+        sim.exit_after_signal("3", 1s);
+        sim.start_all();
+        sim.clear_log();
+        sim.exit("2", 1); // sweep from 2: 3 is stopping
+        auto r = sim.reload(
+            root(Strategy::RestForOne, {service("0"), service("1"), service("2"), service("3")}));
+        CHECK(r.added == Names{"0"});
+        sim.advance(2s);
+        CHECK(sim.starts() == Names{"0", "2", "3"});
+        for (auto n : {"0", "1", "2", "3"})
+            CHECK(sim.state(n) == ChildState::Running);
+        CHECK(sim.incarnation("1") == 1);
+    }
+
     // ---- exit statuses, history, deadlines
     // ------------------------------------------------------------------------
 
