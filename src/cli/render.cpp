@@ -95,8 +95,8 @@ std::string info(const Json &u) {
 
 std::string uptime(const Json &u) {
     std::string state = str(u, "state");
-    auto since = num(u, "since_ms");
-    if (since && (state == "running" || state == "stopping")) return format_duration(*since);
+    auto since = num(u, "since_ms"); // time in the current state
+    if (since && state == "running") return format_duration(*since);
     return "-";
 }
 
@@ -246,8 +246,9 @@ std::string render_event(const Json &r, const Style &st) {
         colour = green;
     else if (kind == "restarting" || kind == "stopping" || kind == "command")
         colour = yellow;
-    return std::string(when) + "  " + str(r, "unit") + "  " + paint(pad(kind, 13), colour, st) +
-           str(r, "message", "") + '\n';
+    // Streamed, so the widest name is unknown: a fixed minimum keeps most lines aligned.
+    return std::string(when) + "  " + pad(str(r, "unit"), 12) + "  " +
+           paint(pad(kind, 13), colour, st) + str(r, "message", "") + '\n';
 }
 
 std::string render_log(const Json &item, const Style &st) {

@@ -91,7 +91,7 @@ TEST_SUITE("ctl") {
                                           {"kind", "exited"},
                                           {"message", "exited with status 1"}},
                                      Style{});
-        CHECK(e == "+1.500s  db  exited       exited with status 1\n");
+        CHECK(e == "+1.500s  db            exited       exited with status 1\n");
     }
 
     TEST_CASE("results and reload summaries") {

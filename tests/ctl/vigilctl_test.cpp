@@ -337,7 +337,7 @@ TEST_SUITE("ctl") {
         SUBCASE("events and logs stream until the end; --json gives one object a line") {
             Ran e = v.ctl({"events"});
             CHECK(e.code == 0);
-            CHECK(has(e.out, "web  exited"));
+            CHECK(has(e.out, "web           exited"));
             CHECK(has(e.out, "killed by SIGKILL"));
             Ran l = v.ctl({"logs", "-n", "2", "web"});
             CHECK(l.code == 0);
