@@ -1,0 +1,197 @@
+"""The supervision daemon with real processes (issue #4): vigild as PID 1 of a fresh PID
+namespace, services played by vigil-testsvc, and every verdict read from /proc or from the
+services' own start/stop log. Test names carry the otp-semantics.md item they exercise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from daemon import FAST, Daemon  # noqa: E402
+from harness import holds_for, wait_until  # noqa: E402
+
+
+def service(d: Daemon, ident: str, *modes: str, **fields) -> dict:
+    """A testsvc unit. It reports ready on fd 3 right after logging its start line, so vigild
+    starts the next sibling only then and the shared log's start order is vigild's order."""
+    unit = {"command": d.svc(ident, "ready-fd", "3", *(modes or ("sleep",))),
+            "ready": {"fd": 3}, "backoff": FAST}
+    unit.update(fields)
+    return unit
+
+
+class Supervision(unittest.TestCase):
+    def daemon(self, build, args: tuple = (), inspect: bool = True) -> Daemon:
+        """build(d) returns the units; the daemon starts once they are written. inspect=False
+        for a vigild that may exit before the test could find it."""
+        d = Daemon({}, args=args, start=False)
+        self.addCleanup(d.close)
+        d.write_units(build(d))
+        d.start(inspect=inspect)
+        return d
+
+    def test_otp01_otp38_start_order_then_reverse_depth_first_stop(self):
+        d = self.daemon(lambda d: {
+            "a": service(d, "a"),
+            "sup1": {"kind": "supervisor", "after": ["a"]},
+            "b": service(d, "b", parent="sup1"),
+            "c": service(d, "c", parent="sup1", after=["b"]),
+            "d": service(d, "d", after=["sup1"]),
+        })
+        self.assertEqual(d.wait_starts(4), ["a", "b", "c", "d"])
+        d.ns.signal_init(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 0)
+        self.assertEqual(d.stops(), ["d", "c", "b", "a"])
+        self.assertEqual(d.ns.processes(), [])
+
+    def test_otp14_one_for_one_restarts_only_the_dead_child(self):
+        d = self.daemon(lambda d: {n: service(d, n) for n in ("one", "two", "three")})
+        d.wait_starts(3)
+        pids = {n: d.wait_pid(n) for n in ("one", "two", "three")}
+        os.kill(pids["two"], signal.SIGKILL)
+        new_two = d.wait_pid("two", other_than=pids["two"])
+        self.assertNotEqual(new_two, pids["two"])
+        self.assertTrue(holds_for(lambda: d.main_pid("one") == pids["one"]
+                                  and d.main_pid("three") == pids["three"], 0.3))
+        self.assertEqual(d.stops(), [])  # nobody else got a signal
+
+    def test_otp16_rest_for_one_restarts_the_rest_in_order(self):
+        d = self.daemon(lambda d: {
+            "root": {"kind": "supervisor", "strategy": "rest_for_one", "intensity": 10},
+            "s1": service(d, "s1"),
+            "s2": service(d, "s2", after=["s1"]),
+            "s3": service(d, "s3", after=["s2"]),
+            "s4": service(d, "s4", after=["s3"]),
+        })
+        d.wait_starts(4)
+        pids = {n: d.wait_pid(n) for n in ("s1", "s2", "s3", "s4")}
+        os.kill(pids["s2"], signal.SIGKILL)
+        d.wait_starts(7)
+        self.assertEqual(d.stops(), ["s4", "s3"])
+        self.assertEqual(d.starts()[4:], ["s2", "s3", "s4"])
+        for n in ("s2", "s3", "s4"):
+            self.assertNotEqual(d.wait_pid(n), pids[n])
+        self.assertEqual(d.main_pid("s1"), pids["s1"])
+
+    def test_otp15_one_for_all_stops_survivors_in_reverse_then_starts_all(self):
+        d = self.daemon(lambda d: {
+            "root": {"kind": "supervisor", "strategy": "one_for_all", "intensity": 10},
+            "x1": service(d, "x1"),
+            "x2": service(d, "x2", after=["x1"]),
+            "x3": service(d, "x3", after=["x2"]),
+        })
+        d.wait_starts(3)
+        pids = {n: d.wait_pid(n) for n in ("x1", "x2", "x3")}
+        os.kill(pids["x2"], signal.SIGKILL)
+        d.wait_starts(6)
+        self.assertEqual(d.stops(), ["x3", "x1"])
+        self.assertEqual(d.starts()[3:], ["x1", "x2", "x3"])
+        for n in ("x1", "x2", "x3"):
+            self.assertNotEqual(d.wait_pid(n), pids[n])
+
+    def test_otp30_escalation_multiplies_then_vigild_exits_4(self):
+        d = self.daemon(lambda d: {
+            "root": {"kind": "supervisor", "intensity": 1, "period": "1h"},
+            "sup1": {"kind": "supervisor", "intensity": 1, "period": "1h"},
+            "w": service(d, "w", "sleep", "100", "exit", "1", parent="sup1"),
+        }, inspect=False)
+        self.assertEqual(d.wait_exit(30), 4)
+        self.assertEqual(d.starts(), ["w"] * 4)
+        self.assertIn("giving up", d.stderr())
+
+    def test_otp03_start_failure_rolls_back_and_exits_3(self):
+        d = self.daemon(lambda d: {
+            "a": service(d, "a"),
+            "b": {"command": ["/nonexistent/program", "x"], "after": ["a"]},
+            "c": service(d, "c", after=["b"]),
+        }, inspect=False)
+        self.assertEqual(d.wait_exit(), 3)
+        self.assertEqual(d.starts(), ["a"])
+        self.assertEqual(d.stops(), ["a"])
+        self.assertIn("exec /nonexistent/program: No such file or directory", d.stderr())
+
+    def test_otp44_auto_shutdown_exits_with_the_significant_childs_status(self):
+        d = self.daemon(lambda d: {
+            "root": {"kind": "supervisor", "auto_shutdown": "any_significant"},
+            "main": service(d, "main", "sleep", "200", "exit", "42",
+                            restart="temporary", significant=True),
+            "side": service(d, "side"),
+        }, inspect=False)
+        self.assertEqual(d.wait_exit(), 42)
+        self.assertEqual(d.stops(), ["side"])
+
+    def test_otp35_stop_timeout_then_sigkill(self):
+        d = self.daemon(lambda d: {
+            "stubborn": service(d, "stubborn", "ignore-term", "mark", "armed", "sleep",
+                                stop={"timeout": "300ms"}),
+        })
+        wait_until(lambda: ("mark", "stubborn", "armed") in d.events(), 10)
+        d.ns.signal_init(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 0)
+        self.assertRegex(d.stderr(), r"stubborn\[\d+\]: .*SIGKILL")
+
+    def test_second_sigterm_kills_what_is_left(self):
+        d = self.daemon(lambda d: {
+            "stubborn": service(d, "stubborn", "ignore-term", "mark", "armed", "sleep",
+                                stop={"timeout": "1h"}),
+        })
+        wait_until(lambda: ("mark", "stubborn", "armed") in d.events(), 10)
+        d.ns.signal_init(signal.SIGTERM)
+        # The first SIGTERM waits for the (hour-long) stop timeout...
+        self.assertTrue(holds_for(lambda: d.ns.poll() is None, 0.3))
+        d.ns.signal_init(signal.SIGTERM)
+        # ...the second kills what is left, so vigild exits now.
+        self.assertEqual(d.wait_exit(10), 0)
+
+    def test_a_stop_leaves_no_process_of_the_service(self):
+        script = "sleep 1000 & sleep 1000 & (sleep 1000 &) ; wait"
+        d = self.daemon(lambda d: {
+            "family": {"command": ["sh", "-c", script], "backoff": FAST},
+            "other": service(d, "other"),
+        })
+        d.wait_socket()
+        family = wait_until(lambda: [p for p in d.processes() if p.comm == "sleep"
+                                     and len({q.pgid for q in d.processes()
+                                              if q.comm == "sleep"}) == 1
+                                     and len([q for q in d.processes()
+                                              if q.comm == "sleep"]) == 3], 10,
+                            "three sleeps in one group")
+        pgid = family[0].pgid
+        r = d.ctl("stop", "family")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: not [p for p in d.processes() if p.pgid == pgid], 10,
+                   "the service's process group to be empty")
+        self.assertEqual(d.status("family")["state"], "stopped")
+        self.assertEqual(d.ns.zombies(), [])
+
+    def test_500_orphans_leave_no_zombie(self):
+        d = self.daemon(lambda d: {
+            "breeder": service(d, "breeder", "orphan", "500", "50", "mark", "bred", "sleep"),
+        })
+        wait_until(lambda: ("mark", "breeder", "bred") in d.events(), 30)
+        wait_until(lambda: len([e for e in d.events("orphan")]) >= 500, 30, "500 orphans")
+        wait_until(lambda: not d.ns.zombies() and
+                   not [p for p in d.processes() if p.ppid == d.ns.init_pid
+                        and p.pid != d.main_pid("breeder")], 20,
+                   "every orphan to be reaped")
+        version = d.ctl_json("version")
+        self.assertGreaterEqual(version["orphans_reaped"], 500)
+
+    def test_chdir_failure_is_reported_with_the_path(self):
+        d = self.daemon(lambda d: {
+            "root": {"kind": "supervisor", "intensity": 2, "period": "1h"},
+            "vanishing": service(d, "vanishing", "sleep", "100", "exit", "1",
+                                 cwd="/nonexistent-dir-for-vigil"),
+        }, inspect=False)
+        self.assertEqual(d.wait_exit(), 3)
+        self.assertIn("chdir /nonexistent-dir-for-vigil: No such file or directory",
+                      d.stderr())
+
+
+if __name__ == "__main__":
+    unittest.main()
