@@ -605,9 +605,10 @@ struct Core::Impl {
             schedule(p);
             return;
         }
-        if (kind != DownKind::StartFailed && plan_stops(p, n.index)) {
+        if (plan_stops(p, n.index)) {
             publish(c, rk,
                     what + "; the running restart of " + std::string(name(p)) + " covers it");
+            if (n.spec.restart == Restart::Temporary) drop(c, "ended during a sweep"); // item 18
             schedule(p);
             return;
         }

@@ -405,6 +405,19 @@ TEST_SUITE("core") {
             CHECK(sim.incarnation(n) == 2);
     }
 
+    TEST_CASE("sweep: a temporary child that ends by itself inside a sweep is not brought back") {
+        Sim sim{
+            root(Strategy::OneForAll, {service("1"), service("tmp", temporary()), service("3")})};
+        sim.exit_after_signal("3", 500ms);
+        sim.start_all();
+        sim.clear_log();
+        sim.exit("1", 1);   // sweep: 3 stopping for 500 ms
+        sim.exit("tmp", 0); // tmp ends by itself before the sweep reaches it
+        sim.advance(1s);
+        CHECK(sim.starts() == Names{"1", "3"});
+        CHECK(sim.status("tmp").removed);
+    }
+
     TEST_CASE("sweep: a crash before a rest_for_one sweep's range widens it") {
         Sim sim{root(Strategy::RestForOne, {service("1"), service("2"), service("3"), service("4")},
                      intensity(5, 60s))};
