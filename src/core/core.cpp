@@ -1134,7 +1134,8 @@ struct Core::Impl {
 
 ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
     ReconfigureResult res;
-    if (next.nodes.empty()) return res;
+    res.errors = validate(next);
+    if (!res.errors.empty()) return res; // keep running the old specification
     auto &nn = next.nodes;
     const std::size_t m = nn.size();
     std::vector<std::optional<ChildId>> id_of(m);

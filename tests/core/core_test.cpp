@@ -364,6 +364,19 @@ TEST_SUITE("core") {
         CHECK(sim.has_record("c", RecordKind::Removed));
     }
 
+    TEST_CASE("reload: an invalid specification changes nothing") {
+        Sim sim{root(Strategy::OneForOne, {service("a"), service("b")})};
+        sim.start_all();
+        auto r = sim.reload(root(Strategy::OneForOne, {service("a"), service("a"), service("c")}));
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].find("share the name") != std::string::npos);
+        CHECK(r.added.empty());
+        CHECK(r.removed.empty());
+        CHECK_FALSE(sim.core.find("c"));
+        CHECK(sim.state("b") == ChildState::Running);
+        CHECK(sim.all_signals_to("b").empty());
+    }
+
     TEST_CASE("reload: a removed supervisor stops its subtree; a moved unit is removed and added") {
         Sim sim{root(Strategy::OneForOne,
                      {supervisor("s1", Strategy::OneForOne, {service("x"), service("y")}),

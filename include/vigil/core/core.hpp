@@ -82,6 +82,8 @@ struct CommandResult {
 // What reload changed, for the reply to `vigilctl reload`.
 struct ReconfigureResult {
     std::vector<std::string> added, removed, restarted, updated; // updated: params only
+    // validate() found problems in the new specification: nothing was changed.
+    std::vector<std::string> errors;
 };
 
 class Core {
