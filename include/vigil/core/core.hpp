@@ -104,6 +104,11 @@ public:
     // stopped, added ones started, children whose fingerprint or policy changed are restarted,
     // supervisor parameters (strategy, intensity, period, auto_shutdown) change in place.
     // ChildIds of kept children stay valid; new children get new ids (ids are never reused).
+    // Precisely (docs/otp-departures.md, item 49): a service is restarted when its fingerprint
+    // or wait_ready changed; the other policy fields (restart, significant, stop, backoff,
+    // start_timeout) are updated in place and reported in `updated`. A unit whose parent or
+    // kind changed is removed and added again. An invalid `next` (validate()) changes nothing
+    // and is reported in `errors`. A child stopped by command stays stopped.
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
     std::optional<TimePoint> next_deadline() const noexcept;
