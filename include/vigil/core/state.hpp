@@ -29,8 +29,11 @@
 //   Running  + Up    steady state.
 //   Running  + Down  transient: a stop is being decided in the same call.
 //   Stopping + Up    a stop that is followed by a start: manual restart, reload restart, a
-//                    one_for_all/rest_for_one sweep, or a health failure (restart decided later).
-//   Stopping + Down  manual stop, shutdown, removal by reload.
+//                    one_for_all/rest_for_one sweep, or a health failure (restart decided
+//                    later). Also every child of a supervisor that is itself stopping: a
+//                    child's goal is its own, so when that supervisor starts again (its parent
+//                    restarts it, or a command), the child comes back with it.
+//   Stopping + Down  stopped by command, or removed by reload.
 //   Backoff  + Up    waiting for the restart delay; the parent's sweep may also wait for it.
 //   Backoff  + Down  not kept: a stop command cancels the delay and the child becomes Stopped.
 //
