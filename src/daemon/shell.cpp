@@ -66,9 +66,10 @@ struct Runtime {
     Incarnation inc;
     int pid = -1; // main process while alive (or reaped but exit not yet reported)
     int last_pid = -1;
-    std::optional<int> pending_wstatus;           // reaped, waiting for the pipes to drain
-    uv_timer_t *drain_timer = nullptr;            // owned; closed in teardown
-    std::unique_ptr<log::UnitLog> log;            // outlives incarnations (ring, file)
+    std::optional<int> pending_wstatus; // reaped, waiting for the pipes to drain
+    uv_timer_t *drain_timer = nullptr;  // owned; closed in teardown
+    std::unique_ptr<log::UnitLog> log;  // outlives incarnations (ring, file)
+    bool log_stale = false;             // reload changed the unit: rebuild `log` at the next spawn
     std::unique_ptr<log::Capture> capture;        // this incarnation's stdout/stderr
     std::optional<log::Regex> ready_log;          // ready: {"log": regex}
     bool ready_sent = false;                      // BecameReady fed for this incarnation
@@ -278,7 +279,8 @@ private:
     void open_output(ChildId id, Incarnation inc, const proc::Spawned &sp) {
         const unit::Unit &u = units_[id.value];
         Runtime &r = runtime(id);
-        if (!r.log) {
+        if (!r.log || r.log_stale) {
+            r.log_stale = false;
             log::PatternSet patterns;
             if (auto compiled = log::PatternSet::compile(u.patterns))
                 patterns = std::move(*compiled);
@@ -529,6 +531,9 @@ private:
         std::map<std::string, unit::Unit> by_name;
         for (auto &u : next.units)
             by_name.emplace(u.name, std::move(u));
+        std::vector<std::uint64_t> fingerprints;
+        for (std::uint32_t i = 0; i < core_.size(); ++i)
+            fingerprints.push_back(core_.spec(ChildId{i}).fingerprint);
         std::vector<core::Action> out;
         core::ReconfigureResult res = core_.reconfigure(std::move(next.tree), now(), out);
         // ChildIds of kept children stay valid and new ones are appended: realign the shell's
@@ -537,7 +542,13 @@ private:
         rt_.resize(core_.size());
         for (std::uint32_t i = 0; i < core_.size(); ++i) {
             auto it = by_name.find(std::string(core_.spec(ChildId{i}).name));
-            if (it != by_name.end()) units_[i] = it->second;
+            if (it == by_name.end()) continue;
+            // The old incarnation's output still goes to the old sinks; the next spawn gets
+            // sinks and patterns built from the new unit.
+            if (rt_[i].log &&
+                (i >= fingerprints.size() || fingerprints[i] != core_.spec(ChildId{i}).fingerprint))
+                rt_[i].log_stale = true;
+            units_[i] = it->second;
         }
         execute(out);
         return res;
