@@ -18,6 +18,7 @@ import pty
 import signal
 import subprocess
 import sys
+import termios
 import time
 import unittest
 
@@ -395,22 +396,82 @@ class WrapperNotPid1Test(WrapperBehaviour, unittest.TestCase):
 
 class WrapperTerminalTest(unittest.TestCase):
     """With a controlling terminal, the child's group is the terminal's foreground group, so
-    ^C typed at the terminal reaches the child, and vigild still works afterwards."""
+    ^C typed at the terminal reaches the child, and vigild still works afterwards. Run with
+    vigild as a session leader (`setsid -c`) and as PID 1 of a namespace in such a session."""
 
-    def test_ctrl_c_reaches_the_child(self) -> None:
+    def start_on_terminal(self, argv, tostop: bool = False):
+        """Runs argv as a session leader whose controlling terminal is a new pty; returns
+        (Popen, master fd)."""
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        if tostop:  # background writers to the terminal get SIGTTOU
+            attrs = termios.tcgetattr(slave)
+            attrs[3] |= termios.TOSTOP
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        # setsid -c: a new session whose controlling terminal is stdin (the pty's slave).
+        proc = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.addCleanup(self.kill_session, proc)
+        return proc, master
+
+    @staticmethod
+    def kill_session(proc) -> None:
+        # The session's id is setsid's pid; whatever is left of it (the child, if vigild was
+        # killed first) still has that id.
+        for p in harness.all_processes():
+            if p.sid == proc.pid:
+                harness.kill_quietly(p.pid)
+        proc.wait()
+
+    def test_vigild_writes_to_its_terminal_in_the_background(self) -> None:
+        # With TOSTOP, a background process that writes to its terminal gets SIGTTOU. vigild
+        # is in the background once its child owns the terminal; its debug lines must neither
+        # stop it (default action) nor wedge it (a caught SIGTTOU restarts the write forever).
         tmp = harness.TempDir()
         self.addCleanup(tmp.cleanup)
         log = tmp.file("signals.log")
-        master, slave = pty.openpty()
-        self.addCleanup(os.close, master)
-        # setsid -c: a new session whose controlling terminal is stdin (the pty's slave).
-        proc = subprocess.Popen(["setsid", "-c", harness.vigild(), "--", "sh", "-c", SIGLOG,
-                                 "siglog", log], stdin=slave, stdout=slave, stderr=slave)
-        os.close(slave)
-        self.addCleanup(lambda: (harness.kill_quietly(proc.pid), proc.wait()))
+        proc, master = self.start_on_terminal(
+            [harness.vigild(), "--log-level", "debug", "--", "sh", "-c", SIGLOG, "siglog", log],
+            tostop=True)
         wait_until(lambda: "ready" in harness.lines_of(log), 5, "the child's traps")
-        children = wait_until(lambda: harness.children_of(proc.pid), 5, "vigild's child")
-        child = children[0]
+        child = wait_until(lambda: harness.children_of(proc.pid), 5, "vigild's child")[0]
+        self.assertEqual(os.tcgetpgrp(master), child.pid)
+        output = bytearray()
+        os.set_blocking(master, False)
+
+        def read_master() -> bytes:
+            try:
+                output.extend(os.read(master, 65536))
+            except (BlockingIOError, OSError):
+                pass
+            return bytes(output)
+
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            os.kill(proc.pid, sig)
+            name = harness.signal_name(sig)
+            wait_until(lambda: name[3:] in harness.lines_of(log), 5, f"{name} forwarded")
+            wait_until(lambda: name.encode() in read_master(), 5, f"vigild's line about {name}")
+            self.assertTrue(holds_for(lambda: harness.state_of(proc.pid) not in ("T", "t"), 0.2),
+                            "vigild stopped writing to its terminal")
+        open(log + ".stop", "w").close()
+        try:
+            self.assertEqual(proc.wait(scaled(10)), 0)
+        except subprocess.TimeoutExpired:
+            self.fail("vigild did not exit after its child")
+
+    def run_on_terminal(self, pid1: bool) -> None:
+        tmp = harness.TempDir()
+        self.addCleanup(tmp.cleanup)
+        log = tmp.file("signals.log")
+        argv = harness.unshare_prefix() + ["--"] if pid1 else []
+        argv += [harness.vigild(), "--", "sh", "-c", SIGLOG, "siglog", log]
+        proc, master = self.start_on_terminal(argv)
+        wait_until(lambda: "ready" in harness.lines_of(log), 5, "the child's traps")
+        if pid1:  # setsid execs unshare, whose only child is vigild
+            vigild_pid = wait_until(lambda: harness.children_of(proc.pid), 5)[0].pid
+        else:
+            vigild_pid = proc.pid
+        child = wait_until(lambda: harness.children_of(vigild_pid), 5, "vigild's child")[0]
         # What the kernel says: the terminal's foreground group is the child's, not vigild's.
         self.assertEqual(os.tcgetpgrp(master), child.pid)
         os.write(master, b"\x03")  # ^C
@@ -428,6 +489,12 @@ class WrapperTerminalTest(unittest.TestCase):
         except (BlockingIOError, OSError):
             out = b""
         self.assertNotIn(b"vigild", out)
+
+    def test_ctrl_c_reaches_the_child(self) -> None:
+        self.run_on_terminal(pid1=False)
+
+    def test_ctrl_c_reaches_the_child_as_pid1(self) -> None:
+        self.run_on_terminal(pid1=True)
 
 
 if __name__ == "__main__":
