@@ -274,15 +274,15 @@ int main(int argc, char **argv) {
     // The injected text (64 bytes) must fit in the line for its two patterns to match.
     const std::uint64_t expect_hits =
         o.patterns > 0 && !o.baseline && o.line >= 64 + 17 ? 2 * (expect_lines / inject_every) : 0;
-    std::printf("%s: %.1f MiB in %.3f s = %.0f MB/s; reader CPU %.3f s = %.0f MB/CPU-s; "
-                "patterns %d; line %zu B; lines %lld (expected %llu); hits %llu (expected %llu); "
-                "%s\n",
-                o.baseline ? "baseline read/write" : "capture+unit_log", bytes / 1048576.0, secs,
-                bytes / secs / 1e6, cpu, bytes / cpu / 1e6, o.baseline ? 0 : o.patterns, o.line,
-                lines, static_cast<unsigned long long>(expect_lines),
-                static_cast<unsigned long long>(hits), static_cast<unsigned long long>(expect_hits),
-                lines == static_cast<long long>(expect_lines) && hits == expect_hits ? "OK"
-                                                                                     : "MISMATCH");
+    std::printf(
+        "%s: %.1f MiB in %.3f s = %.0f MB/s; reader CPU %.3f s = %.0f MB/CPU-s, "
+        "%ld sleeps; patterns %d; line %zu B; lines %lld (expected %llu); hits %llu "
+        "(expected %llu); %s\n",
+        o.baseline ? "baseline read/write" : "capture+unit_log", bytes / 1048576.0, secs,
+        bytes / secs / 1e6, cpu, bytes / cpu / 1e6, ru.ru_nvcsw, o.baseline ? 0 : o.patterns,
+        o.line, lines, static_cast<unsigned long long>(expect_lines),
+        static_cast<unsigned long long>(hits), static_cast<unsigned long long>(expect_hits),
+        lines == static_cast<long long>(expect_lines) && hits == expect_hits ? "OK" : "MISMATCH");
     fs::remove_all(o.dir);
     return lines == static_cast<long long>(expect_lines) && hits == expect_hits ? 0 : 1;
 }
