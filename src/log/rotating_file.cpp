@@ -23,11 +23,18 @@ RotatingFile::~RotatingFile() {
 int RotatingFile::open_file() {
     // O_APPEND: several writers (or an external truncation) never make us write at a stale
     // offset. O_CLOEXEC: children must not inherit vigild's log files.
-    fd_ = ::open(opts_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    // O_NONBLOCK only for the open: opening a FIFO that has no reader would otherwise block
+    // vigild (it fails with ENXIO instead, and the lines count as failed until reopen()).
+    fd_ = ::open(opts_.path.c_str(),
+                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
     if (fd_ < 0) {
         last_error_ = errno;
         return last_error_;
     }
+    // Writes block (a slow FIFO reader slows vigild down rather than losing lines; regular
+    // files ignore the flag anyway).
+    const int fl = ::fcntl(fd_, F_GETFL);
+    if (fl >= 0) (void)::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
     // Rotate only a regular file reached without a symlink: renaming "/dev/stdout" (a symlink
     // to /proc/self/fd/1, which may well be a regular file) would move the symlink itself.
     struct stat st {

@@ -179,6 +179,27 @@ TEST_SUITE("log") {
         CHECK(got == want);
     }
 
+    TEST_CASE("a FIFO without a reader does not block: not open, ENXIO, lines counted") {
+        TempDir d;
+        const auto fifo = d.path / "fifo";
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        RotatingFile f(RotatingFileOptions{fifo.string(), 50, 2, false});
+        CHECK_FALSE(f.is_open());
+        CHECK(f.last_error() == ENXIO);
+        f.append("lost", false, 0);
+        CHECK_FALSE(f.flush());
+        CHECK(f.lines_failed() == 1);
+        // A reader appears: reopen() succeeds.
+        const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        REQUIRE(rd >= 0);
+        CHECK(f.reopen() == 0);
+        f.append("found", false, 0);
+        CHECK(f.flush());
+        char buf[16];
+        CHECK(::read(rd, buf, sizeof buf) == 6);
+        ::close(rd);
+    }
+
     TEST_CASE("/dev/stdout is written, never rotated, never errors") {
         struct stat before {};
         REQUIRE(::lstat("/dev/stdout", &before) == 0);

@@ -17,8 +17,9 @@
 //    logrotate's "move then signal" scheme.
 // Record format: [timestamp ' '] line ['\\' if continued] '\n'. The trailing backslash marks a
 // piece of a longer line that continues on the next record.
-// The fd is opened blocking: regular files never block for long and a FIFO target with no reader
-// would block vigild (a known limitation: see the report of issue 6).
+// Opening never blocks (a FIFO without a reader fails with ENXIO: lines count as failed until a
+// reopen() finds a reader). Writes do block: a FIFO whose reader is slow slows vigild down
+// rather than losing lines (a known limitation: the file sink has no back-pressure queue).
 #pragma once
 
 #include <cstdint>
