@@ -5,8 +5,8 @@ says (house-style §7.8). This module gives the tests:
 
 - Binaries: ``vigild()``, ``vigilctl()`` and ``testsvc()`` read the paths meson passes in the
   environment variables VIGILD, VIGILCTL and TESTSVC (``test(..., env: ...)`` in
-  tests/integration/meson.build). A test that needs a missing one fails, or is skipped where a
-  fallback exists (``testsvc_or_none()``).
+  tests/integration/meson.build). A test that needs a missing one fails (a skip would prove
+  nothing); ``testsvc_or_none()`` is for tests with a fallback.
 - Bounded waits: ``wait_until(pred, timeout)`` polls ``pred`` until it returns something truthy
   and raises ``WaitTimeout`` (an AssertionError, so the test fails) otherwise. Every timeout is
   multiplied by VIGIL_TEST_TIMEOUT_MULTIPLIER (default 1; raise it for ASan or slow machines),
@@ -44,7 +44,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import unittest
 from typing import Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 T = TypeVar("T")
@@ -84,9 +83,11 @@ def testsvc_or_none() -> Optional[str]:
 
 
 def testsvc() -> str:
+    """Path of vigil-testsvc. Fails the test when it is missing: a skipped test proves nothing,
+    so only tests with a fallback call testsvc_or_none() instead."""
     path = testsvc_or_none()
     if path is None:
-        raise unittest.SkipTest("TESTSVC (vigil-testsvc) is not built")
+        raise AssertionError("TESTSVC is not set to an executable vigil-testsvc (meson sets it)")
     return path
 
 
