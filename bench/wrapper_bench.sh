@@ -12,7 +12,9 @@
 #    vigild, tini, catatonit, direct, ...), so machine noise hits every column alike. The
 #    table gives the median and the 90th percentile, the overhead over running /bin/true
 #    directly, and each wrapper's median relative to vigild's. The minimum is given too: on a
-#    busy machine it is the figure least disturbed by other processes.
+#    busy machine it is the figure least disturbed by other processes. "CPU" is the mean user +
+#    system time of the wrapper and its /bin/true (wait4 rusage, 1-4 ms ticks averaged out over
+#    the runs): the cost, whatever else runs on the machine.
 #  - Memory: "max RSS" is /usr/bin/time's maximum resident set size of `WRAPPER -- /bin/true`
 #    (median of 20 runs). It is the larger of the wrapper's and /bin/true's, since the kernel
 #    folds a waited-for child into its parent's figure, so the table also gives "own peak RSS":
@@ -72,20 +74,25 @@ def resolve(argv):
 def once(argv):
     t0 = time.perf_counter_ns()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     t1 = time.perf_counter_ns()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"wrapper_bench: {argv} failed with status {status}")
-    return (t1 - t0) / 1000.0
+    # CPU time of the wrapper and the /bin/true it reaped: unlike wall time, barely touched
+    # by other load on the machine.
+    return (t1 - t0) / 1000.0, (usage.ru_utime + usage.ru_stime) * 1e6
 
 argvs = {name: resolve(prefix + [true]) for name, prefix in wrappers}
 for argv in argvs.values():  # warm the page cache
     for _ in range(5):
         once(argv)
 samples = {name: [] for name, _ in wrappers}
+cpu = {name: [] for name, _ in wrappers}
 for _ in range(runs):
     for name, _ in wrappers:
-        samples[name].append(once(argvs[name]))
+        wall, used = once(argvs[name])
+        samples[name].append(wall)
+        cpu[name].append(used)
 
 def max_rss(argv):
     out = []
@@ -115,9 +122,9 @@ ref = statistics.median(samples["vigild"])
 print(f"Wrapper start-up: `WRAPPER -- /bin/true`, {runs} interleaved runs each, "
       f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.\n")
 print("| wrapper | min (µs) | median (µs) | p90 (µs) | median overhead vs direct (µs) "
-      "| median / vigild's | max RSS (KiB) | own peak RSS (KiB) | own private RSS (KiB) "
-      "| binary (KiB) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| median / vigild's | CPU, mean (µs) | max RSS (KiB) | own peak RSS (KiB) "
+      "| own private RSS (KiB) | binary (KiB) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name, prefix in wrappers:
     xs = samples[name]
     med = statistics.median(xs)
@@ -129,5 +136,5 @@ for name, prefix in wrappers:
         size = os.path.getsize(resolve(prefix)[0]) // 1024
         label = f"`{' '.join([name] + prefix[1:])}`"
     print(f"| {label} | {min(xs):.0f} | {med:.0f} | {p90(xs):.0f} | {med - base:+.0f} | {med / ref:.2f} "
-          f"| {rss:.0f} | {hwm} | {anon} | {size} |")
+          f"| {statistics.mean(cpu[name]):.0f} | {rss:.0f} | {hwm} | {anon} | {size} |")
 EOF
