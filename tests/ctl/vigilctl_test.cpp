@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exit_codes.hpp"
 #include "loop_thread.hpp"
 #include "vigil/ctl/server.hpp"
 #include "vigil/ctl/shapes.hpp"
@@ -365,6 +366,70 @@ TEST_SUITE("ctl") {
             std::sort(ms.begin(), ms.end());
             MESSAGE("vigilctl version against the fake vigild: median "
                     << ms[25] << " ms, p90 " << ms[45] << " ms (50 runs)");
+        }
+    }
+
+} // TEST_SUITE
+
+TEST_SUITE("ctl") {
+
+    TEST_CASE("vigilctl(1) documents every command, every option and every exit status") {
+        const char *man_path = std::getenv("VIGILCTL_MAN");
+        REQUIRE_MESSAGE(man_path != nullptr, "VIGILCTL_MAN is not set (run through meson test)");
+        std::string man;
+        {
+            FILE *f = std::fopen(man_path, "r");
+            REQUIRE(f != nullptr);
+            char buf[4096];
+            std::size_t n;
+            while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+                man.append(buf, n);
+            std::fclose(f);
+        }
+        // roff escapes minus signs; compare against the unescaped text.
+        std::string text;
+        for (std::size_t i = 0; i < man.size(); ++i) {
+            if (man[i] == '\\' && i + 1 < man.size() && man[i + 1] == '-') continue;
+            text.push_back(man[i]);
+        }
+        auto options_in = [](const std::string &help) {
+            std::vector<std::string> opts;
+            for (std::size_t p = 0; (p = help.find("-", p)) != std::string::npos;) {
+                bool start = p == 0 || help[p - 1] == ' ' || help[p - 1] == ',';
+                std::size_t e = help.find_first_of(" ,=\n", p);
+                std::string tok = help.substr(p, e - p);
+                p = e == std::string::npos ? help.size() : e;
+                if (start && tok.size() > 1 && tok != "--" && (tok[1] == '-' || tok.size() == 2))
+                    opts.push_back(tok);
+            }
+            return opts;
+        };
+        std::vector<std::string> commands{"status", "start",    "stop",   "restart",
+                                          "signal", "reload",   "logs",   "tree",
+                                          "events", "shutdown", "version"};
+        Ran top = run_ctl({"--help"});
+        REQUIRE(top.code == 0);
+        for (const auto &c : commands) {
+            CAPTURE(c);
+            CHECK(has(top.out, "  " + c + " ")); // the help lists it
+            CHECK((has(text, ".B " + c) || has(text, ".BI " + c) || has(text, ".BR " + c)));
+            Ran h = run_ctl({c, "--help"});
+            REQUIRE(h.code == 0);
+            for (const auto &o : options_in(h.out)) {
+                CAPTURE(o);
+                CHECK(has(text, o));
+            }
+        }
+        for (const auto &o : options_in(top.out)) {
+            CAPTURE(o);
+            CHECK(has(text, o));
+        }
+        auto section = text.substr(text.find(".SH EXIT STATUS"));
+        section = section.substr(0, section.find(".SH", 4));
+        for (const auto &e : vigil::cli::exit_table) {
+            std::string code = std::to_string(vigil::cli::code(e.code));
+            CAPTURE(code);
+            CHECK(has(section, ".B " + code + "\n"));
         }
     }
 
