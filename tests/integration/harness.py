@@ -200,6 +200,17 @@ def signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
+def context_switches(pid: int) -> Optional[int]:
+    """voluntary + nonvoluntary context switches of pid so far: a process that sleeps without
+    waking up keeps this number still. None when pid is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return sum(int(line.split()[1]) for line in f
+                       if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt")))
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def state_of(pid: int) -> Optional[str]:
     """The one-letter state of pid (Z zombie, T stopped...), or None when it is gone."""
     info = proc_info(pid)

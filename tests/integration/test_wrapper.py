@@ -262,6 +262,20 @@ class WrapperBehaviour:
         os.kill(child.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(10), 143)
 
+    def test_idle_vigild_never_wakes_up(self) -> None:
+        # No periodic wake-up (tini's sigtimedwait has a 1 s timeout): while nothing happens,
+        # vigild is not scheduled at all.
+        proc = self.start(["sleep", "1000"])
+        child = self.child_of(proc)
+        pid = self.vigild_pid(proc)
+        wait_until(lambda: harness.state_of(pid) == "S", 5, "vigild to block")
+        time.sleep(0.2)  # let start-up settle (the exec'd child's SIGCHLD-free start)
+        before = harness.context_switches(pid)
+        time.sleep(1.5)
+        self.assertEqual(harness.context_switches(pid), before, "vigild woke up while idle")
+        os.kill(child.pid, signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 143)
+
     # -- reaping
 
     def test_500_orphans_leave_no_zombie(self) -> None:
