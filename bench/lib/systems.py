@@ -92,8 +92,11 @@ class Vigil(System):
         if crash or lenient:
             write(os.path.join(units, "root.json"),
                   json.dumps({"kind": "supervisor", "intensity": 1000000, "period": "1s"}) + "\n")
+        # VIGIL_BENCH_UNIT_EXTRA: a JSON object merged into every vigil unit, for experiments
+        # (e.g. '{"backoff": {"initial": "0ms"}}'); bench/run prints it under the table.
+        extra = json.loads(os.environ.get("VIGIL_BENCH_UNIT_EXTRA") or "{}")
         for name, argv in services:
-            unit = {"command": argv}
+            unit = {"command": argv, **extra}
             if log:
                 unit["logs"] = {"file": os.path.join(log, "out.log"), "max_size": "1GiB",
                                 "keep": 2, "forward": False}

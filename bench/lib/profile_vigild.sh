@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# profile_vigild.sh: reproduce one bench/run scenario for vigild alone and show where it goes.
+#
+#   bench/lib/profile_vigild.sh start|stop|status|pss [N]   (N services, default 1000)
+#
+# Each scenario runs in a fresh PID namespace (like bench/run's trials) under a time limit:
+#   start   perf record (-g, following the forked children: their pre-exec time is charged to
+#           comm "vigild") from exec of vigild until N `sleep 100000` pids exist
+#   stop    N services up, then perf record -p vigild from SIGTERM until vigild exits
+#   status  N services up, then system-wide perf record over 50 `vigilctl status` runs
+#   log     one service writing N MiB (default here 256) of numbered lines to a logs.file on
+#           tmpfs; perf record of vigild from its start until the file is complete
+#   pss     N services up, then vigild's smaps_rollup and largest mappings; with N <= 500 also a
+#           valgrind massif run of the start (peak heap by allocation site)
+# Output: the top of `perf report` (flat, by comm and symbol) or the memory breakdown, on stdout.
+# Environment: BUILD (default build-bench), BENCHTOOL (default bench/results/.bin/benchtool).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+scenario=${1:?usage: profile_vigild.sh start|stop|status|log|pss [N]}
+n=${2:-1000}
+[ "$scenario" = log ] && n=${2:-256}
+build=${BUILD:-$root/build-bench}
+benchtool=${BENCHTOOL:-$root/bench/results/.bin/benchtool}
+vigild=$build/src/daemon/vigild
+vigilctl=$build/src/cli/vigilctl
+[ -x "$benchtool" ] || cc -O2 -o "$benchtool" "$here/benchtool.c"
+work=$(mktemp -d /dev/shm/vigil-profile.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/units"
+if [ "$scenario" = log ]; then
+    bytes=$((n << 20))
+    printf '{"command": ["%s", "writer", "%s", "%s/stamp"], "logs": {"file": "%s/out.log", "max_size": "1GiB", "keep": 2, "forward": false}}\n' \
+        "$benchtool" "$bytes" "$work" "$work" > "$work/units/writer.json"
+else
+    for i in $(seq -f '%05g' 1 "$n"); do
+        echo '{"command": ["/bin/sleep", "100000"]}' > "$work/units/svc$i.json"
+    done
+fi
+
+inner="$work/inner.sh"
+cat > "$inner" <<EOF
+set -u
+cd "$work"
+up() { "$benchtool" waitcount $n "sleep 100000" 120 > /dev/null; }
+case $scenario in
+start)
+    perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
+    up; kill -TERM \$(pgrep -x vigild); wait ;;
+stop)
+    "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
+    up; perf record -q -F 4000 -g -o perf.data -p \$v & p=\$!; sleep 0.5
+    t0=\$(date +%s%N); kill -TERM \$v; wait \$v; t1=\$(date +%s%N)
+    echo "stop took \$(( (t1 - t0) / 1000000 )) ms"; kill -INT \$p; wait \$p ;;
+status)
+    "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
+    up; perf record -q -F 4000 -a -g -o perf.data -- \
+        "$benchtool" timeexec 50 30 -- "$vigilctl" --socket s.sock status svc00001 |
+        awk '{ s += \$1 } END { printf "mean vigilctl status: %.3f ms\n", s / NR / 1e6 }'
+    kill -TERM \$v; wait \$v ;;
+log)
+    perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
+    want=\$(( $bytes / 100 * 100 )); t0=\$(date +%s%N)
+    until [ "\$(stat -c %s out.log 2>/dev/null || echo 0)" -ge \$want ]; do sleep 0.01; done
+    t1=\$(date +%s%N); echo "\$want bytes in \$(( (t1 - t0) / 1000000 )) ms (from vigild's start)"
+    kill -TERM \$(pgrep -x vigild); wait ;;
+pss)
+    "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
+    up; sleep 1
+    echo "== /proc/vigild/smaps_rollup"; grep -E '^(Rss|Pss|Pss_Anon|Pss_File|Private_Dirty)' /proc/\$v/smaps_rollup
+    echo "== largest mappings by Pss (KiB)"
+    awk '/^[0-9a-f]+-[0-9a-f]+ /{ name = (\$6 == "" ? "[anon]" : \$6) } /^Pss:/{ pss[name] += \$2 }
+         END { for (k in pss) print pss[k], k }' /proc/\$v/smaps | sort -rn | head -8
+    kill -TERM \$v; wait \$v ;;
+esac
+EOF
+timeout -s KILL 300 unshare --pid --fork --mount-proc "$benchtool" init -- bash "$inner"
+if [ -f "$work/perf.data" ]; then
+    echo "== perf: share of samples by command"
+    perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -6
+    echo "== perf: top symbols (comm vigild/vigilctl: vigil's own code, incl. pre-exec children)"
+    perf report -i "$work/perf.data" --no-children --comms vigild,vigilctl --sort comm,dso,sym \
+        --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -30
+fi
+if [ "$scenario" = pss ] && [ "$n" -le 500 ] && command -v valgrind > /dev/null; then
+    echo "== massif: peak heap of vigild starting $n services"
+    cat > "$work/massif.sh" <<EOF
+cd "$work"
+valgrind --tool=massif --massif-out-file=massif.out "$vigild" --units units --socket s2.sock \
+    > /dev/null 2>&1 & v=\$!
+"$benchtool" waitcount $n "sleep 100000" 120 > /dev/null; sleep 1
+kill -TERM \$v; wait \$v
+EOF
+    timeout -s KILL 300 unshare --pid --fork --mount-proc "$benchtool" init -- bash "$work/massif.sh"
+    ms_print "$work/massif.out" | grep -E '^->|^\| ->|MB|KB' | head -40
+fi
