@@ -240,6 +240,10 @@ struct Core::Impl {
 
     // ---- starting and stopping one child -------------------------------------------------
 
+    // Starts a new incarnation of `c` now. Callers have checked that the parent allows it (its
+    // sequence is at `c`, or nothing in the parent decides when `c` starts). A service only gets
+    // a Spawn here; it becomes Running when the shell answers Spawned (or BecameReady), and that
+    // answer is what lets the parent's start sequence move on (item 1).
     void start_child(ChildId c) {
         Node &n = node(c);
         n.want_up = true;
@@ -272,6 +276,9 @@ struct Core::Impl {
         schedule(c);
     }
 
+    // Probes go first so a probe cannot report the child we are stopping as failed (which would
+    // be a second, bogus stop cause). brutal_kill (stop signal SIGKILL) arms no timer: there is
+    // nothing to escalate to (item 34). A missing timeout is `infinity` (item 36).
     void send_stop(ChildId c) {
         Node &n = node(c);
         const int sig =
@@ -462,6 +469,9 @@ struct Core::Impl {
     }
 
     // The terminal stop sequence of a supervisor is complete.
+    // A supervisor's end is reported to its parent exactly like a process exit: give-up and
+    // auto-shutdown are OTP's `shutdown` reason (items 27-29, 48), a failed start-up is a start
+    // failure (item 5), anything else was asked for.
     void finish_supervisor(ChildId s) {
         Node &n = node(s);
         n.plan = Plan{};
@@ -541,6 +551,11 @@ struct Core::Impl {
 
     // ---- a child is down: the parent decides (items 7-33, 39, 43-48) ----------------------
 
+    // The single place where a child's end is judged. First: who wanted it? (stop_cause). Then,
+    // for ends that nobody asked for, whether anyone may decide now: a stopping supervisor does
+    // not restart (item 39) and a running sweep already covers its range (items 21, 33). Start
+    // failures roll back a starting supervisor (items 3-5) and count as failed restarts
+    // otherwise (item 31). Everything left goes to decide().
     void on_down(ChildId c, DownKind kind, RecordKind rk, std::string what) {
         Node &n = node(c);
         const ChildId p = *n.spec.parent;
@@ -636,6 +651,10 @@ struct Core::Impl {
         decide(c, kind, rk, std::move(what));
     }
 
+    // The restart decision (items 7-11, 14-33, 43-48). The order matters: restart type first (a
+    // child that is not restarted never touches intensity, item 10), then intensity (the restart
+    // that would exceed it gives up instead, item 23), and only then backoff, which merely delays
+    // the spawn of a restart that has already been counted.
     void decide(ChildId c, DownKind kind, RecordKind rk, std::string what) {
         Node &n = node(c);
         const ChildId p = *n.spec.parent;
@@ -751,6 +770,8 @@ struct Core::Impl {
 
     // ---- events ---------------------------------------------------------------------------
 
+    // Staleness (house-style §7.4): a process event counts only for the child's current
+    // incarnation. An old one (a late SIGCHLD, a pid the kernel reused) is counted and dropped.
     bool current(ChildId c, Incarnation inc) {
         if (!valid(c) || node(c).spec.kind != Kind::Service || node(c).inc != inc) {
             ++dropped_events;
@@ -891,6 +912,10 @@ struct Core::Impl {
         ++dropped_events;
     }
 
+    // Every due deadline, in (when, seq) order. Each one is interpreted by the state its child is
+    // in now: the timer was cancelled if the child left the state (set_state() zeroes timer_seq),
+    // so a stale entry is recognised by its seq and skipped. The work queue is drained after each
+    // deadline so two deadlines at the same instant act in the order they were armed.
     void on_deadlines() {
         while (!deadlines.empty() && deadlines.top().when <= now) {
             const DeadlineEntry e = deadlines.top();
@@ -942,6 +967,9 @@ struct Core::Impl {
 
     CommandResult result(CommandOutcome o, std::string msg) { return {o, std::move(msg)}; }
 
+    // A second Shutdown: the person is not willing to wait. SIGKILL every live process at once,
+    // in id order; the stop sequences still run to completion (they now only collect exits), so
+    // the tree is still torn down child by child and the exit status still says what happened.
     void kill_everything() {
         kill_all = true;
         for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -1001,6 +1029,9 @@ struct Core::Impl {
     }
 
     // Start a stopped child (or one waiting for backoff) on request.
+    // OTP's restart_child. A child whose parent is not running cannot be started on its own
+    // (start the parent: that is its init). When the parent's start sequence has not reached the
+    // child yet, the sequence starts it, so the start order holds even for commands.
     CommandResult manual_start(ChildId c) {
         Node &n = node(c);
         if (!n.spec.parent) {
@@ -1132,6 +1163,10 @@ struct Core::Impl {
     ReconfigureResult reconfigure(TreeSpec next);
 };
 
+// Reload (docs/otp-departures.md, item 49). The new TreeSpec has its own indices; kept nodes
+// are mapped to their old ids, so ChildIds held by the shell, the control server and history
+// stay valid. Nothing here waits: stops and starts are requested and the usual sequences do
+// the rest, so a reload behaves exactly like the commands it stands for.
 ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
     ReconfigureResult res;
     res.errors = validate(next);
@@ -1307,57 +1342,6 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
             request_start(p, n.index);
     }
     return res;
-}
-
-// ---- validation (item 13) ----------------------------------------------------------------
-
-std::vector<std::string> validate(const TreeSpec &spec) {
-    std::vector<std::string> errors;
-    const auto &nodes = spec.nodes;
-    if (nodes.empty()) return {"the tree has no root supervisor"};
-    if (nodes[0].kind != Kind::Supervisor)
-        errors.push_back("node 0 (the root) is not a supervisor");
-    std::map<std::string_view, std::size_t> names;
-    std::vector<int> parents(nodes.size(), 0);
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-        const ChildSpec &n = nodes[i];
-        const std::string who = "\"" + n.name + "\"";
-        if (!names.emplace(n.name, i).second)
-            errors.push_back("two children share the name " + who);
-        if (n.kind == Kind::Service && !n.children.empty())
-            errors.push_back(who + ": a service cannot have children");
-        for (ChildId k : n.children) {
-            if (k.value >= nodes.size() || k.value == 0) {
-                errors.push_back(who + ": child id " + std::to_string(k.value) + " out of range");
-                continue;
-            }
-            parents[k.value]++;
-        }
-        if (n.kind == Kind::Supervisor) {
-            if (n.intensity < 0) errors.push_back(who + ": intensity must be >= 0");
-            if (n.period.count() <= 0) errors.push_back(who + ": period must be > 0");
-            for (ChildId k : n.children) {
-                if (k.value >= nodes.size()) continue;
-                const ChildSpec &c = nodes[k.value];
-                if (!c.significant) continue;
-                if (c.restart == Restart::Permanent)
-                    errors.push_back("\"" + c.name +
-                                     "\": significant requires restart transient or temporary");
-                if (n.auto_shutdown == AutoShutdown::Never)
-                    errors.push_back("\"" + c.name + "\": significant requires auto_shutdown of " +
-                                     who + " other than never");
-            }
-        }
-        if (n.stop.timeout && n.stop.timeout->count() < 0)
-            errors.push_back(who + ": stop timeout must be >= 0");
-        if (n.start_timeout && n.start_timeout->count() < 0)
-            errors.push_back(who + ": start timeout must be >= 0");
-    }
-    for (std::size_t i = 1; i < nodes.size(); ++i)
-        if (parents[i] != 1)
-            errors.push_back("\"" + nodes[i].name + "\" is listed by " +
-                             std::to_string(parents[i]) + " supervisors (must be exactly 1)");
-    return errors;
 }
 
 // ---- Core -------------------------------------------------------------------------------
