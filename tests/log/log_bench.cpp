@@ -6,7 +6,7 @@
 // corrupted), and the pattern hits are counted against the lines injected to match.
 //
 //   log_bench [--mib N] [--patterns 0|10] [--line N] [--timestamps] [--pipe-size N]
-//             [--dir D] [--baseline]
+//             [--read-buffer N] [--dir D] [--baseline] [--no-verify]
 // --baseline measures the same pipe -> file copy with plain read(2)/write(2), for reference.
 #include <algorithm>
 #include <cerrno>
@@ -41,6 +41,7 @@ struct Options {
     std::size_t line = 100;
     bool timestamps = false;
     std::size_t pipe_size = 0;
+    std::size_t read_buffer = 64u << 10;
     std::string dir = "/tmp/vigil-log-bench";
     bool baseline = false;
     bool verify = true;
@@ -185,13 +186,16 @@ int main(int argc, char **argv) {
             o.pipe_size = std::stoul(next());
         else if (a == "--dir")
             o.dir = next();
+        else if (a == "--read-buffer")
+            o.read_buffer = std::stoul(next());
         else if (a == "--baseline")
             o.baseline = true;
         else if (a == "--no-verify")
             o.verify = false;
         else {
             std::fprintf(stderr, "usage: log_bench [--mib N] [--patterns 0|10] [--line N] "
-                                 "[--timestamps] [--pipe-size N] [--dir D] [--baseline]\n");
+                                 "[--timestamps] [--pipe-size N] [--read-buffer N] [--dir D] "
+                                 "[--baseline] [--no-verify]\n");
             return 2;
         }
     }
@@ -246,7 +250,7 @@ int main(int argc, char **argv) {
         bool eof = false;
         // The daemon's wiring (vigil/log/wiring.hpp): the path measured is the real one.
         log::Capture cap(
-            &loop, fds[0], -1, log::CaptureOptions{},
+            &loop, fds[0], -1, log::CaptureOptions{16u << 10, o.read_buffer, 0},
             log::wire(ul, &loop,
                       log::Wiring{[&](std::span<const log::PatternHit> h) { hits += h.size(); },
                                   [&] { eof = true; }, nullptr, nullptr}));
