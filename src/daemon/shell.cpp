@@ -239,6 +239,9 @@ private:
             };
             r.monitor = std::make_unique<probe::Monitor>(&loop_, exec_probes_, std::move(specs),
                                                          std::move(cb));
+            // The Monitor reports changes only, starting from "not ready": until its first
+            // success a unit with a readiness probe is not ready.
+            if (r.monitor->decides_readiness()) r.probe_ready = false;
             r.monitor->start();
         }
         if (u.watchdog) {
@@ -393,7 +396,7 @@ private:
                 r.watchdog->stop();
             else
                 r.watchdog->set_interval(
-                    Duration{static_cast<std::int64_t>(*m.watchdog_usec / 1000)});
+                    Duration{static_cast<std::int64_t>((*m.watchdog_usec + 999) / 1000)});
         }
         if (m.ready) ready(id, r.inc, "sd_notify");
         if (m.watchdog_trigger)

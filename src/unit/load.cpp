@@ -634,8 +634,10 @@ void parse_unit(Checker &c, Raw &r) {
     else
         parse_service_fields(c, j, r);
 
-    // Supervisors only wait for their subtree; a service waits for readiness when declared.
-    r.spec.wait_ready = r.unit.ready.any();
+    // Supervisors only wait for their subtree; a service waits for readiness when declared,
+    // by a `ready` method or by a readiness probe (issue 7: "a unit with readiness is started
+    // only once ready").
+    r.spec.wait_ready = r.unit.ready.any() || r.unit.readiness.has_value();
     if (r.spec.wait_ready) r.spec.start_timeout = r.unit.ready.timeout;
 
     json canon = j;
