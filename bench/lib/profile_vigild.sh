@@ -26,7 +26,7 @@ vigild=$build/src/daemon/vigild
 vigilctl=$build/src/cli/vigilctl
 [ -x "$benchtool" ] || cc -O2 -o "$benchtool" "$here/benchtool.c"
 work=$(mktemp -d /dev/shm/vigil-profile.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 mkdir -p "$work/units"
 if [ "$scenario" = log ]; then
     bytes=$((n << 20))
@@ -60,7 +60,7 @@ status)
     kill -TERM \$v; wait \$v ;;
 log)
     perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
-    want=\$(( $bytes / 100 * 100 )); t0=\$(date +%s%N)
+    want=\$(( ${bytes:-0} / 100 * 100 )); t0=\$(date +%s%N)
     until [ "\$(stat -c %s out.log 2>/dev/null || echo 0)" -ge \$want ]; do sleep 0.01; done
     t1=\$(date +%s%N); echo "\$want bytes in \$(( (t1 - t0) / 1000000 )) ms (from vigild's start)"
     kill -TERM \$(pgrep -x vigild); wait ;;
@@ -74,8 +74,11 @@ pss)
     kill -TERM \$v; wait \$v ;;
 esac
 EOF
-timeout -s KILL 300 unshare --pid --fork --mount-proc "$benchtool" init -- bash "$inner"
+timeout -s KILL 300 unshare --pid --fork --mount-proc "$benchtool" init -- bash "$inner" || true
+set +e +o pipefail   # the reports below are cut short with head: SIGPIPE is expected
 if [ -f "$work/perf.data" ]; then
+    echo "== perf: samples (at 4 kHz: 4000 samples = 1 s on a CPU)"
+    perf report -i "$work/perf.data" --stdio 2>/dev/null | grep -m1 '^# Samples'
     echo "== perf: share of samples by command"
     perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null |
         grep -E '^ +[0-9]' | head -6
@@ -92,6 +95,18 @@ valgrind --tool=massif --massif-out-file=massif.out "$vigild" --units units --so
 "$benchtool" waitcount $n "sleep 100000" 120 > /dev/null; sleep 1
 kill -TERM \$v; wait \$v
 EOF
-    timeout -s KILL 300 unshare --pid --fork --mount-proc "$benchtool" init -- bash "$work/massif.sh"
-    ms_print "$work/massif.out" | grep -E '^->|^\| ->|MB|KB' | head -40
+    timeout -s KILL 300 unshare --pid --fork --mount-proc "$benchtool" init -- bash "$work/massif.sh" || true
+    # The last detailed snapshot (services all up), top-level allocation sites only.
+    python3 - "$work/massif.out" <<'PY'
+import re, sys
+snaps = open(sys.argv[1]).read().split("snapshot=")[1:]
+detailed = [s for s in snaps if "heap_tree=detailed" in s or "heap_tree=peak" in s]
+snap = detailed[-1]
+total = int(re.search(r"mem_heap_B=(\d+)", snap).group(1))
+print(f"heap in use: {total / 1024:.0f} KiB")
+for line in snap.splitlines():
+    m = re.match(r"^ n\d+: (\d+) (?:0x[0-9A-F]+: )?(.*)", line)
+    if m:
+        print(f"{int(m.group(1)) / 1024:10.0f} KiB  {m.group(2)[:150]}")
+PY
 fi
