@@ -133,10 +133,12 @@ TEST_SUITE("ctl") {
 
     TEST_CASE("resolve_targets on a node table: order, duplicates, removed nodes, errors") {
         // 0 root {1 db, 2 app {3 api, 4 web-1}, 5 gone(removed)}
+        const std::vector<ChildId> root_children{ChildId{1}, ChildId{2}, ChildId{5}};
+        const std::vector<ChildId> app_children{ChildId{3}, ChildId{4}};
         std::vector<TargetNode> n(6);
-        n[0] = {"root", Kind::Supervisor, {ChildId{1}, ChildId{2}, ChildId{5}}, false};
+        n[0] = {"root", Kind::Supervisor, root_children, false};
         n[1] = {"db", Kind::Service, {}, false};
-        n[2] = {"app", Kind::Supervisor, {ChildId{3}, ChildId{4}}, false};
+        n[2] = {"app", Kind::Supervisor, app_children, false};
         n[3] = {"api", Kind::Service, {}, false};
         n[4] = {"web-1", Kind::Service, {}, false};
         n[5] = {"gone", Kind::Service, {}, true};

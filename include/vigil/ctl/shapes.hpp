@@ -82,7 +82,7 @@ enum class Expand : std::uint8_t {
 struct TargetNode {
     std::string_view name;
     core::Kind kind = core::Kind::Service;
-    std::vector<ChildId> children; // start order
+    std::span<const ChildId> children; // start order (a view: no copy per request)
     bool removed = false;
 };
 
