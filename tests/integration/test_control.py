@@ -1,0 +1,706 @@
+"""The control plane with real processes (issue #5): vigilctl and raw socket clients against a
+vigild running as PID 1 of a fresh PID namespace (daemon.Daemon). Every command's effect is
+checked in /proc or in the services' own log, not only in what vigilctl prints; --json output
+is parsed and checked field by field; bad input is sent over a raw socket and vigild must keep
+answering afterwards.
+
+Pids: vigild reports pids as its namespace sees them; the tests find processes from the host
+(Daemon.main_pid) and compare through /proc/PID/status NSpid (ProcInfo.inner_pid)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from daemon import FAST, Daemon  # noqa: E402
+from harness import holds_for, scaled, wait_until  # noqa: E402
+
+# vigilctl's exit statuses (src/cli/exit_codes.hpp, vigilctl(1) EXIT STATUS).
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 1, 2, 3, 4, 7
+
+
+def service(d: Daemon, ident: str, *modes: str, **fields) -> dict:
+    """A testsvc unit that reports ready on fd 3 once the modes before it have run (so
+    `log-signals` given first is in effect when vigild sees the unit running)."""
+    pre = []
+    rest = list(modes or ("sleep",))
+    while rest and rest[0] in ("log-signals", "ignore-term"):
+        pre.append(rest.pop(0))
+    unit = {"command": d.svc(ident, *pre, "ready-fd", "3", *(rest or ["sleep"])),
+            "ready": {"fd": 3}, "backoff": FAST}
+    unit.update(fields)
+    return unit
+
+
+def inner(host_pid: int) -> int:
+    info = harness.proc_info(host_pid)
+    assert info is not None, f"process {host_pid} is gone"
+    return info.inner_pid
+
+
+def vm_rss_kb(pid: int) -> int:
+    for line in harness.read_text(f"/proc/{pid}/status").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class Raw:
+    """A raw control-socket client: one JSON line out, one JSON line in, with bounded waits."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(scaled(5))
+        self.sock.connect(path)
+        self.buf = b""
+        self.hello = self.read()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(self, obj) -> dict:
+        self.send(json.dumps(obj).encode() + b"\n")
+        return self.read()
+
+    def readline(self) -> bytes:
+        """A line, or b'' at EOF; socket.timeout (a failure) when nothing comes in time."""
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                line, self.buf = self.buf, b""
+                return line
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
+
+    def read(self) -> dict:
+        line = self.readline()
+        if not line:
+            raise AssertionError("vigild closed the connection")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Control(unittest.TestCase):
+    def daemon(self, build, args: tuple = ()) -> Daemon:
+        d = Daemon({}, args=args, start=False)
+        self.addCleanup(d.close)
+        d.write_units(build(d))
+        d.start()
+        d.wait_socket()
+        return d
+
+    def ok(self, d: Daemon, *args: str) -> subprocess.CompletedProcess:
+        r = d.ctl(*args)
+        self.assertEqual(r.returncode, 0, f"vigilctl {' '.join(args)}: {r.stderr}")
+        return r
+
+    def wait_state(self, d: Daemon, unit: str, state: str, timeout: float = 10) -> dict:
+        def reached():
+            st = d.status(unit)
+            return st if st["state"] == state else None
+        return wait_until(reached, timeout, f"{unit} to be {state}")
+
+    def running(self, d: Daemon, *units: str) -> dict:
+        """Waits for each unit to run (per vigild and per /proc); returns name -> host pid."""
+        pids = {}
+        for u in units:
+            pids[u] = d.wait_pid(u)
+            self.wait_state(d, u, "running")
+        return pids
+
+    # ------------------------------------------------------------------------------ status
+
+    def web_app(self, d: Daemon) -> dict:
+        return {
+            "web-1": service(d, "web-1"),
+            "web-2": service(d, "web-2", after=["web-1"]),
+            "db": service(d, "db", after=["web-2"]),
+            "app": {"kind": "supervisor", "after": ["db"]},
+            "w1": service(d, "w1", "log-signals", parent="app"),
+            "w2": service(d, "w2", "log-signals", parent="app", after=["w1"]),
+        }
+
+    def test_status_table_is_plain_when_piped_and_coloured_on_a_tty(self):
+        d = self.daemon(self.web_app)
+        pids = self.running(d, "web-1", "web-2", "db", "w1", "w2")
+        r = self.ok(d, "status")
+        self.assertNotIn("\x1b", r.stdout)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split()[:6],
+                         ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"])
+        rows = {line.split()[0]: line.split() for line in lines[1:]}
+        self.assertEqual(list(rows), ["web-1", "web-2", "db", "app", "w1", "w2"])  # tree order
+        for name, pid in pids.items():
+            self.assertEqual(rows[name][1], "running")
+            self.assertEqual(int(rows[name][2]), inner(pid))
+        self.assertEqual(rows["app"][2], "-")
+        self.assertIn("supervisor", rows["app"])
+
+        def on_tty(extra_env: dict) -> bytes:
+            master, slave = pty.openpty()
+            env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+            env.update({"TERM": "xterm"}, **extra_env)
+            p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "status"],
+                                 stdin=subprocess.DEVNULL, stdout=slave,
+                                 stderr=subprocess.DEVNULL, env=env)
+            os.close(slave)
+            out = b""
+            try:
+                deadline = time.monotonic() + scaled(10)
+                while time.monotonic() < deadline:
+                    ready, _, _ = select.select([master], [], [], 0.2)
+                    if ready:
+                        try:
+                            chunk = os.read(master, 65536)
+                        except OSError:  # EIO: the slave side is closed
+                            break
+                        if not chunk:
+                            break
+                        out += chunk
+                    elif p.poll() is not None:
+                        break
+                self.assertEqual(p.wait(scaled(5)), 0)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                os.close(master)
+            return out
+
+        self.assertIn(b"\x1b[", on_tty({}))
+        plain = on_tty({"NO_COLOR": "1"})
+        self.assertNotIn(b"\x1b", plain)
+        self.assertIn(b"web-1", plain)
+
+    def test_status_json_fields_match_proc_and_count_a_kill(self):
+        d = self.daemon(self.web_app)
+        pids = self.running(d, "web-1", "w1")
+        st = d.status("w1")
+        self.assertEqual(st["name"], "w1")
+        self.assertEqual(st["kind"], "service")
+        self.assertEqual(st["parent"], "app")
+        self.assertEqual(st["state"], "running")
+        self.assertEqual(st["pid"], inner(pids["w1"]))
+        self.assertEqual(st["restarts"], 0)
+        self.assertIsNone(st["last_exit"])
+        sup = d.status("app")
+        self.assertEqual((sup["kind"], sup["parent"], sup["pid"]), ("supervisor", "root", None))
+
+        os.kill(pids["w1"], signal.SIGKILL)
+        new = d.wait_pid("w1", other_than=pids["w1"])
+        st = wait_until(lambda: (lambda s: s if s["pid"] == inner(new)
+                                 and s["state"] == "running" else None)(d.status("w1")),
+                        10, "w1's new pid in status")
+        self.assertEqual(st["restarts"], 1)
+        self.assertEqual(st["last_exit"]["signal"], "KILL")
+        self.assertEqual(st["last_exit"]["signo"], signal.SIGKILL)
+        self.assertEqual(d.main_pid("web-1"), pids["web-1"])
+        self.assertEqual(d.status("web-1")["restarts"], 0)
+        # The table shows the signal by name too.
+        row = self.ok(d, "status", "w1").stdout.splitlines()[1].split()
+        self.assertIn("SIGKILL", row)
+
+    def test_status_exit_codes_globs_and_supervisor_subtrees(self):
+        d = self.daemon(self.web_app)
+        self.running(d, "web-1", "web-2", "db", "w1", "w2")
+        self.assertEqual(d.ctl("status", "web-1").returncode, 0)
+        unknown = d.ctl("status", "nosuch")
+        self.assertEqual(unknown.returncode, EXIT_NOT_FOUND)
+        self.assertIn("nosuch", unknown.stderr)
+        self.assertEqual(d.ctl("status", "zz-*").returncode, EXIT_NOT_FOUND)
+
+        names = [u["name"] for u in d.ctl_json("status", "web-*")["units"]]
+        self.assertEqual(names, ["web-1", "web-2"])
+        names = [u["name"] for u in d.ctl_json("status", "app")["units"]]
+        self.assertEqual(names, ["app", "w1", "w2"])
+
+        self.ok(d, "stop", "db")
+        d.wait_gone("db")
+        stopped = d.ctl("status", "db")
+        self.assertEqual(stopped.returncode, EXIT_NOT_RUNNING, stopped.stderr)
+        self.assertIn("stopped", stopped.stdout)
+        # One stopped unit among running ones is enough for 3; --json does not change it.
+        self.assertEqual(d.ctl("status", "web-1", "db").returncode, EXIT_NOT_RUNNING)
+        self.assertEqual(d.ctl("--json", "status", "db").returncode, EXIT_NOT_RUNNING)
+        # Without unit arguments, status is about vigild: 0.
+        self.assertEqual(d.ctl("status").returncode, 0)
+
+    # ------------------------------------------------------------------- start, stop, restart
+
+    def test_stop_start_restart_in_proc_and_not_counted(self):
+        d = self.daemon(lambda d: {"a": service(d, "a"), "b": service(d, "b", after=["a"])})
+        pids = self.running(d, "a", "b")
+        self.ok(d, "stop", "a")
+        wait_until(lambda: harness.proc_info(pids["a"]) is None, 10, "a's process to go")
+        self.assertEqual(d.status("a")["state"], "stopped")
+        # OTP 33: a manual stop is not followed by a restart and is not counted.
+        self.assertTrue(holds_for(lambda: d.main_pid("a") is None, 1.0))
+        self.assertEqual(d.status("a")["restarts"], 0)
+        self.assertEqual(d.main_pid("b"), pids["b"])
+
+        self.ok(d, "start", "a")
+        a2 = d.wait_pid("a")
+        self.assertNotEqual(a2, pids["a"])
+        st = self.wait_state(d, "a", "running")
+        self.assertEqual((st["pid"], st["restarts"]), (inner(a2), 0))
+
+        self.ok(d, "restart", "a")
+        a3 = d.wait_pid("a", other_than=a2)
+        wait_until(lambda: harness.proc_info(a2) is None, 10, "the old a to go")
+        st = self.wait_state(d, "a", "running")
+        self.assertEqual((st["pid"], st["restarts"]), (inner(a3), 0))
+        self.assertEqual(d.main_pid("b"), pids["b"])
+        self.assertEqual(d.stops(), ["a", "a"])  # b never got a signal
+
+    def test_stop_of_a_supervisor_stops_its_subtree_only(self):
+        d = self.daemon(self.web_app)
+        pids = self.running(d, "web-1", "web-2", "db", "w1", "w2")
+        self.ok(d, "stop", "app")
+        for n in ("w1", "w2"):
+            wait_until(lambda n=n: harness.proc_info(pids[n]) is None, 10, f"{n} to go")
+        self.assertTrue(holds_for(lambda: d.main_pid("w1") is None
+                                  and d.main_pid("w2") is None, 0.5))
+        for u in d.ctl_json("status", "app")["units"]:
+            self.assertEqual(u["state"], "stopped", u)
+        for n in ("web-1", "web-2", "db"):
+            self.assertEqual(d.main_pid(n), pids[n])
+        self.ok(d, "start", "app")
+        new = self.running(d, "w1", "w2")
+        self.assertNotEqual(new["w1"], pids["w1"])
+        self.assertNotEqual(new["w2"], pids["w2"])
+
+    def test_start_of_a_running_unit_is_already_running_exit_0(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        pid = self.running(d, "a")["a"]
+        r = d.ctl("--json", "start", "a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["results"],
+                         [{"unit": "a", "outcome": "already_running", "message": "running"}])
+        self.assertTrue(holds_for(lambda: d.main_pid("a") == pid, 0.3))
+        self.assertEqual(d.starts(), ["a"])
+
+    # BUG: src/cli/render.cpp render_results() prints the RESULT's message when it is not
+    # empty, and core (src/core/core.cpp, the Start command, CommandOutcome::AlreadyRunning)
+    # sets the message to just "running" (OTP's wording), so `vigilctl start a` on a running
+    # unit prints "a: running" - exactly what a successful start of a unit that came up fast
+    # would look like; "already" only shows as dim colour on a terminal, never when piped.
+    # Fix: render_results should say "already running"/"already stopped" for those outcomes.
+    @unittest.expectedFailure
+    def test_start_of_a_running_unit_says_already_running_in_text(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        self.running(d, "a")
+        r = d.ctl("start", "a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("already running", r.stdout + r.stderr)
+
+    def test_stop_of_a_temporary_unit_removes_it(self):
+        d = self.daemon(lambda d: {"t": service(d, "t", restart="temporary"),
+                                   "a": service(d, "a")})
+        pids = self.running(d, "t", "a")
+        self.ok(d, "stop", "t")
+        wait_until(lambda: harness.proc_info(pids["t"]) is None, 10, "t to go")
+        wait_until(lambda: d.ctl("status", "t").returncode == EXIT_NOT_FOUND, 5,
+                   "t to be removed")
+        names = [u["name"] for u in d.ctl_json("status")["units"]]
+        self.assertEqual(names, ["a"])
+        self.assertTrue(holds_for(lambda: d.main_pid("t") is None, 0.5))
+        self.assertEqual(d.ctl("start", "t").returncode, EXIT_NOT_FOUND)
+
+    # ------------------------------------------------------------------------------ signal
+
+    def test_signal_reaches_the_process_and_a_supervisors_services(self):
+        d = self.daemon(self.web_app)
+        pids = self.running(d, "web-1", "web-2", "db", "w1", "w2")
+
+        def signals():
+            return [tuple(line.split()[1:3]) for line in harness.lines_of(d.log)
+                    if line.startswith("signal ")]
+
+        self.ok(d, "signal", "USR1", "w1")
+        wait_until(lambda: ("w1", "SIGUSR1") in signals(), 5, "w1 to log SIGUSR1")
+        self.ok(d, "signal", "HUP", "app")
+        wait_until(lambda: {("w1", "SIGHUP"), ("w2", "SIGHUP")} <= set(signals()), 5,
+                   "w1 and w2 to log SIGHUP")
+        time.sleep(0.1)
+        self.assertEqual(sorted(signals()), [("w1", "SIGHUP"), ("w1", "SIGUSR1"),
+                                             ("w2", "SIGHUP")])
+        # Nobody died of it; the services outside app were not signalled.
+        for n, pid in pids.items():
+            self.assertEqual(d.main_pid(n), pid)
+        self.assertEqual(d.ctl("signal", "NOSUCHSIG", "w1").returncode, EXIT_USAGE)
+        # A unit that is not running is reported, with exit status 1 (vigilctl(1)).
+        self.ok(d, "stop", "db")
+        d.wait_gone("db")
+        r = d.ctl("signal", "HUP", "db")
+        self.assertEqual(r.returncode, EXIT_ERROR, r.stdout + r.stderr)
+        self.assertIn("db", r.stdout + r.stderr)
+        self.assertEqual(d.ctl("signal", "USR1", "nosuch").returncode, EXIT_NOT_FOUND)
+
+    # -------------------------------------------------------------------------------- tree
+
+    def test_tree_text_and_json(self):
+        d = self.daemon(self.web_app)
+        pids = self.running(d, "web-1", "web-2", "db", "w1", "w2")
+        out = self.ok(d, "tree").stdout
+        order = [m.group(1) for m in re.finditer(r"^[\s│├└─]*([a-z0-9-]+)\s", out, re.M)]
+        self.assertEqual(order, ["root", "web-1", "web-2", "db", "app", "w1", "w2"])
+        w1_line = next(line for line in out.splitlines() if " w1 " in line)
+        self.assertIn(f"pid {inner(pids['w1'])}", w1_line)
+        # w1 is drawn deeper than app.
+        app_line = next(line for line in out.splitlines() if " app " in line)
+        self.assertGreater(w1_line.index("w1"), app_line.index("app"))
+
+        tree = d.ctl_json("tree")["root"]
+        self.assertEqual(tree["name"], "root")
+        self.assertEqual([c["name"] for c in tree["children"]], ["web-1", "web-2", "db", "app"])
+        app = tree["children"][3]
+        self.assertEqual([c["name"] for c in app["children"]], ["w1", "w2"])
+        self.assertEqual(app["children"][1]["pid"], inner(pids["w2"]))
+
+    # ------------------------------------------------------------------------------ events
+
+    def test_events_history_and_follow(self):
+        d = self.daemon(lambda d: {"a": service(d, "a"), "b": service(d, "b", after=["a"])})
+        pids = self.running(d, "a", "b")
+        a1 = inner(pids["a"])
+        os.kill(pids["a"], signal.SIGKILL)
+        a2 = d.wait_pid("a", other_than=pids["a"])
+        self.wait_state(d, "a", "running")
+
+        def records(*args):
+            r = self.ok(d, "--json", "events", *args)
+            return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+        history = records("a")
+        self.assertTrue(history)
+        self.assertEqual({rec["unit"] for rec in history}, {"a"})
+        kinds = [rec["kind"] for rec in history]
+        messages = [rec["message"] for rec in history]
+        # start, the exit with its cause, the restart, the new start, in that order.
+        first_start = kinds.index("starting")
+        exited = kinds.index("exited")
+        self.assertLess(first_start, exited)
+        self.assertIn(f"pid {a1}", messages[first_start])
+        self.assertIn("SIGKILL", messages[exited])
+        later = kinds[exited:]
+        self.assertTrue("restarting" in later or "starting" in later, kinds)
+        self.assertTrue(any(f"pid {inner(a2)}" in m for m in messages[exited:]), messages)
+        text = self.ok(d, "events", "a").stdout
+        self.assertIn("SIGKILL", text)
+        self.assertNotIn(" b ", text)
+        self.assertEqual(len(records("-n", "2", "a")), 2)
+
+        follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "--json", "events",
+                              "-f", "-n", "0"])
+        self.addCleanup(follow.close)
+        time.sleep(0.3)  # let it subscribe; an event before that would come as history
+        self.assertEqual(bytes(follow.stdout), b"")
+        os.kill(pids["b"], signal.SIGKILL)
+
+        def exit_of_b():
+            for line in bytes(follow.stdout).decode().splitlines():
+                rec = json.loads(line)
+                if rec["unit"] == "b" and rec["kind"] == "exited":
+                    return rec
+            return None
+        rec = wait_until(exit_of_b, 5, "events -f to stream b's exit")
+        self.assertIn("SIGKILL", rec["message"])
+        self.assertIsNone(follow.poll())  # still following
+        follow.close()
+
+    # -------------------------------------------------------------------------------- logs
+
+    def test_logs_last_lines_streams_and_follow(self):
+        d = self.daemon(lambda d: {
+            "talk": service(d, "talk", "lines", "20", "out", "stderr-lines", "3", "err",
+                            "sleep"),
+        })
+        self.running(d, "talk")
+
+        def lines(*args):
+            r = self.ok(d, "--json", "logs", *args)
+            return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        wait_until(lambda: len(lines("talk")) >= 23, 5, "23 lines in the ring")
+        text = self.ok(d, "logs", "-n", "5", "talk").stdout.splitlines()
+        self.assertEqual(text, ["out seq=19", "out seq=20", "err seq=1", "err seq=2",
+                                "err seq=3"])
+        recs = lines("-n", "5", "talk")
+        self.assertEqual([(r["stream"], r["line"]) for r in recs],
+                         [("stdout", "out seq=19"), ("stdout", "out seq=20"),
+                          ("stderr", "err seq=1"), ("stderr", "err seq=2"),
+                          ("stderr", "err seq=3")])
+        seqs = [r["seq"] for r in recs]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(d.ctl("logs", "nosuch").returncode, EXIT_NOT_FOUND)
+
+        follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "--json", "logs", "-f",
+                              "-n", "1", "talk"])
+        self.addCleanup(follow.close)
+        wait_until(lambda: b"err seq=3" in bytes(follow.stdout), 5, "the first line")
+        self.ok(d, "restart", "talk")  # the new incarnation writes its lines again
+
+        def followed():
+            got = [json.loads(x) for x in bytes(follow.stdout).decode().splitlines()]
+            return got if len(got) >= 24 else None
+        got = wait_until(followed, 5, "logs -f to show the new incarnation's 23 lines")
+        self.assertEqual(got[1]["line"], "out seq=1")
+        self.assertGreater(got[1]["seq"], got[0]["seq"])
+        self.assertEqual(got[23]["line"], "err seq=3")
+        self.assertIsNone(follow.poll())
+        follow.close()
+
+    # ------------------------------------------------------------------- shutdown, version
+
+    def test_shutdown_ends_vigild_with_0_and_every_process(self):
+        d = self.daemon(self.web_app)
+        self.running(d, "web-1", "web-2", "db", "w1", "w2")
+        r = self.ok(d, "shutdown")
+        self.assertIn("shutting down", r.stdout)
+        self.assertEqual(d.wait_exit(), 0)
+        self.assertEqual(d.processes(), [])
+        self.assertEqual(sorted(d.stops()), ["db", "w1", "w2", "web-1", "web-2"])
+        gone = d.ctl("status")
+        self.assertEqual(gone.returncode, EXIT_UNREACHABLE)
+
+    def test_version(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        r = self.ok(d, "version")
+        self.assertRegex(r.stdout, r"^vigilctl \d+\.\d+\.\d+\nvigild \d+\.\d+\.\d+ "
+                                   r"\(protocol 1\)\n$")
+        v = d.ctl_json("version")
+        self.assertEqual(v["pid"], 1)  # vigild is PID 1 of its namespace
+        self.assertEqual(v["client"], r.stdout.split()[1])
+        flag = subprocess.run([harness.vigilctl(), "--version"], capture_output=True,
+                              text=True, timeout=scaled(5))
+        self.assertEqual(flag.returncode, 0)
+        self.assertIn(v["client"], flag.stdout)
+
+    # ------------------------------------------------------------------------------ errors
+
+    def test_cannot_connect_and_usage_errors(self):
+        tmp = harness.TempDir()
+        self.addCleanup(tmp.cleanup)
+        path = tmp.file("none.sock")
+        r = subprocess.run([harness.vigilctl(), "--socket", path, "status"],
+                           capture_output=True, text=True, timeout=scaled(5))
+        self.assertEqual(r.returncode, EXIT_UNREACHABLE)
+        self.assertIn(path, r.stderr)
+        self.assertIn("is vigild running", r.stderr)
+        self.assertEqual(r.stdout, "")
+        # The environment variable is honoured the same way.
+        env = dict(os.environ, VIGIL_SOCKET=path)
+        r = subprocess.run([harness.vigilctl(), "status"], capture_output=True, text=True,
+                           env=env, timeout=scaled(5))
+        self.assertEqual(r.returncode, EXIT_UNREACHABLE)
+        self.assertIn(path, r.stderr)
+        # A file that nobody listens on.
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(tmp.file("dead.sock"))
+        listener.close()
+        r = subprocess.run([harness.vigilctl(), "--socket", tmp.file("dead.sock"), "status"],
+                           capture_output=True, text=True, timeout=scaled(5))
+        self.assertEqual(r.returncode, EXIT_UNREACHABLE)
+        self.assertIn("is vigild running", r.stderr)
+
+        for argv in ([], ["frobnicate"], ["status", "--bogus"], ["logs"], ["signal", "HUP"],
+                     ["--timeout", "-1", "status"], ["logs", "-n", "x", "a"]):
+            r = subprocess.run([harness.vigilctl(), "--socket", path, *argv],
+                               capture_output=True, text=True, timeout=scaled(5))
+            self.assertEqual(r.returncode, EXIT_USAGE, (argv, r.stderr))
+            self.assertTrue(r.stderr.startswith("vigilctl: "), (argv, r.stderr))
+            self.assertIn("--help", r.stderr)
+
+    # ------------------------------------------------------------------------- permissions
+
+    def test_other_uid_is_refused_and_vigild_keeps_serving(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        pid = self.running(d, "a")["a"]
+        # vigilctl must be reachable by uid 65534 whatever the build tree's modes are.
+        bindir = os.path.join(d.dir, "bin")
+        os.mkdir(bindir)
+        ctl = shutil.copy(harness.vigilctl(), os.path.join(bindir, "vigilctl"))
+        for folder in (d.dir, bindir, os.path.dirname(d.sock)):
+            os.chmod(folder, 0o755)
+        os.chmod(ctl, 0o755)
+        self.assertEqual(os.stat(d.sock).st_mode & 0o777, 0o600)
+
+        def as_nobody(*args):
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                                   "--clear-groups", ctl, "--socket", d.sock, *args],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=scaled(10))
+
+        # The socket's mode stops the connect in the kernel.
+        r = as_nobody("status")
+        self.assertEqual(r.returncode, EXIT_UNREACHABLE, r.stderr)
+        self.assertIn("Permission denied", r.stderr)
+        self.assertIn(d.sock, r.stderr)
+
+        # With the mode opened, SO_PEERCRED stops it in vigild, which logs the attempt.
+        os.chmod(d.sock, 0o666)
+        for cmd in (("status",), ("stop", "a")):
+            r = as_nobody(*cmd)
+            self.assertEqual(r.returncode, EXIT_ERROR, r.stderr)
+            self.assertIn("uid 65534 may not use this socket", r.stderr)
+            self.assertEqual(r.stdout, "")
+        wait_until(lambda: re.search(r"control: refused uid 65534 .*: stop", d.stderr()), 5,
+                   "vigild to log the refusal")
+        self.assertEqual(d.main_pid("a"), pid)  # the stop was not done
+        st = d.status("a")
+        self.assertEqual((st["state"], st["pid"]), ("running", inner(pid)))
+
+    # ---------------------------------------------------------------------- raw bad input
+
+    def test_raw_socket_bad_input(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        pid = self.running(d, "a")["a"]
+        c = Raw(d.sock)
+        self.addCleanup(c.close)
+        self.assertEqual(c.hello["hello"], "vigil")
+        self.assertEqual(c.hello["version"], 1)
+
+        def error(raw: bytes) -> dict:
+            c.send(raw)
+            m = c.read()
+            self.assertFalse(m["ok"], m)
+            return m
+
+        m = error(b"{not json\n")
+        self.assertEqual((m["id"], m["error"]["code"]), (None, "bad_json"))
+        m = error(b'{"id":2,"cmd":"frobnicate"}\n')
+        self.assertEqual((m["id"], m["error"]["code"]), (2, "unknown_command"))
+        m = error(b'{"id":3,"cmd":"status","args":{"units":"a"}}\n')
+        self.assertEqual((m["id"], m["error"]["code"]), (3, "bad_request"))
+        m = error(b'{"id":"x","cmd":"logs","args":{"unit":5}}\n')
+        self.assertEqual((m["id"], m["error"]["code"]), ("x", "bad_request"))
+        m = error(b'{"id":4,"cmd":"status","args":{"bogus":1}}\n')
+        self.assertEqual(m["error"]["code"], "bad_request")
+        m = error(b'{"id":5,"cmd":"stop","args":{"units":[1]}}\n')
+        self.assertEqual(m["error"]["code"], "bad_request")
+        m = error(b'{"id":[6],"cmd":"status"}\n')
+        self.assertEqual((m["id"], m["error"]["code"]), (None, "bad_request"))
+        m = error(b'"status"\n')
+        self.assertEqual(m["error"]["code"], "bad_request")
+        m = error(b'{"id":7,"cmd":"signal","args":{"signal":"BOGUS","units":["a"]}}\n')
+        self.assertEqual((m["id"], m["error"]["code"]), (7, "invalid"))
+        m = error(b"\xff\xfe\n")
+        self.assertIn(m["error"]["code"], ("bad_json", "bad_request"))
+        # None of it did anything, and the connection is still usable (CR LF accepted).
+        c.send(b'{"id":8,"cmd":"status","args":{"units":["a"]}}\r\n')
+        m = c.read()
+        self.assertEqual((m["id"], m["ok"]), (8, True))
+        self.assertEqual(m["result"]["units"][0]["pid"], inner(pid))
+        self.assertEqual(d.main_pid("a"), pid)
+
+        # A line over 1 MiB: too_long, then the server hangs up.
+        big = Raw(d.sock)
+        self.addCleanup(big.close)
+        try:
+            big.send(b'{"id":1,"cmd":"status","pad":"' + b"x" * (1 << 20) + b'"}\n')
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may close while the rest is still being sent
+        m = big.read()
+        self.assertEqual(m["error"]["code"], "too_long")
+        self.assertEqual(big.readline(), b"")
+        self.assertTrue(c.request({"id": 9, "cmd": "version"})["ok"])
+
+        # A client that half-closes after its request (socat, nc -N) still gets the answer.
+        half = Raw(d.sock)
+        self.addCleanup(half.close)
+        half.send(b'{"id":10,"cmd":"status","args":{"units":["a"]}}\n')
+        half.sock.shutdown(socket.SHUT_WR)
+        m = half.read()
+        self.assertEqual((m["id"], m["ok"]), (10, True))
+        self.assertEqual(half.readline(), b"")
+
+    def test_timeout_when_vigild_does_not_answer(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        self.running(d, "a")
+        d.ns.signal_init(signal.SIGSTOP)  # the kernel still queues the connection
+        try:
+            t0 = time.monotonic()
+            r = d.ctl("--timeout", "0.3", "status")
+            took = time.monotonic() - t0
+        finally:
+            d.ns.signal_init(signal.SIGCONT)
+        self.assertEqual(r.returncode, EXIT_UNREACHABLE, r.stderr)
+        self.assertIn("--timeout", r.stderr)
+        self.assertLess(took, scaled(3))
+        self.assertEqual(d.status("a")["state"], "running")
+
+    def test_silent_and_non_reading_clients_block_nobody_and_memory_stays_bounded(self):
+        d = self.daemon(lambda d: {
+            "a": service(d, "a"),
+            "spew": service(d, "spew", "lines", "200000", "spew-line-with-some-padding",
+                            "sleep"),
+        })
+        self.running(d, "a", "spew")
+        init = d.ns.init_pid
+        wait_until(lambda: any("seq=200000" in line for line in
+                               self.ok(d, "logs", "-n", "1", "spew").stdout.splitlines()),
+                   20, "spew to finish its first burst")
+        rss_before = vm_rss_kb(init)
+
+        # Connects and never writes: others are served at once meanwhile.
+        silent = [socket.socket(socket.AF_UNIX) for _ in range(5)]
+        for s in silent:
+            self.addCleanup(s.close)
+            s.connect(d.sock)
+        t0 = time.monotonic()
+        self.ok(d, "status", "a")
+        self.assertLess(time.monotonic() - t0, scaled(1.0))
+
+        # Subscribes to logs -f and never reads, while spew writes ~20 MB of lines.
+        lazy = socket.socket(socket.AF_UNIX)
+        self.addCleanup(lazy.close)
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.connect(d.sock)
+        lazy.sendall(b'{"id":1,"cmd":"logs","args":{"unit":"spew","lines":0,"follow":true}}\n'
+                     b'{"id":2,"cmd":"events","args":{"follow":true}}\n')
+        time.sleep(0.2)
+        self.ok(d, "restart", "spew")
+        wait_until(lambda: "stopped reading" in d.stderr(), 20,
+                   "vigild to drop the client that does not read")
+        # It was disconnected: whatever was buffered, then EOF.
+        lazy.settimeout(scaled(5))
+        total = 0
+        while True:
+            chunk = lazy.recv(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+        self.assertLess(total, 16 << 20)
+        wait_until(lambda: any("seq=200000" in line for line in
+                               self.ok(d, "logs", "-n", "1", "spew").stdout.splitlines()
+                               ) and d.status("spew")["inc"] == 2,
+                   20, "spew to finish its second burst")
+        rss_after = vm_rss_kb(init)
+        # The answer queue is capped at 8 MiB a client; allow that plus slack, not 20 MB.
+        self.assertLess(rss_after - rss_before, 12 * 1024, (rss_before, rss_after))
+
+        t0 = time.monotonic()
+        st = d.status("a")
+        self.assertLess(time.monotonic() - t0, scaled(1.0))
+        self.assertEqual(st["state"], "running")
+        for s in silent:  # still connected (idle timeout is 30 s), and still harmless
+            s.setblocking(False)
+            self.assertTrue(s.recv(4096).startswith(b'{"hello"'))
+
+
+if __name__ == "__main__":
+    unittest.main()
