@@ -527,7 +527,12 @@ private:
                                               " problems; the running configuration is kept");
             return;
         }
-        apply_reload(std::move(next));
+        core::ReconfigureResult r = apply_reload(std::move(next));
+        for (const std::string &e : r.errors)
+            journal_.say(LogLevel::Error, e);
+        if (!r.errors.empty())
+            journal_.say(LogLevel::Error,
+                         "reload (" + who + ") refused; the running configuration is kept");
     }
 
     core::ReconfigureResult apply_reload(unit::LoadResult next) {
@@ -539,6 +544,7 @@ private:
             fingerprints.push_back(core_.spec(ChildId{i}).fingerprint);
         std::vector<core::Action> out;
         core::ReconfigureResult res = core_.reconfigure(std::move(next.tree), now(), out);
+        if (!res.errors.empty()) return res; // nothing changed
         // ChildIds of kept children stay valid and new ones are appended: realign the shell's
         // per-child tables by name. A removed unit keeps its old Unit until it has stopped.
         units_.resize(core_.size());
@@ -826,6 +832,13 @@ private:
                 return;
             }
             core::ReconfigureResult r = apply_reload(std::move(next));
+            if (!r.errors.empty()) {
+                s->error(q.id, ctl::ErrorCode::Invalid,
+                         std::to_string(r.errors.size()) +
+                             " problems in the new tree; the running configuration is kept",
+                         ctl::reload_json({}, r.errors));
+                return;
+            }
             s->reply(q.id, ctl::reload_json(r, {}));
             return;
         }
