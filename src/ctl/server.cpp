@@ -136,7 +136,9 @@ void Session::close() {
 bool Session::send(std::string_view line, bool finishes) {
     if (state_ == State::Closed) return false;
     if (finishes && outstanding_ > 0) --outstanding_;
-    if (pending_output() + line.size() > server_->options_.max_output) {
+    // The cap is on output the client has not taken: a single large answer to a client that
+    // keeps up (a status of 10k units is megabytes) is always queued.
+    if (pending_output() > 0 && pending_output() + line.size() > server_->options_.max_output) {
         server_->log("control: disconnecting " + who() + ": " +
                      std::to_string(pending_output() + line.size()) +
                      " bytes of answers unread (the client stopped reading)");

@@ -60,6 +60,10 @@ struct FakeDaemon {
             s->reply(r.id, Json{{"server", "test"}, {"uid", s->uid()}});
             return;
         case Cmd::Status:
+            if (r.units == std::vector<std::string>{"big"}) {
+                s->reply(r.id, Json{{"blob", std::string(std::size_t{1} << 20, 'b')}});
+                return;
+            }
             s->reply(r.id, Json{{"units", r.units}, {"read_only", s->read_only()}});
             return;
         case Cmd::Stop:
@@ -381,6 +385,23 @@ TEST_SUITE("ctl") {
         }
         CHECK(r == -ECONNRESET);
         CHECK(f.lt.call([&] { return f.server->session_count(); }) == 1);
+    }
+
+    TEST_CASE("one answer larger than the output cap still reaches a client that reads") {
+        ServerOptions o;
+        o.max_output = 64 * 1024;
+        Fixture f(o);
+        f.listen_and_start();
+        Client c = f.connect();
+        hello(c);
+        send(c, R"({"id":1,"cmd":"status","args":{"units":["big"]}})"
+                "\n");
+        Json r = next(c);
+        CHECK(r["id"] == 1);
+        CHECK(r["result"]["blob"].get<std::string>().size() == (std::size_t{1} << 20));
+        send(c, R"({"id":2,"cmd":"version"})"
+                "\n");
+        CHECK(next(c)["id"] == 2);
     }
 
     TEST_CASE("on_close runs when the client goes away; a kept session becomes a no-op") {

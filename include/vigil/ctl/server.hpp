@@ -20,7 +20,8 @@
 //  - a request line longer than `max_line`: a too_long error, then disconnect;
 //  - a connection with no request in progress and no complete request within
 //    `idle_timeout`: disconnected (open streams and unanswered requests keep it alive);
-//  - unsent output above `max_output` (a client that stopped reading): disconnected;
+//  - unsent output that would pass `max_output` (a client that stopped reading):
+//    disconnected; one answer alone is never refused, however large;
 //  - more than `max_sessions` connections: the new one gets an error and is closed.
 // Writes never block: output is queued per session and written as the socket accepts it.
 // The server does its own non-blocking I/O on the descriptors (uv_poll_t, send(2) with
