@@ -5,7 +5,7 @@
 #
 # Each scenario runs in a fresh PID namespace (like bench/run's trials) under a time limit:
 #   start   perf record (-g, following the forked children: their pre-exec time is charged to
-#           comm "vigild") from exec of vigild until N `sleep 100000` pids exist
+#           comm "vigild") from exec of vigild until N `sleep 100000` pids exist (not the stop)
 #   stop    N services up, then perf record -p vigild from SIGTERM until vigild exits
 #   status  N services up, then system-wide perf record over 50 `vigilctl status` runs
 #   log     one service writing N MiB (default here 256) of numbered lines to a logs.file on
@@ -46,7 +46,9 @@ up() { "$benchtool" waitcount $n "sleep 100000" 120 > /dev/null; }
 case $scenario in
 start)
     perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
-    up; kill -TERM \$(pgrep -x vigild); wait ;;
+    p=\$!; t0=\$(date +%s%N); up; t1=\$(date +%s%N)
+    echo "$n services up in \$(( (t1 - t0) / 1000000 )) ms (under perf)"
+    v=\$(pgrep -x vigild); kill -INT \$p; wait \$p; kill -TERM \$v 2>/dev/null; sleep 1 ;;
 stop)
     "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
     up; perf record -q -F 4000 -g -o perf.data -p \$v & p=\$!; sleep 0.5
