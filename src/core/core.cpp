@@ -318,6 +318,9 @@ struct Core::Impl {
             n.stop_cause = cause;
             set_state(c, ChildState::Stopping);
             if (n.spec.kind == Kind::Supervisor) {
+                // A finite stop timeout on a supervisor bounds its whole ordered shutdown, as
+                // OTP's exit(Sup, kill) after the shutdown time would (item 36 is the default).
+                if (n.spec.stop.timeout) arm(c, now + *n.spec.stop.timeout);
                 begin_terminal(c);
                 return false;
             }
@@ -939,7 +942,13 @@ struct Core::Impl {
                 break;
             case ChildState::Stopping:
                 // Item 35/41: the stop timeout passed; kill, report, and go on.
-                if (n.pid) {
+                if (n.spec.kind == Kind::Supervisor) {
+                    publish(e.child, RecordKind::Killed,
+                            "stop timeout " +
+                                format_duration(n.spec.stop.timeout.value_or(Duration{0})) +
+                                " passed; killing its subtree");
+                    kill_subtree(e.child);
+                } else if (n.pid) {
                     out->push_back(Signal{e.child, n.inc, *n.pid, sig_kill});
                     publish(e.child, RecordKind::Killed,
                             "stop timeout " +
@@ -986,6 +995,37 @@ struct Core::Impl {
                 set_state(c, ChildState::Stopping);
                 out->push_back(Signal{c, n.inc, *n.pid, sig_kill});
                 publish(c, RecordKind::Killed, "second shutdown request; sent SIGKILL");
+                break;
+            case ChildState::Stopped:
+            case ChildState::Backoff:
+                break;
+            }
+        }
+    }
+
+    // SIGKILL every live process under supervisor `s` (its stop timeout passed). The stop
+    // sequences inside go on and now only collect the exits.
+    void kill_subtree(ChildId s) {
+        std::vector<ChildId> stack{s};
+        while (!stack.empty()) {
+            const ChildId k = stack.back();
+            stack.pop_back();
+            Node &kn = node(k);
+            if (kn.spec.kind == Kind::Supervisor) {
+                for (auto it = kn.spec.children.rbegin(); it != kn.spec.children.rend(); ++it)
+                    stack.push_back(*it);
+                continue;
+            }
+            if (!kn.pid) continue;
+            switch (kn.state) {
+            case ChildState::Starting:
+            case ChildState::Running:
+                out->push_back(StopProbes{k});
+                kn.stop_cause = Cause::Plan;
+                [[fallthrough]];
+            case ChildState::Stopping:
+                set_state(k, ChildState::Stopping);
+                out->push_back(Signal{k, kn.inc, *kn.pid, sig_kill});
                 break;
             case ChildState::Stopped:
             case ChildState::Backoff:

@@ -312,6 +312,25 @@ TEST_SUITE("core") {
         CHECK(sim.status("w").restarts == 3);
     }
 
+    TEST_CASE("a supervisor with a finite stop timeout has its subtree killed when it passes") {
+        Sim sim{root(
+            Strategy::OneForOne,
+            {service("a"), supervisor("sup1", Strategy::OneForOne, {service("b"), service("c")},
+                                      [](ChildSpec &s) { s.stop.timeout = 1500ms; })})};
+        sim.on_signal("b", OnSignal::Ignore);
+        sim.on_signal("c", OnSignal::Ignore);
+        sim.start_all();
+        sim.command(CommandKind::Shutdown, "");
+        sim.advance(1499ms);
+        CHECK(sim.all_signals_to("b").empty()); // c still has 10 s of its own
+        sim.advance(1ms);
+        CHECK(sim.all_signals_to("c") == Sigs{sig_term, sig_kill});
+        CHECK(sim.all_signals_to("b") == Sigs{sig_kill});
+        CHECK(sim.has_record("sup1", RecordKind::Killed, "stop timeout 1500ms passed"));
+        CHECK(sim.when("signal a SIGTERM") == at_ms(1500));
+        CHECK(sim.exit_status == exit_clean);
+    }
+
     TEST_CASE("commands: stopping the root keeps vigild running; starting it again works") {
         Sim sim{root(Strategy::OneForOne, {service("a"), service("b")})};
         sim.start_all();
