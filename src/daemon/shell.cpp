@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -90,6 +91,9 @@ public:
         uv_loop_init(&loop_);
         loop_.data = this;
         rt_.resize(core_.size());
+        raise_fd_limit();
+        for (unit::Unit &u : units_)
+            give_default_limits(u);
     }
 
     ~Shell() { uv_loop_close(&loop_); }
@@ -127,6 +131,36 @@ private:
     TimePoint now() {
         uv_update_time(&loop_);
         return at_ms(static_cast<std::int64_t>(uv_now(&loop_)));
+    }
+
+    // ---- file descriptor limit -------------------------------------------------------------
+
+    // Each service costs vigild about 3 descriptors (its stdout and stderr pipes, plus a notify
+    // socket or ready pipe when declared) and a few kilobytes. 10,000 services need more than
+    // the usual soft limit of 1024, so vigild raises its own soft limit up to the hard one, and
+    // says what to do when even the hard limit is too low. Services get the original limit
+    // back (give_default_limits): programs that use select() break above 1024 descriptors.
+    void raise_fd_limit() {
+        ::getrlimit(RLIMIT_NOFILE, &original_nofile_);
+        rlim_t needed = 3 * static_cast<rlim_t>(units_.size()) + 256;
+        rlimit want = original_nofile_;
+        if (want.rlim_cur >= needed) return;
+        want.rlim_cur = std::min(original_nofile_.rlim_max, std::max(needed, rlim_t{65536}));
+        if (::setrlimit(RLIMIT_NOFILE, &want) != 0) want = original_nofile_;
+        if (want.rlim_cur < needed)
+            journal_.say(LogLevel::Warn,
+                         "file descriptor limit " + std::to_string(want.rlim_cur) +
+                             " is below the " + std::to_string(needed) + " that " +
+                             std::to_string(units_.size()) +
+                             " units may need; raise it (ulimit -Hn, or LimitNOFILE= for systemd, "
+                             "or --ulimit nofile= for docker)");
+    }
+
+    void give_default_limits(unit::Unit &u) const {
+        for (const proc::Limit &l : u.spawn.limits)
+            if (l.resource == RLIMIT_NOFILE) return;
+        u.spawn.limits.push_back(
+            proc::Limit{RLIMIT_NOFILE, original_nofile_.rlim_cur, original_nofile_.rlim_max});
     }
 
     // ---- events in ---------------------------------------------------------------------
@@ -558,6 +592,7 @@ private:
                 (i >= fingerprints.size() || fingerprints[i] != core_.spec(ChildId{i}).fingerprint))
                 rt_[i].log_stale = true;
             units_[i] = it->second;
+            give_default_limits(units_[i]);
         }
         execute(out);
         return res;
@@ -704,6 +739,7 @@ private:
     std::uint64_t orphans_reaped_ = 0;
     std::map<uv_timer_t *, ChildId> drain_ids_;
     std::string notify_dir_;
+    rlimit original_nofile_{};
     log::SeqCounter seq_;
     std::unique_ptr<log::Forwarder> forwarder_;
     probe::ExecRegistry exec_probes_;
