@@ -181,19 +181,98 @@ int byte_rank(unsigned char c) {
 
 } // namespace
 
-std::optional<RequiredLiteral> required_literal(std::string_view p) {
+namespace {
+
+// Splits at top-level '|'. nullopt if the syntax is not understood.
+std::optional<std::vector<std::string_view>> split_alternatives(std::string_view p) {
+    std::vector<std::string_view> out;
+    std::size_t start = 0, i = 0;
+    while (i < p.size()) {
+        if (p[i] == '\\') {
+            if (i + 1 < p.size() && p[i + 1] == 'Q') return std::nullopt;
+            i += 2;
+        } else if (p[i] == '[') {
+            i = skip_class(p, i);
+            if (i == std::string_view::npos) return std::nullopt;
+        } else if (p[i] == '(') {
+            i = skip_group(p, i);
+            if (i == std::string_view::npos) return std::nullopt;
+        } else if (p[i] == '|') {
+            out.push_back(p.substr(start, i - start));
+            start = ++i;
+        } else {
+            ++i;
+        }
+    }
+    out.push_back(p.substr(start));
+    return out;
+}
+
+// How much a set of literals is expected to cost as a prefilter: lower is better. Long literals
+// with a rare byte are cheap; one- and two-byte literals stop the search on most lines.
+int set_cost(const LiteralSet &set) {
+    int total = 0;
+    for (const auto &lit : set.any) {
+        int rarest = 1 << 20;
+        for (const char ch : lit)
+            rarest = std::min(rarest, byte_rank(static_cast<unsigned char>(ch)));
+        int cost = rarest - 12 * static_cast<int>(std::min<std::size_t>(lit.size(), 8));
+        if (lit.size() < 3) cost += 600;
+        total += cost + 300; // every literal is one more search
+    }
+    return total;
+}
+
+std::optional<LiteralSet> extract(std::string_view p, bool icase, int depth) {
     constexpr auto npos = std::string_view::npos;
-    std::string run, best;
+    if (depth > 8) return std::nullopt;
+    if (depth == 0 && p.starts_with("(?i)")) {
+        icase = true;
+        p.remove_prefix(4);
+    }
+    const auto branches = split_alternatives(p);
+    if (!branches) return std::nullopt;
+    if (branches->size() > 1) {
+        // Every match contains a literal of its branch: the union is required.
+        LiteralSet all{{}, icase, false};
+        for (const auto b : *branches) {
+            auto one = extract(b, icase, depth + 1);
+            if (!one) return std::nullopt;
+            for (auto &lit : one->any)
+                all.any.push_back(std::move(lit));
+        }
+        return all;
+    }
+
+    std::optional<LiteralSet> best;
+    auto consider = [&](LiteralSet cand) {
+        if (cand.any.empty()) return;
+        for (const auto &lit : cand.any)
+            if (lit.empty()) return;
+        if (!best || set_cost(cand) < set_cost(*best)) best = std::move(cand);
+    };
+    std::string run;
     bool clean = true;     // nothing but literal characters so far
     bool last_lit = false; // the previous atom is the last character of `run`
     auto end_run = [&] {
-        if (run.size() > best.size()) best = run;
+        consider(LiteralSet{{run}, icase, false});
         run.clear();
         last_lit = false;
     };
     auto non_literal_atom = [&] {
         end_run();
         clean = false;
+    };
+    auto literal_char = [&](unsigned char ch) {
+        // Caseless UTF matching folds 'k' with U+212A and 's' with U+017F, and non-ASCII
+        // letters by Unicode rules: an ASCII caseless search could miss those, so they end the
+        // run instead of joining it.
+        if (icase && (ch >= 0x80 || ch == 'k' || ch == 'K' || ch == 's' || ch == 'S')) {
+            non_literal_atom();
+            return;
+        }
+        run.push_back(static_cast<char>(ch));
+        last_lit = true;
     };
     std::size_t i = 0;
     while (i < p.size()) {
@@ -203,8 +282,7 @@ std::optional<RequiredLiteral> required_literal(std::string_view p) {
             if (i + 1 >= p.size()) return std::nullopt;
             const auto e = static_cast<unsigned char>(p[i + 1]);
             if (!is_alnum(e)) { // an escaped punctuation or space: itself
-                run.push_back(static_cast<char>(e));
-                last_lit = true;
+                literal_char(e);
                 i += 2;
                 break;
             }
@@ -228,23 +306,39 @@ std::optional<RequiredLiteral> required_literal(std::string_view p) {
             non_literal_atom();
             break;
         case '(': {
+            std::size_t body = i + 1; // where the group's pattern starts
             if (i + 1 < p.size() && p[i + 1] == '?') {
                 const std::string_view rest = p.substr(i + 2);
-                const bool group =
-                    rest.starts_with(":") || rest.starts_with("|") || rest.starts_with(">") ||
-                    rest.starts_with("P<") || rest.starts_with("'") ||
-                    (rest.starts_with("<") && rest.size() > 1 && rest[1] != '=' && rest[1] != '!');
-                if (!group) return std::nullopt; // options, lookaround, conditionals, ...
+                if (rest.starts_with(":") || rest.starts_with("|") || rest.starts_with(">")) {
+                    body = i + 3;
+                } else if (rest.starts_with("P<") || (rest.starts_with("<") && rest.size() > 1 &&
+                                                      rest[1] != '=' && rest[1] != '!')) {
+                    body = p.find('>', i) + 1;
+                } else if (rest.starts_with("'")) {
+                    body = p.find('\'', i + 3) + 1;
+                } else {
+                    return std::nullopt; // options, lookaround, conditionals, ...
+                }
+                if (body == 0) return std::nullopt; // npos + 1
             } else if (i + 1 < p.size() && p[i + 1] == '*') {
                 return std::nullopt;
             }
-            i = skip_group(p, i);
-            if (i == npos) return std::nullopt;
+            const std::size_t end = skip_group(p, i);
+            if (end == npos || body > end - 1) return std::nullopt;
             non_literal_atom();
+            // A group that must match (not followed by ?, * or {0...}) needs one of its
+            // alternatives' literals.
+            const bool optional =
+                end < p.size() && (p[end] == '?' || p[end] == '*' ||
+                                   (p[end] == '{' && end + 1 < p.size() && p[end + 1] == '0'));
+            if (!optional) {
+                if (auto inner = extract(p.substr(body, end - 1 - body), icase, depth + 1))
+                    consider(std::move(*inner));
+            }
+            i = end;
             break;
         }
         case ')':
-        case '|':
             return std::nullopt;
         case '.':
         case '^':
@@ -277,16 +371,24 @@ std::optional<RequiredLiteral> required_literal(std::string_view p) {
             ++i;
             break;
         default:
-            run.push_back(static_cast<char>(c));
             // Only the last *character* is quantifiable; continuation bytes join it.
-            last_lit = true;
+            literal_char(c);
             ++i;
             break;
         }
     }
+    const std::string last = run;
     end_run();
-    if (best.empty()) return std::nullopt;
-    return RequiredLiteral{best, clean && best.size() == p.size()};
+    if (!best) return std::nullopt;
+    best->whole =
+        !icase && clean && best->any.size() == 1 && best->any[0] == last && last.size() == p.size();
+    return best;
+}
+
+} // namespace
+
+std::optional<LiteralSet> required_literals(std::string_view pattern) {
+    return extract(pattern, false, 0);
 }
 
 bool block_scan_safe(std::string_view p) {
@@ -343,14 +445,20 @@ std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpe
             if (error != nullptr) *error = PatternCompileError{i, err};
             return std::nullopt;
         }
-        Pat p{spec, std::move(*re), std::nullopt, {}, false, 0, {}, 0, 0, 0};
-        // A literal of one or two bytes (e.g. " " in "(a|b) (c|d)") stops memchr on nearly every
+        Pat p{spec, std::move(*re), std::nullopt, {}, false, false, {}, 0, 0, 0};
+        // Literals of one or two bytes (e.g. " " in "(a|b) (c|d)") stop memchr on nearly every
         // line: below three bytes, prefer a block regex when it is safe.
-        auto lit = required_literal(spec.match);
+        auto lits = required_literals(spec.match);
         const bool safe = block_scan_safe(spec.match);
-        if (lit && (lit->whole || lit->text.size() >= 3 || !safe)) {
-            p.literal = lit->text;
-            p.pure_literal = lit->whole;
+        bool short_lit = false;
+        if (lits)
+            for (const auto &l : lits->any)
+                short_lit = short_lit || l.size() < 3;
+        if (lits && (lits->whole || !short_lit || !safe)) {
+            for (auto &l : lits->any)
+                p.needles.push_back(Pat::Needle{std::move(l), 0, 0});
+            p.icase = lits->icase;
+            p.pure_literal = lits->whole;
         } else if (safe) {
             p.block_re = Regex::compile(spec.match, nullptr, jit, /*multiline=*/true);
         }
@@ -361,17 +469,29 @@ std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpe
     return set;
 }
 
+namespace {
+unsigned char other_case(unsigned char c) {
+    if (c >= 'a' && c <= 'z') return static_cast<unsigned char>(c - 'a' + 'A');
+    if (c >= 'A' && c <= 'Z') return static_cast<unsigned char>(c - 'A' + 'a');
+    return c;
+}
+} // namespace
+
 void PatternSet::choose_rare_bytes() {
     // Fewest occurrences in the last sample first, then the static guess (before any sample
-    // every count is 0 and the static rank decides).
+    // every count is 0 and the static rank decides). Caseless: both cases count.
     for (Pat &p : pats_) {
-        std::uint64_t best = UINT64_MAX;
-        for (std::size_t k = 0; k < p.literal.size(); ++k) {
-            const auto b = static_cast<unsigned char>(p.literal[k]);
-            const std::uint64_t score = (std::uint64_t{hist_[b]} << 8) | byte_rank(b);
-            if (score < best) {
-                best = score;
-                p.rare = k;
+        for (auto &n : p.needles) {
+            std::uint64_t best = UINT64_MAX;
+            for (std::size_t k = 0; k < n.text.size(); ++k) {
+                const auto b = static_cast<unsigned char>(n.text[k]);
+                std::uint64_t count = hist_[b];
+                if (p.icase && other_case(b) != b) count += hist_[other_case(b)] + 1;
+                const std::uint64_t score = (count << 8) | static_cast<unsigned>(byte_rank(b));
+                if (score < best) {
+                    best = score;
+                    n.rare = k;
+                }
             }
         }
     }
@@ -396,7 +516,7 @@ bool PatternSet::jit() const {
 std::string_view PatternSet::strategy(std::size_t i) const {
     const Pat &p = pats_[i];
     if (p.pure_literal) return "literal";
-    if (!p.literal.empty()) return "prefilter";
+    if (!p.needles.empty()) return "prefilter";
     if (p.block_re) return "block";
     return "line";
 }
@@ -425,28 +545,44 @@ void PatternSet::match(Stream stream, std::string_view line, TimePoint now,
     for (std::size_t i = 0; i < pats_.size(); ++i) {
         Pat &p = pats_[i];
         if (!applies(p, stream)) continue;
-        const bool hit =
-            p.pure_literal ? line.find(p.literal) != std::string_view::npos : p.line_re.match(line);
+        const bool hit = p.pure_literal ? line.find(p.needles[0].text) != std::string_view::npos
+                                        : p.line_re.match(line);
         if (hit) record(p, i, stream, line, now, out);
     }
 }
 
 namespace {
 
+bool equal_icase(const char *a, std::string_view lit) {
+    for (std::size_t k = 0; k < lit.size(); ++k) {
+        const auto x = static_cast<unsigned char>(a[k]), y = static_cast<unsigned char>(lit[k]);
+        if (x != y && other_case(x) != y) return false;
+    }
+    return true;
+}
+
 // Start of the first occurrence of `lit` in block[pos..], or npos. memchr (vectorised in glibc)
-// on the literal's rarest byte does the skipping.
+// on the literal's rarest byte does the skipping; caseless, on both cases of it.
 std::size_t find_literal(std::string_view block, std::size_t pos, std::string_view lit,
-                         std::size_t rare) {
-    const char r = lit[rare];
+                         std::size_t rare, bool icase) {
+    const auto r = static_cast<unsigned char>(lit[rare]);
+    const unsigned char r2 = icase ? other_case(r) : r;
     std::size_t at = pos + rare;
     while (at < block.size()) {
-        const auto *hit =
-            static_cast<const char *>(std::memchr(block.data() + at, r, block.size() - at));
+        const char *base = block.data() + at;
+        const std::size_t len = block.size() - at;
+        const auto *hit = static_cast<const char *>(std::memchr(base, r, len));
+        if (r2 != r) {
+            const std::size_t lim = hit == nullptr ? len : static_cast<std::size_t>(hit - base);
+            const auto *hit2 = static_cast<const char *>(std::memchr(base, r2, lim));
+            if (hit2 != nullptr) hit = hit2;
+        }
         if (hit == nullptr) return std::string_view::npos;
         const auto h = static_cast<std::size_t>(hit - block.data());
         const std::size_t start = h - rare;
         if (start + lit.size() <= block.size() &&
-            std::memcmp(block.data() + start, lit.data(), lit.size()) == 0)
+            (icase ? equal_icase(block.data() + start, lit)
+                   : std::memcmp(block.data() + start, lit.data(), lit.size()) == 0))
             return start;
         at = h + 1;
     }
@@ -462,14 +598,23 @@ void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
     for (std::size_t i = 0; i < pats_.size(); ++i) {
         Pat &p = pats_[i];
         if (!applies(p, stream)) continue;
+        constexpr std::size_t unsearched = npos - 1;
+        for (auto &n : p.needles)
+            n.next = unsearched;
         std::size_t pos = 0;
-        bool every_line = p.literal.empty() && !p.block_re;
+        bool every_line = p.needles.empty() && !p.block_re;
         while (pos < block.size()) {
             std::size_t cand;
             if (every_line) {
                 cand = pos;
-            } else if (!p.literal.empty()) {
-                cand = find_literal(block, pos, p.literal, p.rare);
+            } else if (!p.needles.empty()) {
+                // The nearest occurrence of any needle; each needle's is cached until passed.
+                cand = npos;
+                for (auto &n : p.needles) {
+                    if (n.next == unsearched || (n.next != npos && n.next < pos))
+                        n.next = find_literal(block, pos, n.text, n.rare, p.icase);
+                    cand = std::min(cand, n.next);
+                }
             } else {
                 const auto errors = p.block_re->errors();
                 const auto f = p.block_re->find(block, pos);

@@ -120,10 +120,14 @@ TEST_SUITE("log") {
         CHECK(!err.error.message.empty());
     }
 
-    TEST_CASE("required literal: found when provable, refused otherwise") {
+    TEST_CASE("required literals: found when provable, refused otherwise") {
         auto lit = [](std::string_view p) {
-            auto l = log::required_literal(p);
-            return l ? l->text + (l->whole ? " (whole)" : "") : std::string("-");
+            auto l = log::required_literals(p);
+            if (!l) return std::string("-");
+            std::string out;
+            for (const auto &s : l->any)
+                out += (out.empty() ? "" : "|") + s;
+            return out + (l->whole ? " (whole)" : "") + (l->icase ? " (i)" : "");
         };
         CHECK(lit("OutOfMemoryError") == "OutOfMemoryError (whole)");
         CHECK(lit("java\\.lang\\.OutOfMemoryError: (.*)") == "java.lang.OutOfMemoryError: ");
@@ -137,12 +141,43 @@ TEST_SUITE("log") {
         CHECK(lit("^FATAL:") == "FATAL:");
         CHECK(lit("[Ee]rror: disk") == "rror: disk");
         CHECK(lit("caf\xc3\xa9?x") == "caf");
-        CHECK(lit("a|b") == "-");
-        CHECK(lit("(?i)error") == "-");
         CHECK(lit("(?=x)abc") == "-");
         CHECK(lit("\\x41BC") == "-");
-        CHECK(lit("(a|b)cd") == "cd");
         CHECK(lit(".*") == "-");
+        CHECK(lit("a(?i)bc") == "-");
+        // Alternations: one literal per branch.
+        CHECK(lit("error|fatal") == "error|fatal");
+        CHECK(lit("error|.*") == "-");
+        CHECK(lit("(disk|filesystem) (full|read-only)") == "disk|filesystem");
+        CHECK(lit("(?:oom|out of memory)?killed") == "killed");
+        CHECK(lit("x(ab|cd)*yz") == "yz");
+        CHECK(lit("(?<name>panic|fatal): ") == "panic|fatal");
+        // Caseless: ASCII only, and never k or s (Unicode folds them with other characters).
+        CHECK(lit("(?i)deadlock detected") == " detected (i)");
+        CHECK(lit("(?i)fatal|panic") == "fatal|panic (i)");
+        CHECK(lit("(?i)caf\xc3\xa9 time") == "caf (i)");
+        CHECK(lit("(?i)\xc3\xa9t\xc3\xa9 times") == " time (i)");
+    }
+
+    TEST_CASE("caseless and multi-literal prefilters find what PCRE2 finds") {
+        auto set = PatternSet::compile({spec("(?i)deadlock detected"), spec("(?i)fatal|panic"),
+                                        spec("(disk|filesystem) (full|read-only)")});
+        REQUIRE(set);
+        CHECK(set->strategy(0) == "prefilter");
+        CHECK(set->strategy(1) == "prefilter");
+        CHECK(set->strategy(2) == "prefilter");
+        std::vector<PatternHit> hits;
+        set->scan(Stream::Stdout,
+                  "ok\nDEADLOCK DETECTED in x\nKernel PANIC\nfatAL\nfilesystem read-only\n"
+                  "deadlock\xe2\x80\xaa detected\ndisk fine\nfilesystem full\n",
+                  at_ms(0), hits);
+        std::vector<std::string> got;
+        for (const auto &h : hits)
+            got.push_back(std::to_string(h.index) + ":" + h.line);
+        std::sort(got.begin(), got.end());
+        CHECK(got == std::vector<std::string>{"0:DEADLOCK DETECTED in x", "1:Kernel PANIC",
+                                              "1:fatAL", "2:filesystem full",
+                                              "2:filesystem read-only"});
     }
 
     TEST_CASE("block scan safety") {
@@ -159,20 +194,31 @@ TEST_SUITE("log") {
 
     TEST_CASE("block scan gives the same hits as per-line matching (JIT and interpreter)") {
         const std::vector<std::string> patterns = {
-            "OutOfMemoryError", // literal
-            "err(or)?: \\d+",   // prefilter
-            "(?i)FATAL|panic",  // block regex
-            "^$",               // empty lines: block regex, matches empty
-            "\\s+\\w",          // can match across '\n' in a block
-            "(?s)a.b",          // dot matches '\n' in a block
-            "x(?!y)",           // lookahead: per line
-            "\\Astart",         // \A: per line
-            "end\\z",           // \z: per line
-            "\r$",              // CRLF lines
-            "(?<![a-z])id=",    // lookbehind: per line
-            "^\\s*[{}]\\s*$",   // anchored class
+            "OutOfMemoryError",                   // literal
+            "err(or)?: \\d+",                     // prefilter
+            "(?i)FATAL|panic",                    // block regex
+            "^$",                                 // empty lines: block regex, matches empty
+            "\\s+\\w",                            // can match across '\n' in a block
+            "(?s)a.b",                            // dot matches '\n' in a block
+            "x(?!y)",                             // lookahead: per line
+            "\\Astart",                           // \A: per line
+            "end\\z",                             // \z: per line
+            "\r$",                                // CRLF lines
+            "(?<![a-z])id=",                      // lookbehind: per line
+            "^\\s*[{}]\\s*$",                     // anchored class
+            "(disk|filesystem) (full|read-only)", // a literal set
+            "(?i)dead(lock)? detected",           // caseless literal
+            "(?i)fatal|panic",                    // caseless literal set
         };
-        const std::vector<std::string> lines = {"OutOfMemoryError",
+        const std::vector<std::string> lines = {"disk full",
+                                                "filesystem read-only",
+                                                "disk  full",
+                                                "Deadlock Detected",
+                                                "DEAD DETECTED now",
+                                                "dead\xe2\x80\xaa detected",
+                                                "Fatal",
+                                                "pAnIc",
+                                                "OutOfMemoryError",
                                                 "java.lang.OutOfMemoryError: x",
                                                 "err: 12",
                                                 "error: 7",
@@ -210,7 +256,8 @@ TEST_SUITE("log") {
             REQUIRE(block);
             CHECK(block->strategy(0) == "literal");
             CHECK(block->strategy(1) == "prefilter");
-            CHECK(block->strategy(2) == "block");
+            CHECK(block->strategy(2) == "prefilter");
+            CHECK(block->strategy(3) == "block");
             CHECK(block->strategy(6) == "line");
             std::uint64_t seed = 12345;
             for (int round = 0; round < 300; ++round) {

@@ -14,9 +14,10 @@
 // Speed (issue 6 §5: ten patterns must cost < 20%): calling pcre2_match per line and pattern
 // costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern, finds
 // candidate lines across the whole block, then confirms each candidate on its own line:
-//  - a required literal (e.g. "OutOfMemoryError" in "java.lang.OutOfMemoryError: (.*)") is
-//    searched with memchr on its rarest byte (rarest in this unit's output: a byte histogram of
-//    every 256th block picks it); a pattern that *is* a literal needs no regex at all;
+//  - required literals (e.g. "OutOfMemoryError" in "java.lang.OutOfMemoryError: (.*)", or
+//    {"disk", "filesystem"} in "(disk|filesystem) full", caseless after "(?i)") are searched
+//    with memchr on their rarest byte (rarest in this unit's output: a byte histogram of every
+//    256th block picks it); a pattern that *is* a literal needs no regex at all;
 //  - otherwise, if the pattern has nothing whose meaning depends on the subject's bounds (no
 //    \A \z \Z \G \K, lookaround, verbs, callouts), it is run over the whole block with
 //    PCRE2_MULTILINE as a candidate finder (any line match is also a block match at the same
@@ -115,9 +116,14 @@ private:
         unit::PatternSpec spec;
         Regex line_re;                 // the pattern as written, run on one line
         std::optional<Regex> block_re; // PCRE2_MULTILINE, for block scans (if safe)
-        std::string literal;           // required literal ("" if none)
-        bool pure_literal = false;     // the pattern is exactly `literal`
-        std::size_t rare = 0;          // index in `literal` of its rarest byte
+        struct Needle {
+            std::string text;
+            std::size_t rare = 0; // index in text of its rarest byte
+            std::size_t next = 0; // cached next occurrence in the current block
+        };
+        std::vector<Needle> needles;   // one of these is in every match (empty: none)
+        bool icase = false;            // needles compare ASCII-caselessly
+        bool pure_literal = false;     // the pattern is exactly needles[0]
         std::vector<TimePoint> window; // times of the last matches, ring of `count`
         std::size_t win_head = 0, win_size = 0;
         std::uint64_t matches = 0;
@@ -134,14 +140,16 @@ private:
     std::uint64_t scans_ = 0;
 };
 
-// Exposed for tests: the literal every match of `pattern` must contain (the longest one found
-// by a conservative scan of the syntax), and whether the pattern is exactly that literal.
-// nullopt when none could be proven (alternation, inline options, ...).
-struct RequiredLiteral {
-    std::string text;
+// Exposed for tests: literals of which every match of `pattern` contains at least one (found by
+// a conservative scan of the syntax, through alternations and groups), whether they compare
+// ASCII-caselessly (a leading "(?i)"), and whether the pattern is exactly any[0].
+// nullopt when nothing could be proven (inline options, lookaround, \x escapes, ...).
+struct LiteralSet {
+    std::vector<std::string> any;
+    bool icase = false;
     bool whole = false;
 };
-std::optional<RequiredLiteral> required_literal(std::string_view pattern);
+std::optional<LiteralSet> required_literals(std::string_view pattern);
 // True if running `pattern` over many lines at once (multiline) cannot miss a line match.
 bool block_scan_safe(std::string_view pattern);
 
