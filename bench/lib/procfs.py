@@ -102,6 +102,13 @@ def voluntary_switches(pid):
     return total
 
 
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def thread_count(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/task"))

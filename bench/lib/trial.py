@@ -106,6 +106,7 @@ def fleet(args, tools, system, work):
     res["pss_kib"] = sum(procfs.pss_kib(p) for p in sup)
     res["rss_kib"] = sum(procfs.rss_kib(p) for p in sup)
     res["threads"] = sum(procfs.thread_count(p) for p in sup)
+    res["fds"] = sum(procfs.fd_count(p) for p in sup)
     if args.idle > 0:
         before = procfs.sample(system.comms)
         time.sleep(args.idle)
