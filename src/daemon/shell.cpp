@@ -818,7 +818,9 @@ private:
         bool failed = false;
         switch (q.cmd) {
         case Cmd::Version:
-            s->reply(q.id, {{"version", VIGIL_VERSION},
+            s->reply(q.id, {{"server", VIGIL_VERSION},
+                            {"protocol", ctl::protocol_version},
+                            {"version", VIGIL_VERSION},
                             {"pid", ::getpid()},
                             {"units", core_.size() - 1},
                             {"orphans_reaped", orphans_reaped_}});
@@ -839,8 +841,12 @@ private:
                 s->error(q.id, ctl::ErrorCode::ShuttingDown, "vigild is exiting");
                 return;
             }
-            auto ids = targets(
-                s, q, q.cmd == Cmd::Signal ? ctl::Expand::Services : ctl::Expand::Named, &failed);
+            // start covers a supervisor's subtree, so `start app` also starts the children
+            // that were stopped one by one (running ones answer "already running").
+            ctl::Expand expand = q.cmd == Cmd::Signal  ? ctl::Expand::Services
+                                 : q.cmd == Cmd::Start ? ctl::Expand::Subtree
+                                                       : ctl::Expand::Named;
+            auto ids = targets(s, q, expand, &failed);
             if (failed) return;
             core::CommandKind kind = q.cmd == Cmd::Start     ? core::CommandKind::Start
                                      : q.cmd == Cmd::Stop    ? core::CommandKind::Stop
@@ -891,9 +897,10 @@ private:
             std::int64_t wall = wall_ms();
             for (const core::Record &r : core_.history(child, q.lines.value_or(50)))
                 s->stream(q.id, ctl::record_json(r, t, wall));
-            if (q.follow)
+            if (q.follow) {
                 event_followers_.push_back({s, q.id, child});
-            else
+                drop_followers_on_close(s);
+            } else
                 s->end(q.id);
             return;
         }
@@ -941,10 +948,23 @@ private:
             }
             if (last == 0) last = r.log->ring().last_seq();
         }
-        if (q.follow)
+        if (q.follow) {
             log_followers_.push_back({s, q.id, *id, last});
-        else
+            drop_followers_on_close(s);
+        } else
             s->end(q.id);
+    }
+
+    // Followers are dropped as soon as their connection closes, not at the next item.
+    void drop_followers_on_close(const ctl::SessionPtr &s) {
+        s->on_close([this, raw = s.get()] {
+            auto gone = [raw](const auto &f) {
+                auto p = f.session.lock();
+                return !p || p.get() == raw;
+            };
+            std::erase_if(event_followers_, gone);
+            std::erase_if(log_followers_, gone);
+        });
     }
 
     void push_log_followers(ChildId id) {
