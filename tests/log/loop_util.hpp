@@ -16,18 +16,24 @@ inline std::chrono::milliseconds scaled(int ms) {
 }
 
 // Runs the loop until pred() is true or `ms` (scaled) passed. A 5 ms timer keeps UV_RUN_ONCE
-// from blocking forever. Returns pred().
+// from blocking forever. Returns whether pred() became true (it may no longer be: the handles
+// keep running).
 inline bool run_until(uv_loop_t *loop, const std::function<bool()> &pred, int ms = 10000) {
     uv_timer_t tick;
     uv_timer_init(loop, &tick);
     uv_timer_start(
         &tick, [](uv_timer_t *) {}, 5, 5);
     const auto deadline = std::chrono::steady_clock::now() + scaled(ms);
-    while (!pred() && std::chrono::steady_clock::now() < deadline)
+    bool ok = pred();
+    while (!ok && std::chrono::steady_clock::now() < deadline) {
         uv_run(loop, UV_RUN_ONCE);
+        ok = pred();
+    }
     uv_close(reinterpret_cast<uv_handle_t *>(&tick), nullptr);
-    uv_run(loop, UV_RUN_NOWAIT); // lets the timer's close callback run
-    return pred();
+    // Lets the timer's close callback run. That may run other callbacks too, so the answer is
+    // the one seen before it.
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
 }
 
 // Runs the loop for about `ms` milliseconds (not scaled: used to show nothing happens).
