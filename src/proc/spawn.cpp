@@ -4,10 +4,12 @@
 // env_file, environment, fds), then create the pipes, block every signal, clone a CLONE_VM |
 // CLONE_VFORK child onto a private stack (child_side.cpp), restore the mask, and read the status
 // pipe: EOF means the child exec'd, a ChildFailure means it did not (then the parent reaps it
-// right here, so a failed spawn never surfaces in reap_all()).
+// right here, so a failed spawn never surfaces in reap_all()). The three steps are split
+// (prepare, launch, finish: launch.hpp) so that the Spawner (spawner.cpp) runs launch() in its
+// helper process and the rest here, with the same code and the same messages.
 #include "vigil/proc/spawn.hpp"
 
-#include "child_side.hpp"
+#include "launch.hpp"
 #include "vigil/proc/exit.hpp"
 
 #include <array>
@@ -88,14 +90,7 @@ bool not_found(int rc) {
     return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
 }
 
-// The resolved identity of the child (see resolve_ids).
-struct Ids {
-    bool set_uid = false, set_gid = false, set_groups = false;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-    std::string user_name, home; // for USER/LOGNAME/HOME, when a passwd entry exists
-};
+using detail::Ids;
 
 // getpwnam_r / getpwuid_r with a growing buffer. Returns errno-like: 0 found, -1 not found.
 template <typename Key, typename Fn> int lookup_pw(Key key, Fn fn, passwd &pw, std::string &buf) {
@@ -356,44 +351,72 @@ std::string SpawnError::message() const {
     return out + ": " + reason;
 }
 
-SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
-    auto failed = [](SpawnError e) { return SpawnResult{std::nullopt, std::move(e)}; };
-    if (spec.argv.empty() || spec.argv[0].empty())
-        return failed(prepare_error("argv", EINVAL, "empty command"));
+namespace detail {
 
-    Ids ids;
-    if (auto e = resolve_ids(spec, ids)) return failed(*e);
+std::optional<SpawnError> prepare(const SpawnSpec &spec, const SpawnExtras &extras, Prepared &out) {
+    if (spec.argv.empty() || spec.argv[0].empty())
+        return prepare_error("argv", EINVAL, "empty command");
+    if (auto e = resolve_ids(spec, out.ids)) return e;
     std::vector<std::pair<std::string, std::string>> file_env;
     if (spec.env_file) {
-        if (auto e = read_env_file(spec, file_env)) return failed(*e);
+        if (auto e = read_env_file(spec, file_env)) return e;
     }
-    std::vector<std::string> env = build_env(spec, extras, ids, file_env);
-
-    std::string path = spec.argv[0];
-    if (path.find('/') == std::string::npos) {
-        if (auto e = find_in_path(spec.argv[0], env_value(env, "PATH"), path)) return failed(*e);
+    out.env = build_env(spec, extras, out.ids, file_env);
+    out.path = spec.argv[0];
+    if (out.path.find('/') == std::string::npos) {
+        if (auto e = find_in_path(spec.argv[0], env_value(out.env, "PATH"), out.path)) return e;
     }
-
-    // argv/envp arrays point into spec.argv and env, which outlive the child's use of them.
-    std::vector<char *> argv, envp;
-    argv.reserve(spec.argv.size() + 1);
-    for (const std::string &a : spec.argv)
-        argv.push_back(const_cast<char *>(a.c_str()));
-    argv.push_back(nullptr);
-    envp.reserve(env.size() + 1);
-    for (const std::string &kv : env)
-        envp.push_back(const_cast<char *>(kv.c_str()));
-    envp.push_back(nullptr);
-
-    std::vector<detail::ChildLimit> limits;
+    out.limits.clear();
     for (const Limit &l : spec.limits) {
-        limits.push_back({l.resource, {static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)}});
+        out.limits.push_back(
+            {l.resource, {static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)}});
     }
+    for (const auto &[src, target] : extras.fds) {
+        if (src < 0 || target < 0) return prepare_error("fd " + std::to_string(target), EBADF);
+    }
+    return std::nullopt;
+}
+
+LaunchPlan make_plan(const SpawnSpec &spec, const SpawnExtras &extras, const Prepared &prep) {
+    LaunchPlan plan;
+    plan.path = prep.path.c_str();
+    plan.argv.reserve(spec.argv.size() + 1);
+    for (const std::string &a : spec.argv)
+        plan.argv.push_back(const_cast<char *>(a.c_str()));
+    plan.argv.push_back(nullptr);
+    plan.envp.reserve(prep.env.size() + 1);
+    for (const std::string &kv : prep.env)
+        plan.envp.push_back(const_cast<char *>(kv.c_str()));
+    plan.envp.push_back(nullptr);
+    plan.pipes = extras.stdio == Stdio::Pipes;
+    plan.new_session = extras.new_session;
+    plan.foreground_tty = extras.foreground_tty;
+    plan.fds = extras.fds;
+    plan.limits = prep.limits;
+    plan.set_groups = prep.ids.set_groups;
+    plan.set_gid = prep.ids.set_gid;
+    plan.set_uid = prep.ids.set_uid;
+    plan.groups = prep.ids.groups;
+    plan.gid = prep.ids.gid;
+    plan.uid = prep.ids.uid;
+    plan.set_umask = spec.umask.has_value();
+    plan.umask_value = static_cast<mode_t>(spec.umask.value_or(0));
+    plan.cwd = spec.cwd ? spec.cwd->c_str() : nullptr;
+    return plan;
+}
+
+Launched launch(const LaunchPlan &lp, bool clone_parent) {
+    Launched out;
+    auto failed = [&out](SpawnError e) {
+        out.status = Launched::Status::Error;
+        out.error = std::move(e);
+        return std::move(out);
+    };
 
     // Pipes, all close-on-exec so that concurrent spawns never leak them into each other.
     Fd devnull, out_r, out_w, err_r, err_w, status_r, status_w;
-    std::vector<detail::FdMove> moves;
-    if (extras.stdio == Stdio::Pipes) {
+    std::vector<FdMove> moves;
+    if (lp.pipes) {
         int p[2];
         devnull.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
         if (devnull.get() < 0) return failed(prepare_error("/dev/null", errno));
@@ -413,7 +436,7 @@ SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
         moves.push_back({err_w.get(), 2});
     }
     int max_target = 2;
-    for (const auto &[src, target] : extras.fds) {
+    for (const auto &[src, target] : lp.fds) {
         if (src < 0 || target < 0)
             return failed(prepare_error("fd " + std::to_string(target), EBADF));
         moves.push_back({src, target});
@@ -433,13 +456,13 @@ SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
         }
     }
 
-    detail::ChildPlan plan;
-    plan.path = path.c_str();
-    plan.argv = argv.data();
-    plan.envp = envp.data();
-    plan.new_session = extras.new_session;
+    ChildPlan plan;
+    plan.path = lp.path;
+    plan.argv = lp.argv.data();
+    plan.envp = lp.envp.data();
+    plan.new_session = lp.new_session;
     // Only a process group (not a new session) can take over vigild's terminal.
-    if (!extras.new_session && extras.foreground_tty && isatty(STDIN_FILENO)) plan.tty_fd = 0;
+    if (!lp.new_session && lp.foreground_tty && isatty(STDIN_FILENO)) plan.tty_fd = 0;
     plan.moves = moves.data();
     plan.n_moves = moves.size();
     plan.scratch = scratch.data();
@@ -447,18 +470,18 @@ SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
     struct rlimit nofile {};
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
         plan.fd_limit = static_cast<long>(nofile.rlim_cur);
-    plan.limits = limits.data();
-    plan.n_limits = limits.size();
-    plan.set_groups = ids.set_groups;
-    plan.groups = ids.groups.data();
-    plan.n_groups = ids.groups.size();
-    plan.set_gid = ids.set_gid;
-    plan.gid = ids.gid;
-    plan.set_uid = ids.set_uid;
-    plan.uid = ids.uid;
-    plan.set_umask = spec.umask.has_value();
-    plan.umask_value = static_cast<mode_t>(spec.umask.value_or(0));
-    plan.cwd = spec.cwd ? spec.cwd->c_str() : nullptr;
+    plan.limits = lp.limits.data();
+    plan.n_limits = lp.limits.size();
+    plan.set_groups = lp.set_groups;
+    plan.groups = lp.groups.data();
+    plan.n_groups = lp.groups.size();
+    plan.set_gid = lp.set_gid;
+    plan.gid = lp.gid;
+    plan.set_uid = lp.set_uid;
+    plan.uid = lp.uid;
+    plan.set_umask = lp.set_umask;
+    plan.umask_value = lp.umask_value;
+    plan.cwd = lp.cwd;
     plan.status_fd = status_w.get();
 
     char *stack = child_stack_top();
@@ -467,36 +490,72 @@ SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
     // Block every signal across the clone: a handler of vigild's (libuv's) running in the
     // child would run on shared memory. The child inherits this full mask, resets the
     // dispositions, and empties the mask right before execve().
+    // CLONE_PARENT (the Spawner's helper): the child becomes a sibling of the caller, i.e. a
+    // child of vigild, which reaps it and gets its SIGCHLD (the exit signal is the caller's
+    // own, SIGCHLD for a forked helper). The vfork wait still suspends the caller.
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (clone_parent ? CLONE_PARENT : 0);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int pid = clone(detail::child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    int pid = clone(child_main, stack, flags, &plan);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0) return failed(SpawnError{ExecStage::Fork, clone_errno, "", {}});
+    out.pid = pid;
 
     // The child has exec'd or exited: drop our copies of its ends, then read its verdict.
     status_w.reset();
     devnull.reset();
     out_w.reset();
     err_w.reset();
-    detail::ChildFailure failure{};
     ssize_t n;
     do {
-        n = read(status_r.get(), &failure, sizeof failure);
+        n = read(status_r.get(), &out.failure, sizeof out.failure);
     } while (n < 0 && errno == EINTR);
-    if (n == 0) return SpawnResult{Spawned{pid, out_r.release(), err_r.release()}, std::nullopt};
-
-    // The child failed before exec and has _exit(127)ed (or is about to): reap it here.
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    if (n == 0) {
+        out.status = Launched::Status::Execd;
+        out.out_fd = out_r.release();
+        out.err_fd = err_r.release();
+    } else if (n != static_cast<ssize_t>(sizeof out.failure) ||
+               out.failure.stage > static_cast<std::uint32_t>(ExecStage::Exec)) {
+        out.status = Launched::Status::BadStatus;
+        out.status_errno = n < 0 ? errno : EIO;
+    } else {
+        out.status = Launched::Status::ChildFailed;
     }
-    if (n != static_cast<ssize_t>(sizeof failure) ||
-        failure.stage > static_cast<std::uint32_t>(ExecStage::Exec))
-        return failed(SpawnError{ExecStage::Fork, n < 0 ? errno : EIO, "status pipe", {}});
-    SpawnError e{static_cast<ExecStage>(failure.stage), failure.error, {}, {}};
-    e.object = failure_object(failure, spec, path, ids);
+    return out;
+}
+
+SpawnResult finish(Launched l, const SpawnSpec &spec, const Prepared &prep) {
+    auto failed = [](SpawnError e) { return SpawnResult{std::nullopt, std::move(e)}; };
+    switch (l.status) {
+    case Launched::Status::Execd:
+        return SpawnResult{Spawned{l.pid, l.out_fd, l.err_fd}, std::nullopt};
+    case Launched::Status::Error:
+        return failed(l.error.value_or(SpawnError{ExecStage::Fork, EIO, "", {}}));
+    case Launched::Status::BadStatus:
+    case Launched::Status::ChildFailed:
+        break;
+    }
+    // The child failed before exec and has _exit(127)ed (or is about to): reap it here, so a
+    // failed spawn never surfaces in reap_all().
+    int st = 0;
+    while (waitpid(l.pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (l.status == Launched::Status::BadStatus)
+        return failed(SpawnError{ExecStage::Fork, l.status_errno, "status pipe", {}});
+    SpawnError e{static_cast<ExecStage>(l.failure.stage), l.failure.error, {}, {}};
+    e.object = failure_object(l.failure, spec, prep.path, prep.ids);
     return failed(std::move(e));
+}
+
+} // namespace detail
+
+SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
+    detail::Prepared prep;
+    if (auto e = detail::prepare(spec, extras, prep)) return SpawnResult{std::nullopt, *e};
+    detail::LaunchPlan plan = detail::make_plan(spec, extras, prep);
+    return detail::finish(detail::launch(plan, false), spec, prep);
 }
 
 } // namespace vigil::proc
