@@ -5,6 +5,7 @@ vigil_packages=(
   g++ meson ninja-build pkg-config
   libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
   python3 util-linux procps clang-format
+  clang libclang-rt-14-dev # .ci/fuzz: libFuzzer and the sanitizers' runtimes
 )
 
 vigil_install_deps() {
