@@ -83,9 +83,12 @@ struct Node {
     std::optional<ExitStatus> last_exit;
     std::optional<TimePoint> backoff_until;
     std::uint64_t timer_seq = 0; // the live DeadlineQueue entry, 0 for none
-    std::string stop_detail;     // health failure text, for the record after the stop
-    Plan plan;                   // supervisors
-    RestartIntensity intensity;  // supervisors
+    // Reload replaced this node by one of the same name (a move or a change of kind): the old
+    // one must be down before the new one starts, or two processes of one unit would run.
+    std::optional<ChildId> predecessor, successor;
+    std::string stop_detail;    // health failure text, for the record after the stop
+    Plan plan;                  // supervisors
+    RestartIntensity intensity; // supervisors
     std::unique_ptr<RecordRing> history;
 };
 
@@ -236,6 +239,10 @@ struct Core::Impl {
     bool plan_stops(ChildId parent, std::size_t idx) {
         const Plan &p = node(parent).plan;
         return p.phase == Phase::Stopping && idx >= p.lo;
+    }
+
+    bool waits_for_predecessor(const Node &n) {
+        return n.predecessor && node(*n.predecessor).state != ChildState::Stopped;
     }
 
     // ---- starting and stopping one child -------------------------------------------------
@@ -444,6 +451,7 @@ struct Core::Impl {
                             ++p.cursor;
                             continue;
                         }
+                        if (waits_for_predecessor(kn)) return; // rescheduled when it is down
                         start_child(k);
                         return;
                     }
@@ -569,6 +577,7 @@ struct Core::Impl {
         if (n.gone) {
             publish(c, RecordKind::Removed, what + "; removed by reload");
             schedule(p);
+            if (n.successor) schedule(*node(*n.successor).spec.parent);
             return;
         }
         if (kind == DownKind::Stopped) {
@@ -1097,6 +1106,8 @@ struct Core::Impl {
         if (plan_starts(p, n.index)) {
             if (n.state == ChildState::Backoff) n.backoff_until = now;
             schedule(p);
+        } else if (waits_for_predecessor(n)) {
+            request_start(p, n.index);
         } else {
             start_child(c);
         }
@@ -1275,9 +1286,18 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
         removed.push_back(ChildId{static_cast<std::uint32_t>(i)});
         res.removed.push_back(n.spec.name);
     }
+    std::map<std::string_view, ChildId> removed_by_name;
     for (ChildId r : removed) {
+        removed_by_name.emplace(node(r).spec.name, r);
         auto it = by_name.find(node(r).spec.name);
         if (it != by_name.end() && it->second == r) by_name.erase(it);
+    }
+    for (std::size_t i : order) {
+        if (!fresh[i]) continue;
+        auto it = removed_by_name.find(nn[i].name);
+        if (it == removed_by_name.end()) continue;
+        node(*id_of[i]).predecessor = it->second;
+        node(it->second).successor = *id_of[i];
     }
 
     // Apply the new specs.
@@ -1363,7 +1383,8 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
             stop_child(c, Cause::Reload);
             break;
         case ChildState::Stopping:
-            if (n.stop_cause == Cause::Manual) n.stop_cause = Cause::Reload;
+            // Already stopping: a stop command keeps it down (item 50), any other cause
+            // starts it again anyway, with the new spec.
             break;
         case ChildState::Stopped:
         case ChildState::Backoff:

@@ -383,6 +383,46 @@ TEST_SUITE("core") {
         CHECK(sim.has_record("c", RecordKind::Removed));
     }
 
+    TEST_CASE("reload: a child still stopping after a stop command stays stopped when changed") {
+        Sim sim{root(Strategy::OneForOne, {service("a"), service("w", fingerprint(1))})};
+        sim.exit_after_signal("w", 800ms);
+        sim.start_all();
+        sim.command(CommandKind::Stop, "w");
+        CHECK(sim.state("w") == ChildState::Stopping);
+        auto r =
+            sim.reload(root(Strategy::OneForOne, {service("a"), service("w", fingerprint(2))}));
+        CHECK(r.restarted == Names{"w"});
+        sim.advance(2s);
+        CHECK(sim.state("w") == ChildState::Stopped);
+        CHECK(sim.spawns("w") == 1); // item 50: stopped by command, reload or not
+        CHECK(sim.command(CommandKind::Start, "w").outcome == CommandOutcome::Ok);
+        CHECK(sim.core.spec(sim.id("w")).fingerprint == 2);
+    }
+
+    TEST_CASE("reload: a unit moved to another supervisor never runs twice") {
+        Sim sim{root(Strategy::OneForOne,
+                     {supervisor("app", Strategy::OneForOne, {service("w1"), service("w2")}),
+                      service("b")})};
+        sim.exit_after_signal("w2", 500ms);
+        sim.start_all();
+        const ChildId old = sim.id("w2");
+        auto r = sim.reload(
+            root(Strategy::OneForOne, {supervisor("app", Strategy::OneForOne, {service("w1")}),
+                                       service("b"), service("w2")}));
+        CHECK(r.added == Names{"w2"});
+        CHECK(r.removed == Names{"w2"});
+        CHECK(sim.spawns("w2") == 1); // the old process is still stopping
+        CHECK(sim.core.status(old).state == ChildState::Stopping);
+        sim.advance(499ms);
+        CHECK(sim.spawns("w2") == 1);
+        sim.advance(1ms);
+        CHECK(sim.core.status(old).state == ChildState::Stopped);
+        CHECK(sim.spawns("w2") == 2);
+        CHECK(sim.when("spawn w2", 1) == sim.when("exit w2 0"));
+        CHECK(sim.status("w2").parent == root_id);
+        CHECK(sim.state("w2") == ChildState::Running);
+    }
+
     TEST_CASE("reload: an invalid specification changes nothing") {
         Sim sim{root(Strategy::OneForOne, {service("a"), service("b")})};
         sim.start_all();
