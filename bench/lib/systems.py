@@ -255,7 +255,41 @@ class Supervisord(System):
         return os.path.join(outdir, "out.log")
 
 
-ALL = [Vigil, Runit, S6, Supervisord]
+class Direct(System):
+    """No supervisor: the log writer piped straight into `cat > FILE`, the log test's ceiling."""
+
+    name = "direct"
+    comms = {"cat"}
+
+    def binaries(self):
+        return ["cat"]
+
+    def prepare(self, work, services, log=None, crash=False, lenient=False):
+        argv = services[0][1]
+        quoted = " ".join("'" + a + "'" for a in argv)
+        self.cmd = f"exec {quoted} | cat > '{os.path.join(log, 'out.log')}'"
+
+    def start_argv(self, work):
+        return ["sh", "-c", self.cmd]
+
+    def stop(self, proc, work):
+        # The writer pauses once done; end the pipeline (this namespace holds nothing else).
+        import procfs
+        for pid in procfs.procs_by_comm({"benchtool", "cat", "sh"}):
+            if pid not in (1, os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def log_files(self, outdir):
+        return [os.path.join(outdir, "out.log")]
+
+    def log_current(self, outdir):
+        return os.path.join(outdir, "out.log")
+
+
+ALL = [Vigil, Runit, S6, Supervisord, Direct]
 
 
 def make(name, tools):
