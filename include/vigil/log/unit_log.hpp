@@ -1,7 +1,8 @@
 // vigil/log/unit_log.hpp: all log sinks of one unit behind one call (issue 6 §2-§4).
 //
 // The daemon keeps one UnitLog per unit (it outlives incarnations: the ring and the file carry
-// on across restarts) and wires each incarnation's Capture to it:
+// on across restarts) and wires each incarnation's Capture to it, by hand or with log::wire()
+// (vigil/log/wiring.hpp):
 //
 //     on_line  = [&](Stream s, std::string_view l, bool c) { ul.line(s, l, c, loop_now()); }
 //     on_batch = [&] { for (const auto &hit : ul.flush(loop_now())) core_feed(hit); }
@@ -11,8 +12,8 @@
 // the patterns. flush() writes the file's batch and evaluates the patterns over the staged lines
 // (see PatternSet::scan: matching a whole batch at once is what keeps ten patterns cheap) and
 // returns the patterns that fired. Call flush() after every batch (Capture's on_batch) and before
-// shutdown; line() also flushes by itself when the staged bytes pass 256 KiB, and keeps the hits
-// for the next flush().
+// shutdown. Between flushes, the file writes whenever its buffer passes 128 KiB, and the patterns
+// run whenever 256 KiB are staged (their hits wait for the next flush()).
 //
 // Time: `now` is the loop's monotonic time (pattern windows). Wall-clock time (timestamps, ring)
 // is read from `wall_clock` only when `now` changes, so a batch costs one clock read.
