@@ -626,7 +626,7 @@ class Health(unittest.TestCase):
 
     def test_vigild_8_documents_every_path_and_metric_family(self):
         d = self.daemon(lambda d: {"web": {"command": d.svc("web", "exit", "3"),
-                                           "restart": "transient", "backoff": FAST,
+                                           "backoff": {"initial": "1h", "max": "1h", "jitter": 0},
                                            "liveness": {"tcp": {"port": free_port()}}}},
                         http=True)
         wait_until(lambda: d.status("web")["last_exit"], 5, "web to exit")
