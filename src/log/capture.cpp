@@ -71,7 +71,7 @@ void on_alloc(uv_handle_t *h, std::size_t /*suggested*/, uv_buf_t *buf) {
     auto *p = static_cast<Capture::State::Pipe *>(h->data);
     if (!p->buf) {
         p->buf_size = p->st->opts.read_buffer == 0 ? 65536 : p->st->opts.read_buffer;
-        p->buf = std::make_unique<char[]>(p->buf_size);
+        p->buf.reset(new char[p->buf_size]); // not zero-filled: only read() writes it
     }
     // The same buffer every time: a read's lines are delivered before the next read.
     buf->base = p->buf.get();

@@ -11,10 +11,9 @@
 
 namespace vigil::log {
 
-Ring::Ring(std::size_t capacity) : data_(capacity) {
-    // Bounded by capacity entries (every entry takes at least one byte); start small.
-    // A power of two, so positions wrap with a mask rather than a division.
-    entries_.resize(64);
+Ring::Ring(std::size_t capacity) : capacity_(capacity) {
+    // Storage is allocated at the first push, not here: with 10,000 services most never write
+    // a line, and 64 KiB each would be 640 MB of resident memory for nothing.
 }
 
 void Ring::pop_front() {
@@ -26,8 +25,14 @@ void Ring::pop_front() {
 
 void Ring::push(std::uint64_t seq, WallMs wall, Stream stream, bool continued,
                 std::string_view text) {
-    const std::size_t cap = data_.size();
+    const std::size_t cap = capacity_;
     if (cap < 2) return; // nothing but the one-byte footprint would fit
+    if (data_.empty()) {
+        data_.resize(cap);
+        // Bounded by capacity entries (every entry takes at least one byte); start small.
+        // A power of two, so positions wrap with a mask rather than a division.
+        entries_.resize(64);
+    }
     const bool truncated = text.size() > cap - 1;
     const std::size_t len = truncated ? cap - 1 : text.size();
     const std::size_t foot = len + 1;

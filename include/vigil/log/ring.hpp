@@ -4,7 +4,7 @@
 // Invariants:
 //  - The text of the lines kept never takes more than `capacity` bytes of storage, counting one
 //    extra byte per line (so even empty lines are bounded: at most `capacity` lines are kept).
-//    Storage is allocated once, at construction; bookkeeping grows only up to that bound.
+//    Storage is allocated once, at the first push; bookkeeping grows only up to that bound.
 //  - The oldest lines are overwritten first; this is the only place in the log module that drops
 //    data, by design (it is a tail; the file and forwarded output are the lossless sinks).
 //  - Sequence numbers are given by the caller (one global counter in vigild, see UnitLog) and
@@ -46,7 +46,7 @@ public:
 
     std::size_t size() const { return count_; }
     bool empty() const { return count_ == 0; }
-    std::size_t capacity() const { return data_.size(); }
+    std::size_t capacity() const { return capacity_; }
     // Storage in use, including the one byte per line.
     std::size_t used() const { return used_; }
     // 0 when empty.
@@ -67,7 +67,8 @@ private:
     RingLine view(const Entry &e) const;
     void pop_front();
 
-    std::vector<char> data_;
+    std::size_t capacity_ = 0;
+    std::vector<char> data_;     // allocated at the first push: an idle unit costs no buffer
     std::vector<Entry> entries_; // circular: head_, count_; size a power of two
     std::size_t head_ = 0;
     std::size_t count_ = 0;
