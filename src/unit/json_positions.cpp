@@ -78,6 +78,7 @@ public:
     bool binary(json::binary_t &) { return false; } // never produced by the JSON text parser
 
     bool start_object(std::size_t) {
+        if (stack_.size() >= max_json_depth) return too_deep();
         Pos p = take();
         std::string ptr;
         json *node = place(json::object(), p, ptr);
@@ -105,6 +106,7 @@ public:
         return true;
     }
     bool start_array(std::size_t) {
+        if (stack_.size() >= max_json_depth) return too_deep();
         Pos p = take();
         std::string ptr;
         json *node = place(json::array(), p, ptr);
@@ -150,6 +152,15 @@ private:
         std::map<std::string, Pos> seen; // object keys so far, for duplicates
         std::string key;                 // the key whose value comes next
     };
+
+    // Stops the parse (sax_parse then returns false) before the path becomes too long.
+    bool too_deep() {
+        out_.problems.push_back(
+            {take(), stack_.back().pointer,
+             "JSON nested deeper than " + std::to_string(max_json_depth) + " levels"});
+        out_.syntax_ok = false;
+        return false;
+    }
 
     Pos take() {
         if (next_ >= tokens_.size()) return Pos{};

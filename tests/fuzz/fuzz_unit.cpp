@@ -2,8 +2,9 @@
 //
 // Two parts per input:
 //  1. parse_positioned() on the whole input, checked against nlohmann's own parser: it accepts
-//     exactly the texts nlohmann accepts, and when it reports no problem (no duplicate key) it
-//     builds the same value; every recorded position is 1-based.
+//     exactly the texts nlohmann accepts (except those nested deeper than max_json_depth), and
+//     when it reports no problem (no duplicate key) it builds the same value; every recorded
+//     position is 1-based.
 //  2. the full check: the input is split at "\n%%\n" into up to four unit files (web.json,
 //     root.json, db.json, grp.json, in that order) written to a private temporary directory, and
 //     load_dir() loads them: parents, "after" edges, cycles and the fingerprints all run. A
@@ -11,6 +12,7 @@
 //     every diagnostic must format.
 // load_dir() is the loader's only entry point that takes unit text (the per-file checks are
 // internal to load.cpp), hence the files; they live in $TMPDIR and are removed at exit.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -45,10 +47,36 @@ void check(bool ok, const char *what) {
     std::abort();
 }
 
+// How deeply arrays and objects nest in valid JSON text (a loop, not a recursion over the
+// value: deep inputs are the point).
+std::size_t depth(std::string_view text) {
+    std::size_t d = 0, max = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            max = std::max(max, ++d);
+        } else if (c == ']' || c == '}') {
+            --d;
+        }
+    }
+    return max;
+}
+
 void check_positioned(std::string_view text) {
     auto pj = vigil::unit::parse_positioned(text);
     auto ref = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    check(pj.syntax_ok == !ref.is_discarded(), "parse_positioned accepts what nlohmann accepts");
+    // parse_positioned refuses what nests deeper than max_json_depth; nlohmann does not.
+    const bool deep = !ref.is_discarded() && depth(text) > vigil::unit::max_json_depth;
+    check(pj.syntax_ok == (!ref.is_discarded() && !deep),
+          "parse_positioned accepts what nlohmann accepts, unless too deep");
     if (!pj.syntax_ok) {
         check(!pj.problems.empty(), "a syntax error is reported");
         return;

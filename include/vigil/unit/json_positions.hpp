@@ -13,6 +13,7 @@
 // which is what an editor's "go to column" expects for non-ASCII text.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <string>
 #include <string_view>
@@ -40,6 +41,13 @@ struct PositionedJson {
     std::vector<JsonProblem> problems;    // syntax error (at most one), duplicate keys
     bool syntax_ok = false;
 };
+
+// Arrays and objects nest at most this deep; deeper text is one syntax problem ("nested deeper
+// than 64 levels") at the opening bracket that goes too deep. Unit files nest a few levels; the
+// limit keeps a broken or hostile file from costing quadratic time and memory (every value's
+// JSON pointer spells its whole path: 100,000 levels took over 2 GiB) and from overflowing the
+// stack in nlohmann::json's recursive copy, comparison and dump.
+inline constexpr std::size_t max_json_depth = 64;
 
 PositionedJson parse_positioned(std::string_view text);
 
