@@ -231,6 +231,7 @@ class Control(unittest.TestCase):
 
         self.ok(d, "stop", "db")
         d.wait_gone("db")
+        self.wait_state(d, "db", "stopped")  # gone from /proc may precede the reaping
         stopped = d.ctl("status", "db")
         self.assertEqual(stopped.returncode, EXIT_NOT_RUNNING, stopped.stderr)
         self.assertIn("stopped", stopped.stdout)
@@ -247,7 +248,7 @@ class Control(unittest.TestCase):
         pids = self.running(d, "a", "b")
         self.ok(d, "stop", "a")
         wait_until(lambda: harness.proc_info(pids["a"]) is None, 10, "a's process to go")
-        self.assertEqual(d.status("a")["state"], "stopped")
+        self.wait_state(d, "a", "stopped")
         # OTP 33: a manual stop is not followed by a restart and is not counted.
         self.assertTrue(holds_for(lambda: d.main_pid("a") is None, 1.0))
         self.assertEqual(d.status("a")["restarts"], 0)
@@ -346,6 +347,7 @@ class Control(unittest.TestCase):
         # A unit that is not running is reported, with exit status 1 (vigilctl(1)).
         self.ok(d, "stop", "db")
         d.wait_gone("db")
+        self.wait_state(d, "db", "stopped")
         r = d.ctl("signal", "HUP", "db")
         self.assertEqual(r.returncode, EXIT_ERROR, r.stdout + r.stderr)
         self.assertIn("db", r.stdout + r.stderr)
@@ -525,6 +527,25 @@ class Control(unittest.TestCase):
             self.assertTrue(r.stderr.startswith("vigilctl: "), (argv, r.stderr))
             self.assertIn("--help", r.stderr)
 
+    # BUG: src/cli/main.cpp, Run::go(): vigilctl sends its request without waiting for the
+    # hello, and when send_all() fails (EPIPE/ECONNRESET because vigild already answered with
+    # an error and hung up: too_long, or "too many connections" at accept time) it returns
+    # lost() at once, "vigild closed the connection before answering; is it shutting down?",
+    # exit 7, without reading the hello and the error reply that are already waiting in its
+    # receive buffer. It should, after a failed send, still read what arrived and report
+    # vigild's error (exit 1). Deterministic here with a request over 1 MiB (vigild stops
+    # reading at 1 MiB, so the rest of the send fails); racy with 257+ connections.
+    @unittest.expectedFailure
+    def test_vigilctl_shows_the_error_sent_before_a_hang_up(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        self.running(d, "a")
+        names = [f"u{i:05d}" + "x" * 90 for i in range(18000)]  # 1.7 MB of arguments
+        r = d.ctl("status", *names)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(d.ctl("status", "a").returncode, 0)  # vigild is fine
+        self.assertIn("longer than", r.stderr)
+        self.assertEqual(r.returncode, EXIT_ERROR)
+
     # ------------------------------------------------------------------------- permissions
 
     def test_other_uid_is_refused_and_vigild_keeps_serving(self):
@@ -563,6 +584,49 @@ class Control(unittest.TestCase):
         self.assertEqual(d.main_pid("a"), pid)  # the stop was not done
         st = d.status("a")
         self.assertEqual((st["state"], st["pid"]), ("running", inner(pid)))
+
+    def test_socket_group_members_get_read_only_commands(self):
+        group = 4242  # numeric: no /etc/group entry needed
+        d = Daemon({}, args=("--socket-group", str(group)), start=False)
+        self.addCleanup(d.close)
+        d.write_units({"a": service(d, "a")})
+        os.chmod(d.dir, 0o755)
+        bindir = os.path.join(d.dir, "bin")
+        os.mkdir(bindir, 0o755)
+        ctl = shutil.copy(harness.vigilctl(), os.path.join(bindir, "vigilctl"))
+        os.chmod(ctl, 0o755)
+        d.start()
+        d.wait_socket()
+        pid = self.running(d, "a")["a"]
+        st = os.stat(d.sock)
+        self.assertEqual((st.st_mode & 0o777, st.st_gid), (0o660, group))
+        run = os.stat(os.path.dirname(d.sock))
+        self.assertEqual((run.st_mode & 0o777, run.st_gid), (0o750, group))
+
+        def as_nobody(groups, *args):
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                                   f"--groups={groups}", ctl, "--socket", d.sock, *args],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=scaled(10))
+
+        # A member through a supplementary group (SO_PEERGROUPS): read-only commands work.
+        r = as_nobody(str(group), "--json", "status", "a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["units"][0]["pid"], inner(pid))
+        self.assertEqual(as_nobody(str(group), "tree").returncode, 0)
+        self.assertEqual(as_nobody(str(group), "events", "-n", "1").returncode, 0)
+        # ...and the others are refused, with a reason, and not done.
+        for cmd in (("stop", "a"), ("signal", "KILL", "a"), ("reload",), ("shutdown",)):
+            r = as_nobody(str(group), *cmd)
+            self.assertEqual(r.returncode, EXIT_ERROR, (cmd, r.stderr))
+            self.assertIn("may only run status", r.stderr)
+        self.assertTrue(holds_for(lambda: d.main_pid("a") == pid, 0.3))
+        self.assertIsNone(d.ns.poll())
+        self.assertIn("control: refused uid 65534", d.stderr())
+        # Not a member (the group cannot even reach the folder): refused by the kernel.
+        r = as_nobody("65534", "status")
+        self.assertEqual(r.returncode, EXIT_UNREACHABLE, r.stderr)
+        self.assertEqual(d.status("a")["pid"], inner(pid))
 
     # ---------------------------------------------------------------------- raw bad input
 
@@ -700,6 +764,38 @@ class Control(unittest.TestCase):
         for s in silent:  # still connected (idle timeout is 30 s), and still harmless
             s.setblocking(False)
             self.assertTrue(s.recv(4096).startswith(b'{"hello"'))
+
+    def test_connections_over_the_limit_are_refused_then_served_again(self):
+        d = self.daemon(lambda d: {"a": service(d, "a")})
+        self.running(d, "a")
+        conns = []
+        for _ in range(300):  # the documented limit is 256 at once
+            s = socket.socket(socket.AF_UNIX)
+            self.addCleanup(s.close)
+            s.connect(d.sock)
+            conns.append(s)
+        extra = conns[-1]
+        extra.settimeout(scaled(5))
+        data = b""
+        while True:
+            chunk = extra.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        lines = [json.loads(x) for x in data.splitlines()]
+        self.assertEqual(lines[0]["hello"], "vigil")
+        self.assertIn("too many connections", lines[1]["error"]["message"])
+        r = d.ctl("status", "a")
+        self.assertIn(r.returncode, (EXIT_ERROR, EXIT_UNREACHABLE), r.stderr)
+        # "too many connections" when vigilctl's request got in before vigild hung up; the
+        # other case is the bug in test_vigilctl_shows_the_error_sent_before_a_hang_up.
+        self.assertTrue("too many connections" in r.stderr or "closed the connection"
+                        in r.stderr, r.stderr)
+        for s in conns:
+            s.close()
+        wait_until(lambda: d.ctl("status", "a").returncode == 0, 5,
+                   "vigild to serve again once the connections are closed")
+        self.assertEqual(d.status("a")["state"], "running")
 
 
 if __name__ == "__main__":

@@ -210,6 +210,7 @@ class Reload(unittest.TestCase):
         r = d.ctl("stop", "b")
         self.assertEqual(r.returncode, 0, r.stderr)
         d.wait_gone("b")
+        wait_until(lambda: d.status("b")["state"] == "stopped", 5, "b stopped")
         self.units["c"] = service(d, "c")  # a reload that does change something
         d.write_units(self.units)
         self.assertEqual(self.changed(self.reload()), {"added": ["c"]})
@@ -226,6 +227,7 @@ class Reload(unittest.TestCase):
         d = self.d
         self.assertEqual(d.ctl("stop", "w2").returncode, 0)
         d.wait_gone("w2")
+        wait_until(lambda: d.status("w2")["state"] == "stopped", 5, "w2 stopped")
         self.units["w2"]["command"] = d.svc("w2", "ready-fd", "3", "mark", "v2", "sleep")
         d.write_units(self.units)
         self.reload()
@@ -236,14 +238,9 @@ class Reload(unittest.TestCase):
         d.wait_pid("w2")
         wait_until(lambda: ("mark", "w2", "v2") in d.events(), 10, "w2 to run the new spec")
 
-    # BUG: src/core/core.cpp, Core::Impl::reconfigure, the "Restart changed services" loop:
-    # for a child in ChildState::Stopping it does `if (n.stop_cause == Cause::Manual)
-    # n.stop_cause = Cause::Reload;`, so a unit that `vigilctl stop` is still stopping when a
-    # reload changes its spec is started again once it dies ("starting again (reload)"),
-    # against otp-semantics item 50 / vigilctl(1) ("stays stopped, also across reload, until
-    # it is started again"). A Manual stop should keep its cause (take the new spec, stay
-    # down), as the Stopped case already does.
-    @unittest.expectedFailure
+    # Item 50 while the stop is still under way: reload used to turn the stop command's
+    # cause into Cause::Reload (src/core/core.cpp, Core::Impl::reconfigure), so the unit came
+    # back once it died; fixed in 0480b8d.
     def test_unit_stopping_by_command_stays_stopped_when_reload_changes_it(self):
         d = self.d
         # w3 takes 800 ms to die of SIGTERM, so the reload lands while it is stopping.
@@ -272,6 +269,9 @@ class Reload(unittest.TestCase):
     # (here 500 ms; up to the whole stop timeout), fighting over its ports, pid files, logs.
     # The start of an added node should wait until a removed node of the same name is down
     # (or such a move should be a restart of one node under its new parent).
+    # Still failing after 0480b8d (Node::predecessor / waits_for_predecessor): the new process
+    # is spawned within ~2 ms of the reload; tests/core/core_test.cpp "reload: a unit moved
+    # to another supervisor never runs twice" fails the same way (spawns("w2") == 2 at once).
     @unittest.expectedFailure
     def test_unit_moved_to_another_supervisor_never_runs_twice(self):
         d = self.d
