@@ -31,6 +31,7 @@
 #include "vigil/probe/monitor.hpp"
 #include "vigil/proc/exit.hpp"
 #include "vigil/proc/spawn.hpp"
+#include "vigil/proc/spawner.hpp"
 
 namespace vigil::daemon {
 namespace {
@@ -71,7 +72,9 @@ struct Runtime {
     uv_timer_t *drain_timer = nullptr;  // owned; closed in teardown
     std::unique_ptr<log::UnitLog> log;  // outlives incarnations (ring, file)
     bool log_stale = false;             // reload changed the unit: rebuild `log` at the next spawn
-    std::unique_ptr<log::Capture> capture;        // this incarnation's stdout/stderr
+    std::unique_ptr<log::Capture> capture;
+    std::vector<std::pair<Incarnation, std::unique_ptr<log::Capture>>>
+        draining;                                 // this incarnation's stdout/stderr
     std::optional<log::Regex> ready_log;          // ready: {"log": regex}
     bool ready_sent = false;                      // BecameReady fed for this incarnation
     std::unique_ptr<probe::Monitor> monitor;      // this incarnation's probes
@@ -99,6 +102,11 @@ public:
     ~Shell() { uv_loop_close(&loop_); }
 
     int run() {
+        // First, while vigild holds almost no descriptors: services are spawned from this
+        // small helper, so that no spawn copies vigild's thousands of fds (proc/spawner.hpp).
+        if (int err = spawner_.start())
+            journal_.say(LogLevel::Warn, std::string("cannot start the spawner helper: ") +
+                                             std::strerror(err) + "; spawning from vigild");
         setup_signals();
         uv_timer_init(&loop_, &timer_);
         timer_.data = this;
@@ -222,7 +230,8 @@ private:
             r.ready_fd = std::move(opened.ready_fd);
             extras.fds.emplace_back(r.ready_fd->child_end(), *u.ready.fd);
         }
-        proc::SpawnResult res = proc::spawn(u.spawn, extras);
+        proc::SpawnResult res = spawner_.spawn(u.spawn, extras);
+        if (std::string w = spawner_.take_warning(); !w.empty()) journal_.say(LogLevel::Warn, w);
         if (r.ready_fd) r.ready_fd->close_child_end();
         if (!res.ok) {
             r.ready_fd.reset();
@@ -327,7 +336,10 @@ private:
         }
         r.ready_log.reset();
         if (u.ready.log) r.ready_log = log::Regex::compile(*u.ready.log);
-        if (r.capture) r.capture->close(nullptr); // a previous incarnation still draining
+        // A previous incarnation whose exit went on without its EOF (drain_limit_ms) keeps
+        // draining into the same sinks until its own EOF, so no line it wrote is lost.
+        if (r.capture && !r.capture->eof()) r.draining.emplace_back(r.inc, std::move(r.capture));
+        r.capture.reset();
         log::CaptureOptions co;
         co.max_line = u.logs.max_line;
         log::Capture::Callbacks cb;
@@ -341,7 +353,13 @@ private:
         cb.on_eof = [this, id, inc] {
             Runtime &rr = runtime(id);
             after_batch(id, inc);
-            if (rr.inc == inc && rr.pending_wstatus) report_exit(id);
+            if (rr.inc == inc) {
+                if (rr.pending_wstatus) report_exit(id);
+                return;
+            }
+            // An old incarnation finished draining: drop its Capture (allowed from its own
+            // callback).
+            std::erase_if(rr.draining, [inc](const auto &d) { return d.first == inc; });
         };
         r.capture =
             std::make_unique<log::Capture>(&loop_, sp.stdout_fd, sp.stderr_fd, co, std::move(cb));
@@ -441,11 +459,16 @@ private:
     void set_congested(bool congested) {
         for (std::size_t i = 0; i < rt_.size(); ++i) {
             Runtime &r = rt_[i];
-            if (!r.capture || !units_[i].logs.forward) continue;
-            if (congested)
-                r.capture->pause();
-            else
-                r.capture->resume();
+            if (!units_[i].logs.forward) continue;
+            auto apply = [congested](log::Capture &c) {
+                if (congested)
+                    c.pause();
+                else
+                    c.resume();
+            };
+            if (r.capture) apply(*r.capture);
+            for (auto &d : r.draining)
+                apply(*d.second);
         }
     }
 
@@ -649,6 +672,9 @@ private:
             r.notify.reset();
             if (r.capture) r.capture->close(nullptr);
             r.capture.reset();
+            for (auto &d : r.draining)
+                d.second->close(nullptr);
+            r.draining.clear();
             if (r.drain_timer)
                 uv_close(reinterpret_cast<uv_handle_t *>(r.drain_timer),
                          [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
@@ -740,6 +766,7 @@ private:
     std::map<uv_timer_t *, ChildId> drain_ids_;
     std::string notify_dir_;
     rlimit original_nofile_{};
+    proc::Spawner spawner_;
     log::SeqCounter seq_;
     std::unique_ptr<log::Forwarder> forwarder_;
     probe::ExecRegistry exec_probes_;
