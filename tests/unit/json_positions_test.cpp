@@ -162,6 +162,25 @@ TEST_SUITE("unit") {
         CHECK(r.value_pos.size() <= max_json_depth);
     }
 
+    // Regression (tests/fuzz/fuzz_unit on a hand-made input): every position was counted from
+    // its line's start, so a 200 KB unit file on one line took over a minute.
+    TEST_CASE("a long line costs linear time, and its columns count code points") {
+        constexpr int n = 100'000;
+        std::string text = "{\"a\":[";
+        for (int i = 0; i < n; ++i)
+            text += i ? ",\"\u00e9\"" : "\"\u00e9\"";
+        text += "],\n \"b\": 1}";
+        auto r = parse_positioned(text);
+        REQUIRE(r.syntax_ok);
+        CHECK(at(r.value_pos, "/a") == "1:6");
+        CHECK(at(r.value_pos, "/a/0") == "1:7");
+        // `"é",` is 5 bytes but 4 columns.
+        CHECK(at(r.value_pos, "/a/" + std::to_string(n - 1)) ==
+              "1:" + std::to_string(7 + 4 * (n - 1)));
+        CHECK(at(r.key_pos, "/b") == "2:2");
+        CHECK(at(r.value_pos, "/b") == "2:7");
+    }
+
 } // TEST_SUITE
 
 TEST_SUITE("unit") {
