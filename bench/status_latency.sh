@@ -14,7 +14,8 @@
 #    --kill-child; with a user namespace when not root): when the script ends, the kernel kills
 #    every supervisor and service it started, whatever happened.
 #  - Each supervisor gets UNITS services `sleep 100000`: vigild with one JSON unit file each
-#    (parent root), runsvdir with one service directory each, s6-svscan likewise. All three
+#    (parent root), runsvdir with one service directory each, s6-svscan likewise (with
+#    -c 2N+64: its default limit is 500 service directories). All three
 #    run at the same time, and the script waits until every service of each is up (vigilctl
 #    --json status; every `sv status` / `s6-svstat` line of the middle service says up).
 #  - Timing: Python's subprocess.run (fork/exec + waitpid) around each query, stdout and stderr
@@ -22,6 +23,7 @@
 #    (floor, vigilctl, sv, s6-svstat, floor, ...) after 5 warm-up rounds, so machine noise hits
 #    every column alike. The "floor" row runs /bin/true the same way: the cost of spawning
 #    any program from the timing loop, included in every other row.
+#    `vigilctl --version` (no connection) shows how much of vigilctl's time is its own start-up.
 #  - Output: a markdown table with the median, the 90th percentile and the minimum of each,
 #    the median minus the floor, and each median relative to vigilctl's.
 #  - runit and s6 come from Debian (apt-get install -y --no-install-recommends runit s6: the
@@ -139,7 +141,9 @@ else:
 if shutil.which("s6-svscan") and shutil.which("s6-svstat"):
     cdir = os.path.join(work, "s6")
     service_dirs(cdir)
-    subprocess.Popen(["s6-svscan", cdir], stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+    # -c: s6-svscan 2.11 supervises at most 500 service directories by default.
+    subprocess.Popen(["s6-svscan", "-c", str(2 * units + 64), cdir], stdin=DEVNULL,
+                     stdout=DEVNULL, stderr=DEVNULL)
 
     def s6_up():
         for i in list(range(0, units, max(1, units // 50))) + [units // 2]:
@@ -157,6 +161,9 @@ if "vigilctl" not in tools:
     print("status_latency: vigild did not come up", file=sys.stderr)
     sys.exit(1)
 
+# vigilctl's own start-up (dynamic linking, CLI11 set-up) without a connection: the part of
+# its latency that is not vigild's.
+tools["vigilctl-startup"] = ([vigilctl, "--version"], "`vigilctl --version` (no socket)")
 order = [("floor", (["/bin/true"], "`/bin/true` (spawn floor)"))] + list(tools.items())
 for name, (argv, _) in order:  # each must succeed before it is timed
     r = quiet(argv)
