@@ -24,6 +24,8 @@ struct MonoClock {
 
 using TimePoint = MonoClock::time_point;
 
-inline constexpr TimePoint at_ms(std::int64_t ms) { return TimePoint{Duration{ms}}; }
+inline constexpr TimePoint at_ms(std::int64_t ms) {
+    return TimePoint{Duration{ms}};
+}
 
 } // namespace vigil

@@ -295,7 +295,9 @@ private:
                                             "no WATCHDOG=1 within " + std::to_string(d.count()) +
                                                 "ms"});
                 });
-            r.watchdog->start();
+            // Like systemd, the watchdog runs once the service is up: at once for a service
+            // without readiness, at its readiness otherwise (see ready()).
+            if (!core_.spec(a.child).wait_ready) r.watchdog->start();
         }
     }
     void act(const core::StopProbes &a) {
@@ -411,6 +413,7 @@ private:
         if (r.inc != inc || r.ready_sent) return;
         r.ready_sent = true;
         (void)how;
+        if (r.watchdog && !r.watchdog->armed()) r.watchdog->start();
         feed(core::BecameReady{id, inc});
     }
 

@@ -42,30 +42,30 @@ struct StopProbes {
 
 // What a history record says happened.
 enum class RecordKind : std::uint8_t {
-    Starting,      // a spawn was requested
-    Started,       // spawned (no readiness declared) or ready
-    Ready,         // readiness reported
-    Exited,        // a process ended by itself
-    Stopping,      // the stop signal was sent
-    Killed,        // the stop timeout passed; SIGKILL sent (a shutdown error, OTP item 41)
-    Stopped,       // the child is down after a stop
-    SpawnFailed,   // could not start
-    StartFailed,   // start-up failure rolled back the supervisor (OTP items 3-5)
-    Unhealthy,     // a health failure (probe, watchdog, log pattern)
-    Restarting,    // a restart was decided (and counted); the spawn may wait for backoff
-    GaveUp,        // a supervisor reached its restart intensity
-    AutoShutdown,  // a supervisor shut itself down because of significant children
-    Command,       // a person or program asked for something
-    Reconfigured,  // reload changed this child
-    Removed,       // a temporary child's spec was dropped, or reload removed the unit
-    Exit,          // vigild is about to exit
+    Starting,     // a spawn was requested
+    Started,      // spawned (no readiness declared) or ready
+    Ready,        // readiness reported
+    Exited,       // a process ended by itself
+    Stopping,     // the stop signal was sent
+    Killed,       // the stop timeout passed; SIGKILL sent (a shutdown error, OTP item 41)
+    Stopped,      // the child is down after a stop
+    SpawnFailed,  // could not start
+    StartFailed,  // start-up failure rolled back the supervisor (OTP items 3-5)
+    Unhealthy,    // a health failure (probe, watchdog, log pattern)
+    Restarting,   // a restart was decided (and counted); the spawn may wait for backoff
+    GaveUp,       // a supervisor reached its restart intensity
+    AutoShutdown, // a supervisor shut itself down because of significant children
+    Command,      // a person or program asked for something
+    Reconfigured, // reload changed this child
+    Removed,      // a temporary child's spec was dropped, or reload removed the unit
+    Exit,         // vigild is about to exit
 };
 
 // One entry of the event history (also streamed by `vigilctl events -f` and logged by vigild).
 struct Record {
     TimePoint at;
     ChildId child;
-    std::string unit;    // the child's name at the time
+    std::string unit; // the child's name at the time
     RecordKind kind;
     std::string message; // human-readable: what happened and why
 };
@@ -84,8 +84,8 @@ using Action = std::variant<Spawn, Signal, StartProbes, StopProbes, Publish, Exi
 
 // vigild's exit statuses decided by the core (documented in vigild(8), EXIT STATUS).
 // Auto-shutdown of the root exits with the significant child's shell_code() instead.
-inline constexpr int exit_clean = 0;          // requested shutdown completed
-inline constexpr int exit_start_failed = 3;   // the tree failed to start (OTP item 3)
-inline constexpr int exit_gave_up = 4;        // the root supervisor reached its intensity
+inline constexpr int exit_clean = 0;        // requested shutdown completed
+inline constexpr int exit_start_failed = 3; // the tree failed to start (OTP item 3)
+inline constexpr int exit_gave_up = 4;      // the root supervisor reached its intensity
 
 } // namespace vigil::core

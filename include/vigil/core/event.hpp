@@ -68,6 +68,7 @@ struct HealthFailed {
 // The time returned by Core::next_deadline() has come. The core handles every due deadline.
 struct DeadlineReached {};
 
-using Event = std::variant<Spawned, SpawnFailed, Exited, BecameReady, HealthFailed, DeadlineReached>;
+using Event =
+    std::variant<Spawned, SpawnFailed, Exited, BecameReady, HealthFailed, DeadlineReached>;
 
 } // namespace vigil::core

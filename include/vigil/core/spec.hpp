@@ -71,7 +71,7 @@ struct ChildSpec {
 };
 
 struct TreeSpec {
-    std::vector<ChildSpec> nodes; // nodes[0] is the root supervisor.
+    std::vector<ChildSpec> nodes;                // nodes[0] is the root supervisor.
     std::uint64_t seed = 0x5eed'0f'5171'6111ULL; // jitter generator seed.
 };
 
