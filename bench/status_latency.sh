@@ -41,7 +41,11 @@ vigilctl=${VIGILCTL:-$build/src/cli/vigilctl}
 
 if [[ -z "${VIGIL_STATUS_BENCH_INNER:-}" ]]; then
     for f in "$vigild" "$vigilctl"; do
-        [[ -x "$f" ]] || { echo "status_latency: $f is not built (ninja -C $build src/daemon/vigild src/cli/vigilctl)" >&2; exit 2; }
+        [[ -x "$f" ]] || {
+            echo "status_latency: $f is not built" \
+                 "(ninja -C $build src/daemon/vigild src/cli/vigilctl)" >&2
+            exit 2
+        }
     done
     if [[ $(id -u) == 0 ]] && ! { command -v runsvdir && command -v sv &&
                                   command -v s6-svscan && command -v s6-svstat; } >/dev/null; then
