@@ -285,6 +285,27 @@ class Control(unittest.TestCase):
         self.assertNotEqual(new["w1"], pids["w1"])
         self.assertNotEqual(new["w2"], pids["w2"])
 
+    # BUG (display): after `vigilctl stop app`, `vigilctl status` shows "goal up" in INFO for
+    # app's children: src/cli/render.cpp (status INFO: `state == "stopped" && goal == "up"`)
+    # uses the child's own want_up (src/ctl/shapes.cpp: "goal" = ChildStatus::want_up), which
+    # core keeps true so that the children come back with their supervisor. vigilctl(1) says
+    # "goal up" means "heading for the other state"; these children are not heading anywhere
+    # until app is started. The effective goal (want_up of the unit and all its ancestors)
+    # should be shown, or nothing.
+    @unittest.expectedFailure
+    def test_children_of_a_stopped_supervisor_are_not_shown_heading_up(self):
+        d = self.daemon(self.web_app)
+        pids = self.running(d, "w1", "w2")
+        self.ok(d, "stop", "app")
+        for n in ("w1", "w2"):
+            wait_until(lambda n=n: harness.proc_info(pids[n]) is None, 10, f"{n} to go")
+            self.wait_state(d, n, "stopped")
+        self.assertTrue(holds_for(lambda: d.main_pid("w1") is None, 0.3))  # indeed not
+        rows = {line.split()[0]: line for line in
+                d.ctl("status", "app").stdout.splitlines()[1:]}
+        self.assertNotIn("goal up", rows["w1"])
+        self.assertNotIn("goal up", rows["w2"])
+
     def test_start_of_a_running_unit_is_already_running_exit_0(self):
         d = self.daemon(lambda d: {"a": service(d, "a")})
         pid = self.running(d, "a")["a"]
