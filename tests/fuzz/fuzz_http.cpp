@@ -12,6 +12,7 @@
 // (status line, Content-Length, HEAD without body), and parse_listen_address().
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -96,7 +97,19 @@ void check_server(std::string_view input) {
     // up the ephemeral ports within a minute.
     linger lg{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    if (connect(fd, reinterpret_cast<const sockaddr *>(&world->addr), sizeof world->addr) != 0) {
+    int rc = connect(fd, reinterpret_cast<const sockaddr *>(&world->addr), sizeof world->addr);
+    if (rc != 0 && errno == EINTR) {
+        // libFuzzer's SIGALRM (-timeout) interrupted it; the connection goes on being made.
+        pollfd p{fd, POLLOUT, 0};
+        while (poll(&p, 1, 5000) < 0 && errno == EINTR) {
+        }
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        rc = err == 0 ? 0 : -1;
+        errno = err;
+    }
+    if (rc != 0) {
         std::perror("fuzz_http: connect");
         std::abort();
     }
