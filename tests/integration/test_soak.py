@@ -12,9 +12,12 @@ log files, never from what vigild says about itself (house-style §7.8):
 - no zombie child of vigild survives a grace period (in-flight reaps are allowed);
 - every permanent service that was not manually stopped (nor below a stopped supervisor) is
   running, and `vigilctl status --json` and /proc agree on its pid;
-- vigild's open fd count equals its baseline with the same set of running services, and with
-  every service stopped it equals the all-stopped baseline measured at start;
-- vigild's VmRSS grows less than 5% between the end of a ~30 s warm-up and the end;
+- no live child of vigild that no unit owns, once the churn has settled;
+- vigild's open fd count equals its baseline in the same "steady state" (the services that end
+  by themselves stopped, every other one running) and with every service stopped; between
+  those exact comparisons, checkpoints bound it loosely;
+- vigild's VmRSS grows less than 5% between the end of a ~30 s warm-up and the end (not
+  judged under ASan, whose quarantine grows);
 - every line written by the line writers is in their rotated log files exactly once: each
   incarnation (prefix `wNAME-PID-NONCE`, so incarnations never collide even when pids wrap) wrote
   chunks of numbered lines, and what is in the files is, per incarnation, the chunks in order,
@@ -22,7 +25,13 @@ log files, never from what vigild says about itself (house-style §7.8):
   incarnations' output is complete; the lines forwarded to vigild's stdout are the same;
 - SIGTERM to vigild: it exits 0 and the namespace is empty; no sanitizer report on its stderr.
 
+The driver also SIGKILLs vigild's spawner helper when there is one, and keeps a model of what
+it stopped: a unit it stopped (or one below a supervisor it stopped) is not expected to run
+until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
+and how short a killed incarnation's output is (what was in its pipe is all there can be).
+
 The soak runs once (setUpClass); each invariant is its own test, so a bug marks only its test.
+ReloadChurn isolates the fd and memory leak the soak found (see its BUG comment).
 Environment: VIGIL_SOAK_SECONDS (driver duration, default 150), VIGIL_SOAK_SEED (default:
 random, printed), VIGIL_TEST_TIMEOUT_MULTIPLIER (bounded waits, e.g. 3 under ASan).
 
@@ -683,15 +692,35 @@ class Soak:
         want = set(self.tree.services()) - self.tree.periodic
         prev: dict = {}
 
+        t0 = time.monotonic()
+
         def ok():
             prev["set"] = self.running_set()
+            missing = sorted(want - prev["set"])
+            if missing and time.monotonic() - t0 > 5 and not prev.get("told"):
+                prev["told"] = True
+                st = self.status()
+                states = [(n, st.get(n, {}).get("state"), st.get(n, {}).get("goal"))
+                          for n in missing[:6]]
+                log(f"{where}: still not running after 5 s: {states}; running periodic: "
+                    f"{sorted(prev['set'] & self.tree.periodic)}; "
+                    f"{self.diagnose(missing[:2] + sorted(prev['set'] & self.tree.periodic)[:2])}")
+            # A one_for_all or rest_for_one sweep in flight starts stopped siblings again
+            # (otp-semantics.md item 20): stop those once more.
+            again = sorted(prev["set"] & self.tree.periodic)
+            if again:
+                self.stop_units(again)
             return prev["set"] == want
         try:
             wait_until(ok, 30, f"{where}: a steady state", interval=0.3)
         except harness.WaitTimeout:
-            self.violate("running", f"{where}: no steady state: missing "
-                         f"{sorted(want - prev['set'])[:10]}, extra "
-                         f"{sorted(prev['set'] - want)[:10]}")
+            st = self.status()
+            missing = sorted(want - prev["set"])
+            states = [(n, st.get(n, {}).get("state"), st.get(n, {}).get("goal"))
+                      for n in missing[:10]]
+            self.violate("running", f"{where}: no steady state: missing {states}, "
+                         f"extra {sorted(prev['set'] - want)[:10]}; "
+                         f"{self.diagnose(missing[:3])}")
         self.check_strays(where)
         return settled_fds(self.d.ns.init_pid), want
 
@@ -1051,6 +1080,40 @@ class SoakTest(unittest.TestCase):
 
     def test_no_sanitizer_report(self):
         self.verdict("sanitizer")
+
+
+class ReloadChurn(unittest.TestCase):
+    """The soak's fd finding, isolated: adding and removing a unit by reload, 100 times, must
+    leave vigild as it was (fds exactly, VmRSS within 1 MiB)."""
+
+    # BUG: a removed unit keeps its Runtime (Shell::rt_ in src/daemon/shell.cpp; ChildIds are
+    # never reused) with the log::Capture of its last incarnation: its 2 pipe fds and its two
+    # 64 KiB read buffers (Capture on_alloc, allocated at the latest for the EOF read) plus the
+    # 64 KiB ring: about 2 fds and 208 KiB of RSS per removed unit, for ever (300 cycles: 13 ->
+    # 613 fds, 4 -> 67 MiB).
+    @unittest.expectedFailure
+    def test_add_remove_cycles_leave_vigild_as_it_was(self):
+        d = Daemon({"a": {"command": [harness.testsvc(), "--id", "a", "sleep"]}})
+        self.addCleanup(d.close)
+        d.wait_socket()
+        unit = os.path.join(d.units_dir, "x.json")
+
+        def cycle():
+            with open(unit, "w") as f:
+                json.dump({"command": [harness.testsvc(), "--id", "x", "sleep"]}, f)
+            self.assertEqual(d.ctl("reload").returncode, 0)
+            wait_until(lambda: d.main_pid("x"), 10, "x to run")
+            os.unlink(unit)
+            self.assertEqual(d.ctl("reload").returncode, 0)
+            wait_until(lambda: d.main_pid("x") is None, 10, "x to be gone")
+        cycle()  # warm-up: first-use allocations
+        fds0, rss0 = len(settled_fds(d.ns.init_pid)), vm_rss_kib(d.ns.init_pid)
+        for _ in range(100):
+            cycle()
+        fds1, rss1 = len(settled_fds(d.ns.init_pid)), vm_rss_kib(d.ns.init_pid)
+        log(f"100 add/remove reloads: fds {fds0} -> {fds1}, VmRSS {rss0} -> {rss1} KiB")
+        self.assertEqual(fds1, fds0)
+        self.assertLess(rss1 - rss0, 1024)
 
 
 if __name__ == "__main__":
