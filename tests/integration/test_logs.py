@@ -1,0 +1,549 @@
+"""Service output through the real vigild (issue #6): capture, forwarding to vigild's stdout,
+rotated files, the ring behind `vigilctl logs`, pattern triggers and back-pressure.
+
+Every check reads what reached the sinks (the files on disk, vigild's stdout as the test read it,
+`vigilctl logs`) and what the kernel shows (/proc: pids of services), never vigild's own account.
+Writers number their lines ("PREFIX seq=N", one write(2) per line), so loss, duplication and
+reordering are all visible as a sequence that is not exactly 1..k.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import select
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from daemon import FAST, Daemon  # noqa: E402
+from harness import holds_for, scaled, wait_until  # noqa: E402
+
+# A root that never gives up during a test that kills its children on purpose.
+ROOT = {"kind": "supervisor", "intensity": 100000, "period": "1s"}
+
+SEQ_LINE = re.compile(r"^(\S+) seq=(\d+)$")
+
+
+def sh(script: str) -> list:
+    return ["/bin/sh", "-c", script]
+
+
+def rotated_set(path: str) -> list:
+    """The rotated files of `path`, oldest first, then `path` itself."""
+    base, folder = os.path.basename(path), os.path.dirname(path)
+    numbered = []
+    for name in os.listdir(folder):
+        if name.startswith(base + ".") and name[len(base) + 1:].isdigit():
+            numbered.append(int(name[len(base) + 1:]))
+    return [f"{path}.{n}" for n in sorted(numbered, reverse=True)] + [path]
+
+
+def children(pid: int, comm: str) -> list:
+    """Host pids of pid's live children named `comm`, from /proc/PID/task/PID/children: one
+    small read rather than a scan of every process on the machine (so a kill loop stays fast
+    on a loaded host)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids = [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+    out = []
+    for child in pids:
+        info = harness.proc_info(child)
+        if info is not None and info.comm == comm and info.state != "Z":
+            out.append(child)
+    return out
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def file_set_lines(path: str) -> list:
+    return b"".join(read_bytes(p) for p in rotated_set(path)).decode("utf-8", "replace") \
+        .splitlines()
+
+
+def forwarded(stdout: str, name: str, stream: str = "|") -> list:
+    """The lines vigild forwarded for unit `name` on `stream` ('|' stdout, '!' stderr)."""
+    head = f"{name} {stream} "
+    return [line[len(head):] for line in stdout.splitlines() if line.startswith(head)]
+
+
+def sequences(lines: list, where: str) -> dict:
+    """prefix -> [seq, ...] in order of appearance; every line must be a whole numbered line
+    (a mangled or half line fails here)."""
+    out: dict = {}
+    for line in lines:
+        m = SEQ_LINE.match(line)
+        if m is None:
+            raise AssertionError(f"{where}: not a whole numbered line: {line!r}")
+        out.setdefault(m.group(1), []).append(int(m.group(2)))
+    return out
+
+
+class Logs(unittest.TestCase):
+    def daemon(self, build, args: tuple = ()) -> Daemon:
+        d = Daemon({}, args=args, start=False)
+        self.addCleanup(d.close)
+        d.write_units(build(d))
+        d.start()
+        d.wait_socket()
+        return d
+
+    def stop_daemon(self, d: Daemon) -> None:
+        d.ns.signal_init(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(20), 0, d.stderr()[-2000:])
+
+    def assert_contiguous(self, seqs: dict, where: str) -> None:
+        for prefix, got in seqs.items():
+            self.assertEqual(got, list(range(1, len(got) + 1)),
+                             f"{where}: {prefix}: lines are not exactly 1..{len(got)}")
+
+    def assert_no_errors(self, d: Daemon) -> None:
+        bad = [line for line in d.stderr().splitlines()
+               if re.search(r"\b(error|fail|illegal|cannot)\b", line, re.I)]
+        self.assertEqual(bad, [], "vigild's stderr has error lines")
+
+    # ---------------------------------------------------------------- no loss under SIGKILL
+
+    def test_random_sigkills_lose_and_duplicate_nothing(self):
+        names = [f"w{i}" for i in range(1, 6)]
+        # One printf per line (dash's printf builtin makes one write(2) of the whole line, and
+        # a write of less than PIPE_BUF bytes to a pipe is atomic), so a SIGKILL can end a
+        # writer between lines but never inside one: every line must arrive whole. A short
+        # sleep every 50 lines keeps the volume bounded on a 2-core machine.
+        writer = ('i=0; while :; do i=$((i+1)); printf "%s seq=%d\\n" "{n}-$$" $i; '
+                  'if [ $((i % 50)) = 0 ]; then sleep 0.002; fi; done')
+
+        def build(d):
+            os.mkdir(os.path.join(d.dir, "logs"))
+            units = {"root": ROOT}
+            for n in names:
+                units[n] = {"command": sh(writer.format(n=n)), "backoff": FAST,
+                            "logs": {"file": os.path.join(d.dir, "logs", n + ".log"),
+                                     "max_size": "256KiB", "keep": 1000}}
+            return units
+        d = self.daemon(build)
+        wait_until(lambda: len(children(d.ns.init_pid, "sh")) == 5, 10, "5 writers")
+        rng = random.Random(6)
+        killed = 0
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            writers = children(d.ns.init_pid, "sh")
+            if writers:
+                harness.kill_quietly(rng.choice(writers))
+                killed += 1
+            time.sleep(rng.uniform(0.02, 0.15))
+        self.stop_daemon(d)
+        self.assertGreater(killed, 30)
+        out = d.stdout()
+        total = 0
+        for n in names:
+            in_file = sequences(file_set_lines(os.path.join(d.dir, "logs", n + ".log")),
+                                f"{n} file")
+            in_fwd = sequences(forwarded(out, n), f"{n} forwarded")
+            self.assertTrue(all(p.startswith(n + "-") for p in in_file), in_file.keys())
+            self.assert_contiguous(in_file, f"{n} file")
+            self.assert_contiguous(in_fwd, f"{n} forwarded")
+            # Both sinks saw the same incarnations, each up to the same last line.
+            self.assertEqual({p: len(s) for p, s in in_file.items()},
+                             {p: len(s) for p, s in in_fwd.items()}, n)
+            self.assertGreaterEqual(len(in_file), 2, f"{n}: never killed")
+            total += sum(len(s) for s in in_file.values())
+        self.assertGreater(total, 1000)
+
+    def test_a_line_cut_by_sigkill_is_kept_up_to_the_cut(self):
+        # A writer that writes a line in two writes and is killed between them: the half line
+        # must still appear, unmangled, as a final line without newline.
+        d = self.daemon(lambda d: {
+            "root": ROOT,
+            "cut": {"command": sh('printf "cut-line seq=1\\n"; printf "half a li"; '
+                                  'exec sleep 100'), "restart": "temporary",
+                    "logs": {"file": os.path.join(d.dir, "cut.log")}}})
+        pid = wait_until(lambda: children(d.ns.init_pid, "sleep"),
+                         10, "the writer")[0]
+        wait_until(lambda: b"cut-line" in read_bytes(os.path.join(d.dir, "cut.log"))
+                   or "cut-line" in d.stdout(), 10, "the first line")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: "cut | half a li" in d.stdout(), 10, "the half line forwarded")
+        self.stop_daemon(d)
+        self.assertEqual(read_bytes(os.path.join(d.dir, "cut.log")),
+                         b"cut-line seq=1\nhalf a li\n")
+        self.assertEqual(forwarded(d.stdout(), "cut"), ["cut-line seq=1", "half a li"])
+
+    # ---------------------------------------------------------------- rotation
+
+    def test_rotation_keeps_every_line_once_and_no_file_over_max_size(self):
+        n_lines = 50000  # about 2.4 MiB
+        prefix = "rotation-test-line-padded-to-forty-bytes"
+
+        def build(d):
+            return {"root": ROOT, "rot": {
+                "command": d.svc("rot", "lines", str(n_lines), prefix), "restart": "temporary",
+                "logs": {"file": os.path.join(d.dir, "rot.log"), "max_size": "256KiB",
+                         "keep": 20, "forward": False}}}
+        d = self.daemon(build)
+        path = os.path.join(d.dir, "rot.log")
+        wait_until(lambda: len(file_set_lines(path)) >= n_lines, 15, "every line in the files")
+        self.stop_daemon(d)
+        files = rotated_set(path)
+        self.assertGreaterEqual(len(files), 9, files)
+        self.assertLessEqual(len(files) - 1, 20)
+        # file.1 .. file.N with no hole in the numbering.
+        self.assertEqual(files[:-1], [f"{path}.{i}" for i in range(len(files) - 1, 0, -1)])
+        slack = len(prefix) + 16
+        for f in files:
+            self.assertLessEqual(os.path.getsize(f), 256 * 1024 + slack, f)
+        seqs = sequences(file_set_lines(path), "rot files")
+        self.assertEqual(list(seqs), [prefix])
+        self.assertEqual(seqs[prefix], list(range(1, n_lines + 1)))
+
+    def test_rotation_drops_only_files_beyond_keep(self):
+        n_lines = 50000
+
+        def build(d):
+            return {"root": ROOT, "rk": {
+                "command": d.svc("rk", "lines", str(n_lines), "rotation-keep-test-line-padding"),
+                "restart": "temporary",
+                "logs": {"file": os.path.join(d.dir, "rk.log"), "max_size": "64KiB",
+                         "keep": 3, "forward": False}}}
+        d = self.daemon(build)
+        path = os.path.join(d.dir, "rk.log")
+
+        def last_seq():
+            lines = file_set_lines(path)
+            m = SEQ_LINE.match(lines[-1]) if lines else None
+            return m and int(m.group(2)) == n_lines
+        wait_until(last_seq, 15, "the last line")
+        self.stop_daemon(d)
+        files = rotated_set(path)
+        self.assertEqual(files, [f"{path}.3", f"{path}.2", f"{path}.1", path])
+        got = sequences(file_set_lines(path), "rk files")["rotation-keep-test-line-padding"]
+        # The newest lines, contiguous up to the last one.
+        self.assertEqual(got, list(range(n_lines - len(got) + 1, n_lines + 1)))
+
+    # ---------------------------------------------------------------- special files
+
+    def test_dev_stdout_as_file_is_written_never_rotated(self):
+        n = 2000
+
+        def build(d):
+            return {"root": ROOT, "ds": {
+                "command": d.svc("ds", "lines", str(n), "devstdout"), "restart": "temporary",
+                "logs": {"file": "/dev/stdout", "max_size": "4KiB", "keep": 2,
+                         "forward": False}}}
+        d = self.daemon(build)
+        wait_until(lambda: d.stdout().count("devstdout seq=") >= n, 10, "every line")
+        self.stop_daemon(d)
+        seqs = sequences([line for line in d.stdout().splitlines() if "devstdout" in line],
+                         "vigild stdout")
+        self.assertEqual(seqs["devstdout"], list(range(1, n + 1)))
+        self.assertFalse(os.path.lexists("/dev/stdout.1"))
+        self.assertTrue(os.path.islink("/dev/stdout"))
+        self.assert_no_errors(d)
+
+    def test_fifo_as_file_is_written_never_rotated(self):
+        n = 2000
+        got = bytearray()
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        fifo = os.path.join(d.dir, "out.fifo")
+        os.mkfifo(fifo)
+        # The reader is open before vigild opens the FIFO (opening a FIFO's write end without a
+        # reader fails with ENXIO).
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, rfd)
+        stop = threading.Event()
+
+        def reader():
+            while not stop.is_set():
+                r, _, _ = select.select([rfd], [], [], 0.05)
+                if r:
+                    try:
+                        got.extend(os.read(rfd, 65536))
+                    except BlockingIOError:
+                        pass
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        self.addCleanup(stop.set)
+        d.write_units({"root": ROOT, "ff": {
+            "command": d.svc("ff", "lines", str(n), "fifo"), "restart": "temporary",
+            "logs": {"file": fifo, "max_size": "4KiB", "keep": 2, "forward": False}}})
+        d.start()
+        wait_until(lambda: got.count(b"fifo seq=") >= n, 10, "every line through the FIFO")
+        self.stop_daemon(d)
+        self.assertEqual(sequences(bytes(got).decode().splitlines(), "fifo")["fifo"],
+                         list(range(1, n + 1)))
+        self.assertTrue(stat.S_ISFIFO(os.lstat(fifo).st_mode))
+        self.assertEqual([f for f in os.listdir(d.dir) if f.startswith("out.fifo.")], [])
+        self.assert_no_errors(d)
+
+    # ---------------------------------------------------------------- framing
+
+    def test_final_line_without_newline_is_kept_everywhere(self):
+        d = self.daemon(lambda d: {"root": ROOT, "nn": {
+            "command": sh('printf "no newline at end"; exec sleep 100'),
+            "logs": {"file": os.path.join(d.dir, "nn.log")}}})
+        # While the writer lives the partial line may wait for its end; its EOF releases it.
+        pid = wait_until(lambda: children(d.ns.init_pid, "sleep"),
+                         10, "the writer")[0]
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: "nn | no newline at end" in d.stdout(), 10, "the line forwarded")
+        r = d.ctl("logs", "nn")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no newline at end", r.stdout.splitlines())
+        self.stop_daemon(d)
+        self.assertEqual(read_bytes(os.path.join(d.dir, "nn.log")), b"no newline at end\n")
+
+    def test_final_line_without_newline_of_an_exiting_service(self):
+        d = self.daemon(lambda d: {"root": ROOT, "nx": {
+            # transient: not restarted after exit 0, but kept (a temporary one is dropped,
+            # and its ring with it).
+            "command": sh('printf "no newline at end"'), "restart": "transient",
+            "logs": {"file": os.path.join(d.dir, "nx.log")}}})
+        wait_until(lambda: "nx | no newline at end" in d.stdout(), 10, "the line forwarded")
+        r = d.ctl("logs", "nx")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no newline at end", r.stdout.splitlines())
+        self.stop_daemon(d)
+        self.assertEqual(read_bytes(os.path.join(d.dir, "nx.log")), b"no newline at end\n")
+        self.assertEqual(forwarded(d.stdout(), "nx"), ["no newline at end"])
+
+    def test_long_line_is_split_and_marked_not_dropped(self):
+        body = "".join(chr(ord("a") + i % 26) for i in range(1000))
+        d = self.daemon(lambda d: {"root": ROOT, "ll": {
+            "command": sh(f'printf "%s\\nafter\\n" {body}'), "restart": "temporary",
+            "logs": {"file": os.path.join(d.dir, "ll.log"), "max_line": "64"}}})
+        wait_until(lambda: "ll | after" in d.stdout(), 10, "the lines forwarded")
+        self.stop_daemon(d)
+
+        def check(records, where):
+            self.assertEqual(records[-1], "after", where)
+            pieces = records[:-1]
+            self.assertGreater(len(pieces), 1, where)
+            for p in pieces[:-1]:
+                self.assertTrue(p.endswith("\\"), f"{where}: unmarked piece {p!r}")
+                self.assertLessEqual(len(p) - 1, 64, where)
+            self.assertFalse(pieces[-1].endswith("\\"), where)
+            self.assertEqual("".join(p[:-1] for p in pieces[:-1]) + pieces[-1], body, where)
+        check(read_bytes(os.path.join(d.dir, "ll.log")).decode().splitlines(), "file")
+        check(forwarded(d.stdout(), "ll"), "forwarded")
+
+    # ---------------------------------------------------------------- patterns
+
+    def pattern_unit(self, d: Daemon, ident: str, script_before: str, patterns: list,
+                     **fields) -> dict:
+        """A testsvc (found by main_pid) that first runs `script_before` once per unit (a marker
+        file keeps a restarted incarnation from printing it again)."""
+        marker = os.path.join(d.dir, ident + ".once")
+        svc = " ".join(shlex.quote(a) for a in d.svc(ident, "sleep"))
+        script = (f"if [ ! -e {marker} ]; then touch {marker}; {script_before}; fi; "
+                  f"exec {svc}")
+        unit = {"command": sh(script), "backoff": FAST, "patterns": patterns}
+        unit.update(fields)
+        return unit
+
+    def events_text(self, d: Daemon, unit: str) -> str:
+        r = d.ctl("events", unit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def test_pattern_restart_restarts_and_the_event_names_the_pattern(self):
+        def build(d):
+            go = os.path.join(d.dir, "go")
+            return {"root": ROOT, "oom": self.pattern_unit(
+                d, "oom", f"while [ ! -e {go} ]; do sleep 0.02; done; "
+                          "echo 'java.lang.OutOfMemoryError: heap'; sleep 0.5",
+                [{"match": "OutOfMemoryError", "action": "restart"}])}
+        d = self.daemon(build)
+        # The first incarnation is a shell until it prints (the next one execs testsvc).
+        sh_pid = wait_until(lambda: children(d.ns.init_pid, "sh"),
+                            10, "the shell")[0]
+        open(os.path.join(d.dir, "go"), "w").close()
+        wait_until(lambda: harness.state_of(sh_pid) in (None, "Z"), 5, "the restart")
+        second = d.wait_pid("oom")
+        self.assertNotEqual(second, sh_pid)
+        wait_until(lambda: "/OutOfMemoryError/" in self.events_text(d, "oom"), 5,
+                   "an event naming the pattern")
+        self.assertIn("/OutOfMemoryError/", d.stderr())
+        self.assertTrue(holds_for(lambda: d.main_pid("oom") == second, 0.5))
+
+    def test_pattern_count_within_restarts_only_on_the_third_match(self):
+        def build(d):
+            go = os.path.join(d.dir, "go")
+            return {"root": ROOT, "cw": self.pattern_unit(
+                d, "cw", f"echo boom; echo boom; while [ ! -e {go} ]; do sleep 0.02; done; "
+                         "echo boom; sleep 0.3",
+                [{"match": "^boom$", "action": "restart", "count": 3, "within": "5s"}])}
+        d = self.daemon(build)
+        # Before `exec testsvc` the main process is sh: find it by its command line.
+        sh_pid = wait_until(lambda: children(d.ns.init_pid, "sh"),
+                            10, "the shell")[0]
+        wait_until(lambda: "cw | boom" in d.stdout(), 5, "the first matches")
+        self.assertTrue(holds_for(lambda: harness.state_of(sh_pid) not in (None, "Z"), 0.5),
+                        "restarted after two matches")
+        open(os.path.join(d.dir, "go"), "w").close()
+        wait_until(lambda: harness.state_of(sh_pid) in (None, "Z"), 5, "the restart")
+        d.wait_pid("cw")
+
+    def test_pattern_matches_outside_the_window_do_not_count(self):
+        d = self.daemon(lambda d: {"root": ROOT, "ow": self.pattern_unit(
+            d, "ow", "echo boom; echo boom; sleep 1.5; echo boom",
+            [{"match": "^boom$", "action": "restart", "count": 3, "within": "1s"}])})
+        pid = d.wait_pid("ow", timeout=10)  # after the third match
+        self.assertTrue(holds_for(lambda: d.main_pid("ow") == pid, 0.7))
+        self.assertEqual(d.stdout().count("ow | boom"), 3)
+
+    def test_pattern_stop_stops_the_unit_for_good(self):
+        d = self.daemon(lambda d: {"root": ROOT, "st": self.pattern_unit(
+            d, "st", "echo FATAL; sleep 0.3", [{"match": "FATAL", "action": "stop"}],
+            restart="permanent")})
+        wait_until(lambda: "st | FATAL" in d.stdout(), 10, "the match")
+        d.wait_gone("st", timeout=10)
+        self.assertTrue(holds_for(lambda: d.main_pid("st") is None and not children(
+            d.ns.init_pid, "sh"), 1.0))
+        self.assertIn("FATAL", self.events_text(d, "st"))
+        self.assertEqual(d.status("st")["state"], "stopped")
+
+    def test_pattern_event_only_records(self):
+        d = self.daemon(lambda d: {"root": ROOT, "ev": {
+            "command": d.svc("ev", "lines", "1", "slow-request", "sleep"), "backoff": FAST,
+            "patterns": [{"match": "slow-request", "action": "event"}]}})
+        pid = d.wait_pid("ev")
+        wait_until(lambda: "slow-request" in self.events_text(d, "ev"), 5, "the event")
+        self.assertTrue(holds_for(lambda: d.main_pid("ev") == pid, 0.7))
+
+    def test_pattern_on_stderr_ignores_stdout(self):
+        def build(d):
+            go = os.path.join(d.dir, "go")
+            return {"root": ROOT, "se": self.pattern_unit(
+                d, "se", f"echo PANIC; while [ ! -e {go} ]; do sleep 0.02; done; "
+                         "echo PANIC >&2; sleep 0.3",
+                [{"match": "PANIC", "stream": "stderr", "action": "restart"}])}
+        d = self.daemon(build)
+        sh_pid = wait_until(lambda: children(d.ns.init_pid, "sh"),
+                            10, "the shell")[0]
+        wait_until(lambda: "se | PANIC" in d.stdout(), 5, "the stdout line")
+        self.assertTrue(holds_for(lambda: harness.state_of(sh_pid) not in (None, "Z"), 0.5),
+                        "a stdout line triggered a stderr pattern")
+        open(os.path.join(d.dir, "go"), "w").close()
+        wait_until(lambda: "se ! PANIC" in d.stdout(), 5, "the stderr line")
+        wait_until(lambda: harness.state_of(sh_pid) in (None, "Z"), 5, "the restart")
+        d.wait_pid("se")
+
+    # ---------------------------------------------------------------- vigilctl logs
+
+    def test_ctl_logs_n_shows_the_last_lines(self):
+        d = self.daemon(lambda d: {"root": ROOT, "tl": {
+            "command": d.svc("tl", "lines", "20", "tail", "sleep"), "backoff": FAST}})
+        wait_until(lambda: "tl | tail seq=20" in d.stdout(), 10, "20 lines")
+        r = d.ctl("logs", "-n", "5", "tl")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), [f"tail seq={i}" for i in range(16, 21)])
+
+    def test_ctl_logs_follow_prints_new_lines(self):
+        d = self.daemon(lambda d: {"root": ROOT, "fl": {
+            "command": sh('i=0; while :; do i=$((i+1)); echo "follow seq=$i"; sleep 0.05; '
+                          'done'), "backoff": FAST}})
+        wait_until(lambda: "fl | follow seq=3" in d.stdout(), 10, "a few lines")
+        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "-n", "1",
+                              "fl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL)
+        self.addCleanup(p.stderr.close)
+        self.addCleanup(p.stdout.close)
+        self.addCleanup(p.wait, 5)
+        self.addCleanup(harness.kill_quietly, p.pid)
+        got = bytearray()
+        threading.Thread(target=lambda: [got.extend(c) for c in iter(
+            lambda: p.stdout.read1(4096), b"")], daemon=True).start()
+
+        def seqs():
+            return [int(m) for m in re.findall(rb"follow seq=(\d+)\n", bytes(got))]
+        wait_until(lambda: len(seqs()) >= 10, 10, "ten followed lines")
+        s = seqs()
+        self.assertEqual(s, list(range(s[0], s[0] + len(s))))
+        self.assertIsNone(p.poll())
+
+    def test_ctl_logs_reopen_and_sigusr2_start_a_new_file(self):
+        def build(d):
+            return {"root": ROOT, "ro": {
+                "command": sh('i=0; while :; do i=$((i+1)); echo "reopen seq=$i"; '
+                              'sleep 0.02; done'),
+                "backoff": FAST, "logs": {"file": os.path.join(d.dir, "ro.log")}}}
+        d = self.daemon(build)
+        path = os.path.join(d.dir, "ro.log")
+        wait_until(lambda: "ro | reopen seq=5" in d.stdout(), 10, "a few lines")
+        # The file is flushed in batches: wait until something is on disk.
+        wait_until(lambda: read_bytes(path), 10, "the file's first write")
+        os.rename(path, path + ".old1")
+        r = d.ctl("logs", "--reopen", "ro")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: b"seq=" in read_bytes(path), 10, "lines in the reopened file")
+        os.rename(path, path + ".old2")
+        d.ns.signal_init(signal.SIGUSR2)
+        wait_until(lambda: b"seq=" in read_bytes(path), 10, "lines after SIGUSR2")
+        self.stop_daemon(d)
+        parts = [read_bytes(path + ".old1"), read_bytes(path + ".old2"), read_bytes(path)]
+        lines = b"".join(parts).decode().splitlines()
+        seqs = sequences(lines, "ro files")["reopen"]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        self.assertTrue(all(parts), "a file stayed empty")
+
+    # ---------------------------------------------------------------- back-pressure
+
+    def test_forward_back_pressure_loses_nothing_and_stays_responsive(self):
+        n = 50000
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        d.write_units({"root": ROOT, "bp": {
+            "command": d.svc("bp", "lines", str(n), "backpressure-line"),
+            "restart": "temporary"}})
+        rfd, wfd = os.pipe()
+        self.addCleanup(lambda: [os.close(fd) for fd in (rfd,) if fd is not None])
+        # vigild is PID 1 with its stdout on our pipe, which nobody reads for now.
+        argv = ["/bin/sh", "-c", f'exec "$@" >&{wfd}', "sh", harness.vigild(), "--units",
+                d.units_dir, "--socket", d.sock]
+        d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(wfd,))
+        os.close(wfd)
+        d.wait_socket()
+        pid = d.wait_pid("bp")
+        # Blocked: the writer cannot finish while vigild's stdout is full.
+        time.sleep(1.0)
+        self.assertEqual(d.main_pid("bp"), pid, "the writer finished: nothing held it back")
+        t0 = time.monotonic()
+        st = d.status("bp")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual((st["name"], st["state"]), ("bp", "running"))
+        got = bytearray()
+
+        def drain():
+            while True:
+                chunk = os.read(rfd, 65536)
+                if not chunk:
+                    return
+                got.extend(chunk)
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        wait_until(lambda: got.count(b"\n") >= n, 20, f"{n} lines")
+        self.stop_daemon(d)
+        t.join(scaled(5))
+        seqs = sequences(forwarded(bytes(got).decode(), "bp"), "forwarded")
+        self.assertEqual(seqs["backpressure-line"], list(range(1, n + 1)))
+
+
+if __name__ == "__main__":
+    unittest.main()
