@@ -219,10 +219,11 @@ int send_with_fds(int sock, const void *data, std::size_t n, const int *fds, std
 }
 
 // One recvmsg into `buf`; received fds (close-on-exec) are appended to `fds`. Returns the
-// message length, 0 at EOF, or -errno. A truncated message or control part is -EMSGSIZE
-// (fds that did arrive are still returned, for the caller to close or use).
+// message length, 0 at EOF, or -errno; a truncated message is -EMSGSIZE. `fds_lost` is set
+// when some fds did not arrive (MSG_CTRUNC: the receiver is out of descriptors, and the kernel
+// closed the rest); those that did arrive are still returned, for the caller to close.
 ssize_t recv_with_fds(int sock, char *buf, std::size_t cap, std::vector<int> &fds,
-                      std::size_t max_fds) {
+                      std::size_t max_fds, bool &fds_lost) {
     iovec iov{buf, cap};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -244,7 +245,8 @@ ssize_t recv_with_fds(int sock, char *buf, std::size_t cap, std::vector<int> &fd
             fds.push_back(fd);
         }
     }
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return -EMSGSIZE;
+    fds_lost = (msg.msg_flags & MSG_CTRUNC) != 0;
+    if (msg.msg_flags & MSG_TRUNC) return -EMSGSIZE;
     return n;
 }
 
@@ -326,11 +328,15 @@ void close_from(int from, int keep) {
     detail::LaunchPlan plan;
     for (;;) {
         fds.clear();
-        ssize_t n = recv_with_fds(s, buf.data(), buf.size(), fds, max_extra_fds);
+        bool lost = false;
+        ssize_t n = recv_with_fds(s, buf.data(), buf.size(), fds, max_extra_fds, lost);
         if (n == 0) _exit(0); // vigild closed its end
         if (n < 0 && n != -EMSGSIZE) _exit(1);
         detail::Launched l;
-        if (n < 0 || !decode(buf.data(), static_cast<std::size_t>(n), fds, plan)) {
+        if (lost) {
+            l.status = detail::Launched::Status::Error;
+            l.error = SpawnError{ExecStage::Prepare, EMFILE, "spawner", {}};
+        } else if (n < 0 || !decode(buf.data(), static_cast<std::size_t>(n), fds, plan)) {
             l.status = detail::Launched::Status::Error;
             l.error = SpawnError{ExecStage::Prepare, EPROTO, "spawner request", {}};
         } else {
@@ -449,7 +455,8 @@ SpawnResult Spawner::spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
         } else {
             char head_buf[sizeof(ReplyHead) + 8192];
             std::vector<int> fds;
-            ssize_t n = recv_with_fds(sock_, head_buf, sizeof head_buf, fds, 2);
+            bool lost = false; // then fds.size() != 2: handled below
+            ssize_t n = recv_with_fds(sock_, head_buf, sizeof head_buf, fds, 2, lost);
             if (n >= static_cast<ssize_t>(sizeof(ReplyHead))) {
                 ReplyHead h{};
                 std::memcpy(&h, head_buf, sizeof h);
@@ -468,7 +475,7 @@ SpawnResult Spawner::spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
                                              std::string(t + h.object_len, h.detail_len)};
                     }
                     if (l.status == detail::Launched::Status::Execd) {
-                        if (fds.size() != 2) {
+                        if (fds.size() != 2 || lost) {
                             // The read ends did not arrive (vigild is out of descriptors):
                             // the service would write into the void. Take it back, and fail
                             // the spawn as proc::spawn's pipe2() would have.

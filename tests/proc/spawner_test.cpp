@@ -329,6 +329,35 @@ TEST_SUITE("proc") {
             close(fd);
     }
 
+    TEST_CASE("spawner: out of descriptors, the same error both ways and no child left") {
+        Both b;
+        rlimit saved{};
+        REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+        rlimit low = saved;
+        low.rlim_cur = 512;
+        REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+        // Fill the table but one: the reply's two read ends cannot both arrive.
+        std::vector<int> filler;
+        for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+            filler.push_back(fd);
+        REQUIRE(!filler.empty());
+        close(filler.back());
+        filler.pop_back();
+        SpawnSpec spec;
+        spec.argv = {"/bin/sleep", "5"};
+        std::string direct = outcome(b.direct, spec);
+        std::string helper = outcome(b.helper, spec);
+        for (int fd : filler)
+            close(fd);
+        REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+        CHECK(direct == "pipe: Too many open files");
+        CHECK(helper == direct);
+        CHECK(b.sp.take_warning() == "");
+        CHECK(b.sp.using_helper());
+        CHECK(my_children(b.sp.helper_pid()).empty());
+        CHECK(run(b.helper, sh("echo ok")) == "ok\n||0");
+    }
+
     TEST_CASE("spawner: an extra fd delivers the child's output") {
         Both b;
         int p[2];
