@@ -1471,6 +1471,15 @@ CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Actio
     return r;
 }
 
+void Core::note(ChildId child, RecordKind kind, std::string message, TimePoint now,
+                std::vector<Action> &out) {
+    Impl &m = *impl_;
+    if (!m.valid(child)) return;
+    m.now = now;
+    m.out = &out;
+    m.publish(child, kind, std::move(message));
+}
+
 ReconfigureResult Core::reconfigure(TreeSpec next, TimePoint now,
                                     std::vector<Action> &out) noexcept {
     Impl &m = *impl_;

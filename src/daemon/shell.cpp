@@ -401,11 +401,11 @@ private:
     }
 
     // A fact worth recording that is not a decision of the core (a pattern with action
-    // "event"): logged and streamed to `events -f` followers.
+    // "event"): it goes into the core's history, so `vigilctl events` shows it.
     void note(ChildId id, const std::string &message) {
-        core::Record rec{now(), id, units_[id.value].name, core::RecordKind::Unhealthy, message};
-        journal_.record(rec, runtime(id).last_pid);
-        publish_to_followers(rec);
+        std::vector<core::Action> out;
+        core_.note(id, core::RecordKind::Unhealthy, message, now(), out);
+        execute(out);
     }
 
     void ready(ChildId id, Incarnation inc, const char *how) {

@@ -111,6 +111,12 @@ public:
     // and is reported in `errors`. A child stopped by command stays stopped.
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
+    // Records a fact about a child that is not a decision of the core (a log pattern with
+    // action "event", a refused notification): it enters the history like every record and
+    // comes out as a Publish action. Changes nothing else.
+    void note(ChildId child, RecordKind kind, std::string message, TimePoint now,
+              std::vector<Action> &out);
+
     std::optional<TimePoint> next_deadline() const noexcept;
 
     // Queries.
