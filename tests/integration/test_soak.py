@@ -25,7 +25,8 @@ log files, never from what vigild says about itself (house-style §7.8):
   incarnations' output is complete; the lines forwarded to vigild's stdout are the same;
 - SIGTERM to vigild: it exits 0 and the namespace is empty; no sanitizer report on its stderr.
 
-The driver also SIGKILLs vigild's spawner helper when there is one, and keeps a model of what
+The driver also SIGKILLs children of vigild caught between fork and exec (or its spawner
+helper, if it has one), and keeps a model of what
 it stopped: a unit it stopped (or one below a supervisor it stopped) is not expected to run
 until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
 and how short a killed incarnation's output is (what was in its pipe is all there can be).
@@ -548,8 +549,9 @@ class Soak:
             self.count("sigkill-main")
 
     def kill_spawner(self) -> None:
-        """SIGKILL vigild's spawner helper (a fork of vigild, so named vigild), perhaps in the
-        middle of a spawn: vigild must restart it or spawn by itself, and lose no service."""
+        """SIGKILL every child of vigild still named vigild: a service between fork and exec,
+        or (once vigild spawns through one) the spawner helper, perhaps in the middle of a
+        spawn. vigild must report the spawn failed or restart the helper, and lose nothing."""
         init = self.d.ns.init_pid
         helpers = [p for p in self.d.processes() if p.ppid == init and p.comm == "vigild"]
         for p in helpers:
