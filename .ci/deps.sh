@@ -6,6 +6,9 @@ vigil_packages=(
   libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
   python3 util-linux procps clang-format
   clang libclang-rt-14-dev # .ci/fuzz: libFuzzer and the sanitizers' runtimes
+  # systemd-notify and libsystemd: the real sd_notify clients of tests/integration/test_health.py
+  # (skipped without them). Not prometheus (promtool, ~100 MB): its check runs when present.
+  systemd
 )
 
 vigil_install_deps() {
