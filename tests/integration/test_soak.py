@@ -26,9 +26,8 @@ log files, never from what vigild says about itself (house-style §7.8):
 - SIGTERM to vigild: it exits 0 and the namespace is empty; no sanitizer report on its stderr.
 
 The driver also SIGKILLs children of vigild caught between fork and exec (or its spawner
-helper, if it has one), and keeps a model of what
-it stopped: a unit it stopped (or one below a supervisor it stopped) is not expected to run
-until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
+helper, if it has one), and keeps a model of what it stopped: a unit it stopped (or one below a
+supervisor it stopped) is not expected to run until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
 and how short a killed incarnation's output is (what was in its pipe is all there can be).
 
 The soak runs once (setUpClass); each invariant is its own test, so a bug marks only its test.
@@ -623,7 +622,7 @@ class Soak:
             self.count("restart")
         elif r is not None:
             self.count("restart-refused")
-            log(f"restart {name}: {r.returncode} {r.stderr.strip()}")
+            log(f"restart {name}: {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
 
     def crash_signal(self) -> None:
         name = self.pick_service()
