@@ -163,6 +163,12 @@ class Logs(unittest.TestCase):
             self.assertEqual({p: len(s) for p, s in in_file.items()},
                              {p: len(s) for p, s in in_fwd.items()}, n)
             self.assertGreaterEqual(len(in_file), 2, f"{n}: never killed")
+            # An exit is reported only after its pipes reached EOF, so an incarnation's lines
+            # all come before the next one's: each prefix is one block in the file.
+            order = [SEQ_LINE.match(x).group(1)
+                     for x in file_set_lines(os.path.join(d.dir, "logs", n + ".log"))]
+            blocks = [p for i, p in enumerate(order) if i == 0 or order[i - 1] != p]
+            self.assertEqual(len(blocks), len(set(blocks)), f"{n}: incarnations interleave")
             total += sum(len(s) for s in in_file.values())
         self.assertGreater(total, 1000)
 
@@ -279,7 +285,7 @@ class Logs(unittest.TestCase):
                         pass
         t = threading.Thread(target=reader, daemon=True)
         t.start()
-        self.addCleanup(stop.set)
+        self.addCleanup(lambda: (stop.set(), t.join(5)))
         d.write_units({"root": ROOT, "ff": {
             "command": d.svc("ff", "lines", str(n), "fifo"), "restart": "temporary",
             "logs": {"file": fifo, "max_size": "4KiB", "keep": 2, "forward": False}}})
@@ -342,6 +348,24 @@ class Logs(unittest.TestCase):
             self.assertEqual("".join(p[:-1] for p in pieces[:-1]) + pieces[-1], body, where)
         check(read_bytes(os.path.join(d.dir, "ll.log")).decode().splitlines(), "file")
         check(forwarded(d.stdout(), "ll"), "forwarded")
+
+    def test_timestamps_in_file_and_forward_and_stderr_marked(self):
+        d = self.daemon(lambda d: {"root": ROOT, "ts": {
+            "command": d.svc("ts", "lines", "3", "stamped", "stderr-lines", "2", "oops", "sleep"),
+            "logs": {"file": os.path.join(d.dir, "ts.log"), "timestamps": True}}})
+        wait_until(lambda: d.stdout().count("ts ! ") >= 2, 10, "the stderr lines forwarded")
+        stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+        out = forwarded(d.stdout(), "ts")
+        err = forwarded(d.stdout(), "ts", "!")
+        self.assertEqual([re.sub("^" + stamp, "", x) for x in out],
+                         [f"stamped seq={i}" for i in range(1, 4)], out)
+        self.assertEqual([re.sub("^" + stamp, "", x) for x in err],
+                         [f"oops seq={i}" for i in range(1, 3)], err)
+        self.stop_daemon(d)
+        in_file = read_bytes(os.path.join(d.dir, "ts.log")).decode().splitlines()
+        self.assertEqual(len(in_file), 5, in_file)
+        for line in in_file:
+            self.assertRegex(line, "^" + stamp + r"(stamped|oops) seq=\d$")
 
     # ---------------------------------------------------------------- patterns
 
@@ -505,45 +529,74 @@ class Logs(unittest.TestCase):
 
     # ---------------------------------------------------------------- back-pressure
 
-    def test_forward_back_pressure_loses_nothing_and_stays_responsive(self):
-        n = 50000
+    def congested_daemon(self, n: int, file: bool = False):
+        """vigild as PID 1 with its stdout on a pipe that nobody reads yet, one unit "bp"
+        writing n numbered lines. Returns (daemon, read end, the writer's host pid) once the
+        writer is seen blocked (it is still alive 1 s later: unblocked, it needs ~0.1 s)."""
         d = Daemon({}, start=False)
         self.addCleanup(d.close)
+        logs = {"file": os.path.join(d.dir, "bp.log"), "max_size": "64MiB"} if file else {}
         d.write_units({"root": ROOT, "bp": {
             "command": d.svc("bp", "lines", str(n), "backpressure-line"),
-            "restart": "temporary"}})
+            "restart": "temporary", "logs": logs}})
         rfd, wfd = os.pipe()
-        self.addCleanup(lambda: [os.close(fd) for fd in (rfd,) if fd is not None])
-        # vigild is PID 1 with its stdout on our pipe, which nobody reads for now.
+        self.addCleanup(os.close, rfd)
         argv = ["/bin/sh", "-c", f'exec "$@" >&{wfd}', "sh", harness.vigild(), "--units",
                 d.units_dir, "--socket", d.sock]
-        d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(wfd,))
-        os.close(wfd)
+        try:
+            d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(wfd,))
+        finally:
+            os.close(wfd)
         d.wait_socket()
         pid = d.wait_pid("bp")
-        # Blocked: the writer cannot finish while vigild's stdout is full.
         time.sleep(1.0)
         self.assertEqual(d.main_pid("bp"), pid, "the writer finished: nothing held it back")
-        t0 = time.monotonic()
-        st = d.status("bp")
-        self.assertLess(time.monotonic() - t0, 2.0)
-        self.assertEqual((st["name"], st["state"]), ("bp", "running"))
+        return d, rfd, pid
+
+    def drain(self, rfd: int) -> tuple:
         got = bytearray()
 
-        def drain():
+        def run():
             while True:
                 chunk = os.read(rfd, 65536)
                 if not chunk:
                     return
                 got.extend(chunk)
-        t = threading.Thread(target=drain, daemon=True)
+        t = threading.Thread(target=run, daemon=True)
         t.start()
+        return got, t
+
+    def test_forward_back_pressure_loses_nothing_and_stays_responsive(self):
+        n = 50000
+        d, rfd, _ = self.congested_daemon(n)
+        t0 = time.monotonic()
+        st = d.status("bp")
+        self.assertLess(time.monotonic() - t0, 2.0, "status is slow while stdout is blocked")
+        self.assertEqual((st["name"], st["state"]), ("bp", "running"))
+        got, t = self.drain(rfd)
         wait_until(lambda: got.count(b"\n") >= n, 20, f"{n} lines")
         self.stop_daemon(d)
         t.join(scaled(5))
         seqs = sequences(forwarded(bytes(got).decode(), "bp"), "forwarded")
         self.assertEqual(seqs["backpressure-line"], list(range(1, n + 1)))
 
+    def test_shutdown_while_congested_flushes_what_was_read(self):
+        # vigild is told to stop while its stdout is full and the writer blocked: the writer
+        # dies (SIGTERM) mid-stream; every line vigild read (the file has them) must still
+        # reach stdout once the reader comes back, in order, exactly once.
+        n = 50000
+        d, rfd, _ = self.congested_daemon(n, file=True)
+        d.ns.signal_init(signal.SIGTERM)
+        time.sleep(0.5)
+        got, t = self.drain(rfd)
+        self.assertEqual(d.wait_exit(20), 0, d.stderr()[-2000:])
+        t.join(scaled(5))
+        fwd = sequences(forwarded(bytes(got).decode(), "bp"), "forwarded")["backpressure-line"]
+        in_file = sequences(file_set_lines(os.path.join(d.dir, "bp.log")),
+                            "file")["backpressure-line"]
+        self.assertEqual(in_file, list(range(1, len(in_file) + 1)))
+        self.assertEqual(fwd, in_file)
+        self.assertLess(len(fwd), n, "the writer was not stopped mid-stream")
 
 if __name__ == "__main__":
     unittest.main()
