@@ -540,6 +540,29 @@ class Logs(unittest.TestCase):
         wait_until(lambda: harness.state_of(sh_pid) in (None, "Z"), 5, "the restart")
         d.wait_pid("se")
 
+    def test_pattern_unhealthy_restarts_like_a_failed_probe(self):
+        def build(d):
+            go = os.path.join(d.dir, "go")
+            return {"root": ROOT, "uh": self.pattern_unit(
+                d, "uh", f"while [ ! -e {go} ]; do sleep 0.02; done; echo DEADLOCK; sleep 0.5",
+                [{"match": "DEADLOCK", "action": "unhealthy"}])}
+        d = self.daemon(build)
+        sh_pid = wait_until(lambda: children(d.ns.init_pid, "sh"), 10, "the shell")[0]
+        open(os.path.join(d.dir, "go"), "w").close()
+        wait_until(lambda: harness.state_of(sh_pid) in (None, "Z"), 5, "the restart")
+        d.wait_pid("uh")
+        wait_until(lambda: "/DEADLOCK/" in self.events_text(d, "uh"), 5, "the event")
+
+    def test_bad_pattern_is_a_diagnostic_with_its_position(self):
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        d.write_units({"bad": {"command": ["/bin/true"],
+                               "patterns": [{"match": "ok"}, {"match": "(unclosed"}]}})
+        r = subprocess.run([harness.vigild(), "--check", "--units", d.units_dir],
+                           capture_output=True, text=True, timeout=scaled(10))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertRegex(r.stderr, r"bad\.json:\d+:\d+: .*patterns")
+
     # ---------------------------------------------------------------- vigilctl logs
 
     def test_ctl_logs_n_shows_the_last_lines(self):
@@ -597,6 +620,50 @@ class Logs(unittest.TestCase):
         seqs = sequences(lines, "ro files")["reopen"]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
         self.assertTrue(all(parts), "a file stayed empty")
+
+    def test_ring_size_bounds_ctl_logs_to_the_newest_lines(self):
+        d = self.daemon(lambda d: {"root": ROOT, "rg": {
+            "command": d.svc("rg", "lines", "500", "ring", "sleep"), "backoff": FAST,
+            "logs": {"ring": "1KiB"}}})
+        wait_until(lambda: "rg | ring seq=500" in d.stdout(), 10, "500 lines")
+        r = d.ctl("logs", "-n", "1000", "rg")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = sequences(r.stdout.splitlines(), "vigilctl logs")["ring"]
+        self.assertLessEqual(sum(len(f"ring seq={i}") for i in got), 1024)
+        self.assertGreater(len(got), 10)
+        self.assertEqual(got, list(range(501 - len(got), 501)))
+
+    def test_follow_continues_across_a_restart(self):
+        d = self.daemon(lambda d: {"root": ROOT, "fr": {
+            "command": sh('i=0; while :; do i=$((i+1)); echo "again-$$ seq=$i"; sleep 0.05; '
+                          'done'), "backoff": FAST}})
+        first = wait_until(lambda: children(d.ns.init_pid, "sh"), 10, "the writer")[0]
+        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "fr"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL)
+        self.addCleanup(p.stdout.close)
+        self.addCleanup(p.wait, 5)
+        self.addCleanup(harness.kill_quietly, p.pid)
+        got = bytearray()
+        threading.Thread(target=lambda: [got.extend(c) for c in iter(
+            lambda: p.stdout.read1(4096), b"")], daemon=True).start()
+        wait_until(lambda: f"again-{harness.proc_info(first).inner_pid} ".encode() in got, 10,
+                   "the first incarnation's lines")
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: len(set(re.findall(rb"again-(\d+) ", bytes(got)))) >= 2, 10,
+                   "the next incarnation's lines in the same stream")
+
+    def test_output_of_a_grandchild_outliving_the_service_is_kept(self):
+        # The grandchild leaves the process group (setsid), so it survives the main process
+        # and keeps the pipes open: the exit is handed over after the drain limit, and what
+        # the grandchild writes later must still reach the sinks.
+        d = self.daemon(lambda d: {"root": ROOT, "gc": {
+            "command": sh('setsid sh -c "sleep 0.3; echo late-line" & echo main-line; exit 3'),
+            "restart": "transient", "backoff": {"initial": "5s", "max": "5s", "jitter": 0},
+            "logs": {"file": os.path.join(d.dir, "gc.log")}}})
+        wait_until(lambda: "gc | late-line" in d.stdout(), 10, "the grandchild's line")
+        self.stop_daemon(d)
+        self.assertEqual(read_bytes(os.path.join(d.dir, "gc.log")), b"main-line\nlate-line\n")
 
     # ---------------------------------------------------------------- back-pressure
 
