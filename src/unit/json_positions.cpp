@@ -250,6 +250,14 @@ PositionedJson parse_positioned(std::string_view text) {
     PositionedJson out;
     out.syntax_ok = true;
     Handler h(text, out);
+    // nlohmann's lexer takes a NUL byte for the end of the input, so "{...}\0garbage" would
+    // parse; JSON text cannot hold a NUL anywhere (inside strings it must be escaped).
+    if (auto nul = text.find('\0'); nul != std::string_view::npos) {
+        out.problems.push_back({h.pos_at(nul), "", "JSON text must not contain a NUL byte"});
+        out.syntax_ok = false;
+        out.value = nullptr;
+        return out;
+    }
     // strict: trailing garbage after the value is an error too. Comments are not allowed:
     // unit files are plain RFC 8259 JSON.
     bool ok = json::sax_parse(text.begin(), text.end(), &h, json::input_format_t::json, true);

@@ -181,6 +181,25 @@ TEST_SUITE("unit") {
         CHECK(at(r.value_pos, "/b") == "2:7");
     }
 
+    // Found by tests/fuzz/fuzz_unit: nlohmann's lexer ends the input at a NUL byte, so a file
+    // with anything after a NUL behind its value loaded.
+    TEST_CASE("a NUL byte anywhere is a syntax problem at its position") {
+        using namespace std::string_literals;
+        for (const std::string &text : {"{\"a\": 1}\n\0 garbage [["s, "{\"a\":\0 1}"s, "\0"s}) {
+            CAPTURE(text);
+            auto r = parse_positioned(text);
+            CHECK_FALSE(r.syntax_ok);
+            CHECK(r.value.is_null());
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].message == "JSON text must not contain a NUL byte");
+        }
+        auto r = parse_positioned("{\"a\": 1}\n\0"s);
+        REQUIRE(r.problems.size() == 1);
+        CHECK(r.problems[0].pos.line == 2);
+        CHECK(r.problems[0].pos.column == 1);
+        CHECK(parse_positioned(R"({"a": "\u0000"})").syntax_ok); // an escaped NUL is fine
+    }
+
 } // TEST_SUITE
 
 TEST_SUITE("unit") {
