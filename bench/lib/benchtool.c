@@ -253,6 +253,8 @@ static int cmd_check(int argc, char **argv) {
     printf("{\"bytes\": %llu, \"lines\": %llu, \"unique\": %llu, \"missing\": %llu, \"dup\": %llu, "
            "\"bad\": %llu, \"out_of_order\": %llu, \"partial_tail\": %zu}\n",
            bytes, lines, unique, count - unique, dup, bad, out_of_order, carry_len);
+    free(buf);
+    free(seen);
     return 0;
 }
 
@@ -356,13 +358,10 @@ static int cmd_waitcount(int argc, char **argv) {
         }
         closedir(d);
         uint64_t t = now_ns();
-        if (count >= want) {
+        if (count >= want || t > deadline) {
             printf("%llu %ld\n", (unsigned long long)t, count);
-            return 0;
-        }
-        if (t > deadline) {
-            printf("%llu %ld\n", (unsigned long long)t, count);
-            return 3;
+            free(matched);
+            return count >= want ? 0 : 3;
         }
         sleep_us(1000);
     }
@@ -484,6 +483,7 @@ static int cmd_timeexec(int argc, char **argv) {
                WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
         if (i >= 2 && t1 > budget_end) break;
     }
+    posix_spawn_file_actions_destroy(&fa);
     return 0;
 }
 
