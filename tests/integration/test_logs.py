@@ -657,10 +657,16 @@ class Logs(unittest.TestCase):
         # The grandchild leaves the process group (setsid), so it survives the main process
         # and keeps the pipes open: the exit is handed over after the drain limit, and what
         # the grandchild writes later must still reach the sinks.
-        d = self.daemon(lambda d: {"root": ROOT, "gc": {
-            "command": sh('setsid sh -c "sleep 0.3; echo late-line" & echo main-line; exit 3'),
-            "restart": "transient", "backoff": {"initial": "5s", "max": "5s", "jitter": 0},
-            "logs": {"file": os.path.join(d.dir, "gc.log")}}})
+        # The main process waits for the grandchild's setsid (its marker file): killed while
+        # still in the group, the grandchild would die with it.
+        def build(d):
+            f = os.path.join(d.dir, "left")
+            return {"root": ROOT, "gc": {
+                "command": sh(f'setsid sh -c "touch {f}; sleep 0.3; echo late-line" & '
+                              f'while [ ! -e {f} ]; do sleep 0.01; done; echo main-line; exit 3'),
+                "restart": "transient", "backoff": {"initial": "5s", "max": "5s", "jitter": 0},
+                "logs": {"file": os.path.join(d.dir, "gc.log")}}}
+        d = self.daemon(build)
         wait_until(lambda: "gc | late-line" in d.stdout(), 10, "the grandchild's line")
         self.stop_daemon(d)
         self.assertEqual(read_bytes(os.path.join(d.dir, "gc.log")), b"main-line\nlate-line\n")
