@@ -217,6 +217,7 @@ class Logs(unittest.TestCase):
         seqs = sequences(file_set_lines(path), "rot files")
         self.assertEqual(list(seqs), [prefix])
         self.assertEqual(seqs[prefix], list(range(1, n_lines + 1)))
+        self.assertEqual(forwarded(d.stdout(), "rot"), [], "forward: false was forwarded")
 
     def test_rotation_drops_only_files_beyond_keep(self):
         n_lines = 50000
@@ -723,6 +724,34 @@ class Logs(unittest.TestCase):
         t.join(scaled(5))
         seqs = sequences(forwarded(bytes(got).decode(), "bp"), "forwarded")
         self.assertEqual(seqs["backpressure-line"], list(range(1, n + 1)))
+
+    def test_a_closed_stdout_does_not_kill_vigild_and_the_file_keeps_everything(self):
+        # Nobody reads vigild's stdout any more (the container's log reader died): writes fail
+        # with EPIPE. vigild must neither die of SIGPIPE nor stop serving the other sinks.
+        n = 20000
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        d.write_units({"root": ROOT, "ep": {
+            "command": d.svc("ep", "lines", str(n), "epipe-line", "sleep"), "backoff": FAST,
+            "logs": {"file": os.path.join(d.dir, "ep.log"), "max_size": "64MiB"}}})
+        rfd, wfd = os.pipe()
+        os.close(rfd)
+        argv = ["/bin/sh", "-c", f'exec "$@" >&{wfd}', "sh", harness.vigild(), "--units",
+                d.units_dir, "--socket", d.sock]
+        try:
+            d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(wfd,))
+        finally:
+            os.close(wfd)
+        d.wait_socket()
+        path = os.path.join(d.dir, "ep.log")
+        wait_until(lambda: read_bytes(path).count(b"\n") >= n, 15, "every line in the file")
+        pid = d.wait_pid("ep")
+        self.assertEqual(d.status("ep")["state"], "running")
+        os.kill(pid, signal.SIGKILL)
+        d.wait_pid("ep", other_than=pid)
+        self.stop_daemon(d)
+        got = sequences(file_set_lines(path), "ep file")["epipe-line"]
+        self.assertEqual(got[:n], list(range(1, n + 1)))
 
     def test_shutdown_while_congested_flushes_what_was_read(self):
         # vigild is told to stop while its stdout is full and the writer blocked: the writer
