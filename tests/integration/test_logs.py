@@ -753,6 +753,45 @@ class Logs(unittest.TestCase):
         got = sequences(file_set_lines(path), "ep file")["epipe-line"]
         self.assertEqual(got[:n], list(range(1, n + 1)))
 
+    def run_on_tty(self, env_extra: dict) -> bytes:
+        """Runs vigild with its stdout on a pseudo-terminal and returns what the terminal got
+        once unit "tt" forwarded its two lines."""
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        d.write_units({"root": ROOT, "tt": {
+            "command": d.svc("tt", "lines", "1", "on-a-tty", "stderr-lines", "1", "err-tty",
+                             "sleep"), "backoff": FAST}})
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        argv = ["/bin/sh", "-c", f'exec "$@" >&{slave}', "sh", harness.vigild(), "--units",
+                d.units_dir, "--socket", d.sock]
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        env.update(env_extra)
+        try:
+            d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(slave,), env=env)
+        finally:
+            os.close(slave)
+        got = bytearray()
+
+        def enough():
+            r, _, _ = select.select([master], [], [], 0.05)
+            if r:
+                got.extend(os.read(master, 65536))
+            return b"err-tty" in got and b"on-a-tty" in got
+        wait_until(enough, 10, "both lines on the terminal")
+        self.stop_daemon(d)
+        return bytes(got)
+
+    def test_forward_is_coloured_per_service_on_a_tty(self):
+        got = self.run_on_tty({})
+        self.assertRegex(got, rb"\x1b\[[0-9;]+mtt \|\x1b\[0m on-a-tty seq=1")
+        self.assertRegex(got, rb"\x1b\[[0-9;]+mtt !\x1b\[0m err-tty seq=1")
+
+    def test_no_color_turns_colour_off(self):
+        got = self.run_on_tty({"NO_COLOR": "1"})
+        self.assertIn(b"tt | on-a-tty seq=1", got)
+        self.assertNotIn(b"\x1b[", got)
+
     def test_shutdown_while_congested_flushes_what_was_read(self):
         # vigild is told to stop while its stdout is full and the writer blocked: the writer
         # dies (SIGTERM) mid-stream; every line vigild read (the file has them) must still
