@@ -674,16 +674,20 @@ class Logs(unittest.TestCase):
 
     # ---------------------------------------------------------------- back-pressure
 
-    def congested_daemon(self, n: int, file: bool = False):
+    def congested_daemon(self, n: int, file: bool = False, per_pid: bool = False):
         """vigild as PID 1 with its stdout on a pipe that nobody reads yet, one unit "bp"
         writing n numbered lines. Returns (daemon, read end, the writer's host pid) once the
         writer is seen blocked (it is still alive 1 s later: unblocked, it needs ~0.1 s)."""
         d = Daemon({}, start=False)
         self.addCleanup(d.close)
         logs = {"file": os.path.join(d.dir, "bp.log"), "max_size": "64MiB"} if file else {}
+        command = d.svc("bp", "lines", str(n), "backpressure-line")
+        if per_pid:  # one prefix per incarnation
+            argv = " ".join(shlex.quote(a) for a in command[:-1])
+            command = sh(f'exec {argv} "backpressure-line-$$"')
         d.write_units({"root": ROOT, "bp": {
-            "command": d.svc("bp", "lines", str(n), "backpressure-line"),
-            "restart": "temporary", "logs": logs}})
+            "command": command, "restart": "transient" if per_pid else "temporary",
+            "backoff": FAST, "logs": logs}})
         rfd, wfd = os.pipe()
         self.addCleanup(os.close, rfd)
         argv = ["/bin/sh", "-c", f'exec "$@" >&{wfd}', "sh", harness.vigild(), "--units",
@@ -791,6 +795,28 @@ class Logs(unittest.TestCase):
         got = self.run_on_tty({"NO_COLOR": "1"})
         self.assertIn(b"tt | on-a-tty seq=1", got)
         self.assertNotIn(b"\x1b[", got)
+
+    def test_sigkill_while_congested_loses_nothing(self):
+        # The writer dies while its pipe is not being read (forwarding is congested): its exit
+        # waits for the drain limit, the next incarnation starts, and once stdout is read again
+        # the dead incarnation's remaining lines must still come out, whole and once.
+        n = 50000
+        d, rfd, pid = self.congested_daemon(n, file=True, per_pid=True)
+        os.kill(pid, signal.SIGKILL)
+        second = d.wait_pid("bp", other_than=pid, timeout=15)
+        got, t = self.drain(rfd)
+        inner = harness.proc_info(second).inner_pid
+        wait_until(lambda: f"bp | backpressure-line-{inner} seq={n}\n".encode() in got, 20,
+                   "the second incarnation's last line")
+        self.stop_daemon(d)
+        t.join(scaled(5))
+        fwd = sequences(forwarded(bytes(got).decode(), "bp"), "forwarded")
+        in_file = sequences(file_set_lines(os.path.join(d.dir, "bp.log")), "file")
+        self.assert_contiguous(fwd, "forwarded")
+        self.assert_contiguous(in_file, "file")
+        self.assertEqual({k: len(v) for k, v in fwd.items()},
+                         {k: len(v) for k, v in in_file.items()})
+        self.assertEqual(len(fwd), 2, list(fwd))
 
     def test_shutdown_while_congested_flushes_what_was_read(self):
         # vigild is told to stop while its stdout is full and the writer blocked: the writer
