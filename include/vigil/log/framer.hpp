@@ -23,9 +23,9 @@ namespace vigil::log {
 class Framer {
 public:
     // max_line == 0 is treated as 1.
-    explicit Framer(std::size_t max_line) : max_line_(max_line == 0 ? 1 : max_line) {
-        carry_.reserve(max_line_);
-    }
+    // The carry buffer grows on first use (a partial line) and then keeps its capacity: an idle
+    // service costs no buffer, a busy one no allocation per line.
+    explicit Framer(std::size_t max_line) : max_line_(max_line == 0 ? 1 : max_line) {}
 
     std::size_t max_line() const { return max_line_; }
     // Bytes held back waiting for their '\n'.
