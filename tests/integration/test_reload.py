@@ -285,18 +285,9 @@ class Reload(unittest.TestCase):
                         "w3 was started again by the reload")
         self.assertEqual(d.status("w3")["state"], "stopped")
 
-    # BUG: src/core/core.cpp, Core::Impl::reconfigure: a unit whose parent changes is diffed
-    # as removed (old node) + added (new node, same name). The removed node only *begins*
-    # stopping (stop_child(r, Cause::Removed)), and the "Start added children" loop calls
-    # request_start for the new node in the same pass, so the new process is spawned while
-    # the old one is still in its stop timeout: two processes of the same unit run at once
-    # (here 500 ms; up to the whole stop timeout), fighting over its ports, pid files, logs.
-    # The start of an added node should wait until a removed node of the same name is down
-    # (or such a move should be a restart of one node under its new parent).
-    # Still failing after 0480b8d (Node::predecessor / waits_for_predecessor): the new process
-    # is spawned within ~2 ms of the reload; tests/core/core_test.cpp "reload: a unit moved
-    # to another supervisor never runs twice" fails the same way (spawns("w2") == 2 at once).
-    @unittest.expectedFailure
+    # A moved unit is removed and added again; the new node must wait until the old process
+    # is down, or two processes of one unit run at once (was a bug in
+    # Core::Impl::reconfigure, fixed after 0480b8d).
     def test_unit_moved_to_another_supervisor_never_runs_twice(self):
         d = self.d
         # w2's old process takes 500 ms to die of SIGTERM.
