@@ -64,6 +64,55 @@ def children(pid: int, comm: str) -> list:
     return out
 
 
+def tree(pid: int) -> list:
+    """Host pids of pid's live descendants, from the children files of its threads."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+class Namespace(harness.PidNamespace):
+    """harness.PidNamespace that finds its init and lists its processes by walking children
+    files instead of scanning every /proc entry: on a host with thousands of processes (other
+    test suites running) each full scan takes seconds, which made this file slow and flaky.
+    Only processes below the init are listed, which is all these tests look at."""
+
+    def _find_init(self, exe_name: str) -> int:
+        def init_execed():
+            if self.popen.poll() is not None:
+                raise AssertionError(f"unshare ended early with {self.popen.returncode}; "
+                                     f"stderr: {bytes(self.stderr)!r}")
+            for child in tree(self.pid)[:1]:
+                info = harness.proc_info(child)
+                if info and info.inner_pid == 1 and info.comm == exe_name[:15]:
+                    return child
+            return None
+        return wait_until(init_execed, 10, "the namespace's init to exec")
+
+    def processes(self) -> list:
+        pids = [self.init_pid] + tree(self.init_pid)
+        return [i for i in map(harness.proc_info, pids) if i is not None]
+
+
+def start(d: Daemon, **kwargs) -> None:
+    """Daemon.start with Namespace."""
+    d.ns = Namespace([harness.vigild(), "--units", d.units_dir, "--socket", d.sock, *d.args],
+                     **kwargs)
+
+
 def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -100,7 +149,7 @@ class Logs(unittest.TestCase):
         d = Daemon({}, args=args, start=False)
         self.addCleanup(d.close)
         d.write_units(build(d))
-        d.start()
+        start(d)
         d.wait_socket()
         return d
 
@@ -361,7 +410,7 @@ class Logs(unittest.TestCase):
         d.write_units({"root": ROOT, "ff": {
             "command": d.svc("ff", "lines", str(n), "fifo"), "restart": "temporary",
             "logs": {"file": fifo, "max_size": "4KiB", "keep": 2, "forward": False}}})
-        d.start()
+        start(d)
         wait_until(lambda: got.count(b"fifo seq=") >= n, 10, "every line through the FIFO")
         self.stop_daemon(d)
         self.assertEqual(sequences(bytes(got).decode().splitlines(), "fifo")["fifo"],
@@ -693,7 +742,7 @@ class Logs(unittest.TestCase):
         argv = ["/bin/sh", "-c", f'exec "$@" >&{wfd}', "sh", harness.vigild(), "--units",
                 d.units_dir, "--socket", d.sock]
         try:
-            d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(wfd,))
+            d.ns = Namespace(argv, init_name="vigild", pass_fds=(wfd,))
         finally:
             os.close(wfd)
         d.wait_socket()
@@ -743,7 +792,7 @@ class Logs(unittest.TestCase):
         argv = ["/bin/sh", "-c", f'exec "$@" >&{wfd}', "sh", harness.vigild(), "--units",
                 d.units_dir, "--socket", d.sock]
         try:
-            d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(wfd,))
+            d.ns = Namespace(argv, init_name="vigild", pass_fds=(wfd,))
         finally:
             os.close(wfd)
         d.wait_socket()
@@ -772,7 +821,7 @@ class Logs(unittest.TestCase):
         env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
         env.update(env_extra)
         try:
-            d.ns = harness.PidNamespace(argv, init_name="vigild", pass_fds=(slave,), env=env)
+            d.ns = Namespace(argv, init_name="vigild", pass_fds=(slave,), env=env)
         finally:
             os.close(slave)
         got = bytearray()
