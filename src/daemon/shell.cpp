@@ -317,6 +317,8 @@ private:
         if (p.record.child.value < rt_.size()) pid = rt_[p.record.child.value].last_pid;
         journal_.record(p.record, pid);
         publish_to_followers(p.record);
+        if (p.record.kind == core::RecordKind::Removed && p.record.child.value < rt_.size())
+            release(p.record.child);
     }
 
     void act(const core::Exit &e) {
@@ -527,7 +529,43 @@ private:
         int pid = rt.pid;
         rt.pid = -1;
         rt.ready_fd.reset();
+        // The pipes reached EOF: free them and their buffers now rather than at the next spawn,
+        // so a stopped service costs no descriptor (a capture still draining is kept).
+        if (rt.capture && rt.capture->eof()) {
+            rt.capture->close(nullptr);
+            rt.capture.reset();
+        }
         feed(core::Exited{id, rt.inc, Pid{pid}, decode(wstatus)});
+        if (core_.status(id).removed) release(id);
+    }
+
+    // A child whose spec is gone (a temporary child that ended, a unit removed by reload) keeps
+    // nothing: its ChildId is never reused, so whatever its Runtime held would leak.
+    void release(ChildId id) {
+        Runtime &r = runtime(id);
+        if (r.pid > 0 || r.pending_wstatus) return; // report_exit comes back here
+        if (r.log) r.log->flush(now());
+        r.monitor.reset();
+        r.watchdog.reset();
+        r.ready_fd.reset();
+        r.notify.reset();
+        if (r.capture) r.capture->close(nullptr);
+        r.capture.reset();
+        for (auto &d : r.draining)
+            d.second->close(nullptr);
+        r.draining.clear();
+        r.log.reset();
+        if (r.drain_timer) {
+            drain_ids_.erase(r.drain_timer);
+            uv_close(reinterpret_cast<uv_handle_t *>(r.drain_timer),
+                     [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+            r.drain_timer = nullptr;
+        }
+        std::erase_if(log_followers_, [id](const LogFollower &f) {
+            if (f.child != id) return false;
+            if (auto s = f.session.lock()) s->end(f.id); // the unit is gone: end the stream
+            return true;
+        });
     }
 
     // ---- signals and the timer ----------------------------------------------------------

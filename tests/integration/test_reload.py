@@ -186,14 +186,8 @@ class Reload(unittest.TestCase):
         d.wait_gone("w2")
         self.assert_kept(["a", "b", "w1"])
 
-    # BUG: src/daemon/shell.cpp: a `logs -f` subscription (LogFollower {session, id, child,
-    # last_seq} in log_followers_) is dropped only when its session closes or a write to it
-    # fails (push_log_followers, drop_followers_on_close). Nothing ends it when reload removes
-    # the unit (nor when a temporary unit is removed), so `vigilctl logs -f UNIT` waits for
-    # ever on a unit that no longer exists, and the follower entry leaks in vigild. Once the
-    # removed child is down and its last output is flushed, its followers should get the end
-    # line ({"id":..,"ok":true,"end":true}) and be erased.
-    @unittest.expectedFailure
+    # A unit removed by reload releases its runtime (Shell::release), which ends its
+    # `logs -f` followers with the end line.
     def test_logs_follow_of_a_removed_unit_ends(self):
         d = self.d
         follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "w2"])
