@@ -799,7 +799,9 @@ class Control(unittest.TestCase):
                    20, "spew to finish its second burst")
         rss_after = vm_rss_kb(init)
         # The answer queue is capped at 8 MiB a client; allow that plus slack, not 20 MB.
-        self.assertLess(rss_after - rss_before, 12 * 1024, (rss_before, rss_after))
+        # (Not under ASan: its quarantine keeps up to 256 MiB of freed blocks resident.)
+        if "libasan" not in harness.read_text(f"/proc/{init}/maps"):
+            self.assertLess(rss_after - rss_before, 12 * 1024, (rss_before, rss_after))
 
         t0 = time.monotonic()
         st = d.status("a")
