@@ -1255,6 +1255,7 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
             fresh[k.value] = true;
             id_of[k.value] = ChildId{static_cast<std::uint32_t>(nodes.size())};
             nodes.emplace_back();
+            nodes.back().since = now; // "stopped since it was added", not since boot
             claimed.push_back(true);
         }
     }
@@ -1419,6 +1420,10 @@ void Core::start(TimePoint now, std::vector<Action> &out) noexcept {
     if (m.finished || m.node(root_id).state != ChildState::Stopped) return;
     m.now = now;
     m.out = &out;
+    // Every child has been in its first state since the tree was started (status shows
+    // since_ms from here, not from the clock's epoch).
+    for (auto &n : m.nodes)
+        n.since = now;
     if (!m.spec_errors.empty()) {
         // Item 13: an invalid specification starts nothing.
         for (const std::string &e : m.spec_errors)

@@ -295,10 +295,13 @@ private:
         }
         if (u.watchdog) {
             r.watchdog = std::make_unique<notify::Watchdog>(
-                &loop_, *u.watchdog, [this, id = a.child, inc = a.inc, d = *u.watchdog] {
-                    if (runtime(id).inc != inc) return;
+                &loop_, *u.watchdog, [this, id = a.child, inc = a.inc] {
+                    Runtime &rr = runtime(id);
+                    if (rr.inc != inc || !rr.watchdog) return;
+                    // The current interval: the service may have moved it (WATCHDOG_USEC=).
                     feed(core::HealthFailed{id, inc, core::FailureCause::Watchdog,
-                                            "no WATCHDOG=1 within " + std::to_string(d.count()) +
+                                            "no WATCHDOG=1 within " +
+                                                std::to_string(rr.watchdog->interval().count()) +
                                                 "ms"});
                 });
             // Like systemd, the watchdog runs once the service is up: at once for a service

@@ -507,7 +507,6 @@ class Health(unittest.TestCase):
         self.assertGreaterEqual(restarted - done, 700)  # 2 s after the last WATCHDOG=1
         self.assertIn("watchdog failure", d.stderr())
 
-    @unittest.expectedFailure
     def test_watchdog_failure_names_the_interval_the_service_set(self):
         # BUG: src/daemon/shell.cpp act(const core::StartProbes&): the Watchdog's expiry
         # callback captures the unit's configured interval (`d = *u.watchdog`) for its message,
@@ -755,7 +754,6 @@ class Health(unittest.TestCase):
         self.assertEqual(d.main_pid("api"), pid)
         self.assertEqual(d.starts(), ["api"])
 
-    @unittest.expectedFailure
     def test_since_of_a_unit_that_never_ran_is_not_the_machine_uptime(self):
         # BUG: a unit that has not changed state since vigild loaded it reports since_ms equal
         # to the monotonic clock (the machine's uptime, e.g. 5086469 for 84 minutes) in
