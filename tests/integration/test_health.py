@@ -508,7 +508,7 @@ class Health(unittest.TestCase):
         self.assertIn("watchdog failure", d.stderr())
 
     def test_watchdog_failure_names_the_interval_the_service_set(self):
-        # BUG: src/daemon/shell.cpp act(const core::StartProbes&): the Watchdog's expiry
+        # (was a bug, now fixed) src/daemon/shell.cpp act(const core::StartProbes&): the Watchdog's expiry
         # callback captures the unit's configured interval (`d = *u.watchdog`) for its message,
         # so after the service moved the interval with WATCHDOG_USEC= (on_notify ->
         # Watchdog::set_interval) the failure still says "no WATCHDOG=1 within 500ms" although
@@ -755,7 +755,7 @@ class Health(unittest.TestCase):
         self.assertEqual(d.starts(), ["api"])
 
     def test_since_of_a_unit_that_never_ran_is_not_the_machine_uptime(self):
-        # BUG: a unit that has not changed state since vigild loaded it reports since_ms equal
+        # (was a bug, now fixed) a unit that has not changed state since vigild loaded it reports since_ms equal
         # to the monotonic clock (the machine's uptime, e.g. 5086469 for 84 minutes) in
         # `vigilctl status --json` and /status: core::ChildStatus::since stays TimePoint{}
         # (epoch 0 of the monotonic clock) until the first state change, and
