@@ -110,6 +110,8 @@ public:
         setup_signals();
         uv_timer_init(&loop_, &timer_);
         timer_.data = this;
+        uv_idle_init(&loop_, &resume_);
+        resume_.data = this;
         if (::getpid() != 1) {
             if (int err = proc::become_subreaper())
                 journal_.say(LogLevel::Warn,
@@ -192,9 +194,24 @@ private:
             queue_.push_back(std::move(a));
         if (executing_) return;
         executing_ = true;
+        // A long sweep (starting 1,000 services) must not starve the loop: after a batch of
+        // spawns the rest waits for the next loop iteration (an idle handle, active only while
+        // work is queued), so signals, exits, output and vigilctl are served in between.
+        int spawns = 0;
         while (!queue_.empty()) {
+            if (spawns >= spawns_per_turn && !exit_status_) {
+                if (!uv_is_active(reinterpret_cast<uv_handle_t *>(&resume_)))
+                    uv_idle_start(&resume_, [](uv_idle_t *h) {
+                        auto *self = static_cast<Shell *>(h->data);
+                        uv_idle_stop(h);
+                        std::vector<core::Action> none;
+                        self->execute(none);
+                    });
+                break;
+            }
             core::Action a = std::move(queue_.front());
             queue_.pop_front();
+            if (std::holds_alternative<core::Spawn>(a)) ++spawns;
             std::visit([this](auto &act) { this->act(act); }, a);
         }
         executing_ = false;
@@ -736,6 +753,8 @@ private:
         }
         uv_timer_stop(&timer_);
         uv_close(reinterpret_cast<uv_handle_t *>(&timer_), nullptr);
+        uv_idle_stop(&resume_);
+        uv_close(reinterpret_cast<uv_handle_t *>(&resume_), nullptr);
         for (uv_signal_t *h : signals_)
             uv_close(reinterpret_cast<uv_handle_t *>(h),
                      [](uv_handle_t *hh) { delete reinterpret_cast<uv_signal_t *>(hh); });
@@ -808,6 +827,8 @@ private:
     std::map<int, ChildId> by_pid_;
     uv_loop_t loop_{};
     uv_timer_t timer_{};
+    uv_idle_t resume_{}; // continues a long action queue on the next loop iteration
+    static constexpr int spawns_per_turn = 64;
     std::vector<uv_signal_t *> signals_;
     std::deque<core::Action> queue_;
     bool executing_ = false;

@@ -713,7 +713,7 @@ class Control(unittest.TestCase):
         self.assertEqual((m["id"], m["ok"]), (10, True))
         self.assertEqual(half.readline(), b"")
 
-    # BUG: src/daemon/shell.cpp, Shell::execute() drains queue_ until it is empty, and a
+    # (was a bug, now fixed) src/daemon/shell.cpp, Shell::execute() drains queue_ until it is empty, and a
     # Spawn's answer (Spawned) makes core emit the next sibling's Spawn (services without
     # readiness count as started at once), so the whole start sweep runs inside one call:
     # Shell::run() does core_.start(); execute(out); and only then uv_run(). With 1,000 such
@@ -722,7 +722,6 @@ class Control(unittest.TestCase):
     # vigilctl's 10 s default timeout); signals, SIGCHLD reaping and the services' output
     # pipes wait just as long. The same holds for any long sweep (one_for_all, `start root`).
     # execute() should yield to the loop every so many actions (e.g. uv_idle/uv_check).
-    @unittest.expectedFailure
     def test_control_answers_while_1000_units_start(self):
         d = Daemon({}, args=("--log-level", "error"), start=False)
         self.addCleanup(d.close)
