@@ -83,7 +83,8 @@ struct Runtime {
     std::unique_ptr<notify::Watchdog> watchdog;
     std::string status_text; // sd_notify STATUS=
     std::uint64_t probe_failures = 0;
-    std::optional<bool> probe_ready; // readiness probe verdict (nullopt: no readiness probe)
+    std::uint64_t log_failed_reported = 0; // lines_failed last put in the history
+    std::optional<bool> probe_ready;       // readiness probe verdict (nullopt: no readiness probe)
 };
 
 class Shell {
@@ -357,6 +358,7 @@ private:
         Runtime &r = runtime(id);
         if (!r.log || r.log_stale) {
             r.log_stale = false;
+            r.log_failed_reported = 0;
             log::PatternSet patterns;
             if (auto compiled = log::PatternSet::compile(u.patterns))
                 patterns = std::move(*compiled);
@@ -406,6 +408,7 @@ private:
         for (const log::PatternHit &h : r.log->flush(t))
             hits.push_back(h);
         push_log_followers(id);
+        report_log_failures(id);
         const unit::Unit &u = units_[id.value];
         for (const log::PatternHit &h : hits) {
             const std::string &pat = u.patterns[h.index].match;
@@ -426,6 +429,24 @@ private:
                 break;
             }
         }
+    }
+
+    // Lines a sink could not write (disk full, a vanished stdout) are counted by the UnitLog;
+    // the count goes into the history when it first grows and then each time it doubles, so a
+    // full disk is reported without a record per line.
+    void report_log_failures(ChildId id) {
+        Runtime &r = runtime(id);
+        log::UnitLogCounters c = r.log->counters();
+        std::uint64_t failed = c.lines_failed + c.forward_failed;
+        if (failed <= r.log_failed_reported ||
+            (r.log_failed_reported != 0 && failed < 2 * r.log_failed_reported))
+            return;
+        r.log_failed_reported = failed;
+        std::string msg = std::to_string(failed) + " output lines could not be written";
+        if (const log::RotatingFile *f = r.log->file(); f && f->last_error() != 0)
+            msg += std::string(" to ") + units_[id.value].logs.file.value_or("its log file") +
+                   ": " + std::strerror(f->last_error());
+        note(id, msg);
     }
 
     // A fact worth recording that is not a decision of the core (a pattern with action
@@ -925,7 +946,17 @@ private:
             return;
         case Cmd::Status: {
             auto ids = targets(s, q, ctl::Expand::Subtree, &failed);
-            if (!failed) s->reply(q.id, ctl::status_result_json(core_, ids, now()));
+            if (failed) return;
+            ctl::Json result = ctl::status_result_json(core_, ids, now());
+            // What the core does not know: output the log sinks could not write (issue 6 §4:
+            // counted and reported, never silently lost).
+            for (std::size_t i = 0; i < ids.size() && i < result["units"].size(); ++i) {
+                const Runtime &r = runtime(ids[i]);
+                if (!r.log) continue;
+                log::UnitLogCounters c = r.log->counters();
+                result["units"][i]["log_lines_failed"] = c.lines_failed + c.forward_failed;
+            }
+            s->reply(q.id, result);
             return;
         }
         case Cmd::Tree:

@@ -331,7 +331,6 @@ class Logs(unittest.TestCase):
         self.assert_contiguous(seqs, "rl files")
         self.assertTrue(all(parts), "a file stayed empty")
 
-    @unittest.expectedFailure
     def test_lines_lost_to_a_full_disk_are_reported(self):
         # BUG: src/daemon/shell.cpp never reads log::UnitLog::counters() (lines_failed,
         # forward_failed) nor RotatingFile::last_error(): a file sink that fails every write
