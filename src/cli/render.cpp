@@ -266,7 +266,9 @@ std::string render_results(const Json &result, const Style &st) {
     for (const auto &r : *it) {
         std::string outcome = str(r, "outcome");
         std::string msg = str(r, "message", "");
-        if (msg.empty()) {
+        // "already running" says that nothing was done; the core's message ("running") alone
+        // reads as if the command had started it.
+        if (msg.empty() || outcome == "already_running" || outcome == "already_stopped") {
             msg = outcome;
             for (auto &c : msg)
                 if (c == '_') c = ' ';

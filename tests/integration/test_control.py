@@ -316,13 +316,12 @@ class Control(unittest.TestCase):
         self.assertTrue(holds_for(lambda: d.main_pid("a") == pid, 0.3))
         self.assertEqual(d.starts(), ["a"])
 
-    # BUG: src/cli/render.cpp render_results() prints the RESULT's message when it is not
+    # (was a bug, now fixed) src/cli/render.cpp render_results() prints the RESULT's message when it is not
     # empty, and core (src/core/core.cpp, the Start command, CommandOutcome::AlreadyRunning)
     # sets the message to just "running" (OTP's wording), so `vigilctl start a` on a running
     # unit prints "a: running" - exactly what a successful start of a unit that came up fast
     # would look like; "already" only shows as dim colour on a terminal, never when piped.
     # Fix: render_results should say "already running"/"already stopped" for those outcomes.
-    @unittest.expectedFailure
     def test_start_of_a_running_unit_says_already_running_in_text(self):
         d = self.daemon(lambda d: {"a": service(d, "a")})
         self.running(d, "a")
