@@ -22,7 +22,6 @@ struct Capture::State {
         int fd = -1;
         bool opened = false; // uv_pipe_open succeeded: libuv owns the fd
         bool eof = false;
-        std::unique_ptr<char[]> buf;
         std::size_t buf_size = 0;
         Framer framer;
         explicit Pipe(std::size_t max_line) : framer(max_line) {}
@@ -67,24 +66,35 @@ struct Capture::State {
 
 namespace {
 
+// One read buffer for every Capture of the loop's thread. libuv calls alloc, read(2) and the
+// read callback back to back for one stream, and on_read hands every line on (the framer copies
+// only an unfinished tail) before it returns, so no two reads ever use the buffer at once. A
+// buffer per stream cost 128 KiB per service and, re-allocated at each restart, fragmented the
+// heap (the chaos soak's RSS growth).
+char *shared_read_buffer(std::size_t size) {
+    thread_local std::unique_ptr<char[]> buf;
+    thread_local std::size_t cap = 0;
+    if (cap < size) {
+        buf.reset(new char[size]); // not zero-filled: only read() writes it
+        cap = size;
+    }
+    return buf.get();
+}
+
 void on_alloc(uv_handle_t *h, std::size_t /*suggested*/, uv_buf_t *buf) {
     auto *p = static_cast<Capture::State::Pipe *>(h->data);
-    if (!p->buf) {
-        p->buf_size = p->st->opts.read_buffer == 0 ? 65536 : p->st->opts.read_buffer;
-        p->buf.reset(new char[p->buf_size]); // not zero-filled: only read() writes it
-    }
-    // The same buffer every time: a read's lines are delivered before the next read.
-    buf->base = p->buf.get();
+    p->buf_size = p->st->opts.read_buffer == 0 ? 65536 : p->st->opts.read_buffer;
+    buf->base = shared_read_buffer(p->buf_size);
     buf->len = p->buf_size;
 }
 
-void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t * /*buf*/) {
+void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     auto *p = static_cast<Capture::State::Pipe *>(s->data);
     Capture::State *st = p->st;
     if (st->closing) return;
     if (nread > 0) {
         st->bytes += static_cast<std::uint64_t>(nread);
-        p->framer.feed(std::string_view(p->buf.get(), static_cast<std::size_t>(nread)),
+        p->framer.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)),
                        [&](std::string_view line, bool continued) {
                            if (st->closing) return; // closed by an earlier line's callback
                            ++st->lines;

@@ -19,7 +19,7 @@
 //    that frees itself after the last close callback, so the Capture object may be destroyed at
 //    any time (destruction closes without calling back). close(cb) calls cb once the handles are
 //    closed; no other callback runs after close() was called.
-// Reads use one 64 KiB buffer per stream, allocated once and reused by every read.
+// Reads use one 64 KiB buffer shared by every Capture of the thread (see capture.cpp).
 #pragma once
 
 #include <cstddef>
