@@ -119,6 +119,8 @@ public:
                              std::string("cannot become a child subreaper: ") + std::strerror(err) +
                                  "; double-forking services will not be reaped by vigild");
         }
+        mono0_ = now();
+        wall0_ = wall_ms();
         notify_dir_ = (std::filesystem::path(opts_.socket).parent_path() / "notify").string();
         forwarder_ = std::make_unique<log::Forwarder>(&loop_, log::ForwarderOptions{});
         forwarder_->on_pressure([this](bool congested) { set_congested(congested); });
@@ -799,7 +801,7 @@ private:
             std::vector<ChildId> ids;
             for (std::uint32_t i = 1; i < core_.size(); ++i)
                 if (!core_.status(ChildId{i}).removed) ids.push_back(ChildId{i});
-            return ctl::status_result_json(core_, ids, now()).dump();
+            return status_json(ids).dump();
         };
         auto opened = http::Server::listen(&loop_, addr->first, addr->second, {}, std::move(h));
         if (!opened.server) {
@@ -808,6 +810,19 @@ private:
         }
         http_ = std::move(opened.server);
         return true;
+    }
+
+    // The status answer of `vigilctl status` and of GET /status: the core's view plus what only
+    // the shell knows, the output lines its sinks could not write (issue 6 §4: counted and
+    // reported, never silently lost).
+    ctl::Json status_json(const std::vector<ChildId> &ids) {
+        ctl::Json result = ctl::status_result_json(core_, ids, now());
+        for (std::size_t i = 0; i < ids.size() && i < result["units"].size(); ++i) {
+            const Runtime &r = runtime(ids[i]);
+            log::UnitLogCounters c = r.log ? r.log->counters() : log::UnitLogCounters{};
+            result["units"][i]["log_lines_failed"] = c.lines_failed + c.forward_failed;
+        }
+        return result;
     }
 
     http::Snapshot snapshot() {
@@ -906,6 +921,12 @@ private:
         return true;
     }
 
+    // One (monotonic, wall) pair taken at start-up converts every record's time, so a record
+    // shows the same wall time in every answer (two clock reads per answer drifted by a
+    // millisecond from one `vigilctl events` to the next).
+    TimePoint mono0_{};
+    std::int64_t wall0_ = 0;
+
     std::int64_t wall_ms() const {
         timespec ts{};
         ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -914,7 +935,7 @@ private:
 
     void publish_to_followers(const core::Record &r) {
         if (event_followers_.empty()) return;
-        ctl::Json item = ctl::record_json(r, now(), wall_ms());
+        ctl::Json item = ctl::record_json(r, mono0_, wall0_);
         std::erase_if(event_followers_, [&](const Follower &f) {
             auto s = f.session.lock();
             if (!s || !s->open()) return true;
@@ -946,17 +967,7 @@ private:
             return;
         case Cmd::Status: {
             auto ids = targets(s, q, ctl::Expand::Subtree, &failed);
-            if (failed) return;
-            ctl::Json result = ctl::status_result_json(core_, ids, now());
-            // What the core does not know: output the log sinks could not write (issue 6 §4:
-            // counted and reported, never silently lost).
-            for (std::size_t i = 0; i < ids.size() && i < result["units"].size(); ++i) {
-                const Runtime &r = runtime(ids[i]);
-                if (!r.log) continue;
-                log::UnitLogCounters c = r.log->counters();
-                result["units"][i]["log_lines_failed"] = c.lines_failed + c.forward_failed;
-            }
-            s->reply(q.id, result);
+            if (!failed) s->reply(q.id, status_json(ids));
             return;
         }
         case Cmd::Tree:
@@ -1022,10 +1033,8 @@ private:
                     return;
                 }
             }
-            TimePoint t = now();
-            std::int64_t wall = wall_ms();
             for (const core::Record &r : core_.history(child, q.lines.value_or(50)))
-                s->stream(q.id, ctl::record_json(r, t, wall));
+                s->stream(q.id, ctl::record_json(r, mono0_, wall0_));
             if (q.follow) {
                 event_followers_.push_back({s, q.id, child});
                 drop_followers_on_close(s);
