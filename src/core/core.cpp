@@ -1476,6 +1476,13 @@ CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Actio
     return r;
 }
 
+void Core::forget(ChildId child) noexcept {
+    Impl &m = *impl_;
+    if (!m.valid(child)) return;
+    auto &n = m.node(child);
+    if (n.gone || n.dropped) n.history.reset(); // its records stay in the global history
+}
+
 void Core::note(ChildId child, RecordKind kind, std::string message, TimePoint now,
                 std::vector<Action> &out) {
     Impl &m = *impl_;

@@ -604,6 +604,11 @@ private:
                      [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
             r.drain_timer = nullptr;
         }
+        // Nothing of the unit is needed any more but its name (for late log lines).
+        unit::Unit husk;
+        husk.name = std::move(units_[id.value].name);
+        units_[id.value] = std::move(husk);
+        core_.forget(id);
         std::erase_if(log_followers_, [id](const LogFollower &f) {
             if (f.child != id) return false;
             if (auto s = f.session.lock()) s->end(f.id); // the unit is gone: end the stream

@@ -111,6 +111,12 @@ public:
     // and is reported in `errors`. A child stopped by command stays stopped.
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
+    // Frees the per-child history of a child whose spec is gone (removed by reload, or a
+    // temporary child that ended) once the shell is done with it: ids are never reused, so
+    // without this every add/remove cycle would keep a history ring for ever. The records stay
+    // in the global history. Does nothing for a live spec.
+    void forget(ChildId child) noexcept;
+
     // Records a fact about a child that is not a decision of the core (a log pattern with
     // action "event", a refused notification): it enters the history like every record and
     // comes out as a Publish action. Changes nothing else.
