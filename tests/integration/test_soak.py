@@ -1120,7 +1120,8 @@ class ReloadChurn(unittest.TestCase):
         fds1, rss1 = len(settled_fds(d.ns.init_pid)), vm_rss_kib(d.ns.init_pid)
         log(f"100 add/remove reloads: fds {fds0} -> {fds1}, VmRSS {rss0} -> {rss1} KiB")
         self.assertEqual(fds1, fds0)
-        self.assertLess(rss1 - rss0, 1024)
+        if not uses_asan(d.ns.init_pid):  # ASan's quarantine holds freed memory on purpose
+            self.assertLess(rss1 - rss0, 1024)
 
 
 if __name__ == "__main__":
