@@ -248,7 +248,7 @@ private:
         r.ready_fd.reset();
         if (u.ready.fd) {
             auto opened = notify::ReadyFd::open(
-                &loop_, [this, id = s.child, inc = s.inc] { ready(id, inc, "ready fd"); });
+                &loop_, [this, id = s.child, inc = s.inc] { ready(id, inc); });
             if (!opened.ready_fd) {
                 enqueue_event(core::SpawnFailed{s.child, s.inc, opened.error});
                 return;
@@ -296,7 +296,7 @@ private:
                 Runtime &rr = runtime(id);
                 if (rr.inc != inc) return;
                 rr.probe_ready = ok;
-                if (ok) ready(id, inc, "readiness probe");
+                if (ok) ready(id, inc);
             };
             cb.on_failed = [this, id = a.child, inc = a.inc](core::FailureCause cause,
                                                              const std::string &detail) {
@@ -381,7 +381,7 @@ private:
             Runtime &rr = runtime(id);
             rr.log->line(st, line, continued, loop_now());
             if (rr.ready_log && !rr.ready_sent && rr.inc == inc && rr.ready_log->match(line))
-                ready(id, inc, "log line");
+                ready(id, inc);
         };
         cb.on_batch = [this, id, inc] { after_batch(id, inc); };
         cb.on_eof = [this, id, inc] {
@@ -459,11 +459,10 @@ private:
         execute(out);
     }
 
-    void ready(ChildId id, Incarnation inc, const char *how) {
+    void ready(ChildId id, Incarnation inc) {
         Runtime &r = runtime(id);
         if (r.inc != inc || r.ready_sent) return;
         r.ready_sent = true;
-        (void)how;
         if (r.watchdog && !r.watchdog->armed()) r.watchdog->start();
         feed(core::BecameReady{id, inc});
     }
@@ -504,7 +503,7 @@ private:
                 r.watchdog->set_interval(
                     Duration{static_cast<std::int64_t>((*m.watchdog_usec + 999) / 1000)});
         }
-        if (m.ready) ready(id, r.inc, "sd_notify");
+        if (m.ready) ready(id, r.inc);
         if (m.watchdog_trigger)
             feed(core::HealthFailed{id, r.inc, core::FailureCause::Watchdog,
                                     "the service sent WATCHDOG=trigger"});
