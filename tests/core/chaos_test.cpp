@@ -62,6 +62,29 @@ TreeSpec chaos_tree(Rng &rng) {
     return t;
 }
 
+// Lets time pass with every process behaving (becoming ready when asked), long enough for
+// every backoff, stop timeout and start sequence to finish.
+void settle(Sim &sim, const std::vector<std::string> &names) {
+    for (int round = 0; round < 400 && !sim.exit_status; ++round) {
+        for (const auto &m : names)
+            if (sim.alive(m) && sim.state(m) == ChildState::Starting) sim.ready(m);
+        sim.advance(Duration{100});
+    }
+}
+
+void check_no_stall(Sim &sim, const std::vector<std::string> &all, const char *where) {
+    if (sim.exit_status) return;
+    for (const auto &m : all) {
+        const ChildStatus st = sim.status(m);
+        if (st.removed || !st.parent || !st.want_up) continue;
+        const ChildStatus par = sim.core.status(*st.parent);
+        if (par.state != ChildState::Running) continue;
+        CAPTURE(where);
+        CAPTURE(m);
+        CHECK(st.state != ChildState::Stopped);
+    }
+}
+
 } // namespace
 
 TEST_SUITE("core") {
@@ -123,6 +146,27 @@ TEST_SUITE("core") {
                         CHECK_FALSE(st.pid.has_value());
                 }
             }
+            // Liveness: once the chaos stops and every process is left alone, no child may
+            // stay down while it is wanted up under a running supervisor (the soak's "stopped
+            // (goal up)" stall). Then the soak's restore: start every unit, supervisors first.
+            if (!sim.exit_status) {
+                settle(sim, names);
+                check_no_stall(sim, all, "after chaos");
+                for (const auto &m : all)
+                    if (!sim.status(m).removed && sim.status(m).kind == Kind::Supervisor)
+                        sim.command(CommandKind::Start, m, "chaos", 10);
+                for (const auto &m : names)
+                    if (!sim.status(m).removed) sim.command(CommandKind::Start, m, "chaos", 10);
+                settle(sim, names);
+                check_no_stall(sim, all, "after start all");
+                for (const auto &m : names) {
+                    const ChildStatus st = sim.status(m);
+                    if (!st.removed && !sim.exit_status) {
+                        CAPTURE(m);
+                        CHECK(st.state == ChildState::Running);
+                    }
+                }
+            }
             if (!sim.exit_status) {
                 sim.command(CommandKind::Shutdown, "", "chaos");
                 sim.advance(10s);
@@ -140,6 +184,180 @@ TEST_SUITE("core") {
                           << " root give-ups");
         CHECK(spawns > 2000); // the soak really churned
         CHECK(steps > 8000);
+    }
+
+    // The soak's mix in miniature: the same chaos plus reloads that add and remove services
+    // and change others (a changed fingerprint restarts them), over a deeper tree.
+    TEST_CASE("chaos with reloads: nothing stays down that is wanted up") {
+        int steps = 0, reloads = 0;
+        for (std::uint64_t seed = 1; seed <= 60; ++seed) {
+            CAPTURE(seed);
+            Rng rng{seed * 0x2545f4914f6cdd1dULL};
+            struct Svc {
+                std::string name;
+                int group; // index into groups, -1 for the root
+                std::uint64_t props;
+                std::uint64_t fingerprint = 1;
+            };
+            struct Group {
+                std::string name;
+                int parent; // -1 for the root
+                Strategy strategy;
+            };
+            std::vector<Group> groups;
+            for (int g = 0; g < 4; ++g)
+                groups.push_back({"g" + std::to_string(g), g == 3 ? 0 : -1,
+                                  static_cast<Strategy>(rng.below(3))});
+            std::vector<Svc> svcs;
+            int serial = 0;
+            for (int i = 0; i < 12; ++i)
+                svcs.push_back({"s" + std::to_string(serial++), rng.below(5) - 1, rng.next()});
+            auto build = [&] {
+                auto svc_def = [](const Svc &d) {
+                    return service(d.name, [d](ChildSpec &s) {
+                        Rng r{d.props | 1};
+                        s.restart = static_cast<Restart>(r.below(3));
+                        s.wait_ready = r.below(4) == 0;
+                        s.stop.timeout = Duration{100 * (1 + r.below(5))};
+                        if (r.below(3) == 0)
+                            s.backoff = {Duration{50}, Duration{400}, 2.0, 0.3, 1s};
+                        if (r.below(4) == 0) s.start_timeout = Duration{300};
+                        s.fingerprint = d.fingerprint;
+                    });
+                };
+                std::function<NodeDef(int)> group_def = [&](int g) {
+                    std::vector<NodeDef> kids;
+                    for (int h = 0; h < static_cast<int>(groups.size()); ++h)
+                        if (groups[static_cast<std::size_t>(h)].parent == g)
+                            kids.push_back(group_def(h));
+                    for (const Svc &d : svcs)
+                        if (d.group == g) kids.push_back(svc_def(d));
+                    return supervisor(groups[static_cast<std::size_t>(g)].name,
+                                      groups[static_cast<std::size_t>(g)].strategy, std::move(kids),
+                                      [](ChildSpec &s) {
+                                          s.intensity = 1000;
+                                          s.period = 1s;
+                                      });
+                };
+                std::vector<NodeDef> top;
+                for (int h = 0; h < static_cast<int>(groups.size()); ++h)
+                    if (groups[static_cast<std::size_t>(h)].parent == -1)
+                        top.push_back(group_def(h));
+                for (const Svc &d : svcs)
+                    if (d.group == -1) top.push_back(svc_def(d));
+                auto t = root(Strategy::OneForOne, std::move(top), [](ChildSpec &s) {
+                    s.intensity = 100000;
+                    s.period = 1s;
+                });
+                t.seed = seed;
+                return t;
+            };
+            auto names_now = [&] {
+                std::vector<std::string> v;
+                for (const Svc &d : svcs)
+                    v.push_back(d.name);
+                return v;
+            };
+            auto all_now = [&] {
+                std::vector<std::string> v = names_now();
+                for (const Group &g : groups)
+                    v.push_back(g.name);
+                return v;
+            };
+            Sim sim{build()};
+            sim.start_all();
+            for (int i = 0; i < 40 && sim.state("root") == ChildState::Starting; ++i) {
+                for (const auto &m : names_now())
+                    if (sim.alive(m) && sim.state(m) == ChildState::Starting) sim.ready(m);
+                sim.advance(Duration{100});
+            }
+            REQUIRE(sim.state("root") == ChildState::Running);
+            for (int step = 0; step < 400 && !sim.exit_status; ++step, ++steps) {
+                const auto names = names_now();
+                const auto all = all_now();
+                const std::string n =
+                    names[static_cast<std::size_t>(rng.below(static_cast<int>(names.size())))];
+                switch (rng.below(12)) {
+                case 0:
+                case 1:
+                    if (sim.alive(n)) sim.exit(n, rng.below(3));
+                    break;
+                case 2:
+                    if (sim.alive(n)) sim.exit_by_signal(n, 9);
+                    break;
+                case 3:
+                    if (rng.below(2) == 0)
+                        sim.fail_spawn(n, 1 + rng.below(3)); // the spawner helper died
+                    else if (sim.alive(n))
+                        sim.health_fail(n);
+                    break;
+                case 4:
+                    for (const auto &m : names)
+                        if (sim.alive(m) && sim.state(m) == ChildState::Starting) sim.ready(m);
+                    break;
+                case 5:
+                case 6: {
+                    const auto kind = static_cast<CommandKind>(rng.below(3));
+                    const std::string &target =
+                        all[static_cast<std::size_t>(rng.below(static_cast<int>(all.size())))];
+                    if (!sim.status(target).removed) sim.command(kind, target, "chaos", 10);
+                    break;
+                }
+                case 7: {
+                    // A reload: add, remove or change a service.
+                    const int what = rng.below(3);
+                    if (what == 0 || svcs.size() < 4) {
+                        svcs.push_back(
+                            {"s" + std::to_string(serial++), rng.below(5) - 1, rng.next()});
+                    } else if (what == 1) {
+                        svcs.erase(svcs.begin() + rng.below(static_cast<int>(svcs.size())));
+                    } else {
+                        svcs[static_cast<std::size_t>(rng.below(static_cast<int>(svcs.size())))]
+                            .fingerprint++;
+                    }
+                    const auto r = sim.reload(build());
+                    REQUIRE(r.errors.empty());
+                    ++reloads;
+                    break;
+                }
+                default:
+                    sim.advance(Duration{rng.below(400)});
+                    break;
+                }
+                REQUIRE(sim.stray_signals == 0);
+            }
+            const auto names = names_now();
+            const auto all = all_now();
+            for (const auto &m : names)
+                sim.fail_spawn(m, 0); // the helper is back: spawns work again
+            if (!sim.exit_status) {
+                settle(sim, names);
+                check_no_stall(sim, all, "after chaos");
+                for (const auto &m : all)
+                    if (!sim.status(m).removed && sim.status(m).kind == Kind::Supervisor)
+                        sim.command(CommandKind::Start, m, "chaos", 10);
+                for (const auto &m : names)
+                    if (!sim.status(m).removed) sim.command(CommandKind::Start, m, "chaos", 10);
+                settle(sim, names);
+                check_no_stall(sim, all, "after start all");
+                for (const auto &m : names) {
+                    const ChildStatus st = sim.status(m);
+                    if (st.removed || sim.exit_status) continue;
+                    CAPTURE(m);
+                    CHECK(st.state == ChildState::Running);
+                }
+            }
+            if (!sim.exit_status) {
+                sim.command(CommandKind::Shutdown, "", "chaos");
+                sim.advance(10s);
+            }
+            REQUIRE(sim.exit_status);
+            CHECK(sim.core.finished());
+            for (const auto &m : names)
+                CHECK_FALSE(sim.alive(m));
+        }
+        MESSAGE("chaos with reloads: " << steps << " steps, " << reloads << " reloads");
+        CHECK(steps > 15000);
     }
 
 } // TEST_SUITE
