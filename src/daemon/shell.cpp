@@ -28,6 +28,7 @@
 #include "vigil/log/pattern.hpp"
 #include "vigil/log/unit_log.hpp"
 #include "vigil/notify/notify_socket.hpp"
+#include "vigil/notify/process_watch.hpp"
 #include "vigil/probe/monitor.hpp"
 #include "vigil/proc/exit.hpp"
 #include "vigil/proc/spawn.hpp"
@@ -66,8 +67,13 @@ class Shell;
 // the Incarnation and look the child up again.
 struct Runtime {
     Incarnation inc;
-    int pid = -1; // main process while alive (or reaped but exit not yet reported)
+    int pid = -1;     // main process while alive (or reaped but exit not yet reported)
+    int session = -1; // the spawned process: session and group id; the core's Pid for `inc`
     int last_pid = -1;
+    // MAINPID= may hand the main role to another process of the service (pid != session): its
+    // end, not the spawned process's, is then the incarnation's exit, reported to the core
+    // under the spawned pid. main_watch sees that end while the process is not vigild's child.
+    std::unique_ptr<notify::ProcessWatch> main_watch;
     std::optional<int> pending_wstatus; // reaped, waiting for the pipes to drain
     uv_timer_t *drain_timer = nullptr;  // owned; closed in teardown
     std::unique_ptr<log::UnitLog> log;  // outlives incarnations (ring, file)
@@ -121,7 +127,7 @@ public:
         }
         mono0_ = now();
         wall0_ = wall_ms();
-        notify_dir_ = (std::filesystem::path(opts_.socket).parent_path() / "notify").string();
+        notify_dir_ = notify_dir_for(opts_.socket);
         forwarder_ = std::make_unique<log::Forwarder>(&loop_, log::ForwarderOptions{});
         forwarder_->on_pressure([this](bool congested) { set_congested(congested); });
         if (!start_control() || !start_http()) {
@@ -267,6 +273,8 @@ private:
         }
         r.inc = s.inc;
         r.pid = res.ok->pid;
+        r.session = r.pid;
+        r.main_watch.reset();
         r.last_pid = r.pid;
         r.pending_wstatus.reset();
         r.ready_sent = false;
@@ -277,9 +285,19 @@ private:
     }
 
     void act(const core::Signal &s) {
-        // Services lead their own session, so the group id is the main pid.
+        // Services lead their own session, so the group id is the spawned pid.
         int err = proc::signal_group(s.pid.value, s.signal);
         if (err == ESRCH) err = proc::signal_process(s.pid.value, s.signal);
+        // A main process handed over by MAINPID= may have left that group: it is signalled
+        // too (only then, so that no process gets the signal twice).
+        if (const Runtime &r = runtime(s.child);
+            r.inc == s.inc && r.session == s.pid.value && r.pid > 0 && r.pid != r.session) {
+            auto ids = notify::proc_ids(r.pid);
+            if (ids && ids->pgrp != r.session) {
+                int main_err = proc::signal_process(r.pid, s.signal);
+                if (err == ESRCH) err = main_err;
+            }
+        }
         if (err != 0 && err != ESRCH)
             journal_.say(LogLevel::Warn, units_[s.child.value].name + ": cannot send " +
                                              sig_name(s.signal) + ": " + std::strerror(err));
@@ -383,6 +401,15 @@ private:
             if (rr.ready_log && !rr.ready_sent && rr.inc == inc && rr.ready_log->match(line))
                 ready(id, inc);
         };
+        cb.on_lines = [this, id, inc](log::Stream st, std::string_view run, std::size_t n) {
+            Runtime &rr = runtime(id);
+            rr.log->lines(st, run, n, loop_now());
+            if (!rr.ready_log || rr.ready_sent || rr.inc != inc) return;
+            bool hit = false;
+            log::for_each_line(run,
+                               [&](std::string_view l) { hit = hit || rr.ready_log->match(l); });
+            if (hit) ready(id, inc);
+        };
         cb.on_batch = [this, id, inc] { after_batch(id, inc); };
         cb.on_eof = [this, id, inc] {
             Runtime &rr = runtime(id);
@@ -467,13 +494,32 @@ private:
         feed(core::BecameReady{id, inc});
     }
 
+    // The notify sockets' folder: a sibling of the control socket's (/run/vigil/control.sock:
+    // /run/vigil-notify), not a folder inside it: that one is 0700, so a service running as
+    // another user could not reach its socket there.
+    static std::string notify_dir_for(const std::string &control_socket) {
+        std::error_code ec;
+        std::filesystem::path sock = std::filesystem::absolute(control_socket, ec);
+        if (ec) sock = control_socket;
+        std::string dir = sock.lexically_normal().parent_path().string();
+        if (dir.empty() || dir == "/") return "/vigil-notify";
+        return dir + "-notify";
+    }
+
     bool open_notify(ChildId id) {
         Runtime &r = runtime(id);
         if (r.notify) return true;
+        if (!notify_dir_ready_) {
+            if (std::string err = notify::prepare_socket_dir(notify_dir_); !err.empty()) {
+                journal_.say(LogLevel::Error, units_[id.value].name + ": " + err);
+                return false;
+            }
+            notify_dir_ready_ = true;
+        }
         notify::NotifySocket::Callbacks cb;
         cb.owns = [this, id](int pid) {
             const Runtime &rr = runtime(id);
-            return rr.pid > 0 && notify::in_service(pid, rr.pid);
+            return rr.pid > 0 && (pid == rr.pid || notify::in_service(pid, rr.session));
         };
         cb.message = [this, id](const notify::Message &m, int) { on_notify(id, m); };
         cb.refused = [this, id](int pid, const std::string &why) {
@@ -494,6 +540,10 @@ private:
     void on_notify(ChildId id, const notify::Message &m) {
         Runtime &r = runtime(id);
         if (r.pid <= 0) return;
+        // Before READY=1, as systemd does: "READY=1\nMAINPID=N" makes N the main process of
+        // a service that is then ready. Once the main process's end is being reported
+        // (pending_wstatus) it is too late to hand the role over.
+        if (m.main_pid && !r.pending_wstatus) move_main(id, *m.main_pid);
         if (m.status) r.status_text = *m.status;
         if (m.watchdog && r.watchdog) r.watchdog->ping();
         if (m.watchdog_usec && r.watchdog) {
@@ -507,6 +557,61 @@ private:
         if (m.watchdog_trigger)
             feed(core::HealthFailed{id, r.inc, core::FailureCause::Watchdog,
                                     "the service sent WATCHDOG=trigger"});
+    }
+
+    // MAINPID=: `pid` becomes the main process if it belongs to the service (the sender, a
+    // process of the service, was checked already). The spawned process's end is then no
+    // longer the service's end (on_sigchld); `pid`'s is, seen through SIGCHLD once it is
+    // vigild's child (when its parent exits, vigild being PID 1 or a subreaper), and through a
+    // pidfd until then.
+    void move_main(ChildId id, int pid) {
+        Runtime &r = runtime(id);
+        if (pid == r.pid) return;
+        const std::string &name = units_[id.value].name;
+        std::string why = notify::main_pid_refusal(pid, r.session);
+        if (auto it = by_pid_.find(pid); why.empty() && it != by_pid_.end() && it->second != id)
+            why = "the process belongs to another unit";
+        if (!why.empty()) {
+            journal_.say(LogLevel::Warn,
+                         name + ": ignored MAINPID=" + std::to_string(pid) + ": " + why);
+            return;
+        }
+        // A main process handed over earlier is no longer tracked (the spawned process stays
+        // in by_pid_ until it is reaped, so that its exit is recognised and ignored).
+        if (r.pid != r.session) by_pid_.erase(r.pid);
+        r.main_watch.reset();
+        by_pid_[pid] = id;
+        journal_.say(LogLevel::Info, name + ": main process is now pid " + std::to_string(pid) +
+                                         " (MAINPID=; was " + std::to_string(r.pid) + ")");
+        r.pid = pid;
+        r.last_pid = pid;
+        auto ids = notify::proc_ids(pid);
+        if (ids && ids->ppid == ::getpid()) return; // SIGCHLD will tell its end
+        auto opened = notify::ProcessWatch::open(
+            &loop_, pid, [this, id, inc = r.inc, pid] { main_watch_fired(id, inc, pid); });
+        if (opened.watch)
+            r.main_watch = std::move(opened.watch);
+        else
+            journal_.say(LogLevel::Warn, name + ": " + opened.error + "; the end of pid " +
+                                             std::to_string(pid) +
+                                             " is seen only once it is vigild's child");
+    }
+
+    // The pidfd of a main process handed over by MAINPID= says it has ended.
+    void main_watch_fired(ChildId id, Incarnation inc, int pid) {
+        Runtime &r = runtime(id);
+        if (r.inc != inc || r.pid != pid || r.pending_wstatus) return;
+        r.main_watch.reset(); // allowed from its own callback
+        // vigild's child after all (its parent exited first): SIGCHLD brings its status.
+        if (auto ids = notify::proc_ids(pid); ids && ids->ppid == ::getpid()) return;
+        std::optional<int> wstatus = notify::ended_status(pid);
+        if (!wstatus)
+            journal_.say(LogLevel::Warn, units_[id.value].name + ": main process " +
+                                             std::to_string(pid) +
+                                             " ended, reaped by its parent: its exit status is "
+                                             "unknown and taken as 0");
+        by_pid_.erase(pid);
+        main_ended(id, wstatus.value_or(0));
     }
 
     void set_congested(bool congested) {
@@ -535,31 +640,42 @@ private:
             ChildId id = it->second;
             by_pid_.erase(it);
             Runtime &rt = runtime(id);
-            // Whatever the service left in its process group goes with it, so no stray process
-            // of an old incarnation outlives it (and its pipes reach EOF).
-            proc::signal_group(r.pid, SIGKILL);
-            rt.pending_wstatus = r.wstatus;
-            if (!rt.capture || rt.capture->eof()) {
-                report_exit(id);
-                continue;
-            }
-            // Hand the exit over once the pipes are drained (on_eof), or after drain_limit_ms
-            // if something outside the group keeps them open.
-            if (!rt.drain_timer) {
-                rt.drain_timer = new uv_timer_t;
-                uv_timer_init(&loop_, rt.drain_timer);
-            }
-            rt.drain_timer->data = this;
-            drain_ids_[rt.drain_timer] = id;
-            uv_timer_start(
-                rt.drain_timer,
-                [](uv_timer_t *t) {
-                    auto *self = static_cast<Shell *>(t->data);
-                    ChildId cid = self->drain_ids_[t];
-                    if (self->runtime(cid).pending_wstatus) self->report_exit(cid);
-                },
-                drain_limit_ms, 0);
+            // A MAINPID= sent just before this exit may still wait in the socket: read it now.
+            if (rt.pid == r.pid && rt.notify) rt.notify->receive_now();
+            // A process that handed the main role over (MAINPID=): its end is not the service's.
+            if (rt.pid != r.pid) continue;
+            main_ended(id, r.wstatus);
         }
+    }
+
+    // The main process of `id` ended with `wstatus` (reaped, or seen through its pidfd).
+    void main_ended(ChildId id, int wstatus) {
+        Runtime &rt = runtime(id);
+        rt.main_watch.reset();
+        // Whatever the service left in its process group goes with it, so no stray process
+        // of an old incarnation outlives it (and its pipes reach EOF).
+        proc::signal_group(rt.session, SIGKILL);
+        rt.pending_wstatus = wstatus;
+        if (!rt.capture || rt.capture->eof()) {
+            report_exit(id);
+            return;
+        }
+        // Hand the exit over once the pipes are drained (on_eof), or after drain_limit_ms
+        // if something outside the group keeps them open.
+        if (!rt.drain_timer) {
+            rt.drain_timer = new uv_timer_t;
+            uv_timer_init(&loop_, rt.drain_timer);
+        }
+        rt.drain_timer->data = this;
+        drain_ids_[rt.drain_timer] = id;
+        uv_timer_start(
+            rt.drain_timer,
+            [](uv_timer_t *t) {
+                auto *self = static_cast<Shell *>(t->data);
+                ChildId cid = self->drain_ids_[t];
+                if (self->runtime(cid).pending_wstatus) self->report_exit(cid);
+            },
+            drain_limit_ms, 0);
     }
 
     void report_exit(ChildId id) {
@@ -568,8 +684,11 @@ private:
         int wstatus = *rt.pending_wstatus;
         rt.pending_wstatus.reset();
         if (rt.drain_timer) uv_timer_stop(rt.drain_timer);
-        int pid = rt.pid;
+        // The core knows the incarnation by the process it spawned, whichever was main at the end.
+        int pid = rt.session;
         rt.pid = -1;
+        rt.session = -1;
+        rt.main_watch.reset();
         rt.ready_fd.reset();
         // The pipes reached EOF: free them and their buffers now rather than at the next spawn,
         // so a stopped service costs no descriptor (a capture still draining is kept).
@@ -591,6 +710,7 @@ private:
         r.watchdog.reset();
         r.ready_fd.reset();
         r.notify.reset();
+        r.main_watch.reset();
         if (r.capture) r.capture->close(nullptr);
         r.capture.reset();
         for (auto &d : r.draining)
@@ -730,7 +850,7 @@ private:
             core::ChildStatus s = core_.status(ChildId{i});
             if (s.removed) continue;
             std::string line = std::string(s.name) + ": " + core::to_string(s.state);
-            if (s.pid) line += " pid " + std::to_string(s.pid->value);
+            if (auto pid = main_pid(ChildId{i}, s.pid)) line += " pid " + std::to_string(*pid);
             line += " for " + std::to_string((t - s.since).count() / 1000) + "s, restarts " +
                     std::to_string(s.restarts);
             journal_.say(LogLevel::Error, line);
@@ -764,6 +884,7 @@ private:
             r.watchdog.reset();
             r.ready_fd.reset();
             r.notify.reset();
+            r.main_watch.reset();
             if (r.capture) r.capture->close(nullptr);
             r.capture.reset();
             for (auto &d : r.draining)
@@ -825,8 +946,37 @@ private:
             const Runtime &r = runtime(ids[i]);
             log::UnitLogCounters c = r.log ? r.log->counters() : log::UnitLogCounters{};
             result["units"][i]["log_lines_failed"] = c.lines_failed + c.forward_failed;
+            show_main_pid(result["units"][i], ids[i]);
         }
         return result;
+    }
+
+    // The main process of a running child: the spawned one, or the one MAINPID= handed the
+    // role to (which the core, knowing the incarnation by its spawned pid, does not show).
+    std::optional<int> main_pid(ChildId id, std::optional<Pid> core_pid) {
+        const Runtime &r = runtime(id);
+        if (core_pid && r.session == core_pid->value && r.pid > 0) return r.pid;
+        if (core_pid) return core_pid->value;
+        return std::nullopt;
+    }
+
+    void show_main_pid(ctl::Json &unit, ChildId id) {
+        if (!unit["pid"].is_number_integer()) return;
+        unit["pid"] = *main_pid(id, Pid{unit["pid"].get<int>()});
+    }
+
+    ctl::Json tree_json() {
+        ctl::Json tree = ctl::tree_json(core_, now());
+        std::vector<ctl::Json *> todo{&tree["root"]};
+        while (!todo.empty()) {
+            ctl::Json &node = *todo.back();
+            todo.pop_back();
+            if (auto id = core_.find(node.value("name", std::string{}))) show_main_pid(node, *id);
+            if (node.contains("children"))
+                for (ctl::Json &c : node["children"])
+                    todo.push_back(&c);
+        }
+        return tree;
     }
 
     http::Snapshot snapshot() {
@@ -876,6 +1026,7 @@ private:
     std::uint64_t orphans_reaped_ = 0;
     std::map<uv_timer_t *, ChildId> drain_ids_;
     std::string notify_dir_;
+    bool notify_dir_ready_ = false; // prepared at the first notify socket
     rlimit original_nofile_{};
     proc::Spawner spawner_;
     log::SeqCounter seq_;
@@ -975,7 +1126,7 @@ private:
             return;
         }
         case Cmd::Tree:
-            s->reply(q.id, ctl::tree_json(core_, now()));
+            s->reply(q.id, tree_json());
             return;
         case Cmd::Start:
         case Cmd::Stop:

@@ -85,8 +85,13 @@ Message parse_message(std::string_view d) {
     return m;
 }
 
+bool Message::acts() const noexcept {
+    return ready || reloading || stopping || watchdog || watchdog_trigger || status || main_pid ||
+           watchdog_usec || errno_value;
+}
+
 std::optional<ProcIds> parse_proc_stat(std::string_view text) {
-    // "pid (comm) state ppid pgrp session ..."
+    // "pid (comm) state ppid pgrp session ... exit_code" (exit_code is field 52)
     auto open = text.find(" (");
     auto close = text.rfind(')');
     if (open == std::string_view::npos || close == std::string_view::npos || close < open)
@@ -96,19 +101,29 @@ std::optional<ProcIds> parse_proc_stat(std::string_view text) {
     if (!pid) return std::nullopt;
     ids.pid = *pid;
     std::string_view rest = text.substr(close + 1);
+    // Fields after the command name, counted from 3 (the state).
+    constexpr int exit_code_field = 52;
     int fields[4] = {0, 0, 0, 0}; // state (skipped), ppid, pgrp, session
-    for (int i = 0; i < 4; ++i) {
-        while (!rest.empty() && rest.front() == ' ')
+    for (int field = 3; field <= exit_code_field; ++field) {
+        while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\n'))
             rest.remove_prefix(1);
-        auto sp = rest.find(' ');
+        auto sp = rest.find_first_of(" \n");
         std::string_view tok = rest.substr(0, sp);
-        if (tok.empty()) return std::nullopt;
-        if (i > 0) {
+        rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp);
+        if (field <= 6) {
+            if (tok.empty()) return std::nullopt;
+            if (field == 3) {
+                ids.state = tok.front();
+                continue;
+            }
             auto v = parse_number<int>(tok);
             if (!v) return std::nullopt;
-            fields[i] = *v;
+            fields[field - 3] = *v;
+        } else if (tok.empty()) {
+            break; // an older kernel (or a test's excerpt) stops early
+        } else if (field == exit_code_field) {
+            ids.exit_code = parse_number<int>(tok);
         }
-        rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp);
     }
     ids.ppid = fields[1];
     ids.pgrp = fields[2];

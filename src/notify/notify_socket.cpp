@@ -54,13 +54,45 @@ int session_of(int pid) {
     return ids ? ids->session : -1;
 }
 
-bool in_service(int pid, int main_pid) {
-    if (pid <= 0 || main_pid <= 0) return false;
-    return pid == main_pid || session_of(pid) == main_pid;
+bool in_service(int pid, int session) {
+    if (pid <= 0 || session <= 0) return false;
+    return pid == session || session_of(pid) == session;
+}
+
+std::string main_pid_refusal(int pid, int session) {
+    if (pid == ::getpid()) return "that is vigild itself";
+    auto ids = proc_ids(pid);
+    if (!ids) return "no such process";
+    if (ids->state == 'Z') return "the process has exited";
+    if (ids->session != session)
+        return "the process is not part of the service (session " + std::to_string(ids->session) +
+               ", not " + std::to_string(session) + ")";
+    return {};
 }
 
 std::string socket_path(const std::string &dir, const std::string &unit) {
     return dir + "/" + unit + ".sock";
+}
+
+std::string prepare_socket_dir(const std::string &dir) {
+    // 0711: search (to reach a socket by name) for everyone, listing for vigild's user only.
+    constexpr mode_t mode = 0711;
+    if (::mkdir(dir.c_str(), mode) == 0) {
+        // mkdir applied vigild's umask; the folder is new and ours, so set the mode exactly.
+        if (::chmod(dir.c_str(), mode) < 0) return errno_text("chmod 0711", dir, errno);
+        return {};
+    }
+    if (errno != EEXIST) return errno_text("mkdir", dir, errno);
+    struct stat st {};
+    // lstat: a symlink planted here must not redirect the sockets elsewhere.
+    if (::lstat(dir.c_str(), &st) < 0) return errno_text("stat", dir, errno);
+    if (!S_ISDIR(st.st_mode)) return dir + ": not a directory";
+    if (st.st_uid != ::geteuid())
+        return dir + ": owned by uid " + std::to_string(st.st_uid) +
+               ", not by vigild's user (uid " + std::to_string(::geteuid()) + ")";
+    if ((st.st_mode & 07777) != mode && ::chmod(dir.c_str(), mode) < 0)
+        return errno_text("chmod 0711", dir, errno);
+    return {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -78,14 +110,6 @@ NotifySocket::OpenResult NotifySocket::open(uv_loop_s *loop, const std::string &
     }
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
 
-    auto slash = path.rfind('/');
-    if (slash != std::string::npos && slash > 0) {
-        std::string dir = path.substr(0, slash);
-        if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) {
-            r.error = errno_text("mkdir", dir, errno);
-            return r;
-        }
-    }
     int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         r.error = errno_text("socket", path, errno);
@@ -107,7 +131,12 @@ NotifySocket::OpenResult NotifySocket::open(uv_loop_s *loop, const std::string &
     }
     // Services may run as another user; sending must be allowed to them. Who may notify is
     // decided by the credentials check, as with systemd's own 0777 notify socket.
-    ::chmod(path.c_str(), 0666);
+    if (::chmod(path.c_str(), 0666) < 0) {
+        r.error = errno_text("chmod 0666", path, errno);
+        ::close(fd);
+        ::unlink(path.c_str());
+        return r;
+    }
 
     std::unique_ptr<NotifySocket> s(new NotifySocket(loop, path, fd, std::move(callbacks)));
     r.socket = std::move(s);
@@ -133,6 +162,23 @@ NotifySocket::~NotifySocket() {
     ::unlink(path_.c_str());
 }
 
+namespace {
+
+// Closes every descriptor the datagram carried (SCM_RIGHTS).
+void close_passed_fds(msghdr &mh) {
+    for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+            int passed;
+            std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+            ::close(passed);
+        }
+    }
+}
+
+} // namespace
+
 void NotifySocket::on_readable() {
     auto alive = alive_;
     for (int batch = 0; batch < 64; ++batch) {
@@ -152,31 +198,27 @@ void NotifySocket::on_readable() {
             return; // EAGAIN: drained. Other errors: wait for the next readiness.
         }
         const ucred *cred = nullptr;
-        for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level != SOL_SOCKET) continue;
-            if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len == CMSG_LEN(sizeof(ucred))) {
+        for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+                c->cmsg_len == CMSG_LEN(sizeof(ucred)))
                 cred = reinterpret_cast<const ucred *>(CMSG_DATA(c));
-            } else if (c->cmsg_type == SCM_RIGHTS) {
-                // BARRIER=1 carries a pipe end and waits until every copy is closed.
-                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int passed;
-                    std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
-                    ::close(passed);
-                }
-            }
-        }
         int pid = cred ? cred->pid : 0;
+        bool oversized = static_cast<std::size_t>(n) > max_datagram;
+        Message m;
+        if (!oversized) m = parse_message(std::string_view(buf, static_cast<std::size_t>(n)));
+        // Attribution first, while a barrier's sender still waits for its fd to be closed.
         std::string why;
         if (!cred || pid <= 0)
             why = "no sender credentials";
-        else if (static_cast<std::size_t>(n) > max_datagram)
+        else if (oversized)
             why = "message longer than " + std::to_string(max_datagram) + " bytes";
         else if (!cb_.owns || !cb_.owns(pid))
             why = "sender pid " + std::to_string(pid) + " is not part of the service";
+        // BARRIER=1 carries a pipe end and its sender waits until every copy is closed.
+        close_passed_fds(mh);
         if (!why.empty()) {
             ++refused_;
-            if (cb_.refused) {
+            if (cb_.refused && (oversized || m.acts())) {
                 auto cb = cb_.refused; // copies: a callback may destroy this socket
                 cb(pid, why);
                 if (!*alive) return;
@@ -184,7 +226,6 @@ void NotifySocket::on_readable() {
             continue;
         }
         ++accepted_;
-        Message m = parse_message(std::string_view(buf, static_cast<std::size_t>(n)));
         if (cb_.message) {
             auto cb = cb_.message;
             cb(m, pid);

@@ -59,6 +59,33 @@ TEST_SUITE("notify") {
         CHECK(m.ignored == std::vector<std::string>{"FDSTORE", "EXTEND_TIMEOUT_USEC"});
     }
 
+    TEST_CASE("a message acts unless it is a lone barrier or ignored keys") {
+        CHECK(parse_message("READY=1").acts());
+        CHECK(parse_message("STATUS=").acts());
+        CHECK(parse_message("MAINPID=7").acts());
+        CHECK(parse_message("WATCHDOG=trigger").acts());
+        CHECK(parse_message("WATCHDOG_USEC=0").acts());
+        CHECK_FALSE(parse_message("BARRIER=1").acts());
+        CHECK_FALSE(parse_message("BARRIER=1\nFDSTORE=1\nFDNAME=x").acts());
+        CHECK_FALSE(parse_message("").acts());
+        CHECK_FALSE(parse_message("MAINPID=abc").acts()); // malformed: nothing to act on
+    }
+
+    TEST_CASE("/proc/<pid>/stat: state and a zombie's exit code (field 52)") {
+        // A zombie killed by SIGKILL (status 9), as Linux 6.x prints it.
+        auto ids = parse_proc_stat(
+            "4242 (sleep) Z 4240 4240 4240 0 -1 4227084 104 0 0 0 0 0 0 0 20 0 1 0 1234 0 0 "
+            "18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 9\n");
+        REQUIRE(ids);
+        CHECK(ids->state == 'Z');
+        CHECK(ids->ppid == 4240);
+        CHECK(ids->exit_code == 9);
+        auto running = parse_proc_stat("7 (x) S 1 7 7 0 -1 0 0\n"); // cut short: no field 52
+        REQUIRE(running);
+        CHECK(running->state == 'S');
+        CHECK_FALSE(running->exit_code);
+    }
+
     TEST_CASE("/proc/<pid>/stat: a command name with spaces and parentheses") {
         auto ids = parse_proc_stat("4242 (my (odd) name) S 1 4240 4200 34816 4242 4194560 ...\n");
         REQUIRE(ids);

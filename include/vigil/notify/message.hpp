@@ -29,6 +29,12 @@ struct Message {
     std::optional<int> errno_value;             // ERRNO=
     std::vector<std::string> errors;            // "MAINPID=abc: not a pid"
     std::vector<std::string> ignored;           // keys vigil does not act on
+
+    // True when the message asks for something (READY=1, STATUS=, MAINPID=, ...). BARRIER=1
+    // and ignored keys alone ask for nothing: refusing such a message changes nothing, so a
+    // sender that cannot be attributed (systemd-notify's barrier after it exited) is dropped
+    // without a warning.
+    bool acts() const noexcept;
 };
 
 Message parse_message(std::string_view datagram);
@@ -36,6 +42,10 @@ Message parse_message(std::string_view datagram);
 // The ids of a process as /proc/<pid>/stat reports them.
 struct ProcIds {
     int pid = 0, ppid = 0, pgrp = 0, session = 0;
+    char state = 0; // 'R', 'S', ... 'Z' for a zombie (exited, not yet reaped by its parent)
+    // Field 52 (Linux 3.5+): a zombie's wait status, as waitpid(2) would return it to its
+    // parent. Shown only to a reader allowed to ptrace the process (root, or the same user).
+    std::optional<int> exit_code;
 };
 // Parses the text of /proc/<pid>/stat (pure). The command name may contain spaces and ')', so
 // the fields are located after the *last* ')'.

@@ -1,13 +1,22 @@
 // vigil/notify/notify_socket.hpp: a service's NOTIFY_SOCKET, ready fds and the watchdog.
 //
 // NotifySocket: one AF_UNIX datagram socket per service, bound at a path the daemon chooses
-// (e.g. <socket dir>/notify/<unit>.sock) and put in the service's environment as NOTIFY_SOCKET.
+// (<notify dir>/<unit>.sock) and put in the service's environment as NOTIFY_SOCKET.
 // SO_PASSCRED makes the kernel attach every sender's pid/uid/gid (SCM_CREDENTIALS), which a
 // sender cannot forge without CAP_SYS_ADMIN. The daemon's `owns(pid)` decides whether the
 // sender belongs to the service (in_service() below is the usual answer); other senders are
-// refused and reported through `refused`. File descriptors passed along (BARRIER=1 sends one and
-// waits for its closing; FDSTORE=1 is not supported) are always closed at once, which is what
-// lets `systemd-notify` (which sends BARRIER=1 after its message) return promptly.
+// refused and reported through `refused`, except that a message asking for nothing
+// (Message::acts() false: a lone BARRIER=1) is dropped quietly.
+//
+// Who may send: the socket is mode 0666 in a directory of mode 0711 (prepare_socket_dir), so a
+// service running as another user ("user" in its unit) can reach it, and nobody can list the
+// directory. The credentials check is the access control, as with systemd's own world-writable
+// notify socket; a foreign process may send, and is refused.
+//
+// File descriptors passed along (BARRIER=1 sends one and waits for its closing; FDSTORE=1 is
+// not supported) are closed once the datagram has been attributed, never before: closing the
+// barrier's fd releases systemd-notify, which then exits, and a sender that exited (and was
+// reaped by its parent) can no longer be attributed to a service.
 //
 // Reading uses uv_poll on the socket's fd and recvmsg(), never blocking; a burst is read in
 // batches of at most 64 datagrams per loop iteration so one chatty service cannot starve
@@ -36,13 +45,26 @@ namespace vigil::notify {
 int session_of(int pid);
 std::optional<ProcIds> proc_ids(int pid);
 
-// True when `pid` is the service's main process or runs in its session. Services are spawned
-// with setsid(), so their session id is the main pid; grandchildren such as `systemd-notify`
-// started from a shell script inherit it unless they call setsid() themselves.
-bool in_service(int pid, int main_pid);
+// True when `pid` is the process vigild spawned (`session`) or runs in its session. Services
+// are spawned with setsid(), so their session id is the spawned pid; grandchildren such as
+// `systemd-notify` started from a shell script inherit it unless they call setsid() themselves.
+bool in_service(int pid, int session);
+
+// Why `pid` cannot become the main process of the service spawned as `session` (MAINPID=), or
+// "" when it can. Like systemd, which takes a MAINPID= only in the service's cgroup, the pid
+// must belong to the service: it runs in the service's session (the check every sender
+// passes), it is alive and not a zombie, and it is not vigild itself.
+std::string main_pid_refusal(int pid, int session);
 
 // "<dir>/<unit>.sock"
 std::string socket_path(const std::string &dir, const std::string &unit);
+
+// Makes `dir` ready to hold notify sockets: created (one level) if missing, mode 0711 so that
+// services running as other users can reach their socket but nobody can list the folder. An
+// existing folder must be a directory (not a symlink) owned by vigild's user and writable by
+// nobody else, or a user who made it first could swap the sockets: "" or the error, e.g.
+// "/run/vigil-notify: owned by uid 1000, not by vigild's user (uid 0)".
+std::string prepare_socket_dir(const std::string &dir);
 
 class NotifySocket {
 public:
@@ -56,8 +78,8 @@ public:
         std::string error; // "bind /run/vigil/notify/web.sock: Permission denied"
     };
 
-    // Creates `path`'s directory if missing (mode 0755, one level), removes a stale socket at
-    // `path`, binds, and starts reading. Errors are values.
+    // Removes a stale socket at `path`, binds (the folder must exist: prepare_socket_dir),
+    // makes the socket 0666 and starts reading. Errors are values.
     static OpenResult open(uv_loop_s *loop, const std::string &path, Callbacks callbacks);
 
     // Stops reading, closes the socket and removes its path.
@@ -70,6 +92,11 @@ public:
     std::pair<std::string, std::string> env() const { return {"NOTIFY_SOCKET", path_}; }
     std::uint64_t accepted_total() const noexcept { return accepted_; }
     std::uint64_t refused_total() const noexcept { return refused_; }
+
+    // Reads the datagrams waiting now, without waiting for the loop. The daemon calls it
+    // before it acts on the exit of the service's main process, so that a MAINPID= sent just
+    // before that exit is seen first (systemd, too, reads notifications before SIGCHLD).
+    void receive_now() { on_readable(); }
 
 private:
     NotifySocket(uv_loop_s *loop, std::string path, int fd, Callbacks cb);
