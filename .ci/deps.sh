@@ -5,6 +5,7 @@ vigil_packages=(
   g++ meson ninja-build pkg-config
   libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
   python3 util-linux procps clang-format curl
+  python3-yaml iproute2 # tests/packaging/test_containers.py: the Kubernetes YAML; `ip` for loopback
   clang libclang-rt-14-dev # .ci/fuzz: libFuzzer and the sanitizers' runtimes
   # systemd-notify and libsystemd: the real sd_notify clients of tests/integration/test_health.py
   # (skipped without them). Not prometheus (promtool, ~100 MB): its check runs when present.
