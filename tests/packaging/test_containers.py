@@ -169,25 +169,35 @@ def healthcheck_argv(ins: Instruction) -> Optional[list]:
     return argv
 
 
-def ninja_builds(stage: Stage) -> set:
-    """Absolute paths of what `ninja -C DIR TARGET...` in the stage's RUN lines build."""
-    out = set()
+def shell_commands(stage: Stage) -> list:
+    """The simple commands (word lists, split at &&, || and ;) of the stage's shell-form RUNs."""
+    out = []
     for ins in stage.instructions:
         if ins.keyword.upper() != "RUN" or exec_form(ins.args) is not None:
             continue
-        words = shlex.split(ins.args)
-        for i, word in enumerate(words):
-            if word == "ninja" and words[i + 1:i + 2] == ["-C"]:
-                build_dir = words[i + 2]
-                for target in words[i + 3:]:
-                    if target in ("&&", "||", ";"):
-                        break
-                    out.add(os.path.join(build_dir, target))
+        command = []
+        for word in shlex.split(ins.args) + ["&&"]:
+            if word in ("&&", "||", ";"):
+                if command:
+                    out.append(command)
+                command = []
+            else:
+                command.append(word)
     return out
 
 
+def ninja_runs(stage: Stage) -> list:
+    """(build directory, [targets]) of each `ninja -C DIR TARGET...` of the stage."""
+    return [(c[2], c[3:]) for c in shell_commands(stage) if c[:2] == ["ninja", "-C"]]
+
+
+def ninja_builds(stage: Stage) -> set:
+    """Absolute paths of what the stage's ninja commands build."""
+    return {os.path.join(d, t) for d, targets in ninja_runs(stage) for t in targets}
+
+
 def builder_dir(stage: Stage) -> str:
-    dirs = {os.path.dirname(os.path.dirname(os.path.dirname(p))) for p in ninja_builds(stage)}
+    dirs = {d for d, _ in ninja_runs(stage)}
     if len(dirs) != 1:
         raise AssertionError(f"stage {stage.name}: expected one ninja build directory, got {dirs}")
     return dirs.pop()
@@ -195,19 +205,8 @@ def builder_dir(stage: Stage) -> str:
 
 def apt_packages(stage: Stage) -> set:
     """The packages the stage's `apt-get install` commands name."""
-    out = set()
-    for ins in stage.instructions:
-        if ins.keyword.upper() != "RUN" or exec_form(ins.args) is not None:
-            continue
-        words = shlex.split(ins.args)
-        for i, word in enumerate(words):
-            if word == "apt-get" and "install" in words[i + 1:i + 3]:
-                for pkg in words[words.index("install", i) + 1:]:
-                    if pkg in ("&&", "||", ";"):
-                        break
-                    if not pkg.startswith("-"):
-                        out.add(pkg)
-    return out
+    return {w for c in shell_commands(stage) if c[:2] == ["apt-get", "install"]
+            for w in c[2:] if not w.startswith("-")}
 
 
 def ci_packages() -> set:
