@@ -391,6 +391,9 @@ class Health(unittest.TestCase):
             "b": {"command": d.svc("b", "sleep"), "after": ["a"]},
         })
         d.wait_starts(1, timeout=10)
+        # a's output reaches vigild's stdout through a pipe and the forwarder, which may lag
+        # behind its READY=1 (a datagram) under load: wait for it rather than read it once.
+        wait_until(lambda: "a | enabled" in d.stdout(), 5, "a's first line")
         self.assertIn("a | enabled 1 1500000", d.stdout())
         self.assertRegex(d.stderr(), r"a\[\d+\]: ready, pid")
         # 1.2 s of WATCHDOG=1 every 100 ms, then silence: the watchdog fires once, after.
