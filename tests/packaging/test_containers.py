@@ -430,14 +430,21 @@ def stop_timeouts_ms(vigild: str, units: str) -> list:
     if r.returncode != 0:
         raise AssertionError(f"vigild --check failed: {r.stdout}{r.stderr}")
     out = []
-    # e.g. "web (service) restart=permanent stop=SIGINT stop_timeout=5s". Supervisors have no
-    # timeout of their own (infinity): they wait for their services, counted here.
-    for m in re.finditer(r"\(service\).*?\bstop_timeout=(\d+(?:\.\d+)?)(ms|s|m|h)\b",
-                         r.stdout):
-        factor = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000}[m.group(2)]
-        out.append(float(m.group(1)) * factor)
+    # e.g. "web (service) restart=permanent stop=SIGINT stop_timeout=5s" (or 1m30s, infinity).
+    # Supervisors have no timeout of their own: they wait for their services, counted here.
+    for line in r.stdout.splitlines():
+        if "(service)" not in line:
+            continue
+        m = re.search(r"\bstop_timeout=(\S+)", line)
+        if m is None:
+            raise AssertionError(f"no stop_timeout in: {line}")
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", m.group(1))
+        if "".join(n + u for n, u in parts) != m.group(1):
+            raise AssertionError(f"a stop timeout no grace period covers: {line}")
+        factor = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
+        out.append(sum(float(n) * factor[u] for n, u in parts))
     if not out:
-        raise AssertionError(f"no stop timeout in vigild --check's output:\n{r.stdout}")
+        raise AssertionError(f"no service in vigild --check's output:\n{r.stdout}")
     return out
 
 
