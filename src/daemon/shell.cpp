@@ -701,7 +701,8 @@ private:
     }
 
     // A child whose spec is gone (a temporary child that ended, a unit removed by reload) keeps
-    // nothing: its ChildId is never reused, so whatever its Runtime held would leak.
+    // no descriptor or buffer: its ChildId is never reused, so whatever its Runtime held would
+    // leak. A temporary child keeps its Unit, which a restart of its supervisor needs.
     void release(ChildId id) {
         Runtime &r = runtime(id);
         if (r.pid > 0 || r.pending_wstatus) return; // report_exit comes back here
@@ -723,11 +724,14 @@ private:
                      [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
             r.drain_timer = nullptr;
         }
-        // Nothing of the unit is needed any more but its name (for late log lines).
-        unit::Unit husk;
-        husk.name = std::move(units_[id.value].name);
-        units_[id.value] = std::move(husk);
         core_.forget(id);
+        // A temporary child that ended comes back when its supervisor restarts: its unit stays.
+        // A unit removed by reload needs nothing any more but its name (for late log lines).
+        if (!core_.status(id).revivable) {
+            unit::Unit husk;
+            husk.name = std::move(units_[id.value].name);
+            units_[id.value] = std::move(husk);
+        }
         std::erase_if(log_followers_, [id](const LogFollower &f) {
             if (f.child != id) return false;
             if (auto s = f.session.lock()) s->end(f.id); // the unit is gone: end the stream

@@ -453,6 +453,22 @@ class Soak:
             lines = [ln for ln in self.d.stderr().splitlines() if f" {name}[" in ln
                      or f" {name}:" in ln]
             out.append(f"{name} log: " + " / ".join(lines[-6:]))
+        # The supervisors above: their state, their last records, and their children that are
+        # neither running nor stopped (what a stuck start or stop sequence waits for).
+        st = self.status()
+        sups: list = []
+        for prob in problems:
+            name = prob.split(":")[0]
+            if name in self.tree.units or name.split("@")[0] in self.tree.units:
+                sups += [a for a in self.tree.ancestors(name) if a not in sups]
+        for sup in sups:
+            u = st.get(sup, {})
+            lines = [ln for ln in self.d.stderr().splitlines() if f" {sup}:" in ln
+                     or f" {sup}[" in ln]
+            busy = [(n, v.get("state"), v.get("goal")) for n, v in st.items()
+                    if v.get("parent") == sup and v.get("state") not in ("running", "stopped")]
+            out.append(f"supervisor {sup}: {u.get('state')} (goal {u.get('goal')}); children "
+                       f"in between: {busy[:8]}; log: " + " / ".join(lines[-8:]))
         return "\n".join(out)
 
     def check_zombies(self, where: str) -> None:

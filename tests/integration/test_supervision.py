@@ -115,6 +115,31 @@ class Supervision(unittest.TestCase):
         self.assertEqual(d.stops(), ["a"])
         self.assertIn("exec /nonexistent/program: No such file or directory", d.stderr())
 
+    def test_otp28_a_removed_temporary_child_runs_again_when_its_supervisor_restarts(self):
+        # OTP deletes a temporary child that ended; a restart of its supervisor runs init/1
+        # again and brings it back. vigild must still know how to run it (the soak once found
+        # its unit freed, the spawn failing, and the supervisor's start looping).
+        d = self.daemon(lambda d: {
+            "sup": {"kind": "supervisor"},
+            "t": service(d, "t", parent="sup", restart="temporary"),
+            "a": service(d, "a", parent="sup", after=["t"]),
+        })
+        d.wait_starts(2)
+        old = {n: d.wait_pid(n) for n in ("t", "a")}
+        self.assertEqual(d.ctl("stop", "t").returncode, 0)
+        d.wait_gone("t")
+        wait_until(lambda: d.ctl("status", "t").returncode != 0, 5, "t to be removed")
+        self.assertEqual(d.ctl("restart", "sup").returncode, 0)
+        new_t = d.wait_pid("t", other_than=old["t"])
+        new_a = d.wait_pid("a", other_than=old["a"])
+        self.assertEqual(d.starts()[-2:], ["t", "a"])
+        wait_until(lambda: d.status("t")["state"] == "running"
+                   and d.status("t")["pid"] is not None, 5, "t to run per status")
+        self.assertIsNotNone(harness.proc_info(new_t))
+        self.assertIsNotNone(harness.proc_info(new_a))
+        self.assertEqual(d.status("sup")["restarts"], 0)
+        self.assertNotIn("failed to start", d.stderr())
+
     def test_otp44_auto_shutdown_exits_with_the_significant_childs_status(self):
         d = self.daemon(lambda d: {
             "root": {"kind": "supervisor", "auto_shutdown": "any_significant"},

@@ -47,6 +47,9 @@ struct ChildStatus {
     std::optional<ExitStatus> last_exit;
     std::optional<TimePoint> backoff_until;
     bool removed = false; // a temporary child that ended, or a unit removed by reload
+    // A removed temporary child (not a unit removed by reload): its supervisor's next
+    // (re)start brings it back, as OTP's init/1 does, so its spec must be kept.
+    bool revivable = false;
 };
 
 enum class CommandKind : std::uint8_t {
