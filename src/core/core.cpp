@@ -728,10 +728,20 @@ struct Core::Impl {
         n.want_up = true;
         Duration delay{0};
         if (n.spec.kind == Kind::Service) {
-            if (now - n.run_since >= n.spec.backoff.reset_after) n.backoff_step = 0;
-            delay = backoff_delay(n.spec.backoff, n.backoff_step, rng);
-            // Once the delay has reached its cap there is nothing more to count.
-            if (backoff_base(n.spec.backoff, n.backoff_step) < n.spec.backoff.max) n.backoff_step++;
+            // The backoff spaces starts, it does not add dead time to every crash: the delay
+            // counts from the start of the incarnation that ended (as runit's one second
+            // between starts does). A crash loop waits the full delay, which grows with each
+            // fast crash; a service that ran longer than the delay restarts at once and keeps
+            // its step (docs/defaults.md, docs/otp-departures.md).
+            const Duration ran = now - n.run_since;
+            if (ran >= n.spec.backoff.reset_after) n.backoff_step = 0;
+            const Duration spacing = backoff_delay(n.spec.backoff, n.backoff_step, rng);
+            if (ran < spacing) {
+                delay = spacing - ran;
+                // Once the delay has reached its cap there is nothing more to count.
+                if (backoff_base(n.spec.backoff, n.backoff_step) < n.spec.backoff.max)
+                    n.backoff_step++;
+            }
         }
         std::string msg = what + "; ";
         msg += delay.count() > 0 ? "restart in " + format_duration(delay) + " (backoff)"
@@ -1531,6 +1541,7 @@ ChildStatus Core::status(ChildId id) const noexcept {
     s.last_exit = n.last_exit;
     if (n.state == ChildState::Backoff) s.backoff_until = n.backoff_until;
     s.removed = n.gone || n.dropped;
+    s.revivable = n.dropped && !n.gone;
     return s;
 }
 

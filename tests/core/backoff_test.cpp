@@ -44,17 +44,18 @@ TEST_SUITE("core") {
     TEST_CASE("backoff: the state says Backoff and until when; the timer is the core's deadline") {
         Sim sim{root(Strategy::OneForOne, {service("w", backoff(750ms, 30s, 2.0, 0.0))})};
         sim.start_all();
-        sim.advance(1s);
+        sim.advance(500ms);
         sim.exit("w", 1);
+        // The delay spaces starts: 750ms from the spawn at t=0, so 250ms after this crash.
         const ChildStatus s = sim.status("w");
         CHECK(s.state == ChildState::Backoff);
         CHECK(s.want_up);
         REQUIRE(s.backoff_until);
-        CHECK(*s.backoff_until == at_ms(1750));
-        CHECK(sim.core.next_deadline() == at_ms(1750));
+        CHECK(*s.backoff_until == at_ms(750));
+        CHECK(sim.core.next_deadline() == at_ms(750));
         CHECK(sim.has_record("w", RecordKind::Exited,
-                             "exited with status 1; restart in 750ms (backoff)"));
-        sim.advance(749ms);
+                             "exited with status 1; restart in 250ms (backoff)"));
+        sim.advance(249ms);
         CHECK(sim.spawns("w") == 1);
         sim.advance(1ms);
         CHECK(sim.spawns("w") == 2);
@@ -84,16 +85,26 @@ TEST_SUITE("core") {
         CHECK(*std::max_element(a.begin(), a.end()) > 1100);
     }
 
-    TEST_CASE("backoff: a run that lasted reset_after resets the delay") {
+    TEST_CASE("backoff: a run longer than the delay restarts at once; reset_after resets it") {
         Sim sim{root(Strategy::OneForOne, {service("w", backoff(100ms, 10s, 2.0, 0.0, 5s))},
                      intensity(100, 1s))};
         sim.start_all();
         CHECK(delays(sim, 3) == std::vector<std::int64_t>{100, 200, 400});
-        sim.advance(4999ms); // not quite long enough
-        CHECK(delays(sim, 1) == std::vector<std::int64_t>{800});
-        sim.advance(5s);
+        // Ran 1s, longer than the next delay (800ms): restarted at once, the step is kept.
+        sim.advance(1s);
         sim.exit("w", 1);
-        CHECK(*sim.status("w").backoff_until - sim.now == 100ms);
+        CHECK(sim.state("w") == ChildState::Running);
+        CHECK(sim.spawns("w") == 5);
+        CHECK(sim.has_record("w", RecordKind::Exited, "exited with status 1; restarting"));
+        CHECK(delays(sim, 1) == std::vector<std::int64_t>{800});
+        sim.advance(4999ms); // not quite reset_after: still at once, step kept
+        sim.exit("w", 1);
+        CHECK(sim.state("w") == ChildState::Running);
+        CHECK(delays(sim, 1) == std::vector<std::int64_t>{1600});
+        sim.advance(5s); // a healthy run: back to the first step
+        sim.exit("w", 1);
+        CHECK(sim.state("w") == ChildState::Running);
+        CHECK(delays(sim, 1) == std::vector<std::int64_t>{100});
     }
 
     TEST_CASE("backoff: the restart is counted when the child ends, not when it is spawned") {
