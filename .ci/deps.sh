@@ -5,6 +5,9 @@ vigil_packages=(
   g++ meson ninja-build pkg-config
   libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
   python3 util-linux procps clang-format curl
+  # tests/docs: the unit-file JSON Schema against the loader (Draft 2020-12 needs jsonschema >= 4),
+  # and the man pages linted by mandoc as well as groff
+  python3-jsonschema mandoc
   python3-yaml iproute2 # tests/packaging/test_containers.py: the Kubernetes YAML; `ip` for loopback
   clang libclang-rt-14-dev # .ci/fuzz: libFuzzer and the sanitizers' runtimes
   # systemd-notify and libsystemd: the real sd_notify clients of tests/integration/test_health.py

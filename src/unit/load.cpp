@@ -90,6 +90,16 @@ const Fields service_fields{"command",   "cwd",     "env",      "env_file", "use
                             "readiness", "startup", "watchdog", "patterns", "instances"};
 const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown"};
 const Fields root_fields{"kind", "description", "strategy", "intensity", "period", "auto_shutdown"};
+// Nested objects' fields (a unit's `stop`, `backoff`, `logs`, `ready`, a probe's `tcp` and `http`,
+// a `patterns` item, a `limits` entry given as {soft, hard}).
+const Fields stop_fields{"signal", "timeout"};
+const Fields backoff_fields{"initial", "max", "factor", "jitter", "reset_after"};
+const Fields logs_fields{"forward", "file", "max_size", "keep", "timestamps", "ring", "max_line"};
+const Fields ready_fields{"notify", "fd", "log", "probe", "timeout"};
+const Fields tcp_fields{"host", "port"};
+const Fields http_fields{"host", "port", "path", "headers"};
+const Fields pattern_fields{"match", "stream", "action", "count", "within"};
+const Fields limit_fields{"soft", "hard"};
 const Fields probe_fields{"exec",
                           "tcp",
                           "http",
@@ -174,9 +184,7 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
             ok = false;
             continue;
         }
-        Fields allowed =
-            m == "tcp" ? Fields{"host", "port"} : Fields{"host", "port", "path", "headers"};
-        c.check_keys(mv, mp, allowed);
+        c.check_keys(mv, mp, m == "tcp" ? tcp_fields : http_fields);
         if (mv.contains("host")) {
             if (auto h = c.string(mv["host"], pointer_append(mp, "host"), true))
                 p.host = *h;
@@ -247,7 +255,7 @@ void parse_stop(Checker &c, const json &v, Raw &r) {
     const std::string ptr = "/stop";
     if (!c.expect_object(v, ptr)) return;
     bool sup = r.spec.kind == Kind::Supervisor;
-    c.check_keys(v, ptr, {"signal", "timeout"}, [&](const std::string &) { return std::string(); });
+    c.check_keys(v, ptr, stop_fields);
     if (v.contains("signal")) {
         std::string sp = "/stop/signal";
         const json &s = v["signal"];
@@ -302,7 +310,7 @@ void parse_limits(Checker &c, const json &v, Raw &r) {
             continue;
         }
         if (x.is_object()) {
-            c.check_keys(x, p, {"soft", "hard"});
+            c.check_keys(x, p, limit_fields);
             std::optional<std::uint64_t> soft, hard;
             for (const char *k2 : {"soft", "hard"}) {
                 if (!x.contains(k2)) {
@@ -327,7 +335,7 @@ void parse_limits(Checker &c, const json &v, Raw &r) {
 void parse_backoff(Checker &c, const json &v, Raw &r) {
     const std::string ptr = "/backoff";
     if (!c.expect_object(v, ptr)) return;
-    c.check_keys(v, ptr, {"initial", "max", "factor", "jitter", "reset_after"});
+    c.check_keys(v, ptr, backoff_fields);
     auto &b = r.spec.backoff;
     bool max_ok = true;
     if (v.contains("initial")) {
@@ -358,7 +366,7 @@ void parse_backoff(Checker &c, const json &v, Raw &r) {
 void parse_logs(Checker &c, const json &v, Raw &r) {
     const std::string ptr = "/logs";
     if (!c.expect_object(v, ptr)) return;
-    c.check_keys(v, ptr, {"forward", "file", "max_size", "keep", "timestamps", "ring", "max_line"});
+    c.check_keys(v, ptr, logs_fields);
     auto &l = r.unit.logs;
     if (v.contains("forward"))
         if (auto b = c.boolean(v["forward"], "/logs/forward")) l.forward = *b;
@@ -380,7 +388,7 @@ void parse_logs(Checker &c, const json &v, Raw &r) {
 void parse_ready(Checker &c, const json &v, Raw &r) {
     const std::string ptr = "/ready";
     if (!c.expect_object(v, ptr)) return;
-    c.check_keys(v, ptr, {"notify", "fd", "log", "probe", "timeout"});
+    c.check_keys(v, ptr, ready_fields);
     auto &rd = r.unit.ready;
     if (v.contains("notify"))
         if (auto b = c.boolean(v["notify"], "/ready/notify")) rd.notify = *b;
@@ -411,7 +419,7 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
         std::string p = pointer_append(ptr, std::to_string(i));
         const json &x = v[i];
         if (!c.expect_object(x, p)) continue;
-        c.check_keys(x, p, {"match", "stream", "action", "count", "within"});
+        c.check_keys(x, p, pattern_fields);
         PatternSpec ps;
         bool ok = true;
         if (!x.contains("match")) {
@@ -1007,6 +1015,45 @@ LoadResult load_dir(const std::filesystem::path &dir) {
     if (!diags.empty()) return result;
     lay_out(raws, res, *root, result);
     return result;
+}
+
+namespace {
+std::vector<std::string> strings(const Fields &f) {
+    return {f.begin(), f.end()};
+}
+template <class E, std::size_t N>
+std::vector<std::string> spellings(const std::array<EnumName<E>, N> &t) {
+    std::vector<std::string> out;
+    for (const auto &n : t)
+        out.emplace_back(n.name);
+    return out;
+}
+} // namespace
+
+std::map<std::string, std::vector<std::string>> known_fields() {
+    return {
+        {"service", strings(concat(common_fields, service_fields))},
+        {"supervisor", strings(concat(common_fields, supervisor_fields))},
+        {"root", strings(root_fields)},
+        {"stop", strings(stop_fields)},
+        {"limits", strings(rlimit_names())},
+        {"limit", strings(limit_fields)},
+        {"backoff", strings(backoff_fields)},
+        {"logs", strings(logs_fields)},
+        {"ready", strings(ready_fields)},
+        {"probe", strings(probe_fields)},
+        {"tcp", strings(tcp_fields)},
+        {"http", strings(http_fields)},
+        {"pattern", strings(pattern_fields)},
+    };
+}
+
+std::map<std::string, std::vector<std::string>> known_values() {
+    return {
+        {"kind", spellings(kind_names)},         {"restart", spellings(restart_names)},
+        {"strategy", spellings(strategy_names)}, {"auto_shutdown", spellings(auto_shutdown_names)},
+        {"stream", spellings(stream_names)},     {"action", spellings(action_names)},
+    };
 }
 
 } // namespace vigil::unit

@@ -106,6 +106,19 @@ struct LoadResult {
 // Loads every *.json file in `dir` (sorted by name, so diagnostics come in a stable order).
 LoadResult load_dir(const std::filesystem::path &dir);
 
+// The loader's vocabulary, for what must agree with it (the JSON Schema
+// docs/vigil.unit.schema.json, checked by tests/unit/schema_test.cpp). These are the tables the
+// loader validates against, not copies.
+// known_fields(): object kind -> every field name the loader accepts in it. Kinds: "service",
+// "supervisor", "root" (a unit file's top level, root.json's for "root"), "stop", "limits"
+// (limit names), "limit" (a limit given as {soft, hard}), "backoff", "logs", "ready", "probe",
+// "tcp", "http" (a probe's methods) and "pattern" (an item of `patterns`). A supervisor's
+// `stop` accepts the "stop" names but rejects "signal" with an explanation.
+// known_values(): enumerated field -> its spellings: "kind", "restart", "strategy",
+// "auto_shutdown", "stream" and "action" (the last two of a `patterns` item).
+std::map<std::string, std::vector<std::string>> known_fields();
+std::map<std::string, std::vector<std::string>> known_values();
+
 // The resolved tree for `vigild --check`: supervisors with their children in start order and
 // the effective values of every policy field (defaults included).
 std::string render_tree(const LoadResult &r);
