@@ -58,11 +58,19 @@ std::string paint(const std::string &s, const char *colour, const Style &st) {
     return colour + s + reset;
 }
 
+// Where the unit is heading: "effective_goal" (its own goal and its ancestors'), or "goal"
+// from a vigild that does not send it. A child whose supervisor is stopped keeps its own goal
+// "up" (it comes back with the supervisor) but is not heading anywhere.
+std::string heading(const Json &u) {
+    std::string g = str(u, "effective_goal", "");
+    return g.empty() ? str(u, "goal") : g;
+}
+
 // The colour of a state: green when all is well, yellow in transition, red when the child
 // should run but does not.
 const char *state_colour(const Json &u) {
     std::string state = str(u, "state");
-    bool up = str(u, "goal") == "up";
+    bool up = heading(u) == "up";
     if (state == "running") {
         if (!up) return yellow;
         if (str(u, "kind") == "service" && !flag(u, "ready")) return yellow;
@@ -81,9 +89,14 @@ std::string info(const Json &u) {
     if (auto b = num(u, "backoff_ms")) parts.push_back("restart in " + format_duration(*b));
     if (state == "running" && str(u, "kind") == "service" && !flag(u, "ready"))
         parts.emplace_back("not ready");
-    if (state == "stopped" && str(u, "goal") == "up") parts.emplace_back("goal up");
-    if ((state == "running" || state == "starting") && str(u, "goal") == "down")
+    std::string goal = heading(u);
+    if (state == "stopped" && goal == "up") parts.emplace_back("goal up");
+    if ((state == "running" || state == "starting") && goal == "down")
         parts.emplace_back("goal down");
+    // Stopped with its supervisor: say which start brings it back.
+    if (std::string by = str(u, "held_down_by", "");
+        state == "stopped" && !by.empty() && str(u, "goal") == "up")
+        parts.push_back("until " + by + " starts");
     if (flag(u, "removed")) parts.emplace_back("removed");
     std::string out;
     for (const auto &p : parts) {

@@ -98,7 +98,8 @@ Json exit_json(const core::ExitStatus &e) {
     return Json{{"code", e.code}};
 }
 
-Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view parent) {
+Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view parent,
+                 std::string_view held_down_by) {
     Json j = Json::object();
     j["name"] = s.name;
     j["kind"] = kind_name(s.kind);
@@ -116,6 +117,10 @@ Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view par
         j["backoff_ms"] = nullptr;
     j["ready"] = s.ready;
     j["removed"] = s.removed;
+    // Added after "goal" (which keeps its meaning for scripts): where the child is heading
+    // once its ancestors are counted.
+    j["effective_goal"] = s.want_up && held_down_by.empty() ? "up" : "down";
+    j["held_down_by"] = held_down_by.empty() ? Json(nullptr) : Json(held_down_by);
     return j;
 }
 

@@ -65,7 +65,15 @@ TEST_SUITE("ctl") {
         CHECK(j["backoff_ms"] == 500);
         CHECK(j["ready"] == false);
         CHECK(j["removed"] == false);
-        CHECK(j.size() == 13);
+        CHECK(j["effective_goal"] == "up");
+        CHECK(j["held_down_by"].is_null());
+        CHECK(j.size() == 15);
+        // Under a supervisor whose goal is down, the child keeps its own goal but heads
+        // nowhere.
+        j = status_json(s, at_ms(2000), "app", "app");
+        CHECK(j["goal"] == "up");
+        CHECK(j["effective_goal"] == "down");
+        CHECK(j["held_down_by"] == "app");
 
         s.state = core::ChildState::Running;
         s.pid = Pid{1234};
@@ -78,6 +86,7 @@ TEST_SUITE("ctl") {
         CHECK(j["last_exit"] == Json{{"code", 2}});
         CHECK(j["backoff_ms"].is_null()); // only while in backoff
         CHECK(j["goal"] == "down");
+        CHECK(j["effective_goal"] == "down");
         CHECK(j["ready"] == true);
     }
 

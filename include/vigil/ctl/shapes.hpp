@@ -9,9 +9,16 @@
 //    "state":"stopped"|"starting"|"running"|"stopping"|"backoff","goal":"up"|"down",
 //    "pid":1234|null,"inc":3,"since_ms":5000,"restarts":2,
 //    "last_exit":null|{"code":1}|{"signal":"TERM","signo":15},
-//    "backoff_ms":800|null,"ready":true,"removed":false}
+//    "backoff_ms":800|null,"ready":true,"removed":false,
+//    "effective_goal":"up"|"down","held_down_by":"app"|null}
 //   since_ms: milliseconds in the current state (the uptime when running);
-//   backoff_ms: time left before the next spawn (state "backoff" only).
+//   backoff_ms: time left before the next spawn (state "backoff" only);
+//   goal: the child's own goal (core's want_up). A child keeps goal "up" while its supervisor
+//     is stopped, so that it comes back with it;
+//   effective_goal: where the child is heading: "up" only when its own goal and every
+//     ancestor's goal are up. This is what vigilctl shows as "goal up"/"goal down";
+//   held_down_by: the top-most ancestor whose goal is down (starting it starts this child
+//     again), or null.
 // tree (tree_json): {"root": status + {"children":[status + {"children":[...]}, ...]}},
 //   children in start order, removed children left out.
 // record (record_json), one entry of the core's history, as `events` streams it:
@@ -52,7 +59,10 @@ const char *outcome_name(core::CommandOutcome o) noexcept;
 Json exit_json(const core::ExitStatus &e);
 
 // `parent` is the parent's name (the ChildStatus only has its id); empty gives null.
-Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view parent = {});
+// `held_down_by` is the name of the top-most ancestor whose goal is down (empty: none), which
+// sets "effective_goal" and "held_down_by".
+Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view parent = {},
+                 std::string_view held_down_by = {});
 Json status_json(const core::Core &core, ChildId id, TimePoint now);
 // {"units":[status...]} for the given children, in the order given.
 Json status_result_json(const core::Core &core, std::span<const ChildId> ids, TimePoint now);
