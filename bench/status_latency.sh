@@ -8,6 +8,8 @@
 #              override the two paths)
 #   UNITS      services per supervisor (default 1000)
 #   RUNS       timed queries per tool (default 50)
+#   $VIGILCTL_BASELINE, when set, is another vigilctl (say, one built before a change) timed in
+#   the same rounds against the same vigild, as its own row.
 #
 # Method:
 #  - The whole run happens in a fresh PID namespace (unshare --pid --fork --mount-proc
@@ -23,9 +25,11 @@
 #    (floor, vigilctl, sv, s6-svstat, floor, ...) after 5 warm-up rounds, so machine noise hits
 #    every column alike. The "floor" row runs /bin/true the same way: the cost of spawning
 #    any program from the timing loop, included in every other row.
-#    `vigilctl --version` (no connection) shows how much of vigilctl's time is its own start-up.
+#    `vigilctl status` against a socket nobody listens on (exit 7, no round trip) shows how
+#    much of vigilctl's time is its own start-up.
 #  - Output: a markdown table with the median, the 90th percentile and the minimum of each,
-#    the median minus the floor, and each median relative to vigilctl's.
+#    the median minus the floor, and each median relative to vigilctl's; then the target of
+#    issue #8 (`vigilctl status` median within 1.0 x `sv status`) and whether it is met.
 #  - runit and s6 come from Debian (apt-get install -y --no-install-recommends runit s6: the
 #    runit package recommends runit-init, which would replace the machine's init; without
 #    recommends only the binaries come). Run as root, a missing peer is installed that way;
@@ -56,6 +60,7 @@ if [[ -z "${VIGIL_STATUS_BENCH_INNER:-}" ]]; then
     if [[ $(id -u) == 0 ]]; then ns=(unshare --pid --fork --mount-proc --kill-child)
     else ns=(unshare -Urpf --mount-proc --kill-child); fi
     export VIGIL_STATUS_BENCH_INNER=1 VIGILD=$(realpath "$vigild") VIGILCTL=$(realpath "$vigilctl")
+    [[ -n "${VIGILCTL_BASELINE:-}" ]] && VIGILCTL_BASELINE=$(realpath "$VIGILCTL_BASELINE")
     exec "${ns[@]}" -- "$0" "$build" "$units" "$runs"
 fi
 
@@ -124,6 +129,9 @@ def vigil_up():
 if wait_for(vigil_up, 60, "vigild"):
     tools["vigilctl"] = ([vigilctl, "--socket", sock, "status", mid],
                          f"`vigilctl status {mid}`")
+    if os.environ.get("VIGILCTL_BASELINE"):
+        tools["vigilctl-baseline"] = ([os.environ["VIGILCTL_BASELINE"], "--socket", sock,
+                                       "status", mid], f"baseline `vigilctl status {mid}`")
 
 # runit: runsvdir over UNITS service directories.
 if shutil.which("runsvdir") and shutil.which("sv"):
@@ -165,13 +173,15 @@ if "vigilctl" not in tools:
     print("status_latency: vigild did not come up", file=sys.stderr)
     sys.exit(1)
 
-# vigilctl's own start-up (dynamic linking, CLI11 set-up) without a connection: the part of
-# its latency that is not vigild's.
-tools["vigilctl-startup"] = ([vigilctl, "--version"], "`vigilctl --version` (no socket)")
+# vigilctl's own start-up without a round trip (the same command line against a socket
+# nobody listens on: exit 7): the part of its latency that is not vigild's.
+tools["vigilctl-startup"] = ([vigilctl, "--socket", os.path.join(work, "none.sock"), "status",
+                              mid], "`vigilctl status` (no vigild: start-up)")
+expect = {"vigilctl-startup": 7}
 order = [("floor", (["/bin/true"], "`/bin/true` (spawn floor)"))] + list(tools.items())
 for name, (argv, _) in order:  # each must succeed before it is timed
     r = quiet(argv)
-    if r.returncode != 0:
+    if r.returncode != expect.get(name, 0):
         print(f"status_latency: {argv} failed ({r.returncode}): {r.stderr}", file=sys.stderr)
         sys.exit(1)
 
@@ -181,7 +191,7 @@ for rnd in range(runs + 5):
         t0 = time.perf_counter_ns()
         rc = subprocess.run(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL).returncode
         dt = time.perf_counter_ns() - t0
-        if rc != 0:
+        if rc != expect.get(name, 0):
             print(f"status_latency: {argv} failed with {rc}", file=sys.stderr)
             sys.exit(1)
         if rnd >= 5:
@@ -204,6 +214,10 @@ for name, (argv, desc) in order:
     med = statistics.median(xs)
     net = "—" if name == "floor" else f"{med - floor:.2f}"
     print(f"| {desc} | {med:.2f} | {p90(xs):.2f} | {min(xs):.2f} | {net} | {med / ref:.2f} |")
+if "sv" in times:
+    ratio = ref / statistics.median(times["sv"])
+    print(f"\n`vigilctl status` / `sv status` (medians): {ratio:.2f} "
+          f"(target ≤ 1.00: {'met' if ratio <= 1.0 else 'NOT met'})")
 for n in notes:
     print(f"\nnote: {n}")
 PY

@@ -2,6 +2,7 @@
 #include "vigil/ctl/shapes.hpp"
 
 #include <algorithm>
+#include <optional>
 
 namespace vigil::ctl {
 
@@ -69,9 +70,52 @@ Json tree_json(const core::Core &core, TimePoint now) {
     return Json{{"root", std::move(node[root_id.value])}};
 }
 
+namespace {
+
+// One exact name, the common request (`vigilctl status web`): looked up by name, and only its
+// subtree is walked, so the answer does not cost a pass over every unit (a table of 1,000 or
+// 10,000 nodes, each with a Core::status call, was most of vigild's own work for a status
+// query; issue #8). Gives exactly what the table walk gives for the same pattern.
+std::vector<ChildId> resolve_name(const core::Core &core, const std::string &name, Expand expand,
+                                  std::string *error) {
+    std::optional<ChildId> id = core.find(name);
+    if (!id || core.status(*id).removed) {
+        if (error) *error = "no unit named '" + name + "'";
+        return {};
+    }
+    // The table walk starts at the root and never enters a removed node: a unit under one
+    // is matched (no error) but never reached.
+    std::optional<ChildId> up = core.status(*id).parent;
+    for (std::size_t hops = 0; up && hops < core.size(); ++hops) {
+        core::ChildStatus a = core.status(*up);
+        if (a.removed) return {};
+        up = a.parent;
+    }
+    std::vector<ChildId> out;
+    std::vector<ChildId> stack{*id};
+    // Depth first in start order, bounded like the table walk's `seen` (a malformed tree
+    // cannot loop).
+    for (std::size_t budget = core.size(); !stack.empty() && budget > 0; --budget) {
+        ChildId c = stack.back();
+        stack.pop_back();
+        core::ChildStatus s = core.status(c);
+        if (s.removed) continue;
+        if (expand != Expand::Services || s.kind == core::Kind::Service) out.push_back(c);
+        if (expand == Expand::Named) break; // the supervisor's command covers its children
+        const auto &ch = core.spec(c).children;
+        for (auto it = ch.rbegin(); it != ch.rend(); ++it)
+            stack.push_back(*it);
+    }
+    return out;
+}
+
+} // namespace
+
 std::vector<ChildId> resolve_targets(const core::Core &core,
                                      const std::vector<std::string> &patterns, std::string *error,
                                      Expand expand) {
+    if (patterns.size() == 1 && !is_glob(patterns[0]))
+        return resolve_name(core, patterns[0], expand, error);
     std::vector<TargetNode> nodes(core.size());
     for (std::uint32_t i = 0; i < nodes.size(); ++i) {
         const core::ChildSpec &spec = core.spec(ChildId{i});

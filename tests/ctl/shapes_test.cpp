@@ -222,6 +222,45 @@ TEST_SUITE("ctl") {
         CHECK(t["children"][2]["name"] == "web-x");
     }
 
+    TEST_CASE("one exact name resolves like the table walk, without one") {
+        // resolve_targets(core, ...) takes a shortcut for a single exact name (looked up by
+        // name, only its subtree walked): it must answer what the table walk answers, for
+        // every unit, every expansion, a removed unit and a name that does not exist.
+        Sim sim{root(Strategy::OneForOne,
+                     {service("db"),
+                      supervisor("app", Strategy::OneForOne,
+                                 {service("api"),
+                                  supervisor("inner", Strategy::OneForOne,
+                                             {service("deep-1"), service("deep-2")}),
+                                  service("tmp", temporary())}),
+                      service("web-x")})};
+        sim.start_all();
+        sim.exit("tmp", 0); // a temporary child that ended is removed
+        const core::Core &c = sim.core;
+        REQUIRE(c.status(*c.find("tmp")).removed);
+        std::vector<TargetNode> nodes(c.size());
+        for (std::uint32_t i = 0; i < nodes.size(); ++i) {
+            const core::ChildSpec &spec = c.spec(ChildId{i});
+            nodes[i] = {spec.name, spec.kind, spec.children, c.status(ChildId{i}).removed};
+        }
+        for (const char *name :
+             {"root", "db", "app", "api", "inner", "deep-1", "deep-2", "tmp", "web-x", "nope"}) {
+            for (Expand e : {Expand::Named, Expand::Subtree, Expand::Services}) {
+                CAPTURE(name);
+                CAPTURE(static_cast<int>(e));
+                std::string err_fast = "unset", err_table = "unset";
+                auto fast = resolve_targets(c, {name}, &err_fast, e);
+                auto table = resolve_targets(nodes, {name}, e, &err_table);
+                CHECK(names(c, fast) == names(c, table));
+                CHECK(err_fast == err_table);
+            }
+        }
+        CHECK(names(c, resolve_targets(c, {"app"}, nullptr, Expand::Subtree)) ==
+              Names{"app", "api", "inner", "deep-1", "deep-2"});
+        CHECK(names(c, resolve_targets(c, {"inner"}, nullptr, Expand::Services)) ==
+              Names{"deep-1", "deep-2"});
+    }
+
     TEST_CASE("a deep tree is walked without recursion") {
         // A chain of 5000 nested supervisors: recursion per level would be fine here, but the
         // table walk must not depend on it.
