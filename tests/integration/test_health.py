@@ -813,6 +813,23 @@ class Health(unittest.TestCase):
         self.assertNotIn("refused", d.stderr())
 
     @unittest.skipIf(SYSTEMD_NOTIFY is None, "no systemd-notify (Debian package systemd)")
+    def test_mainpid_sent_just_before_the_launcher_exits(self):
+        # --no-block: no barrier, so the launcher's exit may reach vigild before the datagram
+        # is read; vigild reads the socket before it acts on the exit, as systemd does.
+        d = self.daemon(lambda d: {
+            "root": {"kind": "supervisor", "intensity": 100, "period": "1m"},
+            **{f"a{i}": {"command": ["sh", "-c", "sleep 1000 & systemd-notify --no-block "
+                                     "--ready MAINPID=$!; exit 0"],
+                         "ready": {"notify": True, "timeout": "10s"}} for i in range(5)}})
+        for i in range(5):
+            wait_until(lambda: d.status(f"a{i}")["ready"], 5, f"a{i} ready")
+        self.assertTrue(holds_for(lambda: all(d.status(f"a{i}")["state"] == "running"
+                                              and d.status(f"a{i}")["restarts"] == 0
+                                              for i in range(5)), 0.5), d.stderr())
+        sleeps = sorted(p.inner_pid for p in d.processes() if cmdline(p.pid) == ["sleep", "1000"])
+        self.assertEqual(sorted(d.status(f"a{i}")["pid"] for i in range(5)), sleeps)
+
+    @unittest.skipIf(SYSTEMD_NOTIFY is None, "no systemd-notify (Debian package systemd)")
     def test_mainpid_whose_parent_still_runs_ends_through_its_pidfd(self):
         # The new main process stays the launcher's child (not vigild's): its end is seen through
         # a pidfd, with its status when still readable, and the launcher goes with the group.
