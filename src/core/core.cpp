@@ -400,18 +400,11 @@ struct Core::Impl {
             case Phase::Idle:
                 return;
             case Phase::Stopping: {
-                // One child at a time, last first (items 15, 16, 37, 38).
-                while (count > 0 && p.cursor + 1 > p.lo && p.cursor < count) {
-                    const ChildId k = kids[p.cursor];
-                    // A sweep keeps a pending restart delay: its start phase waits for it.
-                    if (!p.terminal && node(k).state == ChildState::Backoff) {
-                        if (p.cursor == 0) break;
-                        --p.cursor;
-                        continue;
-                    }
-                    if (!stop_child(k, Cause::Plan)) return;
-                    if (p.cursor == 0) break;
-                    --p.cursor;
+                if (sup.spec.parallel) {
+                    if (!stop_parallel(s)) return;
+                } else {
+                    // One child at a time, last first (items 15, 16, 37, 38).
+                    if (!stop_sequential(s)) return;
                 }
                 if (p.terminal) {
                     finish_supervisor(s);
@@ -428,34 +421,7 @@ struct Core::Impl {
                 continue;
             }
             case Phase::Starting: {
-                // One child at a time, in order; each must count as started first (items 1, 2).
-                while (p.cursor < count) {
-                    const ChildId k = kids[p.cursor];
-                    Node &kn = node(k);
-                    if (kn.dropped) {
-                        ++p.cursor;
-                        continue;
-                    }
-                    switch (kn.state) {
-                    case ChildState::Running:
-                        ++p.cursor;
-                        continue;
-                    case ChildState::Starting:
-                    case ChildState::Stopping:
-                        return;
-                    case ChildState::Backoff:
-                        if (kn.backoff_until && *kn.backoff_until <= now) start_child(k);
-                        return;
-                    case ChildState::Stopped:
-                        if (!kn.want_up) {
-                            ++p.cursor;
-                            continue;
-                        }
-                        if (waits_for_predecessor(kn)) return; // rescheduled when it is down
-                        start_child(k);
-                        return;
-                    }
-                }
+                if (sup.spec.parallel ? !start_parallel(s) : !start_sequential(s)) return;
                 p = Plan{};
                 if (sup.state == ChildState::Starting) {
                     set_state(s, ChildState::Running);
@@ -469,6 +435,140 @@ struct Core::Impl {
             }
             }
         }
+    }
+
+    // The stop phase one child at a time, last first; false while a child is still going down.
+    bool stop_sequential(ChildId s) {
+        const auto &kids = node(s).spec.children;
+        const std::size_t count = kids.size();
+        Plan &p = node(s).plan;
+        while (count > 0 && p.cursor + 1 > p.lo && p.cursor < count) {
+            const ChildId k = kids[p.cursor];
+            // A sweep keeps a pending restart delay: its start phase waits for it.
+            if (!p.terminal && node(k).state == ChildState::Backoff) {
+                if (p.cursor == 0) break;
+                --p.cursor;
+                continue;
+            }
+            if (!stop_child(k, Cause::Plan)) return false;
+            if (p.cursor == 0) break;
+            --p.cursor;
+        }
+        return true;
+    }
+
+    // The start phase one child at a time, in order; each must count as started first (items
+    // 1, 2). False while the sequence waits.
+    bool start_sequential(ChildId s) {
+        const auto &kids = node(s).spec.children;
+        const std::size_t count = kids.size();
+        Plan &p = node(s).plan;
+        while (p.cursor < count) {
+            const ChildId k = kids[p.cursor];
+            Node &kn = node(k);
+            if (kn.dropped) {
+                ++p.cursor;
+                continue;
+            }
+            switch (kn.state) {
+            case ChildState::Running:
+                ++p.cursor;
+                continue;
+            case ChildState::Starting:
+            case ChildState::Stopping:
+                return false;
+            case ChildState::Backoff:
+                if (kn.backoff_until && *kn.backoff_until <= now) start_child(k);
+                return false;
+            case ChildState::Stopped:
+                if (!kn.want_up) {
+                    ++p.cursor;
+                    continue;
+                }
+                if (waits_for_predecessor(kn)) return false; // rescheduled when down
+                start_child(k);
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // Has child `k` nothing left to do in a start phase (it runs, or nobody wants it up)?
+    bool start_done(const Node &kn) {
+        return kn.dropped || kn.state == ChildState::Running ||
+               (kn.state == ChildState::Stopped && !kn.want_up);
+    }
+
+    // A parallel supervisor's start phase: every wanted child from the cursor on starts as soon
+    // as the earlier siblings it is `after` have started; done when none is left to start. The
+    // cursor skips the finished prefix so a long start sweep does not rescan it.
+    bool start_parallel(ChildId s) {
+        const auto &kids = node(s).spec.children;
+        const std::size_t count = kids.size();
+        Plan &p = node(s).plan;
+        while (p.cursor < count && start_done(node(kids[p.cursor])))
+            ++p.cursor;
+        bool waiting = false;
+        for (std::size_t i = p.cursor; i < count; ++i) {
+            const ChildId k = kids[i];
+            Node &kn = node(k);
+            if (start_done(kn)) continue;
+            waiting = true;
+            switch (kn.state) {
+            case ChildState::Running:
+            case ChildState::Starting:
+            case ChildState::Stopping:
+                break;
+            case ChildState::Backoff:
+                if (kn.backoff_until && *kn.backoff_until <= now) start_child(k);
+                break;
+            case ChildState::Stopped: {
+                if (waits_for_predecessor(kn)) break; // rescheduled when it is down
+                bool deps = true;
+                for (ChildId a : kn.spec.after) {
+                    const Node &an = node(a);
+                    if (an.index >= p.cursor && !start_done(an)) deps = false;
+                }
+                if (deps) start_child(k);
+                break;
+            }
+            }
+        }
+        return !waiting;
+    }
+
+    // A parallel supervisor's stop phase: every child in range is stopped at once, except one
+    // that a sibling still up is `after` (it stops once that sibling is down). A sweep keeps a
+    // pending restart delay, as the sequential one does.
+    bool stop_parallel(ChildId s) {
+        const auto &kids = node(s).spec.children;
+        const std::size_t count = kids.size();
+        const Plan &p = node(s).plan;
+        auto down = [&](const Node &kn) {
+            return kn.state == ChildState::Stopped ||
+                   (!p.terminal && kn.state == ChildState::Backoff);
+        };
+        // Which children a sibling in range that is not down yet still needs.
+        std::vector<bool> needed;
+        for (std::size_t i = p.lo; i < count; ++i) {
+            const Node &kn = node(kids[i]);
+            if (kn.spec.after.empty() || down(kn)) continue;
+            if (needed.empty()) needed.assign(count, false);
+            for (ChildId a : kn.spec.after)
+                needed[node(a).index] = true;
+        }
+        bool waiting = false;
+        for (std::size_t i = count; i-- > p.lo;) {
+            const ChildId k = kids[i];
+            Node &kn = node(k);
+            if (down(kn)) continue;
+            if (!needed.empty() && needed[i]) {
+                waiting = true;
+                continue;
+            }
+            if (!stop_child(k, Cause::Plan)) waiting = true;
+        }
+        return !waiting;
     }
 
     void drop(ChildId c, const char *why) {
@@ -648,7 +748,7 @@ struct Core::Impl {
                 return;
             }
             if (par.state == ChildState::Starting && par.plan.phase == Phase::Starting &&
-                par.plan.cursor == n.index) {
+                (par.plan.cursor == n.index || (par.spec.parallel && n.index > par.plan.cursor))) {
                 // Start-up failure: roll back in reverse, fail the supervisor's own start
                 // (items 3-5). Not a restart, not counted.
                 publish(c, rk, what);
@@ -1320,6 +1420,10 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
         for (ChildId k : s.children)
             if (k.value < m && k.value != 0 && id_of[k.value]) kids.push_back(*id_of[k.value]);
         s.children = std::move(kids);
+        std::vector<ChildId> after;
+        for (ChildId a : s.after)
+            if (a.value < m && a.value != 0 && id_of[a.value]) after.push_back(*id_of[a.value]);
+        s.after = std::move(after);
         s.parent = i == 0 ? std::nullopt : node(id).spec.parent;
         Node &n = node(id);
         if (fresh[i]) {
@@ -1339,8 +1443,8 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
             o.backoff.initial != s.backoff.initial || o.backoff.max != s.backoff.max ||
             o.backoff.factor != s.backoff.factor || o.backoff.jitter != s.backoff.jitter ||
             o.backoff.reset_after != s.backoff.reset_after || o.start_timeout != s.start_timeout ||
-            o.strategy != s.strategy || o.intensity != s.intensity || o.period != s.period ||
-            o.auto_shutdown != s.auto_shutdown ||
+            o.strategy != s.strategy || o.parallel != s.parallel || o.intensity != s.intensity ||
+            o.period != s.period || o.auto_shutdown != s.auto_shutdown ||
             (o.kind == Kind::Supervisor && o.fingerprint != s.fingerprint);
         n.spec = std::move(s);
         if (needs_restart) {

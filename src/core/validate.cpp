@@ -19,6 +19,7 @@ std::vector<std::string> validate(const TreeSpec &spec) {
         errors.push_back("node 0 (the root) is not a supervisor");
     std::map<std::string_view, std::size_t> names;
     std::vector<int> parents(nodes.size(), 0);
+    std::vector<std::size_t> parent_of(nodes.size(), 0); // from the children lists
     for (std::size_t i = 0; i < nodes.size(); ++i) {
         const ChildSpec &n = nodes[i];
         const std::string who = "\"" + n.name + "\"";
@@ -32,6 +33,7 @@ std::vector<std::string> validate(const TreeSpec &spec) {
                 continue;
             }
             parents[k.value]++;
+            parent_of[k.value] = i;
         }
         if (n.kind == Kind::Supervisor) {
             if (n.intensity < 0) errors.push_back(who + ": intensity must be >= 0");
@@ -57,6 +59,21 @@ std::vector<std::string> validate(const TreeSpec &spec) {
         if (parents[i] != 1)
             errors.push_back("\"" + nodes[i].name + "\" is listed by " +
                              std::to_string(parents[i]) + " supervisors (must be exactly 1)");
+    // `after` orders siblings only, and only earlier ones (the children lists are in start
+    // order), so a parallel supervisor can never wait in a cycle.
+    for (std::size_t i = 1; i < nodes.size(); ++i) {
+        if (parents[i] != 1) continue;
+        const auto &sibs = nodes[parent_of[i]].children;
+        const auto pos = [&](std::size_t id) {
+            for (std::size_t j = 0; j < sibs.size(); ++j)
+                if (sibs[j].value == id) return j;
+            return sibs.size();
+        };
+        for (ChildId a : nodes[i].after)
+            if (a.value >= nodes.size() || pos(a.value) >= pos(i))
+                errors.push_back("\"" + nodes[i].name +
+                                 "\": \"after\" names a child that is not an earlier sibling");
+    }
     return errors;
 }
 

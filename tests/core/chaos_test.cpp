@@ -203,11 +203,12 @@ TEST_SUITE("core") {
                 std::string name;
                 int parent; // -1 for the root
                 Strategy strategy;
+                bool parallel;
             };
             std::vector<Group> groups;
             for (int g = 0; g < 4; ++g)
                 groups.push_back({"g" + std::to_string(g), g == 3 ? 0 : -1,
-                                  static_cast<Strategy>(rng.below(3))});
+                                  static_cast<Strategy>(rng.below(3)), rng.below(2) == 0});
             std::vector<Svc> svcs;
             int serial = 0;
             for (int i = 0; i < 12; ++i)
@@ -232,12 +233,14 @@ TEST_SUITE("core") {
                             kids.push_back(group_def(h));
                     for (const Svc &d : svcs)
                         if (d.group == g) kids.push_back(svc_def(d));
-                    return supervisor(groups[static_cast<std::size_t>(g)].name,
-                                      groups[static_cast<std::size_t>(g)].strategy, std::move(kids),
-                                      [](ChildSpec &s) {
-                                          s.intensity = 1000;
-                                          s.period = 1s;
-                                      });
+                    return supervisor(
+                        groups[static_cast<std::size_t>(g)].name,
+                        groups[static_cast<std::size_t>(g)].strategy, std::move(kids),
+                        [par = groups[static_cast<std::size_t>(g)].parallel](ChildSpec &s) {
+                            s.intensity = 1000;
+                            s.period = 1s;
+                            s.parallel = par;
+                        });
                 };
                 std::vector<NodeDef> top;
                 for (int h = 0; h < static_cast<int>(groups.size()); ++h)

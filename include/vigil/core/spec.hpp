@@ -59,7 +59,16 @@ struct ChildSpec {
     // start failure. nullopt: no limit.
     std::optional<Duration> start_timeout;
 
+    // Siblings this child is ordered after (the unit's `after`, instances expanded). A
+    // sequential supervisor needs only the start order; a parallel one starts this child once
+    // these have started, and stops them only once this child is down.
+    std::vector<ChildId> after;
+
     // Supervisors only.
+    // Start and stop the children concurrently, keeping only the `after` order, instead of
+    // one at a time in start order (docs/otp-departures.md, item 42). Strategies, intensity and
+    // start-up rollback are unchanged.
+    bool parallel = false;
     Strategy strategy = Strategy::OneForOne;
     int intensity = 5;
     Duration period{10'000};
