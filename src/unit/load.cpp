@@ -88,8 +88,9 @@ const Fields common_fields{"kind",    "description", "parent", "after",
 const Fields service_fields{"command",   "cwd",     "env",      "env_file", "user",     "group",
                             "umask",     "limits",  "backoff",  "logs",     "ready",    "liveness",
                             "readiness", "startup", "watchdog", "patterns", "instances"};
-const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown"};
-const Fields root_fields{"kind", "description", "strategy", "intensity", "period", "auto_shutdown"};
+const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown", "parallel"};
+const Fields root_fields{"kind",   "description",   "strategy", "intensity",
+                         "period", "auto_shutdown", "parallel"};
 // Nested objects' fields (a unit's `stop`, `backoff`, `logs`, `ready`, a probe's `tcp` and `http`,
 // a `patterns` item, a `limits` entry given as {soft, hard}).
 const Fields stop_fields{"signal", "timeout"};
@@ -566,6 +567,8 @@ void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
     if (j.contains("auto_shutdown"))
         if (auto v = c.enumeration(j["auto_shutdown"], "/auto_shutdown", auto_shutdown_names))
             s.auto_shutdown = *v;
+    if (j.contains("parallel"))
+        if (auto v = c.boolean(j["parallel"], "/parallel")) s.parallel = *v;
 }
 
 // Validates one parsed file and fills r.spec / r.unit.
@@ -890,12 +893,17 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
         return order;
     };
 
-    // Pre-order: a node's id is assigned before its children's, children in start order.
+    // Pre-order: a node's id is assigned before its children's, children in start order, so
+    // the siblings a node is `after` have their ids (every instance's) when it gets its own.
+    std::vector<std::vector<ChildId>> ids_of(raws.size());
     std::function<void(std::size_t, std::optional<ChildId>)> add =
         [&](std::size_t i, std::optional<ChildId> parent) {
             Raw &r = raws[i];
             int copies = r.instances == 0 ? 1 : r.instances;
-            std::vector<ChildId> ids;
+            std::vector<ChildId> &ids = ids_of[i];
+            std::vector<ChildId> after;
+            for (auto t : res.after_edges_[i])
+                after.insert(after.end(), ids_of[t].begin(), ids_of[t].end());
             for (int k = 1; k <= copies; ++k) {
                 ChildId id{static_cast<std::uint32_t>(out.tree.nodes.size())};
                 core::ChildSpec spec = r.spec;
@@ -913,6 +921,7 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
                     h = fnv1a("\0instance=" + std::to_string(k), h);
                 }
                 spec.fingerprint = h;
+                spec.after = after;
                 out.tree.nodes.push_back(std::move(spec));
                 out.units.push_back(std::move(unit));
                 if (parent) out.tree.nodes[parent->value].children.push_back(id);
