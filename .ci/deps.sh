@@ -9,6 +9,7 @@ vigil_packages=(
   # and the man pages linted by mandoc as well as groff
   python3-jsonschema mandoc
   python3-yaml iproute2 # tests/packaging/test_containers.py: the Kubernetes YAML; `ip` for loopback
+  debhelper dpkg-dev lintian # tests/packaging/test_deb.py: packaging/build-deb, lintian
   clang libclang-rt-14-dev # .ci/fuzz: libFuzzer and the sanitizers' runtimes
   # systemd-notify and libsystemd: the real sd_notify clients of tests/integration/test_health.py
   # (skipped without them). Not prometheus (promtool, ~100 MB): its check runs when present.
