@@ -13,7 +13,9 @@
 //    the paths differ only in how argv is read. VIGILCTL_FULL_PARSER=1 in the environment
 //    skips the fast path: the integration tests compare the two on many command lines.
 //  - the binary is linked statically when static_deps (src/cli/meson.build): no dynamic
-//    loader, no relocations of libc at start.
+//    loader, no relocations of libc at start;
+//  - CLI11 comes through cli11.hpp, which keeps <iostream>'s static initialiser out: the
+//    standard streams are set up only when the full parser runs.
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,8 +26,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
+#include "cli11.hpp"
 #include "exit_codes.hpp"
 #include "render.hpp"
 #include "vigil/ctl/client.hpp"
@@ -92,13 +93,16 @@ public:
 
     int go() {
         std::string path = o_.socket.empty() ? ctl::socket_path_from_env() : o_.socket;
+        // The request is ready before the connect: vigild wakes on the connection, and the
+        // sooner the request follows, the likelier it is read in that same wake-up.
+        std::string request = ctl::make_request(1, cmd_, args_);
         ctl::Client c;
         if (int r = c.connect(path, timeout_ms_); r != 0) return cannot_connect(path, r);
         // A broken pipe is not the end: vigild may have answered with an error and hung up
         // before reading all of the request (a line over its limit, too many connections).
         // That answer is in our receive buffer and says more than EPIPE, so read on; only
         // when nothing came is the failed send what we report.
-        int sent = c.send_all(ctl::make_request(1, cmd_, args_), timeout_ms_);
+        int sent = c.send_all(request, timeout_ms_);
         if (sent != 0 && sent != -EPIPE && sent != -ECONNRESET) return lost(sent);
         bool streaming = cmd_ == ctl::Cmd::Logs || cmd_ == ctl::Cmd::Events;
         bool seen_hello = false;
@@ -345,6 +349,7 @@ std::optional<Invocation> parse_fast(int argc, char **argv) {
 // The full command line, with CLI11. Returns an exit status when the run ends here (help,
 // --version, a usage error), or nothing when `inv` holds the request to send.
 std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
+    cli::cli_streams();
     Options &o = inv.o;
     CLI::App app{"vigilctl: control vigild, the vigil process supervisor.\n"
                  "Unit arguments accept names, globs (\"web-*\") and supervisor names (their "
