@@ -286,25 +286,14 @@ private:
     ctl::Json hello_;
 };
 
-// The command names, for parse_fast(): an argument that names one goes to CLI11, which knows
-// what it means there.
-constexpr std::string_view command_names[] = {"status", "start",    "stop",   "restart",
-                                              "signal", "reload",   "logs",   "tree",
-                                              "events", "shutdown", "version"};
-
-bool is_command_name(std::string_view a) {
-    for (auto n : command_names)
-        if (a == n) return true;
-    return false;
-}
-
 // The fast path: `status` with unit names and the global options --json, --no-color and
 // -s/--socket PATH (or --socket=PATH), in any order around the command (CLI11's fallthrough
-// allows that too). Returns nothing for any other line, which parse_full() then reads: other
-// commands, --timeout, --help, an option given twice, an argument that starts with '-' or is a
-// command's name or looks like CLI11's "[x,y]" list, a socket path that is empty or starts
-// with '-'. So this function never reports an error; it only recognises lines that both
-// parsers read alike, and fills the Invocation as parse_full() would.
+// allows that too; like CLI11, it reads a command's name after `status` or after --socket as
+// a unit or a path). Returns nothing for any other line, which parse_full() then reads: other
+// commands, --timeout, --help, an option given twice, an argument that starts with '-' or
+// looks like CLI11's "[x,y]" list, a socket path that is empty or starts with '-'. So this
+// function never reports an error; it only recognises lines that both parsers read alike, and
+// fills the Invocation as parse_full() would.
 std::optional<Invocation> parse_fast(int argc, char **argv) {
     Invocation inv;
     bool seen_status = false, seen_socket = false, seen_json = false, seen_no_color = false;
@@ -324,12 +313,10 @@ std::optional<Invocation> parse_fast(int argc, char **argv) {
                 if (i + 1 >= argc) return std::nullopt;
                 path = argv[++i];
             }
-            if (seen_socket || path.empty() || path[0] == '-' || is_command_name(path))
-                return std::nullopt;
+            if (seen_socket || path.empty() || path[0] == '-') return std::nullopt;
             seen_socket = true;
             inv.o.socket = path;
-        } else if (a.empty() || a[0] == '-' || (seen_status && is_command_name(a)) ||
-                   (a.starts_with('[') && a.ends_with(']'))) {
+        } else if (a.empty() || a[0] == '-' || (a.starts_with('[') && a.ends_with(']'))) {
             // CLI11 reads "[x,y]" as the list x, y (so the glob "[ab]" becomes "ab"): the
             // same line must mean the same on both paths.
             return std::nullopt;

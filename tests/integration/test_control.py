@@ -617,6 +617,11 @@ class Control(unittest.TestCase):
                     fast, full = run(argv, env, False), run(argv, env, True)
                     self.assertEqual(fast, full, (argv, env))
                     codes.add(fast[0])
+        # A command's name as a socket path (relative: none of these files exists).
+        for argv in (["-s", "status", "status"], ["status", "--socket", "version", "a"],
+                     ["--socket=stop", "status"]):
+            self.assertEqual(run(argv, {}, False), run(argv, {}, True), argv)
+            codes.add(run(argv, {}, False)[0])
         # The lines above reach every exit status (an empty unit name is vigild's error).
         self.assertEqual(codes, {0, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_NOT_FOUND,
                                  EXIT_UNREACHABLE})
