@@ -5,11 +5,11 @@
 // exit_codes.hpp. Streams (`logs -f`, `events -f`) run until vigild ends them or the user
 // interrupts.
 //
-// Start-up is most of a status query's cost (the round trip is ~0.06 ms), so it is kept small
-// (issue #8: `vigilctl status NAME` within 1.0 x `sv status`):
+// Start-up was most of a status query's cost (vigild's own work for it is well under 0.1 ms),
+// so it is kept small (issue #8: `vigilctl status NAME` within 1.0 x `sv status`):
 //  - parse_fast() reads the common `status` command lines by hand; building CLI11's parser for
-//    12 commands costs ~0.4 M instructions, more than the rest of the run. Every other line goes
-//    to parse_full() (CLI11). Both produce the same Invocation, which one Run carries out, so
+//    11 commands costs ~0.4 M instructions, more than the rest of the run. Every other line
+//    goes to parse_full() (CLI11). Both produce the same Invocation, which one Run carries out, so
 //    the paths differ only in how argv is read. VIGILCTL_FULL_PARSER=1 in the environment
 //    skips the fast path: the integration tests compare the two on many command lines.
 //  - the binary is linked statically when static_deps (src/cli/meson.build): no dynamic
