@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -162,16 +163,31 @@ private:
 
     // Each service costs vigild about 3 descriptors (its stdout and stderr pipes, plus a notify
     // socket or ready pipe when declared) and a few kilobytes. 10,000 services need more than
-    // the usual soft limit of 1024, so vigild raises its own soft limit up to the hard one, and
-    // says what to do when even the hard limit is too low. Services get the original limit
-    // back (give_default_limits): programs that use select() break above 1024 descriptors.
+    // the usual soft limit of 1024, so vigild raises its own soft limit up to the hard one (and
+    // the hard one too when it may), and says what to do when that is still too low. Services get
+    // the original limit back (give_default_limits): programs that use select() break above 1024
+    // descriptors.
     void raise_fd_limit() {
         ::getrlimit(RLIMIT_NOFILE, &original_nofile_);
         rlim_t needed = 3 * static_cast<rlim_t>(units_.size()) + 256;
         rlimit want = original_nofile_;
         if (want.rlim_cur >= needed) return;
-        want.rlim_cur = std::min(original_nofile_.rlim_max, std::max(needed, rlim_t{65536}));
+        const rlim_t target = std::max(needed, rlim_t{65536});
+        want.rlim_cur = std::min(original_nofile_.rlim_max, target);
         if (::setrlimit(RLIMIT_NOFILE, &want) != 0) want = original_nofile_;
+        if (want.rlim_cur < needed) {
+            // Root (CAP_SYS_RESOURCE) may raise the hard limit too, up to fs.nr_open; anyone
+            // else gets EPERM and the warning below.
+            rlim_t nr_open = 1024 * 1024;
+            if (std::FILE *f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+                unsigned long long v = 0;
+                if (std::fscanf(f, "%llu", &v) == 1) nr_open = static_cast<rlim_t>(v);
+                std::fclose(f);
+            }
+            const rlim_t both = std::min(target, nr_open);
+            rlimit higher{both, std::max(both, original_nofile_.rlim_max)};
+            if (both > want.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &higher) == 0) want = higher;
+        }
         if (want.rlim_cur < needed)
             journal_.say(LogLevel::Warn,
                          "file descriptor limit " + std::to_string(want.rlim_cur) +
