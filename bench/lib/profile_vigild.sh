@@ -33,6 +33,7 @@ if [ "$scenario" = log ]; then
     printf '{"command": ["%s", "writer", "%s", "%s/stamp"], "logs": {"file": "%s/out.log", "max_size": "1GiB", "keep": 2, "forward": false}}\n' \
         "$benchtool" "$bytes" "$work" "$work" > "$work/units/writer.json"
 else
+    echo '{"parallel": true}' > "$work/units/root.json" # as bench/run's vigil trials
     for i in $(seq -f '%05g' 1 "$n"); do
         echo '{"command": ["/bin/sleep", "100000"]}' > "$work/units/svc$i.json"
     done

@@ -79,8 +79,10 @@ class Vigil(System):
     stop_how = "SIGTERM to vigild"
     restart_throttle = "vigil's backoff (unit defaults)"
     notes = [
-        "vigil: crash-loop and restart trials use a root.json with intensity 1000000 per 1s "
-        "so the root supervisor never gives up; all else is unit defaults.",
+        "vigil: the N services are independent, as under the peers, so root.json says "
+        "`\"parallel\": true` (start and stop them together; the default is OTP's one at a "
+        "time); crash-loop and restart trials also set intensity 1000000 per 1s so the root "
+        "supervisor never gives up; all else is unit defaults.",
     ]
 
     def available(self):
@@ -89,9 +91,10 @@ class Vigil(System):
     def prepare(self, work, services, log=None, crash=False, lenient=False):
         units = os.path.join(work, "units")
         os.makedirs(units, exist_ok=True)
+        root = {"parallel": True}
         if crash or lenient:
-            write(os.path.join(units, "root.json"),
-                  json.dumps({"kind": "supervisor", "intensity": 1000000, "period": "1s"}) + "\n")
+            root.update({"intensity": 1000000, "period": "1s"})
+        write(os.path.join(units, "root.json"), json.dumps(root) + "\n")
         # VIGIL_BENCH_UNIT_EXTRA: a JSON object merged into every vigil unit, for experiments
         # (e.g. '{"backoff": {"initial": "0ms"}}'); bench/run prints it under the table.
         extra = json.loads(os.environ.get("VIGIL_BENCH_UNIT_EXTRA") or "{}")
