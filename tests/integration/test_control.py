@@ -57,8 +57,10 @@ def vm_rss_kb(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def on_tty(test: unittest.TestCase, d: Daemon, extra_env: dict, *args: str) -> bytes:
-    """What `vigilctl status ARGS` writes to a terminal (a pty), TERM=xterm, no NO_COLOR."""
+def on_tty(test: unittest.TestCase, d: Daemon, extra_env: dict, *args: str,
+           code: int = 0) -> bytes:
+    """What `vigilctl status ARGS` writes to a terminal (a pty), TERM=xterm, no NO_COLOR;
+    vigilctl must exit with `code`."""
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     env.update({"TERM": "xterm"}, **extra_env)
@@ -81,7 +83,7 @@ def on_tty(test: unittest.TestCase, d: Daemon, extra_env: dict, *args: str) -> b
                 out += chunk
             elif p.poll() is not None:
                 break
-        test.assertIn(p.wait(scaled(5)), (0, EXIT_NOT_RUNNING))
+        test.assertEqual(p.wait(scaled(5)), code)
     finally:
         if p.poll() is None:
             p.kill()
@@ -325,7 +327,7 @@ class Control(unittest.TestCase):
         self.assertIn("until app starts", self.ok(d, "tree").stdout)
 
         # On a terminal their state is dim (stopped, going nowhere), not red (should run).
-        coloured = on_tty(self, d, {}, "w1").decode()
+        coloured = on_tty(self, d, {}, "w1", code=EXIT_NOT_RUNNING).decode()
         self.assertIn("\x1b[2mstopped", coloured)
         self.assertNotIn("\x1b[31m", coloured)
 
