@@ -85,6 +85,29 @@ void check_no_stall(Sim &sim, const std::vector<std::string> &all, const char *w
     }
 }
 
+// Liveness: once the chaos stops and every process is left alone, no child may stay down while
+// it is wanted up under a running supervisor (the soak's "stopped (goal up)" stall). Then the
+// soak's restore: start every unit, supervisors first; every service must end up running.
+void restore_and_check(Sim &sim, const std::vector<std::string> &names,
+                       const std::vector<std::string> &all) {
+    if (sim.exit_status) return;
+    settle(sim, names);
+    check_no_stall(sim, all, "after chaos");
+    for (const auto &m : all)
+        if (!sim.status(m).removed && sim.status(m).kind == Kind::Supervisor)
+            sim.command(CommandKind::Start, m, "chaos", 10);
+    for (const auto &m : names)
+        if (!sim.status(m).removed) sim.command(CommandKind::Start, m, "chaos", 10);
+    settle(sim, names);
+    check_no_stall(sim, all, "after start all");
+    for (const auto &m : names) {
+        const ChildStatus st = sim.status(m);
+        if (st.removed || sim.exit_status) continue;
+        CAPTURE(m);
+        CHECK(st.state == ChildState::Running);
+    }
+}
+
 } // namespace
 
 TEST_SUITE("core") {
@@ -146,27 +169,7 @@ TEST_SUITE("core") {
                         CHECK_FALSE(st.pid.has_value());
                 }
             }
-            // Liveness: once the chaos stops and every process is left alone, no child may
-            // stay down while it is wanted up under a running supervisor (the soak's "stopped
-            // (goal up)" stall). Then the soak's restore: start every unit, supervisors first.
-            if (!sim.exit_status) {
-                settle(sim, names);
-                check_no_stall(sim, all, "after chaos");
-                for (const auto &m : all)
-                    if (!sim.status(m).removed && sim.status(m).kind == Kind::Supervisor)
-                        sim.command(CommandKind::Start, m, "chaos", 10);
-                for (const auto &m : names)
-                    if (!sim.status(m).removed) sim.command(CommandKind::Start, m, "chaos", 10);
-                settle(sim, names);
-                check_no_stall(sim, all, "after start all");
-                for (const auto &m : names) {
-                    const ChildStatus st = sim.status(m);
-                    if (!st.removed && !sim.exit_status) {
-                        CAPTURE(m);
-                        CHECK(st.state == ChildState::Running);
-                    }
-                }
-            }
+            restore_and_check(sim, names, all);
             if (!sim.exit_status) {
                 sim.command(CommandKind::Shutdown, "", "chaos");
                 sim.advance(10s);
@@ -333,23 +336,7 @@ TEST_SUITE("core") {
             const auto all = all_now();
             for (const auto &m : names)
                 sim.fail_spawn(m, 0); // the helper is back: spawns work again
-            if (!sim.exit_status) {
-                settle(sim, names);
-                check_no_stall(sim, all, "after chaos");
-                for (const auto &m : all)
-                    if (!sim.status(m).removed && sim.status(m).kind == Kind::Supervisor)
-                        sim.command(CommandKind::Start, m, "chaos", 10);
-                for (const auto &m : names)
-                    if (!sim.status(m).removed) sim.command(CommandKind::Start, m, "chaos", 10);
-                settle(sim, names);
-                check_no_stall(sim, all, "after start all");
-                for (const auto &m : names) {
-                    const ChildStatus st = sim.status(m);
-                    if (st.removed || sim.exit_status) continue;
-                    CAPTURE(m);
-                    CHECK(st.state == ChildState::Running);
-                }
-            }
+            restore_and_check(sim, names, all);
             if (!sim.exit_status) {
                 sim.command(CommandKind::Shutdown, "", "chaos");
                 sim.advance(10s);
