@@ -408,8 +408,7 @@ private:
         // draining into the same sinks until its own EOF, so no line it wrote is lost.
         if (r.capture && !r.capture->eof()) r.draining.emplace_back(r.inc, std::move(r.capture));
         r.capture.reset();
-        log::CaptureOptions co;
-        co.max_line = u.logs.max_line;
+        log::CaptureOptions co = log::capture_options(u.logs);
         log::Capture::Callbacks cb;
         cb.on_line = [this, id, inc](log::Stream st, std::string_view line, bool continued) {
             Runtime &rr = runtime(id);

@@ -5,6 +5,7 @@
 // destroy the Capture, so after each one the code re-checks `closing` before touching libuv.
 #include "vigil/log/capture.hpp"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <memory>
 #include <unistd.h>
@@ -22,6 +23,7 @@ struct Capture::State {
         int fd = -1;
         bool opened = false; // uv_pipe_open succeeded: libuv owns the fd
         bool eof = false;
+        bool grown = false; // grow_pipe was tried
         std::size_t buf_size = 0;
         Framer framer;
         explicit Pipe(std::size_t max_line) : framer(max_line) {}
@@ -66,6 +68,10 @@ struct Capture::State {
 
 namespace {
 
+// A new pipe's capacity on Linux (16 pages). A read of half of it or more means the writer is
+// fast enough to fill it (a 65,500-byte write fills all 16 pages: reads never see 64 KiB).
+constexpr std::size_t default_pipe_size = 64u << 10;
+
 // One read buffer for every Capture of the loop's thread. libuv calls alloc, read(2) and the
 // read callback back to back for one stream, and on_read hands every line on (the framer copies
 // only an unfinished tail) before it returns, so no two reads ever use the buffer at once. A
@@ -83,7 +89,7 @@ char *shared_read_buffer(std::size_t size) {
 
 void on_alloc(uv_handle_t *h, std::size_t /*suggested*/, uv_buf_t *buf) {
     auto *p = static_cast<Capture::State::Pipe *>(h->data);
-    p->buf_size = p->st->opts.read_buffer == 0 ? 65536 : p->st->opts.read_buffer;
+    p->buf_size = p->st->opts.read_buffer == 0 ? default_pipe_size : p->st->opts.read_buffer;
     buf->base = shared_read_buffer(p->buf_size);
     buf->len = p->buf_size;
 }
@@ -93,13 +99,32 @@ void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     Capture::State *st = p->st;
     if (st->closing) return;
     if (nread > 0) {
-        st->bytes += static_cast<std::uint64_t>(nread);
-        p->framer.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)),
-                       [&](std::string_view line, bool continued) {
-                           if (st->closing) return; // closed by an earlier line's callback
-                           ++st->lines;
-                           if (st->cbs.on_line) st->cbs.on_line(p->stream, line, continued);
-                       });
+        const auto n = static_cast<std::size_t>(nread);
+        st->bytes += n;
+        if (n >= default_pipe_size / 2 && !p->grown &&
+            st->opts.grow_pipe > std::max(default_pipe_size, st->opts.pipe_size)) {
+            p->grown = true;
+            // The writer filled the pipe: let it run ahead of us. Limited by pipe-max-size and
+            // pipe-user-pages-soft for unprivileged vigild; failure only costs speed.
+            (void)::fcntl(p->fd, F_SETPIPE_SZ, static_cast<int>(st->opts.grow_pipe));
+        }
+        auto one = [&](std::string_view line, bool continued) {
+            if (st->closing) return; // closed by an earlier line's callback
+            ++st->lines;
+            if (st->cbs.on_line) st->cbs.on_line(p->stream, line, continued);
+        };
+        p->framer.feed_runs(
+            std::string_view(buf->base, n),
+            [&](std::string_view run, std::size_t count) {
+                if (st->closing) return;
+                if (!st->cbs.on_lines) {
+                    for_each_line(run, [&](std::string_view line) { one(line, false); });
+                    return;
+                }
+                st->lines += count;
+                st->cbs.on_lines(p->stream, run, count);
+            },
+            one);
         if (!st->closing && st->cbs.on_batch) st->cbs.on_batch();
         return;
     }
@@ -155,6 +180,16 @@ void Capture::State::begin_close() {
         ++pending_closes;
         uv_close(reinterpret_cast<uv_handle_t *>(&p->handle), on_close);
     }
+}
+
+CaptureOptions capture_options(const unit::LogSpec &spec) {
+    CaptureOptions o;
+    o.max_line = static_cast<std::size_t>(spec.max_line);
+    if (!spec.forward) {
+        o.read_buffer = 1u << 20;
+        o.grow_pipe = 1u << 20;
+    }
+    return o;
 }
 
 Capture::Capture(uv_loop_s *loop, int stdout_fd, int stderr_fd, CaptureOptions opts, Callbacks cbs)

@@ -6,6 +6,8 @@
 // making room is "pop the front while it overlaps the bytes about to be written".
 #include "vigil/log/ring.hpp"
 
+#include "vigil/log/framer.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -69,6 +71,36 @@ void Ring::push(std::uint64_t seq, WallMs wall, Stream stream, bool continued,
     ++count_;
     used_ += foot;
     write_ = start + foot;
+}
+
+void Ring::push_run(std::uint64_t first_seq, WallMs wall, Stream stream, std::string_view run,
+                    std::size_t count) {
+    if (count == 0 || capacity_ < 2) return;
+    // A line's footprint is its length + 1, which is its size in the run with its '\n': the
+    // lines that fit are the longest suffix of the run of at most capacity_ bytes, walked back
+    // from the end one '\n' at a time (the newest line always, even if it must be truncated).
+    std::size_t start = run.size(); // where the kept suffix begins
+    std::size_t kept = 0;
+    while (kept < count) {
+        const std::size_t nl = start - 1; // the '\n' that ends the line before `start`
+        const void *prev = nl == 0 ? nullptr : ::memrchr(run.data(), '\n', nl);
+        const std::size_t begin =
+            prev == nullptr
+                ? 0
+                : static_cast<std::size_t>(static_cast<const char *>(prev) - run.data()) + 1;
+        if (kept > 0 && run.size() - begin > capacity_) break;
+        start = begin;
+        ++kept;
+    }
+    // Lines skipped: pushing them would have overwritten every older line too (the run alone
+    // is more than the ring holds), so drop those, or the ring would show a hole in the middle.
+    if (kept < count) {
+        while (count_ > 0)
+            pop_front();
+    }
+    std::uint64_t seq = first_seq + (count - kept);
+    for_each_line(run.substr(start),
+                  [&](std::string_view line) { push(seq++, wall, stream, false, line); });
 }
 
 RingLine Ring::view(const Entry &e) const {

@@ -1,11 +1,14 @@
 // Rotating log file: see vigil/log/rotating_file.hpp.
 #include "vigil/log/rotating_file.hpp"
 
+#include "vigil/log/framer.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace vigil::log {
@@ -71,20 +74,50 @@ void RotatingFile::append(std::string_view line, bool continued, WallMs wall) {
     if (buf_.size() >= opts_.batch) write_out();
 }
 
+void RotatingFile::append_run(std::string_view run, std::size_t count, WallMs wall) {
+    const bool crosses =
+        regular_ && !rotate_failed_ && opts_.max_size > 0 && size() + run.size() > opts_.max_size;
+    if (opts_.timestamps || crosses) {
+        // Records differ from the bytes read, or rotation must cut between two of these lines.
+        for_each_line(run, [&](std::string_view line) { append(line, false, wall); });
+        return;
+    }
+    if (run.size() < opts_.direct_run) {
+        buf_.append(run);
+        buf_lines_ += count;
+        if (buf_.size() >= opts_.batch) write_out();
+        return;
+    }
+    write_out(run, count);
+}
+
 bool RotatingFile::flush() {
     const auto failed = lines_failed_;
     write_out();
     return lines_failed_ == failed;
 }
 
-void RotatingFile::write_out() {
-    if (buf_.empty()) return;
-    std::size_t done = 0;
+void RotatingFile::write_out(std::string_view run, std::size_t run_lines) {
+    if (buf_.empty() && run.empty()) return;
+    // Two pieces, buffer first: one writev(2) carries both in order.
+    iovec iov[2] = {{buf_.data(), buf_.size()}, {const_cast<char *>(run.data()), run.size()}};
+    int first = buf_.empty() ? 1 : 0;
+    const int last = run.empty() ? 1 : 2;
+    std::size_t done = 0; // bytes written, buffer and run together
     if (fd_ >= 0) {
-        while (done < buf_.size()) {
-            const ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+        while (first < last) {
+            const ssize_t n = ::writev(fd_, iov + first, last - first);
             if (n > 0) {
                 done += static_cast<std::size_t>(n);
+                auto left = static_cast<std::size_t>(n);
+                while (first < last && left >= iov[first].iov_len) {
+                    left -= iov[first].iov_len;
+                    ++first;
+                }
+                if (first < last) {
+                    iov[first].iov_base = static_cast<char *>(iov[first].iov_base) + left;
+                    iov[first].iov_len -= left;
+                }
             } else if (n < 0 && errno == EINTR) {
                 continue;
             } else {
@@ -97,10 +130,13 @@ void RotatingFile::write_out() {
     }
     // Records are '\n'-terminated, so the lines lost are the newlines not written. A record cut
     // in the middle counts as failed (its head is in the file, its end is not).
-    const auto lost =
-        static_cast<std::size_t>(std::count(buf_.data() + done, buf_.data() + buf_.size(), '\n'));
+    std::size_t lost = 0;
+    for (int i = first; i < last; ++i) {
+        const char *b = static_cast<const char *>(iov[i].iov_base);
+        lost += static_cast<std::size_t>(std::count(b, b + iov[i].iov_len, '\n'));
+    }
     lines_failed_ += lost;
-    lines_written_ += buf_lines_ - lost;
+    lines_written_ += buf_lines_ + run_lines - lost;
     if (regular_) size_ += done;
     buf_.clear();
     buf_lines_ = 0;

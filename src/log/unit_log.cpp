@@ -1,11 +1,15 @@
 // One unit's log sinks: see vigil/log/unit_log.hpp.
 #include "vigil/log/unit_log.hpp"
 
+#include "vigil/log/framer.hpp"
+
 namespace vigil::log {
 
 namespace {
 constexpr std::size_t stage_limit = 256u << 10;
-}
+// Runs from this size on are matched in place rather than copied into the stage.
+constexpr std::size_t direct_scan = 16u << 10;
+} // namespace
 
 UnitLog::UnitLog(std::string name, const unit::LogSpec &spec, PatternSet patterns,
                  Forwarder *forwarder, SeqCounter &seq, WallClock wall_clock)
@@ -41,6 +45,33 @@ void UnitLog::line(Stream stream, std::string_view text, bool continued, TimePoi
         st.append(text);
         st.push_back('\n');
         if (st.size() >= stage_limit) scan_staged(now);
+    }
+}
+
+void UnitLog::lines(Stream stream, std::string_view run, std::size_t count, TimePoint now) {
+    if (count == 0) return;
+    const WallMs w = wall(now);
+    counters_.lines += count;
+    counters_.bytes += run.size() - count; // without the '\n's
+    ring_.push_run(seq_.take(count), w, stream, run, count);
+    if (file_) file_->append_run(run, count, w);
+    if (forwarder_ != nullptr) {
+        const std::optional<WallMs> ts = spec_.timestamps ? std::optional<WallMs>(w) : std::nullopt;
+        for_each_line(run,
+                      [&](std::string_view l) { forwarder_->line(prefix_, stream, l, false, ts); });
+    }
+    if (!patterns_.empty()) {
+        // Staged lines are '\n'-terminated, as the run's are already: a small run is staged,
+        // a big one scanned where it lies, after what was staged before it.
+        std::string &st = staged_[stream == Stream::Stderr ? 1 : 0];
+        if (run.size() < direct_scan) {
+            st.append(run);
+            if (st.size() >= stage_limit) scan_staged(now);
+        } else {
+            if (!st.empty()) patterns_.scan(stream, st, now, hits_);
+            st.clear();
+            patterns_.scan(stream, run, now, hits_);
+        }
     }
 }
 

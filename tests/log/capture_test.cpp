@@ -2,6 +2,7 @@
 // just before SIGKILL, handle lifetime.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fcntl.h>
@@ -281,6 +282,104 @@ TEST_SUITE("log") {
             CHECK(eof);
         }
         CHECK(close_loop(&loop) == 0);
+    }
+
+    TEST_CASE("capture with on_lines: runs and single lines carry every line once, in order") {
+        // Numbered lines, some over-long (split into pieces), written by a thread in odd chunk
+        // sizes: runs go to on_lines, the rest to on_line, and together they are the stream.
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        Pipe out;
+        const std::size_t max_line = 64;
+        std::string expected_text; // the stream as records: line + ('\\' if continued) + '\n'
+        std::string got_text;
+        std::uint64_t runs = 0, run_lines = 0, singles = 0;
+        bool eof = false;
+        CaptureOptions opts{max_line, 1u << 20, 0, 1u << 20};
+        Capture cap(&loop, out.rd, -1, opts,
+                    Capture::Callbacks{[&](Stream, std::string_view l, bool c) {
+                                           ++singles;
+                                           got_text.append(l);
+                                           got_text += c ? "\\\n" : "\n";
+                                       },
+                                       nullptr, [&] { eof = true; },
+                                       [&](Stream, std::string_view run, std::size_t count) {
+                                           ++runs;
+                                           run_lines += count;
+                                           for_each_line(run, [&](std::string_view l) {
+                                               CHECK(l.size() <= max_line);
+                                               got_text.append(l);
+                                               got_text += "\n";
+                                           });
+                                       }});
+        std::string input;
+        for (int i = 0; i < 100000; ++i) {
+            std::string l = "seq " + std::to_string(i);
+            if (i % 1000 == 7) l += std::string(150, 'L'); // 3 pieces
+            input += l + "\n";
+            while (l.size() > max_line) {
+                expected_text += l.substr(0, max_line) + "\\\n";
+                l.erase(0, max_line);
+            }
+            expected_text += l + "\n";
+        }
+        REQUIRE(cap.start() == 0);
+        std::thread writer([&] {
+            std::size_t i = 0, k = 0;
+            while (i < input.size()) {
+                const std::size_t n =
+                    std::min<std::size_t>(1 + (k++ * 7919) % 40000, input.size() - i);
+                write_all(out.wr, std::string_view(input).substr(i, n));
+                i += n;
+            }
+            out.close_wr();
+        });
+        CHECK(run_until(
+            &loop, [&] { return eof; }, 30000));
+        writer.join();
+        CHECK(got_text == expected_text);
+        CHECK(runs > 0);
+        CHECK(singles >= 100 * 2); // at least the continued pieces
+        CHECK(cap.lines() == run_lines + singles);
+        cap.close(nullptr);
+        CHECK(close_loop(&loop) == 0);
+    }
+
+    TEST_CASE("capture grows the pipe of a writer that fills it, only when asked to") {
+        for (const std::size_t grow : {std::size_t{0}, std::size_t{1} << 20}) {
+            uv_loop_t loop;
+            uv_loop_init(&loop);
+            Pipe out;
+            const int before = ::fcntl(out.wr, F_GETPIPE_SZ);
+            REQUIRE(before == 65536);
+            // A full pipe before the first read: the writer is fast.
+            write_all(out.wr, std::string(65535, 'x') + "\n");
+            std::size_t lines = 0;
+            CaptureOptions opts{1u << 20, 1u << 20, 0, grow};
+            Capture cap(&loop, out.rd, -1, opts,
+                        Capture::Callbacks{[&](Stream, std::string_view, bool) { ++lines; },
+                                           nullptr, nullptr});
+            REQUIRE(cap.start() == 0);
+            CHECK(run_until(&loop, [&] { return lines == 1; }));
+            CHECK(::fcntl(out.wr, F_GETPIPE_SZ) == (grow == 0 ? before : static_cast<int>(grow)));
+            cap.close(nullptr);
+            CHECK(close_loop(&loop) == 0);
+        }
+    }
+
+    TEST_CASE("capture_options: big reads and pipes only for output that is not forwarded") {
+        vigil::unit::LogSpec spec;
+        spec.max_line = 1234;
+        const CaptureOptions fwd = capture_options(spec);
+        CHECK(fwd.max_line == 1234);
+        CHECK(fwd.read_buffer == 64u << 10);
+        CHECK(fwd.grow_pipe == 0);
+        CHECK(fwd.pipe_size == 0);
+        spec.forward = false;
+        const CaptureOptions quiet = capture_options(spec);
+        CHECK(quiet.max_line == 1234);
+        CHECK(quiet.read_buffer == 1u << 20);
+        CHECK(quiet.grow_pipe == 1u << 20);
     }
 
 } // TEST_SUITE

@@ -1,6 +1,7 @@
 // Framer: lines from any chunking, long lines split and marked, partial final line, binary.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +28,43 @@ std::vector<Piece> frame(std::string_view input, std::size_t max_line,
     while (i < input.size()) {
         const std::size_t n = std::min(chunks[k++ % chunks.size()], input.size() - i);
         f.feed(input.substr(i, n), sink);
+        i += n;
+    }
+    f.flush(sink);
+    return out;
+}
+
+// Like frame(), through feed_runs: runs are split back into lines with for_each_line, after
+// checking what a run promises (count lines, each ending with '\n', each at most max_line bytes,
+// a view into the chunk fed).
+std::vector<Piece> frame_runs(std::string_view input, std::size_t max_line,
+                              const std::vector<std::size_t> &chunks, std::size_t *runs = nullptr) {
+    Framer f(max_line);
+    std::vector<Piece> out;
+    auto sink = [&](std::string_view l, bool c) { out.push_back({std::string(l), c}); };
+    std::size_t i = 0, k = 0;
+    while (i < input.size()) {
+        const std::size_t n = std::min(chunks[k++ % chunks.size()], input.size() - i);
+        const std::string_view chunk = input.substr(i, n);
+        f.feed_runs(
+            chunk,
+            [&](std::string_view run, std::size_t count) {
+                CHECK(count >= 1);
+                CHECK(run.data() >= chunk.data());
+                CHECK(run.data() + run.size() <= chunk.data() + chunk.size());
+                REQUIRE(!run.empty());
+                CHECK(run.back() == '\n');
+                CHECK(static_cast<std::size_t>(std::count(run.begin(), run.end(), '\n')) == count);
+                std::size_t seen = 0;
+                vigil::log::for_each_line(run, [&](std::string_view l) {
+                    CHECK(l.size() <= max_line);
+                    out.push_back({std::string(l), false});
+                    ++seen;
+                });
+                CHECK(seen == count);
+                if (runs != nullptr) ++*runs;
+            },
+            sink);
         i += n;
     }
     f.flush(sink);
@@ -124,6 +162,11 @@ TEST_SUITE("log") {
                 chunks.push_back(1 + next_rand() % 50);
             CHECK(frame(input, max_line, chunks) == want);
             CHECK(frame(input, max_line, {1 << 20}) == want);
+            // feed_runs gives the same lines, whatever the chunking.
+            CHECK(frame_runs(input, max_line, {1}) == want);
+            CHECK(frame_runs(input, max_line, {3, 1, 7}) == want);
+            CHECK(frame_runs(input, max_line, chunks) == want);
+            CHECK(frame_runs(input, max_line, {1 << 20}) == want);
         }
     }
 
@@ -135,6 +178,55 @@ TEST_SUITE("log") {
         REQUIRE(starts.size() == 2);
         CHECK(starts[0] == chunk.data());
         CHECK(starts[1] == chunk.data() + 4);
+    }
+
+    TEST_CASE("feed_runs gives a chunk of short whole lines as one run, without copying") {
+        Framer f(100);
+        const std::string chunk = "abc\n\ndef\ntail";
+        std::vector<std::pair<std::string_view, std::size_t>> runs;
+        std::vector<Piece> lines;
+        auto sink = [&](std::string_view l, bool c) { lines.push_back({std::string(l), c}); };
+        f.feed_runs(
+            chunk, [&](std::string_view r, std::size_t n) { runs.emplace_back(r, n); }, sink);
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].first.data() == chunk.data());
+        CHECK(runs[0].first == "abc\n\ndef\n");
+        CHECK(runs[0].second == 3);
+        CHECK(lines.empty()); // "tail" waits for its newline
+        CHECK(f.pending() == 4);
+        // The straddling line goes to on_line; the whole lines after it form a run again.
+        f.feed_runs(
+            "end\nx\ny\n", [&](std::string_view r, std::size_t n) { runs.emplace_back(r, n); },
+            sink);
+        CHECK(lines == std::vector<Piece>{{"tailend", false}});
+        REQUIRE(runs.size() == 2);
+        CHECK(runs[1].first == "x\ny\n");
+        CHECK(runs[1].second == 2);
+    }
+
+    TEST_CASE("feed_runs: an over-long line breaks the run; its last piece opens the next") {
+        Framer f(4);
+        std::vector<std::string> events;
+        f.feed_runs(
+            "ab\nabcdefg\nh\nabcd\n",
+            [&](std::string_view r, std::size_t n) {
+                events.push_back("run " + std::to_string(n) + " " + std::string(r));
+            },
+            [&](std::string_view l, bool c) {
+                events.push_back(std::string(c ? "piece " : "line ") + std::string(l));
+            });
+        // "abcd" is exactly max_line: an ordinary line of the run.
+        CHECK(events ==
+              std::vector<std::string>{"run 1 ab\n", "piece abcd", "run 3 efg\nh\nabcd\n"});
+    }
+
+    TEST_CASE("for_each_line splits a run and ignores nothing but a missing final newline") {
+        std::vector<std::string> got;
+        vigil::log::for_each_line("a\n\nbc\n", [&](std::string_view l) { got.emplace_back(l); });
+        CHECK(got == std::vector<std::string>{"a", "", "bc"});
+        got.clear();
+        vigil::log::for_each_line("", [&](std::string_view l) { got.emplace_back(l); });
+        CHECK(got.empty());
     }
 
 } // TEST_SUITE

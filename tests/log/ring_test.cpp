@@ -1,6 +1,7 @@
 // Ring: byte bound, order, sequence numbers, "after S" queries for followers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,63 @@ TEST_SUITE("log") {
                 CHECK(l.text == std::string(want, static_cast<char>('a' + k % 26)));
             }
         }
+    }
+
+    TEST_CASE("push_run numbers every line and keeps the newest that fit") {
+        // Runs of random lines into rings of several sizes: the lines kept are consecutive, end
+        // with the run's last line, carry their own text and sequence number, stay within the
+        // capacity, and a run that fits whole is kept whole (unless wrapping around the end of
+        // the storage overwrote its head, as it would pushing line by line).
+        std::uint64_t state = 7;
+        auto rnd = [&state] {
+            return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33;
+        };
+        for (const std::size_t cap : {2u, 8u, 64u, 1000u}) {
+            Ring r(cap);
+            std::uint64_t seq = 1;
+            for (int round = 0; round < 300; ++round) {
+                std::string run;
+                std::vector<std::string> lines;
+                const std::size_t count = 1 + rnd() % 12;
+                for (std::size_t i = 0; i < count; ++i) {
+                    lines.push_back(std::to_string(seq + i) + std::string(rnd() % 20, '.'));
+                    run += lines.back() + "\n";
+                }
+                r.push_run(seq, 42, Stream::Stderr, run, count);
+                seq += count;
+                CHECK(r.used() <= cap);
+                const auto all = r.last(SIZE_MAX);
+                REQUIRE(!all.empty());
+                CHECK(all.back().seq == seq - 1);
+                for (std::size_t k = 0; k < all.size(); ++k) {
+                    if (k > 0) CHECK(all[k].seq == all[k - 1].seq + 1);
+                    CHECK(all[k].wall == 42);
+                    CHECK(all[k].stream == Stream::Stderr);
+                    CHECK(!all[k].continued);
+                    // Each line's text starts with its own sequence number.
+                    const std::string want = std::to_string(all[k].seq);
+                    CHECK(all[k].text.substr(0, std::min(want.size(), all[k].text.size())) ==
+                          std::string_view(want).substr(0, all[k].text.size()));
+                }
+                if (run.size() <= cap && r.size() >= count) CHECK(texts(r.last(count)) == lines);
+            }
+        }
+    }
+
+    TEST_CASE("push_run keeps the last line truncated when it alone exceeds the capacity") {
+        Ring r(8);
+        r.push_run(10, 0, Stream::Stdout, "ab\n0123456789\n", 2);
+        const auto all = r.last(5);
+        REQUIRE(all.size() == 1);
+        CHECK(all[0].seq == 11);
+        CHECK(all[0].text == "0123456");
+        CHECK(all[0].truncated);
+        r.push_run(12, 0, Stream::Stdout, "a\nb\nc\n", 3);
+        CHECK(texts(r.last(5)) == std::vector<std::string>{"a", "b", "c"});
+        CHECK(r.first_seq() == 12);
+        CHECK(r.last_seq() == 14);
+        r.push_run(15, 0, Stream::Stdout, "", 0); // nothing
+        CHECK(r.last_seq() == 14);
     }
 
 } // TEST_SUITE

@@ -275,4 +275,91 @@ TEST_SUITE("log") {
         CHECK(read_lines(file) == std::vector<std::string>{"next"});
     }
 
+    TEST_CASE("append_run writes exactly what append writes, line by line, across rotations") {
+        // The same lines, once through append() one by one and once as runs of random length
+        // (some below and some above direct_run, so both the buffered and the writev path run),
+        // mixed with single append() calls: the two directories must hold identical files.
+        for (const bool ts : {false, true}) {
+            TempDir d;
+            const auto one = d.path / "one.log";
+            const auto runs = d.path / "runs.log";
+            std::uint64_t state = 1;
+            auto rnd = [&state] { return (state = state * 6364136223846793005ull + 1) >> 33; };
+            {
+                RotatingFileOptions o1{one.string(), 3000, 50, ts};
+                RotatingFileOptions o2{runs.string(), 3000, 50, ts};
+                o1.direct_run = o2.direct_run = 200;
+                o1.batch = o2.batch = 1000;
+                RotatingFile a(o1), b(o2);
+                int i = 0;
+                while (i < 3000) {
+                    const int count = 1 + static_cast<int>(rnd() % 20);
+                    if (count == 1 && rnd() % 2 == 0) {
+                        a.append(numbered(i), false, 1000 + i);
+                        b.append(numbered(i), false, 1000 + i);
+                        ++i;
+                        continue;
+                    }
+                    std::string run;
+                    for (int k = 0; k < count; ++k) {
+                        a.append(numbered(i + k), false, 1000 + i);
+                        run += numbered(i + k) + "\n";
+                    }
+                    b.append_run(run, static_cast<std::size_t>(count), 1000 + i);
+                    i += count;
+                    if (rnd() % 7 == 0) {
+                        a.flush();
+                        b.flush();
+                    }
+                }
+                a.flush();
+                b.flush();
+                CHECK(b.lines_written() == 3000);
+                CHECK(b.lines_failed() == 0);
+                CHECK(b.rotations() == a.rotations());
+                CHECK(b.rotations() > 10);
+                CHECK(b.size() == a.size());
+            }
+            for (int k = 0; k <= 50; ++k) {
+                const std::string sfx = k == 0 ? "" : "." + std::to_string(k);
+                const fs::path pa = one.string() + sfx, pb = runs.string() + sfx;
+                CHECK(fs::exists(pa) == fs::exists(pb));
+                if (!fs::exists(pa)) continue;
+                CHECK(fs::file_size(pa) <= 3000);
+                CHECK(read_lines(pa) == read_lines(pb));
+            }
+        }
+    }
+
+    TEST_CASE("append_run: a run written in place behind buffered lines keeps their order") {
+        TempDir d;
+        const auto file = d.path / "o.log";
+        RotatingFileOptions o{file.string(), 0, 1, false};
+        o.direct_run = 8;
+        {
+            RotatingFile f(o);
+            f.append("first", false, 0);           // buffered
+            f.append_run("a\nb\n", 2, 0);          // small: buffered too
+            f.append_run("second\nthird\n", 2, 0); // writev: buffer, then the run
+            CHECK(f.size() == 6 + 4 + 13);
+            f.append("fourth", false, 0);
+            CHECK(f.lines_written() == 5);
+        }
+        CHECK(read_lines(file) ==
+              std::vector<std::string>{"first", "a", "b", "second", "third", "fourth"});
+    }
+
+    TEST_CASE("append_run counts the lines of a run that could not be written") {
+        RotatingFileOptions o{"/dev/full", 0, 1, false};
+        o.direct_run = 1;
+        RotatingFile f(o);
+        REQUIRE(f.is_open());
+        f.append("buffered", false, 0);
+        f.append_run("x\ny\nz\n", 3, 0);
+        CHECK(f.lines_failed() == 4);
+        CHECK(f.lines_written() == 0);
+        CHECK(f.last_error() == ENOSPC);
+        CHECK(f.flush()); // nothing left to fail
+    }
+
 } // TEST_SUITE

@@ -7,6 +7,10 @@
 //    captured); it then counts as already at EOF.
 //  - Every line (or piece of an over-long line) is handed to on_line in order, per stream; the
 //    two streams are independent (their relative order is whatever the loop sees).
+//  - If on_lines is set, runs of ordinary lines (Framer::feed_runs: many complete lines of one
+//    read, each ending with its '\n', as one view into the read buffer) go to it instead, and
+//    on_line gets only the rest (lines that straddle two reads, pieces of over-long lines); the
+//    order across both callbacks is the stream's. Without on_lines every line goes to on_line.
 //  - on_batch runs after the lines of each read were delivered: the moment to flush sinks and
 //    collect pattern hits (UnitLog::flush). Optional.
 //  - on_eof runs once, when both streams reached EOF and every byte was delivered (the final
@@ -19,7 +23,11 @@
 //    that frees itself after the last close callback, so the Capture object may be destroyed at
 //    any time (destruction closes without calling back). close(cb) calls cb once the handles are
 //    closed; no other callback runs after close() was called.
-// Reads use one 64 KiB buffer shared by every Capture of the thread (see capture.cpp).
+//  - A pipe whose read comes back with at least 32 KiB (half the default pipe size: the writer
+//    is fast enough to fill it) is grown once to grow_pipe bytes (F_SETPIPE_SZ), so that a fast
+//    writer and vigild take turns less often. Quiet services keep the default pipe (big pipes
+//    count against the user's pipe-user-pages limits).
+// Reads use one buffer (read_buffer bytes) shared by every Capture of the thread (capture.cpp).
 #pragma once
 
 #include <cstddef>
@@ -27,6 +35,7 @@
 #include <functional>
 #include <string_view>
 
+#include "vigil/log/framer.hpp" // for_each_line, to walk the runs given to on_lines
 #include "vigil/log/line.hpp"
 
 struct uv_loop_s;
@@ -39,7 +48,17 @@ struct CaptureOptions {
     // If non-zero, try to grow both pipes to this many bytes (F_SETPIPE_SZ) so a fast writer
     // blocks less often. Failures (limits, EPERM) are ignored.
     std::size_t pipe_size = 0;
+    // If non-zero, grow a pipe to this many bytes once a read shows its writer filled it (see
+    // above). Failures are ignored: the pipe keeps its size, only speed is lost.
+    std::size_t grow_pipe = 0;
 };
+
+// The capture settings for a unit's `logs`: its max_line and, when its output is not forwarded,
+// 1 MiB reads and pipes grown to 1 MiB for fast writers (a writer and vigild then hand over 1 MiB
+// at a time, not 64 KiB: 16 times fewer wake-ups). Forwarded output keeps 64 KiB reads and
+// default pipes: the forwarder's queue is bounded by high_water plus one read per capture, and
+// a congested stdout must hold the child back within a pipe's worth of lines (issue 6 §4).
+CaptureOptions capture_options(const unit::LogSpec &spec);
 
 class Capture {
 public:
@@ -47,6 +66,8 @@ public:
         std::function<void(Stream, std::string_view line, bool continued)> on_line;
         std::function<void()> on_batch; // may be empty
         std::function<void()> on_eof;
+        // May be empty: then each line of a run goes to on_line.
+        std::function<void(Stream, std::string_view run, std::size_t count)> on_lines;
     };
 
     Capture(uv_loop_s *loop, int stdout_fd, int stderr_fd, CaptureOptions opts, Callbacks cbs);

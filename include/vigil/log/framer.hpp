@@ -11,6 +11,8 @@
 // Lines are emitted as string_views, either straight into the caller's chunk (the common case:
 // no copy) or into the framer's internal buffer (a line that straddles two chunks). A view is
 // valid only during the callback. No heap allocation happens after construction.
+// feed_runs() gives the same lines, but ordinary ones in runs (many lines as one view into the
+// caller's chunk), so that the sinks can work per read rather than per line (issue 6 §5).
 #pragma once
 
 #include <cstddef>
@@ -19,6 +21,21 @@
 #include <string_view>
 
 namespace vigil::log {
+
+// Calls f(std::string_view line) for each line of a run (see Framer::feed_runs): `run` is a
+// sequence of lines that each end with '\n'; the lines are given without it. Bytes after the
+// last '\n' (there are none in a run) are ignored.
+template <class F> void for_each_line(std::string_view run, F &&f) {
+    const char *p = run.data();
+    const char *const end = p + run.size();
+    while (p < end) {
+        const auto *nl =
+            static_cast<const char *>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+        if (nl == nullptr) return;
+        f(std::string_view(p, static_cast<std::size_t>(nl - p)));
+        p = nl + 1;
+    }
+}
 
 class Framer {
 public:
@@ -34,6 +51,23 @@ public:
     // Feeds one chunk; calls on_line(std::string_view line, bool continued) for every line or
     // piece completed by it, in order.
     template <class F> void feed(std::string_view data, F &&on_line) {
+        feed_runs(
+            data,
+            [&](std::string_view run, std::size_t) { for_each_line(run, on_line_false(on_line)); },
+            on_line);
+    }
+
+    // Feeds one chunk like feed(), but hands over runs of ordinary lines in one piece, for sinks
+    // that work per batch rather than per line. on_run(std::string_view run, std::size_t count)
+    // gets `count` >= 1 consecutive lines that each end with their '\n' (included in `run`), are
+    // at most max_line bytes and lie wholly inside `data`: `run` points into the caller's chunk,
+    // no byte is copied, and the lines are exactly the bytes read. Every other line or piece (one
+    // that straddles two chunks, the pieces of an over-long line) goes to on_line(line,
+    // continued) as feed() would give it. Lines reach the two callbacks in stream order. The
+    // last piece of an over-long line, if it ends in this chunk, is an ordinary line (continued
+    // == false) and may open a run.
+    template <class Run, class Line>
+    void feed_runs(std::string_view data, Run &&on_run, Line &&on_line) {
         while (!data.empty()) {
             if (!carry_.empty()) {
                 const std::size_t room = max_line_ - carry_.size();
@@ -57,12 +91,23 @@ public:
                 }
                 continue;
             }
-            const std::size_t scan = data.size() < max_line_ + 1 ? data.size() : max_line_ + 1;
-            const auto *nl = static_cast<const char *>(std::memchr(data.data(), '\n', scan));
-            if (nl != nullptr) {
-                const auto n = static_cast<std::size_t>(nl - data.data());
-                on_line(data.substr(0, n), false);
-                data.remove_prefix(n + 1);
+            // The longest run of complete lines of at most max_line bytes at the front.
+            const char *const begin = data.data();
+            const char *const end = begin + data.size();
+            const char *run_end = begin;
+            std::size_t count = 0;
+            for (;;) {
+                const auto left = static_cast<std::size_t>(end - run_end);
+                const std::size_t scan = left < max_line_ + 1 ? left : max_line_ + 1;
+                const auto *nl = static_cast<const char *>(std::memchr(run_end, '\n', scan));
+                if (nl == nullptr) break;
+                run_end = nl + 1;
+                ++count;
+            }
+            if (count > 0) {
+                const auto n = static_cast<std::size_t>(run_end - begin);
+                on_run(data.substr(0, n), count);
+                data.remove_prefix(n);
             } else if (data.size() > max_line_) {
                 on_line(data.substr(0, max_line_), true);
                 data.remove_prefix(max_line_);
@@ -81,6 +126,11 @@ public:
     }
 
 private:
+    // Adapts on_line(line, continued) to for_each_line's f(line): lines of a run are complete.
+    template <class F> static auto on_line_false(F &on_line) {
+        return [&on_line](std::string_view l) { on_line(l, false); };
+    }
+
     std::size_t max_line_;
     std::string carry_; // capacity max_line_, never reallocated
 };

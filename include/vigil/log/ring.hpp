@@ -36,6 +36,12 @@ public:
     explicit Ring(std::size_t capacity);
 
     void push(std::uint64_t seq, WallMs wall, Stream stream, bool continued, std::string_view text);
+    // Pushes the `count` lines of a run (Framer::feed_runs: each line ends with '\n'), numbered
+    // first_seq, first_seq+1, ...; none is continued. Only the newest lines that fit are copied:
+    // the others would be overwritten by the same run anyway (their sequence numbers are used
+    // up all the same, so a follower sees the gap as after any overwrite).
+    void push_run(std::uint64_t first_seq, WallMs wall, Stream stream, std::string_view run,
+                  std::size_t count);
 
     // The last `n` lines kept, oldest first.
     std::vector<RingLine> last(std::size_t n) const;

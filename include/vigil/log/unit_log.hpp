@@ -7,13 +7,13 @@
 //     on_line  = [&](Stream s, std::string_view l, bool c) { ul.line(s, l, c, loop_now()); }
 //     on_batch = [&] { for (const auto &hit : ul.flush(loop_now())) core_feed(hit); }
 //
-// line() sends the line to every sink at once: the ring (always), the rotating file (if
-// `logs.file`), the forwarder (if `logs.forward` and a Forwarder was given), and stages it for
-// the patterns. flush() writes the file's batch and evaluates the patterns over the staged lines
-// (see PatternSet::scan: matching a whole batch at once is what keeps ten patterns cheap) and
-// returns the patterns that fired. Call flush() after every batch (Capture's on_batch) and before
-// shutdown. Between flushes, the file writes whenever its buffer passes 128 KiB, and the patterns
-// run whenever 256 KiB are staged (their hits wait for the next flush()).
+// line() (or lines(), for a run of many) sends the line to every sink at once: the ring (always),
+// the rotating file (if `logs.file`), the forwarder (if `logs.forward` and a Forwarder was given),
+// and stages it for the patterns. flush() writes the file's batch and evaluates the patterns over
+// the staged lines (see PatternSet::scan: matching a whole batch at once is what keeps ten patterns
+// cheap) and returns the patterns that fired. Call flush() after every batch (Capture's on_batch)
+// and before shutdown. Between flushes, the file writes whenever its buffer passes 128 KiB, and the
+// patterns run whenever 256 KiB are staged (their hits wait for the next flush()).
 //
 // Time: `now` is the loop's monotonic time (pattern windows). Wall-clock time (timestamps, ring)
 // is read from `wall_clock` only when `now` changes, so a batch costs one clock read.
@@ -41,6 +41,12 @@ namespace vigil::log {
 struct SeqCounter {
     std::uint64_t next = 1;
     std::uint64_t take() { return next++; }
+    // Takes n consecutive numbers; returns the first.
+    std::uint64_t take(std::uint64_t n) {
+        const std::uint64_t first = next;
+        next += n;
+        return first;
+    }
 };
 
 struct UnitLogCounters {
@@ -59,6 +65,11 @@ public:
             SeqCounter &seq, WallClock wall_clock = wall_now);
 
     void line(Stream stream, std::string_view text, bool continued, TimePoint now);
+    // The `count` lines of a run (Framer::feed_runs, Capture's on_lines: each ends with '\n',
+    // none is continued), with the same effect as `count` calls of line() but done per run: one
+    // block of sequence numbers, the ring copies only the lines it keeps, the file writes the
+    // run without copying it, the patterns stage it as it is. Only forwarding works per line.
+    void lines(Stream stream, std::string_view run, std::size_t count, TimePoint now);
     // Writes the file batch and evaluates the patterns. The span is valid until the next call.
     std::span<const PatternHit> flush(TimePoint now);
 
