@@ -798,6 +798,7 @@ class Health(unittest.TestCase):
             "root": {"kind": "supervisor", "intensity": 100, "period": "1m"},
             "a": {"command": ["sh", "-c", "sleep 1000 & systemd-notify --ready MAINPID=$!; exit 0"],
                   "backoff": FAST, "ready": {"notify": True, "timeout": "10s"}}})
+        d.wait_socket()
         wait_until(lambda: d.status("a")["ready"], 5, "a ready")
         self.assertTrue(holds_for(lambda: d.status("a")["state"] == "running"
                                   and d.status("a")["restarts"] == 0, 0.5))
@@ -824,6 +825,7 @@ class Health(unittest.TestCase):
             **{f"a{i}": {"command": ["sh", "-c", "sleep 1000 & systemd-notify --no-block "
                                      "--ready MAINPID=$!; exit 0"],
                          "ready": {"notify": True, "timeout": "10s"}} for i in range(5)}})
+        d.wait_socket()
         for i in range(5):
             wait_until(lambda: d.status(f"a{i}")["ready"], 5, f"a{i} ready")
         self.assertTrue(holds_for(lambda: all(d.status(f"a{i}")["state"] == "running"
@@ -841,6 +843,7 @@ class Health(unittest.TestCase):
             "a": {"command": ["sh", "-c", "sleep 1001 & systemd-notify --ready MAINPID=$!; "
                               "wait $!; exec sleep 1002"],
                   "backoff": FAST, "ready": {"notify": True, "timeout": "10s"}}})
+        d.wait_socket()
         wait_until(lambda: d.status("a")["ready"], 5, "a ready")
         main = self.sleeper(d, "1001")
         self.assertEqual(d.status("a")["pid"], harness.proc_info(main).inner_pid)
@@ -860,6 +863,7 @@ class Health(unittest.TestCase):
         d = self.daemon(lambda d: {
             "a": {"command": ["sh", "-c", "systemd-notify --ready MAINPID=1; exec sleep 1000"],
                   "ready": {"notify": True, "timeout": "10s"}}})
+        d.wait_socket()
         wait_until(lambda: d.status("a")["ready"], 5, "a ready")
         self.assertIn("a: ignored MAINPID=1: that is vigild itself", d.stderr())
         self.assertEqual(d.status("a")["pid"], harness.proc_info(self.sleeper(d, "1000")).inner_pid)
