@@ -130,7 +130,7 @@ const char *cause_text(Cause c) {
     case Cause::Shutdown:
         return "shutdown";
     case Cause::Removed:
-        return "removed by reload";
+        return "reload (unit removed)";
     }
     return "";
 }
