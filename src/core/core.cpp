@@ -424,7 +424,11 @@ struct Core::Impl {
                 if (sup.spec.parallel ? !start_parallel(s) : !start_sequential(s)) return;
                 p = Plan{};
                 if (sup.state == ChildState::Starting) {
+                    // Its uptime counts from its start, so it is never shorter than its
+                    // children's.
+                    const TimePoint began = sup.since;
                     set_state(s, ChildState::Running);
+                    sup.since = began;
                     sup.started = true;
                     sup.ready = true;
                     publish(s, RecordKind::Started,
