@@ -10,7 +10,8 @@ the loader accepts and reject what the loader rejects wherever JSON Schema can s
    cannot express them (cross-file references, comparisons between two values, PCRE2...);
 3. a corpus of single-field variants (VARIANTS) is given to the real loader (`vigild --check`,
    from the VIGILD environment variable) and to the schema: both must agree on each, except the
-   KNOWN_DIFFERENCES, each of which must still differ (so the lists cannot go stale).
+   KNOWN_DIFFERENCES, each of which must still differ (so the lists cannot go stale);
+4. every default in docs/defaults.md is the schema's `default`.
 
 That the schema and the loader know the same field names is checked by
 tests/unit/schema_test.cpp, from the loader's own tables.
@@ -103,6 +104,56 @@ class SchemaIsValid(unittest.TestCase):
 
         walk(SCHEMA, "")
         self.assertEqual(missing, [])
+
+
+def defaults_table():
+    """docs/defaults.md's table: (field as written, qualifier, default as written), one row per
+    field ("`intensity` / `period` | `5` per `10s`" gives two; the probes row five)."""
+    rows = []
+    text = (ROOT / "docs" / "defaults.md").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if not line.startswith("| ") or line.startswith("| field") or line.startswith("|---"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        fields = re.findall(r"`([^`]+)`", cells[0])
+        qualifier = (re.findall(r"\((\w+)\)", cells[0]) or [None])[0]
+        values = re.findall(r"`([^`]+)`", cells[1])
+        if cells[0] == "probes":
+            rows += [(f"probe.{v.split()[0]}", None, v.split()[1]) for v in values]
+        elif len(fields) == 1 and values:
+            rows.append((fields[0], qualifier, values[0]))
+        elif len(fields) > 1:
+            prefix = fields[0].rpartition(".")[0]
+            for f, v in zip(fields, values):
+                rows.append((f if "." in f or not prefix else f"{prefix}.{f}", qualifier, v))
+    return rows
+
+
+class DefaultsMatchTheDocs(unittest.TestCase):
+    """Every default docs/defaults.md gives is the schema's (tests/unit/schema_test.cpp ties the
+    schema's to the code's)."""
+
+    def schema_default(self, field: str, qualifier: str | None):
+        defs = SCHEMA["$defs"]
+        head, *rest = field.split(".")
+        if head == "probe":
+            node = defs["probe"]["properties"][rest[0]]
+        else:
+            kind = qualifier or ("supervisor" if head in defs["supervisor"]["properties"]
+                                 and head not in defs["service"]["properties"] else "service")
+            node = defs[kind]["properties"][head]
+            for part in rest:
+                node = node["properties"][part]
+        self.assertIn("default", node, f"{field} has no default in the schema")
+        d = node["default"]
+        return d if isinstance(d, str) else json.dumps(d)
+
+    def test_every_documented_default(self):
+        rows = defaults_table()
+        self.assertGreater(len(rows), 25)
+        for field, qualifier, value in rows:
+            with self.subTest(field=field, qualifier=qualifier):
+                self.assertEqual(self.schema_default(field, qualifier), value)
 
 
 class GoodUnitsAreValid(unittest.TestCase):
