@@ -6,8 +6,8 @@ vigil_packages=(
   libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
   python3 util-linux procps clang-format curl
   # tests/docs: the unit-file JSON Schema against the loader (Draft 2020-12 needs jsonschema >= 4),
-  # and the man pages linted by mandoc as well as groff
-  python3-jsonschema mandoc
+  # and the man pages rendered by groff and linted by mandoc
+  python3-jsonschema groff-base mandoc
   python3-yaml iproute2 # tests/packaging/test_containers.py: the Kubernetes YAML; `ip` for loopback
   debhelper dpkg-dev lintian # tests/packaging/test_deb.py: packaging/build-deb, lintian
   clang libclang-rt-14-dev # .ci/fuzz: libFuzzer and the sanitizers' runtimes
