@@ -91,19 +91,21 @@ public:
                 }
                 continue;
             }
-            // The longest run of complete lines of at most max_line bytes at the front.
+            // The longest run of complete lines of at most max_line bytes at the front. Any
+            // window of max_line+1 bytes that holds a '\n' holds only lines that short up to its
+            // last '\n': jump there (memrchr), a window at a time rather than a line at a time,
+            // then count the lines of the run in one pass.
             const char *const begin = data.data();
             const char *const end = begin + data.size();
             const char *run_end = begin;
-            std::size_t count = 0;
             for (;;) {
                 const auto left = static_cast<std::size_t>(end - run_end);
                 const std::size_t scan = left < max_line_ + 1 ? left : max_line_ + 1;
-                const auto *nl = static_cast<const char *>(std::memchr(run_end, '\n', scan));
+                const auto *nl = static_cast<const char *>(::memrchr(run_end, '\n', scan));
                 if (nl == nullptr) break;
                 run_end = nl + 1;
-                ++count;
             }
+            const std::size_t count = count_newlines(begin, run_end);
             if (count > 0) {
                 const auto n = static_cast<std::size_t>(run_end - begin);
                 on_run(data.substr(0, n), count);
@@ -129,6 +131,13 @@ private:
     // Adapts on_line(line, continued) to for_each_line's f(line): lines of a run are complete.
     template <class F> static auto on_line_false(F &on_line) {
         return [&on_line](std::string_view l) { on_line(l, false); };
+    }
+
+    static std::size_t count_newlines(const char *p, const char *end) {
+        std::size_t n = 0;
+        for (; p < end; ++p)
+            n += *p == '\n' ? 1 : 0; // a loop the compiler vectorizes
+        return n;
     }
 
     std::size_t max_line_;
