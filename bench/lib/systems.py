@@ -292,7 +292,21 @@ class Direct(System):
         return os.path.join(outdir, "out.log")
 
 
-ALL = [Vigil, Runit, S6, Supervisord, Direct]
+class DirectSetsid(Direct):
+    """The ceiling again, with the writer in a session of its own (`setsid`), as supervisors that
+    start services with setsid() run them (vigil; supervisord only calls setpgrp()). With
+    /proc/sys/kernel/sched_autogroup_enabled = 1 a session is a scheduling group of its own, and on
+    a loaded machine every hand-over between writer and reader then waits for the scheduler."""
+
+    name = "direct-setsid"
+    comms = {"cat"}
+
+    def prepare(self, work, services, log=None, crash=False, lenient=False):
+        super().prepare(work, services, log=log, crash=crash, lenient=lenient)
+        self.cmd = "exec setsid " + self.cmd[len("exec "):]
+
+
+ALL = [Vigil, Runit, S6, Supervisord, Direct, DirectSetsid]
 
 
 def make(name, tools):
