@@ -313,16 +313,16 @@ DURATIONS = ["0", "0s", "00", "1", "1s", "10s", "1.5s", "1.25s", "1.125s", "1.06
              "1.0001s", "250ms", "1.5ms", "1.0ms", "0.5ms", "1m30s", "1h30m", "30m1h", "1m1m",
              "1d2h3m4s5ms", "1.5m", "0.0001m", "1.5h", "2d", "", " 1s", "1S", "1sec", "1 s",
              "infinity", "1.s", ".5s", "-1s", "1ms1s", "0.001s", "0.0005s", "0.00001m",
-             "99999999999999999999d", "123456789012345678901s", 10, None, True]
+             "99999999999999999999d", "123456789012345678901s", "10s\n", 10, None, True]
 SIZES = ["0", "1", "1.5", "1.0", "1B", "1.5B", "1.0B", "1.5K", "1.5KiB", "64KiB", "10MiB", "1G",
          "2T", "1GB", "1 KiB", "1kib", "1k", "KiB", "", "-1", -1, 0, 4096, 1.5, "4KiB", "4096",
-         "8192", 100000, "1e3", "0x10", "1.0000001K", "18446744073709551616"]
+         "8192", 100000, "1e3", "0x10", "1.0000001K", "18446744073709551616", "1K\n"]
 SIGNALS = ["SIGTERM", "TERM", "term", "Hup", "sigkill", "15", "015", "0", "64", "65", "SIG",
            "SIGIO", "IOT", "poll", "SIGRTMIN", "SIGRTMIN+3", "RTMIN+30", "RTMIN+31", "RTMAX",
            "rtmax-30", "RTMAX-31", "RTMIN-1", "RTMAX+1", "SIGSIGTERM", "SIG15", "SIGFOO", "",
-           15, 15.0, 0, 64, 65, -9, "KILL ", True]
+           15, 15.0, 0, 64, 65, -9, "KILL ", "TERM\n", True]
 # app (a supervisor), peer (a service) and root exist; the others are not unit files.
-NAMES = ["app", "peer", "root", "Web", "-x", "a b", "", "x@1", "a.b_c-d", 7]
+NAMES = ["app", "peer", "root", "Web", "-x", "a b", "", "x@1", "a.b_c-d", "app\n", 7]
 REGEXES = ["^ready", "", "(", "[a-", "\\d+ms", "(?<name>x)", 5]
 INTEGERS = [0, 1, 2, 3, 1023, 1024, 10000, 10001, 1000000, 1000001, -1, 1.5, 2.0, "2", None]
 NUMBERS = [0, 0.5, 1, 1.5, 2, 99.5, 100, 100.5, -1, "2", None]
@@ -369,6 +369,8 @@ def variants():
     for value in BOOLEANS:
         for ptr in ("/significant", "/logs/forward", "/logs/timestamps", "/ready/notify"):
             out.append((dict(SERVICE, restart="transient"), ptr, value))
+        out.append((SUPERVISOR, "/parallel", value))
+        out.append((SERVICE, "/parallel", value))
     for value in STRINGS:
         for ptr in ("/cwd", "/env_file", "/user", "/group", "/description", "/logs/file",
                     "/umask", "/env/A", "/liveness/tcp/host", "/liveness/http/path", "/command/0",
@@ -380,7 +382,7 @@ def variants():
             if "exec" in ptr:
                 base["liveness"] = {"exec": ["true"]}
             out.append((base, ptr, value))
-    for value in ["022", "0022", "0777", "0778", "1777", "00222", "22", "7777", 18, "0o22"]:
+    for value in ["022", "0022", "0777", "0778", "1777", "00222", "22", "7777", 18, "0o22", "022\n"]:
         out.append((SERVICE, "/umask", value))
     for value in [{"A": "1"}, {"": "1"}, {"A=B": "1"}, {"A": 1}, [], "A=1"]:
         out.append((SERVICE, "/env", value))

@@ -236,6 +236,7 @@ TEST_SUITE("unit schema") {
             CHECK(default_duration(schema, def + "/period") == child.period);
             CHECK(default_string(schema, def + "/auto_shutdown") == "never");
             CHECK(child.auto_shutdown == core::AutoShutdown::Never);
+            CHECK(at(schema, def + "/parallel/default") == json(child.parallel));
         }
 
         const std::string l = svc + "/logs/properties";
