@@ -216,7 +216,7 @@ for name, (argv, desc) in order:
     print(f"| {desc} | {med:.2f} | {p90(xs):.2f} | {min(xs):.2f} | {net} | {med / ref:.2f} |")
 if "sv" in times:
     ratio = ref / statistics.median(times["sv"])
-    print(f"\n`vigilctl status` / `sv status` (medians): {ratio:.2f} "
+    print(f"\n`vigilctl status` / `sv status` (medians): {ratio:.3f} "
           f"(target ≤ 1.00: {'met' if ratio <= 1.0 else 'NOT met'})")
 for n in notes:
     print(f"\nnote: {n}")
