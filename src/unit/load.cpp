@@ -83,14 +83,14 @@ template <class E, std::size_t N> constexpr bool in_order(const std::array<EnumN
 static_assert(in_order(kind_names) && in_order(restart_names) && in_order(strategy_names) &&
               in_order(auto_shutdown_names) && in_order(stream_names) && in_order(action_names));
 
-const Fields common_fields{"kind",    "description", "parent", "after",
-                           "restart", "significant", "stop"};
+const Fields common_fields{"$schema", "kind",    "description", "parent",
+                           "after",   "restart", "significant", "stop"};
 const Fields service_fields{"command",   "cwd",     "env",      "env_file", "user",     "group",
                             "umask",     "limits",  "backoff",  "logs",     "ready",    "liveness",
                             "readiness", "startup", "watchdog", "patterns", "instances"};
 const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown", "parallel"};
-const Fields root_fields{"kind",   "description",   "strategy", "intensity",
-                         "period", "auto_shutdown", "parallel"};
+const Fields root_fields{"$schema",   "kind",   "description",   "strategy",
+                         "intensity", "period", "auto_shutdown", "parallel"};
 // Nested objects' fields (a unit's `stop`, `backoff`, `logs`, `ready`, a probe's `tcp` and `http`,
 // a `patterns` item, a `limits` entry given as {soft, hard}).
 const Fields stop_fields{"signal", "timeout"};
@@ -611,6 +611,8 @@ void parse_unit(Checker &c, Raw &r) {
 
     if (j.contains("description"))
         if (auto s = c.string(j["description"], "/description")) r.unit.description = *s;
+    // For editors: the JSON Schema a unit names is not vigil's business beyond being a string.
+    if (j.contains("$schema")) c.string(j["$schema"], "/$schema");
     if (!r.is_root) {
         if (j.contains("parent")) {
             if (auto s = c.string(j["parent"], "/parent", true)) r.parent = *s;
@@ -652,7 +654,7 @@ void parse_unit(Checker &c, Raw &r) {
     if (r.spec.wait_ready) r.spec.start_timeout = r.unit.ready.timeout;
 
     json canon = j;
-    for (const char *k : {"parent", "after", "instances", "description"})
+    for (const char *k : {"parent", "after", "instances", "description", "$schema"})
         canon.erase(k);
     r.canonical = canon.dump(-1, ' ', false, json::error_handler_t::replace);
 }

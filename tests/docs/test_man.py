@@ -111,7 +111,7 @@ def bold_words(lines: list[str]) -> set[str]:
     words: set[str] = set()
 
     def add(text: str):
-        words.update(re.findall(r"[A-Za-z0-9_][\w.]*", plain(text)))
+        words.update(re.findall(r"[$A-Za-z0-9_][\w.]*", plain(text)))
 
     for line in lines:
         m = re.match(r"^\.(B|BR|RB|BI|IB)\s+(.*)$", line)
@@ -133,7 +133,7 @@ def bold_words(lines: list[str]) -> set[str]:
 def inline_bold(source: str) -> set[str]:
     words: set[str] = set()
     for chunk in re.findall(r"\\fB(.*?)\\f[RIP]", source):
-        words.update(re.findall(r"[A-Za-z0-9_][\w.]*", plain(chunk)))
+        words.update(re.findall(r"[$A-Za-z0-9_][\w.]*", plain(chunk)))
     return words
 
 
