@@ -525,6 +525,9 @@ void Server::on_acceptable() {
         }
         s->update_poll();
         s->arm_idle();
+        // vigilctl sends its request without waiting for the hello, so it is often here
+        // already: answering now saves the query a wake-up.
+        if (s->state_ == Session::State::Open) s->on_readable();
     }
 }
 
