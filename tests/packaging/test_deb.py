@@ -80,6 +80,14 @@ def setUpModule() -> None:
             raise unittest.SkipTest(f"{tool} not installed (see .ci/deps.sh)")
     work = tempfile.mkdtemp(prefix="vigil-test-deb-")
     PKG["work"] = work
+    # The sources the package ships, read just before build-deb copies the tree: what the
+    # package must contain even if the tree is edited while the package builds.
+    sources = {}
+    for _mode, src in expected_files().values():
+        if src is not None:
+            with open(os.path.join(ROOT, src), "rb") as f:
+                sources[src] = f.read()
+    PKG["sources"] = sources
     env = dict(os.environ)
     env["DEB_BUILD_OPTIONS"] = f"nocheck noautodbgsym parallel={max(2, os.cpu_count() or 1)}"
     env["TMPDIR"] = work
@@ -182,8 +190,7 @@ class ContentsTest(unittest.TestCase):
         for path, (_mode, src) in expected_files().items():
             if src is None:
                 continue
-            with open(os.path.join(ROOT, src), "rb") as f:
-                want = f.read()
+            want = PKG["sources"][src]
             opener = gzip.open if path.endswith(".gz") else open
             with opener(in_root(path), "rb") as f:
                 got = f.read()
