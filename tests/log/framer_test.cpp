@@ -18,18 +18,24 @@ struct Piece {
     bool operator==(const Piece &) const = default;
 };
 
+// Calls feed(chunk) on `input` cut in chunks of the given sizes (cycled).
+template <class Feed>
+void in_chunks(std::string_view input, const std::vector<std::size_t> &chunks, Feed &&feed) {
+    std::size_t i = 0, k = 0;
+    while (i < input.size()) {
+        const std::size_t n = std::min(chunks[k++ % chunks.size()], input.size() - i);
+        feed(input.substr(i, n));
+        i += n;
+    }
+}
+
 // Feeds `input` in chunks of the given sizes (cycled), then flushes.
 std::vector<Piece> frame(std::string_view input, std::size_t max_line,
                          const std::vector<std::size_t> &chunks) {
     Framer f(max_line);
     std::vector<Piece> out;
     auto sink = [&](std::string_view l, bool c) { out.push_back({std::string(l), c}); };
-    std::size_t i = 0, k = 0;
-    while (i < input.size()) {
-        const std::size_t n = std::min(chunks[k++ % chunks.size()], input.size() - i);
-        f.feed(input.substr(i, n), sink);
-        i += n;
-    }
+    in_chunks(input, chunks, [&](std::string_view chunk) { f.feed(chunk, sink); });
     f.flush(sink);
     return out;
 }
@@ -38,14 +44,11 @@ std::vector<Piece> frame(std::string_view input, std::size_t max_line,
 // checking what a run promises (count lines, each ending with '\n', each at most max_line bytes,
 // a view into the chunk fed).
 std::vector<Piece> frame_runs(std::string_view input, std::size_t max_line,
-                              const std::vector<std::size_t> &chunks, std::size_t *runs = nullptr) {
+                              const std::vector<std::size_t> &chunks) {
     Framer f(max_line);
     std::vector<Piece> out;
     auto sink = [&](std::string_view l, bool c) { out.push_back({std::string(l), c}); };
-    std::size_t i = 0, k = 0;
-    while (i < input.size()) {
-        const std::size_t n = std::min(chunks[k++ % chunks.size()], input.size() - i);
-        const std::string_view chunk = input.substr(i, n);
+    in_chunks(input, chunks, [&](std::string_view chunk) {
         f.feed_runs(
             chunk,
             [&](std::string_view run, std::size_t count) {
@@ -62,11 +65,9 @@ std::vector<Piece> frame_runs(std::string_view input, std::size_t max_line,
                     ++seen;
                 });
                 CHECK(seen == count);
-                if (runs != nullptr) ++*runs;
             },
             sink);
-        i += n;
-    }
+    });
     f.flush(sink);
     return out;
 }
