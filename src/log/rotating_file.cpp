@@ -82,10 +82,9 @@ void RotatingFile::append_run(std::string_view run, std::size_t count, WallMs wa
         for_each_line(run, [&](std::string_view line) { append(line, false, wall); });
         return;
     }
-    if (run.size() < opts_.direct_run) {
-        buf_.append(run);
+    if (run.size() < opts_.direct_run && buf_.size() + run.size() < opts_.batch) {
+        buf_.append(run); // stays within the buffer's reserved capacity
         buf_lines_ += count;
-        if (buf_.size() >= opts_.batch) write_out();
         return;
     }
     write_out(run, count);
