@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -535,22 +536,35 @@ class EntrypointTest(unittest.TestCase):
         self.mapping = image_paths(self.stages)
         argv = exec_form(final_instruction(final, "ENTRYPOINT").args) + \
             exec_form(final_instruction(final, "CMD").args)
-        self.argv = [map_text(a, self.mapping) for a in argv]
-        self.health = [map_text(a, self.mapping)
-                       for a in healthcheck_argv(final_instruction(final, "HEALTHCHECK"))]
         name, doc = workloads()[0]
         _, spec = pod_of(doc)
         container = spec["containers"][0]
         self.port = http_option(container_args(container, final))[1]
         self.grace = spec.get("terminationGracePeriodSeconds", 30)
         self.tmp = tempfile.TemporaryDirectory(prefix="vigil-ct-")
-        for path in list(self.mapping.values()) + [os.path.abspath(harness.vigild())]:
-            # The prelude hides the host's /tmp; what vigild runs must not live there.
-            self.assertFalse(os.path.realpath(path).startswith("/tmp/"),
-                             f"{path} is under /tmp, which the test replaces")
+        # The prelude hides the host's /tmp: what the image holds (a clone or build under /tmp,
+        # as in CI) is staged under /dev/shm first, as `docker build` would copy it.
+        self.stage = None
+        for dest, path in list(self.mapping.items()):
+            if not os.path.realpath(path).startswith("/tmp/"):
+                continue
+            if self.stage is None:
+                self.stage = tempfile.TemporaryDirectory(prefix="vigil-ct-image-", dir="/dev/shm")
+            copy = os.path.join(self.stage.name, dest.lstrip("/"))
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            if os.path.isdir(path):
+                shutil.copytree(path, copy, symlinks=True)
+            else:
+                shutil.copy2(path, copy)
+            self.mapping[dest] = copy
+        self.argv = [map_text(a, self.mapping) for a in argv]
+        self.health = [map_text(a, self.mapping)
+                       for a in healthcheck_argv(final_instruction(final, "HEALTHCHECK"))]
 
     def tearDown(self) -> None:
         self.tmp.cleanup()
+        if self.stage is not None:
+            self.stage.cleanup()
 
     def enter(self, ns: harness.PidNamespace, argv: list) -> subprocess.CompletedProcess:
         """Runs argv in the container's namespaces (network, mount, PID; user when not root)."""
