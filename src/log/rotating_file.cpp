@@ -75,13 +75,38 @@ void RotatingFile::append(std::string_view line, bool continued, WallMs wall) {
 }
 
 void RotatingFile::append_run(std::string_view run, std::size_t count, WallMs wall) {
-    const bool crosses =
-        regular_ && !rotate_failed_ && opts_.max_size > 0 && size() + run.size() > opts_.max_size;
-    if (opts_.timestamps || crosses) {
-        // Records differ from the bytes read, or rotation must cut between two of these lines.
+    if (opts_.timestamps) {
+        // Records differ from the bytes read.
         for_each_line(run, [&](std::string_view line) { append(line, false, wall); });
         return;
     }
+    // Rotation cuts between two records, exactly where count calls of append() would: before a
+    // record that would take a non-empty file past max_size. The pieces are written in place.
+    while (regular_ && !rotate_failed_ && opts_.max_size > 0 &&
+           size() + run.size() > opts_.max_size) {
+        const std::uint64_t room = size() < opts_.max_size ? opts_.max_size - size() : 0;
+        // The whole records that fit: up to the last '\n' within `room` bytes.
+        const void *cut = room == 0 ? nullptr : ::memrchr(run.data(), '\n', room);
+        std::size_t n =
+            cut == nullptr
+                ? 0
+                : static_cast<std::size_t>(static_cast<const char *>(cut) - run.data()) + 1;
+        if (n == 0 && size() > 0) {
+            write_out();
+            rotate();
+            continue;
+        }
+        if (n == 0) // an empty file: a record longer than max_size goes alone into it
+            n = static_cast<std::size_t>(
+                    static_cast<const char *>(std::memchr(run.data(), '\n', run.size())) -
+                    run.data()) +
+                1;
+        const auto lines = static_cast<std::size_t>(std::count(run.data(), run.data() + n, '\n'));
+        write_out(run.substr(0, n), lines);
+        run.remove_prefix(n);
+        count -= lines;
+    }
+    if (run.empty()) return;
     if (run.size() < opts_.direct_run && buf_.size() + run.size() < opts_.batch) {
         buf_.append(run); // stays within the buffer's reserved capacity
         buf_lines_ += count;

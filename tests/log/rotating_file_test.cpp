@@ -302,8 +302,11 @@ TEST_SUITE("log") {
                     }
                     std::string run;
                     for (int k = 0; k < count; ++k) {
-                        a.append(numbered(i + k), false, 1000 + i);
-                        run += numbered(i + k) + "\n";
+                        // Now and then a line longer than max_size: a file of its own.
+                        const std::string l =
+                            numbered(i + k) + ((i + k) % 97 == 0 ? std::string(4000, '+') : "");
+                        a.append(l, false, 1000 + i);
+                        run += l + "\n";
                     }
                     b.append_run(run, static_cast<std::size_t>(count), 1000 + i);
                     i += count;
@@ -325,8 +328,9 @@ TEST_SUITE("log") {
                 const fs::path pa = one.string() + sfx, pb = runs.string() + sfx;
                 CHECK(fs::exists(pa) == fs::exists(pb));
                 if (!fs::exists(pa)) continue;
-                CHECK(fs::file_size(pa) <= 3000);
-                CHECK(read_lines(pa) == read_lines(pb));
+                const auto la = read_lines(pa);
+                CHECK((fs::file_size(pa) <= 3000 || la.size() == 1)); // or one oversize line
+                CHECK(la == read_lines(pb));
             }
         }
     }
