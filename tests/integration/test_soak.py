@@ -577,8 +577,11 @@ class Soak:
         init = self.d.ns.init_pid
         others = [p for p in self.d.processes() if p.pid != init and p.state != "Z"]
         if others:
-            harness.kill_quietly(self.rng.choice(others).pid, signal.SIGKILL)
+            victim = self.rng.choice(others)
+            harness.kill_quietly(victim.pid, signal.SIGKILL)
             self.count("sigkill-any")
+            if victim.ppid == init and victim.comm == "vigild":
+                self.count("sigkill-spawner")  # the helper (judge_fds counts its deaths)
 
     def stop(self) -> None:
         if len(self.stopped) >= 15:
