@@ -14,7 +14,9 @@
 namespace vigil::log {
 
 RotatingFile::RotatingFile(RotatingFileOptions opts) : opts_(std::move(opts)) {
-    buf_.reserve(opts_.batch + 256);
+    // No reserve: the buffer grows to what is buffered between two flushes, which for runs
+    // written in place is little. A reserve of `batch` bytes was touched page by page, late, by
+    // every unit with a file (+0.7 MiB of VmRSS after the soak's warm-up).
     open_file();
 }
 
@@ -108,7 +110,7 @@ void RotatingFile::append_run(std::string_view run, std::size_t count, WallMs wa
     }
     if (run.empty()) return;
     if (run.size() < opts_.direct_run && buf_.size() + run.size() < opts_.batch) {
-        buf_.append(run); // stays within the buffer's reserved capacity
+        buf_.append(run); // the buffer never holds more than `batch` bytes
         buf_lines_ += count;
         return;
     }
