@@ -152,8 +152,16 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
             std::string name = std::to_string(l.resource);
             for (auto n : rlimit_names())
                 if (rlimit_resource(n) == l.resource) name = std::string(n);
-            lv.push_back(name + "=" + limit_value(l.soft) +
-                         (l.soft == l.hard ? "" : ":" + limit_value(l.hard)));
+            // Appended piece by piece: g++ 12 at -O3 reports a false -Wrestrict overlap for
+            // the one-expression form `name + "=" + ... + (cond ? "" : ":" + ...)`.
+            std::string item = name;
+            item += '=';
+            item += limit_value(l.soft);
+            if (l.soft != l.hard) {
+                item += ':';
+                item += limit_value(l.hard);
+            }
+            lv.push_back(std::move(item));
         }
         d.push_back("limits: " + join(lv, " "));
     }
