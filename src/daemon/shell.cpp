@@ -715,12 +715,10 @@ private:
         if (core_.status(id).removed) release(id);
     }
 
-    // A child whose spec is gone (a temporary child that ended, a unit removed by reload) keeps
-    // no descriptor or buffer: its ChildId is never reused, so whatever its Runtime held would
-    // leak. A temporary child keeps its Unit, which a restart of its supervisor needs.
-    void release(ChildId id) {
-        Runtime &r = runtime(id);
-        if (r.pid > 0 || r.pending_wstatus) return; // report_exit comes back here
+    // Flushes a service's log and closes its probes, readiness and notify ends, main-process
+    // watch and pipes. Its drain timer is left to the caller (release() and teardown() close
+    // it differently).
+    void close_runtime(Runtime &r) {
         if (r.log) r.log->flush(now());
         r.monitor.reset();
         r.watchdog.reset();
@@ -732,6 +730,15 @@ private:
         for (auto &d : r.draining)
             d.second->close(nullptr);
         r.draining.clear();
+    }
+
+    // A child whose spec is gone (a temporary child that ended, a unit removed by reload) keeps
+    // no descriptor or buffer: its ChildId is never reused, so whatever its Runtime held would
+    // leak. A temporary child keeps its Unit, which a restart of its supervisor needs.
+    void release(ChildId id) {
+        Runtime &r = runtime(id);
+        if (r.pid > 0 || r.pending_wstatus) return; // report_exit comes back here
+        close_runtime(r);
         r.log.reset();
         if (r.drain_timer) {
             drain_ids_.erase(r.drain_timer);
@@ -898,17 +905,7 @@ private:
         if (ctl_) ctl_->close();
         http_.reset();
         for (Runtime &r : rt_) {
-            if (r.log) r.log->flush(now());
-            r.monitor.reset();
-            r.watchdog.reset();
-            r.ready_fd.reset();
-            r.notify.reset();
-            r.main_watch.reset();
-            if (r.capture) r.capture->close(nullptr);
-            r.capture.reset();
-            for (auto &d : r.draining)
-                d.second->close(nullptr);
-            r.draining.clear();
+            close_runtime(r);
             if (r.drain_timer)
                 uv_close(reinterpret_cast<uv_handle_t *>(r.drain_timer),
                          [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
