@@ -29,6 +29,7 @@
 #include "cli11.hpp"
 #include "exit_codes.hpp"
 #include "render.hpp"
+#include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
 #include "vigil/ctl/protocol.hpp"
 
@@ -367,7 +368,7 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     auto *restart = app.add_subcommand("restart", "stop then start units");
     restart->add_option("units", o.units, "units, globs or supervisors")->required();
     auto *sig = app.add_subcommand("signal", "send a signal to units' process groups");
-    sig->add_option("signal", o.signal, "TERM, SIGHUP, 9, RTMIN+1, ...")->required();
+    sig->add_option("signal", o.signal, "SIGTERM, HUP, 9, SIGRTMIN+1, ...")->required();
     sig->add_option("units", o.units, "units, globs or supervisors")->required();
     auto *reload = app.add_subcommand("reload", "reread unit files and apply the differences");
     auto *logs = app.add_subcommand("logs", "show a unit's recent output");
@@ -409,9 +410,10 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         args["units"] = units_json();
     } else if (sig->parsed()) {
         cmd = ctl::Cmd::Signal;
-        auto n = ctl::signal_from_string(o.signal);
+        auto n = core::parse_signal(o.signal);
         if (!n) {
-            say("unknown signal '" + o.signal + "' (try TERM, HUP, KILL, USR1 or a number)");
+            say("unknown signal '" + o.signal +
+                "' (try SIGTERM, SIGHUP, SIGKILL, SIGUSR1 or a number)");
             return cli::code(Exit::Usage);
         }
         args["signal"] = *n;

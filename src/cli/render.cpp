@@ -1,6 +1,8 @@
 // vigilctl's tables and trees: see render.hpp.
 #include "render.hpp"
 
+#include "vigil/core/names.hpp"
+
 #include <cstdio>
 #include <ctime>
 #include <optional>
@@ -139,24 +141,16 @@ void tree_lines(const Json &node, const std::string &prefix, const std::string &
 
 std::string format_duration(std::int64_t ms) {
     if (ms < 0) ms = 0;
-    char buf[32];
-    if (ms < 1000) {
-        std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
-    } else if (ms < 10'000) {
-        std::snprintf(buf, sizeof buf, "%lld.%llds", static_cast<long long>(ms / 1000),
-                      static_cast<long long>(ms % 1000 / 100));
-    } else {
-        long long s = ms / 1000;
-        if (s < 60)
-            std::snprintf(buf, sizeof buf, "%llds", s);
-        else if (s < 3600)
-            std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
-        else if (s < 86400)
-            std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, s % 3600 / 60);
-        else
-            std::snprintf(buf, sizeof buf, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
-    }
-    return buf;
+    // An age at a glance: exact below 10 s, then rounded down to the second, the minute, the
+    // hour; spelled by the one duration formatter (core::format_duration).
+    std::int64_t unit = 1;
+    if (ms >= 86'400'000)
+        unit = 3'600'000;
+    else if (ms >= 3'600'000)
+        unit = 60'000;
+    else if (ms >= 10'000)
+        unit = 1'000;
+    return core::format_duration(Duration{ms - ms % unit});
 }
 
 std::string format_exit(const Json &e) {
@@ -164,7 +158,8 @@ std::string format_exit(const Json &e) {
     if (auto it = e.find("signal"); it != e.end() && it->is_string()) {
         std::string s = it->get<std::string>();
         bool numeric = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
-        return numeric ? "signal " + s : "SIG" + s;
+        if (numeric) return "signal " + s;
+        return s.rfind("SIG", 0) == 0 ? s : "SIG" + s;
     }
     if (auto c = num(e, "code")) return std::to_string(*c);
     return "-";

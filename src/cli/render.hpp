@@ -20,7 +20,8 @@ struct Style {
     bool color = false;
 };
 
-// 350ms, 12s, 4m12s, 3h04m, 2d03h.
+// An age at a glance, spelled by core::format_duration: exact below 10 s ("1s250ms"), then
+// rounded down to the second ("4m12s"), the minute ("3h4m") or the hour ("2d3h").
 std::string format_duration(std::int64_t ms);
 
 // NAME STATE PID UPTIME RESTARTS LAST-EXIT INFO, one row per status object.

@@ -17,8 +17,8 @@
 #include "deadline_queue.hpp"
 #include "history.hpp"
 #include "intensity.hpp"
-#include "names.hpp"
 #include "splitmix.hpp"
+#include "vigil/core/names.hpp"
 
 namespace vigil::core {
 

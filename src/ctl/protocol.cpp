@@ -1,8 +1,9 @@
 // The control protocol codec: see include/vigil/ctl/protocol.hpp for the wire format.
 #include "vigil/ctl/protocol.hpp"
 
+#include "vigil/core/names.hpp"
+
 #include <array>
-#include <csignal>
 #include <cstdlib>
 #include <limits>
 #include <unistd.h>
@@ -57,37 +58,11 @@ constexpr bool tables_in_order() {
 }
 static_assert(tables_in_order(), "name tables must follow the enum order");
 
-struct SigName {
-    int signo;
-    const char *name;
-};
-// Linux signal names; the numbers come from <csignal> so they are right on every architecture.
-const std::array<SigName, 31> sig_names{{
-    {SIGHUP, "HUP"},   {SIGINT, "INT"},       {SIGQUIT, "QUIT"}, {SIGILL, "ILL"},
-    {SIGTRAP, "TRAP"}, {SIGABRT, "ABRT"},     {SIGBUS, "BUS"},   {SIGFPE, "FPE"},
-    {SIGKILL, "KILL"}, {SIGUSR1, "USR1"},     {SIGSEGV, "SEGV"}, {SIGUSR2, "USR2"},
-    {SIGPIPE, "PIPE"}, {SIGALRM, "ALRM"},     {SIGTERM, "TERM"}, {SIGSTKFLT, "STKFLT"},
-    {SIGCHLD, "CHLD"}, {SIGCONT, "CONT"},     {SIGSTOP, "STOP"}, {SIGTSTP, "TSTP"},
-    {SIGTTIN, "TTIN"}, {SIGTTOU, "TTOU"},     {SIGURG, "URG"},   {SIGXCPU, "XCPU"},
-    {SIGXFSZ, "XFSZ"}, {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"},
-    {SIGIO, "IO"},     {SIGPWR, "PWR"},       {SIGSYS, "SYS"},
-}};
-
 // Serialises without throwing on invalid UTF-8 (log lines are arbitrary bytes).
 std::string line_of(const Json &j) {
     std::string s = j.dump(-1, ' ', false, Json::error_handler_t::replace);
     s.push_back('\n');
     return s;
-}
-
-std::optional<long long> parse_int(std::string_view s) {
-    if (s.empty() || s.size() > 18) return std::nullopt;
-    long long v = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return std::nullopt;
-        v = v * 10 + (c - '0');
-    }
-    return v;
 }
 
 // Argument validation. Each helper returns an error message, or an empty string when fine.
@@ -240,19 +215,22 @@ ParseResult parse_request(std::string_view line) noexcept {
             if (sit == a.end()) {
                 err = "missing \"signal\"";
             } else if (sit->is_number_integer()) {
-                auto n = sit->get<std::int64_t>();
-                if (n < 1 || n > 64)
+                // Compared as a 64-bit value first: no narrowing can turn it into a signal.
+                const bool negative = sit->is_number_integer() && !sit->is_number_unsigned() &&
+                                      sit->get<std::int64_t>() < 0;
+                const std::uint64_t n = negative ? 0 : sit->get<std::uint64_t>();
+                if (negative || n > 64 || !core::valid_signal(static_cast<int>(n)))
                     return RequestError{r.id, ErrorCode::Invalid,
-                                        "no signal number " + std::to_string(n)};
+                                        "no signal number " + sit->dump()};
                 r.signal = static_cast<int>(n);
             } else if (sit->is_string()) {
-                auto n = signal_from_string(sit->get_ref<const std::string &>());
+                auto n = core::parse_signal(sit->get_ref<const std::string &>());
                 if (!n)
                     return RequestError{r.id, ErrorCode::Invalid,
                                         "unknown signal \"" + sit->get<std::string>() + "\""};
                 r.signal = *n;
             } else {
-                err = "\"signal\" must be a name (\"TERM\") or a number";
+                err = "\"signal\" must be a name (\"SIGTERM\") or a number";
             }
             break;
         }
@@ -361,49 +339,6 @@ std::optional<ServerMessage> parse_server_message(std::string_view line, std::st
         m.message = t->get<std::string>();
     m.body = std::move(*e);
     return m;
-}
-
-std::optional<int> signal_from_string(std::string_view s) noexcept {
-    if (auto n = parse_int(s)) {
-        if (*n >= 1 && *n <= 64) return static_cast<int>(*n);
-        return std::nullopt;
-    }
-    std::string up;
-    for (char c : s)
-        up.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
-    std::string_view v = up;
-    if (v.substr(0, 3) == "SIG") v.remove_prefix(3);
-    for (const auto &e : sig_names)
-        if (v == e.name) return e.signo;
-    if (v == "IOT") return SIGABRT;
-    if (v == "POLL") return SIGIO;
-    if (v == "CLD") return SIGCHLD;
-    // RTMIN, RTMIN+n, RTMAX, RTMAX-n (glibc reserves the first real-time signals for itself,
-    // so SIGRTMIN is a function call, not a constant).
-    auto rt = [&](std::string_view base, int value, int sign) -> std::optional<int> {
-        if (v.substr(0, base.size()) != base) return std::nullopt;
-        std::string_view rest = v.substr(base.size());
-        int n = value;
-        if (!rest.empty()) {
-            if (rest[0] != (sign > 0 ? '+' : '-')) return std::nullopt;
-            auto k = parse_int(rest.substr(1));
-            if (!k) return std::nullopt;
-            n = value + sign * static_cast<int>(*k);
-        }
-        if (n < SIGRTMIN || n > SIGRTMAX) return std::nullopt;
-        return n;
-    };
-    if (auto n = rt("RTMIN", SIGRTMIN, +1)) return n;
-    if (auto n = rt("RTMAX", SIGRTMAX, -1)) return n;
-    return std::nullopt;
-}
-
-std::string signal_name(int signo) {
-    for (const auto &e : sig_names)
-        if (e.signo == signo) return e.name;
-    if (signo >= SIGRTMIN && signo <= SIGRTMAX)
-        return signo == SIGRTMIN ? "RTMIN" : "RTMIN+" + std::to_string(signo - SIGRTMIN);
-    return std::to_string(signo);
 }
 
 std::string socket_path_from_env() {

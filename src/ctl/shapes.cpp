@@ -3,6 +3,8 @@
 // vigil_core.
 #include "vigil/ctl/shapes.hpp"
 
+#include "vigil/core/names.hpp"
+
 #include <fnmatch.h>
 
 namespace vigil::ctl {
@@ -94,7 +96,7 @@ const char *outcome_name(core::CommandOutcome o) noexcept {
 }
 
 Json exit_json(const core::ExitStatus &e) {
-    if (e.signaled) return Json{{"signal", signal_name(e.code)}, {"signo", e.code}};
+    if (e.signaled) return Json{{"signal", core::signal_name(e.code)}, {"signo", e.code}};
     return Json{{"code", e.code}};
 }
 

@@ -20,6 +20,7 @@
 
 #include "journal.hpp"
 #include "vigil/core/core.hpp"
+#include "vigil/core/names.hpp"
 #include "vigil/ctl/server.hpp"
 #include "vigil/ctl/shapes.hpp"
 #include "vigil/http/metrics.hpp"
@@ -43,11 +44,6 @@ namespace {
 // group (a double-forking daemon) can hold the pipes open, and then the exit goes on without it.
 constexpr std::uint64_t drain_limit_ms = 2000;
 
-core::ExitStatus decode(int wstatus) {
-    if (WIFSIGNALED(wstatus)) return core::ExitStatus::killed(WTERMSIG(wstatus));
-    return core::ExitStatus::exited(WEXITSTATUS(wstatus));
-}
-
 // Signals vigild handles itself. The kernel drops default-action signals sent to PID 1, so every
 // signal that must mean something is caught explicitly (house-style §7.5).
 constexpr int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
@@ -57,8 +53,7 @@ constexpr int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SI
 constexpr int ignored_signals[] = {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH};
 
 std::string sig_name(int sig) {
-    const char *n = proc::signal_name(sig);
-    return n ? n : "signal " + std::to_string(sig);
+    return core::signal_name(sig);
 }
 
 class Shell;
@@ -711,7 +706,7 @@ private:
             rt.capture->close(nullptr);
             rt.capture.reset();
         }
-        feed(core::Exited{id, rt.inc, Pid{pid}, decode(wstatus)});
+        feed(core::Exited{id, rt.inc, Pid{pid}, proc::decode_wait_status(wstatus)});
         if (core_.status(id).removed) release(id);
     }
 

@@ -1,6 +1,8 @@
 // daemon/wrapper.cpp: `vigild -- CMD`, a tini-style single-child wrapper. See wrapper.hpp.
 #include "wrapper.hpp"
 
+#include "vigil/core/names.hpp"
+#include "vigil/proc/exit.hpp"
 #include "vigil/proc/spawn.hpp"
 
 #include <cerrno>
@@ -45,16 +47,14 @@ sigset_t waited_signals() noexcept {
 }
 
 std::string signal_name(int sig) {
-    if (const char *abbrev = sigabbrev_np(sig)) return std::string("SIG") + abbrev;
-    if (sig >= SIGRTMIN && sig <= SIGRTMAX) return "SIGRTMIN+" + std::to_string(sig - SIGRTMIN);
-    return "signal " + std::to_string(sig);
+    return core::signal_name(sig);
 }
 
 // The child's wait status as a shell reports it: the exit code, or 128+N for death by signal N.
 int exit_status_of(int wstatus) noexcept {
-    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
-    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
-    return status_start_failed; // stops and continues are not reported without WUNTRACED
+    // Stops and continues are not reported without WUNTRACED.
+    if (!WIFEXITED(wstatus) && !WIFSIGNALED(wstatus)) return status_start_failed;
+    return proc::shell_exit_code(wstatus);
 }
 
 // Prints why cmd could not be started and returns the status vigild exits with.

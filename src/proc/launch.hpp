@@ -22,20 +22,11 @@
 
 namespace vigil::proc::detail {
 
-// The resolved identity of the child (see resolve_ids in spawn.cpp).
-struct Ids {
-    bool set_uid = false, set_gid = false, set_groups = false;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-    std::string user_name, home; // for USER/LOGNAME/HOME, when a passwd entry exists
-};
-
 // Everything resolved in vigild before any child exists.
 struct Prepared {
     std::string path;             // the executable (PATH already searched)
     std::vector<std::string> env; // "KEY=VALUE", final
-    Ids ids;
+    Identity ids;
     std::vector<ChildLimit> limits;
 };
 

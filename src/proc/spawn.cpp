@@ -10,6 +10,7 @@
 #include "vigil/proc/spawn.hpp"
 
 #include "launch.hpp"
+#include "vigil/core/names.hpp"
 #include "vigil/proc/exit.hpp"
 
 #include <array>
@@ -90,8 +91,6 @@ bool not_found(int rc) {
     return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
 }
 
-using detail::Ids;
-
 // getpwnam_r / getpwuid_r with a growing buffer. Returns errno-like: 0 found, -1 not found.
 template <typename Key, typename Fn> int lookup_pw(Key key, Fn fn, passwd &pw, std::string &buf) {
     buf.resize(1024);
@@ -123,7 +122,7 @@ template <typename Key, typename Fn> int lookup_gr(Key key, Fn fn, group &gr, st
 
 // Resolves `user` and `group` (names or numeric ids) and the supplementary groups, in the
 // parent, because NSS lookups allocate and lock.
-std::optional<SpawnError> resolve_ids(const SpawnSpec &spec, Ids &ids) {
+std::optional<SpawnError> resolve_ids(const SpawnSpec &spec, Identity &ids) {
     std::optional<std::string> user_name; // for getgrouplist
     gid_t primary = 0;
     bool have_primary = false;
@@ -219,7 +218,8 @@ std::optional<SpawnError> read_env_file(const SpawnSpec &spec,
 
 // The child's environment: vigild's own, then (with `user`) HOME/USER/LOGNAME, then env_file,
 // then the unit's env, then the shell's extras. Later wins.
-std::vector<std::string> build_env(const SpawnSpec &spec, const SpawnExtras &extras, const Ids &ids,
+std::vector<std::string> build_env(const SpawnSpec &spec, const SpawnExtras &extras,
+                                   const Identity &ids,
                                    const std::vector<std::pair<std::string, std::string>> &file) {
     std::map<std::string, std::string, std::less<>> env;
     for (char **e = environ; e && *e; ++e) {
@@ -302,13 +302,12 @@ char *child_stack_top() {
 
 // The object a child-side failure refers to, for SpawnError::object.
 std::string failure_object(const detail::ChildFailure &f, const SpawnSpec &spec,
-                           const std::string &path, const Ids &ids) {
+                           const std::string &path, const Identity &ids) {
     switch (static_cast<ExecStage>(f.stage)) {
     case ExecStage::Setsid:
         return f.aux == 0 ? "" : (f.aux == 1 ? "(setpgid)" : "(tcsetpgrp)");
     case ExecStage::Signals: {
-        const char *name = f.aux > 0 ? signal_name(f.aux) : "mask";
-        return name ? name : std::to_string(f.aux);
+        return f.aux > 0 ? core::signal_name(f.aux) : "mask";
     }
     case ExecStage::Stdio:
         return "fd " + std::to_string(f.aux);
@@ -338,6 +337,16 @@ std::string failure_object(const detail::ChildFailure &f, const SpawnSpec &spec,
 
 } // namespace
 
+IdentityResult resolve_identity(const std::optional<std::string> &user,
+                                const std::optional<std::string> &group) {
+    SpawnSpec spec;
+    spec.user = user;
+    spec.group = group;
+    Identity ids;
+    if (auto e = resolve_ids(spec, ids)) return {std::nullopt, e->message()};
+    return {std::move(ids), {}};
+}
+
 const char *to_string(ExecStage s) noexcept {
     auto i = static_cast<std::size_t>(s);
     return i < exec_stage_names.size() ? exec_stage_names[i] : "unknown";
@@ -356,7 +365,10 @@ namespace detail {
 std::optional<SpawnError> prepare(const SpawnSpec &spec, const SpawnExtras &extras, Prepared &out) {
     if (spec.argv.empty() || spec.argv[0].empty())
         return prepare_error("argv", EINVAL, "empty command");
-    if (auto e = resolve_ids(spec, out.ids)) return e;
+    if (spec.identity)
+        out.ids = *spec.identity;
+    else if (auto e = resolve_ids(spec, out.ids))
+        return e;
     std::vector<std::pair<std::string, std::string>> file_env;
     if (spec.env_file) {
         if (auto e = read_env_file(spec, file_env)) return e;
@@ -396,7 +408,7 @@ LaunchPlan make_plan(const SpawnSpec &spec, const SpawnExtras &extras, const Pre
     plan.set_groups = prep.ids.set_groups;
     plan.set_gid = prep.ids.set_gid;
     plan.set_uid = prep.ids.set_uid;
-    plan.groups = prep.ids.groups;
+    plan.groups.assign(prep.ids.groups.begin(), prep.ids.groups.end());
     plan.gid = prep.ids.gid;
     plan.uid = prep.ids.uid;
     plan.set_umask = spec.umask.has_value();

@@ -6,6 +6,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "vigil/core/names.hpp"
 #include "vigil/unit/values.hpp"
 
 namespace vigil::unit::detail {
@@ -146,7 +147,7 @@ std::optional<std::optional<Duration>> Checker::duration(const json &v, const st
     if (*d < min) {
         error(ptr, min == Duration{1}
                        ? "must be greater than 0; got " + describe(v)
-                       : "must be at least " + format_duration(min) + "; got " + describe(v));
+                       : "must be at least " + core::format_duration(min) + "; got " + describe(v));
         return std::nullopt;
     }
     return std::optional<Duration>{*d};

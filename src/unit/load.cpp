@@ -9,6 +9,7 @@
 //     order) and compute fingerprints.
 // A unit whose file could not be parsed still exists by name in pass 2, so that a syntax error
 // in db.json does not also produce "unknown unit db" in every file that names it.
+#include "vigil/core/names.hpp"
 #include "vigil/unit/unit.hpp"
 
 #include <algorithm>
@@ -267,10 +268,10 @@ void parse_stop(Checker &c, const json &v, Raw &r) {
         } else {
             std::optional<int> sig;
             if (s.is_string())
-                sig = parse_signal(s.get_ref<const std::string &>());
+                sig = core::parse_signal(s.get_ref<const std::string &>());
             else if (s.is_number_integer() && s.get<std::int64_t>() >= 1 &&
                      s.get<std::int64_t>() <= 64)
-                sig = parse_signal(std::to_string(s.get<std::int64_t>()));
+                sig = core::parse_signal(std::to_string(s.get<std::int64_t>()));
             if (sig)
                 r.spec.stop.signal = *sig;
             else
@@ -353,8 +354,9 @@ void parse_backoff(Checker &c, const json &v, Raw &r) {
     }
     if (max_ok && b.max < b.initial)
         c.error(v.contains("max") ? "/backoff/max" : "/backoff/initial",
-                "\"max\" (" + format_duration(b.max) + ") must not be less than \"initial\" (" +
-                    format_duration(b.initial) + ")");
+                "\"max\" (" + core::format_duration(b.max) +
+                    ") must not be less than \"initial\" (" + core::format_duration(b.initial) +
+                    ")");
     if (v.contains("factor"))
         if (auto f = c.number(v["factor"], "/backoff/factor", 1.0, 100.0)) b.factor = *f;
     if (v.contains("jitter"))

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vigil/core/names.hpp"
 #include "vigil/unit/unit.hpp"
 #include "vigil/unit/values.hpp"
 
@@ -87,7 +88,7 @@ std::string num(double d) {
 }
 
 std::string timeout(const std::optional<Duration> &d) {
-    return d ? format_duration(*d) : "infinity";
+    return d ? core::format_duration(*d) : "infinity";
 }
 
 std::string limit_value(std::uint64_t v) {
@@ -109,8 +110,9 @@ std::string probe(const ProbeSpec &p) {
             out += " " + k + "=" + quote(v);
         break;
     }
-    out += " initial_delay=" + format_duration(p.initial_delay) +
-           " period=" + format_duration(p.period) + " timeout=" + format_duration(p.timeout) +
+    out += " initial_delay=" + core::format_duration(p.initial_delay) +
+           " period=" + core::format_duration(p.period) +
+           " timeout=" + core::format_duration(p.timeout) +
            " failure_threshold=" + std::to_string(p.failure_threshold) +
            " success_threshold=" + std::to_string(p.success_threshold);
     return out;
@@ -177,10 +179,10 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
         start += "when spawned";
     }
     d.push_back(start);
-    d.push_back("backoff: initial=" + format_duration(c.backoff.initial) +
-                " max=" + format_duration(c.backoff.max) + " factor=" + num(c.backoff.factor) +
-                " jitter=" + num(c.backoff.jitter) +
-                " reset_after=" + format_duration(c.backoff.reset_after));
+    d.push_back("backoff: initial=" + core::format_duration(c.backoff.initial) +
+                " max=" + core::format_duration(c.backoff.max) +
+                " factor=" + num(c.backoff.factor) + " jitter=" + num(c.backoff.jitter) +
+                " reset_after=" + core::format_duration(c.backoff.reset_after));
     const auto &l = u.logs;
     d.push_back(std::string("logs: forward=") + (l.forward ? "yes" : "no") +
                 " file=" + (l.file ? *l.file : "none") + " max_size=" + format_size(l.max_size) +
@@ -189,11 +191,11 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
     if (u.liveness) d.push_back("liveness: " + probe(*u.liveness));
     if (u.readiness) d.push_back("readiness: " + probe(*u.readiness));
     if (u.startup) d.push_back("startup: " + probe(*u.startup));
-    if (u.watchdog) d.push_back("watchdog: " + format_duration(*u.watchdog));
+    if (u.watchdog) d.push_back("watchdog: " + core::format_duration(*u.watchdog));
     for (const auto &p : u.patterns)
         d.push_back("pattern: " + quote(p.match) + " stream=" + name_of(p.stream) +
                     " action=" + name_of(p.action) + " count=" + std::to_string(p.count) +
-                    " within=" + (p.within ? format_duration(*p.within) : "ever"));
+                    " within=" + (p.within ? core::format_duration(*p.within) : "ever"));
     return d;
 }
 
@@ -207,14 +209,15 @@ std::string header(const core::ChildSpec &c, const Unit &u) {
         if (!sup && c.stop.signal == core::sig_kill) {
             h += " stop=SIGKILL (brutal kill)"; // no graceful phase, so no timeout
         } else {
-            if (!sup) h += " stop=" + signal_name(c.stop.signal);
+            if (!sup) h += " stop=" + core::signal_name(c.stop.signal);
             h += " stop_timeout=" + timeout(c.stop.timeout);
         }
         if (!u.after.empty()) h += " after=" + join(u.after, ",");
     }
     if (sup) {
         h += std::string(" strategy=") + name_of(c.strategy) +
-             " intensity=" + std::to_string(c.intensity) + " period=" + format_duration(c.period) +
+             " intensity=" + std::to_string(c.intensity) +
+             " period=" + core::format_duration(c.period) +
              " auto_shutdown=" + name_of(c.auto_shutdown);
     }
     return h;

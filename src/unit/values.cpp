@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <csignal>
 #include <cstdint>
 #include <limits>
 #include <sys/resource.h>
@@ -81,22 +80,6 @@ constexpr std::array<UnitFactor, 13> size_units{{
     {"B", 1},
 }};
 
-struct SignalName {
-    std::string_view name; // without "SIG"
-    int number;
-};
-
-const std::array<SignalName, 31> signal_table{{
-    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},
-    {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},     {"BUS", SIGBUS},   {"FPE", SIGFPE},
-    {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
-    {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT},
-    {"CHLD", SIGCHLD}, {"CONT", SIGCONT},     {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},
-    {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},     {"URG", SIGURG},   {"XCPU", SIGXCPU},
-    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
-    {"IO", SIGIO},     {"PWR", SIGPWR},       {"SYS", SIGSYS},
-}};
-
 struct LimitName {
     std::string_view name;
     int resource;
@@ -122,27 +105,6 @@ const std::array<LimitName, 16> limit_table{{
     {"rttime", RLIMIT_RTTIME},
 }};
 static_assert(limit_table.size() == RLIMIT_NLIMITS, "every RLIMIT_* has a name");
-
-char upper(char c) {
-    return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool equal_upper(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (upper(a[i]) != upper(b[i])) return false;
-    return true;
-}
-
-std::optional<int> parse_small_int(std::string_view s) {
-    if (s.empty() || s.size() > 3) return std::nullopt;
-    int v = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return std::nullopt;
-        v = v * 10 + (c - '0');
-    }
-    return v;
-}
 
 } // namespace
 
@@ -192,27 +154,6 @@ std::optional<std::uint64_t> parse_size(std::string_view s) {
     return static_cast<std::uint64_t>(*v);
 }
 
-std::string format_duration(Duration d) {
-    std::int64_t ms = d.count();
-    if (ms == 0) return "0s";
-    std::string out;
-    if (ms < 0) {
-        out = "-";
-        ms = -ms;
-    }
-    static constexpr std::array<UnitFactor, 5> order{
-        {{"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}, {"ms", 1}}};
-    for (const auto &u : order) {
-        auto f = static_cast<std::int64_t>(u.factor);
-        if (ms >= f) {
-            out += std::to_string(ms / f);
-            out += u.name;
-            ms %= f;
-        }
-    }
-    return out;
-}
-
 std::string format_size(std::uint64_t bytes) {
     static constexpr std::array<UnitFactor, 4> order{{{"TiB", kib * kib * kib * kib},
                                                       {"GiB", kib * kib * kib},
@@ -223,46 +164,6 @@ std::string format_size(std::uint64_t bytes) {
             if (bytes % u.factor == 0)
                 return std::to_string(bytes / u.factor) + std::string(u.name);
     return std::to_string(bytes);
-}
-
-std::optional<int> parse_signal(std::string_view s) {
-    if (auto n = parse_small_int(s)) {
-        if (*n >= 1 && *n <= SIGRTMAX) return n;
-        return std::nullopt;
-    }
-    if (s.size() > 3 && equal_upper(s.substr(0, 3), "SIG")) s.remove_prefix(3);
-    for (const auto &e : signal_table)
-        if (equal_upper(s, e.name)) return e.number;
-    if (equal_upper(s, "POLL")) return SIGIO;
-    if (equal_upper(s, "IOT")) return SIGABRT;
-    // Real-time signals: RTMIN, RTMIN+n, RTMAX, RTMAX-n (glibc reserves the lowest few, so
-    // SIGRTMIN is a function call, not a constant).
-    if (s.size() >= 5 &&
-        (equal_upper(s.substr(0, 5), "RTMIN") || equal_upper(s.substr(0, 5), "RTMAX"))) {
-        bool min = equal_upper(s.substr(0, 5), "RTMIN");
-        std::string_view rest = s.substr(5);
-        int off = 0;
-        if (!rest.empty()) {
-            if (rest[0] != (min ? '+' : '-')) return std::nullopt;
-            auto n = parse_small_int(rest.substr(1));
-            if (!n) return std::nullopt;
-            off = *n;
-        }
-        int sig = min ? SIGRTMIN + off : SIGRTMAX - off;
-        if (sig < SIGRTMIN || sig > SIGRTMAX) return std::nullopt;
-        return sig;
-    }
-    return std::nullopt;
-}
-
-std::string signal_name(int sig) {
-    for (const auto &e : signal_table)
-        if (e.number == sig) return "SIG" + std::string(e.name);
-    if (sig >= SIGRTMIN && sig <= SIGRTMAX) {
-        if (sig == SIGRTMIN) return "SIGRTMIN";
-        return "SIGRTMIN+" + std::to_string(sig - SIGRTMIN);
-    }
-    return std::to_string(sig);
 }
 
 std::optional<int> rlimit_resource(std::string_view name) {

@@ -326,7 +326,7 @@ TEST_SUITE("core") {
         sim.advance(1ms);
         CHECK(sim.all_signals_to("c") == Sigs{sig_term, sig_kill});
         CHECK(sim.all_signals_to("b") == Sigs{sig_kill});
-        CHECK(sim.has_record("sup1", RecordKind::Killed, "stop timeout 1500ms passed"));
+        CHECK(sim.has_record("sup1", RecordKind::Killed, "stop timeout 1s500ms passed"));
         CHECK(sim.when("signal a SIGTERM") == at_ms(1500));
         CHECK(sim.exit_status == exit_clean);
     }

@@ -243,23 +243,20 @@ TEST_SUITE("ctl") {
         CHECK(!parse_server_message(R"({"hello":"other","version":1})", &err));
     }
 
-    TEST_CASE("signal names and numbers") {
-        CHECK(signal_from_string("TERM") == SIGTERM);
-        CHECK(signal_from_string("SIGKILL") == SIGKILL);
-        CHECK(signal_from_string("usr1") == SIGUSR1);
-        CHECK(signal_from_string("15") == 15);
-        CHECK(signal_from_string("RTMIN") == SIGRTMIN);
-        CHECK(signal_from_string("RTMIN+2") == SIGRTMIN + 2);
-        CHECK(signal_from_string("RTMAX-1") == SIGRTMAX - 1);
-        CHECK(!signal_from_string("0"));
-        CHECK(!signal_from_string("65"));
-        CHECK(!signal_from_string("NOPE"));
-        CHECK(!signal_from_string("RTMIN+99"));
-        CHECK(!signal_from_string(""));
-        CHECK(signal_name(SIGTERM) == "TERM");
-        CHECK(signal_name(SIGRTMIN + 1) == "RTMIN+1");
-        for (int s = 1; s < SIGRTMIN; ++s)
-            if (signal_name(s) != std::to_string(s)) CHECK(signal_from_string(signal_name(s)) == s);
+    TEST_CASE("signal requests: names and numbers are read by core::parse_signal, bounded") {
+        auto sig = [](const std::string &v) {
+            return parse_request(R"({"cmd":"signal","args":{"units":["a"],"signal":)" + v + "}}");
+        };
+        CHECK(std::get<Request>(sig(R"("TERM")")).signal == SIGTERM);
+        CHECK(std::get<Request>(sig(R"("SIGRTMIN+2")")).signal == SIGRTMIN + 2);
+        CHECK(std::get<Request>(sig("9")).signal == SIGKILL);
+        for (const char *bad : {"0", "32", "65", "-1", "4294967311", "18446744073709551615",
+                                R"("RTMIN+2147483647")", R"("NOPE")"}) {
+            CAPTURE(bad);
+            auto r = sig(bad);
+            REQUIRE(std::holds_alternative<RequestError>(r));
+            CHECK(std::get<RequestError>(r).code == ErrorCode::Invalid);
+        }
     }
 
     TEST_CASE("a deeply nested request is refused without exhausting the stack") {

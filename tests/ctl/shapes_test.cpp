@@ -61,7 +61,7 @@ TEST_SUITE("ctl") {
         CHECK(j["inc"] == 4);
         CHECK(j["since_ms"] == 1000);
         CHECK(j["restarts"] == 3);
-        CHECK(j["last_exit"] == Json{{"signal", "SEGV"}, {"signo", SIGSEGV}});
+        CHECK(j["last_exit"] == Json{{"signal", "SIGSEGV"}, {"signo", SIGSEGV}});
         CHECK(j["backoff_ms"] == 500);
         CHECK(j["ready"] == false);
         CHECK(j["removed"] == false);

@@ -297,7 +297,7 @@ TEST_SUITE("ctl") {
             CHECK(all.err.empty());
             CHECK(!has(all.out, "\033[")); // no colour into a pipe
             CHECK(all.out == "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT  INFO\n"
-                             "web   running  4242  1m05s   1         SIGKILL\n"
+                             "web   running  4242  1m5s    1         SIGKILL\n"
                              "db    stopped  -     -       1         SIGKILL\n");
             CHECK(v.ctl({"status", "web"}).code == 0);
             CHECK(v.ctl({"status", "web", "db"}).code == 3);

@@ -7,7 +7,7 @@
 //  - a RequestError, answered with make_error(), parses on the client side as an Error with
 //    the code's name;
 //  - parse_server_message() either returns a message or says why not;
-//  - a signal name signal_from_string() accepts names the same signal again via signal_name().
+//  - a signal name core::parse_signal() accepts names the same signal again via signal_name().
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +16,7 @@
 #include <string_view>
 #include <variant>
 
+#include "vigil/core/names.hpp"
 #include "vigil/ctl/protocol.hpp"
 
 namespace {
@@ -74,11 +75,11 @@ void check_server_message(std::string_view line) {
 }
 
 void check_signal(std::string_view s) {
-    auto n = signal_from_string(s);
+    auto n = vigil::core::parse_signal(s);
     if (!n) return;
-    check(*n >= 1 && *n <= 64, "a signal number is in 1..64");
-    std::string name = signal_name(*n);
-    check(signal_from_string(name) == n, "signal_name's name maps back to the signal");
+    check(vigil::core::valid_signal(*n), "a parsed signal is a valid signal");
+    std::string name = vigil::core::signal_name(*n);
+    check(vigil::core::parse_signal(name) == n, "signal_name's name maps back to the signal");
 }
 
 } // namespace

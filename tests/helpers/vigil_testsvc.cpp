@@ -5,9 +5,11 @@
 // happened to it in a log file the tests read, so tests check the kernel's view instead of
 // trusting vigild. Modes run left to right; see `usage` below. Everything a signal handler
 // does is async-signal-safe (hand-rolled formatting, one write() per log line).
+#include "vigil/core/names.hpp"
 #include "vigil/proc/exit.hpp"
 
 #include <arpa/inet.h>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -127,9 +129,12 @@ void log_event(const char *kind, const char *what, long value, bool numeric) {
     l.s(" ").num(mono_ms()).write_to(g_log_fd);
 }
 
+// Signal names, built before any handler is installed: handlers only read them (a std::string
+// made in a handler would allocate).
+std::array<std::string, 65> g_sig_names;
+
 const char *sig_name(int sig) {
-    const char *n = vigil::proc::signal_name(sig);
-    return n ? n : "SIG?";
+    return sig > 0 && sig < 65 ? g_sig_names[static_cast<std::size_t>(sig)].c_str() : "SIG?";
 }
 
 void sleep_ms(long ms) {
@@ -344,6 +349,8 @@ void start_http(long port) {
 } // namespace
 
 int main(int argc, char **argv) {
+    for (int sig = 1; sig < 65; ++sig)
+        g_sig_names[static_cast<std::size_t>(sig)] = vigil::core::signal_name(sig);
     std::vector<std::string> modes;
     std::string log_path;
     for (int i = 1; i < argc; ++i) {

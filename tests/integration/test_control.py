@@ -211,7 +211,7 @@ class Control(unittest.TestCase):
                                  and s["state"] == "running" else None)(d.status("w1")),
                         10, "w1's new pid in status")
         self.assertEqual(st["restarts"], 1)
-        self.assertEqual(st["last_exit"]["signal"], "KILL")
+        self.assertEqual(st["last_exit"]["signal"], "SIGKILL")
         self.assertEqual(st["last_exit"]["signo"], signal.SIGKILL)
         self.assertEqual(d.main_pid("web-1"), pids["web-1"])
         self.assertEqual(d.status("web-1")["restarts"], 0)

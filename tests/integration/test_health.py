@@ -812,7 +812,7 @@ class Health(unittest.TestCase):
         harness.kill_quietly(sleeps[0].pid, 9)
         wait_until(lambda: d.status("a")["restarts"] == 1 and d.status("a")["ready"], 10,
                    "a restarted")
-        self.assertEqual(d.status("a")["last_exit"], {"signal": "KILL", "signo": 9})
+        self.assertEqual(d.status("a")["last_exit"], {"signal": "SIGKILL", "signo": 9})
         self.assertNotEqual(d.status("a")["pid"], pid)
         self.assertNotIn("refused", d.stderr())
 
@@ -850,7 +850,7 @@ class Health(unittest.TestCase):
         harness.kill_quietly(main, 15)
         wait_until(lambda: d.status("a")["restarts"] == 1, 10, "a restarted")
         self.assertIn(d.status("a")["last_exit"],
-                      [{"signal": "TERM", "signo": 15}, {"code": 0}], d.stderr())
+                      [{"signal": "SIGTERM", "signo": 15}, {"code": 0}], d.stderr())
         # The old launcher (which may have gone on to `sleep 1002`) went with its incarnation;
         # the new one waits for its own `sleep 1001`.
         wait_until(lambda: d.status("a")["ready"], 5, "a ready again")

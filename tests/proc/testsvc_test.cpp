@@ -4,6 +4,7 @@
 // spawn(), against the kernel's view (wait statuses, fds, sockets).
 #include "sys_util.hpp"
 
+#include "vigil/core/names.hpp"
 #include "vigil/proc/exit.hpp"
 #include "vigil/proc/spawn.hpp"
 
@@ -178,7 +179,7 @@ TEST_SUITE("testsvc") {
             kill(pid, sig);
             ++n;
             REQUIRE(wait_until([&] { return static_cast<int>(log.lines().size()) == n; }));
-            CHECK(log.lines().back()[2] == signal_name(sig));
+            CHECK(log.lines().back()[2] == vigil::core::signal_name(sig));
         }
         kill(pid, SIGINT);
         auto st = wait_exit(pid);

@@ -216,7 +216,7 @@ TEST_SUITE("unit schema") {
         CHECK(default_string(schema, svc + "/restart") == "permanent");
         CHECK(child.restart == core::Restart::Permanent);
         CHECK(at(schema, svc + "/significant/default") == json(child.significant));
-        CHECK(parse_signal(default_string(schema, svc + "/stop/properties/signal")) ==
+        CHECK(core::parse_signal(default_string(schema, svc + "/stop/properties/signal")) ==
               child.stop.signal);
         CHECK(default_duration(schema, svc + "/stop/properties/timeout") == child.stop.timeout);
         CHECK(default_string(schema, sup + "/stop/properties/timeout") == "infinity");

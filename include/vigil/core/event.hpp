@@ -17,9 +17,10 @@ namespace vigil::core {
 struct ExitStatus {
     bool signaled = false; // true: killed by signal `code`; false: exited with status `code`.
     int code = 0;
+    bool core_dumped = false; // signaled only: the kernel wrote a core dump
 
-    static constexpr ExitStatus exited(int status) { return {false, status}; }
-    static constexpr ExitStatus killed(int signal) { return {true, signal}; }
+    static constexpr ExitStatus exited(int status) { return {false, status, false}; }
+    static constexpr ExitStatus killed(int signal) { return {true, signal, false}; }
     // The shell convention: the status itself, or 128+N for death by signal N.
     constexpr int shell_code() const { return signaled ? 128 + code : code; }
     friend constexpr bool operator==(ExitStatus, ExitStatus) = default;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "vigil/core/names.hpp"
 #include "vigil/ids.hpp"
 #include "vigil/time.hpp"
 
@@ -21,11 +22,6 @@ enum class Kind : std::uint8_t { Service, Supervisor };
 enum class Restart : std::uint8_t { Permanent, Transient, Temporary };
 enum class Strategy : std::uint8_t { OneForOne, OneForAll, RestForOne };
 enum class AutoShutdown : std::uint8_t { Never, AnySignificant, AllSignificant };
-
-// Linux signal numbers the core reasons about. The core includes no OS header, so it names
-// the two it needs; every other signal is an opaque int chosen by the unit.
-inline constexpr int sig_kill = 9;
-inline constexpr int sig_term = 15;
 
 struct StopSpec {
     int signal = sig_term; // sig_kill means OTP brutal_kill: no graceful phase.

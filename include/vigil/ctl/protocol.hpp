@@ -34,7 +34,8 @@
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
 //   stop       {units:[pattern...]}         -> same
 //   restart    {units:[pattern...]}         -> same
-//   signal     {signal:"TERM"|"SIGTERM"|15, units:[pattern...]} -> same
+//   signal     {signal:"SIGTERM"|"TERM"|15, units:[pattern...]} -> same
+//              (names as core::parse_signal reads them; answers spell signals "SIGTERM")
 //   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
 //   shutdown   {}  -> {}
 // Patterns are unit names, fnmatch(3) globs ("web-*"), or supervisor names (their subtree).
@@ -155,12 +156,6 @@ struct ServerMessage {
 
 // Parses one server line. On malformed input returns nullopt and sets *error.
 std::optional<ServerMessage> parse_server_message(std::string_view line, std::string *error);
-
-// Signal names as the protocol and vigilctl spell them: "TERM", "SIGTERM", "15", "RTMIN+2".
-// Returns nullopt for names Linux does not know.
-std::optional<int> signal_from_string(std::string_view s) noexcept;
-// "TERM" for 15, "RTMIN+2", or the number as text for signals without a name.
-std::string signal_name(int signo);
 
 // The socket path: $VIGIL_SOCKET if set and not empty, else default_socket_path().
 std::string socket_path_from_env();

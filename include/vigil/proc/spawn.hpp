@@ -42,6 +42,29 @@ struct Limit {
     std::uint64_t soft, hard; // RLIM_INFINITY allowed
 };
 
+// Who a service runs as, resolved from its unit's `user` and `group` once, when the unit is
+// loaded (resolve_identity below): NSS lookups may go to LDAP and block, so they never happen at
+// spawn time, and a unit naming an unknown user is an error of the unit file, not a crash loop.
+struct Identity {
+    bool set_uid = false, set_gid = false, set_groups = false; // what the child must change
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    std::vector<std::uint32_t> groups; // supplementary groups (getgrouplist), or just gid
+    std::string user_name, home;       // for USER/LOGNAME/HOME, when a passwd entry exists
+};
+
+struct IdentityResult {
+    std::optional<Identity> identity; // nullopt with an error
+    std::string error;                // "user bogus: no such user"
+};
+
+// Resolves a unit's `user` and `group` (names or numeric ids) and the user's supplementary
+// groups, with vigild's euid deciding what the child must change (nothing at all when it would
+// run as vigild's own identity anyway). Neither given: an Identity that changes nothing.
+// Blocks on NSS: call it off the event loop (the unit loader runs there).
+IdentityResult resolve_identity(const std::optional<std::string> &user,
+                                const std::optional<std::string> &group);
+
 // Everything a unit declares about how its process runs (filled by src/unit).
 struct SpawnSpec {
     std::vector<std::string> argv; // argv[0] without '/' is looked up in PATH
@@ -49,8 +72,11 @@ struct SpawnSpec {
     std::map<std::string, std::string> env; // unit's `env` (wins over env_file and inherited)
     std::optional<std::string> env_file;    // read at every spawn, as systemd's EnvironmentFile
     bool env_file_optional = false;         // "-/path": a missing file is not an error
-    std::optional<std::string> user;        // name or numeric id; resolved at spawn time
+    std::optional<std::string> user;        // name or numeric id, as the unit gave it
     std::optional<std::string> group;       // name or numeric id; default: the user's group
+    // `user` and `group` resolved (the loader sets it). Without it, spawn() resolves them itself
+    // (NSS lookups at spawn time: for callers that have no loader, such as tests).
+    std::optional<Identity> identity;
     std::optional<unsigned> umask;
     std::vector<Limit> limits;
 };
@@ -94,6 +120,7 @@ struct SpawnResult {
 
 // Starts one process. Returns after the child exec'd (ok) or failed (error; the failed child
 // is already reaped). Details (added by proc):
+//  - Identity: spec.identity, or resolve_identity(spec.user, spec.group) when it is unset.
 //  - Environment, later wins: vigild's own; HOME/USER/LOGNAME of `user` when it has a passwd
 //    entry; env_file (a parse error fails the spawn, naming the line); spec.env; extras.env.
 //  - PATH lookup uses the child's PATH (from that environment), else a default search path.

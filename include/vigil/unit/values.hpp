@@ -1,8 +1,10 @@
 // vigil/unit/values.hpp: the scalar vocabularies of unit files, both ways (text <-> value).
 //
-// parse_duration/parse_size live in unit.hpp (the contract); this header adds their inverses
-// and the name tables the loader validates against, so `vigild --check`, vigilctl and the man
-// page all spell values the same way. Every table here is complete and tested.
+// parse_duration/parse_size live in unit.hpp (the contract); this header adds the inverse of
+// parse_size and the name tables the loader validates against. Durations and signals are
+// spelled by vigil/core/names.hpp (core::format_duration, core::parse_signal,
+// core::signal_name), the one spelling every module shares. Every table here is complete and
+// tested.
 #pragma once
 
 #include <cstdint>
@@ -15,15 +17,8 @@
 
 namespace vigil::unit {
 
-// "1h30m", "10s", "250ms", "0s": the shortest exact spelling parse_duration reads back.
-std::string format_duration(Duration d);
 // "10MiB", "64KiB", "1000": binary units when exact, otherwise bytes.
 std::string format_size(std::uint64_t bytes);
-
-// "SIGTERM", "TERM", "sigterm" and "15" all give 15. Real-time signals: "SIGRTMIN+3".
-std::optional<int> parse_signal(std::string_view s);
-// 15 -> "SIGTERM"; unknown numbers -> the number as text.
-std::string signal_name(int sig);
 
 // Limit names accepted in `limits` (nofile, nproc, ...) mapped to RLIMIT_* numbers. This is
 // the loader's own table so src/unit does not depend on src/proc; both follow setrlimit(2).
