@@ -88,8 +88,8 @@ struct Shell {
                 if (const auto *sp = std::get_if<Spawn>(&a)) {
                     const Pid p{next_pid++};
                     pid[sp->child.value] = p;
-                    inc[sp->child.value] = sp->inc;
-                    core.handle(Spawned{sp->child, sp->inc, p}, now, more);
+                    inc[sp->child.value] = sp->incarnation;
+                    core.handle(Spawned{sp->child, sp->incarnation, p}, now, more);
                     ++events;
                 }
             }
@@ -132,9 +132,11 @@ Result run(TreeSpec spec, std::size_t cycles) {
 
     for (std::size_t i = 0; i < cycles; ++i) {
         const ChildId c = services[i % services.size()];
+        // A process's end is two facts for the core: its output drained, and it was reaped.
+        core.handle(Drained{c, sh.inc[c.value]}, now, sh.out);
         core.handle(Exited{c, sh.inc[c.value], sh.pid[c.value], ExitStatus::exited(1)}, now,
                     sh.out);
-        ++sh.events;
+        sh.events += 2;
         sh.apply(now);
         if (auto d = core.next_deadline()) { // backoff variant: let the delay pass
             now = *d;

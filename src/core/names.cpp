@@ -156,6 +156,8 @@ const char *to_string(RecordKind k) noexcept {
         return "started";
     case RecordKind::Ready:
         return "ready";
+    case RecordKind::NotReady:
+        return "not-ready";
     case RecordKind::Exited:
         return "exited";
     case RecordKind::Stopping:
@@ -182,6 +184,8 @@ const char *to_string(RecordKind k) noexcept {
         return "reconfigured";
     case RecordKind::Removed:
         return "removed";
+    case RecordKind::Notice:
+        return "notice";
     case RecordKind::Exit:
         return "exit";
     }
@@ -238,12 +242,12 @@ const char *to_string(FailureCause c) noexcept {
     switch (c) {
     case FailureCause::Liveness:
         return "liveness";
-    case FailureCause::Watchdog:
-        return "watchdog";
-    case FailureCause::LogPattern:
-        return "log pattern";
     case FailureCause::StartupProbe:
         return "startup probe";
+    case FailureCause::Watchdog:
+        return "watchdog";
+    case FailureCause::Pattern:
+        return "log pattern";
     }
     return "?";
 }

@@ -5,6 +5,7 @@
 
 #include "vigil/core/names.hpp"
 
+#include <algorithm>
 #include <fnmatch.h>
 
 namespace vigil::ctl {
@@ -44,6 +45,8 @@ const char *record_kind_name(core::RecordKind k) noexcept {
         return "started";
     case K::Ready:
         return "ready";
+    case K::NotReady:
+        return "not_ready";
     case K::Exited:
         return "exited";
     case K::Stopping:
@@ -70,6 +73,8 @@ const char *record_kind_name(core::RecordKind k) noexcept {
         return "reconfigured";
     case K::Removed:
         return "removed";
+    case K::Notice:
+        return "notice";
     case K::Exit:
         return "exit";
     }
@@ -102,36 +107,49 @@ Json exit_json(const core::ExitStatus &e) {
 
 Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view parent,
                  std::string_view held_down_by) {
+    auto ms = [](Duration d) { return std::max<std::int64_t>(0, d.count()); };
     Json j = Json::object();
     j["name"] = s.name;
     j["kind"] = kind_name(s.kind);
     j["parent"] = parent.empty() ? Json(nullptr) : Json(parent);
     j["state"] = state_name(s.state);
-    j["goal"] = s.want_up ? "up" : "down";
-    j["pid"] = s.pid ? Json(s.pid->value) : Json(nullptr);
-    j["inc"] = s.inc.value;
-    j["since_ms"] = std::max<std::int64_t>(0, (now - s.since).count());
+    j["goal"] = s.goal == core::Goal::Up ? "up" : "down";
+    j["pid"] = s.main_pid ? Json(s.main_pid->value) : Json(nullptr);
+    j["spawned_pid"] = s.pid ? Json(s.pid->value) : Json(nullptr);
+    j["incarnation"] = s.incarnation.value;
+    j["since_ms"] = ms(now - s.since);
     j["restarts"] = s.restarts;
     j["last_exit"] = s.last_exit ? exit_json(*s.last_exit) : Json(nullptr);
-    if (s.state == core::ChildState::Backoff && s.backoff_until)
-        j["backoff_ms"] = std::max<std::int64_t>(0, (*s.backoff_until - now).count());
-    else
-        j["backoff_ms"] = nullptr;
+    j["last_cause"] = core::to_string(s.last_cause);
+    j["last_reason"] = s.last_reason;
+    j["backoff_ms"] = s.state == core::ChildState::Backoff && s.backoff_until
+                          ? Json(ms(*s.backoff_until - now))
+                          : Json(nullptr);
     j["ready"] = s.ready;
+    j["exiting"] = s.exiting;
+    j["status_text"] = s.status_text;
+    j["watchdog_ms"] = s.watchdog ? Json(s.watchdog->count()) : Json(nullptr);
     j["removed"] = s.removed;
-    // Added after "goal" (which keeps its meaning for scripts): where the child is heading
-    // once its ancestors are counted.
-    j["effective_goal"] = s.want_up && held_down_by.empty() ? "up" : "down";
+    // Where the child is heading once its ancestors are counted.
+    j["effective_goal"] = s.goal == core::Goal::Up && held_down_by.empty() ? "up" : "down";
     j["held_down_by"] = held_down_by.empty() ? Json(nullptr) : Json(held_down_by);
     return j;
 }
 
 Json record_json(const core::Record &r) {
-    return Json{{"at_ms", r.at.time_since_epoch().count()},
-                {"unit", r.unit},
-                {"child", r.child.value},
-                {"kind", record_kind_name(r.kind)},
-                {"message", r.message}};
+    Json j{{"at_ms", r.at.time_since_epoch().count()},
+           {"unit", r.unit},
+           {"child", r.child.value},
+           {"kind", record_kind_name(r.kind)},
+           {"message", r.message},
+           {"cause", core::to_string(r.cause)}};
+    if (r.pid) j["pid"] = r.pid->value;
+    if (r.incarnation) j["incarnation"] = r.incarnation->value;
+    if (r.exit) j["exit"] = exit_json(*r.exit);
+    if (r.signal) j["signal"] = core::signal_name(*r.signal);
+    if (r.delay) j["delay_ms"] = r.delay->count();
+    if (!r.subject.empty()) j["subject"] = r.subject;
+    return j;
 }
 
 Json record_json(const core::Record &r, TimePoint now, std::int64_t wall_now_ms) {

@@ -8,14 +8,14 @@ namespace vigil::ctl {
 
 Json status_json(const core::Core &core, ChildId id, TimePoint now) {
     core::ChildStatus s = core.status(id);
-    std::string_view parent, held_down_by;
-    if (s.parent) parent = core.status(*s.parent).name;
+    std::string_view parent, held_down_by; // views into the specs, which outlive this call
+    if (s.parent) parent = core.spec(*s.parent).name;
     // The top-most ancestor whose goal is down. Bounded by the tree's size, so a malformed
     // parent chain cannot loop.
     std::optional<ChildId> up = s.parent;
     for (std::size_t hops = 0; up && hops < core.size(); ++hops) {
         core::ChildStatus a = core.status(*up);
-        if (!a.want_up) held_down_by = a.name;
+        if (a.goal == core::Goal::Down) held_down_by = core.spec(*up).name;
         up = a.parent;
     }
     return status_json(s, now, parent, held_down_by);

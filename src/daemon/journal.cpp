@@ -17,6 +17,8 @@ std::string rfc3339_now() {
 LogLevel level_of(const core::Record &r) {
     using K = core::RecordKind;
     switch (r.kind) {
+    case K::Notice:
+        return r.cause == core::Cause::Pattern ? LogLevel::Warn : LogLevel::Info;
     case K::Starting:
     case K::Started:
     case K::Ready:
@@ -26,6 +28,7 @@ LogLevel level_of(const core::Record &r) {
     case K::Reconfigured:
     case K::Removed:
         return LogLevel::Info;
+    case K::NotReady:
     case K::Exited:
     case K::Killed:
     case K::SpawnFailed:

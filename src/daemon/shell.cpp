@@ -39,11 +39,6 @@
 namespace vigil::daemon {
 namespace {
 
-// How long a service's exit may wait for its output pipes to reach EOF. Normally EOF comes at
-// once (the group is killed when the main process ends); only a process that escaped the
-// group (a double-forking daemon) can hold the pipes open, and then the exit goes on without it.
-constexpr std::uint64_t drain_limit_ms = 2000;
-
 // Signals vigild handles itself. The kernel drops default-action signals sent to PID 1, so every
 // signal that must mean something is caught explicitly (house-style §7.5).
 constexpr int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
@@ -58,6 +53,15 @@ std::string sig_name(int sig) {
 
 class Shell;
 
+// The core's part of the units' readiness probe and watchdog.
+core::TreeSpec core_tree(core::TreeSpec tree, const std::vector<unit::Unit> &units) {
+    for (std::size_t i = 0; i < tree.nodes.size() && i < units.size(); ++i) {
+        tree.nodes[i].watchdog = units[i].watchdog;
+        tree.nodes[i].readiness_probe = units[i].readiness || units[i].ready.probe;
+    }
+    return tree;
+}
+
 // Runtime state of one child (indexed by ChildId); policy lives in the core. Callbacks from
 // libuv never hold a Runtime pointer (the vector may grow on reload): they carry the ChildId and
 // the Incarnation and look the child up again.
@@ -70,10 +74,8 @@ struct Runtime {
     // end, not the spawned process's, is then the incarnation's exit, reported to the core
     // under the spawned pid. main_watch sees that end while the process is not vigild's child.
     std::unique_ptr<notify::ProcessWatch> main_watch;
-    std::optional<int> pending_wstatus; // reaped, waiting for the pipes to drain
-    uv_timer_t *drain_timer = nullptr;  // owned; closed in teardown
-    std::unique_ptr<log::UnitLog> log;  // outlives incarnations (ring, file)
-    bool log_stale = false;             // reload changed the unit: rebuild `log` at the next spawn
+    std::unique_ptr<log::UnitLog> log; // outlives incarnations (ring, file)
+    bool log_stale = false;            // reload changed the unit: rebuild `log` at the next spawn
     std::unique_ptr<log::Capture> capture;
     std::vector<std::pair<Incarnation, std::unique_ptr<log::Capture>>>
         draining;                                 // this incarnation's stdout/stderr
@@ -86,14 +88,13 @@ struct Runtime {
     std::string status_text; // sd_notify STATUS=
     std::uint64_t probe_failures = 0;
     std::uint64_t log_failed_reported = 0; // lines_failed last put in the history
-    std::optional<bool> probe_ready;       // readiness probe verdict (nullopt: no readiness probe)
 };
 
 class Shell {
 public:
     Shell(const Options &opts, unit::LoadResult loaded)
         : opts_(opts), journal_(opts.log_level), units_(std::move(loaded.units)),
-          core_(std::move(loaded.tree)) {
+          core_(core_tree(std::move(loaded.tree), units_)) {
         uv_loop_init(&loop_);
         loop_.data = this;
         rt_.resize(core_.size());
@@ -254,7 +255,8 @@ private:
         extras.env.emplace_back("VIGIL_UNIT", u.name);
         if (u.ready.notify || u.watchdog) {
             if (!open_notify(s.child)) {
-                enqueue_event(core::SpawnFailed{s.child, s.inc, "cannot open NOTIFY_SOCKET"});
+                enqueue_event(
+                    core::SpawnFailed{s.child, s.incarnation, "cannot open NOTIFY_SOCKET"});
                 return;
             }
             extras.env.push_back(runtime(s.child).notify->env());
@@ -265,9 +267,9 @@ private:
         r.ready_fd.reset();
         if (u.ready.fd) {
             auto opened = notify::ReadyFd::open(
-                &loop_, [this, id = s.child, inc = s.inc] { ready(id, inc); });
+                &loop_, [this, id = s.child, inc = s.incarnation] { ready(id, inc); });
             if (!opened.ready_fd) {
-                enqueue_event(core::SpawnFailed{s.child, s.inc, opened.error});
+                enqueue_event(core::SpawnFailed{s.child, s.incarnation, opened.error});
                 return;
             }
             r.ready_fd = std::move(opened.ready_fd);
@@ -279,30 +281,29 @@ private:
         if (!res.ok) {
             r.ready_fd.reset();
             std::string reason = res.error ? res.error->message() : "spawn failed";
-            enqueue_event(core::SpawnFailed{s.child, s.inc, reason});
+            enqueue_event(core::SpawnFailed{s.child, s.incarnation, reason});
             return;
         }
-        r.inc = s.inc;
+        r.inc = s.incarnation;
         r.pid = res.ok->pid;
         r.session = r.pid;
         r.main_watch.reset();
         r.last_pid = r.pid;
-        r.pending_wstatus.reset();
         r.ready_sent = false;
         r.status_text.clear();
         by_pid_[r.pid] = s.child;
-        open_output(s.child, s.inc, *res.ok);
-        enqueue_event(core::Spawned{s.child, s.inc, Pid{r.pid}});
+        open_output(s.child, s.incarnation, *res.ok);
+        enqueue_event(core::Spawned{s.child, s.incarnation, Pid{r.pid}});
     }
 
     void act(const core::Signal &s) {
         // Services lead their own session, so the group id is the spawned pid.
+        // Never by pid once the group is gone: that pid may be reaped and reused.
         int err = proc::signal_group(s.pid.value, s.signal);
-        if (err == ESRCH) err = proc::signal_process(s.pid.value, s.signal);
         // A main process handed over by MAINPID= may have left that group: it is signalled
         // too (only then, so that no process gets the signal twice).
         if (const Runtime &r = runtime(s.child);
-            r.inc == s.inc && r.session == s.pid.value && r.pid > 0 && r.pid != r.session) {
+            r.inc == s.incarnation && r.session == s.pid.value && r.pid > 0 && r.pid != r.session) {
             auto ids = notify::proc_ids(r.pid);
             if (ids && ids->pgrp != r.session) {
                 int main_err = proc::signal_process(r.pid, s.signal);
@@ -318,50 +319,33 @@ private:
         const unit::Unit &u = units_[a.child.value];
         Runtime &r = runtime(a.child);
         probe::MonitorSpecs specs{u.startup, u.liveness, u.readiness ? u.readiness : u.ready.probe};
-        r.probe_ready.reset();
         if (!specs.empty()) {
             probe::Monitor::Callbacks cb;
-            cb.on_ready = [this, id = a.child, inc = a.inc](bool ok) {
+            cb.on_ready = [this, id = a.child, inc = a.incarnation](bool ok) {
                 Runtime &rr = runtime(id);
                 if (rr.inc != inc) return;
-                rr.probe_ready = ok;
+                feed(core::ProbeReadiness{id, inc, ok, "readiness probe failed"});
                 if (ok) ready(id, inc);
             };
-            cb.on_failed = [this, id = a.child, inc = a.inc](core::FailureCause cause,
-                                                             const std::string &detail) {
+            cb.on_failed = [this, id = a.child, inc = a.incarnation](core::FailureCause cause,
+                                                                     const std::string &detail) {
                 if (runtime(id).inc != inc) return;
-                feed(core::HealthFailed{id, inc, cause, detail});
+                feed(core::HealthFailed{id, inc, cause, "", detail});
             };
             cb.on_checked = [this, id = a.child](const std::string &, const probe::CheckResult &c) {
                 if (!c.ok) ++runtime(id).probe_failures;
             };
             r.monitor = std::make_unique<probe::Monitor>(&loop_, exec_probes_, std::move(specs),
                                                          std::move(cb));
-            // The Monitor reports changes only, starting from "not ready": until its first
-            // success a unit with a readiness probe is not ready.
-            if (r.monitor->decides_readiness()) r.probe_ready = false;
             r.monitor->start();
         }
-        if (u.watchdog) {
-            r.watchdog = std::make_unique<notify::Watchdog>(
-                &loop_, *u.watchdog, [this, id = a.child, inc = a.inc] {
-                    Runtime &rr = runtime(id);
-                    if (rr.inc != inc || !rr.watchdog) return;
-                    // The current interval: the service may have moved it (WATCHDOG_USEC=).
-                    feed(core::HealthFailed{id, inc, core::FailureCause::Watchdog,
-                                            "no WATCHDOG=1 within " +
-                                                std::to_string(rr.watchdog->interval().count()) +
-                                                "ms"});
-                });
-            // Like systemd, the watchdog runs once the service is up: at once for a service
-            // without readiness, at its readiness otherwise (see ready()).
-            if (!core_.spec(a.child).wait_ready) r.watchdog->start();
-        }
     }
-    void act(const core::StopProbes &a) {
+    void act(const core::StopProbes &a) { runtime(a.child).monitor.reset(); }
+
+    void act(const core::WatchMain &a) {
         Runtime &r = runtime(a.child);
-        r.monitor.reset();
-        r.watchdog.reset();
+        if (r.inc != a.incarnation) return;
+        move_main(a.child, a.pid.value);
     }
 
     void act(const core::Publish &p) {
@@ -399,7 +383,7 @@ private:
         }
         r.ready_log.reset();
         if (u.ready.log) r.ready_log = log::Regex::compile(*u.ready.log);
-        // A previous incarnation whose exit went on without its EOF (drain_limit_ms) keeps
+        // A previous incarnation whose exit went on without its EOF (stop timeout) keeps
         // draining into the same sinks until its own EOF, so no line it wrote is lost.
         if (r.capture && !r.capture->eof()) r.draining.emplace_back(r.inc, std::move(r.capture));
         r.capture.reset();
@@ -425,7 +409,7 @@ private:
             Runtime &rr = runtime(id);
             after_batch(id, inc);
             if (rr.inc == inc) {
-                if (rr.pending_wstatus) report_exit(id);
+                feed(core::Drained{id, inc});
                 return;
             }
             // An old incarnation finished draining: drop its Capture (allowed from its own
@@ -450,23 +434,12 @@ private:
         report_log_failures(id);
         const unit::Unit &u = units_[id.value];
         for (const log::PatternHit &h : hits) {
-            const std::string &pat = u.patterns[h.index].match;
-            std::string detail = "pattern /" + pat + "/ matched: " + h.line;
-            if (r.inc != inc) continue;
-            switch (h.action) {
-            case unit::PatternAction::Restart:
-                feed(core::HealthFailed{id, inc, core::FailureCause::LogPattern, detail});
-                break;
-            case unit::PatternAction::Unhealthy:
-                feed(core::HealthFailed{id, inc, core::FailureCause::Liveness, detail});
-                break;
-            case unit::PatternAction::Stop:
-                command(core::Command{core::CommandKind::Stop, id, 0, detail});
-                break;
-            case unit::PatternAction::Event:
-                note(id, detail);
-                break;
-            }
+            if (r.inc != inc || h.index >= u.patterns.size()) continue;
+            static constexpr core::PatternAction actions[] = {
+                core::PatternAction::Restart, core::PatternAction::Stop,
+                core::PatternAction::Unhealthy, core::PatternAction::Event};
+            feed(core::PatternFired{id, inc, actions[static_cast<std::size_t>(h.action)],
+                                    u.patterns[h.index].match, h.line});
         }
     }
 
@@ -492,7 +465,7 @@ private:
     // "event"): it goes into the core's history, so `vigilctl events` shows it.
     void note(ChildId id, const std::string &message) {
         std::vector<core::Action> out;
-        core_.note(id, core::RecordKind::Unhealthy, message, now(), out);
+        core_.note(id, core::Cause::None, message, now(), out);
         execute(out);
     }
 
@@ -500,7 +473,6 @@ private:
         Runtime &r = runtime(id);
         if (r.inc != inc || r.ready_sent) return;
         r.ready_sent = true;
-        if (r.watchdog && !r.watchdog->armed()) r.watchdog->start();
         feed(core::BecameReady{id, inc});
     }
 
@@ -550,22 +522,23 @@ private:
     void on_notify(ChildId id, const notify::Message &m) {
         Runtime &r = runtime(id);
         if (r.pid <= 0) return;
+        const Incarnation inc = r.inc;
         // Before READY=1, as systemd does: "READY=1\nMAINPID=N" makes N the main process of
-        // a service that is then ready. Once the main process's end is being reported
-        // (pending_wstatus) it is too late to hand the role over.
-        if (m.main_pid && !r.pending_wstatus) move_main(id, *m.main_pid);
-        if (m.status) r.status_text = *m.status;
-        if (m.watchdog && r.watchdog) r.watchdog->ping();
-        if (m.watchdog_usec && r.watchdog) {
-            if (*m.watchdog_usec == 0)
-                r.watchdog->stop();
-            else
-                r.watchdog->set_interval(
-                    Duration{static_cast<std::int64_t>((*m.watchdog_usec + 999) / 1000)});
-        }
-        if (m.ready) ready(id, r.inc);
+        // a service that is then ready.
+        if (m.main_pid)
+            feed(core::MainPidReported{id, inc, Pid{*m.main_pid},
+                                       notify::main_pid_refusal(*m.main_pid, r.session)});
+        if (m.status) feed(core::StatusText{id, inc, m.status->substr(0, 512)});
+        if (m.watchdog) feed(core::WatchdogPing{id, inc});
+        if (m.watchdog_usec)
+            feed(core::WatchdogInterval{
+                id, inc,
+                Duration{static_cast<std::int64_t>(
+                    std::min<std::uint64_t>(*m.watchdog_usec, 1ULL << 50) / 1000)}});
+        if (m.ready) ready(id, inc);
+        if (m.stopping) feed(core::StoppingReported{id, inc});
         if (m.watchdog_trigger)
-            feed(core::HealthFailed{id, r.inc, core::FailureCause::Watchdog,
+            feed(core::HealthFailed{id, inc, core::FailureCause::Watchdog, "",
                                     "the service sent WATCHDOG=trigger"});
     }
 
@@ -576,23 +549,12 @@ private:
     // pidfd until then.
     void move_main(ChildId id, int pid) {
         Runtime &r = runtime(id);
-        if (pid == r.pid) return;
         const std::string &name = units_[id.value].name;
-        std::string why = notify::main_pid_refusal(pid, r.session);
-        if (auto it = by_pid_.find(pid); why.empty() && it != by_pid_.end() && it->second != id)
-            why = "the process belongs to another unit";
-        if (!why.empty()) {
-            journal_.say(LogLevel::Warn,
-                         name + ": ignored MAINPID=" + std::to_string(pid) + ": " + why);
-            return;
-        }
         // A main process handed over earlier is no longer tracked (the spawned process stays
-        // in by_pid_ until it is reaped, so that its exit is recognised and ignored).
+        // in by_pid_ until it is reaped, so that its exit is recognised).
         if (r.pid != r.session) by_pid_.erase(r.pid);
         r.main_watch.reset();
         by_pid_[pid] = id;
-        journal_.say(LogLevel::Info, name + ": main process is now pid " + std::to_string(pid) +
-                                         " (MAINPID=; was " + std::to_string(r.pid) + ")");
         r.pid = pid;
         r.last_pid = pid;
         auto ids = notify::proc_ids(pid);
@@ -610,7 +572,7 @@ private:
     // The pidfd of a main process handed over by MAINPID= says it has ended.
     void main_watch_fired(ChildId id, Incarnation inc, int pid) {
         Runtime &r = runtime(id);
-        if (r.inc != inc || r.pid != pid || r.pending_wstatus) return;
+        if (r.inc != inc || r.pid != pid) return;
         r.main_watch.reset(); // allowed from its own callback
         // vigild's child after all (its parent exited first): SIGCHLD brings its status.
         if (auto ids = notify::proc_ids(pid); ids && ids->ppid == ::getpid()) return;
@@ -621,7 +583,7 @@ private:
                                              " ended, reaped by its parent: its exit status is "
                                              "unknown and taken as 0");
         by_pid_.erase(pid);
-        main_ended(id, wstatus.value_or(0));
+        feed(core::Exited{id, inc, Pid{pid}, proc::decode_wait_status(wstatus.value_or(0))});
     }
 
     void set_congested(bool congested) {
@@ -651,63 +613,15 @@ private:
             by_pid_.erase(it);
             Runtime &rt = runtime(id);
             // A MAINPID= sent just before this exit may still wait in the socket: read it now.
-            if (rt.pid == r.pid && rt.notify) rt.notify->receive_now();
-            // A process that handed the main role over (MAINPID=): its end is not the service's.
-            if (rt.pid != r.pid) continue;
-            main_ended(id, r.wstatus);
+            if (rt.notify) rt.notify->receive_now();
+            const Incarnation inc = rt.inc;
+            if (r.pid == rt.pid) {
+                rt.main_watch.reset();
+                rt.pid = -1;
+            }
+            feed(core::Exited{id, inc, Pid{r.pid}, proc::decode_wait_status(r.wstatus)});
+            if (core_.status(id).removed && !core_.status(id).pid) release(id);
         }
-    }
-
-    // The main process of `id` ended with `wstatus` (reaped, or seen through its pidfd).
-    void main_ended(ChildId id, int wstatus) {
-        Runtime &rt = runtime(id);
-        rt.main_watch.reset();
-        // Whatever the service left in its process group goes with it, so no stray process
-        // of an old incarnation outlives it (and its pipes reach EOF).
-        proc::signal_group(rt.session, SIGKILL);
-        rt.pending_wstatus = wstatus;
-        if (!rt.capture || rt.capture->eof()) {
-            report_exit(id);
-            return;
-        }
-        // Hand the exit over once the pipes are drained (on_eof), or after drain_limit_ms
-        // if something outside the group keeps them open.
-        if (!rt.drain_timer) {
-            rt.drain_timer = new uv_timer_t;
-            uv_timer_init(&loop_, rt.drain_timer);
-        }
-        rt.drain_timer->data = this;
-        drain_ids_[rt.drain_timer] = id;
-        uv_timer_start(
-            rt.drain_timer,
-            [](uv_timer_t *t) {
-                auto *self = static_cast<Shell *>(t->data);
-                ChildId cid = self->drain_ids_[t];
-                if (self->runtime(cid).pending_wstatus) self->report_exit(cid);
-            },
-            drain_limit_ms, 0);
-    }
-
-    void report_exit(ChildId id) {
-        Runtime &rt = runtime(id);
-        if (!rt.pending_wstatus) return;
-        int wstatus = *rt.pending_wstatus;
-        rt.pending_wstatus.reset();
-        if (rt.drain_timer) uv_timer_stop(rt.drain_timer);
-        // The core knows the incarnation by the process it spawned, whichever was main at the end.
-        int pid = rt.session;
-        rt.pid = -1;
-        rt.session = -1;
-        rt.main_watch.reset();
-        rt.ready_fd.reset();
-        // The pipes reached EOF: free them and their buffers now rather than at the next spawn,
-        // so a stopped service costs no descriptor (a capture still draining is kept).
-        if (rt.capture && rt.capture->eof()) {
-            rt.capture->close(nullptr);
-            rt.capture.reset();
-        }
-        feed(core::Exited{id, rt.inc, Pid{pid}, proc::decode_wait_status(wstatus)});
-        if (core_.status(id).removed) release(id);
     }
 
     // Flushes a service's log and closes its probes, readiness and notify ends, main-process
@@ -716,7 +630,6 @@ private:
     void close_runtime(Runtime &r) {
         if (r.log) r.log->flush(now());
         r.monitor.reset();
-        r.watchdog.reset();
         r.ready_fd.reset();
         r.notify.reset();
         r.main_watch.reset();
@@ -732,15 +645,9 @@ private:
     // leak. A temporary child keeps its Unit, which a restart of its supervisor needs.
     void release(ChildId id) {
         Runtime &r = runtime(id);
-        if (r.pid > 0 || r.pending_wstatus) return; // report_exit comes back here
+        if (core_.status(id).pid) return; // the end of its run comes back here
         close_runtime(r);
         r.log.reset();
-        if (r.drain_timer) {
-            drain_ids_.erase(r.drain_timer);
-            uv_close(reinterpret_cast<uv_handle_t *>(r.drain_timer),
-                     [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-            r.drain_timer = nullptr;
-        }
         core_.forget(id);
         // A temporary child that ended comes back when its supervisor restarts: its unit stays.
         // A unit removed by reload needs nothing any more but its name (for late log lines).
@@ -828,6 +735,7 @@ private:
     }
 
     core::ReconfigureResult apply_reload(unit::LoadResult next) {
+        core::TreeSpec tree = core_tree(std::move(next.tree), next.units);
         std::map<std::string, unit::Unit> by_name;
         for (auto &u : next.units)
             by_name.emplace(u.name, std::move(u));
@@ -835,7 +743,7 @@ private:
         for (std::uint32_t i = 0; i < core_.size(); ++i)
             fingerprints.push_back(core_.spec(ChildId{i}).fingerprint);
         std::vector<core::Action> out;
-        core::ReconfigureResult res = core_.reconfigure(std::move(next.tree), now(), out);
+        core::ReconfigureResult res = core_.reconfigure(std::move(tree), now(), out);
         if (!res.errors.empty()) return res; // nothing changed
         // ChildIds of kept children stay valid and new ones are appended: realign the shell's
         // per-child tables by name. A removed unit keeps its old Unit until it has stopped.
@@ -871,7 +779,7 @@ private:
             core::ChildStatus s = core_.status(ChildId{i});
             if (s.removed) continue;
             std::string line = std::string(s.name) + ": " + core::to_string(s.state);
-            if (auto pid = main_pid(ChildId{i}, s.pid)) line += " pid " + std::to_string(*pid);
+            if (s.main_pid) line += " pid " + std::to_string(s.main_pid->value);
             line += " for " + std::to_string((t - s.since).count() / 1000) + "s, restarts " +
                     std::to_string(s.restarts);
             journal_.say(LogLevel::Error, line);
@@ -901,10 +809,6 @@ private:
         http_.reset();
         for (Runtime &r : rt_) {
             close_runtime(r);
-            if (r.drain_timer)
-                uv_close(reinterpret_cast<uv_handle_t *>(r.drain_timer),
-                         [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-            r.drain_timer = nullptr;
         }
         if (forwarder_) {
             forwarder_->flush_blocking(Duration{5000});
@@ -957,37 +861,8 @@ private:
             const Runtime &r = runtime(ids[i]);
             log::UnitLogCounters c = r.log ? r.log->counters() : log::UnitLogCounters{};
             result["units"][i]["log_lines_failed"] = c.lines_failed + c.forward_failed;
-            show_main_pid(result["units"][i], ids[i]);
         }
         return result;
-    }
-
-    // The main process of a running child: the spawned one, or the one MAINPID= handed the
-    // role to (which the core, knowing the incarnation by its spawned pid, does not show).
-    std::optional<int> main_pid(ChildId id, std::optional<Pid> core_pid) {
-        const Runtime &r = runtime(id);
-        if (core_pid && r.session == core_pid->value && r.pid > 0) return r.pid;
-        if (core_pid) return core_pid->value;
-        return std::nullopt;
-    }
-
-    void show_main_pid(ctl::Json &unit, ChildId id) {
-        if (!unit["pid"].is_number_integer()) return;
-        unit["pid"] = *main_pid(id, Pid{unit["pid"].get<int>()});
-    }
-
-    ctl::Json tree_json() {
-        ctl::Json tree = ctl::tree_json(core_, now());
-        std::vector<ctl::Json *> todo{&tree["root"]};
-        while (!todo.empty()) {
-            ctl::Json &node = *todo.back();
-            todo.pop_back();
-            if (auto id = core_.find(node.value("name", std::string{}))) show_main_pid(node, *id);
-            if (node.contains("children"))
-                for (ctl::Json &c : node["children"])
-                    todo.push_back(&c);
-        }
-        return tree;
     }
 
     http::Snapshot snapshot() {
@@ -1003,9 +878,9 @@ private:
             http::UnitFigures f;
             f.name = std::string(st.name);
             f.state = core::to_string(st.state);
-            f.want_up = st.want_up;
+            f.want_up = st.goal == core::Goal::Up;
             f.up = st.state == core::ChildState::Running;
-            f.ready = st.ready && r.probe_ready.value_or(true);
+            f.ready = st.ready;
             f.restarts_total = st.restarts;
             if (st.last_exit) f.last_exit_code = st.last_exit->shell_code();
             f.probe_failures_total = r.probe_failures;
@@ -1035,7 +910,6 @@ private:
     bool executing_ = false;
     std::optional<int> exit_status_;
     std::uint64_t orphans_reaped_ = 0;
-    std::map<uv_timer_t *, ChildId> drain_ids_;
     std::string notify_dir_;
     bool notify_dir_ready_ = false; // prepared at the first notify socket
     rlimit original_nofile_{};
@@ -1137,7 +1011,7 @@ private:
             return;
         }
         case Cmd::Tree:
-            s->reply(q.id, tree_json());
+            s->reply(q.id, ctl::tree_json(core_, now()));
             return;
         case Cmd::Start:
         case Cmd::Stop:

@@ -1,5 +1,6 @@
 // backoff_test.cpp: vigil's restart delay (not in OTP): sequence, cap, jitter, reset, and how
 // it combines with intensity (decided and counted when the child ends; only the spawn waits).
+#include <algorithm>
 #include <doctest/doctest.h>
 
 #include "sim.hpp"
@@ -49,7 +50,7 @@ TEST_SUITE("core") {
         // The delay spaces starts: 750ms from the spawn at t=0, so 250ms after this crash.
         const ChildStatus s = sim.status("w");
         CHECK(s.state == ChildState::Backoff);
-        CHECK(s.want_up);
+        CHECK(s.goal == core::Goal::Up);
         REQUIRE(s.backoff_until);
         CHECK(*s.backoff_until == at_ms(750));
         CHECK(sim.core.next_deadline() == at_ms(750));
@@ -85,26 +86,53 @@ TEST_SUITE("core") {
         CHECK(*std::max_element(a.begin(), a.end()) > 1100);
     }
 
-    TEST_CASE("backoff: a run longer than the delay restarts at once; reset_after resets it") {
+    TEST_CASE("backoff: a run longer than the delay restarts at once, the step still grows; "
+              "reset_after resets it") {
         Sim sim{root(Strategy::OneForOne, {service("w", backoff(100ms, 10s, 2.0, 0.0, 5s))},
                      intensity(100, 1s))};
         sim.start_all();
         CHECK(delays(sim, 3) == std::vector<std::int64_t>{100, 200, 400});
-        // Ran 1s, longer than the next delay (800ms): restarted at once, the step is kept.
+        // Ran 1s, longer than the next delay (800ms): restarted at once, but it was a failure
+        // like the others: the next one is spaced by the next step.
         sim.advance(1s);
         sim.exit("w", 1);
         CHECK(sim.state("w") == ChildState::Running);
         CHECK(sim.spawns("w") == 5);
         CHECK(sim.has_record("w", RecordKind::Exited, "exited with status 1; restarting"));
-        CHECK(delays(sim, 1) == std::vector<std::int64_t>{800});
-        sim.advance(4999ms); // not quite reset_after: still at once, step kept
-        sim.exit("w", 1);
-        CHECK(sim.state("w") == ChildState::Running);
         CHECK(delays(sim, 1) == std::vector<std::int64_t>{1600});
-        sim.advance(5s); // a healthy run: back to the first step
+        sim.advance(4999ms); // not quite reset_after: at once (the delay is 3.2s), step grows
         sim.exit("w", 1);
         CHECK(sim.state("w") == ChildState::Running);
-        CHECK(delays(sim, 1) == std::vector<std::int64_t>{100});
+        CHECK(delays(sim, 1) == std::vector<std::int64_t>{6400});
+        sim.advance(5s); // a healthy run: back to the first step, which is used up at once
+        sim.exit("w", 1);
+        CHECK(sim.state("w") == ChildState::Running);
+        CHECK(delays(sim, 1) == std::vector<std::int64_t>{200});
+    }
+
+    // A service that crashes a little after it starts (here 300 ms) must not escape the backoff
+    // by outliving the first delays: counted from each start, the spacing grows with every
+    // consecutive failure, so restarts thin out (100 crashes without this took 30 s).
+    TEST_CASE("backoff: a slow crasher is restarted less and less often") {
+        Sim sim{root(Strategy::OneForOne, {service("w", backoff(100ms, 30s, 2.0, 0.0, 60s))},
+                     intensity(1000, 1s))};
+        sim.start_all();
+        for (int i = 0; i < 12; ++i) {
+            sim.advance(300ms);
+            sim.exit("w", 1);
+            if (sim.state("w") == ChildState::Backoff)
+                sim.advance(Duration{*sim.status("w").backoff_until - sim.now});
+        }
+        // Spacings 100, 200 (at once after 300 ms), 400, 800, ... 30 s: 12 crashes take about
+        // 0.3 + 0.3 + 0.4 + 0.8 + 1.6 + 3.2 + 6.4 + 12.8 + 25.6 + 30 + 30 + 30 s.
+        CHECK(sim.spawns("w") == 13);
+        CHECK(sim.now >= at_ms(140'000));
+        std::vector<std::int64_t> gaps;
+        for (int i = 1; i < 13; ++i)
+            gaps.push_back((*sim.when("spawn w", i) - *sim.when("spawn w", i - 1)).count());
+        CHECK(gaps.front() == 300);
+        CHECK(gaps.back() == 30'000);
+        CHECK(std::is_sorted(gaps.begin(), gaps.end()));
     }
 
     TEST_CASE("backoff: the restart is counted when the child ends, not when it is spawned") {

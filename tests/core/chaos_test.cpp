@@ -76,7 +76,7 @@ void check_no_stall(Sim &sim, const std::vector<std::string> &all, const char *w
     if (sim.exit_status) return;
     for (const auto &m : all) {
         const ChildStatus st = sim.status(m);
-        if (st.removed || !st.parent || !st.want_up) continue;
+        if (st.removed || !st.parent || st.goal != core::Goal::Up) continue;
         const ChildStatus par = sim.core.status(*st.parent);
         if (par.state != ChildState::Running) continue;
         CAPTURE(where);

@@ -237,7 +237,7 @@ TEST_SUITE("core") {
         CHECK(sim.command(CommandKind::Stop, "sup1").outcome == CommandOutcome::Ok);
         CHECK(sim.stop_order() == Names{"c", "b"});
         CHECK(sim.state("sup1") == ChildState::Stopped);
-        CHECK_FALSE(sim.status("sup1").want_up);
+        CHECK_FALSE(sim.status("sup1").goal == core::Goal::Up);
         CHECK_FALSE(sim.exit_status); // not counted
         CHECK(sim.command(CommandKind::Start, "b").outcome == CommandOutcome::NotRunning);
         CHECK(sim.command(CommandKind::Start, "sup1").outcome == CommandOutcome::Ok);
@@ -299,7 +299,7 @@ TEST_SUITE("core") {
         sim.fail_spawn("w", 1);
         CHECK(sim.command(CommandKind::Start, "w").outcome == CommandOutcome::Ok);
         CHECK(sim.state("w") == ChildState::Stopped);
-        CHECK_FALSE(sim.status("w").want_up);
+        CHECK_FALSE(sim.status("w").goal == core::Goal::Up);
         CHECK(sim.has_record("w", RecordKind::SpawnFailed, "start command failed, not retried"));
         CHECK(sim.status("w").restarts == 0);
         CHECK(sim.command(CommandKind::Start, "w").outcome == CommandOutcome::Ok);
@@ -696,6 +696,31 @@ TEST_SUITE("core") {
                 CHECK(std::string(describe(s, g)) != "?");
         CHECK(std::string(to_string(ChildState::Backoff)) == "backoff");
         CHECK(std::string(to_string(Strategy::RestForOne)) == "rest_for_one");
+    }
+
+    // A stop command that arrives while a one_for_all sweep is stopping its children is the
+    // person's last word: the sweep's start phase must not bring that child back.
+    TEST_CASE("a stop that arrives during a sweep is not undone by the sweep") {
+        Sim sim{root(Strategy::OneForAll,
+                     {service("a"), service("b"),
+                      service("c", [](ChildSpec &s) { s.stop.timeout = Duration{5000}; })})};
+        sim.start_all();
+        sim.on_signal("c", OnSignal::Ignore); // the sweep waits for c (5 s, then SIGKILL)
+        sim.exit("a", 1);
+        CHECK(sim.state("c") == ChildState::Stopping);
+        CHECK(sim.state("b") == ChildState::Running);
+        CHECK(sim.command(CommandKind::Stop, "b").outcome == CommandOutcome::Ok);
+        CHECK(sim.state("b") == ChildState::Stopped);
+        sim.advance(5s);
+        CHECK(sim.state("a") == ChildState::Running);
+        CHECK(sim.state("c") == ChildState::Running);
+        CHECK(sim.state("b") == ChildState::Stopped);
+        CHECK(sim.status("b").goal == Goal::Down);
+        CHECK(sim.spawns("b") == 1);
+        // A later sweep is a new decision: b was stopped before it, so it comes back (item 20).
+        sim.exit("a", 1);
+        sim.advance(10s);
+        CHECK(sim.state("b") == ChildState::Running);
     }
 
 } // TEST_SUITE

@@ -155,7 +155,7 @@ TEST_SUITE("core") {
         sim.exit("t", 0);
         CHECK(sim.state("t") == ChildState::Stopped);
         CHECK(sim.incarnation("t") == 4);
-        CHECK_FALSE(sim.status("t").want_up);
+        CHECK_FALSE(sim.status("t").goal == core::Goal::Up);
         // Ended by a stop (shutdown reason): not restarted either.
         CHECK(sim.command(CommandKind::Stop, "u").outcome == CommandOutcome::Ok);
         CHECK(sim.state("u") == ChildState::Stopped);

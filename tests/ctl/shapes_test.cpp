@@ -45,8 +45,8 @@ TEST_SUITE("ctl") {
         s.name = "web";
         s.kind = Kind::Service;
         s.state = core::ChildState::Backoff;
-        s.want_up = true;
-        s.inc = Incarnation{4};
+        s.goal = core::Goal::Up;
+        s.incarnation = Incarnation{4};
         s.since = at_ms(1000);
         s.restarts = 3;
         s.last_exit = core::ExitStatus::killed(SIGSEGV);
@@ -58,7 +58,8 @@ TEST_SUITE("ctl") {
         CHECK(j["state"] == "backoff");
         CHECK(j["goal"] == "up");
         CHECK(j["pid"].is_null());
-        CHECK(j["inc"] == 4);
+        CHECK(j["spawned_pid"].is_null());
+        CHECK(j["incarnation"] == 4);
         CHECK(j["since_ms"] == 1000);
         CHECK(j["restarts"] == 3);
         CHECK(j["last_exit"] == Json{{"signal", "SIGSEGV"}, {"signo", SIGSEGV}});
@@ -67,7 +68,12 @@ TEST_SUITE("ctl") {
         CHECK(j["removed"] == false);
         CHECK(j["effective_goal"] == "up");
         CHECK(j["held_down_by"].is_null());
-        CHECK(j.size() == 15);
+        CHECK(j["last_cause"] == "none");
+        CHECK(j["last_reason"] == "");
+        CHECK(j["exiting"] == false);
+        CHECK(j["status_text"] == "");
+        CHECK(j["watchdog_ms"].is_null());
+        CHECK(j.size() == 21);
         // Under a supervisor whose goal is down, the child keeps its own goal but heads
         // nowhere.
         j = status_json(s, at_ms(2000), "app", "app");
@@ -77,12 +83,22 @@ TEST_SUITE("ctl") {
 
         s.state = core::ChildState::Running;
         s.pid = Pid{1234};
+        s.main_pid = Pid{1240}; // MAINPID= moved the main role
         s.ready = true;
         s.last_exit = core::ExitStatus::exited(2);
-        s.want_up = false;
+        s.last_cause = core::Cause::Exited;
+        s.last_reason = "exited with status 2";
+        s.goal = core::Goal::Down;
+        s.status_text = "busy";
+        s.watchdog = Duration{30'000};
         j = status_json(s, at_ms(2000));
         CHECK(j["parent"].is_null());
-        CHECK(j["pid"] == 1234);
+        CHECK(j["pid"] == 1240);
+        CHECK(j["spawned_pid"] == 1234);
+        CHECK(j["last_cause"] == "exited");
+        CHECK(j["last_reason"] == "exited with status 2");
+        CHECK(j["status_text"] == "busy");
+        CHECK(j["watchdog_ms"] == 30'000);
         CHECK(j["last_exit"] == Json{{"code", 2}});
         CHECK(j["backoff_ms"].is_null()); // only while in backoff
         CHECK(j["goal"] == "down");
@@ -98,7 +114,24 @@ TEST_SUITE("ctl") {
                         {"unit", "db"},
                         {"child", 2},
                         {"kind", "exited"},
-                        {"message", "exited with status 1"}});
+                        {"message", "exited with status 1"},
+                        {"cause", "none"}});
+        // The facts as fields: a script never parses the message.
+        r.cause = core::Cause::Liveness;
+        r.exit = core::ExitStatus::exited(1);
+        r.pid = Pid{77};
+        r.incarnation = Incarnation{3};
+        r.signal = SIGTERM;
+        r.delay = Duration{400};
+        r.subject = "liveness http 127.0.0.1:8080/healthz";
+        j = record_json(r);
+        CHECK(j["cause"] == "liveness");
+        CHECK(j["exit"] == Json{{"code", 1}});
+        CHECK(j["pid"] == 77);
+        CHECK(j["incarnation"] == 3);
+        CHECK(j["signal"] == "SIGTERM");
+        CHECK(j["delay_ms"] == 400);
+        CHECK(j["subject"] == "liveness http 127.0.0.1:8080/healthz");
         Json w = record_json(r, at_ms(6000), 1'700'000'000'000);
         CHECK(w["time"] == 1'699'999'999'000);
 
@@ -121,6 +154,8 @@ TEST_SUITE("ctl") {
     TEST_CASE("every enum has a protocol name") {
         for (int i = 0; i <= static_cast<int>(core::RecordKind::Exit); ++i)
             CHECK(std::string(record_kind_name(static_cast<core::RecordKind>(i))) != "unknown");
+        for (int i = 0; i <= static_cast<int>(core::Cause::Notify); ++i)
+            CHECK((i == 0 || std::string(core::to_string(static_cast<core::Cause>(i))) != "none"));
         for (int i = 0; i <= static_cast<int>(core::ChildState::Backoff); ++i)
             CHECK(std::string(state_name(static_cast<core::ChildState>(i))) != "unknown");
         for (int i = 0; i <= static_cast<int>(core::CommandOutcome::ShuttingDown); ++i)
@@ -201,7 +236,7 @@ TEST_SUITE("ctl") {
         CHECK(s["pid"] == sim.pid("web-2").value);
         CHECK(s["restarts"] == 1);
         CHECK(s["last_exit"] == Json{{"code", 3}});
-        CHECK(s["inc"] == 2);
+        CHECK(s["incarnation"] == 2);
 
         std::vector<ChildId> two{*c.find("db"), w2};
         Json st = status_result_json(c, two, sim.now);

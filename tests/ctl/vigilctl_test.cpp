@@ -103,10 +103,10 @@ core::ChildStatus make_status(const char *name, core::ChildState state, std::opt
     s.name = name;
     s.kind = core::Kind::Service;
     s.state = state;
-    s.want_up = state != core::ChildState::Stopped;
+    s.goal = state != core::ChildState::Stopped ? core::Goal::Up : core::Goal::Down;
     s.ready = state == core::ChildState::Running;
-    if (pid) s.pid = Pid{*pid};
-    s.inc = Incarnation{2};
+    if (pid) s.pid = s.main_pid = Pid{*pid};
+    s.incarnation = Incarnation{2};
     s.since = at_ms(1000);
     s.restarts = 1;
     s.last_exit = core::ExitStatus::killed(SIGKILL);

@@ -914,7 +914,7 @@ class Control(unittest.TestCase):
         self.assertLess(total, 16 << 20)
         wait_until(lambda: any("seq=200000" in line for line in
                                self.ok(d, "logs", "-n", "1", "spew").stdout.splitlines()
-                               ) and d.status("spew")["inc"] == 2,
+                               ) and d.status("spew")["incarnation"] == 2,
                    20, "spew to finish its second burst")
         rss_after = vm_rss_kb(init)
         # The answer queue is capped at 8 MiB a client; allow that plus slack, not 20 MB.

@@ -124,18 +124,34 @@ void Sim::apply(std::vector<Action> acts) {
             if (fs != fail_spawn_.end() && fs->second.first > 0) {
                 fs->second.first--;
                 log.push_back({now, "spawn-failed " + name});
-                core.handle(SpawnFailed{sp->child, sp->inc, fs->second.second}, now, more);
+                core.handle(SpawnFailed{sp->child, sp->incarnation, fs->second.second}, now, more);
             } else {
                 const int p = alloc_pid();
-                procs_[p] = FakeProcess{sp->child, sp->inc, name, {}, true};
+                procs_[p] = FakeProcess{sp->child, sp->incarnation, name, {}, true};
                 spawns_[name]++;
                 last_signals_[name].clear();
                 log.push_back({now, "spawn " + name});
-                core.handle(Spawned{sp->child, sp->inc, Pid{p}}, now, more);
+                core.handle(Spawned{sp->child, sp->incarnation, Pid{p}}, now, more);
             }
         } else if (auto *sg = std::get_if<Signal>(&a)) {
+            // SIGCONT follows every graceful stop signal (as systemd sends it); it changes
+            // nothing for these processes, so it is counted, not logged as a signal.
+            if (sg->signal == sig_cont) {
+                ++conts;
+                continue;
+            }
             auto it = procs_.find(sg->pid.value);
-            if (it == procs_.end() || it->second.child != sg->child || it->second.inc != sg->inc) {
+            if (it == procs_.end() || it->second.child != sg->child ||
+                it->second.inc != sg->incarnation) {
+                // The group of an incarnation whose main process ended but which still holds
+                // its output (linger): the signal reaches what is left of it.
+                if (auto l = lingering_.find(sg->child.value);
+                    l != lingering_.end() && l->second.inc == sg->incarnation) {
+                    log.push_back(
+                        {now, "signal-leftover " + l->second.name + " " + sig_name(sg->signal)});
+                    if (sg->signal == sig_kill || !l->second.ignores_term) release_drain(l->first);
+                    continue;
+                }
                 ++stray_signals;
                 continue;
             }
@@ -178,7 +194,33 @@ void Sim::die(int pid, ExitStatus status) {
     log.push_back(
         {now, "exit " + pr.name + " " +
                   (status.signaled ? sig_name(status.code) : std::to_string(status.code))});
+    // Its output reaches EOF with it (the shell reads a dead service's pipes before it reports
+    // the death), unless something it left holds the pipes (linger).
+    if (auto l = linger_.find(pr.name); l != linger_.end()) {
+        lingering_[pr.child.value] = Lingering{pr.inc, pr.name, l->second};
+        linger_.erase(l);
+    } else {
+        feed(Drained{pr.child, pr.inc});
+    }
     feed(Exited{pr.child, pr.inc, Pid{pid}, status});
+}
+
+void Sim::release_drain(std::uint32_t child) {
+    auto l = lingering_.find(child);
+    if (l == lingering_.end()) return;
+    const Lingering lg = l->second;
+    lingering_.erase(l);
+    log.push_back({now, "drained " + lg.name});
+    feed(Drained{ChildId{child}, lg.inc});
+}
+
+void Sim::linger(const std::string &name, bool ignores_term) {
+    linger_[name] = ignores_term;
+}
+
+void Sim::drain(const std::string &name) {
+    release_drain(id(name).value);
+    run_until_quiescent();
 }
 
 void Sim::deliver_due() {
@@ -236,13 +278,13 @@ void Sim::exit_by_signal(const std::string &name, int signal) {
 
 void Sim::ready(const std::string &name) {
     const ChildStatus s = status(name);
-    feed(BecameReady{s.id, s.inc});
+    feed(BecameReady{s.id, s.incarnation});
     run_until_quiescent();
 }
 
 void Sim::health_fail(const std::string &name, FailureCause cause, std::string detail) {
     const ChildStatus s = status(name);
-    feed(HealthFailed{s.id, s.inc, cause, std::move(detail)});
+    feed(HealthFailed{s.id, s.incarnation, cause, "", std::move(detail)});
     run_until_quiescent();
 }
 
@@ -294,7 +336,7 @@ Pid Sim::pid(const std::string &name) const {
 }
 
 std::uint64_t Sim::incarnation(const std::string &name) const {
-    return status(name).inc.value;
+    return status(name).incarnation.value;
 }
 
 bool Sim::alive(const std::string &name) const {

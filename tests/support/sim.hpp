@@ -3,9 +3,11 @@
 // `Sim` plays vigild's part with no process and no clock: it owns a fake clock (`now`) and a
 // fake process table (pids from 100 up, the smallest free one first, so pids are reused on
 // purpose), carries out Spawn and Signal actions, and talks to the core only through its public
-// API (events, commands, reconfigure). Like the real shell it answers a Spawn at once with
-// Spawned or SpawnFailed. A process reacts to signals per its behaviour (die at once by default);
-// deaths are delivered as Exited events after the current action list, as a reaper would.
+// API (events, commands, reconfigure). It answers a Spawn at once with Spawned or SpawnFailed
+// (the real shell answers later; tests of that inject events by hand). A process reacts to
+// signals per its behaviour (die at once by default); deaths are delivered as Exited events after
+// the current action list, as a reaper would, each followed by Drained (its output at EOF)
+// unless linger() says that something it left holds the pipes.
 // advance(d) moves the clock deadline by deadline (dinit's advance_time), and every loop is
 // capped, so a livelock fails a test instead of hanging it.
 #pragma once
@@ -96,6 +98,11 @@ public:
     // The next `times` spawns of `name` fail.
     void fail_spawn(const std::string &name, int times = 1,
                     std::string reason = "exec /bin/x: No such file or directory");
+    // The next process of `name` leaves something behind that holds its output when it ends:
+    // its Drained comes only with drain(name), or when a signal to its group reaches what is
+    // left (SIGKILL always; the stop signal unless `ignores_term`).
+    void linger(const std::string &name, bool ignores_term = false);
+    void drain(const std::string &name);
 
     // Queries.
     ChildId id(const std::string &name) const;
@@ -123,6 +130,7 @@ public:
     std::vector<core::Action> actions;
     std::optional<int> exit_status;
     int stray_signals = 0; // signals to a pid that is not that child's live process
+    int conts = 0;         // SIGCONTs sent (they follow every graceful stop signal)
 
 private:
     struct PendingExit {
@@ -130,6 +138,12 @@ private:
         Incarnation inc;
         core::ExitStatus status;
     };
+    struct Lingering {
+        Incarnation inc;
+        std::string name;
+        bool ignores_term = false;
+    };
+    void release_drain(std::uint32_t child);
     void apply(std::vector<core::Action> acts);
     void feed(const core::Event &ev);
     void deliver_due();
@@ -144,6 +158,8 @@ private:
     std::map<std::string, OnSignal> behaviour_;
     std::map<std::string, Duration> exit_after_;
     std::map<std::string, std::pair<int, std::string>> fail_spawn_;
+    std::map<std::string, bool> linger_;           // name -> ignores_term, for its next death
+    std::map<std::uint32_t, Lingering> lingering_; // child -> an ended run holding its output
     std::map<std::string, int> spawns_;
     std::map<std::string, std::vector<int>> all_signals_;
     std::map<std::string, std::vector<int>> last_signals_;

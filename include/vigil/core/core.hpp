@@ -6,8 +6,15 @@
 // actions it appends to `out`; tests do the same through tests/support/sim.hpp.
 //
 // Time: every entry point takes `now`. All deadlines (backoff, stop timeout -> SIGKILL, start
-// timeout, intensity window) live in one queue; next_deadline() is the earliest, and the shell
-// arms one timer for it and feeds DeadlineReached when it fires. No deadline: no timer.
+// timeout, the watchdog, the wait for a dead service's leftovers) live in one queue;
+// next_deadline() is the earliest, and the shell arms one timer for it and feeds
+// DeadlineReached when it fires. No deadline: no timer. (The intensity window needs none: it is
+// pruned at the next restart.)
+//
+// One source of truth: everything that decides or is shown lives here: the state and goal, the
+// main pid (MAINPID= is an event), readiness over time (probe verdicts are events), the
+// watchdog, the end of an incarnation (its main process ended and its output drained), what
+// log patterns mean, the history with its structured records. The shell keeps only OS handles.
 //
 // Semantics: shared/docs/otp-semantics.md items 1-50, plus backoff (a restart is decided and
 // counted when the child ends; backoff only delays the spawn) and health failures as causes.
@@ -31,22 +38,33 @@ namespace vigil::core {
 // Where a child is. `Backoff` means a restart was decided and the spawn waits for its delay.
 enum class ChildState : std::uint8_t { Stopped, Starting, Running, Stopping, Backoff };
 
-// A child as `vigilctl status` shows it.
+// Where a child should be (dinit's "desired state"; state.hpp documents every combination).
+enum class Goal : std::uint8_t { Down, Up };
+
+// A child as `vigilctl status`, /readyz and /metrics show it: everything shown comes from here.
 struct ChildStatus {
     ChildId id;
-    std::string_view name;
-    Kind kind;
+    std::string name; // a copy: reload may grow the tables it comes from
+    Kind kind = Kind::Service;
     std::optional<ChildId> parent;
     ChildState state = ChildState::Stopped;
-    bool want_up = false;       // the goal: should this child be running?
-    bool ready = false;         // running and (if it declares readiness) ready
-    std::optional<Pid> pid;     // services with a live process
-    Incarnation inc;            // 0 before the first start
-    TimePoint since;            // when `state` was entered
-    std::uint32_t restarts = 0; // restarts decided for this child (not manual ones)
+    Goal goal = Goal::Down;
+    // Running, started (ready when it declares readiness) and, with a readiness probe, the
+    // probe's last verdict was a success.
+    bool ready = false;
+    std::optional<Pid> pid;      // the spawned process while the incarnation lives
+    std::optional<Pid> main_pid; // its main process (MAINPID= may have moved it)
+    Incarnation incarnation;     // 0 before the first start
+    TimePoint since;             // when `state` was entered
+    std::uint32_t restarts = 0;  // restarts decided for this child (not manual ones)
     std::optional<ExitStatus> last_exit;
+    Cause last_cause = Cause::None; // why the last incarnation ended (or failed to start)
+    std::string last_reason;        // and in words: "exec pyhton3: No such file or directory"
     std::optional<TimePoint> backoff_until;
-    bool removed = false; // a temporary child that ended, or a unit removed by reload
+    bool exiting = false;    // the main process ended; waiting for its output and leftovers
+    std::string status_text; // sd_notify STATUS=
+    std::optional<Duration> watchdog; // the watchdog interval while it is armed
+    bool removed = false;             // a temporary child that ended, or a unit removed by reload
     // A removed temporary child (not a unit removed by reload): its supervisor's next
     // (re)start brings it back, as OTP's init/1 does, so its spec must be kept.
     bool revivable = false;
@@ -65,7 +83,7 @@ struct Command {
     CommandKind kind;
     ChildId child = root_id; // supervisors: Start/Stop/Restart act on the whole subtree
     int signal = 0;          // for CommandKind::Signal
-    std::string who;         // for the history: "vigilctl (uid 0)", "SIGTERM", ...
+    std::string who;         // for the history: "vigilctl (uid 0 pid 42)", "SIGTERM", ...
 };
 
 enum class CommandOutcome : std::uint8_t {
@@ -120,10 +138,10 @@ public:
     // in the global history. Does nothing for a live spec.
     void forget(ChildId child) noexcept;
 
-    // Records a fact about a child that is not a decision of the core (a log pattern with
-    // action "event", a refused notification): it enters the history like every record and
-    // comes out as a Publish action. Changes nothing else.
-    void note(ChildId child, RecordKind kind, std::string message, TimePoint now,
+    // Records a fact about a child that is not a decision of the core and not an event of its
+    // own (output lines a log sink could not write): it enters the history as a Notice, like
+    // every record, and comes out as a Publish action. Changes nothing else.
+    void note(ChildId child, Cause cause, std::string message, TimePoint now,
               std::vector<Action> &out);
 
     std::optional<TimePoint> next_deadline() const noexcept;
@@ -140,8 +158,9 @@ public:
     // child's state (late exits, reused pids, duplicates). For tests and `vigilctl status`.
     std::uint64_t dropped_events() const noexcept;
 
+    struct Impl; // the model (src/core/impl.hpp): opaque outside the core
+
 private:
-    struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 
@@ -160,5 +179,7 @@ const char *to_string(Restart r) noexcept;
 const char *to_string(Strategy s) noexcept;
 const char *to_string(AutoShutdown a) noexcept;
 const char *to_string(FailureCause c) noexcept;
+const char *to_string(Cause c) noexcept;
+const char *to_string(PatternAction a) noexcept;
 
 } // namespace vigil::core

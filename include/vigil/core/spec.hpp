@@ -54,6 +54,12 @@ struct ChildSpec {
     // A child that is not started (spawned, or ready when wait_ready) within this time is a
     // start failure. nullopt: no limit.
     std::optional<Duration> start_timeout;
+    // The unit has a readiness probe: once started, the child shows as ready only after the
+    // probe's first success, and as not ready whenever the probe fails (ProbeReadiness).
+    bool readiness_probe = false;
+    // sd_notify watchdog: once the child is up, WATCHDOG=1 must come within this interval
+    // (the service may move it with WATCHDOG_USEC=). nullopt: no watchdog.
+    std::optional<Duration> watchdog;
 
     // Siblings this child is ordered after (the unit's `after`, instances expanded). A
     // sequential supervisor needs only the start order; a parallel one starts this child once

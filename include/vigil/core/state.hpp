@@ -2,20 +2,32 @@
 //
 // Every child (a service with a process, or a supervisor without one) has two pieces of state,
 // after dinit's service.h: where it IS (`ChildState`, in core.hpp) and where it SHOULD be (its
-// `Goal`, `ChildStatus::want_up`). The core moves a child one step at a time towards its goal,
+// `Goal`, `ChildStatus::goal`). The core moves a child one step at a time towards its goal,
 // but only when the child's parent allows it: a supervisor starts its children one at a time in
 // start order and stops them one at a time in reverse (otp-semantics.md items 1, 2, 37, 38).
 //
-// States (services):
-//   Stopped   no process. inc is the last incarnation (0 before the first start).
-//   Starting  a Spawn was emitted (the shell answers Spawned or SpawnFailed at once), or the
-//             process runs but has not reported readiness (wait_ready). The start timeout, if
-//             any, is armed. Later siblings wait (item 1).
+// States (services), each with the one timer it may have:
+//   Stopped   no process. The incarnation is the last one (0 before the first start).
+//   Starting  a Spawn was emitted and not answered yet (no pid), or the process runs but has not
+//             reported readiness (wait_ready). Timer: the start timeout. Later siblings wait
+//             (item 1).
 //   Running   the process runs and counts as started: spawned, or ready when wait_ready.
+//             Timer: the watchdog, once the child is up (WATCHDOG=1 re-arms it).
 //   Stopping  the stop signal was sent (after StopProbes); the stop timeout, if any, is armed
-//             and sends SIGKILL when it passes (item 35, 41). Ends when the process exits.
+//             and sends SIGKILL when it passes (item 35, 41).
 //   Backoff   a restart was decided and counted (intensity) when the child ended; the spawn
-//             waits until backoff_until. No process.
+//             waits until backoff_until. No process. Timer: the restart delay.
+// The end of an incarnation takes two facts: its main process ended (Exited; MAINPID= may have
+// made another process than the spawned one the main one) and its output drained (Drained: both
+// pipes at EOF, and its cgroup empty where it has one), in either order. Between the two the
+// child is "exiting" in whichever state it was: what is left of it (a process that inherited its
+// pipes) gets the stop signal and SIGCONT at once, the stop timeout replaces the state's timer,
+// and when it passes the leftovers get SIGKILL and the end is reported without waiting any longer.
+// Only then does the child leave its state (Starting or Running: it ended by itself; Stopping:
+// the stop completed), so the restart decision always sees every line the run wrote.
+//
+// Readiness over time: `ready` is shown only for a Running child that started (ready when it
+// waits for readiness) and, with a readiness probe, whose probe's last verdict was a success.
 // Supervisors use Stopped, Starting (its children are being started in order), Running (all
 // started; restarts may be under way inside it) and Stopping (its children are being stopped in
 // reverse order; it ends when the last one has). A supervisor restarts without backoff.
@@ -54,12 +66,6 @@
 #include "vigil/core/core.hpp"
 
 namespace vigil::core {
-
-enum class Goal : std::uint8_t { Down, Up };
-
-constexpr Goal goal_of(const ChildStatus &s) noexcept {
-    return s.want_up ? Goal::Up : Goal::Down;
-}
 
 // One phrase for each (state, goal) pair, for `vigilctl status --verbose` and logs.
 const char *describe(ChildState state, Goal goal) noexcept;

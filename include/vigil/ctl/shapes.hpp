@@ -4,17 +4,26 @@
 // shapes are defined once. The strings are the protocol's, not the core's: they are part of the
 // stable interface scripts rely on (documented in vigilctl(1)).
 //
-// status object (status_json):
+// status object (status_json), everything from core::ChildStatus (the one source of truth):
 //   {"name":"web","kind":"service"|"supervisor","parent":"app"|null,
 //    "state":"stopped"|"starting"|"running"|"stopping"|"backoff","goal":"up"|"down",
-//    "pid":1234|null,"inc":3,"since_ms":5000,"restarts":2,
-//    "last_exit":null|{"code":1}|{"signal":"TERM","signo":15},
-//    "backoff_ms":800|null,"ready":true,"removed":false,
-//    "effective_goal":"up"|"down","held_down_by":"app"|null}
+//    "pid":1234|null,"spawned_pid":1230|null,"incarnation":3,"since_ms":5000,"restarts":2,
+//    "last_exit":null|{"code":1}|{"signal":"SIGTERM","signo":15},
+//    "last_cause":"exited"|"spawn_failed"|"liveness"|...,"last_reason":"exec ...: ...",
+//    "backoff_ms":800|null,"ready":true,"exiting":false,"status_text":"...",
+//    "watchdog_ms":30000|null,"removed":false,"effective_goal":"up"|"down",
+//    "held_down_by":"app"|null}
+//   pid: the main process (MAINPID= may have moved it); spawned_pid: the process vigild spawned
+//     (leader of the service's process group);
 //   since_ms: milliseconds in the current state (the uptime when running);
+//   last_cause, last_reason: why the last incarnation ended or failed to start (core::Cause's
+//     spelling, and in words);
 //   backoff_ms: time left before the next spawn (state "backoff" only);
-//   goal: the child's own goal (core's want_up). A child keeps goal "up" while its supervisor
-//     is stopped, so that it comes back with it;
+//   ready: running, started (ready when it declares readiness) and its readiness probe passing;
+//   exiting: the main process ended and vigild waits for its output and leftovers;
+//   status_text: the service's last sd_notify STATUS=; watchdog_ms: the armed interval;
+//   goal: the child's own goal. A child keeps goal "up" while its supervisor is stopped, so
+//     that it comes back with it;
 //   effective_goal: where the child is heading: "up" only when its own goal and every
 //     ancestor's goal are up. This is what vigilctl shows as "goal up"/"goal down";
 //   held_down_by: the top-most ancestor whose goal is down (starting it starts this child
@@ -23,9 +32,13 @@
 //   children in start order, removed children left out.
 // record (record_json), one entry of the core's history, as `events` streams it:
 //   {"at_ms":123456,"time":1764150000123?,"unit":"web","child":3,"kind":"exited",
-//    "message":"exited with status 1"}
+//    "message":"exited with status 1; restart in 100ms (backoff)","cause":"exited",
+//    "pid"?:1234,"incarnation"?:2,"exit"?:{"code":1},"signal"?:"SIGTERM","delay_ms"?:100,
+//    "subject"?:"liveness http 127.0.0.1:8080/healthz"}
 //   at_ms: vigild's monotonic clock; time (present when vigild supplies the wall clock):
-//   milliseconds since the Unix epoch.
+//   milliseconds since the Unix epoch. The fields marked ? are present when the record has
+//   them: a script reads the cause, the exit, the signal sent, the backoff delay and the probe,
+//   pattern or requester (subject) without parsing the message.
 // command result (command_result_json): {"unit":"web","outcome":"ok","message":"..."},
 //   outcome one of ok, already_running, already_stopped, not_found, not_running, shutting_down.
 // reload (reload_json): {"added":[..],"removed":[..],"restarted":[..],"updated":[..],

@@ -1,0 +1,343 @@
+// plan.cpp: a supervisor's sequences over its children: the start phase (one at a time in
+// start order, or in parallel keeping only `after`), the stop phase (reverse start order), the
+// sweeps of one_for_all and rest_for_one, and the supervisor's own end.
+#include "impl.hpp"
+
+namespace vigil::core {
+
+// Does the parent's running sequence decide when this child starts? (Then a backoff that ends,
+// or a restart without delay, leaves the start to the sequence.)
+bool Core::Impl::plan_starts(ChildId parent, std::size_t idx) const {
+    const Plan &p = node(parent).plan;
+    switch (p.phase) {
+    case Phase::Idle:
+        return false;
+    case Phase::Stopping:
+        return !p.terminal && (idx >= p.lo || idx >= p.start_from);
+    case Phase::Starting:
+        return idx >= p.cursor;
+    }
+    return false;
+}
+
+// Is the child inside a sweep's stop range (its end is the sweep's business)?
+bool Core::Impl::plan_stops(ChildId parent, std::size_t idx) const {
+    const Plan &p = node(parent).plan;
+    return p.phase == Phase::Stopping && idx >= p.lo;
+}
+
+bool Core::Impl::waits_for_predecessor(const Node &n) const {
+    return n.predecessor && node(*n.predecessor).state != ChildState::Stopped;
+}
+
+// The supervisor stops all its children in reverse start order, then ends (items 27, 37).
+void Core::Impl::begin_terminal(ChildId s) {
+    Node &n = node(s);
+    const std::size_t count = n.spec.children.size();
+    n.plan = Plan{Phase::Stopping, true, 0, 0, count == 0 ? 0 : count - 1};
+    schedule(s);
+}
+
+// The supervisor decided to end by itself (give-up, auto-shutdown, start-up failure).
+void Core::Impl::end_supervisor(ChildId s, StopCause cause) {
+    Node &n = node(s);
+    n.stop_cause = stronger(n.stop_cause, cause);
+    if (n.state != ChildState::Stopping) set_state(s, ChildState::Stopping);
+    begin_terminal(s);
+}
+
+// A one_for_all / rest_for_one sweep from index j (items 15-22, 32).
+void Core::Impl::sweep(ChildId s, std::size_t j) {
+    Node &n = node(s);
+    const std::size_t count = n.spec.children.size();
+    Plan &p = n.plan;
+    if (p.phase == Phase::Stopping && !p.terminal) {
+        p.lo = std::min(p.lo, j);
+        p.start_from = std::min(p.start_from, j);
+    } else {
+        p = Plan{Phase::Stopping, false, j, j, 0};
+    }
+    p.cursor = count - 1; // rescan from the last child: already-down children are skipped
+    schedule(s);
+}
+
+// Asks a running supervisor to start its wanted-up children from index j (reload, commands).
+void Core::Impl::request_start(ChildId s, std::size_t j) {
+    Plan &p = node(s).plan;
+    switch (p.phase) {
+    case Phase::Idle:
+        p = Plan{Phase::Starting, false, 0, j, j};
+        break;
+    case Phase::Starting:
+        p.cursor = std::min(p.cursor, j);
+        break;
+    case Phase::Stopping:
+        if (!p.terminal) p.start_from = std::min(p.start_from, j);
+        break;
+    }
+    schedule(s);
+}
+
+void Core::Impl::pump(ChildId s) {
+    Node &sup = node(s);
+    if (sup.spec.kind != Kind::Supervisor) return;
+    for (;;) {
+        Plan &p = sup.plan;
+        switch (p.phase) {
+        case Phase::Idle:
+            return;
+        case Phase::Stopping:
+            // One child at a time, last first (items 15, 16, 37, 38), or all at once.
+            if (!(sup.spec.parallel ? stop_parallel(s) : stop_sequential(s))) return;
+            if (p.terminal) {
+                finish_supervisor(s);
+                return;
+            }
+            begin_sweep_start(s);
+            continue;
+        case Phase::Starting:
+            if (!(sup.spec.parallel ? start_parallel(s) : start_sequential(s))) return;
+            p = Plan{};
+            if (sup.state == ChildState::Starting) supervisor_started(s);
+            return;
+        }
+    }
+}
+
+// The sweep's start phase: every kept spec in range is wanted up (items 19, 20); temporary
+// children are not brought back (item 18), nor one that a stop command took down during the
+// sweep (the person asked after the sweep began).
+void Core::Impl::begin_sweep_start(ChildId s) {
+    Node &sup = node(s);
+    const auto &kids = sup.spec.children;
+    Plan &p = sup.plan;
+    for (std::size_t i = p.lo; i < kids.size(); ++i) {
+        Node &kn = node(kids[i]);
+        if (kn.spec.restart != Restart::Temporary && !kn.held_down) kn.goal = Goal::Up;
+        kn.held_down = false;
+    }
+    const std::size_t from = std::min(p.lo, p.start_from);
+    p = Plan{Phase::Starting, false, 0, from, from};
+}
+
+void Core::Impl::supervisor_started(ChildId s) {
+    Node &sup = node(s);
+    // Its uptime counts from its start, so it is never shorter than its children's.
+    const TimePoint began = sup.since;
+    set_state(s, ChildState::Running);
+    sup.since = began;
+    sup.started = true;
+    sup.ready = true;
+    publish(s, RecordKind::Started, sup.spec.parent ? "all children started" : "tree started");
+    if (sup.spec.parent) schedule(*sup.spec.parent);
+}
+
+// The stop phase one child at a time, last first; false while a child is still going down.
+bool Core::Impl::stop_sequential(ChildId s) {
+    const auto &kids = node(s).spec.children;
+    const std::size_t count = kids.size();
+    Plan &p = node(s).plan;
+    while (count > 0 && p.cursor + 1 > p.lo && p.cursor < count) {
+        const ChildId k = kids[p.cursor];
+        // A sweep keeps a pending restart delay: its start phase waits for it.
+        const bool skip = !p.terminal && node(k).state == ChildState::Backoff;
+        if (!skip && !stop_child(k, StopCause::Plan)) return false;
+        if (p.cursor == 0) break;
+        --p.cursor;
+    }
+    return true;
+}
+
+// The start phase one child at a time, in order; each must count as started first (items 1,
+// 2). False while the sequence waits.
+bool Core::Impl::start_sequential(ChildId s) {
+    const auto &kids = node(s).spec.children;
+    const std::size_t count = kids.size();
+    Plan &p = node(s).plan;
+    while (p.cursor < count) {
+        const ChildId k = kids[p.cursor];
+        Node &kn = node(k);
+        if (kn.dropped) {
+            ++p.cursor;
+            continue;
+        }
+        switch (kn.state) {
+        case ChildState::Running:
+            ++p.cursor;
+            continue;
+        case ChildState::Starting:
+        case ChildState::Stopping:
+            return false;
+        case ChildState::Backoff:
+            if (kn.backoff_until && *kn.backoff_until <= now) start_child(k);
+            return false;
+        case ChildState::Stopped:
+            if (kn.goal == Goal::Down) {
+                ++p.cursor;
+                continue;
+            }
+            if (!waits_for_predecessor(kn)) start_child(k); // else rescheduled when it is down
+            return false;
+        }
+    }
+    return true;
+}
+
+// Has child `k` nothing left to do in a start phase (it runs, or nobody wants it up)?
+bool Core::Impl::start_done(const Node &kn) const {
+    return kn.dropped || kn.state == ChildState::Running ||
+           (kn.state == ChildState::Stopped && kn.goal == Goal::Down);
+}
+
+bool Core::Impl::parallel_deps_started(const Node &kn, std::size_t cursor) const {
+    for (ChildId a : kn.spec.after) {
+        const Node &an = node(a);
+        if (an.index >= cursor && !start_done(an)) return false;
+    }
+    return true;
+}
+
+// A parallel supervisor's start phase: every wanted child from the cursor on starts as soon as
+// the earlier siblings it is `after` have started; done when none is left to start. The cursor
+// skips the finished prefix so a long start sweep does not rescan it.
+bool Core::Impl::start_parallel(ChildId s) {
+    const auto &kids = node(s).spec.children;
+    const std::size_t count = kids.size();
+    Plan &p = node(s).plan;
+    while (p.cursor < count && start_done(node(kids[p.cursor])))
+        ++p.cursor;
+    bool waiting = false;
+    for (std::size_t i = p.cursor; i < count; ++i) {
+        const ChildId k = kids[i];
+        Node &kn = node(k);
+        if (start_done(kn)) continue;
+        waiting = true;
+        switch (kn.state) {
+        case ChildState::Running:
+        case ChildState::Starting:
+        case ChildState::Stopping:
+            break;
+        case ChildState::Backoff:
+            if (kn.backoff_until && *kn.backoff_until <= now) start_child(k);
+            break;
+        case ChildState::Stopped:
+            // A predecessor still going down reschedules this supervisor when it is down.
+            if (!waits_for_predecessor(kn) && parallel_deps_started(kn, p.cursor)) start_child(k);
+            break;
+        }
+    }
+    return !waiting;
+}
+
+// A parallel supervisor's stop phase: every child in range is stopped at once, except one that
+// a sibling still up is `after` (it stops once that sibling is down). A sweep keeps a pending
+// restart delay, as the sequential one does.
+bool Core::Impl::stop_parallel(ChildId s) {
+    const auto &kids = node(s).spec.children;
+    const std::size_t count = kids.size();
+    const Plan &p = node(s).plan;
+    auto down = [&](const Node &kn) {
+        return kn.state == ChildState::Stopped || (!p.terminal && kn.state == ChildState::Backoff);
+    };
+    // Which children a sibling in range that is not down yet still needs.
+    std::vector<bool> needed;
+    for (std::size_t i = p.lo; i < count; ++i) {
+        const Node &kn = node(kids[i]);
+        if (kn.spec.after.empty() || down(kn)) continue;
+        if (needed.empty()) needed.assign(count, false);
+        for (ChildId a : kn.spec.after)
+            needed[node(a).index] = true;
+    }
+    bool waiting = false;
+    for (std::size_t i = count; i-- > p.lo;) {
+        const ChildId k = kids[i];
+        if (down(node(k))) continue;
+        if ((!needed.empty() && needed[i]) || !stop_child(k, StopCause::Plan)) waiting = true;
+    }
+    return !waiting;
+}
+
+// The terminal stop sequence of a supervisor is complete. A supervisor's end is reported to its
+// parent exactly like a process exit: give-up and auto-shutdown are OTP's `shutdown` reason
+// (items 27-29, 48), a failed start-up is a start failure (item 5), anything else was asked for.
+void Core::Impl::finish_supervisor(ChildId s) {
+    Node &n = node(s);
+    n.plan = Plan{};
+    set_state(s, ChildState::Stopped);
+    n.started = false;
+    n.ready = false;
+    const StopCause cause = n.stop_cause;
+    if (!n.spec.parent) {
+        finish_root(cause);
+        return;
+    }
+    Facts f{record_cause(cause)};
+    switch (cause) {
+    case StopCause::GaveUp:
+        on_down(s, DownKind::SelfShutdown, RecordKind::GaveUp, "gave up", f);
+        return;
+    case StopCause::AutoShutdown:
+        on_down(s, DownKind::SelfShutdown, RecordKind::AutoShutdown, "shut itself down", f);
+        return;
+    case StopCause::StartFailed:
+        on_down(s, DownKind::StartFailed, RecordKind::StartFailed, "failed to start", f);
+        return;
+    case StopCause::None:
+    case StopCause::Health:
+    case StopCause::StartTimeout:
+    case StopCause::ManualRestart:
+    case StopCause::Reload:
+    case StopCause::Manual:
+    case StopCause::Plan:
+    case StopCause::Shutdown:
+    case StopCause::Removed:
+        on_down(s, DownKind::Stopped, RecordKind::Stopped, "all children stopped", f);
+        return;
+    }
+}
+
+void Core::Impl::finish_root(StopCause cause) {
+    Node &root = node(root_id);
+    int status = exit_clean;
+    std::string why;
+    switch (cause) {
+    case StopCause::Manual:
+        root.goal = Goal::Down;
+        publish(root_id, RecordKind::Stopped, "tree stopped by command; vigild keeps running",
+                Facts{Cause::Command});
+        return;
+    case StopCause::ManualRestart:
+    case StopCause::Reload:
+        publish(root_id, RecordKind::Stopped, "tree stopped; starting it again",
+                Facts{record_cause(cause)});
+        start_child(root_id);
+        return;
+    case StopCause::GaveUp:
+        status = exit_gave_up;
+        why = "the root supervisor reached its restart intensity";
+        break;
+    case StopCause::StartFailed:
+        status = exit_start_failed;
+        why = "the tree failed to start";
+        break;
+    case StopCause::AutoShutdown:
+        status = root.last_exit ? root.last_exit->shell_code() : exit_clean;
+        why = "a significant child ended (auto_shutdown)";
+        break;
+    case StopCause::None:
+    case StopCause::Health:
+    case StopCause::StartTimeout:
+    case StopCause::Plan:
+    case StopCause::Shutdown:
+    case StopCause::Removed:
+        status = exit_clean;
+        why = "shutdown completed";
+        break;
+    }
+    publish(root_id, RecordKind::Exit, why + "; vigild exits with status " + std::to_string(status),
+            Facts{record_cause(cause)});
+    emit(Exit{status});
+    finished = true;
+}
+
+} // namespace vigil::core
