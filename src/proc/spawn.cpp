@@ -4,9 +4,11 @@
 // env_file, environment, fds), then create the pipes, block every signal, clone a CLONE_VM |
 // CLONE_VFORK child onto a private stack (child_side.cpp), restore the mask, and read the status
 // pipe: EOF means the child exec'd, a ChildFailure means it did not (then the parent reaps it
-// right here, so a failed spawn never surfaces in reap_all()). The three steps are split
-// (prepare, launch, finish: launch.hpp) so that the Spawner (spawner.cpp) runs launch() in its
-// helper process and the rest here, with the same code and the same messages.
+// right here, so a failed spawn never surfaces in reap_all()). The steps are split (prepare,
+// launch, child_error, finish: launch.hpp) so that the Spawner's helper process (spawner.cpp)
+// runs prepare() and launch() and names errors with the same code and the same messages;
+// only the reaping of a failed child stays with vigild. env_file is read by
+// env_file_read.cpp.
 #include "vigil/proc/spawn.hpp"
 
 #include "launch.hpp"

@@ -427,6 +427,7 @@ void serve(int sock, std::uint64_t ticket, const char *buf, std::size_t n,
     int s = fcntl(sock, F_DUPFD_CLOEXEC, 3);
     if (s < 0) _exit(1);
     close(sock);
+    if (fcntl(s, F_SETFL, 0) < 0) _exit(1); // blocking: the helper waits for requests
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd >= 0) {
         dup2(null_fd, 0);
@@ -713,9 +714,9 @@ void Spawner::handle_message(const char *buf, std::size_t n, std::vector<int> &f
     std::uint32_t magic = 0;
     if (n >= sizeof magic) std::memcpy(&magic, buf, sizeof magic);
     auto malformed = [&] {
-        // While settling a death, a child's report that makes no sense still names a live
-        // process: kill it through its pidfd rather than let it run unsupervised.
-        if (settling_ && magic == detail::child_report_magic && n == sizeof(detail::ChildReport) &&
+        // A child's report that makes no sense still names a live process: kill it through
+        // its pidfd rather than let it run unsupervised.
+        if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport) &&
             fds.size() == 1) {
             detail::ChildReport rep{};
             std::memcpy(&rep, buf, sizeof rep);
@@ -973,8 +974,9 @@ int Spawner::start() {
 }
 
 int Spawner::start_helper() {
+    // Both ends non-blocking from the start; the helper makes its own end blocking again.
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return errno;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) return errno;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -990,7 +992,6 @@ int Spawner::start_helper() {
     close(sv[1]);
     sock_ = sv[0];
     pid_ = pid;
-    fcntl(sock_, F_SETFL, fcntl(sock_, F_GETFL) | O_NONBLOCK);
     // Room for the largest request, as far as net.core.wmem_max lets us (see the header).
     int want = static_cast<int>(max_request * 2);
     setsockopt(sock_, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);

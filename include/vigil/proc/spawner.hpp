@@ -193,7 +193,7 @@ private:
     int pidfd_ = -1;              // the helper's pidfd
     std::size_t max_message_ = 0; // for the current socket
     bool writing_ = false;
-    bool settling_ = false; // settle_death() is reading what the dead helper left
+    bool settling_ = false; // settle_death() reads what the dead helper left, past errors
     bool disabled_ = false;
     std::string dead_; // why the helper is to be settled as dead, found outside pump()
     std::uint64_t next_ticket_ = 1;
