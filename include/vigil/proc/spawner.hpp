@@ -39,7 +39,8 @@
 //    CPU affinity). They are vigild's as of the fork; vigild does not change them later.
 //  - Every process spawned is vigild's child (CLONE_PARENT: vigild reaps it and gets its
 //    SIGCHLD), and every completion with a process carries a pidfd of it (-1 only on kernels
-//    without pidfd_open, < 5.3), so vigild can signal it without the pid-reuse race.
+//    without pidfd_open, < 5.3, or when vigild was out of descriptors as it arrived), so
+//    vigild can signal it without the pid-reuse race.
 //  - Reaping: the caller reaps with waitpid(-1) and must offer every pid it does not know to
 //    on_reaped(). That claims (a) a process whose completion was not delivered yet (it exited
 //    before the caller could learn its pid: the completion then carries its wait status),
@@ -49,15 +50,16 @@
 //    kill_helper()): vigild shuts its end for reading (from then on a child that has not
 //    reported yet cannot, and _exits instead of running unsupervised), reads what was queued,
 //    and settles every request in flight: a child that reported is SIGKILLed through its
-//    pidfd (never by pid) and its request fails with "spawner helper died during the spawn;
-//    its process (pid N) was killed" (its pipes died with the helper, so it could not be
-//    supervised; the caller's restart policy starts it again); a request with no child fails
-//    with "spawner helper died before the spawn". The killed child is reaped by the caller's
-//    waitpid(-1) and claimed by on_reaped(). Requests not sent yet go to a new helper, forked
-//    from vigild as it is then (it closes every descriptor it inherited). At most
-//    max_restarts restarts within restart_window; one more death and the Spawner gives up
-//    for good: spawns then run in vigild through proc::spawn (blocking the caller for the
-//    preparation), and take_warning() says so.
+//    pidfd (without one, by pid only while waitid(WNOWAIT) shows it is our unreaped child, so
+//    the pid is still its own) and its request fails with "spawner helper died during the
+//    spawn; its process (pid N) was killed" (its pipes died with the helper, so it could not
+//    be supervised; the caller's restart policy starts it again); a request with no child
+//    fails with "spawner helper died before the spawn". The killed child is reaped by the
+//    caller's waitpid(-1) and claimed by on_reaped() (or here, if it is gone at once).
+//    Requests not sent yet go to a new helper, forked from vigild as it is then (it closes
+//    every descriptor it inherited). At most max_restarts restarts within restart_window; one
+//    more death and the Spawner gives up for good: spawns then run in vigild through
+//    proc::spawn (blocking the caller for the preparation), and take_warning() says so.
 //  - In vigild directly (proc::spawn, at submit() or at the next pump()) are also: spawns
 //    before start() or when the helper could not be started, Stdio::Inherit and
 //    foreground_tty (wrapper mode: the helper keeps neither vigild's stdio nor its terminal),
@@ -69,8 +71,9 @@
 //  - Bounds: at most max_pending requests submitted and not yet delivered (more fail at once
 //    with an error), at most max_extra_fds extra fds per request, requests of at most
 //    max_request bytes and a quarter of the socket's send buffer (a socket pair reports
-//    itself writable while a quarter of that buffer is in use, so a larger message could
-//    make pump() spin on EAGAIN).
+//    itself writable only while at most a quarter of that buffer is in use; a message of
+//    that size always fits then, so a writable socket never answers EAGAIN and pump() never
+//    spins). The send buffer is raised towards 2 * max_request (net.core.wmem_max caps it).
 //  - Single-threaded: call from one thread (vigild's loop). The Spawner logs nothing: take
 //    take_warning() after pump() and log it.
 //
