@@ -13,24 +13,26 @@ MonitorSpecs specs_for(const unit::Unit &u) {
     return s;
 }
 
-Monitor::Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks)
+Monitor::Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks,
+                 ExecSpawn exec)
     : cb_(std::move(callbacks)) {
     if (specs.startup) {
         auto c = callbacks_for("startup");
         c.failed = [this](const std::string &d) { fail(core::FailureCause::StartupProbe, d); };
         c.succeeded = [this] { on_startup_succeeded(); };
-        startup_ = std::make_unique<Prober>(loop, registry, "startup", *specs.startup, c);
+        startup_ = std::make_unique<Prober>(loop, registry, "startup", *specs.startup, c, exec);
     }
     if (specs.liveness) {
         auto c = callbacks_for("liveness");
         c.failed = [this](const std::string &d) { fail(core::FailureCause::Liveness, d); };
-        liveness_ = std::make_unique<Prober>(loop, registry, "liveness", *specs.liveness, c);
+        liveness_ = std::make_unique<Prober>(loop, registry, "liveness", *specs.liveness, c, exec);
     }
     if (specs.readiness) {
         auto c = callbacks_for("readiness");
         c.failed = [this](const std::string &) { set_ready(false); };
         c.succeeded = [this] { set_ready(true); };
-        readiness_ = std::make_unique<Prober>(loop, registry, "readiness", *specs.readiness, c);
+        readiness_ =
+            std::make_unique<Prober>(loop, registry, "readiness", *specs.readiness, c, exec);
     }
 }
 

@@ -6,7 +6,6 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
-#include <spawn.h>
 #include <string_view>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +15,7 @@
 #include <http_parser.h>
 #include <uv.h>
 
-extern char **environ;
+#include "vigil/proc/exit.hpp"
 
 namespace vigil::probe {
 
@@ -28,14 +27,19 @@ template <class H> void close_and_delete(H *h) {
              [](uv_handle_t *p) { delete reinterpret_cast<H *>(p); });
 }
 
-std::string describe_wstatus(int wstatus) {
-    if (WIFEXITED(wstatus)) return "exit status " + std::to_string(WEXITSTATUS(wstatus));
-    if (WIFSIGNALED(wstatus)) {
-        const char *abbrev = sigabbrev_np(WTERMSIG(wstatus));
-        return "killed by signal " + std::to_string(WTERMSIG(wstatus)) +
-               (abbrev ? std::string(" (SIG") + abbrev + ")" : std::string());
+// A spawn whose check was abandoned: the process must not run on unwatched. Its pid stays
+// claimed in the registry until vigild reaps it.
+void discard(proc::SpawnCompletion c, ExecRegistry &registry) {
+    if (!c.result.ok) return;
+    const proc::Spawned &s = *c.result.ok;
+    if (!c.reaped_wstatus) {
+        if (c.pidfd >= 0) proc::signal_pidfd(c.pidfd, SIGKILL);
+        // Unreaped, so its group id is still its own.
+        kill(-s.pid, SIGKILL);
+        registry.add(s.pid, nullptr);
     }
-    return "wait status " + std::to_string(wstatus);
+    for (int fd : {s.stdout_fd, s.stderr_fd, c.pidfd})
+        if (fd >= 0) ::close(fd);
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -262,9 +266,10 @@ struct Prober::NetCheck {
 // Prober
 
 Prober::Prober(uv_loop_s *loop, ExecRegistry &registry, std::string role, unit::ProbeSpec spec,
-               Callbacks callbacks)
+               Callbacks callbacks, ExecSpawn exec)
     : loop_(loop), registry_(registry), role_(std::move(role)), spec_(std::move(spec)),
-      cb_(std::move(callbacks)), thresholds_(spec_.failure_threshold, spec_.success_threshold) {}
+      cb_(std::move(callbacks)), exec_(std::move(exec)),
+      thresholds_(spec_.failure_threshold, spec_.success_threshold) {}
 
 Prober::~Prober() {
     *alive_ = false;
@@ -379,76 +384,83 @@ void Prober::begin_exec() {
         complete({false, "exec: empty command"});
         return;
     }
-    std::vector<char *> argv;
-    for (auto &a : spec_.command)
-        argv.push_back(const_cast<char *>(a.c_str()));
-    argv.push_back(nullptr);
-
-    // stdout and stderr go to a pipe, so a failure can quote what the command said. The read
-    // end is drained as output comes (a chatty check must never block on a full pipe).
-    int out[2] = {-1, -1};
-    bool captured = ::pipe2(out, O_CLOEXEC) == 0;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (captured)
-        posix_spawn_file_actions_adddup2(&fa, out[1], 1); // dup2 clears close-on-exec
-    else
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    // Own process group: a timeout kills the check and everything it started with one
-    // kill(-pgid). Clean signal mask and dispositions: vigild's handlers and blocked signals
-    // must not leak into the command.
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    pid_t pid = -1;
-    // glibc's posix_spawnp uses CLONE_VFORK and reports exec failures (ENOENT, EACCES) here.
-    int err = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    if (captured) ::close(out[1]);
-    if (err != 0) {
-        if (captured) ::close(out[0]);
-        complete({false, "exec " + spec_.command[0] + ": " + std::strerror(err)});
+    if (!exec_.spawn) {
+        complete({false, "exec: no spawn function"});
         return;
     }
-    exec_pid_ = pid;
-    exec_output_.clear();
-    if (captured) {
-        ::fcntl(out[0], F_SETFL, ::fcntl(out[0], F_GETFL) | O_NONBLOCK);
-        exec_out_fd_ = out[0];
-        auto *p = new uv_poll_t;
-        uv_poll_init(loop_, p, exec_out_fd_);
-        p->data = this;
-        uv_poll_start(p, UV_READABLE, [](uv_poll_t *h, int status, int) {
-            auto *self = static_cast<Prober *>(h->data);
-            if (status < 0 || !self->read_exec_output()) self->close_exec_output();
-        });
-        exec_poll_ = reinterpret_cast<uv_poll_s *>(p);
+    proc::SpawnSpec spec = exec_.base;
+    spec.argv = spec_.command;
+    // One pipe for stdout and stderr, so a failure quotes what the command said in order. The
+    // command leads its own session (new_session), so its group can be killed as a whole.
+    proc::SpawnExtras extras;
+    extras.merge_stderr = true;
+    exec_spawning_ = true;
+    std::uint64_t check = ++exec_check_;
+    ExecRegistry *registry = &registry_;
+    // The completion may come at once (from inside this call) or later from the loop; by
+    // then this check may have been abandoned or the Prober destroyed.
+    exec_.spawn(std::move(spec), std::move(extras),
+                [this, alive = alive_, check, registry](proc::SpawnCompletion c) {
+                    if (!*alive || !exec_spawning_ || check != exec_check_) {
+                        discard(std::move(c), *registry);
+                        return;
+                    }
+                    exec_spawning_ = false;
+                    exec_spawned(std::move(c));
+                });
+}
+
+void Prober::exec_spawned(proc::SpawnCompletion c) {
+    if (!c.result.ok) {
+        complete({false, c.result.error ? c.result.error->message() : std::string("spawn failed")});
+        return;
     }
+    const proc::Spawned &s = *c.result.ok;
+    if (s.stderr_fd >= 0) ::close(s.stderr_fd); // merged: none expected
+    exec_pid_ = s.pid;
+    exec_pidfd_ = c.pidfd;
+    exec_out_fd_ = s.stdout_fd;
+    exec_output_.clear();
+    if (exec_out_fd_ >= 0) {
+        // Drained as output comes: a chatty check must never block on a full pipe.
+        auto *p = new uv_poll_t;
+        if (uv_poll_init(loop_, p, exec_out_fd_) == 0) {
+            p->data = this;
+            uv_poll_start(p, UV_READABLE, [](uv_poll_t *h, int status, int) {
+                auto *self = static_cast<Prober *>(h->data);
+                if (status < 0 || !self->read_exec_output()) self->close_exec_output();
+            });
+            exec_poll_ = reinterpret_cast<uv_poll_s *>(p);
+        } else {
+            delete p; // read once at the exit instead
+        }
+    }
+    if (c.reaped_wstatus) {
+        // It ended before its completion came (vigild reaped it meanwhile).
+        exec_exited(*c.reaped_wstatus);
+        return;
+    }
+    int pid = exec_pid_;
     registry_.add(pid, [this, alive = alive_, pid](int wstatus) {
         if (!*alive || exec_pid_ != pid) return;
-        exec_pid_ = -1;
-        // Leftovers of the check (it may have started background jobs) go with it. The group
-        // still exists while any member lives, so its id cannot have been reused.
-        kill(-pid, SIGKILL);
-        // Whatever the command wrote before exiting is in the pipe by now.
-        if (exec_out_fd_ >= 0) read_exec_output();
-        close_exec_output();
-        bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
-        std::string detail = describe_wstatus(wstatus);
-        std::string said = summarize_output(exec_output_);
-        if (!said.empty()) detail += ": " + said;
-        complete({ok, detail});
+        exec_exited(wstatus);
     });
+}
+
+void Prober::exec_exited(int wstatus) {
+    int pid = std::exchange(exec_pid_, -1);
+    // Leftovers of the check (it may have started background jobs) go with it. The group
+    // still exists while any member lives, so its id cannot have been reused.
+    kill(-pid, SIGKILL);
+    if (exec_pidfd_ >= 0) ::close(std::exchange(exec_pidfd_, -1));
+    // Whatever the command wrote before exiting is in the pipe by now.
+    if (exec_out_fd_ >= 0) read_exec_output();
+    close_exec_output();
+    bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+    std::string detail = proc::describe_wait_status(wstatus);
+    std::string said = summarize_output(exec_output_);
+    if (!said.empty()) detail += ": " + said;
+    complete({ok, detail});
 }
 
 bool Prober::read_exec_output() {
@@ -494,13 +506,19 @@ std::string Prober::summarize_output(const std::string &raw) {
 }
 
 void Prober::abandon_check() {
+    // A spawn in flight: its completion will find the check gone, and discard it.
+    exec_spawning_ = false;
+    ++exec_check_;
     if (exec_pid_ > 0) {
-        // The leader is not reaped yet (its pid is still claimed in the registry), so the group
-        // id is still ours to signal.
+        // Through the pidfd for the command itself; the group for what it started. The leader
+        // is not reaped yet (its pid is still claimed in the registry), so the group id is
+        // still ours to signal.
+        if (exec_pidfd_ >= 0) proc::signal_pidfd(exec_pidfd_, SIGKILL);
         kill(-exec_pid_, SIGKILL);
         registry_.forget(exec_pid_);
         exec_pid_ = -1;
     }
+    if (exec_pidfd_ >= 0) ::close(std::exchange(exec_pidfd_, -1));
     close_exec_output();
     if (net_) net_->detach();
     in_check_ = false;

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -80,8 +81,51 @@ VIGIL_CHILD_CODE void mark_fds_cloexec(const ChildPlan &p) noexcept {
 
 } // namespace
 
+void ReportMessage::build(std::uint64_t ticket) noexcept {
+    data = ChildReport{child_report_magic, -1, ticket};
+    iov = iovec{&data, sizeof data};
+    msg = msghdr{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+}
+
 VIGIL_CHILD_CODE int child_main(void *arg) noexcept {
     const ChildPlan &p = *static_cast<const ChildPlan *>(arg);
+
+    // First the report (child_side.hpp): the pid and a pidfd of this very process. The
+    // message was built by the parent; only the pid and the descriptor are written here.
+    if (p.report_fd >= 0) {
+        int self = static_cast<int>(syscall(SYS_getpid));
+        p.report->data.pid = self;
+        int pidfd = static_cast<int>(syscall(SYS_pidfd_open, self, 0));
+        if (pidfd >= 0) {
+            __builtin_memcpy(CMSG_DATA(CMSG_FIRSTHDR(&p.report->msg)), &pidfd, sizeof pidfd);
+            p.report->msg.msg_controllen = sizeof p.report->control;
+        } else {
+            p.report->msg.msg_controllen = 0; // Linux < 5.3: the pid alone
+            p.report->msg.msg_control = nullptr;
+        }
+        // Every signal is blocked, so no EINTR; MSG_NOSIGNAL: a shut socket is EPIPE.
+        ssize_t n = sendmsg(p.report_fd, &p.report->msg, MSG_NOSIGNAL);
+        int err = errno;
+        if (pidfd >= 0) close(pidfd);
+        if (n < 0) fail(p, ExecStage::Fork, err, 1);
+    }
+
+    // Into the unit's cgroup before anything else runs as this process.
+    if (p.cgroup_fd >= 0) {
+        ssize_t n;
+        do {
+            n = write(p.cgroup_fd, "0", 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) fail(p, ExecStage::Cgroup, n < 0 ? errno : EIO, 0);
+    }
 
     // A new session (or group) so that a stop signal sent to -pgid reaches the whole tree.
     if (p.new_session) {

@@ -4,17 +4,28 @@
 // clones with CLONE_VM | CLONE_VFORK and runs child_main() on a separate stack. The child shares
 // the parent's memory while the parent is suspended, so child_main() must:
 //   - allocate nothing, lock nothing, log nothing (no malloc, no stdio, no std::string);
-//   - only read the plan, except `scratch`, which the parent sized for it;
+//   - only read the plan, except `scratch` and `report`, which the parent provided for it;
 //   - use raw syscalls for credentials: glibc's setuid()/setgid()/setgroups() broadcast the
 //     change to every thread of the (shared-memory) process, which would change vigild's
 //     other threads' credentials (glibc's posix_spawn avoids the wrappers for the same reason).
 // On failure it writes one ChildFailure to the close-on-exec status pipe and _exit(127)s; on
 // success execve() closes that pipe, so the parent reads EOF.
+//
+// Order in the child, and why:
+//   1. The report (Spawner only): before anything else the child sends {ticket, pid} and a
+//      pidfd of itself on the helper's socket (a pre-built message: the child cannot
+//      allocate). vigild thus knows every process that exists, with a handle that cannot
+//      name another process, even if the helper dies a moment later. If the report cannot be
+//      sent (vigild shut its end: the helper is being given up), the child fails at once
+//      instead of running unsupervised.
+//   2. The cgroup move, so that nothing the child does afterwards is accounted elsewhere.
+//   3. setsid, dispositions, fds, rlimits, credentials, umask, chdir, mask, execve.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 namespace vigil::proc::detail {
@@ -28,6 +39,24 @@ struct FdMove {
 struct ChildLimit {
     int resource;
     struct rlimit value;
+};
+
+// The data of the child's report; the child fills in `pid`.
+struct ChildReport {
+    std::uint32_t magic;
+    std::int32_t pid;
+    std::uint64_t ticket;
+};
+constexpr std::uint32_t child_report_magic = 0x76726570; // "vrep"
+
+// The report message, built by the parent: msg's iov points at `data`, its control buffer at
+// `control` (room for one SCM_RIGHTS descriptor), which the child fills with its pidfd.
+struct ReportMessage {
+    ChildReport data{};
+    msghdr msg{};
+    iovec iov{};
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))]{};
+    void build(std::uint64_t ticket) noexcept; // points msg at data and control
 };
 
 // Everything the child needs, prepared by the parent. Pointers refer to parent memory that
@@ -56,10 +85,14 @@ struct ChildPlan {
     mode_t umask_value = 0;
     const char *cwd = nullptr; // chdir target, or nullptr
     int status_fd = -1;        // write end of the status pipe; above max_target, CLOEXEC
+    int report_fd = -1;        // when >= 0: send `report` on it first (the Spawner's socket)
+    ReportMessage *report = nullptr;
+    int cgroup_fd = -1; // when >= 0: write "0" to it right after the report
 };
 
 // What a failed child reports. `aux` refines the stage: the target fd for Stdio, the index in
-// `limits` for Rlimit, the signal for Signals, 0/1/2 = setsid/setpgid/tcsetpgrp for Setsid.
+// `limits` for Rlimit, the signal for Signals, 0/1/2 = setsid/setpgid/tcsetpgrp for Setsid,
+// 1 = the report for Fork.
 struct ChildFailure {
     std::uint32_t stage;
     std::int32_t error;

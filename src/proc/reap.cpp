@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <csignal>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace vigil::proc {
 
@@ -34,6 +36,11 @@ int signal_group(int pgid, int sig) noexcept {
 int signal_process(int pid, int sig) noexcept {
     if (pid <= 0) return EINVAL;
     return kill(pid, sig) == 0 ? 0 : errno;
+}
+
+int signal_pidfd(int pidfd, int sig) noexcept {
+    if (pidfd < 0) return EBADF;
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U) == 0 ? 0 : errno;
 }
 
 bool group_alive(int pgid) noexcept {

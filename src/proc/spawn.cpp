@@ -4,9 +4,11 @@
 // env_file, environment, fds), then create the pipes, block every signal, clone a CLONE_VM |
 // CLONE_VFORK child onto a private stack (child_side.cpp), restore the mask, and read the status
 // pipe: EOF means the child exec'd, a ChildFailure means it did not (then the parent reaps it
-// right here, so a failed spawn never surfaces in reap_all()). The three steps are split
-// (prepare, launch, finish: launch.hpp) so that the Spawner (spawner.cpp) runs launch() in its
-// helper process and the rest here, with the same code and the same messages.
+// right here, so a failed spawn never surfaces in reap_all()). The steps are split (prepare,
+// launch, child_error, finish: launch.hpp) so that the Spawner's helper process (spawner.cpp)
+// runs prepare() and launch() and names errors with the same code and the same messages;
+// only the reaping of a failed child stays with vigild. env_file is read by
+// env_file_read.cpp.
 #include "vigil/proc/spawn.hpp"
 
 #include "launch.hpp"
@@ -38,9 +40,9 @@ namespace vigil::proc {
 
 namespace {
 
-constexpr std::array<const char *, 12> exec_stage_names{
-    "prepare",   "fork",   "setsid", "signals", "stdio", "setrlimit",
-    "setgroups", "setgid", "setuid", "umask",   "chdir", "exec",
+constexpr std::array<const char *, 13> exec_stage_names{
+    "prepare",   "fork",   "cgroup", "setsid", "signals", "stdio", "setrlimit",
+    "setgroups", "setgid", "setuid", "umask",  "chdir",   "exec",
 };
 static_assert(exec_stage_names.size() == static_cast<std::size_t>(ExecStage::Exec) + 1,
               "exec_stage_names must name every ExecStage");
@@ -193,29 +195,6 @@ std::optional<SpawnError> resolve_ids(const SpawnSpec &spec, Identity &ids) {
     return std::nullopt;
 }
 
-std::optional<SpawnError> read_env_file(const SpawnSpec &spec,
-                                        std::vector<std::pair<std::string, std::string>> &out) {
-    const std::string &path = *spec.env_file;
-    Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) {
-        if (errno == ENOENT && spec.env_file_optional) return std::nullopt;
-        return prepare_error("env_file " + path, errno);
-    }
-    std::string text;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return prepare_error("env_file " + path, errno);
-        if (n == 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-    }
-    EnvFileResult r = parse_env_file(text);
-    if (!r.errors.empty()) return prepare_error("env_file " + path, EINVAL, r.errors.front());
-    out = std::move(r.vars);
-    return std::nullopt;
-}
-
 // The child's environment: vigild's own, then (with `user`) HOME/USER/LOGNAME, then env_file,
 // then the unit's env, then the shell's extras. Later wins.
 std::vector<std::string> build_env(const SpawnSpec &spec, const SpawnExtras &extras,
@@ -327,8 +306,10 @@ std::string failure_object(const detail::ChildFailure &f, const SpawnSpec &spec,
         return spec.cwd ? *spec.cwd : "";
     case ExecStage::Exec:
         return path;
-    case ExecStage::Prepare:
     case ExecStage::Fork:
+        return f.aux == 1 ? "report" : "";
+    case ExecStage::Prepare:
+    case ExecStage::Cgroup:
     case ExecStage::Umask:
         return "";
     }
@@ -371,7 +352,7 @@ std::optional<SpawnError> prepare(const SpawnSpec &spec, const SpawnExtras &extr
         return e;
     std::vector<std::pair<std::string, std::string>> file_env;
     if (spec.env_file) {
-        if (auto e = read_env_file(spec, file_env)) return e;
+        if (auto e = read_env_file(spec, out.ids, file_env)) return e;
     }
     out.env = build_env(spec, extras, out.ids, file_env);
     out.path = spec.argv[0];
@@ -401,6 +382,8 @@ LaunchPlan make_plan(const SpawnSpec &spec, const SpawnExtras &extras, const Pre
         plan.envp.push_back(const_cast<char *>(kv.c_str()));
     plan.envp.push_back(nullptr);
     plan.pipes = extras.stdio == Stdio::Pipes;
+    plan.merge_stderr = extras.merge_stderr;
+    plan.cgroup_fd = extras.cgroup_procs_fd;
     plan.new_session = extras.new_session;
     plan.foreground_tty = extras.foreground_tty;
     plan.fds = extras.fds;
@@ -435,17 +418,19 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
         if (pipe2(p, O_CLOEXEC) < 0) return failed(prepare_error("pipe", errno));
         out_r.reset(p[0]);
         out_w.reset(p[1]);
-        if (pipe2(p, O_CLOEXEC) < 0) return failed(prepare_error("pipe", errno));
-        err_r.reset(p[0]);
-        err_w.reset(p[1]);
+        if (!lp.merge_stderr) {
+            if (pipe2(p, O_CLOEXEC) < 0) return failed(prepare_error("pipe", errno));
+            err_r.reset(p[0]);
+            err_w.reset(p[1]);
+        }
         // Non-blocking on the read ends only: the child's ends stay blocking, so a slow log
         // consumer makes the child wait instead of failing its writes (DESIGN.md §4).
         if (fcntl(out_r.get(), F_SETFL, O_NONBLOCK) < 0 ||
-            fcntl(err_r.get(), F_SETFL, O_NONBLOCK) < 0)
+            (err_r.get() >= 0 && fcntl(err_r.get(), F_SETFL, O_NONBLOCK) < 0))
             return failed(prepare_error("pipe", errno));
         moves.push_back({devnull.get(), 0});
         moves.push_back({out_w.get(), 1});
-        moves.push_back({err_w.get(), 2});
+        moves.push_back({lp.merge_stderr ? out_w.get() : err_w.get(), 2});
     }
     int max_target = 2;
     for (const auto &[src, target] : lp.fds) {
@@ -495,6 +480,9 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
     plan.umask_value = lp.umask_value;
     plan.cwd = lp.cwd;
     plan.status_fd = status_w.get();
+    plan.report_fd = lp.report_fd;
+    plan.report = lp.report;
+    plan.cgroup_fd = lp.cgroup_fd;
 
     char *stack = child_stack_top();
     if (!stack) return failed(SpawnError{ExecStage::Fork, errno, "stack", {}});
@@ -505,15 +493,24 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
     // CLONE_PARENT (the Spawner's helper): the child becomes a sibling of the caller, i.e. a
     // child of vigild, which reaps it and gets its SIGCHLD (the exit signal is the caller's
     // own, SIGCHLD for a forked helper). The vfork wait still suspends the caller.
+    // CLONE_PIDFD (Linux >= 5.2) hands the caller a pidfd with no window for a reaper to
+    // recycle the pid first; an older kernel refuses the flag (EINVAL), then we go without.
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (clone_parent ? CLONE_PARENT : 0);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int pid = clone(child_main, stack, flags, &plan);
+    int pidfd = -1;
+    int pid = -1;
+    if (lp.want_pidfd) pid = clone(child_main, stack, flags | CLONE_PIDFD, &plan, &pidfd);
+    if (!lp.want_pidfd || (pid < 0 && errno == EINVAL)) {
+        pidfd = -1;
+        pid = clone(child_main, stack, flags, &plan);
+    }
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0) return failed(SpawnError{ExecStage::Fork, clone_errno, "", {}});
     out.pid = pid;
+    out.pidfd = pid > 0 ? pidfd : -1;
 
     // The child has exec'd or exited: drop our copies of its ends, then read its verdict.
     status_w.reset();
@@ -538,27 +535,35 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
     return out;
 }
 
-SpawnResult finish(Launched l, const SpawnSpec &spec, const Prepared &prep) {
-    auto failed = [](SpawnError e) { return SpawnResult{std::nullopt, std::move(e)}; };
+SpawnError child_error(const Launched &l, const SpawnSpec &spec, const Prepared &prep) {
     switch (l.status) {
     case Launched::Status::Execd:
-        return SpawnResult{Spawned{l.pid, l.out_fd, l.err_fd}, std::nullopt};
     case Launched::Status::Error:
-        return failed(l.error.value_or(SpawnError{ExecStage::Fork, EIO, "", {}}));
+        return l.error.value_or(SpawnError{ExecStage::Fork, EIO, "", {}});
     case Launched::Status::BadStatus:
+        return SpawnError{ExecStage::Fork, l.status_errno, "status pipe", {}};
     case Launched::Status::ChildFailed:
         break;
     }
-    // The child failed before exec and has _exit(127)ed (or is about to): reap it here, so a
-    // failed spawn never surfaces in reap_all().
-    int st = 0;
-    while (waitpid(l.pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (l.status == Launched::Status::BadStatus)
-        return failed(SpawnError{ExecStage::Fork, l.status_errno, "status pipe", {}});
     SpawnError e{static_cast<ExecStage>(l.failure.stage), l.failure.error, {}, {}};
     e.object = failure_object(l.failure, spec, prep.path, prep.ids);
-    return failed(std::move(e));
+    return e;
+}
+
+SpawnResult finish(Launched l, const SpawnSpec &spec, const Prepared &prep, int *pidfd) {
+    Fd own_pidfd(l.pidfd);
+    if (l.status == Launched::Status::Execd) {
+        if (pidfd) *pidfd = own_pidfd.release();
+        return SpawnResult{Spawned{l.pid, l.out_fd, l.err_fd}, std::nullopt};
+    }
+    if (l.pid > 0) {
+        // The child failed before exec and has _exit(127)ed (or is about to): reap it here,
+        // so a failed spawn never surfaces in reap_all().
+        int st = 0;
+        while (waitpid(l.pid, &st, 0) < 0 && errno == EINTR) {
+        }
+    }
+    return SpawnResult{std::nullopt, child_error(l, spec, prep)};
 }
 
 } // namespace detail
@@ -568,6 +573,15 @@ SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
     if (auto e = detail::prepare(spec, extras, prep)) return SpawnResult{std::nullopt, *e};
     detail::LaunchPlan plan = detail::make_plan(spec, extras, prep);
     return detail::finish(detail::launch(plan, false), spec, prep);
+}
+
+SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras, int &pidfd) {
+    pidfd = -1;
+    detail::Prepared prep;
+    if (auto e = detail::prepare(spec, extras, prep)) return SpawnResult{std::nullopt, *e};
+    detail::LaunchPlan plan = detail::make_plan(spec, extras, prep);
+    plan.want_pidfd = true;
+    return detail::finish(detail::launch(plan, false), spec, prep, &pidfd);
 }
 
 } // namespace vigil::proc

@@ -1,22 +1,34 @@
 // spawner.cpp: proc::Spawner and its helper process (see include/vigil/proc/spawner.hpp).
 //
-// Wire format, one SOCK_SEQPACKET message each way (native endianness: both ends are the same
-// binary):
-//   request: u32 magic, u32 flags, path, argv, envp, fd targets (the sources ride along as
-//            SCM_RIGHTS, in order), limits, groups, gid, uid, umask, cwd.
-//   reply:   a fixed ReplyHead, then the error's object and detail strings; with a child that
-//            exec'd and pipes, the two read ends as SCM_RIGHTS.
-// Strings are u32 length + bytes + NUL, so the helper points argv/envp into its buffer.
+// Wire format, one SOCK_SEQPACKET message each (native endianness: both ends are the same
+// binary; strings are u32 length + bytes):
+//   request (vigild -> helper): u32 magic, u64 ticket, u32 flags, then the SpawnSpec and the
+//            SpawnExtras field by field (encode() is the reference); SCM_RIGHTS: the sources
+//            of extras.fds in order, then cgroup_procs_fd.
+//   report  (child -> vigild):  detail::ChildReport; SCM_RIGHTS: the child's pidfd.
+//   reply   (helper -> vigild): ReplyHead, then the error's object and detail; SCM_RIGHTS:
+//            stdout's read end, then stderr's (none when the spawn failed, one with
+//            merge_stderr).
+//
+// vigild's side keeps every request from submit() to its delivery by pump() in requests_
+// (ticket order, so a ticket's index is ticket - front's ticket). A request is Queued (its
+// message and duplicated fds wait in vigild), Sent (the current helper has it) or Done (its
+// result waits for delivery). Messages from the helper always concern sent_.front(): the
+// helper serves requests one at a time, in order.
 #include "vigil/proc/spawner.hpp"
 
 #include "launch.hpp"
+#include "vigil/proc/exit.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -27,167 +39,209 @@ namespace vigil::proc {
 
 namespace {
 
-constexpr std::uint32_t request_magic = 0x76696731; // "vig1"
-constexpr std::size_t max_request = 1 << 20;
-constexpr std::size_t max_extra_fds = 64;
+constexpr std::uint32_t request_magic = 0x76726571; // "vreq"
+constexpr std::uint32_t reply_magic = 0x7672706c;   // "vrpl"
+constexpr std::size_t max_reply_string = 4096;      // object and detail, each
+constexpr std::size_t reply_buffer = 16384;
+constexpr std::size_t max_unclaimed = 4096;
 
 // Request flags.
-constexpr std::uint32_t flag_new_session = 1U << 0;
-constexpr std::uint32_t flag_set_groups = 1U << 1;
-constexpr std::uint32_t flag_set_gid = 1U << 2;
-constexpr std::uint32_t flag_set_uid = 1U << 3;
-constexpr std::uint32_t flag_set_umask = 1U << 4;
-constexpr std::uint32_t flag_has_cwd = 1U << 5;
+constexpr std::uint32_t f_cwd = 1U << 0;
+constexpr std::uint32_t f_env_file = 1U << 1;
+constexpr std::uint32_t f_env_file_optional = 1U << 2;
+constexpr std::uint32_t f_user = 1U << 3;
+constexpr std::uint32_t f_group = 1U << 4;
+constexpr std::uint32_t f_identity = 1U << 5;
+constexpr std::uint32_t f_set_uid = 1U << 6;
+constexpr std::uint32_t f_set_gid = 1U << 7;
+constexpr std::uint32_t f_set_groups = 1U << 8;
+constexpr std::uint32_t f_umask = 1U << 9;
+constexpr std::uint32_t f_new_session = 1U << 10;
+constexpr std::uint32_t f_merge_stderr = 1U << 11;
+constexpr std::uint32_t f_cgroup = 1U << 12;
 
 struct ReplyHead {
-    std::uint32_t status; // detail::Launched::Status
-    std::int32_t pid;
-    detail::ChildFailure failure;
-    std::int32_t status_errno;
-    std::uint32_t error_stage;
-    std::int32_t error_errno;
+    std::uint32_t magic;
+    std::uint32_t ok; // 1: exec'd; 0: `stage`, `error`, object and detail follow
+    std::uint64_t ticket;
+    std::int32_t pid; // the child, or -1
+    std::uint32_t stage;
+    std::int32_t error;
     std::uint32_t object_len, detail_len;
+    std::uint32_t pad; // no implicit padding: every byte sent is initialised
 };
+static_assert(sizeof(ReplyHead) == 40);
 
 // ---- encoding ------------------------------------------------------------------------------
 
 class Writer {
 public:
     template <typename T> void put(T v) {
-        const char *p = reinterpret_cast<const char *>(&v);
-        buf_.append(p, sizeof v);
+        buf_.append(reinterpret_cast<const char *>(&v), sizeof v);
     }
-    void str(const char *s) {
-        auto n = static_cast<std::uint32_t>(std::strlen(s));
-        put(n);
-        buf_.append(s, n + 1); // with the NUL
+    void str(std::string_view s) {
+        put(static_cast<std::uint32_t>(s.size()));
+        buf_.append(s);
     }
-    std::string &data() { return buf_; }
+    std::string take() { return std::move(buf_); }
 
 private:
     std::string buf_;
 };
 
+// Every read is checked against the end of the buffer, so a count read from the message can
+// never make the reader run further than the message (each element consumes bytes).
 class Reader {
 public:
-    Reader(char *p, std::size_t n) : p_(p), end_(p + n) {}
+    Reader(const char *p, std::size_t n) : p_(p), end_(p + n) {}
     template <typename T> bool get(T &v) {
         if (static_cast<std::size_t>(end_ - p_) < sizeof v) return false;
         std::memcpy(&v, p_, sizeof v);
         p_ += sizeof v;
         return true;
     }
-    // Points into the buffer; the NUL was sent with the string.
-    bool str(char *&s) {
+    bool str(std::string &s) {
         std::uint32_t n = 0;
-        if (!get(n) || static_cast<std::size_t>(end_ - p_) <= n || p_[n] != '\0') return false;
-        s = p_;
-        p_ += n + 1;
+        if (!get(n) || static_cast<std::size_t>(end_ - p_) < n) return false;
+        s.assign(p_, n);
+        p_ += n;
         return true;
     }
     bool done() const { return p_ == end_; }
 
 private:
-    char *p_, *end_;
+    const char *p_, *end_;
 };
 
-bool write_strings(Writer &w, const std::vector<char *> &v) {
-    w.put(static_cast<std::uint32_t>(v.size() - 1)); // without the null terminator
-    for (std::size_t i = 0; i + 1 < v.size(); ++i)
-        w.str(v[i]);
-    return true;
-}
-
-bool read_strings(Reader &r, std::vector<char *> &v) {
-    std::uint32_t n = 0;
-    if (!r.get(n) || n > max_request) return false;
-    v.assign(n + 1, nullptr);
-    for (std::uint32_t i = 0; i < n; ++i)
-        if (!r.str(v[i])) return false;
-    return true;
-}
-
-// The plan minus the fd sources, which travel as SCM_RIGHTS.
-std::string encode(const detail::LaunchPlan &p) {
+std::string encode(std::uint64_t ticket, const SpawnSpec &s, const SpawnExtras &x) {
     Writer w;
-    std::uint32_t flags = (p.new_session ? flag_new_session : 0) |
-                          (p.set_groups ? flag_set_groups : 0) | (p.set_gid ? flag_set_gid : 0) |
-                          (p.set_uid ? flag_set_uid : 0) | (p.set_umask ? flag_set_umask : 0) |
-                          (p.cwd ? flag_has_cwd : 0);
-    w.put(request_magic);
-    w.put(flags);
-    w.str(p.path);
-    write_strings(w, p.argv);
-    write_strings(w, p.envp);
-    w.put(static_cast<std::uint32_t>(p.fds.size()));
-    for (const auto &fd : p.fds)
-        w.put(static_cast<std::int32_t>(fd.second));
-    w.put(static_cast<std::uint32_t>(p.limits.size()));
-    for (const detail::ChildLimit &l : p.limits) {
-        w.put(static_cast<std::int32_t>(l.resource));
-        w.put(static_cast<std::uint64_t>(l.value.rlim_cur));
-        w.put(static_cast<std::uint64_t>(l.value.rlim_max));
+    std::uint32_t flags = 0;
+    auto flag = [&flags](bool on, std::uint32_t bit) { flags |= on ? bit : 0; };
+    flag(s.cwd.has_value(), f_cwd);
+    flag(s.env_file.has_value(), f_env_file);
+    flag(s.env_file_optional, f_env_file_optional);
+    flag(s.user.has_value(), f_user);
+    flag(s.group.has_value(), f_group);
+    flag(s.identity.has_value(), f_identity);
+    if (s.identity) {
+        flag(s.identity->set_uid, f_set_uid);
+        flag(s.identity->set_gid, f_set_gid);
+        flag(s.identity->set_groups, f_set_groups);
     }
-    w.put(static_cast<std::uint32_t>(p.groups.size()));
-    for (gid_t g : p.groups)
-        w.put(static_cast<std::uint32_t>(g));
-    w.put(static_cast<std::uint32_t>(p.gid));
-    w.put(static_cast<std::uint32_t>(p.uid));
-    w.put(static_cast<std::uint32_t>(p.umask_value));
-    if (p.cwd) w.str(p.cwd);
-    return std::move(w.data());
+    flag(s.umask.has_value(), f_umask);
+    flag(x.new_session, f_new_session);
+    flag(x.merge_stderr, f_merge_stderr);
+    flag(x.cgroup_procs_fd >= 0, f_cgroup);
+    w.put(request_magic);
+    w.put(ticket);
+    w.put(flags);
+    w.put(static_cast<std::uint32_t>(s.argv.size()));
+    for (const std::string &a : s.argv)
+        w.str(a);
+    if (s.cwd) w.str(*s.cwd);
+    w.put(static_cast<std::uint32_t>(s.env.size()));
+    for (const auto &[k, v] : s.env) {
+        w.str(k);
+        w.str(v);
+    }
+    if (s.env_file) w.str(*s.env_file);
+    if (s.user) w.str(*s.user);
+    if (s.group) w.str(*s.group);
+    if (s.identity) {
+        w.put(static_cast<std::uint32_t>(s.identity->uid));
+        w.put(static_cast<std::uint32_t>(s.identity->gid));
+        w.put(static_cast<std::uint32_t>(s.identity->groups.size()));
+        for (std::uint32_t g : s.identity->groups)
+            w.put(g);
+        w.str(s.identity->user_name);
+        w.str(s.identity->home);
+    }
+    if (s.umask) w.put(static_cast<std::uint32_t>(*s.umask));
+    w.put(static_cast<std::uint32_t>(s.limits.size()));
+    for (const Limit &l : s.limits) {
+        w.put(static_cast<std::int32_t>(l.resource));
+        w.put(l.soft);
+        w.put(l.hard);
+    }
+    w.put(static_cast<std::uint32_t>(x.env.size()));
+    for (const auto &[k, v] : x.env) {
+        w.str(k);
+        w.str(v);
+    }
+    w.put(static_cast<std::uint32_t>(x.fds.size()));
+    for (const auto &fd : x.fds)
+        w.put(static_cast<std::int32_t>(fd.second));
+    return w.take();
 }
 
-// Decodes a request whose fd sources are `fds` (received, in order). False: malformed.
-bool decode(char *buf, std::size_t n, const std::vector<int> &fds, detail::LaunchPlan &p) {
+// The ticket alone, to answer even a request that does not decode.
+bool decode_ticket(const char *buf, std::size_t n, std::uint64_t &ticket) {
+    Reader r(buf, n);
+    std::uint32_t magic = 0;
+    return r.get(magic) && magic == request_magic && r.get(ticket);
+}
+
+// Decodes a request whose fds arrived as `fds` (in order). False: malformed.
+bool decode(const char *buf, std::size_t n, const std::vector<int> &fds, SpawnSpec &s,
+            SpawnExtras &x) {
     Reader r(buf, n);
     std::uint32_t magic = 0, flags = 0, count = 0;
-    char *path = nullptr;
-    if (!r.get(magic) || magic != request_magic || !r.get(flags) || !r.str(path)) return false;
-    p.path = path;
-    if (!read_strings(r, p.argv) || !read_strings(r, p.envp)) return false;
-    if (!r.get(count) || count != fds.size()) return false;
-    p.fds.clear();
+    std::uint64_t ticket = 0;
+    if (!r.get(magic) || !r.get(ticket) || !r.get(flags) || !r.get(count)) return false;
+    for (std::uint32_t i = 0; i < count; ++i)
+        if (!r.str(s.argv.emplace_back())) return false;
+    if (flags & f_cwd && !r.str(s.cwd.emplace())) return false;
+    if (!r.get(count)) return false;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        std::string k, v;
+        if (!r.str(k) || !r.str(v)) return false;
+        s.env.insert_or_assign(std::move(k), std::move(v));
+    }
+    if (flags & f_env_file && !r.str(s.env_file.emplace())) return false;
+    s.env_file_optional = (flags & f_env_file_optional) != 0;
+    if (flags & f_user && !r.str(s.user.emplace())) return false;
+    if (flags & f_group && !r.str(s.group.emplace())) return false;
+    if (flags & f_identity) {
+        Identity &id = s.identity.emplace();
+        id.set_uid = (flags & f_set_uid) != 0;
+        id.set_gid = (flags & f_set_gid) != 0;
+        id.set_groups = (flags & f_set_groups) != 0;
+        if (!r.get(id.uid) || !r.get(id.gid) || !r.get(count)) return false;
+        for (std::uint32_t i = 0; i < count; ++i)
+            if (!r.get(id.groups.emplace_back())) return false;
+        if (!r.str(id.user_name) || !r.str(id.home)) return false;
+    }
+    if (flags & f_umask) {
+        std::uint32_t mask = 0;
+        if (!r.get(mask)) return false;
+        s.umask = mask;
+    }
+    if (!r.get(count)) return false;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        Limit l{};
+        std::int32_t res = 0;
+        if (!r.get(res) || !r.get(l.soft) || !r.get(l.hard)) return false;
+        l.resource = res;
+        s.limits.push_back(l);
+    }
+    if (!r.get(count)) return false;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        std::string k, v;
+        if (!r.str(k) || !r.str(v)) return false;
+        x.env.emplace_back(std::move(k), std::move(v));
+    }
+    x.stdio = Stdio::Pipes;
+    x.new_session = (flags & f_new_session) != 0;
+    x.foreground_tty = false;
+    x.merge_stderr = (flags & f_merge_stderr) != 0;
+    bool cgroup = (flags & f_cgroup) != 0;
+    if (!r.get(count) || count + (cgroup ? 1 : 0) != fds.size()) return false;
     for (std::uint32_t i = 0; i < count; ++i) {
         std::int32_t target = 0;
-        if (!r.get(target)) return false;
-        p.fds.emplace_back(fds[i], target);
+        if (!r.get(target) || target < 0) return false;
+        x.fds.emplace_back(fds[i], target);
     }
-    if (!r.get(count) || count > 1024) return false;
-    p.limits.assign(count, {});
-    for (detail::ChildLimit &l : p.limits) {
-        std::int32_t res = 0;
-        std::uint64_t soft = 0, hard = 0;
-        if (!r.get(res) || !r.get(soft) || !r.get(hard)) return false;
-        l.resource = res;
-        l.value.rlim_cur = static_cast<rlim_t>(soft);
-        l.value.rlim_max = static_cast<rlim_t>(hard);
-    }
-    if (!r.get(count) || count > 65536) return false;
-    p.groups.assign(count, 0);
-    for (gid_t &g : p.groups) {
-        std::uint32_t v = 0;
-        if (!r.get(v)) return false;
-        g = static_cast<gid_t>(v);
-    }
-    std::uint32_t gid = 0, uid = 0, mask = 0;
-    if (!r.get(gid) || !r.get(uid) || !r.get(mask)) return false;
-    p.gid = static_cast<gid_t>(gid);
-    p.uid = static_cast<uid_t>(uid);
-    p.umask_value = static_cast<mode_t>(mask);
-    p.cwd = nullptr;
-    if (flags & flag_has_cwd) {
-        char *cwd = nullptr;
-        if (!r.str(cwd)) return false;
-        p.cwd = cwd;
-    }
-    p.pipes = true;
-    p.foreground_tty = false;
-    p.new_session = (flags & flag_new_session) != 0;
-    p.set_groups = (flags & flag_set_groups) != 0;
-    p.set_gid = (flags & flag_set_gid) != 0;
-    p.set_uid = (flags & flag_set_uid) != 0;
-    p.set_umask = (flags & flag_set_umask) != 0;
+    x.cgroup_procs_fd = cgroup ? fds.back() : -1;
     return r.done();
 }
 
@@ -256,26 +310,47 @@ void close_all(std::vector<int> &fds) {
     fds.clear();
 }
 
+void close_fd(int &fd) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+}
+
+SpawnError helper_error(std::string detail) {
+    return SpawnError{ExecStage::Prepare, EIO, {}, std::move(detail)};
+}
+
+// A wait status from waitid()'s siginfo, for describe_wait_status().
+int wstatus_of(const siginfo_t &info) {
+    if (info.si_code == CLD_EXITED) return (info.si_status & 0xff) << 8;
+    return (info.si_status & 0x7f) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
+}
+
 // ---- the helper ------------------------------------------------------------------------------
 
-void reply(int sock, const detail::Launched &l) {
+void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
+           const std::optional<SpawnError> &err) {
     ReplyHead h{};
-    h.status = static_cast<std::uint32_t>(l.status);
+    h.magic = reply_magic;
+    h.ticket = ticket;
     h.pid = l.pid;
-    h.failure = l.failure;
-    h.status_errno = l.status_errno;
-    std::string tail;
-    if (l.error) {
-        h.error_stage = static_cast<std::uint32_t>(l.error->stage);
-        h.error_errno = l.error->error;
-        h.object_len = static_cast<std::uint32_t>(l.error->object.size());
-        h.detail_len = static_cast<std::uint32_t>(l.error->detail.size());
-        tail = l.error->object + l.error->detail;
-    }
-    std::string msg(reinterpret_cast<const char *>(&h), sizeof h);
-    msg += tail;
+    std::string msg;
     int fds[2] = {l.out_fd, l.err_fd};
-    std::size_t nfds = (l.out_fd >= 0 && l.err_fd >= 0) ? 2 : 0;
+    std::size_t nfds = 0;
+    if (!err) {
+        h.ok = 1;
+        nfds = l.err_fd >= 0 ? 2 : 1;
+        msg.assign(reinterpret_cast<const char *>(&h), sizeof h);
+    } else {
+        std::string object = err->object.substr(0, max_reply_string);
+        std::string text = err->detail.substr(0, max_reply_string);
+        h.stage = static_cast<std::uint32_t>(err->stage);
+        h.error = err->error;
+        h.object_len = static_cast<std::uint32_t>(object.size());
+        h.detail_len = static_cast<std::uint32_t>(text.size());
+        msg.assign(reinterpret_cast<const char *>(&h), sizeof h);
+        msg += object;
+        msg += text;
+    }
     if (send_with_fds(sock, msg.data(), msg.size(), fds, nfds) != 0) _exit(0); // vigild gone
 }
 
@@ -295,6 +370,47 @@ void close_from(int from, int keep) {
         if (fd != keep) close(static_cast<int>(fd));
 }
 
+// Serves one request: prepare (may block: NSS, env_file, PATH), launch, wait for a failed
+// child to be gone, reply.
+void serve(int sock, std::uint64_t ticket, const char *buf, std::size_t n,
+           const std::vector<int> &fds, bool fds_lost) {
+    SpawnSpec spec;
+    SpawnExtras extras;
+    detail::Launched l;
+    std::optional<SpawnError> err;
+    if (fds_lost) {
+        err = SpawnError{ExecStage::Prepare, EMFILE, "spawner", {}};
+    } else if (!decode(buf, n, fds, spec, extras)) {
+        err = SpawnError{ExecStage::Prepare, EPROTO, "spawner request", {}};
+    } else {
+        detail::Prepared prep;
+        err = detail::prepare(spec, extras, prep);
+        if (!err) {
+            detail::LaunchPlan plan = detail::make_plan(spec, extras, prep);
+            detail::ReportMessage report;
+            report.build(ticket);
+            plan.report_fd = sock;
+            plan.report = &report;
+            plan.want_pidfd = true;
+            l = detail::launch(plan, true);
+            if (l.status != detail::Launched::Status::Execd) {
+                // The failed child _exit()s right after its verdict: once its pidfd is
+                // readable it is a zombie, and vigild reaps it without waiting.
+                if (l.pid > 0 && l.pidfd >= 0) {
+                    pollfd p{l.pidfd, POLLIN, 0};
+                    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+                    }
+                }
+                err = detail::child_error(l, spec, prep);
+            }
+            close_fd(l.pidfd);
+        }
+    }
+    reply(sock, ticket, l, err);
+    close_fd(l.out_fd);
+    close_fd(l.err_fd);
+}
+
 [[noreturn]] void helper_main(int sock, pid_t parent) {
     // Die with vigild even if the socket's EOF never comes (say, a descriptor leaked into a
     // process of vigild's that outlives it). The check closes the race with an early death.
@@ -311,6 +427,7 @@ void close_from(int from, int keep) {
     int s = fcntl(sock, F_DUPFD_CLOEXEC, 3);
     if (s < 0) _exit(1);
     close(sock);
+    if (fcntl(s, F_SETFL, 0) < 0) _exit(1); // blocking: the helper waits for requests
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd >= 0) {
         dup2(null_fd, 0);
@@ -323,42 +440,543 @@ void close_from(int from, int keep) {
     }
     close_from(4, -1);
 
-    std::vector<char> buf(max_request);
-    std::vector<int> fds;
-    detail::LaunchPlan plan;
+    std::vector<char> buf(Spawner::max_request);
     for (;;) {
-        fds.clear();
+        std::vector<int> fds;
         bool lost = false;
-        ssize_t n = recv_with_fds(s, buf.data(), buf.size(), fds, max_extra_fds, lost);
+        ssize_t n = recv_with_fds(s, buf.data(), buf.size(), fds, Spawner::max_extra_fds + 1, lost);
         if (n == 0) _exit(0); // vigild closed its end
         if (n < 0 && n != -EMSGSIZE) _exit(1);
-        detail::Launched l;
-        if (lost) {
-            l.status = detail::Launched::Status::Error;
-            l.error = SpawnError{ExecStage::Prepare, EMFILE, "spawner", {}};
-        } else if (n < 0 || !decode(buf.data(), static_cast<std::size_t>(n), fds, plan)) {
-            l.status = detail::Launched::Status::Error;
-            l.error = SpawnError{ExecStage::Prepare, EPROTO, "spawner request", {}};
-        } else {
-            l = detail::launch(plan, true);
-        }
+        std::uint64_t ticket = 0;
+        // A request without even a ticket cannot be answered: leave, vigild settles it.
+        if (n < 0 || !decode_ticket(buf.data(), static_cast<std::size_t>(n), ticket)) _exit(1);
+        serve(s, ticket, buf.data(), static_cast<std::size_t>(n), fds, lost);
         close_all(fds); // the child has its copies (or never will)
-        reply(s, l);
-        if (l.out_fd >= 0) close(l.out_fd);
-        if (l.err_fd >= 0) close(l.err_fd);
     }
 }
 
 } // namespace
 
+// ---- vigild's side ---------------------------------------------------------------------------
+
+struct Spawner::Request {
+    std::uint64_t ticket = 0;
+    enum class State : std::uint8_t { Queued, Sent, Done } state = State::Queued;
+    SpawnSpec spec;       // while Queued: for a spawn in vigild after all
+    SpawnExtras extras;   // while Queued: its fds are the duplicates in `fds`
+    std::string msg;      // while Queued: the encoded request
+    std::vector<int> fds; // our duplicates, in message order (extras.fds, then the cgroup's)
+    bool merge_stderr = false;
+    int pid = -1;   // from the child's report (or a spawn in vigild)
+    int pidfd = -1; // ours until delivered
+    std::optional<int> reaped;
+    SpawnResult result; // when Done
+};
+
+Spawner::Spawner() = default;
+
 Spawner::~Spawner() {
-    stop();
+    // Processes never handed over would run unsupervised: kill them (through their pidfd).
+    for (auto &r : requests_) {
+        bool has_process =
+            r->state == Request::State::Sent || (r->state == Request::State::Done && r->result.ok);
+        if (has_process && r->pid > 0 && !r->reaped) kill_unreaped(r->pid, r->pidfd);
+        close_fd(r->pidfd);
+        close_all(r->fds);
+        if (r->result.ok) {
+            close_fd(r->result.ok->stdout_fd);
+            close_fd(r->result.ok->stderr_fd);
+        }
+    }
+    requests_.clear();
+    for (SpawnCompletion &c : stash_) {
+        if (c.result.ok) {
+            if (!c.reaped_wstatus) kill_unreaped(c.result.ok->pid, c.pidfd);
+            close_fd(c.result.ok->stdout_fd);
+            close_fd(c.result.ok->stderr_fd);
+        }
+        close_fd(c.pidfd);
+    }
+    close_fd(sock_); // the helper exits at EOF
+    if (pid_ > 0 && pidfd_ >= 0) {
+        // EOF makes the helper exit at once, unless a child of it is stuck before exec.
+        pollfd p{pidfd_, POLLIN, 0};
+        if (poll(&p, 1, 1000) == 0) signal_pidfd(pidfd_, SIGKILL);
+        siginfo_t info{};
+        while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) <
+                   0 &&
+               errno == EINTR) {
+        }
+    } else if (pid_ > 0) {
+        // No pidfd (Linux < 5.3): a bounded WNOHANG wait on the pid itself (our unreaped
+        // child until waitpid says otherwise, so the pid is still its own).
+        int st = 0;
+        for (int i = 0; i < 1000; ++i) {
+            int r = waitpid(pid_, &st, WNOHANG);
+            if (r != 0) break;
+            if (i == 999) {
+                kill(pid_, SIGKILL);
+                waitpid(pid_, &st, 0);
+            }
+            usleep(1000);
+        }
+    }
+    close_fd(pidfd_);
+    close_fd(evfd_);
+    close_fd(epfd_);
+}
+
+Spawner::Request *Spawner::find(std::uint64_t ticket) {
+    if (requests_.empty() || ticket < requests_.front()->ticket) return nullptr;
+    std::uint64_t i = ticket - requests_.front()->ticket;
+    return i < requests_.size() ? requests_[i].get() : nullptr;
+}
+
+void Spawner::notify() {
+    if (evfd_ < 0) return;
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(evfd_, &one, sizeof one);
+}
+
+void Spawner::complete(Request &r, SpawnResult result) {
+    close_all(r.fds);
+    r.spec = SpawnSpec{};
+    r.extras = SpawnExtras{};
+    r.msg.clear();
+    r.msg.shrink_to_fit();
+    if (!result.ok) close_fd(r.pidfd);
+    r.result = std::move(result);
+    r.state = Request::State::Done;
+    notify();
+}
+
+void Spawner::kill_unreaped(int pid, int pidfd) {
+    if (pidfd >= 0) {
+        signal_pidfd(pidfd, SIGKILL);
+        return;
+    }
+    // No pidfd (a kernel without pidfd_open, or vigild out of descriptors when it arrived):
+    // kill by pid only while waitid() shows it is our child and not yet reaped, so the pid
+    // cannot have been given to another process. (Reaping it is the caller's, and the
+    // caller offers it to on_reaped() first, which would have marked it.)
+    siginfo_t info{};
+    if (pid > 0 && waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == 0)
+        kill(pid, SIGKILL);
+}
+
+void Spawner::claim_later(int pid, int pidfd) {
+    if (pidfd >= 0) {
+        // Reap it here if it is gone already; ECHILD: the caller reaped it first.
+        siginfo_t info{};
+        int rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                        WEXITED | WNOHANG);
+        int err = errno;
+        close(pidfd);
+        if (rc == 0 && info.si_pid == pid) return;
+        if (rc < 0 && err == ECHILD) return;
+    }
+    if (pid <= 0) return;
+    if (unclaimed_.size() >= max_unclaimed) unclaimed_.erase(unclaimed_.begin());
+    unclaimed_.push_back(pid);
+}
+
+void Spawner::run_in_vigild(Request &r) {
+    int pidfd = -1;
+    SpawnResult res = proc::spawn(r.spec, r.extras, pidfd);
+    if (res.ok) {
+        r.pid = res.ok->pid;
+        r.pidfd = pidfd;
+    }
+    complete(r, std::move(res));
+}
+
+std::uint64_t Spawner::submit(SpawnSpec spec, SpawnExtras extras) {
+    auto owned = std::make_unique<Request>();
+    Request &r = *owned;
+    r.ticket = next_ticket_++;
+    requests_.push_back(std::move(owned));
+    r.merge_stderr = extras.merge_stderr && extras.stdio == Stdio::Pipes;
+    if (pending() > max_pending) {
+        complete(r, SpawnResult{std::nullopt,
+                                helper_error("spawner: more than " + std::to_string(max_pending) +
+                                             " spawns pending")});
+        return r.ticket;
+    }
+    // Our own copies of the caller's descriptors: the caller may close its own at once, and
+    // a closed one fails here with proc::spawn's message.
+    for (auto &[src, target] : extras.fds) {
+        if (src < 0 || target < 0) {
+            complete(
+                r, SpawnResult{
+                       std::nullopt,
+                       SpawnError{ExecStage::Prepare, EBADF, "fd " + std::to_string(target), {}}});
+            return r.ticket;
+        }
+        int dup = fcntl(src, F_DUPFD_CLOEXEC, 3);
+        if (dup < 0) {
+            complete(r,
+                     SpawnResult{
+                         std::nullopt,
+                         SpawnError{ExecStage::Stdio, errno, "fd " + std::to_string(target), {}}});
+            return r.ticket;
+        }
+        r.fds.push_back(dup);
+        src = dup;
+    }
+    if (extras.cgroup_procs_fd >= 0) {
+        int dup = fcntl(extras.cgroup_procs_fd, F_DUPFD_CLOEXEC, 3);
+        if (dup < 0) {
+            complete(r, SpawnResult{std::nullopt, SpawnError{ExecStage::Cgroup, errno, {}, {}}});
+            return r.ticket;
+        }
+        r.fds.push_back(dup);
+        extras.cgroup_procs_fd = dup;
+    }
+    bool direct = sock_ < 0 || extras.stdio != Stdio::Pipes ||
+                  (extras.foreground_tty && !extras.new_session) ||
+                  extras.fds.size() > max_extra_fds;
+    r.spec = std::move(spec);
+    r.extras = std::move(extras);
+    if (!direct) {
+        r.msg = encode(r.ticket, r.spec, r.extras);
+        direct = r.msg.size() > max_message_;
+    }
+    if (direct) {
+        run_in_vigild(r);
+        return r.ticket;
+    }
+    queued_.push_back(r.ticket);
+    send_queued();
+    if (!dead_.empty()) notify();
+    return r.ticket;
+}
+
+void Spawner::watch_write(bool on) {
+    if (on == writing_ || sock_ < 0 || epfd_ < 0) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN | (on ? EPOLLOUT : 0U);
+    ev.data.fd = sock_;
+    if (epoll_ctl(epfd_, EPOLL_CTL_MOD, sock_, &ev) == 0) writing_ = on;
+}
+
+void Spawner::send_queued() {
+    while (sock_ >= 0 && dead_.empty() && !queued_.empty()) {
+        Request *r = find(queued_.front());
+        int err = send_with_fds(sock_, r->msg.data(), r->msg.size(), r->fds.data(), r->fds.size());
+        if (err == EAGAIN || err == EWOULDBLOCK) break;
+        queued_.pop_front();
+        if (err == 0) {
+            // The kernel holds the descriptors in flight now.
+            close_all(r->fds);
+            r->spec = SpawnSpec{};
+            r->extras = SpawnExtras{};
+            r->msg.clear();
+            r->msg.shrink_to_fit();
+            r->state = Request::State::Sent;
+            sent_.push_back(r->ticket);
+        } else if (err == EMSGSIZE || err == ENOBUFS) {
+            run_in_vigild(*r); // too large for this socket after all
+        } else {
+            queued_.push_front(r->ticket); // for the next helper
+            // A closed peer is the death itself; anything else is worth naming.
+            bool closed = err == EPIPE || err == ECONNRESET || err == ECONNREFUSED;
+            dead_ = closed ? std::string("died")
+                           : std::string("died (send: ") + std::strerror(err) + ")";
+        }
+    }
+    watch_write(!queued_.empty());
+}
+
+void Spawner::receive() {
+    char buf[reply_buffer];
+    while (sock_ >= 0) {
+        std::vector<int> fds;
+        bool lost = false;
+        ssize_t n = recv_with_fds(sock_, buf, sizeof buf, fds, 2, lost);
+        if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+        if (n == 0) {
+            if (dead_.empty()) dead_ = "died";
+            return;
+        }
+        if (n < 0 && n != -EMSGSIZE) {
+            close_all(fds);
+            if (dead_.empty())
+                dead_ = std::string("died (receive: ") + std::strerror(static_cast<int>(-n)) + ")";
+            return;
+        }
+        handle_message(buf, n < 0 ? 0 : static_cast<std::size_t>(n), fds, lost);
+        if (!dead_.empty() && !settling_) return; // settle_death() reads the rest
+    }
+}
+
+void Spawner::handle_message(const char *buf, std::size_t n, std::vector<int> &fds, bool lost) {
+    std::uint32_t magic = 0;
+    if (n >= sizeof magic) std::memcpy(&magic, buf, sizeof magic);
+    auto malformed = [&] {
+        // A child's report that makes no sense still names a live process: kill it through
+        // its pidfd rather than let it run unsupervised.
+        if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport) &&
+            fds.size() == 1) {
+            detail::ChildReport rep{};
+            std::memcpy(&rep, buf, sizeof rep);
+            signal_pidfd(fds[0], SIGKILL);
+            claim_later(rep.pid, fds[0]);
+            fds.clear();
+        }
+        close_all(fds);
+        if (dead_.empty()) dead_ = "sent a malformed message";
+    };
+    if (n < sizeof magic || sent_.empty()) return malformed();
+    Request *r = find(sent_.front());
+    if (!r) return malformed();
+
+    if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport)) {
+        detail::ChildReport rep{};
+        std::memcpy(&rep, buf, sizeof rep);
+        if (rep.ticket != r->ticket || rep.pid <= 0 || r->pid > 0 || fds.size() > 1)
+            return malformed();
+        r->pid = rep.pid;
+        r->pidfd = fds.empty() ? -1 : fds[0]; // none: Linux < 5.3, or out of descriptors
+        return;
+    }
+    if (magic != reply_magic || n < sizeof(ReplyHead)) return malformed();
+    ReplyHead h{};
+    std::memcpy(&h, buf, sizeof h);
+    if (h.ticket != r->ticket || std::size_t{h.object_len} + h.detail_len != n - sizeof h ||
+        h.stage > static_cast<std::uint32_t>(ExecStage::Exec) || (h.ok && h.pid <= 0) ||
+        (h.ok && r->pid > 0 && h.pid != r->pid))
+        return malformed();
+    sent_.pop_front();
+    if (!h.ok) {
+        close_all(fds);
+        const char *tail = buf + sizeof h;
+        SpawnError e{static_cast<ExecStage>(h.stage), h.error, std::string(tail, h.object_len),
+                     std::string(tail + h.object_len, h.detail_len)};
+        // A child that failed is gone (the helper waited for it): reap it now.
+        if (r->pid > 0 && !r->reaped) claim_later(r->pid, r->pidfd);
+        r->pidfd = -1;
+        complete(*r, SpawnResult{std::nullopt, std::move(e)});
+        return;
+    }
+    r->pid = h.pid;
+    std::size_t want = r->merge_stderr ? 1 : 2;
+    if (lost || fds.size() != want) {
+        // The read ends did not arrive (vigild is out of descriptors): the service would
+        // write into the void. Take it back, and fail the spawn as proc::spawn's pipe2()
+        // would have.
+        close_all(fds);
+        if (!r->reaped) {
+            kill_unreaped(r->pid, r->pidfd);
+            claim_later(r->pid, r->pidfd);
+        } else {
+            close_fd(r->pidfd);
+        }
+        r->pidfd = -1;
+        complete(*r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
+        return;
+    }
+    Spawned s{h.pid, fds[0], want == 2 ? fds[1] : -1};
+    fds.clear();
+    complete(*r, SpawnResult{s, std::nullopt});
+}
+
+void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
+    std::string why = why_in;
+    // From now on nothing can be queued to our end: a child that has not reported yet fails
+    // its report and _exits. What was queued before is read, so every child is known.
+    shutdown(sock_, SHUT_RD);
+    if (pidfd_ >= 0) signal_pidfd(pidfd_, SIGKILL);
+    settling_ = true;
+    receive();
+    settling_ = false;
+    dead_.clear();
+    for (std::uint64_t t : sent_) {
+        Request *r = find(t);
+        if (!r) continue;
+        std::string detail = "spawner helper died before the spawn";
+        if (r->pid > 0) {
+            detail = "spawner helper died during the spawn; its process (pid " +
+                     std::to_string(r->pid) + ")";
+            if (r->reaped) {
+                detail += " had ended already";
+                close_fd(r->pidfd);
+            } else if (r->pidfd >= 0) {
+                signal_pidfd(r->pidfd, SIGKILL);
+                detail += " was killed";
+                claim_later(r->pid, r->pidfd);
+            } else {
+                kill_unreaped(r->pid, -1);
+                detail += " was killed";
+                claim_later(r->pid, -1);
+            }
+            r->pidfd = -1;
+        }
+        complete(*r, SpawnResult{std::nullopt, helper_error(detail)});
+    }
+    sent_.clear();
+
+    if (epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, sock_, nullptr);
+    close_fd(sock_);
+    writing_ = false;
+    if (pidfd_ >= 0) {
+        siginfo_t info{};
+        int rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info,
+                        WEXITED | WNOHANG);
+        if (rc == 0 && info.si_pid == pid_) {
+            if (!killed_by_us) why += " (" + describe_wait_status(wstatus_of(info)) + ")";
+        } else if (rc == 0) {
+            claim_later(pid_, -1); // SIGKILLed above, not gone yet: the caller reaps it
+        }
+        if (epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, pidfd_, nullptr);
+        close_fd(pidfd_);
+    } else if (pid_ > 0) {
+        int st = 0;
+        int rc = waitpid(pid_, &st, WNOHANG);
+        if (rc == 0) { // our unreaped child: its pid is still its own
+            kill(pid_, SIGKILL);
+            claim_later(pid_, -1);
+        }
+    }
+    pid_ = -1;
+
+    auto now = std::chrono::steady_clock::now();
+    while (!restarts_.empty() && now - restarts_.front() > restart_window)
+        restarts_.pop_front();
+    if (restarts_.size() < static_cast<std::size_t>(max_restarts)) {
+        restarts_.push_back(now);
+        int err = start_helper();
+        if (err == 0) {
+            if (!warning_.empty()) warning_ += "; ";
+            warning_ += "spawner helper " + why + "; restarted";
+            notify();
+            return;
+        }
+        why += std::string(", and could not be restarted: ") + std::strerror(err);
+    } else {
+        why += " (" + std::to_string(max_restarts + 1) + " times within " +
+               std::to_string(restart_window.count()) + "s)";
+    }
+    give_up(why);
+    notify();
+}
+
+void Spawner::give_up(const std::string &why) {
+    disabled_ = true;
+    if (!warning_.empty()) warning_ += "; ";
+    warning_ += "spawner helper " + why + "; spawning from vigild directly from now on";
+}
+
+void Spawner::drain_in_vigild() {
+    while (!queued_.empty()) {
+        Request *r = find(queued_.front());
+        queued_.pop_front();
+        if (r) run_in_vigild(*r);
+    }
+}
+
+std::vector<SpawnCompletion> Spawner::collect() {
+    std::vector<SpawnCompletion> out = std::move(stash_);
+    stash_.clear();
+    while (!requests_.empty() && requests_.front()->state == Request::State::Done) {
+        Request &r = *requests_.front();
+        SpawnCompletion c;
+        c.ticket = r.ticket;
+        c.result = std::move(r.result);
+        c.pidfd = c.result.ok ? r.pidfd : -1;
+        if (!c.result.ok) close_fd(r.pidfd);
+        c.reaped_wstatus = r.reaped;
+        out.push_back(std::move(c));
+        requests_.pop_front();
+    }
+    return out;
+}
+
+std::vector<SpawnCompletion> Spawner::pump() {
+    // Each round either finishes or settles one helper death; deaths are bounded by the
+    // restart budget, so this loop is too.
+    for (int round = 0; round <= max_restarts + 1 && sock_ >= 0; ++round) {
+        receive();
+        if (dead_.empty() && pidfd_ >= 0) {
+            pollfd p{pidfd_, POLLIN, 0};
+            if (poll(&p, 1, 0) > 0) dead_ = "died";
+        }
+        if (dead_.empty()) send_queued();
+        if (dead_.empty()) break;
+        settle_death(std::exchange(dead_, {}), false);
+    }
+    if (sock_ < 0) drain_in_vigild();
+    std::vector<SpawnCompletion> out = collect();
+    if (evfd_ >= 0) {
+        std::uint64_t v = 0;
+        [[maybe_unused]] ssize_t n = read(evfd_, &v, sizeof v);
+    }
+    return out;
+}
+
+bool Spawner::on_reaped(int pid, int wstatus) {
+    if (pid <= 0) return false;
+    if (pid == pid_) {
+        // The helper itself: settle it at the next pump() (its pidfd is readable too).
+        if (dead_.empty()) dead_ = "died (" + describe_wait_status(wstatus) + ")";
+        notify();
+        return true;
+    }
+    if (auto it = std::find(unclaimed_.begin(), unclaimed_.end(), pid); it != unclaimed_.end()) {
+        unclaimed_.erase(it);
+        return true;
+    }
+    // The child's report may still wait in the socket (it is sent before exec, so it is
+    // there by the time the process can have ended).
+    receive();
+    if (!dead_.empty()) notify();
+    for (auto &r : requests_) {
+        if (r->pid == pid && !r->reaped) {
+            r->reaped = wstatus;
+            return true;
+        }
+    }
+    return false;
+}
+
+void Spawner::kill_helper(const std::string &why) {
+    if (sock_ < 0) return;
+    dead_.clear();
+    settle_death("killed: " + why, true);
+}
+
+std::string Spawner::take_warning() {
+    return std::exchange(warning_, {});
 }
 
 int Spawner::start() {
-    if (sock_ >= 0) return 0;
+    if (sock_ >= 0 || disabled_) return 0;
+    if (epfd_ < 0) {
+        epfd_ = epoll_create1(EPOLL_CLOEXEC);
+        if (epfd_ < 0) return errno;
+        evfd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (evfd_ < 0) {
+            int err = errno;
+            close_fd(epfd_);
+            return err;
+        }
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = evfd_;
+        if (epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev) < 0) {
+            int err = errno;
+            close_fd(evfd_);
+            close_fd(epfd_);
+            return err;
+        }
+    }
+    return start_helper();
+}
+
+int Spawner::start_helper() {
+    // Both ends non-blocking from the start; the helper makes its own end blocking again.
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return errno;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) return errno;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -374,149 +992,50 @@ int Spawner::start() {
     close(sv[1]);
     sock_ = sv[0];
     pid_ = pid;
-    // A pidfd lets stop() wait for this very process even if vigild's waitpid(-1) reaped it
-    // first and the pid was reused (then waitid says ECHILD instead of reaping a stranger).
+    // Room for the largest request, as far as net.core.wmem_max lets us (see the header).
+    int want = static_cast<int>(max_request * 2);
+    setsockopt(sock_, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+    int sndbuf = 0;
+    socklen_t len = sizeof sndbuf;
+    if (getsockopt(sock_, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0) sndbuf = 212992;
+    max_message_ = std::min(max_request, static_cast<std::size_t>(sndbuf) / 4);
+    // A pidfd of the helper: its death wakes fd() even while a child of it keeps the socket
+    // open. The helper is our unreaped child here, so its pid is still its own.
     pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    if (pidfd_ >= 0) fcntl(pidfd_, F_SETFD, FD_CLOEXEC);
+    if (epfd_ >= 0) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = sock_;
+        epoll_ctl(epfd_, EPOLL_CTL_ADD, sock_, &ev);
+        if (pidfd_ >= 0) {
+            ev.data.fd = pidfd_;
+            epoll_ctl(epfd_, EPOLL_CTL_ADD, pidfd_, &ev);
+        }
+    }
+    writing_ = false;
+    watch_write(!queued_.empty());
     return 0;
 }
 
-void Spawner::stop() noexcept {
-    if (sock_ >= 0) close(sock_);
-    sock_ = -1;
-    if (pid_ < 0) return;
-    if (pidfd_ >= 0) {
-        // EOF on the socket makes the helper exit at once; a second is plenty.
-        pollfd p{pidfd_, POLLIN, 0};
-        if (poll(&p, 1, 1000) == 0) syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
-        siginfo_t info{};
-        while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) <
-                   0 &&
-               errno == EINTR) {
-        }
-        close(pidfd_);
-        pidfd_ = -1;
-    } else {
-        // No pidfd (Linux < 5.3): a bounded WNOHANG wait on the pid itself.
-        int st = 0;
-        for (int i = 0; i < 1000; ++i) {
-            int r = waitpid(pid_, &st, WNOHANG);
-            if (r != 0) break;
-            if (i == 999) {
-                kill(pid_, SIGKILL);
-                waitpid(pid_, &st, 0);
-            }
-            usleep(1000);
-        }
-    }
-    pid_ = -1;
-}
-
-void Spawner::give_up(const std::string &why) {
-    stop();
-    disabled_ = true;
-    if (!warning_.empty()) warning_ += "; ";
-    warning_ += "spawner helper " + why + "; spawning from vigild directly from now on";
-}
-
-std::string Spawner::take_warning() {
-    return std::exchange(warning_, {});
-}
-
 SpawnResult Spawner::spawn(const SpawnSpec &spec, const SpawnExtras &extras) {
-    if (sock_ < 0 || disabled_ || extras.stdio != Stdio::Pipes ||
-        (extras.foreground_tty && !extras.new_session) || extras.fds.size() > max_extra_fds)
-        return proc::spawn(spec, extras);
-
-    detail::Prepared prep;
-    if (auto e = detail::prepare(spec, extras, prep)) return SpawnResult{std::nullopt, *e};
-    // proc::spawn's child would fail to install a closed descriptor with EBADF at the stdio
-    // stage; SCM_RIGHTS refuses the whole message instead, so say it the child's way here.
-    for (const auto &[src, target] : extras.fds) {
-        if (fcntl(src, F_GETFD) < 0)
-            return SpawnResult{
-                std::nullopt,
-                SpawnError{ExecStage::Stdio, errno, "fd " + std::to_string(target), {}}};
-    }
-    detail::LaunchPlan plan = detail::make_plan(spec, extras, prep);
-    std::string msg = encode(plan);
-    if (msg.size() > max_request) return proc::spawn(spec, extras);
-    std::vector<int> srcs;
-    for (const auto &fd : extras.fds)
-        srcs.push_back(fd.first);
-
+    std::uint64_t ticket = submit(spec, extras);
     for (;;) {
-        int err = send_with_fds(sock_, msg.data(), msg.size(), srcs.data(), srcs.size());
-        // Too big for one message on this socket: this request only goes the direct way.
-        if (err == EMSGSIZE || err == ENOBUFS) return proc::spawn(spec, extras);
-        std::string why;
-        if (err != 0) {
-            why = std::string("died (send: ") + std::strerror(err) + ")";
-        } else {
-            char head_buf[sizeof(ReplyHead) + 8192];
-            std::vector<int> fds;
-            bool lost = false; // then fds.size() != 2: handled below
-            ssize_t n = recv_with_fds(sock_, head_buf, sizeof head_buf, fds, 2, lost);
-            if (n >= static_cast<ssize_t>(sizeof(ReplyHead))) {
-                ReplyHead h{};
-                std::memcpy(&h, head_buf, sizeof h);
-                std::size_t tail = static_cast<std::size_t>(n) - sizeof h;
-                if (h.status <= static_cast<std::uint32_t>(detail::Launched::Status::Error) &&
-                    std::size_t{h.object_len} + h.detail_len == tail) {
-                    detail::Launched l;
-                    l.status = static_cast<detail::Launched::Status>(h.status);
-                    l.pid = h.pid;
-                    l.failure = h.failure;
-                    l.status_errno = h.status_errno;
-                    if (l.status == detail::Launched::Status::Error) {
-                        const char *t = head_buf + sizeof h;
-                        l.error = SpawnError{static_cast<ExecStage>(h.error_stage), h.error_errno,
-                                             std::string(t, h.object_len),
-                                             std::string(t + h.object_len, h.detail_len)};
-                    }
-                    if (l.status == detail::Launched::Status::Execd) {
-                        if (fds.size() != 2 || lost) {
-                            // The read ends did not arrive (vigild is out of descriptors):
-                            // the service would write into the void. Take it back, and fail
-                            // the spawn as proc::spawn's pipe2() would have.
-                            close_all(fds);
-                            kill(l.pid, SIGKILL);
-                            int st = 0;
-                            while (waitpid(l.pid, &st, 0) < 0 && errno == EINTR) {
-                            }
-                            return SpawnResult{std::nullopt,
-                                               SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}};
-                        }
-                        l.out_fd = fds[0];
-                        l.err_fd = fds[1];
-                    } else {
-                        close_all(fds);
-                    }
-                    return detail::finish(std::move(l), spec, prep);
-                }
-            }
-            close_all(fds);
-            if (n == 0)
-                why = "died";
-            else if (n < 0)
-                why = std::string("died (receive: ") + std::strerror(static_cast<int>(-n)) + ")";
+        std::vector<SpawnCompletion> got = pump();
+        std::optional<SpawnCompletion> mine;
+        for (SpawnCompletion &c : got) {
+            if (c.ticket == ticket)
+                mine = std::move(c);
             else
-                why = "died (malformed reply)";
+                stash_.push_back(std::move(c));
         }
-        // The helper is gone (or confused): restart it once, then give up on it.
-        stop();
-        if (restarts_left_ > 0) {
-            --restarts_left_;
-            int e = start();
-            if (!warning_.empty()) warning_ += "; ";
-            if (e == 0) {
-                warning_ += "spawner helper " + why + "; restarted";
-                continue;
-            }
-            why += std::string(", and could not be restarted: ") + std::strerror(e);
+        if (mine) {
+            close_fd(mine->pidfd);
+            return std::move(mine->result);
         }
-        give_up(why);
-        return proc::spawn(spec, extras);
+        if (epfd_ < 0) return SpawnResult{std::nullopt, helper_error("spawner: lost a request")};
+        pollfd p{epfd_, POLLIN, 0};
+        while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+        }
     }
 }
 

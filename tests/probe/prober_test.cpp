@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
+#include <dirent.h>
 #include <string>
 #include <sys/prctl.h>
 #include <vector>
@@ -10,10 +12,12 @@
 #include "test_loop.hpp"
 #include "vigil/probe/monitor.hpp"
 #include "vigil/probe/prober.hpp"
+#include "vigil/proc/spawn.hpp"
 
 using namespace std::chrono_literals;
 using vigil::probe::CheckResult;
 using vigil::probe::ExecRegistry;
+using vigil::probe::ExecSpawn;
 using vigil::probe::Monitor;
 using vigil::probe::Prober;
 using vigil::test::TestHttpServer;
@@ -32,6 +36,67 @@ ProbeSpec fast(ProbeKind kind) {
     s.failure_threshold = 3;
     s.success_threshold = 1;
     return s;
+}
+
+// The daemon's spawn function, for tests: proc::spawn in this process (with a pidfd), the
+// completion delivered from the loop a moment later, as the Spawner's pump() would. With
+// `hold`, completions wait in `held` until deliver().
+struct TestSpawner {
+    using Done = std::function<void(vigil::proc::SpawnCompletion)>;
+    struct Pending {
+        uv_timer_t timer;
+        vigil::proc::SpawnCompletion c;
+        Done done;
+    };
+    uv_loop_t *loop;
+    bool hold = false;
+    std::vector<std::pair<vigil::proc::SpawnCompletion, Done>> held;
+    std::vector<vigil::proc::SpawnExtras> extras_seen;
+
+    explicit TestSpawner(uv_loop_t *l) : loop(l) {}
+
+    ExecSpawn exec(vigil::proc::SpawnSpec base = {}) {
+        return {[this](vigil::proc::SpawnSpec spec, vigil::proc::SpawnExtras x, Done done) {
+                    extras_seen.push_back(x);
+                    vigil::proc::SpawnCompletion c;
+                    c.result = vigil::proc::spawn(spec, x, c.pidfd);
+                    if (hold) {
+                        held.emplace_back(std::move(c), std::move(done));
+                        return;
+                    }
+                    auto *p = new Pending{{}, std::move(c), std::move(done)};
+                    uv_timer_init(loop, &p->timer);
+                    p->timer.data = p;
+                    uv_timer_start(
+                        &p->timer,
+                        [](uv_timer_t *t) {
+                            auto *pending = static_cast<Pending *>(t->data);
+                            pending->done(std::move(pending->c));
+                            uv_close(reinterpret_cast<uv_handle_t *>(t), [](uv_handle_t *h) {
+                                delete static_cast<Pending *>(h->data);
+                            });
+                        },
+                        0, 0);
+                },
+                std::move(base)};
+    }
+
+    void deliver() {
+        auto all = std::move(held);
+        held.clear();
+        for (auto &[c, done] : all)
+            done(std::move(c));
+    }
+};
+
+std::size_t open_fd_count() {
+    std::size_t n = 0;
+    if (DIR *d = opendir("/proc/self/fd")) {
+        while (readdir(d))
+            ++n;
+        closedir(d);
+    }
+    return n;
 }
 
 struct Record {
@@ -169,23 +234,24 @@ TEST_SUITE("probe") {
         TestLoop t;
         ExecRegistry reg;
         TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        TestSpawner sp{&t.loop};
         Record ok, bad, missing;
         auto s = fast(ProbeKind::Exec);
         s.failure_threshold = 2;
         s.command = {"true"};
-        Prober p1{&t.loop, reg, "readiness", s, ok.callbacks()};
+        Prober p1{&t.loop, reg, "readiness", s, ok.callbacks(), sp.exec()};
         s.command = {"sh", "-c", "echo 'no response' >&2; exit 1"};
-        Prober p2{&t.loop, reg, "liveness", s, bad.callbacks()};
+        Prober p2{&t.loop, reg, "liveness", s, bad.callbacks(), sp.exec()};
         s.command = {"/nonexistent/vigil-probe"};
-        Prober p3{&t.loop, reg, "liveness", s, missing.callbacks()};
+        Prober p3{&t.loop, reg, "liveness", s, missing.callbacks(), sp.exec()};
         p1.start();
         p2.start();
         p3.start();
         REQUIRE(t.run_until(
             [&] { return ok.succeeded && !bad.failed.empty() && !missing.failed.empty(); }, 5000));
         CHECK(bad.failed[0] ==
-              "liveness exec sh -c echo 'no response' >&2; exit 1: exit status 1: no response, 2 "
-              "times");
+              "liveness exec sh -c echo 'no response' >&2; exit 1: exited with status 1: no "
+              "response, 2 times");
         CHECK(missing.failed[0] ==
               "liveness exec /nonexistent/vigil-probe: exec /nonexistent/vigil-probe: No such file "
               "or directory, 2 times");
@@ -194,22 +260,26 @@ TEST_SUITE("probe") {
         REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
         for (const auto &r : reaper.reaped)
             CHECK(r.claimed);
+        // Every check asked for one pipe (stdout and stderr merged).
+        for (const auto &x : sp.extras_seen)
+            CHECK(x.merge_stderr);
     }
 
     TEST_CASE("exec probe: a command printing more than a pipe holds is drained, not blocked") {
         TestLoop t;
         ExecRegistry reg;
         TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        TestSpawner sp{&t.loop};
         Record rec;
         auto s = fast(ProbeKind::Exec);
         s.timeout = 5s;
         s.failure_threshold = 1;
         // 1 MiB of output (16 pipe buffers), then a failure.
         s.command = {"sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; exit 3"};
-        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks(), sp.exec()};
         p.start();
         REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 5000));
-        CHECK(rec.checks.at(0).detail == "exit status 3: " + std::string(200, 'x') + "...");
+        CHECK(rec.checks.at(0).detail == "exited with status 3: " + std::string(200, 'x') + "...");
         p.stop(); // may kill a next check already running: wait until it is reaped too
         REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
     }
@@ -218,6 +288,7 @@ TEST_SUITE("probe") {
         TestLoop t;
         ExecRegistry reg;
         TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        TestSpawner sp{&t.loop};
         Record rec;
         auto s = fast(ProbeKind::Exec);
         s.timeout = 150ms;
@@ -228,7 +299,7 @@ TEST_SUITE("probe") {
         // (rather than waiting for whatever PID 1 is to reap it).
         REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
         s.command = {"sh", "-c", "sleep 30 & exec sleep 31"};
-        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks(), sp.exec()};
         auto t0 = uv_hrtime();
         p.start();
         REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
@@ -260,11 +331,12 @@ TEST_SUITE("probe") {
         TestLoop t;
         ExecRegistry reg;
         TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        TestSpawner sp{&t.loop};
         Record rec;
         auto s = fast(ProbeKind::Exec);
         s.timeout = 10s;
         s.command = {"sleep", "30"};
-        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks(), sp.exec()};
         p.start();
         REQUIRE(t.run_until([&] { return reg.pending() == 1; }, 3000));
         p.stop();
@@ -273,6 +345,80 @@ TEST_SUITE("probe") {
         CHECK(rec.failed.empty());
         REQUIRE(reaper.reaped.size() == 1);
         CHECK(WTERMSIG(reaper.reaped[0].wstatus) == SIGKILL);
+    }
+
+    TEST_CASE("exec probe runs with the unit's spec: its env and cwd, the probe's command") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        TestSpawner sp{&t.loop};
+        Record rec;
+        char tmpl[] = "/tmp/vigil-probe-test-XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        std::string dir = tmpl;
+        vigil::proc::SpawnSpec unit;
+        unit.argv = {"/nonexistent/the-service-itself"}; // replaced by the probe's command
+        unit.env = {{"PROBE_VAR", "from-unit"}};
+        unit.cwd = dir;
+        auto s = fast(ProbeKind::Exec);
+        s.failure_threshold = 1;
+        s.command = {"sh", "-c", "echo \"$PROBE_VAR\" \"$(pwd)\" >&2; exit 3"};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks(), sp.exec(unit)};
+        p.start();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 5000));
+        CHECK(rec.checks.at(0).detail == "exited with status 3: from-unit " + dir);
+        p.stop();
+        REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
+        rmdir(dir.c_str());
+    }
+
+    TEST_CASE("exec probe: a spawn completing after stop() or after the Prober is harmless") {
+        TestLoop t;
+        ExecRegistry reg;
+        TestReaper reaper{&t.loop, [&](int pid, int ws) { return reg.on_reaped(pid, ws); }};
+        TestSpawner sp{&t.loop};
+        sp.hold = true;
+        Record rec;
+        auto s = fast(ProbeKind::Exec);
+        s.timeout = 10s;
+        s.command = {"sleep", "30"};
+        std::size_t fds = open_fd_count();
+        for (bool destroy : {false, true}) {
+            auto p =
+                std::make_unique<Prober>(&t.loop, reg, "liveness", s, rec.callbacks(), sp.exec());
+            p->start();
+            REQUIRE(t.run_until([&] { return sp.held.size() == 1; }, 3000));
+            REQUIRE(sp.held[0].first.result.ok);
+            int pid = sp.held[0].first.result.ok->pid;
+            if (destroy)
+                p.reset();
+            else
+                p->stop();
+            sp.deliver(); // too late: the process is killed, its descriptors closed
+            CHECK(open_fd_count() == fds);
+            REQUIRE(t.run_until([&] { return reg.pending() == 0; }, 3000));
+            auto it = std::find_if(reaper.reaped.begin(), reaper.reaped.end(),
+                                   [&](const auto &r) { return r.pid == pid; });
+            REQUIRE(it != reaper.reaped.end());
+            CHECK(it->claimed);
+            CHECK(WIFSIGNALED(it->wstatus));
+            CHECK(WTERMSIG(it->wstatus) == SIGKILL);
+        }
+        CHECK(rec.checks.empty());
+    }
+
+    TEST_CASE("exec probe without a spawn function fails its checks, and says why") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        auto s = fast(ProbeKind::Exec);
+        s.failure_threshold = 1;
+        s.command = {"true"};
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return !rec.failed.empty(); }, 3000));
+        CHECK(rec.failed[0] == "liveness exec true: exec: no spawn function, once");
+        p.stop();
     }
 
     TEST_CASE("a callback may destroy its prober") {

@@ -45,7 +45,10 @@ public:
         std::function<void(const std::string &role, const CheckResult &)> on_checked;
     };
 
-    Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks);
+    // `exec` runs the exec probes (see prober.hpp): the daemon passes its spawn function and
+    // the unit's SpawnSpec.
+    Monitor(uv_loop_s *loop, ExecRegistry &registry, MonitorSpecs specs, Callbacks callbacks,
+            ExecSpawn exec = {});
     ~Monitor() = default;
     Monitor(const Monitor &) = delete;
     Monitor &operator=(const Monitor &) = delete;

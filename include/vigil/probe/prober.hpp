@@ -10,13 +10,22 @@
 // armed only while the prober runs (a stopped prober never wakes the loop). Callbacks never fire
 // from inside start() or stop(); they may call stop() or destroy the Prober.
 //
-// Exec checks: the command is spawned (posix_spawnp, its own process group, stdin on
-// /dev/null, stdout and stderr on a pipe whose beginning is quoted in failure messages, e.g.
-// "exit status 2: no response") but never waited for here: vigild reaps every child with
-// waitpid(-1) in one place (DESIGN §3), so it hands every pid it does not own to
-// ExecRegistry::on_reaped(). A check that outlives its timeout, or is cancelled by stop(), gets
-// SIGKILL on its whole process group; its pid stays in the registry until reaped, so on_reaped()
-// still claims it.
+// Exec checks: the Prober does not spawn by itself. The daemon gives it an ExecSpawn: an
+// asynchronous spawn function (in vigild, its proc::Spawner) and the unit's SpawnSpec, so the
+// command runs as the unit's service would: its user, group, env, env_file, cwd and limits,
+// through the service's spawn path, with the probe's command as argv. stdout and stderr share
+// one pipe (SpawnExtras::merge_stderr) whose beginning is quoted in failure messages ("exited
+// with status 2: no response"); the exit is described by proc::describe_wait_status, the one
+// decoder. The check is never waited for here: vigild reaps every child with waitpid(-1) in
+// one place (DESIGN §3), so it hands every pid it does not own to ExecRegistry::on_reaped().
+// A check that outlives its timeout, or is cancelled by stop(), gets SIGKILL through its pidfd
+// (which cannot name another process) and on its whole process group (the command leads its
+// own session; the group id cannot have been reused while the leader is unreaped, which its
+// pid's claim in the registry guarantees), so what it started dies with it; its pid stays in
+// the registry until reaped, so on_reaped() still claims it. A spawn that completes after its
+// check was abandoned (timeout, stop(), or the Prober destroyed) is killed and its
+// descriptors closed; its pid is claimed in the registry, which must outlive every spawn in
+// flight (the daemon's lives as long as the daemon).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +35,7 @@
 #include <string>
 
 #include "vigil/probe/thresholds.hpp"
+#include "vigil/proc/spawner.hpp"
 #include "vigil/unit/unit.hpp"
 
 struct uv_loop_s;
@@ -34,7 +44,21 @@ struct uv_poll_s;
 
 namespace vigil::probe {
 
-// The outcome of one check. `detail` is short and human: "status 503", "exit status 1",
+// Starts a process asynchronously. `done` is called exactly once, from inside the call or
+// later from the loop, with the completion (its descriptors and pidfd are then `done`'s). When
+// the completion's reaped_wstatus is set, the process already ended and was reaped.
+using SpawnFn = std::function<void(proc::SpawnSpec spec, proc::SpawnExtras extras,
+                                   std::function<void(proc::SpawnCompletion)> done)>;
+
+// How exec checks run: through `spawn`, with `base` (the unit's SpawnSpec) whose argv is
+// replaced by the probe's command. Without `spawn`, exec checks fail ("exec: no spawn
+// function"): tcp and http probes need none.
+struct ExecSpawn {
+    SpawnFn spawn;
+    proc::SpawnSpec base;
+};
+
+// The outcome of one check. `detail` is short and human: "status 503", "exited with status 1",
 // "connect: connection refused", "timed out after 1000ms".
 struct CheckResult {
     bool ok = false;
@@ -71,14 +95,14 @@ public:
 
     // `role` names the probe in messages: "liveness", "readiness", "startup", "ready".
     Prober(uv_loop_s *loop, ExecRegistry &registry, std::string role, unit::ProbeSpec spec,
-           Callbacks callbacks);
+           Callbacks callbacks, ExecSpawn exec = {});
     ~Prober();
     Prober(const Prober &) = delete;
     Prober &operator=(const Prober &) = delete;
 
     // Starts checking (first check after initial_delay). Resets the thresholds. No-op if running.
     void start();
-    // Stops checking and cancels a check in flight (exec: SIGKILL to its process group).
+    // Stops checking and cancels a check in flight (exec: SIGKILL to it and its group).
     void stop();
     bool running() const noexcept { return running_; }
 
@@ -103,6 +127,8 @@ private:
     void on_timer();
     void begin_check();
     void begin_exec();
+    void exec_spawned(proc::SpawnCompletion c);
+    void exec_exited(int wstatus);
     bool read_exec_output(); // false at EOF or on error
     void close_exec_output();
     void abandon_check();
@@ -114,12 +140,16 @@ private:
     std::string role_;
     unit::ProbeSpec spec_;
     Callbacks cb_;
+    ExecSpawn exec_;
     Thresholds thresholds_;
     uv_timer_s *timer_ = nullptr; // allocated at first start(); freed by its close callback
     bool running_ = false;
     bool in_check_ = false;
     std::uint64_t check_started_ = 0; // uv_now at the start of the current/last check
+    bool exec_spawning_ = false;      // a spawn submitted, its completion not in yet
+    std::uint64_t exec_check_ = 0;    // which check a completion belongs to
     int exec_pid_ = -1;
+    int exec_pidfd_ = -1;
     int exec_out_fd_ = -1; // read end of the exec check's stdout+stderr
     uv_poll_s *exec_poll_ = nullptr;
     std::string exec_output_; // its first exec_output_limit bytes

@@ -8,6 +8,17 @@
 // {ExecStage, errno}, so users read "exec /usr/bin/pyhton3: No such file or directory", never
 // a bare exit 127. Between fork and exec the child makes only async-signal-safe calls: all
 // strings, arrays and ids are prepared before the fork.
+//
+// vigild spawns services through proc::Spawner (spawner.hpp), which runs this same code in a
+// helper process, off vigild's event loop; spawn() itself serves wrapper mode and the
+// Spawner's last-resort fallback, and blocks its caller for the preparation (env_file, PATH).
+//
+// env_file is read defensively wherever it is read (the helper or here), because a service's
+// user may control it: opened O_NONBLOCK|O_NOCTTY, as the unit's identity when that differs
+// from the caller's (fsuid/fsgid and supplementary groups switched with raw syscalls for the
+// open only, on the calling thread), then it must be a regular file of at most 1 MiB holding
+// at most 4096 variables. A symlink to /dev/zero, a FIFO or a root-only file is refused with a
+// message naming the file, never read.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +34,8 @@ namespace vigil::proc {
 // Where a spawn failed. Keep in sync with exec_stage_names (static_assert in spawn.cpp).
 enum class ExecStage : std::uint8_t {
     Prepare, // before fork: PATH lookup, user/group lookup, env_file, pipes
-    Fork,
+    Fork,    // clone(), or the child's report to the Spawner (object "report")
+    Cgroup,  // writing "0" to SpawnExtras::cgroup_procs_fd
     Setsid,
     Signals, // resetting dispositions and the mask
     Stdio,   // dup2 of stdin/stdout/stderr and extra fds
@@ -94,6 +106,14 @@ struct SpawnExtras {
     bool foreground_tty = false; // wrapper mode: make the child's group the tty's foreground
     std::vector<std::pair<std::string, std::string>> env; // e.g. NOTIFY_SOCKET, WATCHDOG_USEC
     std::vector<std::pair<int, int>> fds;                 // (fd in vigild, fd number in the child)
+    // With Stdio::Pipes: stderr goes into the stdout pipe (one pipe, in order; Spawned's
+    // stderr_fd is then -1). Exec probes use it.
+    bool merge_stderr = false;
+    // When >= 0: a cgroup v2 `cgroup.procs` file, opened for writing by the caller. The child's
+    // first act (after its report to the Spawner) is to write "0" to it, moving itself into
+    // that cgroup before it runs anything (as systemd does, cgroups(7)); a failure fails the
+    // spawn at ExecStage::Cgroup ("cgroup: Permission denied"). Not installed in the child.
+    int cgroup_procs_fd = -1;
 };
 
 struct SpawnError {
@@ -132,6 +152,10 @@ struct SpawnResult {
 //  - Not safe to call from two threads at once on the same thread-local child stack; vigild
 //    spawns from its loop thread only.
 SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras);
+// The same, and `pidfd` receives a pidfd of the spawned process (clone's CLONE_PIDFD: no race
+// with any reaper), close-on-exec and owned by the caller; -1 on failure or on kernels
+// without CLONE_PIDFD (< 5.2).
+SpawnResult spawn(const SpawnSpec &spec, const SpawnExtras &extras, int &pidfd);
 
 // One process collected by waitpid.
 struct Reaped {
@@ -147,6 +171,9 @@ std::vector<Reaped> reap_all();
 int signal_group(int pgid, int sig) noexcept;
 // kill(pid, sig); returns 0 or errno.
 int signal_process(int pid, int sig) noexcept;
+// pidfd_send_signal(pidfd, sig); returns 0 or errno (ESRCH once the process was reaped).
+// Unlike a pid, a pidfd never names another process, whatever was reaped meanwhile.
+int signal_pidfd(int pidfd, int sig) noexcept;
 // True when some process is still in process group `pgid` (checked with kill(-pgid, 0)).
 bool group_alive(int pgid) noexcept;
 
