@@ -81,11 +81,11 @@ TEST_SUITE("log") {
             CHECK(wall_reads == 2); // one read per distinct `now`
             const auto hits = ul.flush(at_ms(11));
             REQUIRE(hits.size() == 2);
-            std::vector<std::size_t> idx{hits[0].index, hits[1].index};
-            std::sort(idx.begin(), idx.end());
-            CHECK(idx == std::vector<std::size_t>{0, 1});
+            std::vector<std::string> which{hits[0].pattern, hits[1].pattern};
+            std::sort(which.begin(), which.end());
+            CHECK(which == std::vector<std::string>{"OutOfMemoryError", "^warn"});
             for (const auto &h : hits) {
-                if (h.index == 0) {
+                if (h.pattern == "OutOfMemoryError") {
                     CHECK(h.action == unit::PatternAction::Restart);
                     CHECK(h.line == "java.lang.OutOfMemoryError: heap");
                 }
@@ -228,9 +228,17 @@ TEST_SUITE("log") {
         ul.line(Stream::Stdout, "new", false, at_ms(2));
         ul.line(Stream::Stdout, "old", false, at_ms(2));
         const auto hits = ul.flush(at_ms(2));
-        REQUIRE(hits.size() == 2); // "old" by the old set (before), "new" by the new one
+        // "old" by the old set (staged before the reload), "new" by the new one: each hit names
+        // its own pattern and action, though the old pattern is in no list any more.
+        REQUIRE(hits.size() == 2);
         CHECK(((hits[0].line == "old" && hits[1].line == "new") ||
                (hits[0].line == "new" && hits[1].line == "old")));
+        for (const auto &h : hits) {
+            CHECK(h.pattern == h.line);
+            CHECK(h.action ==
+                  (h.pattern == "old" ? unit::PatternAction::Event : unit::PatternAction::Stop));
+        }
+        CHECK(ul.patterns().size() == 1);
         CHECK(slurp(fs::path(dir) / "a.log").starts_with("line 0\n"));
         CHECK(slurp(fs::path(dir) / "a.log").ends_with("old\n"));
         CHECK(slurp(fs::path(dir) / "b.log") == "new\nold\n");
@@ -279,7 +287,7 @@ TEST_SUITE("log") {
                 std::vector<std::string> hits_a, hits_b;
                 auto collect = [](std::span<const PatternHit> hits, std::vector<std::string> &to) {
                     for (const auto &h : hits)
-                        to.push_back(std::to_string(h.index) + " " + h.line);
+                        to.push_back(h.pattern + " " + h.line);
                 };
                 int n = 0;
                 for (int round = 0; round < 40; ++round) {
