@@ -53,11 +53,12 @@ struct CaptureOptions {
     std::size_t grow_pipe = 0;
 };
 
-// The capture settings for a unit's `logs`: its max_line (clamped) and, when its output is not
-// forwarded, 1 MiB reads and pipes grown to 1 MiB for fast writers (a writer and vigild then hand
-// over 1 MiB at a time, not 64 KiB: 16 times fewer wake-ups). Forwarded output keeps 64 KiB reads
-// and default pipes: the forwarder's queue is bounded by high_water plus one read per capture, and
-// a congested stdout must hold the child back within a pipe's worth of lines (issue 6 §4).
+// The capture settings for a unit's `logs`: its max_line (clamped to max_line_limit) and, when
+// its output is not forwarded, 1 MiB reads and pipes grown to 1 MiB for fast writers (a writer
+// and vigild then hand over 1 MiB at a time, not 64 KiB: 16 times fewer wake-ups). Forwarded
+// output keeps 64 KiB reads and default pipes: one read's records stay small next to the
+// forwarder's 4 MiB queue (a 1 MiB read of short lines is several MiB of prefixed records), so
+// one busy service does not fill it alone.
 CaptureOptions capture_options(const unit::LogSpec &spec);
 
 class Capture {
