@@ -174,7 +174,7 @@ TEST_SUITE("log") {
         vigil::unit::LogSpec spec;
         spec.forward = true;
         SeqCounter seq;
-        UnitLog ul("svc", spec, PatternSet{}, &fw, seq);
+        UnitLog ul("svc", spec, FileIdentity{}, PatternSet{}, UnitLogSinks{&fw, {}}, seq);
         bool eof = false;
         Capture cap(&loop, inp[0], -1, CaptureOptions{},
                     Capture::Callbacks{
@@ -202,6 +202,7 @@ TEST_SUITE("log") {
         CHECK(ul.ring().last_seq() == static_cast<std::uint64_t>(n)); // the ring got every line
         const std::uint64_t dropped = fw.dropped_lines();
         CHECK(dropped > 0);
+        CHECK(ul.counters().forward_dropped == dropped);
         CHECK(fw.queued() <= fo.max_queue);
         CHECK(fw.lines_failed() == 0);
 
