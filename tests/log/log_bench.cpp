@@ -1,4 +1,4 @@
-// log_bench: throughput of the log path (issue 6 §5).
+// log_bench: throughput of the log path.
 //
 // A writer process pipes numbered lines into Capture -> UnitLog -> the log writer thread ->
 // RotatingFile (in /tmp), like one service writing through vigild into a rotated file. At the end

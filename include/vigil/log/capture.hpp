@@ -1,5 +1,5 @@
 // vigil/log/capture.hpp: reads one child incarnation's stdout and stderr pipes in vigild's
-// libuv loop and frames them into lines (issue 6 §1, §4).
+// libuv loop and frames them into lines.
 //
 // Contract with the daemon:
 //  - The read ends come from the process spawner, already non-blocking and CLOEXEC. Capture

@@ -1,4 +1,4 @@
-// vigil/log/framer.hpp: bytes in (any chunking), lines out (issue 6 §1).
+// vigil/log/framer.hpp: bytes in (any chunking), lines out.
 //
 // A Framer turns the byte stream of one pipe into lines. It never drops a byte:
 //  - a line is everything up to a '\n' (the '\n' itself is not part of the line; a '\r' before
@@ -13,7 +13,7 @@
 // no copy) or into the framer's internal buffer (a line that straddles two chunks). A view is
 // valid only during the callback. No heap allocation happens after construction.
 // feed_runs() gives the same lines, but ordinary ones in runs (many lines as one view into the
-// caller's chunk), so that the sinks can work per read rather than per line (issue 6 §5).
+// caller's chunk), so that the sinks can work per read rather than per line.
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-// vigil/log/pattern.hpp: regular expressions on log lines (issue 6 §3), with PCRE2 + JIT.
+// vigil/log/pattern.hpp: regular expressions on log lines with PCRE2 + JIT.
 //
 // `Regex` is one compiled PCRE2 pattern (UTF mode with PCRE2_MATCH_INVALID_UTF, so any bytes can
 // be matched safely; JIT-compiled when the platform allows, interpreted otherwise). It is used
@@ -11,9 +11,9 @@
 //    `within` (or ever, without `within`). After firing its window is emptied, so count=3 fires
 //    on the 3rd, 6th, 9th ... match;
 //  - time is a parameter (the loop's monotonic `now`); nothing here reads a clock.
-// Speed (issue 6 §5: ten patterns must cost < 20%): calling pcre2_match per line and pattern
-// costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern, finds
-// candidate lines across the whole block, then confirms each candidate on its own line:
+// Speed (ten patterns must cost under 20% of the throughput): calling pcre2_match per line and
+// pattern costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern,
+// finds candidate lines across the whole block, then confirms each candidate on its own line:
 //  - required literals (e.g. "OutOfMemoryError" in "java.lang.OutOfMemoryError: (.*)", or
 //    {"disk", "filesystem"} in "(disk|filesystem) full", caseless after "(?i)") are searched
 //    with memchr on their rarest byte (rarest in this unit's output: a byte histogram of every

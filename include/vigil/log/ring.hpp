@@ -1,4 +1,4 @@
-// vigil/log/ring.hpp: a byte-bounded tail of one unit's recent lines (issue 6 §2), behind
+// vigil/log/ring.hpp: a byte-bounded tail of one unit's recent lines, behind
 // `vigilctl logs [-n N] [-f]`.
 //
 // Invariants:
