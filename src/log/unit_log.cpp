@@ -157,12 +157,15 @@ void UnitLog::reconfigure(const unit::LogSpec &spec, FileIdentity identity, Patt
     spec_ = spec;
     identity_ = std::move(identity);
     if (file_changed) {
+        const bool was_congested = congested();
         if (file_) {
             // Handed over before the sink goes: its writer finishes them (file_sink.hpp).
             file_->flush();
             failed_before_ += file_->counters().lines_failed; // stays counted
         }
         open_file();
+        // The paused Captures waited for the old sink, which will never say so: say it here.
+        if (was_congested && file_events_.on_pressure) file_events_.on_pressure(false);
     }
 }
 

@@ -556,6 +556,14 @@ TEST_SUITE("log") {
         // The same settings again: the sink stays.
         ul.reconfigure(spec, other, PatternSet{}, at_ms(2));
         CHECK(made.size() == 2);
+        // A congested sink replaced by a reload: the pressure ends with it (the Captures it
+        // paused would wait for ever otherwise).
+        unit::LogSpec moved = spec;
+        moved.file = "/logs/b.log";
+        ul.reconfigure(moved, other, PatternSet{}, at_ms(3));
+        REQUIRE(made.size() == 3);
+        CHECK_FALSE(ul.congested());
+        CHECK(pressure == std::vector<bool>{true, false, true, false});
     }
 
     TEST_CASE("as root, the writer thread opens a service's file as the service") {

@@ -103,7 +103,8 @@ public:
     void reconfigure(const unit::LogSpec &spec, FileIdentity identity, PatternSet patterns,
                      TimePoint now);
 
-    // Events of the file's sink (this one and any made by reconfigure()).
+    // Events of the file's sink (this one and any made by reconfigure(); a congested sink that
+    // reconfigure() replaces ends with on_pressure(false)).
     void set_file_events(FileSinkEvents events);
     // The file's sink is congested: pause this unit's Captures (new ones too).
     bool congested() const { return file_ != nullptr && file_->congested(); }
