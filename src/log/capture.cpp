@@ -92,7 +92,8 @@ char *shared_read_buffer(std::size_t size) {
 
 void on_alloc(uv_handle_t *h, std::size_t /*suggested*/, uv_buf_t *buf) {
     auto *p = static_cast<Capture::State::Pipe *>(h->data);
-    p->buf_size = p->st->opts.read_buffer == 0 ? default_pipe_size : p->st->opts.read_buffer;
+    const std::size_t want = p->st->opts.read_buffer;
+    p->buf_size = want == 0 ? default_pipe_size : std::min(want, read_buffer_limit);
     buf->base = shared_read_buffer(p->buf_size);
     buf->len = p->buf_size;
 }
@@ -187,7 +188,7 @@ void Capture::State::begin_close() {
 
 CaptureOptions capture_options(const unit::LogSpec &spec) {
     CaptureOptions o;
-    o.max_line = static_cast<std::size_t>(spec.max_line);
+    o.max_line = static_cast<std::size_t>(std::min<std::uint64_t>(spec.max_line, max_line_limit));
     if (!spec.forward) {
         o.read_buffer = 1u << 20;
         o.grow_pipe = 1u << 20;

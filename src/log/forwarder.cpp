@@ -1,12 +1,22 @@
-// Forwarding to vigild's stdout with back-pressure: see vigil/log/forwarder.hpp.
+// Forwarding to vigild's standard streams through a bounded queue and a writer thread: see
+// vigil/log/forwarder.hpp.
+//
+// Threads: the loop thread calls line()/raw() and reads the counters; the writer thread takes
+// the whole queue at once (a swap under the mutex) and writes it without the mutex. Everything
+// they share is in Shared, under `mu`. The marker record is appended by the writer thread when
+// the queue has drained, under the same mutex as the drops it counts, so it always lands after
+// every record accepted before the drops and before every record accepted after them.
 #include "vigil/log/forwarder.hpp"
+
+#include "worker.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
-#include <ctime>
-#include <fcntl.h>
+#include <cstring>
+#include <mutex>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,90 +24,157 @@
 
 namespace vigil::log {
 
-// Heap-allocated so that a Forwarder destroyed before its close callbacks ran leaves libuv
-// valid memory; freed by the last close callback.
+struct Forwarder::Shared {
+    Shared(int fd_, ForwarderOptions o) : fd(fd_), opts(std::move(o)) {}
+
+    const int fd;
+    const ForwarderOptions opts;
+    std::mutex mu;
+    std::condition_variable wake;    // to the thread: work, or stop
+    std::condition_variable drained; // from the thread: the queue is empty, or it exited
+    // Guarded by mu.
+    std::string queue;
+    std::size_t in_flight = 0; // bytes the thread took and has not written yet
+    bool stop = false;
+    bool exited = false;
+    std::uint64_t lines = 0;
+    std::uint64_t episode_fwd = 0, episode_own = 0; // drops not yet told by a marker
+    std::uint64_t dropped_fwd = 0, dropped_own = 0;
+    std::uint64_t written = 0, lines_failed = 0;
+    int last_error = 0;
+
+    std::size_t pending() const { return queue.size() + in_flight; }
+    void run();
+    void add_marker();
+};
+
+// The loop handle, heap-allocated so that a Forwarder destroyed before libuv ran the close
+// callback leaves libuv valid memory; freed by that callback.
 struct Forwarder::Handles {
-    uv_idle_t idle{};
-    uv_poll_t poll{};
-    bool poll_inited = false;
+    uv_check_t check{};
+    bool armed = false;
     bool closing = false;
-    int pending = 0;
-    Forwarder *owner = nullptr; // null once the Forwarder is gone
+    Shared *shared = nullptr; // kept alive by the Forwarder, which closes the handle first
     std::function<void()> on_closed;
 };
 
-struct ForwarderAccess {
-    static void on_idle(uv_idle_t *idle) {
-        auto *h = static_cast<Forwarder::Handles *>(idle->data);
-        uv_idle_stop(idle);
-        Forwarder *f = h->owner;
-        if (f == nullptr) return;
-        f->scheduled_ = false;
-        if (!f->write_some()) {
-            if (h->poll_inited) {
-                // The fd would block: wait until it is writable instead of spinning.
-                f->waiting_ = true;
-                uv_poll_start(&h->poll, UV_WRITABLE, on_poll);
-            } else {
-                f->schedule(); // an fd epoll refuses but that was non-blocking: retry
-            }
-        }
-        f->after_write();
-    }
-    static void on_poll(uv_poll_t *poll, int /*status*/, int /*events*/) {
-        // On an error status the write below reports the real errno.
-        auto *h = static_cast<Forwarder::Handles *>(poll->data);
-        Forwarder *f = h->owner;
-        if (f == nullptr) return;
-        if (f->write_some()) {
-            uv_poll_stop(poll);
-            f->waiting_ = false;
-        }
-        f->after_write();
-    }
-    static void on_close(uv_handle_t *handle) {
-        auto *h = static_cast<Forwarder::Handles *>(handle->data);
-        if (--h->pending > 0) return;
-        auto cb = std::move(h->on_closed);
-        if (h->owner != nullptr) h->owner->h_ = nullptr;
-        delete h;
-        if (cb) cb();
-    }
-};
+namespace {
 
-Forwarder::Forwarder(uv_loop_s *loop, ForwarderOptions opts) : opts_(opts) {
-    if (opts_.colour) {
-        colour_ = *opts_.colour;
+std::uint64_t newlines(std::string_view s) {
+    return static_cast<std::uint64_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+void on_check(uv_check_t *check) {
+    auto *h = static_cast<Forwarder::Handles *>(check->data);
+    uv_check_stop(check);
+    h->armed = false;
+    // The records were appended under the mutex before this: a thread about to wait sees them.
+    h->shared->wake.notify_one();
+}
+
+void on_close(uv_handle_t *handle) {
+    auto *h = static_cast<Forwarder::Handles *>(handle->data);
+    auto cb = std::move(h->on_closed);
+    delete h;
+    if (cb) cb();
+}
+
+} // namespace
+
+void Forwarder::Shared::add_marker() {
+    const std::uint64_t total = episode_fwd + episode_own;
+    std::string m = "vigil | " + std::to_string(total) + " lines dropped";
+    if (episode_own > 0) m += " (" + std::to_string(episode_own) + " of them vigild's own)";
+    m += ": " + opts.stream_name + " was blocked\n";
+    queue += m;
+    episode_fwd = episode_own = 0;
+}
+
+void Forwarder::Shared::run() {
+    std::string work;
+    std::unique_lock lock(mu);
+    for (;;) {
+        if ((episode_fwd > 0 || episode_own > 0) && pending() < opts.resume_below) add_marker();
+        if (queue.empty()) {
+            drained.notify_all();
+            if (stop) break;
+            wake.wait(lock);
+            continue;
+        }
+        if (stop) break;
+        work.swap(queue);
+        in_flight = work.size();
+        lock.unlock();
+        std::string_view left = work;
+        int err = 0;
+        while (!left.empty()) {
+            const ssize_t n = ::write(fd, left.data(), left.size());
+            if (n > 0) {
+                left.remove_prefix(static_cast<std::size_t>(n));
+                const std::lock_guard g(mu);
+                in_flight -= static_cast<std::size_t>(n);
+                written += static_cast<std::uint64_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                // Someone else made the shared description non-blocking: wait here instead.
+                pollfd pfd{fd, POLLOUT, 0};
+                (void)::poll(&pfd, 1, -1);
+                continue;
+            }
+            err = n < 0 ? errno : EIO;
+            break;
+        }
+        lock.lock();
+        if (err != 0) {
+            last_error = err;
+            lines_failed += newlines(left);
+        }
+        in_flight = 0;
+        // A burst's buffer is not kept for ever (the queue may have held megabytes).
+        if (work.capacity() > (1u << 20)) work = std::string();
+        work.clear();
+    }
+    lines_failed += newlines(queue) + newlines(work);
+    queue.clear();
+    exited = true;
+    drained.notify_all();
+}
+
+Forwarder::Forwarder(uv_loop_s *loop, ForwarderOptions opts) : fd_(opts.fd) {
+    if (opts.colour) {
+        colour_ = *opts.colour;
     } else {
         const char *nc = std::getenv("NO_COLOR"); // https://no-color.org: set and non-empty
-        colour_ = ::isatty(opts_.fd) == 1 && (nc == nullptr || *nc == '\0');
+        colour_ = ::isatty(fd_) == 1 && (nc == nullptr || *nc == '\0');
     }
+    shared_ = std::make_shared<Shared>(fd_, std::move(opts));
     h_ = new Handles;
-    h_->owner = this;
-    uv_idle_init(loop, &h_->idle);
-    h_->idle.data = h_;
-    struct stat st {};
-    const bool regular = ::fstat(opts_.fd, &st) == 0 && S_ISREG(st.st_mode);
-    if (!regular) {
-        saved_flags_ = ::fcntl(opts_.fd, F_GETFL);
-        // uv_poll_init makes the fd non-blocking (the file description, shared with whoever
-        // gave us this stdout; close() restores the flags). epoll refuses some fds (EPERM for
-        // /dev/null): those are written blocking, which for them never waits.
-        if (uv_poll_init(loop, &h_->poll, opts_.fd) == 0) {
-            h_->poll_inited = true;
-            h_->poll.data = h_;
-            pollable_ = true;
-        } else if (saved_flags_ >= 0) {
-            (void)::fcntl(opts_.fd, F_SETFL, saved_flags_);
-        }
+    h_->shared = shared_.get();
+    uv_check_init(loop, &h_->check);
+    h_->check.data = h_;
+    if (const int err = detail::start_detached([s = shared_] { s->run(); }); err != 0) {
+        const std::lock_guard g(shared_->mu);
+        shared_->last_error = err;
+        shared_->stop = true;
+        shared_->exited = true;
     }
 }
 
 Forwarder::~Forwarder() {
-    if (h_ == nullptr) return;
-    h_->owner = nullptr;
-    if (!h_->closing) close(nullptr);
-    if (h_ != nullptr) h_->owner = nullptr;
+    if (h_ != nullptr && !h_->closing) close(nullptr);
+    {
+        const std::lock_guard g(shared_->mu);
+        shared_->stop = true;
+    }
+    shared_->wake.notify_one();
+    // The thread is detached (worker.hpp): wait a little for it to leave, so that in the normal
+    // case nothing runs after the Forwarder is gone; a thread stuck in write(2) keeps `shared_`
+    // alive by itself.
+    std::unique_lock lock(shared_->mu);
+    shared_->drained.wait_for(lock, std::chrono::milliseconds(200),
+                              [&] { return shared_->exited; });
 }
 
 Forwarder::Prefix Forwarder::prefix(std::string_view name) const {
@@ -120,108 +197,144 @@ Forwarder::Prefix Forwarder::prefix(std::string_view name) const {
     return p;
 }
 
-void Forwarder::line(const Prefix &prefix, Stream stream, std::string_view text, bool continued,
+bool Forwarder::line(const Prefix &prefix, Stream stream, std::string_view text, bool continued,
                      std::optional<WallMs> timestamp) {
-    buf_.append(stream == Stream::Stderr ? prefix.err : prefix.out);
-    if (timestamp) {
-        char ts[timestamp_len];
-        ts_.format(*timestamp, ts);
-        buf_.append(ts, timestamp_len);
-        buf_.push_back(' ');
-    }
-    buf_.append(text);
-    if (continued) buf_.push_back('\\');
-    buf_.push_back('\n');
-    ++lines_;
-    if (!congested_ && queued() > opts_.high_water) {
-        congested_ = true;
-        if (on_pressure_) on_pressure_(true);
-    }
-    schedule();
-}
-
-void Forwarder::schedule() {
-    if (scheduled_ || waiting_ || closing_ || h_ == nullptr) return;
-    scheduled_ = true;
-    // An idle handle runs on the next loop iteration and keeps that iteration's poll from
-    // blocking: everything produced by this iteration's callbacks goes out in one write.
-    uv_idle_start(&h_->idle, ForwarderAccess::on_idle);
-}
-
-bool Forwarder::write_some() {
-    while (queued() > 0) {
-        const ssize_t n = ::write(opts_.fd, buf_.data() + head_, queued());
-        if (n > 0) {
-            head_ += static_cast<std::size_t>(n);
-            written_ += static_cast<std::uint64_t>(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            // Keep the queue compact: drop what was written once it is most of the buffer.
-            if (head_ > (1u << 20) && head_ > buf_.size() / 2) {
-                buf_.erase(0, head_);
-                head_ = 0;
-            }
+    const std::string &pre = stream == Stream::Stderr ? prefix.err : prefix.out;
+    const std::size_t rec =
+        RecordWriter::size(pre.size(), timestamp.has_value(), text.size(), continued);
+    bool dropped = false;
+    {
+        const std::lock_guard g(shared_->mu);
+        Shared &s = *shared_;
+        if (s.exited) {
+            ++s.lines_failed;
             return false;
         }
-        last_error_ = n < 0 ? errno : EIO;
-        lines_failed_ += static_cast<std::uint64_t>(
-            std::count(buf_.data() + head_, buf_.data() + buf_.size(), '\n'));
-        break;
+        // Once dropping started it goes on until the marker was queued: no record may slip in
+        // before the marker that tells of the ones dropped before it.
+        if (s.episode_fwd > 0 || s.episode_own > 0 || s.pending() + rec > s.opts.max_queue) {
+            ++s.episode_fwd;
+            ++s.dropped_fwd;
+            dropped = true;
+        } else {
+            records_.append(s.queue, pre, timestamp, text, continued);
+            ++s.lines;
+        }
     }
-    buf_.clear();
-    head_ = 0;
-    return true;
+    // Also after a drop: an idle thread must come and write the marker (a record bigger than
+    // the whole queue is dropped while the queue is empty).
+    wake_later();
+    return !dropped;
 }
 
-void Forwarder::after_write() {
-    if (congested_ && queued() < opts_.low_water) {
-        congested_ = false;
-        if (on_pressure_) on_pressure_(false);
+bool Forwarder::raw(std::string_view line) {
+    bool dropped = false;
+    {
+        const std::lock_guard g(shared_->mu);
+        Shared &s = *shared_;
+        if (s.exited) {
+            ++s.lines_failed;
+            return false;
+        }
+        if (s.pending() + line.size() + 1 > s.opts.max_own_queue) {
+            ++s.episode_own;
+            ++s.dropped_own;
+            dropped = true;
+        } else {
+            s.queue.append(line);
+            s.queue.push_back('\n');
+            ++s.lines;
+        }
     }
+    // vigild's own lines are few: wake the thread at once (also after close(), and before the
+    // loop runs at all), after a drop too (for the marker).
+    shared_->wake.notify_one();
+    return !dropped;
+}
+
+void Forwarder::wake_later() {
+    if (h_ == nullptr || h_->closing) {
+        shared_->wake.notify_one();
+        return;
+    }
+    if (h_->armed) return;
+    h_->armed = true;
+    uv_check_start(&h_->check, on_check);
 }
 
 bool Forwarder::flush_blocking(Duration timeout) {
-    timespec t0{};
-    ::clock_gettime(CLOCK_MONOTONIC, &t0);
-    const auto start_ms = static_cast<std::int64_t>(t0.tv_sec) * 1000 + t0.tv_nsec / 1'000'000;
-    bool done = write_some();
-    while (!done) {
-        timespec t{};
-        ::clock_gettime(CLOCK_MONOTONIC, &t);
-        const auto now_ms = static_cast<std::int64_t>(t.tv_sec) * 1000 + t.tv_nsec / 1'000'000;
-        const auto left = timeout.count() - (now_ms - start_ms);
-        if (left <= 0) break;
-        pollfd pfd{opts_.fd, POLLOUT, 0};
-        (void)::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left, 1000)));
-        done = write_some();
-    }
-    if (done && waiting_ && h_ != nullptr) {
-        uv_poll_stop(&h_->poll);
-        waiting_ = false;
-    }
-    after_write();
-    return done;
+    shared_->wake.notify_one();
+    std::unique_lock lock(shared_->mu);
+    Shared &s = *shared_;
+    return s.drained.wait_for(lock, timeout, [&] { return s.pending() == 0 || s.exited; }) &&
+           s.pending() == 0;
 }
 
 void Forwarder::close(std::function<void()> cb) {
     if (h_ == nullptr || h_->closing) return;
-    closing_ = true;
     h_->closing = true;
     h_->on_closed = std::move(cb);
-    uv_idle_stop(&h_->idle);
-    ++h_->pending;
-    uv_close(reinterpret_cast<uv_handle_t *>(&h_->idle), ForwarderAccess::on_close);
-    if (h_->poll_inited) {
-        uv_poll_stop(&h_->poll);
-        ++h_->pending;
-        uv_close(reinterpret_cast<uv_handle_t *>(&h_->poll), ForwarderAccess::on_close);
+    if (h_->armed) {
+        uv_check_stop(&h_->check);
+        h_->armed = false;
+        shared_->wake.notify_one(); // what it would have woken the thread for
     }
-    // uv_poll_init switched the fd to non-blocking; give it back as we found it.
-    if (pollable_ && saved_flags_ >= 0) (void)::fcntl(opts_.fd, F_SETFL, saved_flags_);
-    scheduled_ = false;
-    waiting_ = false;
+    uv_close(reinterpret_cast<uv_handle_t *>(&h_->check), on_close);
+    h_ = nullptr; // freed by on_close
+}
+
+std::size_t Forwarder::queued() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->pending();
+}
+std::uint64_t Forwarder::lines() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->lines;
+}
+std::uint64_t Forwarder::bytes_written() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->written;
+}
+std::uint64_t Forwarder::dropped_lines() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->dropped_fwd;
+}
+std::uint64_t Forwarder::dropped_own_lines() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->dropped_own;
+}
+std::uint64_t Forwarder::lines_failed() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->lines_failed;
+}
+int Forwarder::last_error() const {
+    const std::lock_guard g(shared_->mu);
+    return shared_->last_error;
+}
+
+StandardStreams open_standard_streams(uv_loop_s *loop, StandardStreamsOptions opts) {
+    struct stat o {
+    }, e{};
+    const bool same = ::fstat(opts.out_fd, &o) == 0 && ::fstat(opts.err_fd, &e) == 0 &&
+                      o.st_dev == e.st_dev && o.st_ino == e.st_ino;
+    StandardStreams s;
+    ForwarderOptions out;
+    out.fd = opts.out_fd;
+    out.colour = opts.colour;
+    out.stream_name = same ? "standard output and error" : "standard output";
+    s.out_owner = std::make_unique<Forwarder>(loop, std::move(out));
+    s.out = s.out_owner.get();
+    if (same) {
+        s.err = s.out;
+        return s;
+    }
+    ForwarderOptions err;
+    err.fd = opts.err_fd;
+    err.colour = false; // vigild's lines carry no prefix to colour
+    err.stream_name = "standard error";
+    s.err_owner = std::make_unique<Forwarder>(loop, std::move(err));
+    s.err = s.err_owner.get();
+    return s;
 }
 
 } // namespace vigil::log

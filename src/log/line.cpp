@@ -1,6 +1,7 @@
-// Wall clock and RFC 3339 timestamps for the log module.
+// Wall clock, RFC 3339 timestamps and the record format of the log module.
 #include "vigil/log/line.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 namespace vigil::log {
@@ -54,6 +55,22 @@ void TimestampFormatter::format(WallMs t, char *out) noexcept {
     cached_[22] = static_cast<char>('0' + m % 10);
     for (std::size_t i = 0; i < timestamp_len; ++i)
         out[i] = cached_[i];
+}
+
+void RecordWriter::append(std::string &out, std::string_view prefix, std::optional<WallMs> wall,
+                          std::string_view text, bool continued) {
+    const std::size_t at = out.size();
+    out.resize(at + size(prefix.size(), wall.has_value(), text.size(), continued));
+    char *p = out.data() + at;
+    if (!prefix.empty()) p = std::copy(prefix.begin(), prefix.end(), p);
+    if (wall) {
+        ts_.format(*wall, p);
+        p += timestamp_len;
+        *p++ = ' ';
+    }
+    if (!text.empty()) p = std::copy(text.begin(), text.end(), p);
+    if (continued) *p++ = '\\';
+    *p = '\n';
 }
 
 } // namespace vigil::log

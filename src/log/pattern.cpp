@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <ctime>
 #include <utility>
 
 namespace vigil::log {
@@ -47,7 +48,8 @@ std::optional<Regex> Regex::compile(std::string_view pattern, RegexError *error,
     // error and the interpreter is used.
     r.jit_ = jit && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
     r.match_data_ = pcre2_match_data_create(1, nullptr);
-    if (r.match_data_ == nullptr) {
+    r.context_ = pcre2_match_context_create(nullptr);
+    if (r.match_data_ == nullptr || r.context_ == nullptr) {
         if (error != nullptr) *error = RegexError{0, "out of memory"};
         return std::nullopt;
     }
@@ -56,35 +58,145 @@ std::optional<Regex> Regex::compile(std::string_view pattern, RegexError *error,
 
 Regex::Regex(Regex &&o) noexcept
     : pattern_(std::move(o.pattern_)), code_(std::exchange(o.code_, nullptr)),
-      match_data_(std::exchange(o.match_data_, nullptr)), jit_(o.jit_), errors_(o.errors_) {}
+      match_data_(std::exchange(o.match_data_, nullptr)),
+      context_(std::exchange(o.context_, nullptr)), jit_(o.jit_), errors_(o.errors_),
+      skipped_(o.skipped_) {}
 
 Regex &Regex::operator=(Regex &&o) noexcept {
     if (this != &o) {
-        this->~Regex();
-        new (this) Regex(std::move(o));
+        release();
+        pattern_ = std::move(o.pattern_);
+        code_ = std::exchange(o.code_, nullptr);
+        match_data_ = std::exchange(o.match_data_, nullptr);
+        context_ = std::exchange(o.context_, nullptr);
+        jit_ = o.jit_;
+        errors_ = o.errors_;
+        skipped_ = o.skipped_;
     }
     return *this;
 }
 
 Regex::~Regex() {
-    if (match_data_ != nullptr) pcre2_match_data_free(static_cast<pcre2_match_data *>(match_data_));
-    if (code_ != nullptr) pcre2_code_free(static_cast<pcre2_code *>(code_));
+    release();
 }
 
-std::optional<std::size_t> Regex::find(std::string_view subject, std::size_t start) const {
+void Regex::release() {
+    if (match_data_ != nullptr) pcre2_match_data_free(static_cast<pcre2_match_data *>(match_data_));
+    if (context_ != nullptr) pcre2_match_context_free(static_cast<pcre2_match_context *>(context_));
+    if (code_ != nullptr) pcre2_code_free(static_cast<pcre2_code *>(code_));
+    match_data_ = context_ = code_ = nullptr;
+}
+
+// Why these limits (the measurements behind them: bench/README.md, "PCRE2 limits"):
+//  - a normal pattern needs at most about one step per byte of a line (a greedy `.*` backtracks
+//    one byte at a time) and a handful on an ordinary line; a pattern that backtracks
+//    exponentially needs millions on the same line, and PCRE2's default limit (ten million)
+//    costs tens of milliseconds per line;
+//  - so one line gets 10,000 steps plus 8 per byte, at most 1,000,000 (a 1 MiB line): normal
+//    patterns never reach it, and a limit hit on an ordinary line costs tens of microseconds;
+//  - a block scan only proposes candidates (a limit hit makes the pattern go line by line,
+//    losing nothing), so it gets 20,000 plus one per byte, at most 100,000;
+//  - the depth limit equals the match limit (depth never exceeds the steps); the heap limit
+//    bounds the interpreter's backtracking frames, which the match data keeps between calls
+//    (released again after a call that failed).
+Regex::Limits Regex::limits(std::size_t len, bool block) {
+    const std::uint64_t n = len;
+    const std::uint64_t steps = block ? std::min<std::uint64_t>(20'000 + n, 100'000)
+                                      : std::min<std::uint64_t>(10'000 + 8 * n, 1'000'000);
+    return Limits{static_cast<std::uint32_t>(steps), 1024};
+}
+
+// 1 ms plus 16 ns per byte, at most 5 ms: 2 ms for a 64 KiB read, 5 ms for the 1 MiB reads of
+// output that is not forwarded; several times what a normal pattern spends on the same bytes.
+std::int64_t Regex::budget_ns(std::size_t len) {
+    const auto n = static_cast<std::int64_t>(std::min<std::size_t>(len, 1u << 30));
+    return std::min<std::int64_t>(1'000'000 + 16 * n, 5'000'000);
+}
+
+std::optional<std::size_t> Regex::find(std::string_view subject, std::size_t start,
+                                       bool block) const {
     auto *code = static_cast<pcre2_code *>(code_);
     auto *md = static_cast<pcre2_match_data *>(match_data_);
+    auto *mc = static_cast<pcre2_match_context *>(context_);
+    const Limits lim = limits(subject.size() - std::min(start, subject.size()), block);
+    pcre2_set_match_limit(mc, lim.match);
+    pcre2_set_depth_limit(mc, lim.match);
+    pcre2_set_heap_limit(mc, lim.heap_kib);
     const auto *s = reinterpret_cast<PCRE2_SPTR>(subject.data());
     // pcre2_jit_match skips the interpreter's argument checks: the fast path.
-    const int rc = jit_ ? pcre2_jit_match(code, s, subject.size(), start, 0, md, nullptr)
-                        : pcre2_match(code, s, subject.size(), start, 0, md, nullptr);
+    const int rc = jit_ ? pcre2_jit_match(code, s, subject.size(), start, 0, md, mc)
+                        : pcre2_match(code, s, subject.size(), start, 0, md, mc);
     if (rc >= 0) return static_cast<std::size_t>(pcre2_get_ovector_pointer(md)[0]);
-    if (rc != PCRE2_ERROR_NOMATCH) ++errors_;
+    if (rc != PCRE2_ERROR_NOMATCH) {
+        ++errors_;
+        if (!jit_) {
+            // The interpreter keeps the frames it grew in the match data: give them back.
+            if (auto *fresh = pcre2_match_data_create(1, nullptr); fresh != nullptr) {
+                pcre2_match_data_free(md);
+                match_data_ = fresh;
+            }
+        }
+    }
     return std::nullopt;
 }
 
 bool Regex::match(std::string_view subject) const {
     return find(subject, 0).has_value();
+}
+
+namespace {
+
+std::int64_t thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The CPU budget of one pattern on one block (see pattern.hpp). The clock (a syscall) is first
+// read at the 16th PCRE2 call or at the first limit hit, then after every 16th call and every
+// limit hit: a block that needs few calls (a line per read, a literal) costs no clock read at
+// all, and the calls before the first read are at most 15, each bounded by the match limit.
+class Budget {
+public:
+    explicit Budget(std::size_t len) : allowed_(Regex::budget_ns(len)) {}
+    // After a PCRE2 call; `limit_hit`: it stopped at a limit. False once the budget is spent.
+    bool charge(bool limit_hit) {
+        ++calls_;
+        if (!limit_hit && (calls_ & 15) != 0) return true;
+        const std::int64_t now = thread_cpu_ns();
+        if (start_ < 0) start_ = now;
+        return now - start_ <= allowed_;
+    }
+
+private:
+    std::int64_t allowed_;
+    std::int64_t start_ = -1;
+    unsigned calls_ = 0;
+};
+
+std::uint64_t count_lines(std::string_view block) {
+    const auto n = static_cast<std::uint64_t>(std::count(block.begin(), block.end(), '\n'));
+    return n + (!block.empty() && block.back() != '\n' ? 1 : 0);
+}
+
+} // namespace
+
+std::optional<std::string_view> Regex::first_line(std::string_view block) const {
+    Budget budget(block.size());
+    std::size_t pos = 0;
+    while (pos < block.size()) {
+        const std::size_t nl = block.find('\n', pos);
+        const std::size_t end = nl == std::string_view::npos ? block.size() : nl;
+        const std::string_view line = block.substr(pos, end - pos);
+        const auto errors = errors_;
+        if (match(line)) return line;
+        pos = end + 1;
+        if (!budget.charge(errors_ != errors) && pos < block.size()) {
+            skipped_ += count_lines(block.substr(pos));
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,7 +557,7 @@ std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpe
             if (error != nullptr) *error = PatternCompileError{i, err};
             return std::nullopt;
         }
-        Pat p{spec, std::move(*re), std::nullopt, {}, false, false, {}, 0, 0, 0};
+        Pat p{spec, std::move(*re), std::nullopt, {}, false, false, {}, 0, 0, 0, 0};
         // Literals of one or two bytes (e.g. " " in "(a|b) (c|d)") stop memchr on nearly every
         // line: below three bytes, prefer a block regex when it is safe.
         auto lits = required_literals(spec.match);
@@ -462,7 +574,7 @@ std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpe
         } else if (safe) {
             p.block_re = Regex::compile(spec.match, nullptr, jit, /*multiline=*/true);
         }
-        p.window.resize(spec.count == 0 ? 1 : spec.count);
+        p.window.resize(std::clamp(spec.count, 1u, pattern_count_limit));
         set.pats_.push_back(std::move(p));
     }
     set.choose_rare_bytes();
@@ -521,7 +633,7 @@ std::string_view PatternSet::strategy(std::size_t i) const {
     return "line";
 }
 
-void PatternSet::record(Pat &p, std::size_t index, Stream s, std::string_view line, TimePoint now,
+void PatternSet::record(Pat &p, Stream s, std::string_view line, TimePoint now,
                         std::vector<PatternHit> &out) {
     ++p.matches;
     const std::size_t n = p.window.size();
@@ -537,7 +649,7 @@ void PatternSet::record(Pat &p, std::size_t index, Stream s, std::string_view li
     if (p.spec.within && now - oldest > *p.spec.within) return;
     p.win_size = 0;
     p.win_head = 0;
-    out.push_back(PatternHit{index, p.spec.action, s, std::string(line.substr(0, 512))});
+    out.push_back(PatternHit{p.spec.match, p.spec.action, s, std::string(line.substr(0, 512))});
 }
 
 void PatternSet::match(Stream stream, std::string_view line, TimePoint now,
@@ -547,7 +659,7 @@ void PatternSet::match(Stream stream, std::string_view line, TimePoint now,
         if (!applies(p, stream)) continue;
         const bool hit = p.pure_literal ? line.find(p.needles[0].text) != std::string_view::npos
                                         : p.line_re.match(line);
-        if (hit) record(p, i, stream, line, now, out);
+        if (hit) record(p, stream, line, now, out);
     }
 }
 
@@ -595,12 +707,12 @@ void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
                       std::vector<PatternHit> &out) {
     constexpr auto npos = std::string_view::npos;
     if ((scans_++ & 255) == 0) sample(block);
-    for (std::size_t i = 0; i < pats_.size(); ++i) {
-        Pat &p = pats_[i];
+    for (Pat &p : pats_) {
         if (!applies(p, stream)) continue;
         constexpr std::size_t unsearched = npos - 1;
         for (auto &n : p.needles)
             n.next = unsearched;
+        Budget budget(block.size());
         std::size_t pos = 0;
         bool every_line = p.needles.empty() && !p.block_re;
         while (pos < block.size()) {
@@ -617,13 +729,20 @@ void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
                 }
             } else {
                 const auto errors = p.block_re->errors();
-                const auto f = p.block_re->find(block, pos);
+                const auto f = p.block_re->find(block, pos, /*block=*/true);
                 cand = f ? *f : npos;
-                if (!f && p.block_re->errors() != errors) {
+                const bool limited = !f && p.block_re->errors() != errors;
+                if (limited) {
                     // A resource limit over the whole block says nothing about single lines:
-                    // finish this block line by line.
+                    // finish this block line by line, each line bounded.
                     every_line = true;
                     cand = pos;
+                } else if (!f) {
+                    break; // no line left matches
+                }
+                if (!budget.charge(limited)) {
+                    p.skipped += count_lines(block.substr(pos));
+                    break;
                 }
             }
             if (cand == npos) break;
@@ -642,8 +761,17 @@ void PatternSet::scan(Stream stream, std::string_view block, TimePoint now,
                     ? block.size()
                     : static_cast<std::size_t>(static_cast<const char *>(nl) - block.data());
             const std::string_view line = block.substr(ls, le - ls);
-            if (p.pure_literal || p.line_re.match(line)) record(p, i, stream, line, now, out);
             pos = le + 1;
+            if (p.pure_literal) {
+                record(p, stream, line, now, out);
+                continue;
+            }
+            const auto errors = p.line_re.errors();
+            if (p.line_re.match(line)) record(p, stream, line, now, out);
+            if (!budget.charge(p.line_re.errors() != errors) && pos < block.size()) {
+                p.skipped += count_lines(block.substr(pos));
+                break;
+            }
         }
     }
 }

@@ -13,7 +13,7 @@
 
 namespace vigil::log {
 
-Ring::Ring(std::size_t capacity) : capacity_(capacity) {
+Ring::Ring(std::size_t capacity) : capacity_(std::min(capacity, ring_limit)) {
     // Storage is allocated at the first push, not here: with 10,000 services most never write
     // a line, and 64 KiB each would be 640 MB of resident memory for nothing.
 }

@@ -20,29 +20,28 @@ Capture::Callbacks wire(UnitLog &log, uv_loop_s *loop, Wiring w) {
         }
     };
     auto s = std::make_shared<Shared>(Shared{log, loop, std::move(w)});
-    return Capture::Callbacks{
-        [s](Stream stream, std::string_view line, bool continued) {
-            s->log.line(stream, line, continued, s->now());
-            if (s->w.ready != nullptr && !s->ready_seen && s->w.ready->match(line)) {
-                s->ready_seen = true;
-                if (s->w.on_ready) s->w.on_ready();
-            }
-        },
-        [s] { s->flush(); },
-        [s] {
-            s->flush();
-            if (s->w.on_eof) s->w.on_eof();
-        },
-        [s](Stream stream, std::string_view run, std::size_t count) {
-            s->log.lines(stream, run, count, s->now());
-            if (s->w.ready == nullptr || s->ready_seen) return;
-            bool hit = false;
-            for_each_line(run,
-                          [&](std::string_view line) { hit = hit || s->w.ready->match(line); });
-            if (!hit) return;
-            s->ready_seen = true;
-            if (s->w.on_ready) s->w.on_ready();
-        }};
+    return Capture::Callbacks{[s](Stream stream, std::string_view line, bool continued) {
+                                  s->log.line(stream, line, continued, s->now());
+                                  if (s->w.ready != nullptr && !s->ready_seen &&
+                                      s->w.ready->match(line)) {
+                                      s->ready_seen = true;
+                                      if (s->w.on_ready) s->w.on_ready();
+                                  }
+                              },
+                              [s] { s->flush(); },
+                              [s] {
+                                  s->flush();
+                                  if (s->w.on_eof) s->w.on_eof();
+                              },
+                              [s](Stream stream, std::string_view run, std::size_t count) {
+                                  s->log.lines(stream, run, count, s->now());
+                                  if (s->w.ready == nullptr || s->ready_seen) return;
+                                  // Line by line within a CPU budget (a ready.log pattern can
+                                  // backtrack as badly as any other): see Regex::first_line.
+                                  if (!s->w.ready->first_line(run)) return;
+                                  s->ready_seen = true;
+                                  if (s->w.on_ready) s->w.on_ready();
+                              }};
 }
 
 } // namespace vigil::log

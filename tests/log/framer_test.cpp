@@ -107,6 +107,18 @@ TEST_SUITE("log") {
               std::vector<Piece>{{"a", false}, {"bb", false}, {"", false}, {"ccc", false}});
     }
 
+    TEST_CASE("framer max_line is clamped to [1, max_line_limit]") {
+        CHECK(Framer(0).max_line() == 1);
+        CHECK(Framer(std::size_t{4} << 30).max_line() == vigil::log::max_line_limit);
+        // `logs.max_line "4GiB"`: a line without '\n' is cut at the limit, not buffered whole.
+        Framer f(std::size_t{4} << 30);
+        const std::string chunk(vigil::log::max_line_limit + 10, 'x');
+        std::vector<std::size_t> sizes;
+        f.feed(chunk, [&](std::string_view l, bool) { sizes.push_back(l.size()); });
+        CHECK(sizes == std::vector<std::size_t>{vigil::log::max_line_limit});
+        CHECK(f.pending() == 10);
+    }
+
     TEST_CASE("framer emits a final line without newline only on flush") {
         Framer f(100);
         std::vector<Piece> out;

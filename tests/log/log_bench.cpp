@@ -1,9 +1,10 @@
-// log_bench: throughput of the log path (issue 6 §5).
+// log_bench: throughput of the log path.
 //
-// A writer process pipes numbered lines into Capture -> UnitLog -> RotatingFile (in /tmp), like
-// one service writing through vigild into a rotated file. At the end every line of every file is
-// checked: sequence numbers 0..N-1, each exactly once, in order (0 lost, duplicated or
-// corrupted), and the pattern hits are counted against the lines injected to match.
+// A writer process pipes numbered lines into Capture -> UnitLog -> the log writer thread ->
+// RotatingFile (in /tmp), like one service writing through vigild into a rotated file. At the end
+// every line of every file is checked: sequence numbers 0..N-1, each exactly once, in order (0
+// lost, duplicated or corrupted), and the pattern hits are counted against the lines injected to
+// match.
 //
 //   log_bench [--mib N] [--patterns 0|10] [--line N] [--timestamps] [--pipe-size N]
 //             [--read-buffer N] [--dir D] [--baseline] [--no-verify]
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "vigil/log/capture.hpp"
+#include "vigil/log/file_sink.hpp"
 #include "vigil/log/unit_log.hpp"
 #include "vigil/log/wiring.hpp"
 
@@ -246,7 +248,10 @@ int main(int argc, char **argv) {
                 std::printf("pattern %zu: %s\n", i, std::string(pats->strategy(i)).c_str());
         }
         log::SeqCounter seq;
-        log::UnitLog ul("bench", spec, std::move(*pats), nullptr, seq);
+        // The daemon's sinks: the file is written by the log writer thread.
+        log::LogWriter files(&loop);
+        log::UnitLog ul("bench", spec, log::FileIdentity{}, std::move(*pats),
+                        log::UnitLogSinks{nullptr, files.factory()}, seq);
         bool eof = false;
         // The daemon's wiring (vigil/log/wiring.hpp): the path measured is the real one.
         log::Capture cap(
@@ -254,14 +259,24 @@ int main(int argc, char **argv) {
             log::wire(ul, &loop,
                       log::Wiring{[&](std::span<const log::PatternHit> h) { hits += h.size(); },
                                   [&] { eof = true; }, nullptr, nullptr}));
+        // Back-pressure as in vigild: a congested file pauses its unit's capture.
+        ul.set_file_events(log::FileSinkEvents{[&](bool congested) {
+                                                   if (congested)
+                                                       cap.pause();
+                                                   else
+                                                       cap.resume();
+                                               },
+                                               nullptr});
         if (cap.start() != 0) return 1;
         while (!eof)
             uv_run(&loop, UV_RUN_ONCE);
+        if (!files.flush_blocking(Duration{60000})) std::printf("the writer did not finish\n");
         bytes = cap.bytes();
         const auto c = ul.counters();
         if (c.lines_failed != 0)
             std::printf("lines_failed: %llu\n", (unsigned long long)c.lines_failed);
         cap.close(nullptr);
+        files.close(nullptr);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
     }

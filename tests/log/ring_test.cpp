@@ -73,6 +73,13 @@ TEST_SUITE("log") {
         CHECK(r.first_seq() == 91);
     }
 
+    TEST_CASE("ring capacity is clamped to ring_limit") {
+        Ring r(std::size_t{1} << 40); // `logs.ring "1TiB"`: allocated at the first line
+        CHECK(r.capacity() == vigil::log::ring_limit);
+        r.push(1, 0, Stream::Stdout, false, "first");
+        CHECK(r.size() == 1);
+    }
+
     TEST_CASE("ring truncates a line longer than its capacity") {
         Ring r(8);
         r.push(1, 0, Stream::Stdout, false, "0123456789");

@@ -4,19 +4,28 @@
 
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <grp.h>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
 #include "vigil/log/rotating_file.hpp"
 
 namespace fs = std::filesystem;
+using vigil::log::FileIdentity;
+using vigil::log::FileIdentityScope;
 using vigil::log::RotatingFile;
 using vigil::log::RotatingFileOptions;
 
@@ -46,6 +55,44 @@ std::vector<std::string> read_lines(const fs::path &p) {
 std::string numbered(int i) {
     return "line " + std::to_string(i) + " some padding text";
 }
+
+std::string slurp(const fs::path &p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The unprivileged user of the identity tests (Debian's nobody:nogroup).
+constexpr std::uint32_t nobody = 65534;
+
+FileIdentity as_nobody() {
+    return FileIdentity::user(nobody, nobody, {nobody}, "nobody");
+}
+
+std::uint32_t thread_fsuid() {
+    return static_cast<std::uint32_t>(::syscall(SYS_setfsuid, -1L));
+}
+
+// A service's log folder as the identity tests need it: a world-searchable temporary directory
+// holding `svc/` (owned by nobody: the service may put anything there), `secret` (a root file
+// the service must not be able to make vigild write) and `rootdir/` (where it must not be able
+// to make vigild create one).
+struct ServiceDir {
+    TempDir d;
+    fs::path svc, secret, rootdir;
+    ServiceDir() {
+        REQUIRE(::chmod(d.path.c_str(), 0755) == 0);
+        svc = d.path / "svc";
+        secret = d.path / "secret";
+        rootdir = d.path / "rootdir";
+        fs::create_directory(svc);
+        REQUIRE(::chown(svc.c_str(), nobody, nobody) == 0);
+        REQUIRE(::chmod(svc.c_str(), 0755) == 0);
+        fs::create_directory(rootdir);
+        REQUIRE(::chmod(rootdir.c_str(), 0755) == 0);
+        std::ofstream(secret) << "root data\n";
+        REQUIRE(::chmod(secret.c_str(), 0644) == 0);
+    }
+};
 
 } // namespace
 
@@ -364,6 +411,266 @@ TEST_SUITE("log") {
         CHECK(f.lines_written() == 0);
         CHECK(f.last_error() == ENOSPC);
         CHECK(f.flush()); // nothing left to fail
+    }
+
+    TEST_CASE("as root, a symlink planted at a service's log path is opened as the service") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root");
+            return;
+        }
+        ServiceDir sd;
+        const fs::path log = sd.svc / "app.log";
+        // To an existing root file, and dangling into a folder only root may write.
+        for (const fs::path &target : {sd.secret, sd.rootdir / "cron-job"}) {
+            fs::remove(log);
+            fs::create_symlink(target, log);
+            RotatingFileOptions o{log.string(), 100, 3, false};
+            o.identity = as_nobody();
+            RotatingFile f(o);
+            CHECK_FALSE(f.is_open());
+            CHECK(f.last_error() == EACCES);
+            CHECK(f.last_error_text() ==
+                  "cannot open " + log.string() +
+                      " as user nobody: Permission denied (vigild opens a service's log file as "
+                      "the service's user: make the folder writable by nobody)");
+            f.append("evil", false, 0);
+            f.flush();
+            CHECK(f.lines_failed() == 1);
+            CHECK(thread_fsuid() == 0); // switched back
+        }
+        CHECK(slurp(sd.secret) == "root data\n");
+        CHECK_FALSE(fs::exists(sd.rootdir / "cron-job"));
+    }
+
+    TEST_CASE("as root, a symlink replanted between a rotation's rename and its open is refused") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root");
+            return;
+        }
+        ServiceDir sd;
+        const fs::path log = sd.svc / "web.log";
+        for (const fs::path &target : {sd.secret, sd.rootdir / "cron-job"}) {
+            fs::remove(log);
+            fs::remove(sd.svc / "web.log.1");
+            RotatingFileOptions o{log.string(), 100, 3, false};
+            o.identity = as_nobody();
+            int opens = 0;
+            // The service's move: the moment the rotation renamed web.log away, a symlink takes
+            // its place, just before vigild opens the path again.
+            o.before_open = [&] {
+                if (++opens == 2) fs::create_symlink(target, log);
+            };
+            RotatingFile f(o);
+            REQUIRE(f.is_open());
+            for (int i = 0; i < 10; ++i)
+                f.append(numbered(i), false, 0); // > 100 bytes: rotates
+            f.flush();
+            CHECK(opens == 2);
+            CHECK(f.rotations() == 1);
+            CHECK_FALSE(f.is_open());
+            CHECK(f.lines_failed() > 0);
+            CHECK(f.last_error() == EACCES);
+            CHECK(f.last_error_text().find("cannot open " + log.string() +
+                                           " as user nobody: Permission denied") == 0);
+            // The first file was created by the service's user, and got its lines.
+            struct stat st {};
+            REQUIRE(::stat((sd.svc / "web.log.1").c_str(), &st) == 0);
+            CHECK(st.st_uid == nobody);
+            CHECK(read_lines(sd.svc / "web.log.1").size() + f.lines_failed() == 10);
+        }
+        CHECK(slurp(sd.secret) == "root data\n");
+        CHECK_FALSE(fs::exists(sd.rootdir / "cron-job"));
+    }
+
+    TEST_CASE("as root, reopen of a path the service replaced with a symlink is refused") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root");
+            return;
+        }
+        ServiceDir sd;
+        const fs::path log = sd.svc / "r.log";
+        RotatingFileOptions o{log.string(), 0, 1, false};
+        o.identity = as_nobody();
+        RotatingFile f(o);
+        REQUIRE(f.is_open());
+        f.append("before", false, 0);
+        f.flush();
+        fs::rename(log, sd.svc / "r.log.old");
+        fs::create_symlink(sd.secret, log);
+        CHECK(f.reopen() == EACCES);
+        CHECK(f.last_error_text().find("as user nobody: Permission denied") != std::string::npos);
+        f.append("after", false, 0);
+        f.flush();
+        CHECK(f.lines_failed() == 1);
+        CHECK(slurp(sd.secret) == "root data\n");
+        CHECK(read_lines(sd.svc / "r.log.old") == std::vector<std::string>{"before"});
+        // A symlink at a rotation target is renamed, never followed.
+        fs::remove(log);
+        fs::create_symlink(sd.secret, sd.svc / "r2.log.1");
+        RotatingFileOptions o2{(sd.svc / "r2.log").string(), 50, 3, false};
+        o2.identity = as_nobody();
+        {
+            RotatingFile g(o2);
+            for (int i = 0; i < 10; ++i)
+                g.append(numbered(i), false, 0);
+            g.flush();
+            CHECK(g.rotations() > 1);
+            CHECK(g.lines_failed() == 0);
+        }
+        CHECK(slurp(sd.secret) == "root data\n");
+    }
+
+    TEST_CASE("a folder the service's user cannot write: rotation refused, explained, no loss") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root");
+            return;
+        }
+        ServiceDir sd;
+        // The file is the service's, the folder is root's: it can be opened, not rotated.
+        const fs::path log = sd.rootdir / "x.log";
+        std::ofstream(log).close();
+        REQUIRE(::chown(log.c_str(), nobody, nobody) == 0);
+        RotatingFileOptions o{log.string(), 100, 2, false};
+        o.identity = as_nobody();
+        RotatingFile f(o);
+        REQUIRE(f.is_open());
+        for (int i = 0; i < 20; ++i)
+            f.append(numbered(i), false, 0);
+        f.flush();
+        CHECK(f.rotations() == 0);
+        CHECK(f.lines_failed() == 0);
+        CHECK(read_lines(log).size() == 20);
+        CHECK(f.last_error_text() ==
+              "cannot rotate " + log.string() +
+                  " as user nobody: Permission denied (vigild rotates a service's log file as the "
+                  "service's user: make the folder writable by nobody)");
+    }
+
+    TEST_CASE("the identity switch is the calling thread's only, and undone") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root");
+            return;
+        }
+        std::mutex mu;
+        std::condition_variable cv;
+        int step = 0;
+        std::uint32_t other = 12345;
+        std::thread t([&] {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [&] { return step == 1; });
+            other = thread_fsuid();
+            step = 2;
+            cv.notify_all();
+        });
+        {
+            FileIdentityScope as(as_nobody());
+            REQUIRE(as.error() == 0);
+            CHECK(thread_fsuid() == nobody);
+            std::unique_lock lock(mu);
+            step = 1;
+            cv.notify_all();
+            cv.wait(lock, [&] { return step == 2; });
+        }
+        t.join();
+        CHECK(other == 0);
+        CHECK(thread_fsuid() == 0);
+        CHECK(::getgroups(0, nullptr) >= 0);
+    }
+
+    TEST_CASE("an identity vigild cannot take is refused and said, and breaks nothing") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root");
+            return;
+        }
+        TempDir d;
+        REQUIRE(::chmod(d.path.c_str(), 0777) == 0);
+        // A vigild that is not root (a child that dropped root) cannot act as another user.
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            if (::setgroups(0, nullptr) != 0 || ::setgid(nobody) != 0 || ::setuid(nobody) != 0)
+                ::_exit(10);
+            RotatingFileOptions o{(d.path / "a.log").string(), 0, 1, false};
+            o.identity = FileIdentity::user(1000, 1000, {1000}, "alice");
+            RotatingFile f(o);
+            if (f.is_open() || f.last_error() != EPERM) ::_exit(11);
+            if (f.last_error_text().find("as user alice: cannot act as this user") ==
+                std::string::npos)
+                ::_exit(12);
+            // Nothing was left switched: vigild's own identity still works.
+            RotatingFile g(RotatingFileOptions{(d.path / "b.log").string(), 0, 1, false});
+            ::_exit(g.is_open() ? 0 : 13);
+        }
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+    }
+
+    TEST_CASE("a block device is refused; FIFOs and character devices are written") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root to make a device node");
+            return;
+        }
+        TempDir d;
+        const fs::path node = d.path / "blk";
+        // loop7's numbers: opening a loop device writes nothing; refused before any write.
+        if (::mknod(node.c_str(), S_IFBLK | 0600, makedev(7, 7)) != 0) {
+            MESSAGE("skipped: cannot make a block device node");
+            return;
+        }
+        const int probe = ::open(node.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (probe < 0) {
+            MESSAGE("skipped: the block device cannot be opened here");
+            return;
+        }
+        ::close(probe);
+        RotatingFile f(RotatingFileOptions{node.string(), 0, 1, false});
+        CHECK_FALSE(f.is_open());
+        CHECK(f.last_error_text() ==
+              "cannot open " + node.string() + ": not a regular file, FIFO or character device");
+        f.append("x", false, 0);
+        f.flush();
+        CHECK(f.lines_failed() == 1);
+    }
+
+    TEST_CASE("a full FIFO never blocks: the rest waits in the buffer, nothing is lost") {
+        TempDir d;
+        const auto fifo = d.path / "fifo";
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        REQUIRE(rd >= 0);
+        RotatingFile f(RotatingFileOptions{fifo.string(), 0, 1, false});
+        REQUIRE(f.is_open());
+        std::string want;
+        int i = 0;
+        while (!f.blocked() && i < 100000) {
+            f.append(numbered(i), false, 0);
+            want += numbered(i++) + "\n";
+            f.flush();
+        }
+        REQUIRE(f.blocked()); // the pipe (64 KiB) is full: the write stopped, did not wait
+        CHECK(f.lines_failed() == 0);
+        CHECK(f.buffered() > 0);
+        std::string got;
+        char buf[65536];
+        while (f.blocked() || f.buffered() > 0) {
+            for (ssize_t n; (n = ::read(rd, buf, sizeof buf)) > 0;)
+                got.append(buf, static_cast<std::size_t>(n));
+            f.flush();
+        }
+        for (ssize_t n; (n = ::read(rd, buf, sizeof buf)) > 0;)
+            got.append(buf, static_cast<std::size_t>(n));
+        ::close(rd);
+        CHECK(got == want);
+        CHECK(f.lines_written() == static_cast<std::uint64_t>(i));
+        CHECK(f.lines_failed() == 0);
+    }
+
+    TEST_CASE("keep is clamped") {
+        TempDir d;
+        RotatingFile f(RotatingFileOptions{(d.path / "k.log").string(), 10, UINT_MAX, false});
+        CHECK(f.options().keep == vigil::log::keep_limit);
     }
 
 } // TEST_SUITE

@@ -1,5 +1,5 @@
 // vigil/log/capture.hpp: reads one child incarnation's stdout and stderr pipes in vigild's
-// libuv loop and frames them into lines (issue 6 §1, §4).
+// libuv loop and frames them into lines.
 //
 // Contract with the daemon:
 //  - The read ends come from the process spawner, already non-blocking and CLOEXEC. Capture
@@ -43,8 +43,8 @@ struct uv_loop_s;
 namespace vigil::log {
 
 struct CaptureOptions {
-    std::size_t max_line = 16u << 10;
-    std::size_t read_buffer = 64u << 10;
+    std::size_t max_line = 16u << 10;    // clamped to max_line_limit (by the Framer)
+    std::size_t read_buffer = 64u << 10; // clamped to read_buffer_limit
     // If non-zero, try to grow both pipes to this many bytes (F_SETPIPE_SZ) so a fast writer
     // blocks less often. Failures (limits, EPERM) are ignored.
     std::size_t pipe_size = 0;
@@ -53,11 +53,12 @@ struct CaptureOptions {
     std::size_t grow_pipe = 0;
 };
 
-// The capture settings for a unit's `logs`: its max_line and, when its output is not forwarded,
-// 1 MiB reads and pipes grown to 1 MiB for fast writers (a writer and vigild then hand over 1 MiB
-// at a time, not 64 KiB: 16 times fewer wake-ups). Forwarded output keeps 64 KiB reads and
-// default pipes: the forwarder's queue is bounded by high_water plus one read per capture, and
-// a congested stdout must hold the child back within a pipe's worth of lines (issue 6 §4).
+// The capture settings for a unit's `logs`: its max_line (clamped to max_line_limit) and, when
+// its output is not forwarded, 1 MiB reads and pipes grown to 1 MiB for fast writers (a writer
+// and vigild then hand over 1 MiB at a time, not 64 KiB: 16 times fewer wake-ups). Forwarded
+// output keeps 64 KiB reads and default pipes: one read's records stay small next to the
+// forwarder's 4 MiB queue (a 1 MiB read of short lines is several MiB of prefixed records), so
+// one busy service does not fill it alone.
 CaptureOptions capture_options(const unit::LogSpec &spec);
 
 class Capture {

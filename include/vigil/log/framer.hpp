@@ -1,24 +1,27 @@
-// vigil/log/framer.hpp: bytes in (any chunking), lines out (issue 6 §1).
+// vigil/log/framer.hpp: bytes in (any chunking), lines out.
 //
 // A Framer turns the byte stream of one pipe into lines. It never drops a byte:
 //  - a line is everything up to a '\n' (the '\n' itself is not part of the line; a '\r' before
 //    it is kept, as are NUL and any other binary byte);
 //  - a line longer than `max_line` bytes is cut into pieces of exactly `max_line` bytes; every
 //    piece except the last is emitted with `continued == true` ("more of this line follows"),
-//    the last with `continued == false`;
+//    the last with `continued == false`; max_line is clamped to [1, max_line_limit] (1 MiB), the
+//    most a framer ever buffers;
 //  - bytes after the last '\n' are kept until more data arrives, and are emitted as a final
 //    line by flush() (at EOF).
 // Lines are emitted as string_views, either straight into the caller's chunk (the common case:
 // no copy) or into the framer's internal buffer (a line that straddles two chunks). A view is
 // valid only during the callback. No heap allocation happens after construction.
 // feed_runs() gives the same lines, but ordinary ones in runs (many lines as one view into the
-// caller's chunk), so that the sinks can work per read rather than per line (issue 6 §5).
+// caller's chunk), so that the sinks can work per read rather than per line.
 #pragma once
 
 #include <cstddef>
 #include <cstring>
 #include <string>
 #include <string_view>
+
+#include "vigil/log/line.hpp"
 
 namespace vigil::log {
 
@@ -39,10 +42,11 @@ template <class F> void for_each_line(std::string_view run, F &&f) {
 
 class Framer {
 public:
-    // max_line == 0 is treated as 1.
+    // max_line == 0 is treated as 1, more than max_line_limit as max_line_limit.
     // The carry buffer grows on first use (a partial line) and then keeps its capacity: an idle
     // service costs no buffer, a busy one no allocation per line.
-    explicit Framer(std::size_t max_line) : max_line_(max_line == 0 ? 1 : max_line) {}
+    explicit Framer(std::size_t max_line)
+        : max_line_(max_line == 0 ? 1 : (max_line > max_line_limit ? max_line_limit : max_line)) {}
 
     std::size_t max_line() const { return max_line_; }
     // Bytes held back waiting for their '\n'.

@@ -1,4 +1,4 @@
-// vigil/log/pattern.hpp: regular expressions on log lines (issue 6 §3), with PCRE2 + JIT.
+// vigil/log/pattern.hpp: regular expressions on log lines with PCRE2 + JIT.
 //
 // `Regex` is one compiled PCRE2 pattern (UTF mode with PCRE2_MATCH_INVALID_UTF, so any bytes can
 // be matched safely; JIT-compiled when the platform allows, interpreted otherwise). It is used
@@ -11,9 +11,9 @@
 //    `within` (or ever, without `within`). After firing its window is emptied, so count=3 fires
 //    on the 3rd, 6th, 9th ... match;
 //  - time is a parameter (the loop's monotonic `now`); nothing here reads a clock.
-// Speed (issue 6 §5: ten patterns must cost < 20%): calling pcre2_match per line and pattern
-// costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern, finds
-// candidate lines across the whole block, then confirms each candidate on its own line:
+// Speed (ten patterns must cost under 20% of the throughput): calling pcre2_match per line and
+// pattern costs far too much, so scan() takes a *block* of '\n'-terminated lines and, per pattern,
+// finds candidate lines across the whole block, then confirms each candidate on its own line:
 //  - required literals (e.g. "OutOfMemoryError" in "java.lang.OutOfMemoryError: (.*)", or
 //    {"disk", "filesystem"} in "(disk|filesystem) full", caseless after "(?i)") are searched
 //    with memchr on their rarest byte (rarest in this unit's output: a byte histogram of every
@@ -24,6 +24,21 @@
 //    offset, and candidates are re-checked on their line, so results equal per-line matching);
 //  - otherwise every line is matched on its own.
 // match() is the per-line path (one line, e.g. a test or a straddling line).
+//
+// Bounded work (a unit file's pattern and a service's output are both hostile: `^(\w+\s?)*$`
+// on ordinary text backtracks exponentially, and under PCRE2's default match limit a few dozen
+// KB of output froze vigild for seconds):
+//  - every PCRE2 call runs with a match limit, a depth limit and a heap limit (Regex::limits: the
+//    JIT obeys the match limit and its own stack limit). The match limit grows with the subject:
+//    a greedy `.*` costs about one step per byte, so a fixed limit would fail normal patterns on
+//    long lines. A call that hits a limit counts as "no match" and is counted (Regex::errors());
+//  - a block scan that hits a limit says nothing about single lines: that pattern finishes the
+//    block line by line, each line bounded (never one limit-bounded call per byte);
+//  - each pattern has a CPU budget per block (Regex::budget_ns, thread CPU time, read after every
+//    16th PCRE2 call and after every limit hit): when it is spent, the rest of the block is not
+//    matched by that pattern and its lines are counted (PatternSet::skipped). Normal patterns use
+//    a small fraction of it; only a pattern that keeps hitting its limits exhausts it.
+// `count` is clamped to pattern_count_limit: the window keeps one time per match to count.
 #pragma once
 
 #include <array>
@@ -45,8 +60,21 @@ struct RegexError {
     std::string message;
 };
 
+// A pattern's `count` is clamped to this (its window holds one time per counted match).
+inline constexpr unsigned pattern_count_limit = 10000;
+
 class Regex {
 public:
+    // The limits of one PCRE2 call on a subject of `len` bytes (see the top of this file).
+    // The measurements behind them: bench/README.md, "PCRE2 limits".
+    struct Limits {
+        std::uint32_t match;    // pcre2_set_match_limit (also the depth limit)
+        std::uint32_t heap_kib; // pcre2_set_heap_limit
+    };
+    static Limits limits(std::size_t len, bool block);
+    // CPU time a pattern may spend on a block of `len` bytes.
+    static std::int64_t budget_ns(std::size_t len);
+
     // `multiline`: ^ and $ also match at '\n' (used for block scans). `jit`: try JIT.
     static std::optional<Regex> compile(std::string_view pattern, RegexError *error = nullptr,
                                         bool jit = true, bool multiline = false);
@@ -56,28 +84,43 @@ public:
     Regex &operator=(const Regex &) = delete;
     ~Regex();
 
-    // True if the pattern matches somewhere in `subject`.
+    // True if the pattern matches somewhere in `subject` (bounded by limits(subject.size())).
     bool match(std::string_view subject) const;
-    // Offset of the leftmost match starting at or after `start`, if any.
-    std::optional<std::size_t> find(std::string_view subject, std::size_t start = 0) const;
+    // Offset of the leftmost match starting at or after `start`, if any. `block`: the subject is
+    // many lines (a block scan), bounded by the block limits.
+    std::optional<std::size_t> find(std::string_view subject, std::size_t start = 0,
+                                    bool block = false) const;
+    // The first line of `block` (lines ending with '\n'; the last one may lack it) that matches,
+    // trying line by line within budget_ns(block.size()); nullopt if none matched or the budget
+    // ran out first (the lines not tried are counted in skipped()). For ready.log.
+    std::optional<std::string_view> first_line(std::string_view block) const;
 
     bool jit() const { return jit_; }
     const std::string &pattern() const { return pattern_; }
-    // Matches abandoned because of a PCRE2 resource limit (counted as "no match").
+    // Calls abandoned because of a PCRE2 resource limit (counted as "no match").
     std::uint64_t errors() const { return errors_; }
+    // Lines first_line() did not try because its budget was spent.
+    std::uint64_t skipped() const { return skipped_; }
 
 private:
     Regex() = default;
+    void release();
     std::string pattern_;
-    void *code_ = nullptr;       // pcre2_code_8*
-    void *match_data_ = nullptr; // pcre2_match_data_8*, reused by every match
+    void *code_ = nullptr; // pcre2_code_8*
+    // pcre2_match_data_8*, reused by every match; replaced after a call that failed (mutable:
+    // matching is logically const).
+    mutable void *match_data_ = nullptr;
+    void *context_ = nullptr; // pcre2_match_context_8*: the limits
     bool jit_ = false;
     mutable std::uint64_t errors_ = 0;
+    mutable std::uint64_t skipped_ = 0;
 };
 
-// What the shell does with a fired pattern: PatternAction says which event to feed the core.
+// A fired pattern, self-contained: it stays meaningful after a reload replaced the unit's
+// patterns (the daemon never indexes the current list with it). PatternAction says which event
+// to feed the core.
 struct PatternHit {
-    std::size_t index = 0; // into the unit's patterns
+    std::string pattern; // the pattern as written in the unit file
     unit::PatternAction action = unit::PatternAction::Event;
     Stream stream = Stream::Stdout;
     std::string line; // the line that completed the count, cut at 512 bytes (for the event)
@@ -110,6 +153,10 @@ public:
     // "block", "line".
     std::string_view strategy(std::size_t i) const;
     std::uint64_t matches(std::size_t i) const { return pats_[i].matches; }
+    // Lines pattern i treated as "no match" because a PCRE2 limit stopped it.
+    std::uint64_t limit_hits(std::size_t i) const { return pats_[i].line_re.errors(); }
+    // Lines pattern i did not try because its budget for their block was spent.
+    std::uint64_t skipped(std::size_t i) const { return pats_[i].skipped; }
 
 private:
     struct Pat {
@@ -127,12 +174,13 @@ private:
         std::vector<TimePoint> window; // times of the last matches, ring of `count`
         std::size_t win_head = 0, win_size = 0;
         std::uint64_t matches = 0;
+        std::uint64_t skipped = 0;
     };
     static bool applies(const Pat &p, Stream s) {
         return p.spec.stream == Stream::Both || p.spec.stream == s;
     }
-    void record(Pat &p, std::size_t index, Stream s, std::string_view line, TimePoint now,
-                std::vector<PatternHit> &out);
+    static void record(Pat &p, Stream s, std::string_view line, TimePoint now,
+                       std::vector<PatternHit> &out);
     void sample(std::string_view block);
     void choose_rare_bytes();
     std::vector<Pat> pats_;

@@ -1,4 +1,4 @@
-// vigil/log/ring.hpp: a byte-bounded tail of one unit's recent lines (issue 6 §2), behind
+// vigil/log/ring.hpp: a byte-bounded tail of one unit's recent lines, behind
 // `vigilctl logs [-n N] [-f]`.
 //
 // Invariants:
@@ -10,6 +10,7 @@
 //  - Sequence numbers are given by the caller (one global counter in vigild, see UnitLog) and
 //    must increase; queries by sequence number ("after S") are how followers (`-f`) catch up.
 //  - A line longer than capacity-1 bytes keeps only its first capacity-1 bytes (and `truncated`).
+//  - The capacity is clamped to ring_limit (64 MiB): a unit file cannot make vigild allocate more.
 // Views returned by queries point into the ring: they are valid until the next push().
 #pragma once
 
@@ -33,6 +34,7 @@ struct RingLine {
 
 class Ring {
 public:
+    // capacity is clamped to ring_limit.
     explicit Ring(std::size_t capacity);
 
     void push(std::uint64_t seq, WallMs wall, Stream stream, bool continued, std::string_view text);

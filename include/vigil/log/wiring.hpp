@@ -13,7 +13,8 @@
 // Each line goes to UnitLog::line at the loop's time (uv_now); after each batch UnitLog::flush
 // runs and on_hits gets the fired patterns (only when there are some); after EOF a final flush
 // happens before on_eof. `ready` (ready.log) is tried on every line until it first matches; then
-// on_ready runs once and matching stops (it costs nothing afterwards).
+// on_ready runs once and matching stops (it costs nothing afterwards). Its work is bounded like
+// the patterns' (Regex::first_line: PCRE2 limits per line, a CPU budget per read).
 #pragma once
 
 #include <functional>
