@@ -348,7 +348,7 @@ void Session::handle_line(std::string_view line) {
         drain_then_close();
         return;
     }
-    if (read_only_ && !is_read_only(req.cmd)) {
+    if (read_only_ && !is_read_only(req)) {
         std::string why = std::string(to_string(req.cmd)) + " needs root or uid " +
                           std::to_string(geteuid()) + "; uid " + std::to_string(uid_) +
                           " may only run status, tree, events, logs and version";
