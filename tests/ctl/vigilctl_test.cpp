@@ -115,7 +115,7 @@ core::ChildStatus make_status(const char *name, core::ChildState state, std::opt
 }
 
 // Canned answers in the shapes vigild sends.
-void fake_vigild(const SessionPtr &s, const Request &r) {
+void fake_vigild(const ResponderPtr &s, const Request &r) {
     const TimePoint now = at_ms(66'000);
     Json web = status_json(make_status("web", core::ChildState::Running, 4242), now, "root");
     Json db = status_json(make_status("db", core::ChildState::Stopped, std::nullopt), now, "root");
