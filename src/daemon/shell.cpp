@@ -1048,12 +1048,12 @@ private:
     // ---- control socket ----------------------------------------------------------------
 
     struct Follower {
-        std::weak_ptr<ctl::Session> session;
+        std::weak_ptr<ctl::Responder> session;
         ctl::Json id;
         std::optional<ChildId> child; // events of one unit only
     };
     struct LogFollower {
-        std::weak_ptr<ctl::Session> session;
+        std::weak_ptr<ctl::Responder> session;
         ctl::Json id;
         ChildId child;
         std::uint64_t last_seq = 0;
@@ -1076,7 +1076,7 @@ private:
         so.log = [this](std::string_view line) { journal_.say(LogLevel::Warn, line); };
         ctl_ = std::make_unique<ctl::Server>(
             &loop_, std::move(so),
-            [this](const ctl::SessionPtr &s, const ctl::Request &q) { on_request(s, q); });
+            [this](const ctl::ResponderPtr &s, const ctl::Request &q) { on_request(s, q); });
         std::string message;
         if (int err = ctl_->listen(&message); err != 0) {
             journal_.say(LogLevel::Error, message + "; not starting (use --socket to choose "
@@ -1110,7 +1110,7 @@ private:
         });
     }
 
-    std::vector<ChildId> targets(const ctl::SessionPtr &s, const ctl::Request &q, ctl::Expand e,
+    std::vector<ChildId> targets(const ctl::ResponderPtr &s, const ctl::Request &q, ctl::Expand e,
                                  bool *failed) {
         std::string err;
         std::vector<ChildId> ids = ctl::resolve_targets(core_, q.units, &err, e);
@@ -1119,7 +1119,7 @@ private:
         return ids;
     }
 
-    void on_request(const ctl::SessionPtr &s, const ctl::Request &q) {
+    void on_request(const ctl::ResponderPtr &s, const ctl::Request &q) {
         using ctl::Cmd;
         bool failed = false;
         switch (q.cmd) {
@@ -1228,7 +1228,7 @@ private:
                 {"continued", l.continued}};
     }
 
-    void on_logs(const ctl::SessionPtr &s, const ctl::Request &q) {
+    void on_logs(const ctl::ResponderPtr &s, const ctl::Request &q) {
         std::optional<ChildId> id = core_.find(q.unit);
         if (!id || core_.status(*id).removed) {
             s->error(q.id, ctl::ErrorCode::NotFound, "no unit named '" + q.unit + "'");
@@ -1260,7 +1260,7 @@ private:
     }
 
     // Followers are dropped as soon as their connection closes, not at the next item.
-    void drop_followers_on_close(const ctl::SessionPtr &s) {
+    void drop_followers_on_close(const ctl::ResponderPtr &s) {
         s->on_close([this, raw = s.get()] {
             auto gone = [raw](const auto &f) {
                 auto p = f.session.lock();
