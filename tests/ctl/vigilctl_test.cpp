@@ -65,6 +65,7 @@ Ran run_ctl(const std::vector<std::string> &args, const std::vector<std::string>
     if (pid == 0) {
         dup2(o[1], 1);
         dup2(e[1], 2);
+        std::signal(SIGPIPE, SIG_DFL); // LoopThread ignores it (as vigild does); vigilctl must not
         execve(argv[0], argv.data(), envp.data());
         _exit(127);
     }
