@@ -97,7 +97,7 @@ public:
         // The request is ready before the connect: vigild wakes on the connection, and the
         // sooner the request follows, the likelier it is read in that same wake-up.
         std::string request = ctl::make_request(1, cmd_, args_);
-        ctl::Client c;
+        ctl::Client &c = c_;
         if (int r = c.connect(path, timeout_ms_); r != 0) return cannot_connect(path, r);
         // A broken pipe is not the end: vigild may have answered with an error and hung up
         // before reading all of the request (a line over its limit, too many connections).
@@ -147,6 +147,14 @@ public:
 private:
     int cannot_connect(const std::string &path, int r) {
         std::string why = std::strerror(-r);
+        if (r == ctl::untrusted_server) {
+            say("refusing to talk to " + path + ": the server there runs as uid " +
+                std::to_string(c_.server_uid()) + ", neither root nor uid " +
+                std::to_string(geteuid()) +
+                " (you); another user may have made that socket. Check --socket, or remove the "
+                "socket's folder and restart vigild");
+            return cli::code(Exit::Untrusted);
+        }
         if (r == -ENOENT || r == -ECONNREFUSED)
             say("cannot connect to " + path + ": " + why + ": is vigild running? see --socket");
         else if (r == -EACCES || r == -EPERM)
@@ -280,6 +288,7 @@ private:
     }
 
     const Options &o_;
+    ctl::Client c_;
     ctl::Cmd cmd_;
     ctl::Json args_;
     cli::Style style_;

@@ -47,7 +47,8 @@ Client::~Client() {
     close();
 }
 
-Client::Client(Client &&o) noexcept : fd_(o.fd_), buf_(std::move(o.buf_)), off_(o.off_) {
+Client::Client(Client &&o) noexcept
+    : fd_(o.fd_), server_uid_(o.server_uid_), buf_(std::move(o.buf_)), off_(o.off_) {
     o.fd_ = -1;
 }
 
@@ -55,6 +56,7 @@ Client &Client::operator=(Client &&o) noexcept {
     if (this != &o) {
         close();
         fd_ = o.fd_;
+        server_uid_ = o.server_uid_;
         buf_ = std::move(o.buf_);
         off_ = o.off_;
         o.fd_ = -1;
@@ -90,6 +92,18 @@ int Client::connect(const std::string &path, int timeout_ms) {
         }
         ::close(fd);
         return e == EAGAIN ? -ETIMEDOUT : -e;
+    }
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        int e = errno;
+        ::close(fd);
+        return -e;
+    }
+    server_uid_ = cred.uid;
+    if (cred.uid != 0 && cred.uid != geteuid()) {
+        ::close(fd);
+        return untrusted_server;
     }
     fd_ = fd;
     return 0;

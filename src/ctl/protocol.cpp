@@ -65,15 +65,82 @@ std::string line_of(const Json &j) {
     return s;
 }
 
+// What a client sent, quoted for an error message: at most 64 bytes of it, so that an answer
+// never echoes a whole line back.
+std::string quote_input(std::string_view s) {
+    constexpr std::size_t shown = 64;
+    if (s.size() <= shown) return "\"" + std::string(s) + "\"";
+    return "\"" + std::string(s.substr(0, shown)) + "...\" (" + std::to_string(s.size()) +
+           " bytes)";
+}
+
+// The shape check that runs before the JSON parser: nesting depth and the number of values
+// (array elements and object members), counted on the raw bytes. Structure inside strings is
+// skipped; anything malformed is left for the parser to report. Returns an error message, or
+// an empty string when the line may be parsed. Linear, no allocation.
+std::string prescan(std::string_view line) {
+    std::size_t depth = 0, values = 0;
+    bool in_string = false, escaped = false, first = false; // first: just after [ or {
+    for (char c : line) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        // A container's first value counts when it starts; each later one at its comma.
+        if (first && c != ']' && c != '}') ++values;
+        first = false;
+        switch (c) {
+        case '"':
+            in_string = true;
+            break;
+        case '[':
+        case '{':
+            if (++depth > max_request_depth)
+                return "request nested deeper than " + std::to_string(max_request_depth) +
+                       " levels";
+            first = true;
+            break;
+        case ']':
+        case '}':
+            if (depth > 0) --depth;
+            break;
+        case ',':
+            ++values;
+            break;
+        default:
+            break;
+        }
+        if (values > max_request_values)
+            return "request holds more than " + std::to_string(max_request_values) + " values";
+    }
+    return "";
+}
+
 // Argument validation. Each helper returns an error message, or an empty string when fine.
+std::string want_name(const Json &v) {
+    if (!v.is_string() || v.get_ref<const std::string &>().empty()) return "non-empty strings";
+    if (v.get_ref<const std::string &>().size() > max_unit_name)
+        return "names of at most " + std::to_string(max_unit_name) + " bytes";
+    return "";
+}
+
 std::string want_units(const Json &args, const char *key, bool required,
                        std::vector<std::string> &out) {
     auto it = args.find(key);
     if (it == args.end()) return required ? std::string("missing \"") + key + "\"" : "";
     if (!it->is_array()) return std::string("\"") + key + "\" must be an array of unit names";
+    if (it->size() > max_units_per_request)
+        return std::string("\"") + key + "\" may name at most " +
+               std::to_string(max_units_per_request) + " units (use a glob or a supervisor)";
     for (const auto &u : *it) {
-        if (!u.is_string() || u.get_ref<const std::string &>().empty())
-            return std::string("\"") + key + "\" must hold non-empty strings";
+        if (std::string why = want_name(u); !why.empty())
+            return std::string("\"") + key + "\" must hold " + why;
         out.push_back(u.get<std::string>());
     }
     if (required && out.empty()) return std::string("\"") + key + "\" must name at least one unit";
@@ -91,11 +158,11 @@ std::string want_bool(const Json &args, const char *key, bool &out) {
 std::string want_lines(const Json &args, std::optional<std::uint32_t> &out) {
     auto it = args.find("lines");
     if (it == args.end()) return "";
-    const char *msg = "\"lines\" must be an integer from 0 to 4294967295";
+    const std::string msg = "\"lines\" must be an integer from 0 to " + std::to_string(max_lines);
     if (!it->is_number_integer()) return msg;
     if (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) return msg;
     auto v = it->get<std::uint64_t>();
-    if (v > std::numeric_limits<std::uint32_t>::max()) return msg;
+    if (v > max_lines) return msg;
     out = static_cast<std::uint32_t>(v);
     return "";
 }
@@ -103,8 +170,7 @@ std::string want_lines(const Json &args, std::optional<std::uint32_t> &out) {
 std::string want_unit(const Json &args, bool required, std::string &out) {
     auto it = args.find("unit");
     if (it == args.end()) return required ? "missing \"unit\"" : "";
-    if (!it->is_string() || it->get_ref<const std::string &>().empty())
-        return "\"unit\" must be a non-empty string";
+    if (std::string why = want_name(*it); !why.empty()) return "\"unit\" must be a name: " + why;
     out = it->get<std::string>();
     return "";
 }
@@ -115,7 +181,7 @@ std::string only_keys(const Json &args, std::initializer_list<const char *> keys
         bool known = false;
         for (const char *want : keys)
             if (k == want) known = true;
-        if (!known) return "unknown argument \"" + k + "\"";
+        if (!known) return "unknown argument " + quote_input(k);
     }
     return "";
 }
@@ -144,13 +210,20 @@ std::optional<Cmd> cmd_from_string(std::string_view s) noexcept {
     return std::nullopt;
 }
 
-bool is_read_only(Cmd c) noexcept {
-    auto i = static_cast<std::size_t>(c);
-    return i < cmd_names.size() && cmd_names[i].read_only;
+bool is_read_only(const Request &r) noexcept {
+    auto i = static_cast<std::size_t>(r.cmd);
+    if (i >= cmd_names.size() || !cmd_names[i].read_only) return false;
+    return !(r.cmd == Cmd::Logs && r.reopen); // reopening a file changes something
 }
 
 ParseResult parse_request(std::string_view line) noexcept {
     try {
+        if (line.size() > max_request_line)
+            return RequestError{nullptr, ErrorCode::TooLong,
+                                "request line longer than " + std::to_string(max_request_line) +
+                                    " bytes"};
+        if (std::string why = prescan(line); !why.empty())
+            return RequestError{nullptr, ErrorCode::BadRequest, why};
         Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
         if (j.is_discarded()) {
             // Parse again with exceptions only to get nlohmann's message with its position.
@@ -161,6 +234,8 @@ ParseResult parse_request(std::string_view line) noexcept {
                 std::string what = e.what();
                 // "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
                 if (auto p = what.find("] "); p != std::string::npos) what.erase(0, p + 2);
+                // The message quotes the last token read, which may be most of the line.
+                if (what.size() > 160) what = what.substr(0, 160) + "...";
                 return RequestError{nullptr, ErrorCode::BadJson, "invalid JSON: " + what};
             }
             return RequestError{nullptr, ErrorCode::BadJson, "invalid JSON"};
@@ -170,14 +245,16 @@ ParseResult parse_request(std::string_view line) noexcept {
 
         Request r;
         if (auto it = j.find("id"); it != j.end()) {
-            if (!it->is_null() && !it->is_string() && !it->is_number_integer())
+            if ((!it->is_null() && !it->is_string() && !it->is_number_integer()) ||
+                (it->is_string() && it->get_ref<const std::string &>().size() > max_id_length))
                 return RequestError{nullptr, ErrorCode::BadRequest,
-                                    "\"id\" must be an integer or a string"};
+                                    "\"id\" must be an integer or a string of at most " +
+                                        std::to_string(max_id_length) + " bytes"};
             r.id = *it;
         }
         for (const auto &[k, v] : j.items())
             if (k != "id" && k != "cmd" && k != "args")
-                return RequestError{r.id, ErrorCode::BadRequest, "unknown key \"" + k + "\""};
+                return RequestError{r.id, ErrorCode::BadRequest, "unknown key " + quote_input(k)};
 
         auto cit = j.find("cmd");
         if (cit == j.end()) return RequestError{r.id, ErrorCode::BadRequest, "missing \"cmd\""};
@@ -186,7 +263,8 @@ ParseResult parse_request(std::string_view line) noexcept {
         auto cmd = cmd_from_string(cit->get_ref<const std::string &>());
         if (!cmd)
             return RequestError{r.id, ErrorCode::UnknownCommand,
-                                "unknown command \"" + cit->get<std::string>() + "\""};
+                                "unknown command " +
+                                    quote_input(cit->get_ref<const std::string &>())};
         r.cmd = *cmd;
 
         if (auto ait = j.find("args"); ait != j.end() && !ait->is_null()) {
@@ -227,7 +305,8 @@ ParseResult parse_request(std::string_view line) noexcept {
                 auto n = core::parse_signal(sit->get_ref<const std::string &>());
                 if (!n)
                     return RequestError{r.id, ErrorCode::Invalid,
-                                        "unknown signal \"" + sit->get<std::string>() + "\""};
+                                        "unknown signal " +
+                                            quote_input(sit->get_ref<const std::string &>())};
                 r.signal = *n;
             } else {
                 err = "\"signal\" must be a name (\"SIGTERM\") or a number";

@@ -1,8 +1,10 @@
 // The control socket server: see include/vigil/ctl/server.hpp for the rules it enforces.
 #include "vigil/ctl/server.hpp"
 
-#include <cassert>
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <grp.h>
@@ -20,45 +22,91 @@ namespace vigil::ctl {
 
 namespace {
 
-constexpr std::size_t read_chunk = 64 * 1024;
-// Reads per wake-up for one session: a client that floods us must not starve the others.
-constexpr int reads_per_wakeup = 16;
-constexpr int accepts_per_wakeup = 64;
+// One read. libuv reads up to 32 times per wake-up and connection, so this also bounds what
+// one client can make the loop parse in one go (512 KiB).
+constexpr std::size_t read_chunk = 16 * 1024;
+constexpr int listen_backlog = 128;
+// A write buffer kept after a large answer is given back above this size.
+constexpr std::size_t keep_buffer = 256 * 1024;
 
 std::string errno_text(int err) {
     return std::strerror(err);
 }
 
-// Creates `dir` (and missing parents) for the socket. Only the last level gets the tight
-// mode; parents that had to be made are 0755 so that they do not hide an existing setup.
-int make_socket_dir(const std::string &dir, std::optional<gid_t> group, std::string &what) {
+std::uint64_t ms_of(Duration d) {
+    return d.count() > 0 ? static_cast<std::uint64_t>(d.count()) : 0;
+}
+
+std::string octal_mode(mode_t m) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+    return buf;
+}
+
+// Checks an existing socket folder: whoever controls it controls the socket inside. It must
+// be a folder (lstat: a symbolic link could point anywhere), owned by vigild's euid and not
+// writable by its group or by others. Its group may be anything: it grants at most read and
+// search, as in the --socket-group setup (0750, owned by the group).
+int check_socket_dir(const std::string &dir, std::string &what) {
     struct stat st {};
-    if (stat(dir.c_str(), &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) {
-            what = dir + " is not a directory";
-            return -ENOTDIR;
-        }
-        return 0; // an existing folder is the administrator's: leave it as it is
-    }
-    if (errno != ENOENT) {
+    if (lstat(dir.c_str(), &st) != 0) {
         int e = errno;
         what = dir + ": " + errno_text(e);
         return -e;
     }
-    if (auto slash = dir.rfind('/'); slash != std::string::npos && slash > 0) {
-        std::string parent = dir.substr(0, slash);
-        struct stat pst {};
-        if (stat(parent.c_str(), &pst) != 0) {
-            if (int r = make_socket_dir(parent, std::nullopt, what); r != 0) return r;
-            chmod(parent.c_str(), 0755);
+    if (S_ISLNK(st.st_mode)) {
+        what = "its folder " + dir +
+               " is a symbolic link; remove it (vigild makes the folder itself) or choose "
+               "another --socket";
+        return -EPERM;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        what = dir + " is not a directory";
+        return -ENOTDIR;
+    }
+    if (st.st_uid != geteuid()) {
+        what = "its folder " + dir + " is owned by uid " + std::to_string(st.st_uid) +
+               ", not by vigild's user (uid " + std::to_string(geteuid()) +
+               "): whoever made it could replace the socket; remove it (vigild makes it "
+               "itself) or choose another --socket";
+        return -EPERM;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        what = "its folder " + dir + " has mode " + octal_mode(st.st_mode) + ", writable by " +
+               ((st.st_mode & S_IWOTH) ? "others" : "its group") +
+               ", who could replace the socket; chmod go-w " + dir +
+               " (0700, or 0750 with --socket-group)";
+        return -EPERM;
+    }
+    return 0;
+}
+
+// Makes `dir` (and missing parents) for the socket, or checks the one that exists. Only the
+// last level gets the tight mode; parents that had to be made are 0755 so that they do not
+// hide an existing setup.
+int prepare_socket_dir(const std::string &dir, std::optional<gid_t> group, std::string &what) {
+    if (mkdir(dir.c_str(), 0700) != 0) {
+        if (errno == EEXIST) return check_socket_dir(dir, what);
+        if (errno != ENOENT) {
+            int e = errno;
+            what = "cannot create " + dir + ": " + errno_text(e);
+            return -e;
         }
+        auto slash = dir.rfind('/');
+        if (slash == std::string::npos || slash == 0) {
+            what = "cannot create " + dir + ": " + errno_text(ENOENT);
+            return -ENOENT;
+        }
+        std::string parent = dir.substr(0, slash);
+        if (mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
+            std::string ignored;
+            if (int r = prepare_socket_dir(parent, std::nullopt, what); r != 0) return r;
+        }
+        chmod(parent.c_str(), 0755);
+        return prepare_socket_dir(dir, group, what);
     }
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        int e = errno;
-        what = "cannot create " + dir + ": " + errno_text(e);
-        return -e;
-    }
-    // Group members must be able to reach the socket inside: 0750 owned by the group.
+    // New and ours: set the mode exactly (mkdir applied the umask). Group members must be
+    // able to reach the socket inside: 0750 owned by the group.
     if (group) {
         if (chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0 ||
             chmod(dir.c_str(), 0750) != 0) {
@@ -67,8 +115,10 @@ int make_socket_dir(const std::string &dir, std::optional<gid_t> group, std::str
                 "cannot give " + dir + " to group " + std::to_string(*group) + ": " + errno_text(e);
             return -e;
         }
-    } else {
-        chmod(dir.c_str(), 0700);
+    } else if (chmod(dir.c_str(), 0700) != 0) {
+        int e = errno;
+        what = "chmod 0700 " + dir + ": " + errno_text(e);
+        return -e;
     }
     return 0;
 }
@@ -81,9 +131,7 @@ bool peer_in_group(int fd, gid_t g) {
         auto len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
             groups.resize(len / sizeof(gid_t));
-            for (gid_t x : groups)
-                if (x == g) return true;
-            return false;
+            return std::find(groups.begin(), groups.end(), g) != groups.end();
         }
         if (errno != ERANGE) return false;
         groups.resize(len / sizeof(gid_t) + 1);
@@ -95,222 +143,333 @@ bool peer_in_group(int fd, gid_t g) {
 
 // ---------------------------------------------------------------------------------- Session
 
-Session::Session(Private, Server *server, std::uint64_t id) : server_(server), id_(id) {}
+// One client connection: a uv_pipe_t and one deadline timer. The session keeps itself alive
+// (self_) while libuv holds its handles, so neither the daemon dropping its ResponderPtr nor
+// the Server going away can free memory libuv still points at.
+//
+// Output: what uv_try_write() does not take at once is queued in out_; one uv_write() is in
+// flight at a time (inflight_), and out_ gathers what comes meanwhile. counted_ is this
+// session's share of the server's queued_ (out_ plus the whole inflight_ buffer).
+class Session final : public Responder, public std::enable_shared_from_this<Session> {
+public:
+    Session(Server *server, std::uint64_t id) : server_(server), id_(id) {}
 
-Session::~Session() = default;
-
-std::string Session::who() const {
-    return "uid " + std::to_string(uid_) + " pid " + std::to_string(pid_);
-}
-
-bool Session::reply(const Json &id, const Json &result) {
-    if (state_ != State::Open) return false;
-    return send(make_reply(id, result), true);
-}
-
-bool Session::error(const Json &id, ErrorCode code, std::string_view message, const Json &extra) {
-    if (state_ != State::Open) return false;
-    return send(make_error(id, code, message, extra), true);
-}
-
-bool Session::stream(const Json &id, const Json &item) {
-    if (state_ != State::Open) return false;
-    return send(make_stream_item(id, item), false);
-}
-
-bool Session::end(const Json &id) {
-    if (state_ != State::Open) return false;
-    return send(make_end(id), true);
-}
-
-bool Session::on_close(std::function<void()> cb) {
-    if (callbacks_fired_) return false;
-    on_close_.push_back(std::move(cb));
-    return true;
-}
-
-void Session::close() {
-    if (state_ == State::Open) drain_then_close();
-}
-
-bool Session::send(std::string_view line, bool finishes) {
-    if (state_ == State::Closed) return false;
-    if (finishes && outstanding_ > 0) --outstanding_;
-    // The cap is on output the client has not taken: a single large answer to a client that
-    // keeps up (a status of 10k units is megabytes) is always queued.
-    if (pending_output() > 0 && pending_output() + line.size() > server_->options_.max_output) {
-        server_->log("control: disconnecting " + who() + ": " +
-                     std::to_string(pending_output() + line.size()) +
-                     " bytes of answers unread (the client stopped reading)");
-        close_now();
-        return false;
+    bool reply(const Json &id, const Json &result) override {
+        return answer([&] { return make_reply(id, result); }, true);
     }
-    if (out_off_ == out_.size()) {
-        out_.clear();
-        out_off_ = 0;
+    bool error(const Json &id, ErrorCode code, std::string_view message,
+               const Json &extra) override {
+        return answer([&] { return make_error(id, code, message, extra); }, true);
     }
-    out_.append(line);
-    write_some();
-    if (state_ == State::Closed) return false;
-    maybe_finish();
-    return true;
-}
-
-// Writes what the socket takes now; the rest waits for UV_WRITABLE.
-void Session::write_some() {
-    while (state_ != State::Closed && out_off_ < out_.size()) {
-        // MSG_NOSIGNAL: a client that hung up must give EPIPE here, not SIGPIPE to vigild.
-        ssize_t n = ::send(fd_, out_.data() + out_off_, out_.size() - out_off_,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            out_off_ += static_cast<std::size_t>(n);
-            continue;
+    bool stream(const Json &id, const Json &item) override {
+        return answer([&] { return make_stream_item(id, item); }, false);
+    }
+    bool end(const Json &id) override {
+        return answer([&] { return make_end(id); }, true);
+    }
+    bool on_close(std::function<void()> cb) override {
+        if (callbacks_fired_) return false;
+        try {
+            on_close_.push_back(std::move(cb));
+        } catch (...) {
+            return false;
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        close_now(); // EPIPE, ECONNRESET: the client is gone
-        return;
+        return true;
     }
-    if (out_off_ == out_.size()) {
+    bool open() const override { return state_ == State::Open; }
+    std::string who() const override {
+        return "uid " + std::to_string(uid_) + " pid " + std::to_string(pid_);
+    }
+    uid_t uid() const override { return uid_; }
+    bool read_only() const override { return read_only_; }
+    void close() override {
+        if (state_ == State::Open) drain_then_close();
+    }
+
+private:
+    friend class Server;
+    enum class State : std::uint8_t { Open, Draining, Closed };
+
+    uv_stream_t *stream_handle() { return reinterpret_cast<uv_stream_t *>(&pipe_); }
+    std::uint64_t now() const { return uv_now(pipe_.loop); }
+    bool privileged() const { return uid_ == 0 || uid_ == geteuid(); }
+    bool idle() const { return state_ == State::Open && outstanding_ == 0; }
+
+    // Builds the line and queues it; never throws (a failure closes the session).
+    template <class Build> bool answer(Build build, bool finishes) noexcept {
+        if (state_ != State::Open) return false;
+        try {
+            return send(build(), finishes);
+        } catch (...) {
+            fail("cannot queue an answer (out of memory?)");
+            return false;
+        }
+    }
+
+    // Queues one line; `finishes`: it ends a request.
+    bool send(std::string_view line, bool finishes) {
+        if (state_ == State::Closed) return false;
+        if (finishes && outstanding_ > 0 && --outstanding_ == 0) {
+            idle_since_ = now();
+            rearm();
+        }
+        // The cap is on output the client has not taken: a single large answer to a client
+        // that keeps up (a status of 10k units is megabytes) is always queued.
+        if (counted_ > 0 && counted_ + line.size() > server_->options_.max_output) {
+            server_->log("control: disconnecting " + who() + ": " +
+                         std::to_string(counted_ + line.size()) +
+                         " bytes of answers unread (the client stopped reading)");
+            close_now();
+            return false;
+        }
+        if (!writing_ && line.size() <= static_cast<std::size_t>(INT32_MAX)) {
+            uv_buf_t b =
+                uv_buf_init(const_cast<char *>(line.data()), static_cast<unsigned>(line.size()));
+            int n = uv_try_write(stream_handle(), &b, 1);
+            if (n == static_cast<int>(line.size())) {
+                maybe_finish(); // may close a half-closed client: the line went out all the same
+                return true;
+            }
+            if (n < 0 && n != UV_EAGAIN) {
+                close_now(); // EPIPE, ECONNRESET: the client is gone
+                return false;
+            }
+            if (n > 0) line.remove_prefix(static_cast<std::size_t>(n));
+        }
+        out_.append(line);
+        counted_ += line.size();
+        server_->queued_ += line.size();
+        if (!writing_) flush();
+        if (state_ != State::Closed) server_->enforce_total_output();
+        return state_ != State::Closed;
+    }
+
+    void flush() {
+        if (out_.empty() || writing_ || state_ == State::Closed) return;
+        inflight_.swap(out_);
         out_.clear();
-        out_off_ = 0;
-        // Give memory back after a large answer (a status of 10k units is megabytes).
-        if (out_.capacity() > 256 * 1024) std::string().swap(out_);
-    } else if (out_off_ > 64 * 1024 && out_off_ * 2 > out_.size()) {
-        out_.erase(0, out_off_);
-        out_off_ = 0;
-    }
-    update_poll();
-}
-
-void Session::update_poll() {
-    if (state_ == State::Closed) return;
-    int want = 0;
-    if (state_ == State::Open && !read_eof_) want |= UV_READABLE;
-    if (pending_output() > 0) want |= UV_WRITABLE;
-    if (want == poll_events_) return;
-    poll_events_ = want;
-    if (want == 0)
-        uv_poll_stop(&poll_);
-    else
-        uv_poll_start(&poll_, want, &Session::on_poll);
-}
-
-// Closes the connection once nothing is left to do: draining and flushed, or the client
-// half-closed and every request it sent has been answered.
-void Session::maybe_finish() {
-    if (state_ == State::Closed || pending_output() > 0) return;
-    if (state_ == State::Draining || (read_eof_ && outstanding_ == 0)) {
-        close_now();
-        return;
-    }
-    arm_idle();
-}
-
-void Session::drain_then_close() {
-    if (state_ != State::Open) return;
-    state_ = State::Draining;
-    // A client that never reads must not keep a draining session forever.
-    uv_timer_start(&idle_, &Session::on_idle,
-                   static_cast<std::uint64_t>(server_->options_.idle_timeout.count()), 0);
-    update_poll();
-    maybe_finish();
-}
-
-void Session::arm_idle() {
-    if (state_ != State::Open) return;
-    if (outstanding_ == 0 && !read_eof_)
-        uv_timer_start(&idle_, &Session::on_idle,
-                       static_cast<std::uint64_t>(server_->options_.idle_timeout.count()), 0);
-    else
-        uv_timer_stop(&idle_);
-}
-
-void Session::on_idle(uv_timer_t *t) {
-    auto *s = static_cast<Session *>(t->data);
-    if (s->state_ == State::Open)
-        s->server_->log("control: disconnecting " + s->who() + ": no request for " +
-                        std::to_string(s->server_->options_.idle_timeout.count()) + " ms");
-    else
-        s->server_->log("control: disconnecting " + s->who() + ": answers not read in time");
-    s->close_now();
-}
-
-void Session::close_now() {
-    if (state_ == State::Closed) return;
-    state_ = State::Closed;
-    if (handles_open_ == 0) return; // never got its handles (accept path failure)
-    uv_close(reinterpret_cast<uv_handle_t *>(&poll_), &Session::on_handle_closed);
-    uv_close(reinterpret_cast<uv_handle_t *>(&idle_), &Session::on_handle_closed);
-}
-
-void Session::on_handle_closed(uv_handle_t *h) {
-    auto *s = static_cast<Session *>(h->data);
-    if (--s->handles_open_ > 0) return;
-    // The descriptor is closed only now: libuv must not poll a closed (and reused) fd.
-    if (s->fd_ >= 0) ::close(s->fd_);
-    s->fd_ = -1;
-    s->server_->session_closed(s);
-}
-
-void Session::on_poll(uv_poll_t *h, int status, int events) {
-    auto *s = static_cast<Session *>(h->data);
-    if (s->state_ == State::Closed) return;
-    SessionPtr self = s->shared_from_this(); // the handler may drop every other reference
-    if (status < 0) {
-        s->close_now();
-        return;
-    }
-    if (events & UV_WRITABLE) {
-        s->write_some();
-        s->maybe_finish();
-    }
-    if ((events & UV_READABLE) && s->state_ == State::Open) s->on_readable();
-}
-
-void Session::on_readable() {
-    char *buf = server_->readbuf_.get();
-    for (int i = 0; i < reads_per_wakeup && state_ == State::Open && !read_eof_; ++i) {
-        ssize_t n = ::recv(fd_, buf, read_chunk, MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        write_req_.data = this;
+        uv_buf_t b = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
+        if (int r = uv_write(&write_req_, stream_handle(), &b, 1, &Session::on_written); r != 0) {
             close_now();
             return;
         }
-        if (n == 0) {
-            // EOF. A client that is gone entirely (POLLHUP: both directions shut) is closed at
+        writing_ = true;
+    }
+
+    static void on_written(uv_write_t *req, int status) {
+        auto *s = static_cast<Session *>(req->data);
+        s->writing_ = false;
+        if (s->state_ == State::Closed) { // cancelled by the close: nothing is counted any more
+            std::string().swap(s->inflight_);
+            return;
+        }
+        s->uncount(s->inflight_.size());
+        if (s->inflight_.capacity() > keep_buffer)
+            std::string().swap(s->inflight_); // give memory back after a large answer
+        else
+            s->inflight_.clear();
+        if (status < 0) {
+            s->close_now();
+            return;
+        }
+        try {
+            if (!s->out_.empty())
+                s->flush();
+            else
+                s->maybe_finish();
+        } catch (...) {
+            s->fail("write failed");
+        }
+    }
+
+    void uncount(std::size_t n) {
+        counted_ -= n;
+        if (server_) server_->queued_ -= n;
+    }
+
+    // Closes the connection once nothing is left to do: draining and flushed, or the client
+    // half-closed and every request it sent has been answered.
+    void maybe_finish() {
+        if (state_ == State::Closed || counted_ > 0) return;
+        if (state_ == State::Draining || (read_eof_ && outstanding_ == 0)) close_now();
+    }
+
+    void drain_then_close() {
+        if (state_ != State::Open) return;
+        state_ = State::Draining;
+        drain_since_ = now();
+        stop_reading();
+        rearm();
+        maybe_finish();
+    }
+
+    // Closes at once, without a word more; what was queued is dropped.
+    void close_now() noexcept {
+        if (state_ == State::Closed) return;
+        state_ = State::Closed;
+        uncount(counted_);
+        std::string().swap(out_);
+        std::string().swap(inbuf_);
+        if (handles_open_ == 0) return; // never got its handles
+        // Cancels the write in flight (its callback runs first, with UV_ECANCELED).
+        uv_close(reinterpret_cast<uv_handle_t *>(&pipe_), &Session::on_handle_closed);
+        uv_close(reinterpret_cast<uv_handle_t *>(&timer_), &Session::on_handle_closed);
+    }
+
+    // Logs why, then closes: for failures inside callbacks, where nothing may be thrown.
+    void fail(const char *why) noexcept {
+        if (server_) {
+            try {
+                server_->log("control: disconnecting " + who() + ": " + why);
+            } catch (...) {
+            }
+        }
+        close_now();
+    }
+
+    // Closes now with a last error line, written only if the socket takes it at once: for
+    // evictions, where the seat is needed now.
+    void evict(const std::string &message) noexcept {
+        if (state_ == State::Closed) return;
+        if (!writing_) {
+            try {
+                std::string line = make_error(nullptr, ErrorCode::Internal, message);
+                uv_buf_t b = uv_buf_init(line.data(), static_cast<unsigned>(line.size()));
+                uv_try_write(stream_handle(), &b, 1);
+            } catch (...) {
+            }
+        }
+        close_now();
+    }
+
+    static void on_handle_closed(uv_handle_t *h) {
+        auto *s = static_cast<Session *>(h->data);
+        if (--s->handles_open_ > 0) return;
+        std::shared_ptr<Session> keep = std::move(s->self_); // may be the last reference
+        if (s->server_) s->server_->session_closed(s);
+    }
+
+    // The deadline that applies now (see server.hpp): set from timestamps, so that bytes
+    // arriving never move it.
+    void rearm() noexcept {
+        if (state_ == State::Closed || handles_open_ == 0 || !server_) return;
+        const ServerOptions &o = server_->options_;
+        std::uint64_t at = UINT64_MAX;
+        if (state_ == State::Draining) {
+            at = drain_since_ + ms_of(o.idle_timeout); // a client that never reads its last words
+        } else {
+            if (outstanding_ == 0) at = idle_since_ + ms_of(o.idle_timeout);
+            if (!inbuf_.empty()) at = std::min(at, line_since_ + ms_of(o.request_timeout));
+        }
+        if (at == UINT64_MAX) {
+            uv_timer_stop(&timer_);
+            return;
+        }
+        std::uint64_t t = now();
+        uv_timer_start(&timer_, &Session::on_deadline, at > t ? at - t : 0, 0);
+    }
+
+    static void on_deadline(uv_timer_t *t) {
+        auto *s = static_cast<Session *>(t->data);
+        if (s->state_ == State::Closed || !s->server_) return;
+        try {
+            const ServerOptions &o = s->server_->options_;
+            if (s->state_ == State::Draining)
+                s->server_->log("control: disconnecting " + s->who() +
+                                ": answers not read in time");
+            else if (!s->inbuf_.empty() && s->now() >= s->line_since_ + ms_of(o.request_timeout))
+                s->server_->log("control: disconnecting " + s->who() +
+                                ": request line not complete within " +
+                                std::to_string(o.request_timeout.count()) + " ms");
+            else
+                s->server_->log("control: disconnecting " + s->who() + ": no request for " +
+                                std::to_string(o.idle_timeout.count()) + " ms");
+        } catch (...) {
+        }
+        s->close_now();
+    }
+
+    void start_reading() {
+        if (state_ != State::Open || read_eof_) return;
+        int r = uv_read_start(
+            stream_handle(),
+            [](uv_handle_t *h, size_t, uv_buf_t *b) {
+                auto *s = static_cast<Session *>(h->data);
+                if (s->server_ && s->state_ == State::Open)
+                    *b = uv_buf_init(s->server_->readbuf_.get(), read_chunk);
+                else
+                    *b = uv_buf_init(nullptr, 0); // read_cb gets UV_ENOBUFS
+            },
+            &Session::on_read);
+        if (r != 0) close_now();
+    }
+
+    void stop_reading() { uv_read_stop(stream_handle()); }
+
+    static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
+        auto *s = static_cast<Session *>(h->data);
+        if (s->state_ != State::Open) return;
+        std::shared_ptr<Session> self = s->self_; // the handler may drop every other reference
+        try {
+            s->read(n, buf->base);
+        } catch (...) {
+            s->fail("out of memory while reading a request");
+        }
+    }
+
+    void read(ssize_t n, const char *data) {
+        if (n == 0) return; // EAGAIN
+        if (n == UV_EOF) {
+            // A client that is gone entirely (POLLHUP: both directions shut) is closed at
             // once, so a killed `vigilctl logs -f` ends its subscription now. One that only
             // half-closed (`socat`, `nc -N`) still gets its answers, then the close.
-            pollfd p{fd_, POLLOUT, 0};
-            if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
-                close_now();
-                return;
+            uv_os_fd_t fd = -1;
+            if (uv_fileno(reinterpret_cast<uv_handle_t *>(&pipe_), &fd) == 0) {
+                pollfd p{fd, POLLOUT, 0};
+                if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+                    close_now();
+                    return;
+                }
             }
             read_eof_ = true;
-            update_poll();
+            stop_reading();
+            std::string().swap(inbuf_); // a last line without "\n" is not a request
+            rearm();
             maybe_finish();
             return;
         }
-        std::string_view data(buf, static_cast<std::size_t>(n));
-        while (state_ == State::Open && !data.empty()) {
-            auto nl = data.find('\n');
-            std::string_view part = data.substr(0, nl);
-            if (inbuf_.size() + part.size() > server_->options_.max_line) {
+        if (n < 0) {
+            close_now();
+            return;
+        }
+        std::string_view bytes(data, static_cast<std::size_t>(n));
+        while (state_ == State::Open && !bytes.empty()) {
+            auto nl = bytes.find('\n');
+            std::string_view part = bytes.substr(0, nl);
+            if (inbuf_.size() + part.size() > max_request_line) {
                 send(make_error(nullptr, ErrorCode::TooLong,
-                                "request line longer than " +
-                                    std::to_string(server_->options_.max_line) + " bytes"),
+                                "request line longer than " + std::to_string(max_request_line) +
+                                    " bytes"),
                      false);
                 server_->log("control: disconnecting " + who() + ": request line too long");
-                inbuf_.clear();
+                std::string().swap(inbuf_);
                 drain_then_close();
                 return;
             }
             if (nl == std::string_view::npos) {
-                inbuf_.append(part);
+                if (inbuf_.empty()) {
+                    // The first byte of a line: its deadline starts now and is not moved by
+                    // the bytes that follow.
+                    line_since_ = now();
+                    inbuf_.append(part);
+                    rearm();
+                } else {
+                    inbuf_.append(part);
+                }
                 break;
             }
-            data.remove_prefix(nl + 1);
+            bytes.remove_prefix(nl + 1);
             if (inbuf_.empty()) {
                 handle_line(part);
             } else {
@@ -321,52 +480,89 @@ void Session::on_readable() {
             }
         }
     }
-}
 
-void Session::handle_line(std::string_view line) {
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) return;
+    void handle_line(std::string_view line) {
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.find_first_not_of(" \t") == std::string_view::npos) {
+            rearm();
+            return; // blank lines are allowed, and are not activity
+        }
+        idle_since_ = now();
+        ParseResult parsed = parse_request(line);
+        if (auto *bad = std::get_if<RequestError>(&parsed)) {
+            send(make_error(bad->id, bad->code, bad->message), false);
+            if (denied_) drain_then_close();
+            rearm();
+            return;
+        }
+        const Request &req = std::get<Request>(parsed);
+        if (denied_) {
+            std::string why =
+                "uid " + std::to_string(uid_) + " may not use this socket (only root, uid " +
+                std::to_string(geteuid()) +
+                (server_->options_.socket_group
+                     ? ", and group " + std::to_string(*server_->options_.socket_group) +
+                           " for read-only requests"
+                     : std::string()) +
+                ")";
+            server_->log("control: refused " + who() + ": " + to_string(req.cmd) + ": " + why);
+            send(make_error(req.id, ErrorCode::Forbidden, why), false);
+            drain_then_close();
+            return;
+        }
+        if (read_only_ && !is_read_only(req)) {
+            std::string what = req.cmd == Cmd::Logs ? std::string("logs with reopen")
+                                                    : std::string(to_string(req.cmd));
+            std::string why = what + " needs root or uid " + std::to_string(geteuid()) + "; uid " +
+                              std::to_string(uid_) +
+                              " may only run status, tree, events, logs (without reopen) and "
+                              "version";
+            server_->log("control: refused " + who() + ": " + why);
+            send(make_error(req.id, ErrorCode::Forbidden, why), false);
+            rearm();
+            return;
+        }
+        ++outstanding_;
+        rearm();
+        ResponderPtr self = shared_from_this();
+        try {
+            server_->handler_(self, req);
+        } catch (const std::exception &e) {
+            server_->log(std::string("control: ") + to_string(req.cmd) + " failed: " + e.what());
+            error(req.id, ErrorCode::Internal, std::string("internal error: ") + e.what(), nullptr);
+        } catch (...) {
+            server_->log(std::string("control: ") + to_string(req.cmd) +
+                         " failed: an unknown exception");
+            error(req.id, ErrorCode::Internal, "internal error", nullptr);
+        }
+    }
 
-    ParseResult parsed = parse_request(line);
-    if (auto *bad = std::get_if<RequestError>(&parsed)) {
-        send(make_error(bad->id, bad->code, bad->message), false);
-        if (denied_) drain_then_close();
-        arm_idle();
-        return;
-    }
-    const Request &req = std::get<Request>(parsed);
-    if (denied_) {
-        std::string why = "uid " + std::to_string(uid_) +
-                          " may not use this socket (only root, uid " + std::to_string(geteuid()) +
-                          (server_->options_.socket_group
-                               ? ", and group " + std::to_string(*server_->options_.socket_group) +
-                                     " for read-only commands"
-                               : std::string()) +
-                          ")";
-        server_->log("control: refused " + who() + ": " + to_string(req.cmd) + ": " + why);
-        send(make_error(req.id, ErrorCode::Forbidden, why), false);
-        drain_then_close();
-        return;
-    }
-    if (read_only_ && !is_read_only(req.cmd)) {
-        std::string why = std::string(to_string(req.cmd)) + " needs root or uid " +
-                          std::to_string(geteuid()) + "; uid " + std::to_string(uid_) +
-                          " may only run status, tree, events, logs and version";
-        server_->log("control: refused " + who() + ": " + why);
-        send(make_error(req.id, ErrorCode::Forbidden, why), false);
-        arm_idle();
-        return;
-    }
-    ++outstanding_;
-    arm_idle();
-    SessionPtr self = shared_from_this();
-    try {
-        server_->handler_(self, req);
-    } catch (const std::exception &e) {
-        server_->log(std::string("control: ") + to_string(req.cmd) + " failed: " + e.what());
-        error(req.id, ErrorCode::Internal, std::string("internal error: ") + e.what());
-    }
-}
+    Server *server_; // null once the server is done with the session (or gone)
+    std::uint64_t id_;
+    std::shared_ptr<Session> self_; // set while handles are open
+    uv_pipe_t pipe_{};
+    uv_timer_t timer_{};
+    uv_write_t write_req_{};
+    int handles_open_ = 0;
+    State state_ = State::Open;
+    uid_t uid_ = static_cast<uid_t>(-1);
+    gid_t gid_ = static_cast<gid_t>(-1);
+    pid_t pid_ = 0;
+    bool read_only_ = false;
+    bool denied_ = false;   // no access at all: first request refused, then closed
+    bool read_eof_ = false; // the client shut down its sending side
+    bool writing_ = false;  // a uv_write() is in flight
+    bool callbacks_fired_ = false;
+    std::size_t outstanding_ = 0;   // requests handed to the handler and not finished
+    std::uint64_t idle_since_ = 0;  // uv_now(): connected, or last request finished/handled
+    std::uint64_t line_since_ = 0;  // uv_now(): first byte of the line in inbuf_
+    std::uint64_t drain_since_ = 0; // uv_now(): draining began
+    std::string inbuf_;             // bytes of an incomplete request line
+    std::string out_;               // queued, not yet handed to uv_write()
+    std::string inflight_;          // the buffer of the uv_write() in flight
+    std::size_t counted_ = 0;       // out_ + inflight_: this session's part of queued_
+    std::vector<std::function<void()>> on_close_;
+};
 
 // ----------------------------------------------------------------------------------- Server
 
@@ -375,13 +571,63 @@ Server::Server(uv_loop_t *loop, ServerOptions options, Handler handler)
       readbuf_(new char[read_chunk]) {}
 
 Server::~Server() {
-    // The daemon must close() and run the loop until done: libuv still points at our handles.
-    assert(!listener_open_ && sessions_.empty());
-    if (listen_fd_ >= 0 && !listener_open_) ::close(listen_fd_);
+    // Normally close() has completed. If not, start it and leave the handles to free
+    // themselves: the close callbacks see no Server any more.
+    if (!closing_) close();
+    done_ = nullptr;
+    if (listener_) listener_->data = nullptr;
+    if (log_timer_) log_timer_->data = nullptr;
+    if (spare_) {
+        if (spare_busy_)
+            spare_->data = nullptr; // its close callback, still to come, frees it
+        else
+            delete spare_;
+    }
+    for (auto &s : sessions_) {
+        s->server_ = nullptr;
+        s->on_close_.clear(); // they would call into a daemon that may be gone too
+        s->callbacks_fired_ = true;
+    }
 }
 
-void Server::log(const std::string &line) const {
-    if (options_.log) options_.log(line);
+void Server::log(std::string_view line) noexcept {
+    if (!options_.log) return;
+    // At most log_per_second lines a second: a client (or a flood of them) must not be able
+    // to fill vigild's log. What is dropped is counted and reported when the second is over.
+    std::uint64_t now = uv_now(loop_);
+    if (now - log_window_ >= 1000) {
+        flush_suppressed();
+        log_window_ = now;
+        log_lines_ = 0;
+    }
+    if (log_lines_ >= options_.log_per_second) {
+        if (log_suppressed_++ == 0 && log_timer_ && !closing_)
+            uv_timer_start(
+                log_timer_,
+                [](uv_timer_t *t) {
+                    if (auto *srv = static_cast<Server *>(t->data)) srv->flush_suppressed();
+                },
+                log_window_ + 1000 > now ? log_window_ + 1000 - now : 0, 0);
+        return;
+    }
+    ++log_lines_;
+    try {
+        options_.log(line);
+    } catch (...) {
+    }
+}
+
+void Server::flush_suppressed() noexcept {
+    if (log_suppressed_ == 0 || !options_.log) return;
+    std::uint64_t n = log_suppressed_;
+    log_suppressed_ = 0;
+    log_window_ = uv_now(loop_);
+    log_lines_ = 1;
+    try {
+        options_.log("control: " + std::to_string(n) + " more log lines suppressed (at most " +
+                     std::to_string(options_.log_per_second) + " a second)");
+    } catch (...) {
+    }
 }
 
 int Server::listen(std::string *message) {
@@ -390,7 +636,7 @@ int Server::listen(std::string *message) {
         if (message) *message = "control socket " + path + ": " + what;
         return err;
     };
-    if (listener_open_) return fail(-EALREADY, "already listening");
+    if (listener_ || closing_) return fail(-EALREADY, "already listening");
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     if (path.empty()) return fail(-EINVAL, "no path given");
@@ -401,7 +647,7 @@ int Server::listen(std::string *message) {
 
     if (auto slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
         std::string what;
-        if (int r = make_socket_dir(path.substr(0, slash), options_.socket_group, what); r != 0)
+        if (int r = prepare_socket_dir(path.substr(0, slash), options_.socket_group, what); r != 0)
             return fail(r, what);
     }
 
@@ -450,121 +696,239 @@ int Server::listen(std::string *message) {
                                    errno_text(errno));
         if (chmod(path.c_str(), 0660) != 0) return undo(errno, "chmod 0660: " + errno_text(errno));
     }
-    if (::listen(fd, 128) != 0) return undo(errno, "listen: " + errno_text(errno));
     if (stat(path.c_str(), &st) == 0) {
         sock_dev_ = st.st_dev;
         sock_ino_ = st.st_ino;
     }
-    if (int ur = uv_poll_init(loop_, &listener_, fd); ur != 0)
-        return undo(-ur, std::string("uv_poll_init: ") + uv_strerror(ur));
-    listen_fd_ = fd;
-    listener_.data = this;
-    listener_open_ = true;
-    uv_poll_start(&listener_, UV_READABLE, &Server::on_listen_poll);
+
+    auto pipe = std::make_unique<uv_pipe_t>();
+    auto timer = std::make_unique<uv_timer_t>();
+    if (!spare_) spare_ = new uv_pipe_t{};
+    // uv_pipe_init also reserves the descriptor of libuv's EMFILE trick.
+    if (int ur = uv_pipe_init(loop_, pipe.get(), 0); ur != 0)
+        return undo(-ur, std::string("uv_pipe_init: ") + uv_strerror(ur));
+    pipe->data = this;
+    if (int ur = uv_pipe_open(pipe.get(), fd); ur != 0) {
+        uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
+        return undo(-ur, std::string("uv_pipe_open: ") + uv_strerror(ur));
+    }
+    fd = -1; // the pipe owns it now
+    int lr = uv_listen(reinterpret_cast<uv_stream_t *>(pipe.get()), listen_backlog,
+                       [](uv_stream_t *l, int status) {
+                           auto *srv = static_cast<Server *>(l->data);
+                           if (!srv) return;
+                           try {
+                               srv->on_connection(status);
+                           } catch (...) {
+                               srv->log("control: cannot take a connection (out of memory?)");
+                               srv->turn_away();
+                           }
+                       });
+    if (lr != 0) {
+        uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
+        unlink(path.c_str());
+        return fail(lr, std::string("listen: ") + uv_strerror(lr));
+    }
+    uv_timer_init(loop_, timer.get());
+    timer->data = this;
+    listener_ = pipe.release();
+    log_timer_ = timer.release();
+    handles_open_ = 2;
     return 0;
 }
 
-void Server::on_listen_poll(uv_poll_t *h, int status, int /*events*/) {
-    auto *srv = static_cast<Server *>(h->data);
-    if (status < 0) {
-        srv->log(std::string("control: accept: ") + uv_strerror(status));
-        return;
-    }
-    srv->on_acceptable();
+// A connection libuv accepted and we could not take (an allocation failed): it must still be
+// taken off the listener, which libuv stops watching until uv_accept() is called. The spare
+// handle, allocated at listen(), takes it and is closed at once.
+void Server::turn_away() noexcept {
+    if (!listener_ || !spare_ || spare_busy_) return;
+    spare_busy_ = true;
+    uv_pipe_init(loop_, spare_, 0);
+    spare_->data = this;
+    uv_accept(reinterpret_cast<uv_stream_t *>(listener_), reinterpret_cast<uv_stream_t *>(spare_));
+    uv_close(reinterpret_cast<uv_handle_t *>(spare_), [](uv_handle_t *h) {
+        if (auto *srv = static_cast<Server *>(h->data))
+            srv->spare_busy_ = false;
+        else
+            delete reinterpret_cast<uv_pipe_t *>(h); // the Server is gone
+    });
 }
 
-void Server::on_acceptable() {
-    for (int i = 0; i < accepts_per_wakeup && !closing_; ++i) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                log("control: accept: " + errno_text(errno)); // EMFILE: try again later
-            return;
-        }
-        auto s = std::make_shared<Session>(Session::Private{}, this, next_id_++);
-        s->fd_ = fd;
-        if (int r = uv_poll_init(loop_, &s->poll_, fd); r != 0) {
-            log(std::string("control: uv_poll_init: ") + uv_strerror(r));
-            ::close(fd);
-            continue;
-        }
-        uv_timer_init(loop_, &s->idle_);
-        s->poll_.data = s.get();
-        s->idle_.data = s.get();
-        s->handles_open_ = 2;
-        sessions_.push_back(s);
+void Server::on_connection(int status) {
+    if (status < 0) {
+        // EMFILE and ENFILE do not get here: libuv accepted and closed the connection.
+        log(std::string("control: accept: ") + uv_strerror(status));
+        return;
+    }
+    if (closing_) return;
+    auto s = std::make_shared<Session>(this, next_id_++);
+    sessions_.reserve(sessions_.size() + 1); // the last allocation: nothing below throws
+    uv_pipe_init(loop_, &s->pipe_, 0);
+    uv_timer_init(loop_, &s->timer_);
+    s->pipe_.data = s.get();
+    s->timer_.data = s.get();
+    s->handles_open_ = 2;
+    s->self_ = s;
+    // From here on only close_now() ends the session; the close callback drops self_.
+    sessions_.push_back(s);
+    if (int r = uv_accept(reinterpret_cast<uv_stream_t *>(listener_), s->stream_handle()); r != 0) {
+        log(std::string("control: accept: ") + uv_strerror(r));
+        s->close_now();
+        return;
+    }
+    s->idle_since_ = s->now();
 
-        ucred cred{};
-        socklen_t len = sizeof cred;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-            s->uid_ = cred.uid;
-            s->gid_ = cred.gid;
-            s->pid_ = cred.pid;
-            if (cred.uid == 0 || cred.uid == geteuid()) {
-                // full access
-            } else if (options_.socket_group && (cred.gid == *options_.socket_group ||
-                                                 peer_in_group(fd, *options_.socket_group))) {
-                s->read_only_ = true;
-            } else {
-                s->denied_ = true;
-            }
+    uv_os_fd_t fd = -1;
+    uv_fileno(reinterpret_cast<uv_handle_t *>(&s->pipe_), &fd);
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        s->uid_ = cred.uid;
+        s->gid_ = cred.gid;
+        s->pid_ = cred.pid;
+        if (s->privileged()) {
+            // full access
+        } else if (options_.socket_group && (cred.gid == *options_.socket_group ||
+                                             peer_in_group(fd, *options_.socket_group))) {
+            s->read_only_ = true;
         } else {
             s->denied_ = true;
         }
+    } else {
+        s->denied_ = true;
+    }
+    admit(s);
+}
 
-        s->send(make_hello(options_.server_version), false);
-        if (sessions_.size() > options_.max_sessions) {
-            log("control: refusing " + s->who() + ": " + std::to_string(options_.max_sessions) +
-                " connections already open");
-            s->send(make_error(nullptr, ErrorCode::Internal,
-                               "too many connections to vigild; try again later"),
-                    false);
-            s->drain_then_close();
-            continue;
+// Makes room for the newcomer (see server.hpp), or refuses it.
+void Server::admit(const std::shared_ptr<Session> &s) {
+    std::size_t open = 0, same_uid = 0;
+    for (const auto &x : sessions_) {
+        if (x == s || x->state_ == Session::State::Closed) continue;
+        ++open;
+        if (x->uid_ == s->uid_) ++same_uid;
+    }
+    std::string refusal;
+    if (!s->privileged() && same_uid >= options_.max_sessions_per_uid) {
+        // Its own connection idle the longest makes room; else it has enough.
+        Session *victim = nullptr;
+        for (const auto &x : sessions_)
+            if (x != s && x->uid_ == s->uid_ && x->idle() &&
+                (!victim || x->idle_since_ < victim->idle_since_))
+                victim = x.get();
+        if (victim) {
+            log("control: evicting " + victim->who() + " (idle) for a new connection of uid " +
+                std::to_string(s->uid_) + ", which has " +
+                std::to_string(options_.max_sessions_per_uid) + " open");
+            ++evicted_;
+            victim->evict("closed to make room for a newer connection of the same user");
+            --open;
+        } else {
+            refusal = "uid " + std::to_string(s->uid_) + " already has " +
+                      std::to_string(options_.max_sessions_per_uid) + " connections open";
         }
-        s->update_poll();
-        s->arm_idle();
-        // vigilctl sends its request without waiting for the hello, so it is often here
-        // already: answering now saves the query a wake-up.
-        if (s->state_ == Session::State::Open) s->on_readable();
+    }
+    if (refusal.empty() && open >= options_.max_sessions) {
+        if (Session *victim = pick_victim(*s)) {
+            log("control: evicting " + victim->who() + (victim->idle() ? " (idle)" : " (busy)") +
+                ": " + std::to_string(options_.max_sessions) + " connections open, " + s->who() +
+                " is connecting");
+            ++evicted_;
+            victim->evict("closed to make room: too many connections to vigild");
+        } else {
+            refusal = std::to_string(options_.max_sessions) + " connections already open";
+        }
+    }
+    s->send(make_hello(options_.server_version), false);
+    if (!refusal.empty()) {
+        log("control: refusing " + s->who() + ": " + refusal);
+        ++refused_;
+        s->send(make_error(nullptr, ErrorCode::Internal,
+                           "too many connections to vigild (" + refusal + "); try again later"),
+                false);
+        s->drain_then_close();
+        return;
+    }
+    s->rearm();
+    s->start_reading();
+}
+
+// At max_sessions: the session idle the longest (non-privileged newcomers may take the seat
+// of non-privileged sessions only); for root and vigild's euid, when nobody is idle, the
+// non-privileged session connected first, busy or not (a follower).
+Session *Server::pick_victim(const Session &newcomer) const {
+    Session *idle = nullptr;
+    Session *busy = nullptr;
+    for (const auto &x : sessions_) {
+        if (x.get() == &newcomer || x->state_ == Session::State::Closed) continue;
+        if (!newcomer.privileged() && x->privileged()) continue;
+        if (x->idle()) {
+            if (!idle || x->idle_since_ < idle->idle_since_) idle = x.get();
+        } else if (!x->privileged() && (!busy || x->id_ < busy->id_)) {
+            busy = x.get();
+        }
+    }
+    if (idle) return idle;
+    return newcomer.privileged() ? busy : nullptr;
+}
+
+// All sessions together may hold max_total_output of unsent output: past it, the one that
+// holds the most (a follower that stopped reading) goes.
+void Server::enforce_total_output() {
+    while (queued_ > options_.max_total_output) {
+        Session *worst = nullptr;
+        for (const auto &x : sessions_)
+            if (x->state_ != Session::State::Closed && (!worst || x->counted_ > worst->counted_))
+                worst = x.get();
+        if (!worst || worst->counted_ == 0) return;
+        log("control: disconnecting " + worst->who() + ": " + std::to_string(worst->counted_) +
+            " bytes of answers unread, and all clients together hold more than " +
+            std::to_string(options_.max_total_output) + " bytes");
+        worst->close_now();
     }
 }
 
-void Server::session_closed(Session *s) {
-    SessionPtr keep;
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-        if (it->get() == s) {
-            keep = std::move(*it);
-            sessions_.erase(it);
-            break;
-        }
+void Server::session_closed(Session *s) noexcept {
+    auto it = std::find_if(sessions_.begin(), sessions_.end(),
+                           [s](const auto &p) { return p.get() == s; });
+    std::shared_ptr<Session> keep;
+    if (it != sessions_.end()) {
+        keep = std::move(*it);
+        sessions_.erase(it);
     }
     s->callbacks_fired_ = true;
     auto cbs = std::move(s->on_close_);
     s->on_close_.clear();
+    s->server_ = nullptr; // the session may outlive the server in the daemon's hands
     for (auto &cb : cbs) {
         try {
             if (cb) cb();
         } catch (const std::exception &e) {
             log(std::string("control: on_close callback failed: ") + e.what());
+        } catch (...) {
+            log("control: on_close callback failed");
         }
     }
-    s->server_ = nullptr; // the session may outlive the server in the daemon's hands
     maybe_done();
 }
 
 void Server::close(std::function<void()> done) {
     closing_ = true;
     if (done) done_ = std::move(done);
-    if (listener_open_) {
-        uv_close(reinterpret_cast<uv_handle_t *>(&listener_), [](uv_handle_t *h) {
-            auto *srv = static_cast<Server *>(h->data);
-            ::close(srv->listen_fd_);
-            srv->listen_fd_ = -1;
-            srv->listener_open_ = false;
-            srv->maybe_done();
-        });
+    auto closed = [](uv_handle_t *h) {
+        auto *srv = static_cast<Server *>(h->data);
+        if (srv && h == reinterpret_cast<uv_handle_t *>(srv->listener_)) srv->listener_ = nullptr;
+        if (srv && h == reinterpret_cast<uv_handle_t *>(srv->log_timer_)) srv->log_timer_ = nullptr;
+        if (h->type == UV_NAMED_PIPE)
+            delete reinterpret_cast<uv_pipe_t *>(h);
+        else
+            delete reinterpret_cast<uv_timer_t *>(h);
+        if (srv && --srv->handles_open_ == 0) srv->maybe_done();
+    };
+    if (listener_ && !uv_is_closing(reinterpret_cast<uv_handle_t *>(listener_))) {
+        uv_close(reinterpret_cast<uv_handle_t *>(listener_), closed);
         // Remove the socket file, but only if it is still the one we made (a new vigild may
         // have replaced it).
         struct stat st {};
@@ -572,17 +936,24 @@ void Server::close(std::function<void()> done) {
             st.st_ino == sock_ino_)
             unlink(options_.path.c_str());
     }
+    if (log_timer_ && !uv_is_closing(reinterpret_cast<uv_handle_t *>(log_timer_))) {
+        flush_suppressed();
+        uv_close(reinterpret_cast<uv_handle_t *>(log_timer_), closed);
+    }
     auto all = sessions_;
     for (auto &s : all)
         s->close_now();
     maybe_done();
 }
 
-void Server::maybe_done() {
-    if (!closing_ || listener_open_ || !sessions_.empty() || !done_) return;
+void Server::maybe_done() noexcept {
+    if (!closing_ || handles_open_ > 0 || !sessions_.empty() || !done_) return;
     auto d = std::move(done_);
     done_ = nullptr;
-    d();
+    try {
+        d();
+    } catch (...) {
+    }
 }
 
 std::optional<gid_t> lookup_group(std::string_view name, std::string *error) {

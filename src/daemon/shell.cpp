@@ -922,12 +922,12 @@ private:
     // ---- control socket ----------------------------------------------------------------
 
     struct Follower {
-        std::weak_ptr<ctl::Session> session;
+        std::weak_ptr<ctl::Responder> session;
         ctl::Json id;
         std::optional<ChildId> child; // events of one unit only
     };
     struct LogFollower {
-        std::weak_ptr<ctl::Session> session;
+        std::weak_ptr<ctl::Responder> session;
         ctl::Json id;
         ChildId child;
         std::uint64_t last_seq = 0;
@@ -950,7 +950,7 @@ private:
         so.log = [this](std::string_view line) { journal_.say(LogLevel::Warn, line); };
         ctl_ = std::make_unique<ctl::Server>(
             &loop_, std::move(so),
-            [this](const ctl::SessionPtr &s, const ctl::Request &q) { on_request(s, q); });
+            [this](const ctl::ResponderPtr &s, const ctl::Request &q) { on_request(s, q); });
         std::string message;
         if (int err = ctl_->listen(&message); err != 0) {
             journal_.say(LogLevel::Error, message + "; not starting (use --socket to choose "
@@ -984,7 +984,7 @@ private:
         });
     }
 
-    std::vector<ChildId> targets(const ctl::SessionPtr &s, const ctl::Request &q, ctl::Expand e,
+    std::vector<ChildId> targets(const ctl::ResponderPtr &s, const ctl::Request &q, ctl::Expand e,
                                  bool *failed) {
         std::string err;
         std::vector<ChildId> ids = ctl::resolve_targets(core_, q.units, &err, e);
@@ -993,7 +993,7 @@ private:
         return ids;
     }
 
-    void on_request(const ctl::SessionPtr &s, const ctl::Request &q) {
+    void on_request(const ctl::ResponderPtr &s, const ctl::Request &q) {
         using ctl::Cmd;
         bool failed = false;
         switch (q.cmd) {
@@ -1102,7 +1102,7 @@ private:
                 {"continued", l.continued}};
     }
 
-    void on_logs(const ctl::SessionPtr &s, const ctl::Request &q) {
+    void on_logs(const ctl::ResponderPtr &s, const ctl::Request &q) {
         std::optional<ChildId> id = core_.find(q.unit);
         if (!id || core_.status(*id).removed) {
             s->error(q.id, ctl::ErrorCode::NotFound, "no unit named '" + q.unit + "'");
@@ -1134,7 +1134,7 @@ private:
     }
 
     // Followers are dropped as soon as their connection closes, not at the next item.
-    void drop_followers_on_close(const ctl::SessionPtr &s) {
+    void drop_followers_on_close(const ctl::ResponderPtr &s) {
         s->on_close([this, raw = s.get()] {
             auto gone = [raw](const auto &f) {
                 auto p = f.session.lock();

@@ -1,6 +1,8 @@
 // vigild's HTTP endpoint: see vigil/http/server.hpp.
 #include "vigil/http/server.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -119,23 +121,66 @@ std::optional<std::pair<std::string, int>> parse_listen_address(std::string_view
 }
 
 // ---------------------------------------------------------------------------------------------
+// Client addresses, as eviction groups them: an IPv4 address, or an IPv6 address's /64 (one
+// host or site usually has a whole /64, so a /128 would let it take many seats).
+namespace {
+
+using PeerKey = std::array<unsigned char, 17>;
+
+PeerKey peer_key(const uv_tcp_t *tcp) {
+    PeerKey k{};
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr *>(&ss), &len) != 0) return k;
+    if (ss.ss_family == AF_INET) {
+        k[0] = 4;
+        std::memcpy(&k[1], &reinterpret_cast<const sockaddr_in *>(&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        k[0] = 6;
+        std::memcpy(&k[1], &reinterpret_cast<const sockaddr_in6 *>(&ss)->sin6_addr, 8);
+    }
+    return k;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
 // Conn: one client connection.
 //
-// It owns two handles (tcp, idle timer); its memory is freed when both close callbacks ran.
+// It owns two handles (tcp, deadline timer); its memory is freed when both close callbacks ran.
 // `server` becomes null when the Server goes away first.
+//
+// Deadlines: a connection is always in one phase, and the phase's deadline is set when the
+// phase begins; bytes arriving never move it (a client dribbling a byte at a time gets no more
+// time than one that sends nothing).
+//   Request: from the connection's start (first request) or from the first byte of a later
+//            request, the whole request must arrive within `request_timeout`.
+//   Idle:    after an answer, on a kept-alive connection, the next request must start within
+//            `idle_timeout`.
+// `since` is when the phase began: at the connection cap the connection with the oldest `since`
+// (the one idle or incomplete the longest) is closed to make room for the newcomer.
+//
+// No exception leaves a libuv or http-parser callback: http-parser is C, and unwinding through
+// it (or through libuv) would terminate vigild. Every entry point catches and closes the
+// connection instead.
 struct Server::Conn {
+    enum class Phase : std::uint8_t { Request, Idle };
+
     Server *server;
     uv_tcp_t tcp{};
-    uv_timer_t idle{};
+    uv_timer_t deadline{};
     int open_handles = 0;
     bool closing = false;
     bool reading = false;
+    Phase phase = Phase::Request;
+    std::uint64_t since = 0; // uv_now() when the phase began
+    PeerKey peer{};          // the client's address (IPv6: its /64), for eviction
     http_parser parser{};
     http_parser_settings settings{};
     std::string url;
     std::size_t header_bytes = 0;
     std::size_t body_bytes = 0;
-    int reject = 0;           // 413/431 decided inside a parser callback
+    int reject = 0;           // 413/431/500 decided inside a parser callback
     bool close_after = false; // the last queued response ends the connection
     std::size_t pending_writes = 0;
     char buf[4096];
@@ -148,7 +193,7 @@ struct Server::Conn {
         Conn *conn;
     };
 
-    void close() {
+    void close() noexcept {
         if (closing) return;
         closing = true;
         if (server) {
@@ -159,15 +204,20 @@ struct Server::Conn {
             auto *c = static_cast<Conn *>(h->data);
             if (--c->open_handles == 0) delete c;
         };
-        uv_close(reinterpret_cast<uv_handle_t *>(&idle), done);
+        uv_close(reinterpret_cast<uv_handle_t *>(&deadline), done);
         uv_close(reinterpret_cast<uv_handle_t *>(&tcp), done);
     }
 
-    void touch() {
-        if (server)
-            uv_timer_start(
-                &idle, [](uv_timer_t *t) { static_cast<Conn *>(t->data)->close(); },
-                static_cast<std::uint64_t>(server->options_.idle_timeout.count()), 0);
+    // Enters `p` now: its deadline counts from this moment.
+    void enter(Phase p) {
+        if (!server || closing) return;
+        phase = p;
+        since = uv_now(tcp.loop);
+        Duration limit =
+            p == Phase::Request ? server->options_.request_timeout : server->options_.idle_timeout;
+        uv_timer_start(
+            &deadline, [](uv_timer_t *t) { static_cast<Conn *>(t->data)->close(); },
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, limit.count())), 0);
     }
 
     void start_reading() {
@@ -180,7 +230,12 @@ struct Server::Conn {
                 *b = uv_buf_init(c->buf, sizeof c->buf);
             },
             [](uv_stream_t *s, ssize_t n, const uv_buf_t *) {
-                static_cast<Conn *>(s->data)->on_read(n);
+                auto *c = static_cast<Conn *>(s->data);
+                try {
+                    c->on_read(n);
+                } catch (...) {
+                    c->close(); // bad_alloc: drop this client, keep vigild
+                }
             });
     }
 
@@ -190,28 +245,27 @@ struct Server::Conn {
     }
 
     void send(const Response &r, bool head, bool keep_alive) {
-        auto *w = new Write{{}, render_response(r, head, keep_alive), this};
-        w->req.data = w;
+        auto w = std::make_unique<Write>(Write{{}, render_response(r, head, keep_alive), this});
+        w->req.data = w.get();
         uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-        ++pending_writes;
         int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t *>(&tcp), &b, 1,
                           [](uv_write_t *req, int) {
-                              auto *wr = static_cast<Write *>(req->data);
+                              std::unique_ptr<Write> wr(static_cast<Write *>(req->data));
                               Conn *c = wr->conn;
-                              delete wr;
+                              wr.reset();
                               c->on_written();
                           });
         if (rc < 0) {
-            --pending_writes;
-            delete w;
             close();
             return;
         }
+        w.release(); // owned by the write request until its callback
+        ++pending_writes;
         if (uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t *>(&tcp)) > max_write_queue)
             stop_reading();
     }
 
-    void on_written() {
+    void on_written() noexcept {
         --pending_writes;
         if (closing) return;
         if (close_after && pending_writes == 0) {
@@ -238,7 +292,6 @@ struct Server::Conn {
             return;
         }
         if (n == 0) return;
-        touch();
         std::size_t used = http_parser_execute(&parser, &settings, buf, static_cast<size_t>(n));
         (void)used;
         if (closing || close_after)
@@ -249,6 +302,10 @@ struct Server::Conn {
         }
         if (reject == 413) {
             refuse(413, "request body too large");
+            return;
+        }
+        if (reject == 500) {
+            refuse(500, "internal error");
             return;
         }
         auto err = static_cast<http_errno>(parser.http_errno);
@@ -264,58 +321,81 @@ struct Server::Conn {
         return 0;
     }
 
+    // Runs a parser callback's body; an exception stops the parser and answers 500.
+    template <class F> static int guarded(http_parser *p, F body) noexcept {
+        auto *c = static_cast<Conn *>(p->data);
+        try {
+            return body(c);
+        } catch (...) {
+            c->reject = 500;
+            return 1;
+        }
+    }
+
     void init_parser() {
         http_parser_init(&parser, HTTP_REQUEST);
         parser.data = this;
         http_parser_settings_init(&settings);
         settings.on_message_begin = [](http_parser *p) {
-            auto *c = static_cast<Conn *>(p->data);
-            c->url.clear();
-            c->header_bytes = 0;
-            c->body_bytes = 0;
-            return 0;
+            return guarded(p, [](Conn *c) {
+                c->url.clear();
+                c->header_bytes = 0;
+                c->body_bytes = 0;
+                // The first byte of a request on a kept-alive connection: its deadline
+                // starts now and is not moved by the bytes that follow.
+                if (c->phase == Phase::Idle) c->enter(Phase::Request);
+                return 0;
+            });
         };
         settings.on_url = [](http_parser *p, const char *at, size_t len) {
-            auto *c = static_cast<Conn *>(p->data);
-            if (c->add_header_bytes(len)) return 1;
-            c->url.append(at, len);
-            return 0;
+            return guarded(p, [at, len](Conn *c) {
+                if (c->add_header_bytes(len)) return 1;
+                c->url.append(at, len);
+                return 0;
+            });
         };
         settings.on_header_field = [](http_parser *p, const char *, size_t len) {
-            return static_cast<Conn *>(p->data)->add_header_bytes(len + 4); // ": " and CRLF
+            return guarded(p, [len](Conn *c) { return c->add_header_bytes(len + 4); });
         };
         settings.on_header_value = [](http_parser *p, const char *, size_t len) {
-            return static_cast<Conn *>(p->data)->add_header_bytes(len);
+            return guarded(p, [len](Conn *c) { return c->add_header_bytes(len); });
         };
         settings.on_body = [](http_parser *p, const char *, size_t len) {
-            auto *c = static_cast<Conn *>(p->data);
-            c->body_bytes += len;
-            if (c->body_bytes > max_body_bytes) {
-                c->reject = 413;
-                return 1;
-            }
-            return 0;
+            return guarded(p, [len](Conn *c) {
+                c->body_bytes += len;
+                if (c->body_bytes > max_body_bytes) {
+                    c->reject = 413;
+                    return 1;
+                }
+                return 0;
+            });
         };
         settings.on_message_complete = [](http_parser *p) {
-            auto *c = static_cast<Conn *>(p->data);
-            if (!c->server || c->close_after) return 1;
-            ++c->server->requests_;
-            auto method = static_cast<http_method>(p->method);
-            bool keep = http_should_keep_alive(p) != 0;
-            Response r;
-            try {
-                r = route(http_method_str(method), c->url, c->server->handlers_);
-            } catch (const std::exception &e) {
-                // A failing snapshot must not take vigild down with it.
-                r = text(500, std::string("internal error: ") + e.what() + "\n");
-            }
-            if (!keep) {
-                c->close_after = true;
-                c->stop_reading();
-            }
-            c->send(r, method == HTTP_HEAD, keep);
-            // After `Connection: close` the rest of the buffer is ignored.
-            return c->close_after ? 1 : 0;
+            return guarded(p, [p](Conn *c) {
+                if (!c->server || c->close_after) return 1;
+                ++c->server->requests_;
+                auto method = static_cast<http_method>(p->method);
+                bool keep = http_should_keep_alive(p) != 0;
+                Response r;
+                try {
+                    r = route(http_method_str(method), c->url, c->server->handlers_);
+                } catch (const std::exception &e) {
+                    // A failing snapshot must not take vigild down with it.
+                    r = text(500, std::string("internal error: ") + e.what() + "\n");
+                } catch (...) {
+                    r = text(500, "internal error\n");
+                }
+                if (!keep) {
+                    c->close_after = true;
+                    c->stop_reading();
+                }
+                c->send(r, method == HTTP_HEAD, keep);
+                // Until the next request begins the connection is idle; with close_after the
+                // same deadline bounds the time the client takes to read the answer.
+                c->enter(Phase::Idle);
+                // After `Connection: close` the rest of the buffer is ignored.
+                return c->close_after ? 1 : 0;
+            });
         };
     }
 };
@@ -346,7 +426,13 @@ Server::OpenResult Server::listen(uv_loop_s *loop, const std::string &host, int 
     int rc = uv_tcp_bind(tcp, reinterpret_cast<sockaddr *>(&ss), 0);
     if (rc == 0)
         rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), 128, [](uv_stream_t *l, int st) {
-            if (st == 0) static_cast<Server *>(l->data)->on_connection();
+            if (st != 0) return; // EMFILE: libuv already accepted and closed the connection
+            auto *srv = static_cast<Server *>(l->data);
+            try {
+                srv->on_connection();
+            } catch (...) {
+                // bad_alloc: the pending connection stays in the backlog for the next wake-up
+            }
         });
     if (rc < 0) {
         r.error = "listen " + where + ": " + uv_strerror(rc);
@@ -372,27 +458,59 @@ Server::~Server() {
 }
 
 void Server::on_connection() {
-    auto *c = new Conn(this);
+    auto c = std::make_unique<Conn>(this);
     uv_tcp_init(loop_, &c->tcp);
-    uv_timer_init(loop_, &c->idle);
-    c->tcp.data = c;
-    c->idle.data = c;
-    c->open_handles = 2;
-    conns_.insert(c);
     if (uv_accept(reinterpret_cast<uv_stream_t *>(listener_),
                   reinterpret_cast<uv_stream_t *>(&c->tcp)) != 0) {
-        c->close();
+        c->tcp.data = c.get();
+        c->open_handles = 1;
+        uv_close(reinterpret_cast<uv_handle_t *>(&c->tcp),
+                 [](uv_handle_t *h) { delete static_cast<Conn *>(h->data); });
+        c.release();
         return;
     }
-    if (conns_.size() > options_.max_connections) {
-        // Over the limit: close at once (an RST-free close; the client sees EOF).
+    uv_timer_init(loop_, &c->deadline);
+    c->tcp.data = c.get();
+    c->deadline.data = c.get();
+    c->open_handles = 2;
+    Conn *conn = c.release(); // freed by its close callbacks
+    conn->peer = peer_key(&conn->tcp);
+    if (conns_.size() >= options_.max_connections && options_.max_connections > 0) {
+        // At the cap a connection makes room: a slow client (one byte at a time, or none)
+        // cannot keep the orchestrator's probes out. The victim is the stalest connection of
+        // the client address that holds the most (the newcomer's included), so that one
+        // address, however fast it reconnects, only ever evicts its own connections once it
+        // holds more than anybody else.
+        Conn *victim = nullptr;
+        std::size_t victim_count = 0;
+        for (Conn *x : conns_) {
+            std::size_t n = x->peer == conn->peer ? 1 : 0;
+            for (Conn *y : conns_)
+                if (y->peer == x->peer) ++n;
+            if (!victim || n > victim_count || (n == victim_count && x->since < victim->since)) {
+                victim = x;
+                victim_count = n;
+            }
+        }
+        if (victim) {
+            ++evicted_;
+            victim->close();
+        }
+    }
+    if (conns_.size() >= options_.max_connections) { // max_connections 0: serve nobody
         ++rejected_;
-        c->close();
+        conn->close();
         return;
     }
-    c->init_parser();
-    c->touch();
-    c->start_reading();
+    try {
+        conns_.insert(conn);
+    } catch (...) {
+        conn->close();
+        throw;
+    }
+    conn->init_parser();
+    conn->enter(Conn::Phase::Request); // the first request is due from the connection's start
+    conn->start_reading();
 }
 
 } // namespace vigil::http

@@ -3,8 +3,10 @@
 // The test thread plays blocking clients (ctl::Client, or a vigilctl process) while the
 // server under test runs on the loop thread; call() runs code on the loop thread and waits,
 // bounded, for it. stop() requires every handle to be closed: uv_loop_close() must return 0.
+// SIGPIPE is ignored, as in vigild: libuv writes to a client that hung up with write(2).
 #pragma once
 
+#include <csignal>
 #include <cstdlib>
 #include <functional>
 #include <future>
@@ -28,6 +30,7 @@ inline int scaled(int ms) {
 class LoopThread {
 public:
     LoopThread() {
+        std::signal(SIGPIPE, SIG_IGN);
         REQUIRE(uv_loop_init(&loop_) == 0);
         uv_async_init(&loop_, &wake_, &LoopThread::on_wake);
         wake_.data = this;

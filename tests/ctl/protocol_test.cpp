@@ -3,6 +3,8 @@
 
 #include <csignal>
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "vigil/ctl/protocol.hpp"
@@ -145,12 +147,23 @@ TEST_SUITE("ctl") {
         CHECK(ok(R"({"cmd":"events","args":null})").args.is_object());
     }
 
-    TEST_CASE("read-only commands are exactly status, tree, events, logs and version") {
-        for (auto c : {Cmd::Status, Cmd::Tree, Cmd::Events, Cmd::Logs, Cmd::Version})
-            CHECK(is_read_only(c));
-        for (auto c :
-             {Cmd::Start, Cmd::Stop, Cmd::Restart, Cmd::Signal, Cmd::Reload, Cmd::Shutdown})
-            CHECK_FALSE(is_read_only(c));
+    TEST_CASE("read-only requests: status, tree, events, version, and logs without reopen") {
+        for (auto line : {R"({"cmd":"status"})", R"({"cmd":"tree"})", R"({"cmd":"events"})",
+                          R"({"cmd":"version"})", R"({"cmd":"logs","args":{"unit":"a"}})",
+                          R"({"cmd":"logs","args":{"unit":"a","follow":true,"reopen":false}})"}) {
+            CAPTURE(line);
+            CHECK(is_read_only(ok(line)));
+        }
+        // logs --reopen makes vigild reopen a file: it changes something.
+        for (auto line : {R"({"cmd":"logs","args":{"unit":"a","reopen":true}})",
+                          R"({"cmd":"start","args":{"units":["a"]}})",
+                          R"({"cmd":"stop","args":{"units":["a"]}})",
+                          R"({"cmd":"restart","args":{"units":["a"]}})",
+                          R"({"cmd":"signal","args":{"units":["a"],"signal":1}})",
+                          R"({"cmd":"reload"})", R"({"cmd":"shutdown"})"}) {
+            CAPTURE(line);
+            CHECK_FALSE(is_read_only(ok(line)));
+        }
     }
 
     TEST_CASE("command and error code names round-trip") {
@@ -259,13 +272,101 @@ TEST_SUITE("ctl") {
         }
     }
 
+    TEST_CASE("nesting deeper than max_request_depth is refused before the JSON is parsed") {
+        auto nest = [](int depth) {
+            return std::string(static_cast<std::size_t>(depth), '[') + "0" +
+                   std::string(static_cast<std::size_t>(depth), ']');
+        };
+        // The request object is level 1, "x"'s array level 2.
+        std::string at_limit =
+            R"({"cmd":"status","x":)" + nest(static_cast<int>(max_request_depth) - 1) + "}";
+        CHECK(bad(at_limit).message.find("unknown key") != std::string::npos); // parsed
+        std::string over =
+            R"({"cmd":"status","x":)" + nest(static_cast<int>(max_request_depth)) + "}";
+        RequestError e = bad(over);
+        CHECK(e.code == ErrorCode::BadRequest);
+        CHECK(e.message.find("nested deeper than 16") != std::string::npos);
+        // Brackets, braces and commas inside strings (escaped quotes too) are not structure.
+        std::string in_string = R"({"id":"\"[{[{[{[{[{[{[{[{[{,,,","cmd":"version"})";
+        CHECK(ok(in_string).id == "\"[{[{[{[{[{[{[{[{[{,,,");
+    }
+
+    TEST_CASE("more than max_request_values values are refused before the JSON is parsed") {
+        auto zeros = [](std::size_t n) {
+            std::string s = "[0";
+            for (std::size_t i = 1; i < n; ++i)
+                s += ",0";
+            return s + "]";
+        };
+        // The request's own members count: cmd, x and x's elements.
+        RequestError near = bad(R"({"cmd":"status","x":)" + zeros(max_request_values - 2) + "}");
+        CHECK(near.message.find("unknown key") != std::string::npos); // parsed
+        RequestError over = bad(R"({"cmd":"status","x":)" + zeros(max_request_values) + "}");
+        CHECK(over.code == ErrorCode::BadRequest);
+        CHECK(over.message.find("more than 10000 values") != std::string::npos);
+    }
+
+    TEST_CASE("every value has a bound: ids, unit lists, names, lines") {
+        std::string long_id(max_id_length + 1, 'i');
+        RequestError e = bad(R"({"id":")" + long_id + R"(","cmd":"version"})");
+        CHECK(e.code == ErrorCode::BadRequest);
+        CHECK(e.id.is_null()); // a long id is not echoed
+        CHECK(ok(R"({"id":")" + long_id.substr(1) + R"(","cmd":"version"})")
+                  .id.get<std::string>()
+                  .size() == max_id_length);
+        CHECK(ok(R"({"id":-9223372036854775808,"cmd":"version"})").id ==
+              std::numeric_limits<std::int64_t>::min());
+        CHECK(ok(R"({"id":18446744073709551615,"cmd":"version"})").id ==
+              std::numeric_limits<std::uint64_t>::max());
+        // A larger number is a float to the parser: not an integer id.
+        CHECK(bad(R"({"id":18446744073709551616,"cmd":"version"})").code == ErrorCode::BadRequest);
+
+        auto units = [](std::size_t n, std::size_t len) {
+            Json a = Json::array();
+            for (std::size_t i = 0; i < n; ++i)
+                a.push_back(std::string(len, 'u'));
+            return Json{{"cmd", "stop"}, {"args", {{"units", a}}}}.dump();
+        };
+        CHECK(ok(units(max_units_per_request, 8)).units.size() == max_units_per_request);
+        RequestError many = bad(units(max_units_per_request + 1, 8));
+        CHECK(many.code == ErrorCode::BadRequest);
+        CHECK(many.message.find("at most 1024") != std::string::npos);
+        CHECK(ok(units(1, max_unit_name)).units[0].size() == max_unit_name);
+        RequestError longname = bad(units(1, max_unit_name + 1));
+        CHECK(longname.message.find("255 bytes") != std::string::npos);
+        std::string unit(max_unit_name + 1, 'n');
+        CHECK(bad(R"({"cmd":"logs","args":{"unit":")" + unit + R"("}})").code ==
+              ErrorCode::BadRequest);
+        CHECK(bad(R"({"cmd":"events","args":{"unit":")" + unit + R"("}})").code ==
+              ErrorCode::BadRequest);
+
+        CHECK(ok(R"({"cmd":"logs","args":{"unit":"a","lines":1000000}})").lines == max_lines);
+        RequestError lines = bad(R"({"cmd":"events","args":{"lines":1000001}})");
+        CHECK(lines.message.find("from 0 to 1000000") != std::string::npos);
+    }
+
+    TEST_CASE("error messages quote at most a bounded piece of what the client sent") {
+        std::string cmd(10000, 'c');
+        RequestError e = bad(R"({"id":1,"cmd":")" + cmd + R"("})");
+        CHECK(e.code == ErrorCode::UnknownCommand);
+        CHECK(e.message.size() < 200);
+        std::string key(10000, 'k');
+        CHECK(bad(R"({"cmd":"version",")" + key + R"(":1})").message.size() < 200);
+        RequestError json = bad(R"({"cmd":")" + std::string(10000, 's')); // unterminated
+        CHECK(json.code == ErrorCode::BadJson);
+        CHECK(json.message.size() < 200);
+    }
+
     TEST_CASE("a deeply nested request is refused without exhausting the stack") {
-        // 1 MiB of brackets is the worst a client can send within the line limit.
-        std::string deep(max_request_line / 2, '[');
-        deep += std::string(max_request_line / 2, ']');
+        // A line of brackets is the worst a client can send within the line limit.
+        std::string deep(max_request_line / 2 - 32, '[');
+        deep += std::string(max_request_line / 2 - 32, ']');
         CHECK(bad(deep).code == ErrorCode::BadRequest);
         std::string obj = R"({"cmd":"status","args":{"units":)" + deep + "}}";
+        CHECK(obj.size() <= max_request_line);
         CHECK(bad(obj).code == ErrorCode::BadRequest);
+        // A longer line is too_long before anything else looks at it.
+        CHECK(bad(std::string(max_request_line + 1, ' ')).code == ErrorCode::TooLong);
     }
 
 } // TEST_SUITE

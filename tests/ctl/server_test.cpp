@@ -12,6 +12,9 @@
 #include <future>
 #include <grp.h>
 #include <mutex>
+#include <optional>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -44,16 +47,17 @@ void remove_tree(const std::string &dir) {
 
 // The fake daemon: answers a few commands the way vigild will.
 struct FakeDaemon {
-    std::vector<SessionPtr> flood;   // sessions receiving a flood of stream items
-    std::vector<SessionPtr> streams; // quiet follow streams
-    std::size_t max_pending = 0;     // the most unsent output any flooded session had
-    std::atomic<int> closed{0};      // on_close callbacks run
+    Server *server = nullptr;
+    std::vector<ResponderPtr> flood;   // sessions receiving a flood of stream items
+    std::vector<ResponderPtr> streams; // quiet follow streams
+    std::size_t max_queued = 0;        // the most unsent output the server held while flooding
+    std::atomic<int> closed{0};        // on_close callbacks run
     std::atomic<int> handled{0};
     uv_timer_t pusher{};
     bool pusher_on = false;
-    SessionPtr kept; // a session kept after it closed
+    ResponderPtr kept; // a session kept after it closed
 
-    void handle(const SessionPtr &s, const Request &r) {
+    void handle(const ResponderPtr &s, const Request &r) {
         ++handled;
         switch (r.cmd) {
         case Cmd::Version:
@@ -70,6 +74,7 @@ struct FakeDaemon {
             s->reply(r.id, Json{{"stopped", r.units}});
             return;
         case Cmd::Logs:
+            if (r.unit == "int") throw 42;
             throw std::runtime_error("boom");
         case Cmd::Events:
             s->on_close([this] { ++closed; });
@@ -110,10 +115,10 @@ struct FakeDaemon {
                 for (auto &s : d->flood) {
                     for (int i = 0; i < 64 && s->open(); ++i) {
                         s->stream(d->flood_id, item);
-                        d->max_pending = std::max(d->max_pending, s->pending_output());
+                        d->max_queued = std::max(d->max_queued, d->server->queued_output());
                     }
                 }
-                std::erase_if(d->flood, [](const SessionPtr &s) { return !s->open(); });
+                std::erase_if(d->flood, [](const ResponderPtr &s) { return !s->open(); });
                 if (d->flood.empty()) {
                     uv_timer_stop(t);
                     d->pusher_on = false;
@@ -142,7 +147,8 @@ struct Fixture {
         uv_timer_init(lt.loop(), &daemon.pusher);
         server = std::make_unique<Server>(
             lt.loop(), std::move(o),
-            [this](const SessionPtr &s, const Request &r) { daemon.handle(s, r); });
+            [this](const ResponderPtr &s, const Request &r) { daemon.handle(s, r); });
+        daemon.server = server.get();
     }
     void listen_and_start() {
         std::string msg;
@@ -308,13 +314,13 @@ TEST_SUITE("ctl") {
         CHECK(next(c)["id"] == 6);
     }
 
-    TEST_CASE("a line over 1 MiB gets too_long and a disconnect; others are served meanwhile") {
+    TEST_CASE("a line over max_request_line gets too_long and a disconnect; others are served") {
         Fixture f;
         f.listen_and_start();
         Client c = f.connect();
         hello(c);
         std::string chunk(64 * 1024, 'x');
-        // Send until the server has seen more than 1 MiB; it may close while we are sending.
+        // Send until the server has seen more than the limit; it may close while we send.
         for (std::size_t sent = 0; sent <= max_request_line + chunk.size(); sent += chunk.size())
             if (c.send_all(chunk, scaled(2000)) != 0) break;
         Json e = next(c);
@@ -375,9 +381,9 @@ TEST_SUITE("ctl") {
         }
         REQUIRE(wait_until([&] { return f.daemon.closed.load() == 1; }, 5000));
         CHECK(f.logged("stopped reading"));
-        std::size_t max_pending = f.lt.call([&] { return f.daemon.max_pending; });
-        CHECK(max_pending <= o.max_output);
-        CHECK(max_pending > 0);
+        std::size_t max_queued = f.lt.call([&] { return f.daemon.max_queued; });
+        CHECK(max_queued <= o.max_output);
+        CHECK(max_queued > 0);
         // The slow client finds its connection closed once it reads what the socket held.
         std::string line;
         int r = 0;
@@ -436,20 +442,184 @@ TEST_SUITE("ctl") {
         wait_closed(c, 2000);
     }
 
-    TEST_CASE("connections over max_sessions are refused with an error") {
+    TEST_CASE("at max_sessions the session idle the longest makes room for a newcomer") {
         ServerOptions o;
         o.max_sessions = 2;
         Fixture f(o);
         f.listen_and_start();
-        Client a = f.connect(), b = f.connect();
+        Client a = f.connect();
         hello(a);
+        std::this_thread::sleep_for(20ms);
+        Client b = f.connect();
         hello(b);
         Client c = f.connect();
         hello(c);
-        Json e = next(c);
+        send(c, R"({"id":1,"cmd":"version"})"
+                "\n");
+        CHECK(next(c)["id"] == 1);
+        // The oldest idle one was told why, then closed.
+        Json e = next(a);
         CHECK(e["error"]["code"] == "internal");
-        CHECK(e["error"]["message"].get<std::string>().find("too many") != std::string::npos);
-        wait_closed(c, 2000);
+        CHECK(e["error"]["message"].get<std::string>().find("make room") != std::string::npos);
+        wait_closed(a, 2000);
+        send(b, R"({"id":2,"cmd":"version"})"
+                "\n");
+        CHECK(next(b)["id"] == 2);
+        CHECK(f.lt.call([&] { return f.server->evicted_total(); }) == 1);
+        CHECK(f.logged("evicting uid"));
+    }
+
+    TEST_CASE("the unsent output of all sessions together is capped") {
+        // 20 followers that never read, each below its own cap: together they would hold
+        // 20 MiB; the server keeps them under max_total_output by dropping the largest.
+        ServerOptions o;
+        o.max_output = 1 << 20;
+        o.max_total_output = 4 << 20;
+        Fixture f(o);
+        f.listen_and_start();
+        std::vector<Client> followers;
+        for (int i = 0; i < 20; ++i) {
+            followers.push_back(f.connect());
+            send(followers.back(),
+                 R"({"id":1,"cmd":"events","args":{"follow":true,"unit":"flood"}})"
+                 "\n");
+        }
+        Client other = f.connect();
+        hello(other);
+        for (int i = 0; i < 10; ++i) {
+            send(other, R"({"id":2,"cmd":"version"})"
+                        "\n");
+            CHECK(next(other)["id"] == 2);
+        }
+        REQUIRE(wait_until([&] { return f.daemon.closed.load() == 20; }, 10000));
+        std::size_t max_queued = f.lt.call([&] { return f.daemon.max_queued; });
+        MESSAGE("the most unsent output the server held: " << max_queued << " bytes");
+        CHECK(max_queued <= o.max_total_output);
+        CHECK(f.logged("all clients together hold more than 4194304 bytes"));
+        CHECK(f.lt.call([&] { return f.server->queued_output(); }) == 0);
+        send(other, R"({"id":3,"cmd":"version"})"
+                    "\n");
+        CHECK(next(other)["id"] == 3);
+    }
+
+    TEST_CASE("deadlines: bytes trickling in extend neither a request line nor an idle wait") {
+        SUBCASE("a request line must be complete within request_timeout, stream or not") {
+            ServerOptions o;
+            o.request_timeout = Duration{300};
+            o.idle_timeout = Duration{10'000};
+            Fixture f(o);
+            f.listen_and_start();
+            Client c = f.connect();
+            hello(c);
+            send(c, R"({"id":1,"cmd":"events","args":{"follow":true}})"
+                    "\n");
+            CHECK(next(c)["stream"]["n"] == 0); // a stream is open: the session is busy
+            auto t0 = std::chrono::steady_clock::now();
+            std::string partial = R"({"id":2,"cmd":"version")";
+            std::string line;
+            int r = 0;
+            for (std::size_t i = 0; i < 200; ++i) {
+                if (c.send_all(std::string_view(&partial[i % partial.size()], 1), 1000) != 0) break;
+                if ((r = c.read_line(line, 50)) != -ETIMEDOUT) break;
+            }
+            auto took = std::chrono::steady_clock::now() - t0;
+            CHECK(r == -ECONNRESET);
+            CHECK(took >= 250ms);
+            CHECK(took < std::chrono::milliseconds(scaled(1500)));
+            CHECK(f.logged("request line not complete within 300 ms"));
+        }
+        SUBCASE("an idle connection goes after idle_timeout, whatever bytes it sends") {
+            ServerOptions o;
+            o.request_timeout = Duration{10'000};
+            o.idle_timeout = Duration{300};
+            Fixture f(o);
+            f.listen_and_start();
+            Client c = f.connect();
+            hello(c);
+            auto t0 = std::chrono::steady_clock::now();
+            std::string line;
+            int r = 0;
+            for (int i = 0; i < 200; ++i) {
+                if (c.send_all(i % 8 == 7 ? "\n" : " ", 1000) != 0) break; // blank lines
+                if ((r = c.read_line(line, 50)) != -ETIMEDOUT) break;
+            }
+            auto took = std::chrono::steady_clock::now() - t0;
+            CHECK(r == -ECONNRESET);
+            CHECK(took >= 250ms);
+            CHECK(took < std::chrono::milliseconds(scaled(1500)));
+            CHECK(f.logged("no request for 300 ms"));
+        }
+    }
+
+    TEST_CASE("a handler throwing anything gets an internal error; the connection goes on") {
+        Fixture f;
+        f.listen_and_start();
+        Client c = f.connect();
+        hello(c);
+        send(c, R"({"id":5,"cmd":"logs","args":{"unit":"int"}})"
+                "\n");
+        Json e = next(c);
+        CHECK(e["id"] == 5);
+        CHECK(e["error"]["code"] == "internal");
+        send(c, R"({"id":6,"cmd":"version"})"
+                "\n");
+        CHECK(next(c)["id"] == 6);
+        CHECK(f.logged("logs failed"));
+    }
+
+    TEST_CASE("destroying the server without close() leaves nothing dangling") {
+        std::string dir = make_temp_dir();
+        LoopThread lt; // not started: the loop runs here
+        ResponderPtr kept;
+        ServerOptions o;
+        o.path = dir + "/control.sock";
+        auto srv =
+            std::make_unique<Server>(lt.loop(), o, [&](const ResponderPtr &s, const Request &r) {
+                kept = s;
+                s->stream(r.id, Json{{"n", 0}});
+            });
+        REQUIRE(srv->listen() == 0);
+        Client c;
+        REQUIRE(c.connect(o.path, scaled(2000)) == 0);
+        send(c, R"({"id":1,"cmd":"events","args":{"follow":true}})"
+                "\n");
+        for (int i = 0; i < 100 && !kept; ++i) {
+            uv_run(lt.loop(), UV_RUN_NOWAIT);
+            std::this_thread::sleep_for(1ms);
+        }
+        REQUIRE(kept);
+        bool called = false;
+        kept->on_close([&] { called = true; });
+        srv.reset(); // no close(), no loop run: the destructor must cope
+        CHECK_FALSE(kept->stream(1, Json{{"n", 1}}));
+        lt.stop(); // runs the loop until every handle is closed; uv_loop_close() must be 0
+        CHECK_FALSE(called); // on_close callbacks are dropped with the server
+        CHECK_FALSE(kept->open());
+        kept.reset();
+        remove_tree(dir);
+    }
+
+    TEST_CASE("the server's own log lines are throttled, and what was dropped is counted") {
+        ServerOptions o;
+        o.log_per_second = 3;
+        Fixture f(o);
+        f.listen_and_start();
+        std::string big(max_request_line + 10, 'x');
+        for (int i = 0; i < 10; ++i) {
+            Client c = f.connect();
+            c.send_all(big, scaled(2000)); // may fail once the server hangs up
+            hello(c);
+            CHECK(next(c)["error"]["code"] == "too_long");
+            wait_closed(c, 2000);
+        }
+        REQUIRE(wait_until([&] { return f.logged("more log lines suppressed"); }, 3000));
+        std::lock_guard lock(f.log_mu);
+        int too_long = 0;
+        for (auto &l : f.log_lines)
+            if (l.find("too long") != std::string::npos) ++too_long;
+        CHECK(too_long == 3);
+        CHECK(f.log_lines.size() == 4); // three lines, then the count of the seven dropped
+        CHECK(f.log_lines.back() == "control: 7 more log lines suppressed (at most 3 a second)");
     }
 
     TEST_CASE("listen: a stale socket is replaced, a live one is not, a non-socket is refused") {
@@ -467,11 +637,11 @@ TEST_SUITE("ctl") {
         LoopThread lt;
         ServerOptions o;
         o.path = path;
-        Server first(lt.loop(), o, [](const SessionPtr &, const Request &) {});
+        Server first(lt.loop(), o, [](const ResponderPtr &, const Request &) {});
         std::string msg;
         REQUIRE_MESSAGE(first.listen(&msg) == 0, msg);
 
-        Server second(lt.loop(), o, [](const SessionPtr &, const Request &) {});
+        Server second(lt.loop(), o, [](const ResponderPtr &, const Request &) {});
         CHECK(second.listen(&msg) == -EADDRINUSE);
         CHECK(msg.find("another vigild") != std::string::npos);
         second.close();
@@ -479,14 +649,14 @@ TEST_SUITE("ctl") {
         ServerOptions plain = o;
         plain.path = dir + "/plain";
         REQUIRE(std::system(("touch '" + plain.path + "'").c_str()) == 0);
-        Server third(lt.loop(), plain, [](const SessionPtr &, const Request &) {});
+        Server third(lt.loop(), plain, [](const ResponderPtr &, const Request &) {});
         CHECK(third.listen(&msg) == -EEXIST);
         CHECK(msg.find("not a socket") != std::string::npos);
         third.close();
 
         ServerOptions longp = o;
         longp.path = "/tmp/" + std::string(200, 'a');
-        Server fourth(lt.loop(), longp, [](const SessionPtr &, const Request &) {});
+        Server fourth(lt.loop(), longp, [](const ResponderPtr &, const Request &) {});
         CHECK(fourth.listen(&msg) == -ENAMETOOLONG);
         fourth.close();
 
@@ -548,6 +718,18 @@ TEST_SUITE("ctl") {
                            "\n",
                            5000);
                 if (read()["id"] != 3) _exit(18); // the connection stays usable
+                // logs reopens a file with reopen: not read-only. Without, it reaches the
+                // daemon (whose fake throws: an internal error).
+                c.send_all(R"({"id":4,"cmd":"logs","args":{"unit":"web","reopen":true}})"
+                           "\n",
+                           5000);
+                e = read();
+                if (e["id"] != 4 || e["error"]["code"] != "forbidden") _exit(19);
+                c.send_all(R"({"id":5,"cmd":"logs","args":{"unit":"web"}})"
+                           "\n",
+                           5000);
+                e = read();
+                if (e["id"] != 5 || e["error"]["code"] != "internal") _exit(20);
             }
             _exit(code);
         };
@@ -596,8 +778,340 @@ TEST_SUITE("ctl") {
             f.lt.start();
             CHECK(wait_child(pid) == 0);
             CHECK(f.logged("stop needs root"));
-            CHECK(f.daemon.handled == 2);
+            CHECK(f.logged("logs with reopen needs root"));
+            CHECK(f.daemon.handled == 3);
         }
+    }
+
+    TEST_CASE("at the descriptor limit, waiting clients cost no CPU; root gets in afterwards") {
+        // The server runs in a forked child whose descriptor table is full: RLIMIT_NOFILE
+        // lowered, then filled with dup()s. SIGUSR1 frees them. The child writes its log lines
+        // to a file, so the test can see how much it logged.
+        std::string dir = make_temp_dir();
+        std::string path = dir + "/control.sock";
+        std::string log_path = dir + "/log";
+        int ready[2];
+        REQUIRE(pipe(ready) == 0);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            close(ready[0]);
+            uv_loop_t loop;
+            uv_loop_init(&loop);
+            FILE *log = std::fopen(log_path.c_str(), "w");
+            ServerOptions o;
+            o.path = path;
+            o.log = [log](std::string_view l) {
+                std::fprintf(log, "%.*s\n", static_cast<int>(l.size()), l.data());
+                std::fflush(log);
+            };
+            Server srv(&loop, o, [](const auto &s, const Request &r) {
+                s->reply(r.id, Json{{"server", "child"}});
+            });
+            if (srv.listen() != 0) _exit(20);
+            static std::vector<int> filler;
+            uv_signal_t usr1;
+            uv_signal_init(&loop, &usr1);
+            uv_signal_start(
+                &usr1,
+                [](uv_signal_t *, int) {
+                    for (int fd : filler)
+                        close(fd);
+                    filler.clear();
+                },
+                SIGUSR1);
+            rlimit lim{64, 64};
+            if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(21);
+            for (int fd; (fd = dup(0)) >= 0;)
+                filler.push_back(fd);
+            if (errno != EMFILE) _exit(22);
+            if (write(ready[1], "r", 1) != 1) _exit(23);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            _exit(0);
+        }
+        close(ready[1]);
+        char c = 0;
+        pollfd p{ready[0], POLLIN, 0};
+        REQUIRE(poll(&p, 1, scaled(5000)) == 1);
+        REQUIRE(read(ready[0], &c, 1) == 1);
+        close(ready[0]);
+
+        auto cpu_ms = [pid] {
+            std::FILE *f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+            REQUIRE(f != nullptr);
+            char buf[1024] = {};
+            std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+            std::fclose(f);
+            std::string st(buf, n);
+            // Fields after the command name (in parentheses): state is 3rd, utime 14th, stime 15th.
+            std::string rest = st.substr(st.rfind(')') + 2);
+            std::vector<std::string> fields;
+            for (std::size_t at = 0, sp; at < rest.size(); at = sp + 1) {
+                sp = rest.find(' ', at);
+                if (sp == std::string::npos) sp = rest.size();
+                fields.push_back(rest.substr(at, sp - at));
+            }
+            long ticks = std::stol(fields[11]) + std::stol(fields[12]);
+            return ticks * 1000 / sysconf(_SC_CLK_TCK);
+        };
+        std::vector<Client> waiting(40);
+        for (auto &w : waiting)
+            REQUIRE(w.connect(path, scaled(2000)) == 0);
+        long before = cpu_ms();
+        std::this_thread::sleep_for(1s);
+        long used = cpu_ms() - before;
+        MESSAGE("CPU used by the server at the descriptor limit over 1 s: " << used << " ms");
+        CHECK(used < 200);
+
+        REQUIRE(kill(pid, SIGUSR1) == 0);
+        bool answered = false;
+        for (int attempt = 0; attempt < 50 && !answered; ++attempt) {
+            Client root;
+            if (root.connect(path, scaled(2000)) == 0 && root.send_all(R"({"id":1,"cmd":"version"})"
+                                                                       "\n",
+                                                                       scaled(2000)) == 0) {
+                std::string line;
+                while (root.read_line(line, scaled(2000)) == 0) {
+                    if (line.find("\"child\"") != std::string::npos) {
+                        answered = true;
+                        break;
+                    }
+                }
+            }
+            if (!answered) std::this_thread::sleep_for(20ms);
+        }
+        CHECK(answered);
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        struct stat st {};
+        REQUIRE(stat(log_path.c_str(), &st) == 0);
+        MESSAGE("the server logged " << st.st_size << " bytes");
+        CHECK(st.st_size < 4096);
+        remove_tree(dir);
+    }
+
+    TEST_CASE("listen refuses a socket folder that another user could control") {
+        std::string dir = make_temp_dir();
+        std::string sub = dir + "/s";
+        auto try_listen = [&](std::optional<gid_t> group, std::string &msg) {
+            LoopThread lt;
+            ServerOptions o;
+            o.path = sub + "/control.sock";
+            o.socket_group = group;
+            Server srv(lt.loop(), o, [](const auto &, const Request &) {});
+            int r = srv.listen(&msg);
+            lt.stop([&](std::function<void()> close_wake) { srv.close(close_wake); });
+            return r;
+        };
+        std::string msg;
+        SUBCASE("ours, 0700 or 0755: accepted") {
+            REQUIRE(mkdir(sub.c_str(), 0700) == 0);
+            CHECK(try_listen(std::nullopt, msg) == 0);
+            REQUIRE(chmod(sub.c_str(), 0755) == 0);
+            CHECK(try_listen(std::nullopt, msg) == 0);
+        }
+        SUBCASE("writable by group or others: refused, naming the mode") {
+            REQUIRE(mkdir(sub.c_str(), 0700) == 0);
+            for (mode_t m : {0770, 0707, 01777}) {
+                REQUIRE(chmod(sub.c_str(), m) == 0);
+                CHECK(try_listen(std::nullopt, msg) == -EPERM);
+                CHECK(msg.find("writable by") != std::string::npos);
+            }
+        }
+        SUBCASE("a symbolic link: refused") {
+            REQUIRE(mkdir((dir + "/real").c_str(), 0700) == 0);
+            REQUIRE(symlink((dir + "/real").c_str(), sub.c_str()) == 0);
+            CHECK(try_listen(std::nullopt, msg) == -EPERM);
+            CHECK(msg.find("symbolic link") != std::string::npos);
+        }
+        SUBCASE("owned by another user: refused, naming the owner") {
+            if (geteuid() != 0) {
+                MESSAGE("skipped: needs root to give a folder to uid 65534");
+                return;
+            }
+            REQUIRE(mkdir(sub.c_str(), 0700) == 0);
+            REQUIRE(chown(sub.c_str(), 65534, 65534) == 0);
+            CHECK(try_listen(std::nullopt, msg) == -EPERM);
+            CHECK(msg.find("owned by uid 65534") != std::string::npos);
+            CHECK(msg.find("remove it") != std::string::npos);
+        }
+        SUBCASE("the --socket-group setup: ours, 0750, owned by the group: accepted") {
+            if (geteuid() != 0) {
+                MESSAGE("skipped: needs root to give a folder to group 65534");
+                return;
+            }
+            REQUIRE(mkdir(sub.c_str(), 0750) == 0);
+            REQUIRE(chown(sub.c_str(), 0, 65534) == 0);
+            CHECK(try_listen(gid_t{65534}, msg) == 0);
+            REQUIRE(chmod(sub.c_str(), 0770) == 0); // group members could replace the socket
+            CHECK(try_listen(gid_t{65534}, msg) == -EPERM);
+        }
+        remove_tree(dir);
+    }
+
+    TEST_CASE("connection caps: per uid, then eviction; root always gets in") {
+        if (geteuid() != 0) {
+            MESSAGE("skipped: needs root to run clients as uid 65534");
+            return;
+        }
+        // The clients of uid 65534 (a socket-group member) run in a forked child, forked
+        // before the loop thread starts. It reports through its exit status; `ready` and `go`
+        // order its steps against the test's own (root) clients.
+        int ready[2], go[2];
+        REQUIRE(pipe(ready) == 0);
+        REQUIRE(pipe(go) == 0);
+        auto as_nobody = [&](const std::function<int()> &body) -> pid_t {
+            pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid != 0) {
+                close(ready[1]);
+                close(go[0]);
+                return pid;
+            }
+            close(ready[0]);
+            close(go[1]);
+            gid_t g = 65534;
+            if (setgroups(1, &g) != 0 || setresgid(g, g, g) != 0 || setresuid(65534, 65534, 65534))
+                _exit(10);
+            _exit(body());
+        };
+        auto child_ready = [&] { return write(ready[1], "r", 1) == 1; };
+        auto child_wait_go = [&] {
+            pollfd p{go[0], POLLIN, 0};
+            char c = 0;
+            return poll(&p, 1, 10000) == 1 && read(go[0], &c, 1) == 1;
+        };
+        auto wait_ready = [&] {
+            pollfd p{ready[0], POLLIN, 0};
+            char c = 0;
+            REQUIRE(poll(&p, 1, scaled(10000)) == 1);
+            REQUIRE(read(ready[0], &c, 1) == 1);
+        };
+        auto wait_child = [](pid_t pid) {
+            int status = 0;
+            for (int i = 0; i < scaled(1000); ++i) {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+                std::this_thread::sleep_for(10ms);
+            }
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return 101;
+        };
+        // Child-side helpers: a line, or an exit status.
+        auto line_of = [](Client &c) -> Json {
+            std::string line;
+            if (c.read_line(line, 5000) != 0) return nullptr;
+            return Json::parse(line, nullptr, false);
+        };
+        auto told = [&](Client &c, const char *needle) {
+            Json e = line_of(c);
+            std::string line;
+            return e.is_object() && e["error"]["code"] == "internal" &&
+                   e["error"]["message"].get<std::string>().find(needle) != std::string::npos &&
+                   c.read_line(line, 5000) == -ECONNRESET;
+        };
+        auto version = [&](Client &c) {
+            c.send_all(R"({"id":1,"cmd":"version"})"
+                       "\n",
+                       5000);
+        };
+
+        SUBCASE("idle sessions make room: the uid's own first, then anyone's for root") {
+            ServerOptions o;
+            o.max_sessions = 6;
+            o.max_sessions_per_uid = 4;
+            o.socket_group = 65534;
+            Fixture f(o);
+            REQUIRE(f.server->listen() == 0);
+            REQUIRE(chmod(f.dir.c_str(), 0755) == 0);
+            pid_t pid = as_nobody([&] {
+                std::vector<Client> c(6);
+                for (auto &x : c) {
+                    if (x.connect(f.path, 5000) != 0) return 11;
+                    if (line_of(x)["hello"] != "vigil") return 12;
+                    std::this_thread::sleep_for(5ms);
+                }
+                // The 5th and 6th connection evicted the 1st and 2nd: idle, same uid.
+                for (int i = 0; i < 2; ++i)
+                    if (!told(c[i], "same user")) return 13 + i;
+                for (int i = 2; i < 6; ++i) {
+                    version(c[i]);
+                    if (line_of(c[i])["id"] != 1) return 15;
+                }
+                if (!child_ready() || !child_wait_go()) return 16;
+                // The server was full when root's third connection came: the session idle the
+                // longest (c[2], answered first) made room.
+                if (!told(c[2], "too many connections")) return 17;
+                version(c[3]);
+                if (line_of(c[3])["id"] != 1) return 18;
+                return 0;
+            });
+            f.lt.start();
+            wait_ready();
+            Client r1 = f.connect(), r2 = f.connect();
+            hello(r1);
+            hello(r2);
+            Client r3 = f.connect();
+            hello(r3);
+            send(r3, R"({"id":3,"cmd":"version"})"
+                     "\n");
+            CHECK(next(r3)["id"] == 3);
+            REQUIRE(write(go[1], "g", 1) == 1);
+            CHECK(wait_child(pid) == 0);
+            CHECK(f.lt.call([&] { return f.server->evicted_total(); }) == 3);
+            CHECK(f.lt.call([&] { return f.server->refused_total(); }) == 0);
+            CHECK(f.logged("evicting uid 65534"));
+        }
+        SUBCASE("busy sessions: a uid at its cap is refused; root evicts a follower") {
+            ServerOptions o;
+            o.max_sessions = 3;
+            o.max_sessions_per_uid = 2;
+            o.socket_group = 65534;
+            Fixture f(o);
+            REQUIRE(f.server->listen() == 0);
+            REQUIRE(chmod(f.dir.c_str(), 0755) == 0);
+            pid_t pid = as_nobody([&] {
+                std::vector<Client> c(3);
+                for (int i = 0; i < 2; ++i) {
+                    if (c[i].connect(f.path, 5000) != 0) return 11;
+                    c[i].send_all(R"({"id":1,"cmd":"events","args":{"follow":true}})"
+                                  "\n",
+                                  5000);
+                    if (line_of(c[i])["hello"] != "vigil") return 12;
+                    if (line_of(c[i])["stream"]["n"] != 0) return 13;
+                }
+                // Both of the uid's sessions are busy: the third is turned away.
+                if (c[2].connect(f.path, 5000) != 0) return 14;
+                if (line_of(c[2])["hello"] != "vigil") return 15;
+                if (!told(c[2], "already has 2 connections")) return 16;
+                if (!child_ready() || !child_wait_go()) return 17;
+                // Root's connection found nobody idle: the follower connected first went.
+                if (!told(c[0], "too many connections")) return 18;
+                return 0;
+            });
+            f.lt.start();
+            wait_ready();
+            Client r1 = f.connect();
+            send(r1, R"({"id":1,"cmd":"events","args":{"follow":true}})"
+                     "\n");
+            hello(r1);
+            CHECK(next(r1)["stream"]["n"] == 0);
+            Client r2 = f.connect();
+            hello(r2);
+            send(r2, R"({"id":2,"cmd":"version"})"
+                     "\n");
+            CHECK(next(r2)["id"] == 2);
+            REQUIRE(write(go[1], "g", 1) == 1);
+            CHECK(wait_child(pid) == 0);
+            CHECK(f.lt.call([&] { return f.server->evicted_total(); }) == 1);
+            CHECK(f.lt.call([&] { return f.server->refused_total(); }) == 1);
+            CHECK(f.logged("(busy)"));
+            CHECK(f.logged("refusing uid 65534"));
+        }
+        close(ready[0]);
+        close(go[1]);
     }
 
     TEST_CASE("lookup_group accepts names and numbers") {

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +65,7 @@ Ran run_ctl(const std::vector<std::string> &args, const std::vector<std::string>
     if (pid == 0) {
         dup2(o[1], 1);
         dup2(e[1], 2);
+        std::signal(SIGPIPE, SIG_DFL); // LoopThread ignores it (as vigild does); vigilctl must not
         execve(argv[0], argv.data(), envp.data());
         _exit(127);
     }
@@ -114,7 +116,7 @@ core::ChildStatus make_status(const char *name, core::ChildState state, std::opt
 }
 
 // Canned answers in the shapes vigild sends.
-void fake_vigild(const SessionPtr &s, const Request &r) {
+void fake_vigild(const ResponderPtr &s, const Request &r) {
     const TimePoint now = at_ms(66'000);
     Json web = status_json(make_status("web", core::ChildState::Running, 4242), now, "root");
     Json db = status_json(make_status("db", core::ChildState::Stopped, std::nullopt), now, "root");
@@ -276,6 +278,74 @@ TEST_SUITE("ctl") {
         close(fd);
         unlink(path.c_str());
         rmdir(tmpl);
+    }
+
+    TEST_CASE("vigilctl: a server run by another user is refused (exit 6), not believed") {
+        if (geteuid() != 0) {
+            MESSAGE("skipped: needs root to run a fake server as uid 65534");
+            return;
+        }
+        // A fake vigild run by uid 65534 in a folder it owns (as in a hijacked /tmp/vigil-UID):
+        // it answers every request with an empty, successful status.
+        char tmpl[] = "/tmp/vigilctl-test.XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        REQUIRE(chmod(tmpl, 0755) == 0);
+        std::string sub = std::string(tmpl) + "/fake";
+        REQUIRE(mkdir(sub.c_str(), 0700) == 0);
+        REQUIRE(chown(sub.c_str(), 65534, 65534) == 0);
+        std::string path = sub + "/control.sock";
+        int ready[2];
+        REQUIRE(pipe(ready) == 0);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            close(ready[0]);
+            gid_t g = 65534;
+            if (setgroups(1, &g) != 0 || setresgid(g, g, g) != 0 || setresuid(65534, 65534, 65534))
+                _exit(10);
+            int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+            sockaddr_un sa{};
+            sa.sun_family = AF_UNIX;
+            std::strcpy(sa.sun_path, path.c_str());
+            if (bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0 || listen(fd, 8) != 0)
+                _exit(11);
+            if (write(ready[1], "r", 1) != 1) _exit(12);
+            for (;;) {
+                int c = accept(fd, nullptr, nullptr);
+                if (c < 0) continue;
+                std::string out =
+                    make_hello("fake") + make_reply(1, Json{{"units", Json::array()}});
+                (void)!send(c, out.data(), out.size(), MSG_NOSIGNAL);
+                char buf[4096];
+                (void)!read(c, buf, sizeof buf);
+                close(c);
+            }
+        }
+        close(ready[1]);
+        struct Reap { // the fake server ends with the test, whatever fails
+            pid_t pid;
+            ~Reap() {
+                kill(pid, SIGKILL);
+                int status = 0;
+                waitpid(pid, &status, 0);
+            }
+        } reap{pid};
+        char c = 0;
+        pollfd p{ready[0], POLLIN, 0};
+        REQUIRE(poll(&p, 1, scaled(5000)) == 1);
+        REQUIRE(read(ready[0], &c, 1) == 1);
+        close(ready[0]);
+
+        Ran r = run_ctl({"--socket", path, "status"});
+        CHECK(r.code == 6);
+        CHECK(r.out.empty());
+        CHECK(has(r.err, "runs as uid 65534"));
+        CHECK(has(r.err, path));
+        Ran j = run_ctl({"--socket", path, "--json", "version"});
+        CHECK_MESSAGE(j.code == 6, j.err);
+        CHECK(j.out.empty());
+        std::string rm = std::string("rm -rf '") + tmpl + "'";
+        CHECK(std::system(rm.c_str()) == 0);
     }
 
     TEST_CASE("vigilctl against a fake vigild") {

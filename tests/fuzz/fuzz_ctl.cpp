@@ -2,7 +2,8 @@
 //
 // The input is one line as a client could send it, and also one line as a server could:
 //  - parse_request() never throws; a Request it returns obeys the header's promises (id null,
-//    integer or string; args an object; a signal number in 1..64), and the line make_request()
+//    integer or a short string; args an object; a signal number in 1..64; unit lists, names
+//    and lines within their bounds), and the line make_request()
 //    builds from it parses again to the same command, args and id;
 //  - a RequestError, answered with make_error(), parses on the client side as an Error with
 //    the code's name;
@@ -41,6 +42,15 @@ void check_request(std::string_view line) {
               "a request id is null, an integer or a string");
         check(req->args.is_object(), "args is an object");
         if (req->cmd == Cmd::Signal) check(req->signal >= 1 && req->signal <= 64, "signal range");
+        check(!req->id.is_string() ||
+                  req->id.get_ref<const std::string &>().size() <= max_id_length,
+              "a string id is short");
+        check(req->units.size() <= max_units_per_request, "a bounded unit list");
+        for (const auto &u : req->units)
+            check(!u.empty() && u.size() <= max_unit_name, "unit patterns are bounded");
+        check(req->unit.size() <= max_unit_name, "a unit name is bounded");
+        check(!req->lines || *req->lines <= max_lines, "lines is bounded");
+        check(line.size() <= max_request_line, "a request line is bounded");
         std::string again = make_request(req->id, req->cmd, req->args);
         ParseResult pr2 = parse_request(without_newline(again));
         const auto *req2 = std::get_if<Request>(&pr2);

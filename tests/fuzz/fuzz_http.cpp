@@ -6,7 +6,8 @@
 // writes the input (in chunks the first byte chooses, the loop running between chunks so that
 // each chunk is a separate read), half-closes, and reads until the server closes. Invariants:
 //  - the server answers only with HTTP/1.1 responses and always closes the connection once the
-//    client has half-closed (within 5 s; the idle timeout is 30 s, so a hang is a bug);
+//    client has half-closed (within 5 s; the request and idle timeouts are 30 s here, so a
+//    hang is a bug);
 //  - after the close the server holds no connection.
 // Then the pure parts on the input's first line: route() (method, target) and render_response()
 // (status line, Content-Length, HEAD without body), and parse_listen_address().
@@ -172,7 +173,11 @@ void check_pure(std::string_view input) {
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     world = new World;
     check(uv_loop_init(&world->loop) == 0, "uv_loop_init");
-    auto opened = Server::listen(&world->loop, "127.0.0.1", 0, Server::Options{}, handlers());
+    // Deadlines far beyond the 5 s this target waits, so that a hang shows as one.
+    Server::Options options;
+    options.request_timeout = vigil::Duration{30'000};
+    options.idle_timeout = vigil::Duration{30'000};
+    auto opened = Server::listen(&world->loop, "127.0.0.1", 0, options, handlers());
     if (!opened.server) {
         std::fprintf(stderr, "fuzz_http: %s\n", opened.error.c_str());
         std::abort();

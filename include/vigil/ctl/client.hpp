@@ -4,13 +4,24 @@
 // so a query costs a connect, one write and a few reads. Every call that waits takes a
 // timeout in milliseconds (negative: wait for ever) and fails with -ETIMEDOUT when it passes.
 // Errors are returned as -errno; the socket never raises SIGPIPE (MSG_NOSIGNAL).
+//
+// Who answers is checked: connect() reads the server's credentials (SO_PEERCRED) and talks only
+// to a server run by root or by the caller's own euid. Anyone else may have made the socket (a
+// non-root vigild's /tmp/vigil-UID folder can be created by another user first), and believing
+// its answers would show a fake status with success.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 
 namespace vigil::ctl {
+
+// connect()'s answer when the server runs as a uid that is neither root nor the caller's euid
+// (connect(2) itself does not give EPERM for a Unix socket; no permission is EACCES).
+inline constexpr int untrusted_server = -EPERM;
 
 class Client {
 public:
@@ -22,8 +33,12 @@ public:
     Client &operator=(const Client &) = delete;
 
     // Connects to the Unix socket at `path`. Returns 0 or -errno (-ENOENT: no socket there,
-    // -ECONNREFUSED: nobody listening, -EACCES: no permission, -ETIMEDOUT: backlog stayed full).
+    // -ECONNREFUSED: nobody listening, -EACCES: no permission, -ETIMEDOUT: backlog stayed full,
+    // untrusted_server: the server runs as another user; server_uid() says which, and the
+    // connection is closed).
     int connect(const std::string &path, int timeout_ms);
+    // The server's uid as SO_PEERCRED gave it at the last connect(); -1 before.
+    uid_t server_uid() const noexcept { return server_uid_; }
     // Writes all of `data`. Returns 0 or -errno.
     int send_all(std::string_view data, int timeout_ms);
     // Reads one line into `line` (without its "\n"). Returns 0, -ETIMEDOUT, -ECONNRESET when
@@ -36,6 +51,7 @@ public:
 
 private:
     int fd_ = -1;
+    uid_t server_uid_ = static_cast<uid_t>(-1);
     std::string buf_;
     std::size_t off_ = 0;
 };

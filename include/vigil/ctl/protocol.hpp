@@ -12,7 +12,8 @@
 // round trip) and must skip the hello when it reads.
 //
 // Requests:  {"id":7,"cmd":"status","args":{"units":["web-*"]}}
-//   id    optional; an integer or a string, echoed in every answer (null when absent).
+//   id    optional; an integer (64-bit) or a string of at most 128 bytes, echoed in every
+//         answer (null when absent).
 //   cmd   one of the commands below.
 //   args  optional object; unknown keys and wrong types are rejected (bad_request).
 // Replies:   {"id":7,"ok":true,"result":{...}}
@@ -24,12 +25,15 @@
 // Requests on one connection are answered in order unless a stream is open; answers always
 // carry the id of the request they answer.
 //
-// Commands and their args (R: allowed to read-only clients, i.e. socket-group members):
+// Commands and their args (R: allowed to read-only clients, i.e. socket-group members; the
+// decision is per request, is_read_only(const Request &)):
 //   status   R {units?:[pattern...]}        -> {units:[status...]}
 //   tree     R {}                           -> {root:{status..., children:[...]}}
 //   events   R {unit?:name, lines?:N, follow?:bool}  -> stream of records
-//   logs     R {unit:name, lines?:N, follow?:bool, reopen?:bool} -> stream of log lines
-//              {seq, stream:"stdout"|"stderr", time, line, continued}; with reopen: a reply
+//   logs     R {unit:name, lines?:N, follow?:bool} -> stream of log lines
+//              {seq, stream:"stdout"|"stderr", time, line, continued}
+//   logs       {unit:name, reopen:true}     -> a reply: vigild reopens the unit's log file, so
+//              it is not read-only
 //   version  R {}                           -> {server:"0.1.0", protocol:1, ...}
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
 //   stop       {units:[pattern...]}         -> same
@@ -39,14 +43,19 @@
 //   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
 //   shutdown   {}  -> {}
 // Patterns are unit names, fnmatch(3) globs ("web-*"), or supervisor names (their subtree).
+// Bounds (bad_request beyond them): at most 1024 patterns a request, a pattern or unit name of
+// at most 255 bytes (a unit's name is its file name), lines at most 1,000,000.
 // The shapes of status, record and result objects are built by vigil/ctl/shapes.hpp.
 //
 // Error codes: bad_json, bad_request, unknown_command, too_long (the connection is then
 // closed), not_found, forbidden, invalid, shutting_down, internal.
 //
-// Limits enforced by the server (vigil/ctl/server.hpp): a request line is at most 1 MiB; a
-// client that sends no request for the idle timeout (30 s) is disconnected; a client whose
-// unsent output passes the output cap (it stopped reading a stream) is disconnected.
+// Limits of a request line, checked by parse_request(): a line is at most 64 KiB (the server
+// answers too_long and disconnects); before the JSON is parsed, a cheap scan of the line
+// refuses (bad_request) nesting deeper than 16 levels and more than 10,000 values (array
+// elements and object members together), so that no line can make the parser build a large
+// tree. 64 KiB holds ~5,000 short unit names; a request names at most 1024 patterns anyway.
+// Limits of connections (deadlines, output caps, connection caps): vigil/ctl/server.hpp.
 //
 // This header and protocol.cpp depend on nlohmann_json only (no libuv), so vigilctl stays lean.
 #pragma once
@@ -66,7 +75,15 @@ namespace vigil::ctl {
 using Json = nlohmann::json;
 
 inline constexpr int protocol_version = 1;
-inline constexpr std::size_t max_request_line = std::size_t{1} << 20; // 1 MiB
+// The bounds of a request (see above). Every number a request holds fits the type it is read
+// into: ids are int64/uint64 or short strings, lines a uint32.
+inline constexpr std::size_t max_request_line = std::size_t{64} << 10; // 64 KiB, "\n" excluded
+inline constexpr std::size_t max_request_depth = 16;      // nesting levels, the request object: 1
+inline constexpr std::size_t max_request_values = 10'000; // array elements + object members
+inline constexpr std::size_t max_id_length = 128;         // bytes of a string id
+inline constexpr std::size_t max_units_per_request = 1024;
+inline constexpr std::size_t max_unit_name = 255; // bytes of a unit name or pattern
+inline constexpr std::uint32_t max_lines = 1'000'000;
 
 enum class ErrorCode : std::uint8_t {
     BadJson,        // the line is not valid JSON (the connection stays usable)
@@ -99,8 +116,6 @@ enum class Cmd : std::uint8_t {
 
 const char *to_string(Cmd c) noexcept;
 std::optional<Cmd> cmd_from_string(std::string_view s) noexcept;
-// Commands that change nothing: the ones socket-group members may run.
-bool is_read_only(Cmd c) noexcept;
 
 // A validated request. `args` is the original object (always an object, possibly empty); the
 // typed fields below are filled from it for the command's known keys.
@@ -109,13 +124,19 @@ struct Request {
     Cmd cmd = Cmd::Version;
     Json args = Json::object();
 
-    std::vector<std::string> units;     // status (may be empty), start, stop, restart, signal
+    std::vector<std::string> units;     // status (may be empty), start, stop, restart, signal;
+                                        // at most max_units_per_request, each <= max_unit_name
     std::string unit;                   // logs (required), events (empty: all units)
     std::optional<std::uint32_t> lines; // logs, events: how many stored items to send first
+                                        // (<= max_lines)
     bool follow = false;                // logs, events: keep streaming new items
     bool reopen = false;                // logs: reopen the log file (after external rotation)
     int signal = 0;                     // signal: the signal number (1..64)
 };
+
+// Requests that change nothing: the ones socket-group members may run. Decided per request,
+// not per command: `logs` is read-only, `logs` with reopen is not.
+bool is_read_only(const Request &r) noexcept;
 
 // Why a line was not a request; the server answers make_error(id, code, message).
 struct RequestError {

@@ -7,15 +7,27 @@
 //   GET /status   the JSON of `vigilctl status --json`, from the daemon's callback
 // HEAD is answered like GET without a body; other methods get 405, other paths 404.
 //
-// Requests are parsed by Debian's libhttp-parser. Limits keep one client from hurting vigild:
-// request line plus headers over `max_header_bytes` get 431 and the connection is closed; a
-// malformed request gets 400 and is closed; a connection idle (or stuck mid-request) for
-// `idle_timeout` is closed; beyond `max_connections` new connections are closed at once; request
-// bodies over 64 KiB get 413. Keep-alive follows HTTP/1.1 (`Connection: close` honoured, HTTP/1.0
-// closes unless it asks for keep-alive); pipelined requests are answered in order.
+// Requests are parsed by Debian's libhttp-parser. Limits keep one client from hurting vigild, and
+// in particular from failing the orchestrator's liveness probe (which would get the pod killed):
+//  - request line plus headers over `max_header_bytes` get 431, bodies over 64 KiB 413, a
+//    malformed request 400; the connection is then closed;
+//  - a request must arrive whole within `request_timeout`, counted from the connection's start
+//    (first request) or from the request's first byte (later ones): bytes trickling in do not
+//    extend it (slowloris);
+//  - between requests a kept-alive connection may stay idle for `idle_timeout`;
+//  - at `max_connections` a new connection is not refused: an open one is closed to make room
+//    (evicted_total() counts them), the one idle or incomplete the longest among those of the
+//    client address (IPv6: its /64) that holds the most connections, the newcomer included.
+//    So one address that floods or trickles evicts only its own connections, and a probe from
+//    another address, answered within milliseconds of connecting, always gets in.
+// Keep-alive follows HTTP/1.1 (`Connection: close` honoured, HTTP/1.0 closes unless it asks for
+// keep-alive); pipelined requests are answered in order.
+//
+// No exception escapes into libuv or http-parser: a failing handler gives 500, a failed
+// allocation closes that connection.
 //
 // Everything runs on the daemon's loop: one listening handle, and per open connection one tcp
-// handle and one idle timer. With no connection open nothing is armed.
+// handle and one deadline timer. With no connection open nothing is armed.
 #pragma once
 
 #include <cstdint>
@@ -63,7 +75,8 @@ class Server {
 public:
     struct Options {
         std::size_t max_header_bytes = 8 * 1024;
-        Duration idle_timeout{30'000};
+        Duration idle_timeout{30'000};   // kept-alive, between requests
+        Duration request_timeout{5'000}; // a whole request, from its first byte
         std::size_t max_connections = 64;
     };
     struct OpenResult {
@@ -83,7 +96,8 @@ public:
     int port() const noexcept { return port_; }
     std::size_t connections() const noexcept { return conns_.size(); }
     std::uint64_t requests_total() const noexcept { return requests_; }
-    std::uint64_t rejected_total() const noexcept { return rejected_; } // 400/413/431, over limit
+    std::uint64_t rejected_total() const noexcept { return rejected_; } // 400/413/431/500
+    std::uint64_t evicted_total() const noexcept { return evicted_; }   // closed to make room
 
     struct Conn; // one client connection (server.cpp)
 
@@ -97,7 +111,7 @@ private:
     uv_tcp_s *listener_ = nullptr;
     int port_ = 0;
     std::set<Conn *> conns_;
-    std::uint64_t requests_ = 0, rejected_ = 0;
+    std::uint64_t requests_ = 0, rejected_ = 0, evicted_ = 0;
 };
 
 } // namespace vigil::http
