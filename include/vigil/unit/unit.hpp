@@ -21,6 +21,7 @@
 #include "vigil/core/spec.hpp"
 #include "vigil/proc/spawn.hpp"
 #include "vigil/time.hpp"
+#include "vigil/unit/bounds.hpp"
 
 namespace vigil::unit {
 
@@ -123,7 +124,9 @@ std::map<std::string, std::vector<std::string>> known_values();
 // the effective values of every policy field (defaults included).
 std::string render_tree(const LoadResult &r);
 
-// Durations ("250ms", "10s", "5m", "1h", "1m30s") and sizes ("64KiB", "10MiB", "512", "1G").
+// Durations ("250ms", "10s", "5m", "1h", "1m30s"; at most bounds::max_duration, 365d) and
+// sizes ("64KiB", "10MiB", "512", "1G"; at most 2^64-1 bytes). Each field has its own, lower
+// bound (bounds.hpp), which the loader checks.
 std::optional<Duration> parse_duration(std::string_view s);
 std::optional<std::uint64_t> parse_size(std::string_view s);
 
