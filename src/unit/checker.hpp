@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vigil/unit/bounds.hpp"
 #include "vigil/unit/json_positions.hpp"
 #include "vigil/unit/unit.hpp"
 #include "vigil/unit/values.hpp"
@@ -68,21 +69,28 @@ public:
     }
 
     bool expect_object(const json &v, const std::string &ptr);
-    std::optional<std::string> string(const json &v, const std::string &ptr,
-                                      bool non_empty = false);
+    // Every string is at most `max_bytes` long and holds no NUL (C APIs would cut it there).
+    std::optional<std::string> string(const json &v, const std::string &ptr, bool non_empty = false,
+                                      std::size_t max_bytes = bounds::max_string_bytes);
     std::optional<bool> boolean(const json &v, const std::string &ptr);
     std::optional<std::int64_t> integer(const json &v, const std::string &ptr, std::int64_t min,
                                         std::int64_t max);
     std::optional<double> number(const json &v, const std::string &ptr, double min, double max);
-    // A duration string; `infinity` allows "infinity" (returned as nullopt inside the optional).
-    // `min` is the smallest allowed value.
+    // A duration string from `min` to `max`; `infinity` allows "infinity" (returned as nullopt
+    // inside the optional).
     std::optional<std::optional<Duration>> duration(const json &v, const std::string &ptr,
-                                                    bool infinity, Duration min);
-    std::optional<std::uint64_t> size(const json &v, const std::string &ptr, std::uint64_t min);
+                                                    bool infinity, Duration min, Duration max);
+    // A size (a JSON integer or a size string) from `min` to `max` bytes.
+    std::optional<std::uint64_t> size(const json &v, const std::string &ptr, std::uint64_t min,
+                                      std::uint64_t max);
+    // At most `max_items` strings of at most `max_bytes` each.
     std::optional<std::vector<std::string>> string_array(const json &v, const std::string &ptr,
-                                                         bool non_empty);
-    std::optional<std::map<std::string, std::string>> string_map(const json &v,
-                                                                 const std::string &ptr);
+                                                         bool non_empty, std::size_t max_items,
+                                                         std::size_t max_bytes);
+    // At most `max_entries` members; keys and values checked as by string().
+    std::optional<std::map<std::string, std::string>>
+    string_map(const json &v, const std::string &ptr, std::size_t max_entries,
+               std::size_t max_key_bytes, std::size_t max_value_bytes);
     // Compiles a PCRE2 pattern so that a bad regex is reported at load time.
     std::optional<std::string> regex(const json &v, const std::string &ptr);
 

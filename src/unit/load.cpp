@@ -111,14 +111,18 @@ const Fields probe_fields{"exec",
                           "failure_threshold",
                           "success_threshold"};
 
-constexpr int max_instances = 10'000; // the scale target: 10k children in a tree
-// [a-z0-9][a-z0-9._@-]*: safe as a file name, a log prefix and a vigilctl argument.
-bool valid_name(std::string_view n) {
+// [a-z0-9][a-z0-9._@-]*, at most bounds::max_name_bytes long: safe as a file name, a log
+// prefix, a socket name and a vigilctl argument.
+bool name_chars_ok(std::string_view n) {
     auto lower_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
     if (n.empty() || !lower_digit(n[0])) return false;
     return std::all_of(n.begin(), n.end(), [&](char c) {
         return lower_digit(c) || c == '.' || c == '_' || c == '@' || c == '-';
     });
+}
+
+bool valid_name(std::string_view n) {
+    return n.size() <= bounds::max_name_bytes && name_chars_ok(n);
 }
 
 Fields concat(const Fields &a, const Fields &b) {
@@ -143,10 +147,45 @@ struct Raw {
     std::optional<std::string> parent; // as written
     std::vector<std::string> after;    // as written, index = /after/i
     int instances = 0;                 // 0: not given (one child, no suffix)
+    std::uint64_t bytes = 0;           // the file's size: each instance holds a copy
     std::string canonical;             // canonical JSON for the fingerprint
 };
 
 // ---- pass 1: fields --------------------------------------------------------------------
+
+// Bytes execve copies for these strings (each with its NUL), to hold bounds::max_exec_bytes.
+std::size_t exec_bytes(const std::vector<std::string> &argv,
+                       const std::map<std::string, std::string> &env = {}) {
+    std::size_t n = 0;
+    for (const auto &a : argv)
+        n += a.size() + 1;
+    for (const auto &[k, v] : env)
+        n += k.size() + v.size() + 2;
+    return n;
+}
+
+std::string exec_bytes_message(std::size_t n) {
+    return std::to_string(n) + " bytes of execve arguments; at most " +
+           std::to_string(bounds::max_exec_bytes) +
+           " are allowed (pass large data in a file instead)";
+}
+
+// An HTTP token (RFC 9110): what a header name may be.
+bool http_token(std::string_view s) {
+    static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               extra.find(ch) != std::string_view::npos;
+    });
+}
+
+// A control character other than a tab (CR and LF would end the header or the request line).
+bool has_control(std::string_view s, bool space_too) {
+    return std::any_of(s.begin(), s.end(), [&](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return (u < 0x20 && u != '\t') || u == 0x7f || (space_too && (u == ' ' || u == '\t'));
+    });
+}
 
 std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::string &ptr,
                                      bool single_success) {
@@ -170,9 +209,13 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
         const json &mv = v[std::string(m)];
         if (m == "exec") {
             p.kind = ProbeKind::Exec;
-            auto cmd = c.string_array(mv, mp, true);
+            auto cmd = c.string_array(mv, mp, true, bounds::max_argv, bounds::max_arg_bytes);
             if (cmd && (*cmd)[0].empty()) {
                 c.error(pointer_append(mp, "0"), "must not be empty");
+                cmd.reset();
+            }
+            if (cmd && exec_bytes(*cmd) > bounds::max_exec_bytes) {
+                c.error(mp, "makes " + exec_bytes_message(exec_bytes(*cmd)));
                 cmd.reset();
             }
             if (cmd)
@@ -188,7 +231,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
         }
         c.check_keys(mv, mp, m == "tcp" ? tcp_fields : http_fields);
         if (mv.contains("host")) {
-            if (auto h = c.string(mv["host"], pointer_append(mp, "host"), true))
+            if (auto h =
+                    c.string(mv["host"], pointer_append(mp, "host"), true, bounds::max_host_bytes))
                 p.host = *h;
             else
                 ok = false;
@@ -203,9 +247,14 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
         }
         if (mv.contains("path")) {
             std::string pp = pointer_append(mp, "path");
-            auto path = c.string(mv["path"], pp);
+            auto path = c.string(mv["path"], pp, false, bounds::max_url_path_bytes);
             if (path && !path->starts_with("/")) {
                 c.error(pp, "must start with \"/\"; got " + describe(mv["path"]));
+                path.reset();
+            } else if (path && has_control(*path, true)) {
+                c.error(pp, "must not contain spaces or control characters (percent-encode "
+                            "them); got " +
+                                describe(mv["path"]));
                 path.reset();
             }
             if (path)
@@ -214,7 +263,26 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
                 ok = false;
         }
         if (mv.contains("headers")) {
-            if (auto h = c.string_map(mv["headers"], pointer_append(mp, "headers")))
+            std::string hp = pointer_append(mp, "headers");
+            auto h = c.string_map(mv["headers"], hp, bounds::max_headers,
+                                  bounds::max_header_name_bytes, bounds::max_header_value_bytes);
+            for (const auto &[k, val] : h ? *h : std::map<std::string, std::string>{}) {
+                if (!http_token(k)) {
+                    c.error_at_key(pointer_append(hp, k),
+                                   "a header name is a token: letters, digits and "
+                                   "!#$%&'*+-.^_`|~; got \"" +
+                                       k + "\"");
+                    h.reset();
+                    break;
+                }
+                if (has_control(val, false)) {
+                    c.error(pointer_append(hp, k),
+                            "must not contain control characters (CR or LF would end the header)");
+                    h.reset();
+                    break;
+                }
+            }
+            if (h)
                 p.headers = *h;
             else
                 ok = false;
@@ -226,7 +294,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
     }
     auto dur = [&](const char *k, Duration &dst, Duration min) {
         if (!v.contains(k)) return;
-        if (auto d = c.duration(v[k], pointer_append(ptr, k), false, min))
+        if (auto d =
+                c.duration(v[k], pointer_append(ptr, k), false, min, bounds::max_field_duration))
             dst = **d;
         else
             ok = false;
@@ -236,7 +305,7 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
     dur("timeout", p.timeout, Duration{1});
     auto count = [&](const char *k, unsigned &dst) {
         if (!v.contains(k)) return;
-        if (auto n = c.integer(v[k], pointer_append(ptr, k), 1, 1'000'000))
+        if (auto n = c.integer(v[k], pointer_append(ptr, k), 1, bounds::max_threshold))
             dst = static_cast<unsigned>(*n);
         else
             ok = false;
@@ -281,7 +350,8 @@ void parse_stop(Checker &c, const json &v, Raw &r) {
         }
     }
     if (v.contains("timeout")) {
-        if (auto d = c.duration(v["timeout"], "/stop/timeout", true, Duration{0}))
+        if (auto d = c.duration(v["timeout"], "/stop/timeout", true, Duration{0},
+                                bounds::max_field_duration))
             r.spec.stop.timeout = *d;
     }
 }
@@ -341,13 +411,15 @@ void parse_backoff(Checker &c, const json &v, Raw &r) {
     auto &b = r.spec.backoff;
     bool max_ok = true;
     if (v.contains("initial")) {
-        if (auto d = c.duration(v["initial"], "/backoff/initial", false, Duration{0}))
+        if (auto d = c.duration(v["initial"], "/backoff/initial", false, Duration{0},
+                                bounds::max_field_duration))
             b.initial = **d;
         else
             max_ok = false;
     }
     if (v.contains("max")) {
-        if (auto d = c.duration(v["max"], "/backoff/max", false, Duration{0}))
+        if (auto d = c.duration(v["max"], "/backoff/max", false, Duration{0},
+                                bounds::max_field_duration))
             b.max = **d;
         else
             max_ok = false;
@@ -362,7 +434,8 @@ void parse_backoff(Checker &c, const json &v, Raw &r) {
     if (v.contains("jitter"))
         if (auto j = c.number(v["jitter"], "/backoff/jitter", 0.0, 1.0)) b.jitter = *j;
     if (v.contains("reset_after"))
-        if (auto d = c.duration(v["reset_after"], "/backoff/reset_after", false, Duration{1}))
+        if (auto d = c.duration(v["reset_after"], "/backoff/reset_after", false, Duration{1},
+                                bounds::max_field_duration))
             b.reset_after = **d;
 }
 
@@ -374,18 +447,21 @@ void parse_logs(Checker &c, const json &v, Raw &r) {
     if (v.contains("forward"))
         if (auto b = c.boolean(v["forward"], "/logs/forward")) l.forward = *b;
     if (v.contains("file"))
-        if (auto s = c.string(v["file"], "/logs/file", true)) l.file = *s;
+        if (auto s = c.string(v["file"], "/logs/file", true, bounds::max_path_bytes)) l.file = *s;
     if (v.contains("max_size"))
-        if (auto s = c.size(v["max_size"], "/logs/max_size", 4096)) l.max_size = *s;
+        if (auto s =
+                c.size(v["max_size"], "/logs/max_size", bounds::min_log_size, bounds::max_log_size))
+            l.max_size = *s;
     if (v.contains("keep"))
-        if (auto n = c.integer(v["keep"], "/logs/keep", 0, 1000))
+        if (auto n = c.integer(v["keep"], "/logs/keep", 0, bounds::max_keep))
             l.keep = static_cast<unsigned>(*n);
     if (v.contains("timestamps"))
         if (auto b = c.boolean(v["timestamps"], "/logs/timestamps")) l.timestamps = *b;
     if (v.contains("ring"))
-        if (auto s = c.size(v["ring"], "/logs/ring", 0)) l.ring = *s;
+        if (auto s = c.size(v["ring"], "/logs/ring", 0, bounds::max_ring)) l.ring = *s;
     if (v.contains("max_line"))
-        if (auto s = c.size(v["max_line"], "/logs/max_line", 64)) l.max_line = *s;
+        if (auto s = c.size(v["max_line"], "/logs/max_line", bounds::min_line, bounds::max_line))
+            l.max_line = *s;
 }
 
 void parse_ready(Checker &c, const json &v, Raw &r) {
@@ -402,7 +478,8 @@ void parse_ready(Checker &c, const json &v, Raw &r) {
     if (v.contains("probe"))
         if (auto p = parse_probe(c, v["probe"], "/ready/probe", false)) rd.probe = *p;
     if (v.contains("timeout")) {
-        if (auto d = c.duration(v["timeout"], "/ready/timeout", false, Duration{1}))
+        if (auto d = c.duration(v["timeout"], "/ready/timeout", false, Duration{1},
+                                bounds::max_field_duration))
             rd.timeout = **d;
         bool method =
             v.contains("notify") || v.contains("fd") || v.contains("log") || v.contains("probe");
@@ -416,6 +493,11 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
     const std::string ptr = "/patterns";
     if (!v.is_array()) {
         c.error(ptr, "expected an array of objects; got " + describe(v));
+        return;
+    }
+    if (v.size() > bounds::max_patterns) {
+        c.error(ptr, "must have at most " + std::to_string(bounds::max_patterns) + " items; got " +
+                         std::to_string(v.size()));
         return;
     }
     for (std::size_t i = 0; i < v.size(); ++i) {
@@ -452,13 +534,15 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
                 ok = false;
         }
         if (x.contains("count")) {
-            if (auto n = c.integer(x["count"], pointer_append(p, "count"), 1, 1'000'000))
+            if (auto n =
+                    c.integer(x["count"], pointer_append(p, "count"), 1, bounds::max_pattern_count))
                 ps.count = static_cast<unsigned>(*n);
             else
                 ok = false;
         }
         if (x.contains("within")) {
-            if (auto d = c.duration(x["within"], pointer_append(p, "within"), false, Duration{1}))
+            if (auto d = c.duration(x["within"], pointer_append(p, "within"), false, Duration{1},
+                                    bounds::max_window))
                 ps.within = **d;
             else
                 ok = false;
@@ -471,14 +555,15 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
     auto &sp = r.unit.spawn;
     if (!j.contains("command")) {
         c.error("", "missing field \"command\" (a service needs a command to run)");
-    } else if (auto cmd = c.string_array(j["command"], "/command", true)) {
+    } else if (auto cmd = c.string_array(j["command"], "/command", true, bounds::max_argv,
+                                         bounds::max_arg_bytes)) {
         if ((*cmd)[0].empty())
             c.error("/command/0", "must not be empty (argv[0] names the program)");
         else
             sp.argv = *cmd;
     }
     if (j.contains("cwd")) {
-        if (auto s = c.string(j["cwd"], "/cwd", true)) {
+        if (auto s = c.string(j["cwd"], "/cwd", true, bounds::max_path_bytes)) {
             if (!s->starts_with("/"))
                 c.error("/cwd", "must be an absolute path; got " + describe(j["cwd"]));
             else
@@ -486,19 +571,26 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
         }
     }
     if (j.contains("env")) {
-        if (auto m = c.string_map(j["env"], "/env")) {
+        if (auto m = c.string_map(j["env"], "/env", bounds::max_env, bounds::max_arg_bytes,
+                                  bounds::max_arg_bytes)) {
             for (const auto &[k, val] : *m) {
                 if (k.empty() || k.find('=') != std::string::npos)
                     c.error_at_key(pointer_append("/env", k),
                                    "an environment variable name must be non-empty and "
                                    "contain no \"=\"");
+                else if (k.size() + 1 + val.size() > bounds::max_arg_bytes)
+                    c.error(pointer_append("/env", k),
+                            "NAME=value must be at most " + std::to_string(bounds::max_arg_bytes) +
+                                " bytes long (execve's limit for one string); got " +
+                                std::to_string(k.size() + 1 + val.size()) + " bytes");
                 else
                     sp.env[k] = val;
             }
         }
     }
     if (j.contains("env_file")) {
-        if (auto s = c.string(j["env_file"], "/env_file", true)) {
+        // The length bound applies to the path, after the "-" (the file bounds the string).
+        if (auto s = c.string(j["env_file"], "/env_file", true, bounds::max_file_bytes)) {
             std::string path = *s;
             if (path.starts_with("-")) {
                 sp.env_file_optional = true;
@@ -506,10 +598,17 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
             }
             if (path.empty())
                 c.error("/env_file", "expected a path after \"-\"");
+            else if (path.size() > bounds::max_path_bytes)
+                c.error("/env_file", "must be at most " + std::to_string(bounds::max_path_bytes) +
+                                         " bytes long; got " + std::to_string(path.size()) +
+                                         " bytes");
             else
                 sp.env_file = path;
         }
     }
+    if (std::size_t n = exec_bytes(sp.argv, sp.env); n > bounds::max_exec_bytes)
+        c.error(j.contains("env") ? "/env" : "/command",
+                "the command and env make " + exec_bytes_message(n));
     for (const char *k : {"user", "group"}) {
         if (!j.contains(k)) continue;
         std::string p = std::string("/") + k;
@@ -517,7 +616,7 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
         if (j[k].is_number_unsigned())
             val = std::to_string(j[k].get<std::uint64_t>());
         else if (j[k].is_string() && !j[k].get_ref<const std::string &>().empty())
-            val = j[k].get<std::string>();
+            val = c.string(j[k], p, true, bounds::max_user_bytes);
         else
             c.error(p, "expected a name or a numeric id; got " + describe(j[k]));
         if (val) (std::string_view(k) == "user" ? sp.user : sp.group) = val;
@@ -549,11 +648,12 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
         r.unit.readiness = parse_probe(c, j["readiness"], "/readiness", false);
     if (j.contains("startup")) r.unit.startup = parse_probe(c, j["startup"], "/startup", true);
     if (j.contains("watchdog"))
-        if (auto d = c.duration(j["watchdog"], "/watchdog", false, Duration{1}))
+        if (auto d = c.duration(j["watchdog"], "/watchdog", false, Duration{1},
+                                bounds::max_field_duration))
             r.unit.watchdog = **d;
     if (j.contains("patterns")) parse_patterns(c, j["patterns"], r);
     if (j.contains("instances"))
-        if (auto n = c.integer(j["instances"], "/instances", 1, max_instances))
+        if (auto n = c.integer(j["instances"], "/instances", 1, bounds::max_instances))
             r.instances = static_cast<int>(*n);
 }
 
@@ -562,10 +662,12 @@ void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
     if (j.contains("strategy"))
         if (auto v = c.enumeration(j["strategy"], "/strategy", strategy_names)) s.strategy = *v;
     if (j.contains("intensity"))
-        if (auto v = c.integer(j["intensity"], "/intensity", 0, 1'000'000))
+        if (auto v = c.integer(j["intensity"], "/intensity", 0, bounds::max_intensity))
             s.intensity = static_cast<int>(*v);
     if (j.contains("period"))
-        if (auto d = c.duration(j["period"], "/period", false, Duration{1})) s.period = **d;
+        if (auto d =
+                c.duration(j["period"], "/period", false, Duration{1}, bounds::max_field_duration))
+            s.period = **d;
     if (j.contains("auto_shutdown"))
         if (auto v = c.enumeration(j["auto_shutdown"], "/auto_shutdown", auto_shutdown_names))
             s.auto_shutdown = *v;
@@ -612,7 +714,9 @@ void parse_unit(Checker &c, Raw &r) {
     });
 
     if (j.contains("description"))
-        if (auto s = c.string(j["description"], "/description")) r.unit.description = *s;
+        if (auto s =
+                c.string(j["description"], "/description", false, bounds::max_description_bytes))
+            r.unit.description = *s;
     // For editors: the JSON Schema a unit names is not vigil's business beyond being a string.
     if (j.contains("$schema")) c.string(j["$schema"], "/$schema");
     if (!r.is_root) {
@@ -622,7 +726,8 @@ void parse_unit(Checker &c, Raw &r) {
             r.parent = "root";
         }
         if (j.contains("after")) {
-            if (auto a = c.string_array(j["after"], "/after", false)) {
+            if (auto a = c.string_array(j["after"], "/after", false, bounds::max_after,
+                                        bounds::max_string_bytes)) {
                 std::set<std::string> seen;
                 for (std::size_t i = 0; i < a->size(); ++i) {
                     if (!seen.insert((*a)[i]).second)
@@ -650,7 +755,7 @@ void parse_unit(Checker &c, Raw &r) {
         parse_service_fields(c, j, r);
 
     // Supervisors only wait for their subtree; a service waits for readiness when declared,
-    // by a `ready` method or by a readiness probe (issue 7: "a unit with readiness is started
+    // by a `ready` method or by a readiness probe ("a unit with readiness is started
     // only once ready").
     r.spec.wait_ready = r.unit.ready.any() || r.unit.readiness.has_value();
     if (r.spec.wait_ready) r.spec.start_timeout = r.unit.ready.timeout;
@@ -688,6 +793,7 @@ public:
         find_after_cycles();
         check_significance();
         check_instance_names();
+        check_tree_size();
     }
 
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -859,6 +965,52 @@ private:
         }
     }
 
+    // The bounds of the tree once instances are expanded (bounds.hpp): its children, the unit
+    // text its instances copy, its "after" edges. Each is reported once, at the unit that
+    // contributes most, where a change helps most.
+    void check_tree_size() {
+        auto copies = [&](std::size_t i) -> std::uint64_t {
+            return raws_[i].instances == 0 ? 1 : static_cast<std::uint64_t>(raws_[i].instances);
+        };
+        struct Total {
+            std::uint64_t sum = 0, most = 0;
+            std::size_t at = npos;
+            void add(std::uint64_t n, std::size_t i) {
+                sum += n;
+                if (n > most) {
+                    most = n;
+                    at = i;
+                }
+            }
+        } nodes, bytes, edges;
+        for (std::size_t i = 0; i < raws_.size(); ++i) {
+            if (raws_[i].is_root) continue;
+            nodes.add(copies(i), i);
+            bytes.add(copies(i) * raws_[i].bytes, i);
+            std::uint64_t targets = 0;
+            for (auto t : after_edges_[i])
+                targets += copies(t);
+            edges.add(copies(i) * targets, i);
+        }
+        if (nodes.sum > bounds::max_nodes)
+            error(raws_[nodes.at], "/instances",
+                  "with instances expanded the tree would have " + std::to_string(nodes.sum) +
+                      " children; at most " + std::to_string(bounds::max_nodes) + " are allowed");
+        if (bytes.sum > bounds::max_expanded_bytes)
+            error(raws_[bytes.at], "/instances",
+                  "with instances expanded the units would take " + std::to_string(bytes.sum) +
+                      " bytes of unit text (" + std::to_string(copies(bytes.at)) +
+                      " copies of this file's " + std::to_string(raws_[bytes.at].bytes) +
+                      "); at most " + format_size(bounds::max_expanded_bytes) +
+                      " are allowed (fewer instances, or a smaller file)");
+        if (edges.sum > bounds::max_after_edges)
+            error(raws_[edges.at], "/after",
+                  "with instances expanded the tree would have " + std::to_string(edges.sum) +
+                      " \"after\" edges (" + std::to_string(edges.most) +
+                      " from this unit); at most " + std::to_string(bounds::max_after_edges) +
+                      " are allowed");
+    }
+
     std::vector<Raw> &raws_;
     std::vector<Diagnostic> &out_;
     std::map<std::string, std::size_t> by_name_;
@@ -984,10 +1136,13 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         r.name = p.stem().string();
         r.file = (dir / p.filename()).string();
         if (!valid_name(r.name)) {
+            std::string what = "unit name \"" + r.name + "\" (the file name without .json) ";
             diags.push_back({r.file, 0, 0, "",
-                             "unit name \"" + r.name +
-                                 "\" (the file name without .json) must match "
-                                 "[a-z0-9][a-z0-9._@-]*"});
+                             name_chars_ok(r.name)
+                                 ? what + "is " + std::to_string(r.name.size()) +
+                                       " bytes long; at most " +
+                                       std::to_string(bounds::max_name_bytes) + " are allowed"
+                                 : what + "must match [a-z0-9][a-z0-9._@-]*"});
             continue;
         }
         r.is_root = r.name == "root";
@@ -996,6 +1151,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         if (!err.empty()) {
             diags.push_back({r.file, 0, 0, "", "cannot read: " + err});
         } else {
+            r.bytes = text.size();
             r.pj = parse_positioned(text);
             for (const auto &pr : r.pj.problems)
                 diags.push_back({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
