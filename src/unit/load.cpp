@@ -551,7 +551,48 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
     }
 }
 
-void parse_service_fields(Checker &c, const json &j, Raw &r) {
+// proc::resolve_identity() results of one load, by (user, group): twenty thousand units that
+// run as www-data cost one NSS lookup. It lives in one load_dir() call: the loader keeps no
+// global state, so loads may run on any thread (getpwnam_r and co. are thread-safe).
+class Identities {
+public:
+    const proc::IdentityResult &get(const std::optional<std::string> &user,
+                                    const std::optional<std::string> &group) {
+        auto key = std::make_pair(user, group);
+        auto it = cache_.find(key);
+        if (it == cache_.end()) it = cache_.emplace(key, proc::resolve_identity(user, group)).first;
+        return it->second;
+    }
+
+private:
+    std::map<std::pair<std::optional<std::string>, std::optional<std::string>>,
+             proc::IdentityResult>
+        cache_;
+};
+
+// Resolves `user` and `group` now rather than at spawn time, so that a name that does not
+// resolve is a diagnostic of this file, not a service that fails every start until its
+// supervisor gives up and takes its siblings down. The group alone first, so that its problem
+// is reported at /group.
+void resolve_users(Checker &c, Identities &ids, proc::SpawnSpec &sp) {
+    if (!sp.user && !sp.group) {
+        sp.identity = proc::Identity{}; // run as vigild's own user: nothing to change
+        return;
+    }
+    if (sp.group) {
+        if (const auto &g = ids.get(std::nullopt, sp.group); !g.identity) {
+            c.error("/group", "cannot run as " + g.error);
+            return;
+        }
+    }
+    const auto &both = ids.get(sp.user, sp.group);
+    if (both.identity)
+        sp.identity = *both.identity;
+    else
+        c.error(sp.user ? "/user" : "/group", "cannot run as " + both.error);
+}
+
+void parse_service_fields(Checker &c, const json &j, Raw &r, Identities &ids) {
     auto &sp = r.unit.spawn;
     if (!j.contains("command")) {
         c.error("", "missing field \"command\" (a service needs a command to run)");
@@ -609,6 +650,7 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
     if (std::size_t n = exec_bytes(sp.argv, sp.env); n > bounds::max_exec_bytes)
         c.error(j.contains("env") ? "/env" : "/command",
                 "the command and env make " + exec_bytes_message(n));
+    bool ids_ok = true;
     for (const char *k : {"user", "group"}) {
         if (!j.contains(k)) continue;
         std::string p = std::string("/") + k;
@@ -619,8 +661,12 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
             val = c.string(j[k], p, true, bounds::max_user_bytes);
         else
             c.error(p, "expected a name or a numeric id; got " + describe(j[k]));
-        if (val) (std::string_view(k) == "user" ? sp.user : sp.group) = val;
+        if (val)
+            (std::string_view(k) == "user" ? sp.user : sp.group) = val;
+        else
+            ids_ok = false;
     }
+    if (ids_ok) resolve_users(c, ids, sp);
     if (j.contains("umask")) {
         const json &u = j["umask"];
         bool ok = u.is_string();
@@ -676,7 +722,7 @@ void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
 }
 
 // Validates one parsed file and fills r.spec / r.unit.
-void parse_unit(Checker &c, Raw &r) {
+void parse_unit(Checker &c, Raw &r, Identities &ids) {
     const json &j = r.pj.value;
     if (!j.is_object()) {
         c.error("", "expected an object with the unit's fields; got " + describe(j));
@@ -752,7 +798,7 @@ void parse_unit(Checker &c, Raw &r) {
     if (sup)
         parse_supervisor_fields(c, j, r);
     else
-        parse_service_fields(c, j, r);
+        parse_service_fields(c, j, r, ids);
 
     // Supervisors only wait for their subtree; a service waits for readiness when declared,
     // by a `ready` method or by a readiness probe ("a unit with readiness is started
@@ -1131,6 +1177,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
 
     std::vector<Raw> raws;
     std::optional<std::size_t> root;
+    Identities ids;
     for (const auto &p : files) {
         Raw r;
         r.name = p.stem().string();
@@ -1157,7 +1204,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
                 diags.push_back({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
             if (r.pj.syntax_ok) {
                 Checker c(r.file, r.pj, diags);
-                parse_unit(c, r);
+                parse_unit(c, r, ids);
             }
         }
         if (r.is_root) root = raws.size();
