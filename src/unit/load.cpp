@@ -13,13 +13,16 @@
 #include "vigil/unit/unit.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <dirent.h>
+#include <fcntl.h>
 #include <functional>
 #include <queue>
 #include <set>
-#include <sstream>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <system_error>
+#include <unistd.h>
 
 #include "checker.hpp"
 #include "vigil/unit/json_positions.hpp"
@@ -1136,52 +1139,176 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
     add(root, std::nullopt);
 }
 
-std::string read_file(const std::filesystem::path &p, std::string &err) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) {
-        err = std::error_code(errno, std::generic_category()).message();
-        return {};
+// ---- reading the directory ----------------------------------------------------------------
+//
+// The units directory may be writable by someone who must not control vigild, and a file in it
+// may be swapped while a reload reads it. So nothing is opened that could block (a FIFO), lead
+// elsewhere (a symlink) or be read without bound: every entry is checked by its type in the
+// directory, opened with O_NOFOLLOW | O_NONBLOCK relative to the directory's descriptor, and
+// checked again on the descriptor (regular files only), and at most max_file_bytes + 1 bytes
+// are read. Subdirectories are ignored, as every other name that does not end in .json.
+
+class Fd {
+public:
+    explicit Fd(int fd = -1) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) ::close(fd_);
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) err = "read error";
-    return ss.str();
+    Fd(const Fd &) = delete;
+    Fd &operator=(const Fd &) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+std::string errno_text(int e) {
+    return std::error_code(e, std::generic_category()).message();
+}
+
+// What a non-regular file is, for messages.
+const char *file_type(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISLNK(mode)) return "a symbolic link";
+    return "of an unknown type";
+}
+
+const std::string symlink_message = "is a symbolic link; symlinks are not followed in the units "
+                                    "directory (copy the file in instead)";
+
+std::string not_regular(mode_t mode) {
+    return std::string("not a regular file (") + file_type(mode) +
+           "); a unit file must be a regular file";
+}
+
+struct Entry {
+    std::string name;   // "web.json"
+    unsigned char type; // d_type: DT_REG, DT_LNK, ... or DT_UNKNOWN
+};
+
+struct Listing {
+    std::vector<Entry> entries; // sorted by name; at most max_unit_files + 1
+    int error = 0;              // errno of opendir or readdir
+};
+
+// The *.json entries of the directory `dirfd`; it stops at one past max_unit_files.
+Listing list_units(int dirfd) {
+    Listing out;
+    int fd = ::dup(dirfd); // closedir() closes it
+    DIR *d = fd < 0 ? nullptr : ::fdopendir(fd);
+    if (!d) {
+        out.error = errno;
+        if (fd >= 0) ::close(fd);
+        return out;
+    }
+    for (;;) {
+        errno = 0;
+        const dirent *e = ::readdir(d);
+        if (!e) {
+            out.error = errno;
+            break;
+        }
+        std::string_view name = e->d_name;
+        // "x.json"; ".json" alone is a hidden file, not a unit (as std::filesystem's stem).
+        if (name.size() <= 5 || !name.ends_with(".json")) continue;
+        if (e->d_type == DT_DIR) continue;
+        out.entries.push_back({std::string(name), e->d_type});
+        if (out.entries.size() > bounds::max_unit_files) break;
+    }
+    ::closedir(d);
+    std::sort(out.entries.begin(), out.entries.end(),
+              [](const Entry &a, const Entry &b) { return a.name < b.name; });
+    return out;
+}
+
+struct FileText {
+    std::optional<std::string> text; // nullopt: not a unit (ignored) or refused (see error)
+    std::string error;               // the diagnostic's message when refused
+};
+
+// Reads one unit file, or says why it is refused.
+FileText read_unit(int dirfd, const Entry &e) {
+    auto refused = [](std::string why) { return FileText{std::nullopt, std::move(why)}; };
+    unsigned char type = e.type;
+    if (type == DT_UNKNOWN) { // some file systems do not say: ask, without following
+        struct stat st {};
+        if (::fstatat(dirfd, e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return refused("cannot read: " + errno_text(errno));
+        type = IFTODT(st.st_mode);
+    }
+    if (type == DT_DIR) return {};
+    if (type == DT_LNK) return refused(symlink_message);
+    if (type != DT_REG) return refused(not_regular(DTTOIF(type)));
+    // The entry may have been replaced since readdir(): the flags and fstat() below decide.
+    Fd fd(
+        ::openat(dirfd, e.name.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    if (fd.get() < 0)
+        return refused(errno == ELOOP ? symlink_message : "cannot read: " + errno_text(errno));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0) return refused("cannot read: " + errno_text(errno));
+    if (S_ISDIR(st.st_mode)) return {};
+    if (!S_ISREG(st.st_mode)) return refused(not_regular(st.st_mode));
+    auto too_large = [](std::uint64_t n) {
+        return "is " + std::to_string(n) + " bytes long; a unit file may have at most " +
+               format_size(bounds::max_file_bytes);
+    };
+    if (static_cast<std::uint64_t>(st.st_size) > bounds::max_file_bytes)
+        return refused(too_large(static_cast<std::uint64_t>(st.st_size)));
+    // Read up to one byte past the bound: a file that grew since fstat() is still caught.
+    std::string text(static_cast<std::size_t>(bounds::max_file_bytes) + 1, '\0');
+    std::size_t got = 0;
+    while (got < text.size()) {
+        ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return refused("cannot read: " + errno_text(errno));
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    if (got > bounds::max_file_bytes) return refused(too_large(got));
+    text.resize(got);
+    return {std::move(text), {}};
 }
 
 } // namespace
 
 LoadResult load_dir(const std::filesystem::path &dir) {
-    namespace fs = std::filesystem;
     LoadResult result;
     auto &diags = result.diagnostics;
 
-    std::vector<fs::path> files;
-    std::error_code ec;
-    fs::directory_iterator it(dir, ec);
-    if (ec) {
+    // The directory itself may be a symlink (the operator's path); its entries may not.
+    Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirfd.get() < 0) {
         diags.push_back(
-            {"", 0, 0, "", "cannot read unit directory \"" + dir.string() + "\": " + ec.message()});
+            {"", 0, 0, "",
+             "cannot read unit directory \"" + dir.string() + "\": " + errno_text(errno)});
         return result;
     }
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
-        if (ec) break;
-        const auto &p = it->path();
-        std::error_code ec2;
-        if (p.extension() == ".json" && fs::is_regular_file(p, ec2)) files.push_back(p);
+    Listing listing = list_units(dirfd.get());
+    if (listing.entries.size() > bounds::max_unit_files) {
+        diags.push_back({"", 0, 0, "",
+                         "more than " + std::to_string(bounds::max_unit_files) +
+                             " unit files (*.json) in \"" + dir.string() +
+                             "\"; vigil reads at most " + std::to_string(bounds::max_unit_files) +
+                             " and read none of them (merge units, or use \"instances\")"});
+        return result;
     }
-    if (ec)
+    if (listing.error != 0)
         diags.push_back(
-            {"", 0, 0, "", "cannot read unit directory \"" + dir.string() + "\": " + ec.message()});
-    std::sort(files.begin(), files.end(),
-              [](const fs::path &a, const fs::path &b) { return a.filename() < b.filename(); });
+            {"", 0, 0, "",
+             "cannot read unit directory \"" + dir.string() + "\": " + errno_text(listing.error)});
 
     std::vector<Raw> raws;
     std::optional<std::size_t> root;
     Identities ids;
-    for (const auto &p : files) {
+    std::uint64_t dir_bytes = 0;
+    bool stopped = false;
+    for (const Entry &e : listing.entries) {
         Raw r;
-        r.name = p.stem().string();
-        r.file = (dir / p.filename()).string();
+        r.name = e.name.substr(0, e.name.size() - 5);
+        r.file = (dir / e.name).string();
         if (!valid_name(r.name)) {
             std::string what = "unit name \"" + r.name + "\" (the file name without .json) ";
             diags.push_back({r.file, 0, 0, "",
@@ -1193,13 +1320,23 @@ LoadResult load_dir(const std::filesystem::path &dir) {
             continue;
         }
         r.is_root = r.name == "root";
-        std::string err;
-        std::string text = read_file(p, err);
-        if (!err.empty()) {
-            diags.push_back({r.file, 0, 0, "", "cannot read: " + err});
+        FileText f = read_unit(dirfd.get(), e);
+        if (!f.text && f.error.empty()) continue; // a directory: ignored
+        if (f.text && dir_bytes + f.text->size() > bounds::max_dir_bytes) {
+            diags.push_back({"", 0, 0, "",
+                             "the unit files in \"" + dir.string() + "\" take more than " +
+                                 format_size(bounds::max_dir_bytes) +
+                                 " together; vigil stopped reading at \"" + e.name +
+                                 "\" (a unit file takes a few KiB: look for large files)"});
+            stopped = true;
+            break;
+        }
+        if (!f.text) {
+            diags.push_back({r.file, 0, 0, "", f.error});
         } else {
-            r.bytes = text.size();
-            r.pj = parse_positioned(text);
+            dir_bytes += f.text->size();
+            r.bytes = f.text->size();
+            r.pj = parse_positioned(*f.text);
             for (const auto &pr : r.pj.problems)
                 diags.push_back({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
             if (r.pj.syntax_ok) {
@@ -1222,14 +1359,18 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         raws.push_back(std::move(r));
     }
 
-    Resolver res(raws, diags);
-    res.run();
+    // Past max_dir_bytes the other units are missing: checking references would only add noise.
+    std::optional<Resolver> res;
+    if (!stopped) {
+        res.emplace(raws, diags);
+        res->run();
+    }
 
     std::stable_sort(diags.begin(), diags.end(), [](const Diagnostic &a, const Diagnostic &b) {
         return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
     });
     if (!diags.empty()) return result;
-    lay_out(raws, res, *root, result);
+    lay_out(raws, *res, *root, result);
     return result;
 }
 
