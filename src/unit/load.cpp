@@ -269,22 +269,21 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
             std::string hp = pointer_append(mp, "headers");
             auto h = c.string_map(mv["headers"], hp, bounds::max_headers,
                                   bounds::max_header_name_bytes, bounds::max_header_value_bytes);
+            bool headers_ok = h.has_value();
             for (const auto &[k, val] : h ? *h : std::map<std::string, std::string>{}) {
                 if (!http_token(k)) {
                     c.error_at_key(pointer_append(hp, k),
                                    "a header name is a token: letters, digits and "
                                    "!#$%&'*+-.^_`|~; got \"" +
                                        k + "\"");
-                    h.reset();
-                    break;
-                }
-                if (has_control(val, false)) {
+                    headers_ok = false;
+                } else if (has_control(val, false)) {
                     c.error(pointer_append(hp, k),
                             "must not contain control characters (CR or LF would end the header)");
-                    h.reset();
-                    break;
+                    headers_ok = false;
                 }
             }
+            if (!headers_ok) h.reset();
             if (h)
                 p.headers = *h;
             else
