@@ -35,7 +35,7 @@ struct Diagnostic {
 // "units/web.json:7:14: /restart: expected one of ...; got \"always\""
 std::string format(const Diagnostic &d);
 
-// Where a service's output goes (issue 6). Every sink is active at once.
+// Where a service's output goes. Every sink is active at once.
 struct LogSpec {
     bool forward = true;                  // to vigild's stdout as "name | line"
     std::optional<std::string> file;      // rotated log file
