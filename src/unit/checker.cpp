@@ -33,6 +33,10 @@ std::string describe(const json &v) {
     return s;
 }
 
+std::string shown(std::string_view s) {
+    return describe(json(std::string(s)));
+}
+
 Pos Checker::value_pos(const std::string &ptr) const {
     auto it = pj_.value_pos.find(ptr);
     return it == pj_.value_pos.end() ? Pos{} : it->second;
@@ -45,12 +49,12 @@ Pos Checker::key_pos(const std::string &ptr) const {
 
 void Checker::error(const std::string &ptr, std::string message) {
     Pos p = value_pos(ptr);
-    out_.push_back(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
+    out_.add(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
 }
 
 void Checker::error_at_key(const std::string &ptr, std::string message) {
     Pos p = key_pos(ptr);
-    out_.push_back(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
+    out_.add(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
 }
 
 bool Checker::expect_object(const json &v, const std::string &ptr) {

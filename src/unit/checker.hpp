@@ -32,10 +32,33 @@ template <class E> struct EnumName {
 
 // A short rendering of a JSON value for "got ..." ("sometimes" quoted, objects abbreviated).
 std::string describe(const json &v);
+// A string from the input as messages show it: JSON-quoted and escaped (no control character
+// reaches a terminal), at most 60 characters.
+std::string shown(std::string_view s);
+
+// The diagnostics of one load: at most bounds::max_diagnostics are kept and the others only
+// counted (load_dir() then adds one that says how many were not shown), so that a hostile
+// directory cannot make millions of them.
+class Diagnostics {
+public:
+    void add(Diagnostic d) {
+        if (kept_.size() < bounds::max_diagnostics)
+            kept_.push_back(std::move(d));
+        else
+            ++dropped_;
+    }
+    bool empty() const { return kept_.empty(); }
+    std::size_t dropped() const { return dropped_; }
+    std::vector<Diagnostic> &kept() { return kept_; }
+
+private:
+    std::vector<Diagnostic> kept_;
+    std::size_t dropped_ = 0;
+};
 
 class Checker {
 public:
-    Checker(std::string file, const PositionedJson &pj, std::vector<Diagnostic> &out)
+    Checker(std::string file, const PositionedJson &pj, Diagnostics &out)
         : file_(std::move(file)), pj_(pj), out_(out) {}
 
     const std::string &file() const { return file_; }
@@ -58,7 +81,7 @@ public:
                 error_at_key(p, why);
                 continue;
             }
-            std::string msg = "unknown field \"" + k + "\"";
+            std::string msg = "unknown field " + shown(k);
             if (std::string near = closest(k, allowed); !near.empty())
                 msg += "; did you mean \"" + near + "\"?";
             error_at_key(p, msg);
@@ -121,7 +144,7 @@ public:
 private:
     std::string file_;
     const PositionedJson &pj_;
-    std::vector<Diagnostic> &out_;
+    Diagnostics &out_;
 };
 
 } // namespace vigil::unit::detail

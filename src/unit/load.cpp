@@ -274,8 +274,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
                 if (!http_token(k)) {
                     c.error_at_key(pointer_append(hp, k),
                                    "a header name is a token: letters, digits and "
-                                   "!#$%&'*+-.^_`|~; got \"" +
-                                       k + "\"");
+                                   "!#$%&'*+-.^_`|~; got " +
+                                       shown(k));
                     headers_ok = false;
                 } else if (has_control(val, false)) {
                     c.error(pointer_append(hp, k),
@@ -375,7 +375,7 @@ void parse_limits(Checker &c, const json &v, Raw &r) {
         std::string p = pointer_append(ptr, k);
         auto res = rlimit_resource(k);
         if (!res) {
-            std::string msg = "unknown limit \"" + k + "\"";
+            std::string msg = "unknown limit " + shown(k);
             if (auto near = closest(k, rlimit_names()); !near.empty())
                 msg += "; did you mean \"" + near + "\"?";
             else
@@ -779,8 +779,7 @@ void parse_unit(Checker &c, Raw &r, Identities &ids) {
                 std::set<std::string> seen;
                 for (std::size_t i = 0; i < a->size(); ++i) {
                     if (!seen.insert((*a)[i]).second)
-                        c.error("/after/" + std::to_string(i),
-                                "\"" + (*a)[i] + "\" is listed twice");
+                        c.error("/after/" + std::to_string(i), shown((*a)[i]) + " is listed twice");
                 }
                 r.after = *a;
             }
@@ -822,11 +821,25 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL)
     return h;
 }
 
+// After pass 1 a file's parse is needed only for where pass 2 reports: `parent`, `after` and
+// its items, `significant` and `instances`. Keeping only those positions bounds what a load holds
+// across files by the specs, not by the parses (a 1 MiB file of small values parses into some
+// 75 MB of values and positions).
+void keep_pass2_positions(PositionedJson &pj) {
+    PositionedJson kept;
+    kept.syntax_ok = pj.syntax_ok;
+    for (const auto &[ptr, pos] : pj.value_pos)
+        if (ptr == "/parent" || ptr == "/significant" || ptr == "/instances" || ptr == "/after" ||
+            ptr.starts_with("/after/"))
+            kept.value_pos.emplace(ptr, pos);
+    pj = std::move(kept);
+}
+
 // ---- pass 2: references -----------------------------------------------------------------
 
 class Resolver {
 public:
-    Resolver(std::vector<Raw> &raws, std::vector<Diagnostic> &out) : raws_(raws), out_(out) {
+    Resolver(std::vector<Raw> &raws, Diagnostics &out) : raws_(raws), out_(out) {
         for (std::size_t i = 0; i < raws_.size(); ++i)
             by_name_[raws_[i].name] = i;
         for (const auto &r : raws_)
@@ -850,15 +863,15 @@ public:
     std::vector<bool> in_cycle_;
 
 private:
-    void error(const Raw &r, const std::string &ptr, std::string msg, bool at_key = false) {
+    // At the value of `ptr`, one of those keep_pass2_positions() keeps.
+    void error(const Raw &r, const std::string &ptr, std::string msg) {
         Pos p;
-        const auto &m = at_key ? r.pj.key_pos : r.pj.value_pos;
-        if (auto it = m.find(ptr); it != m.end()) p = it->second;
-        out_.push_back(Diagnostic{r.file, p.line, p.column, ptr, std::move(msg)});
+        if (auto it = r.pj.value_pos.find(ptr); it != r.pj.value_pos.end()) p = it->second;
+        out_.add(Diagnostic{r.file, p.line, p.column, ptr, std::move(msg)});
     }
 
     std::string unknown(const std::string &name) const {
-        std::string msg = "unknown unit \"" + name + "\"";
+        std::string msg = "unknown unit " + shown(name);
         if (auto near = closest(name, names_); !near.empty())
             msg += "; did you mean \"" + near + "\"?";
         return msg;
@@ -1060,7 +1073,7 @@ private:
     }
 
     std::vector<Raw> &raws_;
-    std::vector<Diagnostic> &out_;
+    Diagnostics &out_;
     std::map<std::string, std::size_t> by_name_;
     std::vector<std::string_view> names_;
     std::set<std::string> reported_;
@@ -1275,27 +1288,42 @@ FileText read_unit(int dirfd, const Entry &e) {
 
 LoadResult load_dir(const std::filesystem::path &dir) {
     LoadResult result;
-    auto &diags = result.diagnostics;
+    Diagnostics diags;
+    // Sorted by place, and past max_diagnostics one more that says how many were not shown.
+    auto finish = [&] {
+        auto &out = result.diagnostics = std::move(diags.kept());
+        std::stable_sort(out.begin(), out.end(), [](const Diagnostic &a, const Diagnostic &b) {
+            return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
+        });
+        if (diags.dropped() > 0)
+            out.push_back({"", 0, 0, "",
+                           std::to_string(diags.dropped()) +
+                               (diags.dropped() == 1 ? " more problem" : " more problems") +
+                               " not shown (the first " + std::to_string(bounds::max_diagnostics) +
+                               " are): fix these and check again"});
+        return result.diagnostics.empty();
+    };
 
     // The directory itself may be a symlink (the operator's path); its entries may not.
     Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dirfd.get() < 0) {
-        diags.push_back(
-            {"", 0, 0, "",
-             "cannot read unit directory \"" + dir.string() + "\": " + errno_text(errno)});
+        diags.add({"", 0, 0, "",
+                   "cannot read unit directory \"" + dir.string() + "\": " + errno_text(errno)});
+        finish();
         return result;
     }
     Listing listing = list_units(dirfd.get());
     if (listing.entries.size() > bounds::max_unit_files) {
-        diags.push_back({"", 0, 0, "",
-                         "more than " + std::to_string(bounds::max_unit_files) +
-                             " unit files (*.json) in \"" + dir.string() +
-                             "\"; vigil reads at most " + std::to_string(bounds::max_unit_files) +
-                             " and read none of them (merge units, or use \"instances\")"});
+        diags.add({"", 0, 0, "",
+                   "more than " + std::to_string(bounds::max_unit_files) +
+                       " unit files (*.json) in \"" + dir.string() + "\"; vigil reads at most " +
+                       std::to_string(bounds::max_unit_files) +
+                       " and read none of them (merge units, or use \"instances\")"});
+        finish();
         return result;
     }
     if (listing.error != 0)
-        diags.push_back(
+        diags.add(
             {"", 0, 0, "",
              "cannot read unit directory \"" + dir.string() + "\": " + errno_text(listing.error)});
 
@@ -1309,39 +1337,40 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         r.name = e.name.substr(0, e.name.size() - 5);
         r.file = (dir / e.name).string();
         if (!valid_name(r.name)) {
-            std::string what = "unit name \"" + r.name + "\" (the file name without .json) ";
-            diags.push_back({r.file, 0, 0, "",
-                             name_chars_ok(r.name)
-                                 ? what + "is " + std::to_string(r.name.size()) +
-                                       " bytes long; at most " +
-                                       std::to_string(bounds::max_name_bytes) + " are allowed"
-                                 : what + "must match [a-z0-9][a-z0-9._@-]*"});
+            std::string what = "unit name " + shown(r.name) + " (the file name without .json) ";
+            diags.add({r.file, 0, 0, "",
+                       name_chars_ok(r.name)
+                           ? what + "is " + std::to_string(r.name.size()) +
+                                 " bytes long; at most " + std::to_string(bounds::max_name_bytes) +
+                                 " are allowed"
+                           : what + "must match [a-z0-9][a-z0-9._@-]*"});
             continue;
         }
         r.is_root = r.name == "root";
         FileText f = read_unit(dirfd.get(), e);
         if (!f.text && f.error.empty()) continue; // a directory: ignored
         if (f.text && dir_bytes + f.text->size() > bounds::max_dir_bytes) {
-            diags.push_back({"", 0, 0, "",
-                             "the unit files in \"" + dir.string() + "\" take more than " +
-                                 format_size(bounds::max_dir_bytes) +
-                                 " together; vigil stopped reading at \"" + e.name +
-                                 "\" (a unit file takes a few KiB: look for large files)"});
+            diags.add({"", 0, 0, "",
+                       "the unit files in \"" + dir.string() + "\" take more than " +
+                           format_size(bounds::max_dir_bytes) +
+                           " together; vigil stopped reading at \"" + e.name +
+                           "\" (a unit file takes a few KiB: look for large files)"});
             stopped = true;
             break;
         }
         if (!f.text) {
-            diags.push_back({r.file, 0, 0, "", f.error});
+            diags.add({r.file, 0, 0, "", f.error});
         } else {
             dir_bytes += f.text->size();
             r.bytes = f.text->size();
             r.pj = parse_positioned(*f.text);
             for (const auto &pr : r.pj.problems)
-                diags.push_back({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
+                diags.add({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
             if (r.pj.syntax_ok) {
                 Checker c(r.file, r.pj, diags);
                 parse_unit(c, r, ids);
             }
+            keep_pass2_positions(r.pj);
         }
         if (r.is_root) root = raws.size();
         raws.push_back(std::move(r));
@@ -1365,10 +1394,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         res->run();
     }
 
-    std::stable_sort(diags.begin(), diags.end(), [](const Diagnostic &a, const Diagnostic &b) {
-        return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
-    });
-    if (!diags.empty()) return result;
+    if (!finish()) return result;
     lay_out(raws, *res, *root, result);
     return result;
 }

@@ -218,6 +218,9 @@ std::string closest(std::string_view word, const std::vector<std::string_view> &
     std::string_view best;
     std::size_t best_d = limit + 1;
     for (auto c : candidates) {
+        // The distance is at least the difference in length: skip the hopeless without the
+        // quadratic table (a 1 MiB unknown key must not cost a 1 MiB x 16 table per field).
+        if (word.size() > c.size() + limit || c.size() > word.size() + limit) continue;
         std::size_t dist = edit_distance(word, c);
         if (dist < best_d && dist < std::max(word.size(), c.size())) {
             best_d = dist;

@@ -261,6 +261,32 @@ TEST_SUITE("unit") {
         }
     }
 
+    TEST_CASE("at most 1000 diagnostics are kept; one more says how many were not") {
+        TempUnits t;
+        json unit = service;
+        for (int i = 0; i < 1000; ++i)
+            unit["unknown" + std::to_string(i)] = 1;
+        LoadResult at = load_one(t, unit);
+        CHECK(at.diagnostics.size() == 1000);
+        unit["unknown1000"] = 1;
+        LoadResult past = load_one(t, unit);
+        REQUIRE(past.diagnostics.size() == 1001);
+        CHECK(format(past.diagnostics.back()) ==
+              "1 more problem not shown (the first 1000 are): fix these and check again");
+        CHECK(past.diagnostics[999].file == (t.dir() / "web.json").string());
+    }
+
+    TEST_CASE("input strings in messages are escaped and shortened") {
+        TempUnits t;
+        json unit = service;
+        unit[str(200'000, 'x')] = 1; // no "did you mean" table of 200,000 x 16 per field
+        unit["\x1b[31mred"] = 1;     // no escape sequence reaches a terminal
+        LoadResult r = load_one(t, unit);
+        REQUIRE(r.diagnostics.size() == 2);
+        CHECK(r.diagnostics[0].message == "unknown field \"\\u001b[31mred\"");
+        CHECK(r.diagnostics[1].message == "unknown field \"" + str(56, 'x') + "...");
+    }
+
     TEST_CASE("unit names: at most 64 bytes") {
         TempUnits t;
         t.write(str(64) + ".json", R"({"command": ["true"]})");
@@ -270,8 +296,8 @@ TEST_SUITE("unit") {
         LoadResult bad = t.load();
         REQUIRE(bad.diagnostics.size() == 1);
         CHECK(format(bad.diagnostics[0]) ==
-              (t.dir() / (str(65) + ".json")).string() + ": unit name \"" + str(65) +
-                  "\" (the file name without .json) is 65 bytes long; at most 64 are allowed");
+              (t.dir() / (str(65) + ".json")).string() + ": unit name \"" + str(56) +
+                  "... (the file name without .json) is 65 bytes long; at most 64 are allowed");
     }
 
     TEST_CASE("the tree: at most 20000 children with instances expanded") {

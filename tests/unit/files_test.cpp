@@ -153,7 +153,10 @@ TEST_SUITE("unit") {
         }
         t.write("notes.txt", "not a unit");
         LoadResult at = load_bounded(t);
-        CHECK(at.diagnostics.size() == bounds::max_unit_files); // one per bad name
+        // One per bad name, of which the first 1000 are shown.
+        REQUIRE(at.diagnostics.size() == bounds::max_diagnostics + 1);
+        CHECK(format(at.diagnostics.back()) == "19000 more problems not shown (the first 1000 "
+                                               "are): fix these and check again");
         CHECK(diagnostics_text(at).find("more than") == std::string::npos);
         t.write("web.json", service);
         LoadResult past = load_bounded(t);

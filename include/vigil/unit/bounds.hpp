@@ -35,6 +35,10 @@ inline constexpr std::uint64_t max_dir_bytes = std::uint64_t{64} << 20;
 // notify socket's sun_path (108 bytes) under a short socket directory.
 inline constexpr std::size_t max_name_bytes = 64;
 
+// Diagnostics kept by one load; past it they are counted, and one more says how many were not
+// shown. A hostile directory could otherwise make millions (one per unknown key, per bad name).
+inline constexpr std::size_t max_diagnostics = 1'000;
+
 // ---- the tree, instances expanded ---------------------------------------------------------
 // Children of the tree (the root not counted): twice the scale target of 10,000.
 inline constexpr std::size_t max_nodes = 20'000;
