@@ -1,8 +1,9 @@
 // src/unit/checker.hpp: typed access to one unit file's JSON that reports every problem.
 //
-// Each getter validates one value and returns it, or reports a Diagnostic at the value's
-// position (from json_positions) and returns nullopt. Nothing throws, nothing stops: the
-// loader calls every getter it needs and the Checker accumulates all problems of the file.
+// Each getter validates one value, its type and its bounds (every getter takes an upper bound:
+// see vigil/unit/bounds.hpp; no string holds a NUL), and returns it, or reports a Diagnostic at
+// the value's position (from json_positions) and returns nullopt. Nothing throws, nothing stops:
+// the loader calls every getter it needs and the Checker accumulates all problems of the file.
 #pragma once
 
 #include <algorithm>

@@ -1,10 +1,12 @@
 // load_dir(): unit files -> core::TreeSpec + per-node unit::Unit, with every diagnostic.
 //
 // Three passes, each of which reports everything it finds:
-//  1. per file: read, parse with positions, validate every field (types, enums, ranges,
-//     durations, sizes, regexes, kind-specific fields) and fill the specs;
+//  1. per file: read (safely: see "reading the directory"), parse with positions, validate
+//     every field (types, enums, ranges and bounds, durations, sizes, regexes, kind-specific
+//     fields), resolve users and groups, and fill the specs;
 //  2. across files: parent and after references, parent and after cycles, parent kinds,
-//     significance against the parent's auto_shutdown, instance name clashes;
+//     significance against the parent's auto_shutdown, instance name clashes, the size of the
+//     tree once instances are expanded;
 //  3. only when nothing was reported: lay out the tree (instances expanded, children in start
 //     order) and compute fingerprints.
 // A unit whose file could not be parsed still exists by name in pass 2, so that a syntax error

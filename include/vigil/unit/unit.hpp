@@ -2,9 +2,17 @@
 //
 // The loader (src/unit/load.cpp) reads every `*.json` in a directory, one unit a file, the file
 // stem being the unit's name ([a-z0-9][a-z0-9._@-]*). It never stops at the first problem: it
-// collects every Diagnostic (file, line, column, JSON pointer, message) and returns them all.
-// A LoadResult with diagnostics must not be run: vigild refuses to start, reload keeps the
-// running configuration.
+// collects every Diagnostic (file, line, column, JSON pointer, message) and returns them (up to
+// bounds::max_diagnostics, then one that says how many more). A LoadResult with diagnostics must
+// not be run: vigild refuses to start, reload keeps the running configuration.
+//
+// A unit directory is hostile input. What the loader accepts, every module can hold: each value
+// is within the bounds of vigil/unit/bounds.hpp; unit files are read only when they are regular
+// files (never through a symlink, never a FIFO: nothing blocks), with bounded sizes and counts;
+// users and groups are resolved at load (SpawnSpec::identity), so a unit that names an unknown
+// user is an error of its file, not a crash loop. load_dir() keeps no global state and may run
+// on any thread (vigild reloads on a worker); it blocks on the file system and on NSS lookups,
+// so never on the event loop.
 //
 // The result is split the way the program is: `tree` (core::TreeSpec) is the policy the pure core
 // sees; `units[i]` (aligned with tree.nodes[i]) holds what the shell needs to run node i: how to
@@ -105,6 +113,7 @@ struct LoadResult {
 };
 
 // Loads every *.json file in `dir` (sorted by name, so diagnostics come in a stable order).
+// `dir` itself may be a symlink; the files in it may not.
 LoadResult load_dir(const std::filesystem::path &dir);
 
 // The loader's vocabulary, for what must agree with it (the JSON Schema
