@@ -184,7 +184,8 @@ bool http_token(std::string_view s) {
     });
 }
 
-// A control character other than a tab (CR and LF would end the header or the request line).
+// A control character other than a tab (CR and LF would end the header or the request line);
+// with `space_too`, a space or a tab as well (they would end a request line's path).
 bool has_control(std::string_view s, bool space_too) {
     return std::any_of(s.begin(), s.end(), [&](char ch) {
         auto u = static_cast<unsigned char>(ch);
@@ -272,7 +273,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
             auto h = c.string_map(mv["headers"], hp, bounds::max_headers,
                                   bounds::max_header_name_bytes, bounds::max_header_value_bytes);
             bool headers_ok = h.has_value();
-            for (const auto &[k, val] : h ? *h : std::map<std::string, std::string>{}) {
+            static const decltype(p.headers) none;
+            for (const auto &[k, val] : h ? *h : none) {
                 if (!http_token(k)) {
                     c.error_at_key(pointer_append(hp, k),
                                    "a header name is a token: letters, digits and "
