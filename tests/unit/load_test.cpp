@@ -259,6 +259,19 @@ TEST_SUITE("unit") {
         }
     }
 
+    TEST_CASE("render_tree shows strings with control characters quoted") {
+        TempUnits t;
+        t.write("web.json", R"({"command": ["true"], "description": "a\u001b[2Jb",
+                               "cwd": "/srv/\u001b]0;x\u0007", "logs": {"file": "/var/log/w"}})");
+        LoadResult r = t.load();
+        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        std::string text = render_tree(r);
+        CHECK(text.find('\x1b') == std::string::npos);
+        CHECK(text.find("description: \"a\\u001b[2Jb\"") != std::string::npos);
+        CHECK(text.find("cwd: \"/srv/\\u001b]0;x\\u0007\"") != std::string::npos);
+        CHECK(text.find("file=/var/log/w ") != std::string::npos); // plain strings stay plain
+    }
+
     TEST_CASE("fingerprints ignore tree structure and description, and see everything else") {
         LoadResult a = load_case(fixtures / "fingerprint" / "a");
         LoadResult b = load_case(fixtures / "fingerprint" / "b");
