@@ -37,6 +37,15 @@ std::string shown(std::string_view s) {
     return describe(json(std::string(s)));
 }
 
+std::string printable(std::string_view s) {
+    bool control = std::any_of(s.begin(), s.end(), [](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return u < 0x20 || u == 0x7f;
+    });
+    if (!control) return std::string(s);
+    return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 Pos Checker::value_pos(const std::string &ptr) const {
     auto it = pj_.value_pos.find(ptr);
     return it == pj_.value_pos.end() ? Pos{} : it->second;

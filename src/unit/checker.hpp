@@ -36,6 +36,10 @@ std::string describe(const json &v);
 // A string from the input as messages show it: JSON-quoted and escaped (no control character
 // reaches a terminal), at most 60 characters.
 std::string shown(std::string_view s);
+// A string from the input as text for a terminal: as it is, or JSON-quoted (whole) when it holds
+// a control character, so that no escape sequence in a hostile unit directory reaches the
+// terminal of whoever runs vigild --check.
+std::string printable(std::string_view s);
 
 // The diagnostics of one load: at most bounds::max_diagnostics are kept and the others only
 // counted (load_dir() then adds one that says how many were not shown), so that a hostile

@@ -35,11 +35,11 @@ namespace vigil::unit {
 std::string format(const Diagnostic &d) {
     std::string out;
     if (!d.file.empty()) {
-        out += d.file;
+        out += detail::printable(d.file);
         if (d.line > 0) out += ":" + std::to_string(d.line) + ":" + std::to_string(d.column);
         out += ": ";
     }
-    if (!d.field.empty()) out += d.field + ": ";
+    if (!d.field.empty()) out += detail::printable(d.field) + ": ";
     out += d.message;
     return out;
 }

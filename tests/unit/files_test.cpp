@@ -119,6 +119,17 @@ TEST_SUITE("unit") {
         CHECK(about(r, t, "web.json").find(": is a symbolic link;") != std::string::npos);
     }
 
+    TEST_CASE("a file name with control characters is shown escaped") {
+        TempUnits t;
+        t.write("\x1b[2J.json", service);
+        LoadResult r = load_bounded(t);
+        REQUIRE(r.diagnostics.size() == 1);
+        std::string text = format(r.diagnostics[0]);
+        CHECK(text.find('\x1b') == std::string::npos);
+        CHECK(text == "\"" + t.dir().string() + "/\\u001b[2J.json\": unit name \"\\u001b[2J\" " +
+                          "(the file name without .json) must match [a-z0-9][a-z0-9._@-]*");
+    }
+
     TEST_CASE("a subdirectory named like a unit file is ignored, as before") {
         TempUnits t;
         fs::create_directory(t.dir() / "web.json");
