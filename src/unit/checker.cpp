@@ -33,6 +33,19 @@ std::string describe(const json &v) {
     return s;
 }
 
+std::string shown(std::string_view s) {
+    return describe(json(std::string(s)));
+}
+
+std::string printable(std::string_view s) {
+    bool control = std::any_of(s.begin(), s.end(), [](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return u < 0x20 || u == 0x7f;
+    });
+    if (!control) return std::string(s);
+    return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 Pos Checker::value_pos(const std::string &ptr) const {
     auto it = pj_.value_pos.find(ptr);
     return it == pj_.value_pos.end() ? Pos{} : it->second;
@@ -45,12 +58,12 @@ Pos Checker::key_pos(const std::string &ptr) const {
 
 void Checker::error(const std::string &ptr, std::string message) {
     Pos p = value_pos(ptr);
-    out_.push_back(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
+    out_.add(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
 }
 
 void Checker::error_at_key(const std::string &ptr, std::string message) {
     Pos p = key_pos(ptr);
-    out_.push_back(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
+    out_.add(Diagnostic{file_, p.line, p.column, ptr, std::move(message)});
 }
 
 bool Checker::expect_object(const json &v, const std::string &ptr) {
@@ -59,7 +72,21 @@ bool Checker::expect_object(const json &v, const std::string &ptr) {
     return false;
 }
 
-std::optional<std::string> Checker::string(const json &v, const std::string &ptr, bool non_empty) {
+namespace {
+
+// Why a string may not be used as it is, or "".
+std::string text_problem(std::string_view s, std::size_t max_bytes) {
+    if (s.size() > max_bytes)
+        return "must be at most " + std::to_string(max_bytes) + " bytes long; got " +
+               std::to_string(s.size()) + " bytes";
+    if (s.find('\0') != std::string_view::npos) return "must not contain a NUL character (\\u0000)";
+    return {};
+}
+
+} // namespace
+
+std::optional<std::string> Checker::string(const json &v, const std::string &ptr, bool non_empty,
+                                           std::size_t max_bytes) {
     if (!v.is_string()) {
         error(ptr, "expected a string; got " + describe(v));
         return std::nullopt;
@@ -67,6 +94,10 @@ std::optional<std::string> Checker::string(const json &v, const std::string &ptr
     const auto &s = v.get_ref<const std::string &>();
     if (non_empty && s.empty()) {
         error(ptr, "must not be empty");
+        return std::nullopt;
+    }
+    if (std::string why = text_problem(s, max_bytes); !why.empty()) {
+        error(ptr, why);
         return std::nullopt;
     }
     return s;
@@ -126,7 +157,8 @@ std::optional<double> Checker::number(const json &v, const std::string &ptr, dou
 }
 
 std::optional<std::optional<Duration>> Checker::duration(const json &v, const std::string &ptr,
-                                                         bool infinity, Duration min) {
+                                                         bool infinity, Duration min,
+                                                         Duration max) {
     std::string expected = infinity
                                ? "a duration like \"10s\", \"250ms\", \"1m30s\" or \"infinity\""
                                : "a duration like \"10s\", \"250ms\" or \"1m30s\"";
@@ -136,44 +168,53 @@ std::optional<std::optional<Duration>> Checker::duration(const json &v, const st
     }
     const auto &s = v.get_ref<const std::string &>();
     if (infinity && s == "infinity") return std::optional<Duration>{};
-    auto d = parse_duration(s);
-    if (!d) {
+    auto d = scan_duration(s);
+    if (d.too_large || (d.value && *d.value > max)) {
+        error(ptr, "must be at most " + core::format_duration(max) + "; got " + describe(v));
+        return std::nullopt;
+    }
+    if (!d.value) {
         std::string hint;
         if (!s.empty() && s.find_first_not_of("0123456789.") == std::string::npos)
             hint = " (a unit is required: \"" + s + "s\" or \"" + s + "ms\")";
         error(ptr, "expected " + expected + "; got " + describe(v) + hint);
         return std::nullopt;
     }
-    if (*d < min) {
+    if (*d.value < min) {
         error(ptr, min == Duration{1}
                        ? "must be greater than 0; got " + describe(v)
                        : "must be at least " + core::format_duration(min) + "; got " + describe(v));
         return std::nullopt;
     }
-    return std::optional<Duration>{*d};
+    return std::optional<Duration>{*d.value};
 }
 
-std::optional<std::uint64_t> Checker::size(const json &v, const std::string &ptr,
-                                           std::uint64_t min) {
-    std::optional<std::uint64_t> n;
+std::optional<std::uint64_t> Checker::size(const json &v, const std::string &ptr, std::uint64_t min,
+                                           std::uint64_t max) {
+    ScannedSize n;
     if (v.is_number_unsigned())
-        n = v.get<std::uint64_t>();
+        n.value = v.get<std::uint64_t>();
     else if (v.is_string())
-        n = parse_size(v.get_ref<const std::string &>());
-    if (!n) {
+        n = scan_size(v.get_ref<const std::string &>());
+    if (n.too_large || (n.value && *n.value > max)) {
+        error(ptr, "must be at most " + format_size(max) + "; got " + describe(v));
+        return std::nullopt;
+    }
+    if (!n.value) {
         error(ptr,
               "expected a size like \"64KiB\", \"10MiB\" or a number of bytes; got " + describe(v));
         return std::nullopt;
     }
-    if (*n < min) {
+    if (*n.value < min) {
         error(ptr, "must be at least " + format_size(min) + "; got " + describe(v));
         return std::nullopt;
     }
-    return n;
+    return n.value;
 }
 
 std::optional<std::vector<std::string>> Checker::string_array(const json &v, const std::string &ptr,
-                                                              bool non_empty) {
+                                                              bool non_empty, std::size_t max_items,
+                                                              std::size_t max_bytes) {
     if (!v.is_array()) {
         error(ptr, "expected an array of strings; got " + describe(v));
         return std::nullopt;
@@ -182,10 +223,15 @@ std::optional<std::vector<std::string>> Checker::string_array(const json &v, con
         error(ptr, "must not be empty");
         return std::nullopt;
     }
+    if (v.size() > max_items) {
+        error(ptr, "must have at most " + std::to_string(max_items) + " items; got " +
+                       std::to_string(v.size()));
+        return std::nullopt;
+    }
     std::vector<std::string> out;
     bool ok = true;
     for (std::size_t i = 0; i < v.size(); ++i) {
-        auto s = string(v[i], pointer_append(ptr, std::to_string(i)));
+        auto s = string(v[i], pointer_append(ptr, std::to_string(i)), false, max_bytes);
         if (s)
             out.push_back(*s);
         else
@@ -195,16 +241,28 @@ std::optional<std::vector<std::string>> Checker::string_array(const json &v, con
     return out;
 }
 
-std::optional<std::map<std::string, std::string>> Checker::string_map(const json &v,
-                                                                      const std::string &ptr) {
+std::optional<std::map<std::string, std::string>>
+Checker::string_map(const json &v, const std::string &ptr, std::size_t max_entries,
+                    std::size_t max_key_bytes, std::size_t max_value_bytes) {
     if (!v.is_object()) {
         error(ptr, "expected an object of strings; got " + describe(v));
+        return std::nullopt;
+    }
+    if (v.size() > max_entries) {
+        error(ptr, "must have at most " + std::to_string(max_entries) + " members; got " +
+                       std::to_string(v.size()));
         return std::nullopt;
     }
     std::map<std::string, std::string> out;
     bool ok = true;
     for (const auto &[k, val] : v.items()) {
-        auto s = string(val, pointer_append(ptr, k));
+        std::string p = pointer_append(ptr, k);
+        if (std::string why = text_problem(k, max_key_bytes); !why.empty()) {
+            error_at_key(p, "the name " + why);
+            ok = false;
+            continue;
+        }
+        auto s = string(val, p, false, max_value_bytes);
         if (s)
             out[k] = *s;
         else
@@ -215,11 +273,11 @@ std::optional<std::map<std::string, std::string>> Checker::string_map(const json
 }
 
 std::optional<std::string> Checker::regex(const json &v, const std::string &ptr) {
-    auto s = string(v, ptr, true);
+    auto s = string(v, ptr, true, bounds::max_regex_bytes);
     if (!s) return std::nullopt;
     int code = 0;
     PCRE2_SIZE offset = 0;
-    // Compiled here only to validate; the log module compiles its own copy (issue 6).
+    // Compiled here only to validate; the log module compiles its own copy.
     pcre2_code *re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(s->data()), s->size(), PCRE2_UTF,
                                    &code, &offset, nullptr);
     if (re) {

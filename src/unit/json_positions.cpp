@@ -82,6 +82,7 @@ public:
         Pos p = take();
         std::string ptr;
         json *node = place(json::object(), p, ptr);
+        if (!node) return false;
         stack_.push_back(Frame{node, std::move(ptr), 0, {}, {}});
         return true;
     }
@@ -89,10 +90,12 @@ public:
         Pos p = take();
         Frame &f = stack_.back();
         std::string ptr = pointer_append(f.pointer, k);
+        if (!charge(ptr, p)) return false;
         auto [it, fresh] = f.seen.emplace(k, p);
         if (!fresh) {
+            std::string shown = k.size() > 60 ? k.substr(0, 57) + "..." : k;
             out_.problems.push_back({p, ptr,
-                                     "duplicate key \"" + k + "\" (first at line " +
+                                     "duplicate key \"" + shown + "\" (first at line " +
                                          std::to_string(it->second.line) + ", column " +
                                          std::to_string(it->second.column) + ")"});
         }
@@ -110,6 +113,7 @@ public:
         Pos p = take();
         std::string ptr;
         json *node = place(json::array(), p, ptr);
+        if (!node) return false;
         stack_.push_back(Frame{node, std::move(ptr), 0, {}, {}});
         return true;
     }
@@ -162,6 +166,20 @@ private:
         return false;
     }
 
+    // Counts a pointer about to be recorded against max_pointer_bytes; past it, stops the parse
+    // with one problem at `p`.
+    bool charge(const std::string &ptr, Pos p) {
+        pointer_bytes_ += ptr.size();
+        if (pointer_bytes_ <= max_pointer_bytes) return true;
+        out_.problems.push_back(
+            {p, "",
+             "JSON too costly to index: the paths of its values would take more than " +
+                 std::to_string(max_pointer_bytes >> 20) +
+                 " MiB (long keys repeat in the path of every value under them)"});
+        out_.syntax_ok = false;
+        return false;
+    }
+
     Pos take() {
         if (next_ >= tokens_.size()) return Pos{};
         return advance_to(tokens_[next_++]);
@@ -188,24 +206,28 @@ private:
     template <class V> bool scalar(V &&v) {
         Pos p = take();
         std::string ptr;
-        place(json(std::forward<V>(v)), p, ptr);
-        return true;
+        return place(json(std::forward<V>(v)), p, ptr) != nullptr;
     }
 
     // Stores `v` where the parser is (root, next array element or current key), records its
-    // position and returns it. Pointers stay valid: objects are std::maps, and an array only
-    // grows after every frame inside its previous element has been popped.
+    // position and returns it (nullptr: over max_pointer_bytes, the parse stops). Pointers stay
+    // valid: objects are std::maps, and an array only grows after every frame inside its
+    // previous element has been popped.
     json *place(json v, Pos p, std::string &ptr) {
+        if (!stack_.empty()) {
+            const Frame &f = stack_.back();
+            ptr = pointer_append(f.pointer, f.node->is_array() ? std::to_string(f.index) : f.key);
+            if (!charge(ptr, p)) return nullptr;
+        }
         json *slot;
         if (stack_.empty()) {
             out_.value = std::move(v);
             slot = &out_.value;
         } else if (Frame &f = stack_.back(); f.node->is_array()) {
-            ptr = pointer_append(f.pointer, std::to_string(f.index++));
+            ++f.index;
             f.node->push_back(std::move(v));
             slot = &f.node->back();
         } else {
-            ptr = pointer_append(f.pointer, f.key);
             slot = &((*f.node)[f.key] = std::move(v));
         }
         out_.value_pos[ptr] = p;
@@ -221,6 +243,7 @@ private:
     std::size_t cursor_line_ = 0;
     int cursor_col_ = 1;
     std::vector<Frame> stack_;
+    std::size_t pointer_bytes_ = 0;
     PositionedJson &out_;
 };
 

@@ -1,10 +1,12 @@
 // load_dir(): unit files -> core::TreeSpec + per-node unit::Unit, with every diagnostic.
 //
 // Three passes, each of which reports everything it finds:
-//  1. per file: read, parse with positions, validate every field (types, enums, ranges,
-//     durations, sizes, regexes, kind-specific fields) and fill the specs;
+//  1. per file: read (safely: see "reading the directory"), parse with positions, validate
+//     every field (types, enums, ranges and bounds, durations, sizes, regexes, kind-specific
+//     fields), resolve users and groups, and fill the specs;
 //  2. across files: parent and after references, parent and after cycles, parent kinds,
-//     significance against the parent's auto_shutdown, instance name clashes;
+//     significance against the parent's auto_shutdown, instance name clashes, the size of the
+//     tree once instances are expanded;
 //  3. only when nothing was reported: lay out the tree (instances expanded, children in start
 //     order) and compute fingerprints.
 // A unit whose file could not be parsed still exists by name in pass 2, so that a syntax error
@@ -13,13 +15,16 @@
 #include "vigil/unit/unit.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <dirent.h>
+#include <fcntl.h>
 #include <functional>
 #include <queue>
 #include <set>
-#include <sstream>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <system_error>
+#include <unistd.h>
 
 #include "checker.hpp"
 #include "vigil/unit/json_positions.hpp"
@@ -30,11 +35,11 @@ namespace vigil::unit {
 std::string format(const Diagnostic &d) {
     std::string out;
     if (!d.file.empty()) {
-        out += d.file;
+        out += detail::printable(d.file);
         if (d.line > 0) out += ":" + std::to_string(d.line) + ":" + std::to_string(d.column);
         out += ": ";
     }
-    if (!d.field.empty()) out += d.field + ": ";
+    if (!d.field.empty()) out += detail::printable(d.field) + ": ";
     out += d.message;
     return out;
 }
@@ -111,14 +116,18 @@ const Fields probe_fields{"exec",
                           "failure_threshold",
                           "success_threshold"};
 
-constexpr int max_instances = 10'000; // the scale target: 10k children in a tree
-// [a-z0-9][a-z0-9._@-]*: safe as a file name, a log prefix and a vigilctl argument.
-bool valid_name(std::string_view n) {
+// [a-z0-9][a-z0-9._@-]*, at most bounds::max_name_bytes long: safe as a file name, a log
+// prefix, a socket name and a vigilctl argument.
+bool name_chars_ok(std::string_view n) {
     auto lower_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
     if (n.empty() || !lower_digit(n[0])) return false;
     return std::all_of(n.begin(), n.end(), [&](char c) {
         return lower_digit(c) || c == '.' || c == '_' || c == '@' || c == '-';
     });
+}
+
+bool valid_name(std::string_view n) {
+    return n.size() <= bounds::max_name_bytes && name_chars_ok(n);
 }
 
 Fields concat(const Fields &a, const Fields &b) {
@@ -143,10 +152,46 @@ struct Raw {
     std::optional<std::string> parent; // as written
     std::vector<std::string> after;    // as written, index = /after/i
     int instances = 0;                 // 0: not given (one child, no suffix)
+    std::uint64_t bytes = 0;           // the file's size: each instance holds a copy
     std::string canonical;             // canonical JSON for the fingerprint
 };
 
 // ---- pass 1: fields --------------------------------------------------------------------
+
+// Bytes execve copies for these strings (each with its NUL), to hold bounds::max_exec_bytes.
+std::size_t exec_bytes(const std::vector<std::string> &argv,
+                       const std::map<std::string, std::string> &env = {}) {
+    std::size_t n = 0;
+    for (const auto &a : argv)
+        n += a.size() + 1;
+    for (const auto &[k, v] : env)
+        n += k.size() + v.size() + 2;
+    return n;
+}
+
+std::string exec_bytes_message(std::size_t n) {
+    return std::to_string(n) + " bytes of execve arguments; at most " +
+           std::to_string(bounds::max_exec_bytes) +
+           " are allowed (pass large data in a file instead)";
+}
+
+// An HTTP token (RFC 9110): what a header name may be.
+bool http_token(std::string_view s) {
+    static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               extra.find(ch) != std::string_view::npos;
+    });
+}
+
+// A control character other than a tab (CR and LF would end the header or the request line);
+// with `space_too`, a space or a tab as well (they would end a request line's path).
+bool has_control(std::string_view s, bool space_too) {
+    return std::any_of(s.begin(), s.end(), [&](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return (u < 0x20 && u != '\t') || u == 0x7f || (space_too && (u == ' ' || u == '\t'));
+    });
+}
 
 std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::string &ptr,
                                      bool single_success) {
@@ -170,9 +215,13 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
         const json &mv = v[std::string(m)];
         if (m == "exec") {
             p.kind = ProbeKind::Exec;
-            auto cmd = c.string_array(mv, mp, true);
+            auto cmd = c.string_array(mv, mp, true, bounds::max_argv, bounds::max_arg_bytes);
             if (cmd && (*cmd)[0].empty()) {
                 c.error(pointer_append(mp, "0"), "must not be empty");
+                cmd.reset();
+            }
+            if (cmd && exec_bytes(*cmd) > bounds::max_exec_bytes) {
+                c.error(mp, "makes " + exec_bytes_message(exec_bytes(*cmd)));
                 cmd.reset();
             }
             if (cmd)
@@ -188,7 +237,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
         }
         c.check_keys(mv, mp, m == "tcp" ? tcp_fields : http_fields);
         if (mv.contains("host")) {
-            if (auto h = c.string(mv["host"], pointer_append(mp, "host"), true))
+            if (auto h =
+                    c.string(mv["host"], pointer_append(mp, "host"), true, bounds::max_host_bytes))
                 p.host = *h;
             else
                 ok = false;
@@ -203,9 +253,14 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
         }
         if (mv.contains("path")) {
             std::string pp = pointer_append(mp, "path");
-            auto path = c.string(mv["path"], pp);
+            auto path = c.string(mv["path"], pp, false, bounds::max_url_path_bytes);
             if (path && !path->starts_with("/")) {
                 c.error(pp, "must start with \"/\"; got " + describe(mv["path"]));
+                path.reset();
+            } else if (path && has_control(*path, true)) {
+                c.error(pp, "must not contain spaces or control characters (percent-encode "
+                            "them); got " +
+                                describe(mv["path"]));
                 path.reset();
             }
             if (path)
@@ -214,7 +269,26 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
                 ok = false;
         }
         if (mv.contains("headers")) {
-            if (auto h = c.string_map(mv["headers"], pointer_append(mp, "headers")))
+            std::string hp = pointer_append(mp, "headers");
+            auto h = c.string_map(mv["headers"], hp, bounds::max_headers,
+                                  bounds::max_header_name_bytes, bounds::max_header_value_bytes);
+            bool headers_ok = h.has_value();
+            static const decltype(p.headers) none;
+            for (const auto &[k, val] : h ? *h : none) {
+                if (!http_token(k)) {
+                    c.error_at_key(pointer_append(hp, k),
+                                   "a header name is a token: letters, digits and "
+                                   "!#$%&'*+-.^_`|~; got " +
+                                       shown(k));
+                    headers_ok = false;
+                } else if (has_control(val, false)) {
+                    c.error(pointer_append(hp, k),
+                            "must not contain control characters (CR or LF would end the header)");
+                    headers_ok = false;
+                }
+            }
+            if (!headers_ok) h.reset();
+            if (h)
                 p.headers = *h;
             else
                 ok = false;
@@ -226,7 +300,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
     }
     auto dur = [&](const char *k, Duration &dst, Duration min) {
         if (!v.contains(k)) return;
-        if (auto d = c.duration(v[k], pointer_append(ptr, k), false, min))
+        if (auto d =
+                c.duration(v[k], pointer_append(ptr, k), false, min, bounds::max_field_duration))
             dst = **d;
         else
             ok = false;
@@ -236,7 +311,7 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
     dur("timeout", p.timeout, Duration{1});
     auto count = [&](const char *k, unsigned &dst) {
         if (!v.contains(k)) return;
-        if (auto n = c.integer(v[k], pointer_append(ptr, k), 1, 1'000'000))
+        if (auto n = c.integer(v[k], pointer_append(ptr, k), 1, bounds::max_threshold))
             dst = static_cast<unsigned>(*n);
         else
             ok = false;
@@ -281,7 +356,8 @@ void parse_stop(Checker &c, const json &v, Raw &r) {
         }
     }
     if (v.contains("timeout")) {
-        if (auto d = c.duration(v["timeout"], "/stop/timeout", true, Duration{0}))
+        if (auto d = c.duration(v["timeout"], "/stop/timeout", true, Duration{0},
+                                bounds::max_field_duration))
             r.spec.stop.timeout = *d;
     }
 }
@@ -303,7 +379,7 @@ void parse_limits(Checker &c, const json &v, Raw &r) {
         std::string p = pointer_append(ptr, k);
         auto res = rlimit_resource(k);
         if (!res) {
-            std::string msg = "unknown limit \"" + k + "\"";
+            std::string msg = "unknown limit " + shown(k);
             if (auto near = closest(k, rlimit_names()); !near.empty())
                 msg += "; did you mean \"" + near + "\"?";
             else
@@ -341,13 +417,15 @@ void parse_backoff(Checker &c, const json &v, Raw &r) {
     auto &b = r.spec.backoff;
     bool max_ok = true;
     if (v.contains("initial")) {
-        if (auto d = c.duration(v["initial"], "/backoff/initial", false, Duration{0}))
+        if (auto d = c.duration(v["initial"], "/backoff/initial", false, Duration{0},
+                                bounds::max_field_duration))
             b.initial = **d;
         else
             max_ok = false;
     }
     if (v.contains("max")) {
-        if (auto d = c.duration(v["max"], "/backoff/max", false, Duration{0}))
+        if (auto d = c.duration(v["max"], "/backoff/max", false, Duration{0},
+                                bounds::max_field_duration))
             b.max = **d;
         else
             max_ok = false;
@@ -362,7 +440,8 @@ void parse_backoff(Checker &c, const json &v, Raw &r) {
     if (v.contains("jitter"))
         if (auto j = c.number(v["jitter"], "/backoff/jitter", 0.0, 1.0)) b.jitter = *j;
     if (v.contains("reset_after"))
-        if (auto d = c.duration(v["reset_after"], "/backoff/reset_after", false, Duration{1}))
+        if (auto d = c.duration(v["reset_after"], "/backoff/reset_after", false, Duration{1},
+                                bounds::max_field_duration))
             b.reset_after = **d;
 }
 
@@ -374,18 +453,21 @@ void parse_logs(Checker &c, const json &v, Raw &r) {
     if (v.contains("forward"))
         if (auto b = c.boolean(v["forward"], "/logs/forward")) l.forward = *b;
     if (v.contains("file"))
-        if (auto s = c.string(v["file"], "/logs/file", true)) l.file = *s;
+        if (auto s = c.string(v["file"], "/logs/file", true, bounds::max_path_bytes)) l.file = *s;
     if (v.contains("max_size"))
-        if (auto s = c.size(v["max_size"], "/logs/max_size", 4096)) l.max_size = *s;
+        if (auto s =
+                c.size(v["max_size"], "/logs/max_size", bounds::min_log_size, bounds::max_log_size))
+            l.max_size = *s;
     if (v.contains("keep"))
-        if (auto n = c.integer(v["keep"], "/logs/keep", 0, 1000))
+        if (auto n = c.integer(v["keep"], "/logs/keep", 0, bounds::max_keep))
             l.keep = static_cast<unsigned>(*n);
     if (v.contains("timestamps"))
         if (auto b = c.boolean(v["timestamps"], "/logs/timestamps")) l.timestamps = *b;
     if (v.contains("ring"))
-        if (auto s = c.size(v["ring"], "/logs/ring", 0)) l.ring = *s;
+        if (auto s = c.size(v["ring"], "/logs/ring", 0, bounds::max_ring)) l.ring = *s;
     if (v.contains("max_line"))
-        if (auto s = c.size(v["max_line"], "/logs/max_line", 64)) l.max_line = *s;
+        if (auto s = c.size(v["max_line"], "/logs/max_line", bounds::min_line, bounds::max_line))
+            l.max_line = *s;
 }
 
 void parse_ready(Checker &c, const json &v, Raw &r) {
@@ -402,7 +484,8 @@ void parse_ready(Checker &c, const json &v, Raw &r) {
     if (v.contains("probe"))
         if (auto p = parse_probe(c, v["probe"], "/ready/probe", false)) rd.probe = *p;
     if (v.contains("timeout")) {
-        if (auto d = c.duration(v["timeout"], "/ready/timeout", false, Duration{1}))
+        if (auto d = c.duration(v["timeout"], "/ready/timeout", false, Duration{1},
+                                bounds::max_field_duration))
             rd.timeout = **d;
         bool method =
             v.contains("notify") || v.contains("fd") || v.contains("log") || v.contains("probe");
@@ -416,6 +499,11 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
     const std::string ptr = "/patterns";
     if (!v.is_array()) {
         c.error(ptr, "expected an array of objects; got " + describe(v));
+        return;
+    }
+    if (v.size() > bounds::max_patterns) {
+        c.error(ptr, "must have at most " + std::to_string(bounds::max_patterns) + " items; got " +
+                         std::to_string(v.size()));
         return;
     }
     for (std::size_t i = 0; i < v.size(); ++i) {
@@ -452,13 +540,15 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
                 ok = false;
         }
         if (x.contains("count")) {
-            if (auto n = c.integer(x["count"], pointer_append(p, "count"), 1, 1'000'000))
+            if (auto n =
+                    c.integer(x["count"], pointer_append(p, "count"), 1, bounds::max_pattern_count))
                 ps.count = static_cast<unsigned>(*n);
             else
                 ok = false;
         }
         if (x.contains("within")) {
-            if (auto d = c.duration(x["within"], pointer_append(p, "within"), false, Duration{1}))
+            if (auto d = c.duration(x["within"], pointer_append(p, "within"), false, Duration{1},
+                                    bounds::max_window))
                 ps.within = **d;
             else
                 ok = false;
@@ -467,18 +557,60 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
     }
 }
 
-void parse_service_fields(Checker &c, const json &j, Raw &r) {
+// proc::resolve_identity() results of one load, by (user, group): twenty thousand units that
+// run as www-data cost one NSS lookup. It lives in one load_dir() call: the loader keeps no
+// global state, so loads may run on any thread (getpwnam_r and co. are thread-safe).
+class Identities {
+public:
+    const proc::IdentityResult &get(const std::optional<std::string> &user,
+                                    const std::optional<std::string> &group) {
+        auto key = std::make_pair(user, group);
+        auto it = cache_.find(key);
+        if (it == cache_.end()) it = cache_.emplace(key, proc::resolve_identity(user, group)).first;
+        return it->second;
+    }
+
+private:
+    std::map<std::pair<std::optional<std::string>, std::optional<std::string>>,
+             proc::IdentityResult>
+        cache_;
+};
+
+// Resolves `user` and `group` now rather than at spawn time, so that a name that does not
+// resolve is a diagnostic of this file, not a service that fails every start until its
+// supervisor gives up and takes its siblings down. The group alone first, so that its problem
+// is reported at /group.
+void resolve_users(Checker &c, Identities &ids, proc::SpawnSpec &sp) {
+    if (!sp.user && !sp.group) {
+        sp.identity = proc::Identity{}; // run as vigild's own user: nothing to change
+        return;
+    }
+    if (sp.group) {
+        if (const auto &g = ids.get(std::nullopt, sp.group); !g.identity) {
+            c.error("/group", "cannot run as " + g.error);
+            return;
+        }
+    }
+    const auto &both = ids.get(sp.user, sp.group);
+    if (both.identity)
+        sp.identity = *both.identity;
+    else
+        c.error(sp.user ? "/user" : "/group", "cannot run as " + both.error);
+}
+
+void parse_service_fields(Checker &c, const json &j, Raw &r, Identities &ids) {
     auto &sp = r.unit.spawn;
     if (!j.contains("command")) {
         c.error("", "missing field \"command\" (a service needs a command to run)");
-    } else if (auto cmd = c.string_array(j["command"], "/command", true)) {
+    } else if (auto cmd = c.string_array(j["command"], "/command", true, bounds::max_argv,
+                                         bounds::max_arg_bytes)) {
         if ((*cmd)[0].empty())
             c.error("/command/0", "must not be empty (argv[0] names the program)");
         else
             sp.argv = *cmd;
     }
     if (j.contains("cwd")) {
-        if (auto s = c.string(j["cwd"], "/cwd", true)) {
+        if (auto s = c.string(j["cwd"], "/cwd", true, bounds::max_path_bytes)) {
             if (!s->starts_with("/"))
                 c.error("/cwd", "must be an absolute path; got " + describe(j["cwd"]));
             else
@@ -486,19 +618,26 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
         }
     }
     if (j.contains("env")) {
-        if (auto m = c.string_map(j["env"], "/env")) {
+        if (auto m = c.string_map(j["env"], "/env", bounds::max_env, bounds::max_arg_bytes,
+                                  bounds::max_arg_bytes)) {
             for (const auto &[k, val] : *m) {
                 if (k.empty() || k.find('=') != std::string::npos)
                     c.error_at_key(pointer_append("/env", k),
                                    "an environment variable name must be non-empty and "
                                    "contain no \"=\"");
+                else if (k.size() + 1 + val.size() > bounds::max_arg_bytes)
+                    c.error(pointer_append("/env", k),
+                            "NAME=value must be at most " + std::to_string(bounds::max_arg_bytes) +
+                                " bytes long (execve's limit for one string); got " +
+                                std::to_string(k.size() + 1 + val.size()) + " bytes");
                 else
                     sp.env[k] = val;
             }
         }
     }
     if (j.contains("env_file")) {
-        if (auto s = c.string(j["env_file"], "/env_file", true)) {
+        // The length bound applies to the path, after the "-" (the file bounds the string).
+        if (auto s = c.string(j["env_file"], "/env_file", true, bounds::max_file_bytes)) {
             std::string path = *s;
             if (path.starts_with("-")) {
                 sp.env_file_optional = true;
@@ -506,10 +645,18 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
             }
             if (path.empty())
                 c.error("/env_file", "expected a path after \"-\"");
+            else if (path.size() > bounds::max_path_bytes)
+                c.error("/env_file", "must be at most " + std::to_string(bounds::max_path_bytes) +
+                                         " bytes long; got " + std::to_string(path.size()) +
+                                         " bytes");
             else
                 sp.env_file = path;
         }
     }
+    if (std::size_t n = exec_bytes(sp.argv, sp.env); n > bounds::max_exec_bytes)
+        c.error(j.contains("env") ? "/env" : "/command",
+                "the command and env make " + exec_bytes_message(n));
+    bool ids_ok = true;
     for (const char *k : {"user", "group"}) {
         if (!j.contains(k)) continue;
         std::string p = std::string("/") + k;
@@ -517,11 +664,15 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
         if (j[k].is_number_unsigned())
             val = std::to_string(j[k].get<std::uint64_t>());
         else if (j[k].is_string() && !j[k].get_ref<const std::string &>().empty())
-            val = j[k].get<std::string>();
+            val = c.string(j[k], p, true, bounds::max_user_bytes);
         else
             c.error(p, "expected a name or a numeric id; got " + describe(j[k]));
-        if (val) (std::string_view(k) == "user" ? sp.user : sp.group) = val;
+        if (val)
+            (std::string_view(k) == "user" ? sp.user : sp.group) = val;
+        else
+            ids_ok = false;
     }
+    if (ids_ok) resolve_users(c, ids, sp);
     if (j.contains("umask")) {
         const json &u = j["umask"];
         bool ok = u.is_string();
@@ -549,11 +700,12 @@ void parse_service_fields(Checker &c, const json &j, Raw &r) {
         r.unit.readiness = parse_probe(c, j["readiness"], "/readiness", false);
     if (j.contains("startup")) r.unit.startup = parse_probe(c, j["startup"], "/startup", true);
     if (j.contains("watchdog"))
-        if (auto d = c.duration(j["watchdog"], "/watchdog", false, Duration{1}))
+        if (auto d = c.duration(j["watchdog"], "/watchdog", false, Duration{1},
+                                bounds::max_field_duration))
             r.unit.watchdog = **d;
     if (j.contains("patterns")) parse_patterns(c, j["patterns"], r);
     if (j.contains("instances"))
-        if (auto n = c.integer(j["instances"], "/instances", 1, max_instances))
+        if (auto n = c.integer(j["instances"], "/instances", 1, bounds::max_instances))
             r.instances = static_cast<int>(*n);
 }
 
@@ -562,10 +714,12 @@ void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
     if (j.contains("strategy"))
         if (auto v = c.enumeration(j["strategy"], "/strategy", strategy_names)) s.strategy = *v;
     if (j.contains("intensity"))
-        if (auto v = c.integer(j["intensity"], "/intensity", 0, 1'000'000))
+        if (auto v = c.integer(j["intensity"], "/intensity", 0, bounds::max_intensity))
             s.intensity = static_cast<int>(*v);
     if (j.contains("period"))
-        if (auto d = c.duration(j["period"], "/period", false, Duration{1})) s.period = **d;
+        if (auto d =
+                c.duration(j["period"], "/period", false, Duration{1}, bounds::max_field_duration))
+            s.period = **d;
     if (j.contains("auto_shutdown"))
         if (auto v = c.enumeration(j["auto_shutdown"], "/auto_shutdown", auto_shutdown_names))
             s.auto_shutdown = *v;
@@ -574,7 +728,7 @@ void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
 }
 
 // Validates one parsed file and fills r.spec / r.unit.
-void parse_unit(Checker &c, Raw &r) {
+void parse_unit(Checker &c, Raw &r, Identities &ids) {
     const json &j = r.pj.value;
     if (!j.is_object()) {
         c.error("", "expected an object with the unit's fields; got " + describe(j));
@@ -612,7 +766,9 @@ void parse_unit(Checker &c, Raw &r) {
     });
 
     if (j.contains("description"))
-        if (auto s = c.string(j["description"], "/description")) r.unit.description = *s;
+        if (auto s =
+                c.string(j["description"], "/description", false, bounds::max_description_bytes))
+            r.unit.description = *s;
     // For editors: the JSON Schema a unit names is not vigil's business beyond being a string.
     if (j.contains("$schema")) c.string(j["$schema"], "/$schema");
     if (!r.is_root) {
@@ -622,12 +778,12 @@ void parse_unit(Checker &c, Raw &r) {
             r.parent = "root";
         }
         if (j.contains("after")) {
-            if (auto a = c.string_array(j["after"], "/after", false)) {
+            if (auto a = c.string_array(j["after"], "/after", false, bounds::max_after,
+                                        bounds::max_string_bytes)) {
                 std::set<std::string> seen;
                 for (std::size_t i = 0; i < a->size(); ++i) {
                     if (!seen.insert((*a)[i]).second)
-                        c.error("/after/" + std::to_string(i),
-                                "\"" + (*a)[i] + "\" is listed twice");
+                        c.error("/after/" + std::to_string(i), shown((*a)[i]) + " is listed twice");
                 }
                 r.after = *a;
             }
@@ -647,10 +803,10 @@ void parse_unit(Checker &c, Raw &r) {
     if (sup)
         parse_supervisor_fields(c, j, r);
     else
-        parse_service_fields(c, j, r);
+        parse_service_fields(c, j, r, ids);
 
     // Supervisors only wait for their subtree; a service waits for readiness when declared,
-    // by a `ready` method or by a readiness probe (issue 7: "a unit with readiness is started
+    // by a `ready` method or by a readiness probe ("a unit with readiness is started
     // only once ready").
     r.spec.wait_ready = r.unit.ready.any() || r.unit.readiness.has_value();
     if (r.spec.wait_ready) r.spec.start_timeout = r.unit.ready.timeout;
@@ -669,11 +825,25 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL)
     return h;
 }
 
+// After pass 1 a file's parse is needed only for where pass 2 reports: `parent`, `after` and
+// its items, `significant` and `instances`. Keeping only those positions bounds what a load holds
+// across files by the specs, not by the parses (a 1 MiB file of small values parses into some
+// 75 MB of values and positions).
+void keep_pass2_positions(PositionedJson &pj) {
+    PositionedJson kept;
+    kept.syntax_ok = pj.syntax_ok;
+    for (const auto &[ptr, pos] : pj.value_pos)
+        if (ptr == "/parent" || ptr == "/significant" || ptr == "/instances" || ptr == "/after" ||
+            ptr.starts_with("/after/"))
+            kept.value_pos.emplace(ptr, pos);
+    pj = std::move(kept);
+}
+
 // ---- pass 2: references -----------------------------------------------------------------
 
 class Resolver {
 public:
-    Resolver(std::vector<Raw> &raws, std::vector<Diagnostic> &out) : raws_(raws), out_(out) {
+    Resolver(std::vector<Raw> &raws, Diagnostics &out) : raws_(raws), out_(out) {
         for (std::size_t i = 0; i < raws_.size(); ++i)
             by_name_[raws_[i].name] = i;
         for (const auto &r : raws_)
@@ -688,6 +858,7 @@ public:
         find_after_cycles();
         check_significance();
         check_instance_names();
+        check_tree_size();
     }
 
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -696,15 +867,15 @@ public:
     std::vector<bool> in_cycle_;
 
 private:
-    void error(const Raw &r, const std::string &ptr, std::string msg, bool at_key = false) {
+    // At the value of `ptr`, one of those keep_pass2_positions() keeps.
+    void error(const Raw &r, const std::string &ptr, std::string msg) {
         Pos p;
-        const auto &m = at_key ? r.pj.key_pos : r.pj.value_pos;
-        if (auto it = m.find(ptr); it != m.end()) p = it->second;
-        out_.push_back(Diagnostic{r.file, p.line, p.column, ptr, std::move(msg)});
+        if (auto it = r.pj.value_pos.find(ptr); it != r.pj.value_pos.end()) p = it->second;
+        out_.add(Diagnostic{r.file, p.line, p.column, ptr, std::move(msg)});
     }
 
     std::string unknown(const std::string &name) const {
-        std::string msg = "unknown unit \"" + name + "\"";
+        std::string msg = "unknown unit " + shown(name);
         if (auto near = closest(name, names_); !near.empty())
             msg += "; did you mean \"" + near + "\"?";
         return msg;
@@ -859,8 +1030,54 @@ private:
         }
     }
 
+    // The bounds of the tree once instances are expanded (bounds.hpp): its children, the unit
+    // text its instances copy, its "after" edges. Each is reported once, at the unit that
+    // contributes most, where a change helps most.
+    void check_tree_size() {
+        auto copies = [&](std::size_t i) -> std::uint64_t {
+            return raws_[i].instances == 0 ? 1 : static_cast<std::uint64_t>(raws_[i].instances);
+        };
+        struct Total {
+            std::uint64_t sum = 0, most = 0;
+            std::size_t at = npos;
+            void add(std::uint64_t n, std::size_t i) {
+                sum += n;
+                if (n > most) {
+                    most = n;
+                    at = i;
+                }
+            }
+        } nodes, bytes, edges;
+        for (std::size_t i = 0; i < raws_.size(); ++i) {
+            if (raws_[i].is_root) continue;
+            nodes.add(copies(i), i);
+            bytes.add(copies(i) * raws_[i].bytes, i);
+            std::uint64_t targets = 0;
+            for (auto t : after_edges_[i])
+                targets += copies(t);
+            edges.add(copies(i) * targets, i);
+        }
+        if (nodes.sum > bounds::max_nodes)
+            error(raws_[nodes.at], "/instances",
+                  "with instances expanded the tree would have " + std::to_string(nodes.sum) +
+                      " children; at most " + std::to_string(bounds::max_nodes) + " are allowed");
+        if (bytes.sum > bounds::max_expanded_bytes)
+            error(raws_[bytes.at], "/instances",
+                  "with instances expanded the units would take " + std::to_string(bytes.sum) +
+                      " bytes of unit text (" + std::to_string(copies(bytes.at)) +
+                      " copies of this file's " + std::to_string(raws_[bytes.at].bytes) +
+                      "); at most " + format_size(bounds::max_expanded_bytes) +
+                      " are allowed (fewer instances, or a smaller file)");
+        if (edges.sum > bounds::max_after_edges)
+            error(raws_[edges.at], "/after",
+                  "with instances expanded the tree would have " + std::to_string(edges.sum) +
+                      " \"after\" edges (" + std::to_string(edges.most) +
+                      " from this unit); at most " + std::to_string(bounds::max_after_edges) +
+                      " are allowed");
+    }
+
     std::vector<Raw> &raws_;
-    std::vector<Diagnostic> &out_;
+    Diagnostics &out_;
     std::map<std::string, std::size_t> by_name_;
     std::vector<std::string_view> names_;
     std::set<std::string> reported_;
@@ -938,71 +1155,226 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
     add(root, std::nullopt);
 }
 
-std::string read_file(const std::filesystem::path &p, std::string &err) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) {
-        err = std::error_code(errno, std::generic_category()).message();
-        return {};
+// ---- reading the directory ----------------------------------------------------------------
+//
+// The units directory may be writable by someone who must not control vigild, and a file in it
+// may be swapped while a reload reads it. So nothing is opened that could block (a FIFO), lead
+// elsewhere (a symlink) or be read without bound: every entry is checked by its type in the
+// directory, opened with O_NOFOLLOW | O_NONBLOCK relative to the directory's descriptor, and
+// checked again on the descriptor (regular files only), and at most max_file_bytes + 1 bytes
+// are read. Subdirectories are ignored, as every other name that does not end in .json.
+
+class Fd {
+public:
+    explicit Fd(int fd = -1) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) ::close(fd_);
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) err = "read error";
-    return ss.str();
+    Fd(const Fd &) = delete;
+    Fd &operator=(const Fd &) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+std::string errno_text(int e) {
+    return std::error_code(e, std::generic_category()).message();
+}
+
+// What a non-regular file is, for messages.
+const char *file_type(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISLNK(mode)) return "a symbolic link";
+    return "of an unknown type";
+}
+
+const std::string symlink_message = "is a symbolic link; symlinks are not followed in the units "
+                                    "directory (copy the file in instead)";
+
+std::string not_regular(mode_t mode) {
+    return std::string("not a regular file (") + file_type(mode) +
+           "); a unit file must be a regular file";
+}
+
+struct Entry {
+    std::string name;   // "web.json"
+    unsigned char type; // d_type: DT_REG, DT_LNK, ... or DT_UNKNOWN
+};
+
+struct Listing {
+    std::vector<Entry> entries; // sorted by name; at most max_unit_files + 1
+    int error = 0;              // errno of opendir or readdir
+};
+
+// The *.json entries of the directory `dirfd`; it stops at one past max_unit_files.
+Listing list_units(int dirfd) {
+    Listing out;
+    int fd = ::dup(dirfd); // closedir() closes it
+    DIR *d = fd < 0 ? nullptr : ::fdopendir(fd);
+    if (!d) {
+        out.error = errno;
+        if (fd >= 0) ::close(fd);
+        return out;
+    }
+    for (;;) {
+        errno = 0;
+        const dirent *e = ::readdir(d);
+        if (!e) {
+            out.error = errno;
+            break;
+        }
+        std::string_view name = e->d_name;
+        // "x.json"; ".json" alone is a hidden file, not a unit (as std::filesystem's stem).
+        if (name.size() <= 5 || !name.ends_with(".json")) continue;
+        if (e->d_type == DT_DIR) continue;
+        out.entries.push_back({std::string(name), e->d_type});
+        if (out.entries.size() > bounds::max_unit_files) break;
+    }
+    ::closedir(d);
+    std::sort(out.entries.begin(), out.entries.end(),
+              [](const Entry &a, const Entry &b) { return a.name < b.name; });
+    return out;
+}
+
+struct FileText {
+    std::optional<std::string> text; // nullopt: not a unit (ignored) or refused (see error)
+    std::string error;               // the diagnostic's message when refused
+};
+
+// Reads one unit file, or says why it is refused.
+FileText read_unit(int dirfd, const Entry &e) {
+    auto refused = [](std::string why) { return FileText{std::nullopt, std::move(why)}; };
+    unsigned char type = e.type;
+    if (type == DT_UNKNOWN) { // some file systems do not say: ask, without following
+        struct stat st {};
+        if (::fstatat(dirfd, e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return refused("cannot read: " + errno_text(errno));
+        type = IFTODT(st.st_mode);
+    }
+    if (type == DT_DIR) return {};
+    if (type == DT_LNK) return refused(symlink_message);
+    if (type != DT_REG) return refused(not_regular(DTTOIF(type)));
+    // The entry may have been replaced since readdir(): the flags and fstat() below decide.
+    Fd fd(
+        ::openat(dirfd, e.name.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    if (fd.get() < 0)
+        return refused(errno == ELOOP ? symlink_message : "cannot read: " + errno_text(errno));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0) return refused("cannot read: " + errno_text(errno));
+    if (S_ISDIR(st.st_mode)) return {};
+    if (!S_ISREG(st.st_mode)) return refused(not_regular(st.st_mode));
+    auto too_large = [](std::uint64_t n) {
+        return "is " + std::to_string(n) + " bytes long; a unit file may have at most " +
+               format_size(bounds::max_file_bytes);
+    };
+    if (static_cast<std::uint64_t>(st.st_size) > bounds::max_file_bytes)
+        return refused(too_large(static_cast<std::uint64_t>(st.st_size)));
+    // Read up to one byte past the bound: a file that grew since fstat() is still caught.
+    std::string text(static_cast<std::size_t>(bounds::max_file_bytes) + 1, '\0');
+    std::size_t got = 0;
+    while (got < text.size()) {
+        ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return refused("cannot read: " + errno_text(errno));
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    if (got > bounds::max_file_bytes) return refused(too_large(got));
+    text.resize(got);
+    return {std::move(text), {}};
 }
 
 } // namespace
 
 LoadResult load_dir(const std::filesystem::path &dir) {
-    namespace fs = std::filesystem;
     LoadResult result;
-    auto &diags = result.diagnostics;
+    Diagnostics diags;
+    // Sorted by place, and past max_diagnostics one more that says how many were not shown.
+    auto finish = [&] {
+        auto &out = result.diagnostics = std::move(diags.kept());
+        std::stable_sort(out.begin(), out.end(), [](const Diagnostic &a, const Diagnostic &b) {
+            return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
+        });
+        if (diags.dropped() > 0)
+            out.push_back({"", 0, 0, "",
+                           std::to_string(diags.dropped()) +
+                               (diags.dropped() == 1 ? " more problem" : " more problems") +
+                               " not shown (the first " + std::to_string(bounds::max_diagnostics) +
+                               " are): fix these and check again"});
+        return result.diagnostics.empty();
+    };
 
-    std::vector<fs::path> files;
-    std::error_code ec;
-    fs::directory_iterator it(dir, ec);
-    if (ec) {
-        diags.push_back(
-            {"", 0, 0, "", "cannot read unit directory \"" + dir.string() + "\": " + ec.message()});
+    // The directory itself may be a symlink (the operator's path); its entries may not.
+    Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirfd.get() < 0) {
+        diags.add({"", 0, 0, "",
+                   "cannot read unit directory \"" + dir.string() + "\": " + errno_text(errno)});
+        finish();
         return result;
     }
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
-        if (ec) break;
-        const auto &p = it->path();
-        std::error_code ec2;
-        if (p.extension() == ".json" && fs::is_regular_file(p, ec2)) files.push_back(p);
+    Listing listing = list_units(dirfd.get());
+    if (listing.entries.size() > bounds::max_unit_files) {
+        diags.add({"", 0, 0, "",
+                   "more than " + std::to_string(bounds::max_unit_files) +
+                       " unit files (*.json) in \"" + dir.string() + "\"; vigil reads at most " +
+                       std::to_string(bounds::max_unit_files) +
+                       " and read none of them (merge units, or use \"instances\")"});
+        finish();
+        return result;
     }
-    if (ec)
-        diags.push_back(
-            {"", 0, 0, "", "cannot read unit directory \"" + dir.string() + "\": " + ec.message()});
-    std::sort(files.begin(), files.end(),
-              [](const fs::path &a, const fs::path &b) { return a.filename() < b.filename(); });
+    if (listing.error != 0)
+        diags.add(
+            {"", 0, 0, "",
+             "cannot read unit directory \"" + dir.string() + "\": " + errno_text(listing.error)});
 
     std::vector<Raw> raws;
     std::optional<std::size_t> root;
-    for (const auto &p : files) {
+    Identities ids;
+    std::uint64_t dir_bytes = 0;
+    bool stopped = false;
+    for (const Entry &e : listing.entries) {
         Raw r;
-        r.name = p.stem().string();
-        r.file = (dir / p.filename()).string();
+        r.name = e.name.substr(0, e.name.size() - 5);
+        r.file = (dir / e.name).string();
         if (!valid_name(r.name)) {
-            diags.push_back({r.file, 0, 0, "",
-                             "unit name \"" + r.name +
-                                 "\" (the file name without .json) must match "
-                                 "[a-z0-9][a-z0-9._@-]*"});
+            std::string what = "unit name " + shown(r.name) + " (the file name without .json) ";
+            diags.add({r.file, 0, 0, "",
+                       name_chars_ok(r.name)
+                           ? what + "is " + std::to_string(r.name.size()) +
+                                 " bytes long; at most " + std::to_string(bounds::max_name_bytes) +
+                                 " are allowed"
+                           : what + "must match [a-z0-9][a-z0-9._@-]*"});
             continue;
         }
         r.is_root = r.name == "root";
-        std::string err;
-        std::string text = read_file(p, err);
-        if (!err.empty()) {
-            diags.push_back({r.file, 0, 0, "", "cannot read: " + err});
+        FileText f = read_unit(dirfd.get(), e);
+        if (!f.text && f.error.empty()) continue; // a directory: ignored
+        if (f.text && dir_bytes + f.text->size() > bounds::max_dir_bytes) {
+            diags.add({"", 0, 0, "",
+                       "the unit files in \"" + dir.string() + "\" take more than " +
+                           format_size(bounds::max_dir_bytes) +
+                           " together; vigil stopped reading at \"" + e.name +
+                           "\" (a unit file takes a few KiB: look for large files)"});
+            stopped = true;
+            break;
+        }
+        if (!f.text) {
+            diags.add({r.file, 0, 0, "", f.error});
         } else {
-            r.pj = parse_positioned(text);
+            dir_bytes += f.text->size();
+            r.bytes = f.text->size();
+            r.pj = parse_positioned(*f.text);
             for (const auto &pr : r.pj.problems)
-                diags.push_back({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
+                diags.add({r.file, pr.pos.line, pr.pos.column, pr.pointer, pr.message});
             if (r.pj.syntax_ok) {
                 Checker c(r.file, r.pj, diags);
-                parse_unit(c, r);
+                parse_unit(c, r, ids);
             }
+            keep_pass2_positions(r.pj);
         }
         if (r.is_root) root = raws.size();
         raws.push_back(std::move(r));
@@ -1019,14 +1391,15 @@ LoadResult load_dir(const std::filesystem::path &dir) {
         raws.push_back(std::move(r));
     }
 
-    Resolver res(raws, diags);
-    res.run();
+    // Past max_dir_bytes the other units are missing: checking references would only add noise.
+    std::optional<Resolver> res;
+    if (!stopped) {
+        res.emplace(raws, diags);
+        res->run();
+    }
 
-    std::stable_sort(diags.begin(), diags.end(), [](const Diagnostic &a, const Diagnostic &b) {
-        return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
-    });
-    if (!diags.empty()) return result;
-    lay_out(raws, res, *root, result);
+    if (!finish()) return result;
+    lay_out(raws, *res, *root, result);
     return result;
 }
 

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checker.hpp"
 #include "vigil/core/names.hpp"
 #include "vigil/unit/unit.hpp"
 #include "vigil/unit/values.hpp"
@@ -102,10 +103,11 @@ std::string probe(const ProbeSpec &p) {
         out = "exec " + nlohmann::json(p.command).dump();
         break;
     case ProbeKind::Tcp:
-        out = "tcp " + p.host + ":" + std::to_string(p.port);
+        out = "tcp " + detail::printable(p.host) + ":" + std::to_string(p.port);
         break;
     case ProbeKind::Http:
-        out = "http " + p.host + ":" + std::to_string(p.port) + p.path;
+        out = "http " + detail::printable(p.host) + ":" + std::to_string(p.port) +
+              detail::printable(p.path);
         for (const auto &[k, v] : p.headers)
             out += " " + k + "=" + quote(v);
         break;
@@ -127,14 +129,14 @@ std::string join(const std::vector<std::string> &v, const char *sep) {
 
 std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
     std::vector<std::string> d;
-    if (!u.description.empty()) d.push_back("description: " + u.description);
+    if (!u.description.empty()) d.push_back("description: " + detail::printable(u.description));
     if (c.kind == core::Kind::Supervisor) return d;
     const auto &s = u.spawn;
     d.push_back("command: " + nlohmann::json(s.argv).dump(
                                   -1, ' ', false, nlohmann::json::error_handler_t::replace));
-    if (s.cwd) d.push_back("cwd: " + *s.cwd);
-    if (s.user) d.push_back("user: " + *s.user);
-    if (s.group) d.push_back("group: " + *s.group);
+    if (s.cwd) d.push_back("cwd: " + detail::printable(*s.cwd));
+    if (s.user) d.push_back("user: " + detail::printable(*s.user));
+    if (s.group) d.push_back("group: " + detail::printable(*s.group));
     if (s.umask) {
         char buf[8];
         std::snprintf(buf, sizeof buf, "%04o", *s.umask);
@@ -143,11 +145,12 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
     if (!s.env.empty()) {
         std::vector<std::string> kv;
         for (const auto &[k, v] : s.env)
-            kv.push_back(k + "=" + quote(v));
+            kv.push_back(detail::printable(k) + "=" + quote(v));
         d.push_back("env: " + join(kv, " "));
     }
     if (s.env_file)
-        d.push_back("env_file: " + *s.env_file + (s.env_file_optional ? " (optional)" : ""));
+        d.push_back("env_file: " + detail::printable(*s.env_file) +
+                    (s.env_file_optional ? " (optional)" : ""));
     if (!s.limits.empty()) {
         std::vector<std::string> lv;
         for (const auto &l : s.limits) {
@@ -185,9 +188,10 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
                 " reset_after=" + core::format_duration(c.backoff.reset_after));
     const auto &l = u.logs;
     d.push_back(std::string("logs: forward=") + (l.forward ? "yes" : "no") +
-                " file=" + (l.file ? *l.file : "none") + " max_size=" + format_size(l.max_size) +
-                " keep=" + std::to_string(l.keep) + " timestamps=" + (l.timestamps ? "yes" : "no") +
-                " ring=" + format_size(l.ring) + " max_line=" + format_size(l.max_line));
+                " file=" + (l.file ? detail::printable(*l.file) : "none") +
+                " max_size=" + format_size(l.max_size) + " keep=" + std::to_string(l.keep) +
+                " timestamps=" + (l.timestamps ? "yes" : "no") + " ring=" + format_size(l.ring) +
+                " max_line=" + format_size(l.max_line));
     if (u.liveness) d.push_back("liveness: " + probe(*u.liveness));
     if (u.readiness) d.push_back("readiness: " + probe(*u.readiness));
     if (u.startup) d.push_back("startup: " + probe(*u.startup));

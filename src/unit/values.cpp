@@ -108,50 +108,60 @@ static_assert(limit_table.size() == RLIMIT_NLIMITS, "every RLIMIT_* has a name")
 
 } // namespace
 
-std::optional<Duration> parse_duration(std::string_view s) {
-    if (s == "0") return Duration{0};
-    if (s.empty()) return std::nullopt;
+ScannedDuration scan_duration(std::string_view s) {
+    if (s == "0") return {Duration{0}};
+    if (s.empty()) return {};
+    // At most five components of at most 20 digits times 86,400,000: far inside 128 bits.
     u128 total = 0;
     std::size_t last_unit = duration_units.size(); // units must come largest first
     while (!s.empty()) {
         Decimal d;
         std::size_t n = read_decimal(s, d);
-        if (n == 0) return std::nullopt;
+        if (n == 0) return {};
         s.remove_prefix(n);
         std::size_t u = 0;
         while (u < duration_units.size() && !s.starts_with(duration_units[u].name))
             ++u;
-        if (u == duration_units.size()) return std::nullopt; // a unit is required
+        if (u == duration_units.size()) return {}; // a unit is required
         // "ms" is listed first but is the smallest: order by factor, not table index.
         if (last_unit != duration_units.size() &&
             duration_units[u].factor >= duration_units[last_unit].factor)
-            return std::nullopt;
+            return {};
         last_unit = u;
         s.remove_prefix(duration_units[u].name.size());
         auto v = scale(d, duration_units[u].factor);
-        if (!v) return std::nullopt;
+        if (!v) return {};
         total += *v;
-        if (total > static_cast<u128>(std::numeric_limits<std::int64_t>::max() / 2))
-            return std::nullopt;
     }
-    return Duration{static_cast<std::int64_t>(total)};
+    if (total > static_cast<u128>(bounds::max_duration.count())) return {std::nullopt, true};
+    return {Duration{static_cast<std::int64_t>(total)}};
 }
 
-std::optional<std::uint64_t> parse_size(std::string_view s) {
+std::optional<Duration> parse_duration(std::string_view s) {
+    return scan_duration(s).value;
+}
+
+ScannedSize scan_size(std::string_view s) {
     Decimal d;
     std::size_t n = read_decimal(s, d);
-    if (n == 0) return std::nullopt;
+    if (n == 0) return {};
     s.remove_prefix(n);
     std::uint64_t factor = 1;
     if (!s.empty()) {
         auto it = std::find_if(size_units.begin(), size_units.end(),
                                [&](const UnitFactor &u) { return s == u.name; });
-        if (it == size_units.end()) return std::nullopt;
+        if (it == size_units.end()) return {};
         factor = it->factor;
     }
+    // At most 20 digits times 2^40: inside 128 bits.
     auto v = scale(d, factor);
-    if (!v || *v > std::numeric_limits<std::uint64_t>::max()) return std::nullopt;
-    return static_cast<std::uint64_t>(*v);
+    if (!v) return {};
+    if (*v > std::numeric_limits<std::uint64_t>::max()) return {std::nullopt, true};
+    return {static_cast<std::uint64_t>(*v)};
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view s) {
+    return scan_size(s).value;
 }
 
 std::string format_size(std::uint64_t bytes) {
@@ -208,6 +218,9 @@ std::string closest(std::string_view word, const std::vector<std::string_view> &
     std::string_view best;
     std::size_t best_d = limit + 1;
     for (auto c : candidates) {
+        // The distance is at least the difference in length: skip the hopeless without the
+        // quadratic table (a 1 MiB unknown key must not cost a 1 MiB x 16 table per field).
+        if (word.size() > c.size() + limit || c.size() > word.size() + limit) continue;
         std::size_t dist = edit_distance(word, c);
         if (dist < best_d && dist < std::max(word.size(), c.size())) {
             best_d = dist;

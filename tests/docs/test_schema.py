@@ -22,13 +22,16 @@ Run by hand: VIGILD=build/src/daemon/vigild python3 tests/docs/test_schema.py -v
 from __future__ import annotations
 
 import copy
+import grp
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
 import tempfile
 import unittest
+from fractions import Fraction
 from pathlib import Path
 
 try:
@@ -200,6 +203,9 @@ EXCEPTIONS = [
                                      "does not assert `format`"),
     (r"^must be at least 64; got \"", "a size's minimum when written as a string (\"12\"): "
                                       "`minimum` applies to numbers only"),
+    (r"^cannot run as (user|group) ", "whether a user or group exists is in this system's user "
+                                      "and group databases, looked up when units are loaded"),
+    (r"^with instances expanded ", "cross-file: a sum over every unit of the tree"),
 ]
 
 # Where a rule about two fields reports, when the loader names the other field: message pattern
@@ -338,7 +344,7 @@ def variants():
                     "/ready/timeout", "/liveness/initial_delay", "/liveness/period",
                     "/patterns/0/within"):
             base = dict(SERVICE, ready={"notify": True}, liveness={"tcp": {"port": 1}},
-                        patterns=[{"match": "x"}], backoff={"max": "10000d"})
+                        patterns=[{"match": "x"}], backoff={"max": "1d"})
             out.append((base, ptr, value))
         out.append((SUPERVISOR, "/period", value))
         out.append((SUPERVISOR, "/stop/timeout", value))
@@ -468,11 +474,71 @@ KNOWN_DIFFERENCES = [
     (r"^/(parent|after)$", "cross-file", "whether a unit exists, and its kind, is in other files"),
     (r".", "inexact", "a fraction of m, h, d (or of a size unit) that is not a whole number of "
                       "milliseconds (bytes): the schema checks this for s, ms and bare bytes only"),
-    (r".", "overflow", "a value beyond the loader's range (2^63/2 ms, 2^64 bytes)"),
+    (r"^/limits/\w+$", "overflow", "a limit beyond 2^64-1"),
+    (r"^/(watchdog|backoff/\w+|stop/timeout|ready/timeout|liveness/\w+|period|patterns/0/within|"
+     r"logs/(ring|max_size|max_line))$", "above-maximum",
+     "a duration or size above the field's maximum that the schema's pattern cannot tell: it "
+     "bounds the digits of each number (\"2d\" for at most 1d, \"2T\" for at most 1TiB), the "
+     "loader the sum"),
+    (r"^/(user|group)$", "unresolved", "users and groups are looked up when units are loaded, "
+                                       "in this system's user and group databases"),
 ]
 INEXACT = {"0.00001m", "1.0000001K"}
-OVERFLOW = {"99999999999999999999d", "18446744073709551616"}
+OVERFLOW = {"18446744073709551616"}
 NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]*$")
+
+DAY = 86_400_000
+# The maxima of src/unit (include/vigil/unit/bounds.hpp), in milliseconds and bytes.
+DURATION_MAX = {"/patterns/0/within": 365 * DAY}
+SIZE_MAX = {"/logs/ring": 64 << 20, "/logs/max_line": 1 << 20, "/logs/max_size": 1 << 40}
+DURATION_UNITS = [("d", DAY), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]
+SIZE_UNITS = {None: 1, "B": 1, "K": 1024, "KiB": 1024, "KB": 1000, "M": 1 << 20, "MiB": 1 << 20,
+              "MB": 10**6, "G": 1 << 30, "GiB": 1 << 30, "GB": 10**9, "T": 1 << 40,
+              "TiB": 1 << 40, "TB": 10**12}
+NUMBER = r"[0-9]{1,20}(?:\.[0-9]{1,9})?"
+
+
+def duration_ms(text: str):
+    """The loader's reading of a duration, without its ceiling (None: not a duration)."""
+    if text == "0":
+        return 0
+    m = re.fullmatch("".join(f"(?:({NUMBER}){u})?" for u, _ in DURATION_UNITS), text)
+    if not text or not m:
+        return None
+    total = Fraction(0)
+    for (_, factor), number in zip(DURATION_UNITS, m.groups()):
+        total += Fraction(number) * factor if number else 0
+    return int(total) if total.denominator == 1 else None
+
+
+def size_bytes(text: str):
+    """The loader's reading of a size, without its ceiling (None: not a size)."""
+    m = re.fullmatch(f"({NUMBER})(KiB|MiB|GiB|TiB|KB|MB|GB|TB|K|M|G|T|B)?", text)
+    if not m:
+        return None
+    n = Fraction(m[1]) * SIZE_UNITS[m[2]]
+    return int(n) if n.denominator == 1 else None
+
+
+def maximum(ptr):
+    if ptr in SIZE_MAX:
+        return SIZE_MAX[ptr], size_bytes
+    if re.search(r"^/(watchdog|backoff/(initial|max|reset_after)|stop/timeout|ready/timeout|"
+                 r"liveness/(initial_delay|period|timeout)|period|patterns/0/within)$", ptr):
+        return DURATION_MAX.get(ptr, DAY), duration_ms
+    return None
+
+
+def resolvable(ptr, value) -> bool:
+    """Whether the loader finds this user or group (a numeric group is not looked up; a numeric
+    user without a passwd entry needs a group, which the variants do not give)."""
+    numeric = isinstance(value, int) or value.isdigit()
+    try:
+        if ptr == "/group":
+            return numeric or bool(grp.getgrnam(value))
+        return bool(pwd.getpwuid(int(value)) if numeric else pwd.getpwnam(value))
+    except KeyError:
+        return False
 
 
 def classify(ptr, value) -> str | None:
@@ -483,6 +549,14 @@ def classify(ptr, value) -> str | None:
         return "inexact"
     if isinstance(value, str) and value in OVERFLOW:
         return "overflow"
+    if isinstance(value, str) and maximum(ptr):
+        limit, read = maximum(ptr)
+        if (n := read(value)) is not None and n > limit:
+            return "above-maximum"
+    if ptr in ("/user", "/group") and ((isinstance(value, int) and not isinstance(value, bool)
+                                        and value >= 0) or (isinstance(value, str) and value)):
+        if not resolvable(ptr, value):
+            return "unresolved"
     if ptr in ("/parent", "/after"):
         names = value if isinstance(value, list) else [value]
         known = {"app", "root"} if ptr == "/parent" else {"app", "peer"}

@@ -162,6 +162,43 @@ TEST_SUITE("unit") {
         CHECK(r.value_pos.size() <= max_json_depth);
     }
 
+    // Regression: depth bounded the pointers' length but not their total, so a 1 MiB unit file
+    // of one 400 KB key over an array of zeros made vigild --check take over 4 GiB. Here a 20 KB
+    // key over 1,000 values: 20 MB of pointers, past max_pointer_bytes.
+    TEST_CASE("the pointers of all positions together are bounded") {
+        const std::string key(20'000, 'k');
+        auto text = [&](std::size_t values) {
+            std::string s = "{\"" + key + "\": [0";
+            for (std::size_t i = 1; i < values; ++i)
+                s += ",0";
+            return s + "]}";
+        };
+        auto r = parse_positioned(text(1'000));
+        CHECK_FALSE(r.syntax_ok);
+        CHECK(r.value.is_null());
+        REQUIRE(r.problems.size() == 1);
+        CHECK(r.problems[0].message ==
+              "JSON too costly to index: the paths of its values would take more than 16 MiB "
+              "(long keys repeat in the path of every value under them)");
+        CHECK(r.problems[0].pos.line == 1);
+        std::size_t recorded = 0;
+        for (const auto &[ptr, pos] : r.value_pos)
+            recorded += ptr.size();
+        CHECK(recorded <= max_pointer_bytes);
+        // Under the bound the same shape parses.
+        auto ok = parse_positioned(text(100));
+        CHECK(ok.syntax_ok);
+        CHECK(ok.problems.empty());
+    }
+
+    TEST_CASE("a duplicate key's message shows a long key shortened") {
+        const std::string key(1'000, 'k');
+        auto r = parse_positioned("{\"" + key + "\": 1, \"" + key + "\": 2}");
+        REQUIRE(r.problems.size() == 1);
+        CHECK(r.problems[0].message ==
+              "duplicate key \"" + std::string(57, 'k') + "...\" (first at line 1, column 2)");
+    }
+
     // Regression (tests/fuzz/fuzz_unit on a hand-made input): every position was counted from
     // its line's start, so a 200 KB unit file on one line took over a minute.
     TEST_CASE("a long line costs linear time, and its columns count code points") {

@@ -14,10 +14,15 @@
 #include <set>
 #include <sstream>
 
+#include <pwd.h>
+#include <unistd.h>
+
+#include "temp_units.hpp"
 #include "vigil/unit/unit.hpp"
 
 using namespace vigil;
 using namespace vigil::unit;
+using vigil::unit::test::TempUnits;
 namespace fs = std::filesystem;
 
 namespace {
@@ -210,6 +215,61 @@ TEST_SUITE("unit") {
         REQUIRE(u.patterns.size() == 2);
         CHECK(u.patterns[0].line > 0);
         CHECK(u.patterns[0].column > 0);
+    }
+
+    TEST_CASE("users and groups are resolved when units are loaded") {
+        TempUnits t;
+        t.write("web.json", R"({"command": ["true"], "user": "nobody"})");
+        t.write("plain.json", R"({"command": ["true"]})");
+        t.write("ids.json", R"({"command": ["true"], "user": 4000000000, "group": "4000000001"})");
+        LoadResult r = t.load();
+        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        const passwd *pw = getpwnam("nobody");
+        REQUIRE(pw != nullptr);
+        const auto &web = r.units[index_of(r, "web")].spawn.identity;
+        REQUIRE(web.has_value());
+        CHECK(web->uid == pw->pw_uid);
+        CHECK(web->gid == pw->pw_gid); // the user's primary group
+        CHECK(web->user_name == "nobody");
+        CHECK(web->set_uid == (geteuid() != pw->pw_uid || getegid() != pw->pw_gid));
+        // No user and no group: an identity that changes nothing, so spawn() looks nothing up.
+        const auto &plain = r.units[index_of(r, "plain")].spawn.identity;
+        REQUIRE(plain.has_value());
+        CHECK_FALSE(plain->set_uid);
+        CHECK_FALSE(plain->set_gid);
+        CHECK_FALSE(plain->set_groups);
+        // A numeric uid without a passwd entry runs with the group it is given.
+        const auto &ids = r.units[index_of(r, "ids")].spawn.identity;
+        REQUIRE(ids.has_value());
+        CHECK(ids->uid == 4000000000u);
+        CHECK(ids->gid == 4000000001u);
+        CHECK(ids->groups == std::vector<std::uint32_t>{4000000001u});
+    }
+
+    TEST_CASE("instances share their unit's resolved identity") {
+        TempUnits t;
+        t.write("pool.json", R"({"command": ["true"], "user": "nobody", "instances": 3})");
+        LoadResult r = t.load();
+        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        for (const char *n : {"pool@1", "pool@2", "pool@3"}) {
+            CAPTURE(n);
+            const auto &id = r.units[index_of(r, n)].spawn.identity;
+            REQUIRE(id.has_value());
+            CHECK(id->user_name == "nobody");
+        }
+    }
+
+    TEST_CASE("render_tree shows strings with control characters quoted") {
+        TempUnits t;
+        t.write("web.json", R"({"command": ["true"], "description": "a\u001b[2Jb",
+                               "cwd": "/srv/\u001b]0;x\u0007", "logs": {"file": "/var/log/w"}})");
+        LoadResult r = t.load();
+        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        std::string text = render_tree(r);
+        CHECK(text.find('\x1b') == std::string::npos);
+        CHECK(text.find("description: \"a\\u001b[2Jb\"") != std::string::npos);
+        CHECK(text.find("cwd: \"/srv/\\u001b]0;x\\u0007\"") != std::string::npos);
+        CHECK(text.find("file=/var/log/w ") != std::string::npos); // plain strings stay plain
     }
 
     TEST_CASE("fingerprints ignore tree structure and description, and see everything else") {

@@ -9,11 +9,13 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "vigil/core/spec.hpp"
+#include "vigil/unit/bounds.hpp"
 #include "vigil/unit/json_positions.hpp"
 #include "vigil/unit/unit.hpp"
 #include "vigil/unit/values.hpp"
@@ -270,5 +272,61 @@ TEST_SUITE("unit schema") {
         CHECK(default_string(schema, pt + "/action") == "event");
         CHECK(pattern.action == PatternAction::Event);
         CHECK(at(schema, pt + "/count/default") == json(pattern.count));
+    }
+
+    TEST_CASE("the schema's maxima are the loader's (bounds.hpp)") {
+        namespace b = vigil::unit::bounds;
+        json schema = load_schema();
+        const std::string svc = "/$defs/service/properties";
+        const std::string probe = "/$defs/probe/properties";
+        // (JSON pointer of a keyword in the schema, the loader's bound)
+        const std::vector<std::pair<std::string, std::uint64_t>> same{
+            {svc + "/logs/properties/ring/maximum", b::max_ring},
+            {svc + "/logs/properties/max_line/minimum", b::min_line},
+            {svc + "/logs/properties/max_line/maximum", b::max_line},
+            {svc + "/logs/properties/max_size/minimum", b::min_log_size},
+            {svc + "/logs/properties/max_size/maximum", b::max_log_size},
+            {svc + "/logs/properties/keep/maximum", b::max_keep},
+            {svc + "/logs/properties/file/maxLength", b::max_path_bytes},
+            {svc + "/instances/maximum", b::max_instances},
+            {"/$defs/supervisor/properties/intensity/maximum", b::max_intensity},
+            {"/$defs/root/properties/intensity/maximum", b::max_intensity},
+            {probe + "/failure_threshold/maximum", b::max_threshold},
+            {probe + "/success_threshold/maximum", b::max_threshold},
+            {svc + "/patterns/maxItems", b::max_patterns},
+            {svc + "/patterns/items/properties/count/maximum", b::max_pattern_count},
+            {svc + "/after/maxItems", b::max_after},
+            {"/$defs/supervisor/properties/after/maxItems", b::max_after},
+            {"/$defs/unit_name/maxLength", b::max_name_bytes},
+            {svc + "/command/maxItems", b::max_argv},
+            {svc + "/command/items/maxLength", b::max_arg_bytes},
+            {probe + "/exec/maxItems", b::max_argv},
+            {probe + "/exec/items/maxLength", b::max_arg_bytes},
+            {svc + "/env/maxProperties", b::max_env},
+            {svc + "/env/propertyNames/maxLength", b::max_arg_bytes},
+            {svc + "/env/additionalProperties/maxLength", b::max_arg_bytes},
+            {svc + "/cwd/maxLength", b::max_path_bytes},
+            {svc + "/user/oneOf/0/maxLength", b::max_user_bytes},
+            {svc + "/group/oneOf/0/maxLength", b::max_user_bytes},
+            {probe + "/tcp/properties/host/maxLength", b::max_host_bytes},
+            {probe + "/http/properties/host/maxLength", b::max_host_bytes},
+            {probe + "/http/properties/path/maxLength", b::max_url_path_bytes},
+            {probe + "/http/properties/headers/maxProperties", b::max_headers},
+            {probe + "/http/properties/headers/propertyNames/maxLength", b::max_header_name_bytes},
+            {probe + "/http/properties/headers/additionalProperties/maxLength",
+             b::max_header_value_bytes},
+            {"/$defs/regex/maxLength", b::max_regex_bytes},
+        };
+        for (const auto &[ptr, bound] : same) {
+            CAPTURE(ptr);
+            CHECK(at(schema, ptr).get<std::uint64_t>() == bound);
+        }
+        for (const char *def : {"service", "supervisor", "root"}) {
+            CAPTURE(def);
+            const std::string d = std::string("/$defs/") + def + "/properties";
+            CHECK(at(schema, d + "/description/maxLength").get<std::uint64_t>() ==
+                  b::max_description_bytes);
+            CHECK(at(schema, d + "/$schema/maxLength").get<std::uint64_t>() == b::max_string_bytes);
+        }
     }
 }

@@ -1,7 +1,9 @@
 // Durations, sizes, limit names, "did you mean" (src/unit/values.cpp), and the one duration
 // spelling (core::format_duration) read back by the loader.
 #include <csignal>
+#include <cstdint>
 #include <doctest/doctest.h>
+#include <limits>
 #include <set>
 #include <sys/resource.h>
 
@@ -41,6 +43,29 @@ TEST_SUITE("unit") {
         }
     }
 
+    TEST_CASE("parse_duration stops at 365d, and scan_duration says why it refused") {
+        CHECK(parse_duration("365d") == bounds::max_duration);
+        CHECK(parse_duration("8760h") == bounds::max_duration);
+        CHECK_FALSE(parse_duration("365d1ms").has_value());
+        // Once parsed, a duration converts to microseconds and nanoseconds without overflow.
+        CHECK(bounds::max_duration.count() <= std::numeric_limits<std::int64_t>::max() / 1'000'000);
+        for (const char *big : {"365d1ms", "366d", "50000000000d", "99999999999999999999d",
+                                "99999999999999999999d23h59m59s999ms", "31536000001ms"}) {
+            CAPTURE(big);
+            ScannedDuration d = scan_duration(big);
+            CHECK_FALSE(d.value.has_value());
+            CHECK(d.too_large);
+        }
+        for (const char *bad : {"", "10", "1s1m", "999999999999999999999d", "1.0000000001s"}) {
+            CAPTURE(bad);
+            ScannedDuration d = scan_duration(bad);
+            CHECK_FALSE(d.value.has_value());
+            CHECK_FALSE(d.too_large);
+        }
+        CHECK(scan_duration("1d").value == Duration{86'400'000});
+        CHECK_FALSE(scan_duration("1d").too_large);
+    }
+
     TEST_CASE("core::format_duration is parse_duration's inverse") {
         using core::format_duration;
         CHECK(format_duration(Duration{0}) == "0s");
@@ -75,6 +100,20 @@ TEST_SUITE("unit") {
             CHECK_FALSE(parse_size(bad).has_value());
         }
         CHECK(parse_size("18446744073709551615") == 18'446'744'073'709'551'615ull);
+    }
+
+    TEST_CASE("scan_size tells a size above 2^64-1 from text that is not a size") {
+        CHECK(scan_size("18446744073709551615").value == 18'446'744'073'709'551'615ull);
+        for (const char *big : {"18446744073709551616", "99999999999999999999", "16777216TiB",
+                                "16EB" /* not a unit */}) {
+            CAPTURE(big);
+            ScannedSize n = scan_size(big);
+            CHECK_FALSE(n.value.has_value());
+            CHECK(n.too_large == (std::string_view(big) != "16EB"));
+        }
+        ScannedSize bad = scan_size("999999999999999999999"); // 21 digits: not read at all
+        CHECK_FALSE(bad.value.has_value());
+        CHECK_FALSE(bad.too_large);
     }
 
     TEST_CASE("format_size prefers exact binary units") {

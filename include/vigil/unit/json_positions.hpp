@@ -48,6 +48,12 @@ struct PositionedJson {
 // JSON pointer spells its whole path: 100,000 levels took over 2 GiB) and from overflowing the
 // stack in nlohmann::json's recursive copy, comparison and dump.
 inline constexpr std::size_t max_json_depth = 64;
+// The JSON pointers of every position recorded for one text take at most this many bytes; past
+// it the parse stops with one problem. Depth alone does not bound them: a long key repeats in
+// the pointer of every value under it, so a 1 MiB text of one 400 KB key over an array of small
+// values made 250,000 pointers of 400 KB each (over 4 GiB). A real unit file needs a few bytes
+// of pointer per byte of text.
+inline constexpr std::size_t max_pointer_bytes = std::size_t{16} << 20;
 
 PositionedJson parse_positioned(std::string_view text);
 

@@ -2,9 +2,17 @@
 //
 // The loader (src/unit/load.cpp) reads every `*.json` in a directory, one unit a file, the file
 // stem being the unit's name ([a-z0-9][a-z0-9._@-]*). It never stops at the first problem: it
-// collects every Diagnostic (file, line, column, JSON pointer, message) and returns them all.
-// A LoadResult with diagnostics must not be run: vigild refuses to start, reload keeps the
-// running configuration.
+// collects every Diagnostic (file, line, column, JSON pointer, message) and returns them (up to
+// bounds::max_diagnostics, then one that says how many more). A LoadResult with diagnostics must
+// not be run: vigild refuses to start, reload keeps the running configuration.
+//
+// A unit directory is hostile input. What the loader accepts, every module can hold: each value
+// is within the bounds of vigil/unit/bounds.hpp; unit files are read only when they are regular
+// files (never through a symlink, never a FIFO: nothing blocks), with bounded sizes and counts;
+// users and groups are resolved at load (SpawnSpec::identity), so a unit that names an unknown
+// user is an error of its file, not a crash loop. load_dir() keeps no global state and may run
+// on any thread (vigild reloads on a worker); it blocks on the file system and on NSS lookups,
+// so never on the event loop.
 //
 // The result is split the way the program is: `tree` (core::TreeSpec) is the policy the pure core
 // sees; `units[i]` (aligned with tree.nodes[i]) holds what the shell needs to run node i: how to
@@ -21,6 +29,7 @@
 #include "vigil/core/spec.hpp"
 #include "vigil/proc/spawn.hpp"
 #include "vigil/time.hpp"
+#include "vigil/unit/bounds.hpp"
 
 namespace vigil::unit {
 
@@ -34,7 +43,7 @@ struct Diagnostic {
 // "units/web.json:7:14: /restart: expected one of ...; got \"always\""
 std::string format(const Diagnostic &d);
 
-// Where a service's output goes (issue 6). Every sink is active at once.
+// Where a service's output goes. Every sink is active at once.
 struct LogSpec {
     bool forward = true;                  // to vigild's stdout as "name | line"
     std::optional<std::string> file;      // rotated log file
@@ -104,6 +113,7 @@ struct LoadResult {
 };
 
 // Loads every *.json file in `dir` (sorted by name, so diagnostics come in a stable order).
+// `dir` itself may be a symlink; the files in it may not.
 LoadResult load_dir(const std::filesystem::path &dir);
 
 // The loader's vocabulary, for what must agree with it (the JSON Schema
@@ -123,7 +133,9 @@ std::map<std::string, std::vector<std::string>> known_values();
 // the effective values of every policy field (defaults included).
 std::string render_tree(const LoadResult &r);
 
-// Durations ("250ms", "10s", "5m", "1h", "1m30s") and sizes ("64KiB", "10MiB", "512", "1G").
+// Durations ("250ms", "10s", "5m", "1h", "1m30s"; at most bounds::max_duration, 365d) and
+// sizes ("64KiB", "10MiB", "512", "1G"; at most 2^64-1 bytes). Each field has its own, lower
+// bound (bounds.hpp), which the loader checks.
 std::optional<Duration> parse_duration(std::string_view s);
 std::optional<std::uint64_t> parse_size(std::string_view s);
 

@@ -17,6 +17,21 @@
 
 namespace vigil::unit {
 
+// parse_duration and parse_size, telling why a text was refused: `too_large` when it is
+// well-formed but its value is above what the type holds (durations: bounds::max_duration;
+// sizes: 2^64-1), so that the loader can say "must be at most ..." instead of "expected a
+// duration". value is set exactly when parse_duration (parse_size) would return one.
+struct ScannedDuration {
+    std::optional<Duration> value;
+    bool too_large = false;
+};
+struct ScannedSize {
+    std::optional<std::uint64_t> value;
+    bool too_large = false;
+};
+ScannedDuration scan_duration(std::string_view s);
+ScannedSize scan_size(std::string_view s);
+
 // "10MiB", "64KiB", "1000": binary units when exact, otherwise bytes.
 std::string format_size(std::uint64_t bytes);
 
