@@ -95,26 +95,43 @@ Core::Core(TreeSpec spec) {
 }
 Core::~Core() = default;
 
+// The entry points are noexcept and must never end vigild: the core allocates (records,
+// actions), and an allocation that fails is caught here, counted (internal_errors()) and the
+// input dropped. The model stays as it was when the failure happened; the next event goes on
+// from there.
+template <class F> void Core::Impl::guarded(F &&f) noexcept {
+    try {
+        f();
+        drain();
+        tidy_deadlines();
+    } catch (...) {
+        ++internal_errors;
+        work.clear();
+    }
+}
+
 void Core::start(TimePoint now, std::vector<Action> &out) noexcept {
     Impl &m = *impl_;
     if (m.finished || m.node(root_id).state != ChildState::Stopped) return;
     m.now = now;
     m.out = &out;
+    m.guarded([&] { m.start_tree(); });
+}
+
+void Core::Impl::start_tree() {
     // Every child has been in its first state since the tree was started (status shows
     // since_ms from here, not from the clock's epoch).
-    for (auto &n : m.nodes)
+    for (auto &n : nodes)
         n.since = now;
-    if (!m.spec_errors.empty()) {
+    if (!spec_errors.empty()) {
         // Item 13: an invalid specification starts nothing.
-        for (const std::string &e : m.spec_errors)
-            m.publish(root_id, RecordKind::StartFailed, "invalid specification: " + e,
-                      Facts{Cause::StartFailed});
-        m.finish_root(StopCause::StartFailed);
+        for (const std::string &e : spec_errors)
+            publish(root_id, RecordKind::StartFailed, "invalid specification: " + e,
+                    Facts{Cause::StartFailed});
+        finish_root(StopCause::StartFailed);
         return;
     }
-    m.start_child(root_id);
-    m.drain();
-    m.tidy_deadlines();
+    start_child(root_id);
 }
 
 void Core::handle(const Event &ev, TimePoint now, std::vector<Action> &out) noexcept {
@@ -125,9 +142,7 @@ void Core::handle(const Event &ev, TimePoint now, std::vector<Action> &out) noex
         ++m.dropped_events;
         return;
     }
-    std::visit([&](const auto &e) { m.on_event(e); }, ev);
-    m.drain();
-    m.tidy_deadlines();
+    m.guarded([&] { std::visit([&](const auto &e) { m.on_event(e); }, ev); });
 }
 
 CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Action> &out) noexcept {
@@ -135,9 +150,8 @@ CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Actio
     m.now = now;
     m.out = &out;
     if (m.finished) return {CommandOutcome::ShuttingDown, "vigild is exiting"};
-    CommandResult r = m.command(cmd);
-    m.drain();
-    m.tidy_deadlines();
+    CommandResult r{CommandOutcome::ShuttingDown, "internal error: the command was dropped"};
+    m.guarded([&] { r = m.command(cmd); });
     return r;
 }
 
@@ -162,10 +176,9 @@ ReconfigureResult Core::reconfigure(TreeSpec next, TimePoint now,
     Impl &m = *impl_;
     m.now = now;
     m.out = &out;
-    if (m.finished) return {};
-    ReconfigureResult r = m.reconfigure(std::move(next));
-    m.drain();
-    m.tidy_deadlines();
+    ReconfigureResult r;
+    if (m.finished) return r;
+    m.guarded([&] { r = m.reconfigure(std::move(next)); });
     return r;
 }
 
@@ -206,6 +219,10 @@ bool Core::finished() const noexcept {
 
 std::uint64_t Core::dropped_events() const noexcept {
     return impl_->dropped_events;
+}
+
+std::uint64_t Core::internal_errors() const noexcept {
+    return impl_->internal_errors;
 }
 
 } // namespace vigil::core

@@ -183,6 +183,7 @@ struct Core::Impl {
     bool finished = false;
     bool kill_all = false; // a second Shutdown: every stop is SIGKILL from now on
     std::uint64_t dropped_events = 0;
+    std::uint64_t internal_errors = 0;    // inputs dropped because an exception was caught
     std::vector<std::string> spec_errors; // validate() at construction; start() refuses them
 
     explicit Impl(TreeSpec spec);
@@ -203,6 +204,8 @@ struct Core::Impl {
     void drain();
     void tidy_deadlines();
     ChildStatus status(ChildId id) const;
+    template <class F> void guarded(F &&f) noexcept; // core.cpp: runs f, drains, catches
+    void start_tree();
 
     // ---- records (records.cpp) ----------------------------------------------------------------
     void publish(ChildId c, RecordKind kind, std::string message, Facts facts = {});

@@ -1,18 +1,6 @@
 #include "journal.hpp"
 
-#include "vigil/log/line.hpp"
-
-#include <unistd.h>
-
 namespace vigil::daemon {
-
-std::string rfc3339_now() {
-    // The log module's formatter: one RFC 3339 rendering for vigild's lines and the services'.
-    static log::TimestampFormatter formatter;
-    std::string out(log::timestamp_len, ' ');
-    formatter.format(log::wall_now(), out.data());
-    return out;
-}
 
 LogLevel level_of(const core::Record &r) {
     using K = core::RecordKind;
@@ -44,37 +32,54 @@ LogLevel level_of(const core::Record &r) {
     return LogLevel::Info;
 }
 
-static void write_line(std::string line) {
-    line += '\n';
-    // One write per line, so lines from vigild never interleave mid-line with forwarded output
-    // (stderr is unbuffered, and short writes to a pipe of < PIPE_BUF bytes are atomic).
-    const char *p = line.data();
-    size_t left = line.size();
-    while (left > 0) {
-        ssize_t n = ::write(STDERR_FILENO, p, left);
-        if (n < 0) return; // stderr gone: nothing sensible to do
-        p += n;
-        left -= static_cast<size_t>(n);
-    }
+void Journal::emit(std::string line) {
+    char ts[log::timestamp_len];
+    ts_.format(wall_(), ts);
+    line.insert(0, std::string_view(ts, log::timestamp_len));
+    if (sink_) sink_(line);
 }
 
 void Journal::record(const core::Record &r, int pid) {
     if (level_of(r) > level_) return;
-    std::string line = rfc3339_now();
-    line += ' ';
-    line += r.unit;
+    std::string line = " " + r.unit;
     if (pid > 0) line += '[' + std::to_string(pid) + ']';
     line += ": ";
     line += r.message;
-    write_line(std::move(line));
+    emit(std::move(line));
 }
 
 void Journal::say(LogLevel level, std::string_view message) {
     if (level > level_) return;
-    std::string line = rfc3339_now();
-    line += " vigild: ";
+    std::string line = " vigild: ";
     line += message;
-    write_line(std::move(line));
+    emit(std::move(line));
+}
+
+void Journal::limited(std::string_view topic, LogLevel level, std::string_view message,
+                      TimePoint now) {
+    if (level > level_) return;
+    auto it = budgets_.find(topic);
+    if (it == budgets_.end()) {
+        // Topics are a fixed vocabulary of the shell's, but bound the map anyway.
+        if (budgets_.size() >= 256) budgets_.clear();
+        it = budgets_.emplace(std::string(topic), Budget{0, now, 0}).first;
+    }
+    Budget &b = it->second;
+    if (now - b.window >= interval) {
+        b.window = now;
+        b.used = 0;
+    }
+    if (b.used >= burst) {
+        ++b.suppressed;
+        return;
+    }
+    ++b.used;
+    std::string line(message);
+    if (b.suppressed > 0) {
+        line += " (" + std::to_string(b.suppressed) + " similar lines suppressed)";
+        b.suppressed = 0;
+    }
+    say(level, line);
 }
 
 } // namespace vigil::daemon

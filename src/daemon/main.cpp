@@ -6,7 +6,7 @@
 #include <new>
 
 #include "options.hpp"
-#include "shell.hpp"
+#include "run.hpp"
 #include "vigil/unit/unit.hpp"
 #include "wrapper.hpp"
 

@@ -1,8 +1,10 @@
 // vigild's command line (CLI11). Parsing is separate from main() so tests can drive it.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace vigil::daemon {
@@ -17,6 +19,8 @@ struct Options {
     bool check = false;                      // validate, print the tree, exit
     LogLevel log_level = LogLevel::Info;
     bool quiet_restarts = false; // --log-level=warn hides routine restarts
+    // Not an option: the descriptor limit services get (vigild's own before it raised it).
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> service_nofile;
     // Wrapper mode: everything after "--".
     std::vector<std::string> command;
     bool wrapper = false;

@@ -1,23 +1,186 @@
-// The shell: vigild's one libuv loop around the pure supervision core.
+// shell.hpp: vigild's shell: the pure supervision core, carried out on an operating system.
 //
-// Shape (s6-svscan's main loop, in libuv): libuv callbacks become core events; the actions the
-// core returns are carried out in order. Spawning is synchronous (proc::spawn returns after the
-// child exec'd or failed), so the answer to a Spawn action is fed back at once. One uv_timer is
-// armed at core.next_deadline(); with nothing to wait for no timer is armed and vigild sleeps.
+// The core (vigil/core/core.hpp) decides everything; the shell only turns what the OS reports
+// into core events and carries out the actions the core returns. Every OS call goes through the
+// seam (os.hpp), so the same Shell runs in vigild (uv_os.hpp) and in tests/daemon against a fake
+// OS, deterministically.
 //
-// Reaping: one uv_signal_t(SIGCHLD) runs proc::reap_all() (waitpid(-1) until nothing is left).
-// Pids map to (ChildId, Incarnation); probe pids go to the health monitors; anything else is a
-// re-parented orphan, reaped and counted. A service's exit is handed to the core only once its
-// output pipes reached EOF (so no line written before a SIGKILL is lost), or after a short
-// drain limit when something else keeps the pipes open.
+// Parts, one job each (one file each):
+//   shell.cpp        the loop's side: actions in order, the deadline, signals to vigild, teardown
+//   spawning.cpp     Spawn and its answer, Signal, WatchMain, reaping: the process table
+//   output.cpp       an incarnation's output: lines to the unit's log, ready.log, patterns,
+//                    EOF (Drained), log-file back-pressure and failures
+//   health.cpp       probes, the ready fd, the notify socket and what its datagrams mean
+//   control_api.cpp  the control socket's requests (ControlApi)
+//   status_view.cpp  status JSON, the HTTP snapshot
+//   reload.cpp       reload: units loaded off the loop, applied to the core and the runtimes
+//
+// How an incarnation flows through the shell (state.hpp has the core's side):
+//   Spawn -> os.spawn (asynchronous) -> the answer: the process table learns the pid, the output
+//   is read, Spawned (or SpawnFailed) is fed. Its lines go to the unit's log; EOF of both pipes
+//   (and, with a cgroup, the cgroup empty) is Drained. The reaper's pid is looked up in the
+//   process table, the pipes and the notify socket are read first, then Exited is fed. The core
+//   reports the end when it has both; a Run whose pipes outlive it keeps feeding the log from
+//   `past` until its EOF.
+//
+// Reentrancy: actions are queued and carried out by one loop (execute()); an action whose
+// answer is immediate (a spawn refused before it started) feeds its event into the same queue,
+// so nothing recurses.
 #pragma once
 
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "journal.hpp"
 #include "options.hpp"
+#include "os.hpp"
+#include "process_table.hpp"
+#include "runtime.hpp"
+#include "vigil/core/core.hpp"
+#include "vigil/probe/prober.hpp"
 #include "vigil/unit/unit.hpp"
 
 namespace vigil::daemon {
 
-// Runs the supervision tree until it stops; returns vigild's exit status.
-int run_shell(const Options &opts, unit::LoadResult loaded);
+class ControlApi;
+
+// The core's part of what units declare beyond the tree: the readiness probe and the watchdog.
+core::TreeSpec core_tree(core::TreeSpec tree, const std::vector<unit::Unit> &units);
+// A service gets vigild's original descriptor limit (Options::service_nofile) unless its unit
+// sets one: vigild raises its own, and programs that use select() break above 1024.
+void give_default_limits(unit::Unit &u, const Options &opts);
+
+// Who wants to hear about records and log lines (the control API's followers).
+class ShellListener {
+public:
+    virtual ~ShellListener() = default;
+    virtual void record(const core::Record &r) = 0;
+    // New lines are in the unit's ring.
+    virtual void lines(ChildId child) = 0;
+    // The unit's runtime is gone (removed by reload, or a temporary child that ended).
+    virtual void released(ChildId child) = 0;
+};
+
+class Shell {
+public:
+    Shell(Os &os, const Options &opts, unit::LoadResult loaded);
+    ~Shell();
+    Shell(const Shell &) = delete;
+    Shell &operator=(const Shell &) = delete;
+
+    // Starts the tree.
+    void start();
+
+    // ---- what the OS reports ------------------------------------------------------------
+    void on_deadline();
+    // A process vigild reaped (waitpid), with its wait status. True when it was the shell's (a
+    // service's process or an exec probe's check); the Os then offers it elsewhere (the
+    // Spawner), and counts it as an orphan (orphan_reaped()) when nobody claims it.
+    bool on_reaped(int pid, int wstatus);
+    void orphan_reaped();
+    // A signal to vigild: TERM, INT, QUIT shut down; HUP reloads; USR2 reopens log files;
+    // USR1 writes every unit's state to the journal.
+    void on_signal(int sig);
+
+    // ---- for the parts and the Os ---------------------------------------------------------
+    core::Core &core() { return core_; }
+    const core::Core &core() const { return core_; }
+    const unit::Unit &unit(ChildId id) const { return units_[id.value]; }
+    UnitRuntime &runtime(ChildId id);
+    const UnitRuntime *runtime_if(ChildId id) const;
+    Os &os() { return os_; }
+    Journal &journal() { return journal_; }
+    const Options &options() const { return opts_; }
+    ControlApi &control() { return *control_; }
+    probe::ExecRegistry &exec_probes() { return exec_probes_; }
+
+    core::CommandResult command(const core::Command &c);
+    void feed(const core::Event &ev);
+    void set_listener(ShellListener *l) { listener_ = l; }
+
+    // Reload from the units directory. The load runs off the loop; `done` gets the core's
+    // answer, or the diagnostics that kept the running configuration.
+    struct ReloadOutcome {
+        core::ReconfigureResult result;
+        std::vector<std::string> diagnostics; // non-empty: nothing was changed
+    };
+    void reload(std::string who, std::function<void(const ReloadOutcome &)> done);
+
+    // Reopens every unit's log file (SIGUSR2, `vigilctl logs --reopen` for all units).
+    void reopen_logs();
+    // The exit status once the core asked vigild to exit; then every handle is closed.
+    std::optional<int> exit_status() const { return exit_status_; }
+    // Runs once, when the core asked vigild to exit (the Os stops its loop).
+    std::function<void(int status)> on_exit;
+    std::uint64_t orphans_reaped() const { return orphans_reaped_; }
+
+private:
+    // shell.cpp
+    void execute(std::vector<core::Action> &actions);
+    void run_queue();
+    void arm_deadline();
+    void carry_out(const core::Action &a);
+    void act(const core::Publish &a);
+    void act(const core::Exit &a);
+    void teardown();
+    void release(ChildId id);
+    void dump_status();
+
+    // spawning.cpp
+    void act(const core::Spawn &a);
+    bool prepare_extras(ChildId id, Run &run, proc::SpawnExtras &extras, std::string &error);
+    void on_spawned(ChildId id, Incarnation inc, proc::SpawnCompletion done);
+    void act(const core::Signal &a);
+    void act(const core::WatchMain &a);
+    Run *find_run(ChildId id, Incarnation inc);
+    void retire(ChildId id);
+    void close_run(Run &run);
+
+    // output.cpp
+    void read_output(ChildId id, Run &run, const proc::Spawned &sp);
+    void ensure_log(ChildId id);
+    void after_batch(ChildId id, Incarnation inc);
+    void output_ended(ChildId id, Incarnation inc);
+    void report_log_failures(ChildId id);
+    void file_pressure(ChildId id, bool congested);
+
+    // health.cpp
+    void act(const core::StartProbes &a);
+    void act(const core::StopProbes &a);
+    bool open_notify(ChildId id, std::string &error);
+    bool owns(ChildId id, int pid);
+    void on_notify(ChildId id, const notify::Message &m, int sender);
+    void became_ready(ChildId id, Incarnation inc);
+    void replay_early(ChildId id, Incarnation inc);
+
+    // reload.cpp
+    ReloadOutcome apply_reload(unit::LoadResult next);
+
+    Os &os_;
+    Options opts_;
+    Journal journal_;
+    std::vector<unit::Unit> units_; // by ChildId
+    core::Core core_;
+    std::vector<UnitRuntime> rt_; // by ChildId
+    ProcessTable procs_;
+    probe::ExecRegistry exec_probes_;
+    log::SeqCounter seq_;
+    std::unique_ptr<ControlApi> control_;
+    ShellListener *listener_ = nullptr;
+    std::deque<core::Action> queue_;
+    bool executing_ = false;
+    std::optional<int> exit_status_;
+    std::uint64_t orphans_reaped_ = 0;
+    struct ReloadWaiter {
+        std::string who;
+        std::function<void(const ReloadOutcome &)> done;
+    };
+    bool reload_running_ = false;
+    std::vector<ReloadWaiter> reload_waiters_; // asked for, not yet under way
+};
 
 } // namespace vigil::daemon

@@ -133,7 +133,7 @@ std::string render_metrics(const Snapshot &s) {
 std::vector<std::string> not_ready(const Snapshot &s) {
     std::vector<std::string> out;
     for (const auto &u : s.units)
-        if (u.want_up && !(u.up && u.ready)) out.push_back(u.name);
+        if (u.goal_up && !(u.up && u.ready)) out.push_back(u.name);
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include "vigil/log/capture.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <fcntl.h>
 #include <memory>
 #include <unistd.h>
@@ -230,6 +231,24 @@ int Capture::start() {
         st.start_reading(st.err);
     }
     return 0;
+}
+
+void Capture::read_now() {
+    State *st = state_; // a callback may destroy the Capture; the state outlives it until closed
+    if (!st->started || st->closing) return;
+    for (State::Pipe *p : {&st->out, &st->err}) {
+        for (int i = 0; i < read_now_limit && p->opened && !p->eof && !st->closing; ++i) {
+            uv_buf_t buf;
+            on_alloc(reinterpret_cast<uv_handle_t *>(&p->handle), 0, &buf);
+            ssize_t n = ::read(p->fd, buf.base, buf.len);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            const ssize_t nread = n > 0 ? n : (n == 0 ? UV_EOF : -errno);
+            on_read(reinterpret_cast<uv_stream_t *>(&p->handle), nread, &buf);
+            if (n <= 0) break;
+        }
+        if (st->closing) return;
+    }
 }
 
 void Capture::pause() {

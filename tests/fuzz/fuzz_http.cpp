@@ -50,11 +50,11 @@ Handlers handlers() {
         UnitFigures web;
         web.name = "web";
         web.state = "running";
-        web.want_up = web.up = web.ready = true;
+        web.goal_up = web.up = web.ready = true;
         UnitFigures db;
         db.name = "db\"\\\n";
         db.state = "backoff";
-        db.want_up = true;
+        db.goal_up = true;
         db.last_exit_code = 1;
         s.units = {web, db};
         return s;

@@ -18,12 +18,12 @@ Snapshot sample() {
     UnitFigures db;
     db.name = "db";
     db.state = "running";
-    db.want_up = db.up = db.ready = true;
+    db.goal_up = db.up = db.ready = true;
     db.uptime_seconds = 12.5;
     UnitFigures web;
     web.name = "web";
     web.state = "backoff";
-    web.want_up = true;
+    web.goal_up = true;
     web.restarts_total = 3;
     web.last_exit_code = 137;
     web.probe_failures_total = 9;
@@ -108,8 +108,8 @@ TEST_SUITE("http") {
         auto j = nlohmann::json::parse(r.body);
         CHECK(j["ready"] == false);
         CHECK(j["not_ready"] == nlohmann::json::array({"web"}));
-        // Stopped on purpose (want_up false) does not count.
-        s.units[1].want_up = false;
+        // Stopped on purpose (goal down) does not count.
+        s.units[1].goal_up = false;
         r = route("GET", "/readyz?verbose=1", h);
         CHECK(r.status == 200);
         CHECK(nlohmann::json::parse(r.body)["not_ready"].empty());

@@ -206,11 +206,11 @@ struct Fixture {
         UnitFigures db;
         db.name = "db";
         db.state = "starting";
-        db.want_up = true;
+        db.goal_up = true;
         UnitFigures web;
         web.name = "web";
         web.state = "stopped";
-        web.want_up = true;
+        web.goal_up = true;
         snap.units = {db, web};
         Handlers h{[this] {
                        Snapshot s = snap;
@@ -291,7 +291,7 @@ TEST_SUITE("http") {
         f.snap.units[0].up = f.snap.units[0].ready = true;
         r = f.get("/readyz");
         CHECK(body_of(r) == "{\"not_ready\":[\"web\"],\"ready\":false}\n");
-        f.snap.units[1].want_up = false; // stopped by an operator: not expected to be ready
+        f.snap.units[1].goal_up = false; // stopped by an operator: not expected to be ready
         r = f.get("/readyz");
         CHECK(status_line(r) == "HTTP/1.1 200 OK");
         CHECK(body_of(r) == "{\"not_ready\":[],\"ready\":true}\n");

@@ -290,7 +290,7 @@ class Control(unittest.TestCase):
         self.assertNotEqual(new["w2"], pids["w2"])
 
     # (was a bug, now fixed) After `vigilctl stop app`, `vigilctl status` showed "goal up" for
-    # app's children: the core keeps their own goal (want_up) up so that they come back with
+    # app's children: the core keeps their own goal up so that they come back with
     # app, and status showed that goal. vigilctl(1) says "goal up" means "heading for the other
     # state", and they are heading nowhere until app starts. Status objects now also carry
     # "effective_goal" (up only when the unit's and every ancestor's goal are up) and
@@ -812,16 +812,20 @@ class Control(unittest.TestCase):
         self.assertEqual(m["result"]["units"][0]["pid"], inner(pid))
         self.assertEqual(d.main_pid("a"), pid)
 
-        # A line over 1 MiB: too_long, then the server hangs up.
+        # A line over 64 KiB (the protocol's limit): too_long, then the server hangs up (with
+        # the rest of the line unread, the kernel may turn the close into a reset).
         big = Raw(d.sock)
         self.addCleanup(big.close)
         try:
-            big.send(b'{"id":1,"cmd":"status","pad":"' + b"x" * (1 << 20) + b'"}\n')
+            big.send(b'{"id":1,"cmd":"status","pad":"' + b"x" * (1 << 17) + b'"}\n')
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may close while the rest is still being sent
         m = big.read()
         self.assertEqual(m["error"]["code"], "too_long")
-        self.assertEqual(big.readline(), b"")
+        try:
+            self.assertEqual(big.readline(), b"")
+        except ConnectionResetError:
+            pass
         self.assertTrue(c.request({"id": 9, "cmd": "version"})["ok"])
 
         # A client that half-closes after its request (socat, nc -N) still gets the answer.
@@ -930,36 +934,34 @@ class Control(unittest.TestCase):
             s.setblocking(False)
             self.assertTrue(s.recv(4096).startswith(b'{"hello"'))
 
-    def test_connections_over_the_limit_are_refused_then_served_again(self):
+    def test_idle_connections_over_the_limit_make_room_for_root(self):
+        # 300 idle connections from root (the documented limit is 256 at once): a newcomer
+        # makes room by closing the connection idle the longest, so vigilctl always gets in.
         d = self.daemon(lambda d: {"a": service(d, "a")})
         self.running(d, "a")
         conns = []
-        for _ in range(300):  # the documented limit is 256 at once
+        for _ in range(300):
             s = socket.socket(socket.AF_UNIX)
             self.addCleanup(s.close)
             s.connect(d.sock)
             conns.append(s)
-        extra = conns[-1]
-        extra.settimeout(scaled(5))
+        oldest = conns[0]
+        oldest.settimeout(scaled(5))
         data = b""
         while True:
-            chunk = extra.recv(65536)
+            try:
+                chunk = oldest.recv(65536)
+            except ConnectionResetError:
+                break
             if not chunk:
                 break
             data += chunk
         lines = [json.loads(x) for x in data.splitlines()]
         self.assertEqual(lines[0]["hello"], "vigil")
-        self.assertIn("too many connections", lines[1]["error"]["message"])
+        self.assertTrue(any("room" in m.get("error", {}).get("message", "") for m in lines[1:]),
+                        lines)
         r = d.ctl("status", "a")
-        self.assertIn(r.returncode, (EXIT_ERROR, EXIT_UNREACHABLE), r.stderr)
-        # "too many connections" when vigilctl's request got in before vigild hung up; the
-        # other case is the bug in test_vigilctl_shows_the_error_sent_before_a_hang_up.
-        self.assertTrue("too many connections" in r.stderr or "closed the connection"
-                        in r.stderr, r.stderr)
-        for s in conns:
-            s.close()
-        wait_until(lambda: d.ctl("status", "a").returncode == 0, 5,
-                   "vigild to serve again once the connections are closed")
+        self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(d.status("a")["state"], "running")
 
 

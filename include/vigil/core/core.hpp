@@ -157,6 +157,9 @@ public:
     // Process events dropped because they belong to an old incarnation or do not fit the
     // child's state (late exits, reused pids, duplicates). For tests and `vigilctl status`.
     std::uint64_t dropped_events() const noexcept;
+    // Inputs dropped because an exception (an allocation that failed) was caught inside the
+    // core: the entry points are noexcept and never end vigild.
+    std::uint64_t internal_errors() const noexcept;
 
     struct Impl; // the model (src/core/impl.hpp): opaque outside the core
 

@@ -30,7 +30,7 @@ namespace vigil::http {
 struct UnitFigures {
     std::string name;
     std::string state;    // core::to_string(ChildState): "running", "backoff", ...
-    bool want_up = false; // the unit should be running (core::ChildStatus::want_up)
+    bool goal_up = false; // the unit should be running (core::ChildStatus::goal)
     bool up = false;      // running (a live process, for services)
     bool ready = false;   // running and ready
     std::uint64_t restarts_total = 0;

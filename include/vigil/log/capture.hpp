@@ -84,6 +84,13 @@ public:
     bool paused() const;
     // Both streams reached EOF (on_eof ran or is running).
     bool eof() const;
+    // Reads what the pipes hold now, without waiting for the loop, and delivers it (lines, the
+    // batch, EOF) through the callbacks before returning; paused or not. For the moment the
+    // child's main process has been reaped: its last lines and its EOF then come before its
+    // exit is reported. Bounded: at most read_now_limit reads per pipe (a writer that keeps
+    // filling the pipe is read on by the loop as usual). The callbacks may destroy the Capture.
+    void read_now();
+    static constexpr int read_now_limit = 32;
     // Stops reading and closes both pipes; on_closed (may be empty) runs from the loop once
     // libuv is done with the handles.
     void close(std::function<void()> on_closed);

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "vigil/core/event.hpp"
 #include "vigil/core/spec.hpp"
 #include "vigil/proc/spawn.hpp"
 #include "vigil/time.hpp"
@@ -55,7 +56,8 @@ struct LogSpec {
 };
 
 enum class Stream : std::uint8_t { Stdout, Stderr, Both };
-enum class PatternAction : std::uint8_t { Restart, Stop, Unhealthy, Event };
+// What a fired pattern asks for: the core's vocabulary (it decides what each one means).
+using PatternAction = core::PatternAction;
 
 struct PatternSpec {
     std::string match; // PCRE2 syntax; validated (compiled) at load

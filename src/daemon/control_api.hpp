@@ -1,0 +1,78 @@
+// control_api.hpp: what vigild answers on its control socket (vigil/ctl/protocol.hpp has the
+// protocol, vigil/ctl/server.hpp the connections and their limits).
+//
+// Each request is answered from the core (status, tree, events: the one source of truth) or
+// turned into core commands (start, stop, restart, signal, shutdown) or a reload (answered when
+// the off-loop load is done). `logs` reads the unit's ring. `events -f` and `logs -f` make
+// followers: they get every new record or line until their connection closes; a follower that
+// stops reading is disconnected by the server's output caps, and there are at most
+// max_followers of them (the oldest is ended to make room).
+//
+// The requests come through ctl::Responder, the daemon-facing side of a connection, so tests
+// drive ControlApi with fake connections (tests/daemon).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shell.hpp"
+#include "vigil/ctl/responder.hpp"
+#include "vigil/ctl/shapes.hpp"
+
+namespace vigil::daemon {
+
+class ControlApi : public ShellListener {
+public:
+    static constexpr std::size_t max_followers = 1024;
+
+    explicit ControlApi(Shell &shell);
+    ~ControlApi() override;
+
+    void handle(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    // Ends every follower (vigild is exiting).
+    void close();
+    std::size_t followers() const { return events_.size() + logs_.size(); }
+
+    // ShellListener
+    void record(const core::Record &r) override;
+    void lines(ChildId child) override;
+    void released(ChildId child) override;
+
+private:
+    struct EventFollower {
+        std::weak_ptr<ctl::Responder> peer;
+        ctl::Json id;
+        std::optional<ChildId> child; // events of one unit only
+    };
+    struct LogFollower {
+        std::weak_ptr<ctl::Responder> peer;
+        ctl::Json id;
+        ChildId child;
+        std::uint64_t last_seq = 0;
+    };
+
+    std::vector<ChildId> targets(const ctl::ResponderPtr &peer, const ctl::Request &q,
+                                 ctl::Expand expand, bool *failed);
+    void commands(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void reload(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void events(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void logs(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void version(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void make_room();
+    void drop_on_close(const ctl::ResponderPtr &peer);
+    ctl::Json record_json(const core::Record &r);
+
+    Shell &shell_;
+    std::deque<EventFollower> events_;
+    std::deque<LogFollower> logs_;
+    // One (monotonic, wall) pair taken at start-up converts every record's time, so a record
+    // shows the same wall time in every answer.
+    TimePoint mono0_;
+    std::int64_t wall0_;
+};
+
+} // namespace vigil::daemon

@@ -1,0 +1,57 @@
+// runtime.hpp: the OS handles the shell holds for each unit and each incarnation. Only handles
+// and bookkeeping live here; every fact that decides or is shown lives in the core.
+//
+// UnitRuntime outlives incarnations: the unit's log (ring and file), its notify socket and its
+// cgroup. Run is one incarnation: its pids and pidfd, its output pipes, ready fd, probes and the
+// watch on a main process that is not vigild's child. A Run that ended (its main process reaped,
+// or its end reported by the core) but whose pipes are still open is moved to `past` and keeps
+// feeding the unit's log until its EOF, so no line is lost across a restart.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "os.hpp"
+#include "vigil/ids.hpp"
+#include "vigil/log/pattern.hpp"
+#include "vigil/log/unit_log.hpp"
+#include "vigil/notify/message.hpp"
+
+namespace vigil::daemon {
+
+struct Run {
+    Incarnation incarnation;
+    std::uint64_t ticket = 0; // the spawn request while it is pending
+    int pid = -1;             // the spawned process (its session and process group)
+    int pidfd = -1;           // of the spawned process; owned
+    int main_pid = -1;        // the main process: pid, unless MAINPID= moved it
+    int main_pidfd = -1;      // a pidfd of a main process MAINPID= named; owned
+    bool reaped = false;      // the spawned process was reaped
+    bool drained = false;     // its output reached EOF and Drained was fed
+    bool ready_sent = false;  // BecameReady was fed
+    // What the service said before the spawner's answer told vigild its pid (it runs as soon
+    // as it is exec'd, and the answer comes after): replayed, and attributed, once it is known.
+    bool ready_early = false;
+    std::vector<std::pair<notify::Message, int>> early_notes; // (message, sender), bounded
+    std::unique_ptr<OutputChannel> output;
+    std::unique_ptr<ReadyChannel> ready_fd;
+    std::unique_ptr<Running> probes;
+    std::unique_ptr<Running> main_watch; // a main process that is not vigild's child
+    std::optional<log::Regex> ready_log; // ready: {"log": regex}, until it matched
+};
+
+struct UnitRuntime {
+    std::unique_ptr<log::UnitLog> log; // outlives incarnations (ring, file)
+    bool log_stale = false;            // reload changed the unit: rebuild `log` at the next spawn
+    std::unique_ptr<NotifyChannel> notify;
+    std::unique_ptr<Cgroup> cgroup;
+    std::unique_ptr<Run> run;               // the current incarnation, spawning or live
+    std::vector<std::unique_ptr<Run>> past; // ended incarnations still draining their output
+    std::uint64_t probe_failures = 0;       // failed probe checks, every incarnation
+    std::uint64_t log_failures_reported = 0;
+    bool file_congested = false; // the log file's writer pushes back: the captures are paused
+};
+
+} // namespace vigil::daemon

@@ -1,0 +1,584 @@
+// uv_os.cpp: see uv_os.hpp.
+#include "uv_os.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "control_api.hpp"
+#include "shell.hpp"
+#include "status_view.hpp"
+#include "vigil/notify/process_watch.hpp"
+#include "vigil/proc/exit.hpp"
+
+namespace vigil::daemon {
+
+namespace {
+
+// Signals vigild handles itself. The kernel drops default-action signals sent to PID 1, so every
+// signal that must mean something is caught explicitly.
+constexpr int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+// Signals that must never stop or kill vigild: job control from a terminal, and writes to a
+// closed pipe. Children get default dispositions back (the spawn resets them).
+constexpr int ignored_signals[] = {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH};
+
+template <class H> void close_handle(H *h) {
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t *>(h)))
+        uv_close(reinterpret_cast<uv_handle_t *>(h), nullptr);
+}
+
+// The notify sockets' folder: a sibling of the control socket's (/run/vigil/control.sock:
+// /run/vigil-notify), not a folder inside it: that one is 0700, so a service running as another
+// user could not reach its socket there.
+std::string notify_dir_for(const std::string &control_socket) {
+    std::error_code ec;
+    std::filesystem::path sock = std::filesystem::absolute(control_socket, ec);
+    if (ec) sock = control_socket;
+    std::string dir = sock.lexically_normal().parent_path().string();
+    if (dir.empty() || dir == "/") return "/vigil-notify";
+    return dir + "-notify";
+}
+
+class UvOutput final : public OutputChannel {
+public:
+    explicit UvOutput(std::unique_ptr<log::Capture> c) : c_(std::move(c)) {}
+    void pause() override { c_->pause(); }
+    void resume() override { c_->resume(); }
+    bool paused() const override { return c_->paused(); }
+    bool eof() const override { return c_->eof(); }
+    void read_now() override { c_->read_now(); }
+
+private:
+    std::unique_ptr<log::Capture> c_;
+};
+
+class UvNotify final : public NotifyChannel {
+public:
+    explicit UvNotify(std::unique_ptr<notify::NotifySocket> s) : s_(std::move(s)) {}
+    const std::string &path() const override { return s_->path(); }
+    void receive_now() override { s_->receive_now(); }
+
+private:
+    std::unique_ptr<notify::NotifySocket> s_;
+};
+
+class UvReady final : public ReadyChannel {
+public:
+    explicit UvReady(std::unique_ptr<notify::ReadyFd> r) : r_(std::move(r)) {}
+    int child_end() const override { return r_->child_end(); }
+    void close_child_end() override { r_->close_child_end(); }
+
+private:
+    std::unique_ptr<notify::ReadyFd> r_;
+};
+
+template <class T> class Holder final : public Running {
+public:
+    explicit Holder(std::unique_ptr<T> t) : t_(std::move(t)) {}
+
+private:
+    std::unique_ptr<T> t_;
+};
+
+// A service's cgroup folder; cgroup.events is polled only while somebody waits for it to empty.
+class UvCgroup final : public Cgroup {
+public:
+    UvCgroup(UvOs &os, std::string dir) : os_(os), dir_(std::move(dir)) {}
+    ~UvCgroup() override {
+        stop_waiting();
+        proc::cgroup::remove(dir_); // only if empty: a folder with processes stays
+    }
+    int open_procs() override { return proc::cgroup::open_procs(dir_); }
+    int signal(int sig) override { return proc::cgroup::signal(dir_, sig); }
+    bool empty() const override { return proc::cgroup::empty(dir_); }
+    void on_empty(std::function<void()> cb) override;
+
+private:
+    void stop_waiting();
+    static void on_poll(uv_poll_t *h, int, int);
+    UvOs &os_;
+    std::string dir_;
+    std::function<void()> cb_;
+    uv_poll_t *poll_ = nullptr;
+    uv_timer_t *later_ = nullptr;
+    int fd_ = -1;
+};
+
+void UvCgroup::stop_waiting() {
+    if (later_) {
+        uv_close(reinterpret_cast<uv_handle_t *>(later_),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+        later_ = nullptr;
+    }
+    if (poll_) {
+        uv_close(reinterpret_cast<uv_handle_t *>(poll_),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
+        poll_ = nullptr;
+    }
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+void UvCgroup::on_poll(uv_poll_t *h, int, int) {
+    if (!h) return;
+    auto *self = static_cast<UvCgroup *>(h->data);
+    if (!proc::cgroup::empty(self->dir_)) return;
+    auto cb = std::move(self->cb_);
+    self->cb_ = nullptr;
+    self->stop_waiting();
+    self->os_.guard("cgroup empty", [&] {
+        if (cb) cb();
+    });
+}
+
+void UvCgroup::on_empty(std::function<void()> cb) {
+    cb_ = std::move(cb);
+    if (!poll_) {
+        fd_ = proc::cgroup::open_events(dir_);
+        if (fd_ < 0) return;
+        poll_ = new uv_poll_t;
+        uv_poll_init(os_.loop(), poll_, fd_);
+        poll_->data = this;
+        // cgroup.events signals a change of "populated" with POLLPRI.
+        uv_poll_start(poll_, UV_PRIORITIZED, &UvCgroup::on_poll);
+    }
+    // Emptied before the poll started: its change is past. Answer from the loop, not from
+    // inside this call (os.hpp's rule).
+    if (proc::cgroup::empty(dir_)) {
+        auto *t = new uv_timer_t;
+        uv_timer_init(os_.loop(), t);
+        t->data = this;
+        later_ = t;
+        uv_timer_start(
+            t,
+            [](uv_timer_t *h) {
+                auto *self = static_cast<UvCgroup *>(h->data);
+                self->later_ = nullptr;
+                uv_close(reinterpret_cast<uv_handle_t *>(h),
+                         [](uv_handle_t *hh) { delete reinterpret_cast<uv_timer_t *>(hh); });
+                on_poll(self->poll_, 0, 0);
+            },
+            0, 0);
+    }
+}
+
+} // namespace
+
+UvOs::UvOs(const Options &opts) : opts_(opts) {
+    uv_loop_init(&loop_);
+    loop_.data = this;
+    uv_timer_init(&loop_, &deadline_);
+    deadline_.data = this;
+    uv_timer_init(&loop_, &spawn_timer_);
+    spawn_timer_.data = this;
+    streams_ = log::open_standard_streams(&loop_);
+    files_ = std::make_unique<log::LogWriter>(&loop_);
+    notify_dir_ = notify_dir_for(opts_.socket);
+}
+
+UvOs::~UvOs() {
+    close_handles();
+    uv_run(&loop_, UV_RUN_DEFAULT); // the close callbacks
+    uv_loop_close(&loop_);
+}
+
+void UvOs::start_spawner() {
+    if (int err = spawner_.start())
+        say(std::string("vigild: cannot start the spawner helper: ") + std::strerror(err) +
+            "; spawning from vigild");
+    if (spawner_.fd() >= 0) {
+        uv_poll_init(&loop_, &spawner_poll_, spawner_.fd());
+        spawner_poll_.data = this;
+        uv_poll_start(&spawner_poll_, UV_READABLE, [](uv_poll_t *h, int, int) {
+            auto *self = static_cast<UvOs *>(h->data);
+            self->guard("spawner", [self] { self->pump_spawner(); });
+        });
+        spawner_polling_ = true;
+    }
+}
+
+bool UvOs::attach(Shell &shell) {
+    shell_ = &shell;
+    shell.on_exit = [this](int) { close_handles(); };
+    setup_signals();
+    if (::getpid() != 1)
+        if (int err = proc::become_subreaper())
+            shell.journal().say(LogLevel::Warn,
+                                std::string("cannot become a child subreaper: ") +
+                                    std::strerror(err) +
+                                    "; double-forking services will not be reaped by vigild");
+    return start_control() && start_http();
+}
+
+void UvOs::run() {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+// ---- time --------------------------------------------------------------------------------
+
+TimePoint UvOs::now() {
+    uv_update_time(&loop_);
+    return at_ms(static_cast<std::int64_t>(uv_now(&loop_)));
+}
+
+TimePoint UvOs::loop_time() {
+    return at_ms(static_cast<std::int64_t>(uv_now(&loop_)));
+}
+
+std::int64_t UvOs::wall_ms() {
+    return log::wall_now();
+}
+
+void UvOs::arm_deadline(std::optional<TimePoint> when) {
+    if (closed_ || !when) {
+        uv_timer_stop(&deadline_);
+        return;
+    }
+    const auto wait = std::max<std::int64_t>(0, (*when - now()).count());
+    uv_timer_start(
+        &deadline_,
+        [](uv_timer_t *t) {
+            auto *self = static_cast<UvOs *>(t->data);
+            self->guard("deadline", [self] {
+                if (self->shell_) self->shell_->on_deadline();
+            });
+        },
+        static_cast<std::uint64_t>(wait), 0);
+}
+
+// ---- processes ---------------------------------------------------------------------------
+
+void UvOs::spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, SpawnDone done) {
+    const std::uint64_t ticket = spawner_.submit(std::move(spec), std::move(extras));
+    spawns_[ticket] = PendingSpawn{std::move(done), now()};
+    if (spawner_.fd() < 0) pump_spawner(); // spawns run in vigild: answered at once
+    arm_spawn_limit();
+}
+
+void UvOs::pump_spawner() {
+    std::vector<proc::SpawnCompletion> done = spawner_.pump();
+    if (std::string w = spawner_.take_warning(); !w.empty()) say("vigild: " + w);
+    for (proc::SpawnCompletion &c : done) {
+        auto it = spawns_.find(c.ticket);
+        if (it == spawns_.end()) continue;
+        SpawnDone cb = std::move(it->second.done);
+        spawns_.erase(it);
+        guard("spawn answer", [&] { cb(std::move(c)); });
+    }
+    arm_spawn_limit();
+}
+
+// A spawn pending past spawn_limit (a chdir on a hung file system, say) is settled by killing
+// the helper: its request fails, the others are sent again to a new helper.
+void UvOs::arm_spawn_limit() {
+    if (spawns_.empty() || closed_) {
+        uv_timer_stop(&spawn_timer_);
+        return;
+    }
+    TimePoint oldest = spawns_.begin()->second.since;
+    for (const auto &[t, p] : spawns_)
+        oldest = std::min(oldest, p.since);
+    const auto wait = std::max<std::int64_t>(0, (oldest + spawn_limit - now()).count());
+    uv_timer_start(
+        &spawn_timer_,
+        [](uv_timer_t *t) {
+            auto *self = static_cast<UvOs *>(t->data);
+            self->guard("spawn limit", [self] {
+                self->spawner_.kill_helper("a spawn was pending for " +
+                                           core::format_duration(spawn_limit));
+                self->pump_spawner();
+            });
+        },
+        static_cast<std::uint64_t>(wait), 0);
+}
+
+int UvOs::self_pid() {
+    return ::getpid();
+}
+
+int UvOs::pidfd_open(int pid, std::string *error) {
+    const long fd = ::syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0 && error) *error = "pidfd_open " + std::to_string(pid) + ": " + std::strerror(errno);
+    return static_cast<int>(fd);
+}
+
+int UvOs::signal_group(int pgid, int sig) {
+    return proc::signal_group(pgid, sig);
+}
+
+int UvOs::signal_pidfd(int pidfd, int sig) {
+    return proc::signal_pidfd(pidfd, sig);
+}
+
+void UvOs::close_fd(int fd) {
+    if (fd >= 0) ::close(fd);
+}
+
+std::optional<notify::ProcIds> UvOs::proc_ids(int pid) {
+    return notify::proc_ids(pid);
+}
+
+std::unique_ptr<Running> UvOs::watch_exit(int pid, std::function<void(std::optional<int>)> ended,
+                                          std::string *error) {
+    auto opened = notify::ProcessWatch::open(&loop_, pid, [this, pid, ended] {
+        guard("main process watch", [&] { ended(notify::ended_status(pid)); });
+    });
+    if (!opened.watch) {
+        if (error) *error = opened.error;
+        return nullptr;
+    }
+    return std::make_unique<Holder<notify::ProcessWatch>>(std::move(opened.watch));
+}
+
+std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *error) {
+    if (!cgroups_tried_) {
+        cgroups_tried_ = true;
+        cgroups_ = proc::CgroupRoot::make(&cgroups_error_);
+        if (!cgroups_) say("vigild: services run without cgroups: " + cgroups_error_);
+    }
+    if (!cgroups_) return nullptr; // said once above
+    std::string why;
+    std::string dir = cgroups_->service(unit, &why);
+    if (dir.empty()) {
+        if (error) *error = why;
+        return nullptr;
+    }
+    return std::make_unique<UvCgroup>(*this, std::move(dir));
+}
+
+// ---- signals and reaping -----------------------------------------------------------------
+
+void UvOs::setup_signals() {
+    for (int sig : ignored_signals) {
+        struct sigaction sa {};
+        sa.sa_handler = SIG_IGN;
+        ::sigaction(sig, &sa, nullptr);
+    }
+    for (int sig : handled_signals) {
+        auto *h = new uv_signal_t;
+        uv_signal_init(&loop_, h);
+        h->data = this;
+        uv_signal_start(
+            h,
+            [](uv_signal_t *hh, int signum) {
+                auto *self = static_cast<UvOs *>(hh->data);
+                self->guard("signal", [self, signum] { self->on_signal(signum); });
+            },
+            sig);
+        signals_.push_back(h);
+    }
+}
+
+void UvOs::on_signal(int sig) {
+    if (sig == SIGCHLD) {
+        reap();
+        return;
+    }
+    if (shell_) shell_->on_signal(sig);
+}
+
+void UvOs::reap() {
+    for (const proc::Reaped &r : proc::reap_all()) {
+        if (shell_ && shell_->on_reaped(r.pid, r.wstatus)) continue;
+        if (spawner_.on_reaped(r.pid, r.wstatus)) continue;
+        if (shell_) shell_->orphan_reaped();
+    }
+    if (spawner_.pending() > 0) pump_spawner(); // an answer may carry a reaped status now
+}
+
+// ---- output, notification, readiness, probes --------------------------------------------
+
+template <class... A, class F> static auto guarded(UvOs &os, const char *where, F f) {
+    return [&os, where, f = std::move(f)](A... a) { os.guard(where, [&] { f(a...); }); };
+}
+
+std::unique_ptr<OutputChannel> UvOs::read_output(int stdout_fd, int stderr_fd,
+                                                 log::CaptureOptions options,
+                                                 log::Capture::Callbacks cb) {
+    log::Capture::Callbacks g;
+    if (cb.on_line)
+        g.on_line = guarded<log::Stream, std::string_view, bool>(*this, "output", cb.on_line);
+    if (cb.on_lines)
+        g.on_lines =
+            guarded<log::Stream, std::string_view, std::size_t>(*this, "output", cb.on_lines);
+    if (cb.on_batch) g.on_batch = guarded<>(*this, "output batch", cb.on_batch);
+    if (cb.on_eof) g.on_eof = guarded<>(*this, "output end", cb.on_eof);
+    auto capture =
+        std::make_unique<log::Capture>(&loop_, stdout_fd, stderr_fd, options, std::move(g));
+    if (int err = capture->start(); err != 0)
+        say(std::string("vigild: cannot read a service's output: ") + uv_strerror(err));
+    return std::make_unique<UvOutput>(std::move(capture));
+}
+
+std::unique_ptr<NotifyChannel>
+UvOs::open_notify(const std::string &unit, notify::NotifySocket::Callbacks cb, std::string *error) {
+    if (!notify_dir_ready_) {
+        if (std::string err = notify::prepare_socket_dir(notify_dir_); !err.empty()) {
+            if (error) *error = err;
+            return nullptr;
+        }
+        notify_dir_ready_ = true;
+    }
+    notify::NotifySocket::Callbacks g;
+    g.owns = cb.owns; // a question, answered from /proc: nothing to guard against
+    if (cb.message) g.message = guarded<const notify::Message &, int>(*this, "notify", cb.message);
+    if (cb.refused)
+        g.refused = guarded<int, const std::string &>(*this, "notify refusal", cb.refused);
+    auto opened =
+        notify::NotifySocket::open(&loop_, notify::socket_path(notify_dir_, unit), std::move(g));
+    if (!opened.socket) {
+        if (error) *error = opened.error;
+        return nullptr;
+    }
+    return std::make_unique<UvNotify>(std::move(opened.socket));
+}
+
+std::unique_ptr<ReadyChannel> UvOs::open_ready_fd(std::function<void()> on_ready,
+                                                  std::string *error) {
+    auto opened = notify::ReadyFd::open(&loop_, guarded<>(*this, "ready fd", std::move(on_ready)));
+    if (!opened.ready_fd) {
+        if (error) *error = opened.error;
+        return nullptr;
+    }
+    return std::make_unique<UvReady>(std::move(opened.ready_fd));
+}
+
+std::unique_ptr<Running> UvOs::start_probes(const std::string &, probe::MonitorSpecs specs,
+                                            probe::Monitor::Callbacks cb, probe::ExecSpawn exec) {
+    probe::Monitor::Callbacks g;
+    if (cb.on_ready) g.on_ready = guarded<bool>(*this, "probe", cb.on_ready);
+    if (cb.on_failed)
+        g.on_failed =
+            guarded<core::FailureCause, const std::string &>(*this, "probe", cb.on_failed);
+    if (cb.on_checked)
+        g.on_checked =
+            guarded<const std::string &, const probe::CheckResult &>(*this, "probe", cb.on_checked);
+    auto m = std::make_unique<probe::Monitor>(&loop_, shell_->exec_probes(), std::move(specs),
+                                              std::move(g), std::move(exec));
+    m->start();
+    return std::make_unique<Holder<probe::Monitor>>(std::move(m));
+}
+
+// ---- logs and units ----------------------------------------------------------------------
+
+log::FileSinkFactory UvOs::file_sinks() {
+    return files_->factory();
+}
+
+void UvOs::say(std::string_view line) {
+    if (streams_.err) streams_.err->raw(line);
+}
+
+namespace {
+struct LoadWork {
+    uv_work_t req{};
+    std::string dir;
+    unit::LoadResult result;
+    std::function<void(unit::LoadResult)> done;
+    UvOs *os = nullptr;
+};
+} // namespace
+
+void UvOs::load_units(const std::string &dir, std::function<void(unit::LoadResult)> done) {
+    auto *w = new LoadWork;
+    w->dir = dir;
+    w->done = std::move(done);
+    w->os = this;
+    w->req.data = w;
+    uv_queue_work(
+        &loop_, &w->req,
+        [](uv_work_t *r) {
+            auto *lw = static_cast<LoadWork *>(r->data);
+            try {
+                lw->result = unit::load_dir(lw->dir);
+            } catch (const std::exception &e) {
+                lw->result.diagnostics.push_back(
+                    unit::Diagnostic{lw->dir, 0, 0, "", std::string("cannot load: ") + e.what()});
+            }
+        },
+        [](uv_work_t *r, int) {
+            std::unique_ptr<LoadWork> lw(static_cast<LoadWork *>(r->data));
+            lw->os->guard("reload", [&] { lw->done(std::move(lw->result)); });
+        });
+}
+
+// ---- control and HTTP --------------------------------------------------------------------
+
+bool UvOs::start_control() {
+    ctl::ServerOptions so;
+    so.path = opts_.socket;
+    if (opts_.socket_group) {
+        std::string err;
+        so.socket_group = ctl::lookup_group(*opts_.socket_group, &err);
+        if (!so.socket_group) {
+            say("vigild: --socket-group: " + err);
+            return false;
+        }
+    }
+    so.log = [this](std::string_view line) {
+        if (shell_) shell_->journal().limited("control", LogLevel::Warn, line, loop_time());
+    };
+    ctl_ = std::make_unique<ctl::Server>(
+        &loop_, std::move(so), [this](const ctl::ResponderPtr &s, const ctl::Request &q) {
+            guard("control request", [&] { shell_->control().handle(s, q); });
+        });
+    std::string message;
+    if (int err = ctl_->listen(&message); err != 0) {
+        say("vigild: " + message + "; not starting (use --socket to choose another path)");
+        ctl_->close();
+        return false;
+    }
+    return true;
+}
+
+bool UvOs::start_http() {
+    if (!opts_.http) return true;
+    auto addr = http::parse_listen_address(*opts_.http);
+    if (!addr) {
+        say("vigild: --http " + *opts_.http + ": expected HOST:PORT, e.g. 127.0.0.1:9100");
+        return false;
+    }
+    http::Handlers h;
+    h.snapshot = [this] { return snapshot(*shell_); };
+    h.status_json = [this] { return status_json(*shell_, live_units(*shell_)).dump(); };
+    auto opened = http::Server::listen(&loop_, addr->first, addr->second, {}, std::move(h));
+    if (!opened.server) {
+        say("vigild: " + opened.error);
+        return false;
+    }
+    http_ = std::move(opened.server);
+    return true;
+}
+
+// Closes every handle so the loop can end; the log writer and the standard streams are flushed
+// (bounded) first.
+void UvOs::close_handles() {
+    if (closed_) return;
+    closed_ = true;
+    if (ctl_) ctl_->close();
+    http_.reset();
+    uv_timer_stop(&deadline_);
+    close_handle(&deadline_);
+    uv_timer_stop(&spawn_timer_);
+    close_handle(&spawn_timer_);
+    if (spawner_polling_) close_handle(&spawner_poll_);
+    spawner_polling_ = false;
+    for (uv_signal_t *h : signals_)
+        uv_close(reinterpret_cast<uv_handle_t *>(h),
+                 [](uv_handle_t *hh) { delete reinterpret_cast<uv_signal_t *>(hh); });
+    signals_.clear();
+    if (files_) {
+        files_->flush_blocking(Duration{5000});
+        files_->close(nullptr);
+    }
+    if (streams_.out) streams_.out->flush_blocking(Duration{5000});
+    if (streams_.err && !streams_.shared()) streams_.err->flush_blocking(Duration{5000});
+    if (streams_.out) streams_.out->close(nullptr);
+    if (streams_.err && !streams_.shared()) streams_.err->close(nullptr);
+    if (cgroups_) cgroups_->remove_all();
+}
+
+} // namespace vigil::daemon

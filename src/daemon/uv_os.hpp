@@ -1,0 +1,152 @@
+// uv_os.hpp: the real operating system under vigild's shell (os.hpp), on one libuv loop.
+//
+// What it holds: the loop's timer for the core's deadline; the signal handlers (SIGCHLD drives
+// reaping; TERM, INT, QUIT, HUP, USR1, USR2 go to the shell; PIPE, TSTP, TTIN, TTOU, WINCH are
+// ignored so that a vanished reader or a terminal cannot stop PID 1); the Spawner and its poll
+// (spawns are asynchronous; one pending longer than spawn_limit gets its helper killed and the
+// spawn failed, so a spawn stuck on a hung file system affects its own unit only); the log writer
+// thread (units' log files) and vigild's standard streams (non-blocking queues); the notify
+// sockets' folder; cgroups; the control socket and the HTTP endpoint.
+//
+// Reaping: on SIGCHLD every zombie is collected (waitpid(-1) until none is left) and offered to
+// the shell (a service's process, an exec probe's check), then to the Spawner (a process whose
+// answer was not read yet, one it killed), and counted as an orphan otherwise.
+//
+// Exceptions: every callback from libuv into the shell (and into code that calls the shell) is
+// guarded: an exception, bad_alloc included, is logged and the loop goes on. PID 1 does not die
+// of one.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+#include "os.hpp"
+#include "vigil/ctl/server.hpp"
+#include "vigil/http/server.hpp"
+#include "vigil/log/file_sink.hpp"
+#include "vigil/log/forwarder.hpp"
+#include "vigil/proc/cgroup.hpp"
+#include "vigil/proc/spawner.hpp"
+
+namespace vigil::daemon {
+
+class Shell;
+
+class UvOs final : public Os {
+public:
+    // A spawn pending longer than this gets its helper killed and fails.
+    static constexpr Duration spawn_limit{30'000};
+
+    explicit UvOs(const Options &opts);
+    ~UvOs() override;
+    UvOs(const UvOs &) = delete;
+    UvOs &operator=(const UvOs &) = delete;
+
+    // Forks the spawner's helper: call first, while vigild holds almost no descriptor.
+    void start_spawner();
+    // Signals, the control socket and the HTTP endpoint, for `shell`. False (with the reason in
+    // the journal) when vigild must not run: the socket or the port cannot be used.
+    bool attach(Shell &shell);
+    // Runs the loop until the shell has exited and every handle is closed.
+    void run();
+    // Closes every handle of its own (the shell does this through on_exit): the loop can end.
+    void close_handles();
+    uv_loop_t *loop() { return &loop_; }
+
+    // Os
+    TimePoint now() override;
+    TimePoint loop_time() override;
+    std::int64_t wall_ms() override;
+    void arm_deadline(std::optional<TimePoint> when) override;
+    void spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, SpawnDone done) override;
+    int self_pid() override;
+    int pidfd_open(int pid, std::string *error) override;
+    int signal_group(int pgid, int sig) override;
+    int signal_pidfd(int pidfd, int sig) override;
+    void close_fd(int fd) override;
+    std::optional<notify::ProcIds> proc_ids(int pid) override;
+    std::unique_ptr<Running> watch_exit(int pid, std::function<void(std::optional<int>)> ended,
+                                        std::string *error) override;
+    std::unique_ptr<Cgroup> make_cgroup(const std::string &unit, std::string *error) override;
+    std::unique_ptr<OutputChannel> read_output(int stdout_fd, int stderr_fd,
+                                               log::CaptureOptions options,
+                                               log::Capture::Callbacks callbacks) override;
+    std::unique_ptr<NotifyChannel> open_notify(const std::string &unit,
+                                               notify::NotifySocket::Callbacks callbacks,
+                                               std::string *error) override;
+    std::unique_ptr<ReadyChannel> open_ready_fd(std::function<void()> on_ready,
+                                                std::string *error) override;
+    std::unique_ptr<Running> start_probes(const std::string &unit, probe::MonitorSpecs specs,
+                                          probe::Monitor::Callbacks callbacks,
+                                          probe::ExecSpawn exec) override;
+    log::Forwarder *forwarder() override { return streams_.out; }
+    log::FileSinkFactory file_sinks() override;
+    void say(std::string_view line) override;
+    void load_units(const std::string &dir, std::function<void(unit::LoadResult)> done) override;
+
+    // Runs `f`, logging any exception instead of letting it into libuv. Returns false when one
+    // was caught.
+    template <class F> bool guard(const char *where, F &&f) noexcept;
+
+private:
+    struct PendingSpawn {
+        SpawnDone done;
+        TimePoint since;
+    };
+    void setup_signals();
+    void on_signal(int sig);
+    void reap();
+    void pump_spawner();
+    void arm_spawn_limit();
+    bool start_control();
+    bool start_http();
+
+    Options opts_;
+    uv_loop_t loop_{};
+    Shell *shell_ = nullptr;
+    uv_timer_t deadline_{};
+    uv_timer_t spawn_timer_{};
+    uv_poll_t spawner_poll_{};
+    bool spawner_polling_ = false;
+    std::vector<uv_signal_t *> signals_;
+    proc::Spawner spawner_;
+    std::map<std::uint64_t, PendingSpawn> spawns_; // ticket -> answer
+    log::StandardStreams streams_;
+    std::unique_ptr<log::LogWriter> files_;
+    std::string notify_dir_;
+    bool notify_dir_ready_ = false;
+    std::optional<proc::CgroupRoot> cgroups_;
+    bool cgroups_tried_ = false;
+    std::string cgroups_error_;
+    std::unique_ptr<ctl::Server> ctl_;
+    std::unique_ptr<http::Server> http_;
+    bool closed_ = false;
+};
+
+template <class F> bool UvOs::guard(const char *where, F &&f) noexcept {
+    try {
+        f();
+        return true;
+    } catch (const std::bad_alloc &) {
+        try {
+            say(std::string("vigild: out of memory in ") + where + "; going on");
+        } catch (...) {
+        }
+    } catch (const std::exception &e) {
+        try {
+            say(std::string("vigild: internal error in ") + where + ": " + e.what() + "; going on");
+        } catch (...) {
+        }
+    } catch (...) {
+    }
+    return false;
+}
+
+} // namespace vigil::daemon

@@ -1,0 +1,446 @@
+// tests/daemon/fake_os.cpp: see fake_os.hpp.
+#include "fake_os.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+namespace vigil::test {
+
+using namespace vigil;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int loop_cap = 100'000;
+
+int exited_status(int code) {
+    return (code & 0xff) << 8;
+}
+
+class FakeOutputChannel : public daemon::OutputChannel {
+public:
+    FakeOutputChannel(FakeOs &os, std::size_t i) : os_(os), i_(i) {}
+    ~FakeOutputChannel() override { os_.outputs[i_].alive = false; }
+    void pause() override {
+        if (!os_.outputs[i_].paused) ++os_.outputs[i_].pauses;
+        os_.outputs[i_].paused = true;
+    }
+    void resume() override { os_.outputs[i_].paused = false; }
+    bool paused() const override { return os_.outputs[i_].paused; }
+    bool eof() const override { return os_.outputs[i_].eof; }
+    void read_now() override; // delivers this pipe's pending lines, even when paused
+
+private:
+    FakeOs &os_;
+    std::size_t i_;
+};
+
+// Delivers output `i`'s pending lines (and its EOF once closed): one batch, as a read would.
+void deliver_one(FakeOs &os, std::size_t i) {
+    if (!os.outputs[i].alive || os.outputs[i].eof) return;
+    bool any = false;
+    while (os.outputs[i].alive && !os.outputs[i].pending.empty()) {
+        auto [stream, line] = os.outputs[i].pending.front();
+        os.outputs[i].pending.pop_front();
+        auto cb = os.outputs[i].cb.on_line;
+        any = true;
+        if (cb) cb(stream, line, false);
+    }
+    if (!os.outputs[i].alive) return;
+    if (any && os.outputs[i].cb.on_batch) {
+        auto cb = os.outputs[i].cb.on_batch;
+        cb();
+    }
+    if (!os.outputs[i].alive || !os.outputs[i].closing || os.outputs[i].eof) return;
+    os.outputs[i].eof = true;
+    auto cb = os.outputs[i].cb.on_eof;
+    if (cb) cb();
+}
+
+void FakeOutputChannel::read_now() {
+    deliver_one(os_, i_);
+}
+
+class FakeNotifyChannel : public daemon::NotifyChannel {
+public:
+    FakeNotifyChannel(FakeOs &os, std::string unit) : os_(os), unit_(std::move(unit)) {}
+    ~FakeNotifyChannel() override { os_.notifies[unit_].alive = false; }
+    const std::string &path() const override { return os_.notifies.at(unit_).path; }
+    void receive_now() override {}
+
+private:
+    FakeOs &os_;
+    std::string unit_;
+};
+
+class FakeReady : public daemon::ReadyChannel {
+public:
+    explicit FakeReady(int fd) : fd_(fd) {}
+    int child_end() const override { return fd_; }
+    void close_child_end() override {}
+
+private:
+    int fd_;
+};
+
+// Runs `on_destroy` when the shell lets go of the handle.
+class FakeRunning : public daemon::Running {
+public:
+    explicit FakeRunning(std::function<void()> on_destroy) : f_(std::move(on_destroy)) {}
+    ~FakeRunning() override {
+        if (f_) f_();
+    }
+
+private:
+    std::function<void()> f_;
+};
+
+} // namespace
+
+FakeOs::FakeOs() = default;
+
+FakeOs::~FakeOs() {
+    if (forwarder_) {
+        forwarder_->close(nullptr);
+        uv_run(loop_, UV_RUN_DEFAULT);
+        forwarder_.reset();
+    }
+    if (loop_) {
+        uv_loop_close(loop_);
+        delete loop_;
+    }
+    for (int fd : stdout_pipe_)
+        if (fd >= 0) ::close(fd);
+}
+
+void FakeOs::advance(Duration d) {
+    const TimePoint target = clock + d;
+    for (int i = 0; armed && *armed <= target; ++i) {
+        if (i > loop_cap) throw std::runtime_error("FakeOs::advance: livelock");
+        if (*armed > clock) clock = *armed;
+        armed.reset();
+        if (shell) shell->on_deadline();
+        settle();
+    }
+    clock = target;
+}
+
+void FakeOs::settle() {
+    for (int i = 0;; ++i) {
+        if (i > loop_cap) throw std::runtime_error("FakeOs::settle: livelock");
+        deliver();
+        int zombie = -1;
+        for (const auto &[pid, p] : procs)
+            if (p.zombie) {
+                zombie = pid;
+                break;
+            }
+        if (zombie < 0) return;
+        reap(zombie);
+    }
+}
+
+void FakeOs::spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, daemon::SpawnDone done) {
+    spawns.push_back(PendingSpawn{std::move(spec), std::move(extras), std::move(done), false});
+    if (auto_answer) answer(spawns.size() - 1);
+}
+
+int FakeOs::answer(std::size_t i) {
+    PendingSpawn &s = spawns.at(i);
+    if (s.answered) throw std::runtime_error("FakeOs::answer: answered already");
+    s.answered = true;
+    const int pid = next_pid_++;
+    FakeProc p;
+    p.pid = p.pgrp = p.session = pid;
+    outputs.push_back(FakeOutput{});
+    p.output = static_cast<int>(outputs.size() - 1);
+    procs[pid] = p;
+    for (const auto &[k, v] : s.extras.env)
+        if (k == "VIGIL_UNIT") spawned_pid[v] = pid;
+    proc::SpawnCompletion c;
+    c.result.ok = proc::Spawned{pid, next_fd_++, next_fd_++};
+    c.pidfd = next_fd_++;
+    pidfds_[c.pidfd] = pid;
+    auto done = s.done;
+    done(std::move(c));
+    return pid;
+}
+
+void FakeOs::fail(std::size_t i, const std::string &error) {
+    PendingSpawn &s = spawns.at(i);
+    s.answered = true;
+    proc::SpawnCompletion c;
+    c.result.error = proc::SpawnError{proc::ExecStage::Prepare, 0, "", error};
+    auto done = s.done;
+    done(std::move(c));
+}
+
+int FakeOs::pidfd_open(int pid, std::string *error) {
+    if (!procs.count(pid)) {
+        if (error) *error = "pidfd_open " + std::to_string(pid) + ": No such process";
+        return -1;
+    }
+    const int fd = next_fd_++;
+    pidfds_[fd] = pid;
+    return fd;
+}
+
+void FakeOs::write(int pid, log::Stream stream, const std::string &line) {
+    outputs.at(static_cast<std::size_t>(procs.at(pid).output)).pending.emplace_back(stream, line);
+}
+
+void FakeOs::deliver() {
+    for (std::size_t i = 0; i < outputs.size(); ++i)
+        if (!outputs[i].paused) deliver_one(*this, i);
+}
+
+void FakeOs::close_output(int pid) {
+    outputs.at(static_cast<std::size_t>(procs.at(pid).output)).closing = true;
+    deliver();
+}
+
+// A process that ends closes its copies of the pipes: when no process holding them is left,
+// the reader sees EOF (after what is still in them), at its next read.
+void FakeOs::die(int pid, int wstatus) {
+    FakeProc &p = procs.at(pid);
+    if (!p.alive) return;
+    p.alive = false;
+    p.zombie = true;
+    p.wstatus = wstatus;
+    if (p.output < 0) return;
+    for (const auto &[other, q] : procs)
+        if (q.alive && q.output == p.output) return;
+    outputs[static_cast<std::size_t>(p.output)].closing = true;
+}
+
+void FakeOs::end(int pid, int wstatus) {
+    die(pid, wstatus);
+}
+
+void FakeOs::reap(int pid) {
+    FakeProc &p = procs.at(pid);
+    if (!p.zombie) return;
+    p.zombie = false;
+    const int ws = *p.wstatus;
+    if (auto w = watches.find(pid); w != watches.end()) watches.erase(w);
+    if (shell && !shell->on_reaped(pid, ws)) shell->orphan_reaped();
+}
+
+void FakeOs::exit(int pid, int status) {
+    die(pid, exited_status(status));
+    reap(pid);
+}
+
+void FakeOs::kill(int pid, int signal) {
+    die(pid, signal);
+    reap(pid);
+}
+
+int FakeOs::fork(int parent, bool setsid) {
+    const FakeProc &pp = procs.at(parent);
+    FakeProc c;
+    c.pid = next_pid_++;
+    c.ppid = parent;
+    c.pgrp = setsid ? c.pid : pp.pgrp;
+    c.session = setsid ? c.pid : pp.session;
+    c.output = pp.output; // inherits the pipes
+    procs[c.pid] = c;
+    return c.pid;
+}
+
+int FakeOs::signal_group(int pgid, int sig) {
+    bool any = false;
+    std::vector<int> dying;
+    for (auto &[pid, p] : procs) {
+        if (!p.alive || p.pgrp != pgid) continue;
+        any = true;
+        p.signals.push_back(sig);
+        if (sig == SIGKILL || (sig != SIGCONT && !(sig == SIGTERM && p.ignores_term)))
+            dying.push_back(pid);
+    }
+    for (int pid : dying)
+        die(pid, sig);
+    return any ? 0 : ESRCH;
+}
+
+int FakeOs::signal_pidfd(int pidfd, int sig) {
+    auto it = pidfds_.find(pidfd);
+    if (it == pidfds_.end()) return EBADF;
+    FakeProc &p = procs.at(it->second);
+    if (!p.alive && !p.zombie) return ESRCH;
+    p.signals.push_back(sig);
+    if (p.alive && (sig == SIGKILL || (sig != SIGCONT && !(sig == SIGTERM && p.ignores_term))))
+        die(p.pid, sig);
+    return 0;
+}
+
+void FakeOs::close_fd(int fd) {
+    ++closed_fds;
+    pidfds_.erase(fd);
+}
+
+std::optional<notify::ProcIds> FakeOs::proc_ids(int pid) {
+    auto it = procs.find(pid);
+    if (it == procs.end() || (!it->second.alive && !it->second.zombie)) return std::nullopt;
+    notify::ProcIds ids{};
+    ids.ppid = it->second.ppid;
+    ids.pgrp = it->second.pgrp;
+    ids.session = it->second.session;
+    ids.state = it->second.alive ? 'S' : 'Z';
+    return ids;
+}
+
+std::unique_ptr<daemon::Running>
+FakeOs::watch_exit(int pid, std::function<void(std::optional<int>)> ended, std::string *) {
+    watches[pid] = std::move(ended);
+    return std::make_unique<FakeRunning>([this, pid] { watches.erase(pid); });
+}
+
+std::unique_ptr<daemon::OutputChannel> FakeOs::read_output(int, int, log::CaptureOptions,
+                                                           log::Capture::Callbacks callbacks) {
+    // The output of the process spawned last (the shell reads it right after the answer).
+    const std::size_t i = outputs.size() - 1;
+    outputs[i].cb = std::move(callbacks);
+    return std::make_unique<FakeOutputChannel>(*this, i);
+}
+
+std::unique_ptr<daemon::NotifyChannel>
+FakeOs::open_notify(const std::string &unit, notify::NotifySocket::Callbacks callbacks,
+                    std::string *) {
+    notifies[unit] = FakeNotify{std::move(callbacks), "/fake/notify/" + unit + ".sock", true};
+    return std::make_unique<FakeNotifyChannel>(*this, unit);
+}
+
+std::unique_ptr<daemon::ReadyChannel> FakeOs::open_ready_fd(std::function<void()> on_ready,
+                                                            std::string *) {
+    ready_fds.push_back(std::move(on_ready));
+    return std::make_unique<FakeReady>(static_cast<int>(ready_fds.size()) + 999);
+}
+
+std::unique_ptr<daemon::Running> FakeOs::start_probes(const std::string &unit,
+                                                      probe::MonitorSpecs specs,
+                                                      probe::Monitor::Callbacks cb,
+                                                      probe::ExecSpawn exec) {
+    probes[unit] = FakeProbes{std::move(specs), std::move(cb), std::move(exec), true};
+    return std::make_unique<FakeRunning>([this, unit] { probes[unit].alive = false; });
+}
+
+void FakeOs::notify(const std::string &unit, const std::string &datagram, int sender) {
+    FakeNotify &n = notifies.at(unit);
+    if (!n.alive) throw std::runtime_error("FakeOs::notify: no socket for " + unit);
+    auto cb = n.cb;
+    notify::Message m = notify::parse_message(datagram);
+    if (!cb.owns || !cb.owns(sender)) {
+        if (cb.refused)
+            cb.refused(sender,
+                       "sender pid " + std::to_string(sender) + " is not part of the service");
+        return;
+    }
+    if (cb.message) cb.message(m, sender);
+}
+
+void FakeOs::probe_ready(const std::string &unit, bool ok) {
+    auto cb = probes.at(unit).cb.on_ready;
+    if (cb) cb(ok);
+}
+
+void FakeOs::probe_failed(const std::string &unit, core::FailureCause cause,
+                          const std::string &detail) {
+    auto cb = probes.at(unit).cb.on_failed;
+    if (cb) cb(cause, detail);
+}
+
+log::FileSinkFactory FakeOs::file_sinks() {
+    return [this](log::FileSinkOptions opts) -> std::unique_ptr<log::FileSink> {
+        auto sink = std::make_unique<log::MemoryFileSink>(std::move(opts));
+        files.push_back(sink.get());
+        return sink;
+    };
+}
+
+void FakeOs::load_units(const std::string &, std::function<void(unit::LoadResult)> done) {
+    load_done_ = std::move(done);
+}
+
+void FakeOs::finish_load() {
+    if (!load_done_ || !next_load) throw std::runtime_error("FakeOs::finish_load: nothing to do");
+    auto done = std::move(load_done_);
+    load_done_ = nullptr;
+    unit::LoadResult r = std::move(*next_load);
+    next_load.reset();
+    done(std::move(r));
+}
+
+void FakeOs::block_stdout() {
+    if (::pipe2(stdout_pipe_, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    loop_ = new uv_loop_t;
+    uv_loop_init(loop_);
+    log::ForwarderOptions o;
+    o.fd = stdout_pipe_[1];
+    o.colour = false;
+    forwarder_ = std::make_unique<log::Forwarder>(loop_, o);
+}
+
+bool FakeOs::has_journal(const std::string &fragment) const {
+    for (const auto &l : journal)
+        if (l.find(fragment) != std::string::npos) return true;
+    return false;
+}
+
+int FakeOs::pid_of(const std::string &unit) const {
+    auto it = spawned_pid.find(unit);
+    return it == spawned_pid.end() ? -1 : it->second;
+}
+
+// ---- units and the harness ----------------------------------------------------------------
+
+unit::LoadResult load_units(const std::map<std::string, std::string> &units) {
+    char tmpl[] = "/tmp/vigil-daemon-test.XXXXXX";
+    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
+    const fs::path dir = tmpl;
+    for (const auto &[name, json] : units)
+        std::ofstream(dir / (name + ".json")) << json;
+    unit::LoadResult r = unit::load_dir(dir);
+    fs::remove_all(dir);
+    if (!r.ok()) throw std::runtime_error("units: " + unit::format(r.diagnostics.front()));
+    return r;
+}
+
+Harness::Harness(const std::map<std::string, std::string> &units, bool auto_answer,
+                 const std::function<void(FakeOs &)> &setup) {
+    os.auto_answer = auto_answer;
+    if (setup) setup(os);
+    opts.units = "/fake/units";
+    opts.log_level = daemon::LogLevel::Debug;
+    shell = std::make_unique<daemon::Shell>(os, opts, load_units(units));
+    os.shell = shell.get();
+    shell->start();
+}
+
+Harness::~Harness() {
+    shell.reset();
+    os.shell = nullptr;
+}
+
+ChildId Harness::id(const std::string &unit) const {
+    auto c = shell->core().find(unit);
+    if (!c) throw std::runtime_error("no unit " + unit);
+    return *c;
+}
+
+core::ChildStatus Harness::status(const std::string &unit) const {
+    return shell->core().status(id(unit));
+}
+
+int Harness::pid(const std::string &unit) const {
+    auto s = status(unit);
+    return s.main_pid ? s.main_pid->value : -1;
+}
+
+} // namespace vigil::test

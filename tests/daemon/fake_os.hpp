@@ -1,0 +1,206 @@
+// tests/daemon/fake_os.hpp: a fake operating system for vigild's shell (src/daemon/os.hpp).
+//
+// FakeOs lets tests drive the real Shell deterministically: no process, no socket, no thread,
+// no sleep. It has
+//  - a fake clock: advance(d) moves it deadline by deadline, as the loop's timer would, and
+//    settles after each (pipes read, zombies reaped);
+//  - a fake process table: a spawn is answered by the test (answer(), or auto_answer, which
+//    answers every spawn at once with the next free pid), processes have a session and a group,
+//    get signals (recorded; a process dies of a signal unless it ignores it), and their death is
+//    reported by reap() as vigild's waitpid would, followed by nothing else: the output's EOF
+//    is the test's to give (close_output), so every order of the two can be tested;
+//  - fake pipes: write() queues lines the process wrote; they are delivered when the shell
+//    reads (deliver(), or read_now() when the shell reaps the main process), unless paused;
+//  - fake notify sockets, ready fds, probes and main-process watches that the test fires;
+//  - MemoryFileSink log files (congestion by hand) and, when asked, a real Forwarder on a libuv
+//    loop that is never run, writing into a pipe nobody reads: vigild's stdout, blocked;
+//  - unit loads answered by the test (finish_load()), so a reload can land in the middle of
+//    anything.
+// Callbacks are copied before they are called and FakeOs touches nothing of a handle after
+// calling back, so the shell may destroy the handle from inside its own callback, as it may
+// with the real ones.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "os.hpp"
+#include "shell.hpp"
+
+struct uv_loop_s;
+
+namespace vigil::test {
+
+struct FakeProc {
+    int pid = 0;
+    int ppid = 1;
+    int pgrp = 0;
+    int session = 0;
+    bool alive = true;
+    bool zombie = false; // ended, not reaped
+    bool ignores_term = false;
+    std::vector<int> signals;
+    std::optional<int> wstatus;
+    int output = -1; // index into outputs, for the process's own lines
+};
+
+struct FakeOutput {
+    vigil::log::Capture::Callbacks cb;
+    std::deque<std::pair<vigil::log::Stream, std::string>> pending; // written, not yet read
+    bool paused = false;
+    bool eof = false;
+    bool closing = false; // every writer gone: EOF after the pending lines
+    bool alive = true;    // the channel exists
+    int pauses = 0;
+};
+
+struct FakeNotify {
+    vigil::notify::NotifySocket::Callbacks cb;
+    std::string path;
+    bool alive = true;
+};
+
+struct FakeProbes {
+    vigil::probe::MonitorSpecs specs;
+    vigil::probe::Monitor::Callbacks cb;
+    vigil::probe::ExecSpawn exec;
+    bool alive = true;
+};
+
+struct PendingSpawn {
+    vigil::proc::SpawnSpec spec;
+    vigil::proc::SpawnExtras extras;
+    vigil::daemon::SpawnDone done;
+    bool answered = false;
+};
+
+class FakeOs : public vigil::daemon::Os {
+public:
+    FakeOs();
+    ~FakeOs() override;
+
+    // ---- driving --------------------------------------------------------------------------
+    vigil::TimePoint clock = vigil::at_ms(1'000'000);
+    void advance(vigil::Duration d);
+    bool auto_answer = true; // answer every spawn at once (a new pid, in its own session)
+    // Answers pending spawn `i` (in order of request): a process, or an error.
+    int answer(std::size_t i);
+    void fail(std::size_t i, const std::string &error);
+    std::vector<PendingSpawn> spawns;
+    // The process's lines: queued in its pipe, delivered when the shell reads.
+    void write(int pid, vigil::log::Stream stream, const std::string &line);
+    void deliver(); // reads every unpaused pipe, as the loop would
+    // Every writer of the pipe is gone: EOF once its lines are read.
+    void close_output(int pid);
+    // The process ends (exit status or signal) and is reaped at once (reap()).
+    void exit(int pid, int status);
+    void kill(int pid, int signal);
+    // The process ends but nobody reaps it yet (then reap(pid)).
+    void end(int pid, int wstatus);
+    void reap(int pid);
+    // What the OS does next on its own: every pipe with something to read is read, every zombie
+    // is reaped (lowest pid first), until nothing changes. advance() settles after each deadline.
+    void settle();
+    // A process the service started (same session and group unless setsid).
+    int fork(int parent, bool setsid = false);
+    void notify(const std::string &unit, const std::string &datagram, int sender);
+    void probe_ready(const std::string &unit, bool ok);
+    void probe_failed(const std::string &unit, vigil::core::FailureCause cause,
+                      const std::string &detail);
+    // Load answers: the next load_units() gives `next_load`, when finish_load() is called.
+    std::optional<vigil::unit::LoadResult> next_load;
+    bool loading() const { return load_done_ != nullptr; }
+    void finish_load();
+    // vigild's stdout: a real Forwarder into a pipe nobody reads (blocked).
+    void block_stdout();
+
+    // ---- looking ------------------------------------------------------------------------
+    std::map<int, FakeProc> procs;
+    std::vector<FakeOutput> outputs;
+    std::map<std::string, FakeNotify> notifies;
+    std::map<std::string, FakeProbes> probes;
+    std::vector<std::string> journal;
+    std::vector<vigil::log::MemoryFileSink *> files;
+    std::optional<vigil::TimePoint> armed;
+    int closed_fds = 0;
+    vigil::daemon::Shell *shell = nullptr;
+    bool has_journal(const std::string &fragment) const;
+    int pid_of(const std::string &unit) const; // the unit's spawned process (last one)
+    std::map<std::string, int> spawned_pid;
+
+    // ---- Os -------------------------------------------------------------------------------
+    vigil::TimePoint now() override { return clock; }
+    vigil::TimePoint loop_time() override { return clock; }
+    std::int64_t wall_ms() override { return 1'700'000'000'000 + clock.time_since_epoch().count(); }
+    void arm_deadline(std::optional<vigil::TimePoint> when) override { armed = when; }
+    void spawn(vigil::proc::SpawnSpec spec, vigil::proc::SpawnExtras extras,
+               vigil::daemon::SpawnDone done) override;
+    int self_pid() override { return 1; }
+    int pidfd_open(int pid, std::string *error) override;
+    int signal_group(int pgid, int sig) override;
+    int signal_pidfd(int pidfd, int sig) override;
+    void close_fd(int fd) override;
+    std::optional<vigil::notify::ProcIds> proc_ids(int pid) override;
+    std::unique_ptr<vigil::daemon::Running>
+    watch_exit(int pid, std::function<void(std::optional<int>)> ended, std::string *error) override;
+    std::unique_ptr<vigil::daemon::Cgroup> make_cgroup(const std::string &,
+                                                       std::string *) override {
+        return nullptr;
+    }
+    std::unique_ptr<vigil::daemon::OutputChannel>
+    read_output(int stdout_fd, int stderr_fd, vigil::log::CaptureOptions options,
+                vigil::log::Capture::Callbacks callbacks) override;
+    std::unique_ptr<vigil::daemon::NotifyChannel>
+    open_notify(const std::string &unit, vigil::notify::NotifySocket::Callbacks callbacks,
+                std::string *error) override;
+    std::unique_ptr<vigil::daemon::ReadyChannel> open_ready_fd(std::function<void()> on_ready,
+                                                               std::string *error) override;
+    std::unique_ptr<vigil::daemon::Running> start_probes(const std::string &unit,
+                                                         vigil::probe::MonitorSpecs specs,
+                                                         vigil::probe::Monitor::Callbacks cb,
+                                                         vigil::probe::ExecSpawn exec) override;
+    vigil::log::Forwarder *forwarder() override { return forwarder_.get(); }
+    vigil::log::FileSinkFactory file_sinks() override;
+    void say(std::string_view line) override { journal.emplace_back(line); }
+    void load_units(const std::string &dir,
+                    std::function<void(vigil::unit::LoadResult)> done) override;
+
+    std::map<int, std::function<void(std::optional<int>)>> watches; // pid -> ended
+    std::vector<std::function<void()>> ready_fds;                   // by fd - 1000
+    std::map<std::string, int> unit_of_spawn;                       // unit -> output index
+
+private:
+    void die(int pid, int wstatus);
+    int next_pid_ = 100;
+    int next_fd_ = 1000;
+    std::map<int, int> pidfds_; // fd -> pid
+    std::function<void(vigil::unit::LoadResult)> load_done_;
+    uv_loop_s *loop_ = nullptr;
+    int stdout_pipe_[2] = {-1, -1};
+    std::unique_ptr<vigil::log::Forwarder> forwarder_;
+};
+
+// A unit directory in a fresh temporary folder, loaded by the real loader. `units` maps a unit's
+// name to its JSON text.
+vigil::unit::LoadResult load_units(const std::map<std::string, std::string> &units);
+
+// A Shell on a FakeOs with default options (log level debug: every record is in the journal).
+struct Harness {
+    // `setup` runs on the FakeOs before the shell exists (say, block_stdout()).
+    explicit Harness(const std::map<std::string, std::string> &units, bool auto_answer = true,
+                     const std::function<void(FakeOs &)> &setup = {});
+    ~Harness();
+    FakeOs os;
+    vigil::daemon::Options opts;
+    std::unique_ptr<vigil::daemon::Shell> shell;
+    vigil::core::ChildStatus status(const std::string &unit) const;
+    vigil::ChildId id(const std::string &unit) const;
+    int pid(const std::string &unit) const; // the main pid the core knows
+};
+
+} // namespace vigil::test

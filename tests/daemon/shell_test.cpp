@@ -1,0 +1,333 @@
+// shell_test.cpp: vigild's shell (src/daemon) driven through the fake OS (fake_os.hpp):
+// deterministic, no process, no sleep. Each case is a sequence of OS happenings in an order the
+// real OS may produce, and checks what the shell did with it: the events it fed the core, the
+// signals it sent, what it kept open.
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+#include "control_api.hpp"
+#include "fake_os.hpp"
+#include "status_view.hpp"
+
+using namespace vigil;
+using namespace vigil::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Restarts without backoff, so a test sees the next incarnation at once (backoff has its own
+// tests in tests/core).
+const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
+
+std::string svc_with(const std::string &fields) {
+    return R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}, )" + fields + "}";
+}
+
+// The unit's ring, as `vigilctl logs` shows it.
+std::vector<std::string> ring(Harness &h, const std::string &unit) {
+    std::vector<std::string> out;
+    const daemon::UnitRuntime *r = h.shell->runtime_if(h.id(unit));
+    if (!r || !r->log) return out;
+    for (const log::RingLine &l : r->log->ring().last(1000))
+        out.emplace_back(l.text);
+    return out;
+}
+
+bool has_record(Harness &h, const std::string &unit, core::RecordKind kind,
+                const std::string &fragment) {
+    for (const core::Record &r : h.shell->core().history(h.id(unit), 1000))
+        if (r.kind == kind && r.message.find(fragment) != std::string::npos) return true;
+    return false;
+}
+
+} // namespace
+
+TEST_SUITE("daemon") {
+
+    TEST_CASE("spawning is asynchronous: the child is Starting until the answer comes") {
+        Harness h({{"a", svc}, {"b", svc}}, /*auto_answer=*/false);
+        REQUIRE(h.os.spawns.size() == 1); // sequential root: b waits for a
+        CHECK(h.status("a").state == core::ChildState::Starting);
+        CHECK_FALSE(h.status("a").pid);
+        const int pid = h.os.answer(0);
+        CHECK(h.status("a").state == core::ChildState::Running);
+        CHECK(h.pid("a") == pid);
+        REQUIRE(h.os.spawns.size() == 2);
+        h.os.fail(1, "exec /bin/nope: No such file or directory");
+        CHECK(h.status("b").last_cause == core::Cause::SpawnFailed);
+    }
+
+    // A service runs as soon as it is exec'd; the spawner's answer with its pid comes after.
+    // What it says in between (its ready fd, READY=1) must not be lost.
+    TEST_CASE("readiness that arrives before the spawn's answer is kept and replayed") {
+        Harness h({{"fd", svc_with(R"("ready": {"fd": 3})")},
+                   {"nt", svc_with(R"("ready": {"notify": true}, "after": ["fd"])")}},
+                  false);
+        REQUIRE(h.os.ready_fds.size() == 1);
+        h.os.ready_fds[0](); // the service wrote its newline
+        CHECK(h.status("fd").state == core::ChildState::Starting);
+        h.os.answer(0);
+        CHECK(h.status("fd").state == core::ChildState::Running);
+        REQUIRE(h.os.spawns.size() == 2);
+        // READY=1 from the pid the answer will carry (FakeOs gives the next pid: 101).
+        h.os.notify("nt", "READY=1\nSTATUS=up", 101);
+        h.os.notify("nt", "READY=1", 4242); // a stranger: kept, then refused at the answer
+        CHECK(h.status("nt").state == core::ChildState::Starting);
+        CHECK(h.os.answer(1) == 101);
+        CHECK(h.status("nt").state == core::ChildState::Running);
+        CHECK(h.status("nt").status_text == "up");
+        CHECK(h.os.has_journal("refused a notification from pid 4242"));
+    }
+
+    TEST_CASE("an exit while the pipes are still open: the last lines come first, what is left "
+              "gets the stop signal, the end is reported at EOF") {
+        Harness h({{"w", svc_with(R"("stop": {"timeout": "5s"})")}});
+        const int pid = h.os.pid_of("w");
+        const int child = h.os.fork(pid); // a background process holding the pipes
+        h.os.write(pid, log::Stream::Stdout, "last words");
+        h.os.exit(pid, 3);
+        // The shell read the pipe before it reported the exit.
+        CHECK(ring(h, "w") == std::vector<std::string>{"last words"});
+        CHECK(h.status("w").exiting);
+        CHECK(h.status("w").incarnation.value == 1);
+        // What was left got SIGTERM (and died of it; SIGCONT follows, see below).
+        CHECK(h.os.procs[child].signals == std::vector<int>{SIGTERM});
+        h.os.reap(child);
+        h.os.close_output(pid);
+        CHECK(h.status("w").incarnation.value == 2);
+        CHECK(h.status("w").last_exit == core::ExitStatus::exited(3));
+    }
+
+    TEST_CASE("an answer that comes after its process was reaped still reports both") {
+        Harness h({{"w", svc}}, false);
+        // The process exited and vigild reaped it before the spawner's answer was read.
+        h.os.answer(0);
+        const int pid = h.os.pid_of("w");
+        h.os.write(pid, log::Stream::Stdout, "hello");
+        h.os.close_output(pid);
+        h.os.exit(pid, 0);
+        CHECK(ring(h, "w") == std::vector<std::string>{"hello"});
+        CHECK(h.status("w").incarnation.value == 2); // restarted (permanent)
+    }
+
+    TEST_CASE("a reload during a one_for_all sweep applies to the sweep's restarts") {
+        const std::string root = R"({"kind": "supervisor", "strategy": "one_for_all"})";
+        Harness h({{"root", root},
+                   {"a", svc},
+                   {"b", svc_with(R"("after": ["a"])")},
+                   {"c", svc_with(R"("after": ["b"], "stop": {"timeout": "5s"})")}});
+        const int c = h.os.pid_of("c");
+        h.os.procs[c].ignores_term = true;
+        h.os.exit(h.os.pid_of("a"), 1); // the sweep stops c (slow), then b, then starts all
+        CHECK(h.status("c").state == core::ChildState::Stopping);
+        // Meanwhile: b's command changes and d appears.
+        h.os.next_load =
+            load_units({{"root", root},
+                        {"a", svc},
+                        {"b", R"({"command": ["/bin/echo", "b2"], "after": ["a"]})"},
+                        {"c", svc_with(R"("after": ["b"], "stop": {"timeout": "5s"})")},
+                        {"d", svc}});
+        bool answered = false;
+        h.shell->reload("test", [&](const daemon::Shell::ReloadOutcome &o) {
+            answered = true;
+            CHECK(o.diagnostics.empty());
+            CHECK(o.result.added == std::vector<std::string>{"d"});
+            CHECK(o.result.restarted == std::vector<std::string>{"b"});
+        });
+        CHECK(h.os.loading());
+        h.os.finish_load();
+        CHECK(answered);
+        h.os.advance(5s); // c gets SIGKILL; the sweep goes on
+        h.os.reap(c);
+        h.os.close_output(c);
+        h.os.settle(); // b, stopped by the reload, is reaped; the sweep goes on
+        for (const char *n : {"a", "b", "c", "d"})
+            CHECK_MESSAGE(h.status(n).state == core::ChildState::Running, n);
+        // b's new incarnation runs the new command.
+        CHECK(h.os.spawns.back().spec.argv.size() >= 1);
+        bool b2 = false;
+        for (const auto &s : h.os.spawns)
+            b2 = b2 || (s.spec.argv.size() == 2 && s.spec.argv[1] == "b2");
+        CHECK(b2);
+    }
+
+    TEST_CASE("a stop that arrives during a sweep is not undone by the sweep") {
+        const std::string root = R"({"kind": "supervisor", "strategy": "one_for_all"})";
+        Harness h({{"root", root},
+                   {"a", svc},
+                   {"b", svc_with(R"("after": ["a"])")},
+                   {"c", svc_with(R"("after": ["b"], "stop": {"timeout": "5s"})")}});
+        h.os.procs[h.os.pid_of("c")].ignores_term = true;
+        h.os.exit(h.os.pid_of("a"), 1);
+        const int b = h.os.pid_of("b");
+        core::CommandResult r =
+            h.shell->command(core::Command{core::CommandKind::Stop, h.id("b"), 0, "test"});
+        CHECK(r.outcome == core::CommandOutcome::Ok);
+        h.os.reap(b);
+        h.os.close_output(b);
+        h.os.advance(5s);
+        h.os.reap(h.os.pid_of("c"));
+        h.os.close_output(h.os.pid_of("c"));
+        CHECK(h.status("a").state == core::ChildState::Running);
+        CHECK(h.status("c").state == core::ChildState::Running);
+        CHECK(h.status("b").state == core::ChildState::Stopped);
+        CHECK(h.status("b").goal == core::Goal::Down);
+    }
+
+    TEST_CASE("MAINPID= hands over the main process; a pid outside the service is refused") {
+        Harness h({{"d", svc_with(R"("ready": {"notify": true})")}});
+        const int launcher = h.os.pid_of("d");
+        const int daemon_pid = h.os.fork(launcher);
+        const int stranger = h.os.fork(launcher, /*setsid=*/true);
+        h.os.notify("d", "MAINPID=" + std::to_string(stranger), launcher);
+        CHECK(h.pid("d") == launcher);
+        CHECK(has_record(h, "d", core::RecordKind::Notice, "not part of the service"));
+        h.os.notify("d", "READY=1\nMAINPID=" + std::to_string(daemon_pid), launcher);
+        CHECK(h.pid("d") == daemon_pid);
+        CHECK(h.status("d").state == core::ChildState::Running);
+        // The launcher exits (the classic forking daemon): nothing happens.
+        h.os.exit(launcher, 0);
+        CHECK(h.status("d").incarnation.value == 1);
+        CHECK(h.status("d").state == core::ChildState::Running);
+        // The daemon is not vigild's child: its end comes through the watch (a pidfd).
+        REQUIRE(h.os.watches.count(daemon_pid));
+        auto ended = h.os.watches[daemon_pid];
+        h.os.procs[daemon_pid].alive = false;
+        ended(std::optional<int>(9)); // killed by SIGKILL
+        h.os.close_output(launcher);
+        CHECK(h.status("d").last_exit == core::ExitStatus::killed(9));
+        CHECK(h.status("d").incarnation.value == 2);
+    }
+
+    TEST_CASE("readiness flipping back and forth shows the same in status, /readyz and "
+              "/metrics") {
+        Harness h({{"web", svc_with(R"("readiness": {"tcp": {"port": 8080}})")}});
+        auto ready_everywhere = [&](bool want) {
+            CHECK(h.status("web").ready == want);
+            http::Snapshot snap = daemon::snapshot(*h.shell);
+            REQUIRE(snap.units.size() == 1);
+            CHECK(snap.units[0].ready == want);
+            CHECK(http::not_ready(snap).empty() == want);
+            ctl::Json st = daemon::status_json(*h.shell, daemon::live_units(*h.shell));
+            CHECK(st["units"][0]["ready"] == want);
+        };
+        ready_everywhere(false); // not until the probe's first success
+        h.os.probe_ready("web", true);
+        ready_everywhere(true);
+        h.os.probe_ready("web", false);
+        ready_everywhere(false);
+        h.os.probe_ready("web", true);
+        ready_everywhere(true);
+        CHECK(h.status("web").incarnation.value == 1);
+    }
+
+    TEST_CASE("a blocked stdout drops forwarded lines with a count and pauses nobody") {
+        Harness h({{"loud", svc}, {"quiet", svc}}, true, [](FakeOs &os) { os.block_stdout(); });
+        REQUIRE(h.status("loud").state == core::ChildState::Running);
+        const int loud = h.os.pid_of("loud");
+        const std::string line(1000, 'x');
+        for (int i = 0; i < 8000; ++i) // 8 MB: more than the forwarder's 4 MiB queue
+            h.os.write(loud, log::Stream::Stdout, line);
+        h.os.deliver();
+        const daemon::UnitRuntime &r = h.shell->runtime(h.id("loud"));
+        REQUIRE(r.log);
+        CHECK(r.log->counters().forward_dropped > 0);
+        CHECK(r.log->counters().lines >= 8000); // the ring and patterns saw every line
+        for (const FakeOutput &o : h.os.outputs)
+            CHECK(o.pauses == 0);
+        // Supervision goes on: the quiet one crashes and is restarted.
+        h.os.exit(h.os.pid_of("quiet"), 1);
+        h.os.close_output(h.os.pid_of("quiet"));
+        CHECK(h.status("quiet").state == core::ChildState::Running);
+        ctl::Json st = daemon::status_json(*h.shell, {h.id("loud")});
+        CHECK(st["units"][0]["forward_dropped"].get<std::uint64_t>() > 0);
+    }
+
+    TEST_CASE("a log file that pushes back pauses its own unit only") {
+        Harness h({{"a", svc_with(R"("logs": {"file": "/tmp/a.log"})")}, {"b", svc}});
+        REQUIRE(h.os.files.size() == 1);
+        h.os.files[0]->set_congested(true);
+        const int a = h.os.pid_of("a");
+        const int b = h.os.pid_of("b");
+        CHECK(h.os.outputs[static_cast<std::size_t>(h.os.procs[a].output)].paused);
+        CHECK_FALSE(h.os.outputs[static_cast<std::size_t>(h.os.procs[b].output)].paused);
+        h.os.files[0]->set_congested(false);
+        CHECK_FALSE(h.os.outputs[static_cast<std::size_t>(h.os.procs[a].output)].paused);
+    }
+
+    TEST_CASE("reload while a unit with patterns is stopping: the old run's hits never index "
+              "the new list") {
+        const std::string three = svc_with(
+            R"("stop": {"timeout": "5s"}, "patterns": [{"match": "one"}, {"match": "two"},
+               {"match": "three", "action": "restart"}])");
+        Harness h({{"p", three}});
+        const int old = h.os.pid_of("p");
+        h.os.procs[old].ignores_term = true;
+        h.os.next_load = load_units({{"p", svc_with(R"("patterns": [{"match": "zzz"}])")}});
+        h.shell->reload("test", {});
+        h.os.finish_load();
+        CHECK(h.status("p").state == core::ChildState::Stopping);
+        // The old incarnation still writes, matching its third pattern.
+        h.os.write(old, log::Stream::Stdout, "three");
+        h.os.deliver();
+        CHECK(h.status("p").state == core::ChildState::Stopping); // not a second stop
+        h.os.advance(10s); // the new unit's stop timeout (the default) applies
+        CHECK(h.status("p").state == core::ChildState::Running);
+        CHECK(h.status("p").incarnation.value == 2);
+    }
+
+    TEST_CASE("a spawner helper that dies: the spawn fails, the service is started again") {
+        Harness h({{"w", R"({"command": ["/bin/true"],
+                               "backoff": {"initial": "100ms", "jitter": 0}})"},
+                   {"x", svc}},
+                  false);
+        h.os.answer(0);
+        h.os.answer(1);
+        h.os.exit(h.os.pid_of("w"), 1);
+        h.os.close_output(h.os.pid_of("w"));
+        h.os.advance(100ms);
+        REQUIRE(h.os.spawns.size() == 3);
+        h.os.fail(2, "spawner helper died during the spawn; its process (pid 999) was killed");
+        CHECK(h.status("w").last_reason.find("spawner helper died") != std::string::npos);
+        h.os.advance(1s);
+        REQUIRE(h.os.spawns.size() == 4);
+        h.os.answer(3);
+        CHECK(h.status("w").state == core::ChildState::Running);
+        CHECK(h.status("x").incarnation.value == 1); // untouched
+    }
+
+    TEST_CASE("exec probes run through the service's spawn path with its spec") {
+        Harness h({{"e", svc_with(R"("user": "0", "group": "0", "cwd": "/tmp",
+                                     "liveness": {"exec": ["/bin/check"]})")}});
+        const auto &p = h.os.probes.at("e");
+        CHECK(p.exec.base.cwd == std::string("/tmp"));
+        REQUIRE(p.exec.spawn);
+        const std::size_t before = h.os.spawns.size();
+        p.exec.spawn(p.exec.base, {}, [](proc::SpawnCompletion) {});
+        CHECK(h.os.spawns.size() == before + 1);
+    }
+
+    TEST_CASE("notifications: STATUS= is shown, WATCHDOG=1 keeps the watchdog quiet, a "
+              "stranger's datagram is refused and rate-limited in the journal") {
+        Harness h({{"n", svc_with(R"("watchdog": "2s")")}});
+        const int pid = h.os.pid_of("n");
+        h.os.notify("n", "STATUS=serving", pid);
+        CHECK(h.status("n").status_text == "serving");
+        h.os.advance(1500ms);
+        h.os.notify("n", "WATCHDOG=1", pid);
+        h.os.advance(1500ms);
+        CHECK(h.status("n").incarnation.value == 1);
+        const int stranger = h.os.fork(pid, true);
+        for (int i = 0; i < 1000; ++i)
+            h.os.notify("n", "READY=1", stranger);
+        int refusals = 0;
+        for (const auto &l : h.os.journal)
+            if (l.find("refused a notification") != std::string::npos) ++refusals;
+        CHECK(refusals <= daemon::Journal::burst);
+        h.os.advance(2s); // no ping for 2s
+        CHECK(h.status("n").incarnation.value == 1);
+        CHECK(h.status("n").state == core::ChildState::Stopping);
+    }
+
+} // TEST_SUITE
