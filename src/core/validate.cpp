@@ -11,6 +11,48 @@
 
 namespace vigil::core {
 
+namespace {
+
+// A supervisor's own parameters, and the significant flags of its children (items 13, 43).
+void check_supervisor(const TreeSpec &spec, const ChildSpec &n, std::vector<std::string> &errors) {
+    const std::string who = "\"" + n.name + "\"";
+    if (n.intensity < 0) errors.push_back(who + ": intensity must be >= 0");
+    if (n.period.count() <= 0) errors.push_back(who + ": period must be > 0");
+    for (ChildId k : n.children) {
+        if (k.value >= spec.nodes.size()) continue;
+        const ChildSpec &c = spec.nodes[k.value];
+        if (!c.significant) continue;
+        if (c.restart == Restart::Permanent)
+            errors.push_back("\"" + c.name +
+                             "\": significant requires restart transient or temporary");
+        if (n.auto_shutdown == AutoShutdown::Never)
+            errors.push_back("\"" + c.name + "\": significant requires auto_shutdown of " + who +
+                             " other than never");
+    }
+}
+
+// `after` orders siblings only, and only earlier ones (the children lists are in start order),
+// so a parallel supervisor can never wait in a cycle.
+void check_after(const TreeSpec &spec, const std::vector<int> &parents,
+                 const std::vector<std::size_t> &parent_of, std::vector<std::string> &errors) {
+    const auto &nodes = spec.nodes;
+    for (std::size_t i = 1; i < nodes.size(); ++i) {
+        if (parents[i] != 1) continue;
+        const auto &sibs = nodes[parent_of[i]].children;
+        const auto pos = [&](std::size_t id) {
+            for (std::size_t j = 0; j < sibs.size(); ++j)
+                if (sibs[j].value == id) return j;
+            return sibs.size();
+        };
+        for (ChildId a : nodes[i].after)
+            if (a.value >= nodes.size() || pos(a.value) >= pos(i))
+                errors.push_back("\"" + nodes[i].name +
+                                 "\": \"after\" names a child that is not an earlier sibling");
+    }
+}
+
+} // namespace
+
 std::vector<std::string> validate(const TreeSpec &spec) {
     std::vector<std::string> errors;
     const auto &nodes = spec.nodes;
@@ -35,21 +77,7 @@ std::vector<std::string> validate(const TreeSpec &spec) {
             parents[k.value]++;
             parent_of[k.value] = i;
         }
-        if (n.kind == Kind::Supervisor) {
-            if (n.intensity < 0) errors.push_back(who + ": intensity must be >= 0");
-            if (n.period.count() <= 0) errors.push_back(who + ": period must be > 0");
-            for (ChildId k : n.children) {
-                if (k.value >= nodes.size()) continue;
-                const ChildSpec &c = nodes[k.value];
-                if (!c.significant) continue;
-                if (c.restart == Restart::Permanent)
-                    errors.push_back("\"" + c.name +
-                                     "\": significant requires restart transient or temporary");
-                if (n.auto_shutdown == AutoShutdown::Never)
-                    errors.push_back("\"" + c.name + "\": significant requires auto_shutdown of " +
-                                     who + " other than never");
-            }
-        }
+        if (n.kind == Kind::Supervisor) check_supervisor(spec, n, errors);
         if (n.stop.timeout && n.stop.timeout->count() < 0)
             errors.push_back(who + ": stop timeout must be >= 0");
         if (n.start_timeout && n.start_timeout->count() < 0)
@@ -59,21 +87,7 @@ std::vector<std::string> validate(const TreeSpec &spec) {
         if (parents[i] != 1)
             errors.push_back("\"" + nodes[i].name + "\" is listed by " +
                              std::to_string(parents[i]) + " supervisors (must be exactly 1)");
-    // `after` orders siblings only, and only earlier ones (the children lists are in start
-    // order), so a parallel supervisor can never wait in a cycle.
-    for (std::size_t i = 1; i < nodes.size(); ++i) {
-        if (parents[i] != 1) continue;
-        const auto &sibs = nodes[parent_of[i]].children;
-        const auto pos = [&](std::size_t id) {
-            for (std::size_t j = 0; j < sibs.size(); ++j)
-                if (sibs[j].value == id) return j;
-            return sibs.size();
-        };
-        for (ChildId a : nodes[i].after)
-            if (a.value >= nodes.size() || pos(a.value) >= pos(i))
-                errors.push_back("\"" + nodes[i].name +
-                                 "\": \"after\" names a child that is not an earlier sibling");
-    }
+    check_after(spec, parents, parent_of, errors);
     return errors;
 }
 
