@@ -1273,10 +1273,17 @@ FileText read_unit(int dirfd, const Entry &e) {
     };
     if (static_cast<std::uint64_t>(st.st_size) > bounds::max_file_bytes)
         return refused(too_large(static_cast<std::uint64_t>(st.st_size)));
-    // Read up to one byte past the bound: a file that grew since fstat() is still caught.
-    std::string text(static_cast<std::size_t>(bounds::max_file_bytes) + 1, '\0');
+    // Read up to one byte past the bound: a file that grew since fstat() is still caught. The
+    // buffer starts at the size fstat() gave and grows only for such a file: a unit file is a
+    // few hundred bytes, and reload reads every one of them.
+    constexpr std::size_t limit = static_cast<std::size_t>(bounds::max_file_bytes) + 1;
+    std::string text(std::min(limit, static_cast<std::size_t>(st.st_size) + 1), '\0');
     std::size_t got = 0;
-    while (got < text.size()) {
+    for (;;) {
+        if (got == text.size()) {
+            if (text.size() == limit) break;
+            text.resize(std::min(limit, text.size() * 2));
+        }
         ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return refused("cannot read: " + errno_text(errno));
@@ -1285,6 +1292,7 @@ FileText read_unit(int dirfd, const Entry &e) {
     }
     if (got > bounds::max_file_bytes) return refused(too_large(got));
     text.resize(got);
+    text.shrink_to_fit();
     return {std::move(text), {}};
 }
 
