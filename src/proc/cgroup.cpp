@@ -6,6 +6,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,9 +84,76 @@ bool valid_unit_name(const std::string &unit) {
     return !unit.empty() && unit.find('/') == std::string::npos && unit != "." && unit != "..";
 }
 
+// An exclusive lock on a folder, taken without waiting: the descriptor, or -1.
+int lock_folder(const std::string &dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// Removes `dir`'s empty sub-folders, then `dir`: true when it is gone.
+bool remove_tree(const std::string &dir) {
+    if (DIR *d = ::opendir(dir.c_str())) {
+        while (dirent *e = ::readdir(d)) {
+            if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+            cgroup::remove(dir + "/" + e->d_name);
+        }
+        ::closedir(d);
+    }
+    return cgroup::remove(dir);
+}
+
+// The folders of vigilds that are gone (their lock is free), among `parent`'s `vigil.*`
+// sub-folders other than `own`: removed when empty, else reported. At most 4096 are looked at.
+void sweep_stale(const std::string &parent, const std::string &own,
+                 std::vector<std::string> *stale) {
+    DIR *d = ::opendir(parent.c_str());
+    if (!d) return;
+    std::vector<std::string> names;
+    while (dirent *e = ::readdir(d)) {
+        if (names.size() >= 4096) break;
+        const std::string name = e->d_name;
+        if (e->d_type == DT_DIR && name.rfind("vigil.", 0) == 0 && parent + "/" + name != own)
+            names.push_back(name);
+    }
+    ::closedir(d);
+    for (const std::string &name : names) {
+        const std::string dir = parent + "/" + name;
+        const int fd = lock_folder(dir);
+        if (fd < 0) continue; // a live vigild's (or not a folder any more)
+        const bool gone = remove_tree(dir);
+        ::close(fd);
+        if (!gone && stale)
+            stale->push_back(dir + ": left by a vigild that is gone, still holds processes");
+    }
+}
+
 } // namespace
 
-std::optional<CgroupRoot> CgroupRoot::make(std::string *error) {
+CgroupRoot::CgroupRoot(CgroupRoot &&other) noexcept
+    : path_(std::move(other.path_)), lock_fd_(other.lock_fd_) {
+    other.lock_fd_ = -1;
+}
+
+CgroupRoot &CgroupRoot::operator=(CgroupRoot &&other) noexcept {
+    if (this != &other) {
+        if (lock_fd_ >= 0) ::close(lock_fd_);
+        path_ = std::move(other.path_);
+        lock_fd_ = other.lock_fd_;
+        other.lock_fd_ = -1;
+    }
+    return *this;
+}
+
+CgroupRoot::~CgroupRoot() {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+std::optional<CgroupRoot> CgroupRoot::make(std::string *error, std::vector<std::string> *stale) {
     const std::string mount = cgroup2_mount();
     const std::string own = own_cgroup();
     if (mount.empty() || own.empty()) {
@@ -93,7 +161,8 @@ std::optional<CgroupRoot> CgroupRoot::make(std::string *error) {
         return std::nullopt;
     }
     CgroupRoot r;
-    r.path_ = mount + (own == "/" ? "" : own) + "/vigil." + instance_id();
+    const std::string parent = mount + (own == "/" ? "" : own);
+    r.path_ = parent + "/vigil." + instance_id();
     if (::mkdir(r.path_.c_str(), 0755) != 0 && errno != EEXIST) {
         if (error) *error = "cannot make " + r.path_ + ": " + std::strerror(errno);
         return std::nullopt;
@@ -103,6 +172,12 @@ std::optional<CgroupRoot> CgroupRoot::make(std::string *error) {
         if (error) *error = r.path_ + ": not a folder of vigild's";
         return std::nullopt;
     }
+    r.lock_fd_ = lock_folder(r.path_);
+    if (r.lock_fd_ < 0) {
+        if (error) *error = r.path_ + ": locked by another vigild";
+        return std::nullopt;
+    }
+    sweep_stale(parent, r.path_, stale);
     return r;
 }
 
@@ -111,23 +186,23 @@ std::string CgroupRoot::service(const std::string &unit, std::string *error) con
         if (error) *error = "invalid unit name for a cgroup";
         return {};
     }
-    const std::string dir = path_ + "/" + unit;
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-        if (error) *error = "cannot make " + dir + ": " + std::strerror(errno);
-        return {};
+    constexpr int max_instances = 64;
+    for (int k = 1; k <= max_instances; ++k) {
+        const std::string dir = path_ + "/" + unit + (k == 1 ? "" : "+" + std::to_string(k));
+        if (::mkdir(dir.c_str(), 0755) == 0) return dir;
+        if (errno != EEXIST) {
+            if (error) *error = "cannot make " + dir + ": " + std::strerror(errno);
+            return {};
+        }
     }
-    return dir;
+    if (error)
+        *error = "cannot make a cgroup: " + std::to_string(max_instances) + " folders for " +
+                 unit + " exist";
+    return {};
 }
 
 void CgroupRoot::remove_all() const {
-    if (DIR *d = ::opendir(path_.c_str())) {
-        while (dirent *e = ::readdir(d)) {
-            if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
-            cgroup::remove(path_ + "/" + e->d_name);
-        }
-        ::closedir(d);
-    }
-    cgroup::remove(path_);
+    remove_tree(path_);
 }
 
 namespace cgroup {

@@ -103,6 +103,31 @@ class Reload(unittest.TestCase):
         self.assertNotIn("a", d.stops())  # SIGKILL is not logged; nobody else was stopped
         self.assertEqual(d.stops(), [])
 
+    def test_a_unit_added_back_while_its_removed_self_stops_is_left_alone(self):
+        # Removed by one reload, added back by the next while the removed one still stops (it
+        # ignores SIGTERM): the two share no cgroup and no process group, so the SIGKILL that
+        # ends the old one after its stop timeout reaches the old one only.
+        d = self.d
+        self.units["x"] = service(d, "x-old", "ignore-term", "mark", "armed", "sleep",
+                                  stop={"timeout": "1s"})
+        d.write_units(self.units)
+        self.reload()
+        old = d.wait_pid("x-old")
+        wait_until(lambda: ("mark", "x-old", "armed") in d.events(), 10, "x-old armed")
+        del self.units["x"]
+        d.write_units(self.units)
+        self.reload()
+        self.units["x"] = service(d, "x-new")
+        d.write_units(self.units)
+        self.assertEqual(self.changed(self.reload()), {"added": ["x"]})
+        new = d.wait_pid("x-new")
+        self.assertIsNotNone(harness.proc_info(old), "the old x still stops")
+        wait_until(lambda: harness.proc_info(old) is None, 10, "the old x's SIGKILL")
+        self.assertTrue(holds_for(lambda: d.main_pid("x-new") == new, 0.5))
+        st = d.status("x")
+        self.assertEqual((st["state"], st["restarts"], st["pid"]),
+                         ("running", 0, harness.proc_info(new).inner_pid))
+
     def test_remove_stops_only_the_removed_unit(self):
         d = self.d
         del self.units["w2"]

@@ -18,7 +18,13 @@
 // fails and services run without cgroups: a process that leaves its session then escapes a stop,
 // as vigild(8) documents.
 //
-// Cost: no descriptor is held per service. cgroup.procs is opened for each spawn (the child
+// Leftovers: vigild holds an exclusive flock(2) on its folder for as long as it lives (the kernel
+// drops it however vigild ends, SIGKILL included). When it makes its folder, it removes the
+// empty folders of vigilds that are gone: a `vigil.*` sibling whose lock it can take. A gone
+// vigild's folder that still holds processes is left alone, and said (they are its services,
+// orphaned; whoever started that vigild decides).
+//
+// Cost: one descriptor for the lock; none is held per service. cgroup.procs is opened for each spawn (the child
 // writes "0" to it, proc::SpawnExtras::cgroup_procs_fd) and closed after; cgroup.events is opened
 // only while vigild waits for a cgroup to empty.
 //
@@ -33,11 +39,22 @@ namespace vigil::proc {
 
 class CgroupRoot {
 public:
-    // Finds the hierarchy and vigild's cgroup and makes vigild's folder in it. nullopt with
-    // `error` when cgroups cannot be used ("no writable cgroup v2 hierarchy").
-    static std::optional<CgroupRoot> make(std::string *error);
+    // Finds the hierarchy and vigild's cgroup, makes vigild's folder in it, locks it and removes
+    // the empty folders of vigilds that are gone. nullopt with `error` when cgroups cannot be
+    // used ("no writable cgroup v2 hierarchy"). `stale`, when given, gets one line per gone
+    // vigild's folder that still holds processes.
+    static std::optional<CgroupRoot> make(std::string *error,
+                                          std::vector<std::string> *stale = nullptr);
+    CgroupRoot(CgroupRoot &&other) noexcept;
+    CgroupRoot &operator=(CgroupRoot &&other) noexcept;
+    CgroupRoot(const CgroupRoot &) = delete;
+    CgroupRoot &operator=(const CgroupRoot &) = delete;
+    ~CgroupRoot();
 
-    // The folder of `unit`'s cgroup (made if missing): "" with `error` when it cannot be made.
+    // A new folder for a cgroup of `unit`: `<unit>`, or when that exists (a removed unit of the
+    // same name still stopping, or a folder that kept processes) `<unit>+2`, `<unit>+3`, ...
+    // (`+` is not allowed in unit names), so two runtimes never share a cgroup: "" with
+    // `error` when none can be made.
     std::string service(const std::string &unit, std::string *error) const;
     // Removes vigild's folder and every empty service folder in it (at exit). Folders that still
     // hold processes stay.
@@ -45,7 +62,9 @@ public:
     const std::string &path() const { return path_; }
 
 private:
+    CgroupRoot() = default;
     std::string path_; // vigild's folder
+    int lock_fd_ = -1; // its descriptor, flock()ed
 };
 
 // Operations on one service's cgroup folder.
