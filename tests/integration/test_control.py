@@ -536,7 +536,7 @@ class Control(unittest.TestCase):
         d = self.daemon(lambda d: {"a": service(d, "a")})
         r = self.ok(d, "version")
         self.assertRegex(r.stdout, r"^vigilctl \d+\.\d+\.\d+\nvigild \d+\.\d+\.\d+ "
-                                   r"\(protocol 1\)\n$")
+                                   r"\(protocol 2\)\n$")
         v = d.ctl_json("version")
         self.assertEqual(v["pid"], 1)  # vigild is PID 1 of its namespace
         self.assertEqual(v["client"], r.stdout.split()[1])
@@ -777,7 +777,7 @@ class Control(unittest.TestCase):
         c = Raw(d.sock)
         self.addCleanup(c.close)
         self.assertEqual(c.hello["hello"], "vigil")
-        self.assertEqual(c.hello["version"], 1)
+        self.assertEqual(c.hello["version"], 2)
 
         def error(raw: bytes) -> dict:
             c.send(raw)

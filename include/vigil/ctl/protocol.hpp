@@ -6,7 +6,7 @@
 // terminated by "\n" ("\r\n" is accepted from clients). Blank lines are ignored.
 //
 // On connect the server sends a hello before anything else:
-//     {"hello":"vigil","version":1,"server":"0.1.0"}
+//     {"hello":"vigil","version":2,"server":"0.1.0"}
 // `version` is the protocol version; it changes only when a change would break a client.
 // A client may send its first request without waiting for the hello (vigilctl does: it saves a
 // round trip) and must skip the hello when it reads.
@@ -34,7 +34,7 @@
 //              {seq, stream:"stdout"|"stderr", time, line, continued}
 //   logs       {unit:name, reopen:true}     -> a reply: vigild reopens the unit's log file, so
 //              it is not read-only
-//   version  R {}                           -> {server:"0.1.0", protocol:1, ...}
+//   version  R {}                           -> {server:"0.1.0", protocol:2, ...}
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
 //   stop       {units:[pattern...]}         -> same
 //   restart    {units:[pattern...]}         -> same
@@ -74,7 +74,9 @@ namespace vigil::ctl {
 
 using Json = nlohmann::json;
 
-inline constexpr int protocol_version = 1;
+// 2: status says "incarnation" (was "inc"), "pid" is the main process and "spawned_pid" the
+// spawned one, records carry structured fields, signals are spelled "SIGTERM".
+inline constexpr int protocol_version = 2;
 // The bounds of a request (see above). Every number a request holds fits the type it is read
 // into: ids are int64/uint64 or short strings, lines a uint32.
 inline constexpr std::size_t max_request_line = std::size_t{64} << 10; // 64 KiB, "\n" excluded
