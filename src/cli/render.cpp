@@ -100,6 +100,14 @@ std::string info(const Json &u) {
         state == "stopped" && !by.empty() && str(u, "goal") == "up")
         parts.push_back("until " + by + " starts");
     if (flag(u, "removed")) parts.emplace_back("removed");
+    // Processes a stop cannot reach (no cgroup): the user has to deal with them.
+    if (auto it = u.find("left_behind"); it != u.end() && it->is_array() && !it->empty()) {
+        std::string pids;
+        for (const auto &p : *it)
+            if (p.is_number_integer())
+                pids += (pids.empty() ? "" : " ") + std::to_string(p.get<long long>());
+        if (!pids.empty()) parts.push_back("left behind: " + pids);
+    }
     std::string out;
     for (const auto &p : parts) {
         if (!out.empty()) out += ", ";

@@ -80,6 +80,7 @@ ChildStatus Core::Impl::status(ChildId id) const {
     if (n.state == ChildState::Backoff) s.backoff_until = n.backoff_until;
     s.exiting = n.main_exit.has_value();
     s.status_text = n.status_text;
+    s.left_behind = n.left_behind;
     if (n.state == ChildState::Running && n.timer_seq != 0 && !n.main_exit) s.watchdog = n.watchdog;
     s.removed = n.gone || n.dropped;
     s.revivable = n.dropped && !n.gone;

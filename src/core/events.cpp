@@ -3,6 +3,8 @@
 // is counted in dropped_events and changes nothing.
 #include "impl.hpp"
 
+#include <algorithm>
+
 #include "vigil/core/names.hpp"
 
 namespace vigil::core {
@@ -231,6 +233,31 @@ void Core::Impl::on_event(const StoppingReported &ev) {
     const Node &n = node(ev.child);
     publish(ev.child, RecordKind::Notice, "the service reported STOPPING=1",
             Facts{Cause::Notify, n.main_pid});
+}
+
+// Not an incarnation's event (they outlived theirs): kept while the shell reports them, at
+// most max_left_behind of them.
+void Core::Impl::on_event(const LeftBehind &ev) {
+    if (!valid(ev.child) || !is_service(ev.child)) {
+        ++dropped_events;
+        return;
+    }
+    constexpr std::size_t max_left_behind = 16;
+    Node &n = node(ev.child);
+    std::vector<Pid> pids(ev.pids.begin(),
+                          ev.pids.begin() + static_cast<std::ptrdiff_t>(
+                                                std::min(ev.pids.size(), max_left_behind)));
+    if (pids == n.left_behind) return;
+    n.left_behind = std::move(pids);
+    if (n.left_behind.empty()) return;
+    std::string list;
+    for (Pid p : n.left_behind)
+        list += (list.empty() ? "" : ", ") + std::to_string(p.value);
+    publish(ev.child, RecordKind::Notice,
+            "processes left behind: " + list +
+                " (they left the service's process group, and it has no cgroup to hold them; "
+                "a stop does not reach them)",
+            Facts{Cause::Leftover});
 }
 
 // Every due deadline, in (when, seq) order. Each one is interpreted by the state its child is in

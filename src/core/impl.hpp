@@ -166,6 +166,7 @@ struct Node {
     std::optional<ChildId> predecessor, successor;
     HealthStop health; // set with stop_cause Health
     std::string status_text;
+    std::vector<Pid> left_behind;
     Plan plan;                  // supervisors
     RestartIntensity intensity; // supervisors
     std::unique_ptr<RecordRing> history;
@@ -273,6 +274,7 @@ struct Core::Impl {
     void on_event(const WatchdogInterval &ev);
     void on_event(const StatusText &ev);
     void on_event(const StoppingReported &ev);
+    void on_event(const LeftBehind &ev);
     void on_event(const DeadlineReached &ev);
     void on_deadline(ChildId c);
     std::string main_pid_refusal(ChildId c, Pid pid) const;

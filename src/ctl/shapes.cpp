@@ -133,6 +133,10 @@ Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view par
     // Where the child is heading once its ancestors are counted.
     j["effective_goal"] = s.goal == core::Goal::Up && held_down_by.empty() ? "up" : "down";
     j["held_down_by"] = held_down_by.empty() ? Json(nullptr) : Json(held_down_by);
+    Json left = Json::array();
+    for (Pid p : s.left_behind)
+        left.push_back(p.value);
+    j["left_behind"] = std::move(left);
     return j;
 }
 

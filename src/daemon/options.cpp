@@ -40,6 +40,10 @@ ParseOutcome parse_options(int argc, char **argv) {
     app.add_option("--http", o.http,
                    "Serve /healthz /readyz /metrics /status on HOST:PORT (off by default)");
     app.add_flag("--check", o.check, "Validate the units, print the resolved tree and exit");
+    bool no_cgroups = false;
+    app.add_flag("--no-cgroups", no_cgroups,
+                 "Make no cgroup per service (a process that leaves its service's session then "
+                 "escapes a stop; vigilctl status lists such processes)");
     std::string level = "info";
     app.add_option("--log-level", level, "error, warn, info (default) or debug")
         ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
@@ -68,6 +72,7 @@ ParseOutcome parse_options(int argc, char **argv) {
         return {std::nullopt, 2};
     }
     if (o.socket.empty()) o.socket = default_socket_path();
+    o.cgroups = !no_cgroups;
     return {std::move(o), 0};
 }
 

@@ -17,6 +17,7 @@ struct Options {
     std::optional<std::string> socket_group; // 0660 and read-only access for its members
     std::optional<std::string> http;         // "127.0.0.1:9100"
     bool check = false;                      // validate, print the tree, exit
+    bool cgroups = true; // a cgroup v2 per service where vigild can make one (--no-cgroups)
     LogLevel log_level = LogLevel::Info;
     bool quiet_restarts = false; // --log-level=warn hides routine restarts
     // Not an option: the descriptor limit services get (vigild's own before it raised it).

@@ -16,10 +16,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vigil/log/capture.hpp"
 #include "vigil/log/file_sink.hpp"
@@ -117,6 +119,8 @@ public:
     virtual int pidfd_open(int pid, std::string *error) = 0;
     // kill(-pgid, sig): 0 or an errno (ESRCH: the group is gone).
     virtual int signal_group(int pgid, int sig) = 0;
+    // Whether the process group has a process (zombies count, until reaped).
+    virtual bool group_alive(int pgid) = 0;
     // pidfd_send_signal: 0 or an errno (ESRCH: the process has ended).
     virtual int signal_pidfd(int pidfd, int sig) = 0;
     virtual void close_fd(int fd) = 0;
@@ -126,8 +130,16 @@ public:
     // status when it can be read (a zombie's /proc entry), nullopt otherwise.
     virtual std::unique_ptr<Running>
     watch_exit(int pid, std::function<void(std::optional<int>)> ended, std::string *error) = 0;
-    // A cgroup for `unit`, or nullptr where vigild cannot make one (no writable cgroup v2).
+    // A cgroup for `unit`, or nullptr where vigild cannot or must not make one (no writable
+    // cgroup v2, --no-cgroups); `error` is set only when making it failed.
     virtual std::unique_ptr<Cgroup> make_cgroup(const std::string &unit, std::string *error) = 0;
+    // For each of `units`, the live processes whose environment says VIGIL_UNIT=<unit> (every
+    // process a service starts inherits it), at most `max` per unit: what a service without a
+    // cgroup left behind. /proc is read off the loop (a process's environment can take its
+    // memory lock); `done` is called from the loop.
+    using ProcessesFound = std::map<std::string, std::vector<int>>;
+    virtual void find_processes(std::vector<std::string> units, std::size_t max,
+                                std::function<void(ProcessesFound)> done) = 0;
 
     // ---- output, notification, readiness, probes ----------------------------------------
     virtual std::unique_ptr<OutputChannel> read_output(int stdout_fd, int stderr_fd,

@@ -1,8 +1,10 @@
 // output.cpp: an incarnation's output. Its lines go to the unit's log (ring, file, forwarding,
 // patterns) at the loop's time; a ready.log regex is tried until it first matches; after each
-// batch the fired patterns become PatternFired events; EOF of both pipes (and, with a cgroup, the
-// cgroup empty) is Drained. A log file whose writer pushes back pauses this unit's reading only:
+// batch the fired patterns become PatternFired events; EOF of both pipes, once the cgroup (or without
+// one, the process group) is empty, is Drained. A log file whose writer pushes back pauses this unit's reading only:
 // its service blocks on its full pipe, nothing is lost and nothing else waits.
+#include <algorithm>
+
 #include "shell.hpp"
 
 namespace vigil::daemon {
@@ -90,7 +92,8 @@ void Shell::after_batch(ChildId id, Incarnation inc) {
 }
 
 // Both pipes are at EOF: nothing of the incarnation can write any more, once its cgroup (if it
-// has one) is empty too. A past incarnation's Run goes away with its output.
+// has one), or else its process group, is empty too. A past incarnation's Run goes away with
+// its output.
 void Shell::output_ended(ChildId id, Incarnation inc) {
     UnitRuntime &r = runtime(id);
     Run *run = find_run(id, inc);
@@ -113,8 +116,30 @@ void Shell::output_ended(ChildId id, Incarnation inc) {
         });
         return;
     }
+    if (!r.cgroup && os_.group_alive(run->pid)) {
+        // Rechecked whenever vigild reaps a process (recheck_groups()): what is left in the
+        // group is reparented to vigild when its parent goes. The core's timer bounds the wait.
+        if (std::find(group_waits_.begin(), group_waits_.end(), id) == group_waits_.end())
+            group_waits_.push_back(id);
+        return;
+    }
     run->drained = true;
     feed(core::Drained{id, inc});
+    check_left_behind(id);
+}
+
+// The groups of incarnations whose output ended while processes were left in them: the first
+// that is now empty is drained.
+void Shell::recheck_groups() {
+    if (group_waits_.empty() || exit_status_) return;
+    std::vector<ChildId> todo = std::move(group_waits_);
+    group_waits_.clear();
+    for (ChildId id : todo) {
+        if (id.value >= rt_.size()) continue;
+        UnitRuntime &r = runtime(id);
+        if (r.run && !r.run->drained && r.run->output && r.run->output->eof())
+            output_ended(id, r.run->incarnation);
+    }
 }
 
 // Lines a sink could not write (disk full, a vanished file) are counted by the UnitLog; the

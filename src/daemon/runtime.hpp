@@ -52,6 +52,12 @@ struct UnitRuntime {
     std::uint64_t probe_failures = 0;       // failed probe checks, every incarnation
     std::uint64_t log_failures_reported = 0;
     bool file_congested = false; // the log file's writer pushes back: the captures are paused
+    // Watches on the processes listed as left behind (no cgroup): one that ends is a rescan.
+    std::vector<std::unique_ptr<Running>> left_watches;
+    // The process groups of its last incarnations (their first pids), newest last: what a stop
+    // reaches without a cgroup, so nothing in them counts as left behind.
+    static constexpr std::size_t max_recent_groups = 4;
+    std::vector<int> recent_groups;
 };
 
 } // namespace vigil::daemon

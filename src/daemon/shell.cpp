@@ -185,6 +185,7 @@ void Shell::teardown() {
         if (r.log) r.log->flush(os_.loop_time());
         r.notify.reset();
         r.cgroup.reset();
+        r.left_watches.clear();
     }
     os_.arm_deadline(std::nullopt);
 }

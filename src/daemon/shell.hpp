@@ -18,7 +18,7 @@
 // How an incarnation flows through the shell (state.hpp has the core's side):
 //   Spawn -> os.spawn (asynchronous) -> the answer: the process table learns the pid, the output
 //   is read, Spawned (or SpawnFailed) is fed. Its lines go to the unit's log; EOF of both pipes
-//   (and, with a cgroup, the cgroup empty) is Drained. The reaper's pid is looked up in the
+//   (once the cgroup, or without one the process group, is empty) is Drained. The reaper's pid is looked up in the
 //   process table, the pipes and the notify socket are read first, then Exited is fed. The core
 //   reports the end when it has both; a Run whose pipes outlive it keeps feeding the log from
 //   `past` until its EOF.
@@ -131,6 +131,10 @@ private:
     void dump_status();
 
     // spawning.cpp
+    void check_left_behind(ChildId id);
+    void scan_left_behind();
+    void left_behind(const std::string &name, const std::vector<int> &pids);
+    void rescan_left_behind(const std::string &name);
     void act(const core::Spawn &a);
     bool prepare_extras(ChildId id, Run &run, proc::SpawnExtras &extras, std::string &error);
     void on_spawned(ChildId id, Incarnation inc, proc::SpawnCompletion done);
@@ -145,6 +149,7 @@ private:
     void ensure_log(ChildId id);
     void after_batch(ChildId id, Incarnation inc);
     void output_ended(ChildId id, Incarnation inc);
+    void recheck_groups();
     void report_log_failures(ChildId id);
     void file_pressure(ChildId id, bool congested);
 
@@ -165,7 +170,8 @@ private:
     Journal journal_;
     std::vector<unit::Unit> units_; // by ChildId
     core::Core core_;
-    std::vector<UnitRuntime> rt_; // by ChildId
+    std::size_t left_watch_count_ = 0; // before rt_: the runtimes' watches count down into it
+    std::vector<UnitRuntime> rt_;      // by ChildId
     ProcessTable procs_;
     probe::ExecRegistry exec_probes_;
     log::SeqCounter seq_;
@@ -179,6 +185,11 @@ private:
         std::string who;
         std::function<void(const ReloadOutcome &)> done;
     };
+    static constexpr std::size_t max_left_behind_scan = 64; // per unit
+    static constexpr std::size_t max_left_watches = 256;    // in all (one descriptor each)
+    std::vector<std::string> left_behind_todo_; // units to look for leftovers of (no cgroup)
+    bool scanning_ = false;
+    std::vector<ChildId> group_waits_; // output ended, process group not yet empty (no cgroup)
     bool reload_running_ = false;
     std::vector<ReloadWaiter> reload_waiters_; // asked for, not yet under way
 };

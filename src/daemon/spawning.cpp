@@ -3,6 +3,7 @@
 // (cgroup, process group, a main process that left it) through pidfds, never through a pid that
 // may have been reaped and reused; MAINPID= names a process to watch; reaped pids are looked up
 // in the process table and become Exited.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -121,6 +122,9 @@ void Shell::on_spawned(ChildId id, Incarnation inc, proc::SpawnCompletion c) {
     run->pid = run->main_pid = sp.pid;
     run->pidfd = c.pidfd;
     procs_.add(sp.pid, ProcessOwner{id, inc});
+    auto &groups = runtime(id).recent_groups;
+    if (groups.size() == UnitRuntime::max_recent_groups) groups.erase(groups.begin());
+    groups.push_back(sp.pid);
     read_output(id, *run, sp);
     feed(core::Spawned{id, inc, Pid{sp.pid}});
     replay_early(id, inc);
@@ -208,11 +212,90 @@ bool Shell::on_reaped(int pid, int wstatus) {
         }
     }
     feed(core::Exited{id, owner->incarnation, Pid{pid}, proc::decode_wait_status(wstatus)});
+    check_left_behind(id);
+    recheck_groups();
     return true;
+}
+
+// Without a cgroup, a stop signals the incarnation's process group: a process that left it
+// (setsid(), setpgid()) survives the stop unseen. So once an incarnation has ended, vigild
+// looks for processes still marked as the unit's (VIGIL_UNIT) outside the groups of its recent
+// incarnations, and the core keeps the list (`vigilctl status`). One scan of
+// /proc runs at a time, off the loop; the units asked for meanwhile wait for the next one.
+void Shell::check_left_behind(ChildId id) {
+    if (!runtime(id).cgroup) rescan_left_behind(units_[id.value].name);
+}
+
+void Shell::scan_left_behind() {
+    std::vector<std::string> todo = std::move(left_behind_todo_);
+    left_behind_todo_.clear();
+    std::sort(todo.begin(), todo.end());
+    todo.erase(std::unique(todo.begin(), todo.end()), todo.end());
+    scanning_ = true;
+    os_.find_processes(todo, max_left_behind_scan, [this](Os::ProcessesFound found) {
+        scanning_ = false;
+        if (exit_status_) return;
+        for (const auto &[name, pids] : found)
+            left_behind(name, pids);
+        if (!left_behind_todo_.empty()) scan_left_behind();
+    });
+}
+
+namespace {
+// A watch that keeps the shell's count of them.
+class CountedWatch final : public Running {
+public:
+    CountedWatch(std::unique_ptr<Running> w, std::size_t &count) : w_(std::move(w)), n_(count) {
+        ++n_;
+    }
+    ~CountedWatch() override { --n_; }
+    CountedWatch(const CountedWatch &) = delete;
+    CountedWatch &operator=(const CountedWatch &) = delete;
+
+private:
+    std::unique_ptr<Running> w_;
+    std::size_t &n_;
+};
+} // namespace
+
+// The unit may have been removed or started again (by reload, or a restart) while /proc was
+// read: processes of the run it has now are not left behind. Each one listed is watched (up to
+// max_left_watches in all), so that the list loses it when it ends.
+void Shell::left_behind(const std::string &name, const std::vector<int> &pids) {
+    const auto id = core_.find(name);
+    if (!id || id->value >= units_.size() || units_[id->value].name != name) return;
+    UnitRuntime &r = runtime(*id);
+    if (r.cgroup) return;
+    const int main_pid = r.run ? r.run->main_pid : -1;
+    core::LeftBehind ev{*id, {}};
+    for (int pid : pids) {
+        const auto ids = os_.proc_ids(pid);
+        if (!ids || ids->state == 'Z' || procs_.find(pid) || pid == main_pid ||
+            std::count(r.recent_groups.begin(), r.recent_groups.end(), ids->pgrp))
+            continue;
+        ev.pids.push_back(Pid{pid});
+    }
+    feed(ev);
+    r.left_watches.clear();
+    for (Pid p : core_.status(*id).left_behind) {
+        if (left_watch_count_ >= max_left_watches) break;
+        auto w = os_.watch_exit(
+            p.value, [this, name](std::optional<int>) { rescan_left_behind(name); }, nullptr);
+        if (w)
+            r.left_watches.push_back(
+                std::make_unique<CountedWatch>(std::move(w), left_watch_count_));
+    }
+}
+
+void Shell::rescan_left_behind(const std::string &name) {
+    if (exit_status_) return;
+    left_behind_todo_.push_back(name);
+    if (!scanning_) scan_left_behind();
 }
 
 void Shell::orphan_reaped() {
     ++orphans_reaped_;
+    recheck_groups();
 }
 
 } // namespace vigil::daemon

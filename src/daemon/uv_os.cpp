@@ -309,6 +309,11 @@ int UvOs::signal_group(int pgid, int sig) {
     return proc::signal_group(pgid, sig);
 }
 
+bool UvOs::group_alive(int pgid) {
+    const int err = proc::signal_group(pgid, 0);
+    return err == 0 || err == EPERM;
+}
+
 int UvOs::signal_pidfd(int pidfd, int sig) {
     return proc::signal_pidfd(pidfd, sig);
 }
@@ -334,10 +339,17 @@ std::unique_ptr<Running> UvOs::watch_exit(int pid, std::function<void(std::optio
 }
 
 std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *error) {
+    if (!opts_.cgroups) return nullptr;
     if (!cgroups_tried_) {
         cgroups_tried_ = true;
-        cgroups_ = proc::CgroupRoot::make(&cgroups_error_);
-        if (!cgroups_) say("vigild: services run without cgroups: " + cgroups_error_);
+        std::vector<std::string> stale;
+        cgroups_ = proc::CgroupRoot::make(&cgroups_error_, &stale);
+        for (const std::string &s : stale)
+            say("vigild: " + s);
+        if (!cgroups_)
+            say("vigild: services run without cgroups (" + cgroups_error_ +
+                "): a process that leaves its service's session escapes a stop; vigilctl "
+                "status lists such processes");
     }
     if (!cgroups_) return nullptr; // said once above
     std::string why;
@@ -347,6 +359,41 @@ std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *
         return nullptr;
     }
     return std::make_unique<UvCgroup>(*this, std::move(dir));
+}
+
+namespace {
+struct FindWork {
+    uv_work_t req{};
+    std::vector<std::string> units;
+    std::size_t max = 0;
+    Os::ProcessesFound found;
+    std::function<void(Os::ProcessesFound)> done;
+    UvOs *os = nullptr;
+};
+} // namespace
+
+void UvOs::find_processes(std::vector<std::string> units, std::size_t max,
+                          std::function<void(ProcessesFound)> done) {
+    auto *w = new FindWork;
+    w->units = std::move(units);
+    w->max = max;
+    w->done = std::move(done);
+    w->os = this;
+    w->req.data = w;
+    uv_queue_work(
+        &loop_, &w->req,
+        [](uv_work_t *r) {
+            auto *fw = static_cast<FindWork *>(r->data);
+            try {
+                fw->found = proc::processes_of(fw->units, fw->max);
+            } catch (const std::exception &) {
+                fw->found.clear(); // out of memory: nothing found this time
+            }
+        },
+        [](uv_work_t *r, int) {
+            std::unique_ptr<FindWork> fw(static_cast<FindWork *>(r->data));
+            fw->os->guard("processes", [&] { fw->done(std::move(fw->found)); });
+        });
 }
 
 // ---- signals and reaping -----------------------------------------------------------------

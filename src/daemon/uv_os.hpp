@@ -69,12 +69,15 @@ public:
     int self_pid() override;
     int pidfd_open(int pid, std::string *error) override;
     int signal_group(int pgid, int sig) override;
+    bool group_alive(int pgid) override;
     int signal_pidfd(int pidfd, int sig) override;
     void close_fd(int fd) override;
     std::optional<notify::ProcIds> proc_ids(int pid) override;
     std::unique_ptr<Running> watch_exit(int pid, std::function<void(std::optional<int>)> ended,
                                         std::string *error) override;
     std::unique_ptr<Cgroup> make_cgroup(const std::string &unit, std::string *error) override;
+    void find_processes(std::vector<std::string> units, std::size_t max,
+                        std::function<void(ProcessesFound)> done) override;
     std::unique_ptr<OutputChannel> read_output(int stdout_fd, int stderr_fd,
                                                log::CaptureOptions options,
                                                log::Capture::Callbacks callbacks) override;

@@ -55,6 +55,17 @@ TEST_SUITE("ctl") {
         CHECK(render_status(Json::array(), Style{}) == "no units\n");
     }
 
+    TEST_CASE("status: processes left behind are listed in the info column") {
+        Json u = {{"name", "d"},   {"kind", "service"}, {"state", "running"},
+                  {"goal", "up"},  {"pid", 12},         {"since_ms", 1000},
+                  {"ready", true}, {"restarts", 1},     {"left_behind", {4321, 4400}}};
+        CHECK(render_status(Json::array({u}), Style{false}).find("left behind: 4321 4400") !=
+              std::string::npos);
+        u["left_behind"] = Json::array({"x", nullptr}); // garbage is skipped
+        CHECK(render_status(Json::array({u}), Style{false}).find("left behind") ==
+              std::string::npos);
+    }
+
     TEST_CASE("tree: box drawing, aligned states") {
         Json leaf = {
             {"name", "api"}, {"state", "running"}, {"goal", "up"},     {"kind", "service"},

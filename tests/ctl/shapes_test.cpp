@@ -73,7 +73,8 @@ TEST_SUITE("ctl") {
         CHECK(j["exiting"] == false);
         CHECK(j["status_text"] == "");
         CHECK(j["watchdog_ms"].is_null());
-        CHECK(j.size() == 21);
+        CHECK(j["left_behind"] == Json::array());
+        CHECK(j.size() == 22);
         // Under a supervisor whose goal is down, the child keeps its own goal but heads
         // nowhere.
         j = status_json(s, at_ms(2000), "app", "app");

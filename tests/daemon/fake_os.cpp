@@ -131,9 +131,29 @@ void FakeOs::advance(Duration d) {
     clock = target;
 }
 
+void FakeOs::find_processes(std::vector<std::string> units, std::size_t max,
+                            std::function<void(ProcessesFound)> done) {
+    finds.push_back(PendingFind{std::move(units), max, std::move(done)});
+}
+
 void FakeOs::settle() {
     for (int i = 0;; ++i) {
         if (i > loop_cap) throw std::runtime_error("FakeOs::settle: livelock");
+        while (!finds.empty()) {
+            auto todo = std::move(finds);
+            finds.clear();
+            for (auto &f : todo) {
+                ProcessesFound found;
+                for (const auto &u : f.units) {
+                    auto &pids = found[u];
+                    for (const auto &[pid, p] : procs)
+                        if (p.alive && !p.zombie && p.unit == u && pids.size() < f.max)
+                            pids.push_back(pid);
+                }
+                ++scans;
+                f.done(std::move(found));
+            }
+        }
         deliver();
         int zombie = -1;
         for (const auto &[pid, p] : procs)
@@ -162,7 +182,10 @@ int FakeOs::answer(std::size_t i) {
     p.output = static_cast<int>(outputs.size() - 1);
     procs[pid] = p;
     for (const auto &[k, v] : s.extras.env)
-        if (k == "VIGIL_UNIT") spawned_pid[v] = pid;
+        if (k == "VIGIL_UNIT") {
+            spawned_pid[v] = pid;
+            procs[pid].unit = v;
+        }
     proc::SpawnCompletion c;
     c.result.ok = proc::Spawned{pid, next_fd_++, next_fd_++};
     c.pidfd = next_fd_++;
@@ -228,8 +251,13 @@ void FakeOs::reap(int pid) {
     if (!p.zombie) return;
     p.zombie = false;
     const int ws = *p.wstatus;
-    if (auto w = watches.find(pid); w != watches.end()) watches.erase(w);
     if (shell && !shell->on_reaped(pid, ws)) shell->orphan_reaped();
+    // A pidfd watch sees the end too: here after the reaper (for real, in either order).
+    if (auto w = watches.find(pid); w != watches.end()) {
+        auto ended = std::move(w->second);
+        watches.erase(w);
+        ended(ws);
+    }
 }
 
 void FakeOs::exit(int pid, int status) {
@@ -250,6 +278,7 @@ int FakeOs::fork(int parent, bool setsid) {
     c.pgrp = setsid ? c.pid : pp.pgrp;
     c.session = setsid ? c.pid : pp.session;
     c.output = pp.output; // inherits the pipes
+    c.unit = pp.unit;     // and the environment
     procs[c.pid] = c;
     return c.pid;
 }
@@ -267,6 +296,12 @@ int FakeOs::signal_group(int pgid, int sig) {
     for (int pid : dying)
         die(pid, sig);
     return any ? 0 : ESRCH;
+}
+
+bool FakeOs::group_alive(int pgid) {
+    for (const auto &[pid, p] : procs)
+        if ((p.alive || p.zombie) && p.pgrp == pgid) return true;
+    return false;
 }
 
 int FakeOs::signal_pidfd(int pidfd, int sig) {

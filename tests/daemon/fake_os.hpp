@@ -44,6 +44,7 @@ struct FakeProc {
     bool alive = true;
     bool zombie = false; // ended, not reaped
     bool ignores_term = false;
+    std::string unit; // VIGIL_UNIT in its environment (inherited by fork())
     std::vector<int> signals;
     std::optional<int> wstatus;
     int output = -1; // index into outputs, for the process's own lines
@@ -143,6 +144,7 @@ public:
     int self_pid() override { return 1; }
     int pidfd_open(int pid, std::string *error) override;
     int signal_group(int pgid, int sig) override;
+    bool group_alive(int pgid) override;
     int signal_pidfd(int pidfd, int sig) override;
     void close_fd(int fd) override;
     std::optional<vigil::notify::ProcIds> proc_ids(int pid) override;
@@ -169,6 +171,16 @@ public:
     void say(std::string_view line) override { journal.emplace_back(line); }
     void load_units(const std::string &dir,
                     std::function<void(vigil::unit::LoadResult)> done) override;
+    void find_processes(std::vector<std::string> units, std::size_t max,
+                        std::function<void(ProcessesFound)> done) override;
+    // Scans of /proc asked for, answered by settle() from `procs` as they are then.
+    struct PendingFind {
+        std::vector<std::string> units;
+        std::size_t max = 0;
+        std::function<void(ProcessesFound)> done;
+    };
+    std::vector<PendingFind> finds;
+    int scans = 0; // answered
 
     std::map<int, std::function<void(std::optional<int>)>> watches; // pid -> ended
     std::vector<std::function<void()>> ready_fds;                   // by fd - 1000

@@ -330,4 +330,75 @@ TEST_SUITE("daemon") {
         CHECK(h.status("n").state == core::ChildState::Stopping);
     }
 
+    // FakeOs has no cgroups, as vigild --no-cgroups or on a machine without a writable cgroup2.
+    TEST_CASE("without a cgroup, a process that left the service's process group is listed as "
+              "left behind until it ends; one in the group is the stop's to end") {
+        Harness h({{"d", svc}});
+        const int pid = h.os.pid_of("d");
+        const int escaped = h.os.fork(pid, /*setsid=*/true);
+        h.os.procs[escaped].output = -1;  // it closed its copies of the pipes, as daemons do
+        const int stays = h.os.fork(pid); // in the group: the stop reaches it
+        h.os.procs[stays].output = -1;
+        h.os.exit(pid, 0);
+        h.os.settle();
+        // The group got the stop signal; the escaped process did not, and is listed.
+        CHECK(h.os.procs[stays].signals.at(0) == SIGTERM);
+        CHECK_FALSE(h.os.procs[stays].alive);
+        CHECK(h.os.procs[escaped].signals.empty());
+        CHECK(h.status("d").incarnation.value == 2); // restarted at once (permanent)
+        REQUIRE(h.status("d").left_behind.size() == 1);
+        CHECK(h.status("d").left_behind[0].value == escaped);
+        CHECK(has_record(h, "d", core::RecordKind::Notice,
+                         "processes left behind: " + std::to_string(escaped)));
+        CHECK(h.os.watches.count(escaped) == 1);
+        // The new incarnation: a process in its group is not listed, one that left it is.
+        const int pid2 = h.os.pid_of("d");
+        h.os.fork(pid2);
+        const int escaped2 = h.os.fork(pid2, true);
+        h.os.kill(escaped, SIGKILL); // the escaped process ends: the list loses it
+        h.os.settle();
+        CHECK(h.os.watches.count(escaped) == 0);
+        REQUIRE(h.status("d").left_behind.size() == 1);
+        CHECK(h.status("d").left_behind[0].value == escaped2);
+        h.os.kill(escaped2, SIGKILL);
+        h.os.settle();
+        CHECK(h.status("d").left_behind.empty());
+    }
+
+    TEST_CASE("without a cgroup, the end waits for the process group to empty: a process that "
+              "closed its output and ignores SIGTERM gets SIGKILL after the stop timeout") {
+        Harness h({{"g", svc_with(R"("stop": {"timeout": "3s"})")}});
+        const int pid = h.os.pid_of("g");
+        const int stubborn = h.os.fork(pid);
+        h.os.procs[stubborn].output = -1;
+        h.os.procs[stubborn].ignores_term = true;
+        h.os.exit(pid, 0);
+        h.os.settle();
+        CHECK(h.os.procs[stubborn].signals == std::vector<int>{SIGTERM, SIGCONT});
+        CHECK(h.status("g").exiting);
+        CHECK(h.status("g").incarnation.value == 1); // not restarted while it lives
+        h.os.advance(3s);
+        CHECK(h.os.procs[stubborn].signals.back() == SIGKILL);
+        CHECK_FALSE(h.os.procs[stubborn].alive);
+        CHECK(h.status("g").incarnation.value == 2);
+    }
+
+    TEST_CASE("left-behind scans: one at a time, the units asked for meanwhile in the next; a "
+              "unit removed by reload meanwhile is skipped") {
+        Harness h({{"a", svc}, {"b", svc}});
+        h.os.fork(h.os.pid_of("a"), true);
+        h.os.exit(h.os.pid_of("a"), 0); // scan 1: a
+        h.os.fork(h.os.pid_of("b"), true);
+        h.os.exit(h.os.pid_of("b"), 0); // waits for scan 1
+        REQUIRE(h.os.finds.size() == 1);
+        CHECK(h.os.finds[0].units == std::vector<std::string>{"a"});
+        h.os.next_load = load_units({{"a", svc}});
+        h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+        h.os.finish_load(); // b is gone
+        h.os.settle();      // scan 1 answered, scan 2 (b) asked and answered
+        CHECK(h.os.scans == 2);
+        CHECK(h.status("a").left_behind.size() == 1);
+        CHECK_FALSE(h.shell->core().find("b"));
+    }
+
 } // TEST_SUITE

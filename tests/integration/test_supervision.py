@@ -1,4 +1,4 @@
-"""The supervision daemon with real processes (issue #4): vigild as PID 1 of a fresh PID
+"""The supervision daemon with real processes: vigild as PID 1 of a fresh PID
 namespace, services played by vigil-testsvc, and every verdict read from /proc or from the
 services' own start/stop log. Test names carry the otp-semantics.md item they exercise."""
 
@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from daemon import FAST, Daemon  # noqa: E402
+from daemon import FAST, Daemon, cmdline  # noqa: E402
 from harness import holds_for, wait_until  # noqa: E402
 
 
@@ -23,6 +23,22 @@ def service(d: Daemon, ident: str, *modes: str, **fields) -> dict:
             "ready": {"fd": 3}, "backoff": FAST}
     unit.update(fields)
     return unit
+
+
+def service_cgroup_folder(pid: int):
+    """The cgroup v2 folder of process `pid` when vigild made it one (…/vigil.ID/UNIT), else
+    None."""
+    mount = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.startswith("cgroup2 "):
+                mount = pre.split()[4]
+    with open(f"/proc/{pid}/cgroup") as f:
+        path = next((ln[3:].strip() for ln in f if ln.startswith("0::")), None)
+    if mount is None or path is None or "/vigil." not in path:
+        return None
+    return mount + path
 
 
 class Supervision(unittest.TestCase):
@@ -227,6 +243,73 @@ class Supervision(unittest.TestCase):
                    "the service's process group to be empty")
         self.assertEqual(d.status("family")["state"], "stopped")
         self.assertEqual(d.ns.zombies(), [])
+
+    def escaping_family(self, args: tuple = ()):
+        """A service whose shell starts a `sleep 1001` in a session (and group) of its own, with
+        its output elsewhere, as a daemon would, then becomes `sleep 1000`. Returns the daemon
+        and the escaped process (ProcInfo)."""
+        d = self.daemon(lambda d: {"fam": {
+            "command": ["sh", "-c", "setsid sleep 1001 >/dev/null 2>&1 & exec sleep 1000"],
+            "backoff": FAST, "stop": {"timeout": "5s"}}}, args=args)
+        d.wait_socket()
+
+        def escaped():
+            for p in d.processes():
+                if p.state != "Z" and cmdline(p.pid) == ["sleep", "1001"]:
+                    return p
+            return None
+        esc = wait_until(escaped, 10, "the escaped sleep")
+        main = wait_until(lambda: [p for p in d.processes()
+                                   if cmdline(p.pid) == ["sleep", "1000"]], 10)[0]
+        self.assertNotEqual(esc.sid, main.sid)
+        self.assertNotEqual(esc.pgid, main.pgid)
+        return d, esc
+
+    def test_a_stop_reaches_a_process_that_left_the_session(self):
+        d, esc = self.escaping_family()
+        if "without cgroups" in d.stderr():
+            self.skipTest("no writable cgroup2 here: " + d.stderr().strip().splitlines()[0])
+        r = d.ctl("stop", "fam")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: harness.proc_info(esc.pid) is None, 10, "the escaped sleep's end")
+        self.assertEqual(d.status("fam")["state"], "stopped")
+        self.assertEqual(d.status("fam")["left_behind"], [])
+        self.assertEqual(d.ns.zombies(), [])
+
+    def test_the_cgroup_folder_of_a_killed_vigild_is_removed_by_the_next(self):
+        d1 = self.daemon(lambda d: {"a": service(d, "a")})
+        pid = d1.wait_pid("a")
+        folder = service_cgroup_folder(pid)
+        if folder is None:
+            self.skipTest("no cgroup for services here: " + d1.stderr().strip())
+        parent = os.path.dirname(folder)
+        self.assertTrue(os.path.basename(parent).startswith("vigil."), parent)
+        d1.ns.signal_init(signal.SIGKILL)  # no clean-up: the kernel drops its lock
+        d1.wait_exit()
+        wait_until(lambda: open(os.path.join(folder, "cgroup.procs")).read() == "", 10,
+                   "its services gone")
+        self.assertTrue(os.path.isdir(parent))
+        d2 = self.daemon(lambda d: {"a": service(d, "a")})
+        mine = os.path.dirname(service_cgroup_folder(d2.wait_pid("a")))
+        self.assertNotEqual(mine, parent)
+        wait_until(lambda: not os.path.exists(parent), 10, "the gone vigild's folder removed")
+        self.assertTrue(os.path.isdir(mine))  # its own stays, locked
+
+    def test_without_cgroups_status_lists_what_a_stop_cannot_reach(self):
+        d, esc = self.escaping_family(args=("--no-cgroups",))
+        r = d.ctl("stop", "fam")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: d.status("fam")["state"] == "stopped", 10, "the stop")
+        left = wait_until(lambda: d.status("fam")["left_behind"], 10, "the list")
+        self.assertEqual(left, [esc.inner_pid])
+        # The kernel agrees: it is alive, in a session of its own.
+        info = harness.proc_info(esc.pid)
+        self.assertIsNotNone(info)
+        self.assertNotEqual(info.state, "Z")
+        self.assertIn(f"left behind: {esc.inner_pid}", d.ctl("status", "fam").stdout)
+        self.assertIn(f"processes left behind: {esc.inner_pid}", d.stderr())
+        os.kill(esc.pid, signal.SIGKILL)
+        wait_until(lambda: d.status("fam")["left_behind"] == [], 10, "the list to empty")
 
     def test_500_orphans_leave_no_zombie(self):
         d = self.daemon(lambda d: {

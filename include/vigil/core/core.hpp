@@ -62,7 +62,8 @@ struct ChildStatus {
     std::string last_reason;        // and in words: "exec pyhton3: No such file or directory"
     std::optional<TimePoint> backoff_until;
     bool exiting = false;    // the main process ended; waiting for its output and leftovers
-    std::string status_text; // sd_notify STATUS=
+    std::string status_text;      // sd_notify STATUS=
+    std::vector<Pid> left_behind; // processes it left outside its run (LeftBehind)
     std::optional<Duration> watchdog; // the watchdog interval while it is armed
     bool removed = false;             // a temporary child that ended, or a unit removed by reload
     // A removed temporary child (not a unit removed by reload): its supervisor's next

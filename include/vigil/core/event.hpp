@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "vigil/ids.hpp"
 #include "vigil/time.hpp"
@@ -143,11 +144,20 @@ struct StoppingReported {
     Incarnation incarnation;
 };
 
+// Without a cgroup to hold a service, processes it started can leave its session (setsid) and
+// outlive it. After an incarnation ended, the shell looks for processes of the unit that are not
+// part of its current run and reports them (empty: none left). Shown by `vigilctl status`.
+struct LeftBehind {
+    ChildId child;
+    std::vector<Pid> pids;
+};
+
 // The time returned by Core::next_deadline() has come. The core handles every due deadline.
 struct DeadlineReached {};
 
 using Event = std::variant<Spawned, SpawnFailed, Exited, Drained, BecameReady, ProbeReadiness,
                            HealthFailed, PatternFired, MainPidReported, WatchdogPing,
-                           WatchdogInterval, StatusText, StoppingReported, DeadlineReached>;
+                           WatchdogInterval, StatusText, StoppingReported, LeftBehind,
+                           DeadlineReached>;
 
 } // namespace vigil::core

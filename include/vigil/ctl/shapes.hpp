@@ -12,7 +12,7 @@
 //    "last_cause":"exited"|"spawn_failed"|"liveness"|...,"last_reason":"exec ...: ...",
 //    "backoff_ms":800|null,"ready":true,"exiting":false,"status_text":"...",
 //    "watchdog_ms":30000|null,"removed":false,"effective_goal":"up"|"down",
-//    "held_down_by":"app"|null}
+//    "held_down_by":"app"|null,"left_behind":[4321,...]}
 //   pid: the main process (MAINPID= may have moved it); spawned_pid: the process vigild spawned
 //     (leader of the service's process group);
 //   since_ms: milliseconds in the current state (the uptime when running);
@@ -27,7 +27,11 @@
 //   effective_goal: where the child is heading: "up" only when its own goal and every
 //     ancestor's goal are up. This is what vigilctl shows as "goal up"/"goal down";
 //   held_down_by: the top-most ancestor whose goal is down (starting it starts this child
-//     again), or null.
+//     again), or null;
+//   left_behind: without a cgroup (vigild --no-cgroups, or none to be had), the live processes
+//     marked as the service's (VIGIL_UNIT) that a stop cannot reach: they left the process
+//     group of its incarnations (setsid(), setpgid()). At most 16, lowest pids first; empty
+//     with a cgroup, which holds every process.
 // tree (tree_json): {"root": status + {"children":[status + {"children":[...]}, ...]}},
 //   children in start order, removed children left out.
 // record (record_json), one entry of the core's history, as `events` streams it:

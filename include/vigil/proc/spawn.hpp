@@ -167,6 +167,16 @@ struct Reaped {
 // vigild, re-parented orphans included.
 std::vector<Reaped> reap_all();
 
+// For each of `units`, the live processes (zombies left out) whose environment holds
+// VIGIL_UNIT=<unit> (vigild sets it for every service, and the processes a service starts
+// inherit it), at most `max` per unit, lowest pid first. Reads /proc (each environ at most
+// 256 KiB), and may block on a process's memory lock: call it off the loop. A process whose
+// environment cannot be read (another user's, for a vigild that is not root) is not seen; a
+// process can rewrite its own environment, so this finds what a service left behind by
+// accident, not what hides on purpose (cgroups hold those).
+std::map<std::string, std::vector<int>> processes_of(const std::vector<std::string> &units,
+                                                     std::size_t max);
+
 // kill(-pgid, sig); returns 0 or errno (ESRCH when the group is gone).
 int signal_group(int pgid, int sig) noexcept;
 // kill(pid, sig); returns 0 or errno.
