@@ -244,9 +244,8 @@ void Core::Impl::on_event(const LeftBehind &ev) {
     }
     constexpr std::size_t max_left_behind = 16;
     Node &n = node(ev.child);
-    std::vector<Pid> pids(ev.pids.begin(),
-                          ev.pids.begin() + static_cast<std::ptrdiff_t>(
-                                                std::min(ev.pids.size(), max_left_behind)));
+    std::vector<Pid> pids(ev.pids.begin(), ev.pids.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                                                 ev.pids.size(), max_left_behind)));
     if (pids == n.left_behind) return;
     n.left_behind = std::move(pids);
     if (n.left_behind.empty()) return;

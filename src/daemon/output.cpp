@@ -1,8 +1,9 @@
 // output.cpp: an incarnation's output. Its lines go to the unit's log (ring, file, forwarding,
 // patterns) at the loop's time; a ready.log regex is tried until it first matches; after each
-// batch the fired patterns become PatternFired events; EOF of both pipes, once the cgroup (or without
-// one, the process group) is empty, is Drained. A log file whose writer pushes back pauses this unit's reading only:
-// its service blocks on its full pipe, nothing is lost and nothing else waits.
+// batch the fired patterns become PatternFired events; EOF of both pipes, once the cgroup (or
+// without one, the process group) is empty, is Drained. A log file whose writer pushes back pauses
+// this unit's reading only: its service blocks on its full pipe, nothing is lost and nothing else
+// waits.
 #include <algorithm>
 
 #include "shell.hpp"

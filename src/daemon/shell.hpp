@@ -18,10 +18,10 @@
 // How an incarnation flows through the shell (state.hpp has the core's side):
 //   Spawn -> os.spawn (asynchronous) -> the answer: the process table learns the pid, the output
 //   is read, Spawned (or SpawnFailed) is fed. Its lines go to the unit's log; EOF of both pipes
-//   (once the cgroup, or without one the process group, is empty) is Drained. The reaper's pid is looked up in the
-//   process table, the pipes and the notify socket are read first, then Exited is fed. The core
-//   reports the end when it has both; a Run whose pipes outlive it keeps feeding the log from
-//   `past` until its EOF.
+//   (once the cgroup, or without one the process group, is empty) is Drained. The reaper's pid is
+//   looked up in the process table, the pipes and the notify socket are read first, then Exited is
+//   fed. The core reports the end when it has both; a Run whose pipes outlive it keeps feeding the
+//   log from `past` until its EOF.
 //
 // Reentrancy: actions are queued and carried out by one loop (execute()); an action whose
 // answer is immediate (a spawn refused before it started) feeds its event into the same queue,

@@ -196,8 +196,8 @@ std::string CgroupRoot::service(const std::string &unit, std::string *error) con
         }
     }
     if (error)
-        *error = "cannot make a cgroup: " + std::to_string(max_instances) + " folders for " +
-                 unit + " exist";
+        *error = "cannot make a cgroup: " + std::to_string(max_instances) + " folders for " + unit +
+                 " exist";
     return {};
 }
 

@@ -61,7 +61,7 @@ struct ChildStatus {
     Cause last_cause = Cause::None; // why the last incarnation ended (or failed to start)
     std::string last_reason;        // and in words: "exec pyhton3: No such file or directory"
     std::optional<TimePoint> backoff_until;
-    bool exiting = false;    // the main process ended; waiting for its output and leftovers
+    bool exiting = false;         // the main process ended; waiting for its output and leftovers
     std::string status_text;      // sd_notify STATUS=
     std::vector<Pid> left_behind; // processes it left outside its run (LeftBehind)
     std::optional<Duration> watchdog; // the watchdog interval while it is armed

@@ -155,9 +155,9 @@ struct LeftBehind {
 // The time returned by Core::next_deadline() has come. The core handles every due deadline.
 struct DeadlineReached {};
 
-using Event = std::variant<Spawned, SpawnFailed, Exited, Drained, BecameReady, ProbeReadiness,
-                           HealthFailed, PatternFired, MainPidReported, WatchdogPing,
-                           WatchdogInterval, StatusText, StoppingReported, LeftBehind,
-                           DeadlineReached>;
+using Event =
+    std::variant<Spawned, SpawnFailed, Exited, Drained, BecameReady, ProbeReadiness, HealthFailed,
+                 PatternFired, MainPidReported, WatchdogPing, WatchdogInterval, StatusText,
+                 StoppingReported, LeftBehind, DeadlineReached>;
 
 } // namespace vigil::core

@@ -24,9 +24,9 @@
 // vigild's folder that still holds processes is left alone, and said (they are its services,
 // orphaned; whoever started that vigild decides).
 //
-// Cost: one descriptor for the lock; none is held per service. cgroup.procs is opened for each spawn (the child
-// writes "0" to it, proc::SpawnExtras::cgroup_procs_fd) and closed after; cgroup.events is opened
-// only while vigild waits for a cgroup to empty.
+// Cost: one descriptor for the lock; none is held per service. cgroup.procs is opened for each
+// spawn (the child writes "0" to it, proc::SpawnExtras::cgroup_procs_fd) and closed after;
+// cgroup.events is opened only while vigild waits for a cgroup to empty.
 //
 // Every call here is a quick file operation on the cgroup file system (in memory, never blocks).
 #pragma once
