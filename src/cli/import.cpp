@@ -939,7 +939,9 @@ private:
                 Finding from = at;
                 // Shown relative to the working directory when it is below it.
                 std::string prefix = env_.cwd.ends_with('/') ? env_.cwd : env_.cwd + "/";
-                std::string display = m.starts_with(prefix) ? m.substr(prefix.size()) : m;
+                std::string shown_path = normpath(m);
+                std::string display =
+                    shown_path.starts_with(prefix) ? shown_path.substr(prefix.size()) : shown_path;
                 if (!read(display, m, depth + 1, &from)) return false;
             }
         }
@@ -1035,6 +1037,8 @@ struct Stream {
 
 // A size for a unit file: "50MiB" when it is a whole number of MiB, and so on.
 ojson size_value(long long bytes) {
+    if (bytes >= (1LL << 40) && bytes % (1LL << 40) == 0)
+        return std::to_string(bytes >> 40) + "TiB";
     if (bytes >= (1LL << 30) && bytes % (1LL << 30) == 0)
         return std::to_string(bytes >> 30) + "GiB";
     if (bytes >= (1LL << 20) && bytes % (1LL << 20) == 0)
