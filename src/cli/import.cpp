@@ -404,6 +404,7 @@ key_value_pairs(std::string_view s, std::string &error) {
     if (state == St::Word) tokens.push_back(std::move(token));
 
     std::vector<std::pair<std::string, std::string>> pairs;
+    std::map<std::string_view, std::size_t> index; // a key's place in `pairs`
     for (std::size_t k = 0; k < tokens.size(); k += 4) {
         if (k + 2 >= tokens.size() || tokens[k + 1] != "=") {
             error = "expected KEY=value pairs separated by commas (quote a value that has "
@@ -415,12 +416,12 @@ key_value_pairs(std::string_view s, std::string &error) {
             v.remove_prefix(1);
         while (!v.empty() && quote(v.substr(v.size() - 1)))
             v.remove_suffix(1);
-        auto same = std::find_if(pairs.begin(), pairs.end(),
-                                 [&](const auto &p) { return p.first == tokens[k]; });
-        if (same != pairs.end())
-            same->second = v;
-        else
+        if (auto same = index.find(tokens[k]); same != index.end()) {
+            pairs[same->second].second = v;
+        } else {
+            index.emplace(tokens[k], pairs.size());
             pairs.emplace_back(tokens[k], v);
+        }
     }
     return pairs;
 }
@@ -534,7 +535,6 @@ std::optional<std::string> expand(std::string_view s, const Scope &scope, std::s
         const Expansion *v = scope.find(name);
         if (!v) return fail(missing_name_message(name));
         std::string piece;
-        bool numeric = false;
         switch (conversion) {
         case 's':
             piece = std::holds_alternative<std::string>(*v)
@@ -552,7 +552,6 @@ std::optional<std::string> expand(std::string_view s, const Scope &scope, std::s
             if (!std::holds_alternative<long long>(*v))
                 return fail("%(" + std::string(name) + ")" + conversion + " needs a number, and " +
                             std::string(name) + " is text (use %(" + std::string(name) + ")s)");
-            numeric = true;
             long long n = std::get<long long>(*v);
             unsigned long long magnitude = n < 0 ? 0ULL - static_cast<unsigned long long>(n)
                                                  : static_cast<unsigned long long>(n);
@@ -579,7 +578,6 @@ std::optional<std::string> expand(std::string_view s, const Scope &scope, std::s
             return fail(std::string("%(") + std::string(name) + ")" + conversion +
                         ": only the conversions s, d, i, u, x, X and o are read");
         }
-        (void)numeric;
         std::size_t cps = code_points(piece);
         if (width > static_cast<long long>(cps)) {
             std::string pad(static_cast<std::size_t>(width) - cps, ' ');
@@ -1140,7 +1138,6 @@ private:
         if (seen_.insert(format(f)).second) out_.push_back(std::move(f));
     }
     void lost(const IniSection &s, std::string_view key, std::string msg) {
-        ++lost_;
         add(Finding::Kind::Lost, s, key, std::move(msg));
     }
     void note(const IniSection &s, std::string_view key, std::string msg) {
@@ -1218,7 +1215,10 @@ private:
                 Got g = get(s, key, scope);
                 if (!g.text) continue;
                 std::string why;
-                if (auto pairs = key_value_pairs(*g.text, why)) {
+                auto pairs = key_value_pairs(*g.text, why);
+                if (pairs && pairs->size() > ubounds::max_env) {
+                    lost(s, key, "more than " + std::to_string(ubounds::max_env) + " variables");
+                } else if (pairs) {
                     global_env_ = *pairs;
                     for (const auto &[k, val] : global_env_)
                         sup_env_vars_["ENV_" + k] = val;
@@ -1663,38 +1663,55 @@ private:
         std::vector<ojson> bodies;
         std::uint64_t body_bytes = 0;
         bool all_alike = true;
+        // The environment, parsed again only when its expanded text changes (a pool of 10,000
+        // with thousands of variables would otherwise parse them 10,000 times).
+        std::optional<std::string> env_text;
+        bool env_ready = false;
+        std::vector<std::pair<std::string, std::string>> env;
+        Expansions penv; // ENV_X of the program's environment
+        std::uint64_t all_bytes = 0;
         for (long long num = first; num < first + numprocs; ++num) {
             Expansions proc{{"process_num", num}, {"numprocs", numprocs}};
             Scope ps = scope;
             ps.maps.push_back(&proc);
-            std::vector<std::pair<std::string, std::string>> env = global_env_;
-            Expansions penv;
-            if (Got g = get(s, "environment", ps); g.text) {
+            Got envg = get(s, "environment", ps);
+            if (!env_ready || envg.text != env_text) {
+                env_ready = true;
+                env_text = envg.text;
+                env = global_env_;
+                penv.clear();
                 std::string why;
-                if (auto pairs = key_value_pairs(*g.text, why)) {
+                auto pairs = envg.text ? key_value_pairs(*envg.text, why) : std::nullopt;
+                if (envg.text && !pairs) lost(s, "environment", why + " (supervisord refuses it)");
+                if (pairs && pairs->size() + env.size() > ubounds::max_env) {
+                    lost(s, "environment",
+                         "more than " + std::to_string(ubounds::max_env) +
+                             " variables: the program is not converted");
+                    return;
+                }
+                if (pairs) {
+                    std::map<std::string, std::size_t> index; // a variable's place in `env`
+                    for (std::size_t k = 0; k < env.size(); ++k)
+                        index.emplace(env[k].first, k);
                     for (const auto &[k, v] : *pairs) {
                         penv["ENV_" + k] = v;
-                        auto same = std::find_if(env.begin(), env.end(),
-                                                 [&](const auto &e) { return e.first == k; });
-                        if (same != env.end())
-                            same->second = v;
-                        else
+                        if (auto same = index.find(k); same != index.end()) {
+                            env[same->second].second = v;
+                        } else {
+                            index.emplace(k, env.size());
                             env.emplace_back(k, v);
+                        }
                     }
-                } else {
-                    lost(s, "environment", why + " (supervisord refuses it)");
                 }
+                for (const auto &[k, v] : env)
+                    if (k.empty() || k.find('=') != std::string::npos)
+                        lost(s, "environment",
+                             "the variable name " + shown(k) + " is empty or has a '='");
+                std::erase_if(env, [](const auto &e) {
+                    return e.first.empty() || e.first.find('=') != std::string::npos;
+                });
             }
             ps.maps.push_back(&penv);
-            for (auto it = env.begin(); it != env.end();) {
-                if (it->first.empty() || it->first.find('=') != std::string::npos) {
-                    lost(s, "environment",
-                         "the variable name " + shown(it->first) + " is empty or has a '='");
-                    it = env.erase(it);
-                } else {
-                    ++it;
-                }
-            }
             std::string why;
             auto name = expand(process_name, ps, why);
             if (!name) {
@@ -1753,10 +1770,13 @@ private:
             b["command"] = *argv;
             if (cwd) b["cwd"] = *cwd;
             if (!env.empty()) {
+                // The names are unique already: append, without ordered_json's linear search.
                 ojson e = ojson::object();
+                auto &members = e.get_ref<ojson::object_t &>();
+                members.reserve(env.size());
                 for (const auto &[k, v] : env)
-                    e[k] = v;
-                b["env"] = e;
+                    members.emplace_back(k, v);
+                b["env"] = std::move(e);
             }
             if (user) b["user"] = *user;
             if (umask) {
@@ -1784,6 +1804,17 @@ private:
                 lost(s, "",
                      "the unit would be larger than vigil's 1 MiB: the program is not "
                      "converted");
+                return;
+            }
+            // Past the loader's bound on unit text with instances, whether the processes turn
+            // out alike (instances x size) or not (the sum of their files, a lower bound):
+            // vigild would refuse the tree either way, so stop here.
+            all_bytes += size;
+            if (all_bytes > ubounds::max_expanded_bytes) {
+                error("[" + s.name + "] makes more than " +
+                      std::to_string(ubounds::max_expanded_bytes >> 20) +
+                      " MiB of unit text with its instances: vigild reads at most that much");
+                too_many_ = true;
                 return;
             }
             names.push_back(std::move(*name));
@@ -2035,7 +2066,6 @@ private:
     const Environment &env_;
     std::vector<Finding> &out_;
     std::set<std::string> seen_;
-    std::size_t lost_ = 0;
     Expansions env_vars_, host_, sup_env_vars_;
     std::vector<std::pair<std::string, std::string>> global_env_;
     std::optional<std::string> global_user_, global_cwd_;

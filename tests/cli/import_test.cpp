@@ -708,6 +708,15 @@ x=1
         CHECK(has(r.lost(), "vigil runs at most 10000 instances"));
     }
 
+    TEST_CASE("an environment past vigil's 4096 variables: the program is not converted") {
+        std::string env;
+        for (int k = 0; k <= 4096; ++k)
+            env += (k ? ",V" : "V") + std::to_string(k) + "=1";
+        auto r = convert_text("[program:a]\ncommand=a\nenvironment=" + env + "\n");
+        CHECK(r.find("a.json") == nullptr);
+        CHECK(has(r.lost(), "[program:a] environment: not converted: more than 4096 variables"));
+    }
+
     TEST_CASE("pools that would pass the loader's bound on unit files: an Error, no units") {
         std::string text;
         for (int k = 0; k < 3; ++k)
