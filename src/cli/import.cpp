@@ -595,9 +595,8 @@ std::optional<std::string> expand(std::string_view s, const Scope &scope, std::s
 // ---- the ini reader -----------------------------------------------------------------------
 
 const IniSection *Ini::find(std::string_view name) const {
-    for (const auto &s : sections)
-        if (s.name == name) return &s;
-    return nullptr;
+    auto it = index.find(name);
+    return it == index.end() ? nullptr : &sections[it->second];
 }
 
 bool parse_ini(std::string_view text, std::size_t file, Ini &ini, std::vector<Finding> &out,
@@ -695,13 +694,12 @@ bool parse_ini(std::string_view text, std::size_t file, Ini &ini, std::vector<Fi
                     current = defaults;
                     continue;
                 }
-                auto it = std::find_if(ini.sections.begin(), ini.sections.end(),
-                                       [&](const IniSection &s) { return s.name == name; });
-                if (it == ini.sections.end()) {
+                auto it = ini.index.find(name);
+                if (it == ini.index.end()) {
+                    it = ini.index.emplace(name, ini.sections.size()).first;
                     ini.sections.push_back({name, file, lineno, {}});
-                    it = ini.sections.end() - 1;
                 }
-                current = it - ini.sections.begin();
+                current = static_cast<std::ptrdiff_t>(it->second);
                 continue;
             }
         }
@@ -2212,11 +2210,14 @@ int run(const Options &o, const Environment &env) {
     };
     std::stable_sort(findings.begin(), findings.end(),
                      [&](const Finding &a, const Finding &b) { return rank(a) < rank(b); });
-    std::size_t lost = 0;
+    std::size_t lost = 0, shown_findings = 0;
     for (const auto &f : findings) {
-        std::fprintf(stderr, "%s\n", format(f).c_str());
+        if (shown_findings++ < max_findings_shown) std::fprintf(stderr, "%s\n", format(f).c_str());
         if (f.kind == Finding::Kind::Lost) ++lost;
     }
+    if (findings.size() > max_findings_shown)
+        std::fprintf(stderr, "vigilctl: import: %zu more findings not shown\n",
+                     findings.size() - max_findings_shown);
     if (!ok) {
         std::fprintf(stderr, "vigilctl: import: nothing was written\n");
         return 1;

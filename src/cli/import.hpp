@@ -121,6 +121,9 @@ struct Ini {
     std::vector<IniFile> files;       // every file read, in reading order
     std::vector<IniSection> sections; // in order of first appearance; not DEFAULT
     IniSection defaults;              // [DEFAULT]: every section's fallback, as in Python
+    // A section's place in `sections` by name (parse_ini keeps it): a file of 100,000 sections
+    // must not cost 100,000 squared.
+    std::map<std::string, std::size_t, std::less<>> index;
     const IniSection *find(std::string_view name) const;
 };
 
@@ -178,6 +181,10 @@ struct Options {
     std::string out = "units";
     bool force = false;
 };
+
+// At most this many findings are printed (then how many more there were), as vigild prints at
+// most 1000 diagnostics.
+inline constexpr std::size_t max_findings_shown = 1000;
 
 // Reads, converts, writes; prints findings on stderr (sorted by file and line) and what was
 // written on stdout. Returns vigilctl's exit status: 0 when everything was converted, 1 when

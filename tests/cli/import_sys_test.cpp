@@ -9,6 +9,7 @@
 // In expected files, @HERE@ stands for the fixture's folder (what %(here)s expands to).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -232,6 +233,19 @@ TEST_SUITE("vigilctl import") {
         CHECK(m.code == 1);
         CHECK(has(m.err, "nope.conf: error: No such file or directory"));
         CHECK_FALSE(fs::exists(t.path() / "units"));
+    }
+
+    TEST_CASE("at most 1000 findings are printed, then how many more") {
+        TempDir t;
+        std::string text;
+        for (int k = 0; k < 1500; ++k)
+            text += "[unknown" + std::to_string(k) + "]\n";
+        spill(t.path() / "s.conf", text);
+        Ran r = import(t.path(), {"s.conf"});
+        CHECK(r.code == 0); // notes only
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1001);
+        CHECK(has(r.err, "s.conf:1000: [unknown999]: note: unknown section"));
+        CHECK(has(r.err, "vigilctl: import: 500 more findings not shown\n"));
     }
 
     TEST_CASE("files that exist are not overwritten without --force") {
