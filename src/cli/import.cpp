@@ -2104,14 +2104,21 @@ bool exists_at(int dir, const std::string &name) {
 } // namespace
 
 bool write_units(const std::vector<UnitFile> &units, const std::string &dir, bool force,
-                 bool private_files, std::vector<Finding> &out) {
+                 bool private_files, std::vector<Finding> &out, std::size_t *written) {
+    std::size_t count = 0;
+    if (!written) written = &count;
+    *written = 0;
     auto fail = [&](std::string msg) {
+        if (*written > 0)
+            msg += " (the " + std::to_string(*written) + " files before it were written)";
         out.push_back({Finding::Kind::Error, "", 0, "", "", std::move(msg)});
         return false;
     };
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-        return fail("cannot create " + dir + ": " + std::strerror(errno) +
-                    " (its parent folder must exist)");
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+        return fail("cannot create " + dir + ": " + std::strerror(e) +
+                    (e == ENOENT ? " (its parent folder must exist)" : ""));
+    }
     int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return fail("cannot open " + dir + ": " + std::strerror(errno));
     struct Closer {
@@ -2133,7 +2140,7 @@ bool write_units(const std::vector<UnitFile> &units, const std::string &dir, boo
             std::string list = taken.front();
             if (taken.size() > 1) list += " and " + std::to_string(taken.size() - 1) + " more";
             return fail(list + " exist" + (taken.size() == 1 ? "s" : "") +
-                        ": nothing was written (--force replaces them, or choose another --out)");
+                        " (--force replaces them, or choose another --out)");
         }
     }
     mode_t mode = private_files ? 0600 : 0644;
@@ -2152,6 +2159,7 @@ bool write_units(const std::vector<UnitFile> &units, const std::string &dir, boo
                 e = errno;
             }
             if (!ok) return fail("cannot write " + dir + "/" + name + ": " + std::strerror(e));
+            ++*written;
             continue;
         }
         // --force: a new file beside the old one, renamed over it (a symbolic link in its way
@@ -2179,6 +2187,7 @@ bool write_units(const std::vector<UnitFile> &units, const std::string &dir, boo
             unlinkat(dfd, tmp.c_str(), 0);
             return fail("cannot write " + dir + "/" + name + ": " + std::strerror(e));
         }
+        ++*written;
         if (unlinkat(dfd, other(u).c_str(), 0) != 0 && errno != ENOENT)
             return fail("cannot remove " + dir + "/" + other(u) + ": " + std::strerror(errno));
     }
@@ -2198,7 +2207,8 @@ int run(const Options &o, const Environment &env) {
     }
     bool private_files = std::any_of(ini.files.begin(), ini.files.end(),
                                      [](const IniFile &f) { return !f.readable_by_others; });
-    if (ok) ok = write_units(c->units, o.out, o.force, private_files, findings);
+    std::size_t written = 0;
+    if (ok) ok = write_units(c->units, o.out, o.force, private_files, findings, &written);
 
     // Findings in file order, then line order; those about no file last.
     std::map<std::string, std::size_t> order;
@@ -2219,7 +2229,7 @@ int run(const Options &o, const Environment &env) {
         std::fprintf(stderr, "vigilctl: import: %zu more findings not shown\n",
                      findings.size() - max_findings_shown);
     if (!ok) {
-        std::fprintf(stderr, "vigilctl: import: nothing was written\n");
+        if (written == 0) std::fprintf(stderr, "vigilctl: import: nothing was written\n");
         return 1;
     }
     for (const auto &u : c->units)

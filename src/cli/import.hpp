@@ -171,9 +171,10 @@ std::optional<Conversion> convert(const Ini &ini, const Environment &env,
 // Writes every unit into `dir` (created if missing, its parent must exist), or nothing if one
 // of their files, or the other variant of a name (NAME.json for NAME.json.disabled and back),
 // exists and `force` is false. `private_files`: mode 0600 instead of 0644. Returns false after
-// an Error; files written before a failed write stay (the Error names them).
+// an Error; the files written before a failed write stay, and `written` (when given) counts
+// every file written.
 bool write_units(const std::vector<UnitFile> &units, const std::string &dir, bool force,
-                 bool private_files, std::vector<Finding> &out);
+                 bool private_files, std::vector<Finding> &out, std::size_t *written = nullptr);
 
 // ---- the command --------------------------------------------------------------------------
 struct Options {

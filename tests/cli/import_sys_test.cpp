@@ -255,7 +255,9 @@ TEST_SUITE("vigilctl import") {
         spill(t.path() / "units/a.json", "{\"command\": [\"mine\"]}\n");
         Ran again = import(t.path(), {"s.conf"});
         CHECK(again.code == 1);
-        CHECK(has(again.err, "units/a.json and 1 more exist: nothing was written"));
+        CHECK(has(again.err,
+                  "units/a.json and 1 more exist (--force replaces them, or choose another "
+                  "--out)\nvigilctl: import: nothing was written\n"));
         CHECK(slurp(t.path() / "units/a.json") == "{\"command\": [\"mine\"]}\n");
         Ran forced = import(t.path(), {"s.conf", "--force"});
         CHECK(forced.code == 0);

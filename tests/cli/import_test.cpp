@@ -881,7 +881,7 @@ TEST_SUITE("import: writing") {
         fs::remove(d.path() / "units/a.json");
         fs::rename(d.path() / "units/b.json.disabled", d.path() / "units/b.json");
         CHECK_FALSE(write_units(two_units(), out_dir, false, false, out));
-        CHECK(has(format(out.back()), "/units/b.json exists: nothing was written"));
+        CHECK(has(format(out.back()), "/units/b.json exists (--force replaces them"));
         CHECK_FALSE(fs::exists(d.path() / "units/a.json"));
 
         REQUIRE(write_units(two_units(), out_dir, true, false, out));
@@ -915,6 +915,24 @@ TEST_SUITE("import: writing") {
         CHECK((st.st_mode & 0777) == 0600);
         REQUIRE(stat((d.path() / "v/a.json").c_str(), &st) == 0);
         CHECK((st.st_mode & 0777) == 0644);
+    }
+
+    TEST_CASE("a failure midway says how many files were written before it") {
+        TempDir d;
+        fs::create_directories(d.path() / "units/b.json.disabled"); // a folder in the way
+        std::vector<Finding> out;
+        std::size_t written = 99;
+        CHECK_FALSE(
+            write_units(two_units(), (d.path() / "units").string(), true, false, out, &written));
+        CHECK(written == 1);
+        CHECK(fs::exists(d.path() / "units/a.json"));
+        CHECK(has(format(out.back()), "b.json.disabled: Is a directory (the 1 files before it "
+                                      "were written)"));
+        // and no temporary file is left behind
+        std::size_t files = 0;
+        for ([[maybe_unused]] const auto &e : fs::directory_iterator(d.path() / "units"))
+            ++files;
+        CHECK(files == 2);
     }
 
     TEST_CASE("an output folder whose parent is missing is an Error") {
