@@ -2109,7 +2109,8 @@ bool write_units(const std::vector<UnitFile> &units, const std::string &dir, boo
     if (!written) written = &count;
     *written = 0;
     auto fail = [&](std::string msg) {
-        if (*written > 0)
+        if (*written == 1) msg += " (the file before it was written)";
+        if (*written > 1)
             msg += " (the " + std::to_string(*written) + " files before it were written)";
         out.push_back({Finding::Kind::Error, "", 0, "", "", std::move(msg)});
         return false;

@@ -926,8 +926,8 @@ TEST_SUITE("import: writing") {
             write_units(two_units(), (d.path() / "units").string(), true, false, out, &written));
         CHECK(written == 1);
         CHECK(fs::exists(d.path() / "units/a.json"));
-        CHECK(has(format(out.back()), "b.json.disabled: Is a directory (the 1 files before it "
-                                      "were written)"));
+        CHECK(has(format(out.back()), "b.json.disabled: Is a directory (the file before it was "
+                                      "written)"));
         // and no temporary file is left behind
         std::size_t files = 0;
         for ([[maybe_unused]] const auto &e : fs::directory_iterator(d.path() / "units"))
