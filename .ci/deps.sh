@@ -19,6 +19,7 @@ vigil_packages=(
 
 # What .ci/demo needs: the build dependencies (meson configures tests/ too, which wants doctest's
 # header) and python3 for the demo's web unit. Nothing only the tests use.
+# shellcheck disable=SC2034 # used by .ci/demo, which sources this file
 vigil_demo_packages=(
   g++ meson ninja-build pkg-config
   libuv1-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libhttp-parser-dev
