@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <glob.h>
+#include <new>
 #include <set>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -807,6 +808,9 @@ public:
             out_.push_back(std::move(f));
             return true;
         };
+        // A path goes into descriptions and %(here)s, and JSON holds only UTF-8.
+        if (!valid_utf8(shown) || !valid_utf8(path))
+            return problem("its path is not UTF-8, and could not go into a unit file");
         int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) return problem(std::strerror(errno));
         struct stat st {};
@@ -2197,7 +2201,26 @@ bool write_units(const std::vector<UnitFile> &units, const std::string &dir, boo
 
 // ---- the command --------------------------------------------------------------------------
 
+namespace {
+int run_import(const Options &o, const Environment &env);
+} // namespace
+
 int run(const Options &o, const Environment &env) {
+    // The last line of defence: an exception (memory, a value JSON cannot hold) is a message
+    // and exit status 1, never an abort.
+    try {
+        return run_import(o, env);
+    } catch (const std::bad_alloc &) {
+        std::fprintf(stderr, "vigilctl: import: out of memory\n");
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "vigilctl: import: internal error: %s\n", e.what());
+    }
+    return 1;
+}
+
+namespace {
+
+int run_import(const Options &o, const Environment &env) {
     std::vector<Finding> findings;
     Ini ini;
     std::optional<Conversion> c;
@@ -2248,5 +2271,7 @@ int run(const Options &o, const Environment &env) {
     }
     return 0;
 }
+
+} // namespace
 
 } // namespace vigil::cli::import

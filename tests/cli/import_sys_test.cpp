@@ -248,6 +248,16 @@ TEST_SUITE("vigilctl import") {
         CHECK(has(r.err, "vigilctl: import: 500 more findings not shown\n"));
     }
 
+    TEST_CASE("a folder name that is not UTF-8 is reported, not a crash") {
+        TempDir t;
+        spill(t.path() / "main.conf", "[include]\nfiles=conf*/*.conf\n");
+        spill(t.path() / "conf\xff/a.conf", "[program:a]\ncommand=%(here)s/a\n");
+        Ran r = import(t.path(), {"main.conf"});
+        CHECK(r.code == 1);
+        CHECK(has(r.err, "main.conf:2: [include] files: not converted: cannot read "));
+        CHECK(has(r.err, "is not UTF-8"));
+    }
+
     TEST_CASE("files that exist are not overwritten without --force") {
         TempDir t;
         spill(t.path() / "s.conf", "[program:a]\ncommand=/bin/true\n");

@@ -841,6 +841,24 @@ TEST_SUITE("import: reading files and includes") {
         CHECK(has(out[1].message, "no file matches"));
     }
 
+    TEST_CASE("a file whose path is not UTF-8 is not read (it could not go into a unit file)") {
+        TempDir d;
+        std::string main = d.write("main.conf", "[include]\nfiles=conf*/*.conf\n");
+        d.write("conf\xff/a.conf", "[program:a]\ncommand=%(here)s/a\n");
+        Ini ini;
+        std::vector<Finding> out;
+        REQUIRE(read_config(main, test_env(), ini, out));
+        CHECK(ini.files.size() == 1);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0].kind == Finding::Kind::Lost);
+        CHECK(has(out[0].message, "is not UTF-8"));
+        std::vector<Finding> findings;
+        CHECK(convert(ini, test_env(), findings)); // and nothing throws
+        Ini other;
+        CHECK_FALSE(read_config(d.path().string() + "/conf\xff/a.conf", test_env(), other, out));
+        CHECK(out.back().kind == Finding::Kind::Error);
+    }
+
     TEST_CASE("a malformed included file stops the import") {
         TempDir d;
         std::string main = d.write("main.conf", "[include]\nfiles=bad.conf\n");
