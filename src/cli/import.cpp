@@ -1207,6 +1207,17 @@ private:
         return *b;
     }
 
+    // supervisor.datatypes.octal_type, as a umask takes it: only the permission bits count.
+    std::optional<long long> umask_value(const IniSection &s, std::string_view text) {
+        auto m = py_int(text, 8);
+        if (!m || *m < 0) {
+            lost(s, "umask", "expected an octal number, got " + shown(text));
+            return std::nullopt;
+        }
+        if (*m > 0777) note(s, "umask", "only its last three octal digits count");
+        return *m & 0777;
+    }
+
     // ---- [supervisord] and the sections without units ----
 
     void supervisord(const IniSection &s) {
@@ -1244,10 +1255,8 @@ private:
                         global_cwd_ = d;
                     else
                         lost(s, key, "not an absolute path: the programs' cwd is not set");
-                } else if (auto m = py_int(*g.text, 8); m && *m >= 0) {
-                    global_umask_ = *m;
                 } else {
-                    lost(s, key, "expected an octal number, got " + shown(*g.text));
+                    global_umask_ = umask_value(s, *g.text);
                 }
             } else if (key == "minfds" || key == "minprocs") {
                 lost(s, key,
@@ -1625,15 +1634,8 @@ private:
             user.reset();
         }
         std::optional<long long> umask = global_umask_;
-        if (Got g = get(s, "umask", scope); g.text) {
-            auto m = py_int(*g.text, 8);
-            if (!m || *m < 0) {
-                lost(s, "umask", "expected an octal number, got " + shown(*g.text));
-            } else {
-                if (*m > 0777) note(s, "umask", "only its last three octal digits count");
-                umask = *m & 0777;
-            }
-        }
+        if (Got g = get(s, "umask", scope); g.text)
+            if (auto m = umask_value(s, *g.text)) umask = m;
         if (Got g = get(s, "serverurl", scope); g.text && lower(strip(*g.text)) != "auto")
             lost(s, "serverurl", "supervisord's XML-RPC URL for the program: vigil has none");
 

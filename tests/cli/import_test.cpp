@@ -644,6 +644,14 @@ umask=002
                                       "only when it runs as a daemon"));
     }
 
+    TEST_CASE("a umask past 0777 keeps its last three octal digits, in [supervisord] too") {
+        auto r = convert_text("[supervisord]\numask=5022\n[program:a]\ncommand=a\n"
+                              "[program:b]\ncommand=b\numask=1777\n");
+        CHECK(r.unit("a.json")["umask"] == "0022");
+        CHECK(r.unit("b.json")["umask"] == "0777");
+        CHECK(has(r.notes(), "[supervisord] umask: note: only its last three octal digits count"));
+    }
+
     TEST_CASE("what has no counterpart: listeners, plugins, limits, strip_ansi, serverurl") {
         auto r = convert_text(R"ini([supervisord]
 minfds=100000
