@@ -1603,6 +1603,12 @@ private:
             lost(s, "killasgroup",
                  "stopasgroup=true with killasgroup=false (supervisord refuses "
                  "it); vigil signals the whole process group anyway");
+        else
+            for (const char *k : {"stopasgroup", "killasgroup"})
+                if (value(s, k))
+                    note(s, k,
+                         "vigil always signals the service's whole process group, the stop "
+                         "signal and the SIGKILL after the stop timeout alike");
         if (Got g = get(s, "exitcodes", scope); g.text) {
             std::set<long long> codes;
             bool ok = true;
@@ -1625,6 +1631,10 @@ private:
                      "expected codes cannot be told apart (0 is the only one vigil expects)");
         }
         bool redirect = boolean(s, "redirect_stderr", scope, false);
+        if (redirect)
+            note(s, "redirect_stderr",
+                 "vigil keeps stdout and stderr apart (vigilctl logs tells them apart) and sends "
+                 "both to the same places");
         std::optional<std::string> user = global_user_;
         if (Got g = get(s, "user", scope); g.text) user = std::string(strip(*g.text));
         if (user && (user->empty() || user->size() > ubounds::max_user_bytes)) {
@@ -1866,7 +1876,14 @@ private:
         if (all_alike) {
             std::string d = "[" + s.name + "] from " + where(s);
             service(unit_name(pname, "program"), std::move(bodies.front()), group, d);
-            if (numprocs > 1 && !too_many_) nodes_.back().instances = static_cast<int>(numprocs);
+            if (numprocs > 1 && !too_many_) {
+                nodes_.back().instances = static_cast<int>(numprocs);
+                note(s, "numprocs",
+                     "the processes are alike: " + std::to_string(numprocs) +
+                         " instances NAME@1... of one unit, which tell themselves apart by "
+                         "VIGIL_INSTANCE (1 to " +
+                         std::to_string(numprocs) + "), not by process_num");
+            }
             return;
         }
         std::ptrdiff_t parent = group;
