@@ -28,6 +28,7 @@
 
 #include "cli11.hpp"
 #include "exit_codes.hpp"
+#include "import.hpp"
 #include "render.hpp"
 #include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
@@ -394,6 +395,14 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     events->add_option("unit", o.unit, "only this unit");
     auto *shutdown = app.add_subcommand("shutdown", "stop every unit and end vigild");
     auto *version = app.add_subcommand("version", "show vigilctl's and vigild's versions");
+    // import needs no vigild: it runs here, in the parser, and ends the run.
+    cli::import::Options imp;
+    auto *import = app.add_subcommand(
+        "import", "convert a supervisord configuration into unit files (without vigild)");
+    import->add_option("config", imp.config, "supervisord.conf (its [include]s are read too)")
+        ->required();
+    import->add_option("--out", imp.out, "folder for the unit files")->capture_default_str();
+    import->add_flag("--force", imp.force, "replace unit files that exist");
 
     try {
         app.parse(argc, argv);
@@ -407,6 +416,8 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         say(std::string(e.what()) + "; see vigilctl" + where + " --help");
         return cli::code(Exit::Usage);
     }
+
+    if (import->parsed()) return cli::import::run(imp, cli::import::environment_of_process());
 
     auto units_json = [&] { return ctl::Json(o.units); };
     if (status->parsed()) {

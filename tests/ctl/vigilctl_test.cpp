@@ -474,9 +474,9 @@ TEST_SUITE("ctl") {
             }
             return opts;
         };
-        std::vector<std::string> commands{"status", "start",    "stop",   "restart",
-                                          "signal", "reload",   "logs",   "tree",
-                                          "events", "shutdown", "version"};
+        std::vector<std::string> commands{"status", "start",    "stop",    "restart",
+                                          "signal", "reload",   "logs",    "tree",
+                                          "events", "shutdown", "version", "import"};
         Ran top = run_ctl({"--help"});
         REQUIRE(top.code == 0);
         for (const auto &c : commands) {
