@@ -1,6 +1,11 @@
 // vigild: the supervisor daemon. main() only dispatches: wrapper mode (`vigild -- CMD`),
 // `--check`, or the supervision shell. It is also the last line of defence: an exception that
 // escapes is logged, never a silent abort (house-style §7.7).
+//
+// Wrapper mode is decided first, by hand (parse_wrapper_fast), before any option parser is
+// built: `vigild -- CMD` must start CMD as fast as catatonit does (wrapper.hpp). Every other
+// command line, wrapper mode with options the fast path does not know included, goes through
+// CLI11 (parse_options).
 #include <exception>
 #include <iostream>
 #include <new>
@@ -12,6 +17,8 @@
 
 int main(int argc, char **argv) {
     using namespace vigil;
+    if (const auto call = daemon::parse_wrapper_fast(argc, argv))
+        return daemon::run_wrapper(call->options, call->command);
     try {
         auto parsed = daemon::parse_options(argc, argv);
         if (!parsed.options) return parsed.status;
