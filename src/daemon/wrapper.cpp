@@ -60,15 +60,15 @@ bool owns_terminal() noexcept {
 class SpawnSetup {
 public:
     SpawnSetup() noexcept {
-        ok_ = posix_spawnattr_init(&attr_) == 0;
-        if (!ok_) return;
+        have_attr_ = posix_spawnattr_init(&attr_) == 0;
+        if (!have_attr_) return;
         // A process group of its own (pgid = its pid), default dispositions for every signal
         // (an inherited SIG_IGN would otherwise survive the exec), an empty mask.
         // "Every signal" includes glibc's two internal ones (32 and 33), which sigfillset()
-        // leaves out: posix_spawn sets every signal outside the set that is blocked in its
-        // child (all of them, in vigild's) to SIG_IGN when internal, and an ignored signal
-        // stays ignored across exec, so a musl or Go program would start with 32 and 33
-        // ignored. sigset_t is a plain bit mask on Linux: all bits set is every signal.
+        // leaves out: glibc's posix_spawn sets them to SIG_IGN in the child unless they are in
+        // this set, and an ignored signal stays ignored across exec, so a musl or Go program
+        // would start with 32 and 33 ignored. sigset_t is a plain bit mask on Linux: all bits
+        // set is every signal.
         sigset_t all, none;
         std::memset(&all, 0xff, sizeof all);
         sigemptyset(&none);
@@ -80,7 +80,7 @@ public:
     }
     ~SpawnSetup() {
         if (have_actions_) posix_spawn_file_actions_destroy(&actions_);
-        posix_spawnattr_destroy(&attr_);
+        if (have_attr_) posix_spawnattr_destroy(&attr_);
     }
     SpawnSetup(const SpawnSetup &) = delete;
     SpawnSetup &operator=(const SpawnSetup &) = delete;
@@ -106,6 +106,7 @@ private:
     posix_spawnattr_t attr_{};
     posix_spawn_file_actions_t actions_{};
     bool ok_ = false;
+    bool have_attr_ = false;
     bool have_actions_ = false;
 };
 
