@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# bench/wrapper_bench.sh: start-up overhead and memory of `vigild -- CMD` (issue #4, item 6)
-# against the two Debian wrappers it replaces, tini and catatonit, measured in the same run.
+# bench/wrapper_bench.sh: start-up overhead and memory of `vigild -- CMD` against the two
+# Debian wrappers it replaces, tini and catatonit, measured in the same run.
 #
 # usage: bench/wrapper_bench.sh [VIGILD] [RUNS]
 #   VIGILD  path of vigild (default: $VIGILD, else build/src/daemon/vigild)
 #   RUNS    runs per wrapper (default 200)
+# Environment: VIGILD_BEFORE=PATH adds a second vigild (say, a build of the previous commit) as
+# "vigild (before)", in the same round robin.
 #
 # Method:
 #  - Time: wall-clock time from posix_spawn() of `WRAPPER -- /bin/true` to waitpid() returning,
@@ -20,6 +22,9 @@
 #    folds a waited-for child into its parent's figure, so the table also gives "own peak RSS":
 #    VmHWM of the wrapper process itself, read from /proc while it wraps `sleep 1`, and "own
 #    private RSS" (RssAnon): the part not backed by shared files (binary and libraries).
+#  - Instructions: the wrapper's own user-space instructions for `WRAPPER -- /bin/true`
+#    (valgrind --tool=callgrind, the child not followed), the dynamic loader included: a
+#    count that no other load on the machine changes. "-" when valgrind is not installed.
 #  - Every wrapper runs in the same mode: not PID 1, registered as a child subreaper
 #    (tini needs -s for that; catatonit and vigild do it by themselves).
 # Peers missing on the machine are installed with apt-get when running as root.
@@ -47,10 +52,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-exec python3 - "$(realpath "$vigild")" "$runs" <<'EOF'
-import os, statistics, subprocess, sys, time
+before=${VIGILD_BEFORE:-}
+if [ -n "$before" ] && [ ! -x "$before" ]; then
+    echo "wrapper_bench: VIGILD_BEFORE=$before is not an executable" >&2
+    exit 1
+fi
 
-vigild, runs = sys.argv[1], int(sys.argv[2])
+exec python3 - "$(realpath "$vigild")" "$runs" "${before:+$(realpath "$before")}" <<'EOF'
+import os, re, shutil, statistics, subprocess, sys, time
+
+vigild, runs, before = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 true = "/bin/true"
 wrappers = [  # (name, argv prefix); "direct" is the baseline without a wrapper
     ("direct", []),
@@ -58,6 +69,8 @@ wrappers = [  # (name, argv prefix); "direct" is the baseline without a wrapper
     ("tini", ["tini", "-s", "--"]),
     ("catatonit", ["catatonit", "--"]),
 ]
+if before:
+    wrappers.insert(2, ("vigild (before)", [before, "--"]))
 devnull = os.open(os.devnull, os.O_RDWR)
 actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
            (os.POSIX_SPAWN_DUP2, devnull, 2)]
@@ -117,14 +130,23 @@ def own_memory(prefix):
 def p90(xs):
     return statistics.quantiles(xs, n=10)[-1]
 
+def instructions(argv):
+    """User-space instructions of argv[0]'s process alone (callgrind), or "-"."""
+    if not shutil.which("valgrind"):
+        return "-"
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+                       capture_output=True, text=True)
+    m = re.search(r"Collected : (\d+)", r.stderr)
+    return f"{int(m.group(1)):,}" if m else "-"
+
 base = statistics.median(samples["direct"])
 ref = statistics.median(samples["vigild"])
 print(f"Wrapper start-up: `WRAPPER -- /bin/true`, {runs} interleaved runs each, "
       f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.\n")
 print("| wrapper | min (µs) | median (µs) | p90 (µs) | median overhead vs direct (µs) "
-      "| median / vigild's | CPU, mean (µs) | max RSS (KiB) | own peak RSS (KiB) "
-      "| own private RSS (KiB) | binary (KiB) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| median / vigild's | CPU, mean (µs) | instructions | max RSS (KiB) "
+      "| own peak RSS (KiB) | own private RSS (KiB) | binary (KiB) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name, prefix in wrappers:
     xs = samples[name]
     med = statistics.median(xs)
@@ -136,5 +158,6 @@ for name, prefix in wrappers:
         size = os.path.getsize(resolve(prefix)[0]) // 1024
         label = f"`{' '.join([name] + prefix[1:])}`"
     print(f"| {label} | {min(xs):.0f} | {med:.0f} | {p90(xs):.0f} | {med - base:+.0f} | {med / ref:.2f} "
-          f"| {statistics.mean(cpu[name]):.0f} | {rss:.0f} | {hwm} | {anon} | {size} |")
+          f"| {statistics.mean(cpu[name]):.0f} | {instructions(argvs[name])} | {rss:.0f} | {hwm} "
+          f"| {anon} | {size} |")
 EOF

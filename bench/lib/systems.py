@@ -258,6 +258,38 @@ class Supervisord(System):
         return os.path.join(outdir, "out.log")
 
 
+class Floor(System):
+    """No supervisor at all: bench/floor posix_spawn()s the N services and, on SIGTERM, sends
+    SIGTERM to each and reaps them. Only the start and stop of a fleet mean anything for it: the
+    least work any supervisor can do, timed the same way (bench/run's "floor" column)."""
+
+    name = "floor"
+    comms = {"floor"}
+    stop_how = "SIGTERM to floor (SIGTERM to each service, then waits for all)"
+    restart_throttle = "none: nothing is restarted"
+    notes = ["floor: `bench/floor N -- /bin/sleep 100000` (bench/floor.c): N posix_spawn() calls "
+             "in a row, no pipes, no session or group, no supervision; stop = SIGTERM to each "
+             "pid, then wait for all. Start and stop rows only."]
+
+    def available(self):
+        return bool(self.tools.get("floor")) and os.access(self.tools["floor"], os.X_OK)
+
+    def prepare(self, work, services, log=None, crash=False, lenient=False):
+        if log or crash or lenient:
+            raise ValueError("floor only runs fleet trials (start and stop)")
+        argvs = {tuple(argv) for _, argv in services}
+        if len(argvs) != 1:
+            raise ValueError("floor starts N copies of one command")
+        self.count = len(services)
+        self.argv = list(argvs.pop())
+
+    def start_argv(self, work):
+        return [self.tools["floor"], str(self.count), "--", *self.argv]
+
+    def status_argv(self, work, name):
+        return None
+
+
 class Direct(System):
     """No supervisor: the log writer piped straight into `cat > FILE`, the log test's ceiling."""
 
@@ -306,7 +338,7 @@ class DirectSetsid(Direct):
         self.cmd = "exec setsid " + self.cmd[len("exec "):]
 
 
-ALL = [Vigil, Runit, S6, Supervisord, Direct, DirectSetsid]
+ALL = [Vigil, Runit, S6, Supervisord, Floor, Direct, DirectSetsid]
 
 
 def make(name, tools):

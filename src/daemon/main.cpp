@@ -1,14 +1,42 @@
 // vigild: the supervisor daemon. main() only dispatches: wrapper mode (`vigild -- CMD`),
 // `--check`, or the supervision shell. It is also the last line of defence: an exception that
 // escapes is logged, never a silent abort (house-style §7.7).
+//
+// Wrapper mode is decided first, by hand (parse_wrapper_fast), before any option parser is
+// built: `vigild -- CMD` must start CMD as fast as catatonit does (wrapper.hpp). It is decided
+// even before main(), in a constructor that runs ahead of the C++ run-time's own start-up:
+// the static initialisers of <iostream> (included by CLI11) build the standard streams and
+// the classic locale, which alone cost vigild more instructions and page faults than all of
+// its wrapper mode (bench/README.md). Every other command line, wrapper mode with options the
+// fast path does not know included, goes on to main() and CLI11 (parse_options).
+#include <cstdio>
 #include <exception>
 #include <iostream>
 #include <new>
+#include <unistd.h>
 
 #include "options.hpp"
 #include "run.hpp"
 #include "vigil/unit/unit.hpp"
 #include "wrapper.hpp"
+
+namespace {
+
+// Priority 101, the first one open to programs, puts this ahead of every other initialiser in
+// vigild (the C++ library's included: it is linked statically); libc, a shared library, is
+// initialised before it. glibc passes argc, argv and envp to initialisers, as to main(). The
+// wrapper needs nothing that a static initialiser sets up: C stdio, syscalls, constexpr
+// tables. It ends the process itself, so no initialiser and no destructor of vigild's ever
+// runs in wrapper mode.
+[[gnu::constructor(101)]] void wrapper_fast_path(int argc, char **argv, char ** /*envp*/) {
+    if (const auto call = vigil::daemon::parse_wrapper_fast(argc, argv)) {
+        const int status = vigil::daemon::run_wrapper(call->options, call->command);
+        std::fflush(stderr);
+        _exit(status);
+    }
+}
+
+} // namespace
 
 int main(int argc, char **argv) {
     using namespace vigil;

@@ -8,17 +8,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <dirent.h>
-#include <fcntl.h>
-#include <optional>
-#include <pthread.h>
-#include <string>
+#include <spawn.h>
+#include <string_view>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <utility>
-#include <vector>
+
+extern char **environ;
 
 namespace vigil::daemon {
 namespace {
@@ -36,7 +32,7 @@ constexpr int status_usage = 2;
 
 // Every signal vigild takes with sigwaitinfo(): all but the synchronous ones. SIGCHLD is among
 // them (it drives reaping) but is never forwarded. SIGKILL and SIGSTOP cannot be blocked and
-// are ignored by pthread_sigmask. glibc's sigfillset leaves out its two internal real-time
+// are ignored by sigprocmask. glibc's sigfillset leaves out its two internal real-time
 // signals, so the remaining real-time signals are forwarded like the rest.
 sigset_t waited_signals() noexcept {
     sigset_t set;
@@ -46,59 +42,11 @@ sigset_t waited_signals() noexcept {
     return set;
 }
 
-std::string signal_name(int sig) {
-    return core::signal_name(sig);
-}
-
 // The child's wait status as a shell reports it: the exit code, or 128+N for death by signal N.
 int exit_status_of(int wstatus) noexcept {
     // Stops and continues are not reported without WUNTRACED.
     if (!WIFEXITED(wstatus) && !WIFSIGNALED(wstatus)) return status_start_failed;
     return proc::shell_exit_code(wstatus);
-}
-
-// Prints why cmd could not be started and returns the status vigild exits with.
-int report_start_failure(const proc::SpawnError &err, const std::string &command) {
-    const bool about_command =
-        err.stage == proc::ExecStage::Exec ||
-        (err.stage == proc::ExecStage::Prepare && (err.object.empty() || err.object == command));
-    if (!about_command) {
-        std::fprintf(stderr, "vigild: %s\n", err.message().c_str());
-        return status_start_failed;
-    }
-    // The user reads the path that was tried (PATH lookup may have resolved it) and the reason.
-    const std::string &path = err.object.empty() ? command : err.object;
-    const std::string reason = err.detail.empty() ? std::strerror(err.error) : err.detail;
-    std::fprintf(stderr, "vigild: exec %s: %s\n", path.c_str(), reason.c_str());
-    switch (err.error) {
-    case ENOENT:
-    case ENOTDIR:
-        return status_not_found;
-    default:
-        return status_not_executable; // EACCES, EPERM, ENOEXEC, ETXTBSY, ELOOP...
-    }
-}
-
-// The descriptors above stderr that vigild inherited without FD_CLOEXEC, such as sockets
-// passed by systemd socket activation (LISTEN_FDS) or `docker run --preserve-fds`. tini hands
-// them to its child untouched, so vigild does too: proc::spawn closes everything it is not
-// told to keep, so each one is listed as a move to itself.
-std::vector<std::pair<int, int>> inherited_fds() {
-    std::vector<std::pair<int, int>> fds;
-    DIR *dir = opendir("/proc/self/fd");
-    if (dir == nullptr) // no /proc: nothing passed on, as documented in wrapper.hpp
-        return fds;
-    const int own = dirfd(dir);
-    while (const dirent *entry = readdir(dir)) {
-        char *end = nullptr;
-        const long fd = std::strtol(entry->d_name, &end, 10);
-        if (end == entry->d_name || *end != '\0' || fd <= STDERR_FILENO || fd == own) continue;
-        const int flags = fcntl(static_cast<int>(fd), F_GETFD);
-        if (flags >= 0 && (flags & FD_CLOEXEC) == 0)
-            fds.emplace_back(static_cast<int>(fd), static_cast<int>(fd));
-    }
-    closedir(dir);
-    return fds;
 }
 
 // True when stdin is a terminal whose foreground process group is vigild's own. Only then is
@@ -108,10 +56,148 @@ bool owns_terminal() noexcept {
     return isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp();
 }
 
+// posix_spawnp's attributes and actions, destroyed with the object.
+class SpawnSetup {
+public:
+    SpawnSetup() noexcept {
+        have_attr_ = posix_spawnattr_init(&attr_) == 0;
+        if (!have_attr_) return;
+        // A process group of its own (pgid = its pid), default dispositions for every signal
+        // (an inherited SIG_IGN would otherwise survive the exec), an empty mask.
+        // "Every signal" includes glibc's two internal ones (32 and 33), which sigfillset()
+        // leaves out: glibc's posix_spawn sets them to SIG_IGN in the child unless they are in
+        // this set, and an ignored signal stays ignored across exec, so a musl or Go program
+        // would start with 32 and 33 ignored. sigset_t is a plain bit mask on Linux: all bits
+        // set is every signal.
+        sigset_t all, none;
+        std::memset(&all, 0xff, sizeof all);
+        sigemptyset(&none);
+        ok_ = posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+                                                   POSIX_SPAWN_SETSIGMASK) == 0 &&
+              posix_spawnattr_setpgroup(&attr_, 0) == 0 &&
+              posix_spawnattr_setsigdefault(&attr_, &all) == 0 &&
+              posix_spawnattr_setsigmask(&attr_, &none) == 0;
+    }
+    ~SpawnSetup() {
+        if (have_actions_) posix_spawn_file_actions_destroy(&actions_);
+        if (have_attr_) posix_spawnattr_destroy(&attr_);
+    }
+    SpawnSetup(const SpawnSetup &) = delete;
+    SpawnSetup &operator=(const SpawnSetup &) = delete;
+
+    bool ok() const noexcept { return ok_; }
+
+    // The child makes its own group the terminal's foreground group before exec. It runs
+    // with every signal blocked until then, so the SIGTTOU that tcsetpgrp() raises in a
+    // background group is not sent.
+    bool take_terminal() noexcept {
+        if (posix_spawn_file_actions_init(&actions_) != 0) return false;
+        have_actions_ = true;
+        return posix_spawn_file_actions_addtcsetpgrp_np(&actions_, STDIN_FILENO) == 0;
+    }
+
+    // Returns 0 and the pid, or the errno of clone, setpgid, tcsetpgrp or execve.
+    int spawn(char *const *cmd, pid_t &pid, bool with_terminal) const noexcept {
+        return posix_spawnp(&pid, cmd[0], with_terminal ? &actions_ : nullptr, &attr_, cmd,
+                            environ);
+    }
+
+private:
+    posix_spawnattr_t attr_{};
+    posix_spawn_file_actions_t actions_{};
+    bool ok_ = false;
+    bool have_attr_ = false;
+    bool have_actions_ = false;
+};
+
+// Prints why cmd could not be started and returns the status vigild exits with.
+int report_start_failure(const char *command, int err) noexcept {
+    if (err == EAGAIN) { // clone(): the process limit, not the command, is at fault
+        std::fprintf(stderr, "vigild: fork: %s\n", std::strerror(err));
+        return status_start_failed;
+    }
+    std::fprintf(stderr, "vigild: exec %s: %s\n", command, std::strerror(err));
+    return err == ENOENT || err == ENOTDIR ? status_not_found : status_not_executable;
+}
+
+// waitpid(-1, WNOHANG) until nothing is left to collect. Returns the child's status once it is
+// among the reaped, else -1. Orphans re-parented to vigild are reaped and otherwise ignored.
+int reap(pid_t child, bool verbose) noexcept {
+    int child_status = -1;
+    for (;;) {
+        int wstatus = 0;
+        const pid_t pid = waitpid(-1, &wstatus, WNOHANG);
+        if (pid > 0) {
+            if (pid == child)
+                child_status = wstatus;
+            else if (verbose)
+                std::fprintf(stderr, "vigild: reaped orphan pid %d\n", static_cast<int>(pid));
+            continue;
+        }
+        if (pid < 0 && errno == EINTR) continue;
+        return child_status; // 0: children remain, none has ended; ECHILD: none left
+    }
+}
+
+// signal_name allocates (std::string): only verbose output and errors call it.
+void report_forward(const WrapperOptions &opts, int sig, const siginfo_t &info, pid_t child,
+                    int err) noexcept {
+    if (!opts.verbose && (err == 0 || err == ESRCH)) return;
+    try {
+        const std::string name = core::signal_name(sig);
+        if (opts.verbose)
+            std::fprintf(stderr, "vigild: forwarded %s from pid %d to %s %d\n", name.c_str(),
+                         static_cast<int>(info.si_pid), opts.group ? "process group" : "pid",
+                         static_cast<int>(child));
+        // ESRCH: the child (or, with -g, its whole group) is already gone; its SIGCHLD is next.
+        if (err != 0 && err != ESRCH)
+            std::fprintf(stderr, "vigild: forwarding %s to %d: %s\n", name.c_str(),
+                         static_cast<int>(child), std::strerror(err));
+    } catch (...) { // out of memory for a signal's name: the line is not worth vigild's life
+    }
+}
+
 } // namespace
 
-int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd) {
-    if (cmd.empty()) {
+std::optional<WrapperCall> parse_wrapper_fast(int argc, char **argv) noexcept {
+    int split = -1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view(argv[i]) == "--") {
+            split = i;
+            break;
+        }
+    }
+    if (split < 0 || split + 1 >= argc) return std::nullopt; // not wrapper mode, or no command
+    WrapperCall call;
+    call.command = argv + split + 1;
+    bool have_level = false;
+    const auto take_level = [&](std::string_view level) {
+        if (have_level) return false; // CLI11 refuses a second --log-level
+        if (level != "error" && level != "warn" && level != "info" && level != "debug")
+            return false;
+        have_level = true;
+        call.options.verbose = level == "debug";
+        return true;
+    };
+    constexpr std::string_view level_eq = "--log-level=";
+    for (int i = 1; i < split; ++i) {
+        const std::string_view arg(argv[i]);
+        if (arg == "-g" || arg == "--group") {
+            call.options.group = true; // repeating the flag is harmless, as with CLI11
+        } else if (arg == "--log-level") {
+            if (i + 1 >= split || !take_level(argv[i + 1])) return std::nullopt;
+            ++i;
+        } else if (arg.substr(0, level_eq.size()) == level_eq) {
+            if (!take_level(arg.substr(level_eq.size()))) return std::nullopt;
+        } else {
+            return std::nullopt;
+        }
+    }
+    return call;
+}
+
+int run_wrapper(const WrapperOptions &opts, char *const *cmd) noexcept {
+    if (cmd == nullptr || cmd[0] == nullptr) {
         std::fprintf(stderr, "vigild: no command after --\n");
         return status_usage;
     }
@@ -119,8 +205,8 @@ int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd)
     // Block before spawning so that no signal, above all the child's SIGCHLD, can arrive
     // unhandled in between: a blocked signal stays pending until sigwaitinfo() takes it.
     const sigset_t waited = waited_signals();
-    if (int err = pthread_sigmask(SIG_BLOCK, &waited, nullptr); err != 0) {
-        std::fprintf(stderr, "vigild: pthread_sigmask: %s\n", std::strerror(err));
+    if (sigprocmask(SIG_BLOCK, &waited, nullptr) != 0) {
+        std::fprintf(stderr, "vigild: sigprocmask: %s\n", std::strerror(errno));
         return status_start_failed;
     }
     // An inherited SIG_IGN for SIGCHLD would make the kernel reap children by itself, and the
@@ -137,24 +223,27 @@ int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd)
                          std::strerror(err));
     }
 
-    proc::SpawnSpec spec;
-    spec.argv = cmd;
-    proc::SpawnExtras extras;
-    extras.stdio = proc::Stdio::Inherit;
-    extras.new_session = false; // a new process group only: the terminal stays the child's
-    extras.foreground_tty = owns_terminal();
-    extras.fds = inherited_fds();
-    const proc::SpawnResult spawned = proc::spawn(spec, extras);
-    if (!spawned.ok) {
-        proc::SpawnError err;
-        if (spawned.error)
-            err = *spawned.error;
-        else
-            err.object = cmd[0];
-        return report_start_failure(err, cmd[0]);
+    SpawnSetup setup;
+    if (!setup.ok()) {
+        std::fprintf(stderr, "vigild: posix_spawnattr: %s\n", std::strerror(ENOMEM));
+        return status_start_failed;
     }
-    const int child = spawned.ok->pid;
-    if (opts.verbose) std::fprintf(stderr, "vigild: spawned %s as pid %d\n", cmd[0].c_str(), child);
+    bool with_terminal = false;
+    if (owns_terminal()) {
+        if (!setup.take_terminal()) {
+            std::fprintf(stderr, "vigild: posix_spawn_file_actions: %s\n", std::strerror(ENOMEM));
+            return status_start_failed;
+        }
+        with_terminal = true;
+    }
+    pid_t child = -1;
+    int err = setup.spawn(cmd, child, with_terminal);
+    // The terminal went away (hang-up) between owns_terminal() and the child's tcsetpgrp():
+    // there is nothing left to hand over, so start the command without it.
+    if (with_terminal && (err == ENOTTY || err == ENXIO)) err = setup.spawn(cmd, child, false);
+    if (err != 0) return report_start_failure(cmd[0], err);
+    if (opts.verbose)
+        std::fprintf(stderr, "vigild: spawned %s as pid %d\n", cmd[0], static_cast<int>(child));
 
     for (;;) {
         siginfo_t info{};
@@ -167,35 +256,28 @@ int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd)
             return status_start_failed;
         }
         if (sig == SIGCHLD) {
-            // SIGCHLD coalesces, so one may stand for many exits: collect everything. Orphans
-            // re-parented to vigild are reaped here too, and only the child's pid counts.
-            std::optional<int> child_status;
-            for (const proc::Reaped &r : proc::reap_all()) {
-                if (r.pid == child)
-                    child_status = r.wstatus;
-                else if (opts.verbose)
-                    std::fprintf(stderr, "vigild: reaped orphan pid %d\n", r.pid);
-            }
-            if (child_status) {
-                const int status = exit_status_of(*child_status);
-                if (opts.verbose)
-                    std::fprintf(stderr, "vigild: pid %d ended; exiting with status %d\n", child,
-                                 status);
-                return status;
-            }
-            continue;
+            // SIGCHLD coalesces, so one may stand for many exits: collect everything.
+            const int wstatus = reap(child, opts.verbose);
+            if (wstatus < 0) continue;
+            const int status = exit_status_of(wstatus);
+            if (opts.verbose)
+                std::fprintf(stderr, "vigild: pid %d ended; exiting with status %d\n",
+                             static_cast<int>(child), status);
+            return status;
         }
-        const int err =
+        const int sent =
             opts.group ? proc::signal_group(child, sig) : proc::signal_process(child, sig);
-        if (opts.verbose)
-            std::fprintf(stderr, "vigild: forwarded %s from pid %d to %s %d\n",
-                         signal_name(sig).c_str(), static_cast<int>(info.si_pid),
-                         opts.group ? "process group" : "pid", child);
-        // ESRCH: the child (or, with -g, its whole group) is already gone; its SIGCHLD is next.
-        if (err != 0 && err != ESRCH)
-            std::fprintf(stderr, "vigild: forwarding %s to %d: %s\n", signal_name(sig).c_str(),
-                         child, std::strerror(err));
+        report_forward(opts, sig, info, child, sent);
     }
+}
+
+int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd) {
+    std::vector<char *> argv;
+    argv.reserve(cmd.size() + 1);
+    for (const std::string &arg : cmd)
+        argv.push_back(const_cast<char *>(arg.c_str()));
+    argv.push_back(nullptr);
+    return run_wrapper(opts, argv.data());
 }
 
 } // namespace vigil::daemon

@@ -1,4 +1,4 @@
-"""Wrapper mode, `vigild [OPTIONS] -- CMD [ARGS...]` (issue #4, item 6), tested against the kernel.
+"""Wrapper mode, `vigild [OPTIONS] -- CMD [ARGS...]`, tested against the kernel.
 
 Every behaviour is checked twice: with vigild as PID 1 of a fresh PID namespace (PidNamespace,
 the container case) and with vigild as an ordinary process (Run, where it must be a child
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import wait_until, holds_for, scaled  # noqa: E402
 
-# The signals issue #4 names; each must reach the child.
+# The signals a container runtime or a terminal sends most; each must reach the child.
 FORWARDED = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH"]
 # Job-control signals that must never stop vigild; they are forwarded to the child like the rest.
 JOB_CONTROL = ["TSTP", "TTIN", "TTOU"]
@@ -406,6 +406,77 @@ class WrapperNotPid1Test(WrapperBehaviour, unittest.TestCase):
 
     # Subreaper registration is checked by its effect in test_500_orphans_leave_no_zombie:
     # the long-lived orphan is re-parented to vigild, not to the host's init.
+
+
+class WrapperCommandLineTest(unittest.TestCase):
+    """vigild reads a wrapper command line by hand (the fast path) and hands anything else to
+    its full option parser (CLI11): both must agree on what a command line means and on the
+    words of every error."""
+
+    def setUp(self) -> None:
+        self.vigild = harness.vigild()
+        self.tmp = harness.TempDir()
+        self.addCleanup(self.tmp.cleanup)
+
+    def run_vigild(self, args, env=None):
+        proc = harness.Run([self.vigild, *args], env=env)
+        self.addCleanup(proc.close)
+        return proc
+
+    def test_options_of_the_fast_path(self) -> None:
+        for opts, verbose in ((["-g"], False), (["--group"], False), (["-g", "-g"], False),
+                              (["--log-level", "info"], False), (["--log-level=warn"], False),
+                              (["--log-level", "debug"], True), (["--log-level=debug"], True),
+                              (["--log-level", "debug", "-g"], True),
+                              (["--group", "--log-level=debug"], True)):
+            with self.subTest(opts=opts):
+                proc = self.run_vigild([*opts, "--", "sh", "-c", "exit 5"])
+                self.assertEqual(proc.wait(10), 5)
+                err = bytes(proc.stderr).decode()
+                if verbose:
+                    self.assertIn("vigild: spawned sh as pid ", err)
+                    self.assertRegex(err, r"vigild: pid \d+ ended; exiting with status 5\n")
+                else:
+                    self.assertEqual(err, "")
+
+    def test_other_options_still_reach_wrapper_mode(self) -> None:
+        # Options the fast path does not know go through the full parser, which then runs the
+        # command all the same (a daemon option has no effect in wrapper mode).
+        for opts in (["--units", "/nonexistent"], ["--socket", "/nonexistent/s", "-g"],
+                     ["--units=/nonexistent", "--log-level", "debug"]):
+            with self.subTest(opts=opts):
+                proc = self.run_vigild([*opts, "--", "sh", "-c", "exit 4"])
+                self.assertEqual(proc.wait(10), 4)
+                err = bytes(proc.stderr).decode()
+                self.assertEqual("vigild: spawned sh as pid " in err, "debug" in opts, err)
+
+    def test_bad_command_lines_fail_with_the_parsers_words(self) -> None:
+        marker = self.tmp.file("ran")
+        cmd = ["sh", "-c", f'touch "{marker}"']
+        for args, words in (
+                (["--log-level", "bogus", "--", *cmd], "--log-level: bogus not in"),
+                (["--log-level", "debug", "--log-level", "warn", "--", *cmd], "--log-level"),
+                (["--log-level", "--", *cmd], "--log-level"),
+                (["--log-level=", "--", *cmd], "--log-level"),
+                (["-x", "--", *cmd], "The following argument was not expected: -x"),
+                (["-gx", "--", *cmd], "The following argument was not expected: -x"),
+                (["--", ], "vigild: nothing to run after '--'"),
+                (["-g", "--"], "vigild: nothing to run after '--'")):
+            with self.subTest(args=args):
+                proc = self.run_vigild(args)
+                self.assertEqual(proc.wait(10), 2)
+                self.assertIn(words, bytes(proc.stderr).decode())
+                self.assertEqual(bytes(proc.stdout), b"")
+                self.assertFalse(os.path.exists(marker), "the command ran")
+
+    def test_environment_is_passed_on_as_it_is(self) -> None:
+        # Byte for byte and in order: vigild hands its own environment to the command.
+        env = {"ZED": "last=first", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "EMPTY": "", "SPACES": " a  b ", "A": "1"}
+        proc = self.run_vigild(["--", "env", "-0"], env=env)
+        self.assertEqual(proc.wait(10), 0)
+        expected = b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items())
+        self.assertEqual(bytes(proc.stdout), expected)
 
 
 class WrapperTerminalTest(unittest.TestCase):
