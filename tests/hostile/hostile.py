@@ -381,12 +381,19 @@ def public_copy(d: Daemon, program: str) -> str:
 
 
 def kill_and_wait(proc: subprocess.Popen) -> None:
+    """Kills a helper process of the test's (if still running), reaps it, closes its pipes."""
     if proc.poll() is None:
         proc.kill()
     try:
         proc.wait(scaled(10))
     except subprocess.TimeoutExpired:
         pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 def send_signal(pid: int, sig: int) -> None:
