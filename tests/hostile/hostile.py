@@ -23,6 +23,23 @@ sockets, unit files, signals, the spawner); and then runs the same *after-attack
 Then vigild is shut down with ``vigilctl shutdown`` and must exit 0 (so under ASan its leak
 check runs too).
 
+The files, by surface:
+
+    test_files.py      log files and env_file: symlinks to root's files, FIFOs, /dev/zero,
+                       huge files, a read-only client asking for a reopen
+    test_unitfiles.py  unit files: numbers past every bound, unknown users, FIFOs and links
+                       named like unit files, a unit file swapped for a FIFO during reloads
+    test_http.py       --http: slowloris, endless heads and bodies, huge heads, 1000 idle
+                       connections, a burst of connections, pipelined requests never read
+    test_output.py     a service's output: a backtracking pattern and ready.log, vigild's
+                       stdout and journal on pipes nobody reads
+    test_ctl.py        the control socket and vigilctl: out of descriptors, followers that
+                       never read, costly requests, another user's idle connections, values
+                       past every range, a fake server, a socket folder someone else made
+    test_processes.py  services as processes: notify floods, a slow crasher, a setsid
+                       grandchild, a reused pid, the spawner's helper killed
+    test_garbage.py    every control argument and unit field with values of every type
+
 Each attack asserts its own outcome as well (the root-owned file unchanged, the request
 refused, the unit not started...), in a way that fails on a vigild that does not hold it: the
 test's docstring or comments say why. Tests that need root (setpriv to another user, groups,
@@ -31,9 +48,9 @@ prlimit, cgroups) skip with a message without it.
 How to run
 ----------
     meson test -C build --suite hostile            # the whole suite, one file at a time
-    meson test -C build --suite hostile --print-errorlogs logfiles
+    meson test -C build --suite hostile --print-errorlogs files   # one file
     VIGILD=build/src/daemon/vigild VIGILCTL=build/src/cli/vigilctl \\
-        TESTSVC=build/tests/helpers/vigil-testsvc python3 tests/hostile/test_logfiles.py -v
+        TESTSVC=build/tests/helpers/vigil-testsvc python3 tests/hostile/test_files.py -v
 
 Under ASan (a build with -Db_sanitize=address,undefined) run it with
 VIGIL_TEST_TIMEOUT_MULTIPLIER=3 and meson's --timeout-multiplier 3, as .ci/test does: every
@@ -52,7 +69,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -63,8 +79,8 @@ from typing import Callable, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
-from daemon import FAST, Daemon  # noqa: E402,F401  (FAST is re-exported for the tests)
-from harness import holds_for, scaled, wait_until  # noqa: E402,F401
+from daemon import FAST, Daemon  # noqa: E402  (re-exported for the tests, see __all__)
+from harness import holds_for, scaled, wait_until  # noqa: E402
 
 # The after-attack bounds (docs/security.md: "vigild alive and answering within 100 ms, its
 # descriptors and memory back near where they were").
@@ -269,9 +285,6 @@ class HostileCase(unittest.TestCase):
                         f"vigilctl status took {took * 1000:.0f} ms {what}".rstrip())
         return took
 
-    def status(self, d: Daemon, unit: str) -> dict:
-        return d.status(unit)
-
     def wait_state(self, d: Daemon, unit: str, state: str, timeout: float = 10) -> dict:
         def reached():
             st = d.status(unit)
@@ -396,11 +409,12 @@ def kill_and_wait(proc: subprocess.Popen) -> None:
                 pass
 
 
-def send_signal(pid: int, sig: int) -> None:
-    harness.kill_quietly(pid, sig)
+def system_python() -> str:
+    """A python3 that another user may run (the test's own may live in root's home)."""
+    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
 __all__ = ["Daemon", "FAST", "PATIENT_ROOT", "NOBODY", "HostileCase", "Raw", "TempGroup",
            "harness", "scaled", "wait_until", "holds_for", "needs_root", "fd_count", "rss_kb",
            "cpu_ms", "environ_of", "read_bytes", "sh", "public_copy", "kill_and_wait",
-           "send_signal", "start_vigild", "under_sanitizer", "signal"]
+           "start_vigild", "under_sanitizer", "system_python"]

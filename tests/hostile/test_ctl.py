@@ -13,28 +13,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-from hostile import (FAST, NOBODY, PATIENT_ROOT, Daemon, HostileCase, Raw, TempGroup,
-                     cpu_ms, fd_count, harness, kill_and_wait, needs_root, public_copy, rss_kb,
-                     scaled, under_sanitizer, wait_until)
+from hostile import (NOBODY, PATIENT_ROOT, HostileCase, Raw, TempGroup, cpu_ms, fd_count,
+                     harness, kill_and_wait, needs_root, rss_kb, scaled, system_python,
+                     wait_until)
 
 # vigilctl's exit statuses (vigilctl(1) EXIT STATUS).
 EXIT_ERROR, EXIT_USAGE, EXIT_FOREIGN, EXIT_UNREACHABLE = 1, 2, 6, 7
 
 # Runs as another user: opens N connections to the socket, says how many it holds on stdout,
 # and keeps them (reading nothing) until its stdin closes.
-def system_python() -> str:
-    """A python3 that another user may run (the test's own may live in root's home)."""
-    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
-
-
 def lower_nofile(test: unittest.TestCase, pid: int, soft: int) -> None:
     """Lowers pid's soft RLIMIT_NOFILE to `soft` until the test ends (only the soft limit: a
     hard limit once lowered cannot be raised again without CAP_SYS_RESOURCE)."""

@@ -1,11 +1,11 @@
 """Hostile: files a service can write, opened by vigild (docs/security.md §1): its log files and
 its env_file.
 
-Log files. The log folder belongs to the service's user (nobody), so the service can replace its own log
-file, or the names rotation renames to, by symbolic links to files only root may write. vigild
-must never write, create, truncate or rename through them as root: every open, rename and
-removal of a log file happens with the service's identity, so the kernel refuses what the
-service itself could not do.
+Log files. The log folder belongs to the service's user (nobody), so the service can replace
+its own log file, or the names rotation renames to, by symbolic links to files only root may
+write. vigild must never write, create, truncate or rename through them as root: every open,
+rename and removal of a log file happens with the service's identity, so the kernel refuses
+what the service itself could not do.
 
 The targets: a file in a root-only folder (0700: nobody cannot even look in) and a file in a
 root folder anyone may read (0755, the file 0644: nobody can read it, not write it). A vigild

@@ -18,7 +18,7 @@ import time
 import unittest
 
 from hostile import (FAST, PATIENT_ROOT, Daemon, HostileCase, environ_of, harness, scaled,
-                     sh, wait_until)
+                     sh, system_python, wait_until)
 
 # Sends N datagrams to a notify socket, from whatever process runs it: READY=1, keys that
 # would hand over or change the service (MAINPID=, WATCHDOG_USEC=, STATUS=, STOPPING=), and
@@ -53,10 +53,6 @@ for i in range(n):
         break
 print(sent)
 """
-
-
-def system_python() -> str:
-    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else "python3"
 
 
 def cgroup2_mount() -> str:

@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from hostile import (Daemon, HostileCase, harness, needs_root, scaled, wait_until)
+from hostile import Daemon, HostileCase, harness, scaled, wait_until
 
 # Hostile values, each in a unit file of its own: (name, field line, the value's text as it
 # appears on that line, the JSON pointer the diagnostic must name).
