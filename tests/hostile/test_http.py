@@ -328,8 +328,9 @@ class Http(HostileCase):
             answer += chunk
         took = time.monotonic() - t0
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
-        self.assertLess(took, scaled(PROBE_LATENCY), f"the probe took {took * 1000:.0f} ms "
-                        "(its SYN was dropped: the listen backlog did not hold the burst)")
+        why = (" (its SYN was dropped and resent after 1 s: the listen backlog did not hold "
+               "the burst)" if took >= 1 else "")
+        self.assertLess(took, scaled(PROBE_LATENCY), f"the probe took {took * 1000:.0f} ms{why}")
         idlers.close_all()
         self.after_attack(d)
 
@@ -361,8 +362,7 @@ class Http(HostileCase):
                 time.sleep(0.05)
         probe.finish(self, at_least=15)
         most_rss = max(most_rss, rss_kb(d.ns.init_pid))
-        self.assertLess(most_rss - d.base.rss_kb, 32 * 1024,
-                        f"vigild's RSS grew from {d.base.rss_kb} to {most_rss} KiB")
+        self.assert_rss_growth_below(d, most_rss, 32 * 1024, "with 20000 requests pipelined")
         s.close()
         self.after_attack(d)
 

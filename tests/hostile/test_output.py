@@ -58,6 +58,23 @@ def attack_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def drain(fd: int) -> bytearray:
+    """Reads fd to its end in a thread; returns the buffer it fills."""
+    got = bytearray()
+
+    def run():
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            got.extend(chunk)
+    threading.Thread(target=run, daemon=True).start()
+    return got
+
+
 class Output(HostileCase):
     def test_a_backtracking_pattern_and_ready_log_on_64k_of_text(self):
         def build(d: Daemon) -> dict:
@@ -190,26 +207,26 @@ class Output(HostileCase):
                    "beat to be restarted while stdout is stuck")
         follower.close()
         if err_r is not None:
-            # The journal was stuck too: read it now, so that the after-attack check sees it.
-            journal = bytearray()
-
-            def drain():
-                while True:
-                    try:
-                        chunk = os.read(err_r, 65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    journal.extend(chunk)
-            threading.Thread(target=drain, daemon=True).start()
+            # The journal was stuck too: read it from now on, so that the after-attack check
+            # sees it.
+            journal = drain(err_r)
             d.stderr = lambda: bytes(journal).decode("utf-8", "replace")
-        self.after_attack(d, shutdown=False)
-        # vigild shuts down although nobody reads its stdout: it does not wait for ever to
-        # flush what it dropped.
+        # The attack ends when the reader reads again: the forwarder's queue (4 MiB, held on
+        # purpose while stdout is stuck) drains, and the memory must come back.
+        forwarded = drain(out_r)
+        wait_until(lambda: b"lines dropped" in forwarded, 10, "the marker of dropped lines")
+        self.after_attack(d)
+
+    def test_shutdown_with_stdout_stuck_ends(self):
+        # The forwarder's thread may be stuck in a write for good: a shutdown must not wait for
+        # it for ever (it flushes for a bounded time, then leaves).
+        d, out_r, _ = self.stuck_streams_daemon(False)
+        open(d.go, "w").close()
+        wait_until(lambda: d.status("chatty")["forward_dropped"] > 0, 20, "dropped lines")
         r = d.ctl("shutdown")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(d.wait_exit(20), 0)
+        self.assertEqual(d.wait_exit(20), 0, "\n".join(self.journal(d)[-10:]))
+        self.assert_clean_journal(d)
 
     def test_stuck_stdout_costs_forwarded_lines_not_supervision(self):
         self.run_stuck_stdout(stderr_too=False)
