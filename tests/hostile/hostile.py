@@ -280,7 +280,7 @@ class HostileCase(unittest.TestCase):
     def status_time(self, d: Daemon, *units: str) -> float:
         """Seconds one `vigilctl status` took (no retry); it must answer 0 or 3."""
         t0 = time.monotonic()
-        r = d.ctl("--timeout", "5", "status", *units)
+        r = d.ctl("--timeout", str(scaled(5)), "status", *units, timeout=30)
         took = time.monotonic() - t0
         self.assertIn(r.returncode, (0, 3), f"vigilctl status: {r.returncode}: {r.stderr}")
         return took
