@@ -211,7 +211,6 @@ class Baseline:
     fds: int
     rss_kb: int
     bystander: int          # host pid
-    journal_lines: int
 
 
 def bystander_unit(d: Daemon) -> dict:
@@ -221,18 +220,20 @@ def bystander_unit(d: Daemon) -> dict:
             "ready": {"fd": 3}}
 
 
-def start_vigild(d: Daemon, stdout_fd: Optional[int] = None, env: Optional[dict] = None) -> None:
-    """Starts d's vigild as PID 1 of a new namespace; with stdout_fd, its standard output is
-    that descriptor (a pipe the test holds) instead of the pipe the harness drains."""
+def start_vigild(d: Daemon, stdout_fd: Optional[int] = None,
+                 stderr_fd: Optional[int] = None) -> None:
+    """Starts d's vigild as PID 1 of a new namespace. With stdout_fd (stderr_fd), its standard
+    output (error) is that descriptor, a pipe the test holds, instead of the pipe the harness
+    drains; d.stderr() then reads nothing until the test says otherwise."""
     argv = [harness.vigild(), "--units", d.units_dir, "--socket", d.sock, *d.args]
-    kwargs: dict = {}
-    if env is not None:
-        kwargs["env"] = env
-    if stdout_fd is None:
-        d.ns = harness.PidNamespace(argv, **kwargs)
+    if stdout_fd is None and stderr_fd is None:
+        d.ns = harness.PidNamespace(argv)
         return
-    shell = ["/bin/sh", "-c", f'exec "$@" >&{stdout_fd}', "sh", *argv]
-    d.ns = harness.PidNamespace(shell, init_name="vigild", pass_fds=(stdout_fd,), **kwargs)
+    redirect = "".join(f" {n}>&{fd}" for n, fd in ((1, stdout_fd), (2, stderr_fd))
+                       if fd is not None)
+    fds = tuple(fd for fd in (stdout_fd, stderr_fd) if fd is not None)
+    d.ns = harness.PidNamespace(["/bin/sh", "-c", 'exec "$@"' + redirect, "sh", *argv],
+                                init_name="vigild", pass_fds=fds)
 
 
 class HostileCase(unittest.TestCase):
@@ -240,12 +241,12 @@ class HostileCase(unittest.TestCase):
     measures the baseline; after_attack() checks it."""
 
     def vigil(self, build: Optional[Callable[[Daemon], dict]] = None, args: tuple = (),
-              stdout_fd: Optional[int] = None, env: Optional[dict] = None,
-              wait_running: tuple = (), prepare: Optional[Callable[[Daemon], None]] = None
-              ) -> Daemon:
+              wait_running: tuple = (), prepare: Optional[Callable[[Daemon], None]] = None,
+              stdout_fd: Optional[int] = None, stderr_fd: Optional[int] = None) -> Daemon:
         """A vigild with the units build(d) returns plus "bystander", started and settled:
         the bystander and every unit of wait_running run, the baseline is taken (d.base).
-        prepare(d) runs after the unit files are written and before vigild starts."""
+        prepare(d) runs after the unit files are written and before vigild starts; stdout_fd
+        and stderr_fd: see start_vigild()."""
         d = Daemon({}, args=args, start=False)
         self.addCleanup(d.close)
         units = dict(build(d)) if build else {}
@@ -253,7 +254,7 @@ class HostileCase(unittest.TestCase):
         d.write_units(units)
         if prepare is not None:
             prepare(d)
-        start_vigild(d, stdout_fd=stdout_fd, env=env)
+        start_vigild(d, stdout_fd=stdout_fd, stderr_fd=stderr_fd)
         d.wait_socket()
         for unit in ("bystander",) + tuple(wait_running):
             self.wait_state(d, unit, "running")
@@ -272,8 +273,7 @@ class HostileCase(unittest.TestCase):
         # Start-up allocations (the first status answer, the ring of each unit) settle first.
         self.status_time(d)
         time.sleep(0.1)
-        return Baseline(fds=fd_count(init), rss_kb=rss_kb(init), bystander=pid,
-                        journal_lines=len(d.stderr().splitlines()))
+        return Baseline(fds=fd_count(init), rss_kb=rss_kb(init), bystander=pid)
 
     # -- observations -------------------------------------------------------------------------
 

@@ -159,27 +159,11 @@ class Output(HostileCase):
                 "beat": {"command": d.svc("beat", "crash-after", "100"), "backoff": FAST},
             }
         try:
-            d = self.vigil_with_streams(build, out_w, err_w if stderr_too else None)
+            d = self.vigil(build, stdout_fd=out_w, stderr_fd=err_w if stderr_too else None)
         finally:
             for fd in fds:
                 os.close(fd)
         return d, out_r, err_r
-
-    def vigil_with_streams(self, build, out_w: int, err_w) -> Daemon:
-        d = Daemon({}, start=False)
-        self.addCleanup(d.close)
-        units = dict(build(d))
-        units["bystander"] = self.bystander(d)
-        d.write_units(units)
-        argv = [harness.vigild(), "--units", d.units_dir, "--socket", d.sock]
-        redirect = f'exec "$@" >&{out_w}' + (f" 2>&{err_w}" if err_w is not None else "")
-        pass_fds = (out_w,) + ((err_w,) if err_w is not None else ())
-        d.ns = harness.PidNamespace(["/bin/sh", "-c", redirect, "sh", *argv],
-                                    init_name="vigild", pass_fds=pass_fds)
-        d.wait_socket()
-        self.wait_state(d, "bystander", "running")
-        d.base = self.baseline(d)
-        return d
 
     def run_stuck_stdout(self, stderr_too: bool) -> None:
         d, out_r, err_r = self.stuck_streams_daemon(stderr_too)
