@@ -245,8 +245,10 @@ class Processes(HostileCase):
                 script, "/bin/sh", "-c", 'exec "$@" </dev/null >/dev/null 2>&1 &', "sh",
                 *d.svc("impostor", "log-signals", "sleep")]
         subprocess.run(argv, check=True, timeout=scaled(10))
-        found = wait_until(lambda: d.ns.by_inner_pid(inner_pid), 5, "the impostor")
-        self.assertEqual(harness.proc_info(found.pid).comm[:6], "vigil-")
+        def execed():
+            p = d.ns.by_inner_pid(inner_pid)
+            return p if p is not None and p.comm.startswith("vigil-") else None
+        found = wait_until(execed, 5, f"the impostor to run as pid {inner_pid}")
         self.addCleanup(harness.kill_quietly, found.pid)
         return found.pid
 
