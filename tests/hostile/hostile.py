@@ -293,6 +293,9 @@ class HostileCase(unittest.TestCase):
 
     def wait_state(self, d: Daemon, unit: str, state: str, timeout: float = 10) -> dict:
         def reached():
+            if d.ns.poll() is not None:
+                self.fail(f"vigild ended with status {d.ns.wait(10)} while {unit} was to be "
+                          f"{state}; journal:\n" + "\n".join(self.journal(d)[-30:]))
             st = d.status(unit)
             return st if st["state"] == state else None
         return wait_until(reached, timeout, f"{unit} to be {state}")
