@@ -247,8 +247,7 @@ class HostileCase(unittest.TestCase):
         the bystander and every unit of wait_running run, the baseline is taken (d.base).
         prepare(d) runs after the unit files are written and before vigild starts; stdout_fd
         and stderr_fd: see start_vigild()."""
-        d = Daemon({}, args=args, start=False)
-        self.addCleanup(d.close)
+        d = self.daemon(args)
         units = dict(build(d)) if build else {}
         units["bystander"] = bystander_unit(d)
         d.write_units(units)
@@ -260,6 +259,25 @@ class HostileCase(unittest.TestCase):
             self.wait_state(d, unit, "running")
         d.base = self.baseline(d)
         return d
+
+    def daemon(self, args: tuple = ()) -> Daemon:
+        """A Daemon (not started) that the test's cleanup ends: with `vigilctl shutdown` first
+        when the test failed before its own shutdown (so that vigild removes its cgroups), then
+        by killing its namespace."""
+        d = Daemon({}, args=args, start=False)
+        self.addCleanup(d.close)
+        self.addCleanup(self.end_quietly, d)
+        return d
+
+    @staticmethod
+    def end_quietly(d: Daemon) -> None:
+        if d.ns is None or d.ns.poll() is not None:
+            return
+        try:
+            d.ctl("--timeout", "2", "shutdown", timeout=5)
+            d.ns.popen.wait(scaled(8))
+        except (subprocess.SubprocessError, OSError):
+            pass
 
     def bystander(self, d: Daemon) -> dict:
         """The bystander's unit, exactly as vigil() wrote it (a reload that rewrites the unit
