@@ -247,7 +247,7 @@ class HostileCase(unittest.TestCase):
         the bystander and every unit of wait_running run, the baseline is taken (d.base).
         prepare(d) runs after the unit files are written and before vigild starts; stdout_fd
         and stderr_fd: see start_vigild()."""
-        d = self.daemon(args)
+        d = self.new_daemon(args)
         units = dict(build(d)) if build else {}
         units["bystander"] = bystander_unit(d)
         d.write_units(units)
@@ -260,7 +260,7 @@ class HostileCase(unittest.TestCase):
         d.base = self.baseline(d)
         return d
 
-    def daemon(self, args: tuple = ()) -> Daemon:
+    def new_daemon(self, args: tuple = ()) -> Daemon:
         """A Daemon (not started) that the test's cleanup ends: with `vigilctl shutdown` first
         when the test failed before its own shutdown (so that vigild removes its cgroups), then
         by killing its namespace."""

@@ -96,7 +96,7 @@ class LogFiles(HostileCase):
                 "logs": {"file": os.path.join(d.logdir, name + ".log"), "max_size": "4KiB",
                          "keep": keep}}
 
-    def daemon(self, args: tuple = ()) -> Daemon:
+    def log_daemon(self, args: tuple = ()) -> Daemon:
         def build(d: Daemon) -> dict:
             self.prepare_folders(d)
             # keep 2 rotates by renaming; keep 0 truncates the file in place.
@@ -120,7 +120,7 @@ class LogFiles(HostileCase):
 
     @needs_root
     def test_symlinks_at_the_log_file_and_rotation_targets_never_reach_root_files(self):
-        d = self.daemon()
+        d = self.log_daemon()
         before = {f: snapshot(f) for f in (d.secret, d.public)}
         for name in ("victim", "victim0"):
             wait_until(lambda: b"before 9" in read_bytes(os.path.join(d.logdir, name + ".log")),
@@ -167,7 +167,7 @@ class LogFiles(HostileCase):
     @needs_root
     def test_a_read_only_socket_group_member_may_not_reopen_log_files(self):
         group = TempGroup(self)
-        d = self.daemon(args=("--socket-group", group.name))
+        d = self.log_daemon(args=("--socket-group", group.name))
         ctl = public_copy(d, harness.vigilctl())
         journal = len(self.journal(d))
         r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",

@@ -341,7 +341,7 @@ class Processes(HostileCase):
     def test_spawner_helper_killed_while_50_services_start(self):
         # At start-up: a failed start rolls the tree back and ends vigild (status 3). A spawn
         # lost with the helper is not the unit's failure: the services must still all run.
-        d = self.daemon()
+        d = self.new_daemon()
         units = self.fifty(d)
         units["bystander"] = self.bystander(d)
         d.write_units(units)
