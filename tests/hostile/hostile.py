@@ -274,8 +274,8 @@ class HostileCase(unittest.TestCase):
         if d.ns is None or d.ns.poll() is not None:
             return
         try:
-            d.ctl("--timeout", "2", "shutdown", timeout=5)
-            d.ns.popen.wait(scaled(8))
+            d.ctl("--timeout", str(scaled(5)), "shutdown", timeout=30)
+            d.ns.popen.wait(scaled(10))
         except (subprocess.SubprocessError, OSError):
             pass
 
