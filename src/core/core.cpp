@@ -161,6 +161,7 @@ void Core::forget(ChildId child) noexcept {
     if (!m.valid(child)) return;
     auto &n = m.node(child);
     if (n.gone || n.dropped) n.history.reset(); // its records stay in the global history
+    if (n.gone) n.forgotten = true;
 }
 
 void Core::note(ChildId child, Cause cause, std::string message, TimePoint now,

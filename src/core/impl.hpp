@@ -140,6 +140,7 @@ struct Node {
     bool started = false;      // this incarnation counted as started (item 1)
     bool manual_start = false; // started by a command: a failure is reported, not retried
     bool gone = false;         // removed by reload
+    bool forgotten = false;    // gone, and the shell holds nothing of it (Core::forget)
     bool dropped = false;      // temporary child whose spec is removed (items 9, 18, 50)
     // Stopped by a command while its parent's sweep was stopping it: the sweep's start phase
     // must not bring it back (the person's stop came later than the sweep's decision).

@@ -42,12 +42,45 @@ bool params_changed(const ChildSpec &o, const ChildSpec &s) {
            (o.kind == Kind::Supervisor && o.fingerprint != s.fingerprint);
 }
 
+// The ids a new child may take: children removed by an earlier reload that are down and that the
+// shell forgot (Core::forget), lowest first. Nothing refers to them any more but links from
+// the children that replaced them (predecessor), which are cut here: the wait they stood for is
+// over. Stale deadlines of theirs are told apart by their seq.
+std::vector<ChildId> free_ids(std::vector<Node> &nodes) {
+    std::vector<ChildId> out;
+    for (std::size_t i = 1; i < nodes.size(); ++i)
+        if (nodes[i].gone && nodes[i].forgotten && nodes[i].state == ChildState::Stopped)
+            out.push_back(ChildId{static_cast<std::uint32_t>(i)});
+    for (Node &n : nodes)
+        if (n.predecessor && std::binary_search(out.begin(), out.end(), *n.predecessor))
+            n.predecessor.reset();
+    return out;
+}
+
+// A fresh node for a new child: a free id when there is one, else a new one.
+ChildId new_node(std::vector<Node> &nodes, std::vector<ChildId> &free, std::size_t &next_free,
+                 std::vector<bool> &claimed, TimePoint now) {
+    ChildId id{static_cast<std::uint32_t>(nodes.size())};
+    if (next_free < free.size()) {
+        id = free[next_free++];
+        nodes[id.value] = Node{};
+        claimed[id.value] = true;
+    } else {
+        nodes.emplace_back();
+        claimed.push_back(true);
+    }
+    nodes[id.value].since = now; // "stopped since it was added", not since boot
+    return id;
+}
+
 // Maps new indices to ids, breadth first from the new root so a parent is matched before its
 // children. A child is kept when a live child of the same name, kind and (kept) parent exists;
 // anything else is new. A unit that moved to another supervisor is therefore removed and added
 // again (vigil.unit(5), docs/otp-departures.md).
 void match(std::vector<Node> &nodes, const std::map<std::string, ChildId, std::less<>> &by_name,
            TimePoint now, Reload &r, std::vector<bool> &claimed) {
+    std::vector<ChildId> free = free_ids(nodes);
+    std::size_t next_free = 0;
     auto &nn = r.next.nodes;
     const std::size_t m = nn.size();
     r.id_of.assign(m, std::nullopt);
@@ -73,10 +106,7 @@ void match(std::vector<Node> &nodes, const std::map<std::string, ChildId, std::l
                 }
             }
             r.fresh[k.value] = true;
-            r.id_of[k.value] = ChildId{static_cast<std::uint32_t>(nodes.size())};
-            nodes.emplace_back();
-            nodes.back().since = now; // "stopped since it was added", not since boot
-            claimed.push_back(true);
+            r.id_of[k.value] = new_node(nodes, free, next_free, claimed, now);
         }
     }
 }
@@ -104,19 +134,27 @@ void mark_plans(const std::vector<Node> &nodes, Reload &r) {
 }
 
 // Removed: every live node that was not claimed. A new node of a removed one's name waits until
-// the old one is down (predecessor / successor).
+// the old one is down (predecessor / successor), whether this reload removed it or an earlier
+// one did and it is still going down.
 void mark_removed(Core::Impl &m, Reload &r, const std::vector<bool> &claimed,
                   ReconfigureResult &res) {
     std::map<std::string_view, ChildId> removed_by_name;
+    // The one to wait for: one still going down, if any.
+    auto remember = [&](std::string_view name, ChildId id) {
+        auto [it, added] = removed_by_name.emplace(name, id);
+        if (!added && m.node(it->second).state == ChildState::Stopped) it->second = id;
+    };
     for (std::size_t i = 1; i < claimed.size(); ++i) {
         Node &n = m.nodes[i];
+        if (n.gone && !claimed[i] && n.state != ChildState::Stopped && !n.spec.name.empty())
+            remember(n.spec.name, ChildId{static_cast<std::uint32_t>(i)});
         if (claimed[i] || n.gone || n.spec.name.empty()) continue;
         n.gone = true;
         n.goal = Goal::Down;
         const ChildId id{static_cast<std::uint32_t>(i)};
         r.removed.push_back(id);
         res.removed.push_back(n.spec.name);
-        removed_by_name.emplace(n.spec.name, id);
+        remember(n.spec.name, id);
         auto it = m.by_name.find(n.spec.name);
         if (it != m.by_name.end() && it->second == id) m.by_name.erase(it);
     }

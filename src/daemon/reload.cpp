@@ -63,8 +63,9 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
     });
 }
 
-// ChildIds of kept children stay valid and new ones are appended (the core's promise): the
-// shell's tables are realigned by name. A unit whose fingerprint changed gets its log rebuilt at
+// ChildIds of kept children stay valid; a new child gets a new id or the id of a child removed
+// earlier that the shell released (Core::forget): the shell's tables are realigned by name, and
+// a child removed by reload keeps the unit it was started with until it is down. A unit whose fingerprint changed gets its log rebuilt at
 // its next spawn; the old incarnation's output still goes to the log it had.
 Shell::ReloadOutcome Shell::apply_reload(unit::LoadResult next) {
     ReloadOutcome outcome;
@@ -84,6 +85,8 @@ Shell::ReloadOutcome Shell::apply_reload(unit::LoadResult next) {
     units_.resize(core_.size());
     rt_.resize(core_.size());
     for (std::uint32_t i = 0; i < core_.size(); ++i) {
+        const core::ChildStatus st = core_.status(ChildId{i});
+        if (st.removed && !st.revivable) continue; // removed by reload
         auto it = by_name.find(core_.spec(ChildId{i}).name);
         if (it == by_name.end()) continue;
         if (rt_[i].log &&

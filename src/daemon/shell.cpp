@@ -164,6 +164,7 @@ void Shell::release(ChildId id) {
     r.cgroup.reset();
     if (r.log) r.log->flush(os_.loop_time());
     r.log.reset();
+    r = UnitRuntime{}; // counters, watches: nothing of it is left for a later holder of the id
     core_.forget(id);
     if (!core_.status(id).revivable) {
         unit::Unit husk;

@@ -348,7 +348,8 @@ TEST_SUITE("core") {
     // ---- reload
     // -------------------------------------------------------------------------------------------------
 
-    TEST_CASE("reload: add, remove, change and params; ids stay, new ids are appended") {
+    TEST_CASE("reload: add, remove, change and params; ids stay, new ids are appended (no id "
+              "was forgotten)") {
         Sim sim{root(Strategy::OneForOne,
                      {service("a"), service("b", fingerprint(1)), service("c"), service("d")})};
         sim.start_all();
@@ -366,7 +367,7 @@ TEST_SUITE("core") {
         CHECK(r.updated == Names{"root", "a"});
         CHECK(sim.id("a") == ida);
         CHECK(sim.id("b") == idb);
-        CHECK(sim.id("e").value == before); // appended, never reused
+        CHECK(sim.id("e").value == before); // appended: c was not forgotten (Core::forget)
         CHECK(sim.core.size() == before + 1);
         CHECK_FALSE(sim.core.find("c"));
         CHECK(sim.core.status(ChildId{3}).removed);
@@ -421,6 +422,47 @@ TEST_SUITE("core") {
         CHECK(sim.when("spawn w2", 1) == sim.when("exit w2 0"));
         CHECK(sim.status("w2").parent == root_id);
         CHECK(sim.state("w2") == ChildState::Running);
+    }
+
+    TEST_CASE("reload: a unit added back while its removed self still stops waits for it, even "
+              "when another reload removed it") {
+        Sim sim{root(Strategy::OneForOne, {service("a"), service("x")})};
+        sim.exit_after_signal("x", 500ms);
+        sim.start_all();
+        const ChildId old = sim.id("x");
+        sim.reload(root(Strategy::OneForOne, {service("a")}));
+        CHECK(sim.core.status(old).state == ChildState::Stopping);
+        sim.core.forget(old); // a shell would not yet; the core must not reuse it either
+        auto r = sim.reload(root(Strategy::OneForOne, {service("a"), service("x")}));
+        CHECK(r.added == Names{"x"});
+        CHECK(sim.id("x") != old);
+        CHECK(sim.spawns("x") == 1);
+        sim.advance(499ms);
+        CHECK(sim.spawns("x") == 1);
+        sim.advance(1ms);
+        CHECK(sim.core.status(old).state == ChildState::Stopped);
+        CHECK(sim.spawns("x") == 2);
+        CHECK(sim.state("x") == ChildState::Running);
+    }
+
+    TEST_CASE("reload: ids of removed children the shell forgot go to new ones, so add/remove "
+              "cycles keep the number of ids bounded") {
+        Sim sim{root(Strategy::OneForOne, {service("a")})};
+        sim.start_all();
+        const std::size_t base = sim.core.size();
+        for (int i = 0; i < 1000; ++i) {
+            sim.reload(root(Strategy::OneForOne, {service("a"), service("x")}));
+            REQUIRE(sim.state("x") == ChildState::Running);
+            REQUIRE(sim.incarnation("x") == 1); // a new child, whichever id it got
+            REQUIRE(sim.status("x").restarts == 0);
+            const ChildId x = sim.id("x");
+            sim.reload(root(Strategy::OneForOne, {service("a")}));
+            REQUIRE(sim.core.status(x).state == ChildState::Stopped);
+            sim.core.forget(x);
+        }
+        CHECK(sim.core.size() == base + 1);
+        CHECK(sim.incarnation("a") == 1);
+        CHECK(sim.state("a") == ChildState::Running);
     }
 
     TEST_CASE("reload: an invalid specification changes nothing") {

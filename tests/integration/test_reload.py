@@ -103,10 +103,11 @@ class Reload(unittest.TestCase):
         self.assertNotIn("a", d.stops())  # SIGKILL is not logged; nobody else was stopped
         self.assertEqual(d.stops(), [])
 
-    def test_a_unit_added_back_while_its_removed_self_stops_is_left_alone(self):
+    def test_a_unit_added_back_while_its_removed_self_stops_waits_for_it(self):
         # Removed by one reload, added back by the next while the removed one still stops (it
-        # ignores SIGTERM): the two share no cgroup and no process group, so the SIGKILL that
-        # ends the old one after its stop timeout reaches the old one only.
+        # ignores SIGTERM): the new one starts once the old one is down (never two of one unit),
+        # and the old one's end (SIGKILL after its stop timeout, its cgroup or process group
+        # emptied and removed) leaves the new one alone.
         d = self.d
         self.units["x"] = service(d, "x-old", "ignore-term", "mark", "armed", "sleep",
                                   stop={"timeout": "1s"})
@@ -120,9 +121,10 @@ class Reload(unittest.TestCase):
         self.units["x"] = service(d, "x-new")
         d.write_units(self.units)
         self.assertEqual(self.changed(self.reload()), {"added": ["x"]})
-        new = d.wait_pid("x-new")
+        self.assertTrue(holds_for(lambda: d.main_pid("x-new") is None, 0.5))
         self.assertIsNotNone(harness.proc_info(old), "the old x still stops")
-        wait_until(lambda: harness.proc_info(old) is None, 10, "the old x's SIGKILL")
+        new = d.wait_pid("x-new")
+        self.assertIsNone(harness.proc_info(old), "the old x is gone first")
         self.assertTrue(holds_for(lambda: d.main_pid("x-new") == new, 0.5))
         st = d.status("x")
         self.assertEqual((st["state"], st["restarts"], st["pid"]),

@@ -133,10 +133,13 @@ public:
     // and is reported in `errors`. A child stopped by command stays stopped.
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
-    // Frees the per-child history of a child whose spec is gone (removed by reload, or a
-    // temporary child that ended) once the shell is done with it: ids are never reused, so
-    // without this every add/remove cycle would keep a history ring for ever. The records stay
-    // in the global history. Does nothing for a live spec.
+    // The shell is done with a child whose spec is gone (removed by reload, or a temporary child
+    // that ended): its per-child history is freed (the records stay in the global history)
+    // and, for a child removed by reload that is down, its id may be given to a child a later
+    // reload adds. So ids are bounded by the most children that were ever alive at once, not by
+    // the number of reloads. The shell must hold nothing of the id once it calls this (no run,
+    // no spawn in flight: a child with a spawn in flight is not down). Does nothing for a live
+    // spec.
     void forget(ChildId child) noexcept;
 
     // Records a fact about a child that is not a decision of the core and not an event of its
@@ -148,7 +151,7 @@ public:
     std::optional<TimePoint> next_deadline() const noexcept;
 
     // Queries.
-    std::size_t size() const noexcept; // number of ids ever allocated (removed ones included)
+    std::size_t size() const noexcept; // number of ids allocated (removed ones included)
     ChildStatus status(ChildId id) const noexcept;
     std::optional<ChildId> find(std::string_view name) const noexcept;
     const ChildSpec &spec(ChildId id) const noexcept;
