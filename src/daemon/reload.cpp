@@ -65,8 +65,9 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
 
 // ChildIds of kept children stay valid; a new child gets a new id or the id of a child removed
 // earlier that the shell released (Core::forget): the shell's tables are realigned by name, and
-// a child removed by reload keeps the unit it was started with until it is down. A unit whose fingerprint changed gets its log rebuilt at
-// its next spawn; the old incarnation's output still goes to the log it had.
+// a child removed by reload keeps the unit it was started with until it is down. A unit whose
+// fingerprint changed gets its log rebuilt at its next spawn; the old incarnation's output still
+// goes to the log it had.
 Shell::ReloadOutcome Shell::apply_reload(unit::LoadResult next) {
     ReloadOutcome outcome;
     core::TreeSpec tree = core_tree(std::move(next.tree), next.units);
