@@ -123,19 +123,19 @@ void ControlApi::commands(const ctl::ResponderPtr &peer, const ctl::Request &q) 
 // Answered once the units directory has been loaded off the loop and applied.
 void ControlApi::reload(const ctl::ResponderPtr &peer, const ctl::Request &q) {
     std::weak_ptr<ctl::Responder> weak = peer;
-    shell_.reload(
-        "vigilctl (" + peer->who() + ")", [weak, id = q.id](const Shell::ReloadOutcome &o) {
-            auto p = weak.lock();
-            if (!p) return;
-            if (!o.diagnostics.empty()) {
-                p->error(id, ctl::ErrorCode::Invalid,
-                         std::to_string(o.diagnostics.size()) +
-                             " problems in the unit files; the running configuration is kept",
-                         ctl::reload_json({}, o.diagnostics));
-                return;
-            }
-            p->reply(id, ctl::reload_json(o.result, {}));
-        });
+    shell_.reload("vigilctl (" + peer->who() + ")",
+                  [weak, id = q.id](const Shell::ReloadOutcome &o) {
+                      auto p = weak.lock();
+                      if (!p) return;
+                      if (!o.diagnostics.empty()) {
+                          p->error(id, ctl::ErrorCode::Invalid,
+                                   unit::count_problems(o.problems) +
+                                       " in the unit files; the running configuration is kept",
+                                   ctl::reload_json({}, o.diagnostics));
+                          return;
+                      }
+                      p->reply(id, ctl::reload_json(o.result, {}));
+                  });
 }
 
 void ControlApi::events(const ctl::ResponderPtr &peer, const ctl::Request &q) {

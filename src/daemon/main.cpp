@@ -54,8 +54,7 @@ int main(int argc, char **argv) {
         if (!loaded.ok()) {
             for (const auto &d : loaded.diagnostics)
                 std::cerr << unit::format(d) << '\n';
-            std::cerr << "vigild: " << loaded.diagnostics.size() << " problem"
-                      << (loaded.diagnostics.size() == 1 ? "" : "s") << " in " << opts.units
+            std::cerr << "vigild: " << unit::count_problems(loaded.problems) << " in " << opts.units
                       << "; nothing was started. Fix the unit files, then check again with "
                          "`vigild --check --units "
                       << opts.units << "`\n";

@@ -43,6 +43,7 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
         if (!next.ok()) {
             for (const auto &d : next.diagnostics)
                 outcome.diagnostics.push_back(unit::format(d));
+            outcome.problems = next.problems;
         } else {
             outcome = apply_reload(std::move(next));
         }
@@ -50,8 +51,8 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
             journal_.say(LogLevel::Error, d);
         if (!outcome.diagnostics.empty())
             journal_.say(LogLevel::Error, "reload (" + asked_by + ") refused: " +
-                                              std::to_string(outcome.diagnostics.size()) +
-                                              " problems; the running configuration is kept");
+                                              unit::count_problems(outcome.problems) +
+                                              "; the running configuration is kept");
         for (const ReloadWaiter &w : waiters)
             if (w.done) w.done(outcome);
         if (!reload_waiters_.empty()) { // asked for while this one ran
@@ -81,6 +82,7 @@ Shell::ReloadOutcome Shell::apply_reload(unit::LoadResult next) {
     outcome.result = core_.reconfigure(std::move(tree), os_.now(), out);
     if (!outcome.result.errors.empty()) {
         outcome.diagnostics = outcome.result.errors;
+        outcome.problems = outcome.diagnostics.size();
         return outcome;
     }
     units_.resize(core_.size());

@@ -107,6 +107,7 @@ public:
     struct ReloadOutcome {
         core::ReconfigureResult result;
         std::vector<std::string> diagnostics; // non-empty: nothing was changed
+        std::size_t problems = 0;             // found (diagnostics shows at most 1000)
     };
     void reload(std::string who, std::function<void(const ReloadOutcome &)> done);
 

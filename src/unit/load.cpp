@@ -1298,12 +1298,17 @@ FileText read_unit(int dirfd, const Entry &e) {
 
 } // namespace
 
+std::string count_problems(std::size_t n) {
+    return std::to_string(n) + (n == 1 ? " problem" : " problems");
+}
+
 LoadResult load_dir(const std::filesystem::path &dir) {
     LoadResult result;
     Diagnostics diags;
     // Sorted by place, and past max_diagnostics one more that says how many were not shown.
     auto finish = [&] {
         auto &out = result.diagnostics = std::move(diags.kept());
+        result.problems = out.size() + diags.dropped();
         std::stable_sort(out.begin(), out.end(), [](const Diagnostic &a, const Diagnostic &b) {
             return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
         });

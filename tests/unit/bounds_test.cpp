@@ -268,9 +268,13 @@ TEST_SUITE("unit") {
             unit["unknown" + std::to_string(i)] = 1;
         LoadResult at = load_one(t, unit);
         CHECK(at.diagnostics.size() == 1000);
+        CHECK(at.problems == 1000);
         unit["unknown1000"] = 1;
         LoadResult past = load_one(t, unit);
         REQUIRE(past.diagnostics.size() == 1001);
+        CHECK(past.problems == 1001); // the count says all of them, not the lines shown
+        CHECK(count_problems(past.problems) == "1001 problems");
+        CHECK(count_problems(1) == "1 problem");
         CHECK(format(past.diagnostics.back()) ==
               "1 more problem not shown (the first 1000 are): fix these and check again");
         CHECK(past.diagnostics[999].file == (t.dir() / "web.json").string());

@@ -166,6 +166,7 @@ TEST_SUITE("unit") {
         LoadResult at = load_bounded(t);
         // One per bad name, of which the first 1000 are shown.
         REQUIRE(at.diagnostics.size() == bounds::max_diagnostics + 1);
+        CHECK(at.problems == 20000);
         CHECK(format(at.diagnostics.back()) == "19000 more problems not shown (the first 1000 "
                                                "are): fix these and check again");
         CHECK(diagnostics_text(at).find("more than") == std::string::npos);

@@ -111,8 +111,14 @@ struct LoadResult {
     core::TreeSpec tree;     // tree.nodes[0] is root
     std::vector<Unit> units; // aligned with tree.nodes
     std::vector<Diagnostic> diagnostics;
+    // How many problems were found: diagnostics holds at most bounds::max_diagnostics of them,
+    // and then one more line that says how many were not shown.
+    std::size_t problems = 0;
     bool ok() const { return diagnostics.empty(); }
 };
+
+// "1 problem", "5171 problems".
+std::string count_problems(std::size_t n);
 
 // Loads every *.json file in `dir` (sorted by name, so diagnostics come in a stable order).
 // `dir` itself may be a symlink; the files in it may not.
