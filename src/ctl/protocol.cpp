@@ -1,5 +1,6 @@
 // The control protocol codec: see include/vigil/ctl/protocol.hpp for the wire format.
 #include "vigil/ctl/protocol.hpp"
+#include "vigil/json_error.hpp"
 
 #include "vigil/core/names.hpp"
 
@@ -230,13 +231,9 @@ ParseResult parse_request(std::string_view line) noexcept {
             try {
                 Json again = Json::parse(line);
                 (void)again;
-            } catch (const Json::parse_error &e) {
-                std::string what = e.what();
-                // "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
-                if (auto p = what.find("] "); p != std::string::npos) what.erase(0, p + 2);
-                // The message quotes the last token read, which may be most of the line.
-                if (what.size() > 160) what = what.substr(0, 160) + "...";
-                return RequestError{nullptr, ErrorCode::BadJson, "invalid JSON: " + what};
+            } catch (const Json::exception &e) {
+                return RequestError{nullptr, ErrorCode::BadJson,
+                                    "invalid JSON: " + json_error_text(e.what(), true)};
             }
             return RequestError{nullptr, ErrorCode::BadJson, "invalid JSON"};
         }

@@ -1,5 +1,6 @@
 // JSON parsing with source positions and duplicate-key detection (see json_positions.hpp).
 #include "vigil/unit/json_positions.hpp"
+#include "vigil/json_error.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -127,13 +128,8 @@ public:
                      const nlohmann::detail::exception &ex) {
         // `position` counts the characters read, the offending one included.
         std::size_t off = position == 0 ? 0 : position - 1;
-        std::string msg = ex.what();
-        // "[json.exception.parse_error.101] parse error at line 1, column 2: syntax error ..."
-        if (auto c = msg.find("column "); c != std::string::npos) {
-            if (auto colon = msg.find(": ", c); colon != std::string::npos)
-                msg = msg.substr(colon + 2);
-        }
-        out_.problems.push_back({pos_at(std::min(off, text_.size())), "", "JSON " + msg});
+        out_.problems.push_back(
+            {pos_at(std::min(off, text_.size())), "", "JSON " + json_error_text(ex.what())});
         out_.syntax_ok = false;
         return false;
     }

@@ -63,6 +63,11 @@ TEST_SUITE("ctl") {
             CHECK(e.message.find("invalid JSON") == 0);
         }
         CHECK(bad("{\"cmd\":").message.find("column") != std::string::npos);
+        // Words for people, not the library's exception ids.
+        const RequestError big = bad(R"({"id":1,"cmd":"status","args":{"lines":1e999}})");
+        CHECK(big.code == ErrorCode::BadJson);
+        CHECK(big.message == "invalid JSON: number out of range: '1e999' does not fit in a double");
+        CHECK(bad("{").message.find("json.exception") == std::string::npos);
     }
 
     TEST_CASE("a request must be an object with a string cmd and only known keys") {

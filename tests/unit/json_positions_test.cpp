@@ -119,6 +119,13 @@ TEST_SUITE("unit") {
             REQUIRE(r.problems.size() == 1);
             CHECK(r.problems[0].pos.line == 2);
         }
+        SUBCASE("a number past a double's range, in words without the library's ids") {
+            auto r = parse_positioned("{\"timeout\": 1e999}");
+            CHECK_FALSE(r.syntax_ok);
+            REQUIRE(r.problems.size() == 1);
+            CHECK(r.problems[0].message ==
+                  "JSON number out of range: '1e999' does not fit in a double");
+        }
     }
 
     TEST_CASE("pointer_append escapes ~ and /") {
