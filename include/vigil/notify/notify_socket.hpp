@@ -61,9 +61,13 @@ std::string socket_path(const std::string &dir, const std::string &unit);
 
 // Makes `dir` ready to hold notify sockets: created (one level) if missing, mode 0711 so that
 // services running as other users can reach their socket but nobody can list the folder. An
-// existing folder must be a directory (not a symlink) owned by vigild's user and writable by
-// nobody else, or a user who made it first could swap the sockets: "" or the error, e.g.
-// "/run/vigil-notify: owned by uid 1000, not by vigild's user (uid 0)".
+// existing folder must be a directory (not a symlink) owned by vigild's user, or a user who made
+// it first could swap the sockets: "" or the error, e.g. "/run/vigil-notify: owned by uid 1000,
+// not by vigild's user (uid 0)". A folder of vigild's user with a wider mode (a run that was
+// stopped halfway, an operator's chmod) gets 0711 back rather than being refused, unlike the
+// control socket's folder: this is safe because what others planted in it while it was open
+// is unlinked before each socket is bound (open()), after the mode is fixed, and the control
+// socket's folder is refused because its path is the operator's choice and may be shared.
 std::string prepare_socket_dir(const std::string &dir);
 
 class NotifySocket {
