@@ -167,7 +167,8 @@ void UvCgroup::on_empty(std::function<void()> cb) {
 
 } // namespace
 
-UvOs::UvOs(const Options &opts) : opts_(opts) {
+UvOs::UvOs(const Options &opts)
+    : opts_(opts), own_(opts.log_level, [this](std::string_view line) { say(line); }) {
     uv_loop_init(&loop_);
     loop_.data = this;
     uv_timer_init(&loop_, &deadline_);
@@ -187,8 +188,8 @@ UvOs::~UvOs() {
 
 void UvOs::start_spawner() {
     if (int err = spawner_.start())
-        say(std::string("vigild: cannot start the spawner helper: ") + std::strerror(err) +
-            "; spawning from vigild");
+        own_.say(LogLevel::Warn, std::string("cannot start the spawner helper: ") +
+                                     std::strerror(err) + "; spawning from vigild");
     if (spawner_.fd() >= 0) {
         uv_poll_init(&loop_, &spawner_poll_, spawner_.fd());
         spawner_poll_.data = this;
@@ -260,7 +261,7 @@ void UvOs::spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, SpawnDone done)
 
 void UvOs::pump_spawner() {
     std::vector<proc::SpawnCompletion> done = spawner_.pump();
-    if (std::string w = spawner_.take_warning(); !w.empty()) say("vigild: " + w);
+    if (std::string w = spawner_.take_warning(); !w.empty()) own_.say(LogLevel::Warn, w);
     for (proc::SpawnCompletion &c : done) {
         auto it = spawns_.find(c.ticket);
         if (it == spawns_.end()) continue;
@@ -345,11 +346,12 @@ std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *
         std::vector<std::string> stale;
         cgroups_ = proc::CgroupRoot::make(&cgroups_error_, &stale);
         for (const std::string &s : stale)
-            say("vigild: " + s);
+            own_.say(LogLevel::Warn, s);
         if (!cgroups_)
-            say("vigild: services run without cgroups (" + cgroups_error_ +
-                "): a process that leaves its service's session escapes a stop; vigilctl "
-                "status lists such processes");
+            own_.say(LogLevel::Warn,
+                     "services run without cgroups (" + cgroups_error_ +
+                         "): a process that leaves its service's session escapes a stop; vigilctl "
+                         "status lists such processes");
     }
     if (!cgroups_) return nullptr; // said once above
     std::string why;
@@ -456,7 +458,8 @@ std::unique_ptr<OutputChannel> UvOs::read_output(int stdout_fd, int stderr_fd,
     auto capture =
         std::make_unique<log::Capture>(&loop_, stdout_fd, stderr_fd, options, std::move(g));
     if (int err = capture->start(); err != 0)
-        say(std::string("vigild: cannot read a service's output: ") + uv_strerror(err));
+        own_.say(LogLevel::Error,
+                 std::string("cannot read a service's output: ") + uv_strerror(err));
     return std::make_unique<UvOutput>(std::move(capture));
 }
 
@@ -561,7 +564,7 @@ bool UvOs::start_control() {
         std::string err;
         so.socket_group = ctl::lookup_group(*opts_.socket_group, &err);
         if (!so.socket_group) {
-            say("vigild: --socket-group: " + err);
+            own_.say(LogLevel::Error, "--socket-group: " + err);
             return false;
         }
     }
@@ -574,7 +577,7 @@ bool UvOs::start_control() {
         });
     std::string message;
     if (int err = ctl_->listen(&message); err != 0) {
-        say("vigild: " + message + "; not starting (use --socket to choose another path)");
+        own_.say(LogLevel::Error, message + "; not starting (use --socket to choose another path)");
         ctl_->close();
         return false;
     }
@@ -585,7 +588,8 @@ bool UvOs::start_http() {
     if (!opts_.http) return true;
     auto addr = http::parse_listen_address(*opts_.http);
     if (!addr) {
-        say("vigild: --http " + *opts_.http + ": expected HOST:PORT, e.g. 127.0.0.1:9100");
+        own_.say(LogLevel::Error,
+                 "--http " + *opts_.http + ": expected HOST:PORT, e.g. 127.0.0.1:9100");
         return false;
     }
     http::Handlers h;
@@ -593,7 +597,7 @@ bool UvOs::start_http() {
     h.status_json = [this] { return status_json(*shell_, live_units(*shell_)).dump(); };
     auto opened = http::Server::listen(&loop_, addr->first, addr->second, {}, std::move(h));
     if (!opened.server) {
-        say("vigild: " + opened.error);
+        own_.say(LogLevel::Error, opened.error);
         return false;
     }
     http_ = std::move(opened.server);

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "journal.hpp"
 #include "options.hpp"
 #include "os.hpp"
 #include "vigil/ctl/server.hpp"
@@ -112,6 +113,8 @@ private:
     bool start_http();
 
     Options opts_;
+    // vigild's own lines from here (timestamped like the shell's; internal errors rate-limited).
+    Journal own_;
     uv_loop_t loop_{};
     Shell *shell_ = nullptr;
     uv_timer_t deadline_{};
@@ -139,12 +142,15 @@ template <class F> bool UvOs::guard(const char *where, F &&f) noexcept {
         return true;
     } catch (const std::bad_alloc &) {
         try {
-            say(std::string("vigild: out of memory in ") + where + "; going on");
+            own_.limited("internal", LogLevel::Error,
+                         std::string("out of memory in ") + where + "; going on", loop_time());
         } catch (...) {
         }
     } catch (const std::exception &e) {
         try {
-            say(std::string("vigild: internal error in ") + where + ": " + e.what() + "; going on");
+            own_.limited("internal", LogLevel::Error,
+                         std::string("internal error in ") + where + ": " + e.what() + "; going on",
+                         loop_time());
         } catch (...) {
         }
     } catch (...) {
