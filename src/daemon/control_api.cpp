@@ -80,11 +80,14 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
 }
 
 void ControlApi::version(const ctl::ResponderPtr &peer, const ctl::Request &q) {
+    std::size_t units = 0; // the root is not a unit; removed ones are not counted
+    for (std::uint32_t i = 1; i < shell_.core().size(); ++i)
+        units += !shell_.core().status(ChildId{i}).removed;
     peer->reply(q.id, {{"server", VIGIL_VERSION},
                        {"protocol", ctl::protocol_version},
                        {"version", VIGIL_VERSION},
                        {"pid", shell_.os().self_pid()},
-                       {"units", shell_.core().size() - 1},
+                       {"units", units},
                        {"orphans_reaped", shell_.orphans_reaped()}});
 }
 

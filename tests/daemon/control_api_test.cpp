@@ -1,0 +1,244 @@
+// control_api_test.cpp: what vigild answers on its control socket (src/daemon/control_api.cpp),
+// driven through fake connections (ctl::Responder) on the fake OS: the answers' shapes, the
+// commands reaching the core, followers and their bounds, reload answered after the off-loop
+// load. The real socket, its caps and its framing are tested in tests/ctl and tests/integration.
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+#include "control_api.hpp"
+#include "fake_os.hpp"
+
+using namespace vigil;
+using namespace vigil::test;
+using namespace std::chrono_literals;
+using ctl::Json;
+
+namespace {
+
+const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
+
+// A connection that records what vigild sends it. close() (or `closed = true`) makes every
+// later call return false, as a closed connection does; close callbacks run on fire_close().
+class FakePeer final : public ctl::Responder {
+public:
+    struct Line {
+        std::string kind; // reply, error, stream, end
+        Json id, body;
+    };
+    std::vector<Line> lines;
+    bool closed = false;
+    bool ro = false;
+    std::vector<std::function<void()>> close_cbs;
+
+    bool reply(const Json &id, const Json &result) override { return add("reply", id, result); }
+    bool error(const Json &id, ctl::ErrorCode code, std::string_view message,
+               const Json &extra) override {
+        Json b = {{"code", ctl::to_string(code)}, {"message", std::string(message)}};
+        if (!extra.is_null()) b["extra"] = extra;
+        return add("error", id, b);
+    }
+    bool stream(const Json &id, const Json &item) override { return add("stream", id, item); }
+    bool end(const Json &id) override { return add("end", id, nullptr); }
+    bool on_close(std::function<void()> cb) override {
+        close_cbs.push_back(std::move(cb));
+        return true;
+    }
+    bool open() const override { return !closed; }
+    std::string who() const override { return "uid 0 pid 4242"; }
+    uid_t uid() const override { return 0; }
+    bool read_only() const override { return ro; }
+    void close() override { closed = true; }
+
+    void fire_close() {
+        closed = true;
+        auto cbs = std::move(close_cbs);
+        for (auto &cb : cbs)
+            cb();
+    }
+    std::size_t count(const std::string &kind) const {
+        std::size_t n = 0;
+        for (const Line &l : lines)
+            n += l.kind == kind;
+        return n;
+    }
+    const Line &last() const { return lines.back(); }
+
+private:
+    bool add(const char *kind, const Json &id, const Json &body) {
+        if (closed) return false;
+        lines.push_back({kind, id, body});
+        return true;
+    }
+};
+
+ctl::Request request(ctl::Cmd cmd, std::vector<std::string> units = {}, int id = 1) {
+    ctl::Request q;
+    q.id = id;
+    q.cmd = cmd;
+    q.units = std::move(units);
+    return q;
+}
+
+ctl::Request follow(ctl::Cmd cmd, const std::string &unit, int id = 1) {
+    ctl::Request q = request(cmd, {}, id);
+    q.unit = unit;
+    q.follow = true;
+    q.lines = 0;
+    return q;
+}
+
+} // namespace
+
+TEST_SUITE("daemon") {
+
+    TEST_CASE("control: status answers from the core, with the kernel's pid; a bad pattern is "
+              "not_found") {
+        Harness h({{"a", svc}, {"b", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"a"}));
+        REQUIRE(peer->last().kind == "reply");
+        const Json &units = peer->last().body["units"];
+        REQUIRE(units.size() == 1);
+        CHECK(units[0]["name"] == "a");
+        CHECK(units[0]["state"] == "running");
+        CHECK(units[0]["pid"] == h.os.pid_of("a"));
+        CHECK(units[0]["incarnation"] == 1);
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"nope*"}, 2));
+        CHECK(peer->last().kind == "error");
+        CHECK(peer->last().id == 2);
+        CHECK(peer->last().body["code"] == "not_found");
+    }
+
+    TEST_CASE("control: stop and start reach the core and say what each unit did") {
+        Harness h({{"a", svc}, {"b", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Stop, {"a"}));
+        REQUIRE(peer->last().kind == "reply");
+        CHECK(peer->last().body["results"][0]["unit"] == "a");
+        CHECK(peer->last().body["results"][0]["outcome"] == "ok");
+        h.os.settle();
+        CHECK(h.status("a").state == core::ChildState::Stopped);
+        CHECK(h.os.procs[h.os.spawned_pid["a"]].signals.at(0) == SIGTERM);
+        h.shell->control().handle(peer, request(ctl::Cmd::Stop, {"a"}, 2));
+        CHECK(peer->last().body["results"][0]["outcome"] == "already_stopped");
+        h.shell->control().handle(peer, request(ctl::Cmd::Start, {"a"}, 3));
+        CHECK(peer->last().body["results"][0]["outcome"] == "ok");
+        CHECK(h.status("a").state == core::ChildState::Running);
+        CHECK(h.status("a").incarnation.value == 2);
+    }
+
+    TEST_CASE("control: an events follower gets each new record once, and is dropped when its "
+              "connection closes") {
+        Harness h({{"a", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, follow(ctl::Cmd::Events, "a"));
+        CHECK(h.shell->control().followers() == 1);
+        CHECK(peer->lines.empty()); // lines = 0: no history first
+        h.os.exit(h.os.pid_of("a"), 3);
+        h.os.settle();
+        REQUIRE(peer->count("stream") >= 2);
+        bool exited = false;
+        for (const auto &l : peer->lines)
+            if (l.body.value("kind", "") == "exited") {
+                exited = true;
+                CHECK(l.body["exit"] == Json{{"code", 3}});
+                CHECK(l.body["unit"] == "a");
+            }
+        CHECK(exited);
+        peer->fire_close();
+        CHECK(h.shell->control().followers() == 0);
+    }
+
+    TEST_CASE("control: a logs follower gets each line once, in order; a unit removed by "
+              "reload ends its stream") {
+        Harness h({{"a", svc}, {"b", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, follow(ctl::Cmd::Logs, "a"));
+        const int pid = h.os.pid_of("a");
+        h.os.write(pid, log::Stream::Stdout, "one");
+        h.os.write(pid, log::Stream::Stderr, "two");
+        h.os.deliver();
+        REQUIRE(peer->count("stream") == 2);
+        CHECK(peer->lines[0].body["line"] == "one");
+        CHECK(peer->lines[1].body["line"] == "two");
+        CHECK(peer->lines[1].body["stream"] == "stderr");
+        CHECK(peer->lines[0].body["seq"] < peer->lines[1].body["seq"]);
+        h.os.next_load = load_units({{"b", svc}});
+        h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+        h.os.finish_load();
+        h.os.settle();
+        CHECK(peer->last().kind == "end");
+        CHECK(h.shell->control().followers() == 0);
+    }
+
+    TEST_CASE("control: followers are bounded; the oldest is ended to make room") {
+        Harness h({{"a", svc}});
+        std::vector<std::shared_ptr<FakePeer>> peers;
+        for (std::size_t i = 0; i <= daemon::ControlApi::max_followers; ++i) {
+            peers.push_back(std::make_shared<FakePeer>());
+            h.shell->control().handle(peers.back(), follow(ctl::Cmd::Events, "", int(i)));
+        }
+        CHECK(h.shell->control().followers() == daemon::ControlApi::max_followers);
+        REQUIRE_FALSE(peers[0]->lines.empty());
+        CHECK(peers[0]->last().kind == "end");
+        CHECK(peers[1]->lines.empty());
+    }
+
+    TEST_CASE("control: a follower whose connection stops taking lines is dropped at once") {
+        Harness h({{"a", svc}});
+        auto slow = std::make_shared<FakePeer>();
+        auto fine = std::make_shared<FakePeer>();
+        h.shell->control().handle(slow, follow(ctl::Cmd::Logs, "a"));
+        h.shell->control().handle(fine, follow(ctl::Cmd::Logs, "a", 2));
+        slow->closed = true; // the server closed it (output cap), callbacks not yet run
+        const int pid = h.os.pid_of("a");
+        h.os.write(pid, log::Stream::Stdout, "x");
+        h.os.deliver();
+        CHECK(h.shell->control().followers() == 1);
+        CHECK(fine->count("stream") == 1);
+    }
+
+    TEST_CASE("control: reload is answered after the load, with the problems or the changes") {
+        Harness h({{"a", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Reload));
+        CHECK(peer->lines.empty()); // the load runs off the loop
+        unit::LoadResult bad;
+        for (int i = 0; i < 3; ++i)
+            bad.diagnostics.push_back({"/fake/units/x.json", 1, 1, "", "broken"});
+        bad.problems = 3;
+        h.os.next_load = std::move(bad);
+        h.os.finish_load();
+        REQUIRE(peer->last().kind == "error");
+        CHECK(peer->last().body["code"] == "invalid");
+        CHECK(peer->last().body["message"] ==
+              "3 problems in the unit files; the running configuration is kept");
+        CHECK(h.status("a").state == core::ChildState::Running);
+        h.shell->control().handle(peer, request(ctl::Cmd::Reload, {}, 2));
+        h.os.next_load = load_units({{"a", svc}, {"n", svc}});
+        h.os.finish_load();
+        REQUIRE(peer->last().kind == "reply");
+        CHECK(peer->last().body["added"] == Json::array({"n"}));
+        CHECK(h.status("n").state == core::ChildState::Running);
+    }
+
+    TEST_CASE("control: version counts the units that exist, not the ids ever used") {
+        Harness h({{"a", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        for (int i = 0; i < 3; ++i) { // add and remove b: its id is freed and reused
+            h.os.next_load = load_units({{"a", svc}, {"b", svc}});
+            h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+            h.os.finish_load();
+            h.os.next_load = load_units({{"a", svc}});
+            h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+            h.os.finish_load();
+            h.os.settle();
+        }
+        h.shell->control().handle(peer, request(ctl::Cmd::Version));
+        REQUIRE(peer->last().kind == "reply");
+        CHECK(peer->last().body["units"] == 1);
+        CHECK(h.shell->core().size() <= 3); // root, a, and one id for every b
+    }
+
+} // TEST_SUITE
