@@ -88,7 +88,8 @@ void ControlApi::version(const ctl::ResponderPtr &peer, const ctl::Request &q) {
                        {"version", VIGIL_VERSION},
                        {"pid", shell_.os().self_pid()},
                        {"units", units},
-                       {"orphans_reaped", shell_.orphans_reaped()}});
+                       {"orphans_reaped", shell_.orphans_reaped()},
+                       {"loop_stall_max_ms", double(shell_.os().loop_stall_max_us()) / 1000}});
 }
 
 std::vector<ChildId> ControlApi::targets(const ctl::ResponderPtr &peer, const ctl::Request &q,

@@ -107,6 +107,10 @@ public:
     // Arms the one timer of the core's deadlines (nullopt: none); Shell::on_deadline() runs
     // when it passes.
     virtual void arm_deadline(std::optional<TimePoint> when) = 0;
+    // Runs `f` once from the loop after `d`, unless the returned handle is destroyed first. For
+    // what the shell times on its own (how long a log file has pushed back); supervision's
+    // deadlines are the core's (arm_deadline).
+    virtual std::unique_ptr<Running> after(Duration d, std::function<void()> f) = 0;
 
     // ---- processes ----------------------------------------------------------------------
     // Starts a process; `done` gets the answer later. The descriptors in `extras` are the
@@ -140,6 +144,11 @@ public:
     using ProcessesFound = std::map<std::string, std::vector<int>>;
     virtual void find_processes(std::vector<std::string> units, std::size_t max,
                                 std::function<void(ProcessesFound)> done) = 0;
+
+    // The longest time the loop has spent between two waits for events (every callback of one
+    // turn), since start-up, in microseconds: what a client or a signal may wait at worst.
+    // 0 where it is not measured (the fake OS).
+    virtual std::int64_t loop_stall_max_us() { return 0; }
 
     // ---- output, notification, readiness, probes ----------------------------------------
     virtual std::unique_ptr<OutputChannel> read_output(int stdout_fd, int stderr_fd,

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "shell.hpp"
+#include "vigil/core/names.hpp"
 
 namespace vigil::daemon {
 
@@ -168,6 +169,7 @@ void Shell::report_log_failures(ChildId id) {
 // it catches up. Its service blocks on a full pipe; no other unit waits.
 void Shell::file_pressure(ChildId id, bool congested) {
     UnitRuntime &r = runtime(id);
+    if (congested != r.file_congested) congestion_notice(id, congested);
     r.file_congested = congested;
     auto apply = [congested](Run &run) {
         if (!run.output) return;
@@ -179,6 +181,35 @@ void Shell::file_pressure(ChildId id, bool congested) {
     if (r.run) apply(*r.run);
     for (auto &p : r.past)
         apply(*p);
+}
+
+// A log file that takes nothing for log_stall_notice (a FIFO nobody reads, a hung network file
+// system) holds its service up without a word: say so then, and again when it takes output.
+void Shell::congestion_notice(ChildId id, bool congested) {
+    UnitRuntime &r = runtime(id);
+    auto say = [this, id](std::string msg) {
+        std::vector<core::Action> out;
+        core_.note(id, core::Cause::None, std::move(msg), os_.now(), out);
+        execute(out);
+    };
+    if (congested) {
+        r.congested_since = os_.now();
+        r.congestion_timer = os_.after(log_stall_notice, [this, id, say] {
+            UnitRuntime &rr = runtime(id);
+            rr.congestion_said = true;
+            const log::FileSink *f = rr.log ? rr.log->file() : nullptr;
+            say((f ? "its log file " + f->options().path : std::string("its log file")) +
+                " has taken no output for " + core::format_duration(log_stall_notice) +
+                "; the service is held up on its output until it does (a FIFO nobody reads? a "
+                "file system that does not answer?)");
+        });
+        return;
+    }
+    r.congestion_timer.reset();
+    if (!r.congestion_said) return;
+    r.congestion_said = false;
+    say("its log file takes output again, after " +
+        core::format_duration(os_.now() - r.congested_since));
 }
 
 void Shell::reopen_logs() {

@@ -52,6 +52,9 @@ struct UnitRuntime {
     std::uint64_t probe_failures = 0;       // failed probe checks, every incarnation
     std::uint64_t log_failures_reported = 0;
     bool file_congested = false; // the log file's writer pushes back: the captures are paused
+    TimePoint congested_since{};
+    std::unique_ptr<Running> congestion_timer; // says so once it has lasted log_stall_notice
+    bool congestion_said = false;
     // Watches on the processes listed as left behind (no cgroup): one that ends is a rescan.
     std::vector<std::unique_ptr<Running>> left_watches;
     // The process groups of its last incarnations (their first pids), newest last: what a stop

@@ -153,6 +153,8 @@ private:
     void recheck_groups();
     void report_log_failures(ChildId id);
     void file_pressure(ChildId id, bool congested);
+    void congestion_notice(ChildId id, bool congested);
+    static constexpr Duration log_stall_notice{10'000};
 
     // health.cpp
     void act(const core::StartProbes &a);

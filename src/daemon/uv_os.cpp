@@ -171,6 +171,21 @@ UvOs::UvOs(const Options &opts)
     : opts_(opts), own_(opts.log_level, [this](std::string_view line) { say(line); }) {
     uv_loop_init(&loop_);
     loop_.data = this;
+    uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);
+    uv_prepare_init(&loop_, &turn_);
+    turn_.data = this;
+    uv_prepare_start(&turn_, [](uv_prepare_t *h) {
+        auto *self = static_cast<UvOs *>(h->data);
+        const std::uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(h->loop);
+        if (self->turn_last_ns_ != 0) {
+            const auto busy = static_cast<std::int64_t>((now - self->turn_last_ns_) -
+                                                        (idle - self->idle_last_ns_));
+            self->stall_max_ns_ = std::max(self->stall_max_ns_, busy);
+        }
+        self->turn_last_ns_ = now;
+        self->idle_last_ns_ = idle;
+    });
+    uv_unref(reinterpret_cast<uv_handle_t *>(&turn_)); // it must not keep the loop alive
     uv_timer_init(&loop_, &deadline_);
     deadline_.data = this;
     uv_timer_init(&loop_, &spawn_timer_);
@@ -231,6 +246,41 @@ TimePoint UvOs::loop_time() {
 
 std::int64_t UvOs::wall_ms() {
     return log::wall_now();
+}
+
+namespace {
+// A one-shot timer; destroying it cancels it. The uv_timer_t is freed by its close callback.
+class UvAfter final : public Running {
+public:
+    UvAfter(UvOs &os, uv_loop_t *loop, Duration d, std::function<void()> f)
+        : os_(os), f_(std::move(f)), t_(new uv_timer_t) {
+        uv_timer_init(loop, t_);
+        t_->data = this;
+        uv_timer_start(
+            t_,
+            [](uv_timer_t *h) {
+                auto *self = static_cast<UvAfter *>(h->data);
+                auto run = self->f_; // the callback may destroy this object
+                self->os_.guard("timer", [&] { run(); });
+            },
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())), 0);
+    }
+    ~UvAfter() override {
+        uv_close(reinterpret_cast<uv_handle_t *>(t_),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    }
+    UvAfter(const UvAfter &) = delete;
+    UvAfter &operator=(const UvAfter &) = delete;
+
+private:
+    UvOs &os_;
+    std::function<void()> f_;
+    uv_timer_t *t_;
+};
+} // namespace
+
+std::unique_ptr<Running> UvOs::after(Duration d, std::function<void()> f) {
+    return std::make_unique<UvAfter>(*this, &loop_, d, std::move(f));
 }
 
 void UvOs::arm_deadline(std::optional<TimePoint> when) {
@@ -613,6 +663,8 @@ void UvOs::close_handles() {
     http_.reset();
     uv_timer_stop(&deadline_);
     close_handle(&deadline_);
+    uv_prepare_stop(&turn_);
+    close_handle(&turn_);
     uv_timer_stop(&spawn_timer_);
     close_handle(&spawn_timer_);
     if (spawner_polling_) close_handle(&spawner_poll_);

@@ -66,6 +66,7 @@ public:
     TimePoint loop_time() override;
     std::int64_t wall_ms() override;
     void arm_deadline(std::optional<TimePoint> when) override;
+    std::unique_ptr<Running> after(Duration d, std::function<void()> f) override;
     void spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, SpawnDone done) override;
     int self_pid() override;
     int pidfd_open(int pid, std::string *error) override;
@@ -93,6 +94,7 @@ public:
     log::Forwarder *forwarder() override { return streams_.out; }
     log::FileSinkFactory file_sinks() override;
     void say(std::string_view line) override;
+    std::int64_t loop_stall_max_us() override { return stall_max_ns_ / 1000; }
     void load_units(const std::string &dir, std::function<void(unit::LoadResult)> done) override;
 
     // Runs `f`, logging any exception instead of letting it into libuv. Returns false when one
@@ -118,6 +120,11 @@ private:
     uv_loop_t loop_{};
     Shell *shell_ = nullptr;
     uv_timer_t deadline_{};
+    // Loop stalls: at each turn's prepare, the time since the last one minus the time spent
+    // waiting in epoll (uv_metrics_idle_time) is what the turn's callbacks took.
+    uv_prepare_t turn_{};
+    std::uint64_t turn_last_ns_ = 0, idle_last_ns_ = 0;
+    std::int64_t stall_max_ns_ = 0;
     uv_timer_t spawn_timer_{};
     uv_poll_t spawner_poll_{};
     bool spawner_polling_ = false;

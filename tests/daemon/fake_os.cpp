@@ -119,16 +119,36 @@ FakeOs::~FakeOs() {
         if (fd >= 0) ::close(fd);
 }
 
+// The core's deadline and the shell's timers, in time order (the deadline first at a tie).
 void FakeOs::advance(Duration d) {
     const TimePoint target = clock + d;
-    for (int i = 0; armed && *armed <= target; ++i) {
+    for (int i = 0;; ++i) {
         if (i > loop_cap) throw std::runtime_error("FakeOs::advance: livelock");
-        if (*armed > clock) clock = *armed;
-        armed.reset();
-        if (shell) shell->on_deadline();
+        auto t = std::min_element(timers.begin(), timers.end(), [](const auto &a, const auto &b) {
+            return a.second.when < b.second.when;
+        });
+        const bool timer_due = t != timers.end() && t->second.when <= target;
+        const bool deadline_due = armed && *armed <= target;
+        if (!timer_due && !deadline_due) break;
+        if (deadline_due && (!timer_due || *armed <= t->second.when)) {
+            if (*armed > clock) clock = *armed;
+            armed.reset();
+            if (shell) shell->on_deadline();
+        } else {
+            if (t->second.when > clock) clock = t->second.when;
+            auto f = std::move(t->second.f);
+            timers.erase(t);
+            f();
+        }
         settle();
     }
     clock = target;
+}
+
+std::unique_ptr<daemon::Running> FakeOs::after(Duration d, std::function<void()> f) {
+    const int key = next_timer_++;
+    timers[key] = FakeTimer{clock + d, std::move(f)};
+    return std::make_unique<FakeRunning>([this, key] { timers.erase(key); });
 }
 
 void FakeOs::find_processes(std::vector<std::string> units, std::size_t max,

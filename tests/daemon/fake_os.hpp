@@ -139,6 +139,13 @@ public:
     vigil::TimePoint loop_time() override { return clock; }
     std::int64_t wall_ms() override { return 1'700'000'000'000 + clock.time_since_epoch().count(); }
     void arm_deadline(std::optional<vigil::TimePoint> when) override { armed = when; }
+    std::unique_ptr<vigil::daemon::Running> after(vigil::Duration d,
+                                                  std::function<void()> f) override;
+    struct FakeTimer {
+        vigil::TimePoint when;
+        std::function<void()> f;
+    };
+    std::map<int, FakeTimer> timers; // by creation order; advance() fires them in time order
     void spawn(vigil::proc::SpawnSpec spec, vigil::proc::SpawnExtras extras,
                vigil::daemon::SpawnDone done) override;
     int self_pid() override { return 1; }
@@ -189,6 +196,7 @@ public:
 private:
     void die(int pid, int wstatus);
     int next_pid_ = 100;
+    int next_timer_ = 1;
     int next_fd_ = 1000;
     std::map<int, int> pidfds_; // fd -> pid
     std::function<void(vigil::unit::LoadResult)> load_done_;

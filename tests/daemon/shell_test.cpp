@@ -254,6 +254,19 @@ TEST_SUITE("daemon") {
         CHECK_FALSE(h.os.outputs[static_cast<std::size_t>(h.os.procs[b].output)].paused);
         h.os.files[0]->set_congested(false);
         CHECK_FALSE(h.os.outputs[static_cast<std::size_t>(h.os.procs[a].output)].paused);
+        // A short push-back is routine; one that lasts is said, with the file, and its end too.
+        h.os.files[0]->set_congested(true);
+        h.os.advance(9s);
+        CHECK_FALSE(has_record(h, "a", core::RecordKind::Notice, "has taken no output"));
+        h.os.advance(1s);
+        CHECK(has_record(h, "a", core::RecordKind::Notice,
+                         "its log file /tmp/a.log has taken no output for 10s"));
+        CHECK(h.os.has_journal("its log file /tmp/a.log has taken no output for 10s"));
+        h.os.advance(5s);
+        h.os.files[0]->set_congested(false);
+        CHECK(has_record(h, "a", core::RecordKind::Notice,
+                         "its log file takes output again, after 15s"));
+        CHECK_FALSE(has_record(h, "b", core::RecordKind::Notice, "log file"));
     }
 
     TEST_CASE("reload while a unit with patterns is stopping: the old run's hits never index "
