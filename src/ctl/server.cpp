@@ -640,8 +640,13 @@ int Server::listen(std::string *message) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     if (path.empty()) return fail(-EINVAL, "no path given");
-    if (path.size() >= sizeof sa.sun_path)
-        return fail(-ENAMETOOLONG, "path longer than " + std::to_string(sizeof sa.sun_path - 1) +
+    // The socket is bound under a temporary name next to its own and renamed into place once
+    // it listens, so a client that sees the file never meets ECONNREFUSED from a socket that
+    // is bound but not yet listening.
+    const std::string staging = path + ".new";
+    if (staging.size() >= sizeof sa.sun_path)
+        return fail(-ENAMETOOLONG, "path longer than " +
+                                       std::to_string(sizeof sa.sun_path - 1 - 4) +
                                        " bytes; choose a shorter --socket");
     std::memcpy(sa.sun_path, path.data(), path.size());
 
@@ -672,12 +677,23 @@ int Server::listen(std::string *message) {
             return fail(-errno, "cannot remove the old socket: " + errno_text(errno));
     }
 
+    // A staging name left by a vigild that died between bind and rename.
+    if (lstat(staging.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return fail(-EEXIST, staging + " exists and is not a socket; remove it");
+        if (unlink(staging.c_str()) != 0 && errno != ENOENT)
+            return fail(-errno, "cannot remove " + staging + ": " + errno_text(errno));
+    }
+    sockaddr_un bound{};
+    bound.sun_family = AF_UNIX;
+    std::memcpy(bound.sun_path, staging.data(), staging.size());
+
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return fail(-errno, "socket: " + errno_text(errno));
     // bind() creates the file with 0777 & ~umask: narrow the umask around it so there is no
     // moment at which the socket is more open than it will be. vigild is single-threaded here.
     mode_t old_mask = umask(0177);
-    int r = bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa);
+    int r = bind(fd, reinterpret_cast<sockaddr *>(&bound), sizeof bound);
     int e = errno;
     umask(old_mask);
     if (r != 0) {
@@ -685,18 +701,19 @@ int Server::listen(std::string *message) {
         return fail(-e, "bind: " + errno_text(e));
     }
     auto undo = [&](int err, const std::string &what) {
-        ::close(fd);
-        unlink(path.c_str());
+        if (fd >= 0) ::close(fd);
+        unlink(staging.c_str());
         return fail(-err, what);
     };
     if (options_.socket_group) {
-        if (chown(path.c_str(), static_cast<uid_t>(-1), *options_.socket_group) != 0)
+        if (chown(staging.c_str(), static_cast<uid_t>(-1), *options_.socket_group) != 0)
             return undo(errno, "cannot give the socket to group " +
                                    std::to_string(*options_.socket_group) + ": " +
                                    errno_text(errno));
-        if (chmod(path.c_str(), 0660) != 0) return undo(errno, "chmod 0660: " + errno_text(errno));
+        if (chmod(staging.c_str(), 0660) != 0)
+            return undo(errno, "chmod 0660: " + errno_text(errno));
     }
-    if (stat(path.c_str(), &st) == 0) {
+    if (stat(staging.c_str(), &st) == 0) {
         sock_dev_ = st.st_dev;
         sock_ino_ = st.st_ino;
     }
@@ -728,8 +745,13 @@ int Server::listen(std::string *message) {
     if (lr != 0) {
         uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
                  [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
-        unlink(path.c_str());
-        return fail(lr, std::string("listen: ") + uv_strerror(lr));
+        return undo(-lr, std::string("listen: ") + uv_strerror(lr));
+    }
+    if (rename(staging.c_str(), path.c_str()) != 0) {
+        int re = errno;
+        uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
+        return undo(re, "cannot move " + staging + " into place: " + errno_text(re));
     }
     uv_timer_init(loop_, timer.get());
     timer->data = this;

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -670,6 +671,68 @@ TEST_SUITE("ctl") {
         CHECK(done);
         struct stat st {};
         CHECK(stat(path.c_str(), &st) != 0); // close() removed our socket file
+        remove_tree(dir);
+    }
+
+    TEST_CASE("listen: the socket file appears only once it listens, by a rename") {
+        std::string dir = make_temp_dir();
+        std::string path = dir + "/control.sock";
+        // A staging socket left by a vigild that died between bind and rename.
+        {
+            int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+            sockaddr_un sa{};
+            sa.sun_family = AF_UNIX;
+            std::strcpy(sa.sun_path, (path + ".new").c_str());
+            REQUIRE(bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0);
+            close(fd);
+        }
+        // inotify shows how the name came to be: created in place (a client may then connect
+        // between bind and listen and be refused) or moved there once listening.
+        int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        REQUIRE(in >= 0);
+        REQUIRE(inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0);
+        LoopThread lt;
+        ServerOptions o;
+        o.path = path;
+        Server server(lt.loop(), o, [](const ResponderPtr &, const Request &) {});
+        std::string msg;
+        REQUIRE_MESSAGE(server.listen(&msg) == 0, msg);
+        std::vector<std::pair<std::uint32_t, std::string>> seen;
+        alignas(inotify_event) char buf[4096];
+        for (ssize_t n; (n = read(in, buf, sizeof buf)) > 0;)
+            for (char *p = buf; p < buf + n;) {
+                auto *ev = reinterpret_cast<inotify_event *>(p);
+                seen.emplace_back(ev->mask & (IN_CREATE | IN_MOVED_TO),
+                                  ev->len ? std::string(ev->name) : std::string());
+                p += sizeof(inotify_event) + ev->len;
+            }
+        close(in);
+        bool created_in_place = false, moved_in = false;
+        for (auto &[mask, name] : seen) {
+            if (name == "control.sock" && mask == IN_CREATE) created_in_place = true;
+            if (name == "control.sock" && mask == IN_MOVED_TO) moved_in = true;
+        }
+        CHECK_FALSE(created_in_place);
+        CHECK(moved_in);
+        struct stat st {};
+        CHECK(lstat((path + ".new").c_str(), &st) != 0); // the staging name is gone
+        int c = socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::strcpy(sa.sun_path, path.c_str());
+        CHECK(connect(c, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0);
+        close(c);
+
+        // A staging name that is not a socket is somebody else's file: refused, not removed.
+        ServerOptions other = o;
+        other.path = dir + "/other.sock";
+        REQUIRE(std::system(("touch '" + other.path + ".new'").c_str()) == 0);
+        Server refused(lt.loop(), other, [](const ResponderPtr &, const Request &) {});
+        CHECK(refused.listen(&msg) == -EEXIST);
+        CHECK(msg.find("not a socket") != std::string::npos);
+        refused.close();
+
+        lt.stop([&](std::function<void()> close_wake) { server.close(close_wake); });
         remove_tree(dir);
     }
 
