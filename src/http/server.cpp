@@ -16,6 +16,14 @@ namespace {
 constexpr std::size_t max_body_bytes = 64 * 1024;
 // Stop reading from a client that does not read its answers once this much is queued.
 constexpr std::size_t max_write_queue = 1 << 20;
+// The listen backlog: connections the kernel completes and queues while vigild has not yet
+// accepted them. A burst larger than the backlog (1000 connections while vigild is not
+// scheduled) makes the kernel drop the SYNs beyond it, a liveness probe's among them, and TCP
+// resends a dropped SYN only after a second, the timeout of a Kubernetes probe. So the backlog
+// is as large as Linux allows by default (SOMAXCONN, 4096); the kernel clamps it to
+// net.core.somaxconn itself. Queued connections cost kernel memory, not vigild's: accepted,
+// they are evicted at max_connections like any other.
+constexpr int listen_backlog = 4096;
 
 const char *reason(int status) {
     switch (status) {
@@ -425,15 +433,17 @@ Server::OpenResult Server::listen(uv_loop_s *loop, const std::string &host, int 
     s->listener_ = reinterpret_cast<uv_tcp_s *>(tcp);
     int rc = uv_tcp_bind(tcp, reinterpret_cast<sockaddr *>(&ss), 0);
     if (rc == 0)
-        rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), 128, [](uv_stream_t *l, int st) {
-            if (st != 0) return; // EMFILE: libuv already accepted and closed the connection
-            auto *srv = static_cast<Server *>(l->data);
-            try {
-                srv->on_connection();
-            } catch (...) {
-                // bad_alloc: the pending connection stays in the backlog for the next wake-up
-            }
-        });
+        rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), listen_backlog,
+                       [](uv_stream_t *l, int st) {
+                           // st: EMFILE, libuv already accepted and closed the connection
+                           if (st != 0) return;
+                           auto *srv = static_cast<Server *>(l->data);
+                           try {
+                               srv->on_connection();
+                           } catch (...) {
+                               // bad_alloc: the connection stays queued for the next wake-up
+                           }
+                       });
     if (rc < 0) {
         r.error = "listen " + where + ": " + uv_strerror(rc);
         return r; // ~Server closes the handle

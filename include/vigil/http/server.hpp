@@ -20,6 +20,8 @@
 //    client address (IPv6: its /64) that holds the most connections, the newcomer included.
 //    So one address that floods or trickles evicts only its own connections, and a probe from
 //    another address, answered within milliseconds of connecting, always gets in.
+// The listen backlog is the kernel's largest by default (4096, clamped to net.core.somaxconn),
+// so that a burst of connections while vigild is not scheduled does not drop a probe's SYN.
 // Keep-alive follows HTTP/1.1 (`Connection: close` honoured, HTTP/1.0 closes unless it asks for
 // keep-alive); pipelined requests are answered in order.
 //
