@@ -25,7 +25,13 @@ namespace {
 // One read. libuv reads up to 32 times per wake-up and connection, so this also bounds what
 // one client can make the loop parse in one go (512 KiB).
 constexpr std::size_t read_chunk = 16 * 1024;
-constexpr int listen_backlog = 128;
+// Connections the kernel queues while vigild has not accepted them yet. A Unix socket's
+// connect() fails with EAGAIN once the queue is full: a burst of clients while vigild is not
+// scheduled (a hostile flood, or many vigilctl at once on a loaded machine) would lock root out
+// until vigild runs again. So the backlog is as large as Linux allows by default (SOMAXCONN,
+// 4096); the kernel clamps it to net.core.somaxconn itself. Queued connections cost kernel
+// memory, not vigild's: accepted, they meet the caps below like any other.
+constexpr int listen_backlog = 4096;
 // A write buffer kept after a large answer is given back above this size.
 constexpr std::size_t keep_buffer = 256 * 1024;
 

@@ -891,6 +891,43 @@ TEST_SUITE("ctl") {
         remove_tree(dir);
     }
 
+    TEST_CASE("a burst of connections while the loop does not run is queued, not refused") {
+        // 600 clients connect while the server's loop does not run (vigild not scheduled). A
+        // Unix socket refuses connect() with EAGAIN beyond the listen backlog, so with a short
+        // one most of them, and root's vigilctl after them, would be turned away. All are
+        // queued; once the loop runs, root gets its answer.
+        Fixture f;
+        std::string msg;
+        REQUIRE_MESSAGE(f.server->listen(&msg) == 0, msg);
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::memcpy(sa.sun_path, f.path.data(), f.path.size());
+        std::vector<int> fds;
+        int refused = 0;
+        for (int i = 0; i < 600; ++i) {
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            REQUIRE(fd >= 0);
+            if (connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0) {
+                fds.push_back(fd);
+            } else {
+                CHECK(errno == EAGAIN);
+                ++refused;
+                close(fd);
+            }
+        }
+        CHECK(refused == 0);
+        f.lt.start();
+        Client c = f.connect();
+        hello(c);
+        send(c, R"({"id":1,"cmd":"version"})"
+                "\n");
+        Json j = next(c);
+        CHECK(j["id"] == 1);
+        CHECK(j["result"]["server"] == "test");
+        for (int fd : fds)
+            close(fd);
+    }
+
     TEST_CASE("listen refuses a socket folder that another user could control") {
         std::string dir = make_temp_dir();
         std::string sub = dir + "/s";

@@ -36,6 +36,9 @@
 //    newcomers evict only non-privileged sessions); root and vigild's euid always get in, by
 //    evicting a busy non-privileged session (a follower) when no session is idle. An evicted
 //    client gets an `internal` error line, then the close; a refused one the same.
+//  - the listen backlog is the kernel's largest by default (4096, clamped to
+//    net.core.somaxconn): a burst of connections while vigild is not scheduled is queued, not
+//    refused with EAGAIN, and the caps above apply once they are accepted;
 //  - the server's own log lines are throttled: at most `log_per_second`, then one line with the
 //    count of what was suppressed.
 // I/O: libuv streams (uv_pipe_t, uv_read_start, uv_try_write/uv_write). Writes never block:
