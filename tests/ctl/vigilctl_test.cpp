@@ -354,7 +354,8 @@ TEST_SUITE("ctl") {
         SUBCASE("version") {
             Ran r = v.ctl({"version"});
             CHECK(r.code == 0);
-            CHECK(r.out == "vigilctl " VIGIL_VERSION "\nvigild fake-1.0 (protocol 1)\n");
+            CHECK(r.out == "vigilctl " VIGIL_VERSION "\nvigild fake-1.0 (protocol " +
+                               std::to_string(protocol_version) + ")\n");
             Ran j = v.ctl({"--json", "version"});
             CHECK(j.code == 0);
             Json parsed = Json::parse(j.out);
