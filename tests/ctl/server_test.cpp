@@ -519,7 +519,10 @@ TEST_SUITE("ctl") {
             std::string line;
             int r = 0;
             for (std::size_t i = 0; i < 200; ++i) {
-                if (c.send_all(std::string_view(&partial[i % partial.size()], 1), 1000) != 0) break;
+                if (c.send_all(std::string_view(&partial[i % partial.size()], 1), 1000) != 0) {
+                    r = c.read_line(line, 1000); // closed since the last read: see it
+                    break;
+                }
                 if ((r = c.read_line(line, 50)) != -ETIMEDOUT) break;
             }
             auto took = std::chrono::steady_clock::now() - t0;
@@ -540,7 +543,10 @@ TEST_SUITE("ctl") {
             std::string line;
             int r = 0;
             for (int i = 0; i < 200; ++i) {
-                if (c.send_all(i % 8 == 7 ? "\n" : " ", 1000) != 0) break; // blank lines
+                if (c.send_all(i % 8 == 7 ? "\n" : " ", 1000) != 0) { // blank lines
+                    r = c.read_line(line, 1000); // closed since the last read: see it
+                    break;
+                }
                 if ((r = c.read_line(line, 50)) != -ETIMEDOUT) break;
             }
             auto took = std::chrono::steady_clock::now() - t0;
