@@ -393,6 +393,40 @@ TEST_SUITE("ctl") {
         CHECK(f.lt.call([&] { return f.server->session_count(); }) == 1);
     }
 
+    TEST_CASE("a follower that reads too slowly is told why, then disconnected") {
+        // The flood comes at 256 KiB a millisecond; the client reads, but slower. Past
+        // max_output unread the server drops what waits, and the client, after the rest of the
+        // write in flight, reads an error line that says why (with "unread"), then the close.
+        ServerOptions o;
+        o.max_output = 256 * 1024;
+        Fixture f(o);
+        f.listen_and_start();
+        Client slow = f.connect();
+        hello(slow);
+        send(slow, R"({"id":1,"cmd":"events","args":{"follow":true,"unit":"flood"}})"
+                   "\n");
+        std::string line;
+        int r = 0, items = 0;
+        Json last;
+        while ((r = slow.read_line(line, scaled(3000))) == 0) {
+            last = Json::parse(line, nullptr, false);
+            REQUIRE(!last.is_discarded()); // dropping output never cuts a line
+            if (!last.contains("stream")) break;
+            if (++items % 8 == 0) std::this_thread::sleep_for(1ms);
+        }
+        REQUIRE_MESSAGE(r == 0, "closed without a word after " << items << " items");
+        CHECK(items > 0);
+        CHECK(last["id"].is_null());
+        CHECK(last["error"]["code"] == "internal");
+        CHECK(last["error"]["unread"].get<std::size_t>() > o.max_output);
+        CHECK(last["error"]["message"].get<std::string>().find("waited unread") !=
+              std::string::npos);
+        wait_closed(slow, 3000);
+        CHECK(f.logged("reads too slowly"));
+        REQUIRE(wait_until([&] { return f.daemon.closed.load() == 1; }, 3000));
+        CHECK(f.lt.call([&] { return f.server->queued_output(); }) == 0);
+    }
+
     TEST_CASE("one answer larger than the output cap still reaches a client that reads") {
         ServerOptions o;
         o.max_output = 64 * 1024;
