@@ -134,6 +134,7 @@ public:
                 return failed(*m);
             case K::StreamItem:
                 if (!streaming) continue;
+                streamed_ = true;
                 stream_item(m->body);
                 continue;
             case K::End:
@@ -175,6 +176,8 @@ private:
     int lost(int r) {
         if (r == -ETIMEDOUT)
             say("no answer from vigild within " + format_timeout() + "; see --timeout");
+        else if ((r == -ECONNRESET || r == -EPIPE) && streamed_)
+            say("vigild closed the connection during the stream; is it shutting down?");
         else if (r == -ECONNRESET || r == -EPIPE)
             say("vigild closed the connection before answering; is it shutting down?");
         else
@@ -195,6 +198,14 @@ private:
                              x.is_string() ? x.get<std::string>().c_str() : x.dump().c_str());
         std::string msg = m.message.empty() ? m.code : m.message;
         if (m.code == "forbidden") msg += " (run as root or vigild's user)";
+        // vigild gave up on us for not reading: its error says how much waited ("unread").
+        if (m.body.contains("unread")) {
+            bool stream = cmd_ == ctl::Cmd::Logs || cmd_ == ctl::Cmd::Events;
+            msg += stream ? "; vigilctl's output was not read fast enough: read it faster (a "
+                            "slow terminal or pipe holds it back), or ask for less (--lines N, "
+                            "or without --follow)"
+                          : "; vigilctl's output was not read fast enough";
+        }
         say(msg);
         return cli::code(exit_for_error(m.code));
     }
@@ -295,6 +306,7 @@ private:
     cli::Style style_;
     int timeout_ms_ = 10'000;
     ctl::Json hello_;
+    bool streamed_ = false; // a stream item was shown
 };
 
 // The fast path: `status` with unit names and the global options --json, --no-color and

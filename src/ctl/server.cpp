@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -25,9 +26,22 @@ namespace {
 // One read. libuv reads up to 32 times per wake-up and connection, so this also bounds what
 // one client can make the loop parse in one go (512 KiB).
 constexpr std::size_t read_chunk = 16 * 1024;
-constexpr int listen_backlog = 128;
+// Connections the kernel queues while vigild has not accepted them yet. A Unix socket's
+// connect() fails with EAGAIN once the queue is full: a burst of clients while vigild is not
+// scheduled (a hostile flood, or many vigilctl at once on a loaded machine) would lock root out
+// until vigild runs again. So the backlog is as large as Linux allows by default (SOMAXCONN,
+// 4096); the kernel clamps it to net.core.somaxconn itself. Queued connections cost kernel
+// memory, not vigild's: accepted, they meet the caps below like any other.
+constexpr int listen_backlog = 4096;
 // A write buffer kept after a large answer is given back above this size.
 constexpr std::size_t keep_buffer = 256 * 1024;
+// At most this much (or one longer line) is handed to one uv_write(): what waits behind it
+// stays in the session's queue, where it can still be dropped. So a client dropped for
+// reading too slowly gets the error line that says why after at most this much more.
+constexpr std::size_t write_chunk = 64 * 1024;
+// How long a client dropped for not reading has to take the rest of the write in flight and
+// the error line, before the connection is closed without them.
+constexpr std::uint64_t abandon_grace_ms = 2000;
 
 std::string errno_text(int err) {
     return std::strerror(err);
@@ -147,9 +161,17 @@ bool peer_in_group(int fd, gid_t g) {
 // (self_) while libuv holds its handles, so neither the daemon dropping its ResponderPtr nor
 // the Server going away can free memory libuv still points at.
 //
-// Output: what uv_try_write() does not take at once is queued in out_; one uv_write() is in
-// flight at a time (inflight_), and out_ gathers what comes meanwhile. counted_ is this
-// session's share of the server's queued_ (out_ plus the whole inflight_ buffer).
+// Output: what uv_try_write() does not take at once is queued in out_, a list of blocks of
+// whole lines, each at most write_chunk bytes (or one longer line). One uv_write() is in
+// flight at a time, of one block (inflight_, taken from out_ without a copy); out_ gathers
+// what comes meanwhile. Every line ends with "\n" (a line cut by uv_try_write() queues its
+// rest, which does too), so out_ always starts at a line: dropping it never cuts one.
+// counted_ is this session's share of the server's queued_ (the blocks of out_ plus the whole
+// inflight_ buffer).
+//
+// A client whose unsent output passes a cap is abandoned (abandon()): the unsent queue is
+// dropped, an `internal` error line saying why is queued behind the write in flight, and the
+// connection closes once it is written, or after abandon_grace_ms.
 class Session final : public Responder, public std::enable_shared_from_this<Session> {
 public:
     Session(Server *server, std::uint64_t id) : server_(server), id_(id) {}
@@ -216,10 +238,12 @@ private:
         // The cap is on output the client has not taken: a single large answer to a client
         // that keeps up (a status of 10k units is megabytes) is always queued.
         if (counted_ > 0 && counted_ + line.size() > server_->options_.max_output) {
-            server_->log("control: disconnecting " + who() + ": " +
-                         std::to_string(counted_ + line.size()) +
-                         " bytes of answers unread (the client stopped reading)");
-            close_now();
+            std::size_t unread = counted_ + line.size();
+            server_->log("control: disconnecting " + who() + ": " + std::to_string(unread) +
+                         " bytes of answers unread (the client stopped reading, or reads too "
+                         "slowly)");
+            abandon(unread, "more than the " + std::to_string(server_->options_.max_output) +
+                                " a client may leave");
             return false;
         }
         if (!writing_ && line.size() <= static_cast<std::size_t>(INT32_MAX)) {
@@ -236,18 +260,23 @@ private:
             }
             if (n > 0) line.remove_prefix(static_cast<std::size_t>(n));
         }
-        out_.append(line);
+        if (out_.empty() ||
+            (!out_.back().empty() && out_.back().size() + line.size() > write_chunk))
+            out_.emplace_back();
+        out_.back().append(line);
         counted_ += line.size();
         server_->queued_ += line.size();
         if (!writing_) flush();
         if (state_ != State::Closed) server_->enforce_total_output();
-        return state_ != State::Closed;
+        // Abandoned by the total cap (enforce_total_output): the line was dropped with the rest.
+        return state_ == State::Open;
     }
 
+    // Hands the next block of out_ to one uv_write().
     void flush() {
         if (out_.empty() || writing_ || state_ == State::Closed) return;
-        inflight_.swap(out_);
-        out_.clear();
+        inflight_.swap(out_.front());
+        out_.pop_front();
         write_req_.data = this;
         uv_buf_t b = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
         if (int r = uv_write(&write_req_, stream_handle(), &b, 1, &Session::on_written); r != 0) {
@@ -298,10 +327,46 @@ private:
     void drain_then_close() {
         if (state_ != State::Open) return;
         state_ = State::Draining;
-        drain_since_ = now();
+        drain_until_ = now() + ms_of(server_ ? server_->options_.idle_timeout : Duration{0});
         stop_reading();
         rearm();
         maybe_finish();
+    }
+
+    // Gives up on a client that does not take its output (see the class comment): `unread`
+    // bytes waited for it, `limit` says which cap that passed. The error line carries
+    // {"unread": N}, by which vigilctl knows to suggest reading faster or asking for less.
+    void abandon(std::size_t unread, const std::string &limit) noexcept {
+        if (state_ != State::Open) {
+            close_now(); // already draining (its last words are not being read either)
+            return;
+        }
+        uncount(counted_ - inflight_.size());
+        out_.clear();
+        std::size_t size = 0;
+        try {
+            out_.push_back(make_error(nullptr, ErrorCode::Internal,
+                                      "vigild closed this connection: " + std::to_string(unread) +
+                                          " bytes of answers waited unread, " + limit,
+                                      Json{{"unread", unread}}));
+            size = out_.back().size();
+        } catch (...) {
+            close_now();
+            return;
+        }
+        counted_ += size;
+        if (server_) server_->queued_ += size;
+        state_ = State::Draining;
+        std::uint64_t grace = server_ ? ms_of(server_->options_.idle_timeout) : 0;
+        drain_until_ = now() + std::min(grace, abandon_grace_ms);
+        stop_reading();
+        try {
+            if (!writing_) flush(); // normally a write is in flight: the line goes after it
+        } catch (...) {
+            close_now();
+            return;
+        }
+        rearm();
     }
 
     // Closes at once, without a word more; what was queued is dropped.
@@ -309,7 +374,7 @@ private:
         if (state_ == State::Closed) return;
         state_ = State::Closed;
         uncount(counted_);
-        std::string().swap(out_);
+        out_.clear();
         std::string().swap(inbuf_);
         if (handles_open_ == 0) return; // never got its handles
         // Cancels the write in flight (its callback runs first, with UV_ECANCELED).
@@ -357,7 +422,7 @@ private:
         const ServerOptions &o = server_->options_;
         std::uint64_t at = UINT64_MAX;
         if (state_ == State::Draining) {
-            at = drain_since_ + ms_of(o.idle_timeout); // a client that never reads its last words
+            at = drain_until_; // a client that never reads its last words
         } else {
             if (outstanding_ == 0) at = idle_since_ + ms_of(o.idle_timeout);
             if (!inbuf_.empty()) at = std::min(at, line_since_ + ms_of(o.request_timeout));
@@ -556,9 +621,9 @@ private:
     std::size_t outstanding_ = 0;   // requests handed to the handler and not finished
     std::uint64_t idle_since_ = 0;  // uv_now(): connected, or last request finished/handled
     std::uint64_t line_since_ = 0;  // uv_now(): first byte of the line in inbuf_
-    std::uint64_t drain_since_ = 0; // uv_now(): draining began
+    std::uint64_t drain_until_ = 0; // uv_now(): draining ends, written or not
     std::string inbuf_;             // bytes of an incomplete request line
-    std::string out_;               // queued, not yet handed to uv_write()
+    std::deque<std::string> out_;   // queued blocks, not yet handed to uv_write()
     std::string inflight_;          // the buffer of the uv_write() in flight
     std::size_t counted_ = 0;       // out_ + inflight_: this session's part of queued_
     std::vector<std::function<void()>> on_close_;
@@ -905,10 +970,13 @@ void Server::enforce_total_output() {
             if (x->state_ != Session::State::Closed && (!worst || x->counted_ > worst->counted_))
                 worst = x.get();
         if (!worst || worst->counted_ == 0) return;
+        // Abandoning drops its queue and keeps the write in flight and the error line: if
+        // that still is too much, the next round closes it (or another) outright.
         log("control: disconnecting " + worst->who() + ": " + std::to_string(worst->counted_) +
             " bytes of answers unread, and all clients together hold more than " +
             std::to_string(options_.max_total_output) + " bytes");
-        worst->close_now();
+        worst->abandon(worst->counted_, "and all clients together had more than " +
+                                            std::to_string(options_.max_total_output) + " waiting");
     }
 }
 

@@ -14,8 +14,14 @@ namespace vigil::http {
 namespace {
 
 constexpr std::size_t max_body_bytes = 64 * 1024;
-// Stop reading from a client that does not read its answers once this much is queued.
-constexpr std::size_t max_write_queue = 1 << 20;
+// The listen backlog: connections the kernel completes and queues while vigild has not yet
+// accepted them. A burst larger than the backlog (1000 connections while vigild is not
+// scheduled) makes the kernel drop the SYNs beyond it, a liveness probe's among them, and TCP
+// resends a dropped SYN only after a second, the timeout of a Kubernetes probe. So the backlog
+// is as large as Linux allows by default (SOMAXCONN, 4096); the kernel clamps it to
+// net.core.somaxconn itself. Queued connections cost kernel memory, not vigild's: accepted,
+// they are evicted at max_connections like any other.
+constexpr int listen_backlog = 4096;
 
 const char *reason(int status) {
     switch (status) {
@@ -156,9 +162,20 @@ PeerKey peer_key(const uv_tcp_t *tcp) {
 //   Request: from the connection's start (first request) or from the first byte of a later
 //            request, the whole request must arrive within `request_timeout`.
 //   Idle:    after an answer, on a kept-alive connection, the next request must start within
-//            `idle_timeout`.
+//            `idle_timeout`; the same deadline bounds the time the client takes to read it.
 // `since` is when the phase began: at the connection cap the connection with the oldest `since`
 // (the one idle or incomplete the longest) is closed to make room for the newcomer.
+//
+// One answer at a time: when a request is complete its answer is rendered and handed to one
+// uv_write(), the parser is paused and reading stops; the bytes of the read not yet parsed
+// (pipelined requests) stay in `buf` (held_off, held_len). When the write is done the
+// connection waits for the server's prepare handle (Server::resume_all), which resumes parsing
+// from the held bytes first, then from the socket. Resuming in the write callback itself would
+// not do: libuv runs write callbacks up to nine times per loop iteration, so a connection could
+// have ~10 answers rendered per iteration. So a connection gets at most one request answered
+// per loop iteration (between two runs of the prepare handle: one from its held bytes there, or
+// one from a read during the poll), holds at most one answer, and a client that never reads its
+// answers gets nothing more parsed: its requests wait in the kernel's buffers, not in vigild.
 //
 // No exception leaves a libuv or http-parser callback: http-parser is C, and unwinding through
 // it (or through libuv) would terminate vigild. Every entry point catches and closes the
@@ -182,7 +199,9 @@ struct Server::Conn {
     std::size_t body_bytes = 0;
     int reject = 0;           // 413/431/500 decided inside a parser callback
     bool close_after = false; // the last queued response ends the connection
-    std::size_t pending_writes = 0;
+    std::size_t unsent = 0;   // bytes of the answer in flight (counted in server->unsent_)
+    std::size_t held_off = 0; // buf[held_off, held_off + held_len): read, not parsed yet
+    std::size_t held_len = 0;
     char buf[4096];
 
     explicit Conn(Server *s) : server(s) {}
@@ -197,9 +216,12 @@ struct Server::Conn {
         if (closing) return;
         closing = true;
         if (server) {
+            server->unsent_ -= unsent; // the write is cancelled and its buffer freed
             server->conns_.erase(this);
+            std::erase(server->ready_, this);
             server = nullptr;
         }
+        unsent = 0;
         auto done = [](uv_handle_t *h) {
             auto *c = static_cast<Conn *>(h->data);
             if (--c->open_handles == 0) delete c;
@@ -223,7 +245,7 @@ struct Server::Conn {
     void start_reading() {
         if (reading || closing) return;
         reading = true;
-        uv_read_start(
+        int rc = uv_read_start(
             reinterpret_cast<uv_stream_t *>(&tcp),
             [](uv_handle_t *h, size_t, uv_buf_t *b) {
                 auto *c = static_cast<Conn *>(h->data);
@@ -237,6 +259,7 @@ struct Server::Conn {
                     c->close(); // bad_alloc: drop this client, keep vigild
                 }
             });
+        if (rc < 0) close();
     }
 
     void stop_reading() {
@@ -244,36 +267,54 @@ struct Server::Conn {
         reading = false;
     }
 
+    // Hands one answer to libuv. The caller has stopped parsing until on_written().
     void send(const Response &r, bool head, bool keep_alive) {
         auto w = std::make_unique<Write>(Write{{}, render_response(r, head, keep_alive), this});
         w->req.data = w.get();
         uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
         int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t *>(&tcp), &b, 1,
-                          [](uv_write_t *req, int) {
+                          [](uv_write_t *req, int status) {
                               std::unique_ptr<Write> wr(static_cast<Write *>(req->data));
                               Conn *c = wr->conn;
                               wr.reset();
-                              c->on_written();
+                              try {
+                                  c->on_written(status);
+                              } catch (...) {
+                                  c->close();
+                              }
                           });
         if (rc < 0) {
             close();
             return;
         }
+        unsent = w->data.size();
         w.release(); // owned by the write request until its callback
-        ++pending_writes;
-        if (uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t *>(&tcp)) > max_write_queue)
-            stop_reading();
+        if (server) {
+            server->unsent_ += unsent;
+            server->enforce_unsent(); // may close this connection
+        }
     }
 
-    void on_written() noexcept {
-        --pending_writes;
-        if (closing) return;
-        if (close_after && pending_writes == 0) {
+    void on_written(int status) {
+        if (closing) return; // cancelled by close(), which uncounted it
+        if (server) server->unsent_ -= unsent;
+        unsent = 0;
+        if (status < 0 || close_after || !server) {
             close();
             return;
         }
-        if (!close_after && uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t *>(&tcp)) <=
-                                max_write_queue)
+        // The answer is out: the next request may be parsed, on the next loop iteration.
+        server->ready_.push_back(this);
+        server->arm_resume();
+    }
+
+    // From Server::resume_all(): parses what was held back, or reads on.
+    void resume() {
+        if (closing) return;
+        http_parser_pause(&parser, 0);
+        if (held_len > 0)
+            parse(buf + held_off, held_len);
+        else
             start_reading();
     }
 
@@ -292,8 +333,14 @@ struct Server::Conn {
             return;
         }
         if (n == 0) return;
-        std::size_t used = http_parser_execute(&parser, &settings, buf, static_cast<size_t>(n));
-        (void)used;
+        parse(buf, static_cast<std::size_t>(n));
+    }
+
+    // Parses bytes of buf until a request is complete (its answer then pauses the parser) or
+    // the bytes run out. What a pause leaves unparsed is held for resume().
+    void parse(const char *data, std::size_t len) {
+        held_len = 0;
+        std::size_t used = http_parser_execute(&parser, &settings, data, len);
         if (closing || close_after)
             return; // a response closing the connection was queued from a callback
         if (reject == 431) {
@@ -309,7 +356,17 @@ struct Server::Conn {
             return;
         }
         auto err = static_cast<http_errno>(parser.http_errno);
-        if (err != HPE_OK) refuse(400, std::string("bad request: ") + http_errno_description(err));
+        if (err == HPE_PAUSED) {
+            used = std::min(used, len);
+            held_off = static_cast<std::size_t>(data - buf) + used;
+            held_len = len - used;
+            return;
+        }
+        if (err != HPE_OK) {
+            refuse(400, std::string("bad request: ") + http_errno_description(err));
+            return;
+        }
+        start_reading(); // all parsed and nothing to answer yet: the request goes on
     }
 
     int add_header_bytes(std::size_t len) {
@@ -385,16 +442,18 @@ struct Server::Conn {
                 } catch (...) {
                     r = text(500, "internal error\n");
                 }
-                if (!keep) {
-                    c->close_after = true;
-                    c->stop_reading();
-                }
+                // Nothing more is read or parsed until this answer is written (see above).
+                c->stop_reading();
+                if (!keep) c->close_after = true;
                 c->send(r, method == HTTP_HEAD, keep);
+                if (c->closing) return 1;
                 // Until the next request begins the connection is idle; with close_after the
                 // same deadline bounds the time the client takes to read the answer.
                 c->enter(Phase::Idle);
                 // After `Connection: close` the rest of the buffer is ignored.
-                return c->close_after ? 1 : 0;
+                if (c->close_after) return 1;
+                http_parser_pause(p, 1);
+                return 0;
             });
         };
     }
@@ -419,21 +478,27 @@ Server::OpenResult Server::listen(uv_loop_s *loop, const std::string &host, int 
         return r;
     }
     std::unique_ptr<Server> s(new Server(loop, options, std::move(handlers)));
+    auto *prep = new uv_prepare_t;
+    uv_prepare_init(loop, prep);
+    prep->data = s.get();
+    s->resume_ = prep;
     auto *tcp = new uv_tcp_t;
     uv_tcp_init(loop, tcp);
     tcp->data = s.get();
     s->listener_ = reinterpret_cast<uv_tcp_s *>(tcp);
     int rc = uv_tcp_bind(tcp, reinterpret_cast<sockaddr *>(&ss), 0);
     if (rc == 0)
-        rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), 128, [](uv_stream_t *l, int st) {
-            if (st != 0) return; // EMFILE: libuv already accepted and closed the connection
-            auto *srv = static_cast<Server *>(l->data);
-            try {
-                srv->on_connection();
-            } catch (...) {
-                // bad_alloc: the pending connection stays in the backlog for the next wake-up
-            }
-        });
+        rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), listen_backlog,
+                       [](uv_stream_t *l, int st) {
+                           // st: EMFILE, libuv already accepted and closed the connection
+                           if (st != 0) return;
+                           auto *srv = static_cast<Server *>(l->data);
+                           try {
+                               srv->on_connection();
+                           } catch (...) {
+                               // bad_alloc: the connection stays queued for the next wake-up
+                           }
+                       });
     if (rc < 0) {
         r.error = "listen " + where + ": " + uv_strerror(rc);
         return r; // ~Server closes the handle
@@ -449,12 +514,56 @@ Server::OpenResult Server::listen(uv_loop_s *loop, const std::string &host, int 
 }
 
 Server::~Server() {
+    if (resume_)
+        uv_close(reinterpret_cast<uv_handle_t *>(resume_),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_prepare_t *>(h); });
     if (listener_)
         uv_close(reinterpret_cast<uv_handle_t *>(listener_),
                  [](uv_handle_t *h) { delete reinterpret_cast<uv_tcp_t *>(h); });
     auto conns = conns_;
     for (Conn *c : conns)
         c->close();
+}
+
+// Past max_unsent_bytes of answers not yet written, the connection holding the most (the
+// oldest among equals) is closed, until the total is back under the cap. A single answer is
+// never refused, however large: with one connection holding answers, nothing is closed.
+void Server::enforce_unsent() noexcept {
+    while (unsent_ > options_.max_unsent_bytes) {
+        Conn *worst = nullptr;
+        std::size_t holders = 0;
+        for (Conn *c : conns_) {
+            if (c->unsent == 0) continue;
+            ++holders;
+            if (!worst || c->unsent > worst->unsent ||
+                (c->unsent == worst->unsent && c->since < worst->since))
+                worst = c;
+        }
+        if (holders < 2) return;
+        ++dropped_;
+        worst->close();
+    }
+}
+
+void Server::arm_resume() {
+    if (resume_ && !uv_is_active(reinterpret_cast<uv_handle_t *>(resume_)))
+        uv_prepare_start(resume_, [](uv_prepare_t *p) {
+            if (auto *srv = static_cast<Server *>(p->data)) srv->resume_all();
+        });
+}
+
+// Once per loop iteration while connections wait: each resumes (parses at most one request).
+void Server::resume_all() noexcept {
+    std::vector<Conn *> ready;
+    ready.swap(ready_);
+    uv_prepare_stop(resume_);
+    for (Conn *c : ready) {
+        try {
+            c->resume();
+        } catch (...) {
+            c->close(); // bad_alloc: drop this client, keep vigild
+        }
+    }
 }
 
 void Server::on_connection() {

@@ -394,6 +394,40 @@ TEST_SUITE("ctl") {
         CHECK(f.lt.call([&] { return f.server->session_count(); }) == 1);
     }
 
+    TEST_CASE("a follower that reads too slowly is told why, then disconnected") {
+        // The flood comes at 256 KiB a millisecond; the client reads, but slower. Past
+        // max_output unread the server drops what waits, and the client, after the rest of the
+        // write in flight, reads an error line that says why (with "unread"), then the close.
+        ServerOptions o;
+        o.max_output = 256 * 1024;
+        Fixture f(o);
+        f.listen_and_start();
+        Client slow = f.connect();
+        hello(slow);
+        send(slow, R"({"id":1,"cmd":"events","args":{"follow":true,"unit":"flood"}})"
+                   "\n");
+        std::string line;
+        int r = 0, items = 0;
+        Json last;
+        while ((r = slow.read_line(line, scaled(3000))) == 0) {
+            last = Json::parse(line, nullptr, false);
+            REQUIRE(!last.is_discarded()); // dropping output never cuts a line
+            if (!last.contains("stream")) break;
+            if (++items % 8 == 0) std::this_thread::sleep_for(1ms);
+        }
+        REQUIRE_MESSAGE(r == 0, "closed without a word after " << items << " items");
+        CHECK(items > 0);
+        CHECK(last["id"].is_null());
+        CHECK(last["error"]["code"] == "internal");
+        CHECK(last["error"]["unread"].get<std::size_t>() > o.max_output);
+        CHECK(last["error"]["message"].get<std::string>().find("waited unread") !=
+              std::string::npos);
+        wait_closed(slow, 3000);
+        CHECK(f.logged("reads too slowly"));
+        REQUIRE(wait_until([&] { return f.daemon.closed.load() == 1; }, 3000));
+        CHECK(f.lt.call([&] { return f.server->queued_output(); }) == 0);
+    }
+
     TEST_CASE("one answer larger than the output cap still reaches a client that reads") {
         ServerOptions o;
         o.max_output = 64 * 1024;
@@ -520,7 +554,10 @@ TEST_SUITE("ctl") {
             std::string line;
             int r = 0;
             for (std::size_t i = 0; i < 200; ++i) {
-                if (c.send_all(std::string_view(&partial[i % partial.size()], 1), 1000) != 0) break;
+                if (c.send_all(std::string_view(&partial[i % partial.size()], 1), 1000) != 0) {
+                    r = c.read_line(line, 1000); // closed since the last read: see it
+                    break;
+                }
                 if ((r = c.read_line(line, 50)) != -ETIMEDOUT) break;
             }
             auto took = std::chrono::steady_clock::now() - t0;
@@ -541,7 +578,10 @@ TEST_SUITE("ctl") {
             std::string line;
             int r = 0;
             for (int i = 0; i < 200; ++i) {
-                if (c.send_all(i % 8 == 7 ? "\n" : " ", 1000) != 0) break; // blank lines
+                if (c.send_all(i % 8 == 7 ? "\n" : " ", 1000) != 0) { // blank lines
+                    r = c.read_line(line, 1000); // closed since the last read: see it
+                    break;
+                }
                 if ((r = c.read_line(line, 50)) != -ETIMEDOUT) break;
             }
             auto took = std::chrono::steady_clock::now() - t0;
@@ -952,6 +992,43 @@ TEST_SUITE("ctl") {
         MESSAGE("the server logged " << st.st_size << " bytes");
         CHECK(st.st_size < 4096);
         remove_tree(dir);
+    }
+
+    TEST_CASE("a burst of connections while the loop does not run is queued, not refused") {
+        // 600 clients connect while the server's loop does not run (vigild not scheduled). A
+        // Unix socket refuses connect() with EAGAIN beyond the listen backlog, so with a short
+        // one most of them, and root's vigilctl after them, would be turned away. All are
+        // queued; once the loop runs, root gets its answer.
+        Fixture f;
+        std::string msg;
+        REQUIRE_MESSAGE(f.server->listen(&msg) == 0, msg);
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::memcpy(sa.sun_path, f.path.data(), f.path.size());
+        std::vector<int> fds;
+        int refused = 0;
+        for (int i = 0; i < 600; ++i) {
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            REQUIRE(fd >= 0);
+            if (connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0) {
+                fds.push_back(fd);
+            } else {
+                CHECK(errno == EAGAIN);
+                ++refused;
+                close(fd);
+            }
+        }
+        CHECK(refused == 0);
+        f.lt.start();
+        Client c = f.connect();
+        hello(c);
+        send(c, R"({"id":1,"cmd":"version"})"
+                "\n");
+        Json j = next(c);
+        CHECK(j["id"] == 1);
+        CHECK(j["result"]["server"] == "test");
+        for (int fd : fds)
+            close(fd);
     }
 
     TEST_CASE("listen refuses a socket folder that another user could control") {

@@ -182,6 +182,15 @@ void fake_vigild(const ResponderPtr &s, const Request &r) {
         s->end(r.id);
         return;
     case Cmd::Logs:
+        if (r.unit == "flood") {
+            // Far more at once than the server lets wait for one client (8 MiB): it drops the
+            // rest and tells vigilctl why.
+            Json item{
+                {"seq", 1}, {"stream", "stdout"}, {"time", 0}, {"line", std::string(1000, 'x')}};
+            while (s->stream(r.id, item)) {
+            }
+            return;
+        }
         s->stream(r.id, Json{{"seq", 1}, {"stream", "stdout"}, {"time", 0}, {"line", "hello"}});
         s->stream(r.id, Json{{"seq", 2}, {"stream", "stderr"}, {"time", 0}, {"line", "oops"}});
         s->end(r.id);
@@ -419,6 +428,16 @@ TEST_SUITE("ctl") {
             auto nl = lj.out.find('\n');
             REQUIRE(nl != std::string::npos);
             CHECK(Json::parse(lj.out.substr(0, nl))["line"] == "hello");
+        }
+        SUBCASE("a stream vigild gives up on for not being read: the reason and what to do") {
+            Ran r = v.ctl({"logs", "-f", "flood"});
+            CHECK(r.code == 1);
+            CHECK(has(r.out, std::string(1000, 'x') + "\n"));
+            CHECK(has(r.err, "vigilctl: vigild closed this connection: "));
+            CHECK(has(r.err, "waited unread, more than the 8388608 a client may leave; "
+                             "vigilctl's output was not read fast enough"));
+            CHECK(has(r.err, "--lines N, or without --follow"));
+            CHECK(!has(r.err, "before answering"));
         }
         SUBCASE("an error reply exits 1 with the server's message") {
             Ran r = v.ctl({"shutdown"});

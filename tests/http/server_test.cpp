@@ -1,10 +1,17 @@
 // The HTTP endpoint on a real loop, with raw sockets, curl and promtool (suite sys).
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
 #include <fstream>
+#include <netinet/in.h>
 #include <spawn.h>
 #include <sstream>
 #include <string>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <vector>
 
@@ -238,6 +245,104 @@ struct Fixture {
     }
 };
 
+// A raw, non-blocking TCP connection from `source` (a loopback address) to 127.0.0.1:port,
+// outside libuv: the test decides when the server's loop runs. `rcvbuf` > 0 shrinks the
+// receive buffer (a client that never reads then fills it at once). Returns the descriptor.
+// SIGPIPE is ignored from then on, as in vigild: the server may write to these after they close.
+int raw_connect(int port, const char *source, int rcvbuf = 0) {
+    std::signal(SIGPIPE, SIG_IGN);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr *>(&from), sizeof from) == 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    int rc = ::connect(fd, reinterpret_cast<sockaddr *>(&to), sizeof to);
+    REQUIRE((rc == 0 || errno == EINPROGRESS));
+    return fd;
+}
+
+// Raises the soft descriptor limit to at least `n` (or to the hard limit). Returns the limit.
+rlim_t want_descriptors(rlim_t n) {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < n) {
+        rl.rlim_cur = std::min(n, rl.rlim_max);
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
+}
+
+// Counts calls of a handler per loop iteration: a check handle (run once per iteration, after
+// the poll) closes the count of the iteration before. most() is the largest count of one.
+class PerIteration {
+public:
+    explicit PerIteration(uv_loop_t *loop) {
+        h_ = new uv_check_t;
+        uv_check_init(loop, h_);
+        h_->data = this;
+        uv_check_start(h_, [](uv_check_t *p) {
+            auto *self = static_cast<PerIteration *>(p->data);
+            self->most_ = std::max(self->most_, self->now_);
+            self->now_ = 0;
+        });
+    }
+    ~PerIteration() {
+        uv_close(reinterpret_cast<uv_handle_t *>(h_),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_check_t *>(h); });
+    }
+    void count() { ++now_; }
+    int most() const { return std::max(most_, now_); }
+
+private:
+    uv_check_t *h_;
+    int now_ = 0, most_ = 0;
+};
+
+// Pipelines `GET /status` on `fds` (never reading the answers) and runs the loop for `ms`,
+// asking /healthz from 127.0.0.1 on a new connection every 50 ms. Returns the slowest
+// /healthz answer in ms (a large number when one failed); *most_unsent is the most unsent
+// output the server held between loop iterations.
+std::uint64_t flood_pipelined(TestLoop &t, Server &server, const std::vector<int> &fds, int ms,
+                              std::size_t *most_unsent) {
+    std::string requests;
+    for (int i = 0; i < 1000; ++i)
+        requests += "GET /status HTTP/1.1\r\nHost: x\r\n\r\n";
+    std::vector<std::size_t> sent(fds.size(), 0);
+    std::uint64_t worst = 0;
+    auto end = uv_hrtime() + static_cast<std::uint64_t>(ms) * 1'000'000;
+    while (uv_hrtime() < end) {
+        for (std::size_t i = 0; i < fds.size(); ++i) {
+            std::size_t off = sent[i] % requests.size();
+            ssize_t n = ::send(fds[i], requests.data() + off, requests.size() - off, MSG_NOSIGNAL);
+            if (n > 0) sent[i] += static_cast<std::size_t>(n);
+        }
+        auto t0 = uv_hrtime();
+        RawClient probe{&t.loop, server.port(),
+                        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"};
+        auto sample = [&] {
+            *most_unsent = std::max(*most_unsent, server.unsent_bytes());
+            return probe.eof;
+        };
+        t.run_until(sample, 2000);
+        if (status_line(probe.in) != "HTTP/1.1 200 OK") return UINT64_MAX;
+        worst = std::max(worst, (uv_hrtime() - t0) / 1'000'000);
+        auto until = t0 + 50'000'000;
+        t.run_until(
+            [&] {
+                sample();
+                return uv_hrtime() >= until;
+            },
+            100);
+    }
+    return worst;
+}
+
 // Runs `sh -c script` and returns its exit status (bounded), output in `out`.
 int run_shell(TestLoop &t, const std::string &script, std::string &out) {
     char tmpl[] = "/tmp/vigil-http-out-XXXXXX";
@@ -349,6 +454,32 @@ TEST_SUITE("http") {
         CHECK(third != std::string::npos);
         CHECK(r.find("HTTP/1.1", third + 1) == std::string::npos);
         CHECK(f.server->requests_total() == 3);
+    }
+
+    TEST_CASE("pipelined requests spanning many reads, with bodies, are all answered in order") {
+        // Each answer pauses the parser until it is written: what the read held beyond the
+        // request (the next requests, a body) must be parsed later from where it stopped.
+        Fixture f;
+        std::string requests;
+        for (int i = 0; i < 300; ++i) {
+            if (i % 7 == 3)
+                requests += "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+            else
+                requests += "GET /" + std::string(i % 2 ? "healthz" : "nope") +
+                            " HTTP/1.1\r\nHost: x\r\n\r\n";
+        }
+        requests += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        REQUIRE(requests.size() > 2 * 4096); // more than two reads
+        std::string r = f.exchange(requests, 5000);
+        std::string expected;
+        for (int i = 0; i < 300; ++i)
+            expected += i % 7 == 3 ? "405" : i % 2 ? "200" : "404";
+        expected += "200";
+        std::string got;
+        for (auto p = r.find("HTTP/1.1 "); p != std::string::npos; p = r.find("HTTP/1.1 ", p + 1))
+            got += r.substr(p + 9, 3);
+        CHECK(got == expected);
+        CHECK(f.server->requests_total() == 301);
     }
 
     TEST_CASE("an incomplete request is closed after request_timeout, an idle one after "
@@ -476,6 +607,98 @@ TEST_SUITE("http") {
         auto b = Server::listen(&t.loop, "127.0.0.1", a.server->port(), {}, {});
         CHECK_FALSE(b.server);
         CHECK(b.error.find("address already in use") != std::string::npos);
+    }
+
+    TEST_CASE("a burst of connections while the loop does not run: a probe is answered at once") {
+        // 600 connections arrive while vigild is not scheduled (the loop does not run), then a
+        // probe from another address. With a listen backlog shorter than the burst the kernel
+        // drops the SYNs beyond it, the probe's too, and TCP resends it only after 1 s (the
+        // probe's timeout in Kubernetes); with a backlog that holds the burst, the server
+        // accepts everything when it runs, evicts the idle connections past its cap and
+        // answers the probe at once.
+        REQUIRE(want_descriptors(2000) >= 1000);
+        Fixture f;
+        std::vector<int> fds;
+        for (int i = 0; i < 600; ++i)
+            fds.push_back(raw_connect(f.server->port(), "127.0.0.2"));
+        auto t0 = uv_hrtime();
+        RawClient probe{&f.t.loop, f.server->port(),
+                        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"};
+        REQUIRE(f.t.run_until([&] { return probe.eof; }, 5000));
+        auto ms = (uv_hrtime() - t0) / 1'000'000;
+        MESSAGE("the probe was answered in " << ms << " ms");
+        CHECK(status_line(probe.in) == "HTTP/1.1 200 OK");
+        // Not scaled: what fails here is a dropped SYN, resent by the kernel after 1 s.
+        CHECK(ms < 800);
+        CHECK(f.server->evicted_total() >= 600 + 1 - 64);
+        CHECK(f.server->connections() <= 64);
+        for (int fd : fds)
+            ::close(fd);
+    }
+
+    TEST_CASE("pipelined requests whose answers are never read: one answer per connection") {
+        // 20 clients pipeline GET /status and never read (a small receive buffer, full at
+        // once). Parsing and answering every request of a read would render ~100 answers per
+        // read and queue up to megabytes per connection while /healthz waits. The server
+        // answers one request at a time per connection: at most one answer per connection per
+        // loop iteration, at most one unsent answer per connection, and /healthz from another
+        // address is answered within 100 ms throughout.
+        TestLoop t;
+        PerIteration per{&t.loop};
+        int calls = 0;
+        const std::string body(1000, 's');
+        Handlers h{[] { return Snapshot{}; },
+                   [&] {
+                       ++calls;
+                       per.count();
+                       return body;
+                   }};
+        auto r = Server::listen(&t.loop, "127.0.0.1", 0, {}, std::move(h));
+        REQUIRE(r.server);
+        std::vector<int> fds;
+        for (int i = 0; i < 20; ++i)
+            fds.push_back(raw_connect(r.server->port(), "127.0.0.2", 4096));
+        REQUIRE(t.run_until([&] { return r.server->connections() == 20; }, 3000));
+        std::size_t most_unsent = 0;
+        auto worst = flood_pipelined(t, *r.server, fds, 2000, &most_unsent);
+        MESSAGE("/status answered " << calls << " times, at most " << per.most()
+                                    << " in one loop iteration; slowest /healthz " << worst
+                                    << " ms; most unsent " << most_unsent << " bytes");
+        CHECK(calls > 20); // the attack ran
+        CHECK(per.most() <= 20);
+        CHECK(most_unsent <= 20 * 2048); // an answer is ~1.1 KiB
+        CHECK(worst <= static_cast<std::uint64_t>(vigil::test::scaled_ms(100)));
+        CHECK(r.server->connections() == 20); // nobody was closed: each holds one answer
+        for (int fd : fds)
+            ::close(fd);
+    }
+
+    TEST_CASE("answers waiting for all clients together are capped at max_unsent_bytes") {
+        // 12 clients pipeline GET /status (64 KiB answers) and never read: each ends up with
+        // one answer the kernel does not take. Past 256 KiB unsent in all, the connection that
+        // holds the most is closed; /healthz keeps being answered.
+        TestLoop t;
+        const std::string body(64 * 1024, 's');
+        Handlers h{[] { return Snapshot{}; }, [&] { return body; }};
+        Server::Options o;
+        o.max_unsent_bytes = 256 * 1024;
+        auto r = Server::listen(&t.loop, "127.0.0.1", 0, o, std::move(h));
+        REQUIRE(r.server);
+        std::vector<int> fds;
+        for (int i = 0; i < 12; ++i)
+            fds.push_back(raw_connect(r.server->port(), "127.0.0.2", 4096));
+        REQUIRE(t.run_until([&] { return r.server->connections() == 12; }, 3000));
+        std::size_t most_unsent = 0;
+        auto worst = flood_pipelined(t, *r.server, fds, 2000, &most_unsent);
+        MESSAGE("dropped " << r.server->dropped_total() << "; slowest /healthz " << worst
+                           << " ms; most unsent " << most_unsent << " bytes");
+        CHECK(r.server->dropped_total() > 0);
+        CHECK(most_unsent <= o.max_unsent_bytes);
+        CHECK(worst <= static_cast<std::uint64_t>(vigil::test::scaled_ms(100)));
+        for (int fd : fds)
+            ::close(fd);
+        REQUIRE(t.run_until([&] { return r.server->connections() == 0; }, 3000));
+        CHECK(r.server->unsent_bytes() == 0);
     }
 
     TEST_CASE("real clients: curl for every endpoint, promtool check metrics") {

@@ -26,16 +26,23 @@
 //    and no open stream ("idle") is closed `idle_timeout` after its last request finished (or
 //    after it connected); a request line must be complete within `request_timeout` of its
 //    first byte, even while a stream is open;
-//  - unsent output: a session whose unsent output would pass `max_output` (it stopped reading)
-//    is disconnected, though one answer alone is never refused, however large; and when the
-//    unsent output of all sessions together passes `max_total_output`, the session holding the
-//    most is disconnected (with a log line) until it no longer does;
+//  - unsent output: a session whose unsent output would pass `max_output` (it stopped reading,
+//    or reads too slowly) is disconnected, though one answer alone is never refused, however
+//    large; and when the unsent output of all sessions together passes `max_total_output`, the
+//    session holding the most is disconnected (with a log line) until it no longer does. A
+//    session disconnected so is told why: what waits for it is dropped and an `internal` error
+//    line with {"unread": bytes} follows the write in flight (at most 64 KiB, extended to the
+//    end of a line); the connection closes once that is written, or 2 s later (at most
+//    idle_timeout) if the client does not take it; until then it counts as unsent output;
 //  - connections: a non-privileged uid holds at most `max_sessions_per_uid` (beyond, its own
 //    idle connection open the longest makes room, else the newcomer is refused); at
 //    `max_sessions` the session idle the longest is evicted for the newcomer (non-privileged
 //    newcomers evict only non-privileged sessions); root and vigild's euid always get in, by
 //    evicting a busy non-privileged session (a follower) when no session is idle. An evicted
 //    client gets an `internal` error line, then the close; a refused one the same.
+//  - the listen backlog is the kernel's largest by default (4096, clamped to
+//    net.core.somaxconn): a burst of connections while vigild is not scheduled is queued, not
+//    refused with EAGAIN, and the caps above apply once they are accepted;
 //  - the server's own log lines are throttled: at most `log_per_second`, then one line with the
 //    count of what was suppressed.
 // I/O: libuv streams (uv_pipe_t, uv_read_start, uv_try_write/uv_write). Writes never block:

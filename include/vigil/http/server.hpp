@@ -20,14 +20,25 @@
 //    client address (IPv6: its /64) that holds the most connections, the newcomer included.
 //    So one address that floods or trickles evicts only its own connections, and a probe from
 //    another address, answered within milliseconds of connecting, always gets in.
+//  - one answer at a time: once a request is complete, nothing more of that connection is read
+//    or parsed until its answer is written (pipelined requests wait in the kernel's buffers),
+//    so a connection holds at most one answer and gets at most one request answered per loop
+//    iteration; a client that sends requests and never reads the answers costs vigild one
+//    answer, and its connection is closed after `idle_timeout`;
+//  - answers not yet written, all connections together, are capped at `max_unsent_bytes`:
+//    past it the connection holding the most is closed (dropped_total() counts them), though a
+//    single answer, however large, is never refused.
+// The listen backlog is the kernel's largest by default (4096, clamped to net.core.somaxconn),
+// so that a burst of connections while vigild is not scheduled does not drop a probe's SYN.
 // Keep-alive follows HTTP/1.1 (`Connection: close` honoured, HTTP/1.0 closes unless it asks for
 // keep-alive); pipelined requests are answered in order.
 //
 // No exception escapes into libuv or http-parser: a failing handler gives 500, a failed
 // allocation closes that connection.
 //
-// Everything runs on the daemon's loop: one listening handle, and per open connection one tcp
-// handle and one deadline timer. With no connection open nothing is armed.
+// Everything runs on the daemon's loop: one listening handle, one prepare handle (active only
+// while a connection waits to resume parsing), and per open connection one tcp handle and one
+// deadline timer. With no connection open nothing is armed.
 #pragma once
 
 #include <cstdint>
@@ -38,12 +49,14 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "vigil/http/metrics.hpp"
 #include "vigil/time.hpp"
 
 struct uv_loop_s;
 struct uv_tcp_s;
+struct uv_prepare_s;
 
 namespace vigil::http {
 
@@ -78,6 +91,7 @@ public:
         Duration idle_timeout{30'000};   // kept-alive, between requests
         Duration request_timeout{5'000}; // a whole request, from its first byte
         std::size_t max_connections = 64;
+        std::size_t max_unsent_bytes = std::size_t{32} << 20; // all connections together
     };
     struct OpenResult {
         std::unique_ptr<Server> server;
@@ -98,20 +112,30 @@ public:
     std::uint64_t requests_total() const noexcept { return requests_; }
     std::uint64_t rejected_total() const noexcept { return rejected_; } // 400/413/431/500
     std::uint64_t evicted_total() const noexcept { return evicted_; }   // closed to make room
+    // Closed because the answers waiting for all clients passed max_unsent_bytes.
+    std::uint64_t dropped_total() const noexcept { return dropped_; }
+    // Bytes of answers handed to libuv and not yet written, all connections together.
+    std::size_t unsent_bytes() const noexcept { return unsent_; }
 
     struct Conn; // one client connection (server.cpp)
 
 private:
     Server(uv_loop_s *loop, Options options, Handlers handlers);
     void on_connection();
+    void enforce_unsent() noexcept;
+    void arm_resume();
+    void resume_all() noexcept;
 
     uv_loop_s *loop_;
     Options options_;
     Handlers handlers_;
     uv_tcp_s *listener_ = nullptr;
+    uv_prepare_s *resume_ = nullptr; // runs resume_all() while ready_ is not empty
     int port_ = 0;
     std::set<Conn *> conns_;
-    std::uint64_t requests_ = 0, rejected_ = 0, evicted_ = 0;
+    std::vector<Conn *> ready_; // answered, to resume parsing on the next loop iteration
+    std::size_t unsent_ = 0;
+    std::uint64_t requests_ = 0, rejected_ = 0, evicted_ = 0, dropped_ = 0;
 };
 
 } // namespace vigil::http
