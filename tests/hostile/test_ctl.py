@@ -68,7 +68,7 @@ print("listening", flush=True)
 while True:
     c, _ = srv.accept()
     try:
-        c.sendall(b'{"hello":"vigil","version":1,"server":"0.1.0"}\n')
+        c.sendall(b'{"hello":"vigil","version":2,"server":"0.1.0"}\n')
         c.settimeout(2)
         c.recv(65536)
         c.sendall(b'{"id":1,"ok":true,"result":{"units":[{"name":"PWNED","kind":"service",'
