@@ -3,8 +3,11 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
+#include <malloc.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -184,8 +187,24 @@ UvOs::UvOs(const Options &opts)
         }
         self->turn_last_ns_ = now;
         self->idle_last_ns_ = idle;
+        if (self->trim_turn_) {
+            self->trim_turn_ = false; // this turn ran the check: it arms nothing
+        } else if (!self->closed_ &&
+                   !uv_is_active(reinterpret_cast<uv_handle_t *>(&self->trim_timer_))) {
+            uv_timer_start(
+                &self->trim_timer_,
+                [](uv_timer_t *t) {
+                    auto *os = static_cast<UvOs *>(t->data);
+                    os->trim_turn_ = true;
+                    os->check_heap();
+                },
+                5000, 0);
+        }
     });
     uv_unref(reinterpret_cast<uv_handle_t *>(&turn_)); // it must not keep the loop alive
+    uv_timer_init(&loop_, &trim_timer_);
+    trim_timer_.data = this;
+    uv_unref(reinterpret_cast<uv_handle_t *>(&trim_timer_));
     uv_timer_init(&loop_, &deadline_);
     deadline_.data = this;
     uv_timer_init(&loop_, &spawn_timer_);
@@ -654,6 +673,33 @@ bool UvOs::start_http() {
     return true;
 }
 
+namespace {
+
+// vigild's resident size in bytes from /proc/self/statm (its own proc file: no blocking), or 0.
+std::uint64_t resident_bytes() noexcept {
+    int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[128];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    unsigned long long size = 0, resident = 0;
+    if (std::sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
+    return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+} // namespace
+
+void UvOs::check_heap() noexcept {
+    const struct mallinfo2 mi = mallinfo2();
+    const std::uint64_t resident = resident_bytes();
+    trim_.observed(resident);
+    if (resident == 0 || !trim_.due(mi.fordblks, resident)) return;
+    malloc_trim(0);
+    trim_.trimmed(resident_bytes());
+}
+
 // Closes every handle so the loop can end; the log writer and the standard streams are flushed
 // (bounded) first.
 void UvOs::close_handles() {
@@ -665,6 +711,8 @@ void UvOs::close_handles() {
     close_handle(&deadline_);
     uv_prepare_stop(&turn_);
     close_handle(&turn_);
+    uv_timer_stop(&trim_timer_);
+    close_handle(&trim_timer_);
     uv_timer_stop(&spawn_timer_);
     close_handle(&spawn_timer_);
     if (spawner_polling_) close_handle(&spawner_poll_);

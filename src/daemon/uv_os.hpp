@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "heap_trim.hpp"
 #include "journal.hpp"
 #include "options.hpp"
 #include "os.hpp"
@@ -125,6 +126,12 @@ private:
     uv_prepare_t turn_{};
     std::uint64_t turn_last_ns_ = 0, idle_last_ns_ = 0;
     std::int64_t stall_max_ns_ = 0;
+    // Freed heap given back to the kernel (heap_trim.hpp): a check armed by a turn that did
+    // work; the turn the check itself caused arms nothing.
+    uv_timer_t trim_timer_{};
+    bool trim_turn_ = false;
+    HeapTrim trim_;
+    void check_heap() noexcept;
     uv_timer_t spawn_timer_{};
     uv_poll_t spawner_poll_{};
     bool spawner_polling_ = false;

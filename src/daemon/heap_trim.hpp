@@ -1,0 +1,47 @@
+// Giving freed heap back to the kernel.
+//
+// glibc's free() returns memory to the kernel only from the top of the heap (and for chunks it
+// mmap'ed). Memory freed in the middle of the heap stays resident: after 100 log followers that
+// never read are dropped, or a 1 MiB request has been parsed, vigild would keep tens of MiB for
+// good. malloc_trim(0) gives back every free page of every arena (madvise), but it walks the
+// heap, so it must not run on every free.
+//
+// The policy (HeapTrim, pure, tested in tests/daemon): at most one check every `period`, and
+// only while the loop is doing something, so an idle vigild never wakes up for it. A check
+// trims when at least `slack` bytes of the heap are free and vigild's resident size has grown by
+// at least `slack` since the last trim (or start-up): memory that is free but not resident, or
+// that was given back already, costs nothing to keep. UvOs carries it out: a one-shot timer
+// armed by a loop turn that did work, mallinfo2() for the free bytes and /proc/self/statm for
+// the resident size (a read of vigild's own proc file, which does not block).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace vigil::daemon {
+
+class HeapTrim {
+public:
+    static constexpr std::size_t slack = std::size_t{4} << 20;
+
+    // A check found `free_bytes` free in the heap and `resident` bytes resident: trim now?
+    bool due(std::size_t free_bytes, std::uint64_t resident) const noexcept {
+        return free_bytes >= slack && (!trimmed_ || resident >= resident_after_ + slack);
+    }
+    // A trim left `resident` bytes resident.
+    void trimmed(std::uint64_t resident) noexcept {
+        trimmed_ = true;
+        resident_after_ = resident;
+    }
+    // Resident size no longer includes memory that was given back some other way (top of the
+    // heap, munmap): the next trim is measured from the lowest figure seen.
+    void observed(std::uint64_t resident) noexcept {
+        if (trimmed_ && resident < resident_after_) resident_after_ = resident;
+    }
+
+private:
+    bool trimmed_ = false;
+    std::uint64_t resident_after_ = 0;
+};
+
+} // namespace vigil::daemon
