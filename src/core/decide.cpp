@@ -19,7 +19,8 @@ void Core::Impl::drop(ChildId c, const char *why) {
 // The single place where a child's end is judged. First: who wanted it? (stop_cause). Then, for
 // ends that nobody asked for, whether anyone may decide now: a stopping supervisor does not
 // restart (item 39) and a running sweep already covers its range (items 21, 33). Start failures
-// roll back a starting supervisor (items 3-5) and count as failed restarts otherwise (item 31).
+// roll back a starting supervisor (items 3-5), unless reload added the child during that start
+// (joined_start), and count as failed restarts otherwise (item 31).
 // Everything left goes to decide().
 void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string what, Facts facts) {
     Node &n = node(c);
@@ -44,6 +45,7 @@ void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string wh
             return;
         }
         if (par.state == ChildState::Starting && par.plan.phase == Phase::Starting &&
+            !n.joined_start &&
             (par.plan.cursor == n.index || (par.spec.parallel && n.index > par.plan.cursor))) {
             // Start-up failure: roll back in reverse, fail the supervisor's own start (items
             // 3-5). Not a restart, not counted.

@@ -139,9 +139,13 @@ struct Node {
     bool probe_ready = true;   // the readiness probe's last verdict (true without a probe)
     bool started = false;      // this incarnation counted as started (item 1)
     bool manual_start = false; // started by a command: a failure is reported, not retried
-    bool gone = false;         // removed by reload
-    bool forgotten = false;    // gone, and the shell holds nothing of it (Core::forget)
-    bool dropped = false;      // temporary child whose spec is removed (items 9, 18, 50)
+    // Added by reload while its supervisor was starting: its start failure is its own (a
+    // failed restart), not the supervisor's, as for a child OTP's start_child adds once init
+    // is done. Cleared when the supervisor starts again.
+    bool joined_start = false;
+    bool gone = false;      // removed by reload
+    bool forgotten = false; // gone, and the shell holds nothing of it (Core::forget)
+    bool dropped = false;   // temporary child whose spec is removed (items 9, 18, 50)
     // Stopped by a command while its parent's sweep was stopping it: the sweep's start phase
     // must not bring it back (the person's stop came later than the sweep's decision).
     bool held_down = false;

@@ -42,6 +42,7 @@ void Core::Impl::start_child(ChildId c) {
         Node &kn = node(k);
         kn.goal = Goal::Up;
         kn.dropped = false;
+        kn.joined_start = false;
     }
     n.plan = Plan{Phase::Starting, false, 0, 0, 0};
     publish(c, RecordKind::Starting,

@@ -251,6 +251,7 @@ void act_on_changes(Core::Impl &m, Reload &r) {
         const ChildId p = *m.node(a).spec.parent;
         const Node &par = m.node(p);
         if (par.gone || std::find(r.added.begin(), r.added.end(), p) != r.added.end()) continue;
+        if (par.state == ChildState::Starting) m.node(a).joined_start = true;
         if (par.state == ChildState::Running || par.state == ChildState::Starting)
             m.request_start(p, m.node(a).index);
     }

@@ -465,6 +465,27 @@ TEST_SUITE("core") {
         CHECK(sim.state("a") == ChildState::Running);
     }
 
+    TEST_CASE("reload: a child added while the tree starts that fails to start fails alone, as "
+              "one added after OTP's init would") {
+        Sim sim{root(Strategy::OneForOne,
+                     {service("a", [](ChildSpec &s) { s.wait_ready = true; }), service("b")})};
+        sim.start_all();
+        REQUIRE(sim.state("a") == ChildState::Starting); // the tree waits for a to be ready
+        sim.fail_spawn("x");
+        auto r = sim.reload(
+            root(Strategy::OneForOne, {service("a", [](ChildSpec &s) { s.wait_ready = true; }),
+                                       service("b"), service("x")}));
+        CHECK(r.added == Names{"x"});
+        sim.ready("a");
+        sim.run_until_quiescent();
+        CHECK_FALSE(sim.exit_status); // no roll-back of the tree, vigild does not exit
+        CHECK(sim.lines("spawn-failed ") == Names{"x"});
+        CHECK(sim.spawns("x") == 1); // its failed start counted as a failed restart: retried
+        CHECK(sim.state("x") == ChildState::Running);
+        CHECK(sim.state("b") == ChildState::Running);
+        CHECK(sim.status("x").restarts == 1);
+    }
+
     TEST_CASE("reload: an invalid specification changes nothing") {
         Sim sim{root(Strategy::OneForOne, {service("a"), service("b")})};
         sim.start_all();
