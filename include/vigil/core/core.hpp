@@ -16,7 +16,7 @@
 // watchdog, the end of an incarnation (its main process ended and its output drained), what
 // log patterns mean, the history with its structured records. The shell keeps only OS handles.
 //
-// Semantics: shared/docs/otp-semantics.md items 1-50, plus backoff (a restart is decided and
+// Semantics: docs/otp-semantics.md items 1-50, plus backoff (a restart is decided and
 // counted when the child ends; backoff only delays the spawn) and health failures as causes.
 // Departures are listed in docs/otp-departures.md.
 #pragma once
