@@ -1,4 +1,4 @@
-// core_bench.cpp: throughput of the supervision core (issue 3, "Scale").
+// core_bench.cpp: throughput of the supervision core (the scale of docs/DESIGN.md §7).
 //
 // One cycle = a child exits with status 1 (the core decides and counts a restart and asks for
 // a spawn) + the shell answers Spawned (the core marks it running): two events, each with its

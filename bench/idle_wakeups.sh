@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/idle_wakeups.sh: what an idle supervisor costs (issue #7, "No idle cost").
+# bench/idle_wakeups.sh: what an idle supervisor costs (the target: no wake-up at all when
+# nothing happens, docs/DESIGN.md §7 and bench/README.md).
 #
 # usage: bench/idle_wakeups.sh [VIGILD] [SECONDS] [SERVICES]
 #   VIGILD    path of vigild (default: $VIGILD, else build/src/daemon/vigild)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/status_latency.sh: latency of one status query with 1,000 services loaded (issue #5,
-# item 6): `vigilctl status svc0500` next to runit's `sv status` and s6's `s6-svstat`, in the
+# bench/status_latency.sh: latency of one status query with 1,000 services loaded:
+# `vigilctl status svc0500` next to runit's `sv status` and s6's `s6-svstat`, in the
 # same run. Self-contained (bench/run has its own, broader status benchmark).
 #
 # usage: bench/status_latency.sh [BUILD_DIR] [UNITS] [RUNS]
@@ -28,8 +28,8 @@
 #    `vigilctl status` against a socket nobody listens on (exit 7, no round trip) shows how
 #    much of vigilctl's time is its own start-up.
 #  - Output: a markdown table with the median, the 90th percentile and the minimum of each,
-#    the median minus the floor, and each median relative to vigilctl's; then the target of
-#    issue #8 (`vigilctl status` median within 1.0 x `sv status`) and whether it is met.
+#    the median minus the floor, and each median relative to vigilctl's; then the target
+#    that bench/README.md sets (`vigilctl status` median within 1.0 x `sv status`) and whether it is met.
 #  - runit and s6 come from Debian (apt-get install -y --no-install-recommends runit s6: the
 #    runit package recommends runit-init, which would replace the machine's init; without
 #    recommends only the binaries come). Run as root, a missing peer is installed that way;

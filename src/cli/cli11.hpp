@@ -4,8 +4,8 @@
 // std::ios_base::Init object in every file that includes it, and its constructor builds cin,
 // cout, cerr, clog, their wide twins and the classic locale in every run: ~45 k instructions
 // and 9 page faults, a third of what `vigilctl status NAME` spends before its first system
-// call (callgrind; issue #8 wants status within 1.0 x `sv status`). Only CLI11 prints through
-// those streams (help, --version, usage errors), and only the full parser runs CLI11.
+// call (callgrind; bench/README.md's target: status within 1.0 x `sv status`). Only CLI11 prints
+// through those streams (help, --version, usage errors), and only the full parser runs CLI11.
 //
 // So here <iostream>'s include guard is set before CLI11 comes in, the eight stream objects
 // are declared as <iostream> declares them, and the full parser constructs an Init itself

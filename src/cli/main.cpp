@@ -6,7 +6,8 @@
 // interrupts.
 //
 // Start-up was most of a status query's cost (vigild's own work for it is well under 0.1 ms),
-// so it is kept small (issue #8: `vigilctl status NAME` within 1.0 x `sv status`):
+// so it is kept small (bench/README.md's target: `vigilctl status NAME` within 1.0 x
+// `sv status`):
 //  - parse_fast() reads the common `status` command lines by hand; building CLI11's parser for
 //    11 commands costs ~0.4 M instructions, more than the rest of the run. Every other line
 //    goes to parse_full() (CLI11). Both produce the same Invocation, which one Run carries out, so

@@ -1,7 +1,7 @@
 // deadline_queue.hpp: the one min-heap that holds every deadline of the core.
 //
 // Entries are keyed (when, seq): `seq` grows with every push, so two deadlines at the same
-// millisecond fire in the order they were armed, on every platform (house-style §7.4).
+// millisecond fire in the order they were armed, on every platform (docs/house-style.md §7.4).
 // Cancelling is lazy: a node remembers the seq of its one live timer (`Node::timer_seq`), and an
 // entry whose seq no longer matches is skipped when it reaches the top. A node never has more
 // than one live timer because each timer belongs to a state (Starting: start timeout,

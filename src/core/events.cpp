@@ -9,8 +9,8 @@
 
 namespace vigil::core {
 
-// Staleness (house-style §7.4): a process event counts only for the child's current incarnation.
-// An old one (a late SIGCHLD, a pid the kernel reused) is counted and dropped.
+// Staleness (docs/house-style.md §7.4): a process event counts only for the child's current
+// incarnation. An old one (a late SIGCHLD, a pid the kernel reused) is counted and dropped.
 bool Core::Impl::current(ChildId c, Incarnation inc) {
     if (!valid(c) || !is_service(c) || node(c).inc != inc) {
         ++dropped_events;

@@ -1,6 +1,6 @@
 // intensity.hpp: a supervisor's restart history, OTP's intensity/period sliding window.
 //
-// As in supervisor.erl add_restart/3 (otp-semantics.md items 23-26): timestamps are whole
+// As in supervisor.erl add_restart/3 (docs/otp-semantics.md items 23-26): timestamps are whole
 // monotonic seconds, a new restart is appended first, then entries older than the period are
 // dropped (an entry is kept while T >= Now - Period), and the supervisor gives up when more than
 // `intensity` entries remain. The deque never holds more than intensity + 1 entries, so a

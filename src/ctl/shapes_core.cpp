@@ -75,7 +75,7 @@ namespace {
 // One exact name, the common request (`vigilctl status web`): looked up by name, and only its
 // subtree is walked, so the answer does not cost a pass over every unit (a table of 1,000 or
 // 10,000 nodes, each with a Core::status call, was most of vigild's own work for a status
-// query; issue #8). Gives exactly what the table walk gives for the same pattern.
+// query). Gives exactly what the table walk gives for the same pattern.
 std::vector<ChildId> resolve_name(const core::Core &core, const std::string &name, Expand expand,
                                   std::string *error) {
     std::optional<ChildId> id = core.find(name);

@@ -1,6 +1,6 @@
 // vigild: the supervisor daemon. main() only dispatches: wrapper mode (`vigild -- CMD`),
 // `--check`, or the supervision shell. It is also the last line of defence: an exception that
-// escapes is logged, never a silent abort (house-style §7.7).
+// escapes is logged, never a silent abort (docs/house-style.md §7.7).
 //
 // Wrapper mode is decided first, by hand (parse_wrapper_fast), before any option parser is
 // built: `vigild -- CMD` must start CMD as fast as catatonit does (wrapper.hpp). It is decided

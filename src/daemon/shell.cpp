@@ -149,8 +149,9 @@ void Shell::dump_status() {
 // ---- the end ----------------------------------------------------------------------------
 
 // A child whose spec is gone (a temporary child that ended, a unit removed by reload) keeps no
-// descriptor or buffer once its last process is gone: its ChildId is never reused, so whatever
-// its runtime held would leak. A temporary child keeps its Unit, which a restart of its
+// descriptor or buffer once its last process is gone: whatever its runtime held would leak, and
+// a unit removed by reload lends its ChildId to a child that a later reload adds (Core::forget),
+// which must find nothing of it. A temporary child keeps its Unit, which a restart of its
 // supervisor needs; a unit removed by reload keeps only its name (for late log lines).
 void Shell::release(ChildId id) {
     if (id.value >= rt_.size() || core_.status(id).pid) return; // its end comes back here

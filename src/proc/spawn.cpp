@@ -424,7 +424,7 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
             err_w.reset(p[1]);
         }
         // Non-blocking on the read ends only: the child's ends stay blocking, so a slow log
-        // consumer makes the child wait instead of failing its writes (DESIGN.md §4).
+        // consumer makes the child wait instead of failing its writes (docs/DESIGN.md §4).
         if (fcntl(out_r.get(), F_SETFL, O_NONBLOCK) < 0 ||
             (err_r.get() >= 0 && fcntl(err_r.get(), F_SETFL, O_NONBLOCK) < 0))
             return failed(prepare_error("pipe", errno));

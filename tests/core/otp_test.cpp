@@ -1,4 +1,4 @@
-// otp_test.cpp: one test case per item of shared/docs/otp-semantics.md (A-F, and 50).
+// otp_test.cpp: one test case per item of docs/otp-semantics.md (items 1-50).
 //
 // Every case drives vigil::core::Core through the simulated shell (tests/support/sim.hpp) and
 // checks what a person would check on a real system: which processes were spawned, in which

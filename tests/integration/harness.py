@@ -1,7 +1,7 @@
 """Integration-test harness for vigil (Python 3 standard library only).
 
 The integration suite runs the real binaries and checks what the kernel shows, never what vigild
-says (house-style §7.8). This module gives the tests:
+says (docs/house-style.md §7.8). This module gives the tests:
 
 - Binaries: ``vigild()``, ``vigilctl()`` and ``testsvc()`` read the paths meson passes in the
   environment variables VIGILD, VIGILCTL and TESTSVC (``test(..., env: ...)`` in

@@ -1,4 +1,4 @@
-"""The control plane with real processes (issue #5): vigilctl and raw socket clients against a
+"""The control plane with real processes: vigilctl and raw socket clients against a
 vigild running as PID 1 of a fresh PID namespace (daemon.Daemon). Every command's effect is
 checked in /proc or in the services' own log, not only in what vigilctl prints; --json output
 is parsed and checked field by field; bad input is sent over a raw socket and vigild must keep

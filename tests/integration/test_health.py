@@ -1,4 +1,4 @@
-"""Health with real processes and real clients (issue #7): liveness probes (http, tcp, exec),
+"""Health with real processes and real clients: liveness probes (http, tcp, exec),
 the readiness protocols (Debian's systemd-notify on the per-unit NOTIFY_SOCKET, the ready fd, a
 log line), foreign notifications, the watchdog, start timeouts, and the HTTP endpoint read with
 plain HTTP clients and checked by promtool.

@@ -1,4 +1,4 @@
-"""Service output through the real vigild (issue #6): capture, forwarding to vigild's stdout,
+"""Service output through the real vigild: capture, forwarding to vigild's stdout,
 rotated files, the ring behind `vigilctl logs`, pattern triggers and back-pressure.
 
 Every check reads what reached the sinks (the files on disk, vigild's stdout as the test read it,
@@ -332,11 +332,9 @@ class Logs(unittest.TestCase):
         self.assertTrue(all(parts), "a file stayed empty")
 
     def test_lines_lost_to_a_full_disk_are_reported(self):
-        # BUG: src/daemon/shell.cpp never reads log::UnitLog::counters() (lines_failed,
-        # forward_failed) nor RotatingFile::last_error(): a file sink that fails every write
-        # (/dev/full: ENOSPC) loses all its lines silently - nothing in `vigilctl status`, in
-        # `vigilctl events` or on vigild's stderr (issue 6 §4: "count anything else that could
-        # not be written (disk full) and report it in status and events").
+        # A file sink that fails every write (/dev/full: ENOSPC) must not lose its lines
+        # silently (docs/security.md §6): their count shows in `vigilctl status`
+        # (log_lines_failed), and the failure in `vigilctl events` or on vigild's stderr.
         d = self.daemon(lambda d: {"root": ROOT, "df": {
             "command": d.svc("df", "lines", "100", "full", "sleep"), "backoff": FAST,
             "logs": {"file": "/dev/full"}}})

@@ -1,4 +1,4 @@
-"""Hot reload with real processes (issue #5, item 5): `vigilctl reload` and SIGHUP to vigild.
+"""Hot reload with real processes: `vigilctl reload` and SIGHUP to vigild.
 Each case rewrites the unit folder of a running vigild (PID 1 of a fresh PID namespace) and
 checks in /proc which processes were replaced: an unchanged unit must keep its process, pid,
 restart count and history; a broken folder must change nothing and bring the diagnostics back

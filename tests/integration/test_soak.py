@@ -1,4 +1,4 @@
-"""Chaos soak (issue #8, item 2): vigild as PID 1 of a fresh PID namespace runs 200 services of
+"""Chaos soak: vigild as PID 1 of a fresh PID namespace runs 200 services of
 mixed kinds under nested supervisors (all three strategies, all restart types), while a driver
 with a seeded RNG SIGKILLs random processes, stops/starts/restarts units through vigilctl,
 sends crash signals, and reloads with changed, added and removed units. Some services crash on
@@ -6,7 +6,7 @@ their own (vigil-testsvc crash-after / abort-after), some spawn orphans, some wr
 lines to rotating log files.
 
 At checkpoints (driver paused) and at the end, the invariants are read from /proc and from the
-log files, never from what vigild says about itself (house-style §7.8):
+log files, never from what vigild says about itself (docs/house-style.md §7.8):
 
 - vigild never crashed: the namespace's init is still the same vigild and still answers;
 - no zombie child of vigild survives a grace period (in-flight reaps are allowed);
@@ -726,7 +726,7 @@ class Soak:
                     f"{sorted(prev['set'] & self.tree.periodic)}; "
                     f"{self.diagnose(missing[:2] + sorted(prev['set'] & self.tree.periodic)[:2])}")
             # A one_for_all or rest_for_one sweep in flight starts stopped siblings again
-            # (otp-semantics.md item 20): stop those once more.
+            # (docs/otp-semantics.md item 20): stop those once more.
             again = sorted(prev["set"] & self.tree.periodic)
             if again:
                 self.stop_units(again)

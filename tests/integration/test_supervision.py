@@ -1,6 +1,6 @@
 """The supervision daemon with real processes: vigild as PID 1 of a fresh PID
 namespace, services played by vigil-testsvc, and every verdict read from /proc or from the
-services' own start/stop log. Test names carry the otp-semantics.md item they exercise."""
+services' own start/stop log. Test names carry the docs/otp-semantics.md item they exercise."""
 
 from __future__ import annotations
 

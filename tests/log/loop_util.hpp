@@ -1,5 +1,5 @@
-// Bounded waits on a libuv loop for the log module's sys tests (house-style §7.8: every wait is
-// bounded, scaled by VIGIL_TEST_TIMEOUT_MULTIPLIER).
+// Bounded waits on a libuv loop for the log module's sys tests (docs/house-style.md §7.8: every
+// wait is bounded, scaled by VIGIL_TEST_TIMEOUT_MULTIPLIER).
 #pragma once
 
 #include <chrono>

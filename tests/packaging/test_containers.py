@@ -1,4 +1,4 @@
-"""The container files (issue 9, part 4): packaging/docker/Dockerfile and packaging/kubernetes/.
+"""The container files: packaging/docker/Dockerfile and packaging/kubernetes/.
 
 There is no container engine on the build machines, so this test checks what it can without one:
 

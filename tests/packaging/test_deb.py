@@ -1,4 +1,4 @@
-"""The Debian package (issue 9, part 3): packaging/debian built by packaging/build-deb.
+"""The Debian package: packaging/debian built by packaging/build-deb.
 
 The package is built once, from a copy of the tree (packaging/build-deb never writes into the
 source tree), with DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=N": the package build does

@@ -1,7 +1,7 @@
 // sys_util.hpp: bounded waits and /proc readers for the proc sys tests.
 //
 // Every wait is bounded: wait_until() polls a predicate until a timeout scaled by
-// VIGIL_TEST_TIMEOUT_MULTIPLIER (house-style §7.8), and meson's `timeout:` is the backstop.
+// VIGIL_TEST_TIMEOUT_MULTIPLIER (docs/house-style.md §7.8), and meson's `timeout:` is the backstop.
 #pragma once
 
 #include <chrono>

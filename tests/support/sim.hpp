@@ -1,4 +1,4 @@
-// tests/support/sim.hpp: a simulated shell for the supervision core (house-style §7.4).
+// tests/support/sim.hpp: a simulated shell for the supervision core (docs/house-style.md §7.4).
 //
 // `Sim` plays vigild's part with no process and no clock: it owns a fake clock (`now`) and a
 // fake process table (pids from 100 up, the smallest free one first, so pids are reused on

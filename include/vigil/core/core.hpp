@@ -16,7 +16,7 @@
 // watchdog, the end of an incarnation (its main process ended and its output drained), what
 // log patterns mean, the history with its structured records. The shell keeps only OS handles.
 //
-// Semantics: shared/docs/otp-semantics.md items 1-50, plus backoff (a restart is decided and
+// Semantics: docs/otp-semantics.md items 1-50, plus backoff (a restart is decided and
 // counted when the child ends; backoff only delays the spawn) and health failures as causes.
 // Departures are listed in docs/otp-departures.md.
 #pragma once
@@ -123,9 +123,10 @@ public:
     CommandResult command(const Command &cmd, TimePoint now, std::vector<Action> &out) noexcept;
 
     // Replaces the specification (reload). Children are matched by name: removed units are
-    // stopped, added ones started, children whose fingerprint or policy changed are restarted,
-    // supervisor parameters (strategy, intensity, period, auto_shutdown) change in place.
-    // ChildIds of kept children stay valid; new children get new ids (ids are never reused).
+    // stopped, added ones started, services whose fingerprint changed are restarted, other
+    // parameters (supervisors' strategy, intensity, period, auto_shutdown...) change in place.
+    // ChildIds of kept children stay valid; a new child gets the id of a child removed by an
+    // earlier reload that is down and that the shell released (forget()), else a new one.
     // Precisely (docs/otp-departures.md, item 49): a service is restarted when its fingerprint
     // or wait_ready changed; the other policy fields (restart, significant, stop, backoff,
     // start_timeout) are updated in place and reported in `updated`. A unit whose parent or

@@ -4,7 +4,7 @@
 // after dinit's service.h: where it IS (`ChildState`, in core.hpp) and where it SHOULD be (its
 // `Goal`, `ChildStatus::goal`). The core moves a child one step at a time towards its goal,
 // but only when the child's parent allows it: a supervisor starts its children one at a time in
-// start order and stops them one at a time in reverse (otp-semantics.md items 1, 2, 37, 38).
+// start order and stops them one at a time in reverse (docs/otp-semantics.md items 1, 2, 37, 38).
 //
 // States (services), each with the one timer it may have:
 //   Stopped   no process. The incarnation is the last one (0 before the first start).

@@ -17,12 +17,12 @@
 // one pipe (SpawnExtras::merge_stderr) whose beginning is quoted in failure messages ("exited
 // with status 2: no response"); the exit is described by proc::describe_wait_status, the one
 // decoder. The check is never waited for here: vigild reaps every child with waitpid(-1) in
-// one place (DESIGN §3), so it hands every pid it does not own to ExecRegistry::on_reaped().
-// A check that outlives its timeout, or is cancelled by stop(), gets SIGKILL through its pidfd
-// (which cannot name another process) and on its whole process group (the command leads its
-// own session; the group id cannot have been reused while the leader is unreaped, which its
-// pid's claim in the registry guarantees), so what it started dies with it; its pid stays in
-// the registry until reaped, so on_reaped() still claims it. A spawn that completes after its
+// one place (docs/DESIGN.md §3), so it hands every pid it does not own to
+// ExecRegistry::on_reaped(). A check that outlives its timeout, or is cancelled by stop(), gets
+// SIGKILL through its pidfd (which cannot name another process) and on its whole process group (the
+// command leads its own session; the group id cannot have been reused while the leader is unreaped,
+// which its pid's claim in the registry guarantees), so what it started dies with it; its pid stays
+// in the registry until reaped, so on_reaped() still claims it. A spawn that completes after its
 // check was abandoned (timeout, stop(), or the Prober destroyed) is killed and its
 // descriptors closed; its pid is claimed in the registry, which must outlive every spawn in
 // flight (the daemon's lives as long as the daemon).

@@ -1,7 +1,7 @@
 // vigil/proc/spawn.hpp: starting, signalling and reaping processes (the OS seam).
 //
 // vigil spawns and reaps by itself and never calls uv_spawn: libuv waits only for the pids it
-// spawned, and PID 1 must reap every process re-parented to it (house-style.md §4).
+// spawned, and PID 1 must reap every process re-parented to it (docs/house-style.md §4).
 //
 // spawn() is synchronous and cheap: it uses vfork semantics, so when it returns the child has
 // either exec'd or failed. Failures before exec travel back over a close-on-exec pipe as
