@@ -5,10 +5,10 @@
 //   request (vigild -> helper): u32 magic, u64 ticket, u32 flags, then the SpawnSpec and the
 //            SpawnExtras field by field (encode() is the reference); SCM_RIGHTS: the sources
 //            of extras.fds in order, then cgroup_procs_fd.
-//   report  (child -> vigild):  detail::ChildReport; SCM_RIGHTS: the child's pidfd.
-//   reply   (helper -> vigild): ReplyHead, then the error's object and detail; SCM_RIGHTS:
-//            stdout's read end, then stderr's (none when the spawn failed, one with
-//            merge_stderr).
+//   report  (child -> vigild):  detail::ChildReport; SCM_RIGHTS: stdout's read end, then
+//            stderr's (not with merge_stderr), then the child's pidfd (none on Linux < 5.3).
+//   reply   (helper -> vigild): ReplyHead, then the error's object and detail; no
+//            descriptors (the read ends came with the report).
 //
 // vigild's side keeps every request from submit() to its delivery by pump() in requests_
 // (ticket order, so a ticket's index is ticket - front's ticket). A request is Queued (its
@@ -27,6 +27,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <string_view>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -334,11 +335,8 @@ void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
     h.ticket = ticket;
     h.pid = l.pid;
     std::string msg;
-    int fds[2] = {l.out_fd, l.err_fd};
-    std::size_t nfds = 0;
     if (!err) {
         h.ok = 1;
-        nfds = l.err_fd >= 0 ? 2 : 1;
         msg.assign(reinterpret_cast<const char *>(&h), sizeof h);
     } else {
         std::string object = err->object.substr(0, max_reply_string);
@@ -351,7 +349,7 @@ void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
         msg += object;
         msg += text;
     }
-    if (send_with_fds(sock, msg.data(), msg.size(), fds, nfds) != 0) _exit(0); // vigild gone
+    if (send_with_fds(sock, msg.data(), msg.size(), nullptr, 0) != 0) _exit(0); // vigild gone
 }
 
 // Closes every descriptor but `keep` from `from` up (close_range, or one by one).
@@ -467,8 +465,11 @@ struct Spawner::Request {
     std::string msg;      // while Queued: the encoded request
     std::vector<int> fds; // our duplicates, in message order (extras.fds, then the cgroup's)
     bool merge_stderr = false;
-    int pid = -1;   // from the child's report (or a spawn in vigild)
-    int pidfd = -1; // ours until delivered
+    // The current attempt's child, from its report (or a spawn in vigild):
+    int pid = -1;
+    int pidfd = -1;               // ours until delivered
+    int out_fd = -1, err_fd = -1; // the read ends, ours until delivered
+    bool pipes_lost = false;      // the report's descriptors did not all arrive
     std::optional<int> reaped;
     SpawnResult result; // when Done
 };
@@ -482,6 +483,8 @@ Spawner::~Spawner() {
             r->state == Request::State::Sent || (r->state == Request::State::Done && r->result.ok);
         if (has_process && r->pid > 0 && !r->reaped) kill_unreaped(r->pid, r->pidfd);
         close_fd(r->pidfd);
+        close_fd(r->out_fd);
+        close_fd(r->err_fd);
         close_all(r->fds);
         if (r->result.ok) {
             close_fd(r->result.ok->stdout_fd);
@@ -545,6 +548,8 @@ void Spawner::complete(Request &r, SpawnResult result) {
     r.msg.clear();
     r.msg.shrink_to_fit();
     if (!result.ok) close_fd(r.pidfd);
+    close_fd(r.out_fd); // moved into `result` when it is ok
+    close_fd(r.err_fd);
     r.result = std::move(result);
     r.state = Request::State::Done;
     notify();
@@ -693,7 +698,7 @@ void Spawner::receive() {
     while (sock_ >= 0) {
         std::vector<int> fds;
         bool lost = false;
-        ssize_t n = recv_with_fds(sock_, buf, sizeof buf, fds, 2, lost);
+        ssize_t n = recv_with_fds(sock_, buf, sizeof buf, fds, 3, lost);
         if (n == -EAGAIN || n == -EWOULDBLOCK) return;
         if (n == 0) {
             if (dead_.empty()) dead_ = "died";
@@ -701,8 +706,11 @@ void Spawner::receive() {
         }
         if (n < 0 && n != -EMSGSIZE) {
             close_all(fds);
+            // A closed peer is the death itself (ECONNRESET: it left requests unread).
             if (dead_.empty())
-                dead_ = std::string("died (receive: ") + std::strerror(static_cast<int>(-n)) + ")";
+                dead_ = n == -ECONNRESET ? std::string("died")
+                                         : std::string("died (receive: ") +
+                                               std::strerror(static_cast<int>(-n)) + ")";
             return;
         }
         handle_message(buf, n < 0 ? 0 : static_cast<std::size_t>(n), fds, lost);
@@ -715,14 +723,14 @@ void Spawner::handle_message(const char *buf, std::size_t n, std::vector<int> &f
     if (n >= sizeof magic) std::memcpy(&magic, buf, sizeof magic);
     auto malformed = [&] {
         // A child's report that makes no sense still names a live process: kill it through
-        // its pidfd rather than let it run unsupervised.
+        // its pidfd (the last descriptor; pidfd_send_signal() refuses any other kind) rather
+        // than let it run unsupervised.
         if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport) &&
-            fds.size() == 1) {
+            !fds.empty() && signal_pidfd(fds.back(), SIGKILL) == 0) {
             detail::ChildReport rep{};
             std::memcpy(&rep, buf, sizeof rep);
-            signal_pidfd(fds[0], SIGKILL);
-            claim_later(rep.pid, fds[0]);
-            fds.clear();
+            claim_later(rep.pid, fds.back());
+            fds.pop_back();
         }
         close_all(fds);
         if (dead_.empty()) dead_ = "sent a malformed message";
@@ -734,51 +742,68 @@ void Spawner::handle_message(const char *buf, std::size_t n, std::vector<int> &f
     if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport)) {
         detail::ChildReport rep{};
         std::memcpy(&rep, buf, sizeof rep);
-        if (rep.ticket != r->ticket || rep.pid <= 0 || r->pid > 0 || fds.size() > 1)
+        std::size_t pipes = r->merge_stderr ? 1 : 2;
+        if (rep.ticket != r->ticket || rep.pid <= 0 || r->pid > 0 || fds.size() > pipes + 1 ||
+            (!lost && fds.size() < pipes))
             return malformed();
         r->pid = rep.pid;
-        r->pidfd = fds.empty() ? -1 : fds[0]; // none: Linux < 5.3, or out of descriptors
+        if (lost) {
+            // vigild is out of descriptors and some did not arrive (the pidfd, last, never
+            // did): without its read ends the service would write into the void. Kill it now
+            // (our unreaped child: the pid is its own); the reply fails the spawn as
+            // proc::spawn's pipe2() would have.
+            close_all(fds);
+            r->pipes_lost = true;
+            kill_unreaped(r->pid, -1);
+            return;
+        }
+        r->out_fd = fds[0];
+        r->err_fd = pipes == 2 ? fds[1] : -1;
+        r->pidfd = fds.size() > pipes ? fds.back() : -1; // none: Linux < 5.3
+        fds.clear();
         return;
     }
-    if (magic != reply_magic || n < sizeof(ReplyHead)) return malformed();
+    if (magic != reply_magic || n < sizeof(ReplyHead) || !fds.empty()) return malformed();
     ReplyHead h{};
     std::memcpy(&h, buf, sizeof h);
+    // A child that exec'd has reported first (its report precedes its exec, the reply follows).
     if (h.ticket != r->ticket || std::size_t{h.object_len} + h.detail_len != n - sizeof h ||
-        h.stage > static_cast<std::uint32_t>(ExecStage::Exec) || (h.ok && h.pid <= 0) ||
-        (h.ok && r->pid > 0 && h.pid != r->pid))
+        h.stage > static_cast<std::uint32_t>(ExecStage::Exec) ||
+        (h.ok && (r->pid <= 0 || h.pid != r->pid)))
         return malformed();
     sent_.pop_front();
+    if (r->pipes_lost) {
+        // Killed at its report: whether the SIGKILL or its exec came first, the spawn failed
+        // for want of descriptors, as proc::spawn's pipe2() would have.
+        release(*r);
+        complete(*r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
+        return;
+    }
     if (!h.ok) {
-        close_all(fds);
         const char *tail = buf + sizeof h;
         SpawnError e{static_cast<ExecStage>(h.stage), h.error, std::string(tail, h.object_len),
                      std::string(tail + h.object_len, h.detail_len)};
         // A child that failed is gone (the helper waited for it): reap it now.
-        if (r->pid > 0 && !r->reaped) claim_later(r->pid, r->pidfd);
-        r->pidfd = -1;
+        release(*r);
         complete(*r, SpawnResult{std::nullopt, std::move(e)});
         return;
     }
-    r->pid = h.pid;
-    std::size_t want = r->merge_stderr ? 1 : 2;
-    if (lost || fds.size() != want) {
-        // The read ends did not arrive (vigild is out of descriptors): the service would
-        // write into the void. Take it back, and fail the spawn as proc::spawn's pipe2()
-        // would have.
-        close_all(fds);
-        if (!r->reaped) {
-            kill_unreaped(r->pid, r->pidfd);
-            claim_later(r->pid, r->pidfd);
-        } else {
-            close_fd(r->pidfd);
-        }
-        r->pidfd = -1;
-        complete(*r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
-        return;
-    }
-    Spawned s{h.pid, fds[0], want == 2 ? fds[1] : -1};
-    fds.clear();
-    complete(*r, SpawnResult{s, std::nullopt});
+    deliver(*r);
+}
+
+void Spawner::release(Request &r) {
+    // Not handed over: the caller's reaper offers it to on_reaped(), unless it reaped it
+    // already (then only its pidfd is left to close).
+    if (r.pid > 0 && !r.reaped)
+        claim_later(r.pid, r.pidfd);
+    else
+        close_fd(r.pidfd);
+    r.pidfd = -1;
+}
+
+void Spawner::deliver(Request &r) {
+    Spawned s{r.pid, std::exchange(r.out_fd, -1), std::exchange(r.err_fd, -1)};
+    complete(r, SpawnResult{s, std::nullopt});
 }
 
 void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
@@ -800,17 +825,11 @@ void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
                      std::to_string(r->pid) + ")";
             if (r->reaped) {
                 detail += " had ended already";
-                close_fd(r->pidfd);
-            } else if (r->pidfd >= 0) {
-                signal_pidfd(r->pidfd, SIGKILL);
-                detail += " was killed";
-                claim_later(r->pid, r->pidfd);
             } else {
-                kill_unreaped(r->pid, -1);
+                kill_unreaped(r->pid, r->pidfd);
                 detail += " was killed";
-                claim_later(r->pid, -1);
             }
-            r->pidfd = -1;
+            release(*r);
         }
         complete(*r, SpawnResult{std::nullopt, helper_error(detail)});
     }
@@ -911,6 +930,7 @@ std::vector<SpawnCompletion> Spawner::pump() {
         std::uint64_t v = 0;
         [[maybe_unused]] ssize_t n = read(evfd_, &v, sizeof v);
     }
+    if (!dead_.empty()) notify(); // a death found in the last round: the next pump() settles it
     return out;
 }
 

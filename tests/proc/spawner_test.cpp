@@ -146,6 +146,13 @@ SpawnSpec sh(const std::string &script) {
     return spec;
 }
 
+// /proc/<pid>/comm without its newline.
+std::string comm(int pid) {
+    std::string s = slurp("/proc/" + std::to_string(pid) + "/comm");
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+}
+
 // Field 38 of /proc/<pid>/stat: the signal the parent gets when the process dies.
 int exit_signal(int pid) {
     std::string s = slurp("/proc/" + std::to_string(pid) + "/stat");
@@ -440,7 +447,7 @@ TEST_SUITE("proc") {
         rlimit low = saved;
         low.rlim_cur = 512;
         REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
-        // Fill the table but one: the reply's two read ends cannot both arrive.
+        // Fill the table but one: the report's two read ends cannot both arrive.
         std::vector<int> filler;
         for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
             filler.push_back(fd);
@@ -725,6 +732,8 @@ TEST_SUITE("proc") {
         int helper = b.sp.helper_pid();
         int child = -1;
         REQUIRE(wait_until([&] { return (child = child_in_pipe_write(helper)) > 0; }));
+        // Until it exec's, the child bears a name no program can have after an exec.
+        CHECK(comm(child) == "vigild/spawn");
         REQUIRE(kill(helper, SIGKILL) == 0);
         // The child still holds the helper's socket, so no EOF comes: the helper's pidfd
         // tells its death.

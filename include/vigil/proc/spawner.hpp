@@ -17,12 +17,14 @@
 //   - The helper runs proc::spawn's steps (launch.hpp): prepare() (env_file read as the unit's
 //     identity, the final environment, PATH), then clones the child with CLONE_VM |
 //     CLONE_VFORK | CLONE_PARENT.
-//   - The child reports itself first (child_side.hpp): {ticket, pid} and a pidfd of itself
-//     (SCM_RIGHTS), sent on the helper's socket before it does anything else.
+//   - The child reports itself first (child_side.hpp): {ticket, pid}, its pipes' read ends
+//     and a pidfd of itself (SCM_RIGHTS), sent on the helper's socket before it does
+//     anything else. Until its execve() succeeds, its name (comm) is one no program can
+//     have after an exec ("vigild/spawn").
 //   - helper -> vigild, after the child exec'd or failed (the helper is suspended until then,
-//     so the report always comes first): {ticket, ok pid | SpawnError} and the pipes' read
-//     ends (SCM_RIGHTS). For a child that failed, the helper waits for it to have exited
-//     (its CLONE_PIDFD) before replying, so vigild reaps it without waiting.
+//     so the report always comes first): {ticket, ok pid | SpawnError}. For a child that
+//     failed, the helper waits for it to have exited (its CLONE_PIDFD) before replying, so
+//     vigild reaps it without waiting.
 //
 // Invariants and semantics:
 //  - Results are proc::spawn's: the same SpawnResult, the same error messages ("exec
@@ -52,10 +54,10 @@
 //    and settles every request in flight: a child that reported is SIGKILLed through its
 //    pidfd (without one, by pid only while waitid(WNOWAIT) shows it is our unreaped child, so
 //    the pid is still its own) and its request fails with "spawner helper died during the
-//    spawn; its process (pid N) was killed" (its pipes died with the helper, so it could not
-//    be supervised; the caller's restart policy starts it again); a request with no child
-//    fails with "spawner helper died before the spawn". The killed child is reaped by the
-//    caller's waitpid(-1) and claimed by on_reaped() (or here, if it is gone at once).
+//    spawn; its process (pid N) was killed" (the caller's restart policy starts it again);
+//    a request with no child fails with "spawner helper died before the spawn". The killed
+//    child is reaped by the caller's waitpid(-1) and claimed by on_reaped() (or here, if it
+//    is gone at once).
 //    Requests not sent yet go to a new helper, forked from vigild as it is then (it closes
 //    every descriptor it inherited). At most max_restarts restarts within restart_window; one
 //    more death and the Spawner gives up for good: spawns then run in vigild through
@@ -180,6 +182,8 @@ private:
     void receive();
     void handle_message(const char *buf, std::size_t n, std::vector<int> &fds, bool truncated);
     void settle_death(const std::string &why, bool kill);
+    void deliver(Request &r);
+    void release(Request &r);
     void give_up(const std::string &why);
     void drain_in_vigild();
     int start_helper();
