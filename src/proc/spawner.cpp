@@ -14,7 +14,9 @@
 // (ticket order, so a ticket's index is ticket - front's ticket). A request is Queued (its
 // message and duplicated fds wait in vigild), Sent (the current helper has it) or Done (its
 // result waits for delivery). Messages from the helper always concern sent_.front(): the
-// helper serves requests one at a time, in order.
+// helper serves requests one at a time, in order. A request keeps its spec, message and
+// duplicated fds until it is Done, so that a helper's death can send it again
+// (settle_lost()) or, once the Spawner gave up on helpers, run it in vigild.
 #include "vigil/proc/spawner.hpp"
 
 #include "launch.hpp"
@@ -22,6 +24,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
@@ -326,6 +329,46 @@ int wstatus_of(const siginfo_t &info) {
     return (info.si_status & 0x7f) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
 }
 
+// Whether a reported child has run its program, as /proc/<pid>/stat shows it: its name is
+// detail::pre_exec_comm until an execve() succeeds (child_side.hpp). Asked only while it is
+// our unreaped child (waitid(WNOWAIT) says so: nobody can have reaped it in between, vigild
+// being single-threaded), so the pid is still its own; its parent must be us, or this /proc
+// is another pid namespace's. Unknown: no /proc, or not our child any more.
+enum class Ran : std::uint8_t { No, Yes, Unknown };
+
+Ran ran_program(int pid, int pidfd) {
+    siginfo_t info{};
+    int rc = pidfd >= 0 ? waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                                 WEXITED | WNOHANG | WNOWAIT)
+                        : waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (rc != 0 || pid <= 0) return Ran::Unknown;
+    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return Ran::Unknown;
+    char buf[512]; // "pid (comm) state ppid ...": comm is at most 64 bytes
+    ssize_t n;
+    do {
+        n = read(fd, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return Ran::Unknown;
+    std::string_view line(buf, static_cast<std::size_t>(n));
+    // A program may name itself anything, ')' included, and no later field holds one.
+    std::size_t open_paren = line.find('(');
+    std::size_t close_paren = line.rfind(')');
+    if (open_paren == std::string_view::npos || close_paren == std::string_view::npos ||
+        close_paren < open_paren)
+        return Ran::Unknown;
+    std::string_view comm = line.substr(open_paren + 1, close_paren - open_paren - 1);
+    std::string_view rest = line.substr(close_paren + 1); // " S 1234 ..."
+    if (rest.size() < 4 || rest[0] != ' ' || rest[2] != ' ') return Ran::Unknown;
+    rest.remove_prefix(3);
+    int ppid = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), ppid);
+    if (ec != std::errc{} || ppid != getpid()) return Ran::Unknown;
+    return comm == detail::pre_exec_comm ? Ran::No : Ran::Yes;
+}
+
 // ---- the helper ------------------------------------------------------------------------------
 
 void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
@@ -460,11 +503,13 @@ void serve(int sock, std::uint64_t ticket, const char *buf, std::size_t n,
 struct Spawner::Request {
     std::uint64_t ticket = 0;
     enum class State : std::uint8_t { Queued, Sent, Done } state = State::Queued;
-    SpawnSpec spec;       // while Queued: for a spawn in vigild after all
-    SpawnExtras extras;   // while Queued: its fds are the duplicates in `fds`
-    std::string msg;      // while Queued: the encoded request
+    // Until Done (a resend, or a spawn in vigild after all):
+    SpawnSpec spec;       // as submitted
+    SpawnExtras extras;   // its fds are the duplicates in `fds`
+    std::string msg;      // the encoded request
     std::vector<int> fds; // our duplicates, in message order (extras.fds, then the cgroup's)
     bool merge_stderr = false;
+    int deaths = 0; // helper deaths while this request was the one in the helper's hands
     // The current attempt's child, from its report (or a spawn in vigild):
     int pid = -1;
     int pidfd = -1;               // ours until delivered
@@ -672,12 +717,7 @@ void Spawner::send_queued() {
         if (err == EAGAIN || err == EWOULDBLOCK) break;
         queued_.pop_front();
         if (err == 0) {
-            // The kernel holds the descriptors in flight now.
-            close_all(r->fds);
-            r->spec = SpawnSpec{};
-            r->extras = SpawnExtras{};
-            r->msg.clear();
-            r->msg.shrink_to_fit();
+            // The request keeps its fds and message: a helper's death sends it again.
             r->state = Request::State::Sent;
             sent_.push_back(r->ticket);
         } else if (err == EMSGSIZE || err == ENOBUFS) {
@@ -806,6 +846,63 @@ void Spawner::deliver(Request &r) {
     complete(r, SpawnResult{s, std::nullopt});
 }
 
+bool Spawner::settle_lost(Request &r, bool in_hand, const std::string &why, bool killed_by_us) {
+    // Only the request in the helper's hands can have caused its death: that one counts the
+    // deaths, and past max_resends it is not sent again (a request that kills every helper
+    // must not keep vigild restarting them). What the caller's deadline killed (kill_helper())
+    // is not sent again at all: it would hang the next helper the same way.
+    if (in_hand && !killed_by_us) ++r.deaths;
+    bool too_many = r.deaths > max_resends;
+    bool may_resend = !(in_hand && killed_by_us) && !too_many;
+    std::string died = "spawner helper died";
+    if (too_many)
+        died += " during this spawn " + std::to_string(r.deaths) + " times (the last time: " + why +
+                ")";
+    if (r.pid <= 0) { // no child: nothing ran
+        if (may_resend) return true;
+        complete(r, SpawnResult{std::nullopt,
+                                helper_error(too_many ? died : died + " before the spawn")});
+        return false;
+    }
+    std::string process = "its process (pid " + std::to_string(r.pid) + ")";
+    // Reaped by the caller already (it ended): whether it ran can no longer be told, so it
+    // counts as having run, and the caller gets its death.
+    if (r.reaped && !r.pipes_lost) {
+        deliver(r);
+        return false;
+    }
+    Ran ran = r.reaped ? Ran::Unknown : ran_program(r.pid, r.pidfd);
+    if (ran == Ran::No) {
+        kill_unreaped(r.pid, r.pidfd);
+        // SIGKILLed, it cannot run one instruction of the program any more: if it still has
+        // not exec'd (or just exec'd, but its name is not the program's yet), it never ran.
+        ran = ran_program(r.pid, r.pidfd);
+    }
+    if (ran == Ran::Yes && !r.pipes_lost) {
+        deliver(r); // running (or just SIGKILLed above: the caller sees it die)
+        return false;
+    }
+    if (ran != Ran::No && !r.reaped) kill_unreaped(r.pid, r.pidfd);
+    release(r);
+    if (ran == Ran::No && may_resend) {
+        close_fd(r.out_fd);
+        close_fd(r.err_fd);
+        r.pid = -1;
+        r.pipes_lost = false;
+        return true;
+    }
+    // Its read ends never arrived (vigild was out of descriptors): failed as in handle_message().
+    if (r.pipes_lost && !too_many) {
+        complete(r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
+        return false;
+    }
+    complete(r,
+             SpawnResult{std::nullopt,
+                         helper_error(died + (too_many ? "; " : " during the spawn; ") + process +
+                                      (r.reaped ? " had ended already" : " was killed"))});
+    return false;
+}
+
 void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
     std::string why = why_in;
     // From now on nothing can be queued to our end: a child that has not reported yet fails
@@ -816,24 +913,6 @@ void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
     receive();
     settling_ = false;
     dead_.clear();
-    for (std::uint64_t t : sent_) {
-        Request *r = find(t);
-        if (!r) continue;
-        std::string detail = "spawner helper died before the spawn";
-        if (r->pid > 0) {
-            detail = "spawner helper died during the spawn; its process (pid " +
-                     std::to_string(r->pid) + ")";
-            if (r->reaped) {
-                detail += " had ended already";
-            } else {
-                kill_unreaped(r->pid, r->pidfd);
-                detail += " was killed";
-            }
-            release(*r);
-        }
-        complete(*r, SpawnResult{std::nullopt, helper_error(detail)});
-    }
-    sent_.clear();
 
     if (epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, sock_, nullptr);
     close_fd(sock_);
@@ -858,6 +937,18 @@ void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
         }
     }
     pid_ = -1;
+
+    // What the dead helper had is sent again (ahead of what waits, in order) or settled.
+    std::deque<std::uint64_t> again;
+    for (std::size_t i = 0; i < sent_.size(); ++i) {
+        Request *r = find(sent_[i]);
+        if (r && settle_lost(*r, i == 0, why, killed_by_us)) {
+            r->state = Request::State::Queued;
+            again.push_back(r->ticket);
+        }
+    }
+    sent_.clear();
+    queued_.insert(queued_.begin(), again.begin(), again.end());
 
     auto now = std::chrono::steady_clock::now();
     while (!restarts_.empty() && now - restarts_.front() > restart_window)
