@@ -13,6 +13,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -98,24 +99,38 @@ void ReportMessage::build(std::uint64_t ticket) noexcept {
 VIGIL_CHILD_CODE int child_main(void *arg) noexcept {
     const ChildPlan &p = *static_cast<const ChildPlan *>(arg);
 
-    // First the report (child_side.hpp): the pid and a pidfd of this very process. The
-    // message was built by the parent; only the pid and the descriptor are written here.
+    // Named so that /proc tells this child from the program it becomes (child_side.hpp). A
+    // failure only loses that distinction (the Spawner then assumes the program ran). Raw:
+    // sanitizers intercept prctl(PR_SET_NAME) and take a lock.
+    syscall(SYS_prctl, PR_SET_NAME, pre_exec_comm, 0UL, 0UL, 0UL);
+
+    // Then the report (child_side.hpp): the pid, the read ends of the pipes and a pidfd of
+    // this very process. The message was built by the parent; only the pid and the
+    // descriptors are written here.
     if (p.report_fd >= 0) {
+        ReportMessage &r = *p.report;
         int self = static_cast<int>(syscall(SYS_getpid));
-        p.report->data.pid = self;
+        r.data.pid = self;
+        int fds[3];
+        std::size_t n = 0;
+        for (int fd : r.pipes)
+            if (fd >= 0) fds[n++] = fd;
         int pidfd = static_cast<int>(syscall(SYS_pidfd_open, self, 0));
-        if (pidfd >= 0) {
-            __builtin_memcpy(CMSG_DATA(CMSG_FIRSTHDR(&p.report->msg)), &pidfd, sizeof pidfd);
-            p.report->msg.msg_controllen = sizeof p.report->control;
+        if (pidfd >= 0) fds[n++] = pidfd; // else Linux < 5.3: no pidfd
+        if (n > 0) {
+            cmsghdr *c = CMSG_FIRSTHDR(&r.msg);
+            c->cmsg_len = CMSG_LEN(n * sizeof(int));
+            __builtin_memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+            r.msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
         } else {
-            p.report->msg.msg_controllen = 0; // Linux < 5.3: the pid alone
-            p.report->msg.msg_control = nullptr;
+            r.msg.msg_controllen = 0;
+            r.msg.msg_control = nullptr;
         }
         // Every signal is blocked, so no EINTR; MSG_NOSIGNAL: a shut socket is EPIPE.
-        ssize_t n = sendmsg(p.report_fd, &p.report->msg, MSG_NOSIGNAL);
+        ssize_t sent = sendmsg(p.report_fd, &r.msg, MSG_NOSIGNAL);
         int err = errno;
         if (pidfd >= 0) close(pidfd);
-        if (n < 0) fail(p, ExecStage::Fork, err, 1);
+        if (sent < 0) fail(p, ExecStage::Fork, err, 1);
     }
 
     // Into the unit's cgroup before anything else runs as this process.

@@ -12,12 +12,16 @@
 // success execve() closes that pipe, so the parent reads EOF.
 //
 // Order in the child, and why:
-//   1. The report (Spawner only): before anything else the child sends {ticket, pid} and a
-//      pidfd of itself on the helper's socket (a pre-built message: the child cannot
-//      allocate). vigild thus knows every process that exists, with a handle that cannot
-//      name another process, even if the helper dies a moment later. If the report cannot be
-//      sent (vigild shut its end: the helper is being given up), the child fails at once
-//      instead of running unsupervised.
+//   0. Its name (comm) becomes pre_exec_comm, which no exec'd program can carry: until
+//      execve() succeeds, /proc/<pid>/stat says the program has not run (the Spawner relies
+//      on it when its helper dies mid-spawn, spawner.cpp).
+//   1. The report (Spawner only): before anything else the child sends {ticket, pid}, the
+//      read ends of its stdout and stderr pipes and a pidfd of itself on the helper's socket
+//      (a pre-built message: the child cannot allocate). vigild thus knows every process
+//      that exists, with a handle that cannot name another process, and holds its output,
+//      even if the helper dies a moment later. If the report cannot be sent (vigild shut its
+//      end: the helper is being given up), the child fails at once instead of running
+//      unsupervised.
 //   2. The cgroup move, so that nothing the child does afterwards is accounted elsewhere.
 //   3. setsid, dispositions, fds, rlimits, credentials, umask, chdir, mask, execve.
 #pragma once
@@ -41,6 +45,12 @@ struct ChildLimit {
     struct rlimit value;
 };
 
+// The child's name from clone() until execve() succeeds. It holds a '/', and a successful
+// execve() always renames the process after the last component of a path (or a dentry's
+// name), which never does; a program can rename itself later (prctl, /proc/self/comm), but
+// only to its own harm (spawner.cpp). 12 bytes: comm holds 15.
+inline constexpr char pre_exec_comm[] = "vigild/spawn";
+
 // The data of the child's report; the child fills in `pid`.
 struct ChildReport {
     std::uint32_t magic;
@@ -50,12 +60,14 @@ struct ChildReport {
 constexpr std::uint32_t child_report_magic = 0x76726570; // "vrep"
 
 // The report message, built by the parent: msg's iov points at `data`, its control buffer at
-// `control` (room for one SCM_RIGHTS descriptor), which the child fills with its pidfd.
+// `control` (room for three SCM_RIGHTS descriptors), which the child fills with `pipes` (those
+// >= 0, in order) and then its pidfd (when pidfd_open works).
 struct ReportMessage {
     ChildReport data{};
     msghdr msg{};
     iovec iov{};
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))]{};
+    int pipes[2] = {-1, -1}; // read ends of stdout's and stderr's pipes (launch() sets them)
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(3 * sizeof(int))]{};
     void build(std::uint64_t ticket) noexcept; // points msg at data and control
 };
 

@@ -66,7 +66,7 @@ struct LaunchPlan {
     const char *cwd = nullptr;
     int cgroup_fd = -1;
     int report_fd = -1;              // the Spawner's socket, in its helper
-    ReportMessage *report = nullptr; // built for this request (with its ticket)
+    ReportMessage *report = nullptr; // built for this request; launch() adds the read ends
     bool want_pidfd = false;         // clone with CLONE_PIDFD
 };
 

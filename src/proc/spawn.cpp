@@ -432,6 +432,11 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
         moves.push_back({out_w.get(), 1});
         moves.push_back({lp.merge_stderr ? out_w.get() : err_w.get(), 2});
     }
+    // The Spawner's child hands the read ends to vigild in its report (child_side.hpp).
+    if (lp.report) {
+        lp.report->pipes[0] = out_r.get();
+        lp.report->pipes[1] = err_r.get();
+    }
     int max_target = 2;
     for (const auto &[src, target] : lp.fds) {
         if (src < 0 || target < 0)

@@ -5,16 +5,18 @@
 //   request (vigild -> helper): u32 magic, u64 ticket, u32 flags, then the SpawnSpec and the
 //            SpawnExtras field by field (encode() is the reference); SCM_RIGHTS: the sources
 //            of extras.fds in order, then cgroup_procs_fd.
-//   report  (child -> vigild):  detail::ChildReport; SCM_RIGHTS: the child's pidfd.
-//   reply   (helper -> vigild): ReplyHead, then the error's object and detail; SCM_RIGHTS:
-//            stdout's read end, then stderr's (none when the spawn failed, one with
-//            merge_stderr).
+//   report  (child -> vigild):  detail::ChildReport; SCM_RIGHTS: stdout's read end, then
+//            stderr's (not with merge_stderr), then the child's pidfd (none on Linux < 5.3).
+//   reply   (helper -> vigild): ReplyHead, then the error's object and detail; no
+//            descriptors (the read ends came with the report).
 //
 // vigild's side keeps every request from submit() to its delivery by pump() in requests_
 // (ticket order, so a ticket's index is ticket - front's ticket). A request is Queued (its
 // message and duplicated fds wait in vigild), Sent (the current helper has it) or Done (its
 // result waits for delivery). Messages from the helper always concern sent_.front(): the
-// helper serves requests one at a time, in order.
+// helper serves requests one at a time, in order. A request keeps its spec, message and
+// duplicated fds until it is Done, so that a helper's death can send it again
+// (settle_lost()) or, once the Spawner gave up on helpers, run it in vigild.
 #include "vigil/proc/spawner.hpp"
 
 #include "launch.hpp"
@@ -22,11 +24,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <string_view>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -325,6 +329,46 @@ int wstatus_of(const siginfo_t &info) {
     return (info.si_status & 0x7f) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
 }
 
+// Whether a reported child has run its program, as /proc/<pid>/stat shows it: its name is
+// detail::pre_exec_comm until an execve() succeeds (child_side.hpp). Asked only while it is
+// our unreaped child (waitid(WNOWAIT) says so: nobody can have reaped it in between, vigild
+// being single-threaded), so the pid is still its own; its parent must be us, or this /proc
+// is another pid namespace's. Unknown: no /proc, or not our child any more.
+enum class Ran : std::uint8_t { No, Yes, Unknown };
+
+Ran ran_program(int pid, int pidfd) {
+    siginfo_t info{};
+    int rc = pidfd >= 0 ? waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                                 WEXITED | WNOHANG | WNOWAIT)
+                        : waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (rc != 0 || pid <= 0) return Ran::Unknown;
+    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return Ran::Unknown;
+    char buf[512]; // "pid (comm) state ppid ...": comm is at most 64 bytes
+    ssize_t n;
+    do {
+        n = read(fd, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return Ran::Unknown;
+    std::string_view line(buf, static_cast<std::size_t>(n));
+    // A program may name itself anything, ')' included, and no later field holds one.
+    std::size_t open_paren = line.find('(');
+    std::size_t close_paren = line.rfind(')');
+    if (open_paren == std::string_view::npos || close_paren == std::string_view::npos ||
+        close_paren < open_paren)
+        return Ran::Unknown;
+    std::string_view comm = line.substr(open_paren + 1, close_paren - open_paren - 1);
+    std::string_view rest = line.substr(close_paren + 1); // " S 1234 ..."
+    if (rest.size() < 4 || rest[0] != ' ' || rest[2] != ' ') return Ran::Unknown;
+    rest.remove_prefix(3);
+    int ppid = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), ppid);
+    if (ec != std::errc{} || ppid != getpid()) return Ran::Unknown;
+    return comm == detail::pre_exec_comm ? Ran::No : Ran::Yes;
+}
+
 // ---- the helper ------------------------------------------------------------------------------
 
 void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
@@ -334,11 +378,8 @@ void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
     h.ticket = ticket;
     h.pid = l.pid;
     std::string msg;
-    int fds[2] = {l.out_fd, l.err_fd};
-    std::size_t nfds = 0;
     if (!err) {
         h.ok = 1;
-        nfds = l.err_fd >= 0 ? 2 : 1;
         msg.assign(reinterpret_cast<const char *>(&h), sizeof h);
     } else {
         std::string object = err->object.substr(0, max_reply_string);
@@ -351,7 +392,7 @@ void reply(int sock, std::uint64_t ticket, const detail::Launched &l,
         msg += object;
         msg += text;
     }
-    if (send_with_fds(sock, msg.data(), msg.size(), fds, nfds) != 0) _exit(0); // vigild gone
+    if (send_with_fds(sock, msg.data(), msg.size(), nullptr, 0) != 0) _exit(0); // vigild gone
 }
 
 // Closes every descriptor but `keep` from `from` up (close_range, or one by one).
@@ -462,13 +503,18 @@ void serve(int sock, std::uint64_t ticket, const char *buf, std::size_t n,
 struct Spawner::Request {
     std::uint64_t ticket = 0;
     enum class State : std::uint8_t { Queued, Sent, Done } state = State::Queued;
-    SpawnSpec spec;       // while Queued: for a spawn in vigild after all
-    SpawnExtras extras;   // while Queued: its fds are the duplicates in `fds`
-    std::string msg;      // while Queued: the encoded request
+    // Until Done (a resend, or a spawn in vigild after all):
+    SpawnSpec spec;       // as submitted
+    SpawnExtras extras;   // its fds are the duplicates in `fds`
+    std::string msg;      // the encoded request
     std::vector<int> fds; // our duplicates, in message order (extras.fds, then the cgroup's)
     bool merge_stderr = false;
-    int pid = -1;   // from the child's report (or a spawn in vigild)
-    int pidfd = -1; // ours until delivered
+    int deaths = 0; // helper deaths while this request was the one in the helper's hands
+    // The current attempt's child, from its report (or a spawn in vigild):
+    int pid = -1;
+    int pidfd = -1;               // ours until delivered
+    int out_fd = -1, err_fd = -1; // the read ends, ours until delivered
+    bool pipes_lost = false;      // the report's descriptors did not all arrive
     std::optional<int> reaped;
     SpawnResult result; // when Done
 };
@@ -482,6 +528,8 @@ Spawner::~Spawner() {
             r->state == Request::State::Sent || (r->state == Request::State::Done && r->result.ok);
         if (has_process && r->pid > 0 && !r->reaped) kill_unreaped(r->pid, r->pidfd);
         close_fd(r->pidfd);
+        close_fd(r->out_fd);
+        close_fd(r->err_fd);
         close_all(r->fds);
         if (r->result.ok) {
             close_fd(r->result.ok->stdout_fd);
@@ -545,6 +593,8 @@ void Spawner::complete(Request &r, SpawnResult result) {
     r.msg.clear();
     r.msg.shrink_to_fit();
     if (!result.ok) close_fd(r.pidfd);
+    close_fd(r.out_fd); // moved into `result` when it is ok
+    close_fd(r.err_fd);
     r.result = std::move(result);
     r.state = Request::State::Done;
     notify();
@@ -667,12 +717,7 @@ void Spawner::send_queued() {
         if (err == EAGAIN || err == EWOULDBLOCK) break;
         queued_.pop_front();
         if (err == 0) {
-            // The kernel holds the descriptors in flight now.
-            close_all(r->fds);
-            r->spec = SpawnSpec{};
-            r->extras = SpawnExtras{};
-            r->msg.clear();
-            r->msg.shrink_to_fit();
+            // The request keeps its fds and message: a helper's death sends it again.
             r->state = Request::State::Sent;
             sent_.push_back(r->ticket);
         } else if (err == EMSGSIZE || err == ENOBUFS) {
@@ -693,7 +738,7 @@ void Spawner::receive() {
     while (sock_ >= 0) {
         std::vector<int> fds;
         bool lost = false;
-        ssize_t n = recv_with_fds(sock_, buf, sizeof buf, fds, 2, lost);
+        ssize_t n = recv_with_fds(sock_, buf, sizeof buf, fds, 3, lost);
         if (n == -EAGAIN || n == -EWOULDBLOCK) return;
         if (n == 0) {
             if (dead_.empty()) dead_ = "died";
@@ -701,8 +746,11 @@ void Spawner::receive() {
         }
         if (n < 0 && n != -EMSGSIZE) {
             close_all(fds);
+            // A closed peer is the death itself (ECONNRESET: it left requests unread).
             if (dead_.empty())
-                dead_ = std::string("died (receive: ") + std::strerror(static_cast<int>(-n)) + ")";
+                dead_ = n == -ECONNRESET ? std::string("died")
+                                         : std::string("died (receive: ") +
+                                               std::strerror(static_cast<int>(-n)) + ")";
             return;
         }
         handle_message(buf, n < 0 ? 0 : static_cast<std::size_t>(n), fds, lost);
@@ -715,14 +763,14 @@ void Spawner::handle_message(const char *buf, std::size_t n, std::vector<int> &f
     if (n >= sizeof magic) std::memcpy(&magic, buf, sizeof magic);
     auto malformed = [&] {
         // A child's report that makes no sense still names a live process: kill it through
-        // its pidfd rather than let it run unsupervised.
+        // its pidfd (the last descriptor; pidfd_send_signal() refuses any other kind) rather
+        // than let it run unsupervised.
         if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport) &&
-            fds.size() == 1) {
+            !fds.empty() && signal_pidfd(fds.back(), SIGKILL) == 0) {
             detail::ChildReport rep{};
             std::memcpy(&rep, buf, sizeof rep);
-            signal_pidfd(fds[0], SIGKILL);
-            claim_later(rep.pid, fds[0]);
-            fds.clear();
+            claim_later(rep.pid, fds.back());
+            fds.pop_back();
         }
         close_all(fds);
         if (dead_.empty()) dead_ = "sent a malformed message";
@@ -734,51 +782,125 @@ void Spawner::handle_message(const char *buf, std::size_t n, std::vector<int> &f
     if (magic == detail::child_report_magic && n == sizeof(detail::ChildReport)) {
         detail::ChildReport rep{};
         std::memcpy(&rep, buf, sizeof rep);
-        if (rep.ticket != r->ticket || rep.pid <= 0 || r->pid > 0 || fds.size() > 1)
+        std::size_t pipes = r->merge_stderr ? 1 : 2;
+        if (rep.ticket != r->ticket || rep.pid <= 0 || r->pid > 0 || fds.size() > pipes + 1 ||
+            (!lost && fds.size() < pipes))
             return malformed();
         r->pid = rep.pid;
-        r->pidfd = fds.empty() ? -1 : fds[0]; // none: Linux < 5.3, or out of descriptors
+        if (lost) {
+            // vigild is out of descriptors and some did not arrive (the pidfd, last, never
+            // did): without its read ends the service would write into the void. Kill it now
+            // (our unreaped child: the pid is its own); the reply fails the spawn as
+            // proc::spawn's pipe2() would have.
+            close_all(fds);
+            r->pipes_lost = true;
+            kill_unreaped(r->pid, -1);
+            return;
+        }
+        r->out_fd = fds[0];
+        r->err_fd = pipes == 2 ? fds[1] : -1;
+        r->pidfd = fds.size() > pipes ? fds.back() : -1; // none: Linux < 5.3
+        fds.clear();
         return;
     }
-    if (magic != reply_magic || n < sizeof(ReplyHead)) return malformed();
+    if (magic != reply_magic || n < sizeof(ReplyHead) || !fds.empty()) return malformed();
     ReplyHead h{};
     std::memcpy(&h, buf, sizeof h);
+    // A child that exec'd has reported first (its report precedes its exec, the reply follows).
     if (h.ticket != r->ticket || std::size_t{h.object_len} + h.detail_len != n - sizeof h ||
-        h.stage > static_cast<std::uint32_t>(ExecStage::Exec) || (h.ok && h.pid <= 0) ||
-        (h.ok && r->pid > 0 && h.pid != r->pid))
+        h.stage > static_cast<std::uint32_t>(ExecStage::Exec) ||
+        (h.ok && (r->pid <= 0 || h.pid != r->pid)))
         return malformed();
     sent_.pop_front();
+    if (r->pipes_lost) {
+        // Killed at its report: whether the SIGKILL or its exec came first, the spawn failed
+        // for want of descriptors, as proc::spawn's pipe2() would have.
+        release(*r);
+        complete(*r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
+        return;
+    }
     if (!h.ok) {
-        close_all(fds);
         const char *tail = buf + sizeof h;
         SpawnError e{static_cast<ExecStage>(h.stage), h.error, std::string(tail, h.object_len),
                      std::string(tail + h.object_len, h.detail_len)};
         // A child that failed is gone (the helper waited for it): reap it now.
-        if (r->pid > 0 && !r->reaped) claim_later(r->pid, r->pidfd);
-        r->pidfd = -1;
+        release(*r);
         complete(*r, SpawnResult{std::nullopt, std::move(e)});
         return;
     }
-    r->pid = h.pid;
-    std::size_t want = r->merge_stderr ? 1 : 2;
-    if (lost || fds.size() != want) {
-        // The read ends did not arrive (vigild is out of descriptors): the service would
-        // write into the void. Take it back, and fail the spawn as proc::spawn's pipe2()
-        // would have.
-        close_all(fds);
-        if (!r->reaped) {
-            kill_unreaped(r->pid, r->pidfd);
-            claim_later(r->pid, r->pidfd);
-        } else {
-            close_fd(r->pidfd);
-        }
-        r->pidfd = -1;
-        complete(*r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
-        return;
+    deliver(*r);
+}
+
+void Spawner::release(Request &r) {
+    // Not handed over: the caller's reaper offers it to on_reaped(), unless it reaped it
+    // already (then only its pidfd is left to close).
+    if (r.pid > 0 && !r.reaped)
+        claim_later(r.pid, r.pidfd);
+    else
+        close_fd(r.pidfd);
+    r.pidfd = -1;
+}
+
+void Spawner::deliver(Request &r) {
+    Spawned s{r.pid, std::exchange(r.out_fd, -1), std::exchange(r.err_fd, -1)};
+    complete(r, SpawnResult{s, std::nullopt});
+}
+
+bool Spawner::settle_lost(Request &r, bool in_hand, const std::string &why, bool killed_by_us) {
+    // Only the request in the helper's hands can have caused its death: that one counts the
+    // deaths, and past max_resends it is not sent again (a request that kills every helper
+    // must not keep vigild restarting them). What the caller's deadline killed (kill_helper())
+    // is not sent again at all: it would hang the next helper the same way.
+    if (in_hand && !killed_by_us) ++r.deaths;
+    bool too_many = r.deaths > max_resends;
+    bool may_resend = !(in_hand && killed_by_us) && !too_many;
+    std::string died = "spawner helper died";
+    if (too_many)
+        died += " during this spawn " + std::to_string(r.deaths) + " times (the last time: " + why +
+                ")";
+    if (r.pid <= 0) { // no child: nothing ran
+        if (may_resend) return true;
+        complete(r, SpawnResult{std::nullopt,
+                                helper_error(too_many ? died : died + " before the spawn")});
+        return false;
     }
-    Spawned s{h.pid, fds[0], want == 2 ? fds[1] : -1};
-    fds.clear();
-    complete(*r, SpawnResult{s, std::nullopt});
+    std::string process = "its process (pid " + std::to_string(r.pid) + ")";
+    // Reaped by the caller already (it ended): whether it ran can no longer be told, so it
+    // counts as having run, and the caller gets its death.
+    if (r.reaped && !r.pipes_lost) {
+        deliver(r);
+        return false;
+    }
+    Ran ran = r.reaped ? Ran::Unknown : ran_program(r.pid, r.pidfd);
+    if (ran == Ran::No) {
+        kill_unreaped(r.pid, r.pidfd);
+        // SIGKILLed, it cannot run one instruction of the program any more: if it still has
+        // not exec'd (or just exec'd, but its name is not the program's yet), it never ran.
+        ran = ran_program(r.pid, r.pidfd);
+    }
+    if (ran == Ran::Yes && !r.pipes_lost) {
+        deliver(r); // running (or just SIGKILLed above: the caller sees it die)
+        return false;
+    }
+    if (ran != Ran::No && !r.reaped) kill_unreaped(r.pid, r.pidfd);
+    release(r);
+    if (ran == Ran::No && may_resend) {
+        close_fd(r.out_fd);
+        close_fd(r.err_fd);
+        r.pid = -1;
+        r.pipes_lost = false;
+        return true;
+    }
+    // Its read ends never arrived (vigild was out of descriptors): failed as in handle_message().
+    if (r.pipes_lost && !too_many) {
+        complete(r, SpawnResult{std::nullopt, SpawnError{ExecStage::Prepare, EMFILE, "pipe", {}}});
+        return false;
+    }
+    complete(r,
+             SpawnResult{std::nullopt,
+                         helper_error(died + (too_many ? "; " : " during the spawn; ") + process +
+                                      (r.reaped ? " had ended already" : " was killed"))});
+    return false;
 }
 
 void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
@@ -791,30 +913,6 @@ void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
     receive();
     settling_ = false;
     dead_.clear();
-    for (std::uint64_t t : sent_) {
-        Request *r = find(t);
-        if (!r) continue;
-        std::string detail = "spawner helper died before the spawn";
-        if (r->pid > 0) {
-            detail = "spawner helper died during the spawn; its process (pid " +
-                     std::to_string(r->pid) + ")";
-            if (r->reaped) {
-                detail += " had ended already";
-                close_fd(r->pidfd);
-            } else if (r->pidfd >= 0) {
-                signal_pidfd(r->pidfd, SIGKILL);
-                detail += " was killed";
-                claim_later(r->pid, r->pidfd);
-            } else {
-                kill_unreaped(r->pid, -1);
-                detail += " was killed";
-                claim_later(r->pid, -1);
-            }
-            r->pidfd = -1;
-        }
-        complete(*r, SpawnResult{std::nullopt, helper_error(detail)});
-    }
-    sent_.clear();
 
     if (epfd_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, sock_, nullptr);
     close_fd(sock_);
@@ -839,6 +937,18 @@ void Spawner::settle_death(const std::string &why_in, bool killed_by_us) {
         }
     }
     pid_ = -1;
+
+    // What the dead helper had is sent again (ahead of what waits, in order) or settled.
+    std::deque<std::uint64_t> again;
+    for (std::size_t i = 0; i < sent_.size(); ++i) {
+        Request *r = find(sent_[i]);
+        if (r && settle_lost(*r, i == 0, why, killed_by_us)) {
+            r->state = Request::State::Queued;
+            again.push_back(r->ticket);
+        }
+    }
+    sent_.clear();
+    queued_.insert(queued_.begin(), again.begin(), again.end());
 
     auto now = std::chrono::steady_clock::now();
     while (!restarts_.empty() && now - restarts_.front() > restart_window)
@@ -911,6 +1021,7 @@ std::vector<SpawnCompletion> Spawner::pump() {
         std::uint64_t v = 0;
         [[maybe_unused]] ssize_t n = read(evfd_, &v, sizeof v);
     }
+    if (!dead_.empty()) notify(); // a death found in the last round: the next pump() settles it
     return out;
 }
 

@@ -17,12 +17,14 @@
 //   - The helper runs proc::spawn's steps (launch.hpp): prepare() (env_file read as the unit's
 //     identity, the final environment, PATH), then clones the child with CLONE_VM |
 //     CLONE_VFORK | CLONE_PARENT.
-//   - The child reports itself first (child_side.hpp): {ticket, pid} and a pidfd of itself
-//     (SCM_RIGHTS), sent on the helper's socket before it does anything else.
+//   - The child reports itself first (child_side.hpp): {ticket, pid}, its pipes' read ends
+//     and a pidfd of itself (SCM_RIGHTS), sent on the helper's socket before it does
+//     anything else. Until its execve() succeeds, its name (comm) is one no program can
+//     have after an exec ("vigild/spawn").
 //   - helper -> vigild, after the child exec'd or failed (the helper is suspended until then,
-//     so the report always comes first): {ticket, ok pid | SpawnError} and the pipes' read
-//     ends (SCM_RIGHTS). For a child that failed, the helper waits for it to have exited
-//     (its CLONE_PIDFD) before replying, so vigild reaps it without waiting.
+//     so the report always comes first): {ticket, ok pid | SpawnError}. For a child that
+//     failed, the helper waits for it to have exited (its CLONE_PIDFD) before replying, so
+//     vigild reaps it without waiting.
 //
 // Invariants and semantics:
 //  - Results are proc::spawn's: the same SpawnResult, the same error messages ("exec
@@ -49,17 +51,37 @@
 //  - Helper death (EOF or an error on the socket, its pidfd readable, a malformed message, or
 //    kill_helper()): vigild shuts its end for reading (from then on a child that has not
 //    reported yet cannot, and _exits instead of running unsupervised), reads what was queued,
-//    and settles every request in flight: a child that reported is SIGKILLed through its
-//    pidfd (without one, by pid only while waitid(WNOWAIT) shows it is our unreaped child, so
-//    the pid is still its own) and its request fails with "spawner helper died during the
-//    spawn; its process (pid N) was killed" (its pipes died with the helper, so it could not
-//    be supervised; the caller's restart policy starts it again); a request with no child
-//    fails with "spawner helper died before the spawn". The killed child is reaped by the
-//    caller's waitpid(-1) and claimed by on_reaped() (or here, if it is gone at once).
-//    Requests not sent yet go to a new helper, forked from vigild as it is then (it closes
-//    every descriptor it inherited). At most max_restarts restarts within restart_window; one
-//    more death and the Spawner gives up for good: spawns then run in vigild through
-//    proc::spawn (blocking the caller for the preparation), and take_warning() says so.
+//    and settles every request the dead helper had. A request lost with the helper is not a
+//    failure of the service: it is sent again to a new helper (forked from vigild as it is
+//    then; it closes every descriptor it inherited), ahead of the requests that wait, and
+//    its completion comes as if nothing had happened, unless its program may have run:
+//      * no child (not forked yet, or a child that could not report and _exits): sent again.
+//      * a child that reported and has not run its program (its name is still the pre-exec
+//        one in /proc/<pid>/stat, read again after a SIGKILL through its pidfd, which leaves
+//        it no instruction of the program to run): killed, sent again. Without a pidfd it is
+//        killed by pid, only while waitid(WNOWAIT) shows it is our unreaped child (so the pid
+//        is still its own).
+//      * a child that ran its program (or, reaped already, might have): the caller gets the
+//        process, with the read ends and pidfd from its report, as if the helper had replied;
+//        if it ended, with its wait status (reaped_wstatus) or as the caller reaps it. A
+//        program that renames itself to the pre-exec name in that instant is killed and
+//        started again, harming only itself.
+//      * what cannot be told (no /proc, a /proc of another pid namespace) is killed and fails,
+//        "spawner helper died during the spawn; its process (pid N) was killed"; so does a
+//        child that ran while vigild was out of descriptors for its read ends ("pipe: Too
+//        many open files").
+//    Bounds: only the request the helper was serving (the oldest it had) can have killed it,
+//    so only that one counts the death; a request whose helper died with it in hand more than
+//    max_resends times fails: "spawner helper died during this spawn 4 times (the last time:
+//    died (killed by SIGKILL)); its process (pid N) was killed" (or without the process
+//    part). kill_helper() is the caller's deadline for that request: it fails at once
+//    ("spawner helper died before the spawn", or "... during the spawn; its process (pid N)
+//    was killed"), unless its program ran (then it is delivered); the others are sent again.
+//    A killed child is reaped by the caller's waitpid(-1) and claimed by on_reaped() (or
+//    here, if it is gone at once). At most max_restarts restarts within restart_window; one
+//    more death and the Spawner gives up for good: spawns, those sent again included, then run
+//    in vigild through proc::spawn (blocking the caller for the preparation), and
+//    take_warning() says so. Every request still completes exactly once, in order.
 //  - In vigild directly (proc::spawn, at submit() or at the next pump()) are also: spawns
 //    before start() or when the helper could not be started, Stdio::Inherit and
 //    foreground_tty (wrapper mode: the helper keeps neither vigild's stdio nor its terminal),
@@ -69,7 +91,8 @@
 //    /dev/null) and the descriptors of the request in hand. It blocks every signal, exits
 //    when vigild closes its end, and dies with vigild (PR_SET_PDEATHSIG).
 //  - Bounds: at most max_pending requests submitted and not yet delivered (more fail at once
-//    with an error), at most max_extra_fds extra fds per request, requests of at most
+//    with an error; each keeps its duplicated fds and its message until it completes, so that
+//    it can be sent again), at most max_extra_fds extra fds per request, requests of at most
 //    max_request bytes and a quarter of the socket's send buffer (a socket pair reports
 //    itself writable only while at most a quarter of that buffer is in use; a message of
 //    that size always fits then, so a writable socket never answers EAGAIN and pump() never
@@ -116,6 +139,8 @@ public:
     static constexpr std::size_t max_request = 1 << 20;
     static constexpr int max_restarts = 3;
     static constexpr std::chrono::seconds restart_window{10};
+    // Times a request is sent again after its helper died while serving it (see above).
+    static constexpr int max_resends = 3;
 
     Spawner();
     Spawner(const Spawner &) = delete;
@@ -152,7 +177,9 @@ public:
 
     // The caller's deadline for a pending request passed: kill the helper (SIGKILL), settle
     // what was in flight as on a helper death, and restart it (counts as a restart). The
-    // completions come from the next pump(). No-op without a helper.
+    // request the helper was serving fails (unless its program ran: then it is delivered);
+    // the others are sent again. The completions come from the next pump(). No-op without a
+    // helper.
     void kill_helper(const std::string &why);
 
     // The helper's pid, or -1 when there is none.
@@ -180,6 +207,9 @@ private:
     void receive();
     void handle_message(const char *buf, std::size_t n, std::vector<int> &fds, bool truncated);
     void settle_death(const std::string &why, bool kill);
+    bool settle_lost(Request &r, bool in_hand, const std::string &why, bool killed_by_us);
+    void deliver(Request &r);
+    void release(Request &r);
     void give_up(const std::string &why);
     void drain_in_vigild();
     int start_helper();
