@@ -359,7 +359,25 @@ std::string make_error(const Json &id, ErrorCode code, std::string_view message,
 }
 
 std::string make_stream_item(const Json &id, const Json &item) {
-    return line_of(Json{{"id", id}, {"stream", item}});
+    return make_stream_line(id, encode_item(item));
+}
+
+std::string encode_item(const Json &item) {
+    return item.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// The keys in the order nlohmann's sorted objects dump them, so the line is the one line_of()
+// would build from {"id": id, "stream": item}, without copying the item into a new Json.
+std::string make_stream_line(const Json &id, std::string_view item_json) {
+    std::string id_json = id.dump(-1, ' ', false, Json::error_handler_t::replace);
+    std::string s;
+    s.reserve(id_json.size() + item_json.size() + 20);
+    s += "{\"id\":";
+    s += id_json;
+    s += ",\"stream\":";
+    s += item_json;
+    s += "}\n";
+    return s;
 }
 
 std::string make_end(const Json &id) {

@@ -183,8 +183,8 @@ public:
                const Json &extra) override {
         return answer([&] { return make_error(id, code, message, extra); }, true);
     }
-    bool stream(const Json &id, const Json &item) override {
-        return answer([&] { return make_stream_item(id, item); }, false);
+    bool stream_encoded(const Json &id, std::string_view item_json) override {
+        return answer([&] { return make_stream_line(id, item_json); }, false);
     }
     bool end(const Json &id) override {
         return answer([&] { return make_end(id); }, true);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 
 #include "status_view.hpp"
 
@@ -236,12 +237,12 @@ void ControlApi::drop_on_close(const ctl::ResponderPtr &peer) {
 
 void ControlApi::record(const core::Record &r) {
     if (events_.empty()) return;
-    const ctl::Json item = record_json(r);
+    const std::string item = ctl::encode_item(record_json(r)); // once for every follower
     std::erase_if(events_, [&](const EventFollower &f) {
         auto p = f.peer.lock();
         if (!p || !p->open()) return true;
         if (f.child && *f.child != r.child) return false;
-        return !p->stream(f.id, item);
+        return !p->stream_encoded(f.id, item);
     });
 }
 
@@ -249,12 +250,19 @@ void ControlApi::lines(ChildId child) {
     if (logs_.empty()) return;
     const UnitRuntime *r = shell_.runtime_if(child);
     if (!r || !r->log) return;
+    // Followers of one unit usually stand at the same line: each line is encoded once.
+    std::unordered_map<std::uint64_t, std::string> encoded;
+    auto encode = [&](const log::RingLine &l) -> const std::string & {
+        auto [it, added] = encoded.try_emplace(l.seq);
+        if (added) it->second = ctl::encode_item(log_json(l));
+        return it->second;
+    };
     std::erase_if(logs_, [&](LogFollower &f) {
         auto p = f.peer.lock();
         if (!p || !p->open()) return true;
         if (f.child != child) return false;
         for (const log::RingLine &l : r->log->ring().after(f.last_seq)) {
-            if (!p->stream(f.id, log_json(l))) return true;
+            if (!p->stream_encoded(f.id, encode(l))) return true;
             f.last_seq = l.seq;
         }
         return false;

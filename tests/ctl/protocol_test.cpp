@@ -221,6 +221,22 @@ TEST_SUITE("ctl") {
         CHECK(parsed(make_reply(1, "two\nlines"))["result"] == "two\nlines");
     }
 
+    TEST_CASE("an item encoded once makes the same stream line as make_stream_item") {
+        const Json items[] = {Json{{"line", "hello"}, {"seq", 7}, {"stream", "stderr"}},
+                              Json{{"line", std::string("a\xff\n\"b")}},
+                              Json::array({1, "two", nullptr}),
+                              Json(5),
+                              Json(nullptr),
+                              Json::object()};
+        const Json ids[] = {Json(3), Json("x\"y"), Json(nullptr), Json(-1), Json("\xff")};
+        for (const Json &id : ids)
+            for (const Json &item : items)
+                CHECK(make_stream_line(id, encode_item(item)) == make_stream_item(id, item));
+        CHECK(make_stream_item(3, Json{{"line", "hello"}}) ==
+              R"({"id":3,"stream":{"line":"hello"}})"
+              "\n");
+    }
+
     TEST_CASE("client side: make_request and parse_server_message agree with the server side") {
         Request r = ok(make_request(5, Cmd::Logs, Json{{"unit", "web"}, {"lines", 3}}));
         CHECK(r.id == 5);

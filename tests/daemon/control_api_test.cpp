@@ -38,7 +38,9 @@ public:
         if (!extra.is_null()) b["extra"] = extra;
         return add("error", id, b);
     }
-    bool stream(const Json &id, const Json &item) override { return add("stream", id, item); }
+    bool stream_encoded(const Json &id, std::string_view item_json) override {
+        return add("stream", id, Json::parse(item_json));
+    }
     bool end(const Json &id) override { return add("end", id, nullptr); }
     bool on_close(std::function<void()> cb) override {
         close_cbs.push_back(std::move(cb));

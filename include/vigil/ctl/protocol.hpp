@@ -160,6 +160,10 @@ std::string make_reply(const Json &id, const Json &result);
 std::string make_error(const Json &id, ErrorCode code, std::string_view message,
                        const Json &extra = nullptr);
 std::string make_stream_item(const Json &id, const Json &item);
+// A stream item encoded once (encode_item) and sent to many followers: make_stream_line(id,
+// encode_item(item)) is byte for byte make_stream_item(id, item).
+std::string encode_item(const Json &item);
+std::string make_stream_line(const Json &id, std::string_view item_json);
 std::string make_end(const Json &id);
 
 // Builds a request line ("\n" included) for clients.

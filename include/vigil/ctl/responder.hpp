@@ -6,7 +6,8 @@
 // that records the answers, without sockets or libuv (this header needs only the protocol).
 //
 // Contract of every implementation:
-//  - reply/error/end finish the request `id`; stream sends one item of it and finishes nothing.
+//  - reply/error/end finish the request `id`; stream/stream_encoded send one item of it and
+//    finish nothing.
 //    Each returns true when the line was queued, false (doing nothing) once the connection is
 //    closed or closing: a follower is dropped the first time stream() returns false.
 //  - None of them throws: a failure (even bad_alloc) closes the connection and returns false.
@@ -34,7 +35,10 @@ public:
     virtual bool reply(const Json &id, const Json &result) = 0;
     virtual bool error(const Json &id, ErrorCode code, std::string_view message,
                        const Json &extra = nullptr) = 0;
-    virtual bool stream(const Json &id, const Json &item) = 0;
+    // One item: stream(id, item) encodes it; a daemon that sends the same item to many
+    // followers encodes it once (encode_item, protocol.hpp) and calls stream_encoded.
+    bool stream(const Json &id, const Json &item) { return stream_encoded(id, encode_item(item)); }
+    virtual bool stream_encoded(const Json &id, std::string_view item_json) = 0;
     virtual bool end(const Json &id) = 0;
     virtual bool on_close(std::function<void()> cb) = 0;
 
