@@ -196,6 +196,65 @@ std::optional<WrapperCall> parse_wrapper_fast(int argc, char **argv) noexcept {
     return call;
 }
 
+namespace {
+
+// Spawns the command in its own process group (with the terminal when vigild has one). Returns
+// 0 with `child` set, or the exit status for a command that could not be started.
+int start_command(const WrapperOptions &opts, char *const *cmd, pid_t &child) noexcept {
+    SpawnSetup setup;
+    if (!setup.ok()) {
+        std::fprintf(stderr, "vigild: posix_spawnattr: %s\n", std::strerror(ENOMEM));
+        return status_start_failed;
+    }
+    bool with_terminal = false;
+    if (owns_terminal()) {
+        if (!setup.take_terminal()) {
+            std::fprintf(stderr, "vigild: posix_spawn_file_actions: %s\n", std::strerror(ENOMEM));
+            return status_start_failed;
+        }
+        with_terminal = true;
+    }
+    int err = setup.spawn(cmd, child, with_terminal);
+    // The terminal went away (hang-up) between owns_terminal() and the child's tcsetpgrp():
+    // there is nothing left to hand over, so start the command without it.
+    if (with_terminal && (err == ENOTTY || err == ENXIO)) err = setup.spawn(cmd, child, false);
+    if (err != 0) return report_start_failure(cmd[0], err);
+    if (opts.verbose)
+        std::fprintf(stderr, "vigild: spawned %s as pid %d\n", cmd[0], static_cast<int>(child));
+    return 0;
+}
+
+// Forwards signals to the child and reaps everything until the child ends; returns vigild's
+// exit status (the child's).
+int supervise(const WrapperOptions &opts, const sigset_t &waited, pid_t child) noexcept {
+    for (;;) {
+        siginfo_t info{};
+        // No timeout: nothing wakes vigild but a signal (tini polls every second).
+        const int sig = sigwaitinfo(&waited, &info);
+        if (sig < 0) {
+            if (errno == EINTR) // e.g. after SIGSTOP/SIGCONT or a ptrace attach
+                continue;
+            std::fprintf(stderr, "vigild: sigwaitinfo: %s\n", std::strerror(errno));
+            return status_start_failed;
+        }
+        if (sig == SIGCHLD) {
+            // SIGCHLD coalesces, so one may stand for many exits: collect everything.
+            const int wstatus = reap(child, opts.verbose);
+            if (wstatus < 0) continue;
+            const int status = exit_status_of(wstatus);
+            if (opts.verbose)
+                std::fprintf(stderr, "vigild: pid %d ended; exiting with status %d\n",
+                             static_cast<int>(child), status);
+            return status;
+        }
+        const int sent =
+            opts.group ? proc::signal_group(child, sig) : proc::signal_process(child, sig);
+        report_forward(opts, sig, info, child, sent);
+    }
+}
+
+} // namespace
+
 int run_wrapper(const WrapperOptions &opts, char *const *cmd) noexcept {
     if (cmd == nullptr || cmd[0] == nullptr) {
         std::fprintf(stderr, "vigild: no command after --\n");
@@ -223,52 +282,9 @@ int run_wrapper(const WrapperOptions &opts, char *const *cmd) noexcept {
                          std::strerror(err));
     }
 
-    SpawnSetup setup;
-    if (!setup.ok()) {
-        std::fprintf(stderr, "vigild: posix_spawnattr: %s\n", std::strerror(ENOMEM));
-        return status_start_failed;
-    }
-    bool with_terminal = false;
-    if (owns_terminal()) {
-        if (!setup.take_terminal()) {
-            std::fprintf(stderr, "vigild: posix_spawn_file_actions: %s\n", std::strerror(ENOMEM));
-            return status_start_failed;
-        }
-        with_terminal = true;
-    }
     pid_t child = -1;
-    int err = setup.spawn(cmd, child, with_terminal);
-    // The terminal went away (hang-up) between owns_terminal() and the child's tcsetpgrp():
-    // there is nothing left to hand over, so start the command without it.
-    if (with_terminal && (err == ENOTTY || err == ENXIO)) err = setup.spawn(cmd, child, false);
-    if (err != 0) return report_start_failure(cmd[0], err);
-    if (opts.verbose)
-        std::fprintf(stderr, "vigild: spawned %s as pid %d\n", cmd[0], static_cast<int>(child));
-
-    for (;;) {
-        siginfo_t info{};
-        // No timeout: nothing wakes vigild but a signal (tini polls every second).
-        const int sig = sigwaitinfo(&waited, &info);
-        if (sig < 0) {
-            if (errno == EINTR) // e.g. after SIGSTOP/SIGCONT or a ptrace attach
-                continue;
-            std::fprintf(stderr, "vigild: sigwaitinfo: %s\n", std::strerror(errno));
-            return status_start_failed;
-        }
-        if (sig == SIGCHLD) {
-            // SIGCHLD coalesces, so one may stand for many exits: collect everything.
-            const int wstatus = reap(child, opts.verbose);
-            if (wstatus < 0) continue;
-            const int status = exit_status_of(wstatus);
-            if (opts.verbose)
-                std::fprintf(stderr, "vigild: pid %d ended; exiting with status %d\n",
-                             static_cast<int>(child), status);
-            return status;
-        }
-        const int sent =
-            opts.group ? proc::signal_group(child, sig) : proc::signal_process(child, sig);
-        report_forward(opts, sig, info, child, sent);
-    }
+    if (int failed = start_command(opts, cmd, child); failed != 0) return failed;
+    return supervise(opts, waited, child);
 }
 
 int run_wrapper(const WrapperOptions &opts, const std::vector<std::string> &cmd) {
