@@ -409,7 +409,15 @@ std::unique_ptr<Running> UvOs::watch_exit(int pid, std::function<void(std::optio
 }
 
 std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *error) {
-    if (!opts_.cgroups) return nullptr;
+    if (!opts_.cgroups) {
+        if (!cgroups_tried_) {
+            cgroups_tried_ = true;
+            own_.say(LogLevel::Info,
+                     "services run without cgroups (--no-cgroups): a process that leaves its "
+                     "service's session escapes a stop; vigilctl status lists such processes");
+        }
+        return nullptr;
+    }
     if (!cgroups_tried_) {
         cgroups_tried_ = true;
         std::vector<std::string> stale;
