@@ -599,7 +599,8 @@ class Control(unittest.TestCase):
         def normal(text: str) -> str:
             # Uptimes and since_ms move between two runs; a longer uptime may widen a column.
             text = re.sub(r'"since_ms": \d+', '"since_ms": N', text)
-            text = re.sub(r"\b\d+(\.\d)?(ms|s)\b|\b\d+[mhd]\d\d[smh]\b", "T", text)
+            # Durations as vigilctl prints them: "850ms", "1s151ms", "2.5s", "3m05s", "1d02h".
+            text = re.sub(r"\b(?:\d+(?:\.\d+)?(?:ms|[smhd]))+\b", "T", text)
             return re.sub(r" +", " ", text)
 
         def run(argv: list, env: dict, full: bool) -> tuple:

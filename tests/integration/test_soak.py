@@ -564,14 +564,16 @@ class Soak:
             self.count("sigkill-main")
 
     def kill_spawner(self) -> None:
-        """SIGKILL every child of vigild still named vigild: a service between fork and exec,
-        or (once vigild spawns through one) the spawner helper, perhaps in the middle of a
-        spawn. vigild must report the spawn failed or restart the helper, and lose nothing."""
+        """SIGKILL vigild's spawner helper (its child named vigild), perhaps in the middle of a
+        spawn, and every service caught between fork and exec (named vigild/spawn until its
+        exec). vigild must send lost spawns again or report them failed, restart the helper,
+        and lose nothing."""
         init = self.d.ns.init_pid
-        helpers = [p for p in self.d.processes() if p.ppid == init and p.comm == "vigild"]
-        for p in helpers:
+        for p in self.d.processes():
+            if p.ppid != init or p.comm not in ("vigild", "vigild/spawn"):
+                continue
             harness.kill_quietly(p.pid, signal.SIGKILL)
-            self.count("sigkill-spawner")
+            self.count("sigkill-spawner" if p.comm == "vigild" else "sigkill-pre-exec")
 
     def kill_other(self) -> None:
         init = self.d.ns.init_pid
