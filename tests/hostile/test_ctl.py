@@ -392,12 +392,14 @@ class Control(HostileCase):
     def nobody_vigild(self, socket_folder: str, prepare_script: str = "",
                       socket_arg: bool = True) -> harness.Run:
         """vigild run as nobody (not PID 1), in a mount namespace of its own whose /tmp is a
-        fresh tmpfs; prepare_script runs as root in it first."""
+        fresh tmpfs; prepare_script runs as root in it first. The binary is opened before the
+        tmpfs hides /tmp and run through that descriptor, so a build under /tmp works too."""
         vigild = harness.vigild()
         sock = ["--socket", os.path.join(socket_folder, "control.sock")] if socket_arg else []
-        script = ("set -e; mount -t tmpfs -o mode=1777 none /tmp; mkdir -m 0755 /tmp/units; "
+        script = ("set -e; exec 3<\"$1\"; shift; "
+                  "mount -t tmpfs -o mode=1777 none /tmp; mkdir -m 0755 /tmp/units; "
                   + prepare_script + "; exec setpriv --reuid=65534 --regid=65534 "
-                  "--clear-groups env -u XDG_RUNTIME_DIR -u VIGIL_SOCKET \"$@\"")
+                  "--clear-groups env -u XDG_RUNTIME_DIR -u VIGIL_SOCKET /proc/self/fd/3 \"$@\"")
         argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh",
                 vigild, "--units", "/tmp/units", *sock]
         run = harness.Run(argv)
