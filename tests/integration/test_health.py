@@ -710,6 +710,7 @@ class Health(unittest.TestCase):
     def test_malformed_requests_get_4xx_and_vigild_keeps_serving(self):
         d = self.daemon(lambda d: {"web": {"command": d.svc("web", "sleep")}}, http=True)
         port = self.port
+        web = d.wait_pid("web")
         # A client that connects and says nothing must not hold the others up.
         idle = socket.create_connection(("127.0.0.1", port))
         self.addCleanup(idle.close)
@@ -734,7 +735,7 @@ class Health(unittest.TestCase):
                                   b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertEqual(re.findall(rb"HTTP/1\.1 (\d{3})", both), [b"200", b"404"])
         self.assertEqual(http_get(port, "/healthz")[0], 200)
-        self.assertIsNotNone(d.main_pid("web"))
+        self.assertEqual(d.main_pid("web"), web, "the service ran on, untouched")
         self.assertIsNone(d.ns.popen.poll(), "vigild still runs")
 
     def test_readiness_probe_drives_readyz_and_vigil_unit_ready(self):
