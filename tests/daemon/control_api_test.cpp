@@ -396,4 +396,21 @@ TEST_SUITE("daemon") {
         CHECK(h.shell->control().followers() == 1);
     }
 
+    TEST_CASE("control: status says which `after` siblings a stopped unit waits for") {
+        Harness h({{"a", R"({"command": ["/bin/true"], "ready": {"fd": 3}})"},
+                   {"b", R"({"command": ["/bin/true"], "after": ["a"]})"}},
+                  false);
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"a", "b"}));
+        REQUIRE(peer->last().kind == "reply");
+        const Json &u = peer->last().body["units"];
+        CHECK(u[0]["waiting_for"] == Json::array());
+        CHECK(u[1]["state"] == "stopped");
+        CHECK(u[1]["waiting_for"] == Json::array({"a"}));
+        h.os.ready_fds.at(0)();
+        h.os.answer(0);
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"b"}, 2));
+        CHECK(peer->last().body["units"][0]["waiting_for"] == Json::array());
+    }
+
 } // TEST_SUITE
