@@ -17,6 +17,7 @@
 //    loader, no relocations of libc at start;
 //  - CLI11 comes through cli11.hpp, which keeps <iostream>'s static initialiser out: the
 //    standard streams are set up only when the full parser runs.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +35,7 @@
 #include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
 #include "vigil/ctl/protocol.hpp"
+#include "vigil/unit/values.hpp"
 
 using namespace vigil;
 using vigil::cli::Exit;
@@ -357,6 +359,32 @@ std::optional<Invocation> parse_fast(int argc, char **argv) {
     return inv; // no --socket: Run takes $VIGIL_SOCKET or the default, as after CLI11
 }
 
+// When no command was recognised: the first word that is neither an option nor an option's
+// value, said to be an unknown command, with the closest command name (unit::closest, as
+// vigild suggests unit names and the loader field names). Empty when there is no such word.
+std::string unknown_command(CLI::App &app, int argc, char **argv) {
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if (a == "-s" || a == "--socket" || a == "--timeout") {
+            ++i; // its value
+            continue;
+        }
+        if (a.empty() || a[0] == '-') continue;
+        std::vector<std::string> names;
+        for (const CLI::App *sub : app.get_subcommands({}))
+            names.push_back(sub->get_name());
+        if (std::find(names.begin(), names.end(), a) != names.end()) return ""; // known
+        std::string msg = "unknown command '" + std::string(a) + "'";
+        std::vector<std::string_view> views(names.begin(), names.end());
+        if (std::string near = unit::closest(a, views); !near.empty())
+            msg += "; did you mean '" + near + "'?";
+        else
+            msg += "; see vigilctl --help";
+        return msg;
+    }
+    return "";
+}
+
 // The full command line, with CLI11. Returns an exit status when the run ends here (help,
 // --version, a usage error), or nothing when `inv` holds the request to send.
 std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
@@ -426,6 +454,11 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         std::string where;
         for (auto *sub : app.get_subcommands())
             where = " " + sub->get_name();
+        if (where.empty())
+            if (std::string msg = unknown_command(app, argc, argv); !msg.empty()) {
+                say(msg);
+                return cli::code(Exit::Usage);
+            }
         say(std::string(e.what()) + "; see vigilctl" + where + " --help");
         return cli::code(Exit::Usage);
     }
