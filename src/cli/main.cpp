@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <vector>
 
@@ -72,6 +73,18 @@ bool use_color(const Options &o) {
     return isatty(STDOUT_FILENO) == 1;
 }
 
+// The terminal's columns: its size, else $COLUMNS, else 80.
+std::size_t terminal_width() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    if (const char *c = std::getenv("COLUMNS"); c && *c) {
+        char *end = nullptr;
+        long n = std::strtol(c, &end, 10);
+        if (*end == '\0' && n > 0 && n <= 10'000) return static_cast<std::size_t>(n);
+    }
+    return 80;
+}
+
 Exit exit_for_error(const std::string &code) {
     if (code == "not_found") return Exit::NotFound;
     return Exit::Error;
@@ -93,6 +106,7 @@ class Run {
 public:
     Run(const Options &o, ctl::Cmd cmd, ctl::Json args) : o_(o), cmd_(cmd), args_(std::move(args)) {
         style_.color = use_color(o);
+        if (!o.json && isatty(STDOUT_FILENO) == 1) style_.width = terminal_width();
         timeout_ms_ = o.timeout_s <= 0 ? -1 : static_cast<int>(o.timeout_s * 1000.0);
     }
 
