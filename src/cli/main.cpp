@@ -231,7 +231,20 @@ private:
         if (o_.json) {
             out(item.dump(-1, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
         } else if (cmd_ == ctl::Cmd::Logs) {
-            out(cli::render_log(item, style_));
+            // Lines of a unit other than the one named (a glob's, an instanced unit's) say
+            // whose they are. A continued line of one unit interrupted by another's is ended.
+            std::string unit;
+            bool continued = false;
+            if (item.is_object()) {
+                if (auto it = item.find("unit"); it != item.end() && it->is_string()) unit = *it;
+                if (auto it = item.find("continued"); it != item.end() && it->is_boolean())
+                    continued = it->get<bool>();
+            }
+            bool piece = mid_line_ && unit == mid_line_unit_;
+            if (mid_line_ && !piece) out("\n");
+            out(cli::render_log(item, style_, !piece && !unit.empty() && unit != o_.unit));
+            mid_line_ = continued;
+            mid_line_unit_ = unit;
         } else {
             out(cli::render_event(item, style_));
         }
@@ -324,6 +337,8 @@ private:
     int timeout_ms_ = 10'000;
     ctl::Json hello_;
     bool streamed_ = false; // a stream item was shown
+    bool mid_line_ = false; // logs: the last piece shown was "continued"
+    std::string mid_line_unit_;
 };
 
 // The fast path: `status` with unit names and the global options --json, --no-color and

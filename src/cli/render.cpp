@@ -371,9 +371,10 @@ std::string render_event(const Json &r, const Style &st) {
            paint(pad(kind, 13), colour, st) + str(r, "message", "") + '\n';
 }
 
-std::string render_log(const Json &item, const Style &st) {
+std::string render_log(const Json &item, const Style &st, bool with_unit) {
     std::string line = str(item, "line", "");
     if (st.color && str(item, "stream") == "stderr") line = paint(line, red, st);
+    if (with_unit) line = paint(str(item, "unit") + " |", dim, st) + " " + line;
     // A line longer than the framer's limit arrives in pieces; only the last ends the line.
     if (!flag(item, "continued")) line += '\n';
     return line;

@@ -38,8 +38,9 @@ std::string render_tree(const Json &result, const Style &st);
 // One history record per line: time, unit, kind, message.
 std::string render_event(const Json &record, const Style &st);
 // One log line (the line itself; stderr lines red when coloured). A piece with
-// "continued":true (more of the same line follows) gets no newline.
-std::string render_log(const Json &item, const Style &st);
+// "continued":true (more of the same line follows) gets no newline. with_unit: "web@1 | "
+// first, for a stream of several units (the caller leaves it out on a continued line's pieces).
+std::string render_log(const Json &item, const Style &st, bool with_unit = false);
 // "web: started" per result of start/stop/restart/signal.
 std::string render_results(const Json &result, const Style &st);
 // What reload changed.

@@ -160,6 +160,13 @@ TEST_SUITE("ctl") {
         CHECK(info_of(u, 20) == "ééééééééééééééé…");
     }
 
+    TEST_CASE("logs: a stream of several units names each line's unit") {
+        Json l = {{"unit", "web@2"}, {"line", "hello"}, {"stream", "stdout"}};
+        CHECK(render_log(l, Style{}, true) == "web@2 | hello\n");
+        CHECK(render_log(l, Style{}) == "hello\n");
+        CHECK(render_log(l, Style{true}, true) == "\033[2mweb@2 |\033[0m hello\n");
+    }
+
     TEST_CASE("status: processes left behind are listed in the info column") {
         Json u = {{"name", "d"},   {"kind", "service"}, {"state", "running"},
                   {"goal", "up"},  {"pid", 12},         {"since_ms", 1000},
