@@ -345,8 +345,8 @@ private:
 // -s/--socket PATH (or --socket=PATH), in any order around the command (CLI11's fallthrough
 // allows that too; like CLI11, it reads a command's name after `status` or after --socket as
 // a unit or a path). Returns nothing for any other line, which parse_full() then reads: other
-// commands, --timeout, --help, an option given twice, an argument that starts with '-' or
-// looks like CLI11's "[x,y]" list, a socket path that is empty or starts with '-'. So this
+// commands, --timeout, --help, an option given twice, an argument that starts with '-', a
+// socket path that is empty or starts with '-'. So this
 // function never reports an error; it only recognises lines that both parsers read alike, and
 // fills the Invocation as parse_full() would.
 std::optional<Invocation> parse_fast(int argc, char **argv) {
@@ -371,9 +371,7 @@ std::optional<Invocation> parse_fast(int argc, char **argv) {
             if (seen_socket || path.empty() || path[0] == '-') return std::nullopt;
             seen_socket = true;
             inv.o.socket = path;
-        } else if (a.empty() || a[0] == '-' || (a.starts_with('[') && a.ends_with(']'))) {
-            // CLI11 reads "[x,y]" as the list x, y (so the glob "[ab]" becomes "ab"): the
-            // same line must mean the same on both paths.
+        } else if (a.empty() || a[0] == '-') {
             return std::nullopt;
         } else if (!seen_status) {
             if (a != "status") return std::nullopt;
@@ -412,6 +410,13 @@ std::string unknown_command(CLI::App &app, int argc, char **argv) {
         return msg;
     }
     return "";
+}
+
+constexpr char guard = '\x1f'; // see parse_full
+
+// Takes the guard byte off a value (or out of a message).
+void unguard(std::string &s) {
+    std::erase(s, guard);
 }
 
 // The full command line, with CLI11. Returns an exit status when the run ends here (help,
@@ -474,8 +479,22 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     import->add_option("--out", imp.out, "folder for the unit files")->capture_default_str();
     import->add_flag("--force", imp.force, "replace unit files that exist");
 
+    // CLI11 reads an argument "[x,y]" given to a list as the list x, y: the glob "[ab]" would
+    // become the name "ab". Such arguments go through CLI11 behind a guard byte, taken off
+    // every value (and message) afterwards, so each argument arrives as typed.
+    std::vector<std::string> words(argv, argv + argc);
+    std::vector<char *> guarded_argv;
+    for (std::size_t i = 0; i < words.size(); ++i) {
+        if (i > 0 && words[i].size() >= 2 && words[i].front() == '[' && words[i].back() == ']')
+            words[i].insert(0, 1, guard);
+        guarded_argv.push_back(words[i].data());
+    }
     try {
-        app.parse(argc, argv);
+        app.parse(argc, guarded_argv.data());
+        for (std::string *v : {&o.socket, &o.unit, &o.signal, &imp.config, &imp.out})
+            unguard(*v);
+        for (std::string &u : o.units)
+            unguard(u);
     } catch (const CLI::ParseError &e) {
         // Help and --version are "errors" with exit code 0 in CLI11; everything else is a
         // usage error: our code 2, not CLI11's 1xx codes.
@@ -488,7 +507,9 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
                 say(msg);
                 return cli::code(Exit::Usage);
             }
-        say(std::string(e.what()) + "; see vigilctl" + where + " --help");
+        std::string what = e.what();
+        unguard(what);
+        say(what + "; see vigilctl" + where + " --help");
         return cli::code(Exit::Usage);
     }
 

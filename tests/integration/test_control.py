@@ -1049,6 +1049,36 @@ class Control(unittest.TestCase):
         p.wait()
         p.stdout.close()
 
+    def test_bracket_globs_reach_vigild_as_typed_in_every_command(self):
+        # CLI11 reads "[x,y]" given to a list as the list x, y; "[ab]" must stay a glob, on
+        # the fast path and on the full parser alike.
+        d = self.daemon(lambda d: {n: service(d, n, "lines", "1", n + "-line", "sleep")
+                                   for n in ("a", "b", "c")})
+        for n in ("a", "b", "c"):
+            self.wait_state(d, n, "running")
+
+        def ctl(full: bool, *args: str) -> subprocess.CompletedProcess:
+            env = dict(os.environ, VIGILCTL_FULL_PARSER="1" if full else "0")
+            return subprocess.run([harness.vigilctl(), "--socket", d.sock, *args],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  env=env, timeout=scaled(10))
+
+        for full in (False, True):
+            st = json.loads(ctl(full, "--json", "status", "[ab]").stdout)
+            self.assertEqual([u["name"] for u in st["units"]], ["a", "b"], full)
+            st = json.loads(ctl(full, "status", "--json", "[ab]", "c").stdout)
+            self.assertEqual([u["name"] for u in st["units"]], ["a", "b", "c"], full)
+            res = json.loads(ctl(full, "--json", "signal", "CONT", "[bc]").stdout)["results"]
+            self.assertEqual([r["unit"] for r in res], ["b", "c"], full)
+            logs = ctl(full, "logs", "[ab]").stdout.splitlines()
+            self.assertEqual(sorted(logs), ["a | a-line seq=1", "b | b-line seq=1"], full)
+            ev = [json.loads(x) for x in ctl(full, "--json", "events", "[bc]").stdout.splitlines()]
+            self.assertEqual({e["unit"] for e in ev}, {"b", "c"}, full)
+        r = ctl(True, "stop", "[ab]")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([x.split(":")[0] for x in r.stdout.splitlines()], ["a", "b"])
+        self.assertEqual(d.status("c")["state"], "running")
+
     def test_typos_of_units_and_commands_get_a_suggestion(self):
         d = self.daemon(self.instanced)
         self.wait_state(d, "worker", "running")
