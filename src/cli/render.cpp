@@ -164,10 +164,12 @@ std::string info(const Json &u) {
     if (state == "running" && str(u, "kind") == "service" && !flag(u, "ready"))
         parts.emplace_back("not ready");
     if (state == "running" && flag(u, "exiting")) parts.emplace_back("exiting");
-    if (state == "stopped") {
-        if (std::string w = waiting(u); !w.empty() && goal == "up")
+    // Stopped but heading up: what it waits for, or what went wrong. (Stopped on purpose, the
+    // last cause may be older than the stop, which a command does not record as a cause.)
+    if (state == "stopped" && goal == "up") {
+        if (std::string w = waiting(u); !w.empty())
             parts.push_back("waiting for " + w);
-        else if (goal == "up")
+        else
             parts.emplace_back("goal up");
         if (std::string why = down_reason(u, false); !why.empty()) parts.push_back(why);
     }

@@ -92,13 +92,18 @@ TEST_SUITE("ctl") {
         u["last_cause"] = "start_timeout";
         u["last_reason"] = "did not start within 5s (exited with status 1)";
         CHECK(info_of(u) == "goal up, did not start within 5s (exited with status 1)");
-        // Stopped on purpose after a clean exit, or by a command: nothing to explain.
+        // Stopped on purpose: nothing to explain, whatever the last cause says.
         u["goal"] = u["effective_goal"] = "down";
+        CHECK(info_of(u).empty());
         u["last_cause"] = "command";
         CHECK(info_of(u).empty());
-        u["last_cause"] = "exited";
+        u["goal"] = u["effective_goal"] = "up";
+        u["last_cause"] = "exited"; // a clean exit is no failure
         u["last_exit"] = {{"code", 0}};
-        CHECK(info_of(u).empty());
+        CHECK(info_of(u) == "goal up");
+        u["last_exit"] = {{"code", 2}};
+        u["last_reason"] = "exited with status 2";
+        CHECK(info_of(u) == "goal up, exited with status 2");
         // Waiting for an `after` sibling that is not up yet.
         Json w = {{"name", "api"},
                   {"kind", "service"},
