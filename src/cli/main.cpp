@@ -17,6 +17,7 @@
 //    loader, no relocations of libc at start;
 //  - CLI11 comes through cli11.hpp, which keeps <iostream>'s static initialiser out: the
 //    standard streams are set up only when the full parser runs.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <vector>
 
@@ -34,6 +36,7 @@
 #include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
 #include "vigil/ctl/protocol.hpp"
+#include "vigil/unit/values.hpp"
 
 using namespace vigil;
 using vigil::cli::Exit;
@@ -70,6 +73,18 @@ bool use_color(const Options &o) {
     return isatty(STDOUT_FILENO) == 1;
 }
 
+// The terminal's columns: its size, else $COLUMNS, else 80.
+std::size_t terminal_width() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    if (const char *c = std::getenv("COLUMNS"); c && *c) {
+        char *end = nullptr;
+        long n = std::strtol(c, &end, 10);
+        if (*end == '\0' && n > 0 && n <= 10'000) return static_cast<std::size_t>(n);
+    }
+    return 80;
+}
+
 Exit exit_for_error(const std::string &code) {
     if (code == "not_found") return Exit::NotFound;
     return Exit::Error;
@@ -91,6 +106,7 @@ class Run {
 public:
     Run(const Options &o, ctl::Cmd cmd, ctl::Json args) : o_(o), cmd_(cmd), args_(std::move(args)) {
         style_.color = use_color(o);
+        if (!o.json && isatty(STDOUT_FILENO) == 1) style_.width = terminal_width();
         timeout_ms_ = o.timeout_s <= 0 ? -1 : static_cast<int>(o.timeout_s * 1000.0);
     }
 
@@ -215,7 +231,20 @@ private:
         if (o_.json) {
             out(item.dump(-1, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
         } else if (cmd_ == ctl::Cmd::Logs) {
-            out(cli::render_log(item, style_));
+            // Lines of a unit other than the one named (a glob's, an instanced unit's) say
+            // whose they are. A continued line of one unit interrupted by another's is ended.
+            std::string unit;
+            bool continued = false;
+            if (item.is_object()) {
+                if (auto it = item.find("unit"); it != item.end() && it->is_string()) unit = *it;
+                if (auto it = item.find("continued"); it != item.end() && it->is_boolean())
+                    continued = it->get<bool>();
+            }
+            bool piece = mid_line_ && unit == mid_line_unit_;
+            if (mid_line_ && !piece) out("\n");
+            out(cli::render_log(item, style_, !piece && !unit.empty() && unit != o_.unit));
+            mid_line_ = continued;
+            mid_line_unit_ = unit;
         } else {
             out(cli::render_event(item, style_));
         }
@@ -308,14 +337,16 @@ private:
     int timeout_ms_ = 10'000;
     ctl::Json hello_;
     bool streamed_ = false; // a stream item was shown
+    bool mid_line_ = false; // logs: the last piece shown was "continued"
+    std::string mid_line_unit_;
 };
 
 // The fast path: `status` with unit names and the global options --json, --no-color and
 // -s/--socket PATH (or --socket=PATH), in any order around the command (CLI11's fallthrough
 // allows that too; like CLI11, it reads a command's name after `status` or after --socket as
 // a unit or a path). Returns nothing for any other line, which parse_full() then reads: other
-// commands, --timeout, --help, an option given twice, an argument that starts with '-' or
-// looks like CLI11's "[x,y]" list, a socket path that is empty or starts with '-'. So this
+// commands, --timeout, --help, an option given twice, an argument that starts with '-', a
+// socket path that is empty or starts with '-'. So this
 // function never reports an error; it only recognises lines that both parsers read alike, and
 // fills the Invocation as parse_full() would.
 std::optional<Invocation> parse_fast(int argc, char **argv) {
@@ -340,9 +371,7 @@ std::optional<Invocation> parse_fast(int argc, char **argv) {
             if (seen_socket || path.empty() || path[0] == '-') return std::nullopt;
             seen_socket = true;
             inv.o.socket = path;
-        } else if (a.empty() || a[0] == '-' || (a.starts_with('[') && a.ends_with(']'))) {
-            // CLI11 reads "[x,y]" as the list x, y (so the glob "[ab]" becomes "ab"): the
-            // same line must mean the same on both paths.
+        } else if (a.empty() || a[0] == '-') {
             return std::nullopt;
         } else if (!seen_status) {
             if (a != "status") return std::nullopt;
@@ -355,6 +384,39 @@ std::optional<Invocation> parse_fast(int argc, char **argv) {
     inv.cmd = ctl::Cmd::Status;
     if (!inv.o.units.empty()) inv.args["units"] = ctl::Json(inv.o.units);
     return inv; // no --socket: Run takes $VIGIL_SOCKET or the default, as after CLI11
+}
+
+// When no command was recognised: the first word that is neither an option nor an option's
+// value, said to be an unknown command, with the closest command name (unit::closest, as
+// vigild suggests unit names and the loader field names). Empty when there is no such word.
+std::string unknown_command(CLI::App &app, int argc, char **argv) {
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if (a == "-s" || a == "--socket" || a == "--timeout") {
+            ++i; // its value
+            continue;
+        }
+        if (a.empty() || a[0] == '-') continue;
+        std::vector<std::string> names;
+        for (const CLI::App *sub : app.get_subcommands({}))
+            names.push_back(sub->get_name());
+        if (std::find(names.begin(), names.end(), a) != names.end()) return ""; // known
+        std::string msg = "unknown command '" + std::string(a) + "'";
+        std::vector<std::string_view> views(names.begin(), names.end());
+        if (std::string near = unit::closest(a, views); !near.empty())
+            msg += "; did you mean '" + near + "'?";
+        else
+            msg += "; see vigilctl --help";
+        return msg;
+    }
+    return "";
+}
+
+constexpr char guard = '\x1f'; // see parse_full
+
+// Takes the guard byte off a value (or out of a message).
+void unguard(std::string &s) {
+    std::erase(s, guard);
 }
 
 // The full command line, with CLI11. Returns an exit status when the run ends here (help,
@@ -417,8 +479,22 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     import->add_option("--out", imp.out, "folder for the unit files")->capture_default_str();
     import->add_flag("--force", imp.force, "replace unit files that exist");
 
+    // CLI11 reads an argument "[x,y]" given to a list as the list x, y: the glob "[ab]" would
+    // become the name "ab". Such arguments go through CLI11 behind a guard byte, taken off
+    // every value (and message) afterwards, so each argument arrives as typed.
+    std::vector<std::string> words(argv, argv + argc);
+    std::vector<char *> guarded_argv;
+    for (std::size_t i = 0; i < words.size(); ++i) {
+        if (i > 0 && words[i].size() >= 2 && words[i].front() == '[' && words[i].back() == ']')
+            words[i].insert(0, 1, guard);
+        guarded_argv.push_back(words[i].data());
+    }
     try {
-        app.parse(argc, argv);
+        app.parse(argc, guarded_argv.data());
+        for (std::string *v : {&o.socket, &o.unit, &o.signal, &imp.config, &imp.out})
+            unguard(*v);
+        for (std::string &u : o.units)
+            unguard(u);
     } catch (const CLI::ParseError &e) {
         // Help and --version are "errors" with exit code 0 in CLI11; everything else is a
         // usage error: our code 2, not CLI11's 1xx codes.
@@ -426,7 +502,14 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         std::string where;
         for (auto *sub : app.get_subcommands())
             where = " " + sub->get_name();
-        say(std::string(e.what()) + "; see vigilctl" + where + " --help");
+        if (where.empty())
+            if (std::string msg = unknown_command(app, argc, argv); !msg.empty()) {
+                say(msg);
+                return cli::code(Exit::Usage);
+            }
+        std::string what = e.what();
+        unguard(what);
+        say(what + "; see vigilctl" + where + " --help");
         return cli::code(Exit::Usage);
     }
 

@@ -3,6 +3,7 @@
 
 #include "vigil/core/names.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <optional>
@@ -19,6 +20,8 @@ constexpr const char *yellow = "\033[33m";
 constexpr const char *red = "\033[31m";
 constexpr const char *dim = "\033[2m";
 constexpr const char *bold = "\033[1m";
+
+constexpr std::size_t min_info = 16; // columns of INFO kept however narrow the terminal
 
 std::string str(const Json &j, const char *key, const char *fallback = "-") {
     if (!j.is_object()) return fallback;
@@ -84,15 +87,92 @@ const char *state_colour(const Json &u) {
     return nullptr;
 }
 
+// Text a service or a unit file wrote (STATUS=, a spawn error naming the command) on one line
+// and harmless on a terminal: tabs and line breaks become spaces, other C0 and C1 control
+// characters (escape sequences: colours, cursor moves, a fake prompt) a '?'.
+std::string one_line(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c == '\t' || c == '\n' || c == '\r')
+            out += ' ';
+        else if (c < 0x20 || c == 0x7f)
+            out += '?';
+        else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                 static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+            out += '?'; // U+0080..U+009F in UTF-8
+            ++i;
+        } else
+            out += static_cast<char>(c);
+    }
+    return out;
+}
+
+// Causes that say why a unit is down against its will (core::Cause's spelling); the others
+// (none, command, reload, removed, supervisor, shutdown, notify) need no explaining.
+bool failure(const std::string &cause) {
+    for (const char *c :
+         {"exited", "spawn_failed", "start_timeout", "liveness", "startup_probe", "watchdog",
+          "pattern", "start_failed", "intensity", "auto_shutdown", "leftover", "main_pid"})
+        if (cause == c) return true;
+    return false;
+}
+
+// Why the last incarnation ended, short: "exit 3", "SIGKILL" for an exit (LAST-EXIT has the
+// detail), vigild's words for the rest ("exec pyhton3: No such file or directory", "did not
+// start within 5s (...)"). Empty when it ended as wanted, or the answer does not say.
+std::string down_reason(const Json &u, bool brief) {
+    std::string cause = str(u, "last_cause", "");
+    if (!failure(cause)) return "";
+    std::string reason = one_line(str(u, "last_reason", ""));
+    if (cause == "exited") {
+        const Json e = u.value("last_exit", Json());
+        if (e.is_object() && !e.contains("signal") && num(e, "code") == 0) return "";
+        if (brief || reason.empty()) {
+            std::string x = format_exit(e);
+            if (x == "-") return reason;
+            return x.rfind("SIG", 0) == 0 || x.rfind("signal", 0) == 0 ? x : "exit " + x;
+        }
+    }
+    if (!reason.empty()) return reason;
+    for (auto &c : cause)
+        if (c == '_') c = ' ';
+    return cause;
+}
+
+// The `after` siblings a stopped unit waits for ("waiting_for", sent by vigild).
+std::string waiting(const Json &u) {
+    std::string names;
+    if (auto it = u.find("waiting_for"); it != u.end() && it->is_array())
+        for (const auto &n : *it)
+            if (n.is_string())
+                names += (names.empty() ? "" : ", ") + one_line(n.get<std::string>());
+    return names;
+}
+
 std::string info(const Json &u) {
     std::vector<std::string> parts;
     std::string state = str(u, "state");
+    std::string goal = heading(u);
     if (str(u, "kind") == "supervisor") parts.emplace_back("supervisor");
-    if (auto b = num(u, "backoff_ms")) parts.push_back("restart in " + format_duration(*b));
+    if (state == "backoff") {
+        std::string why = down_reason(u, true);
+        if (!why.empty()) parts.push_back("backoff after " + why);
+        if (auto b = num(u, "backoff_ms")) parts.push_back("restart in " + format_duration(*b));
+    }
     if (state == "running" && str(u, "kind") == "service" && !flag(u, "ready"))
         parts.emplace_back("not ready");
-    std::string goal = heading(u);
-    if (state == "stopped" && goal == "up") parts.emplace_back("goal up");
+    if (state == "running" && flag(u, "exiting")) parts.emplace_back("exiting");
+    // Stopped but heading up: what it waits for, or what went wrong. (Stopped on purpose, the
+    // last cause may be older than the stop, which a command does not record as a cause.)
+    if (state == "stopped" && goal == "up") {
+        if (std::string w = waiting(u); !w.empty())
+            parts.push_back("waiting for " + w);
+        else
+            parts.emplace_back("goal up");
+        if (std::string why = down_reason(u, false); !why.empty()) parts.push_back(why);
+    }
     if ((state == "running" || state == "starting") && goal == "down")
         parts.emplace_back("goal down");
     // Stopped with its supervisor: say which start brings it back.
@@ -108,12 +188,31 @@ std::string info(const Json &u) {
                 pids += (pids.empty() ? "" : " ") + std::to_string(p.get<long long>());
         if (!pids.empty()) parts.push_back("left behind: " + pids);
     }
+    // What the service says of itself (sd_notify STATUS=), last: the longest part, and the one
+    // a narrow terminal cuts first.
+    if (state == "running" || state == "starting")
+        if (std::string text = one_line(str(u, "status_text", "")); !text.empty())
+            parts.push_back(text);
     std::string out;
     for (const auto &p : parts) {
         if (!out.empty()) out += ", ";
         out += p;
     }
     return out;
+}
+
+// At most `w` columns of `s`: cut at a character boundary, "…" marking the cut.
+std::string fit(const std::string &s, std::size_t w) {
+    if (width(s) <= w) return s;
+    if (w == 0) return "";
+    std::string out;
+    std::size_t cols = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if ((c & 0xC0) != 0x80 && ++cols > w - 1) break;
+        out += s[i];
+    }
+    return out + "…";
 }
 
 std::string uptime(const Json &u) {
@@ -203,7 +302,14 @@ std::string render_status(const Json &units, const Style &st) {
             line += c == 1 ? paint(cell, state_colour(units[i]), st) : cell;
             line += "  ";
         }
-        line += r[6];
+        // On a terminal the row stays one line: INFO is cut to what is left of the width
+        // (at least min_info columns, so a narrow one still shows its start).
+        if (st.width > 0) {
+            std::size_t used = width(line);
+            line += fit(r[6], std::max(st.width > used ? st.width - used : 0, min_info));
+        } else {
+            line += r[6];
+        }
         while (!line.empty() && line.back() == ' ')
             line.pop_back();
         out += line + '\n';
@@ -267,9 +373,10 @@ std::string render_event(const Json &r, const Style &st) {
            paint(pad(kind, 13), colour, st) + str(r, "message", "") + '\n';
 }
 
-std::string render_log(const Json &item, const Style &st) {
+std::string render_log(const Json &item, const Style &st, bool with_unit) {
     std::string line = str(item, "line", "");
     if (st.color && str(item, "stream") == "stderr") line = paint(line, red, st);
+    if (with_unit) line = paint(str(item, "unit") + " |", dim, st) + " " + line;
     // A line longer than the framer's limit arrives in pieces; only the last ends the line.
     if (!flag(item, "continued")) line += '\n';
     return line;

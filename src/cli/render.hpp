@@ -7,6 +7,7 @@
 // fields, and vigilctl must still print what it can.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -18,21 +19,28 @@ using Json = nlohmann::json;
 
 struct Style {
     bool color = false;
+    // The terminal's columns when the output is one (status cuts INFO to keep a row on one
+    // line); 0 when piped: nothing is cut.
+    std::size_t width = 0;
 };
 
 // An age at a glance, spelled by core::format_duration: exact below 10 s ("1s250ms"), then
 // rounded down to the second ("4m12s"), the minute ("3h4m") or the hour ("2d3h").
 std::string format_duration(std::int64_t ms);
 
-// NAME STATE PID UPTIME RESTARTS LAST-EXIT INFO, one row per status object.
+// NAME STATE PID UPTIME RESTARTS LAST-EXIT INFO, one row per status object. INFO says why a
+// unit is not running ("backoff after exit 3, restart in 27s", "waiting for db", the last
+// spawn error), what is pending ("not ready", "goal down") and the service's own STATUS= text;
+// text from a service or a unit file is shown on one line, control characters replaced.
 std::string render_status(const Json &units, const Style &st);
 // The supervision tree with box-drawing characters, from tree_json's {"root": ...}.
 std::string render_tree(const Json &result, const Style &st);
 // One history record per line: time, unit, kind, message.
 std::string render_event(const Json &record, const Style &st);
 // One log line (the line itself; stderr lines red when coloured). A piece with
-// "continued":true (more of the same line follows) gets no newline.
-std::string render_log(const Json &item, const Style &st);
+// "continued":true (more of the same line follows) gets no newline. with_unit: "web@1 | "
+// first, for a stream of several units (the caller leaves it out on a continued line's pieces).
+std::string render_log(const Json &item, const Style &st, bool with_unit = false);
 // "web: started" per result of start/stop/restart/signal.
 std::string render_results(const Json &result, const Style &st);
 // What reload changed.

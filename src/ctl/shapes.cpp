@@ -185,7 +185,7 @@ bool glob_match(std::string_view pattern, std::string_view name) {
 
 std::vector<ChildId> resolve_targets(std::span<const TargetNode> nodes,
                                      const std::vector<std::string> &patterns, Expand expand,
-                                     std::string *error) {
+                                     std::string *error, std::string *unmatched) {
     std::vector<char> selected(nodes.size(), 0);
     bool everything = patterns.empty();
     if (everything) {
@@ -199,8 +199,10 @@ std::vector<ChildId> resolve_targets(std::span<const TargetNode> nodes,
         bool any = false;
         for (std::size_t i = 0; i < nodes.size(); ++i) {
             if (nodes[i].removed) continue;
-            bool hit =
-                glob ? (i != root_id.value && glob_match(p, nodes[i].name)) : nodes[i].name == p;
+            const TargetNode &n = nodes[i];
+            bool hit = glob ? i != root_id.value && (glob_match(p, n.name) ||
+                                                     (!n.unit.empty() && glob_match(p, n.unit)))
+                            : n.name == p || n.unit == p;
             if (hit) {
                 selected[i] = 1;
                 any = true;
@@ -208,6 +210,7 @@ std::vector<ChildId> resolve_targets(std::span<const TargetNode> nodes,
         }
         if (!any) {
             if (error) *error = glob ? "no unit matches '" + p + "'" : "no unit named '" + p + "'";
+            if (unmatched) *unmatched = p;
             return {};
         }
     }

@@ -76,19 +76,18 @@ namespace {
 // subtree is walked, so the answer does not cost a pass over every unit (a table of 1,000 or
 // 10,000 nodes, each with a Core::status call, was most of vigild's own work for a status
 // query). Gives exactly what the table walk gives for the same pattern.
-std::vector<ChildId> resolve_name(const core::Core &core, const std::string &name, Expand expand,
-                                  std::string *error) {
+// Nothing when no child has that name: the caller then walks the table, where the name may
+// still be an instanced unit's.
+std::optional<std::vector<ChildId>> resolve_name(const core::Core &core, const std::string &name,
+                                                 Expand expand) {
     std::optional<ChildId> id = core.find(name);
-    if (!id || core.status(*id).removed) {
-        if (error) *error = "no unit named '" + name + "'";
-        return {};
-    }
+    if (!id || core.status(*id).removed) return std::nullopt;
     // The table walk starts at the root and never enters a removed node: a unit under one
     // is matched (no error) but never reached.
     std::optional<ChildId> up = core.status(*id).parent;
     for (std::size_t hops = 0; up && hops < core.size(); ++hops) {
         core::ChildStatus a = core.status(*up);
-        if (a.removed) return {};
+        if (a.removed) return std::vector<ChildId>{};
         up = a.parent;
     }
     std::vector<ChildId> out;
@@ -113,9 +112,9 @@ std::vector<ChildId> resolve_name(const core::Core &core, const std::string &nam
 
 std::vector<ChildId> resolve_targets(const core::Core &core,
                                      const std::vector<std::string> &patterns, std::string *error,
-                                     Expand expand) {
+                                     Expand expand, const UnitOf &unit_of, std::string *unmatched) {
     if (patterns.size() == 1 && !is_glob(patterns[0]))
-        return resolve_name(core, patterns[0], expand, error);
+        if (auto ids = resolve_name(core, patterns[0], expand)) return std::move(*ids);
     std::vector<TargetNode> nodes(core.size());
     for (std::uint32_t i = 0; i < nodes.size(); ++i) {
         const core::ChildSpec &spec = core.spec(ChildId{i});
@@ -123,8 +122,9 @@ std::vector<ChildId> resolve_targets(const core::Core &core,
         nodes[i].kind = spec.kind;
         nodes[i].children = spec.children;
         nodes[i].removed = core.status(ChildId{i}).removed;
+        if (unit_of) nodes[i].unit = unit_of(ChildId{i});
     }
-    return resolve_targets(nodes, patterns, expand, error);
+    return resolve_targets(nodes, patterns, expand, error, unmatched);
 }
 
 } // namespace vigil::ctl

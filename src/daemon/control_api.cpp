@@ -3,16 +3,20 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <memory>
 #include <unordered_map>
 
 #include "status_view.hpp"
+#include "vigil/unit/values.hpp"
 
 namespace vigil::daemon {
 
 namespace {
 
-ctl::Json log_json(const log::RingLine &l) {
-    return {{"seq", l.seq},
+ctl::Json log_json(const log::RingLine &l, std::string_view unit) {
+    return {{"unit", std::string(unit)},
+            {"seq", l.seq},
             {"time", l.wall},
             {"stream", l.stream == log::Stream::Stderr ? "stderr" : "stdout"},
             {"line", std::string(l.text)},
@@ -95,10 +99,62 @@ void ControlApi::version(const ctl::ResponderPtr &peer, const ctl::Request &q) {
 
 std::vector<ChildId> ControlApi::targets(const ctl::ResponderPtr &peer, const ctl::Request &q,
                                          ctl::Expand expand, bool *failed) {
-    std::string err;
-    std::vector<ChildId> ids = ctl::resolve_targets(shell_.core(), q.units, &err, expand);
+    return targets(peer, q.id, q.units, expand, failed);
+}
+
+std::vector<ChildId> ControlApi::targets(const ctl::ResponderPtr &peer, const ctl::Json &qid,
+                                         const std::vector<std::string> &patterns,
+                                         ctl::Expand expand, bool *failed) {
+    std::string err, unmatched;
+    std::vector<ChildId> ids = ctl::resolve_targets(
+        shell_.core(), patterns, &err, expand, [this](ChildId id) { return unit_of(id); },
+        &unmatched);
     *failed = !err.empty();
-    if (*failed) peer->error(q.id, ctl::ErrorCode::NotFound, err);
+    if (*failed) {
+        if (std::string near = suggestion(unmatched); !near.empty())
+            err += "; did you mean '" + near + "'?";
+        peer->error(qid, ctl::ErrorCode::NotFound, err);
+    }
+    return ids;
+}
+
+// The stem of the child's unit file when it differs from the child's name: web@1 and web@2
+// come from web.json. A unit file named web@3.json is a unit of its own (its stem is its name).
+std::string_view ControlApi::unit_of(ChildId id) const {
+    const unit::Unit &u = shell_.unit(id);
+    std::string_view f = u.file;
+    if (auto slash = f.rfind('/'); slash != std::string_view::npos) f.remove_prefix(slash + 1);
+    if (!f.ends_with(".json")) return {};
+    f.remove_suffix(5);
+    return f == u.name ? std::string_view{} : f;
+}
+
+// The existing name (a child's or an instanced unit's) a mistyped name most likely meant.
+// Globs get none: a glob that matches nothing is not a typo of one name.
+std::string ControlApi::suggestion(const std::string &pattern) const {
+    if (pattern.empty() || ctl::is_glob(pattern)) return "";
+    std::vector<std::string_view> names;
+    for (std::uint32_t i = 1; i < shell_.core().size(); ++i) {
+        if (shell_.core().status(ChildId{i}).removed) continue;
+        names.push_back(shell_.core().spec(ChildId{i}).name);
+        if (std::string_view u = unit_of(ChildId{i}); !u.empty()) names.push_back(u);
+    }
+    return unit::closest(pattern, names);
+}
+
+std::vector<ChildId> ControlApi::stream_targets(const ctl::ResponderPtr &peer,
+                                                const ctl::Request &q, bool *failed) {
+    std::vector<ChildId> ids = targets(peer, q.id, {q.unit}, ctl::Expand::Subtree, failed);
+    if (*failed) return {};
+    if (ids.size() > max_stream_units) {
+        *failed = true;
+        peer->error(q.id, ctl::ErrorCode::Invalid,
+                    "'" + q.unit + "' matches " + std::to_string(ids.size()) + " units; " +
+                        ctl::to_string(q.cmd) + " reads at most " +
+                        std::to_string(max_stream_units) + " at once: name fewer");
+        return {};
+    }
+    std::sort(ids.begin(), ids.end());
     return ids;
 }
 
@@ -144,65 +200,113 @@ void ControlApi::reload(const ctl::ResponderPtr &peer, const ctl::Request &q) {
 }
 
 void ControlApi::events(const ctl::ResponderPtr &peer, const ctl::Request &q) {
-    std::optional<ChildId> child;
+    std::vector<ChildId> children; // empty: every unit
     if (!q.unit.empty()) {
-        child = shell_.core().find(q.unit);
-        if (!child) {
-            peer->error(q.id, ctl::ErrorCode::NotFound, "no unit named '" + q.unit + "'");
-            return;
-        }
+        bool failed = false;
+        children = stream_targets(peer, q, &failed);
+        if (failed) return;
     }
-    for (const core::Record &r : shell_.core().history(child, q.lines.value_or(50)))
+    const std::size_t n = q.lines.value_or(50);
+    std::vector<core::Record> shown;
+    if (children.size() <= 1) {
+        std::optional<ChildId> child;
+        if (!children.empty()) child = children[0];
+        shown = shell_.core().history(child, n);
+    } else {
+        // Each unit's last n, merged by time: the last n of the merge are the units' last n.
+        for (ChildId c : children) {
+            std::vector<core::Record> h = shell_.core().history(c, n);
+            std::move(h.begin(), h.end(), std::back_inserter(shown));
+        }
+        std::stable_sort(shown.begin(), shown.end(),
+                         [](const core::Record &x, const core::Record &y) { return x.at < y.at; });
+        if (shown.size() > n) shown.erase(shown.begin(), shown.end() - static_cast<long>(n));
+    }
+    for (const core::Record &r : shown)
         peer->stream(q.id, record_json(r));
     if (!q.follow) {
         peer->end(q.id);
         return;
     }
     make_room();
-    events_.push_back({peer, q.id, child});
+    events_.push_back({peer, q.id, std::move(children)});
     drop_on_close(peer);
 }
 
 void ControlApi::logs(const ctl::ResponderPtr &peer, const ctl::Request &q) {
-    std::optional<ChildId> id = shell_.core().find(q.unit);
-    if (!id || shell_.core().status(*id).removed) {
-        peer->error(q.id, ctl::ErrorCode::NotFound, "no unit named '" + q.unit + "'");
-        return;
-    }
-    const UnitRuntime *r = shell_.runtime_if(*id);
+    bool failed = false;
+    std::vector<ChildId> ids = stream_targets(peer, q, &failed);
+    if (failed) return;
     if (q.reopen) {
-        if (!r || !r->log) {
-            peer->reply(q.id, {{"reopened", q.unit}});
-            return;
-        }
-        std::weak_ptr<ctl::Responder> weak = peer;
-        shell_.runtime(*id).log->reopen(
-            [weak, qid = q.id, unit = q.unit](int err, const std::string &message) {
-                auto p = weak.lock();
-                if (!p) return;
-                if (err != 0)
-                    p->error(qid, ctl::ErrorCode::Internal,
-                             "cannot reopen the log file of " + unit + ": " + message);
-                else
-                    p->reply(qid, {{"reopened", unit}});
-            });
+        reopen(peer, q, ids);
         return;
     }
-    std::uint64_t last = 0;
-    if (r && r->log) {
-        for (const log::RingLine &l : r->log->ring().last(q.lines.value_or(100))) {
-            peer->stream(q.id, log_json(l));
-            last = l.seq;
-        }
-        if (last == 0) last = r->log->ring().last_seq();
+    // The stored lines: each unit's last n, merged by time when there are several.
+    struct Shown {
+        log::RingLine line;
+        ChildId child;
+    };
+    const std::size_t n = q.lines.value_or(100);
+    std::vector<Shown> shown;
+    std::vector<Followed> units;
+    for (ChildId id : ids) {
+        const UnitRuntime *r = shell_.runtime_if(id);
+        if (shell_.core().spec(id).kind != core::Kind::Service) continue; // no output
+        units.push_back({id, r && r->log ? r->log->ring().last_seq() : 0});
+        if (!r || !r->log) continue;
+        for (const log::RingLine &l : r->log->ring().last(n))
+            shown.push_back({l, id});
     }
-    if (!q.follow) {
+    if (units.size() > 1) {
+        std::stable_sort(shown.begin(), shown.end(),
+                         [](const Shown &x, const Shown &y) { return x.line.wall < y.line.wall; });
+        if (shown.size() > n) shown.erase(shown.begin(), shown.end() - static_cast<long>(n));
+    }
+    for (const Shown &s : shown)
+        peer->stream(q.id, log_json(s.line, shell_.core().spec(s.child).name));
+    if (!q.follow || units.empty()) {
         peer->end(q.id);
         return;
     }
     make_room();
-    logs_.push_back({peer, q.id, *id, last});
+    logs_.push_back({peer, q.id, std::move(units)});
     drop_on_close(peer);
+}
+
+// Every matched service's log file is reopened; the answer comes when all are done, with the
+// first failure if any.
+void ControlApi::reopen(const ctl::ResponderPtr &peer, const ctl::Request &q,
+                        const std::vector<ChildId> &ids) {
+    struct Pending {
+        std::size_t left = 0;
+        std::string error;
+    };
+    auto pending = std::make_shared<Pending>();
+    std::weak_ptr<ctl::Responder> weak = peer;
+    auto done = [weak, pending, qid = q.id, unit = q.unit] {
+        auto p = weak.lock();
+        if (!p) return;
+        if (!pending->error.empty())
+            p->error(qid, ctl::ErrorCode::Internal, pending->error);
+        else
+            p->reply(qid, {{"reopened", unit}});
+    };
+    std::vector<ChildId> with_log;
+    for (ChildId id : ids)
+        if (const UnitRuntime *r = shell_.runtime_if(id); r && r->log) with_log.push_back(id);
+    pending->left = with_log.size();
+    if (with_log.empty()) {
+        done();
+        return;
+    }
+    for (ChildId id : with_log) {
+        shell_.runtime(id).log->reopen([pending, done, name = shell_.core().spec(id).name](
+                                           int err, const std::string &message) {
+            if (err != 0 && pending->error.empty())
+                pending->error = "cannot reopen the log file of " + name + ": " + message;
+            if (--pending->left == 0) done();
+        });
+    }
 }
 
 // At most max_followers: the oldest is ended (its client sees the end of its stream).
@@ -241,38 +345,56 @@ void ControlApi::record(const core::Record &r) {
     std::erase_if(events_, [&](const EventFollower &f) {
         auto p = f.peer.lock();
         if (!p || !p->open()) return true;
-        if (f.child && *f.child != r.child) return false;
+        if (!f.children.empty() &&
+            !std::binary_search(f.children.begin(), f.children.end(), r.child))
+            return false;
         return !p->stream_encoded(f.id, item);
     });
 }
+
+namespace {
+
+// The follower's entry for `child`, or null (units are sorted by child).
+template <typename Units> auto *followed(Units &units, ChildId child) {
+    auto it = std::lower_bound(units.begin(), units.end(), child,
+                               [](const auto &u, ChildId c) { return u.child < c; });
+    return it != units.end() && it->child == child ? &*it : nullptr;
+}
+
+} // namespace
 
 void ControlApi::lines(ChildId child) {
     if (logs_.empty()) return;
     const UnitRuntime *r = shell_.runtime_if(child);
     if (!r || !r->log) return;
+    const std::string &name = shell_.core().spec(child).name;
     // Followers of one unit usually stand at the same line: each line is encoded once.
     std::unordered_map<std::uint64_t, std::string> encoded;
     auto encode = [&](const log::RingLine &l) -> const std::string & {
         auto [it, added] = encoded.try_emplace(l.seq);
-        if (added) it->second = ctl::encode_item(log_json(l));
+        if (added) it->second = ctl::encode_item(log_json(l, name));
         return it->second;
     };
     std::erase_if(logs_, [&](LogFollower &f) {
         auto p = f.peer.lock();
         if (!p || !p->open()) return true;
-        if (f.child != child) return false;
-        for (const log::RingLine &l : r->log->ring().after(f.last_seq)) {
+        Followed *u = followed(f.units, child);
+        if (!u) return false;
+        for (const log::RingLine &l : r->log->ring().after(u->last_seq)) {
             if (!p->stream_encoded(f.id, encode(l))) return true;
-            f.last_seq = l.seq;
+            u->last_seq = l.seq;
         }
         return false;
     });
 }
 
 void ControlApi::released(ChildId child) {
-    std::erase_if(logs_, [child](const LogFollower &f) {
-        if (f.child != child) return false;
-        if (auto p = f.peer.lock()) p->end(f.id); // the unit is gone: end the stream
+    std::erase_if(logs_, [child](LogFollower &f) {
+        Followed *u = followed(f.units, child);
+        if (!u) return false;
+        f.units.erase(f.units.begin() + (u - f.units.data()));
+        if (!f.units.empty()) return false;
+        if (auto p = f.peer.lock()) p->end(f.id); // its units are gone: end the stream
         return true;
     });
 }

@@ -3,10 +3,18 @@
 //
 // Each request is answered from the core (status, tree, events: the one source of truth) or
 // turned into core commands (start, stop, restart, signal, shutdown) or a reload (answered when
-// the off-loop load is done). `logs` reads the unit's ring. `events -f` and `logs -f` make
+// the off-loop load is done). `logs` reads the units' rings. `events -f` and `logs -f` make
 // followers: they get every new record or line until their connection closes; a follower that
 // stops reading is disconnected by the server's output caps, and there are at most
 // max_followers of them (the oldest is ended to make room).
+//
+// Unit arguments are patterns (vigil/ctl/shapes.hpp, resolve_targets) in every command, the
+// `unit` of logs and events included: a glob or an instanced unit's name may stand for several
+// units, whose stored lines or records are merged by time (logs and events follow at most
+// max_stream_units at once, so that one line or record costs a bounded lookup per follower).
+// The unit an instance was made from is the stem of its unit file ("web" for web@1 of
+// web.json), which the shell keeps and the core does not. A name that matches nothing is
+// answered with the closest existing name (unit::closest, as the loader suggests fields).
 //
 // The requests come through ctl::Responder, the daemon-facing side of a connection, so tests
 // drive ControlApi with fake connections (tests/daemon).
@@ -28,6 +36,7 @@ namespace vigil::daemon {
 class ControlApi : public ShellListener {
 public:
     static constexpr std::size_t max_followers = 1024;
+    static constexpr std::size_t max_stream_units = 256; // units one logs/events request reads
 
     explicit ControlApi(Shell &shell);
     ~ControlApi() override;
@@ -46,17 +55,30 @@ private:
     struct EventFollower {
         std::weak_ptr<ctl::Responder> peer;
         ctl::Json id;
-        std::optional<ChildId> child; // events of one unit only
+        std::vector<ChildId> children; // sorted; empty: every unit's events
+    };
+    struct Followed {
+        ChildId child;
+        std::uint64_t last_seq = 0; // the last line of its ring this follower has had
     };
     struct LogFollower {
         std::weak_ptr<ctl::Responder> peer;
         ctl::Json id;
-        ChildId child;
-        std::uint64_t last_seq = 0;
+        std::vector<Followed> units; // sorted by child; the stream ends when none is left
     };
 
     std::vector<ChildId> targets(const ctl::ResponderPtr &peer, const ctl::Request &q,
                                  ctl::Expand expand, bool *failed);
+    std::vector<ChildId> targets(const ctl::ResponderPtr &peer, const ctl::Json &qid,
+                                 const std::vector<std::string> &patterns, ctl::Expand expand,
+                                 bool *failed);
+    // The units of logs' and events' `unit` pattern (at most max_stream_units), sorted.
+    std::vector<ChildId> stream_targets(const ctl::ResponderPtr &peer, const ctl::Request &q,
+                                        bool *failed);
+    void reopen(const ctl::ResponderPtr &peer, const ctl::Request &q,
+                const std::vector<ChildId> &ids);
+    std::string_view unit_of(ChildId id) const;
+    std::string suggestion(const std::string &pattern) const;
     void commands(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void reload(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void events(const ctl::ResponderPtr &peer, const ctl::Request &q);

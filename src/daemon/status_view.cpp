@@ -3,6 +3,25 @@
 
 namespace vigil::daemon {
 
+namespace {
+
+// The `after` siblings a stopped child that should run waits for: those wanted up and not yet
+// running (the core starts it once each of them runs or is no longer wanted). At most the
+// child's `after` list, which the loader bounds.
+ctl::Json waiting_for(const core::Core &core, ChildId id) {
+    ctl::Json names = ctl::Json::array();
+    const core::ChildStatus s = core.status(id);
+    if (s.state != core::ChildState::Stopped || s.goal != core::Goal::Up) return names;
+    for (ChildId a : core.spec(id).after) {
+        const core::ChildStatus as = core.status(a);
+        if (!as.removed && as.goal == core::Goal::Up && as.state != core::ChildState::Running)
+            names.push_back(as.name);
+    }
+    return names;
+}
+
+} // namespace
+
 std::vector<ChildId> live_units(const Shell &shell) {
     std::vector<ChildId> ids;
     for (std::uint32_t i = 1; i < shell.core().size(); ++i)
@@ -19,6 +38,7 @@ ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids) {
         u["log_lines_failed"] = c.lines_failed;
         u["forward_dropped"] = c.forward_dropped;
         u["probe_failures"] = r ? r->probe_failures : 0;
+        u["waiting_for"] = waiting_for(shell.core(), ids[i]);
     }
     return result;
 }

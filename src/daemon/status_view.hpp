@@ -14,7 +14,9 @@ namespace vigil::daemon {
 
 // {"units":[status...]} (vigil/ctl/shapes.hpp) plus, per unit, the counters only the shell has:
 // "log_lines_failed" (lines its log file could not take), "forward_dropped" (forwarded lines
-// dropped while vigild's stdout was blocked), "probe_failures" (failed probe checks).
+// dropped while vigild's stdout was blocked), "probe_failures" (failed probe checks), and
+// "waiting_for": the `after` siblings a stopped unit that should run waits for (names, not yet
+// running; empty otherwise), which vigilctl shows as "waiting for db".
 ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids);
 
 // The units not removed, in id order.

@@ -55,6 +55,123 @@ TEST_SUITE("ctl") {
         CHECK(render_status(Json::array(), Style{}) == "no units\n");
     }
 
+    // The INFO column of one unit (the last column of its row).
+    std::string info_of(const Json &u, std::size_t width = 0) {
+        std::string t = render_status(Json::array({u}), Style{false, width});
+        std::string row = t.substr(t.find('\n') + 1);
+        row.pop_back(); // '\n'
+        std::string head = t.substr(0, t.find('\n'));
+        std::size_t at = head.find("INFO");
+        return row.size() > at ? row.substr(at) : "";
+    }
+
+    TEST_CASE("status: INFO says why a unit is not running") {
+        Json u = {{"name", "web"},
+                  {"kind", "service"},
+                  {"state", "backoff"},
+                  {"goal", "up"},
+                  {"effective_goal", "up"},
+                  {"restarts", 2},
+                  {"since_ms", 100},
+                  {"last_exit", {{"code", 3}}},
+                  {"last_cause", "exited"},
+                  {"backoff_ms", 27'000},
+                  {"last_reason", "exited with status 3"}};
+        CHECK(info_of(u) == "backoff after exit 3, restart in 27s");
+        u["last_exit"] = {{"signal", "SIGKILL"}, {"signo", 9}};
+        CHECK(info_of(u) == "backoff after SIGKILL, restart in 27s");
+        // The last spawn error, in vigild's words.
+        u["last_exit"] = nullptr;
+        u["last_cause"] = "spawn_failed";
+        u["last_reason"] = "exec pyhton3: No such file or directory";
+        CHECK(info_of(u) ==
+              "backoff after exec pyhton3: No such file or directory, restart in 27s");
+        u["state"] = "stopped";
+        u["backoff_ms"] = nullptr;
+        CHECK(info_of(u) == "goal up, exec pyhton3: No such file or directory");
+        u["last_cause"] = "start_timeout";
+        u["last_reason"] = "did not start within 5s (exited with status 1)";
+        CHECK(info_of(u) == "goal up, did not start within 5s (exited with status 1)");
+        // Stopped on purpose: nothing to explain, whatever the last cause says.
+        u["goal"] = u["effective_goal"] = "down";
+        CHECK(info_of(u).empty());
+        u["last_cause"] = "command";
+        CHECK(info_of(u).empty());
+        u["goal"] = u["effective_goal"] = "up";
+        u["last_cause"] = "exited"; // a clean exit is no failure
+        u["last_exit"] = {{"code", 0}};
+        CHECK(info_of(u) == "goal up");
+        u["last_exit"] = {{"code", 2}};
+        u["last_reason"] = "exited with status 2";
+        CHECK(info_of(u) == "goal up, exited with status 2");
+        // Waiting for an `after` sibling that is not up yet.
+        Json w = {{"name", "api"},
+                  {"kind", "service"},
+                  {"state", "stopped"},
+                  {"goal", "up"},
+                  {"effective_goal", "up"},
+                  {"last_cause", "none"},
+                  {"waiting_for", {"db", "cache"}}};
+        CHECK(info_of(w) == "waiting for db, cache");
+        w["waiting_for"] = Json::array();
+        CHECK(info_of(w) == "goal up");
+        w["waiting_for"] = {1, nullptr}; // garbage is skipped
+        CHECK(info_of(w) == "goal up");
+    }
+
+    TEST_CASE("status: the service's STATUS= text, on one line and without escapes") {
+        Json u = {{"name", "db"},  {"kind", "service"}, {"state", "running"},
+                  {"goal", "up"},  {"pid", 7},          {"since_ms", 5000},
+                  {"ready", true}, {"restarts", 0},     {"status_text", "Accepting connections"}};
+        CHECK(info_of(u) == "Accepting connections");
+        u["ready"] = false;
+        u["status_text"] = "Loading\tdata\n40%";
+        CHECK(info_of(u) == "not ready, Loading data 40%");
+        // A service must not drive the admin's terminal: C0 and C1 controls are replaced.
+        u["status_text"] = "ok\033]0;pwned\007 \xc2\x9b"
+                           "2J";
+        CHECK(info_of(u) == "not ready, ok?]0;pwned? ?2J");
+        u["state"] = "stopped";
+        CHECK(info_of(u).find("ok") == std::string::npos); // an old STATUS= of a stopped unit
+        u["status_text"] = 42;
+        u["state"] = "running";
+        CHECK(info_of(u) == "not ready");
+    }
+
+    TEST_CASE("status: on a terminal INFO is cut to the width, at a character") {
+        Json u = {{"name", "db"},
+                  {"kind", "service"},
+                  {"state", "running"},
+                  {"goal", "up"},
+                  {"pid", 7},
+                  {"since_ms", 5000},
+                  {"ready", true},
+                  {"restarts", 0},
+                  {"status_text", "Replaying the write-ahead log: segment 4 of 17 (é)"}};
+        std::string wide = render_status(Json::array({u}), Style{false, 0});
+        CHECK(wide.find("(é)\n") != std::string::npos);
+        std::string t = render_status(Json::array({u}), Style{false, 60});
+        std::string row = t.substr(t.find('\n') + 1);
+        row.pop_back();
+        CHECK(row == "db    running  7    5s      0         -          Replaying the w…");
+        CHECK(info_of(u, 60) == "Replaying the w…");
+        // However narrow, the start of INFO stays (16 columns).
+        CHECK(info_of(u, 10) == "Replaying the w…");
+        // Exactly as wide as the terminal (49 columns before INFO, 50 of INFO): not cut; one
+        // column less: cut.
+        CHECK(info_of(u, 99) == "Replaying the write-ahead log: segment 4 of 17 (é)");
+        CHECK(info_of(u, 98) == "Replaying the write-ahead log: segment 4 of 17 (…");
+        u["status_text"] = "ééééééééééééééééééé";
+        CHECK(info_of(u, 20) == "ééééééééééééééé…");
+    }
+
+    TEST_CASE("logs: a stream of several units names each line's unit") {
+        Json l = {{"unit", "web@2"}, {"line", "hello"}, {"stream", "stdout"}};
+        CHECK(render_log(l, Style{}, true) == "web@2 | hello\n");
+        CHECK(render_log(l, Style{}) == "hello\n");
+        CHECK(render_log(l, Style{true}, true) == "\033[2mweb@2 |\033[0m hello\n");
+    }
+
     TEST_CASE("status: processes left behind are listed in the info column") {
         Json u = {{"name", "d"},   {"kind", "service"}, {"state", "running"},
                   {"goal", "up"},  {"pid", 12},         {"since_ms", 1000},

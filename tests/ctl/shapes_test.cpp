@@ -209,6 +209,33 @@ TEST_SUITE("ctl") {
         CHECK(err == "no unit matches 'x-*'");
     }
 
+    TEST_CASE("resolve_targets: an instanced unit's name or a glob of it stands for its "
+              "instances; the unmatched pattern is reported") {
+        // 0 root {1 web@1, 2 web@2 (instances of web), 3 web@3 (a unit of its own), 4 db}
+        const std::vector<ChildId> root_children{ChildId{1}, ChildId{2}, ChildId{3}, ChildId{4}};
+        std::vector<TargetNode> n(5);
+        n[0] = {"root", Kind::Supervisor, root_children, false};
+        n[1] = {"web@1", Kind::Service, {}, false, "web"};
+        n[2] = {"web@2", Kind::Service, {}, false, "web"};
+        n[3] = {"web@3", Kind::Service, {}, false};
+        n[4] = {"db", Kind::Service, {}, false};
+        std::string err, unmatched;
+        auto ids = [](std::vector<ChildId> v) {
+            std::vector<std::uint32_t> out;
+            for (auto i : v)
+                out.push_back(i.value);
+            return out;
+        };
+        using V = std::vector<std::uint32_t>;
+        CHECK(ids(resolve_targets(n, {"web"}, Expand::Named, &err)) == V{1, 2});
+        CHECK(ids(resolve_targets(n, {"we?"}, Expand::Named, &err)) == V{1, 2});
+        CHECK(ids(resolve_targets(n, {"web@*"}, Expand::Named, &err)) == V{1, 2, 3});
+        CHECK(ids(resolve_targets(n, {"web@2", "web"}, Expand::Named, &err)) == V{1, 2});
+        CHECK(resolve_targets(n, {"db", "wbe"}, Expand::Named, &err, &unmatched).empty());
+        CHECK(err == "no unit named 'wbe'");
+        CHECK(unmatched == "wbe");
+    }
+
     TEST_CASE("status, tree and patterns against a running core") {
         Sim sim{sample()};
         sim.start_all();
@@ -227,6 +254,20 @@ TEST_SUITE("ctl") {
               Names{"app", "api", "web-1", "web-2"});
         CHECK(resolve_targets(c, {"nope"}, &err).empty());
         CHECK(err == "no unit named 'nope'");
+        // The single-name fast path falls back to the table when the name is a unit's: here
+        // web-1 and web-2 play instances of a unit "web" (the daemon says so from the files).
+        UnitOf unit_of = [&](ChildId id) -> std::string_view {
+            std::string_view name = c.spec(id).name;
+            return name == "web-1" || name == "web-2" ? "web" : "";
+        };
+        std::string unmatched;
+        CHECK(names(c, resolve_targets(c, {"web"}, &err, Expand::Named, unit_of)) ==
+              Names{"web-1", "web-2"});
+        CHECK(names(c, resolve_targets(c, {"web-1"}, &err, Expand::Named, unit_of)) ==
+              Names{"web-1"});
+        CHECK(resolve_targets(c, {"web"}, &err).empty()); // without unit_of: no such unit
+        CHECK(resolve_targets(c, {"wbe"}, &err, Expand::Named, unit_of, &unmatched).empty());
+        CHECK(unmatched == "wbe");
 
         ChildId w2 = *c.find("web-2");
         Json s = status_json(c, w2, sim.now);

@@ -243,4 +243,174 @@ TEST_SUITE("daemon") {
         CHECK(h.shell->core().size() <= 3); // root, a, and one id for every b
     }
 
+    TEST_CASE("control: an instanced unit's name is its instances in every command; a unit "
+              "file named like an instance is not one") {
+        const std::string web = R"({"command": ["/bin/true"], "instances": 2})";
+        Harness h({{"web", web}, {"web@3", svc}, {"worker", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        auto names = [](const Json &arr, const char *key) {
+            std::vector<std::string> v;
+            for (const auto &x : arr)
+                v.push_back(x[key].get<std::string>());
+            return v;
+        };
+        using Names = std::vector<std::string>;
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"web"}));
+        REQUIRE(peer->last().kind == "reply");
+        CHECK(names(peer->last().body["units"], "name") == Names{"web@1", "web@2"});
+        // A glob matches the unit's name too, and the children's names as before.
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"w?b"}, 2));
+        CHECK(names(peer->last().body["units"], "name") == Names{"web@1", "web@2"});
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"web@*"}, 3));
+        CHECK(names(peer->last().body["units"], "name") == Names{"web@1", "web@2", "web@3"});
+        h.shell->control().handle(peer, request(ctl::Cmd::Stop, {"web"}, 4));
+        REQUIRE(peer->last().kind == "reply");
+        CHECK(names(peer->last().body["results"], "unit") == Names{"web@1", "web@2"});
+        h.os.settle();
+        CHECK(h.status("web@1").state == core::ChildState::Stopped);
+        CHECK(h.status("web@3").state == core::ChildState::Running);
+        h.shell->control().handle(peer, request(ctl::Cmd::Start, {"web@2"}, 5));
+        CHECK(names(peer->last().body["results"], "unit") == Names{"web@2"});
+    }
+
+    TEST_CASE("control: a name that matches nothing is answered with the closest one") {
+        const std::string web = R"({"command": ["/bin/true"], "instances": 2})";
+        Harness h({{"web", web}, {"worker", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"wroker"}));
+        REQUIRE(peer->last().kind == "error");
+        CHECK(peer->last().body["code"] == "not_found");
+        CHECK(peer->last().body["message"] == "no unit named 'wroker'; did you mean 'worker'?");
+        h.shell->control().handle(peer, request(ctl::Cmd::Restart, {"worker", "wbe"}, 2));
+        CHECK(peer->last().body["message"] == "no unit named 'wbe'; did you mean 'web'?");
+        h.shell->control().handle(peer, follow(ctl::Cmd::Logs, "workr", 3));
+        CHECK(peer->last().body["message"] == "no unit named 'workr'; did you mean 'worker'?");
+        // Nothing close, or a glob: no suggestion.
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"database"}, 4));
+        CHECK(peer->last().body["message"] == "no unit named 'database'");
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"wrk*"}, 5));
+        CHECK(peer->last().body["message"] == "no unit matches 'wrk*'");
+        CHECK(h.shell->control().followers() == 0);
+    }
+
+    TEST_CASE("control: logs and events of a glob or an instanced unit merge the units, "
+              "each line naming its unit") {
+        const std::string web = R"({"command": ["/bin/true"], "instances": 2})";
+        Harness h({{"web", web}, {"db", svc}});
+        const int p1 = h.os.pid_of("web@1"), p2 = h.os.pid_of("web@2"), pdb = h.os.pid_of("db");
+        h.os.write(p1, log::Stream::Stdout, "one");
+        h.os.deliver();
+        h.os.write(p2, log::Stream::Stdout, "two");
+        h.os.write(pdb, log::Stream::Stdout, "db line");
+        h.os.deliver();
+        auto peer = std::make_shared<FakePeer>();
+        ctl::Request q = request(ctl::Cmd::Logs);
+        q.unit = "web";
+        h.shell->control().handle(peer, q);
+        REQUIRE(peer->count("stream") == 2);
+        CHECK(peer->last().kind == "end");
+        std::vector<std::string> got;
+        for (const auto &l : peer->lines)
+            if (l.kind == "stream")
+                got.push_back(l.body["unit"].get<std::string>() + ":" +
+                              l.body["line"].get<std::string>());
+        CHECK(got == std::vector<std::string>{"web@1:one", "web@2:two"});
+
+        // lines: the last n of the merge, not n per unit.
+        auto last = std::make_shared<FakePeer>();
+        q.lines = 1;
+        h.shell->control().handle(last, q);
+        REQUIRE(last->count("stream") == 1);
+        CHECK(last->lines[0].body["line"] == "two");
+
+        auto f = std::make_shared<FakePeer>();
+        h.shell->control().handle(f, follow(ctl::Cmd::Logs, "web@*"));
+        h.os.write(p2, log::Stream::Stdout, "three");
+        h.os.write(pdb, log::Stream::Stdout, "not followed");
+        h.os.write(p1, log::Stream::Stderr, "four");
+        h.os.deliver();
+        REQUIRE(f->count("stream") == 2);
+        CHECK(f->count("end") == 0);
+
+        // events: a glob's units; follow gets only theirs.
+        auto ev = std::make_shared<FakePeer>();
+        h.shell->control().handle(ev, follow(ctl::Cmd::Events, "web"));
+        h.os.exit(pdb, 3);
+        h.os.settle();
+        CHECK(ev->count("stream") == 0);
+        h.os.exit(h.os.pid_of("web@2"), 4);
+        h.os.settle();
+        REQUIRE(ev->count("stream") >= 1);
+        for (const auto &l : ev->lines)
+            CHECK(l.body["unit"] == "web@2");
+        auto past = std::make_shared<FakePeer>();
+        ctl::Request e = request(ctl::Cmd::Events);
+        e.unit = "[dw]*";
+        h.shell->control().handle(past, e);
+        bool db = false, web2 = false;
+        for (const auto &l : past->lines)
+            if (l.kind == "stream") {
+                db = db || l.body["unit"] == "db";
+                web2 = web2 || l.body["unit"] == "web@2";
+            }
+        CHECK(db);
+        CHECK(web2);
+    }
+
+    TEST_CASE("control: a logs follower of several units ends when the last of them is removed") {
+        Harness h({{"a1", svc}, {"a2", svc}, {"b", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, follow(ctl::Cmd::Logs, "a*"));
+        h.os.next_load = load_units({{"a2", svc}, {"b", svc}});
+        h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+        h.os.finish_load();
+        h.os.settle();
+        CHECK(peer->count("end") == 0);
+        CHECK(h.shell->control().followers() == 1);
+        h.os.write(h.os.pid_of("a2"), log::Stream::Stdout, "still here");
+        h.os.deliver();
+        CHECK(peer->last().body["line"] == "still here");
+        h.os.next_load = load_units({{"b", svc}});
+        h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+        h.os.finish_load();
+        h.os.settle();
+        CHECK(peer->last().kind == "end");
+        CHECK(h.shell->control().followers() == 0);
+    }
+
+    TEST_CASE("control: logs and events read at most max_stream_units units at once") {
+        const std::string many = R"({"command": ["/bin/true"], "instances": 300})";
+        Harness h({{"web", many}});
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, follow(ctl::Cmd::Logs, "web"));
+        REQUIRE(peer->last().kind == "error");
+        CHECK(peer->last().body["code"] == "invalid");
+        CHECK(peer->last().body["message"] ==
+              "'web' matches 300 units; logs reads at most 256 at once: name fewer");
+        h.shell->control().handle(peer, follow(ctl::Cmd::Events, "*", 2));
+        CHECK(peer->last().kind == "error");
+        CHECK(peer->last().body["message"] ==
+              "'*' matches 300 units; events reads at most 256 at once: name fewer");
+        h.shell->control().handle(peer, follow(ctl::Cmd::Events, "web@1*", 3)); // 111 units
+        CHECK(h.shell->control().followers() == 1);
+        CHECK(h.shell->control().followers() == 1);
+    }
+
+    TEST_CASE("control: status says which `after` siblings a stopped unit waits for") {
+        Harness h({{"a", R"({"command": ["/bin/true"], "ready": {"fd": 3}})"},
+                   {"b", R"({"command": ["/bin/true"], "after": ["a"]})"}},
+                  false);
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"a", "b"}));
+        REQUIRE(peer->last().kind == "reply");
+        const Json &u = peer->last().body["units"];
+        CHECK(u[0]["waiting_for"] == Json::array());
+        CHECK(u[1]["state"] == "stopped");
+        CHECK(u[1]["waiting_for"] == Json::array({"a"}));
+        h.os.ready_fds.at(0)();
+        h.os.answer(0);
+        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"b"}, 2));
+        CHECK(peer->last().body["units"][0]["waiting_for"] == Json::array());
+    }
+
 } // TEST_SUITE

@@ -965,6 +965,223 @@ class Control(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(d.status("a")["state"], "running")
 
+    # ------------------------------------------------------- unit arguments as people type them
+    # An instanced unit's name, globs in every command (logs and events too), a typo of a unit
+    # or of a command.
+
+    def instanced(self, d: Daemon) -> dict:
+        # Each instance prints a line naming itself (VIGIL_INSTANCE) before it reports ready.
+        say = 'echo "hello from $VIGIL_INSTANCE"; exec ' + " ".join(
+            d.svc("web", "ready-fd", "3", "sleep"))
+        return {
+            "web": {"command": ["sh", "-c", say], "instances": 2, "ready": {"fd": 3},
+                    "backoff": FAST},
+            "worker": service(d, "worker", "lines", "1", "worker-line", "sleep"),
+        }
+
+    def names(self, d: Daemon, *args: str) -> list:
+        return [u["name"] for u in d.ctl_json("status", *args)["units"]]
+
+    def test_an_instanced_units_name_and_globs_address_its_instances_everywhere(self):
+        d = self.daemon(self.instanced)
+        for u in ("web@1", "web@2", "worker"):
+            self.wait_state(d, u, "running")
+        self.assertEqual(self.names(d, "web"), ["web@1", "web@2"])
+        self.assertEqual(self.names(d, "w?b"), ["web@1", "web@2"])
+        self.assertEqual(self.names(d, "w*"), ["web@1", "web@2", "worker"])
+        r = self.ok(d, "status", "web")
+        self.assertEqual([line.split()[0] for line in r.stdout.splitlines()[1:]],
+                         ["web@1", "web@2"])
+
+        r = self.ok(d, "stop", "web")
+        self.assertEqual([x.split(":")[0] for x in r.stdout.splitlines()], ["web@1", "web@2"])
+        for u in ("web@1", "web@2"):
+            self.wait_state(d, u, "stopped")
+        self.assertEqual(d.status("worker")["state"], "running")
+        self.assertEqual(d.ctl("status", "web").returncode, EXIT_NOT_RUNNING)
+        self.ok(d, "start", "we[b]")
+        for u in ("web@1", "web@2"):
+            self.wait_state(d, u, "running")
+        pids = [d.status(u)["pid"] for u in ("web@1", "web@2")]
+        res = d.ctl_json("restart", "web")["results"]
+        self.assertEqual([(x["unit"], x["outcome"]) for x in res],
+                         [("web@1", "ok"), ("web@2", "ok")])
+        wait_until(lambda: all(d.status(u)["state"] == "running"
+                               and d.status(u)["pid"] != p
+                               for u, p in zip(("web@1", "web@2"), pids)), 10, "restarts")
+        res = d.ctl_json("signal", "SIGCONT", "web")["results"]
+        self.assertEqual([x["unit"] for x in res], ["web@1", "web@2"])
+
+        # logs: one unit's lines plain; several units' merged, each naming its unit.
+        logs = self.ok(d, "logs", "web@2").stdout.splitlines()
+        self.assertIn("hello from 2", logs)
+        self.assertTrue(all("|" not in x for x in logs), logs)
+        logs = self.ok(d, "logs", "web").stdout.splitlines()
+        self.assertIn("web@1 | hello from 1", logs)
+        self.assertIn("web@2 | hello from 2", logs)
+        self.assertFalse([x for x in logs if "worker" in x], logs)
+        logs = self.ok(d, "logs", "*").stdout.splitlines()
+        self.assertIn("worker | worker-line seq=1", logs)
+        self.assertIn("web@1 | hello from 1", logs)
+        self.assertEqual(len(self.ok(d, "logs", "-n", "1", "web").stdout.splitlines()), 1)
+        items = [json.loads(x) for x in self.ok(d, "--json", "logs", "web").stdout.splitlines()]
+        self.assertEqual({i["unit"] for i in items}, {"web@1", "web@2"})
+
+        # events: the instances' history, not the worker's.
+        ev = self.ok(d, "events", "web").stdout
+        self.assertIn("web@1", ev)
+        self.assertIn("web@2", ev)
+        self.assertNotIn("worker", ev)
+        ev = [json.loads(x) for x in self.ok(d, "--json", "events", "w[eo]*").stdout.splitlines()]
+        self.assertEqual({e["unit"] for e in ev}, {"web@1", "web@2", "worker"})
+
+        # events -f of a glob follows those units only.
+        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "--json", "events", "-f",
+                              "-n", "0", "web"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(p.kill)
+        time.sleep(scaled(0.3))
+        self.ok(d, "restart", "worker")
+        self.ok(d, "restart", "web@2")
+        line = json.loads(p.stdout.readline())
+        self.assertEqual(line["unit"], "web@2")
+        p.kill()
+        p.wait()
+        p.stdout.close()
+
+    def test_bracket_globs_reach_vigild_as_typed_in_every_command(self):
+        # CLI11 reads "[x,y]" given to a list as the list x, y; "[ab]" must stay a glob, on
+        # the fast path and on the full parser alike.
+        d = self.daemon(lambda d: {n: service(d, n, "lines", "1", n + "-line", "sleep")
+                                   for n in ("a", "b", "c")})
+        for n in ("a", "b", "c"):
+            self.wait_state(d, n, "running")
+
+        def ctl(full: bool, *args: str) -> subprocess.CompletedProcess:
+            env = dict(os.environ, VIGILCTL_FULL_PARSER="1" if full else "0")
+            return subprocess.run([harness.vigilctl(), "--socket", d.sock, *args],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  env=env, timeout=scaled(10))
+
+        for full in (False, True):
+            st = json.loads(ctl(full, "--json", "status", "[ab]").stdout)
+            self.assertEqual([u["name"] for u in st["units"]], ["a", "b"], full)
+            st = json.loads(ctl(full, "status", "--json", "[ab]", "c").stdout)
+            self.assertEqual([u["name"] for u in st["units"]], ["a", "b", "c"], full)
+            res = json.loads(ctl(full, "--json", "signal", "CONT", "[bc]").stdout)["results"]
+            self.assertEqual([r["unit"] for r in res], ["b", "c"], full)
+            logs = ctl(full, "logs", "[ab]").stdout.splitlines()
+            self.assertEqual(sorted(logs), ["a | a-line seq=1", "b | b-line seq=1"], full)
+            ev = [json.loads(x) for x in ctl(full, "--json", "events", "[bc]").stdout.splitlines()]
+            self.assertEqual({e["unit"] for e in ev}, {"b", "c"}, full)
+        r = ctl(True, "stop", "[ab]")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([x.split(":")[0] for x in r.stdout.splitlines()], ["a", "b"])
+        self.assertEqual(d.status("c")["state"], "running")
+
+    def test_typos_of_units_and_commands_get_a_suggestion(self):
+        d = self.daemon(self.instanced)
+        self.wait_state(d, "worker", "running")
+        for args in (("status", "wroker"), ("stop", "wroker"), ("restart", "web@1", "wroker"),
+                     ("signal", "HUP", "wroker"), ("logs", "wroker"), ("events", "wroker")):
+            r = d.ctl(*args)
+            self.assertEqual(r.returncode, EXIT_NOT_FOUND, args)
+            self.assertEqual(r.stderr,
+                             "vigilctl: no unit named 'wroker'; did you mean 'worker'?\n", args)
+        r = d.ctl("start", "wbe")
+        self.assertEqual(r.stderr, "vigilctl: no unit named 'wbe'; did you mean 'web'?\n")
+        r = d.ctl("status", "database")
+        self.assertEqual((r.returncode, r.stderr),
+                         (EXIT_NOT_FOUND, "vigilctl: no unit named 'database'\n"))
+        r = d.ctl("logs", "zz*")
+        self.assertEqual((r.returncode, r.stderr),
+                         (EXIT_NOT_FOUND, "vigilctl: no unit matches 'zz*'\n"))
+        self.assertEqual(d.status("worker")["state"], "running")  # nothing was done
+        r = d.ctl("stauts")
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (EXIT_USAGE, "", "vigilctl: unknown command 'stauts'; did you mean "
+                          "'status'?\n"))
+        r = d.ctl("--json", "lgos", "web")
+        self.assertEqual((r.returncode, r.stderr),
+                         (EXIT_USAGE, "vigilctl: unknown command 'lgos'; did you mean 'logs'?\n"))
+        r = d.ctl("frobnicate")
+        self.assertEqual((r.returncode, r.stderr),
+                         (EXIT_USAGE, "vigilctl: unknown command 'frobnicate'; see vigilctl "
+                          "--help\n"))
+
+    # ------------------------------------------------------------------- the INFO column
+    # It says why a unit is not running, and what a service says of itself.
+
+    def info_units(self, d: Daemon, typo: bool = False) -> dict:
+        slow = {"initial": "60s", "max": "60s", "jitter": 0}
+        # A spawn failure during start-up fails the tree (vigild exits 3): the typo comes with
+        # a reload, after which it is a failed restart, in backoff.
+        command = ["/nonexistent/pyhton3", "app.py"] if typo else d.svc("typo", "sleep")
+        return {
+            "typo": {"command": command, "backoff": slow},
+            "crash": {"command": d.svc("crash", "exit", "3"), "backoff": slow},
+            "nt": {"command": d.svc("nt", "notify", "STATUS=Serving 42 clients\x1b[2J",
+                                    "notify-ready", "sleep"),
+                   "ready": {"notify": True, "timeout": "10s"}},
+        }
+
+    def info_daemon(self) -> Daemon:
+        d = self.daemon(self.info_units)
+        self.wait_state(d, "typo", "running")
+        d.write_units(self.info_units(d, typo=True))
+        self.ok(d, "reload")
+        self.wait_state(d, "typo", "backoff")
+        return d
+
+    def info(self, d: Daemon, unit: str) -> str:
+        out = self.ok_or_3(d, "status", unit).stdout.splitlines()
+        at = out[0].index("INFO")
+        return out[1][at:] if len(out[1]) > at else ""
+
+    def ok_or_3(self, d: Daemon, *args: str) -> subprocess.CompletedProcess:
+        r = d.ctl(*args)
+        self.assertIn(r.returncode, (0, EXIT_NOT_RUNNING), r.stderr)
+        return r
+
+    def test_info_says_why_and_shows_status_text(self):
+        d = self.info_daemon()
+        self.wait_state(d, "crash", "backoff")
+        self.wait_state(d, "nt", "running")
+        self.assertRegex(self.info(d, "typo"),
+                         r"^backoff after exec /nonexistent/pyhton3: No such file or directory, "
+                         r"restart in [0-9]+s$")
+        self.assertRegex(self.info(d, "crash"), r"^backoff after exit 3, restart in [0-9]+s$")
+        # STATUS= text, its escape sequence made harmless.
+        self.assertEqual(d.status("nt")["status_text"], "Serving 42 clients\x1b[2J")
+        self.assertEqual(self.info(d, "nt"), "Serving 42 clients?[2J")
+
+    def test_info_says_which_after_units_a_unit_waits_for(self):
+        d = self.daemon(lambda d: {
+            # Never reports ready: stays starting, so `api` waits for it.
+            "db": {"command": d.svc("db", "sleep"), "ready": {"fd": 3, "timeout": "1h"}},
+            "api": service(d, "api", after=["db"]),
+        })
+        self.wait_state(d, "db", "starting")
+        self.assertEqual(self.info(d, "api"), "waiting for db")
+        self.assertEqual(d.status("api")["waiting_for"], ["db"])
+        # Once db is stopped on purpose, api no longer waits for it and starts.
+        self.ok(d, "stop", "db")
+        self.wait_state(d, "api", "running")
+        self.assertEqual(d.status("api")["waiting_for"], [])
+        self.assertEqual(self.info(d, "api"), "")
+
+    def test_info_is_cut_to_the_terminal_and_whole_when_piped(self):
+        d = self.info_daemon()
+        piped = self.ok_or_3(d, "status", "typo").stdout
+        self.assertIn("No such file or directory, restart in", piped)
+        tty = on_tty(self, d, {"COLUMNS": "70", "NO_COLOR": "1"}, "typo",
+                     code=EXIT_NOT_RUNNING).decode()
+        rows = [x for x in tty.replace("\r", "").split("\n") if x]
+        self.assertEqual(len(rows), 2, rows)
+        self.assertTrue(all(len(x) <= 70 for x in rows), rows)
+        self.assertTrue(rows[1].endswith("…"), rows)
+        self.assertIn("backoff after exec", rows[1])
+
 
 if __name__ == "__main__":
     unittest.main()

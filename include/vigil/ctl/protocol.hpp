@@ -29,10 +29,12 @@
 // decision is per request, is_read_only(const Request &)):
 //   status   R {units?:[pattern...]}        -> {units:[status...]}
 //   tree     R {}                           -> {root:{status..., children:[...]}}
-//   events   R {unit?:name, lines?:N, follow?:bool}  -> stream of records
-//   logs     R {unit:name, lines?:N, follow?:bool} -> stream of log lines
-//              {seq, stream:"stdout"|"stderr", time, line, continued}
-//   logs       {unit:name, reopen:true}     -> a reply: vigild reopens the unit's log file, so
+//   events   R {unit?:pattern, lines?:N, follow?:bool}  -> stream of records
+//   logs     R {unit:pattern, lines?:N, follow?:bool} -> stream of log lines
+//              {unit, seq, stream:"stdout"|"stderr", time, line, continued}
+//              (a pattern of several units: their stored items merged by time, the last N of
+//              the merge; at most 256 units, else invalid)
+//   logs       {unit:pattern, reopen:true}  -> a reply: vigild reopens the units' log files, so
 //              it is not read-only
 //   version  R {}                           -> {server:"0.1.0", protocol:2, ...}
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
@@ -42,7 +44,8 @@
 //              (names as core::parse_signal reads them; answers spell signals "SIGTERM")
 //   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
 //   shutdown   {}  -> {}
-// Patterns are unit names, fnmatch(3) globs ("web-*"), or supervisor names (their subtree).
+// Patterns are unit names, fnmatch(3) globs ("web-*"), supervisor names (their subtree), or
+// an instanced unit's name (its instances); see resolve_targets in vigil/ctl/shapes.hpp.
 // Bounds (bad_request beyond them): at most 1024 patterns a request, a pattern or unit name of
 // at most 255 bytes (a unit's name is its file name), lines at most 1,000,000.
 // The shapes of status, record and result objects are built by vigil/ctl/shapes.hpp.

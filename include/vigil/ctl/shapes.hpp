@@ -49,11 +49,14 @@
 //   "diagnostics":["units/web.json:7:14: /restart: expected ..."]}
 //
 // Unit patterns (resolve_targets): an exact name, an fnmatch(3) glob ("web-*", "db-[12]"), or
-// a supervisor's name meaning its subtree. Globs never match the root supervisor ("root" by
-// its exact name does). Removed children are never matched.
+// a supervisor's name meaning its subtree. A pattern also matches the name of the unit an
+// instance was made from: the instanced unit "web" ("instances": 2) is its children web@1 and
+// web@2, by its name or by a glob that matches it ("w*"). Globs never match the root supervisor
+// ("root" by its exact name does). Removed children are never matched.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -111,16 +114,25 @@ struct TargetNode {
     core::Kind kind = core::Kind::Service;
     std::span<const ChildId> children; // start order (a view: no copy per request)
     bool removed = false;
+    // The unit this child is an instance of ("web" for web@1); empty when it is no instance.
+    std::string_view unit = {};
 };
+
+// The unit child `id` is an instance of, or empty: vigild knows it from the unit files (the
+// core does not). The view must stay valid for the call that uses it.
+using UnitOf = std::function<std::string_view(ChildId)>;
 
 // Resolves patterns to children in tree order (depth first, start order), without
 // duplicates. An empty pattern list means every child but the root. A pattern that matches
-// nothing is an error: returns {} and sets *error ("no unit named 'x'", "no unit matches 'w*'").
+// nothing is an error: returns {} and sets *error ("no unit named 'x'", "no unit matches 'w*'")
+// and, when given, *unmatched to that pattern (vigild adds a "did you mean" to the error).
 std::vector<ChildId> resolve_targets(std::span<const TargetNode> nodes,
                                      const std::vector<std::string> &patterns, Expand expand,
-                                     std::string *error);
+                                     std::string *error, std::string *unmatched = nullptr);
+// The same against a core; `unit_of` (may be empty: no instances) names each child's unit.
 std::vector<ChildId> resolve_targets(const core::Core &core,
                                      const std::vector<std::string> &patterns, std::string *error,
-                                     Expand expand = Expand::Named);
+                                     Expand expand = Expand::Named, const UnitOf &unit_of = {},
+                                     std::string *unmatched = nullptr);
 
 } // namespace vigil::ctl
