@@ -223,7 +223,7 @@ void ControlApi::events(const ctl::ResponderPtr &peer, const ctl::Request &q) {
         if (shown.size() > n) shown.erase(shown.begin(), shown.end() - static_cast<long>(n));
     }
     for (const core::Record &r : shown)
-        peer->stream(q.id, record_json(r));
+        if (!peer->stream(q.id, record_json(r))) return; // the connection is closing
     if (!q.follow) {
         peer->end(q.id);
         return;
@@ -262,8 +262,8 @@ void ControlApi::logs(const ctl::ResponderPtr &peer, const ctl::Request &q) {
                          [](const Shown &x, const Shown &y) { return x.line.wall < y.line.wall; });
         if (shown.size() > n) shown.erase(shown.begin(), shown.end() - static_cast<long>(n));
     }
-    for (const Shown &s : shown)
-        peer->stream(q.id, log_json(s.line, shell_.core().spec(s.child).name));
+    for (const Shown &s : shown) // a connection that cannot take more is closing: stop
+        if (!peer->stream(q.id, log_json(s.line, shell_.core().spec(s.child).name))) return;
     if (!q.follow || units.empty()) {
         peer->end(q.id);
         return;

@@ -29,6 +29,8 @@ public:
     std::vector<Line> lines;
     bool closed = false;
     bool ro = false;
+    int streams_left = -1; // >= 0: the connection closes (output cap) after that many items
+    int stream_calls = 0;
     std::vector<std::function<void()>> close_cbs;
 
     bool reply(const Json &id, const Json &result) override { return add("reply", id, result); }
@@ -39,6 +41,9 @@ public:
         return add("error", id, b);
     }
     bool stream_encoded(const Json &id, std::string_view item_json) override {
+        ++stream_calls;
+        if (streams_left == 0) closed = true;
+        if (streams_left > 0) --streams_left;
         return add("stream", id, Json::parse(item_json));
     }
     bool end(const Json &id) override { return add("end", id, nullptr); }
@@ -199,6 +204,25 @@ TEST_SUITE("daemon") {
         h.os.deliver();
         CHECK(h.shell->control().followers() == 1);
         CHECK(fine->count("stream") == 1);
+    }
+
+    TEST_CASE("control: the stored lines and records stop at the first one a closing connection "
+              "refuses; it is not made a follower") {
+        Harness h({{"a", svc}});
+        const int pid = h.os.pid_of("a");
+        for (int i = 0; i < 20; ++i)
+            h.os.write(pid, log::Stream::Stdout, "line " + std::to_string(i));
+        h.os.deliver();
+        for (auto [cmd, left] : {std::pair{ctl::Cmd::Logs, 3}, std::pair{ctl::Cmd::Events, 0}}) {
+            auto peer = std::make_shared<FakePeer>();
+            peer->streams_left = left;
+            ctl::Request q = follow(cmd, "a");
+            q.lines = 100;
+            h.shell->control().handle(peer, q);
+            CHECK(peer->count("stream") == std::size_t(left));
+            CHECK(peer->stream_calls == left + 1); // the refused one, and nothing after it
+            CHECK(h.shell->control().followers() == 0);
+        }
     }
 
     TEST_CASE("control: reload is answered after the load, with the problems or the changes") {
