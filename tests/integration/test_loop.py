@@ -150,6 +150,9 @@ class Loop(unittest.TestCase):
             with open(f"/proc/{chatty}/wchan") as f:
                 return "pipe_write" in f.read()
         wait_until(blocked, 10, "chatty blocked on its pipe")
+        # The other unit may start after chatty blocks: its log file is there once it writes.
+        wait_until(lambda: os.path.exists(other_log) and os.path.getsize(other_log) > 0, 10,
+                   "the other unit's log file")
         size0 = os.path.getsize(other_log)
         seen = self.watch(d, 3)
         self.assert_loop_free(d, seen, "log file FIFO")
