@@ -209,6 +209,10 @@ UvOs::UvOs(const Options &opts)
     deadline_.data = this;
     uv_timer_init(&loop_, &spawn_timer_);
     spawn_timer_.data = this;
+    // The spawner helper is forked before the log threads below exist: a fork copies only the
+    // calling thread, and a lock another thread held at that instant (an allocator's, say)
+    // would stay locked in the helper for good. start_spawner() reports the outcome.
+    spawner_error_ = spawner_.start();
     streams_ = log::open_standard_streams(&loop_);
     files_ = std::make_unique<log::LogWriter>(&loop_);
     notify_dir_ = notify_dir_for(opts_.socket);
@@ -221,7 +225,7 @@ UvOs::~UvOs() {
 }
 
 void UvOs::start_spawner() {
-    if (int err = spawner_.start())
+    if (int err = spawner_error_)
         own_.say(LogLevel::Warn, std::string("cannot start the spawner helper: ") +
                                      std::strerror(err) + "; spawning from vigild");
     if (spawner_.fd() >= 0) {

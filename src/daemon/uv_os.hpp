@@ -51,7 +51,8 @@ public:
     UvOs(const UvOs &) = delete;
     UvOs &operator=(const UvOs &) = delete;
 
-    // Forks the spawner's helper: call first, while vigild holds almost no descriptor.
+    // The spawner's helper, forked by the constructor while vigild holds almost no
+    // descriptor and runs no other thread: says if it could not start, and watches it.
     void start_spawner();
     // Signals, the control socket and the HTTP endpoint, for `shell`. False (with the reason in
     // the journal) when vigild must not run: the socket or the port cannot be used.
@@ -137,6 +138,7 @@ private:
     bool spawner_polling_ = false;
     std::vector<uv_signal_t *> signals_;
     proc::Spawner spawner_;
+    int spawner_error_ = 0;                        // of spawner_.start(), in the constructor
     std::map<std::uint64_t, PendingSpawn> spawns_; // ticket -> answer
     log::StandardStreams streams_;
     std::unique_ptr<log::LogWriter> files_;

@@ -80,7 +80,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
 from daemon import FAST, Daemon  # noqa: E402  (re-exported for the tests, see __all__)
-from harness import holds_for, scaled, wait_until  # noqa: E402
+from harness import WaitTimeout, holds_for, scaled, wait_until  # noqa: E402
 
 # The after-attack bounds (docs/security.md: "vigild alive and answering within 100 ms, its
 # descriptors and memory back near where they were").
@@ -316,7 +316,15 @@ class HostileCase(unittest.TestCase):
                           f"{state}; journal:\n" + "\n".join(self.journal(d)[-30:]))
             st = d.status(unit)
             return st if st["state"] == state else None
-        return wait_until(reached, timeout, f"{unit} to be {state}")
+        try:
+            return wait_until(reached, timeout, f"{unit} to be {state}")
+        except WaitTimeout as e:
+            # What vigild says of the unit and its last lines tell a hang from a slow start.
+            try:
+                seen = json.dumps(d.status(unit))
+            except Exception as err:  # noqa: BLE001 - a diagnostic must not hide the failure
+                seen = f"(status failed: {err})"
+            self.fail(f"{e}; {unit}: {seen}; journal:\n" + "\n".join([l for l in self.journal(d) if "stopped (killed by SIGTERM)" not in l][-60:]))
 
     def journal(self, d: Daemon) -> list:
         return d.stderr().splitlines()
