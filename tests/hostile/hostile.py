@@ -324,7 +324,9 @@ class HostileCase(unittest.TestCase):
                 seen = json.dumps(d.status(unit))
             except Exception as err:  # noqa: BLE001 - a diagnostic must not hide the failure
                 seen = f"(status failed: {err})"
-            self.fail(f"{e}; {unit}: {seen}; journal:\n" + "\n".join([l for l in self.journal(d) if "stopped (killed by SIGTERM)" not in l][-60:]))
+            lines = self.journal(d)
+            self.fail(f"{e}; {unit}: {seen}; journal ({len(lines)} lines), first and last:\n"
+                      + "\n".join(lines[:20] + ["..."] + lines[-40:]))
 
     def journal(self, d: Daemon) -> list:
         return d.stderr().splitlines()
