@@ -16,8 +16,11 @@ log files, never from what vigild says about itself (docs/house-style.md §7.8):
 - vigild's open fd count equals its baseline in the same "steady state" (the services that end
   by themselves stopped, every other one running) and with every service stopped; between
   those exact comparisons, checkpoints bound it loosely;
-- vigild's VmRSS grows less than 5% between the end of a ~70 s warm-up and the end (not
-  judged under ASan, whose quarantine grows);
+- vigild's VmRSS grows less than 5% (or 1 MiB, whichever is more) between the end of a ~70 s
+  warm-up and the end (not judged under ASan, whose quarantine grows). The floor is for the
+  bounded rings that go on filling after the warm-up: the global history (4096 records) and
+  each unit's (32), filled only as records come; add/remove reloads alone grow vigild by about
+  80 KiB per 100 cycles until the 4096th record, then no more;
 - every line written by the line writers is in their rotated log files exactly once: each
   incarnation (prefix `wNAME-PID-NONCE`, so incarnations never collide even when pids wrap) wrote
   chunks of numbered lines, and what is in the files is, per incarnation, the chunks in order,
@@ -897,8 +900,9 @@ class Soak:
         self.figures["rss_growth_pct"] = round(growth * 100, 2)
         if uses_asan(self.d.ns.init_pid):
             log(f"RSS growth {growth:.1%} not judged: vigild runs under ASan (quarantine)")
-        elif growth >= 0.05:
-            self.violate("rss", f"VmRSS {self.rss_warm} -> {self.rss_end} KiB (+{growth:.1%})")
+        elif self.rss_end - self.rss_warm >= max(0.05 * self.rss_warm, 1024):
+            self.violate("rss", f"VmRSS {self.rss_warm} -> {self.rss_end} KiB (+{growth:.1%}, "
+                                "over both 5% and 1 MiB)")
 
         fds_run1, set1 = self.steady("end")
         self.figures["fds"]["steady-end"] = len(fds_run1)
@@ -1099,7 +1103,7 @@ class SoakTest(unittest.TestCase):
     def test_fd_count_grows_only_by_the_pipes_of_removed_units(self):
         self.verdict("fds-beyond-removed")
 
-    def test_rss_growth_under_5_percent_after_warmup(self):
+    def test_rss_growth_under_5_percent_or_1_mib_after_warmup(self):
         self.verdict("rss")
 
     def test_every_log_line_in_the_files_exactly_once(self):
