@@ -116,7 +116,10 @@ void Shell::on_notify(ChildId id, const notify::Message &m, int sender) {
     UnitRuntime &r = runtime(id);
     if (!r.run) return;
     if (r.run->pid <= 0) {
-        if (r.run->early_notes.size() < max_early_notes) r.run->early_notes.emplace_back(m, sender);
+        if (r.run->early_notes.size() < max_early_notes) {
+            const auto ids = os_.proc_ids(sender);
+            r.run->early_notes.push_back({m, sender, ids ? ids->session : -1});
+        }
         return;
     }
     const Incarnation inc = r.run->incarnation;
@@ -149,9 +152,10 @@ void Shell::replay_early(ChildId id, Incarnation inc) {
     run->early_notes.clear();
     const bool ready = run->ready_early;
     run->ready_early = false;
-    for (const auto &[m, sender] : notes) {
-        if (owns(id, sender))
-            on_notify(id, m, sender);
+    for (const Run::EarlyNote &n : notes) {
+        const int sender = n.sender;
+        if ((n.session > 0 && n.session == run->pid) || owns(id, sender))
+            on_notify(id, n.message, sender);
         else
             journal_.limited("notify", LogLevel::Warn,
                              units_[id.value].name + ": refused a notification from pid " +

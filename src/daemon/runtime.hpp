@@ -34,7 +34,14 @@ struct Run {
     // What the service said before the spawner's answer told vigild its pid (it runs as soon
     // as it is exec'd, and the answer comes after): replayed, and attributed, once it is known.
     bool ready_early = false;
-    std::vector<std::pair<notify::Message, int>> early_notes; // (message, sender), bounded
+    // The sender's session is read when the message comes, while the sender surely exists
+    // (systemd-notify waits for vigild to take its message, then exits at once).
+    struct EarlyNote {
+        notify::Message message;
+        int sender = 0;
+        int session = -1; // -1: unknown (the sender was gone already)
+    };
+    std::vector<EarlyNote> early_notes; // bounded
     std::unique_ptr<OutputChannel> output;
     std::unique_ptr<ReadyChannel> ready_fd;
     std::unique_ptr<Running> probes;

@@ -73,11 +73,20 @@ TEST_SUITE("daemon") {
         // READY=1 from the pid the answer will carry (FakeOs gives the next pid: 101).
         h.os.notify("nt", "READY=1\nSTATUS=up", 101);
         h.os.notify("nt", "READY=1", 4242); // a stranger: kept, then refused at the answer
+        // A helper of the service (systemd-notify: its session is the service's) that is gone
+        // by the answer: it is judged by what it was when its message came.
+        vigil::test::FakeProc helper;
+        helper.pid = 4300;
+        helper.session = 101;
+        h.os.procs[4300] = helper;
+        h.os.notify("nt", "STATUS=from a helper", 4300);
+        h.os.procs.erase(4300); // ended and reaped before the answer
         CHECK(h.status("nt").state == core::ChildState::Starting);
         CHECK(h.os.answer(1) == 101);
         CHECK(h.status("nt").state == core::ChildState::Running);
-        CHECK(h.status("nt").status_text == "up");
+        CHECK(h.status("nt").status_text == "from a helper");
         CHECK(h.os.has_journal("refused a notification from pid 4242"));
+        CHECK_FALSE(h.os.has_journal("refused a notification from pid 4300"));
     }
 
     TEST_CASE("an exit while the pipes are still open: the last lines come first, what is left "
