@@ -170,6 +170,36 @@ void UvCgroup::on_empty(std::function<void()> cb) {
 
 } // namespace
 
+// Runs `work` on libuv's thread pool (it must catch what it can throw) and `done` with its
+// result back on the loop, guarded as `where`.
+template <class R>
+void UvOs::off_loop(const char *where, std::function<R()> work, std::function<void(R)> done) {
+    struct Work {
+        uv_work_t req{};
+        std::function<R()> work;
+        std::function<void(R)> done;
+        R result{};
+        UvOs *os = nullptr;
+        const char *where = "";
+    };
+    auto *w = new Work;
+    w->work = std::move(work);
+    w->done = std::move(done);
+    w->os = this;
+    w->where = where;
+    w->req.data = w;
+    uv_queue_work(
+        &loop_, &w->req,
+        [](uv_work_t *r) {
+            auto *job = static_cast<Work *>(r->data);
+            job->result = job->work();
+        },
+        [](uv_work_t *r, int) {
+            std::unique_ptr<Work> job(static_cast<Work *>(r->data));
+            job->os->guard(job->where, [&] { job->done(std::move(job->result)); });
+        });
+}
+
 UvOs::UvOs(const Options &opts)
     : opts_(opts), own_(opts.log_level, [this](std::string_view line) { say(line); }) {
     uv_loop_init(&loop_);
@@ -444,39 +474,18 @@ std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *
     return std::make_unique<UvCgroup>(*this, std::move(dir));
 }
 
-namespace {
-struct FindWork {
-    uv_work_t req{};
-    std::vector<std::string> units;
-    std::size_t max = 0;
-    Os::ProcessesFound found;
-    std::function<void(Os::ProcessesFound)> done;
-    UvOs *os = nullptr;
-};
-} // namespace
-
 void UvOs::find_processes(std::vector<std::string> units, std::size_t max,
                           std::function<void(ProcessesFound)> done) {
-    auto *w = new FindWork;
-    w->units = std::move(units);
-    w->max = max;
-    w->done = std::move(done);
-    w->os = this;
-    w->req.data = w;
-    uv_queue_work(
-        &loop_, &w->req,
-        [](uv_work_t *r) {
-            auto *fw = static_cast<FindWork *>(r->data);
+    off_loop<ProcessesFound>(
+        "processes",
+        [units = std::move(units), max]() -> ProcessesFound {
             try {
-                fw->found = proc::processes_of(fw->units, fw->max);
+                return proc::processes_of(units, max);
             } catch (const std::exception &) {
-                fw->found.clear(); // out of memory: nothing found this time
+                return {}; // out of memory: nothing found this time
             }
         },
-        [](uv_work_t *r, int) {
-            std::unique_ptr<FindWork> fw(static_cast<FindWork *>(r->data));
-            fw->os->guard("processes", [&] { fw->done(std::move(fw->found)); });
-        });
+        std::move(done));
 }
 
 // ---- signals and reaping -----------------------------------------------------------------
@@ -603,37 +612,20 @@ void UvOs::say(std::string_view line) {
     if (streams_.err) streams_.err->raw(line);
 }
 
-namespace {
-struct LoadWork {
-    uv_work_t req{};
-    std::string dir;
-    unit::LoadResult result;
-    std::function<void(unit::LoadResult)> done;
-    UvOs *os = nullptr;
-};
-} // namespace
-
 void UvOs::load_units(const std::string &dir, std::function<void(unit::LoadResult)> done) {
-    auto *w = new LoadWork;
-    w->dir = dir;
-    w->done = std::move(done);
-    w->os = this;
-    w->req.data = w;
-    uv_queue_work(
-        &loop_, &w->req,
-        [](uv_work_t *r) {
-            auto *lw = static_cast<LoadWork *>(r->data);
+    off_loop<unit::LoadResult>(
+        "reload",
+        [dir]() -> unit::LoadResult {
+            unit::LoadResult result;
             try {
-                lw->result = unit::load_dir(lw->dir);
+                result = unit::load_dir(dir);
             } catch (const std::exception &e) {
-                lw->result.diagnostics.push_back(
-                    unit::Diagnostic{lw->dir, 0, 0, "", std::string("cannot load: ") + e.what()});
+                result.diagnostics.push_back(
+                    unit::Diagnostic{dir, 0, 0, "", std::string("cannot load: ") + e.what()});
             }
+            return result;
         },
-        [](uv_work_t *r, int) {
-            std::unique_ptr<LoadWork> lw(static_cast<LoadWork *>(r->data));
-            lw->os->guard("reload", [&] { lw->done(std::move(lw->result)); });
-        });
+        std::move(done));
 }
 
 // ---- control and HTTP --------------------------------------------------------------------

@@ -108,6 +108,8 @@ private:
         SpawnDone done;
         TimePoint since;
     };
+    template <class R>
+    void off_loop(const char *where, std::function<R()> work, std::function<void(R)> done);
     void setup_signals();
     void on_signal(int sig);
     void reap();
