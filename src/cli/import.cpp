@@ -1081,17 +1081,6 @@ std::string unit_name(std::string_view raw, std::string_view fallback) {
     return r.empty() ? std::string(fallback) : r;
 }
 
-// The bytes execve copies for argv and env (vigil/unit/bounds.hpp max_exec_bytes).
-std::size_t exec_bytes(const std::vector<std::string> &argv,
-                       const std::vector<std::pair<std::string, std::string>> &env) {
-    std::size_t n = 0;
-    for (const auto &a : argv)
-        n += a.size() + 1;
-    for (const auto &[k, v] : env)
-        n += k.size() + v.size() + 2;
-    return n;
-}
-
 class Converter {
 public:
     Converter(const Ini &ini, const Environment &env, std::vector<Finding> &out)
@@ -1749,7 +1738,7 @@ private:
                 return;
             }
             if (argv->size() > ubounds::max_argv || env.size() > ubounds::max_env ||
-                exec_bytes(*argv, env) > ubounds::max_exec_bytes ||
+                ubounds::exec_bytes(*argv, env) > ubounds::max_exec_bytes ||
                 std::any_of(
                     argv->begin(), argv->end(),
                     [](const std::string &a) { return a.size() > ubounds::max_arg_bytes; }) ||

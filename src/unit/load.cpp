@@ -158,16 +158,8 @@ struct Raw {
 
 // ---- pass 1: fields --------------------------------------------------------------------
 
-// Bytes execve copies for these strings (each with its NUL), to hold bounds::max_exec_bytes.
-std::size_t exec_bytes(const std::vector<std::string> &argv,
-                       const std::map<std::string, std::string> &env = {}) {
-    std::size_t n = 0;
-    for (const auto &a : argv)
-        n += a.size() + 1;
-    for (const auto &[k, v] : env)
-        n += k.size() + v.size() + 2;
-    return n;
-}
+// A command checked before its env is known.
+const std::map<std::string, std::string> no_env;
 
 std::string exec_bytes_message(std::size_t n) {
     return std::to_string(n) + " bytes of execve arguments; at most " +
@@ -220,8 +212,8 @@ std::optional<ProbeSpec> parse_probe(Checker &c, const json &v, const std::strin
                 c.error(pointer_append(mp, "0"), "must not be empty");
                 cmd.reset();
             }
-            if (cmd && exec_bytes(*cmd) > bounds::max_exec_bytes) {
-                c.error(mp, "makes " + exec_bytes_message(exec_bytes(*cmd)));
+            if (cmd && bounds::exec_bytes(*cmd, no_env) > bounds::max_exec_bytes) {
+                c.error(mp, "makes " + exec_bytes_message(bounds::exec_bytes(*cmd, no_env)));
                 cmd.reset();
             }
             if (cmd)
@@ -653,7 +645,7 @@ void parse_service_fields(Checker &c, const json &j, Raw &r, Identities &ids) {
                 sp.env_file = path;
         }
     }
-    if (std::size_t n = exec_bytes(sp.argv, sp.env); n > bounds::max_exec_bytes)
+    if (std::size_t n = bounds::exec_bytes(sp.argv, sp.env); n > bounds::max_exec_bytes)
         c.error(j.contains("env") ? "/env" : "/command",
                 "the command and env make " + exec_bytes_message(n));
     bool ids_ok = true;

@@ -18,6 +18,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "vigil/time.hpp"
 
@@ -84,6 +86,16 @@ inline constexpr std::size_t max_arg_bytes = 131'071;
 // quarter of the stack limit (2 MiB with the usual 8 MiB), and vigild's own environment and
 // the variables vigil adds must fit too.
 inline constexpr std::size_t max_exec_bytes = 256 * 1024;
+// The bytes execve copies for an argv and an env (NAME, value pairs), each string with its
+// NUL and each entry with its '=': what max_exec_bytes bounds.
+template <class Env> std::size_t exec_bytes(const std::vector<std::string> &argv, const Env &env) {
+    std::size_t n = 0;
+    for (const auto &a : argv)
+        n += a.size() + 1;
+    for (const auto &[k, v] : env)
+        n += k.size() + v.size() + 2;
+    return n;
+}
 inline constexpr std::size_t max_path_bytes = 4'095;     // PATH_MAX less the NUL
 inline constexpr std::size_t max_user_bytes = 256;       // user and group names
 inline constexpr std::size_t max_host_bytes = 255;       // a DNS name's maximum
