@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,6 +55,8 @@ struct Options {
     std::string signal;
     bool follow = false;
     bool reopen = false;
+    bool raw = false;  // logs: the lines only, without time, unit and stream
+    std::string since; // logs, events: as parse_since reads it
     int lines = -1;
 };
 
@@ -63,6 +66,13 @@ void say(const std::string &msg) {
 
 void out(const std::string &text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
+}
+
+std::string join(const std::vector<std::string> &words) {
+    std::string s;
+    for (const std::string &w : words)
+        s += (s.empty() ? "" : " ") + w;
+    return s;
 }
 
 bool use_color(const Options &o) {
@@ -231,8 +241,8 @@ private:
         if (o_.json) {
             out(item.dump(-1, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
         } else if (cmd_ == ctl::Cmd::Logs) {
-            // Lines of a unit other than the one named (a glob's, an instanced unit's) say
-            // whose they are. A continued line of one unit interrupted by another's is ended.
+            // Each line says when, whose and which stream (not with --raw). A continued line of
+            // one unit interrupted by another's is ended; its later pieces get no prefix.
             std::string unit;
             bool continued = false;
             if (item.is_object()) {
@@ -242,7 +252,7 @@ private:
             }
             bool piece = mid_line_ && unit == mid_line_unit_;
             if (mid_line_ && !piece) out("\n");
-            out(cli::render_log(item, style_, !piece && !unit.empty() && unit != o_.unit));
+            out(cli::render_log(item, style_, !piece && !o_.raw));
             mid_line_ = continued;
             mid_line_unit_ = unit;
         } else {
@@ -292,7 +302,9 @@ private:
             return cli::code(Exit::Ok);
         case ctl::Cmd::Logs:
             // `logs --reopen` is answered with a reply, not a stream.
-            if (!o_.json && o_.reopen) out(o_.unit + ": log file reopened\n");
+            if (!o_.json && o_.reopen)
+                out((o_.units.empty() ? std::string("every unit") : join(o_.units)) +
+                    ": log files reopened\n");
             return cli::code(Exit::Ok);
         case ctl::Cmd::Events:
             return cli::code(Exit::Ok); // a reply instead of a stream: nothing to show
@@ -340,6 +352,32 @@ private:
     bool mid_line_ = false; // logs: the last piece shown was "continued"
     std::string mid_line_unit_;
 };
+
+// The arguments of logs and events: one unit as "unit" (as every vigild of protocol 2 reads
+// it), several as "units"; --since as milliseconds since the epoch.
+std::optional<int> stream_args(const Options &o, const std::string &command, ctl::Json &args) {
+    if (o.units.size() == 1)
+        args["unit"] = o.units.front();
+    else if (!o.units.empty())
+        args["units"] = o.units;
+    if (o.lines >= 0) args["lines"] = o.lines;
+    if (o.follow) args["follow"] = true;
+    if (!o.since.empty()) {
+        timespec ts{};
+        clock_gettime(CLOCK_REALTIME, &ts);
+        auto since =
+            cli::parse_since(o.since, std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000);
+        if (!since) {
+            say("--since '" + o.since +
+                "': expected an age (10m, 1h30m), a time today (10:00), a date and time "
+                "(2026-12-06 10:00) or @SECONDS since the epoch; see vigilctl " +
+                command + " --help");
+            return cli::code(Exit::Usage);
+        }
+        args["since"] = *since;
+    }
+    return std::nullopt;
+}
 
 // The fast path: `status` with unit names and the global options --json, --no-color and
 // -s/--socket PATH (or --socket=PATH), in any order around the command (CLI11's fallthrough
@@ -456,18 +494,22 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     sig->add_option("signal", o.signal, "SIGTERM, HUP, 9, SIGRTMIN+1, ...")->required();
     sig->add_option("units", o.units, "units, globs or supervisors")->required();
     auto *reload = app.add_subcommand("reload", "reread unit files and apply the differences");
-    auto *logs = app.add_subcommand("logs", "show a unit's recent output");
+    auto *logs = app.add_subcommand("logs", "show units' recent output, merged in time order");
     logs->add_flag("-f,--follow", o.follow, "keep printing new lines");
     logs->add_option("-n,--lines", o.lines, "how many stored lines to show first")
         ->check(CLI::NonNegativeNumber);
-    logs->add_flag("--reopen", o.reopen, "reopen the unit's log file (after rotation)");
-    logs->add_option("unit", o.unit, "the unit")->required();
+    logs->add_option("--since", o.since,
+                     "only lines from then on: 10m, 1h30m, 10:00, 2026-12-06 10:00");
+    logs->add_flag("--raw", o.raw, "the lines only: no time, unit or stream");
+    logs->add_flag("--reopen", o.reopen, "reopen the units' log files (after rotation)");
+    logs->add_option("units", o.units, "units, globs or supervisors (default: all)");
     auto *tree = app.add_subcommand("tree", "draw the supervision tree with states");
     auto *events = app.add_subcommand("events", "show the history: what happened and why");
     events->add_flag("-f,--follow", o.follow, "keep printing new events");
     events->add_option("-n,--lines", o.lines, "how many stored events to show first")
         ->check(CLI::NonNegativeNumber);
-    events->add_option("unit", o.unit, "only this unit");
+    events->add_option("--since", o.since, "only events from then on: 10m, 10:00, 2026-12-06");
+    events->add_option("units", o.units, "units, globs or supervisors (default: all)");
     auto *shutdown = app.add_subcommand("shutdown", "stop every unit and end vigild");
     auto *version = app.add_subcommand("version", "show vigilctl's and vigild's versions");
     // import needs no vigild: it runs here, in the parser, and ends the run.
@@ -491,7 +533,7 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     }
     try {
         app.parse(argc, guarded_argv.data());
-        for (std::string *v : {&o.socket, &o.unit, &o.signal, &imp.config, &imp.out})
+        for (std::string *v : {&o.socket, &o.unit, &o.signal, &o.since, &imp.config, &imp.out})
             unguard(*v);
         for (std::string &u : o.units)
             unguard(u);
@@ -536,19 +578,12 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         args["units"] = units_json();
     } else if (reload->parsed()) {
         cmd = ctl::Cmd::Reload;
-    } else if (logs->parsed()) {
-        cmd = ctl::Cmd::Logs;
-        args["unit"] = o.unit;
-        if (o.lines >= 0) args["lines"] = o.lines;
-        if (o.follow) args["follow"] = true;
+    } else if (logs->parsed() || events->parsed()) {
+        cmd = logs->parsed() ? ctl::Cmd::Logs : ctl::Cmd::Events;
+        if (auto done = stream_args(o, ctl::to_string(cmd), args)) return done;
         if (o.reopen) args["reopen"] = true;
     } else if (tree->parsed()) {
         cmd = ctl::Cmd::Tree;
-    } else if (events->parsed()) {
-        cmd = ctl::Cmd::Events;
-        if (!o.unit.empty()) args["unit"] = o.unit;
-        if (o.lines >= 0) args["lines"] = o.lines;
-        if (o.follow) args["follow"] = true;
     } else if (shutdown->parsed()) {
         cmd = ctl::Cmd::Shutdown;
     } else if (version->parsed()) {

@@ -2,8 +2,10 @@
 #include "render.hpp"
 
 #include "vigil/core/names.hpp"
+#include "vigil/unit/values.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <optional>
@@ -346,18 +348,27 @@ std::string render_tree(const Json &result, const Style &st) {
     return out;
 }
 
+// "2026-12-06 10:12:03.123" in local time, from milliseconds since the epoch.
+std::string format_wall(std::int64_t ms) {
+    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    localtime_r(&secs, &tm);
+    char base[32];
+    std::strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
+    char when[48];
+    std::snprintf(when, sizeof when, "%s.%03lld", base, static_cast<long long>(ms % 1000));
+    return when;
+}
+
 std::string render_event(const Json &r, const Style &st) {
-    char when[64] = "-";
+    std::string when = "-";
     if (auto t = num(r, "time")) {
-        std::time_t secs = static_cast<std::time_t>(*t / 1000);
-        std::tm tm{};
-        localtime_r(&secs, &tm);
-        char base[32];
-        std::strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
-        std::snprintf(when, sizeof when, "%s.%03lld", base, static_cast<long long>(*t % 1000));
+        when = format_wall(*t);
     } else if (auto a = num(r, "at_ms")) {
-        std::snprintf(when, sizeof when, "+%lld.%03llds", static_cast<long long>(*a / 1000),
+        char rel[48];
+        std::snprintf(rel, sizeof rel, "+%lld.%03llds", static_cast<long long>(*a / 1000),
                       static_cast<long long>(*a % 1000));
+        when = rel;
     }
     std::string kind = str(r, "kind");
     const char *colour = nullptr;
@@ -369,17 +380,71 @@ std::string render_event(const Json &r, const Style &st) {
     else if (kind == "restarting" || kind == "stopping" || kind == "command")
         colour = yellow;
     // Streamed, so the widest name is unknown: a fixed minimum keeps most lines aligned.
-    return std::string(when) + "  " + pad(str(r, "unit"), 12) + "  " +
-           paint(pad(kind, 13), colour, st) + str(r, "message", "") + '\n';
+    return when + "  " + pad(str(r, "unit"), 12) + "  " + paint(pad(kind, 13), colour, st) +
+           str(r, "message", "") + '\n';
 }
 
-std::string render_log(const Json &item, const Style &st, bool with_unit) {
+std::string render_log(const Json &item, const Style &st, bool prefix) {
+    const bool err = str(item, "stream") == "stderr";
     std::string line = str(item, "line", "");
-    if (st.color && str(item, "stream") == "stderr") line = paint(line, red, st);
-    if (with_unit) line = paint(str(item, "unit") + " |", dim, st) + " " + line;
+    if (st.color && err) line = paint(line, red, st);
+    if (prefix) {
+        auto t = num(item, "time");
+        line = paint(t ? format_wall(*t) : std::string("-"), dim, st) + " " +
+               paint(str(item, "unit") + "[" + (err ? "stderr" : "stdout") + "]:", err ? red : dim,
+                     st) +
+               " " + line;
+    }
     // A line longer than the framer's limit arrives in pieces; only the last ends the line.
     if (!flag(item, "continued")) line += '\n';
     return line;
+}
+
+std::optional<std::int64_t> parse_since(std::string_view text, std::int64_t now_ms) {
+    if (text.empty()) return std::nullopt;
+    if (text.front() == '@') { // seconds since the epoch
+        std::int64_t secs = 0;
+        auto [end, ec] = std::from_chars(text.data() + 1, text.data() + text.size(), secs);
+        if (ec != std::errc{} || end != text.data() + text.size() || text.size() == 1 || secs < 0 ||
+            secs > (std::int64_t{1} << 53) / 1000)
+            return std::nullopt;
+        return secs * 1000;
+    }
+    if (auto d = unit::scan_duration(text).value) // an age: "10m", "1h30m", "90s"
+        return std::max<std::int64_t>(0, now_ms - d->count());
+    // A local date and time: "YYYY-MM-DD[ HH:MM[:SS]]" ('T' too), or "HH:MM[:SS]" today.
+    std::time_t now_s = static_cast<std::time_t>(now_ms / 1000);
+    std::tm tm{};
+    localtime_r(&now_s, &tm);
+    std::string s(text);
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, used = 0;
+    const char *c = s.c_str();
+    if (std::sscanf(c, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3) {
+        y = 0; // not a date: a time today
+    } else {
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        c += used;
+        if (*c == ' ' || *c == 'T')
+            ++c;
+        else if (*c != '\0')
+            return std::nullopt;
+    }
+    used = 0;
+    if (*c != '\0') {
+        int n = std::sscanf(c, "%2d:%2d%n:%2d%n", &h, &mi, &used, &sec, &used);
+        if (n < 2 || c[used] != '\0' || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+    }
+    if (y == 0 && *c == '\0') return std::nullopt;
+    if (y != 0 && (mo < 1 || mo > 12 || d < 1 || d > 31)) return std::nullopt;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    tm.tm_isdst = -1;
+    std::time_t t = std::mktime(&tm);
+    if (t == static_cast<std::time_t>(-1) || t < 0) return std::nullopt;
+    return static_cast<std::int64_t>(t) * 1000;
 }
 
 std::string render_results(const Json &result, const Style &st) {

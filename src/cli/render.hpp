@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -38,9 +40,14 @@ std::string render_tree(const Json &result, const Style &st);
 // One history record per line: time, unit, kind, message.
 std::string render_event(const Json &record, const Style &st);
 // One log line (the line itself; stderr lines red when coloured). A piece with
-// "continued":true (more of the same line follows) gets no newline. with_unit: "web@1 | "
-// first, for a stream of several units (the caller leaves it out on a continued line's pieces).
-std::string render_log(const Json &item, const Style &st, bool with_unit = false);
+// "continued":true (more of the same line follows) gets no newline. prefix: the line's time,
+// unit and stream first, "2026-12-06 10:12:03.123 web[stderr]: " (the caller leaves it out on
+// a continued line's later pieces).
+std::string render_log(const Json &item, const Style &st, bool prefix = false);
+// `--since`: an age ("10m", "1h30m": before now_ms), a local date and time
+// ("2026-12-06 10:00", "2026-12-06T10:00:05", "2026-12-06"), a time today ("10:00"), or
+// "@SECONDS" since the epoch. Milliseconds since the epoch, or nullopt when unreadable.
+std::optional<std::int64_t> parse_since(std::string_view text, std::int64_t now_ms);
 // "web: started" per result of start/stop/restart/signal.
 std::string render_results(const Json &result, const Style &st);
 // What reload changed.

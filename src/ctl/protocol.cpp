@@ -176,6 +176,34 @@ std::string want_unit(const Json &args, bool required, std::string &out) {
     return "";
 }
 
+// logs and events: "unit" (one pattern, as protocol 2 has always taken) and "units" (several),
+// together at most max_units_per_request; r.units gets both, r.unit the first.
+std::string want_stream_units(const Json &args, Request &r) {
+    if (std::string err = want_unit(args, false, r.unit); !err.empty()) return err;
+    if (std::string err = want_units(args, "units", false, r.units); !err.empty()) return err;
+    if (!r.unit.empty()) {
+        if (r.units.size() >= max_units_per_request)
+            return "\"unit\" and \"units\" may name at most " +
+                   std::to_string(max_units_per_request) + " units";
+        r.units.insert(r.units.begin(), r.unit);
+    }
+    if (r.unit.empty() && !r.units.empty()) r.unit = r.units.front();
+    return "";
+}
+
+std::string want_since(const Json &args, std::optional<std::int64_t> &out) {
+    auto it = args.find("since");
+    if (it == args.end()) return "";
+    const std::string msg =
+        "\"since\" must be milliseconds since the epoch, from 0 to " + std::to_string(max_since_ms);
+    if (!it->is_number_integer()) return msg;
+    if (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) return msg;
+    auto v = it->get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(max_since_ms)) return msg;
+    out = static_cast<std::int64_t>(v);
+    return "";
+}
+
 // Rejects keys the command does not take, so a typo in a script is an error, not a no-op.
 std::string only_keys(const Json &args, std::initializer_list<const char *> keys) {
     for (const auto &[k, v] : args.items()) {
@@ -311,17 +339,19 @@ ParseResult parse_request(std::string_view line) noexcept {
             break;
         }
         case Cmd::Logs:
-            err = only_keys(a, {"unit", "lines", "follow", "reopen"});
-            if (err.empty()) err = want_unit(a, true, r.unit);
+            err = only_keys(a, {"unit", "units", "lines", "follow", "reopen", "since"});
+            if (err.empty()) err = want_stream_units(a, r);
             if (err.empty()) err = want_lines(a, r.lines);
             if (err.empty()) err = want_bool(a, "follow", r.follow);
             if (err.empty()) err = want_bool(a, "reopen", r.reopen);
+            if (err.empty()) err = want_since(a, r.since);
             break;
         case Cmd::Events:
-            err = only_keys(a, {"unit", "lines", "follow"});
-            if (err.empty()) err = want_unit(a, false, r.unit);
+            err = only_keys(a, {"unit", "units", "lines", "follow", "since"});
+            if (err.empty()) err = want_stream_units(a, r);
             if (err.empty()) err = want_lines(a, r.lines);
             if (err.empty()) err = want_bool(a, "follow", r.follow);
+            if (err.empty()) err = want_since(a, r.since);
             break;
         case Cmd::Reload:
         case Cmd::Tree:

@@ -143,15 +143,19 @@ std::string ControlApi::suggestion(const std::string &pattern) const {
 }
 
 std::vector<ChildId> ControlApi::stream_targets(const ctl::ResponderPtr &peer,
-                                                const ctl::Request &q, bool *failed) {
-    std::vector<ChildId> ids = targets(peer, q.id, {q.unit}, ctl::Expand::Subtree, failed);
+                                                const ctl::Request &q, bool *every, bool *failed) {
+    *every = q.units.empty();
+    *failed = false;
+    if (*every) return {};
+    std::vector<ChildId> ids = targets(peer, q.id, q.units, ctl::Expand::Subtree, failed);
     if (*failed) return {};
     if (ids.size() > max_stream_units) {
         *failed = true;
         peer->error(q.id, ctl::ErrorCode::Invalid,
-                    "'" + q.unit + "' matches " + std::to_string(ids.size()) + " units; " +
+                    "the units named match " + std::to_string(ids.size()) + " units; " +
                         ctl::to_string(q.cmd) + " reads at most " +
-                        std::to_string(max_stream_units) + " at once: name fewer");
+                        std::to_string(max_stream_units) +
+                        " named at once: name fewer, or none for every unit");
         return {};
     }
     std::sort(ids.begin(), ids.end());
@@ -200,12 +204,9 @@ void ControlApi::reload(const ctl::ResponderPtr &peer, const ctl::Request &q) {
 }
 
 void ControlApi::events(const ctl::ResponderPtr &peer, const ctl::Request &q) {
-    std::vector<ChildId> children; // empty: every unit
-    if (!q.unit.empty()) {
-        bool failed = false;
-        children = stream_targets(peer, q, &failed);
-        if (failed) return;
-    }
+    bool every = false, failed = false;
+    std::vector<ChildId> children = stream_targets(peer, q, &every, &failed); // empty: every
+    if (failed) return;
     const std::size_t n = q.lines.value_or(50);
     std::vector<core::Record> shown;
     if (children.size() <= 1) {
@@ -222,6 +223,10 @@ void ControlApi::events(const ctl::ResponderPtr &peer, const ctl::Request &q) {
                          [](const core::Record &x, const core::Record &y) { return x.at < y.at; });
         if (shown.size() > n) shown.erase(shown.begin(), shown.end() - static_cast<long>(n));
     }
+    if (q.since) // records carry the monotonic time; vigild's wall clock maps it
+        std::erase_if(shown, [&](const core::Record &r) {
+            return wall0_ + (r.at - mono0_).count() < *q.since;
+        });
     for (const core::Record &r : shown)
         if (!peer->stream(q.id, record_json(r))) return; // the connection is closing
     if (!q.follow) {
@@ -234,43 +239,70 @@ void ControlApi::events(const ctl::ResponderPtr &peer, const ctl::Request &q) {
 }
 
 void ControlApi::logs(const ctl::ResponderPtr &peer, const ctl::Request &q) {
-    bool failed = false;
-    std::vector<ChildId> ids = stream_targets(peer, q, &failed);
+    bool every = false, failed = false;
+    std::vector<ChildId> ids = stream_targets(peer, q, &every, &failed);
     if (failed) return;
+    if (every)
+        for (std::uint32_t i = 1; i < shell_.core().size(); ++i)
+            if (!shell_.core().status(ChildId{i}).removed) ids.push_back(ChildId{i});
     if (q.reopen) {
         reopen(peer, q, ids);
         return;
     }
-    // The stored lines: each unit's last n, merged by time when there are several.
-    struct Shown {
-        log::RingLine line;
-        ChildId child;
-    };
-    const std::size_t n = q.lines.value_or(100);
-    std::vector<Shown> shown;
-    std::vector<Followed> units;
-    for (ChildId id : ids) {
-        const UnitRuntime *r = shell_.runtime_if(id);
-        if (shell_.core().spec(id).kind != core::Kind::Service) continue; // no output
-        units.push_back({id, r && r->log ? r->log->ring().last_seq() : 0});
-        if (!r || !r->log) continue;
-        for (const log::RingLine &l : r->log->ring().last(n))
-            shown.push_back({l, id});
-    }
-    if (units.size() > 1) {
-        std::stable_sort(shown.begin(), shown.end(),
-                         [](const Shown &x, const Shown &y) { return x.line.wall < y.line.wall; });
-        if (shown.size() > n) shown.erase(shown.begin(), shown.end() - static_cast<long>(n));
-    }
-    for (const Shown &s : shown) // a connection that cannot take more is closing: stop
-        if (!peer->stream(q.id, log_json(s.line, shell_.core().spec(s.child).name))) return;
-    if (!q.follow || units.empty()) {
+    std::vector<ChildId> services;
+    for (ChildId id : ids)
+        if (shell_.core().spec(id).kind == core::Kind::Service) services.push_back(id);
+    const std::uint64_t seen = shell_.last_log_seq(); // before anything is sent
+    bool open = true;
+    stored_lines(peer, q, services, &open);
+    if (!open) return; // the connection is closing
+    if (!q.follow || (!every && services.empty())) {
         peer->end(q.id);
         return;
     }
     make_room();
-    logs_.push_back({peer, q.id, std::move(units)});
+    logs_.push_back(
+        {peer, q.id, every ? std::vector<ChildId>{} : std::move(services), every, seen});
     drop_on_close(peer);
+}
+
+// The last n lines of the units together: a merge that walks the rings back from their newest
+// lines, taking the highest sequence number each time, so it costs O(n log units), not
+// units x n. A ring's lines older than `since` end its walk (vigild stamps lines with its wall
+// clock as they come, so they are in time order unless the clock was set back).
+void ControlApi::stored_lines(const ctl::ResponderPtr &peer, const ctl::Request &q,
+                              const std::vector<ChildId> &services, bool *open) {
+    struct Cursor {
+        const log::Ring *ring;
+        std::size_t next; // lines taken from the back so far
+        ChildId child;
+        std::uint64_t seq() const { return ring->from_back(next).seq; }
+    };
+    const std::size_t n = q.lines.value_or(100);
+    auto fresh = [&](const Cursor &c) {
+        return c.next < c.ring->size() && (!q.since || c.ring->from_back(c.next).wall >= *q.since);
+    };
+    auto lower = [](const Cursor &a, const Cursor &b) { return a.seq() < b.seq(); };
+    std::vector<Cursor> heap;
+    for (ChildId id : services)
+        if (const UnitRuntime *r = shell_.runtime_if(id); r && r->log)
+            if (Cursor c{&r->log->ring(), 0, id}; fresh(c)) heap.push_back(c);
+    std::make_heap(heap.begin(), heap.end(), lower);
+    std::vector<std::pair<log::RingLine, ChildId>> shown; // newest first
+    while (shown.size() < n && !heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), lower);
+        Cursor &c = heap.back();
+        shown.emplace_back(c.ring->from_back(c.next++), c.child);
+        if (fresh(c))
+            std::push_heap(heap.begin(), heap.end(), lower);
+        else
+            heap.pop_back();
+    }
+    for (auto it = shown.rbegin(); it != shown.rend(); ++it)
+        if (!peer->stream(q.id, log_json(it->first, shell_.core().spec(it->second).name))) {
+            *open = false;
+            return;
+        }
 }
 
 // Every matched service's log file is reopened; the answer comes when all are done, with the
@@ -283,7 +315,10 @@ void ControlApi::reopen(const ctl::ResponderPtr &peer, const ctl::Request &q,
     };
     auto pending = std::make_shared<Pending>();
     std::weak_ptr<ctl::Responder> weak = peer;
-    auto done = [weak, pending, qid = q.id, unit = q.unit] {
+    std::string names;
+    for (const std::string &u : q.units)
+        names += (names.empty() ? "" : " ") + u;
+    auto done = [weak, pending, qid = q.id, unit = q.units.empty() ? "*" : names] {
         auto p = weak.lock();
         if (!p) return;
         if (!pending->error.empty())
@@ -352,23 +387,12 @@ void ControlApi::record(const core::Record &r) {
     });
 }
 
-namespace {
-
-// The follower's entry for `child`, or null (units are sorted by child).
-template <typename Units> auto *followed(Units &units, ChildId child) {
-    auto it = std::lower_bound(units.begin(), units.end(), child,
-                               [](const auto &u, ChildId c) { return u.child < c; });
-    return it != units.end() && it->child == child ? &*it : nullptr;
-}
-
-} // namespace
-
 void ControlApi::lines(ChildId child) {
     if (logs_.empty()) return;
     const UnitRuntime *r = shell_.runtime_if(child);
     if (!r || !r->log) return;
     const std::string &name = shell_.core().spec(child).name;
-    // Followers of one unit usually stand at the same line: each line is encoded once.
+    // Followers usually stand at the same line: each line is encoded once.
     std::unordered_map<std::uint64_t, std::string> encoded;
     auto encode = [&](const log::RingLine &l) -> const std::string & {
         auto [it, added] = encoded.try_emplace(l.seq);
@@ -378,11 +402,11 @@ void ControlApi::lines(ChildId child) {
     std::erase_if(logs_, [&](LogFollower &f) {
         auto p = f.peer.lock();
         if (!p || !p->open()) return true;
-        Followed *u = followed(f.units, child);
-        if (!u) return false;
-        for (const log::RingLine &l : r->log->ring().after(u->last_seq)) {
+        if (!f.every && !std::binary_search(f.children.begin(), f.children.end(), child))
+            return false;
+        for (const log::RingLine &l : r->log->ring().after(f.seen)) {
             if (!p->stream_encoded(f.id, encode(l))) return true;
-            u->last_seq = l.seq;
+            f.seen = l.seq;
         }
         return false;
     });
@@ -390,10 +414,10 @@ void ControlApi::lines(ChildId child) {
 
 void ControlApi::released(ChildId child) {
     std::erase_if(logs_, [child](LogFollower &f) {
-        Followed *u = followed(f.units, child);
-        if (!u) return false;
-        f.units.erase(f.units.begin() + (u - f.units.data()));
-        if (!f.units.empty()) return false;
+        auto it = std::lower_bound(f.children.begin(), f.children.end(), child);
+        if (f.every || it == f.children.end() || *it != child) return false;
+        f.children.erase(it);
+        if (!f.children.empty()) return false;
         if (auto p = f.peer.lock()) p->end(f.id); // its units are gone: end the stream
         return true;
     });

@@ -9,9 +9,16 @@
 // max_followers of them (the oldest is ended to make room).
 //
 // Unit arguments are patterns (vigil/ctl/shapes.hpp, resolve_targets) in every command, the
-// `unit` of logs and events included: a glob or an instanced unit's name may stand for several
-// units, whose stored lines or records are merged by time (logs and events follow at most
-// max_stream_units at once, so that one line or record costs a bounded lookup per follower).
+// units of logs and events included: a glob, a supervisor (its subtree) or an instanced unit's
+// name may stand for several units, and no pattern means every unit. Stored lines are merged
+// in the order they came (their sequence numbers are global), stored records by time. Named
+// patterns reach at most max_stream_units units, which bounds a follower's list (4 bytes a
+// unit); a follower of every unit keeps no list.
+//
+// A log follower keeps one watermark, the highest sequence number it has been sent, not one
+// per unit: every line pushed into a ring is announced (lines(child), from Shell::after_batch)
+// in the same loop callback, before any other unit's line is pushed, so the lines a follower
+// has not had are exactly those above its watermark.
 // The unit an instance was made from is the stem of its unit file ("web" for web@1 of
 // web.json), which the shell keeps and the core does not. A name that matches nothing is
 // answered with the closest existing name (unit::closest, as the loader suggests fields).
@@ -36,7 +43,7 @@ namespace vigil::daemon {
 class ControlApi : public ShellListener {
 public:
     static constexpr std::size_t max_followers = 1024;
-    static constexpr std::size_t max_stream_units = 256; // units one logs/events request reads
+    static constexpr std::size_t max_stream_units = 4096; // units named patterns may reach
 
     explicit ControlApi(Shell &shell);
     ~ControlApi() override;
@@ -57,14 +64,12 @@ private:
         ctl::Json id;
         std::vector<ChildId> children; // sorted; empty: every unit's events
     };
-    struct Followed {
-        ChildId child;
-        std::uint64_t last_seq = 0; // the last line of its ring this follower has had
-    };
     struct LogFollower {
         std::weak_ptr<ctl::Responder> peer;
         ctl::Json id;
-        std::vector<Followed> units; // sorted by child; the stream ends when none is left
+        std::vector<ChildId> children; // sorted; empty: every unit. A named set's stream ends
+        bool every = false;            // when the last of its units is removed
+        std::uint64_t seen = 0;        // the watermark: lines up to it were sent or predate it
     };
 
     std::vector<ChildId> targets(const ctl::ResponderPtr &peer, const ctl::Request &q,
@@ -72,9 +77,13 @@ private:
     std::vector<ChildId> targets(const ctl::ResponderPtr &peer, const ctl::Json &qid,
                                  const std::vector<std::string> &patterns, ctl::Expand expand,
                                  bool *failed);
-    // The units of logs' and events' `unit` pattern (at most max_stream_units), sorted.
+    // The units of logs' and events' patterns (at most max_stream_units), sorted; empty and
+    // *every set when the request names none.
     std::vector<ChildId> stream_targets(const ctl::ResponderPtr &peer, const ctl::Request &q,
-                                        bool *failed);
+                                        bool *every, bool *failed);
+    // logs' stored lines: the last `n` of the units' rings (from `since` on), in order.
+    void stored_lines(const ctl::ResponderPtr &peer, const ctl::Request &q,
+                      const std::vector<ChildId> &services, bool *open);
     void reopen(const ctl::ResponderPtr &peer, const ctl::Request &q,
                 const std::vector<ChildId> &ids);
     std::string_view unit_of(ChildId id) const;

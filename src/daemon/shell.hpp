@@ -92,6 +92,8 @@ public:
     const unit::Unit &unit(ChildId id) const { return units_[id.value]; }
     UnitRuntime &runtime(ChildId id);
     const UnitRuntime *runtime_if(ChildId id) const;
+    // The sequence number of the last log line pushed into any unit's ring (0: none yet).
+    std::uint64_t last_log_seq() const { return seq_.next - 1; }
     Os &os() { return os_; }
     Journal &journal() { return journal_; }
     const Options &options() const { return opts_; }

@@ -103,7 +103,7 @@ TEST_SUITE("ctl") {
                  Case{R"({"cmd":"restart"})", "units"},
                  Case{R"({"cmd":"signal","args":{"units":["a"]}})", "signal"},
                  Case{R"({"cmd":"signal","args":{"units":["a"],"signal":true}})", "signal"},
-                 Case{R"({"cmd":"logs","args":{}})", "unit"},
+                 Case{R"({"cmd":"logs","args":{"unit":""}})", "unit"},
                  Case{R"({"cmd":"logs","args":{"unit":"a","lines":-1}})", "lines"},
                  Case{R"({"cmd":"logs","args":{"unit":"a","lines":"10"}})", "lines"},
                  Case{R"({"cmd":"logs","args":{"unit":"a","lines":4294967296}})", "lines"},
@@ -150,6 +150,23 @@ TEST_SUITE("ctl") {
         CHECK(!e.follow);
         CHECK(ok(R"({"cmd":"events","args":{"unit":"db","lines":0}})").lines == 0u);
         CHECK(ok(R"({"cmd":"events","args":null})").args.is_object());
+        // Several units, none (every unit), and since.
+        Request m = ok(R"({"cmd":"logs","args":{"unit":"a","units":["b*","c"],"since":5}})");
+        CHECK(m.units == std::vector<std::string>{"a", "b*", "c"});
+        CHECK(m.unit == "a");
+        CHECK(m.since == 5);
+        Request u = ok(R"({"cmd":"events","args":{"units":["x"]}})");
+        CHECK(u.unit == "x");
+        CHECK(ok(R"({"cmd":"logs"})").units.empty());
+        CHECK(!ok(R"({"cmd":"logs"})").since);
+        for (auto line :
+             {R"({"cmd":"logs","args":{"since":-1}})", R"({"cmd":"logs","args":{"since":"10m"}})",
+              R"({"cmd":"events","args":{"since":9007199254740993}})",
+              R"({"cmd":"events","args":{"units":"web"}})",
+              R"({"cmd":"logs","args":{"units":[""]}})"}) {
+            CAPTURE(line);
+            CHECK(bad(line).code == ErrorCode::BadRequest);
+        }
     }
 
     TEST_CASE("read-only requests: status, tree, events, version, and logs without reopen") {

@@ -1,6 +1,9 @@
 // vigilctl's rendering of vigild's answers (pure: JSON in, text out).
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <ctime>
+
 #include "render.hpp"
 
 using namespace vigil::cli;
@@ -165,11 +168,28 @@ TEST_SUITE("ctl") {
         CHECK(info_of(u, 20) == "ééééééééééééééé…");
     }
 
+    TEST_CASE("logs --since: ages, local times, dates and epoch seconds") {
+        const std::int64_t now = 1'764'151'923'123; // 2025-11-26 10:12:03.123 UTC
+        CHECK(parse_since("10m", now) == now - 600'000);
+        CHECK(parse_since("1h30m", now) == now - 5'400'000);
+        CHECK(parse_since("@1764151000", now) == 1'764'151'000'000);
+        setenv("TZ", "UTC", 1);
+        tzset();
+        CHECK(parse_since("2025-11-26 10:00", now) == 1'764'151'200'000);
+        CHECK(parse_since("2025-11-26T10:00:05", now) == 1'764'151'205'000);
+        CHECK(parse_since("2025-11-26", now) == 1'764'115'200'000);
+        CHECK(parse_since("10:00", now) == 1'764'151'200'000);
+        for (const char *bad : {"", "x", "10", "25:00", "10:61", "2025-13-01", "2025-11-26 x", "@",
+                                "@-5", "@12x", "10:00:00:00"})
+            CHECK_MESSAGE(!parse_since(bad, now), bad);
+    }
+
     TEST_CASE("logs: a stream of several units names each line's unit") {
         Json l = {{"unit", "web@2"}, {"line", "hello"}, {"stream", "stdout"}};
-        CHECK(render_log(l, Style{}, true) == "web@2 | hello\n");
+        l["time"] = 1764151923123;
+        CHECK(render_log(l, Style{}, true).ends_with(":03.123 web@2[stdout]: hello\n"));
         CHECK(render_log(l, Style{}) == "hello\n");
-        CHECK(render_log(l, Style{true}, true) == "\033[2mweb@2 |\033[0m hello\n");
+        CHECK(render_log(l, Style{true}, true).ends_with("\033[2mweb@2[stdout]:\033[0m hello\n"));
     }
 
     TEST_CASE("status: processes left behind are listed in the info column") {

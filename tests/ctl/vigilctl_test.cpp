@@ -245,7 +245,7 @@ TEST_SUITE("ctl") {
         CHECK(run_ctl({"status", "--bogus"}).code == 2);
         CHECK(run_ctl({"frobnicate"}).code == 2);
         CHECK(run_ctl({"start"}).code == 2); // units required
-        CHECK(run_ctl({"logs"}).code == 2);  // unit required
+        CHECK(run_ctl({"logs", "--since", "yesterday-ish"}).code == 2);
         CHECK(run_ctl({"logs", "-n", "x", "web"}).code == 2);
         CHECK(run_ctl({"--timeout", "-1", "status"}).code == 2);
         Ran s = run_ctl({"signal", "NOPE", "web"});
@@ -420,9 +420,13 @@ TEST_SUITE("ctl") {
             CHECK(e.code == 0);
             CHECK(has(e.out, "web           exited"));
             CHECK(has(e.out, "killed by SIGKILL"));
-            Ran l = v.ctl({"logs", "-n", "2", "web"});
+            Ran l = v.ctl({"logs", "-n", "2", "--raw", "web"});
             CHECK(l.code == 0);
             CHECK(l.out == "hello\noops\n");
+            Ran p = v.ctl({"logs", "-n", "2", "web"}); // each line's time, unit and stream
+            CHECK(p.code == 0);
+            CHECK(has(p.out, "[stdout]: hello\n"));
+            CHECK(has(p.out, "[stderr]: oops\n"));
             Ran lj = v.ctl({"--json", "logs", "web"});
             CHECK(lj.code == 0);
             auto nl = lj.out.find('\n');

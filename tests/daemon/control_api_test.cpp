@@ -88,7 +88,7 @@ ctl::Request request(ctl::Cmd cmd, std::vector<std::string> units = {}, int id =
 }
 
 ctl::Request follow(ctl::Cmd cmd, const std::string &unit, int id = 1) {
-    ctl::Request q = request(cmd, {}, id);
+    ctl::Request q = request(cmd, {unit}, id);
     q.unit = unit;
     q.follow = true;
     q.lines = 0;
@@ -328,8 +328,7 @@ TEST_SUITE("daemon") {
         h.os.write(pdb, log::Stream::Stdout, "db line");
         h.os.deliver();
         auto peer = std::make_shared<FakePeer>();
-        ctl::Request q = request(ctl::Cmd::Logs);
-        q.unit = "web";
+        ctl::Request q = request(ctl::Cmd::Logs, {"web"});
         h.shell->control().handle(peer, q);
         REQUIRE(peer->count("stream") == 2);
         CHECK(peer->last().kind == "end");
@@ -368,8 +367,7 @@ TEST_SUITE("daemon") {
         for (const auto &l : ev->lines)
             CHECK(l.body["unit"] == "web@2");
         auto past = std::make_shared<FakePeer>();
-        ctl::Request e = request(ctl::Cmd::Events);
-        e.unit = "[dw]*";
+        ctl::Request e = request(ctl::Cmd::Events, {"[dw]*"});
         h.shell->control().handle(past, e);
         bool db = false, web2 = false;
         for (const auto &l : past->lines)
@@ -402,22 +400,77 @@ TEST_SUITE("daemon") {
         CHECK(h.shell->control().followers() == 0);
     }
 
-    TEST_CASE("control: logs and events read at most max_stream_units units at once") {
-        const std::string many = R"({"command": ["/bin/true"], "instances": 300})";
+    TEST_CASE("control: logs and events read at most max_stream_units named units at once") {
+        const std::string many = R"({"command": ["/bin/true"], "instances": 4097})";
         Harness h({{"web", many}});
         auto peer = std::make_shared<FakePeer>();
         h.shell->control().handle(peer, follow(ctl::Cmd::Logs, "web"));
         REQUIRE(peer->last().kind == "error");
         CHECK(peer->last().body["code"] == "invalid");
         CHECK(peer->last().body["message"] ==
-              "'web' matches 300 units; logs reads at most 256 at once: name fewer");
+              "the units named match 4097 units; logs reads at most 4096 named at once: name "
+              "fewer, or none for every unit");
         h.shell->control().handle(peer, follow(ctl::Cmd::Events, "*", 2));
         CHECK(peer->last().kind == "error");
-        CHECK(peer->last().body["message"] ==
-              "'*' matches 300 units; events reads at most 256 at once: name fewer");
-        h.shell->control().handle(peer, follow(ctl::Cmd::Events, "web@1*", 3)); // 111 units
+        h.shell->control().handle(peer, follow(ctl::Cmd::Events, "web@1*", 3)); // 1111 units
         CHECK(h.shell->control().followers() == 1);
-        CHECK(h.shell->control().followers() == 1);
+        // None named: every unit, without a list.
+        ctl::Request all = request(ctl::Cmd::Logs, {}, 4);
+        all.follow = true;
+        h.shell->control().handle(peer, all);
+        CHECK(h.shell->control().followers() == 2);
+    }
+
+    TEST_CASE("control: logs of every unit merge in arrival order, from --since on, and follow "
+              "units added later") {
+        Harness h({{"a", svc}, {"b", svc}, {"c", svc}});
+        h.os.write(h.os.pid_of("a"), log::Stream::Stdout, "a1");
+        h.os.deliver();
+        h.os.write(h.os.pid_of("b"), log::Stream::Stderr, "b1");
+        h.os.deliver();
+        h.os.write(h.os.pid_of("a"), log::Stream::Stdout, "a2");
+        h.os.deliver();
+        h.os.write(h.os.pid_of("c"), log::Stream::Stdout, "c1");
+        h.os.deliver();
+        auto lines_of = [](const FakePeer &p) {
+            std::string got;
+            for (const auto &l : p.lines)
+                if (l.kind == "stream") got += l.body["line"].get<std::string>() + " ";
+            return got;
+        };
+        auto peer = std::make_shared<FakePeer>();
+        h.shell->control().handle(peer, request(ctl::Cmd::Logs));
+        CHECK(lines_of(*peer) == "a1 b1 a2 c1 ");
+        auto last = std::make_shared<FakePeer>();
+        ctl::Request q = request(ctl::Cmd::Logs);
+        q.lines = 2;
+        h.shell->control().handle(last, q);
+        CHECK(lines_of(*last) == "a2 c1 ");
+        // since: only what came from then on (the lines carry the real wall clock's time).
+        auto since = std::make_shared<FakePeer>();
+        q.lines.reset();
+        q.since = ctl::max_since_ms;
+        h.shell->control().handle(since, q);
+        CHECK(lines_of(*since).empty());
+        q.since = 0;
+        h.shell->control().handle(since, q);
+        CHECK(lines_of(*since) == "a1 b1 a2 c1 ");
+
+        auto every = std::make_shared<FakePeer>();
+        ctl::Request f = request(ctl::Cmd::Logs);
+        f.follow = true;
+        h.shell->control().handle(every, f);
+        CHECK(every->count("stream") == 4);
+        h.os.next_load = load_units({{"a", svc}, {"b", svc}, {"c", svc}, {"d", svc}});
+        h.shell->reload("test", [](const daemon::Shell::ReloadOutcome &) {});
+        h.os.finish_load();
+        h.os.settle();
+        h.os.write(h.os.pid_of("d"), log::Stream::Stdout, "d1");
+        h.os.write(h.os.pid_of("b"), log::Stream::Stdout, "b2");
+        h.os.deliver();
+        CHECK(every->count("stream") == 6);
+        CHECK(every->last().body["unit"] != "");
+        CHECK(every->count("end") == 0);
     }
 
     TEST_CASE("control: status says which `after` siblings a stopped unit waits for") {

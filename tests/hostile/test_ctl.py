@@ -211,7 +211,7 @@ class Control(HostileCase):
         deadline = time.monotonic() + scaled(20)
 
         def all_read():
-            r = d.ctl("logs", "-n", "1", "spew")
+            r = d.ctl("logs", "--raw", "-n", "1", "spew")
             return r.returncode == 0 and "seq=50000" in r.stdout
         while True:
             most = max(most, rss_kb(init))
@@ -349,7 +349,7 @@ class Control(HostileCase):
             self.assertEqual(r.returncode, EXIT_USAGE, f"{sig[:40]}: {r.stderr}")
             self.assertIn("signal", r.stderr.lower())
         for lines in ("99999999999999999999", "-1", "1e9"):
-            r = d.ctl("logs", "-n", lines, "bystander")
+            r = d.ctl("logs", "--raw", "-n", lines, "bystander")
             self.assertLess(r.returncode, 128, r.stderr)
             self.assertNotEqual(r.returncode, 0, f"logs -n {lines}: {r.stdout[:200]}")
         self.after_attack(d)

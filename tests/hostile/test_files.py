@@ -111,7 +111,7 @@ class LogFiles(HostileCase):
     def wait_read(self, d: Daemon, name: str, prefix: str) -> None:
         """Until vigild has read the service's last line of a phase (its ring has it)."""
         def seen():
-            r = d.ctl("logs", "-n", "1", name)
+            r = d.ctl("logs", "--raw", "-n", "1", name)
             return r.returncode == 0 and r.stdout.startswith(prefix)
         wait_until(seen, 20, f"vigild to read {name}'s line {prefix!r}")
 
@@ -188,7 +188,7 @@ class LogFiles(HostileCase):
         # A read-only command still works for the member (the refusal is about reopen).
         r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
                             f"--groups={group.gid}", ctl, "--socket", d.sock,
-                            "logs", "-n", "1", "victim"],
+                            "logs", "--raw", "-n", "1", "victim"],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=scaled(10))
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -30,8 +30,8 @@ WEIRD = [None, True, False, 0, -1, 1.5, 1e308, -1e308, 2 ** 63, 2 ** 64, -(2 ** 
 # arguments (a well-formed one would end the test's vigild).
 COMMANDS = {
     "status": ["units"], "tree": [], "version": [], "reload": [],
-    "events": ["unit", "lines", "follow"],
-    "logs": ["unit", "lines", "follow", "reopen"],
+    "events": ["unit", "units", "lines", "follow", "since"],
+    "logs": ["unit", "units", "lines", "follow", "reopen", "since"],
     "start": ["units"], "stop": ["units"], "restart": ["units"],
     "signal": ["signal", "units"],
 }

@@ -100,8 +100,8 @@ class Output(HostileCase):
         worst, samples = 0.0, 0
 
         def done():
-            r = d.ctl("logs", "-n", "1", "pattern")
-            q = d.ctl("logs", "-n", "1", "readylog")
+            r = d.ctl("logs", "--raw", "-n", "1", "pattern")
+            q = d.ctl("logs", "--raw", "-n", "1", "readylog")
             return "ready now" in r.stdout and "ready now" in q.stdout
         deadline = time.monotonic() + scaled(30)
         while not done():
@@ -167,7 +167,7 @@ class Output(HostileCase):
 
     def run_stuck_stdout(self, stderr_too: bool) -> None:
         d, out_r, err_r = self.stuck_streams_daemon(stderr_too)
-        follower = harness.Run([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "-n", "0",
+        follower = harness.Run([harness.vigilctl(), "--socket", d.sock, "logs", "--raw", "-f", "-n", "0",
                                 "chatty"])
         self.addCleanup(follower.close)
         wait_until(lambda: d.ctl("--json", "status", "chatty").returncode in (0, 3), 5)

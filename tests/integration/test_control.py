@@ -491,7 +491,7 @@ class Control(unittest.TestCase):
             r = self.ok(d, "--json", "logs", *args)
             return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
         wait_until(lambda: len(lines("talk")) >= 23, 5, "23 lines in the ring")
-        text = self.ok(d, "logs", "-n", "5", "talk").stdout.splitlines()
+        text = self.ok(d, "logs", "--raw", "-n", "5", "talk").stdout.splitlines()
         self.assertEqual(text, ["out seq=19", "out seq=20", "err seq=1", "err seq=2",
                                 "err seq=3"])
         recs = lines("-n", "5", "talk")
@@ -501,7 +501,7 @@ class Control(unittest.TestCase):
                           ("stderr", "err seq=3")])
         seqs = [r["seq"] for r in recs]
         self.assertEqual(seqs, sorted(seqs))
-        self.assertEqual(d.ctl("logs", "nosuch").returncode, EXIT_NOT_FOUND)
+        self.assertEqual(d.ctl("logs", "--raw", "nosuch").returncode, EXIT_NOT_FOUND)
 
         follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "--json", "logs", "-f",
                               "-n", "1", "talk"])
@@ -661,7 +661,7 @@ class Control(unittest.TestCase):
         self.assertEqual(r.returncode, EXIT_UNREACHABLE)
         self.assertIn("is vigild running", r.stderr)
 
-        for argv in ([], ["frobnicate"], ["status", "--bogus"], ["logs"], ["signal", "HUP"],
+        for argv in ([], ["frobnicate"], ["status", "--bogus"], ["logs", "--since", "x"], ["signal", "HUP"],
                      ["--timeout", "-1", "status"], ["logs", "-n", "x", "a"]):
             r = subprocess.run([harness.vigilctl(), "--socket", path, *argv],
                                capture_output=True, text=True, timeout=scaled(5))
@@ -884,7 +884,7 @@ class Control(unittest.TestCase):
         self.running(d, "a", "spew")
         init = d.ns.init_pid
         wait_until(lambda: any("seq=200000" in line for line in
-                               self.ok(d, "logs", "-n", "1", "spew").stdout.splitlines()),
+                               self.ok(d, "logs", "--raw", "-n", "1", "spew").stdout.splitlines()),
                    20, "spew to finish its first burst")
         rss_before = vm_rss_kb(init)
 
@@ -918,7 +918,7 @@ class Control(unittest.TestCase):
             total += len(chunk)
         self.assertLess(total, 16 << 20)
         wait_until(lambda: any("seq=200000" in line for line in
-                               self.ok(d, "logs", "-n", "1", "spew").stdout.splitlines()
+                               self.ok(d, "logs", "--raw", "-n", "1", "spew").stdout.splitlines()
                                ) and d.status("spew")["incarnation"] == 2,
                    20, "spew to finish its second burst")
         rss_after = vm_rss_kb(init)
@@ -1012,18 +1012,30 @@ class Control(unittest.TestCase):
         res = d.ctl_json("signal", "SIGCONT", "web")["results"]
         self.assertEqual([x["unit"] for x in res], ["web@1", "web@2"])
 
-        # logs: one unit's lines plain; several units' merged, each naming its unit.
-        logs = self.ok(d, "logs", "web@2").stdout.splitlines()
+        # logs: each line with its time, unit and stream (--raw: the lines alone); several
+        # units' lines merged; no unit: every unit.
+        stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+
+        def tails(*argv):
+            lines = self.ok(d, "logs", *argv).stdout.splitlines()
+            for x in lines:
+                self.assertRegex(x, stamp + r"\S+\[std(out|err)\]: ")
+            return [re.sub(stamp, "", x) for x in lines]
+
+        logs = self.ok(d, "logs", "--raw", "web@2").stdout.splitlines()
         self.assertIn("hello from 2", logs)
-        self.assertTrue(all("|" not in x for x in logs), logs)
-        logs = self.ok(d, "logs", "web").stdout.splitlines()
-        self.assertIn("web@1 | hello from 1", logs)
-        self.assertIn("web@2 | hello from 2", logs)
+        self.assertTrue(all("[stdout]" not in x for x in logs), logs)
+        logs = tails("web")
+        self.assertIn("web@1[stdout]: hello from 1", logs)
+        self.assertIn("web@2[stdout]: hello from 2", logs)
         self.assertFalse([x for x in logs if "worker" in x], logs)
-        logs = self.ok(d, "logs", "*").stdout.splitlines()
-        self.assertIn("worker | worker-line seq=1", logs)
-        self.assertIn("web@1 | hello from 1", logs)
-        self.assertEqual(len(self.ok(d, "logs", "-n", "1", "web").stdout.splitlines()), 1)
+        for every in (tails("*"), tails()):
+            self.assertIn("worker[stdout]: worker-line seq=1", every)
+            self.assertIn("web@1[stdout]: hello from 1", every)
+        self.assertEqual(len(self.ok(d, "logs", "--raw", "-n", "1", "web").stdout.splitlines()), 1)
+        self.assertEqual(tails("--since", "1h", "web", "worker"), tails("web", "worker"))
+        self.assertEqual(self.ok(d, "logs", "--since", "@" + str(int(time.time()) + 60)).stdout,
+                         "")
         items = [json.loads(x) for x in self.ok(d, "--json", "logs", "web").stdout.splitlines()]
         self.assertEqual({i["unit"] for i in items}, {"web@1", "web@2"})
 
@@ -1071,7 +1083,8 @@ class Control(unittest.TestCase):
             res = json.loads(ctl(full, "--json", "signal", "CONT", "[bc]").stdout)["results"]
             self.assertEqual([r["unit"] for r in res], ["b", "c"], full)
             logs = ctl(full, "logs", "[ab]").stdout.splitlines()
-            self.assertEqual(sorted(logs), ["a | a-line seq=1", "b | b-line seq=1"], full)
+            self.assertEqual(sorted(x.split(" ", 2)[2] for x in logs),
+                             ["a[stdout]: a-line seq=1", "b[stdout]: b-line seq=1"], full)
             ev = [json.loads(x) for x in ctl(full, "--json", "events", "[bc]").stdout.splitlines()]
             self.assertEqual({e["unit"] for e in ev}, {"b", "c"}, full)
         r = ctl(True, "stop", "[ab]")
@@ -1093,7 +1106,7 @@ class Control(unittest.TestCase):
         r = d.ctl("status", "database")
         self.assertEqual((r.returncode, r.stderr),
                          (EXIT_NOT_FOUND, "vigilctl: no unit named 'database'\n"))
-        r = d.ctl("logs", "zz*")
+        r = d.ctl("logs", "--raw", "zz*")
         self.assertEqual((r.returncode, r.stderr),
                          (EXIT_NOT_FOUND, "vigilctl: no unit matches 'zz*'\n"))
         self.assertEqual(d.status("worker")["state"], "running")  # nothing was done

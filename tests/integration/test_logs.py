@@ -356,7 +356,7 @@ class Logs(unittest.TestCase):
             "command": sh(f'printf "%s\\nafter\\n" {body}'), "restart": "transient",
             "logs": {"max_line": "64"}}})
         wait_until(lambda: "lc | after" in d.stdout(), 10, "the lines forwarded")
-        r = d.ctl("logs", "lc")
+        r = d.ctl("logs", "--raw", "lc")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines(), [body, "after"])
 
@@ -427,7 +427,7 @@ class Logs(unittest.TestCase):
                          10, "the writer")[0]
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: "nn | no newline at end" in d.stdout(), 10, "the line forwarded")
-        r = d.ctl("logs", "nn")
+        r = d.ctl("logs", "--raw", "nn")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("no newline at end", r.stdout.splitlines())
         self.stop_daemon(d)
@@ -440,7 +440,7 @@ class Logs(unittest.TestCase):
             "command": sh('printf "no newline at end"'), "restart": "transient",
             "logs": {"file": os.path.join(d.dir, "nx.log")}}})
         wait_until(lambda: "nx | no newline at end" in d.stdout(), 10, "the line forwarded")
-        r = d.ctl("logs", "nx")
+        r = d.ctl("logs", "--raw", "nx")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("no newline at end", r.stdout.splitlines())
         self.stop_daemon(d)
@@ -616,7 +616,7 @@ class Logs(unittest.TestCase):
         d = self.daemon(lambda d: {"root": ROOT, "tl": {
             "command": d.svc("tl", "lines", "20", "tail", "sleep"), "backoff": FAST}})
         wait_until(lambda: "tl | tail seq=20" in d.stdout(), 10, "20 lines")
-        r = d.ctl("logs", "-n", "5", "tl")
+        r = d.ctl("logs", "--raw", "-n", "5", "tl")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines(), [f"tail seq={i}" for i in range(16, 21)])
 
@@ -625,7 +625,7 @@ class Logs(unittest.TestCase):
             "command": sh('i=0; while :; do i=$((i+1)); echo "follow seq=$i"; sleep 0.05; '
                           'done'), "backoff": FAST}})
         wait_until(lambda: "fl | follow seq=3" in d.stdout(), 10, "a few lines")
-        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "-n", "1",
+        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "logs", "--raw", "-f", "-n", "1",
                               "fl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL)
         self.addCleanup(p.stderr.close)
@@ -673,7 +673,7 @@ class Logs(unittest.TestCase):
             "command": d.svc("rg", "lines", "500", "ring", "sleep"), "backoff": FAST,
             "logs": {"ring": "1KiB"}}})
         wait_until(lambda: "rg | ring seq=500" in d.stdout(), 10, "500 lines")
-        r = d.ctl("logs", "-n", "1000", "rg")
+        r = d.ctl("logs", "--raw", "-n", "1000", "rg")
         self.assertEqual(r.returncode, 0, r.stderr)
         got = sequences(r.stdout.splitlines(), "vigilctl logs")["ring"]
         self.assertLessEqual(sum(len(f"ring seq={i}") for i in got), 1024)
@@ -685,7 +685,7 @@ class Logs(unittest.TestCase):
             "command": sh('i=0; while :; do i=$((i+1)); echo "again-$$ seq=$i"; sleep 0.05; '
                           'done'), "backoff": FAST}})
         first = wait_until(lambda: children(d.ns.init_pid, "sh"), 10, "the writer")[0]
-        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "fr"],
+        p = subprocess.Popen([harness.vigilctl(), "--socket", d.sock, "logs", "--raw", "-f", "fr"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              stdin=subprocess.DEVNULL)
         self.addCleanup(p.stdout.close)

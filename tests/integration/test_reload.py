@@ -217,14 +217,14 @@ class Reload(unittest.TestCase):
     # `logs -f` followers with the end line.
     def test_logs_follow_of_a_removed_unit_ends(self):
         d = self.d
-        follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "logs", "-f", "w2"])
+        follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "logs", "--raw", "-f", "w2"])
         self.addCleanup(follow.close)
         self.assertTrue(holds_for(lambda: follow.poll() is None, 0.3))
         del self.units["w2"]
         d.write_units(self.units)
         self.assertEqual(self.changed(self.reload()), {"removed": ["w2"]})
         d.wait_gone("w2")
-        self.assertEqual(d.ctl("logs", "w2").returncode, EXIT_NOT_FOUND)
+        self.assertEqual(d.ctl("logs", "--raw", "w2").returncode, EXIT_NOT_FOUND)
         try:
             rc = follow.wait(5)
         except harness.WaitTimeout:

@@ -557,7 +557,7 @@ class Soak:
             self.status()
         else:
             self.count("logs")
-            self.ctl("logs", "-n", "20", self.rng.choice(self.tree.writers))
+            self.ctl("logs", "--raw", "-n", "20", self.rng.choice(self.tree.writers))
 
     def kill_main(self) -> None:
         kids = [p for p in self.live_children().values()

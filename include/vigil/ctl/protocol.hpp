@@ -29,12 +29,16 @@
 // decision is per request, is_read_only(const Request &)):
 //   status   R {units?:[pattern...]}        -> {units:[status...]}
 //   tree     R {}                           -> {root:{status..., children:[...]}}
-//   events   R {unit?:pattern, lines?:N, follow?:bool}  -> stream of records
-//   logs     R {unit:pattern, lines?:N, follow?:bool} -> stream of log lines
-//              {unit, seq, stream:"stdout"|"stderr", time, line, continued}
-//              (a pattern of several units: their stored items merged by time, the last N of
-//              the merge; at most 256 units, else invalid)
-//   logs       {unit:pattern, reopen:true}  -> a reply: vigild reopens the units' log files, so
+//   events   R {unit?:pattern, units?:[pattern...], lines?:N, follow?:bool, since?:ms}
+//              -> stream of records
+//   logs     R {unit?:pattern, units?:[pattern...], lines?:N, follow?:bool, since?:ms}
+//              -> stream of log lines {unit, seq, stream:"stdout"|"stderr", time, line,
+//              continued}. No unit and no units: every unit. The stored items of several units
+//              are merged in the order they came (seq, which is global), the last N of the
+//              merge; since: only items from that wall-clock time on (ms since the epoch).
+//              Named patterns may match at most 4096 units (else invalid); every unit has no
+//              such limit.
+//   logs       {units..., reopen:true}  -> a reply: vigild reopens the units' log files, so
 //              it is not read-only
 //   version  R {}                           -> {server:"0.1.0", protocol:2, ...}
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
@@ -89,6 +93,7 @@ inline constexpr std::size_t max_id_length = 128;         // bytes of a string i
 inline constexpr std::size_t max_units_per_request = 1024;
 inline constexpr std::size_t max_unit_name = 255; // bytes of a unit name or pattern
 inline constexpr std::uint32_t max_lines = 1'000'000;
+inline constexpr std::int64_t max_since_ms = std::int64_t{1} << 53; // exact in a JSON double
 
 enum class ErrorCode : std::uint8_t {
     BadJson,        // the line is not valid JSON (the connection stays usable)
@@ -129,13 +134,16 @@ struct Request {
     Cmd cmd = Cmd::Version;
     Json args = Json::object();
 
-    std::vector<std::string> units;     // status (may be empty), start, stop, restart, signal;
+    std::vector<std::string> units;     // status (may be empty), start, stop, restart, signal,
+                                        // logs and events ("unit" first; empty: every unit);
                                         // at most max_units_per_request, each <= max_unit_name
-    std::string unit;                   // logs (required), events (empty: all units)
+    std::string unit;                   // logs, events: the first pattern (empty: none)
     std::optional<std::uint32_t> lines; // logs, events: how many stored items to send first
                                         // (<= max_lines)
     bool follow = false;                // logs, events: keep streaming new items
     bool reopen = false;                // logs: reopen the log file (after external rotation)
+    std::optional<std::int64_t> since;  // logs, events: only stored items from this wall time
+                                        // on (ms since the epoch, <= max_since_ms)
     int signal = 0;                     // signal: the signal number (1..64)
 };
 

@@ -47,6 +47,8 @@ public:
 
     // The last `n` lines kept, oldest first.
     std::vector<RingLine> last(std::size_t n) const;
+    // The i-th line from the newest (0: the newest), i < size(). For merges that walk back.
+    RingLine from_back(std::size_t i) const { return view(at(count_ - 1 - i)); }
     // Lines with seq > `seq`, oldest first, at most `max`. If the ring no longer holds seq+1,
     // the answer starts at the oldest line kept (the follower missed some: compare
     // front().seq with seq+1).
