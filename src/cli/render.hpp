@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +46,11 @@ std::string render_log(const Json &item, const Style &st, bool with_unit = false
 std::string render_results(const Json &result, const Style &st);
 // What reload changed.
 std::string render_reload(const Json &result, const Style &st);
+
+// Text a service or a unit file wrote (STATUS=, a spawn error naming the command) on one line
+// and harmless on a terminal: tabs and line breaks become spaces, other C0 and C1 control
+// characters (escape sequences: colours, cursor moves, a fake prompt) a '?'.
+std::string one_line(std::string_view s);
 
 // "3 exited" -> "3", signals as "SIGTERM"; "-" when there is no last exit.
 std::string format_exit(const Json &last_exit);
