@@ -72,7 +72,7 @@ Judgement judge(const WaitTarget &t, const Json &now);
 //  stop: results with outcome ok or already_stopped, Down;
 //  reload: "added" Up and "restarted" NewUp, both allow_down ("updated" changed parameters in
 //    place: nothing restarts);
-// other commands: none. At most max_wait_targets (more are not waited for: see main.cpp).
+// other commands: none. At most max_wait_targets: the units after those are not waited for.
 std::vector<WaitTarget> wait_targets(ctl::Cmd cmd, const Json &result, const Json &before);
 inline constexpr std::size_t max_wait_targets = 100'000;
 
