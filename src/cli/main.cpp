@@ -5,6 +5,20 @@
 // exit_codes.hpp. Streams (`logs -f`, `events -f`) run until vigild ends them or the user
 // interrupts.
 //
+// start, stop, restart, reload and shutdown then wait until the change is done (wait.hpp says
+// when that is): vigilctl asks `status` of the units it waits for on the same connection,
+// first after 10 ms, the interval doubling to 100 ms. Polling rather than following `events`:
+// an open stream holds the connection's other answers back, so events would need a second
+// connection and still a status to learn readiness and the states reached before the stream
+// began; a poll is one small request (the units waited for, or all units when their names
+// would not fit one request), at most ten a second, and whatever happened between two polls
+// still shows in the status (the incarnation counts the runs). The before-status the rules
+// need is asked in the same write as the command, just ahead of it: vigild answers requests
+// in order, so it describes the units as they were when the command arrived. The whole
+// command is bounded by --timeout (default wait_limit_s); Ctrl-C stops the waiting only (the
+// change goes on in vigild), and restores the default action, so a second Ctrl-C ends
+// vigilctl even in a read that --timeout 0 leaves unbounded.
+//
 // Start-up was most of a status query's cost (vigild's own work for it is well under 0.1 ms),
 // so it is kept small (bench/README.md's target: `vigilctl status NAME` within 1.0 x
 // `sv status`):
@@ -24,10 +38,14 @@
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <poll.h>
+#include <signal.h>
 #include <string>
 #include <string_view>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cli11.hpp"
@@ -38,6 +56,7 @@
 #include "vigil/ctl/client.hpp"
 #include "vigil/ctl/protocol.hpp"
 #include "vigil/unit/values.hpp"
+#include "wait.hpp"
 
 using namespace vigil;
 using vigil::cli::Exit;
@@ -49,6 +68,8 @@ struct Options {
     bool json = false;
     bool no_color = false;
     double timeout_s = 10.0;
+    bool timeout_given = false; // else the default of the command (wait_limit_s or 10)
+    bool no_wait = false;
 
     std::vector<std::string> units;
     std::string unit;
@@ -95,6 +116,57 @@ std::size_t terminal_width() {
     return 80;
 }
 
+// The limit of a command that waits for its change when --timeout is not given.
+constexpr double wait_limit_s = 90.0;
+// The ids of the requests on the connection: the command, the status read before it, polls.
+constexpr int command_id = 1;
+constexpr int before_id = 2;
+constexpr int first_poll_id = 3;
+// A poll names the units it asks for unless that would make a long line; then it asks for all.
+constexpr std::size_t max_poll_bytes = std::size_t{32} << 10;
+
+volatile sig_atomic_t interrupted = 0;
+
+void on_interrupt(int) {
+    interrupted = 1;
+}
+
+// Ctrl-C sets `interrupted` once; the next one has its default action (SA_RESETHAND).
+void catch_interrupt() {
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+}
+
+long long now_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// The process has ended: no such process, or a zombie that its parent has not reaped yet.
+bool process_gone(pid_t pid) {
+    if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    FILE *f = std::fopen(path, "re");
+    if (!f) return errno == ENOENT;
+    char buf[512];
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    std::string_view stat(buf, n);
+    auto paren = stat.rfind(')'); // the name may hold anything; the state follows ") "
+    if (paren == std::string_view::npos || paren + 2 >= stat.size()) return false;
+    return stat[paren + 2] == 'Z' || stat[paren + 2] == 'X';
+}
+
+bool waits_for_change(ctl::Cmd cmd) {
+    return cmd == ctl::Cmd::Start || cmd == ctl::Cmd::Stop || cmd == ctl::Cmd::Restart ||
+           cmd == ctl::Cmd::Reload || cmd == ctl::Cmd::Shutdown;
+}
+
 Exit exit_for_error(const std::string &code) {
     if (code == "not_found") return Exit::NotFound;
     return Exit::Error;
@@ -116,29 +188,37 @@ class Run {
 public:
     Run(const Options &o, ctl::Cmd cmd, ctl::Json args) : o_(o), cmd_(cmd), args_(std::move(args)) {
         style_.color = use_color(o);
-        if (!o.json && isatty(STDOUT_FILENO) == 1) style_.width = terminal_width();
-        timeout_ms_ = o.timeout_s <= 0 ? -1 : static_cast<int>(o.timeout_s * 1000.0);
+        tty_ = !o.json && isatty(STDOUT_FILENO) == 1;
+        if (tty_) style_.width = terminal_width();
+        waits_ = !o.no_wait && waits_for_change(cmd);
+        limit_s_ = o.timeout_given ? o.timeout_s : waits_ ? wait_limit_s : 10.0;
+        // CLI11 bounds --timeout below; above, 1e6 s (11 days) stands for "no limit": the
+        // milliseconds fit an int.
+        timeout_ms_ = limit_s_ <= 0 || limit_s_ > 1e6 ? -1 : static_cast<int>(limit_s_ * 1000.0);
+        deadline_ = now_ms() + timeout_ms_;
     }
 
     int go() {
-        std::string path = o_.socket.empty() ? ctl::socket_path_from_env() : o_.socket;
+        path_ = o_.socket.empty() ? ctl::socket_path_from_env() : o_.socket;
+        const std::string &path = path_;
         // The request is ready before the connect: vigild wakes on the connection, and the
         // sooner the request follows, the likelier it is read in that same wake-up.
-        std::string request = ctl::make_request(1, cmd_, args_);
+        std::string request = before_request() + ctl::make_request(command_id, cmd_, args_);
         ctl::Client &c = c_;
-        if (int r = c.connect(path, timeout_ms_); r != 0) return cannot_connect(path, r);
+        if (int r = c.connect(path, budget()); r != 0) return cannot_connect(path, r);
         // A broken pipe is not the end: vigild may have answered with an error and hung up
         // before reading all of the request (a line over its limit, too many connections).
         // That answer is in our receive buffer and says more than EPIPE, so read on; only
         // when nothing came is the failed send what we report.
-        int sent = c.send_all(request, timeout_ms_);
+        sent_ms_ = now_ms();
+        int sent = c.send_all(request, budget());
         if (sent != 0 && sent != -EPIPE && sent != -ECONNRESET) return lost(sent);
         bool streaming = cmd_ == ctl::Cmd::Logs || cmd_ == ctl::Cmd::Events;
         bool seen_hello = false;
         std::string line, err;
         for (;;) {
             // Once a follow stream has started, wait for ever: items come when they come.
-            int wait = (o_.follow && seen_hello) ? -1 : timeout_ms_;
+            int wait = (o_.follow && seen_hello) ? -1 : budget();
             if (int r = c.read_line(line, wait); r != 0) return lost(sent != 0 ? sent : r);
             auto m = ctl::parse_server_message(line, &err);
             if (!m) {
@@ -158,6 +238,7 @@ public:
                 hello_ = m->body;
                 continue;
             case K::Error:
+                if (m->id == before_id) continue; // the command's own answer says more
                 return failed(*m);
             case K::StreamItem:
                 if (!streaming) continue;
@@ -167,7 +248,8 @@ public:
             case K::End:
                 return cli::code(Exit::Ok);
             case K::Reply:
-                if (m->id != 1) continue; // not ours (a server-level notice)
+                if (m->id == before_id) before_ = m->body;
+                if (m->id != command_id) continue; // not the answer (or a server-level notice)
                 return replied(m->body);
             }
         }
@@ -214,7 +296,7 @@ private:
 
     std::string format_timeout() const {
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%g s", o_.timeout_s);
+        std::snprintf(buf, sizeof buf, "%g s", limit_s_);
         return buf;
     }
 
@@ -262,6 +344,7 @@ private:
     }
 
     int replied(const ctl::Json &result) {
+        if (waits_) targets_ = cli::wait_targets(cmd_, result, before_);
         if (o_.json) {
             ctl::Json shown = result;
             if (cmd_ == ctl::Cmd::Version) shown["client"] = VIGIL_VERSION;
@@ -274,19 +357,19 @@ private:
         case ctl::Cmd::Stop:
         case ctl::Cmd::Restart:
         case ctl::Cmd::Signal:
-            return results(result);
+            return then_wait(results(result));
         case ctl::Cmd::Reload:
             if (!o_.json) out(cli::render_reload(result, style_));
             if (auto d = result.find("diagnostics"); d != result.end() && d->is_array())
                 for (const auto &x : *d)
                     if (x.is_string()) std::fprintf(stderr, "%s\n", x.get<std::string>().c_str());
-            return cli::code(Exit::Ok);
+            return then_wait(cli::code(Exit::Ok));
         case ctl::Cmd::Tree:
             if (!o_.json) out(cli::render_tree(result, style_));
             return cli::code(Exit::Ok);
         case ctl::Cmd::Shutdown:
             if (!o_.json) out("vigild is shutting down\n");
-            return cli::code(Exit::Ok);
+            return waits_ ? wait_for_exit() : cli::code(Exit::Ok);
         case ctl::Cmd::Version:
             if (!o_.json) {
                 // "server" per the protocol; vigild 0.1 also says "version".
@@ -326,7 +409,7 @@ private:
     }
 
     int results(const ctl::Json &result) {
-        if (!o_.json) out(cli::render_results(result, style_));
+        if (!o_.json) out(cli::render_results(tty_ ? unwaited(result) : result, style_));
         Exit worst = Exit::Ok;
         if (auto it = result.find("results"); it != result.end() && it->is_array()) {
             for (const auto &r : *it) {
@@ -341,12 +424,197 @@ private:
         return cli::code(worst);
     }
 
+    // The status read just before the command (see the file comment); empty when not waiting.
+    std::string before_request() const {
+        if (!waits_ || cmd_ == ctl::Cmd::Shutdown) return "";
+        ctl::Json a = ctl::Json::object();
+        if (args_.contains("units")) a["units"] = args_["units"];
+        return ctl::make_request(before_id, ctl::Cmd::Status, a);
+    }
+
+    // Milliseconds a blocking call may take: --timeout for each call of a command that does not
+    // wait (as before waiting existed), what is left of it for one that does; -1: no limit.
+    int budget() const {
+        if (!waits_ || timeout_ms_ < 0) return timeout_ms_;
+        long long left = deadline_ - now_ms();
+        return left > 0 ? static_cast<int>(left) : 0;
+    }
+    bool expired() const { return waits_ && timeout_ms_ >= 0 && now_ms() >= deadline_; }
+    std::int64_t elapsed() const { return now_ms() - sent_ms_; }
+
+    // Sleeps `ms` (less when time is up); Ctrl-C cuts it short.
+    void pause(int ms) const {
+        int left = budget();
+        poll(nullptr, 0, left >= 0 && left < ms ? left : ms);
+    }
+
+    // The answer without the results of units waited for: on a terminal those get a line of
+    // their own when they are done.
+    ctl::Json unwaited(const ctl::Json &result) const {
+        if (targets_.empty() || !result.contains("results") || !result["results"].is_array())
+            return result;
+        std::unordered_set<std::string_view> waited;
+        for (const auto &t : targets_)
+            waited.insert(t.unit);
+        ctl::Json shown = result;
+        ctl::Json &rs = shown["results"];
+        rs = ctl::Json::array();
+        for (const auto &r : result["results"])
+            if (!r.is_object() || !r.contains("unit") || !r["unit"].is_string() ||
+                !waited.contains(r["unit"].get_ref<const std::string &>()))
+                rs.push_back(r);
+        return shown;
+    }
+
+    int then_wait(int code) {
+        if (!waits_) return code;
+        int w = wait_units();
+        return code != cli::code(Exit::Ok) ? code : w;
+    }
+
+    int stop_waiting() {
+        say("interrupted: stopped waiting; vigild goes on with the change (see: vigilctl status)");
+        return cli::code(Exit::Interrupted);
+    }
+
+    // Polls status until every target is done or failed, or time is up.
+    int wait_units() {
+        const std::size_t n = targets_.size();
+        if (n == 0) return cli::code(Exit::Ok);
+        catch_interrupt();
+        std::vector<cli::Judgement> last(
+            n, {cli::Verdict::Waiting, "changing", "no status from vigild yet"});
+        std::vector<std::size_t> pending(n);
+        for (std::size_t i = 0; i < n; ++i)
+            pending[i] = i;
+        bool failed = false;
+        for (int interval = 10;; interval = std::min(interval * 2, 100)) {
+            if (interrupted) return stop_waiting();
+            std::unordered_map<std::string, ctl::Json> seen;
+            int r = poll_status(pending, seen);
+            if (r > 0) return r;
+            if (r == 0) {
+                std::vector<std::size_t> still;
+                for (std::size_t i : pending) {
+                    auto it = seen.find(targets_[i].unit);
+                    last[i] = cli::judge(targets_[i], it == seen.end() ? ctl::Json() : it->second);
+                    std::string line = cli::wait_line(targets_[i].unit, last[i], elapsed());
+                    if (last[i].verdict == cli::Verdict::Waiting) {
+                        still.push_back(i);
+                    } else if (last[i].verdict == cli::Verdict::Failed) {
+                        failed = true;
+                        say(line);
+                    } else if (tty_) {
+                        out(line + "\n");
+                        std::fflush(stdout);
+                    }
+                }
+                pending = std::move(still);
+                if (pending.empty()) return cli::code(failed ? Exit::Error : Exit::Ok);
+            }
+            if (r < 0 || expired()) return timed_out(pending, last);
+            pause(interval);
+        }
+    }
+
+    int timed_out(const std::vector<std::size_t> &pending,
+                  const std::vector<cli::Judgement> &last) {
+        for (std::size_t i : pending) // "after 30s": the limit, not the milliseconds past it
+            say(cli::wait_line(targets_[i].unit, last[i], timeout_ms_));
+        say("stopped waiting after " + format_timeout() +
+            " (see --timeout); vigild goes on with the change");
+        return cli::code(Exit::Error);
+    }
+
+    // One status request for the pending targets. Returns 0 with `seen` (name -> status),
+    // -1 when time ran out, or an exit status when the connection failed.
+    int poll_status(const std::vector<std::size_t> &pending,
+                    std::unordered_map<std::string, ctl::Json> &seen) {
+        ctl::Json args = ctl::Json::object();
+        if (!poll_all_) {
+            ctl::Json names = ctl::Json::array();
+            std::size_t bytes = 0;
+            for (std::size_t i : pending) {
+                names.push_back(targets_[i].unit);
+                bytes += targets_[i].unit.size() + 4;
+            }
+            if (names.size() <= ctl::max_units_per_request && bytes <= max_poll_bytes)
+                args["units"] = std::move(names);
+        }
+        const std::int64_t id = poll_id_++;
+        if (int r = c_.send_all(ctl::make_request(id, ctl::Cmd::Status, args), budget()); r != 0)
+            return r == -ETIMEDOUT ? -1 : lost(r);
+        std::string line, err;
+        for (;;) {
+            if (int r = c_.read_line(line, budget()); r != 0) return r == -ETIMEDOUT ? -1 : lost(r);
+            auto m = ctl::parse_server_message(line, &err);
+            if (!m || m->id != id) continue;
+            if (m->kind == ctl::ServerMessage::Kind::Error) {
+                // A unit waited for is gone (removed by a reload): ask for all from now on.
+                if (m->code != "not_found" || poll_all_) return failed(*m);
+                poll_all_ = true;
+                return poll_status(pending, seen);
+            }
+            if (m->kind != ctl::ServerMessage::Kind::Reply) continue;
+            if (auto it = m->body.find("units"); it != m->body.end() && it->is_array())
+                for (auto &u : *it)
+                    if (u.is_object() && u.contains("name") && u["name"].is_string())
+                        seen.emplace(u["name"].get<std::string>(), std::move(u));
+            return 0;
+        }
+    }
+
+    // shutdown: vigild has exited when the connection ends and its process is gone (or, when
+    // its pid is not visible here, its socket refuses connections).
+    int wait_for_exit() {
+        catch_interrupt();
+        const pid_t pid = c_.server_pid();
+        std::string line;
+        for (;;) {
+            if (interrupted) return stop_waiting();
+            if (expired()) return exit_timed_out();
+            int slice = budget() < 0 ? 100 : std::min(budget(), 100);
+            int r = c_.read_line(line, slice);
+            if (r != 0 && r != -ETIMEDOUT) break; // the connection ended
+        }
+        for (int interval = 10;; interval = std::min(interval * 2, 100)) {
+            if (pid > 0 ? process_gone(pid) : refused()) break;
+            if (interrupted) return stop_waiting();
+            if (expired()) return exit_timed_out();
+            pause(interval);
+        }
+        if (tty_) out("vigild: exited (" + cli::format_duration(elapsed()) + ")\n");
+        return cli::code(Exit::Ok);
+    }
+
+    bool refused() const {
+        ctl::Client probe;
+        int r = probe.connect(path_, 100);
+        return r == -ECONNREFUSED || r == -ENOENT;
+    }
+
+    int exit_timed_out() {
+        say("vigild still running after " + format_timeout() +
+            " (see --timeout); it goes on stopping its units");
+        return cli::code(Exit::Error);
+    }
+
     const Options &o_;
     ctl::Client c_;
     ctl::Cmd cmd_;
     ctl::Json args_;
     cli::Style style_;
+    bool tty_ = false;   // standard output is a terminal (and not --json)
+    bool waits_ = false; // the command waits for its change
+    double limit_s_ = 10.0;
     int timeout_ms_ = 10'000;
+    long long deadline_ = 0; // when a command that waits must end (timeout_ms_ >= 0)
+    long long sent_ms_ = 0;  // when the command was sent
+    std::string path_;
+    ctl::Json before_;                     // status before the command
+    std::vector<cli::WaitTarget> targets_; // what the command waits for
+    bool poll_all_ = false;                // polls ask for every unit
+    std::int64_t poll_id_ = first_poll_id;
     ctl::Json hello_;
     bool streamed_ = false; // a stream item was shown
     bool mid_line_ = false; // logs: the last piece shown was "continued"
@@ -474,9 +742,12 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
                    "$XDG_RUNTIME_DIR/vigil/control.sock otherwise)")
         ->envname("VIGIL_SOCKET");
     app.add_flag("--json", o.json, "print vigild's answer as JSON (streams: one object a line)");
-    app.add_option("--timeout", o.timeout_s, "seconds to wait for vigild (0: for ever)")
-        ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+    auto *timeout =
+        app.add_option("--timeout", o.timeout_s,
+                       "seconds to wait for vigild's answer (default 10); for start, stop, "
+                       "restart, reload and shutdown: for the whole command, the change included "
+                       "(default 90); 0: no limit")
+            ->check(CLI::NonNegativeNumber);
     app.add_flag("--no-color", o.no_color, "no colour even on a terminal (also: NO_COLOR)");
 
     ctl::Cmd &cmd = inv.cmd;
@@ -484,16 +755,20 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
 
     auto *status = app.add_subcommand("status", "show units: state, pid, uptime, restarts");
     status->add_option("units", o.units, "units, globs or supervisors (default: all)");
-    auto *start = app.add_subcommand("start", "start units (not counted as restarts)");
+    auto *start = app.add_subcommand(
+        "start", "start units (not counted as restarts); waits until they run and are ready");
     start->add_option("units", o.units, "units, globs or supervisors")->required();
-    auto *stop = app.add_subcommand("stop", "stop units; they stay stopped until started");
+    auto *stop = app.add_subcommand(
+        "stop", "stop units; they stay stopped until started; waits until they have stopped");
     stop->add_option("units", o.units, "units, globs or supervisors")->required();
-    auto *restart = app.add_subcommand("restart", "stop then start units");
+    auto *restart = app.add_subcommand(
+        "restart", "stop then start units; waits until new runs of them are ready");
     restart->add_option("units", o.units, "units, globs or supervisors")->required();
     auto *sig = app.add_subcommand("signal", "send a signal to units' process groups");
     sig->add_option("signal", o.signal, "SIGTERM, HUP, 9, SIGRTMIN+1, ...")->required();
     sig->add_option("units", o.units, "units, globs or supervisors")->required();
-    auto *reload = app.add_subcommand("reload", "reread unit files and apply the differences");
+    auto *reload = app.add_subcommand(
+        "reload", "reread unit files and apply the differences; waits for the units it starts");
     auto *logs = app.add_subcommand("logs", "show units' recent output, merged in time order");
     logs->add_flag("-f,--follow", o.follow, "keep printing new lines");
     logs->add_option("-n,--lines", o.lines, "how many stored lines to show first")
@@ -510,7 +785,10 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         ->check(CLI::NonNegativeNumber);
     events->add_option("--since", o.since, "only events from then on: 10m, 10:00, 2026-12-06");
     events->add_option("units", o.units, "units, globs or supervisors (default: all)");
-    auto *shutdown = app.add_subcommand("shutdown", "stop every unit and end vigild");
+    auto *shutdown =
+        app.add_subcommand("shutdown", "stop every unit and end vigild; waits until it has ended");
+    for (auto *sub : {start, stop, restart, reload, shutdown})
+        sub->add_flag("--no-wait", o.no_wait, "return once vigild has accepted the command");
     auto *version = app.add_subcommand("version", "show vigilctl's and vigild's versions");
     // import needs no vigild: it runs here, in the parser, and ends the run.
     cli::import::Options imp;
@@ -537,6 +815,7 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
             unguard(*v);
         for (std::string &u : o.units)
             unguard(u);
+        o.timeout_given = timeout->count() > 0;
     } catch (const CLI::ParseError &e) {
         // Help and --version are "errors" with exit code 0 in CLI11; everything else is a
         // usage error: our code 2, not CLI11's 1xx codes.

@@ -89,9 +89,9 @@ const char *state_colour(const Json &u) {
     return nullptr;
 }
 
-// Text a service or a unit file wrote (STATUS=, a spawn error naming the command) on one line
-// and harmless on a terminal: tabs and line breaks become spaces, other C0 and C1 control
-// characters (escape sequences: colours, cursor moves, a fake prompt) a '?'.
+} // namespace
+
+// render.hpp says what.
 std::string one_line(std::string_view s) {
     std::string out;
     out.reserve(s.size());
@@ -110,6 +110,8 @@ std::string one_line(std::string_view s) {
     }
     return out;
 }
+
+namespace {
 
 // Causes that say why a unit is down against its will (core::Cause's spelling); the others
 // (none, command, reload, removed, supervisor, shutdown, notify) need no explaining.

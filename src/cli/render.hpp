@@ -53,6 +53,11 @@ std::string render_results(const Json &result, const Style &st);
 // What reload changed.
 std::string render_reload(const Json &result, const Style &st);
 
+// Text a service or a unit file wrote (STATUS=, a spawn error naming the command) on one line
+// and harmless on a terminal: tabs and line breaks become spaces, other C0 and C1 control
+// characters (escape sequences: colours, cursor moves, a fake prompt) a '?'.
+std::string one_line(std::string_view s);
+
 // "3 exited" -> "3", signals as "SIGTERM"; "-" when there is no last exit.
 std::string format_exit(const Json &last_exit);
 

@@ -48,7 +48,8 @@ Client::~Client() {
 }
 
 Client::Client(Client &&o) noexcept
-    : fd_(o.fd_), server_uid_(o.server_uid_), buf_(std::move(o.buf_)), off_(o.off_) {
+    : fd_(o.fd_), server_uid_(o.server_uid_), server_pid_(o.server_pid_), buf_(std::move(o.buf_)),
+      off_(o.off_) {
     o.fd_ = -1;
 }
 
@@ -57,6 +58,7 @@ Client &Client::operator=(Client &&o) noexcept {
         close();
         fd_ = o.fd_;
         server_uid_ = o.server_uid_;
+        server_pid_ = o.server_pid_;
         buf_ = std::move(o.buf_);
         off_ = o.off_;
         o.fd_ = -1;
@@ -101,6 +103,7 @@ int Client::connect(const std::string &path, int timeout_ms) {
         return -e;
     }
     server_uid_ = cred.uid;
+    server_pid_ = cred.pid;
     if (cred.uid != 0 && cred.uid != geteuid()) {
         ::close(fd);
         return untrusted_server;

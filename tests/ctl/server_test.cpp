@@ -239,6 +239,7 @@ TEST_SUITE("ctl") {
         CHECK((st.st_mode & 07777) == 0600);
 
         Client c = f.connect();
+        CHECK(c.server_pid() == getpid()); // SO_PEERCRED: the server runs in this process
         hello(c);
         send(c, R"({"id":1,"cmd":"version"})"
                 "\n");

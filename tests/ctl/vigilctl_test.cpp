@@ -389,16 +389,44 @@ TEST_SUITE("ctl") {
             CHECK(Json::parse(j.out)["units"][0]["state"] == "stopped");
         }
         SUBCASE("start/stop/restart/signal report per unit; not found is 4") {
-            Ran r = v.ctl({"restart", "web", "db"});
+            // The fake's units never change: --no-wait (the waiting has its own subcase).
+            Ran r = v.ctl({"restart", "--no-wait", "web", "db"});
             CHECK(r.code == 0);
             CHECK(r.out == "web: web restart (signal 0)\ndb: db restart (signal 0)\n");
-            Ran g = v.ctl({"stop", "web", "ghost"});
+            Ran g = v.ctl({"stop", "--no-wait", "web", "ghost"});
             CHECK(g.code == 4);
             CHECK(has(g.out, "ghost: no unit named 'ghost'"));
             Ran s = v.ctl({"signal", "hup", "web"});
             CHECK(s.code == 0);
             CHECK(has(s.out, "signal 1)"));
             CHECK(v.ctl({"signal", "USR1", "db"}).code == 1); // not running: refused
+        }
+        SUBCASE("waiting: done at once for a ready unit; a timeout names where a unit is") {
+            Ran r = v.ctl({"start", "web"}); // running and ready: done
+            CHECK(r.code == 0);
+            CHECK(r.out == "web: web start (signal 0)\n");
+            CHECK(r.err.empty());
+            Ran j = v.ctl({"--json", "start", "web"});
+            CHECK(j.code == 0);
+            CHECK(Json::parse(j.out)["results"][0]["unit"] == "web");
+            // web stays in its old run: the limit (given after the command) ends the wait.
+            auto t0 = std::chrono::steady_clock::now();
+            Ran t = v.ctl({"restart", "web", "--timeout", "0.3"});
+            auto took = std::chrono::steady_clock::now() - t0;
+            CHECK(t.code == 1);
+            CHECK(took >= std::chrono::milliseconds(300));
+            CHECK(has(t.err, "vigilctl: web: still restarting after "));
+            CHECK(has(t.err, " (state running, the old run has not been stopped yet)\n"));
+            CHECK(has(t.err, "vigilctl: stopped waiting after 0.3 s (see --timeout); vigild "
+                             "goes on with the change\n"));
+            // db's goal stays down after the start: it fails at once, with what to do next.
+            Ran f = v.ctl({"start", "db"});
+            CHECK(f.code == 1);
+            CHECK(f.err == "vigilctl: db: not started: its goal is down: another command stopped "
+                           "it; see: vigilctl status db; vigilctl logs db\n");
+            // A stop of a unit that stays running: the same, and --no-wait does not wait.
+            CHECK(v.ctl({"stop", "web", "--timeout", "0.2"}).code == 1);
+            CHECK(v.ctl({"stop", "web", "--no-wait"}).code == 0);
         }
         SUBCASE("reload errors print every diagnostic on stderr and exit 1") {
             Ran r = v.ctl({"reload"});

@@ -398,7 +398,7 @@ class HostileCase(unittest.TestCase):
     def shutdown(self, d: Daemon) -> None:
         """vigilctl shutdown: vigild stops everything and exits 0 (under ASan, with its leak
         check), and its journal stays clean to the end."""
-        r = d.ctl("shutdown")
+        r = d.ctl("shutdown", timeout=40)  # it returns once vigild has exited
         self.assertEqual(r.returncode, 0, f"vigilctl shutdown: {r.stderr}")
         rc = d.wait_exit(30)
         self.assert_clean_journal(d)

@@ -358,6 +358,11 @@ class Soak:
         a[action] = a.get(action, 0) + 1
 
     def ctl(self, *args: str, timeout: float = 30) -> Optional[subprocess.CompletedProcess]:
+        # The driver judges the effects itself (check_running), amid chaos that can fail any
+        # change: its commands return once vigild has them, as before vigilctl waited.
+        words = [a for a in args if not a.startswith("-")]
+        if words and words[0] in ("start", "stop", "restart", "reload"):
+            args = (*args, "--no-wait")
         try:
             r = self.d.ctl(*args, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -39,6 +39,9 @@ public:
     int connect(const std::string &path, int timeout_ms);
     // The server's uid as SO_PEERCRED gave it at the last connect(); -1 before.
     uid_t server_uid() const noexcept { return server_uid_; }
+    // The server's pid as SO_PEERCRED gave it at the last connect(); 0 before, or when the
+    // server runs in a pid namespace this process cannot see.
+    pid_t server_pid() const noexcept { return server_pid_; }
     // Writes all of `data`. Returns 0 or -errno.
     int send_all(std::string_view data, int timeout_ms);
     // Reads one line into `line` (without its "\n"). Returns 0, -ETIMEDOUT, -ECONNRESET when
@@ -52,6 +55,7 @@ public:
 private:
     int fd_ = -1;
     uid_t server_uid_ = static_cast<uid_t>(-1);
+    pid_t server_pid_ = 0;
     std::string buf_;
     std::size_t off_ = 0;
 };

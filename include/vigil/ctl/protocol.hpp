@@ -23,7 +23,10 @@
 //            `logs` and `events` always answer as a stream; without "follow" the end comes after
 //            the stored items, with "follow" the stream lasts until the client disconnects.
 // Requests on one connection are answered in order unless a stream is open; answers always
-// carry the id of the request they answer.
+// carry the id of the request they answer. They are also carried out in the order they
+// arrive: vigilctl sends a status request in the same write just ahead of start, stop,
+// restart or reload, and its answer shows the units as that command found them (vigilctl then
+// polls status until the change is done; --json prints the command's answer only).
 //
 // Commands and their args (R: allowed to read-only clients, i.e. socket-group members; the
 // decision is per request, is_read_only(const Request &)):
