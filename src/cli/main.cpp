@@ -219,7 +219,12 @@ public:
         for (;;) {
             // Once a follow stream has started, wait for ever: items come when they come.
             int wait = (o_.follow && seen_hello) ? -1 : budget();
-            if (int r = c.read_line(line, wait); r != 0) return lost(sent != 0 ? sent : r);
+            if (int r = c.read_line(line, wait); r != 0) {
+                // vigild refused the status that went ahead of the command and hung up (a
+                // forbidden peer): that refusal is the answer.
+                if (before_error_) return failed(*before_error_);
+                return lost(sent != 0 ? sent : r);
+            }
             auto m = ctl::parse_server_message(line, &err);
             if (!m) {
                 say(err + "; is " + path + " vigild's socket?");
@@ -238,7 +243,10 @@ public:
                 hello_ = m->body;
                 continue;
             case K::Error:
-                if (m->id == before_id) continue; // the command's own answer says more
+                if (m->id == before_id) { // the command's own answer says more, if it comes
+                    before_error_ = std::move(*m);
+                    continue;
+                }
                 return failed(*m);
             case K::StreamItem:
                 if (!streaming) continue;
@@ -611,9 +619,10 @@ private:
     long long deadline_ = 0; // when a command that waits must end (timeout_ms_ >= 0)
     long long sent_ms_ = 0;  // when the command was sent
     std::string path_;
-    ctl::Json before_;                     // status before the command
-    std::vector<cli::WaitTarget> targets_; // what the command waits for
-    bool poll_all_ = false;                // polls ask for every unit
+    ctl::Json before_;                               // status before the command
+    std::optional<ctl::ServerMessage> before_error_; // vigild's refusal of that status
+    std::vector<cli::WaitTarget> targets_;           // what the command waits for
+    bool poll_all_ = false;                          // polls ask for every unit
     std::int64_t poll_id_ = first_poll_id;
     ctl::Json hello_;
     bool streamed_ = false; // a stream item was shown

@@ -118,7 +118,9 @@ class Loop(unittest.TestCase):
         d.write_units({**json.loads(json.dumps(self.units_of(d))),
                        "stuck": {"command": [harness.testsvc(), "sleep"], "env_file": fifo,
                                  "backoff": {"initial": "1s", "max": "1s"}}})
-        self.assertEqual(d.ctl("reload").returncode, 0)
+        r = d.ctl("reload")  # waits for the unit it adds, which fails to start
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("stuck: failed to start", r.stderr)
         seen = self.watch(d, 3)
         self.assert_loop_free(d, seen, "env_file FIFO")
         st = d.status("stuck")

@@ -64,8 +64,8 @@ class Reload(unittest.TestCase):
     def unit_names(self) -> list:
         return [u["name"] for u in self.d.ctl_json("status")["units"]]
 
-    def reload(self) -> dict:
-        r = self.d.ctl("--json", "reload")
+    def reload(self, *flags: str) -> dict:
+        r = self.d.ctl("--json", "reload", *flags)
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
 
@@ -120,7 +120,8 @@ class Reload(unittest.TestCase):
         self.reload()
         self.units["x"] = service(d, "x-new")
         d.write_units(self.units)
-        self.assertEqual(self.changed(self.reload()), {"added": ["x"]})
+        # --no-wait: reload would wait for x-new to be up, after the old x is down.
+        self.assertEqual(self.changed(self.reload("--no-wait")), {"added": ["x"]})
         self.assertTrue(holds_for(lambda: d.main_pid("x-new") is None, 0.5))
         self.assertIsNotNone(harness.proc_info(old), "the old x still stops")
         new = d.wait_pid("x-new")
@@ -295,7 +296,7 @@ class Reload(unittest.TestCase):
         self.reload()
         old = d.wait_pid("w3")
         wait_until(lambda: d.status("w3")["state"] == "running", 10, "w3 to run")
-        self.assertEqual(d.ctl("stop", "w3").returncode, 0)
+        self.assertEqual(d.ctl("stop", "--no-wait", "w3").returncode, 0)
         wait_until(lambda: d.status("w3")["state"] == "stopping", 5, "w3 to be stopping")
         self.units["w3"]["command"] = d.svc("w3", "ready-fd", "3", "mark", "v2", "sleep")
         d.write_units(self.units)

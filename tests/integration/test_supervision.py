@@ -181,7 +181,7 @@ class Supervision(unittest.TestCase):
         def termed():
             return [line.split()[1] for line in harness.lines_of(d.log)
                     if line.startswith("signal ") and line.split()[2:3] == ["SIGTERM"]]
-        self.assertEqual(d.ctl("stop", "pool", timeout=30).returncode, 0)
+        self.assertEqual(d.ctl("stop", "--no-wait", "pool", timeout=30).returncode, 0)
         wait_until(lambda: set(termed()) == set(names), 10,
                    f"every service of the pool to get its SIGTERM (have {termed()})")
         got = termed()
