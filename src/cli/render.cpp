@@ -141,7 +141,7 @@ std::string down_reason(const Json &u, bool brief) {
     return cause;
 }
 
-// The `after` siblings a stopped unit waits for ("waiting_for", sent by vigild).
+// The siblings a stopped unit waits for ("waiting_for", sent by vigild).
 std::string waiting(const Json &u) {
     std::string names;
     if (auto it = u.find("waiting_for"); it != u.end() && it->is_array())

@@ -194,6 +194,7 @@ CommandResult Core::Impl::manual_start(ChildId c) {
                       "supervisor " + std::string(name(p)) + " is not running; start it");
     }
     n.goal = Goal::Up;
+    n.retrying = false; // a new start, which the sequence waits for
     if (n.spec.kind == Kind::Service) n.manual_start = true;
     if (plan_starts(p, n.index)) {
         if (n.state == ChildState::Backoff) n.backoff_until = now;

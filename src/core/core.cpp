@@ -189,6 +189,10 @@ std::optional<TimePoint> Core::next_deadline() const noexcept {
     return impl_->deadlines.top().when;
 }
 
+std::vector<ChildId> Core::waiting_for(ChildId id) const {
+    return impl_->waiting_for(id);
+}
+
 std::size_t Core::size() const noexcept {
     return impl_->nodes.size();
 }

@@ -45,8 +45,7 @@ void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string wh
             return;
         }
         if (par.state == ChildState::Starting && par.plan.phase == Phase::Starting &&
-            !n.joined_start &&
-            (par.plan.cursor == n.index || (par.spec.parallel && n.index > par.plan.cursor))) {
+            !n.joined_start && n.index >= par.plan.cursor) {
             // Start-up failure: roll back in reverse, fail the supervisor's own start (items
             // 3-5). Not a restart, not counted.
             publish(c, rk, what, std::move(facts));
@@ -59,6 +58,7 @@ void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string wh
             return;
         }
         kind = DownKind::Abnormal; // a failed restart counts (item 31)
+        n.retrying = true;         // and holds back only what is `after` it
     }
     decide(c, kind, rk, std::move(what), std::move(facts));
 }
@@ -84,6 +84,7 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
         const bool manual = n.stop_cause == StopCause::Manual;
         if (manual) n.goal = Goal::Down;
         facts.cause = record_cause(n.stop_cause);
+        stopped_because(c, what);
         publish(c, RecordKind::Stopped,
                 std::string(manual ? "stopped by command (" : "stopped (") + what + ")", facts);
         if (n.spec.restart == Restart::Temporary)
@@ -94,6 +95,7 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
     case StopCause::ManualRestart:
     case StopCause::Reload: {
         facts.cause = record_cause(n.stop_cause);
+        stopped_because(c, what);
         publish(c, RecordKind::Stopped,
                 "stopped (" + what + "); starting again (" + cause_text(n.stop_cause) + ")", facts);
         n.goal = Goal::Up;
@@ -124,6 +126,15 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
         return false;
     }
     return true;
+}
+
+// The last incarnation ended because someone asked: status says who ("command", "supervisor",
+// "reload"...) and how it ended, not the cause of an earlier end.
+void Core::Impl::stopped_because(ChildId c, const std::string &what) {
+    Node &n = node(c);
+    if (n.stop_cause == StopCause::None) return;
+    n.last_cause = record_cause(n.stop_cause);
+    n.last_reason = std::string("stopped by ") + cause_text(n.stop_cause) + " (" + what + ")";
 }
 
 // An end nobody asked for that nobody may decide on now: the supervisor is stopping (item 39),
@@ -197,7 +208,11 @@ void Core::Impl::decide(ChildId c, DownKind kind, RecordKind rk, std::string wha
     }
     switch (par.spec.strategy) {
     case Strategy::OneForOne:
-        if (delay.count() == 0) plan_starts(p, n.index) ? schedule(p) : start_child(c);
+        // A start sequence that covers it goes on past it while it waits (start_sequential).
+        if (delay.count() == 0 && !plan_starts(p, n.index))
+            start_child(c);
+        else if (plan_starts(p, n.index))
+            schedule(p);
         return;
     case Strategy::OneForAll:
         sweep(p, 0);

@@ -139,6 +139,9 @@ struct Node {
     bool probe_ready = true;   // the readiness probe's last verdict (true without a probe)
     bool started = false;      // this incarnation counted as started (item 1)
     bool manual_start = false; // started by a command: a failure is reported, not retried
+    // Its start failed and a restart was decided: until it counts as started, it holds back
+    // only the siblings after it through `after` (Impl::cannot_start).
+    bool retrying = false;
     // Added by reload while its supervisor was starting: its start failure is its own (a
     // failed restart), not the supervisor's, as for a child OTP's start_child adds once init
     // is done. Cleared when the supervisor starts again.
@@ -243,7 +246,10 @@ struct Core::Impl {
     void begin_sweep_start(ChildId s);
     void supervisor_started(ChildId s);
     bool stop_sequential(ChildId s);
+    bool cannot_start(const Node &kn) const;
+    bool after_blocked(const Node &kn, const std::vector<bool> &blocked) const;
     bool start_sequential(ChildId s);
+    std::vector<ChildId> waiting_for(ChildId c) const;
     bool start_done(const Node &kn) const;
     bool start_parallel(ChildId s);
     bool parallel_deps_started(const Node &kn, std::size_t cursor) const;
@@ -256,6 +262,7 @@ struct Core::Impl {
     void on_down(ChildId c, DownKind kind, RecordKind rk, std::string what, Facts facts);
     bool down_as_requested(ChildId c, std::string &what, DownKind &kind, RecordKind &rk,
                            Facts &facts);
+    void stopped_because(ChildId c, const std::string &what);
     bool down_without_decision(ChildId c, RecordKind rk, const std::string &what,
                                const Facts &facts);
     void decide(ChildId c, DownKind kind, RecordKind rk, std::string what, Facts facts);

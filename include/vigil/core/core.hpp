@@ -151,6 +151,14 @@ public:
 
     std::optional<TimePoint> next_deadline() const noexcept;
 
+    // Why a child that should run is not started yet: the siblings it waits for. For a child
+    // that is stopped with goal up and whose parent runs, the siblings it is `after` that have
+    // not started yet (running, or no longer wanted up); if there are none and the parent
+    // starts one child at a time, the earlier sibling its start sequence waits on (starting and
+    // not yet ready, or stopping). Empty for any other child, and when nothing holds it (its
+    // parent is about to start it). At most the child's `after` list or one sibling.
+    std::vector<ChildId> waiting_for(ChildId id) const;
+
     // Queries.
     std::size_t size() const noexcept; // number of ids allocated (removed ones included)
     ChildStatus status(ChildId id) const noexcept;
