@@ -17,7 +17,7 @@ std::string who(const Command &cmd) {
 
 CommandResult Core::Impl::command(const Command &cmd) {
     if (cmd.kind == CommandKind::Shutdown) return shutdown(cmd);
-    if (!valid(cmd.child) || node(cmd.child).gone || node(cmd.child).dropped)
+    if (!valid(cmd.child) || node(cmd.child).gone)
         return result(CommandOutcome::NotFound, "no such child");
     switch (cmd.kind) {
     case CommandKind::Start:
@@ -194,6 +194,7 @@ CommandResult Core::Impl::manual_start(ChildId c) {
                       "supervisor " + std::string(name(p)) + " is not running; start it");
     }
     n.goal = Goal::Up;
+    n.dropped = false;  // a temporary child that ended starts again when asked (item 9)
     n.retrying = false; // a new start, which the sequence waits for
     if (n.spec.kind == Kind::Service) n.manual_start = true;
     if (plan_starts(p, n.index)) {

@@ -82,7 +82,8 @@ ChildStatus Core::Impl::status(ChildId id) const {
     s.status_text = n.status_text;
     s.left_behind = n.left_behind;
     if (n.state == ChildState::Running && n.timer_seq != 0 && !n.main_exit) s.watchdog = n.watchdog;
-    s.removed = n.gone || n.dropped;
+    s.removed = n.gone;
+    s.exited = n.exited && n.state == ChildState::Stopped && !n.gone;
     s.revivable = n.dropped && !n.gone;
     return s;
 }
@@ -160,7 +161,7 @@ void Core::forget(ChildId child) noexcept {
     Impl &m = *impl_;
     if (!m.valid(child)) return;
     auto &n = m.node(child);
-    if (n.gone || n.dropped) n.history.reset(); // its records stay in the global history
+    if (n.gone) n.history.reset(); // its records stay in the global history
     if (n.gone) n.forgotten = true;
 }
 

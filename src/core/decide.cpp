@@ -8,12 +8,16 @@
 
 namespace vigil::core {
 
+// A temporary child is down for good, as far as its supervisor is concerned (items 9, 18, 50):
+// never restarted, passed over by sweeps. Unlike OTP, its spec stays in view with its last exit,
+// logs and events, and a start command starts it again (docs/otp-departures.md, item 9).
 void Core::Impl::drop(ChildId c, const char *why) {
     Node &n = node(c);
     if (n.dropped) return;
     n.dropped = true;
     n.goal = Goal::Down;
-    publish(c, RecordKind::Removed, std::string("temporary child removed (") + why + ")");
+    publish(c, RecordKind::Notice,
+            std::string("temporary child ") + why + "; not started again unless asked");
 }
 
 // The single place where a child's end is judged. First: who wanted it? (stop_cause). Then, for
@@ -228,6 +232,7 @@ void Core::Impl::not_restarted(ChildId c, RecordKind rk, const std::string &what
     Node &n = node(c);
     const ChildId p = *n.spec.parent;
     n.goal = Goal::Down;
+    n.exited = true;
     publish(c, rk, what + "; not restarted (" + why_not + ")", std::move(facts));
     if (n.spec.restart == Restart::Temporary) drop(c, "ended");
     if (significant_ends(c, what)) return;

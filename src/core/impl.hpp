@@ -148,7 +148,11 @@ struct Node {
     bool joined_start = false;
     bool gone = false;      // removed by reload
     bool forgotten = false; // gone, and the shell holds nothing of it (Core::forget)
-    bool dropped = false;   // temporary child whose spec is removed (items 9, 18, 50)
+    // A temporary child that ended or was stopped (items 9, 18, 50): never restarted by its
+    // supervisor, passed over by its sweeps; kept in view (docs/otp-departures.md).
+    bool dropped = false;
+    // Its last incarnation ended by itself and was not restarted (ChildStatus::exited).
+    bool exited = false;
     // Stopped by a command while its parent's sweep was stopping it: the sweep's start phase
     // must not bring it back (the person's stop came later than the sweep's decision).
     bool held_down = false;

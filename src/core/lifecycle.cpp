@@ -19,6 +19,8 @@ void Core::Impl::start_child(ChildId c) {
     n.started = false;
     n.ready = false;
     n.held_down = false;
+    n.exited = false;
+    n.dropped = false; // a temporary child started again (a command): a new incarnation
     n.inc.value++;
     n.run_since = now;
     if (n.spec.kind == Kind::Service) {

@@ -167,4 +167,72 @@ TEST_SUITE("core") {
         CHECK(sim.state("s1") == ChildState::Running); // not counted: nobody gave up
         CHECK_FALSE(sim.exit_status);
     }
+
+    // ---- ended services stay in view
+
+    TEST_CASE("exited: a temporary service that ended stays in view with its exit and history") {
+        Sim sim{root(Strategy::OneForOne, {service("migrate", temporary()), service("web")})};
+        sim.start_all();
+        const ChildId id = sim.id("migrate");
+        sim.exit("migrate", 3);
+        ChildStatus st = sim.core.status(id);
+        CHECK(st.state == ChildState::Stopped);
+        CHECK(st.exited);
+        CHECK_FALSE(st.removed);
+        CHECK(st.last_exit == ExitStatus::exited(3));
+        CHECK(st.last_cause == Cause::Exited);
+        CHECK(sim.core.find("migrate") == id);
+        CHECK_FALSE(sim.has_record("migrate", RecordKind::Removed)); // the shell keeps its logs
+        CHECK_FALSE(sim.core.history(id, 100).empty());
+        CHECK(sim.command(CommandKind::Stop, "migrate").outcome == CommandOutcome::AlreadyStopped);
+        CHECK(sim.status("migrate").exited);
+        CHECK(sim.command(CommandKind::Signal, "migrate", "t", 1).outcome ==
+              CommandOutcome::NotRunning);
+        // started again as a new incarnation, still never restarted by its supervisor
+        CHECK(sim.command(CommandKind::Start, "migrate").outcome == CommandOutcome::Ok);
+        CHECK(sim.incarnation("migrate") == 2);
+        CHECK_FALSE(sim.status("migrate").exited);
+        sim.exit("migrate", 0);
+        sim.advance(10s);
+        CHECK(sim.spawns("migrate") == 2);
+        CHECK(sim.status("migrate").exited);
+        CHECK(sim.status("migrate").last_exit == ExitStatus::exited(0));
+    }
+
+    TEST_CASE("exited: a transient service that ended normally is exited; a crash restarts it") {
+        Sim sim{root(Strategy::OneForOne, {service("job", transient())})};
+        sim.start_all();
+        sim.exit("job", 1);
+        CHECK(sim.state("job") == ChildState::Running);
+        CHECK_FALSE(sim.status("job").exited);
+        sim.exit("job", 0);
+        CHECK(sim.status("job").exited);
+        CHECK(sim.status("job").goal == Goal::Down);
+    }
+
+    TEST_CASE("exited: a stopped service is not exited; a removed unit leaves the view") {
+        Sim sim{root(Strategy::OneForOne, {service("a"), service("tmp", temporary())})};
+        sim.start_all();
+        sim.command(CommandKind::Stop, "a");
+        CHECK_FALSE(sim.status("a").exited);
+        sim.exit("tmp", 0);
+        const ChildId tmp = sim.id("tmp");
+        CHECK(sim.core.status(tmp).exited);
+        auto r = sim.reload(root(Strategy::OneForOne, {service("a")}));
+        CHECK(r.removed == Names{"tmp"});
+        CHECK(sim.core.status(tmp).removed);
+        CHECK_FALSE(sim.core.status(tmp).exited);
+        CHECK_FALSE(sim.core.find("tmp"));
+    }
+
+    TEST_CASE("exited: a supervisor's restart brings an exited temporary child back") {
+        Sim sim{root(Strategy::OneForOne,
+                     {supervisor("s", Strategy::OneForOne, {service("tmp", temporary())})})};
+        sim.start_all();
+        sim.exit("tmp", 0);
+        CHECK(sim.status("tmp").exited);
+        CHECK(sim.command(CommandKind::Restart, "s").outcome == CommandOutcome::Ok);
+        CHECK(sim.state("tmp") == ChildState::Running);
+        CHECK_FALSE(sim.status("tmp").exited);
+    }
 }

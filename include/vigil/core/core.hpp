@@ -65,9 +65,18 @@ struct ChildStatus {
     std::string status_text;      // sd_notify STATUS=
     std::vector<Pid> left_behind; // processes it left outside its run (LeftBehind)
     std::optional<Duration> watchdog; // the watchdog interval while it is armed
-    bool removed = false;             // a temporary child that ended, or a unit removed by reload
-    // A removed temporary child (not a unit removed by reload): its supervisor's next
-    // (re)start brings it back, as OTP's init/1 does, so its spec must be kept.
+    // The unit was removed by reload: it is shown no more (status, logs, events, commands)
+    // once it is down.
+    bool removed = false;
+    // Stopped, and its last incarnation ended by itself without a restart: a temporary child
+    // that ended, or a transient one that ended normally (or a significant child that shut
+    // its supervisor down). It stays in view, addressable by name, with its last exit, until
+    // it is started again (a command, or its supervisor's next start) or reload removes it.
+    // `vigilctl status` shows the state "exited".
+    bool exited = false;
+    // A temporary child that ended or was stopped: its supervisor never restarts it and its
+    // sweeps pass over it (items 9, 18); a start command, or its supervisor's next (re)start
+    // (item 28), brings it back. Its spec is kept and it stays in view.
     bool revivable = false;
 };
 
@@ -91,7 +100,7 @@ enum class CommandOutcome : std::uint8_t {
     Ok,
     AlreadyRunning,
     AlreadyStopped,
-    NotFound,     // no such child, or a temporary child whose spec is gone
+    NotFound,     // no such child (or a unit removed by reload)
     NotRunning,   // Signal to a child without a process
     ShuttingDown, // the tree is shutting down; nothing new starts
 };
@@ -134,9 +143,9 @@ public:
     // and is reported in `errors`. A child stopped by command stays stopped.
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
-    // The shell is done with a child whose spec is gone (removed by reload, or a temporary child
-    // that ended): its per-child history is freed (the records stay in the global history)
-    // and, for a child removed by reload that is down, its id may be given to a child a later
+    // The shell is done with a child whose spec is gone (removed by reload): its per-child
+    // history is freed (the records stay in the global history) and, once the child is
+    // down, its id may be given to a child a later
     // reload adds. So ids are bounded by the most children that were ever alive at once, not by
     // the number of reloads. The shell must hold nothing of the id once it calls this (no run,
     // no spawn in flight: a child with a spawn in flight is not down). Does nothing for a live
