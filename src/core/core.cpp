@@ -157,6 +157,25 @@ CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Actio
     return r;
 }
 
+std::vector<CommandResult> Core::restart(std::span<const ChildId> children, std::string_view who,
+                                         TimePoint now, std::vector<Action> &out) noexcept {
+    Impl &m = *impl_;
+    m.now = now;
+    m.out = &out;
+    std::vector<CommandResult> r;
+    try {
+        r.assign(children.size(),
+                 {CommandOutcome::ShuttingDown,
+                  m.finished ? "vigild is exiting" : "internal error: the command was dropped"});
+    } catch (...) {
+        ++m.internal_errors;
+        return {};
+    }
+    if (m.finished) return r;
+    m.guarded([&] { r = m.restart_set(children, std::string(who)); });
+    return r;
+}
+
 void Core::forget(ChildId child) noexcept {
     Impl &m = *impl_;
     if (!m.valid(child)) return;

@@ -112,6 +112,10 @@ struct Plan {
     std::size_t lo = 0;         // stop phase: lowest index to stop
     std::size_t start_from = 0; // start phase begins here
     std::size_t cursor = 0;     // next child to look at
+    // A restart command over several siblings (Core::restart): the stop phase stops only the
+    // children marked Node::in_set (as ManualRestart), and the start phase wants only them up
+    // again. A real sweep that meets it widens it to every child in range.
+    bool set_only = false;
 };
 
 // The facts of a record besides its kind and message (Record's structured fields).
@@ -156,6 +160,7 @@ struct Node {
     // Stopped by a command while its parent's sweep was stopping it: the sweep's start phase
     // must not bring it back (the person's stop came later than the sweep's decision).
     bool held_down = false;
+    bool in_set = false; // one of the children a running set restart stops and starts
     StopCause stop_cause = StopCause::None;
     std::optional<Pid> pid;      // the spawned process, while the incarnation lives
     std::optional<Pid> main_pid; // the main process (the spawned one unless MAINPID= moved it)
@@ -303,6 +308,11 @@ struct Core::Impl {
     CommandResult restart_command(ChildId c, const Command &cmd);
     CommandResult signal_command(ChildId c, const Command &cmd);
     CommandResult manual_start(ChildId c);
+    std::vector<CommandResult> restart_set(std::span<const ChildId> children,
+                                           const std::string &who);
+    bool restart_siblings(ChildId parent, const std::vector<ChildId> &kids, const Command &cmd,
+                          std::vector<CommandResult> &res, const std::vector<std::size_t> &at);
+    CommandResult join_set(ChildId c);
     bool tree_shutting_down() const;
     void kill_everything();
 

@@ -19,6 +19,7 @@ void Core::Impl::start_child(ChildId c) {
     n.started = false;
     n.ready = false;
     n.held_down = false;
+    n.in_set = false;
     n.exited = false;
     n.dropped = false; // a temporary child started again (a command): a new incarnation
     n.inc.value++;

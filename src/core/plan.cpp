@@ -8,11 +8,15 @@ namespace vigil::core {
 // Does the parent's running sequence decide when this child starts? (Then a backoff that ends,
 // or a restart without delay, leaves the start to the sequence.)
 bool Core::Impl::plan_starts(ChildId parent, std::size_t idx) const {
-    const Plan &p = node(parent).plan;
+    const Node &par = node(parent);
+    const Plan &p = par.plan;
     switch (p.phase) {
     case Phase::Idle:
         return false;
     case Phase::Stopping:
+        // A set restart's stop phase leaves the other children to themselves.
+        if (p.set_only && (idx >= par.spec.children.size() || !node(par.spec.children[idx]).in_set))
+            return false;
         return !p.terminal && (idx >= p.lo || idx >= p.start_from);
     case Phase::Starting:
         return idx >= p.cursor;
@@ -22,8 +26,10 @@ bool Core::Impl::plan_starts(ChildId parent, std::size_t idx) const {
 
 // Is the child inside a sweep's stop range (its end is the sweep's business)?
 bool Core::Impl::plan_stops(ChildId parent, std::size_t idx) const {
-    const Plan &p = node(parent).plan;
-    return p.phase == Phase::Stopping && idx >= p.lo;
+    const Node &par = node(parent);
+    const Plan &p = par.plan;
+    if (p.phase != Phase::Stopping || idx < p.lo) return false;
+    return !p.set_only || (idx < par.spec.children.size() && node(par.spec.children[idx]).in_set);
 }
 
 bool Core::Impl::waits_for_predecessor(const Node &n) const {
@@ -35,6 +41,8 @@ void Core::Impl::begin_terminal(ChildId s) {
     Node &n = node(s);
     const std::size_t count = n.spec.children.size();
     n.plan = Plan{Phase::Stopping, true, 0, 0, count == 0 ? 0 : count - 1};
+    for (ChildId k : n.spec.children)
+        node(k).in_set = false;
     schedule(s);
 }
 
@@ -57,6 +65,7 @@ void Core::Impl::sweep(ChildId s, std::size_t j) {
     } else {
         p = Plan{Phase::Stopping, false, j, j, 0};
     }
+    p.set_only = false;   // a set restart under way becomes part of the sweep
     p.cursor = count - 1; // rescan from the last child: already-down children are skipped
     schedule(s);
 }
@@ -113,8 +122,10 @@ void Core::Impl::begin_sweep_start(ChildId s) {
     Plan &p = sup.plan;
     for (std::size_t i = p.lo; i < kids.size(); ++i) {
         Node &kn = node(kids[i]);
-        if (kn.spec.restart != Restart::Temporary && !kn.held_down) kn.goal = Goal::Up;
+        const bool wanted = p.set_only ? kn.in_set : kn.spec.restart != Restart::Temporary;
+        if (wanted && !kn.held_down) kn.goal = Goal::Up;
         kn.held_down = false;
+        kn.in_set = false;
     }
     const std::size_t from = std::min(p.lo, p.start_from);
     p = Plan{Phase::Starting, false, 0, from, from};
@@ -139,9 +150,12 @@ bool Core::Impl::stop_sequential(ChildId s) {
     Plan &p = node(s).plan;
     while (count > 0 && p.cursor + 1 > p.lo && p.cursor < count) {
         const ChildId k = kids[p.cursor];
-        // A sweep keeps a pending restart delay: its start phase waits for it.
-        const bool skip = !p.terminal && node(k).state == ChildState::Backoff;
-        if (!skip && !stop_child(k, StopCause::Plan)) return false;
+        // A sweep keeps a pending restart delay: its start phase waits for it. A set restart
+        // stops only its own children.
+        const bool skip = (!p.terminal && node(k).state == ChildState::Backoff) ||
+                          (p.set_only && !node(k).in_set);
+        if (!skip && !stop_child(k, p.set_only ? StopCause::ManualRestart : StopCause::Plan))
+            return false;
         if (p.cursor == 0) break;
         --p.cursor;
     }
@@ -278,8 +292,10 @@ bool Core::Impl::stop_parallel(ChildId s) {
     const std::size_t count = kids.size();
     const Plan &p = node(s).plan;
     auto down = [&](const Node &kn) {
-        return kn.state == ChildState::Stopped || (!p.terminal && kn.state == ChildState::Backoff);
+        return kn.state == ChildState::Stopped ||
+               (!p.terminal && kn.state == ChildState::Backoff) || (p.set_only && !kn.in_set);
     };
+    const StopCause cause = p.set_only ? StopCause::ManualRestart : StopCause::Plan;
     // Which children a sibling in range that is not down yet still needs.
     std::vector<bool> needed;
     for (std::size_t i = p.lo; i < count; ++i) {
@@ -293,7 +309,7 @@ bool Core::Impl::stop_parallel(ChildId s) {
     for (std::size_t i = count; i-- > p.lo;) {
         const ChildId k = kids[i];
         if (down(node(k))) continue;
-        if ((!needed.empty() && needed[i]) || !stop_child(k, StopCause::Plan)) waiting = true;
+        if ((!needed.empty() && needed[i]) || !stop_child(k, cause)) waiting = true;
     }
     return !waiting;
 }

@@ -235,4 +235,89 @@ TEST_SUITE("core") {
         CHECK(sim.state("tmp") == ChildState::Running);
         CHECK_FALSE(sim.status("tmp").exited);
     }
+
+    // ---- a restart of several units
+
+    TreeSpec web_worker(bool parallel) {
+        TreeSpec t =
+            root(Strategy::OneForOne,
+                 {service("db"), service("web", wait_ready()), service("worker"), service("other")},
+                 [=](ChildSpec &s) {
+                     s.intensity = 0; // a counted restart would end the tree
+                     s.parallel = parallel;
+                 });
+        set_after(t, "web", {"db"});
+        set_after(t, "worker", {"web"});
+        return t;
+    }
+
+    TEST_CASE("restart of several: stop in reverse start order, start in start order") {
+        Sim sim{web_worker(false)};
+        sim.exit_after_signal("web", 200ms);
+        sim.exit_after_signal("worker", 300ms);
+        sim.start_all();
+        sim.ready("web");
+        const Pid other = sim.pid("other");
+        sim.clear_log();
+        auto r = sim.restart({"worker", "web"}, "vigilctl");
+        REQUIRE(r.size() == 2);
+        CHECK(r[0].outcome == CommandOutcome::Ok);
+        CHECK(r[1].outcome == CommandOutcome::Ok);
+        CHECK(sim.stop_order() == Names{"worker"}); // web only once worker is down
+        sim.advance(300ms);
+        CHECK(sim.stop_order() == Names{"worker", "web"});
+        CHECK(sim.starts().empty()); // nothing starts before both are down
+        sim.advance(200ms);
+        CHECK(sim.starts() == Names{"web"});
+        CHECK(sim.state("worker") == ChildState::Stopped); // waits for web to be ready
+        CHECK(names(sim, sim.core.waiting_for(sim.id("worker"))) == Names{"web"});
+        sim.ready("web");
+        CHECK(sim.starts() == Names{"web", "worker"});
+        CHECK(sim.state("worker") == ChildState::Running);
+        CHECK(sim.pid("other") == other); // untouched
+        CHECK(sim.signals_to("other").empty());
+        CHECK(sim.status("web").restarts == 0); // not counted
+        CHECK_FALSE(sim.exit_status);
+        CHECK(sim.has_record("worker", RecordKind::Command, "restart requested by vigilctl"));
+    }
+
+    TEST_CASE("restart of several: a parallel supervisor keeps only the `after` order") {
+        Sim sim{web_worker(true)};
+        sim.exit_after_signal("web", 200ms);
+        sim.exit_after_signal("worker", 300ms);
+        sim.start_all();
+        sim.ready("web");
+        sim.clear_log();
+        sim.restart({"web", "worker", "db"});
+        CHECK(sim.stop_order() == Names{"worker"}); // web and db are needed by what is after
+        sim.advance(300ms);
+        CHECK(sim.stop_order() == Names{"worker", "web"});
+        sim.advance(200ms);
+        CHECK(sim.stop_order() == Names{"worker", "web", "db"});
+        CHECK(sim.starts() == Names{"db", "web"});
+        sim.ready("web");
+        CHECK(sim.starts() == Names{"db", "web", "worker"});
+        CHECK_FALSE(sim.exit_status);
+    }
+
+    TEST_CASE("restart of several: stopped and unknown ones, and a crash meanwhile") {
+        Sim sim{root(Strategy::OneForOne,
+                     {service("a"), service("b", temporary()), service("c"), service("d")},
+                     intensity(5, 60s))};
+        sim.exit_after_signal("c", 300ms);
+        sim.start_all();
+        sim.exit("b", 0); // exited
+        sim.clear_log();
+        auto r = sim.restart({"c", "", "b"});
+        REQUIRE(r.size() == 3);
+        CHECK(r[1].outcome == CommandOutcome::NotFound);
+        CHECK(r[2].message == "starting");
+        sim.exit("d", 1); // not in the set: its own restart, decided and counted as usual
+        CHECK(sim.status("d").restarts == 1);
+        CHECK(sim.state("d") == ChildState::Running);
+        sim.advance(300ms);
+        CHECK(sim.starts() == Names{"d", "b", "c"}); // d at once, not held by the set
+        CHECK(sim.state("b") == ChildState::Running);
+        CHECK(sim.state("c") == ChildState::Running);
+    }
 }

@@ -131,6 +131,21 @@ public:
 
     CommandResult command(const Command &cmd, TimePoint now, std::vector<Action> &out) noexcept;
 
+    // Restarts several children as one command (`vigilctl restart web worker`). Children of
+    // one supervisor are stopped in reverse start order and started again in start order, the
+    // start waiting as the supervisor's start sequence does: one at a time, each once the one
+    // before it has started (is ready, when it declares readiness), or in a parallel
+    // supervisor each once the siblings it is `after` have started. Stopped children (temporary
+    // ones that ended included) and children in backoff among them are started in that order
+    // too. Not counted in the intensity, as a single restart. A child that is the only one of
+    // its supervisor in the list, or whose supervisor is not running or is in the middle of a
+    // sequence of its own (a sweep, a start), is restarted as command(Restart) would. Children
+    // of different supervisors are not ordered against each other. `who` is the requester,
+    // for the history. Results come in the order of `children`, each what that child's restart
+    // gave (NotFound for an id that is no child, ShuttingDown...).
+    std::vector<CommandResult> restart(std::span<const ChildId> children, std::string_view who,
+                                       TimePoint now, std::vector<Action> &out) noexcept;
+
     // Replaces the specification (reload). Children are matched by name: removed units are
     // stopped, added ones started, services whose fingerprint changed are restarted, other
     // parameters (supervisors' strategy, intensity, period, auto_shutdown...) change in place.
