@@ -65,8 +65,8 @@ struct ChildStatus {
     std::string status_text;      // sd_notify STATUS=
     std::vector<Pid> left_behind; // processes it left outside its run (LeftBehind)
     std::optional<Duration> watchdog; // the watchdog interval while it is armed
-    // The unit was removed by reload: it is shown no more (status, logs, events, commands)
-    // once it is down.
+    // The unit was removed by reload (it may still be going down): it is no longer shown or
+    // addressable by name. Only reload removes; an ended temporary child is `exited`.
     bool removed = false;
     // Stopped, and its last incarnation ended by itself without a restart: a temporary child
     // that ended, or a transient one that ended normally (or a significant child that shut
@@ -159,12 +159,11 @@ public:
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
     // The shell is done with a child whose spec is gone (removed by reload): its per-child
-    // history is freed (the records stay in the global history) and, once the child is
-    // down, its id may be given to a child a later
-    // reload adds. So ids are bounded by the most children that were ever alive at once, not by
-    // the number of reloads. The shell must hold nothing of the id once it calls this (no run,
-    // no spawn in flight: a child with a spawn in flight is not down). Does nothing for a live
-    // spec.
+    // history is freed (the records stay in the global history) and, once the child is down,
+    // its id may be given to a child a later reload adds. So ids are bounded by the most children
+    // that were ever alive at once, not by the number of reloads. The shell must hold nothing of
+    // the id once it calls this (no run, no spawn in flight: a child with a spawn in flight is not
+    // down). Does nothing for a live spec.
     void forget(ChildId child) noexcept;
 
     // Records a fact about a child that is not a decision of the core and not an event of its
