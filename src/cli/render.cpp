@@ -73,6 +73,12 @@ std::string heading(const Json &u) {
     return g.empty() ? str(u, "goal") : g;
 }
 
+// Did the last incarnation end with status 0?
+bool clean_exit(const Json &u) {
+    const Json e = u.value("last_exit", Json());
+    return e.is_object() && !e.contains("signal") && num(e, "code") == 0;
+}
+
 // The colour of a state: green when all is well, yellow in transition, red when the child
 // should run but does not.
 const char *state_colour(const Json &u) {
@@ -86,6 +92,7 @@ const char *state_colour(const Json &u) {
     if (state == "starting" || state == "stopping") return yellow;
     if (state == "backoff") return red;
     if (state == "stopped") return up ? red : dim;
+    if (state == "exited") return clean_exit(u) ? dim : red; // ended by itself, not restarted
     return nullptr;
 }
 
@@ -145,7 +152,7 @@ std::string down_reason(const Json &u, bool brief) {
     return cause;
 }
 
-// The `after` siblings a stopped unit waits for ("waiting_for", sent by vigild).
+// The siblings a stopped unit waits for ("waiting_for", sent by vigild).
 std::string waiting(const Json &u) {
     std::string names;
     if (auto it = u.find("waiting_for"); it != u.end() && it->is_array())
@@ -168,8 +175,14 @@ std::string info(const Json &u) {
     if (state == "running" && str(u, "kind") == "service" && !flag(u, "ready"))
         parts.emplace_back("not ready");
     if (state == "running" && flag(u, "exiting")) parts.emplace_back("exiting");
-    // Stopped but heading up: what it waits for, or what went wrong. (Stopped on purpose, the
-    // last cause may be older than the stop, which a command does not record as a cause.)
+    // Ended by itself and not restarted: how it ended ("exit 0", "exit 3", "SIGKILL").
+    if (state == "exited") {
+        std::string x = format_exit(u.value("last_exit", Json()));
+        if (x != "-")
+            parts.push_back(x.rfind("SIG", 0) == 0 || x.rfind("signal", 0) == 0 ? x : "exit " + x);
+    }
+    // Stopped but heading up: what it waits for, or what went wrong. (Stopped on purpose needs
+    // no words: the last cause then says who stopped it.)
     if (state == "stopped" && goal == "up") {
         if (std::string w = waiting(u); !w.empty())
             parts.push_back("waiting for " + w);

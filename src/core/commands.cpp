@@ -2,6 +2,8 @@
 // terminate_child, a manual restart, signals, and the shutdown of the whole tree (items 49-50).
 #include "impl.hpp"
 
+#include <map>
+
 #include "vigil/core/names.hpp"
 
 namespace vigil::core {
@@ -17,7 +19,7 @@ std::string who(const Command &cmd) {
 
 CommandResult Core::Impl::command(const Command &cmd) {
     if (cmd.kind == CommandKind::Shutdown) return shutdown(cmd);
-    if (!valid(cmd.child) || node(cmd.child).gone || node(cmd.child).dropped)
+    if (!valid(cmd.child) || node(cmd.child).gone)
         return result(CommandOutcome::NotFound, "no such child");
     switch (cmd.kind) {
     case CommandKind::Start:
@@ -59,6 +61,7 @@ CommandResult Core::Impl::stop_command(ChildId c, const Command &cmd) {
     publish(c, RecordKind::Command, "stop requested by " + who(cmd), command_facts(cmd));
     // Inside a running sweep's range, the sweep must not bring it back (begin_sweep_start).
     if (n.spec.parent && plan_stops(*n.spec.parent, n.index)) n.held_down = true;
+    n.in_set = false; // a set restart under way must not start it again
     n.goal = Goal::Down;
     switch (n.state) {
     case ChildState::Stopped:
@@ -100,6 +103,83 @@ CommandResult Core::Impl::restart_command(ChildId c, const Command &cmd) {
         return manual_start(c);
     }
     return result(CommandOutcome::Ok, "");
+}
+
+// Core::restart: siblings restarted together go through their parent's sequences (a set plan);
+// a child alone, or one whose parent is busy with a sequence of its own, is restarted as the
+// single command would.
+std::vector<CommandResult> Core::Impl::restart_set(std::span<const ChildId> children,
+                                                   const std::string &who_) {
+    std::vector<CommandResult> res(children.size());
+    std::map<ChildId, std::vector<std::size_t>> by_parent; // parent -> positions in `children`
+    const Command cmd{CommandKind::Restart, root_id, 0, who_};
+    for (std::size_t i = 0; i < children.size(); ++i) {
+        const ChildId c = children[i];
+        if (!valid(c) || node(c).gone)
+            res[i] = result(CommandOutcome::NotFound, "no such child");
+        else if (node(c).spec.parent)
+            by_parent[*node(c).spec.parent].push_back(i);
+        else
+            res[i] = restart_command(c, Command{CommandKind::Restart, c, 0, who_});
+    }
+    for (auto &[p, at] : by_parent) {
+        std::vector<ChildId> kids;
+        for (std::size_t i : at)
+            kids.push_back(children[i]);
+        if (restart_siblings(p, kids, cmd, res, at)) continue;
+        for (std::size_t i : at)
+            res[i] =
+                restart_command(children[i], Command{CommandKind::Restart, children[i], 0, who_});
+    }
+    return res;
+}
+
+// Several children of one running supervisor whose sequences are idle: each is marked, and one
+// set plan stops the marked ones in reverse start order and starts them in start order, waiting
+// as the supervisor's own sequences do. False (nothing done) when that does not apply.
+bool Core::Impl::restart_siblings(ChildId parent, const std::vector<ChildId> &kids,
+                                  const Command &cmd, std::vector<CommandResult> &res,
+                                  const std::vector<std::size_t> &at) {
+    Node &par = node(parent);
+    if (kids.size() < 2 || par.state != ChildState::Running || par.plan.phase != Phase::Idle ||
+        tree_shutting_down())
+        return false;
+    std::size_t lo = par.spec.children.size();
+    for (std::size_t i = 0; i < kids.size(); ++i) {
+        publish(kids[i], RecordKind::Command, "restart requested by " + who(cmd),
+                command_facts(cmd));
+        res[at[i]] = join_set(kids[i]);
+        lo = std::min(lo, node(kids[i]).index);
+    }
+    const std::size_t count = par.spec.children.size();
+    par.plan = Plan{Phase::Stopping, false, lo, lo, count - 1, true};
+    schedule(parent);
+    return true;
+}
+
+// One child joins a set restart: it is wanted up, and stopped first if it runs.
+CommandResult Core::Impl::join_set(ChildId c) {
+    Node &n = node(c);
+    n.held_down = false;
+    n.goal = Goal::Up;
+    n.in_set = true;
+    n.dropped = false;
+    n.retrying = false;
+    switch (n.state) {
+    case ChildState::Starting:
+    case ChildState::Running:
+        return result(CommandOutcome::Ok, "restarting");
+    case ChildState::Stopping:
+        if (n.stop_cause == StopCause::Manual) n.stop_cause = StopCause::ManualRestart;
+        return result(CommandOutcome::Ok, "starts again once stopped");
+    case ChildState::Backoff:
+        stop_child(c, StopCause::ManualRestart); // the delay is cancelled: it starts in order
+        break;
+    case ChildState::Stopped:
+        break;
+    }
+    if (n.spec.kind == Kind::Service) n.manual_start = true;
+    return result(CommandOutcome::Ok, "starting");
 }
 
 // Depth first in start order, so a supervisor's subtree is signalled predictably.
@@ -194,6 +274,8 @@ CommandResult Core::Impl::manual_start(ChildId c) {
                       "supervisor " + std::string(name(p)) + " is not running; start it");
     }
     n.goal = Goal::Up;
+    n.dropped = false;  // a temporary child that ended starts again when asked (item 9)
+    n.retrying = false; // a new start, which the sequence waits for
     if (n.spec.kind == Kind::Service) n.manual_start = true;
     if (plan_starts(p, n.index)) {
         if (n.state == ChildState::Backoff) n.backoff_until = now;

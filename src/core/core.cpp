@@ -82,7 +82,8 @@ ChildStatus Core::Impl::status(ChildId id) const {
     s.status_text = n.status_text;
     s.left_behind = n.left_behind;
     if (n.state == ChildState::Running && n.timer_seq != 0 && !n.main_exit) s.watchdog = n.watchdog;
-    s.removed = n.gone || n.dropped;
+    s.removed = n.gone;
+    s.exited = n.exited && n.state == ChildState::Stopped && !n.gone;
     s.revivable = n.dropped && !n.gone;
     return s;
 }
@@ -156,11 +157,30 @@ CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Actio
     return r;
 }
 
+std::vector<CommandResult> Core::restart(std::span<const ChildId> children, std::string_view who,
+                                         TimePoint now, std::vector<Action> &out) noexcept {
+    Impl &m = *impl_;
+    m.now = now;
+    m.out = &out;
+    std::vector<CommandResult> r;
+    try {
+        r.assign(children.size(),
+                 {CommandOutcome::ShuttingDown,
+                  m.finished ? "vigild is exiting" : "internal error: the command was dropped"});
+    } catch (...) {
+        ++m.internal_errors;
+        return {};
+    }
+    if (m.finished) return r;
+    m.guarded([&] { r = m.restart_set(children, std::string(who)); });
+    return r;
+}
+
 void Core::forget(ChildId child) noexcept {
     Impl &m = *impl_;
     if (!m.valid(child)) return;
     auto &n = m.node(child);
-    if (n.gone || n.dropped) n.history.reset(); // its records stay in the global history
+    if (n.gone) n.history.reset(); // its records stay in the global history
     if (n.gone) n.forgotten = true;
 }
 
@@ -187,6 +207,10 @@ ReconfigureResult Core::reconfigure(TreeSpec next, TimePoint now,
 std::optional<TimePoint> Core::next_deadline() const noexcept {
     if (impl_->deadlines.empty() || impl_->finished) return std::nullopt;
     return impl_->deadlines.top().when;
+}
+
+std::vector<ChildId> Core::waiting_for(ChildId id) const {
+    return impl_->waiting_for(id);
 }
 
 std::size_t Core::size() const noexcept {

@@ -8,12 +8,16 @@
 
 namespace vigil::core {
 
+// A temporary child is down for good, as far as its supervisor is concerned (items 9, 18, 50):
+// never restarted, passed over by sweeps. Unlike OTP, its spec stays in view with its last exit,
+// logs and events, and a start command starts it again (docs/otp-departures.md, item 9).
 void Core::Impl::drop(ChildId c, const char *why) {
     Node &n = node(c);
     if (n.dropped) return;
     n.dropped = true;
     n.goal = Goal::Down;
-    publish(c, RecordKind::Removed, std::string("temporary child removed (") + why + ")");
+    publish(c, RecordKind::Notice,
+            std::string("temporary child ") + why + "; not started again unless asked");
 }
 
 // The single place where a child's end is judged. First: who wanted it? (stop_cause). Then, for
@@ -45,8 +49,7 @@ void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string wh
             return;
         }
         if (par.state == ChildState::Starting && par.plan.phase == Phase::Starting &&
-            !n.joined_start &&
-            (par.plan.cursor == n.index || (par.spec.parallel && n.index > par.plan.cursor))) {
+            !n.joined_start && n.index >= par.plan.cursor) {
             // Start-up failure: roll back in reverse, fail the supervisor's own start (items
             // 3-5). Not a restart, not counted.
             publish(c, rk, what, std::move(facts));
@@ -59,6 +62,7 @@ void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string wh
             return;
         }
         kind = DownKind::Abnormal; // a failed restart counts (item 31)
+        n.retrying = true;         // and holds back only what is `after` it
     }
     decide(c, kind, rk, std::move(what), std::move(facts));
 }
@@ -84,6 +88,7 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
         const bool manual = n.stop_cause == StopCause::Manual;
         if (manual) n.goal = Goal::Down;
         facts.cause = record_cause(n.stop_cause);
+        stopped_because(c, what);
         publish(c, RecordKind::Stopped,
                 std::string(manual ? "stopped by command (" : "stopped (") + what + ")", facts);
         if (n.spec.restart == Restart::Temporary)
@@ -94,6 +99,7 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
     case StopCause::ManualRestart:
     case StopCause::Reload: {
         facts.cause = record_cause(n.stop_cause);
+        stopped_because(c, what);
         publish(c, RecordKind::Stopped,
                 "stopped (" + what + "); starting again (" + cause_text(n.stop_cause) + ")", facts);
         n.goal = Goal::Up;
@@ -124,6 +130,15 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
         return false;
     }
     return true;
+}
+
+// The last incarnation ended because someone asked: status says who ("command", "supervisor",
+// "reload"...) and how it ended, not the cause of an earlier end.
+void Core::Impl::stopped_because(ChildId c, const std::string &what) {
+    Node &n = node(c);
+    if (n.stop_cause == StopCause::None) return;
+    n.last_cause = record_cause(n.stop_cause);
+    n.last_reason = std::string("stopped by ") + cause_text(n.stop_cause) + " (" + what + ")";
 }
 
 // An end nobody asked for that nobody may decide on now: the supervisor is stopping (item 39),
@@ -197,7 +212,11 @@ void Core::Impl::decide(ChildId c, DownKind kind, RecordKind rk, std::string wha
     }
     switch (par.spec.strategy) {
     case Strategy::OneForOne:
-        if (delay.count() == 0) plan_starts(p, n.index) ? schedule(p) : start_child(c);
+        // A start sequence that covers it goes on past it while it waits (start_sequential).
+        if (delay.count() == 0 && !plan_starts(p, n.index))
+            start_child(c);
+        else if (plan_starts(p, n.index))
+            schedule(p);
         return;
     case Strategy::OneForAll:
         sweep(p, 0);
@@ -213,6 +232,7 @@ void Core::Impl::not_restarted(ChildId c, RecordKind rk, const std::string &what
     Node &n = node(c);
     const ChildId p = *n.spec.parent;
     n.goal = Goal::Down;
+    n.exited = true;
     publish(c, rk, what + "; not restarted (" + why_not + ")", std::move(facts));
     if (n.spec.restart == Restart::Temporary) drop(c, "ended");
     if (significant_ends(c, what)) return;

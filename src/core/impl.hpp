@@ -112,6 +112,10 @@ struct Plan {
     std::size_t lo = 0;         // stop phase: lowest index to stop
     std::size_t start_from = 0; // start phase begins here
     std::size_t cursor = 0;     // next child to look at
+    // A restart command over several siblings (Core::restart): the stop phase stops only the
+    // children marked Node::in_set (as ManualRestart), and the start phase wants only them up
+    // again. A real sweep that meets it widens it to every child in range.
+    bool set_only = false;
 };
 
 // The facts of a record besides its kind and message (Record's structured fields).
@@ -139,16 +143,24 @@ struct Node {
     bool probe_ready = true;   // the readiness probe's last verdict (true without a probe)
     bool started = false;      // this incarnation counted as started (item 1)
     bool manual_start = false; // started by a command: a failure is reported, not retried
+    // Its start failed and a restart was decided: until it counts as started, it holds back
+    // only the siblings after it through `after` (Impl::cannot_start).
+    bool retrying = false;
     // Added by reload while its supervisor was starting: its start failure is its own (a
     // failed restart), not the supervisor's, as for a child OTP's start_child adds once init
     // is done. Cleared when the supervisor starts again.
     bool joined_start = false;
     bool gone = false;      // removed by reload
     bool forgotten = false; // gone, and the shell holds nothing of it (Core::forget)
-    bool dropped = false;   // temporary child whose spec is removed (items 9, 18, 50)
+    // A temporary child that ended or was stopped (items 9, 18, 50): never restarted by its
+    // supervisor, passed over by its sweeps; kept in view (docs/otp-departures.md).
+    bool dropped = false;
+    // Its last incarnation ended by itself and was not restarted (ChildStatus::exited).
+    bool exited = false;
     // Stopped by a command while its parent's sweep was stopping it: the sweep's start phase
     // must not bring it back (the person's stop came later than the sweep's decision).
     bool held_down = false;
+    bool in_set = false; // one of the children a running set restart stops and starts
     StopCause stop_cause = StopCause::None;
     std::optional<Pid> pid;      // the spawned process, while the incarnation lives
     std::optional<Pid> main_pid; // the main process (the spawned one unless MAINPID= moved it)
@@ -243,7 +255,10 @@ struct Core::Impl {
     void begin_sweep_start(ChildId s);
     void supervisor_started(ChildId s);
     bool stop_sequential(ChildId s);
+    bool cannot_start(const Node &kn) const;
+    bool after_blocked(const Node &kn, const std::vector<bool> &blocked) const;
     bool start_sequential(ChildId s);
+    std::vector<ChildId> waiting_for(ChildId c) const;
     bool start_done(const Node &kn) const;
     bool start_parallel(ChildId s);
     bool parallel_deps_started(const Node &kn, std::size_t cursor) const;
@@ -256,6 +271,7 @@ struct Core::Impl {
     void on_down(ChildId c, DownKind kind, RecordKind rk, std::string what, Facts facts);
     bool down_as_requested(ChildId c, std::string &what, DownKind &kind, RecordKind &rk,
                            Facts &facts);
+    void stopped_because(ChildId c, const std::string &what);
     bool down_without_decision(ChildId c, RecordKind rk, const std::string &what,
                                const Facts &facts);
     void decide(ChildId c, DownKind kind, RecordKind rk, std::string what, Facts facts);
@@ -292,6 +308,11 @@ struct Core::Impl {
     CommandResult restart_command(ChildId c, const Command &cmd);
     CommandResult signal_command(ChildId c, const Command &cmd);
     CommandResult manual_start(ChildId c);
+    std::vector<CommandResult> restart_set(std::span<const ChildId> children,
+                                           const std::string &who);
+    bool restart_siblings(ChildId parent, const std::vector<ChildId> &kids, const Command &cmd,
+                          std::vector<CommandResult> &res, const std::vector<std::size_t> &at);
+    CommandResult join_set(ChildId c);
     bool tree_shutting_down() const;
     void kill_everything();
 

@@ -19,6 +19,9 @@ void Core::Impl::start_child(ChildId c) {
     n.started = false;
     n.ready = false;
     n.held_down = false;
+    n.in_set = false;
+    n.exited = false;
+    n.dropped = false; // a temporary child started again (a command): a new incarnation
     n.inc.value++;
     n.run_since = now;
     if (n.spec.kind == Kind::Service) {
@@ -43,6 +46,7 @@ void Core::Impl::start_child(ChildId c) {
         kn.goal = Goal::Up;
         kn.dropped = false;
         kn.joined_start = false;
+        kn.retrying = false;
     }
     n.plan = Plan{Phase::Starting, false, 0, 0, 0};
     publish(c, RecordKind::Starting,
@@ -134,6 +138,7 @@ void Core::Impl::mark_started(ChildId c, std::string msg) {
     n.started = true;
     n.ready = true;
     n.manual_start = false; // from now on a failure is a crash, retried as usual
+    n.retrying = false;
     publish(c, n.spec.wait_ready ? RecordKind::Ready : RecordKind::Started, std::move(msg),
             Facts{Cause::None, n.main_pid});
     arm_watchdog(c);

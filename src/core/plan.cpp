@@ -8,11 +8,15 @@ namespace vigil::core {
 // Does the parent's running sequence decide when this child starts? (Then a backoff that ends,
 // or a restart without delay, leaves the start to the sequence.)
 bool Core::Impl::plan_starts(ChildId parent, std::size_t idx) const {
-    const Plan &p = node(parent).plan;
+    const Node &par = node(parent);
+    const Plan &p = par.plan;
     switch (p.phase) {
     case Phase::Idle:
         return false;
     case Phase::Stopping:
+        // A set restart's stop phase leaves the other children to themselves.
+        if (p.set_only && (idx >= par.spec.children.size() || !node(par.spec.children[idx]).in_set))
+            return false;
         return !p.terminal && (idx >= p.lo || idx >= p.start_from);
     case Phase::Starting:
         return idx >= p.cursor;
@@ -22,8 +26,10 @@ bool Core::Impl::plan_starts(ChildId parent, std::size_t idx) const {
 
 // Is the child inside a sweep's stop range (its end is the sweep's business)?
 bool Core::Impl::plan_stops(ChildId parent, std::size_t idx) const {
-    const Plan &p = node(parent).plan;
-    return p.phase == Phase::Stopping && idx >= p.lo;
+    const Node &par = node(parent);
+    const Plan &p = par.plan;
+    if (p.phase != Phase::Stopping || idx < p.lo) return false;
+    return !p.set_only || (idx < par.spec.children.size() && node(par.spec.children[idx]).in_set);
 }
 
 bool Core::Impl::waits_for_predecessor(const Node &n) const {
@@ -35,6 +41,8 @@ void Core::Impl::begin_terminal(ChildId s) {
     Node &n = node(s);
     const std::size_t count = n.spec.children.size();
     n.plan = Plan{Phase::Stopping, true, 0, 0, count == 0 ? 0 : count - 1};
+    for (ChildId k : n.spec.children)
+        node(k).in_set = false;
     schedule(s);
 }
 
@@ -57,6 +65,7 @@ void Core::Impl::sweep(ChildId s, std::size_t j) {
     } else {
         p = Plan{Phase::Stopping, false, j, j, 0};
     }
+    p.set_only = false;   // a set restart under way becomes part of the sweep
     p.cursor = count - 1; // rescan from the last child: already-down children are skipped
     schedule(s);
 }
@@ -113,8 +122,10 @@ void Core::Impl::begin_sweep_start(ChildId s) {
     Plan &p = sup.plan;
     for (std::size_t i = p.lo; i < kids.size(); ++i) {
         Node &kn = node(kids[i]);
-        if (kn.spec.restart != Restart::Temporary && !kn.held_down) kn.goal = Goal::Up;
+        const bool wanted = p.set_only ? kn.in_set : kn.spec.restart != Restart::Temporary;
+        if (wanted && !kn.held_down) kn.goal = Goal::Up;
         kn.held_down = false;
+        kn.in_set = false;
     }
     const std::size_t from = std::min(p.lo, p.start_from);
     p = Plan{Phase::Starting, false, 0, from, from};
@@ -139,48 +150,92 @@ bool Core::Impl::stop_sequential(ChildId s) {
     Plan &p = node(s).plan;
     while (count > 0 && p.cursor + 1 > p.lo && p.cursor < count) {
         const ChildId k = kids[p.cursor];
-        // A sweep keeps a pending restart delay: its start phase waits for it.
-        const bool skip = !p.terminal && node(k).state == ChildState::Backoff;
-        if (!skip && !stop_child(k, StopCause::Plan)) return false;
+        // A sweep keeps a pending restart delay: its start phase waits for it. A set restart
+        // stops only its own children.
+        const bool skip = (!p.terminal && node(k).state == ChildState::Backoff) ||
+                          (p.set_only && !node(k).in_set);
+        if (!skip && !stop_child(k, p.set_only ? StopCause::ManualRestart : StopCause::Plan))
+            return false;
         if (p.cursor == 0) break;
         --p.cursor;
     }
     return true;
 }
 
+// Can child `kn` not start for now (docs/otp-departures.md, "Blocking follows `after`")? Its
+// start failed and it is retried: it waits for the restart delay, or starts again. Such a child
+// does not hold the sequence; only the siblings ordered after it through `after` wait for it.
+// A child in backoff after a crash of a run that had started still holds a sweep's start
+// phase: the strategy restarts the others because they depend on it (items 15, 16).
+bool Core::Impl::cannot_start(const Node &kn) const {
+    if (kn.dropped || kn.goal == Goal::Down || !kn.retrying) return false;
+    return kn.state == ChildState::Backoff || kn.state == ChildState::Starting;
+}
+
+// Is `kn` ordered (directly or, through `blocked`, transitively) after a sibling that cannot
+// start? `blocked` marks the earlier children of this scan that cannot start or wait for one.
+bool Core::Impl::after_blocked(const Node &kn, const std::vector<bool> &blocked) const {
+    for (ChildId a : kn.spec.after) {
+        const Node &an = node(a);
+        if (an.index < blocked.size() && blocked[an.index]) return true;
+        if (cannot_start(an)) return true; // before the scan's start (a crash after it started)
+    }
+    return false;
+}
+
 // The start phase one child at a time, in order; each must count as started first (items 1,
-// 2). False while the sequence waits.
+// 2). A child that cannot start (cannot_start) holds back only the siblings after it through
+// `after`; the scan goes on past it, and the cursor stays at the first one. False while the
+// sequence waits.
 bool Core::Impl::start_sequential(ChildId s) {
     const auto &kids = node(s).spec.children;
     const std::size_t count = kids.size();
     Plan &p = node(s).plan;
-    while (p.cursor < count) {
-        const ChildId k = kids[p.cursor];
+    std::vector<bool> blocked; // by index; empty until a child cannot start
+    for (std::size_t i = p.cursor; i < count; ++i) {
+        const ChildId k = kids[i];
         Node &kn = node(k);
-        if (kn.dropped) {
-            ++p.cursor;
+        const bool prefix = blocked.empty(); // everything before i has started
+        if (start_done(kn)) {
+            if (prefix) p.cursor = i + 1;
             continue;
         }
-        switch (kn.state) {
-        case ChildState::Running:
-            ++p.cursor;
+        if (kn.state == ChildState::Backoff && kn.backoff_until && *kn.backoff_until <= now)
+            start_child(k);
+        if (cannot_start(kn) || (kn.state == ChildState::Stopped && after_blocked(kn, blocked))) {
+            if (blocked.empty()) blocked.assign(count, false);
+            blocked[i] = true;
             continue;
-        case ChildState::Starting:
-        case ChildState::Stopping:
-            return false;
-        case ChildState::Backoff:
-            if (kn.backoff_until && *kn.backoff_until <= now) start_child(k);
-            return false;
-        case ChildState::Stopped:
-            if (kn.goal == Goal::Down) {
-                ++p.cursor;
-                continue;
-            }
-            if (!waits_for_predecessor(kn)) start_child(k); // else rescheduled when it is down
-            return false;
         }
+        // Starting (readiness), Stopping, or about to start: one at a time.
+        if (kn.state == ChildState::Stopped && !waits_for_predecessor(kn)) start_child(k);
+        return false; // a predecessor still going down reschedules this supervisor
     }
-    return true;
+    return blocked.empty();
+}
+
+// Core::waiting_for: the `after` siblings not started yet, else the one a one-at-a-time start
+// sequence waits on before it reaches `c`.
+std::vector<ChildId> Core::Impl::waiting_for(ChildId c) const {
+    std::vector<ChildId> ids;
+    if (!valid(c) || !node(c).spec.parent) return ids;
+    const Node &n = node(c);
+    const ChildId p = *n.spec.parent;
+    const Node &par = node(p);
+    if (n.state != ChildState::Stopped || n.goal != Goal::Up || n.dropped || n.gone ||
+        (par.state != ChildState::Running && par.state != ChildState::Starting))
+        return ids;
+    for (ChildId a : n.spec.after)
+        if (!start_done(node(a))) ids.push_back(a);
+    if (!ids.empty() || par.spec.parallel || par.plan.phase != Phase::Starting) return ids;
+    const auto &kids = par.spec.children;
+    for (std::size_t i = par.plan.cursor; i < n.index && i < kids.size(); ++i) {
+        const Node &kn = node(kids[i]);
+        if (start_done(kn) || cannot_start(kn) || kn.state == ChildState::Stopped) continue;
+        ids.push_back(kids[i]);
+        break;
+    }
+    return ids;
 }
 
 // Has child `k` nothing left to do in a start phase (it runs, or nobody wants it up)?
@@ -237,8 +292,10 @@ bool Core::Impl::stop_parallel(ChildId s) {
     const std::size_t count = kids.size();
     const Plan &p = node(s).plan;
     auto down = [&](const Node &kn) {
-        return kn.state == ChildState::Stopped || (!p.terminal && kn.state == ChildState::Backoff);
+        return kn.state == ChildState::Stopped ||
+               (!p.terminal && kn.state == ChildState::Backoff) || (p.set_only && !kn.in_set);
     };
+    const StopCause cause = p.set_only ? StopCause::ManualRestart : StopCause::Plan;
     // Which children a sibling in range that is not down yet still needs.
     std::vector<bool> needed;
     for (std::size_t i = p.lo; i < count; ++i) {
@@ -252,7 +309,7 @@ bool Core::Impl::stop_parallel(ChildId s) {
     for (std::size_t i = count; i-- > p.lo;) {
         const ChildId k = kids[i];
         if (down(node(k))) continue;
-        if ((!needed.empty() && needed[i]) || !stop_child(k, StopCause::Plan)) waiting = true;
+        if ((!needed.empty() && needed[i]) || !stop_child(k, cause)) waiting = true;
     }
     return !waiting;
 }

@@ -112,7 +112,8 @@ Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view par
     j["name"] = s.name;
     j["kind"] = kind_name(s.kind);
     j["parent"] = parent.empty() ? Json(nullptr) : Json(parent);
-    j["state"] = state_name(s.state);
+    // An ended service that stays in view (core::ChildStatus::exited) has its own state name.
+    j["state"] = s.exited ? "exited" : state_name(s.state);
     j["goal"] = s.goal == core::Goal::Up ? "up" : "down";
     j["pid"] = s.main_pid ? Json(s.main_pid->value) : Json(nullptr);
     j["spawned_pid"] = s.pid ? Json(s.pid->value) : Json(nullptr);

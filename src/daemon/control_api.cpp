@@ -177,6 +177,14 @@ void ControlApi::commands(const ctl::ResponderPtr &peer, const ctl::Request &q) 
     if (failed) return;
     const std::string who = "vigilctl (" + peer->who() + ")";
     ctl::Json results = ctl::Json::array();
+    if (q.cmd == ctl::Cmd::Restart && ids.size() > 1) {
+        // One command, so the core stops them in reverse start order and starts them in order.
+        const std::vector<core::CommandResult> rs = shell_.restart(ids, who);
+        for (std::size_t i = 0; i < ids.size() && i < rs.size(); ++i)
+            results.push_back(ctl::command_result_json(shell_.core().spec(ids[i]).name, rs[i]));
+        peer->reply(q.id, {{"results", std::move(results)}});
+        return;
+    }
     for (ChildId id : ids) {
         core::CommandResult r =
             shell_.command(core::Command{command_kind(q.cmd), id, q.signal, who});

@@ -54,6 +54,14 @@ core::CommandResult Shell::command(const core::Command &c) {
     return r;
 }
 
+std::vector<core::CommandResult> Shell::restart(std::span<const ChildId> ids,
+                                                std::string_view who) {
+    std::vector<core::Action> out;
+    std::vector<core::CommandResult> r = core_.restart(ids, who, os_.now(), out);
+    execute(out);
+    return r;
+}
+
 // Carries out actions in order. An action whose answer comes at once feeds its event, whose
 // actions join the same queue: nothing recurses, and the order is the core's.
 void Shell::execute(std::vector<core::Action> &actions) {

@@ -32,7 +32,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "journal.hpp"
@@ -101,6 +103,8 @@ public:
     probe::ExecRegistry &exec_probes() { return exec_probes_; }
 
     core::CommandResult command(const core::Command &c);
+    // A restart of several units as one command (core::Core::restart): results in `ids` order.
+    std::vector<core::CommandResult> restart(std::span<const ChildId> ids, std::string_view who);
     void feed(const core::Event &ev);
     void set_listener(ShellListener *l) { listener_ = l; }
 

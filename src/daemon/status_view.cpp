@@ -5,18 +5,12 @@ namespace vigil::daemon {
 
 namespace {
 
-// The `after` siblings a stopped child that should run waits for: those wanted up and not yet
-// running (the core starts it once each of them runs or is no longer wanted). At most the
-// child's `after` list, which the loader bounds.
+// The siblings a stopped child that should run waits for (core::Core::waiting_for): the
+// `after` siblings not started yet, or the one a one-at-a-time start sequence waits on.
 ctl::Json waiting_for(const core::Core &core, ChildId id) {
     ctl::Json names = ctl::Json::array();
-    const core::ChildStatus s = core.status(id);
-    if (s.state != core::ChildState::Stopped || s.goal != core::Goal::Up) return names;
-    for (ChildId a : core.spec(id).after) {
-        const core::ChildStatus as = core.status(a);
-        if (!as.removed && as.goal == core::Goal::Up && as.state != core::ChildState::Running)
-            names.push_back(as.name);
-    }
+    for (ChildId a : core.waiting_for(id))
+        names.push_back(core.status(a).name);
     return names;
 }
 

@@ -306,6 +306,17 @@ TEST_SUITE("core") {
                     const auto kind = static_cast<CommandKind>(rng.below(3));
                     const std::string &target =
                         all[static_cast<std::size_t>(rng.below(static_cast<int>(all.size())))];
+                    if (kind == CommandKind::Restart && rng.below(2) == 0) {
+                        // A restart of several units as one command (Core::restart).
+                        std::vector<std::string> set;
+                        for (int k = 0; k < 3; ++k) {
+                            const std::string &t = all[static_cast<std::size_t>(
+                                rng.below(static_cast<int>(all.size())))];
+                            if (!sim.status(t).removed) set.push_back(t);
+                        }
+                        sim.restart(set, "chaos");
+                        break;
+                    }
                     if (!sim.status(target).removed) sim.command(kind, target, "chaos", 10);
                     break;
                 }

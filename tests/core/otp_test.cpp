@@ -162,7 +162,8 @@ TEST_SUITE("core") {
         CHECK(sim.spawns("u") == 1);
     }
 
-    TEST_CASE("otp-09 temporary children are never restarted and their spec is removed") {
+    TEST_CASE("otp-09 temporary children are never restarted (departure: they stay in view, "
+              "exited, and a start command starts them again)") {
         Sim sim{
             root(Strategy::OneForOne, {service("tmp", temporary()), service("tmp2", temporary())})};
         sim.start_all();
@@ -170,11 +171,22 @@ TEST_SUITE("core") {
         sim.exit_by_signal("tmp2", sig_kill);
         CHECK(sim.spawns("tmp") == 1);
         CHECK(sim.spawns("tmp2") == 1);
-        CHECK(sim.status("tmp").removed);
-        CHECK(sim.status("tmp2").removed);
-        CHECK(sim.command(CommandKind::Start, "tmp").outcome == CommandOutcome::NotFound);
-        CHECK(sim.command(CommandKind::Restart, "tmp2").outcome == CommandOutcome::NotFound);
-        CHECK(sim.spawns("tmp") == 1);
+        CHECK_FALSE(sim.status("tmp").removed);
+        CHECK(sim.status("tmp").exited);
+        CHECK(sim.status("tmp2").exited);
+        CHECK(sim.status("tmp").last_exit == ExitStatus::exited(1));
+        sim.advance(60s);
+        CHECK(sim.spawns("tmp") == 1); // never by itself
+        CHECK(sim.command(CommandKind::Start, "tmp").outcome == CommandOutcome::Ok);
+        CHECK(sim.command(CommandKind::Restart, "tmp2").outcome == CommandOutcome::Ok);
+        CHECK(sim.spawns("tmp") == 2);
+        CHECK(sim.spawns("tmp2") == 2);
+        CHECK_FALSE(sim.status("tmp").exited);
+        CHECK(sim.state("tmp") == ChildState::Running);
+        sim.exit("tmp", 0); // the new incarnation is temporary too
+        sim.advance(60s);
+        CHECK(sim.spawns("tmp") == 2);
+        CHECK(sim.status("tmp").exited);
     }
 
     TEST_CASE("otp-10 only real restarts count towards intensity") {
@@ -330,11 +342,16 @@ TEST_SUITE("core") {
         sim.exit("3", 1);
         CHECK(sim.stop_order() == Names{"2", "1"});
         CHECK(sim.starts() == Names{"1", "3"});
-        CHECK(sim.status("2").removed);
         CHECK_FALSE(sim.alive("2"));
+        CHECK(sim.state("2") == ChildState::Stopped);
+        CHECK_FALSE(sim.status("2").exited); // stopped by the sweep, not ended by itself
         CHECK(sim.state("1") == ChildState::Running);
         CHECK(sim.state("3") == ChildState::Running);
-        CHECK(sim.command(CommandKind::Start, "2").outcome == CommandOutcome::NotFound);
+        sim.exit("3", 1); // a second sweep passes over it too
+        CHECK(sim.spawns("2") == 1);
+        // departure: it stays in view, and a start command starts it again
+        CHECK(sim.command(CommandKind::Start, "2").outcome == CommandOutcome::Ok);
+        CHECK(sim.spawns("2") == 2);
     }
 
     TEST_CASE("otp-19 transient siblings stopped by a sweep are brought back") {
@@ -930,8 +947,11 @@ TEST_SUITE("core") {
         CHECK(sim.command(CommandKind::Start, "t").outcome == CommandOutcome::Ok);
         CHECK(sim.state("t") == ChildState::Running);
         CHECK(sim.command(CommandKind::Stop, "tmp").outcome == CommandOutcome::Ok);
-        CHECK(sim.status("tmp").removed);
-        CHECK(sim.command(CommandKind::Start, "tmp").outcome == CommandOutcome::NotFound);
+        // departure: a temporary child stopped by command stays in view, and can be started
+        CHECK(sim.state("tmp") == ChildState::Stopped);
+        CHECK_FALSE(sim.status("tmp").exited);
+        CHECK(sim.command(CommandKind::Start, "tmp").outcome == CommandOutcome::Ok);
+        CHECK(sim.state("tmp") == ChildState::Running);
         CHECK_FALSE(sim.exit_status);
     }
 

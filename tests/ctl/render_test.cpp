@@ -68,6 +68,28 @@ TEST_SUITE("ctl") {
         return row.size() > at ? row.substr(at) : "";
     }
 
+    TEST_CASE("status: an exited unit says how it ended, red only when it failed") {
+        Json u = {{"name", "migrate"},
+                  {"kind", "service"},
+                  {"state", "exited"},
+                  {"goal", "down"},
+                  {"effective_goal", "down"},
+                  {"since_ms", 100},
+                  {"last_exit", {{"code", 0}}},
+                  {"last_cause", "exited"},
+                  {"last_reason", "exited with status 0"}};
+        CHECK(info_of(u) == "exit 0");
+        std::string t = render_status(Json::array({u}), Style{true});
+        CHECK(t.find("\033[2mexited") != std::string::npos);
+        u["last_exit"] = {{"code", 3}};
+        CHECK(info_of(u) == "exit 3");
+        t = render_status(Json::array({u}), Style{true});
+        CHECK(t.find("\033[31mexited") != std::string::npos);
+        u["last_exit"] = {{"signal", "SIGKILL"}, {"signo", 9}};
+        CHECK(info_of(u) == "SIGKILL");
+        CHECK(render_status(Json::array({u}), Style{false}).find("exited") != std::string::npos);
+    }
+
     TEST_CASE("status: INFO says why a unit is not running") {
         Json u = {{"name", "web"},
                   {"kind", "service"},

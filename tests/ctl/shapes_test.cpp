@@ -303,18 +303,21 @@ TEST_SUITE("ctl") {
         // resolve_targets(core, ...) takes a shortcut for a single exact name (looked up by
         // name, only its subtree walked): it must answer what the table walk answers, for
         // every unit, every expansion, a removed unit and a name that does not exist.
-        Sim sim{root(Strategy::OneForOne,
-                     {service("db"),
-                      supervisor("app", Strategy::OneForOne,
-                                 {service("api"),
-                                  supervisor("inner", Strategy::OneForOne,
-                                             {service("deep-1"), service("deep-2")}),
-                                  service("tmp", temporary())}),
-                      service("web-x")})};
+        auto tree = [](bool with_tmp) {
+            std::vector<NodeDef> app{
+                service("api"),
+                supervisor("inner", Strategy::OneForOne, {service("deep-1"), service("deep-2")})};
+            if (with_tmp) app.push_back(service("tmp", temporary()));
+            return root(
+                Strategy::OneForOne,
+                {service("db"), supervisor("app", Strategy::OneForOne, app), service("web-x")});
+        };
+        Sim sim{tree(true)};
         sim.start_all();
-        sim.exit("tmp", 0); // a temporary child that ended is removed
+        const ChildId tmp = sim.id("tmp");
+        sim.reload(tree(false)); // removed by reload
         const core::Core &c = sim.core;
-        REQUIRE(c.status(*c.find("tmp")).removed);
+        REQUIRE(c.status(tmp).removed);
         std::vector<TargetNode> nodes(c.size());
         for (std::uint32_t i = 0; i < nodes.size(); ++i) {
             const core::ChildSpec &spec = c.spec(ChildId{i});

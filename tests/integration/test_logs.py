@@ -435,8 +435,7 @@ class Logs(unittest.TestCase):
 
     def test_final_line_without_newline_of_an_exiting_service(self):
         d = self.daemon(lambda d: {"root": ROOT, "nx": {
-            # transient: not restarted after exit 0, but kept (a temporary one is dropped,
-            # and its ring with it).
+            # transient: not restarted after exit 0, and its ring is kept.
             "command": sh('printf "no newline at end"'), "restart": "transient",
             "logs": {"file": os.path.join(d.dir, "nx.log")}}})
         wait_until(lambda: "nx | no newline at end" in d.stdout(), 10, "the line forwarded")

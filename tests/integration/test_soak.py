@@ -637,7 +637,7 @@ class Soak:
         else:
             self.count("start-refused")
             if "no unit named" in r.stderr:
-                # A temporary child that was stopped or ended is dropped (OTP deletes it).
+                # A unit that a reload removed meanwhile.
                 self.stopped.discard(name)
             else:
                 log(f"start {name}: {r.returncode} {own} {r.stderr.strip()}")
@@ -774,8 +774,7 @@ class Soak:
                          f"unit owns: {last[:10]}")
 
     def stop_units(self, names: list) -> None:
-        """vigilctl stop of those of `names` that exist (a temporary child that ended is gone:
-        OTP drops it)."""
+        """vigilctl stop of those of `names` that exist (a reload may have removed some)."""
         known = self.status()
         names = [n for n in names if n in known]
         if not names:

@@ -302,6 +302,17 @@ CommandResult Sim::command(CommandKind kind, const std::string &name, std::strin
     return r;
 }
 
+std::vector<CommandResult> Sim::restart(const std::vector<std::string> &names, std::string who) {
+    std::vector<ChildId> ids;
+    for (const auto &n : names)
+        ids.push_back(n.empty() ? ChildId{0xffff} : id(n));
+    std::vector<Action> out;
+    std::vector<CommandResult> r = core.restart(ids, who, now, out);
+    apply(std::move(out));
+    run_until_quiescent();
+    return r;
+}
+
 ReconfigureResult Sim::reload(TreeSpec next) {
     std::vector<Action> out;
     ReconfigureResult r = core.reconfigure(std::move(next), now, out);

@@ -90,6 +90,9 @@ public:
     core::CommandResult command(core::CommandKind kind, const std::string &name,
                                 std::string who = "test", int signal = 0);
     core::ReconfigureResult reload(core::TreeSpec next);
+    // Core::restart of several children (by name; "" for an id that is no child).
+    std::vector<core::CommandResult> restart(const std::vector<std::string> &names,
+                                             std::string who = "test");
 
     // Process behaviour.
     void on_signal(const std::string &name, OnSignal behaviour);

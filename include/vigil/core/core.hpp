@@ -65,9 +65,18 @@ struct ChildStatus {
     std::string status_text;      // sd_notify STATUS=
     std::vector<Pid> left_behind; // processes it left outside its run (LeftBehind)
     std::optional<Duration> watchdog; // the watchdog interval while it is armed
-    bool removed = false;             // a temporary child that ended, or a unit removed by reload
-    // A removed temporary child (not a unit removed by reload): its supervisor's next
-    // (re)start brings it back, as OTP's init/1 does, so its spec must be kept.
+    // The unit was removed by reload (it may still be going down): it is no longer shown or
+    // addressable by name. Only reload removes; an ended temporary child is `exited`.
+    bool removed = false;
+    // Stopped, and its last incarnation ended by itself without a restart: a temporary child
+    // that ended, or a transient one that ended normally (or a significant child that shut
+    // its supervisor down). It stays in view, addressable by name, with its last exit, until
+    // it is started again (a command, or its supervisor's next start) or reload removes it.
+    // `vigilctl status` shows the state "exited".
+    bool exited = false;
+    // A temporary child that ended or was stopped: its supervisor never restarts it and its
+    // sweeps pass over it (items 9, 18); a start command, or its supervisor's next (re)start
+    // (item 28), brings it back. Its spec is kept and it stays in view.
     bool revivable = false;
 };
 
@@ -91,7 +100,7 @@ enum class CommandOutcome : std::uint8_t {
     Ok,
     AlreadyRunning,
     AlreadyStopped,
-    NotFound,     // no such child, or a temporary child whose spec is gone
+    NotFound,     // no such child (or a unit removed by reload)
     NotRunning,   // Signal to a child without a process
     ShuttingDown, // the tree is shutting down; nothing new starts
 };
@@ -122,6 +131,21 @@ public:
 
     CommandResult command(const Command &cmd, TimePoint now, std::vector<Action> &out) noexcept;
 
+    // Restarts several children as one command (`vigilctl restart web worker`). Children of
+    // one supervisor are stopped in reverse start order and started again in start order, the
+    // start waiting as the supervisor's start sequence does: one at a time, each once the one
+    // before it has started (is ready, when it declares readiness), or in a parallel
+    // supervisor each once the siblings it is `after` have started. Stopped children (temporary
+    // ones that ended included) and children in backoff among them are started in that order
+    // too. Not counted in the intensity, as a single restart. A child that is the only one of
+    // its supervisor in the list, or whose supervisor is not running or is in the middle of a
+    // sequence of its own (a sweep, a start), is restarted as command(Restart) would. Children
+    // of different supervisors are not ordered against each other. `who` is the requester,
+    // for the history. Results come in the order of `children`, each what that child's restart
+    // gave (NotFound for an id that is no child, ShuttingDown...).
+    std::vector<CommandResult> restart(std::span<const ChildId> children, std::string_view who,
+                                       TimePoint now, std::vector<Action> &out) noexcept;
+
     // Replaces the specification (reload). Children are matched by name: removed units are
     // stopped, added ones started, services whose fingerprint changed are restarted, other
     // parameters (supervisors' strategy, intensity, period, auto_shutdown...) change in place.
@@ -134,13 +158,12 @@ public:
     // and is reported in `errors`. A child stopped by command stays stopped.
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
-    // The shell is done with a child whose spec is gone (removed by reload, or a temporary child
-    // that ended): its per-child history is freed (the records stay in the global history)
-    // and, for a child removed by reload that is down, its id may be given to a child a later
-    // reload adds. So ids are bounded by the most children that were ever alive at once, not by
-    // the number of reloads. The shell must hold nothing of the id once it calls this (no run,
-    // no spawn in flight: a child with a spawn in flight is not down). Does nothing for a live
-    // spec.
+    // The shell is done with a child whose spec is gone (removed by reload): its per-child
+    // history is freed (the records stay in the global history) and, once the child is down,
+    // its id may be given to a child a later reload adds. So ids are bounded by the most children
+    // that were ever alive at once, not by the number of reloads. The shell must hold nothing of
+    // the id once it calls this (no run, no spawn in flight: a child with a spawn in flight is not
+    // down). Does nothing for a live spec.
     void forget(ChildId child) noexcept;
 
     // Records a fact about a child that is not a decision of the core and not an event of its
@@ -150,6 +173,14 @@ public:
               std::vector<Action> &out);
 
     std::optional<TimePoint> next_deadline() const noexcept;
+
+    // Why a child that should run is not started yet: the siblings it waits for. For a child
+    // that is stopped with goal up and whose parent runs, the siblings it is `after` that have
+    // not started yet (running, or no longer wanted up); if there are none and the parent
+    // starts one child at a time, the earlier sibling its start sequence waits on (starting and
+    // not yet ready, or stopping). Empty for any other child, and when nothing holds it (its
+    // parent is about to start it). At most the child's `after` list or one sibling.
+    std::vector<ChildId> waiting_for(ChildId id) const;
 
     // Queries.
     std::size_t size() const noexcept; // number of ids allocated (removed ones included)

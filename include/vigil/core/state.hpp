@@ -36,6 +36,8 @@
 //   Stopped  + Up    about to be started by its parent's start sequence, or its parent is down.
 //   Stopped  + Down  stopped by a command, a transient/temporary child that ended normally, or a
 //                    child whose subtree was shut down. Stays down across reload until started.
+//                    One that ended by itself and was not restarted is shown as "exited"
+//                    (ChildStatus::exited) and stays in view, temporary ones included.
 //   Starting + Up    normal start.
 //   Starting + Down  a stop arrived while starting: the core stops it as soon as it has a pid.
 //   Running  + Up    steady state.

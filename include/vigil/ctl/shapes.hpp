@@ -6,7 +6,7 @@
 //
 // status object (status_json), everything from core::ChildStatus (the one source of truth):
 //   {"name":"web","kind":"service"|"supervisor","parent":"app"|null,
-//    "state":"stopped"|"starting"|"running"|"stopping"|"backoff","goal":"up"|"down",
+//    "state":"stopped"|"exited"|"starting"|"running"|"stopping"|"backoff","goal":"up"|"down",
 //    "pid":1234|null,"spawned_pid":1230|null,"incarnation":3,"since_ms":5000,"restarts":2,
 //    "last_exit":null|{"code":1}|{"signal":"SIGTERM","signo":15},
 //    "last_cause":"exited"|"spawn_failed"|"liveness"|...,"last_reason":"exec ...: ...",
@@ -15,6 +15,11 @@
 //    "held_down_by":"app"|null,"left_behind":[4321,...]}
 //   pid: the main process (MAINPID= may have moved it); spawned_pid: the process vigild spawned
 //     (leader of the service's process group);
+//   state "exited": stopped after its last incarnation ended by itself and was not restarted
+//     (a temporary service that ended, whatever its exit; a transient one that ended
+//     normally). It stays in view (status, logs, events, commands by name) with its last_exit
+//     until it is started again (`vigilctl start` starts a new incarnation; its supervisor never
+//     restarts it by itself) or reload removes its unit;
 //   since_ms: milliseconds in the current state (the uptime when running);
 //   last_cause, last_reason: why the last incarnation ended or failed to start (core::Cause's
 //     spelling, and in words);
@@ -33,7 +38,7 @@
 //     group of its incarnations (setsid(), setpgid()). At most 16, lowest pids first; empty
 //     with a cgroup, which holds every process.
 // tree (tree_json): {"root": status + {"children":[status + {"children":[...]}, ...]}},
-//   children in start order, removed children left out.
+//   children in start order, units removed by reload left out (exited ones are shown).
 // record (record_json), one entry of the core's history, as `events` streams it:
 //   {"at_ms":123456,"time":1764150000123?,"unit":"web","child":3,"kind":"exited",
 //    "message":"exited with status 1; restart in 100ms (backoff)","cause":"exited",
@@ -52,7 +57,8 @@
 // a supervisor's name meaning its subtree. A pattern also matches the name of the unit an
 // instance was made from: the instanced unit "web" ("instances": 2) is its children web@1 and
 // web@2, by its name or by a glob that matches it ("w*"). Globs never match the root supervisor
-// ("root" by its exact name does). Removed children are never matched.
+// ("root" by its exact name does). Units removed by reload are never matched; ended ones
+// (state "exited") are.
 #pragma once
 
 #include <cstdint>
