@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,6 +56,7 @@ struct Options {
     bool follow = false;
     bool reopen = false;
     int lines = -1;
+    std::string run; // check --run UNIT/PROBE
 };
 
 void say(const std::string &msg) {
@@ -83,6 +85,12 @@ std::size_t terminal_width() {
         if (*end == '\0' && n > 0 && n <= 10'000) return static_cast<std::size_t>(n);
     }
     return 80;
+}
+
+std::int64_t wall_now_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
 }
 
 Exit exit_for_error(const std::string &code) {
@@ -296,6 +304,13 @@ private:
             return cli::code(Exit::Ok);
         case ctl::Cmd::Events:
             return cli::code(Exit::Ok); // a reply instead of a stream: nothing to show
+        case ctl::Cmd::Checks:
+            if (!o_.json) out(cli::render_checks(result, style_, wall_now_ms()));
+            return cli::code(Exit::Ok);
+        case ctl::Cmd::Check:
+            if (!o_.json) out(cli::render_check_run(result, style_));
+            return cli::code(result.is_object() && result.value("ok", false) ? Exit::Ok
+                                                                             : Exit::Error);
         }
         return cli::code(Exit::Ok);
     }
@@ -468,6 +483,12 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     events->add_option("-n,--lines", o.lines, "how many stored events to show first")
         ->check(CLI::NonNegativeNumber);
     events->add_option("unit", o.unit, "only this unit");
+    auto *checks = app.add_subcommand("checks", "show units' probes and watchdogs: state, counts, "
+                                                "last failure");
+    checks->add_option("units", o.units, "units, globs or supervisors (default: all)");
+    auto *check = app.add_subcommand("check", "run one probe of a unit now and show its result");
+    check->add_option("--run", o.run, "the probe to run: UNIT/PROBE (e.g. web/liveness)")
+        ->required();
     auto *shutdown = app.add_subcommand("shutdown", "stop every unit and end vigild");
     auto *version = app.add_subcommand("version", "show vigilctl's and vigild's versions");
     // import needs no vigild: it runs here, in the parser, and ends the run.
@@ -491,7 +512,7 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     }
     try {
         app.parse(argc, guarded_argv.data());
-        for (std::string *v : {&o.socket, &o.unit, &o.signal, &imp.config, &imp.out})
+        for (std::string *v : {&o.socket, &o.unit, &o.signal, &o.run, &imp.config, &imp.out})
             unguard(*v);
         for (std::string &u : o.units)
             unguard(u);
@@ -549,6 +570,21 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         if (!o.unit.empty()) args["unit"] = o.unit;
         if (o.lines >= 0) args["lines"] = o.lines;
         if (o.follow) args["follow"] = true;
+    } else if (checks->parsed()) {
+        cmd = ctl::Cmd::Checks;
+        if (!o.units.empty()) args["units"] = units_json();
+    } else if (check->parsed()) {
+        cmd = ctl::Cmd::Check;
+        // UNIT/PROBE: a unit's name is a file name, so the last '/' separates them.
+        const auto slash = o.run.rfind('/');
+        if (slash == std::string::npos || slash == 0 || slash + 1 == o.run.size()) {
+            say("--run takes UNIT/PROBE, e.g. web/liveness (not '" + o.run +
+                "'); `vigilctl checks UNIT` lists a unit's probes");
+            return cli::code(Exit::Usage);
+        }
+        args["unit"] = o.run.substr(0, slash);
+        args["probe"] = o.run.substr(slash + 1);
+        args["run"] = true;
     } else if (shutdown->parsed()) {
         cmd = ctl::Cmd::Shutdown;
     } else if (version->parsed()) {
