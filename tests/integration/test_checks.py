@@ -33,6 +33,11 @@ def row(d: Daemon, unit: str, probe: str) -> dict:
 class Checks(unittest.TestCase):
     def test_checks_and_check_run(self):
         web, closed = free_port(), free_port()
+        # A listener that accepts and never answers: a check of it lasts its whole timeout.
+        mute = socket.socket()
+        self.addCleanup(mute.close)
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
         pings = ["notify", "WATCHDOG=1", "sleep", "100"] * 150
         d = Daemon({}, start=False)
         self.addCleanup(d.close)
@@ -48,6 +53,10 @@ class Checks(unittest.TestCase):
                     "liveness": {"tcp": {"port": closed}, "period": "1h",
                                  "failure_threshold": 1000}},
             "plain": {"command": d.svc("plain", "sleep")},
+            "slow": {"command": d.svc("slow", "sleep"),
+                     "liveness": {"http": {"port": mute.getsockname()[1]}, "period": "1h",
+                                  "initial_delay": "1h", "timeout": "1s",
+                                  "failure_threshold": 1000}},
         })
         d.start()
         d.wait_socket()
@@ -116,12 +125,23 @@ class Checks(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad is not running: its probes do not run", r.stderr)
 
+        # A client that leaves before its check completes: the answer is dropped, vigild goes on.
+        for _ in range(3):
+            with socket.socket(socket.AF_UNIX) as c:
+                c.connect(d.sock)
+                c.sendall(b'{"id":1,"cmd":"check","args":{"unit":"slow","probe":"liveness",'
+                          b'"run":true}}\n')
+        r = d.ctl("check", "--run", "slow/liveness")  # joins that check, or runs the next
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("timed out after 1000ms", r.stdout)
+        self.assertIn(row(d, "slow", "liveness")["failures"], (1, 2))  # 4 requests, at most 2 checks
+
         # The table, piped: plain, one row per check.
         r = d.ctl("checks")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
         self.assertTrue(lines[0].startswith("UNIT"), lines)
-        self.assertEqual(len(lines), 1 + 4)
+        self.assertEqual(len(lines), 1 + 5)
         self.assertNotIn("\033", r.stdout)
         self.assertTrue(any("bad" in x and "off" in x and "connection refused" in x
                             for x in lines), lines)
