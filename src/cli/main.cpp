@@ -79,6 +79,7 @@ struct Options {
     bool raw = false;  // logs: the lines only, without time, unit and stream
     std::string since; // logs, events: as parse_since reads it
     int lines = -1;
+    std::string run; // check --run UNIT/PROBE
 };
 
 void say(const std::string &msg) {
@@ -165,6 +166,12 @@ bool process_gone(pid_t pid) {
 bool waits_for_change(ctl::Cmd cmd) {
     return cmd == ctl::Cmd::Start || cmd == ctl::Cmd::Stop || cmd == ctl::Cmd::Restart ||
            cmd == ctl::Cmd::Reload || cmd == ctl::Cmd::Shutdown;
+}
+
+std::int64_t wall_now_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
 }
 
 Exit exit_for_error(const std::string &code) {
@@ -399,6 +406,13 @@ private:
             return cli::code(Exit::Ok);
         case ctl::Cmd::Events:
             return cli::code(Exit::Ok); // a reply instead of a stream: nothing to show
+        case ctl::Cmd::Checks:
+            if (!o_.json) out(cli::render_checks(result, style_, wall_now_ms()));
+            return cli::code(Exit::Ok);
+        case ctl::Cmd::Check:
+            if (!o_.json) out(cli::render_check_run(result, style_));
+            return cli::code(result.is_object() && result.value("ok", false) ? Exit::Ok
+                                                                             : Exit::Error);
         }
         return cli::code(Exit::Ok);
     }
@@ -640,10 +654,7 @@ std::optional<int> stream_args(const Options &o, const std::string &command, ctl
     if (o.lines >= 0) args["lines"] = o.lines;
     if (o.follow) args["follow"] = true;
     if (!o.since.empty()) {
-        timespec ts{};
-        clock_gettime(CLOCK_REALTIME, &ts);
-        auto since =
-            cli::parse_since(o.since, std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000);
+        auto since = cli::parse_since(o.since, wall_now_ms());
         if (!since) {
             say("--since '" + o.since +
                 "': expected an age (10m, 1h30m), a time today (10:00), a date and time "
@@ -794,6 +805,12 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         ->check(CLI::NonNegativeNumber);
     events->add_option("--since", o.since, "only events from then on: 10m, 10:00, 2026-12-06");
     events->add_option("units", o.units, "units, globs or supervisors (default: all)");
+    auto *checks = app.add_subcommand("checks", "show units' probes and watchdogs: state, counts, "
+                                                "last failure");
+    checks->add_option("units", o.units, "units, globs or supervisors (default: all)");
+    auto *check = app.add_subcommand("check", "run one probe of a unit now and show its result");
+    check->add_option("--run", o.run, "the probe to run: UNIT/PROBE (e.g. web/liveness)")
+        ->required();
     auto *shutdown =
         app.add_subcommand("shutdown", "stop every unit and end vigild; waits until it has ended");
     for (auto *sub : {start, stop, restart, reload, shutdown})
@@ -820,7 +837,8 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     }
     try {
         app.parse(argc, guarded_argv.data());
-        for (std::string *v : {&o.socket, &o.unit, &o.signal, &o.since, &imp.config, &imp.out})
+        for (std::string *v :
+             {&o.socket, &o.unit, &o.signal, &o.since, &o.run, &imp.config, &imp.out})
             unguard(*v);
         for (std::string &u : o.units)
             unguard(u);
@@ -872,6 +890,21 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
         if (o.reopen) args["reopen"] = true;
     } else if (tree->parsed()) {
         cmd = ctl::Cmd::Tree;
+    } else if (checks->parsed()) {
+        cmd = ctl::Cmd::Checks;
+        if (!o.units.empty()) args["units"] = units_json();
+    } else if (check->parsed()) {
+        cmd = ctl::Cmd::Check;
+        // UNIT/PROBE: a unit's name is a file name, so the last '/' separates them.
+        const auto slash = o.run.rfind('/');
+        if (slash == std::string::npos || slash == 0 || slash + 1 == o.run.size()) {
+            say("--run takes UNIT/PROBE, e.g. web/liveness (not '" + o.run +
+                "'); `vigilctl checks UNIT` lists a unit's probes");
+            return cli::code(Exit::Usage);
+        }
+        args["unit"] = o.run.substr(0, slash);
+        args["probe"] = o.run.substr(slash + 1);
+        args["run"] = true;
     } else if (shutdown->parsed()) {
         cmd = ctl::Cmd::Shutdown;
     } else if (version->parsed()) {

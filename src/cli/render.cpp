@@ -334,6 +334,95 @@ std::string render_status(const Json &units, const Style &st) {
     return out;
 }
 
+namespace {
+
+const char *check_colour(const std::string &state) {
+    if (state == "passing") return green;
+    if (state == "failing") return red;
+    if (state == "pending") return yellow;
+    return dim;
+}
+
+std::string check_row_text(const Json &c) {
+    auto n = num(c, "in_a_row");
+    if (!n || *n <= 0) return "-";
+    return std::to_string(*n) + (c.value("in_a_row_ok", true) ? " ok" : " failed");
+}
+
+std::string check_last_failure(const Json &c, std::int64_t now) {
+    const Json f = c.is_object() ? c.value("last_failure", Json()) : Json();
+    if (!f.is_object()) return "-";
+    std::string msg = one_line(str(f, "message", ""));
+    auto t = num(f, "time");
+    if (!t) return msg;
+    const std::int64_t age = now > *t ? now - *t : 0;
+    return format_duration(age - age % 1000) + " ago: " + msg;
+}
+
+std::string check_next(const Json &c) {
+    auto n = num(c, "next_ms");
+    if (!n) return "-";
+    if (*n <= 0) return "now";
+    return "in " + format_duration((*n + 999) / 1000 * 1000);
+}
+
+} // namespace
+
+std::string render_checks(const Json &result, const Style &st, std::int64_t now_wall_ms) {
+    const Json rows_in = result.is_object() ? result.value("checks", Json()) : Json();
+    if (!rows_in.is_array() || rows_in.empty()) return "no probes or watchdogs\n";
+    const std::vector<std::string> head{"UNIT",  "PROBE", "KIND",         "TARGET",
+                                        "STATE", "ROW",   "LAST-FAILURE", "NEXT"};
+    constexpr std::size_t state_col = 4, failure_col = 6, next_col = 7;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &c : rows_in)
+        rows.push_back({str(c, "unit"), str(c, "probe"), str(c, "kind"), one_line(str(c, "target")),
+                        str(c, "state"), check_row_text(c), check_last_failure(c, now_wall_ms),
+                        check_next(c)});
+    std::vector<std::size_t> w(head.size());
+    for (std::size_t c = 0; c < head.size(); ++c) {
+        w[c] = width(head[c]);
+        for (const auto &r : rows)
+            w[c] = std::max(w[c], width(r[c]));
+    }
+    if (st.width > 0) {
+        // On a terminal a row stays one line: LAST-FAILURE gives up what does not fit (it
+        // keeps at least min_info columns).
+        std::size_t others = 0;
+        for (std::size_t c = 0; c < head.size(); ++c)
+            if (c != failure_col) others += w[c] + 2;
+        const std::size_t room = std::max(st.width > others ? st.width - others : 0, min_info);
+        w[failure_col] = std::min(w[failure_col], std::max(room, width(head[failure_col])));
+        for (auto &r : rows)
+            r[failure_col] = fit(r[failure_col], w[failure_col]);
+    }
+    std::string out;
+    for (std::size_t c = 0; c < head.size(); ++c)
+        out += paint(c == next_col ? head[c] : pad(head[c], w[c]), bold, st) + "  ";
+    out.resize(out.size() - 2);
+    out += '\n';
+    for (const auto &r : rows) {
+        std::string line;
+        for (std::size_t c = 0; c < head.size(); ++c) {
+            std::string cell = c == next_col ? r[c] : pad(r[c], w[c]);
+            line += (c == state_col ? paint(cell, check_colour(r[c]), st) : cell) + "  ";
+        }
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out += line + '\n';
+    }
+    return out;
+}
+
+std::string render_check_run(const Json &result, const Style &st) {
+    const bool ok = flag(result, "ok");
+    std::string out = str(result, "unit") + "/" + str(result, "probe") + ": ";
+    out += paint(ok ? "passed" : "failed", ok ? green : red, st);
+    if (auto d = num(result, "duration_ms")) out += " in " + format_duration(*d);
+    if (std::string m = one_line(str(result, "message", "")); !m.empty()) out += ": " + m;
+    return out + '\n';
+}
+
 std::string render_tree(const Json &result, const Style &st) {
     if (!result.is_object() || !result.contains("root")) return "no tree\n";
     std::vector<std::pair<std::string, const Json *>> lines;

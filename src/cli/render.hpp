@@ -57,6 +57,13 @@ std::string render_reload(const Json &result, const Style &st);
 // and harmless on a terminal: tabs and line breaks become spaces, other C0 and C1 control
 // characters (escape sequences: colours, cursor moves, a fake prompt) a '?'.
 std::string one_line(std::string_view s);
+// `vigilctl checks`: UNIT PROBE KIND TARGET STATE ROW LAST-FAILURE NEXT, one row per check
+// object of the `checks` answer (protocol.hpp). ROW is the current run ("3 ok", "2 failed");
+// LAST-FAILURE its age against `now_wall_ms` and its message, cut to the terminal's width;
+// NEXT "in 4s", "now" while a check runs. STATE green when passing, red failing, yellow pending.
+std::string render_checks(const Json &result, const Style &st, std::int64_t now_wall_ms);
+// The outcome of `vigilctl check --run`: "web/liveness: passed in 12ms: status 200".
+std::string render_check_run(const Json &result, const Style &st);
 
 // "3 exited" -> "3", signals as "SIGTERM"; "-" when there is no last exit.
 std::string format_exit(const Json &last_exit);

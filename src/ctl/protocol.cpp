@@ -35,7 +35,7 @@ struct CmdName {
     const char *name;
     bool read_only;
 };
-constexpr std::array<CmdName, 11> cmd_names{{
+constexpr std::array<CmdName, 13> cmd_names{{
     {Cmd::Status, "status", true},
     {Cmd::Start, "start", false},
     {Cmd::Stop, "stop", false},
@@ -47,8 +47,10 @@ constexpr std::array<CmdName, 11> cmd_names{{
     {Cmd::Events, "events", true},
     {Cmd::Shutdown, "shutdown", false},
     {Cmd::Version, "version", true},
+    {Cmd::Checks, "checks", true},
+    {Cmd::Check, "check", false},
 }};
-static_assert(cmd_names.size() == static_cast<std::size_t>(Cmd::Version) + 1);
+static_assert(cmd_names.size() == static_cast<std::size_t>(Cmd::Check) + 1);
 
 constexpr bool tables_in_order() {
     for (std::size_t i = 0; i < code_names.size(); ++i)
@@ -215,6 +217,20 @@ std::string only_keys(const Json &args, std::initializer_list<const char *> keys
     return "";
 }
 
+// check {unit, probe, run:true}: run is the one action, and must be said.
+std::string parse_check(const Json &a, Request &r) {
+    std::string err = only_keys(a, {"unit", "probe", "run"});
+    if (err.empty()) err = want_unit(a, true, r.unit);
+    if (!err.empty()) return err;
+    auto it = a.find("probe");
+    if (it == a.end()) return "missing \"probe\"";
+    if (std::string why = want_name(*it); !why.empty()) return "\"probe\" must be a name: " + why;
+    r.probe = it->get<std::string>();
+    err = want_bool(a, "run", r.run);
+    if (err.empty() && !r.run) err = "\"run\" must be true (running the probe is what check does)";
+    return err;
+}
+
 } // namespace
 
 const char *to_string(ErrorCode c) noexcept {
@@ -300,6 +316,10 @@ ParseResult parse_request(std::string_view line) noexcept {
         const Json &a = r.args;
         std::string err;
         switch (r.cmd) {
+        case Cmd::Check:
+            err = parse_check(a, r);
+            break;
+        case Cmd::Checks:
         case Cmd::Status:
             err = only_keys(a, {"units"});
             if (err.empty()) err = want_units(a, "units", false, r.units);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "checks_view.hpp"
 #include "status_view.hpp"
 #include "vigil/unit/values.hpp"
 
@@ -59,6 +60,14 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
     }
     case Cmd::Tree:
         peer->reply(q.id, ctl::tree_json(shell_.core(), shell_.os().now()));
+        return;
+    case Cmd::Checks: {
+        auto ids = targets(peer, q, ctl::Expand::Subtree, &failed);
+        if (!failed) peer->reply(q.id, checks_json(shell_, ids));
+        return;
+    }
+    case Cmd::Check:
+        check(peer, q);
         return;
     case Cmd::Start:
     case Cmd::Stop:
@@ -191,6 +200,74 @@ void ControlApi::commands(const ctl::ResponderPtr &peer, const ctl::Request &q) 
         results.push_back(ctl::command_result_json(shell_.core().spec(id).name, r));
     }
     peer->reply(q.id, {{"results", std::move(results)}});
+}
+
+// One probe of one unit, now; answered when its check completes (or is cancelled because the
+// incarnation ended). The peer may be gone by then: the answer is then dropped.
+void ControlApi::check(const ctl::ResponderPtr &peer, const ctl::Request &q) {
+    bool failed = false;
+    auto ids = targets(peer, q.id, {q.unit}, ctl::Expand::Services, &failed);
+    if (failed) return;
+    if (ids.size() != 1) {
+        peer->error(q.id, ctl::ErrorCode::Invalid,
+                    "'" + q.unit + "' matches " + std::to_string(ids.size()) +
+                        " units; check runs a probe of one unit: name it");
+        return;
+    }
+    const ChildId id = ids[0];
+    const std::string &name = shell_.core().spec(id).name;
+    const auto probes = probes_of(shell_.unit(id));
+    auto it = std::find_if(probes.begin(), probes.end(),
+                           [&](const NamedProbe &p) { return p.name == q.probe; });
+    if (it == probes.end()) {
+        std::vector<std::string_view> names;
+        std::string list;
+        for (const NamedProbe &p : probes) {
+            names.push_back(p.name);
+            list += (list.empty() ? "" : ", ") + std::string(p.name);
+        }
+        std::string msg = name + " has no probe '" + q.probe + "'";
+        msg += probes.empty() ? "; it has no probes" : "; its probes: " + list;
+        if (std::string near = unit::closest(q.probe, names); !near.empty())
+            msg += "; did you mean '" + near + "'?";
+        peer->error(q.id, ctl::ErrorCode::NotFound, msg);
+        return;
+    }
+    check_run(peer, q, id, *it);
+}
+
+void ControlApi::check_run(const ctl::ResponderPtr &peer, const ctl::Request &q, ChildId id,
+                           const NamedProbe &np) {
+    const std::string &name = shell_.core().spec(id).name;
+    probe::Prober *p = running_prober(shell_, id, np.role);
+    if (!p) {
+        peer->error(q.id, ctl::ErrorCode::Invalid, name + " is not running: its probes do not run");
+        return;
+    }
+    std::weak_ptr<ctl::Responder> weak = peer;
+    auto done = [weak, qid = q.id, unit = name,
+                 probe = std::string(np.name)](const probe::CheckResult &r, std::uint64_t took) {
+        if (auto to = weak.lock())
+            to->reply(qid, {{"unit", unit},
+                            {"probe", probe},
+                            {"ok", r.ok},
+                            {"message", r.detail},
+                            {"duration_ms", took}});
+    };
+    if (p->run_now(done)) return;
+    if (!p->running()) {
+        const bool gated = np.role != "startup" && shell_.unit(id).startup;
+        peer->error(q.id, ctl::ErrorCode::Invalid,
+                    name + "'s " + std::string(np.name) + " probe does not run now" +
+                        (gated                  ? ": it starts once the startup probe passes"
+                         : np.role == "startup" ? ": the startup probe has passed"
+                                                : ""));
+        return;
+    }
+    peer->error(q.id, ctl::ErrorCode::Invalid,
+                name + "'s " + std::string(np.name) + " probe already has " +
+                    std::to_string(probe::Prober::max_run_waiters) +
+                    " requests waiting for its check; try again when they are answered");
 }
 
 // Answered once the units directory has been loaded off the loop and applied.

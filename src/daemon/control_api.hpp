@@ -23,6 +23,10 @@
 // web.json), which the shell keeps and the core does not. A name that matches nothing is
 // answered with the closest existing name (unit::closest, as the loader suggests fields).
 //
+// `checks` shows every probe's state (checks_view.hpp); `check` runs one probe now and answers
+// when that check completes (Prober::run_now): the answer goes to the peer if it is still
+// connected, and nothing is kept for a peer that left.
+//
 // The requests come through ctl::Responder, the daemon-facing side of a connection, so tests
 // drive ControlApi with fake connections (tests/daemon).
 #pragma once
@@ -34,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "checks_view.hpp"
 #include "shell.hpp"
 #include "vigil/ctl/responder.hpp"
 #include "vigil/ctl/shapes.hpp"
@@ -93,6 +98,9 @@ private:
     void events(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void logs(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void version(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void check(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void check_run(const ctl::ResponderPtr &peer, const ctl::Request &q, ChildId id,
+                   const NamedProbe &np);
     void make_room();
     void drop_on_close(const ctl::ResponderPtr &peer);
     ctl::Json record_json(const core::Record &r);

@@ -36,8 +36,14 @@ void Shell::act(const core::StartProbes &a) {
     cb.on_failed = [this, id, inc](core::FailureCause cause, const std::string &detail) {
         feed(core::HealthFailed{id, inc, cause, "", detail});
     };
-    cb.on_checked = [this, id](const std::string &, const probe::CheckResult &c) {
-        if (!c.ok) ++runtime(id).probe_failures;
+    cb.on_checked = [this, id](const std::string &role, const probe::CheckResult &c) {
+        if (c.ok) return;
+        UnitRuntime &r = runtime(id);
+        ++r.probe_failures;
+        const CheckSlot slot = role == "startup"    ? CheckSlot::Startup
+                               : role == "liveness" ? CheckSlot::Liveness
+                                                    : CheckSlot::Readiness;
+        note_check_failure(r, slot, c.detail);
     };
     probe::ExecSpawn exec;
     exec.spawn = [this](proc::SpawnSpec spec, proc::SpawnExtras extras,
@@ -46,6 +52,11 @@ void Shell::act(const core::StartProbes &a) {
     };
     exec.base = u.spawn;
     run->probes = os_.start_probes(u.name, std::move(specs), std::move(cb), std::move(exec));
+}
+
+void Shell::note_check_failure(UnitRuntime &r, CheckSlot slot, std::string_view message) {
+    r.last_failures[static_cast<std::size_t>(slot)] =
+        CheckFailure{os_.wall_ms(), std::string(message.substr(0, CheckFailure::max_message))};
 }
 
 void Shell::act(const core::StopProbes &a) {
@@ -133,10 +144,15 @@ void Shell::on_notify(ChildId id, const notify::Message &m, int sender) {
     if (m.watchdog_usec) {
         // Rounded up: 500 us is a short interval, not 0 (which switches the watchdog off).
         const std::uint64_t usec = std::min(*m.watchdog_usec, max_watchdog_usec);
+        r.run->watchdog_kick = os_.now();
         feed(core::WatchdogInterval{id, inc,
                                     Duration{static_cast<std::int64_t>((usec + 999) / 1000)}});
     }
-    if (m.watchdog) feed(core::WatchdogPing{id, inc});
+    if (m.watchdog) {
+        ++r.run->watchdog_pings;
+        r.run->watchdog_kick = os_.now();
+        feed(core::WatchdogPing{id, inc});
+    }
     if (m.ready) became_ready(id, inc);
     if (m.stopping) feed(core::StoppingReported{id, inc});
     if (m.watchdog_trigger)

@@ -78,6 +78,13 @@ public:
     virtual ~Running() = default;
 };
 
+// An incarnation's probes while they run (probe::Monitor, started); destroying it stops them.
+class ProbesChannel : public Running {
+public:
+    // For `vigilctl checks` (each prober's state) and `check --run` (Prober::run_now).
+    virtual probe::Monitor &monitor() = 0;
+};
+
 // A service's cgroup (cgroup v2), where vigild may make one: every process the service starts
 // stays in it, setsid() or not, so a stop reaches them all.
 class Cgroup {
@@ -160,10 +167,10 @@ public:
     virtual std::unique_ptr<ReadyChannel> open_ready_fd(std::function<void()> on_ready,
                                                         std::string *error) = 0;
     // `exec` runs exec probes through the service's spawn path (the unit's SpawnSpec).
-    virtual std::unique_ptr<Running> start_probes(const std::string &unit,
-                                                  probe::MonitorSpecs specs,
-                                                  probe::Monitor::Callbacks callbacks,
-                                                  probe::ExecSpawn exec) = 0;
+    virtual std::unique_ptr<ProbesChannel> start_probes(const std::string &unit,
+                                                        probe::MonitorSpecs specs,
+                                                        probe::Monitor::Callbacks callbacks,
+                                                        probe::ExecSpawn exec) = 0;
 
     // ---- logs ---------------------------------------------------------------------------
     // Where forwarded output goes (vigild's stdout); may be null (tests without forwarding).

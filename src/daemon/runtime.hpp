@@ -6,11 +6,17 @@
 // watch on a main process that is not vigild's child. A Run that ended (its main process reaped,
 // or its end reported by the core) but whose pipes are still open is moved to `past` and keeps
 // feeding the unit's log until its EOF, so no line is lost across a restart.
+//
+// What `vigilctl checks` shows: the probes' counters live in their Monitor, one per incarnation
+// (so they start at zero with each incarnation); the watchdog's in the Run; the last failure of
+// each in UnitRuntime::last_failures, which outlives incarnations.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "os.hpp"
@@ -44,10 +50,25 @@ struct Run {
     std::vector<EarlyNote> early_notes; // bounded
     std::unique_ptr<OutputChannel> output;
     std::unique_ptr<ReadyChannel> ready_fd;
-    std::unique_ptr<Running> probes;
+    std::unique_ptr<ProbesChannel> probes;
+    // The sd_notify watchdog of this incarnation, for `vigilctl checks` (the core decides).
+    std::uint64_t watchdog_pings = 0;    // WATCHDOG=1 received
+    std::uint64_t watchdog_failures = 0; // the core's watchdog failures (at most one, in effect)
+    TimePoint watchdog_kick{};           // the last WATCHDOG=1 or WATCHDOG_USEC= (each re-arms)
     std::unique_ptr<Running> main_watch; // a main process that is not vigild's child
     std::optional<log::Regex> ready_log; // ready: {"log": regex}, until it matched
 };
+
+// The last failed check of a probe (or the watchdog's failure), for `vigilctl checks`.
+struct CheckFailure {
+    static constexpr std::size_t max_message = 256; // bytes; longer messages are cut
+    std::int64_t wall_ms = 0;
+    std::string message;
+};
+
+// The slots of UnitRuntime::last_failures.
+enum class CheckSlot : std::uint8_t { Startup, Liveness, Readiness, Watchdog };
+inline constexpr std::size_t check_slots = 4;
 
 struct UnitRuntime {
     std::unique_ptr<log::UnitLog> log; // outlives incarnations (ring, file)
@@ -57,6 +78,9 @@ struct UnitRuntime {
     std::unique_ptr<Run> run;               // the current incarnation, spawning or live
     std::vector<std::unique_ptr<Run>> past; // ended incarnations still draining their output
     std::uint64_t probe_failures = 0;       // failed probe checks, every incarnation
+    // Kept across incarnations, unlike the probes' counters (Run): a restart by liveness still
+    // shows why. Indexed by CheckSlot.
+    std::array<std::optional<CheckFailure>, check_slots> last_failures;
     std::uint64_t log_failures_reported = 0;
     bool file_congested = false; // the log file's writer pushes back: the captures are paused
     TimePoint congested_since{};

@@ -106,6 +106,14 @@ void Shell::act(const core::Publish &p) {
         if (s.main_pid) pid = s.main_pid->value;
     }
     journal_.record(r, pid);
+    if (r.kind == core::RecordKind::Unhealthy && r.cause == core::Cause::Watchdog &&
+        r.child.value < rt_.size()) {
+        UnitRuntime &rt = rt_[r.child.value];
+        if (rt.run && r.incarnation == rt.run->incarnation) ++rt.run->watchdog_failures;
+        std::string_view what = r.message;
+        if (what.ends_with("; stopping")) what.remove_suffix(10);
+        note_check_failure(rt, CheckSlot::Watchdog, what);
+    }
     if (listener_) listener_->record(r);
     if (r.kind == core::RecordKind::Removed) release(r.child);
 }

@@ -169,6 +169,7 @@ private:
     bool owns(ChildId id, int pid);
     void on_notify(ChildId id, const notify::Message &m, int sender);
     void became_ready(ChildId id, Incarnation inc);
+    void note_check_failure(UnitRuntime &r, CheckSlot slot, std::string_view message);
     void replay_early(ChildId id, Incarnation inc);
 
     // reload.cpp

@@ -86,6 +86,15 @@ private:
     std::unique_ptr<T> t_;
 };
 
+class UvProbes final : public ProbesChannel {
+public:
+    explicit UvProbes(std::unique_ptr<probe::Monitor> m) : m_(std::move(m)) {}
+    probe::Monitor &monitor() override { return *m_; }
+
+private:
+    std::unique_ptr<probe::Monitor> m_;
+};
+
 // A service's cgroup folder; cgroup.events is polled only while somebody waits for it to empty.
 class UvCgroup final : public Cgroup {
 public:
@@ -586,8 +595,9 @@ std::unique_ptr<ReadyChannel> UvOs::open_ready_fd(std::function<void()> on_ready
     return std::make_unique<UvReady>(std::move(opened.ready_fd));
 }
 
-std::unique_ptr<Running> UvOs::start_probes(const std::string &, probe::MonitorSpecs specs,
-                                            probe::Monitor::Callbacks cb, probe::ExecSpawn exec) {
+std::unique_ptr<ProbesChannel> UvOs::start_probes(const std::string &, probe::MonitorSpecs specs,
+                                                  probe::Monitor::Callbacks cb,
+                                                  probe::ExecSpawn exec) {
     probe::Monitor::Callbacks g;
     if (cb.on_ready) g.on_ready = guarded<bool>(*this, "probe", cb.on_ready);
     if (cb.on_failed)
@@ -599,7 +609,7 @@ std::unique_ptr<Running> UvOs::start_probes(const std::string &, probe::MonitorS
     auto m = std::make_unique<probe::Monitor>(&loop_, shell_->exec_probes(), std::move(specs),
                                               std::move(g), std::move(exec));
     m->start();
-    return std::make_unique<Holder<probe::Monitor>>(std::move(m));
+    return std::make_unique<UvProbes>(std::move(m));
 }
 
 // ---- logs and units ----------------------------------------------------------------------

@@ -90,9 +90,9 @@ public:
                                                std::string *error) override;
     std::unique_ptr<ReadyChannel> open_ready_fd(std::function<void()> on_ready,
                                                 std::string *error) override;
-    std::unique_ptr<Running> start_probes(const std::string &unit, probe::MonitorSpecs specs,
-                                          probe::Monitor::Callbacks callbacks,
-                                          probe::ExecSpawn exec) override;
+    std::unique_ptr<ProbesChannel> start_probes(const std::string &unit, probe::MonitorSpecs specs,
+                                                probe::Monitor::Callbacks callbacks,
+                                                probe::ExecSpawn exec) override;
     log::Forwarder *forwarder() override { return streams_.out; }
     log::FileSinkFactory file_sinks() override;
     void say(std::string_view line) override;

@@ -58,6 +58,13 @@ std::uint64_t Monitor::failures_total() const noexcept {
     return n;
 }
 
+Prober *Monitor::prober(std::string_view role) noexcept {
+    if (role == "startup") return startup_.get();
+    if (role == "liveness") return liveness_.get();
+    if (role == "readiness") return readiness_.get();
+    return nullptr;
+}
+
 void Monitor::start() {
     if (running_) return;
     running_ = true;

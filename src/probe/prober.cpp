@@ -304,6 +304,7 @@ std::string Prober::failure_message(const std::string &role, const std::string &
 }
 
 void Prober::arm(std::uint64_t ms) {
+    if (!in_check_) next_due_ = uv_now(loop_) + ms;
     uv_timer_start(
         reinterpret_cast<uv_timer_t *>(timer_),
         [](uv_timer_t *t) { static_cast<Prober *>(t->data)->on_timer(); }, ms, 0);
@@ -328,6 +329,25 @@ void Prober::stop() {
     running_ = false;
     if (timer_) uv_timer_stop(reinterpret_cast<uv_timer_t *>(timer_));
     abandon_check();
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    for (auto &w : waiters)
+        if (w) w({false, "cancelled: the " + role_ + " probe stopped"}, 0);
+}
+
+bool Prober::run_now(RunDone done) {
+    if (!running_ || waiters_.size() >= max_run_waiters) return false;
+    waiters_.push_back(std::move(done));
+    // From the loop, so no callback runs inside this call; a check in flight is joined.
+    if (!in_check_) arm(0);
+    return true;
+}
+
+std::optional<std::uint64_t> Prober::next_ms() const noexcept {
+    if (!running_) return std::nullopt;
+    if (in_check_) return 0;
+    const std::uint64_t now = uv_now(loop_);
+    return next_due_ > now ? next_due_ - now : 0;
 }
 
 void Prober::on_timer() {
@@ -528,8 +548,18 @@ void Prober::complete(CheckResult r) {
     in_check_ = false;
     ++checks_total_;
     if (!r.ok) ++failures_total_;
+    tally_.record(r.ok);
     auto alive = alive_;
     auto change = thresholds_.record(r.ok);
+    if (!waiters_.empty()) {
+        const std::uint64_t took = uv_now(loop_) - check_started_;
+        auto waiters = std::move(waiters_);
+        waiters_.clear();
+        for (auto &w : waiters) {
+            if (w) w(r, took);
+            if (!*alive || !running_) return;
+        }
+    }
     if (cb_.checked) {
         auto cb = cb_.checked; // copies: a callback may destroy this Prober
         cb(r);

@@ -41,4 +41,18 @@ void Thresholds::reset() noexcept {
     verdict_ = Verdict::Unknown;
 }
 
+void CheckTally::record(bool ok) noexcept {
+    if (run_ == 0 || ok != run_ok_) {
+        run_ = 0;
+        run_ok_ = ok;
+    }
+    if (run_ < ~std::uint32_t{0}) ++run_;
+    std::uint64_t &total = ok ? successes_ : failures_;
+    if (total < ~std::uint64_t{0}) ++total;
+}
+
+std::int64_t CheckTally::in_a_row() const noexcept {
+    return run_ok_ ? std::int64_t{run_} : -std::int64_t{run_};
+}
+
 } // namespace vigil::probe

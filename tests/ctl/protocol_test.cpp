@@ -171,7 +171,8 @@ TEST_SUITE("ctl") {
 
     TEST_CASE("read-only requests: status, tree, events, version, and logs without reopen") {
         for (auto line : {R"({"cmd":"status"})", R"({"cmd":"tree"})", R"({"cmd":"events"})",
-                          R"({"cmd":"version"})", R"({"cmd":"logs","args":{"unit":"a"}})",
+                          R"({"cmd":"checks","args":{"units":["web"]}})", R"({"cmd":"version"})",
+                          R"({"cmd":"logs","args":{"unit":"a"}})",
                           R"({"cmd":"logs","args":{"unit":"a","follow":true,"reopen":false}})"}) {
             CAPTURE(line);
             CHECK(is_read_only(ok(line)));
@@ -182,14 +183,36 @@ TEST_SUITE("ctl") {
                           R"({"cmd":"stop","args":{"units":["a"]}})",
                           R"({"cmd":"restart","args":{"units":["a"]}})",
                           R"({"cmd":"signal","args":{"units":["a"],"signal":1}})",
-                          R"({"cmd":"reload"})", R"({"cmd":"shutdown"})"}) {
+                          R"({"cmd":"reload"})", R"({"cmd":"shutdown"})",
+                          R"({"cmd":"check","args":{"unit":"a","probe":"liveness","run":true}})"}) {
             CAPTURE(line);
             CHECK_FALSE(is_read_only(ok(line)));
         }
     }
 
+    TEST_CASE("check: unit, probe and run:true are required; nothing else is taken") {
+        Request r = ok(R"({"cmd":"check","args":{"unit":"web","probe":"liveness","run":true}})");
+        CHECK(r.cmd == Cmd::Check);
+        CHECK(r.unit == "web");
+        CHECK(r.probe == "liveness");
+        CHECK(r.run);
+        for (auto line :
+             {R"({"cmd":"check","args":{"unit":"web","probe":"liveness"}})",
+              R"({"cmd":"check","args":{"unit":"web","probe":"liveness","run":false}})",
+              R"({"cmd":"check","args":{"unit":"web","run":true}})",
+              R"({"cmd":"check","args":{"probe":"liveness","run":true}})",
+              R"({"cmd":"check","args":{"unit":"web","probe":"","run":true}})",
+              R"({"cmd":"check","args":{"unit":"web","probe":"l","run":true,"x":1}})"}) {
+            CAPTURE(line);
+            auto res = parse_request(line);
+            REQUIRE(std::holds_alternative<RequestError>(res));
+            CHECK(std::get<RequestError>(res).code == ErrorCode::BadRequest);
+        }
+        CHECK(ok(R"({"cmd":"checks"})").units.empty());
+    }
+
     TEST_CASE("command and error code names round-trip") {
-        for (int i = 0; i <= static_cast<int>(Cmd::Version); ++i) {
+        for (int i = 0; i <= static_cast<int>(Cmd::Check); ++i) {
             auto c = static_cast<Cmd>(i);
             CHECK(cmd_from_string(to_string(c)) == c);
         }

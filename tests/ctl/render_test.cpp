@@ -275,4 +275,49 @@ TEST_SUITE("ctl") {
         CHECK(render_reload(Json::object(), Style{}) == "reloaded: nothing changed\n");
     }
 
+    TEST_CASE("checks: a row per check, the state coloured, the last failure's age and message "
+              "cut to the terminal") {
+        const std::int64_t now = 1'700'000'100'000;
+        Json live{{"unit", "web"},
+                  {"probe", "liveness"},
+                  {"kind", "http"},
+                  {"target", "http://127.0.0.1:8080/healthz"},
+                  {"state", "passing"},
+                  {"in_a_row", 3},
+                  {"in_a_row_ok", true},
+                  {"last_failure", {{"time", now - 65'400}, {"message", "status 500\x1b[2J"}}},
+                  {"next_ms", 850}};
+        Json dog{{"unit", "web"},           {"probe", "watchdog"}, {"kind", "watchdog"},
+                 {"target", nullptr},       {"state", "off"},      {"in_a_row", 0},
+                 {"last_failure", nullptr}, {"next_ms", nullptr}};
+        Json result{{"checks", {live, dog}}};
+        CHECK(render_checks(result, Style{}, now) ==
+              "UNIT  PROBE     KIND      TARGET                         STATE    ROW   "
+              "LAST-FAILURE              NEXT\n"
+              "web   liveness  http      http://127.0.0.1:8080/healthz  passing  3 ok  "
+              "1m5s ago: status 500?[2J  in 1s\n"
+              "web   watchdog  watchdog  -                              off      -     "
+              "-                         -\n");
+        Style colour{true, 0};
+        CHECK(render_checks(result, colour, now).find("\033[32mpassing\033[0m") !=
+              std::string::npos);
+        // A narrow terminal cuts LAST-FAILURE (to at least 16 columns), nothing else.
+        Style narrow{false, 60};
+        std::string cut = render_checks(result, narrow, now);
+        CHECK(cut.find("1m5s ago: statu…  in 1s") != std::string::npos);
+        CHECK(render_checks(Json{{"checks", Json::array()}}, Style{}, now) ==
+              "no probes or watchdogs\n");
+        CHECK(render_checks(Json("odd"), Style{}, now) == "no probes or watchdogs\n");
+    }
+
+    TEST_CASE("check --run: passed or failed, how long, and what the probe saw") {
+        CHECK(render_check_run(Json{{"unit", "web"},
+                                    {"probe", "liveness"},
+                                    {"ok", false},
+                                    {"message", "connect: connection refused"},
+                                    {"duration_ms", 3}},
+                               Style{}) == "web/liveness: failed in 3ms: connect: connection "
+                                           "refused\n");
+        CHECK(render_check_run(Json::object(), Style{}) == "-/-: failed\n");
+    }
 } // TEST_SUITE

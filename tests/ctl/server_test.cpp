@@ -97,6 +97,8 @@ struct FakeDaemon {
         case Cmd::Reload:
         case Cmd::Tree:
         case Cmd::Shutdown:
+        case Cmd::Checks:
+        case Cmd::Check:
             s->error(r.id, ErrorCode::Invalid, "not in this test");
             return;
         }

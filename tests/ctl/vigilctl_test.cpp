@@ -198,6 +198,34 @@ void fake_vigild(const ResponderPtr &s, const Request &r) {
     case Cmd::Shutdown:
         s->error(r.id, ErrorCode::ShuttingDown, "vigild is already shutting down");
         return;
+    case Cmd::Checks:
+        s->reply(r.id, Json{{"checks",
+                             {{{"unit", "web"},
+                               {"probe", "liveness"},
+                               {"kind", "http"},
+                               {"target", "http://127.0.0.1:8080/healthz"},
+                               {"state", "failing"},
+                               {"in_a_row", 2},
+                               {"in_a_row_ok", false},
+                               {"successes", 5},
+                               {"failures", 2},
+                               {"last_failure", nullptr},
+                               {"next_ms", 3500},
+                               {"period_ms", 10000},
+                               {"threshold", 3}}}}});
+        return;
+    case Cmd::Check:
+        if (r.probe != "liveness") {
+            s->error(r.id, ErrorCode::NotFound,
+                     r.unit + " has no probe '" + r.probe + "'; its probes: liveness");
+            return;
+        }
+        s->reply(r.id, Json{{"unit", r.unit},
+                            {"probe", r.probe},
+                            {"ok", r.unit == "web"},
+                            {"message", r.unit == "web" ? "status 200" : "status 500"},
+                            {"duration_ms", 12}});
+        return;
     }
 }
 
@@ -388,6 +416,29 @@ TEST_SUITE("ctl") {
             CHECK(j.code == 3);
             CHECK(Json::parse(j.out)["units"][0]["state"] == "stopped");
         }
+        SUBCASE("checks: a plain table when piped; check --run exits 0 passed, 1 failed") {
+            Ran c = v.ctl({"checks"});
+            CHECK(c.code == 0);
+            CHECK(c.out ==
+                  "UNIT  PROBE     KIND  TARGET                         STATE    ROW       "
+                  "LAST-FAILURE  NEXT\n"
+                  "web   liveness  http  http://127.0.0.1:8080/healthz  failing  2 failed  "
+                  "-             in 4s\n");
+            Ran pass = v.ctl({"check", "--run", "web/liveness"});
+            CHECK(pass.code == 0);
+            CHECK(pass.out == "web/liveness: passed in 12ms: status 200\n");
+            Ran fail = v.ctl({"check", "--run", "db/liveness"});
+            CHECK(fail.code == 1);
+            CHECK(fail.out == "db/liveness: failed in 12ms: status 500\n");
+            Ran unknown = v.ctl({"check", "--run", "web/lively"});
+            CHECK(unknown.code == 4);
+            CHECK(has(unknown.err, "its probes: liveness"));
+            Ran bad = v.ctl({"check", "--run", "web"});
+            CHECK(bad.code == 2);
+            CHECK(has(bad.err, "--run takes UNIT/PROBE"));
+            Ran j = v.ctl({"--json", "check", "--run", "web/liveness"});
+            CHECK(Json::parse(j.out)["duration_ms"] == 12);
+        }
         SUBCASE("start/stop/restart/signal report per unit; not found is 4") {
             // The fake's units never change: --no-wait (the waiting has its own subcase).
             Ran r = v.ctl({"restart", "--no-wait", "web", "db"});
@@ -526,9 +577,9 @@ TEST_SUITE("ctl") {
             }
             return opts;
         };
-        std::vector<std::string> commands{"status", "start",    "stop",    "restart",
-                                          "signal", "reload",   "logs",    "tree",
-                                          "events", "shutdown", "version", "import"};
+        std::vector<std::string> commands{"status",  "start",  "stop",   "restart", "signal",
+                                          "reload",  "logs",   "tree",   "events",  "shutdown",
+                                          "version", "import", "checks", "check"};
         Ran top = run_ctl({"--help"});
         REQUIRE(top.code == 0);
         for (const auto &c : commands) {

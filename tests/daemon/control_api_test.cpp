@@ -490,4 +490,92 @@ TEST_SUITE("daemon") {
         CHECK(peer->last().body["units"][0]["waiting_for"] == Json::array());
     }
 
+    TEST_CASE("control: checks has a row per probe and one per watchdog; the last failure "
+              "outlives its incarnation") {
+        Harness h({{"p", R"({"command": ["/bin/true"], "backoff": {"initial": "0s"},
+                             "liveness": {"tcp": {"port": 5432}, "period": "5s"},
+                             "ready": {"probe": {"http": {"port": 8080, "path": "/healthz"}}}})"},
+                   {"dog", R"({"command": ["/bin/true"], "backoff": {"initial": "0s"},
+                             "watchdog": "2s"})"},
+                   {"plain", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        h.os.probes.at("p").cb.on_checked("liveness", {false, "connect: connection refused"});
+        h.os.notify("dog", "WATCHDOG=1", h.pid("dog"));
+        h.os.advance(500ms);
+        h.shell->control().handle(peer, request(ctl::Cmd::Checks));
+        REQUIRE(peer->last().kind == "reply");
+        const Json rows = peer->last().body["checks"];
+        REQUIRE(rows.size() == 3); // plain has no probe and no watchdog: no row
+        // Units in id order: dog, p (plain has none).
+        const Json &dog = rows[0];
+        CHECK(rows[1]["unit"] == "p");
+        CHECK(rows[1]["probe"] == "liveness");
+        CHECK(rows[1]["kind"] == "tcp");
+        CHECK(rows[1]["target"] == "127.0.0.1:5432");
+        CHECK(rows[1]["state"] == "pending"); // the fake's Monitor never runs a check
+        CHECK(rows[1]["period_ms"] == 5000);
+        CHECK(rows[1]["threshold"] == 3);
+        CHECK(rows[1]["last_failure"]["message"] == "connect: connection refused");
+        CHECK(rows[1]["last_failure"]["time"] == h.os.wall_ms() - 500);
+        CHECK(rows[2]["probe"] == "ready"); // ready: {"probe": ...} stands for readiness
+        CHECK(rows[2]["target"] == "http://127.0.0.1:8080/healthz");
+        CHECK(rows[2]["last_failure"].is_null());
+        CHECK(dog["unit"] == "dog");
+        CHECK(dog["kind"] == "watchdog");
+        CHECK(dog["target"].is_null());
+        CHECK(dog["state"] == "passing");
+        CHECK(dog["successes"] == 1);
+        CHECK(dog["period_ms"] == 2000);
+        CHECK(dog["next_ms"] == 1500);
+
+        // No keep-alive for 2 s: the watchdog fails, the unit restarts, and the new
+        // incarnation's row starts again from zero with the failure's message kept.
+        h.os.advance(1600ms);
+        h.shell->control().handle(peer, request(ctl::Cmd::Checks, {"dog"}, 2));
+        const Json &again = peer->last().body["checks"][0];
+        CHECK(again["successes"] == 0);
+        CHECK(again["last_failure"]["message"] == "watchdog failure: no WATCHDOG=1 within 2s");
+        CHECK(h.status("dog").incarnation.value == 2);
+
+        // Stopped: off, no next check, and no counts; the last failure stays.
+        h.shell->control().handle(peer, request(ctl::Cmd::Stop, {"p"}, 3));
+        h.os.settle();
+        h.shell->control().handle(peer, request(ctl::Cmd::Checks, {"p"}, 4));
+        const Json off = peer->last().body["checks"];
+        CHECK(off[0]["state"] == "off");
+        CHECK(off[0]["next_ms"].is_null());
+        CHECK(off[0]["last_failure"]["message"] == "connect: connection refused");
+    }
+
+    TEST_CASE("control: check --run names the probes a unit has, and refuses when they do not "
+              "run") {
+        Harness h({{"p", R"({"command": ["/bin/true"],
+                             "liveness": {"tcp": {"port": 5432}}})"},
+                   {"plain", svc}});
+        auto peer = std::make_shared<FakePeer>();
+        auto check = [&](const std::string &unit, const std::string &probe) {
+            ctl::Request q = request(ctl::Cmd::Check);
+            q.unit = unit;
+            q.probe = probe;
+            q.run = true;
+            h.shell->control().handle(peer, q);
+            REQUIRE(peer->last().kind == "error");
+            return peer->last().body;
+        };
+        Json e = check("p", "livenes");
+        CHECK(e["code"] == "not_found");
+        CHECK(e["message"] == "p has no probe 'livenes'; its probes: liveness; did you mean "
+                              "'liveness'?");
+        CHECK(check("plain", "liveness")["message"] == "plain has no probe 'liveness'; it has no "
+                                                       "probes");
+        CHECK(check("nope", "liveness")["code"] == "not_found");
+        // The fake's Monitor is never started: its prober does not run.
+        CHECK(check("p", "liveness")["message"] == "p's liveness probe does not run now");
+        h.shell->control().handle(peer, request(ctl::Cmd::Stop, {"p"}, 3));
+        h.os.settle();
+        e = check("p", "liveness");
+        CHECK(e["code"] == "invalid");
+        CHECK(e["message"] == "p is not running: its probes do not run");
+    }
+
 } // TEST_SUITE

@@ -101,6 +101,20 @@ private:
     std::function<void()> f_;
 };
 
+class FakeProbesChannel : public daemon::ProbesChannel {
+public:
+    FakeProbesChannel(std::unique_ptr<probe::Monitor> m, std::function<void()> on_destroy)
+        : m_(std::move(m)), f_(std::move(on_destroy)) {}
+    ~FakeProbesChannel() override {
+        if (f_) f_();
+    }
+    probe::Monitor &monitor() override { return *m_; }
+
+private:
+    std::unique_ptr<probe::Monitor> m_;
+    std::function<void()> f_;
+};
+
 } // namespace
 
 FakeOs::FakeOs() = default;
@@ -378,12 +392,15 @@ std::unique_ptr<daemon::ReadyChannel> FakeOs::open_ready_fd(std::function<void()
     return std::make_unique<FakeReady>(static_cast<int>(ready_fds.size()) + 999);
 }
 
-std::unique_ptr<daemon::Running> FakeOs::start_probes(const std::string &unit,
-                                                      probe::MonitorSpecs specs,
-                                                      probe::Monitor::Callbacks cb,
-                                                      probe::ExecSpawn exec) {
+std::unique_ptr<daemon::ProbesChannel> FakeOs::start_probes(const std::string &unit,
+                                                            probe::MonitorSpecs specs,
+                                                            probe::Monitor::Callbacks cb,
+                                                            probe::ExecSpawn exec) {
+    auto m = std::make_unique<probe::Monitor>(nullptr, probe_registry, specs,
+                                              probe::Monitor::Callbacks{});
     probes[unit] = FakeProbes{std::move(specs), std::move(cb), std::move(exec), true};
-    return std::make_unique<FakeRunning>([this, unit] { probes[unit].alive = false; });
+    return std::make_unique<FakeProbesChannel>(std::move(m),
+                                               [this, unit] { probes[unit].alive = false; });
 }
 
 void FakeOs::notify(const std::string &unit, const std::string &datagram, int sender) {

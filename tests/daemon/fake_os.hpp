@@ -125,6 +125,7 @@ public:
     std::vector<FakeOutput> outputs;
     std::map<std::string, FakeNotify> notifies;
     std::map<std::string, FakeProbes> probes;
+    vigil::probe::ExecRegistry probe_registry; // the fake Monitors' (they never run a check)
     std::vector<std::string> journal;
     std::vector<vigil::log::MemoryFileSink *> files;
     std::optional<vigil::TimePoint> armed;
@@ -169,10 +170,10 @@ public:
                 std::string *error) override;
     std::unique_ptr<vigil::daemon::ReadyChannel> open_ready_fd(std::function<void()> on_ready,
                                                                std::string *error) override;
-    std::unique_ptr<vigil::daemon::Running> start_probes(const std::string &unit,
-                                                         vigil::probe::MonitorSpecs specs,
-                                                         vigil::probe::Monitor::Callbacks cb,
-                                                         vigil::probe::ExecSpawn exec) override;
+    // A real Monitor that is never started (no loop): its probers say "pending".
+    std::unique_ptr<vigil::daemon::ProbesChannel>
+    start_probes(const std::string &unit, vigil::probe::MonitorSpecs specs,
+                 vigil::probe::Monitor::Callbacks cb, vigil::probe::ExecSpawn exec) override;
     vigil::log::Forwarder *forwarder() override { return forwarder_.get(); }
     vigil::log::FileSinkFactory file_sinks() override;
     void say(std::string_view line) override { journal.emplace_back(line); }

@@ -441,6 +441,60 @@ TEST_SUITE("probe") {
         CHECK(!p);
     }
 
+    TEST_CASE("run_now checks at once, out of schedule, and counts like any check") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        TestHttpServer srv{&t.loop};
+        srv.respond_status(500);
+        auto s = fast(ProbeKind::Http);
+        s.port = srv.port;
+        s.period = std::chrono::milliseconds(3'600'000); // only the first scheduled check runs
+        s.failure_threshold = 2;
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        CHECK_FALSE(p.run_now([](const CheckResult &, std::uint64_t) {})); // not running
+        CHECK_FALSE(p.next_ms());
+        p.start();
+        REQUIRE(t.run_until([&] { return rec.checks.size() == 1; }, 3000));
+        CHECK(p.tally().in_a_row() == -1);
+        CHECK(*p.next_ms() > 3'000'000); // the next scheduled check is an hour away
+        std::vector<CheckResult> got;
+        bool called_inside = true;
+        REQUIRE(p.run_now([&](const CheckResult &r, std::uint64_t) { got.push_back(r); }));
+        // A second request while the first waits joins it: one check, two answers.
+        REQUIRE(p.run_now([&](const CheckResult &r, std::uint64_t) { got.push_back(r); }));
+        called_inside = !got.empty();
+        CHECK_FALSE(called_inside);
+        REQUIRE(t.run_until([&] { return got.size() == 2; }, 3000));
+        CHECK(rec.checks.size() == 2);
+        CHECK_FALSE(got[0].ok);
+        CHECK(got[0].detail == "status 500");
+        CHECK(p.tally().in_a_row() == -2);
+        CHECK(p.tally().failures() == 2);
+        CHECK(rec.failed.size() == 1); // the on-demand run reached the failure threshold
+        CHECK(*p.next_ms() > 3'000'000);
+    }
+
+    TEST_CASE("stop() answers a waiting run_now with a cancelled result") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        auto s = fast(ProbeKind::Tcp);
+        s.port = vigil::test::closed_port();
+        s.initial_delay = std::chrono::milliseconds(3'600'000);
+        Prober p{&t.loop, reg, "readiness", s, rec.callbacks()};
+        p.start();
+        std::vector<CheckResult> got;
+        for (std::size_t i = 0; i < Prober::max_run_waiters; ++i)
+            REQUIRE(p.run_now([&](const CheckResult &r, std::uint64_t) { got.push_back(r); }));
+        CHECK_FALSE(p.run_now([](const CheckResult &, std::uint64_t) {})); // bounded
+        p.stop();
+        REQUIRE(got.size() == Prober::max_run_waiters);
+        CHECK_FALSE(got[0].ok);
+        CHECK(got[0].detail == "cancelled: the readiness probe stopped");
+        CHECK(rec.checks.empty());
+    }
+
     TEST_CASE("monitor: startup gates liveness and readiness; liveness failure is reported") {
         TestLoop t;
         ExecRegistry reg;

@@ -118,4 +118,20 @@ TEST_SUITE("probe") {
         CHECK(Prober::summarize_output("") == "");
         CHECK(Prober::summarize_output("  a\n\n\tb  c\r\n") == "a b c");
     }
+    TEST_CASE("check tally: the current run of one outcome, and the totals") {
+        vigil::probe::CheckTally t;
+        CHECK(t.in_a_row() == 0);
+        t.record(true);
+        t.record(true);
+        t.record(true);
+        CHECK(t.in_a_row() == 3); // not capped at a success threshold
+        t.record(false);
+        CHECK(t.in_a_row() == -1);
+        t.record(false);
+        CHECK(t.in_a_row() == -2);
+        t.record(true);
+        CHECK(t.in_a_row() == 1);
+        CHECK(t.successes() == 4);
+        CHECK(t.failures() == 2);
+    }
 }

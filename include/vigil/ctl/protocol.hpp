@@ -51,6 +51,29 @@
 //              (names as core::parse_signal reads them; answers spell signals "SIGTERM")
 //   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
 //   shutdown   {}  -> {}
+//   checks   R {units?:[pattern...]}        -> {checks:[check...]}, one per probe of each unit
+//              and one for its watchdog (units with neither give none), in unit order:
+//              {unit, probe:"startup"|"liveness"|"readiness"|"ready"|"watchdog",
+//               kind:"http"|"tcp"|"exec"|"watchdog",
+//               target:"http://127.0.0.1:8080/healthz"|"127.0.0.1:5432"|"/usr/bin/check --x"|null,
+//               state:"passing"|"failing"|"pending"|"off", in_a_row:N, in_a_row_ok:bool,
+//               successes:N, failures:N, last_failure:null|{time:ms since the epoch, message},
+//               next_ms:N|null, period_ms:N|null, threshold:N}
+//              "ready" is the probe of ready: {"probe": ...} where the unit has no readiness
+//              probe. state: pending before the first verdict (or while a startup probe gates
+//              the others), off while the unit does not run. in_a_row: the current run of
+//              successes (in_a_row_ok) or failures; successes and failures count the current
+//              incarnation's checks (zero while off); last_failure may come from an earlier
+//              incarnation (message at most 256 bytes). next_ms: until the next check starts
+//              (0: one runs now), null while off. The watchdog: target null, period_ms the
+//              armed (else configured) interval, next_ms the time left before it fires,
+//              successes the WATCHDOG=1 keep-alives, threshold 1.
+//   check      {unit:name, probe:name, run:true} -> {unit, probe, ok:bool, message,
+//              duration_ms}, once that check completes (within the probe's timeout). It counts
+//              in the probe's thresholds like a scheduled check. A request while a check of the
+//              probe is in flight gets that check's result (at most 8 wait; more: invalid). A
+//              unit that is not running, or whose probe does not run now: invalid; a probe the
+//              unit does not have: not_found (its probes are named).
 // Patterns are unit names, fnmatch(3) globs ("web-*"), supervisor names (their subtree), or
 // an instanced unit's name (its instances); see resolve_targets in vigil/ctl/shapes.hpp.
 // Bounds (bad_request beyond them): at most 1024 patterns a request, a pattern or unit name of
@@ -125,6 +148,8 @@ enum class Cmd : std::uint8_t {
     Events,
     Shutdown,
     Version,
+    Checks,
+    Check,
 };
 
 const char *to_string(Cmd c) noexcept;
@@ -148,6 +173,8 @@ struct Request {
     std::optional<std::int64_t> since;  // logs, events: only stored items from this wall time
                                         // on (ms since the epoch, <= max_since_ms)
     int signal = 0;                     // signal: the signal number (1..64)
+    std::string probe;                  // check: the probe's name (<= max_unit_name)
+    bool run = false;                   // check: run it now (required: true)
 };
 
 // Requests that change nothing: the ones socket-group members may run. Decided per request,

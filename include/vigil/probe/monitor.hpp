@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "vigil/core/event.hpp"
 #include "vigil/probe/prober.hpp"
@@ -61,6 +62,10 @@ public:
     bool ready() const noexcept { return ready_; }
     bool started() const noexcept { return started_; } // startup probe passed (or none)
     std::uint64_t failures_total() const noexcept;     // failed checks over all probes
+    bool running() const noexcept { return running_; }
+    // The prober of `role` ("startup", "liveness", "readiness"), or null when the unit has no
+    // such probe. For `vigilctl checks` (its state) and `check --run` (Prober::run_now).
+    Prober *prober(std::string_view role) noexcept;
 
 private:
     void on_startup_succeeded();

@@ -26,13 +26,24 @@
 // check was abandoned (timeout, stop(), or the Prober destroyed) is killed and its
 // descriptors closed; its pid is claimed in the registry, which must outlive every spawn in
 // flight (the daemon's lives as long as the daemon).
+//
+// On demand (`vigilctl check --run`): run_now() starts a check at once, out of schedule, from
+// the loop (never inside the call); its result counts in the thresholds and the tally like any
+// check, and the next scheduled check comes `period` after its start. A request while a check is
+// in flight (scheduled or on demand) waits for that check's result instead of starting another:
+// at most one check per probe runs at any time, and at most max_run_waiters requests wait. The
+// waiters are answered before the verdict callbacks; stop() (or the Prober's destruction)
+// answers the ones still waiting with a failed "cancelled" result, from inside stop(): a waiter
+// must not call back into the Prober.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "vigil/probe/thresholds.hpp"
 #include "vigil/proc/spawner.hpp"
@@ -121,6 +132,19 @@ public:
     // collapsed to single spaces, at most 200 characters (then "...").
     static std::string summarize_output(const std::string &raw);
 
+    // ---- on demand and for `vigilctl checks` ----------------------------------------------
+    static constexpr std::size_t max_run_waiters = 8;
+    // `done` gets the result of the check and how long it took (milliseconds, loop time).
+    using RunDone = std::function<void(const CheckResult &, std::uint64_t duration_ms)>;
+    // Runs a check now (see the header comment). False, and `done` dropped, when the prober is
+    // not running or max_run_waiters requests already wait.
+    bool run_now(RunDone done);
+    const CheckTally &tally() const noexcept { return tally_; }
+    // Milliseconds until the next check starts: 0 while one is in flight, nullopt when the
+    // prober does not run.
+    std::optional<std::uint64_t> next_ms() const noexcept;
+    const unit::ProbeSpec &spec() const noexcept { return spec_; }
+
     struct NetCheck; // in flight tcp/http check (prober.cpp)
 
 private:
@@ -156,6 +180,9 @@ private:
     static constexpr std::size_t exec_output_limit = 1024;
     NetCheck *net_ = nullptr;
     std::uint64_t checks_total_ = 0, failures_total_ = 0;
+    CheckTally tally_;
+    std::uint64_t next_due_ = 0;   // uv_now when the next check starts (while none is in flight)
+    std::vector<RunDone> waiters_; // run_now() requests waiting for the check in flight
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true); // callbacks may destroy us
 };
 

@@ -43,4 +43,21 @@ private:
     Verdict verdict_ = Verdict::Unknown;
 };
 
+// What `vigilctl checks` shows of a probe's checks: the current run of one outcome and the
+// totals. A Prober keeps one per incarnation (it is not reset by a restart of the probes, only
+// by a new Prober). Fixed size: every counter saturates instead of wrapping.
+class CheckTally {
+public:
+    void record(bool ok) noexcept;
+    // Checks of the current outcome in a row: > 0 successes, < 0 failures, 0 before any.
+    std::int64_t in_a_row() const noexcept;
+    std::uint64_t successes() const noexcept { return successes_; }
+    std::uint64_t failures() const noexcept { return failures_; }
+
+private:
+    std::uint32_t run_ = 0;
+    bool run_ok_ = false;
+    std::uint64_t successes_ = 0, failures_ = 0;
+};
+
 } // namespace vigil::probe
