@@ -54,7 +54,7 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
         return;
     case Cmd::Status: {
         auto ids = targets(peer, q, ctl::Expand::Subtree, &failed);
-        if (!failed) peer->reply(q.id, status_json(shell_, ids));
+        if (!failed) peer->reply(q.id, status_json(shell_, ids, q.detail));
         return;
     }
     case Cmd::Tree:

@@ -27,7 +27,9 @@
 //
 // Commands and their args (R: allowed to read-only clients, i.e. socket-group members; the
 // decision is per request, is_read_only(const Request &)):
-//   status   R {units?:[pattern...]}        -> {units:[status...]}
+//   status   R {units?:[pattern...], detail?:bool} -> {units:[status...]}
+//              (detail: each status object also carries the unit's description, file, command,
+//              its supervisor's intensity window and who caused its last exit; see shapes.hpp)
 //   tree     R {}                           -> {root:{status..., children:[...]}}
 //   events   R {unit?:pattern, lines?:N, follow?:bool}  -> stream of records
 //   logs     R {unit:pattern, lines?:N, follow?:bool} -> stream of log lines
@@ -136,6 +138,7 @@ struct Request {
                                         // (<= max_lines)
     bool follow = false;                // logs, events: keep streaming new items
     bool reopen = false;                // logs: reopen the log file (after external rotation)
+    bool detail = false;                // status: add the detail fields (status_view.hpp)
     int signal = 0;                     // signal: the signal number (1..64)
 };
 
