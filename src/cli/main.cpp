@@ -26,12 +26,14 @@
 #include <string>
 #include <string_view>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 #include <vector>
 
 #include "cli11.hpp"
 #include "exit_codes.hpp"
 #include "import.hpp"
+#include "proc_figures.hpp"
 #include "render.hpp"
 #include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
@@ -105,6 +107,11 @@ struct Invocation {
 class Run {
 public:
     Run(const Options &o, ctl::Cmd cmd, ctl::Json args) : o_(o), cmd_(cmd), args_(std::move(args)) {
+        // `status NAME` (one name, not a glob) asks for the detail view; vigild's answer says
+        // whether NAME is one service (then it is shown in detail) or stands for several.
+        detail_ = cmd == ctl::Cmd::Status && o.units.size() == 1 &&
+                  o.units[0].find_first_of("*?[") == std::string::npos;
+        if (detail_) args_["detail"] = true;
         style_.color = use_color(o);
         if (!o.json && isatty(STDOUT_FILENO) == 1) style_.width = terminal_width();
         timeout_ms_ = o.timeout_s <= 0 ? -1 : static_cast<int>(o.timeout_s * 1000.0);
@@ -115,6 +122,7 @@ public:
         // The request is ready before the connect: vigild wakes on the connection, and the
         // sooner the request follows, the likelier it is read in that same wake-up.
         std::string request = ctl::make_request(1, cmd_, args_);
+        if (detail_ && !o_.json) request += detail_requests();
         ctl::Client &c = c_;
         if (int r = c.connect(path, timeout_ms_); r != 0) return cannot_connect(path, r);
         // A broken pipe is not the end: vigild may have answered with an error and hung up
@@ -148,16 +156,30 @@ public:
                 hello_ = m->body;
                 continue;
             case K::Error:
+                if (detail_ && m->id != 1) { // the probes or the log lines: shown without
+                    if (m->id == 3) return status(status_);
+                    continue;
+                }
                 return failed(*m);
             case K::StreamItem:
+                if (detail_ && m->id == 3) {
+                    if (log_.size() < detail_log_lines * 4) log_.push_back(std::move(m->body));
+                    continue;
+                }
                 if (!streaming) continue;
                 streamed_ = true;
                 stream_item(m->body);
                 continue;
             case K::End:
+                if (detail_ && m->id == 3) return status(status_);
                 return cli::code(Exit::Ok);
             case K::Reply:
-                if (m->id != 1) continue; // not ours (a server-level notice)
+                if (detail_ && m->id == 2) checks_ = std::move(m->body);
+                if (m->id != 1) continue;  // not ours (a server-level notice)
+                if (detail_ && !o_.json) { // the answers to the probes and logs requests follow
+                    status_ = std::move(m->body);
+                    continue;
+                }
                 return replied(m->body);
             }
         }
@@ -255,6 +277,10 @@ private:
         if (o_.json) {
             ctl::Json shown = result;
             if (cmd_ == ctl::Cmd::Version) shown["client"] = VIGIL_VERSION;
+            if (const ctl::Json *u = one_service(shown))
+                if (auto f = proc_of(*u))
+                    shown["units"][0]["proc"] = {{"rss_bytes", f->rss_bytes},
+                                                 {"cpu_ms", f->cpu_ms}};
             out(shown.dump(2, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
         }
         switch (cmd_) {
@@ -300,11 +326,57 @@ private:
         return cli::code(Exit::Ok);
     }
 
+    // The two requests that follow `status NAME`'s (ids 2 and 3, answered in order after it):
+    // the unit's probes and its last log lines. A vigild without `checks` answers
+    // unknown_command, and the Probes line is left out.
+    std::string detail_requests() const {
+        const std::string &name = o_.units[0];
+        ctl::Json checks{{"id", 2}, {"cmd", "checks"}, {"args", {{"units", {name}}}}};
+        return checks.dump(-1, ' ', false, ctl::Json::error_handler_t::replace) + "\n" +
+               ctl::make_request(3, ctl::Cmd::Logs, {{"unit", name}, {"lines", detail_log_lines}});
+    }
+
+    // The one status object of a detail request's answer when it is a service, else null (a
+    // supervisor or an instanced unit's name stands for several units: the table).
+    const ctl::Json *one_service(const ctl::Json &result) const {
+        if (!detail_ || !result.is_object()) return nullptr;
+        auto it = result.find("units");
+        if (it == result.end() || !it->is_array() || it->size() != 1) return nullptr;
+        const ctl::Json &u = (*it)[0];
+        return u.is_object() && u.value("kind", "") == "service" ? &u : nullptr;
+    }
+
+    static std::optional<cli::ProcFigures> proc_of(const ctl::Json &u) {
+        auto it = u.find("pid");
+        auto ns = u.find("pid_namespace");
+        if (it == u.end() || !it->is_number_integer() || ns == u.end() || !ns->is_string())
+            return std::nullopt;
+        return cli::read_proc_figures(it->get<long>(), ns->get<std::string>());
+    }
+
+    std::string detail_view(const ctl::Json &u) const {
+        cli::Detail d;
+        d.unit = u;
+        d.checks = checks_;
+        d.log = log_;
+        if (auto f = proc_of(u)) {
+            d.rss = static_cast<std::int64_t>(std::min<std::uint64_t>(f->rss_bytes, INT64_MAX));
+            d.cpu = static_cast<std::int64_t>(std::min<std::uint64_t>(f->cpu_ms, INT64_MAX));
+        }
+        timespec ts{};
+        clock_gettime(CLOCK_REALTIME, &ts);
+        d.now_ms = static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+        return cli::render_status_detail(d, style_);
+    }
+
     int status(const ctl::Json &result) {
         const ctl::Json empty = ctl::Json::array();
         const ctl::Json &units =
             result.is_object() && result.contains("units") ? result["units"] : empty;
-        if (!o_.json) out(cli::render_status(units, style_));
+        if (!o_.json) {
+            const ctl::Json *one = one_service(result);
+            out(one ? detail_view(*one) : cli::render_status(units, style_));
+        }
         // LSB: status of named units that are not all running exits 3.
         if (!o_.units.empty())
             for (const auto &u : units)
@@ -329,6 +401,8 @@ private:
         return cli::code(worst);
     }
 
+    static constexpr int detail_log_lines = 10;
+
     const Options &o_;
     ctl::Client c_;
     ctl::Cmd cmd_;
@@ -339,6 +413,10 @@ private:
     bool streamed_ = false; // a stream item was shown
     bool mid_line_ = false; // logs: the last piece shown was "continued"
     std::string mid_line_unit_;
+    bool detail_ = false; // `status NAME`: see the constructor
+    ctl::Json status_;    // its answers, kept until the last one (the log lines) has come
+    ctl::Json checks_;
+    ctl::Json log_ = ctl::Json::array();
 };
 
 // The fast path: `status` with unit names and the global options --json, --no-color and
