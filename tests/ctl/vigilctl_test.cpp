@@ -376,9 +376,10 @@ TEST_SUITE("ctl") {
             CHECK(all.code == 0);
             CHECK(all.err.empty());
             CHECK(!has(all.out, "\033[")); // no colour into a pipe
-            CHECK(all.out == "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT  INFO\n"
-                             "web   running  4242  1m5s    1         SIGKILL\n"
-                             "db    stopped  -     -       1         SIGKILL\n");
+            CHECK(all.out ==
+                  "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT  INFO\n"
+                  "web   running  4242  1m5s    1         SIGKILL\n"
+                  "db    stopped  -     -       1         SIGKILL    stopped by command\n");
             CHECK(v.ctl({"status", "web"}).code == 0);
             CHECK(v.ctl({"status", "web", "db"}).code == 3);
             Ran nf = v.ctl({"status", "nope"});
