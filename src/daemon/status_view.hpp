@@ -18,8 +18,9 @@ namespace vigil::daemon {
 // "waiting_for": the `after` siblings a stopped unit that should run waits for (names, not yet
 // running; empty otherwise), which vigilctl shows as "waiting for db".
 //
-// With `detail` (a `status` request's "detail":true, what `vigilctl status NAME` asks for), each
-// object also carries what the table never shows and would cost every row to build:
+// With `detail` (a `status` request's "detail":true whose patterns match one unit, what
+// `vigilctl status NAME` asks for; the control API gives none for several), each object also
+// carries what the table never shows and would cost every row to build:
 // "description" (the unit file's), "unit_file" (its absolute path; "" for the root),
 // "command" (the argv; [] for a supervisor), "intensity" ({"max","period_ms","used"}: its
 // supervisor's intensity, period and the restarts its window holds now; null for the root) and

@@ -484,13 +484,24 @@ TEST_SUITE("daemon") {
         h.os.settle();
         h.shell->control().handle(peer, q);
         CHECK(peer->last().body["units"][0]["last_exit_by"].is_null());
-        // The root has no supervisor, no file, no command.
-        h.shell->control().handle(peer, request(ctl::Cmd::Status, {"root"}));
+        // Several units: no detail (`status root` must not scan every unit's history).
         q.units = {"root"};
         h.shell->control().handle(peer, q);
-        u = peer->last().body["units"][0];
+        REQUIRE(peer->last().body["units"].size() == 2);
+        CHECK_FALSE(peer->last().body["units"][0].contains("intensity"));
+    }
+
+    TEST_CASE("control: the root in detail has no supervisor, no file, no command") {
+        Harness h({});
+        auto peer = std::make_shared<FakePeer>();
+        ctl::Request q = request(ctl::Cmd::Status, {"root"});
+        q.detail = true;
+        h.shell->control().handle(peer, q);
+        REQUIRE(peer->last().body["units"].size() == 1);
+        Json u = peer->last().body["units"][0];
         CHECK(u["intensity"].is_null());
         CHECK(u["command"] == Json::array());
+        CHECK(u["unit_file"] == "");
     }
 
 } // TEST_SUITE

@@ -28,8 +28,9 @@
 // Commands and their args (R: allowed to read-only clients, i.e. socket-group members; the
 // decision is per request, is_read_only(const Request &)):
 //   status   R {units?:[pattern...], detail?:bool} -> {units:[status...]}
-//              (detail: each status object also carries the unit's description, file, command,
-//              its supervisor's intensity window and who caused its last exit; see shapes.hpp)
+//              (detail, when the patterns match one unit: its status object also carries the
+//              unit's description, file, command, its supervisor's intensity window and who
+//              caused its last exit; see shapes.hpp)
 //   tree     R {}                           -> {root:{status..., children:[...]}}
 //   events   R {unit?:pattern, lines?:N, follow?:bool}  -> stream of records
 //   logs     R {unit:pattern, lines?:N, follow?:bool} -> stream of log lines
