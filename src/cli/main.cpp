@@ -144,6 +144,10 @@ public:
                 return cli::code(Exit::Error);
             }
             using K = ctl::ServerMessage::Kind;
+            if (detail_ && m->kind != K::Hello && (m->id == 2 || m->id == 3)) {
+                if (auto done = detail_answer(*m)) return *done;
+                continue;
+            }
             switch (m->kind) {
             case K::Hello:
                 if (m->version != ctl::protocol_version) {
@@ -156,25 +160,15 @@ public:
                 hello_ = m->body;
                 continue;
             case K::Error:
-                if (detail_ && m->id != 1) { // the probes or the log lines: shown without
-                    if (m->id == 3) return status(status_);
-                    continue;
-                }
                 return failed(*m);
             case K::StreamItem:
-                if (detail_ && m->id == 3) {
-                    if (log_.size() < detail_log_lines * 4) log_.push_back(std::move(m->body));
-                    continue;
-                }
                 if (!streaming) continue;
                 streamed_ = true;
                 stream_item(m->body);
                 continue;
             case K::End:
-                if (detail_ && m->id == 3) return status(status_);
                 return cli::code(Exit::Ok);
             case K::Reply:
-                if (detail_ && m->id == 2) checks_ = std::move(m->body);
                 if (m->id != 1) continue;  // not ours (a server-level notice)
                 if (detail_ && !o_.json) { // the answers to the probes and logs requests follow
                     status_ = std::move(m->body);
@@ -334,6 +328,18 @@ private:
         ctl::Json checks{{"id", 2}, {"cmd", "checks"}, {"args", {{"units", {name}}}}};
         return checks.dump(-1, ' ', false, ctl::Json::error_handler_t::replace) + "\n" +
                ctl::make_request(3, ctl::Cmd::Logs, {{"unit", name}, {"lines", detail_log_lines}});
+    }
+
+    // An answer to one of those (the status's came first): the run ends with the end of the
+    // log lines, or their error (shown without them).
+    std::optional<int> detail_answer(ctl::ServerMessage &m) {
+        using K = ctl::ServerMessage::Kind;
+        if (m.id == 2 && m.kind == K::Reply) checks_ = std::move(m.body);
+        if (m.id != 3) return std::nullopt;
+        if (m.kind == K::End || m.kind == K::Error) return status(status_);
+        if (m.kind == K::StreamItem && log_.size() < detail_log_lines * 4)
+            log_.push_back(std::move(m.body)); // pieces of long lines: a few per line
+        return std::nullopt;
     }
 
     // The one status object of a detail request's answer when it is a service, else null (a

@@ -389,6 +389,27 @@ TEST_SUITE("ctl") {
             CHECK(j.code == 3);
             CHECK(Json::parse(j.out)["units"][0]["state"] == "stopped");
         }
+        SUBCASE("status NAME: one service in detail, its log lines after it; a vigild without "
+                "`checks` gives no Probes line") {
+            Ran r = v.ctl({"status", "web"});
+            CHECK(r.code == 0);
+            CHECK(r.err.empty());
+            CHECK(r.out.rfind("● web\n", 0) == 0);
+            CHECK(has(r.out, "\n    State: running (ready) since "));
+            CHECK(has(r.out, "\n Main PID: 4242\n"));
+            CHECK(has(r.out, "\nLast exit: killed by SIGKILL\n"));
+            CHECK(!has(r.out, "Probes:"));
+            CHECK(!has(r.out, "Memory:")); // no pid_namespace in the answer: /proc is not read
+            CHECK(has(r.out, "\n\n"));
+            CHECK(has(r.out, " stdout hello\n"));
+            CHECK(has(r.out, " stderr oops\n"));
+            Ran db = v.ctl({"status", "db"});
+            CHECK(db.code == 3);
+            CHECK(db.out.rfind("● db\n", 0) == 0);
+            // A glob, or two names: the table.
+            CHECK(v.ctl({"status", "w*"}).code == 4); // the fake knows no globs
+            CHECK(v.ctl({"status", "web", "web"}).out.rfind("NAME", 0) == 0);
+        }
         SUBCASE("start/stop/restart/signal report per unit; not found is 4") {
             Ran r = v.ctl({"restart", "web", "db"});
             CHECK(r.code == 0);
