@@ -545,9 +545,12 @@ std::string restarts_words(const Json &u) {
 
 // One probe: "liveness http http://127.0.0.1:8080/healthz passing (120 ok, 4 failed; last
 // failure 2m ago: status 500)".
+// The watchdog's row has no target and is its own kind: "watchdog passing (...)".
 std::string probe_words(const Json &c, std::int64_t now_ms) {
-    std::string out = one_line(str(c, "probe")) + " " + one_line(str(c, "kind")) + " " +
-                      one_line(str(c, "target")) + " " + str(c, "state");
+    std::string out = one_line(str(c, "probe"));
+    if (std::string kind = one_line(str(c, "kind")); kind != out) out += " " + kind;
+    if (std::string target = one_line(str(c, "target", "")); !target.empty()) out += " " + target;
+    out += " " + one_line(str(c, "state"));
     std::vector<std::string> counts;
     if (auto ok = num(c, "successes")) counts.push_back(std::to_string(*ok) + " ok");
     if (auto bad = num(c, "failures")) counts.push_back(std::to_string(*bad) + " failed");

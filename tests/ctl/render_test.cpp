@@ -403,14 +403,17 @@ TEST_SUITE("ctl") {
         d.unit["intensity"] = "garbage";
         d.unit["restarts"] = "x";
         d.checks = Json::parse(R"({"checks":[{"probe":"readiness","kind":"tcp","target":"x\u001b",
-            "state":"failing","last_failure":{"message":"refused"}}, 7]})");
+            "state":"failing","last_failure":{"message":"refused"}}, 7,
+            {"unit":"web","probe":"watchdog","kind":"watchdog","target":null,"state":"passing",
+             "successes":12,"failures":0,"last_failure":null}]})");
         std::string out = render_status_detail(d, Style{});
         CHECK(out.find("● web - web ?[2Jfake\n") == 0);
         CHECK(out.find("  Command: sh -c 'echo '\\''hi'\\''; exit 1' 'a b'\n") !=
               std::string::npos);
         CHECK(out.find(" Restarts: -\n") != std::string::npos);
         CHECK(out.find("   Probes: readiness tcp x? failing (last failure: refused)\n"
-                       "           - - - -\n") != std::string::npos);
+                       "           - -\n"
+                       "           watchdog passing (12 ok, 0 failed)\n") != std::string::npos);
         CHECK(render_status_detail(Detail{}, Style{}).find("● -\n") == 0); // no throw
     }
 
