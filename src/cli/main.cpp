@@ -43,6 +43,7 @@
 #include <string>
 #include <string_view>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -51,6 +52,7 @@
 #include "cli11.hpp"
 #include "exit_codes.hpp"
 #include "import.hpp"
+#include "proc_figures.hpp"
 #include "render.hpp"
 #include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
@@ -123,6 +125,10 @@ constexpr double wait_limit_s = 90.0;
 constexpr int command_id = 1;
 constexpr int before_id = 2;
 constexpr int first_poll_id = 3;
+// `status NAME` (which does not wait, so it sends no status ahead and no polls): the requests
+// for the unit's probes and its last log lines that follow the status request.
+constexpr int detail_checks_id = 2;
+constexpr int detail_logs_id = 3;
 // A poll names the units it asks for unless that would make a long line; then it asks for all.
 constexpr std::size_t max_poll_bytes = std::size_t{32} << 10;
 
@@ -194,6 +200,11 @@ struct Invocation {
 class Run {
 public:
     Run(const Options &o, ctl::Cmd cmd, ctl::Json args) : o_(o), cmd_(cmd), args_(std::move(args)) {
+        // `status NAME` (one name, not a glob) asks for the detail view; vigild's answer says
+        // whether NAME is one service (then it is shown in detail) or stands for several.
+        detail_ = cmd == ctl::Cmd::Status && o.units.size() == 1 &&
+                  o.units[0].find_first_of("*?[") == std::string::npos;
+        if (detail_) args_["detail"] = true;
         style_.color = use_color(o);
         tty_ = !o.json && isatty(STDOUT_FILENO) == 1;
         if (tty_) style_.width = terminal_width();
@@ -211,6 +222,7 @@ public:
         // The request is ready before the connect: vigild wakes on the connection, and the
         // sooner the request follows, the likelier it is read in that same wake-up.
         std::string request = before_request() + ctl::make_request(command_id, cmd_, args_);
+        if (detail_ && !o_.json) request += detail_requests();
         ctl::Client &c = c_;
         if (int r = c.connect(path, budget()); r != 0) return cannot_connect(path, r);
         // A broken pipe is not the end: vigild may have answered with an error and hung up
@@ -238,6 +250,11 @@ public:
                 return cli::code(Exit::Error);
             }
             using K = ctl::ServerMessage::Kind;
+            if (detail_ && m->kind != K::Hello &&
+                (m->id == detail_checks_id || m->id == detail_logs_id)) {
+                if (auto done = detail_answer(*m)) return *done;
+                continue;
+            }
             switch (m->kind) {
             case K::Hello:
                 if (m->version != ctl::protocol_version) {
@@ -265,6 +282,10 @@ public:
             case K::Reply:
                 if (m->id == before_id) before_ = m->body;
                 if (m->id != command_id) continue; // not the answer (or a server-level notice)
+                if (detail_ && !o_.json) { // the answers to the probes and logs requests follow
+                    status_ = std::move(m->body);
+                    continue;
+                }
                 return replied(m->body);
             }
         }
@@ -363,6 +384,10 @@ private:
         if (o_.json) {
             ctl::Json shown = result;
             if (cmd_ == ctl::Cmd::Version) shown["client"] = VIGIL_VERSION;
+            if (const ctl::Json *u = one_service(shown))
+                if (auto f = proc_of(*u))
+                    shown["units"][0]["proc"] = {{"rss_bytes", f->rss_bytes},
+                                                 {"cpu_ms", f->cpu_ms}};
             out(shown.dump(2, ' ', false, ctl::Json::error_handler_t::replace) + "\n");
         }
         switch (cmd_) {
@@ -417,11 +442,67 @@ private:
         return cli::code(Exit::Ok);
     }
 
+    // The two requests that follow `status NAME`'s (ids 2 and 3, answered in order after it):
+    // the unit's probes and its last log lines. A vigild without `checks` answers
+    // unknown_command, and the Probes line is left out.
+    std::string detail_requests() const {
+        const std::string &name = o_.units[0];
+        return ctl::make_request(detail_checks_id, ctl::Cmd::Checks, {{"units", {name}}}) +
+               ctl::make_request(detail_logs_id, ctl::Cmd::Logs,
+                                 {{"unit", name}, {"lines", detail_log_lines}});
+    }
+
+    // An answer to one of those (the status's came first): the run ends with the end of the
+    // log lines, or their error (shown without them).
+    std::optional<int> detail_answer(ctl::ServerMessage &m) {
+        using K = ctl::ServerMessage::Kind;
+        if (m.id == detail_checks_id && m.kind == K::Reply) checks_ = std::move(m.body);
+        if (m.id != detail_logs_id) return std::nullopt;
+        if (m.kind == K::End || m.kind == K::Error) return status(status_);
+        if (m.kind == K::StreamItem && log_.size() < detail_log_lines * 4)
+            log_.push_back(std::move(m.body)); // pieces of long lines: a few per line
+        return std::nullopt;
+    }
+
+    // The one status object of a detail request's answer when it is a service, else null (a
+    // supervisor or an instanced unit's name stands for several units: the table).
+    const ctl::Json *one_service(const ctl::Json &result) const {
+        if (!detail_ || !result.is_object()) return nullptr;
+        auto it = result.find("units");
+        if (it == result.end() || !it->is_array() || it->size() != 1) return nullptr;
+        const ctl::Json &u = (*it)[0];
+        return u.is_object() && u.value("kind", "") == "service" ? &u : nullptr;
+    }
+
+    static std::optional<cli::ProcFigures> proc_of(const ctl::Json &u) {
+        auto it = u.find("pid");
+        auto ns = u.find("pid_namespace");
+        if (it == u.end() || !it->is_number_integer() || ns == u.end() || !ns->is_string())
+            return std::nullopt;
+        return cli::read_proc_figures(it->get<long>(), ns->get<std::string>());
+    }
+
+    std::string detail_view(const ctl::Json &u) const {
+        cli::Detail d;
+        d.unit = u;
+        d.checks = checks_;
+        d.log = log_;
+        if (auto f = proc_of(u)) {
+            d.rss = static_cast<std::int64_t>(std::min<std::uint64_t>(f->rss_bytes, INT64_MAX));
+            d.cpu = static_cast<std::int64_t>(std::min<std::uint64_t>(f->cpu_ms, INT64_MAX));
+        }
+        d.now_ms = wall_now_ms();
+        return cli::render_status_detail(d, style_);
+    }
+
     int status(const ctl::Json &result) {
         const ctl::Json empty = ctl::Json::array();
         const ctl::Json &units =
             result.is_object() && result.contains("units") ? result["units"] : empty;
-        if (!o_.json) out(cli::render_status(units, style_));
+        if (!o_.json) {
+            const ctl::Json *one = one_service(result);
+            out(one ? detail_view(*one) : cli::render_status(units, style_));
+        }
         // LSB: status of named units that are not all running exits 3.
         if (!o_.units.empty())
             for (const auto &u : units)
@@ -621,6 +702,8 @@ private:
         return cli::code(Exit::Error);
     }
 
+    static constexpr int detail_log_lines = 10;
+
     const Options &o_;
     ctl::Client c_;
     ctl::Cmd cmd_;
@@ -642,6 +725,10 @@ private:
     bool streamed_ = false; // a stream item was shown
     bool mid_line_ = false; // logs: the last piece shown was "continued"
     std::string mid_line_unit_;
+    bool detail_ = false; // `status NAME`: see the constructor
+    ctl::Json status_;    // its answers, kept until the last one (the log lines) has come
+    ctl::Json checks_;
+    ctl::Json log_ = ctl::Json::array();
 };
 
 // The arguments of logs and events: one unit as "unit" (as every vigild of protocol 2 reads

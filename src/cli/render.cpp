@@ -5,6 +5,7 @@
 #include "vigil/unit/values.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -162,6 +163,36 @@ std::string waiting(const Json &u) {
     return names;
 }
 
+// Why a unit that is meant to stay down (its own goal) stopped: it ended by itself ("exited 0",
+// a temporary or transient unit; "exited 3", "killed by SIGKILL") when its last exit is the one
+// recorded as the cause of its end; otherwise a command stopped it (a stop changes the last
+// exit, not the cause, which says why the incarnation before ended).
+std::string stopped_why(const Json &u) {
+    const Json e = u.value("last_exit", Json());
+    const std::string reason = str(u, "last_reason", "");
+    if (str(u, "last_cause", "") == "exited" && e.is_object()) {
+        if (auto c = num(e, "code");
+            c && reason.rfind("exited with status " + std::to_string(*c), 0) == 0)
+            return "exited " + std::to_string(*c);
+        if (std::string x = format_exit(e);
+            x.rfind("SIG", 0) == 0 && reason.rfind("killed by " + x, 0) == 0)
+            return "killed by " + x;
+    }
+    if (str(u, "last_cause", "") == "spawn_failed" && !e.is_object())
+        return one_line(reason); // never ran: a temporary unit whose exec failed
+    return "stopped by command";
+}
+
+// The pids of "left_behind", space-separated.
+std::string left_pids(const Json &u) {
+    std::string pids;
+    if (auto it = u.find("left_behind"); it != u.end() && it->is_array())
+        for (const auto &p : *it)
+            if (p.is_number_integer())
+                pids += (pids.empty() ? "" : " ") + std::to_string(p.get<long long>());
+    return pids;
+}
+
 std::string info(const Json &u) {
     std::vector<std::string> parts;
     std::string state = str(u, "state");
@@ -190,6 +221,7 @@ std::string info(const Json &u) {
             parts.emplace_back("goal up");
         if (std::string why = down_reason(u, false); !why.empty()) parts.push_back(why);
     }
+    if (state == "stopped" && str(u, "goal") == "down") parts.push_back(stopped_why(u));
     if ((state == "running" || state == "starting") && goal == "down")
         parts.emplace_back("goal down");
     // Stopped with its supervisor: say which start brings it back.
@@ -198,13 +230,7 @@ std::string info(const Json &u) {
         parts.push_back("until " + by + " starts");
     if (flag(u, "removed")) parts.emplace_back("removed");
     // Processes a stop cannot reach (no cgroup): the user has to deal with them.
-    if (auto it = u.find("left_behind"); it != u.end() && it->is_array() && !it->empty()) {
-        std::string pids;
-        for (const auto &p : *it)
-            if (p.is_number_integer())
-                pids += (pids.empty() ? "" : " ") + std::to_string(p.get<long long>());
-        if (!pids.empty()) parts.push_back("left behind: " + pids);
-    }
+    if (std::string pids = left_pids(u); !pids.empty()) parts.push_back("left behind: " + pids);
     // What the service says of itself (sd_notify STATUS=), last: the longest part, and the one
     // a narrow terminal cuts first.
     if (state == "running" || state == "starting")
@@ -588,6 +614,241 @@ std::string render_reload(const Json &result, const Style &st) {
         out += paint(std::string(key) + ":", bold, st) + " " + names + '\n';
     }
     if (!any) out += "reloaded: nothing changed\n";
+    return out;
+}
+
+// ---- status NAME: the detail view ----------------------------------------------------------
+
+namespace {
+
+constexpr std::size_t label_width = 10; // "Last exit:" and the labels right-aligned to it
+
+// "     Unit: value", continuation lines indented to the value's column.
+void labelled(std::string &out, const char *label, const std::string &value) {
+    std::string l = std::string(label) + ":";
+    std::string head = std::string(label_width > l.size() ? label_width - l.size() : 0, ' ') + l;
+    std::size_t start = 0;
+    for (;;) {
+        std::size_t nl = value.find('\n', start);
+        out += (start == 0 ? head : std::string(label_width, ' ')) + " " +
+               value.substr(start, nl == std::string::npos ? nl : nl - start) + '\n';
+        if (nl == std::string::npos) break;
+        start = nl + 1;
+    }
+}
+
+// A wall-clock time in the local zone, "2026-12-06 10:12:03 UTC".
+std::string wall_time(std::int64_t ms, const char *format = "%Y-%m-%d %H:%M:%S %Z") {
+    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    localtime_r(&secs, &tm);
+    char buf[64];
+    if (std::strftime(buf, sizeof buf, format, &tm) == 0) return "-";
+    return buf;
+}
+
+// "vigilctl (uid 0 pid 42)" as "vigilctl signal, uid 0 pid 42" (the command that did it).
+std::string requester(const Json &by) {
+    std::string who = one_line(str(by, "by", "unknown"));
+    std::string cmd = str(by, "command", "");
+    if (who.rfind("vigilctl (", 0) == 0 && who.back() == ')')
+        return "vigilctl " + cmd + ", " + who.substr(10, who.size() - 11);
+    return cmd.empty() ? who : cmd + " by " + who;
+}
+
+// "exited with status 3", "killed by SIGKILL (sent by vigilctl signal, uid 0 pid 42)",
+// "exec error: exec pyhton3: No such file or directory", "liveness probe failed: ...".
+std::string last_exit_words(const Json &u) {
+    const Json e = u.is_object() ? u.value("last_exit", Json()) : Json();
+    std::string cause = str(u, "last_cause", "");
+    std::string reason = one_line(str(u, "last_reason", ""));
+    if (cause == "spawn_failed") return "exec error: " + (reason.empty() ? "-" : reason);
+    std::string words;
+    if (auto c = num(e, "code"))
+        words = "exited with status " + std::to_string(*c);
+    else if (std::string x = format_exit(e); x != "-")
+        words = "killed by " + x;
+    const Json by = u.is_object() ? u.value("last_exit_by", Json()) : Json();
+    if (by.is_object()) {
+        bool sent = str(by, "command", "") == "signal" && e.is_object() &&
+                    str(by, "signal", "") == format_exit(e);
+        std::string how = sent ? "sent by " : "after " + str(by, "signal", "") + " from ";
+        if (!sent && !by.contains("signal")) how = "after ";
+        words += (words.empty() ? "(" : " (") + how + requester(by) + ")";
+    } else if (failure(cause) && cause != "exited" && !reason.empty()) {
+        words += (words.empty() ? "" : " (") + reason + (words.empty() ? "" : ")");
+    }
+    return words;
+}
+
+// "running (ready) since 2026-12-06 10:12:03 UTC; 3m2s ago".
+std::string state_words(const Json &u, std::int64_t now_ms) {
+    std::string state = str(u, "state");
+    std::vector<std::string> notes;
+    if (state == "running" && str(u, "kind") == "service")
+        notes.emplace_back(flag(u, "ready") ? "ready" : "not ready");
+    if (flag(u, "exiting")) notes.emplace_back("exiting");
+    if (heading(u) == "down" && state != "stopped") notes.emplace_back("goal down");
+    if (std::string by = str(u, "held_down_by", ""); !by.empty())
+        notes.push_back("until " + one_line(by) + " starts");
+    if (std::string w = waiting(u); !w.empty()) notes.push_back("waiting for " + w);
+    std::string out = state;
+    for (std::size_t i = 0; i < notes.size(); ++i)
+        out += (i == 0 ? " (" : ", ") + notes[i] + (i + 1 == notes.size() ? ")" : "");
+    if (auto since = num(u, "since_ms"); since && now_ms > 0)
+        out += " since " + wall_time(now_ms - *since) + "; " + format_duration(*since) + " ago";
+    return out;
+}
+
+// "intensity 3 of 5 left in 10s": how many more restarts its supervisor takes.
+std::string restarts_words(const Json &u) {
+    auto r = num(u, "restarts");
+    std::string out = r ? std::to_string(*r) : "-";
+    const Json i = u.is_object() ? u.value("intensity", Json()) : Json();
+    auto max = num(i, "max"), used = num(i, "used"), period = num(i, "period_ms");
+    if (max && used && period)
+        out += "; intensity " + std::to_string(std::max<std::int64_t>(0, *max - *used)) + " of " +
+               std::to_string(*max) + " left in " + format_duration(*period);
+    return out;
+}
+
+// One probe: "liveness http http://127.0.0.1:8080/healthz passing (120 ok, 4 failed; last
+// failure 2m ago: status 500)".
+// The watchdog's row has no target and is its own kind: "watchdog passing (...)".
+std::string probe_words(const Json &c, std::int64_t now_ms) {
+    std::string out = one_line(str(c, "probe"));
+    if (std::string kind = one_line(str(c, "kind")); kind != out) out += " " + kind;
+    if (std::string target = one_line(str(c, "target", "")); !target.empty()) out += " " + target;
+    out += " " + one_line(str(c, "state"));
+    std::vector<std::string> counts;
+    if (auto ok = num(c, "successes")) counts.push_back(std::to_string(*ok) + " ok");
+    if (auto bad = num(c, "failures")) counts.push_back(std::to_string(*bad) + " failed");
+    std::string tail;
+    for (const auto &x : counts)
+        tail += (tail.empty() ? "" : ", ") + x;
+    const Json f = c.is_object() ? c.value("last_failure", Json()) : Json();
+    if (f.is_object()) {
+        std::string when;
+        if (auto t = num(f, "time"); t && now_ms > 0)
+            when = " " + format_duration(now_ms - *t) + " ago";
+        tail += (tail.empty() ? "" : "; ") + std::string("last failure") + when + ": " +
+                one_line(str(f, "message", "-"));
+    }
+    return tail.empty() ? out : out + " (" + tail + ")";
+}
+
+std::string probes_words(const Json &checks, std::int64_t now_ms) {
+    std::string out;
+    auto it = checks.is_object() ? checks.find("checks") : checks.end();
+    if (!checks.is_object() || it == checks.end() || !it->is_array()) return out;
+    for (const auto &c : *it)
+        out += (out.empty() ? "" : "\n") + probe_words(c, now_ms);
+    return out;
+}
+
+// The log lines, pieces of one line ("continued") joined: "10:12:03 stdout text".
+std::string log_lines(const Json &items, const Style &st) {
+    std::string out, line;
+    bool open = false;
+    for (const auto &it : items) {
+        if (!open) {
+            auto t = num(it, "time");
+            std::string stream = str(it, "stream");
+            line = (t ? wall_time(*t, "%H:%M:%S") : std::string("-")) + " " + pad(stream, 6) + " ";
+            line = paint(line, dim, st);
+            if (st.color && stream == "stderr") line += red;
+        }
+        line += one_line(str(it, "line", ""));
+        open = flag(it, "continued");
+        if (open) continue;
+        if (st.color && str(it, "stream") == "stderr") line += reset;
+        out += line + '\n';
+    }
+    if (open) out += line + (st.color ? reset : "") + '\n';
+    return out;
+}
+
+bool plain_word(const std::string &w) {
+    if (w.empty()) return false;
+    for (unsigned char c : w)
+        if (!std::isalnum(c) &&
+            std::string_view("_@%+=:,./-").find(static_cast<char>(c)) == std::string_view::npos)
+            return false;
+    return true;
+}
+
+} // namespace
+
+std::string shell_quote(const Json &argv) {
+    std::string out;
+    if (!argv.is_array()) return out;
+    for (const auto &a : argv) {
+        std::string w = a.is_string() ? a.get<std::string>() : a.dump();
+        if (!out.empty()) out += ' ';
+        if (plain_word(w)) {
+            out += w;
+            continue;
+        }
+        out += '\'';
+        for (char c : w)
+            out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+        out += '\'';
+    }
+    return one_line(out);
+}
+
+std::string format_bytes(std::int64_t bytes) {
+    if (bytes < 1024) return std::to_string(std::max<std::int64_t>(0, bytes)) + "B";
+    const char *units = "KMGTPE";
+    double v = static_cast<double>(bytes);
+    int i = -1;
+    while (v >= 1024 && i < 5) {
+        v /= 1024;
+        ++i;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, v < 10 ? "%.1f%c" : "%.0f%c", v, units[i]);
+    return buf;
+}
+
+std::string render_status_detail(const Detail &d, const Style &st) {
+    const Json &u = d.unit;
+    std::string out = paint("●", state_colour(u), st) + " " + paint(str(u, "name"), bold, st);
+    if (std::string desc = one_line(str(u, "description", "")); !desc.empty()) out += " - " + desc;
+    out += '\n';
+    if (std::string f = one_line(str(u, "unit_file", "")); !f.empty()) labelled(out, "Unit", f);
+    if (std::string c = shell_quote(u.is_object() ? u.value("command", Json()) : Json());
+        !c.empty())
+        labelled(out, "Command", c);
+    labelled(out, "State", paint(state_words(u, d.now_ms), state_colour(u), st));
+    if (auto pid = num(u, "pid")) {
+        std::string p = std::to_string(*pid);
+        if (auto sp = num(u, "spawned_pid"); sp && *sp != *pid)
+            p += " (spawned " + std::to_string(*sp) + ")";
+        labelled(out, "Main PID", p);
+    }
+    labelled(out, "Restarts", restarts_words(u));
+    if (auto b = num(u, "backoff_ms"); b && str(u, "state") == "backoff")
+        labelled(out, "Backoff", "restart in " + format_duration(*b));
+    if (std::string e = last_exit_words(u); !e.empty()) labelled(out, "Last exit", e);
+    std::string state = str(u, "state");
+    if (std::string t = one_line(str(u, "status_text", ""));
+        !t.empty() && state != "stopped" && state != "backoff")
+        labelled(out, "Status", "\"" + t + "\"");
+    if (d.rss || d.cpu) {
+        std::string m = d.rss ? format_bytes(*d.rss) + " (RSS)" : "";
+        if (d.cpu) {
+            char cpu[48];
+            std::snprintf(cpu, sizeof cpu, "%lld.%03llds", static_cast<long long>(*d.cpu / 1000),
+                          static_cast<long long>(*d.cpu % 1000));
+            m += (m.empty() ? "" : "   CPU: ") + std::string(cpu);
+        }
+        labelled(out, d.rss ? "Memory" : "CPU", m);
+    }
+    if (std::string p = probes_words(d.checks, d.now_ms); !p.empty()) labelled(out, "Probes", p);
+    if (std::string pids = left_pids(u); !pids.empty())
+        labelled(out, "Processes", "left behind: " + pids);
+    if (d.log.is_array() && !d.log.empty()) out += '\n' + log_lines(d.log, st);
     return out;
 }
 

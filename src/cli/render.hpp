@@ -32,7 +32,8 @@ std::string format_duration(std::int64_t ms);
 
 // NAME STATE PID UPTIME RESTARTS LAST-EXIT INFO, one row per status object. INFO says why a
 // unit is not running ("backoff after exit 3, restart in 27s", "waiting for db", the last
-// spawn error), what is pending ("not ready", "goal down") and the service's own STATUS= text;
+// spawn error; meant to stay down: "exited 0", "killed by SIGKILL", "stopped by command"), what
+// is pending ("not ready", "goal down") and the service's own STATUS= text;
 // text from a service or a unit file is shown on one line, control characters replaced.
 std::string render_status(const Json &units, const Style &st);
 // The supervision tree with box-drawing characters, from tree_json's {"root": ...}.
@@ -67,5 +68,25 @@ std::string render_check_run(const Json &result, const Style &st);
 
 // "3 exited" -> "3", signals as "SIGTERM"; "-" when there is no last exit.
 std::string format_exit(const Json &last_exit);
+
+// What `vigilctl status NAME` shows of one unit, like `systemctl status`: a head line
+// ("● web - Example web server", the dot coloured by state), then labelled lines (Unit,
+// Command, State, Main PID, Restarts, Backoff, Last exit, Status, Memory/CPU, Probes; each
+// left out when it has nothing to say), a blank line and the unit's last log lines
+// ("HH:MM:SS stdout line", stderr red when coloured).
+struct Detail {
+    Json unit;                       // a status object of a `status` with detail:true
+    Json checks;                     // the `checks` result ({"checks":[...]}); null: none
+    Json log = Json::array();        // the `logs` stream items, oldest first
+    std::optional<std::int64_t> rss; // bytes, read from /proc by vigilctl; nothing: not shown
+    std::optional<std::int64_t> cpu; // milliseconds of CPU time, user and system
+    std::int64_t now_ms = 0;         // wall clock, ms since the epoch ("since", "ago")
+};
+std::string render_status_detail(const Detail &d, const Style &st);
+// argv as a shell would read it back: words quoted with '...' when they hold anything but
+// [A-Za-z0-9_@%+=:,./-] (control characters shown as '?').
+std::string shell_quote(const Json &argv);
+// 12.3M, 512K, 1.1G, 800B.
+std::string format_bytes(std::int64_t bytes);
 
 } // namespace vigil::cli

@@ -243,6 +243,12 @@ bool Core::finished() const noexcept {
     return impl_->finished;
 }
 
+std::size_t Core::restarts_in_window(ChildId supervisor, TimePoint now) const noexcept {
+    if (!impl_->valid(supervisor)) return 0;
+    const Node &n = impl_->node(supervisor);
+    return n.intensity.in_window(now, n.spec.period);
+}
+
 std::uint64_t Core::dropped_events() const noexcept {
     return impl_->dropped_events;
 }

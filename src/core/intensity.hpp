@@ -35,6 +35,16 @@ public:
     }
     void clear() noexcept { stamps_.reset(); }
     std::size_t count() const noexcept { return stamps_ ? stamps_->size() : 0; }
+    // The restarts the window holds at `now` (those add() would keep): entries are pruned only
+    // at the next restart, so count() may include older ones.
+    std::size_t in_window(TimePoint now, Duration period) const noexcept {
+        if (!stamps_) return 0;
+        const std::int64_t oldest = seconds(now) - (period.count() + 999) / 1000;
+        std::size_t n = 0;
+        for (std::int64_t t : *stamps_)
+            n += t >= oldest;
+        return n;
+    }
 
     static std::int64_t seconds(TimePoint tp) noexcept {
         const std::int64_t ms = tp.time_since_epoch().count();

@@ -321,8 +321,9 @@ ParseResult parse_request(std::string_view line) noexcept {
             break;
         case Cmd::Checks:
         case Cmd::Status:
-            err = only_keys(a, {"units"});
+            err = only_keys(a, {"units", "detail"});
             if (err.empty()) err = want_units(a, "units", false, r.units);
+            if (err.empty()) err = want_bool(a, "detail", r.detail);
             break;
         case Cmd::Start:
         case Cmd::Stop:

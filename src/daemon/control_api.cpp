@@ -55,7 +55,9 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
         return;
     case Cmd::Status: {
         auto ids = targets(peer, q, ctl::Expand::Subtree, &failed);
-        if (!failed) peer->reply(q.id, status_json(shell_, ids));
+        // The detail (a history scan per unit) only for one unit, what `status NAME` shows:
+        // `status root` with detail must not cost the loop a scan of every unit.
+        if (!failed) peer->reply(q.id, status_json(shell_, ids, q.detail && ids.size() == 1));
         return;
     }
     case Cmd::Tree:

@@ -41,6 +41,8 @@ TEST_SUITE("ctl") {
         CHECK(r.id == 7);
         CHECK(r.cmd == Cmd::Status);
         CHECK(r.units == std::vector<std::string>{"web-*", "db"});
+        CHECK_FALSE(r.detail);
+        CHECK(ok(R"({"cmd":"status","args":{"units":["web"],"detail":true}})").detail);
     }
 
     TEST_CASE("ids may be strings, absent (null) or null; other types are refused") {
@@ -98,6 +100,7 @@ TEST_SUITE("ctl") {
                  Case{R"({"cmd":"status","args":{"units":"web"}})", "units"},
                  Case{R"({"cmd":"status","args":{"units":[1]}})", "units"},
                  Case{R"({"cmd":"status","args":{"units":[""]}})", "units"},
+                 Case{R"({"cmd":"status","args":{"detail":1}})", "detail"},
                  Case{R"({"cmd":"start","args":{}})", "units"},
                  Case{R"({"cmd":"stop","args":{"units":[]}})", "units"},
                  Case{R"({"cmd":"restart"})", "units"},

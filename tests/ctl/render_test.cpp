@@ -4,7 +4,12 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "proc_figures.hpp"
 #include "render.hpp"
+
+#include <cstdlib>
+#include <ctime>
+#include <unistd.h>
 
 using namespace vigil::cli;
 
@@ -117,11 +122,35 @@ TEST_SUITE("ctl") {
         u["last_cause"] = "start_timeout";
         u["last_reason"] = "did not start within 5s (exited with status 1)";
         CHECK(info_of(u) == "goal up, did not start within 5s (exited with status 1)");
-        // Stopped on purpose: nothing to explain, whatever the last cause says.
+        // Stopped on purpose: by a command, whatever the cause of the run before says.
         u["goal"] = u["effective_goal"] = "down";
-        CHECK(info_of(u).empty());
+        CHECK(info_of(u) == "stopped by command");
         u["last_cause"] = "command";
-        CHECK(info_of(u).empty());
+        CHECK(info_of(u) == "stopped by command");
+        // Down because it ended by itself (a transient or temporary unit): its last exit is the
+        // one recorded as the cause. After a stop, the exit is the stop's and the cause older.
+        u["last_cause"] = "exited";
+        u["last_exit"] = {{"code", 0}};
+        u["last_reason"] = "exited with status 0";
+        CHECK(info_of(u) == "exited 0");
+        u["last_exit"] = {{"signal", "SIGKILL"}, {"signo", 9}};
+        u["last_reason"] = "killed by SIGKILL";
+        CHECK(info_of(u) == "killed by SIGKILL");
+        u["last_exit"] = {{"signal", "SIGTERM"}, {"signo", 15}}; // the stop's
+        CHECK(info_of(u) == "stopped by command");
+        u["last_cause"] = "spawn_failed"; // a temporary unit that never ran
+        u["last_exit"] = nullptr;
+        u["last_reason"] = "exec pyhton3: No such file or directory";
+        CHECK(info_of(u) == "exec pyhton3: No such file or directory");
+        // Its supervisor is down: which start brings it back, not a command of its own.
+        u["goal"] = u["effective_goal"] = "up";
+        u["effective_goal"] = "down";
+        u["held_down_by"] = "app";
+        u["last_cause"] = "exited";
+        u["last_exit"] = {{"code", 0}};
+        CHECK(info_of(u) == "until app starts");
+        u.erase("held_down_by");
+        u["last_reason"] = "exited with status 3";
         u["goal"] = u["effective_goal"] = "up";
         u["last_cause"] = "exited"; // a clean exit is no failure
         u["last_exit"] = {{"code", 0}};
@@ -244,11 +273,12 @@ TEST_SUITE("ctl") {
                      {"goal", "up"},
                      {"kind", "supervisor"},
                      {"children", {app, leaf}}};
-        CHECK(render_tree(Json{{"root", root}}, Style{}) == "root       running   supervisor\n"
-                                                            "├─ app     running   supervisor\n"
-                                                            "│  ├─ api  running   pid 7  up 5s\n"
-                                                            "│  └─ web  stopped\n"
-                                                            "└─ api     running   pid 7  up 5s\n");
+        CHECK(render_tree(Json{{"root", root}}, Style{}) ==
+              "root       running   supervisor\n"
+              "├─ app     running   supervisor\n"
+              "│  ├─ api  running   pid 7  up 5s\n"
+              "│  └─ web  stopped   stopped by command\n"
+              "└─ api     running   pid 7  up 5s\n");
     }
 
     TEST_CASE("logs: pieces of a long line are joined; events show time, unit and kind") {
@@ -320,4 +350,194 @@ TEST_SUITE("ctl") {
                                            "refused\n");
         CHECK(render_check_run(Json::object(), Style{}) == "-/-: failed\n");
     }
+
+    // ---- status NAME: the detail view ------------------------------------------------------
+
+    // A running service as `status` with detail:true shows it; times against now_ms.
+    Detail web_detail() {
+        Detail d;
+        d.now_ms = 1'796'551'200'000; // 2026-12-06 10:00:00 UTC
+        d.unit = {{"name", "web"},
+                  {"kind", "service"},
+                  {"state", "running"},
+                  {"goal", "up"},
+                  {"effective_goal", "up"},
+                  {"ready", true},
+                  {"pid", 4242},
+                  {"spawned_pid", 4240},
+                  {"since_ms", 182'000},
+                  {"restarts", 2},
+                  {"last_exit", {{"code", 3}}},
+                  {"last_cause", "exited"},
+                  {"last_reason", "exited with status 3"},
+                  {"status_text", "Serving 12 clients"},
+                  {"description", "Example web server"},
+                  {"unit_file", "/etc/vigil/units/web.json"},
+                  {"command", {"/usr/bin/python3", "-m", "http.server", "8080"}},
+                  {"intensity", {{"max", 5}, {"period_ms", 10'000}, {"used", 2}}},
+                  {"last_exit_by", nullptr}};
+        return d;
+    }
+
+    struct Utc { // the detail view prints local times: UTC in these tests
+        Utc() {
+            setenv("TZ", "UTC", 1);
+            tzset();
+        }
+    };
+
+    TEST_CASE("status NAME: every line of a running service") {
+        Utc utc;
+        Detail d = web_detail();
+        d.rss = 12'900'000;
+        d.cpu = 1234;
+        d.checks = Json::parse(R"({"checks":[{"unit":"web","probe":"liveness","kind":"http",
+            "target":"http://127.0.0.1:8080/healthz","state":"passing","in_a_row":3,
+            "successes":120,"failures":4,"last_failure":{"time":1796551080000,
+            "message":"status 500"},"next_ms":800,"period_ms":10000,"threshold":3}]})");
+        d.log = Json::parse(R"([
+            {"unit":"web","seq":1,"time":1796551190000,"stream":"stdout","line":"GET /",
+             "continued":false},
+            {"unit":"web","seq":2,"time":1796551191000,"stream":"stderr","line":"par",
+             "continued":true},
+            {"unit":"web","seq":3,"time":1796551191000,"stream":"stderr","line":"tial\u001b[2J",
+             "continued":false}])");
+        CHECK(render_status_detail(d, Style{}) ==
+              "● web - Example web server\n"
+              "     Unit: /etc/vigil/units/web.json\n"
+              "  Command: /usr/bin/python3 -m http.server 8080\n"
+              "    State: running (ready) since 2026-12-06 09:56:58 UTC; 3m2s ago\n"
+              " Main PID: 4242 (spawned 4240)\n"
+              " Restarts: 2; intensity 3 of 5 left in 10s\n"
+              "Last exit: exited with status 3\n"
+              "   Status: \"Serving 12 clients\"\n"
+              "   Memory: 12M (RSS)   CPU: 1.234s\n"
+              "   Probes: liveness http http://127.0.0.1:8080/healthz passing (120 ok, 4 failed; "
+              "last failure 2m ago: status 500)\n"
+              "\n"
+              "09:59:50 stdout GET /\n"
+              "09:59:51 stderr partial?[2J\n");
+        // On a terminal: the dot and the state in the state's colour, stderr lines red.
+        std::string tty = render_status_detail(d, Style{true, 0});
+        CHECK(tty.find("\033[32m●") == 0);
+        CHECK(tty.find("\033[31mpartial?[2J\033[0m") != std::string::npos);
+        // Without checks (a vigild without `checks`), /proc figures or log lines: left out.
+        d.checks = nullptr;
+        d.rss.reset();
+        d.cpu.reset();
+        d.log = Json::array();
+        std::string bare = render_status_detail(d, Style{});
+        CHECK(bare.find("Probes:") == std::string::npos);
+        CHECK(bare.find("Memory:") == std::string::npos);
+        CHECK(bare.back() == '\n');
+        CHECK(bare.find("\n\n") == std::string::npos);
+    }
+
+    TEST_CASE("status NAME: backoff after an exec error, a kill by vigilctl, a stop") {
+        Utc utc;
+        Detail d = web_detail();
+        d.unit["state"] = "backoff";
+        d.unit["pid"] = d.unit["spawned_pid"] = nullptr;
+        d.unit["backoff_ms"] = 1200;
+        d.unit["last_exit"] = nullptr;
+        d.unit["last_cause"] = "spawn_failed";
+        d.unit["last_reason"] = "exec /usr/bin/pyhton3: No such file or directory";
+        d.unit["since_ms"] = 800;
+        std::string out = render_status_detail(d, Style{});
+        CHECK(out.find("    State: backoff since 2026-12-06 09:59:59 UTC; 800ms ago\n") !=
+              std::string::npos);
+        CHECK(out.find("  Backoff: restart in 1s200ms\n") != std::string::npos);
+        CHECK(out.find("Last exit: exec error: exec /usr/bin/pyhton3: No such file or "
+                       "directory\n") != std::string::npos);
+        CHECK(out.find("Main PID") == std::string::npos);
+        CHECK(out.find("Status:") == std::string::npos); // an old STATUS= of a unit not running
+        // Killed by the signal a vigilctl user sent, then stopped by another's command.
+        d.unit["last_cause"] = "exited";
+        d.unit["last_exit"] = {{"signal", "SIGKILL"}, {"signo", 9}};
+        d.unit["last_exit_by"] = {
+            {"command", "signal"}, {"signal", "SIGKILL"}, {"by", "vigilctl (uid 0 pid 42)"}};
+        CHECK(render_status_detail(d, Style{})
+                  .find("Last exit: killed by SIGKILL (sent by vigilctl signal, uid 0 pid 42)\n") !=
+              std::string::npos);
+        d.unit["last_exit"] = {{"signal", "SIGTERM"}, {"signo", 15}};
+        d.unit["last_exit_by"] = {{"command", "stop"}, {"by", "vigilctl (uid 1000 pid 7)"}};
+        CHECK(render_status_detail(d, Style{})
+                  .find("Last exit: killed by SIGTERM (after vigilctl stop, uid 1000 pid 7)\n") !=
+              std::string::npos);
+        d.unit["last_exit"] = {{"code", 0}};
+        d.unit["last_exit_by"] = {
+            {"command", "signal"}, {"signal", "SIGHUP"}, {"by", "vigilctl (uid 0 pid 9)"}};
+        CHECK(
+            render_status_detail(d, Style{})
+                .find(
+                    "Last exit: exited with status 0 (after SIGHUP from vigilctl signal, uid 0 pid "
+                    "9)\n") != std::string::npos);
+        // A health failure says what failed.
+        d.unit["last_exit_by"] = nullptr;
+        d.unit["last_cause"] = "liveness";
+        d.unit["last_reason"] = "liveness http 127.0.0.1:8080/healthz: status 500, 3 times";
+        CHECK(
+            render_status_detail(d, Style{})
+                .find(
+                    "Last exit: exited with status 0 (liveness http 127.0.0.1:8080/healthz: status "
+                    "500, 3 times)\n") != std::string::npos);
+    }
+
+    TEST_CASE("status NAME: hostile text stays on its line; odd fields are left out") {
+        Utc utc;
+        Detail d = web_detail();
+        d.unit["description"] = "web\n\033[2Jfake";
+        d.unit["command"] = {"sh", "-c", "echo 'hi'; exit 1", "a\nb"};
+        d.unit["intensity"] = "garbage";
+        d.unit["restarts"] = "x";
+        d.checks = Json::parse(R"({"checks":[{"probe":"readiness","kind":"tcp","target":"x\u001b",
+            "state":"failing","last_failure":{"message":"refused"}}, 7,
+            {"unit":"web","probe":"watchdog","kind":"watchdog","target":null,"state":"passing",
+             "successes":12,"failures":0,"last_failure":null}]})");
+        std::string out = render_status_detail(d, Style{});
+        CHECK(out.find("● web - web ?[2Jfake\n") == 0);
+        CHECK(out.find("  Command: sh -c 'echo '\\''hi'\\''; exit 1' 'a b'\n") !=
+              std::string::npos);
+        CHECK(out.find(" Restarts: -\n") != std::string::npos);
+        CHECK(out.find("   Probes: readiness tcp x? failing (last failure: refused)\n"
+                       "           - -\n"
+                       "           watchdog passing (12 ok, 0 failed)\n") != std::string::npos);
+        CHECK(render_status_detail(Detail{}, Style{}).find("● -\n") == 0); // no throw
+    }
+
+    TEST_CASE("shell quoting and byte sizes") {
+        CHECK(shell_quote(Json{"ls", "-l", "a b", "", "x=1", "it's"}) ==
+              "ls -l 'a b' '' x=1 'it'\\''s'");
+        CHECK(shell_quote(nullptr).empty());
+        CHECK(format_bytes(800) == "800B");
+        CHECK(format_bytes(2048) == "2.0K");
+        CHECK(format_bytes(12'900'000) == "12M");
+        CHECK(format_bytes(5'000'000) == "4.8M");
+        CHECK(format_bytes(3LL << 30) == "3.0G");
+    }
+
+    TEST_CASE("/proc figures: RSS from statm, CPU from stat's utime + stime") {
+        // The command name may hold spaces and ')': fields count from the last ')'.
+        std::string stat = "4242 (we) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 "
+                           "250 73 0 0 20 0 1 0 12345 1000000 300 18446744073709551615";
+        auto f = parse_proc_figures(stat, "2500 300 200 1 0 150 0\n", 100, 4096);
+        REQUIRE(f);
+        CHECK(f->cpu_ms == 3230);
+        CHECK(f->rss_bytes == 300u * 4096);
+        CHECK_FALSE(parse_proc_figures("4242 (x S 1", "1 2", 100, 4096));
+        CHECK_FALSE(parse_proc_figures(stat, "", 100, 4096));
+        CHECK_FALSE(parse_proc_figures(stat, "1 x", 100, 4096));
+        CHECK_FALSE(parse_proc_figures(stat, "1 2", 0, 4096));
+        CHECK_FALSE(parse_proc_figures(stat, "1 99999999999999999999", 100, 4096)); // too big
+        // Not this process's pid namespace: nothing is read.
+        CHECK_FALSE(read_proc_figures(getpid(), "pid:[1]"));
+        CHECK_FALSE(read_proc_figures(-1, "pid:[1]"));
+        char own[64];
+        ssize_t n = readlink("/proc/self/ns/pid", own, sizeof own);
+        REQUIRE(n > 0);
+        auto self = read_proc_figures(getpid(), std::string(own, static_cast<std::size_t>(n)));
+        REQUIRE(self);
+        CHECK(self->rss_bytes > 0);
+    }
+
 } // TEST_SUITE

@@ -404,9 +404,10 @@ TEST_SUITE("ctl") {
             CHECK(all.code == 0);
             CHECK(all.err.empty());
             CHECK(!has(all.out, "\033[")); // no colour into a pipe
-            CHECK(all.out == "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT  INFO\n"
-                             "web   running  4242  1m5s    1         SIGKILL\n"
-                             "db    stopped  -     -       1         SIGKILL\n");
+            CHECK(all.out ==
+                  "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT  INFO\n"
+                  "web   running  4242  1m5s    1         SIGKILL\n"
+                  "db    stopped  -     -       1         SIGKILL    stopped by command\n");
             CHECK(v.ctl({"status", "web"}).code == 0);
             CHECK(v.ctl({"status", "web", "db"}).code == 3);
             Ran nf = v.ctl({"status", "nope"});
@@ -438,6 +439,26 @@ TEST_SUITE("ctl") {
             CHECK(has(bad.err, "--run takes UNIT/PROBE"));
             Ran j = v.ctl({"--json", "check", "--run", "web/liveness"});
             CHECK(Json::parse(j.out)["duration_ms"] == 12);
+        }
+        SUBCASE("status NAME: one service in detail, its probes and its log lines after it") {
+            Ran r = v.ctl({"status", "web"});
+            CHECK(r.code == 0);
+            CHECK(r.err.empty());
+            CHECK(r.out.rfind("● web\n", 0) == 0);
+            CHECK(has(r.out, "\n    State: running (ready) since "));
+            CHECK(has(r.out, "\n Main PID: 4242\n"));
+            CHECK(has(r.out, "\nLast exit: killed by SIGKILL\n"));
+            CHECK(has(r.out, "\n   Probes: liveness http http://127.0.0.1:8080/healthz failing"));
+            CHECK(!has(r.out, "Memory:")); // no pid_namespace in the answer: /proc is not read
+            CHECK(has(r.out, "\n\n"));
+            CHECK(has(r.out, " stdout hello\n"));
+            CHECK(has(r.out, " stderr oops\n"));
+            Ran db = v.ctl({"status", "db"});
+            CHECK(db.code == 3);
+            CHECK(db.out.rfind("● db\n", 0) == 0);
+            // A glob, or two names: the table.
+            CHECK(v.ctl({"status", "w*"}).code == 4); // the fake knows no globs
+            CHECK(v.ctl({"status", "web", "web"}).out.rfind("NAME", 0) == 0);
         }
         SUBCASE("start/stop/restart/signal report per unit; not found is 4") {
             // The fake's units never change: --no-wait (the waiting has its own subcase).

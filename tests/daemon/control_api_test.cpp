@@ -578,4 +578,71 @@ TEST_SUITE("daemon") {
         CHECK(e["message"] == "p is not running: its probes do not run");
     }
 
+    TEST_CASE("control: status with detail says the unit's file, command, its supervisor's "
+              "intensity window and who caused its last exit") {
+        const std::string web = R"({"description": "Example web server",
+                                    "command": ["/bin/web", "--port", "8080"],
+                                    "backoff": {"initial": "0s"}})";
+        Harness h({{"web", web}});
+        auto peer = std::make_shared<FakePeer>();
+        ctl::Request q = request(ctl::Cmd::Status, {"web"});
+        // Without detail: the table's fields only (what every row costs).
+        h.shell->control().handle(peer, q);
+        CHECK_FALSE(peer->last().body["units"][0].contains("description"));
+        q.detail = true;
+        h.shell->control().handle(peer, q);
+        Json u = peer->last().body["units"][0];
+        CHECK(u["description"] == "Example web server");
+        CHECK(u["unit_file"].get<std::string>().starts_with("/"));
+        CHECK(u["unit_file"].get<std::string>().ends_with("/web.json"));
+        CHECK(u["command"] == Json::array({"/bin/web", "--port", "8080"}));
+        CHECK(u["intensity"] == Json{{"max", 5}, {"period_ms", 10'000}, {"used", 0}});
+        CHECK(u["last_exit_by"].is_null());
+        CHECK(u["pid_namespace"].get<std::string>().starts_with("pid:["));
+        // A crash is a restart its supervisor counts, while the window holds it.
+        h.os.exit(h.pid("web"), 3);
+        h.os.settle();
+        h.shell->control().handle(peer, q);
+        u = peer->last().body["units"][0];
+        CHECK(u["intensity"]["used"] == 1);
+        CHECK(u["last_exit_by"].is_null()); // it ended by itself
+        h.os.advance(11s);
+        h.shell->control().handle(peer, q);
+        CHECK(peer->last().body["units"][0]["intensity"]["used"] == 0);
+        // Killed by a signal someone sent: the requester is named.
+        ctl::Request sig = request(ctl::Cmd::Signal, {"web"}, 2);
+        sig.signal = SIGKILL;
+        h.shell->control().handle(peer, sig);
+        h.os.settle();
+        h.shell->control().handle(peer, q);
+        u = peer->last().body["units"][0];
+        CHECK(u["last_exit"]["signal"] == "SIGKILL");
+        CHECK(u["last_exit_by"] == Json{{"command", "signal"},
+                                        {"signal", "SIGKILL"},
+                                        {"by", "vigilctl (uid 0 pid 4242)"}});
+        // The next incarnation ends by itself: the command is no longer its cause.
+        h.os.exit(h.pid("web"), 1);
+        h.os.settle();
+        h.shell->control().handle(peer, q);
+        CHECK(peer->last().body["units"][0]["last_exit_by"].is_null());
+        // Several units: no detail (`status root` must not scan every unit's history).
+        q.units = {"root"};
+        h.shell->control().handle(peer, q);
+        REQUIRE(peer->last().body["units"].size() == 2);
+        CHECK_FALSE(peer->last().body["units"][0].contains("intensity"));
+    }
+
+    TEST_CASE("control: the root in detail has no supervisor, no file, no command") {
+        Harness h({});
+        auto peer = std::make_shared<FakePeer>();
+        ctl::Request q = request(ctl::Cmd::Status, {"root"});
+        q.detail = true;
+        h.shell->control().handle(peer, q);
+        REQUIRE(peer->last().body["units"].size() == 1);
+        Json u = peer->last().body["units"][0];
+        CHECK(u["intensity"].is_null());
+        CHECK(u["command"] == Json::array());
+        CHECK(u["unit_file"] == "");
+    }
+
 } // TEST_SUITE

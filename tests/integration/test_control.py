@@ -215,9 +215,10 @@ class Control(unittest.TestCase):
         self.assertEqual(st["last_exit"]["signo"], signal.SIGKILL)
         self.assertEqual(d.main_pid("web-1"), pids["web-1"])
         self.assertEqual(d.status("web-1")["restarts"], 0)
-        # The table shows the signal by name too.
-        row = self.ok(d, "status", "w1").stdout.splitlines()[1].split()
+        # The table shows the signal by name too, and so does the detail view of one unit.
+        row = self.ok(d, "status", "w[1]").stdout.splitlines()[1].split()
         self.assertIn("SIGKILL", row)
+        self.assertIn("Last exit: killed by SIGKILL\n", self.ok(d, "status", "w1").stdout)
 
     def test_status_exit_codes_globs_and_supervisor_subtrees(self):
         d = self.daemon(self.web_app)
@@ -600,7 +601,10 @@ class Control(unittest.TestCase):
 
         def normal(text: str) -> str:
             # Uptimes and since_ms move between two runs; a longer uptime may widen a column.
-            text = re.sub(r'"since_ms": \d+', '"since_ms": N', text)
+            text = re.sub(r'"(since_ms|rss_bytes|cpu_ms)": \d+', r'"\1": N', text)
+            # The detail view of one unit: when its state began, its process's memory and CPU.
+            text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", "WHEN", text)
+            text = re.sub(r"Memory: .*", "Memory: M", text)
             # Durations as vigilctl prints them: "850ms", "1s151ms", "2.5s", "3m05s", "1d02h".
             text = re.sub(r"\b(?:\d+(?:\.\d+)?(?:ms|[smhd]))+\b", "T", text)
             return re.sub(r" +", " ", text)
@@ -1149,7 +1153,8 @@ class Control(unittest.TestCase):
         return d
 
     def info(self, d: Daemon, unit: str) -> str:
-        out = self.ok_or_3(d, "status", unit).stdout.splitlines()
+        # As a glob ("typ[o]"): the table. One name is shown in detail (test_status_detail.py).
+        out = self.ok_or_3(d, "status", f"{unit[:-1]}[{unit[-1]}]").stdout.splitlines()
         at = out[0].index("INFO")
         return out[1][at:] if len(out[1]) > at else ""
 
@@ -1187,9 +1192,9 @@ class Control(unittest.TestCase):
 
     def test_info_is_cut_to_the_terminal_and_whole_when_piped(self):
         d = self.info_daemon()
-        piped = self.ok_or_3(d, "status", "typo").stdout
+        piped = self.ok_or_3(d, "status", "typ[o]").stdout
         self.assertIn("No such file or directory, restart in", piped)
-        tty = on_tty(self, d, {"COLUMNS": "70", "NO_COLOR": "1"}, "typo",
+        tty = on_tty(self, d, {"COLUMNS": "70", "NO_COLOR": "1"}, "typ[o]",
                      code=EXIT_NOT_RUNNING).decode()
         rows = [x for x in tty.replace("\r", "").split("\n") if x]
         self.assertEqual(len(rows), 2, rows)

@@ -187,6 +187,9 @@ public:
     ChildStatus status(ChildId id) const noexcept;
     std::optional<ChildId> find(std::string_view name) const noexcept;
     const ChildSpec &spec(ChildId id) const noexcept;
+    // The restarts a supervisor's intensity window holds at `now` (at most its intensity + 1):
+    // with spec(id).intensity and .period, how close it is to giving up. 0 for a service.
+    std::size_t restarts_in_window(ChildId supervisor, TimePoint now) const noexcept;
     // The most recent history records (oldest first), globally or for one child.
     std::vector<Record> history(std::optional<ChildId> child, std::size_t max) const;
     bool finished() const noexcept; // an Exit action has been emitted

@@ -30,7 +30,10 @@
 //
 // Commands and their args (R: allowed to read-only clients, i.e. socket-group members; the
 // decision is per request, is_read_only(const Request &)):
-//   status   R {units?:[pattern...]}        -> {units:[status...]}
+//   status   R {units?:[pattern...], detail?:bool} -> {units:[status...]}
+//              (detail, when the patterns match one unit: its status object also carries the
+//              unit's description, file, command, its supervisor's intensity window and who
+//              caused its last exit; see shapes.hpp)
 //   tree     R {}                           -> {root:{status..., children:[...]}}
 //   events   R {unit?:pattern, units?:[pattern...], lines?:N, follow?:bool, since?:ms}
 //              -> stream of records
@@ -172,6 +175,7 @@ struct Request {
     bool reopen = false;                // logs: reopen the log file (after external rotation)
     std::optional<std::int64_t> since;  // logs, events: only stored items from this wall time
                                         // on (ms since the epoch, <= max_since_ms)
+    bool detail = false;                // status: add the detail fields (status_view.hpp)
     int signal = 0;                     // signal: the signal number (1..64)
     std::string probe;                  // check: the probe's name (<= max_unit_name)
     bool run = false;                   // check: run it now (required: true)

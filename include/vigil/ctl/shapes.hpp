@@ -37,6 +37,9 @@
 //     marked as the service's (VIGIL_UNIT) that a stop cannot reach: they left the process
 //     group of its incarnations (setsid(), setpgid()). At most 16, lowest pids first; empty
 //     with a cgroup, which holds every process.
+//   vigild adds the shell's counters and "waiting_for" to every object, and with a status
+//   request's "detail":true the unit's description, unit_file, command, intensity,
+//   last_exit_by and pid_namespace (src/daemon/status_view.hpp says what each holds).
 // tree (tree_json): {"root": status + {"children":[status + {"children":[...]}, ...]}},
 //   children in start order, units removed by reload left out (exited ones are shown).
 // record (record_json), one entry of the core's history, as `events` streams it:

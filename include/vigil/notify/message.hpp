@@ -1,8 +1,9 @@
 // vigil/notify/message.hpp: the sd_notify(3) datagram, parsed (pure).
 //
 // A notification is newline-separated KEY=VALUE assignments (systemd's sd_notify protocol).
-// vigil understands READY=1, RELOADING=1, STOPPING=1, STATUS=..., MAINPID=N, WATCHDOG=1,
-// WATCHDOG=trigger, WATCHDOG_USEC=N, ERRNO=N and BARRIER=1. Other keys (FDSTORE=1,
+// vigil parses READY=1, RELOADING=1, STOPPING=1, STATUS=..., MAINPID=N, WATCHDOG=1,
+// WATCHDOG=trigger, WATCHDOG_USEC=N, ERRNO=N and BARRIER=1 (vigild acts on all but RELOADING=1
+// and ERRNO=, which it ignores: vigil.unit(5) says what each does). Other keys (FDSTORE=1,
 // EXTEND_TIMEOUT_USEC=, MONOTONIC_USEC=, ...) are accepted and ignored, as systemd ignores keys it
 // does not know; malformed values are reported in `errors` and the rest of the message stands.
 // When a key repeats, the last assignment wins.
