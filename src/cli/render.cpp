@@ -688,7 +688,8 @@ std::string state_words(const Json &u, std::int64_t now_ms) {
     if (state == "running" && str(u, "kind") == "service")
         notes.emplace_back(flag(u, "ready") ? "ready" : "not ready");
     if (flag(u, "exiting")) notes.emplace_back("exiting");
-    if (heading(u) == "down" && state != "stopped") notes.emplace_back("goal down");
+    if (heading(u) == "down" && state != "stopped" && state != "exited")
+        notes.emplace_back("goal down");
     if (std::string by = str(u, "held_down_by", ""); !by.empty())
         notes.push_back("until " + one_line(by) + " starts");
     if (std::string w = waiting(u); !w.empty()) notes.push_back("waiting for " + w);
@@ -833,7 +834,7 @@ std::string render_status_detail(const Detail &d, const Style &st) {
     if (std::string e = last_exit_words(u); !e.empty()) labelled(out, "Last exit", e);
     std::string state = str(u, "state");
     if (std::string t = one_line(str(u, "status_text", ""));
-        !t.empty() && state != "stopped" && state != "backoff")
+        !t.empty() && state != "stopped" && state != "exited" && state != "backoff")
         labelled(out, "Status", "\"" + t + "\"");
     if (d.rss || d.cpu) {
         std::string m = d.rss ? format_bytes(*d.rss) + " (RSS)" : "";

@@ -59,11 +59,16 @@ bool ended_well(const Json &u) {
     return e.is_object() && !e.contains("signal") && count(e, "code") == 0;
 }
 
+// Stopped, or "exited": a temporary or transient service that ended by itself, in view.
+bool is_down(const std::string &state) {
+    return state == "stopped" || state == "exited";
+}
+
 // Where a unit heading up is, for a timeout's message: "state starting, waiting for readiness".
 std::string where_up(const Json &u, bool old_run) {
     std::string state = one_line(str(u, "state"));
     std::string what;
-    if (state == "stopped") {
+    if (is_down(state)) {
         std::string names;
         if (auto it = u.find("waiting_for"); it != u.end() && it->is_array())
             for (const auto &n : *it)
@@ -89,7 +94,7 @@ std::string where_up(const Json &u, bool old_run) {
 
 Judgement judge_down(const WaitTarget &t, const Json &now) {
     std::string state = str(now, "state");
-    if (state == "stopped" && !flag(now, "exiting")) return {Verdict::Done, "stopped", ""};
+    if (is_down(state) && !flag(now, "exiting")) return {Verdict::Done, state, ""};
     std::int64_t base = count(t.before, "incarnation");
     if (base >= 0 && count(now, "incarnation") > base && state != "stopping")
         return {Verdict::Failed, "started again",
@@ -127,8 +132,8 @@ Judgement judge_up(const WaitTarget &t, const Json &now) {
     const std::string was = str(t.before, "state");
     const bool was_up = was == "starting" || was == "running";
     const bool ended =
-        (state == "stopped" || state == "backoff") && (new_run || (t.want == Want::Up && was_up));
-    if (ended && state == "stopped" && ended_well(now) && inc > 0)
+        (is_down(state) || state == "backoff") && (new_run || (t.want == Want::Up && was_up));
+    if (ended && is_down(state) && ended_well(now) && inc > 0)
         return {Verdict::Done, "ran and exited with status 0", ""};
     if (str(now, "effective_goal") == "down") {
         if (t.allow_down) return {Verdict::Done, "stays stopped (goal down)", ""};

@@ -303,7 +303,8 @@ class Logs(unittest.TestCase):
                          "forward": False}}}
         d = self.daemon(build)
         path = os.path.join(d.dir, "k0.log")
-        wait_until(lambda: d.status("k0")["state"] == "stopped", 15, "the writer's exit")
+        wait_until(lambda: d.status("k0")["state"] in ("stopped", "exited"), 15,
+                   "the writer's exit")
         self.stop_daemon(d)
         self.assertEqual(rotated_set(path), [path])
         self.assertLessEqual(os.path.getsize(path), 4096 + 32)

@@ -127,7 +127,7 @@ class StatusDetail(unittest.TestCase):
         d = self.daemon(lambda d: units(d, d.svc("typo", "sleep")))
         self.wait_state(d, "typo", "running")
         d.write_units(units(d, ["/nonexistent/pyhton3", "-m", "http server"]))
-        self.assertEqual(d.ctl("reload").returncode, 0)
+        self.assertEqual(d.ctl("reload", "--no-wait").returncode, 0)  # the unit cannot start
         self.wait_state(d, "typo", "backoff")
         r = d.ctl("status", "typo")
         self.assertEqual(r.returncode, EXIT_NOT_RUNNING, r.stderr)
