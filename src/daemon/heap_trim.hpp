@@ -8,9 +8,12 @@
 //
 // The policy (HeapTrim, pure, tested in tests/daemon): at most one check every `period`, and
 // only while the loop is doing something, so an idle vigild never wakes up for it. A check
-// trims when at least `slack` bytes of the heap are free and vigild's resident size has grown by
-// at least `slack` since the last trim (or start-up): memory that is free but not resident, or
-// that was given back already, costs nothing to keep. UvOs carries it out: a one-shot timer
+// trims when at least `slack` bytes of the heap are free and, since the last trim (or
+// start-up), vigild's resident size has grown by at least `slack` or `slack` more bytes have
+// been freed: memory that is free but not resident, or that was given back already, costs
+// nothing to keep. The second rule is for a trim that came at the high-water mark, while the
+// memory was still in use (a full forwarder queue): what is freed after it is resident, yet the
+// resident size does not grow. UvOs carries it out: a one-shot timer
 // armed by a loop turn that did work, mallinfo2() for the free bytes and /proc/self/statm for
 // the resident size (a read of vigild's own proc file, which does not block).
 #pragma once
@@ -26,22 +29,27 @@ public:
 
     // A check found `free_bytes` free in the heap and `resident` bytes resident: trim now?
     bool due(std::size_t free_bytes, std::uint64_t resident) const noexcept {
-        return free_bytes >= slack && (!trimmed_ || resident >= resident_after_ + slack);
+        return free_bytes >= slack && (!trimmed_ || resident >= resident_after_ + slack ||
+                                       free_bytes >= free_after_ + slack);
     }
-    // A trim left `resident` bytes resident.
-    void trimmed(std::uint64_t resident) noexcept {
+    // A trim left `resident` bytes resident and `free_bytes` free.
+    void trimmed(std::uint64_t resident, std::size_t free_bytes) noexcept {
         trimmed_ = true;
         resident_after_ = resident;
+        free_after_ = free_bytes;
     }
     // Resident size no longer includes memory that was given back some other way (top of the
-    // heap, munmap): the next trim is measured from the lowest figure seen.
-    void observed(std::uint64_t resident) noexcept {
+    // heap, munmap), and free heap that was allocated again is no longer free: the next trim is
+    // measured from the lowest figures seen.
+    void observed(std::uint64_t resident, std::size_t free_bytes) noexcept {
         if (trimmed_ && resident < resident_after_) resident_after_ = resident;
+        if (trimmed_ && free_bytes < free_after_) free_after_ = free_bytes;
     }
 
 private:
     bool trimmed_ = false;
     std::uint64_t resident_after_ = 0;
+    std::size_t free_after_ = 0;
 };
 
 } // namespace vigil::daemon

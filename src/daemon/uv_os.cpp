@@ -708,10 +708,10 @@ std::uint64_t resident_bytes() noexcept {
 void UvOs::check_heap() noexcept {
     const struct mallinfo2 mi = mallinfo2();
     const std::uint64_t resident = resident_bytes();
-    trim_.observed(resident);
+    trim_.observed(resident, mi.fordblks);
     if (resident == 0 || !trim_.due(mi.fordblks, resident)) return;
     malloc_trim(0);
-    trim_.trimmed(resident_bytes());
+    trim_.trimmed(resident_bytes(), mallinfo2().fordblks);
 }
 
 // Closes every handle so the loop can end; the log writer and the standard streams are flushed
