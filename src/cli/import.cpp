@@ -1484,6 +1484,7 @@ private:
                       is(err, Stream::Kind::File) || (!redirect && is(err, Stream::Kind::None));
         ojson l = ojson::object();
         if (chosen && !forwarded) l["forward"] = false;
+        if (redirect) l["stderr"] = "stdout"; // one pipe, as supervisord's redirect_stderr
         if (file) {
             l["file"] = file->path;
             long long size = file->max_bytes;
@@ -1619,11 +1620,7 @@ private:
                      "vigil's \"transient\" restarts after every non-zero exit status, so the "
                      "expected codes cannot be told apart (0 is the only one vigil expects)");
         }
-        bool redirect = boolean(s, "redirect_stderr", scope, false);
-        if (redirect)
-            note(s, "redirect_stderr",
-                 "vigil keeps stdout and stderr apart (vigilctl logs tells them apart) and sends "
-                 "both to the same places");
+        bool redirect = boolean(s, "redirect_stderr", scope, false); // logs.stderr "stdout"
         std::optional<std::string> user = global_user_;
         if (Got g = get(s, "user", scope); g.text) user = std::string(strip(*g.text));
         if (user && (user->empty() || user->size() > ubounds::max_user_bytes)) {

@@ -69,6 +69,8 @@ constexpr std::array<EnumName<AutoShutdown>, 3> auto_shutdown_names{
      {"all_significant", AutoShutdown::AllSignificant}}};
 constexpr std::array<EnumName<Stream>, 3> stream_names{
     {{"stdout", Stream::Stdout}, {"stderr", Stream::Stderr}, {"both", Stream::Both}}};
+// logs.stderr: its own pipe, or into stdout's (LogSpec::merge_stderr).
+constexpr std::array<EnumName<bool>, 2> stderr_names{{{"separate", false}, {"stdout", true}}};
 constexpr std::array<EnumName<PatternAction>, 4> action_names{
     {{"restart", PatternAction::Restart},
      {"stop", PatternAction::Stop},
@@ -101,7 +103,8 @@ const Fields root_fields{"$schema",   "kind",   "description",   "strategy",
 // a `patterns` item, a `limits` entry given as {soft, hard}).
 const Fields stop_fields{"signal", "timeout"};
 const Fields backoff_fields{"initial", "max", "factor", "jitter", "reset_after"};
-const Fields logs_fields{"forward", "file", "max_size", "keep", "timestamps", "ring", "max_line"};
+const Fields logs_fields{"forward",    "file", "max_size", "keep",
+                         "timestamps", "ring", "max_line", "stderr"};
 const Fields ready_fields{"notify", "fd", "log", "probe", "timeout"};
 const Fields tcp_fields{"host", "port"};
 const Fields http_fields{"host", "port", "path", "headers"};
@@ -460,6 +463,8 @@ void parse_logs(Checker &c, const json &v, Raw &r) {
     if (v.contains("max_line"))
         if (auto s = c.size(v["max_line"], "/logs/max_line", bounds::min_line, bounds::max_line))
             l.max_line = *s;
+    if (v.contains("stderr"))
+        if (auto m = c.enumeration(v["stderr"], "/logs/stderr", stderr_names)) l.merge_stderr = *m;
 }
 
 void parse_ready(Checker &c, const json &v, Raw &r) {
@@ -520,10 +525,17 @@ void parse_patterns(Checker &c, const json &v, Raw &r) {
             }
         }
         if (x.contains("stream")) {
-            if (auto s = c.enumeration(x["stream"], pointer_append(p, "stream"), stream_names))
+            const std::string sp = pointer_append(p, "stream");
+            if (auto s = c.enumeration(x["stream"], sp, stream_names)) {
                 ps.stream = *s;
-            else
+                if (ps.stream == Stream::Stderr && r.unit.logs.merge_stderr) {
+                    c.error(sp, "there are no stderr lines to match: logs.stderr is \"stdout\" "
+                                "(stderr goes into stdout); use \"stdout\" or \"both\"");
+                    ok = false;
+                }
+            } else {
                 ok = false;
+            }
         }
         if (x.contains("action")) {
             if (auto a = c.enumeration(x["action"], pointer_append(p, "action"), action_names))

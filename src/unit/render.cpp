@@ -188,6 +188,7 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
                 " reset_after=" + core::format_duration(c.backoff.reset_after));
     const auto &l = u.logs;
     d.push_back(std::string("logs: forward=") + (l.forward ? "yes" : "no") +
+                " stderr=" + (l.merge_stderr ? "stdout" : "separate") +
                 " file=" + (l.file ? detail::printable(*l.file) : "none") +
                 " max_size=" + format_size(l.max_size) + " keep=" + std::to_string(l.keep) +
                 " timestamps=" + (l.timestamps ? "yes" : "no") + " ring=" + format_size(l.ring) +

@@ -539,8 +539,10 @@ stderr_logfile=~/e.err
 stderr_logfile_maxbytes=0
 stderr_logfile_backups=5000
 )ini");
-        CHECK(r.unit("a.json")["logs"].dump() ==
-              R"({"forward":false,"file":"/var/log/a.log","max_size":"20MiB","keep":3})");
+        CHECK(
+            r.unit("a.json")["logs"].dump() ==
+            R"({"forward":false,"stderr":"stdout","file":"/var/log/a.log","max_size":"20MiB","keep":3})");
+        CHECK(!has(r.notes(), "redirect_stderr"));      // converted: one pipe, as supervisord has
         CHECK_FALSE(r.unit("b.json").contains("logs")); // forwarded, which vigil does anyway
         CHECK(r.unit("c.json")["logs"].dump() == R"({"forward":false})");
         CHECK(r.unit("d.json")["logs"].dump() ==

@@ -9,6 +9,7 @@ reordering are all visible as a sequence that is not exactly 1..k.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -586,6 +587,44 @@ class Logs(unittest.TestCase):
         wait_until(lambda: "se ! PANIC" in d.stdout(), 5, "the stderr line")
         wait_until(lambda: harness.state_of(sh_pid) in (None, "Z"), 5, "the restart")
         d.wait_pid("se")
+
+    def test_stderr_into_stdout_costs_one_descriptor_and_keeps_the_order(self):
+        # logs.stderr "stdout": one pipe a service, so vigild holds one descriptor less for
+        # each; every line is a stdout line, in the order the service wrote them.
+        n = 10
+        script = "echo out1; echo err1 >&2; echo out2; exec sleep 300"
+
+        def build(merge):
+            def units(d):
+                u = {"root": ROOT}
+                for i in range(n):
+                    u[f"m{i}"] = {"command": sh(script), "backoff": FAST}
+                    if merge:
+                        u[f"m{i}"]["logs"] = {"stderr": "stdout"}
+                return u
+            return units
+        d = self.daemon(build(False))
+        vigild = d.ns.init_pid
+
+        def fds():
+            return len(os.listdir(f"/proc/{vigild}/fd"))
+
+        def settled():
+            return all(d.status(f"m{i}")["state"] == "running" for i in range(n)) and \
+                all(x.count("\n") >= 3 for x in
+                    [d.ctl("logs", "--raw", f"m{i}").stdout for i in range(n)])
+        wait_until(settled, 10, "the separate services to run and write")
+        separate = fds()
+        d.write_units(build(True)(d))
+        r = d.ctl("reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(settled, 10, "the merged services to run and write")
+        wait_until(lambda: fds() == separate - n, 5,
+                   f"vigild to hold {n} descriptors less than {separate} (has {fds()})")
+        got = [json.loads(x) for x in d.ctl("--json", "logs", "m0").stdout.splitlines()]
+        new_run = [(x["stream"], x["line"]) for x in got][-3:]
+        self.assertEqual(new_run, [("stdout", "out1"), ("stdout", "err1"), ("stdout", "out2")])
+        wait_until(lambda: "m0 | err1" in d.stdout(), 5, "err1 forwarded as a stdout line")
 
     def test_pattern_unhealthy_restarts_like_a_failed_probe(self):
         def build(d):

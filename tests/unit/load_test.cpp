@@ -217,6 +217,33 @@ TEST_SUITE("unit") {
         CHECK(u.patterns[0].column > 0);
     }
 
+    TEST_CASE("logs.stderr: \"stdout\" sends stderr into stdout's pipe; a stderr pattern is then "
+              "refused") {
+        TempUnits t;
+        t.write("one.json", R"({"command": ["true"], "logs": {"stderr": "stdout"}})");
+        t.write("two.json", R"({"command": ["true"], "logs": {"stderr": "separate"}})");
+        t.write("three.json", R"({"command": ["true"]})");
+        LoadResult r = t.load();
+        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        CHECK(r.units[index_of(r, "one")].logs.merge_stderr);
+        CHECK_FALSE(r.units[index_of(r, "two")].logs.merge_stderr);
+        CHECK_FALSE(r.units[index_of(r, "three")].logs.merge_stderr);
+        CHECK(r.tree.nodes[index_of(r, "one")].fingerprint !=
+              r.tree.nodes[index_of(r, "two")].fingerprint);
+
+        TempUnits bad;
+        bad.write("p.json", R"({"command": ["true"], "logs": {"stderr": "stdout"},
+ "patterns": [{"match": "x", "stream": "stderr"}]})");
+        bad.write("q.json", R"({"command": ["true"], "logs": {"stderr": "both"}})");
+        LoadResult b = bad.load();
+        REQUIRE_FALSE(b.ok());
+        const std::string text = test::diagnostics_text(b);
+        CHECK(text.find("/patterns/0/stream: there are no stderr lines to match") !=
+              std::string::npos);
+        CHECK(text.find("/logs/stderr: expected one of \"separate\", \"stdout\"") !=
+              std::string::npos);
+    }
+
     TEST_CASE("users and groups are resolved when units are loaded") {
         TempUnits t;
         t.write("web.json", R"({"command": ["true"], "user": "nobody"})");

@@ -250,6 +250,7 @@ TEST_SUITE("unit schema") {
         CHECK(at(schema, l + "/timestamps/default") == json(logs.timestamps));
         CHECK(default_size(schema, l + "/ring") == logs.ring);
         CHECK(default_size(schema, l + "/max_line") == logs.max_line);
+        CHECK(at(schema, l + "/stderr/default") == json(logs.merge_stderr ? "stdout" : "separate"));
 
         const std::string r = svc + "/ready/properties";
         CHECK(at(schema, r + "/notify/default") == json(ready.notify));

@@ -53,6 +53,10 @@ struct LogSpec {
     bool timestamps = false;              // RFC 3339 with milliseconds, in file and forward
     std::uint64_t ring = 64ull << 10;     // bytes kept for `vigilctl logs`
     std::uint64_t max_line = 16ull << 10; // longer lines are split and marked, never dropped
+    // "stderr": "stdout": stderr goes into the stdout pipe (supervisord's redirect_stderr).
+    // One pipe, so one descriptor in vigild instead of two, and one order for both streams;
+    // every line is then a stdout line. Default "separate": two pipes.
+    bool merge_stderr = false;
 };
 
 enum class Stream : std::uint8_t { Stdout, Stderr, Both };
