@@ -53,10 +53,12 @@ class DayOne(unittest.TestCase):
         self.assertIn("not restarted", events.stdout)
         # Never restarted by itself; started again on request, as a new incarnation.
         self.assertEqual(d.starts().count("migrate"), 1)
-        # start waits for the run, which fails again (exit 3): it says so and exits 1.
+        # start waits until the new run is up (done) or has ended (failed, exit 3): which one
+        # it sees depends on how fast the job ends.
         r = d.ctl("start", "migrate")
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("migrate: failed to start: exited with status 3", r.stderr)
+        self.assertIn(r.returncode, (0, 1), r.stderr)
+        if r.returncode == 1:
+            self.assertIn("migrate: failed to start: exited with status 3", r.stderr)
         wait_until(lambda: d.starts().count("migrate") == 2, 10, "migrate to start again")
         wait_until(lambda: d.status("migrate")["state"] == "exited", 10, "migrate to exit")
         self.assertEqual(d.status("migrate")["incarnation"], 2)
