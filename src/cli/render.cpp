@@ -55,6 +55,18 @@ std::size_t width(std::string_view s) {
     return w;
 }
 
+// The width of each column of a table: its widest cell, the heading included.
+std::vector<std::size_t> column_widths(const std::vector<std::string> &head,
+                                       const std::vector<std::vector<std::string>> &rows) {
+    std::vector<std::size_t> w(head.size());
+    for (std::size_t c = 0; c < head.size(); ++c) {
+        w[c] = width(head[c]);
+        for (const auto &r : rows)
+            w[c] = std::max(w[c], width(r[c]));
+    }
+    return w;
+}
+
 std::string pad(std::string s, std::size_t w) {
     std::size_t have = width(s);
     if (have < w) s.append(w - have, ' ');
@@ -326,12 +338,7 @@ std::string render_status(const Json &units, const Style &st) {
                         format_exit(u.is_object() ? u.value("last_exit", Json()) : Json()),
                         info(u)});
     }
-    std::vector<std::size_t> w(head.size());
-    for (std::size_t c = 0; c < head.size(); ++c) {
-        w[c] = width(head[c]);
-        for (const auto &r : rows)
-            w[c] = std::max(w[c], width(r[c]));
-    }
+    std::vector<std::size_t> w = column_widths(head, rows);
     std::string out;
     for (std::size_t c = 0; c < head.size(); ++c)
         out += paint(pad(head[c], w[c]), bold, st) + "  ";
@@ -405,12 +412,7 @@ std::string render_checks(const Json &result, const Style &st, std::int64_t now_
         rows.push_back({str(c, "unit"), str(c, "probe"), str(c, "kind"), one_line(str(c, "target")),
                         str(c, "state"), check_row_text(c), check_last_failure(c, now_wall_ms),
                         check_next(c)});
-    std::vector<std::size_t> w(head.size());
-    for (std::size_t c = 0; c < head.size(); ++c) {
-        w[c] = width(head[c]);
-        for (const auto &r : rows)
-            w[c] = std::max(w[c], width(r[c]));
-    }
+    std::vector<std::size_t> w = column_widths(head, rows);
     if (st.width > 0) {
         // On a terminal a row stays one line: LAST-FAILURE gives up what does not fit (it
         // keeps at least min_info columns).

@@ -14,9 +14,6 @@ using Names = std::vector<std::string>;
 using Sigs = std::vector<int>;
 
 namespace {
-Tweak wait_ready() {
-    return [](ChildSpec &s) { s.wait_ready = true; };
-}
 Tweak start_timeout(Duration d) {
     return [=](ChildSpec &s) {
         s.start_timeout = d;

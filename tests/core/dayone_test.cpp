@@ -13,9 +13,6 @@ using namespace std::chrono_literals;
 using Names = std::vector<std::string>;
 
 namespace {
-Tweak wait_ready() {
-    return [](ChildSpec &s) { s.wait_ready = true; };
-}
 Tweak backoff(Duration initial) {
     return [=](ChildSpec &s) {
         s.backoff.initial = initial;

@@ -16,9 +16,6 @@ using Names = std::vector<std::string>;
 using Sigs = std::vector<int>;
 
 namespace {
-Tweak wait_ready() {
-    return [](ChildSpec &s) { s.wait_ready = true; };
-}
 Tweak stop_timeout(std::optional<Duration> t) {
     return [=](ChildSpec &s) { s.stop.timeout = t; };
 }

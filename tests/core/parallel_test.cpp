@@ -25,9 +25,6 @@ Tweak parallel(Strategy strategy = Strategy::OneForOne) {
         s.intensity = 100;
     };
 }
-Tweak wait_ready() {
-    return [](ChildSpec &s) { s.wait_ready = true; };
-}
 
 ChildId id_of(const TreeSpec &t, const std::string &name) {
     for (std::size_t i = 0; i < t.nodes.size(); ++i)

@@ -34,6 +34,10 @@ struct NodeDef {
 };
 
 using Tweak = std::function<void(core::ChildSpec &)>;
+// The child counts as started only once it reports ready (ChildSpec::wait_ready).
+inline Tweak wait_ready() {
+    return [](core::ChildSpec &s) { s.wait_ready = true; };
+}
 
 NodeDef service(std::string name, const Tweak &tweak = {});
 NodeDef supervisor(std::string name, core::Strategy strategy, std::vector<NodeDef> children,
