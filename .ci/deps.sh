@@ -15,6 +15,9 @@ vigil_packages=(
   # systemd-notify and libsystemd: the real sd_notify clients of tests/integration/test_health.py
   # (skipped without them). Not prometheus (promtool, ~100 MB): its check runs when present.
   systemd
+  # python3-systemd: systemd.daemon.listen_fds() is libsystemd's sd_listen_fds(), a real consumer
+  # of the socket-activation variables (tests/integration/test_listen.py)
+  python3-systemd
 )
 
 # What .ci/demo needs: the build dependencies (meson configures tests/ too, which wants doctest's
