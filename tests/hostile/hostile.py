@@ -95,8 +95,7 @@ PATIENT_ROOT = {"kind": "supervisor", "intensity": 1000000, "period": "1s", "par
 
 NOBODY = 65534
 
-SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"
-                              r"SUMMARY: \w+Sanitizer")
+SANITIZER_REPORT = harness.SANITIZER_REPORT
 
 
 def needs_root(test):

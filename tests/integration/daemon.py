@@ -126,9 +126,11 @@ class Daemon:
     # -- control ------------------------------------------------------------------------------
 
     def ctl(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess:
-        return subprocess.run([harness.vigilctl(), "--socket", self.sock, *args],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=scaled(timeout))
+        r = subprocess.run([harness.vigilctl(), "--socket", self.sock, *args],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=scaled(timeout))
+        harness.check_sanitizer_report("vigilctl " + " ".join(args), r.stderr)
+        return r
 
     def ctl_json(self, *args: str) -> dict:
         r = self.ctl("--json", *args)

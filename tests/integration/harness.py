@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -285,9 +286,30 @@ def _reader(stream, sink: bytearray) -> threading.Thread:
     return t
 
 
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print. A sanitized vigild
+# aborts on its first report (abort_on_error, halt_on_error), but a test that ends it with
+# SIGKILL, or only reads its output, would not notice: every process the harness started is
+# checked when it is closed (SanitizerReport).
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"
+                              r"SUMMARY: \w+Sanitizer")
+
+
+class SanitizerReport(AssertionError):
+    pass
+
+
+def check_sanitizer_report(what: str, text: str) -> None:
+    """Raises SanitizerReport, with the report, when `text` (a process's stderr) has one."""
+    m = SANITIZER_REPORT.search(text)
+    if m:
+        raise SanitizerReport(f"sanitizer report in the stderr of {what}:\n"
+                              + text[max(0, m.start() - 200):m.start() + 3000])
+
+
 class _Proc:
     """A subprocess with stdout and stderr collected in the background (so a chatty child can
-    never block on a full pipe) and a bounded wait."""
+    never block on a full pipe) and a bounded wait. Closing it fails (SanitizerReport) when its
+    stderr has a sanitizer's report."""
 
     def __init__(self, argv: Sequence[Arg], stdin=subprocess.DEVNULL,
                  env: Optional[dict] = None, cwd: Optional[str] = None, **popen) -> None:
@@ -338,6 +360,8 @@ class _Proc:
         if self._join_readers(scaled(2)):
             for stream in (self.popen.stdout, self.popen.stderr):
                 stream.close()
+        check_sanitizer_report(" ".join(map(str, self.argv)),
+                               bytes(self.stderr).decode("utf-8", "replace"))
 
     def signal(self, sig: int) -> None:
         os.kill(self.pid, sig)

@@ -935,10 +935,9 @@ class Soak:
         self.check_lines_files()
         self.check_lines_forwarded()
         err = self.d.stderr()
-        for pat in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
-            i = err.find(pat)
-            if i >= 0:
-                self.violate("sanitizer", err[max(0, i - 200):i + 3000])
+        m = harness.SANITIZER_REPORT.search(err)
+        if m:
+            self.violate("sanitizer", err[max(0, m.start() - 200):m.start() + 3000])
         log(f"figures: {json.dumps(self.figures)}")
 
     # -- the lines ----------------------------------------------------------------------------
