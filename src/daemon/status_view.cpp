@@ -115,7 +115,7 @@ http::Snapshot snapshot(Shell &shell) {
         const UnitRuntime *r = shell.runtime_if(id);
         http::UnitFigures f;
         f.name = st.name;
-        f.state = core::to_string(st.state);
+        f.state = st.exited ? "exited" : core::to_string(st.state);
         f.goal_up = st.goal == core::Goal::Up;
         f.up = st.state == core::ChildState::Running;
         f.ready = st.ready;

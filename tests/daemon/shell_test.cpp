@@ -231,6 +231,20 @@ TEST_SUITE("daemon") {
         CHECK(h.status("web").incarnation.value == 1);
     }
 
+    TEST_CASE("an ended temporary service is `exited` in status and in /metrics") {
+        Harness h({{"job", svc_with(R"("restart": "temporary")")}});
+        const int pid = h.os.pid_of("job");
+        h.os.exit(pid, 0);
+        h.os.close_output(pid);
+        CHECK(daemon::status_json(*h.shell, daemon::live_units(*h.shell))["units"][0]["state"] ==
+              "exited");
+        http::Snapshot snap = daemon::snapshot(*h.shell);
+        REQUIRE(snap.units.size() == 1);
+        CHECK(snap.units[0].state == "exited");
+        CHECK(http::render_metrics(snap).find("vigil_units{state=\"exited\"} 1\n") !=
+              std::string::npos);
+    }
+
     TEST_CASE("a blocked stdout drops forwarded lines with a count and pauses nobody") {
         Harness h({{"loud", svc}, {"quiet", svc}}, true, [](FakeOs &os) { os.block_stdout(); });
         REQUIRE(h.status("loud").state == core::ChildState::Running);

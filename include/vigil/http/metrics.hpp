@@ -53,8 +53,8 @@ struct Snapshot {
 // The states every unit reports in vigil_unit_state (a stable series set), matching
 // core::to_string(ChildState). A state outside this list is reported too.
 inline const std::vector<std::string> &unit_states() {
-    static const std::vector<std::string> s{"stopped", "starting", "running", "stopping",
-                                            "backoff"};
+    static const std::vector<std::string> s{"stopped",  "starting", "running",
+                                            "stopping", "backoff",  "exited"};
     return s;
 }
 
