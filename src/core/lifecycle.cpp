@@ -99,9 +99,15 @@ bool Core::Impl::stop_child(ChildId c, StopCause cause) {
     case ChildState::Backoff:
         set_state(c, ChildState::Stopped);
         n.backoff_until.reset();
-        if (cause == StopCause::Manual || cause == StopCause::Removed)
+        if (cause == StopCause::Manual || cause == StopCause::Removed) {
+            // Status says why it is down now, as for a running child stopped the same way;
+            // the exit that led to the backoff stays in last_exit.
+            n.last_cause = record_cause(cause);
+            n.last_reason =
+                std::string("stopped by ") + cause_text(cause) + " (pending restart cancelled)";
             publish(c, RecordKind::Stopped, "pending restart cancelled",
                     Facts{record_cause(cause)});
+        }
         return true;
     case ChildState::Stopping:
         n.stop_cause = stronger(n.stop_cause, cause);

@@ -54,6 +54,20 @@ TEST_SUITE("core") {
         CHECK(st.last_exit->signaled);
     }
 
+    TEST_CASE("stop by command during a backoff: status says the command stopped it") {
+        Sim sim{root(Strategy::OneForOne, {service("a", backoff(1s))})};
+        sim.start_all();
+        sim.exit("a", 3);
+        REQUIRE(sim.status("a").state == ChildState::Backoff);
+        CHECK(sim.command(CommandKind::Stop, "a").outcome == CommandOutcome::Ok);
+        const ChildStatus st = sim.status("a");
+        CHECK(st.state == ChildState::Stopped);
+        CHECK(st.last_cause == Cause::Command);
+        CHECK(st.last_reason == "stopped by stop command (pending restart cancelled)");
+        REQUIRE(st.last_exit);
+        CHECK(st.last_exit->code == 3);
+    }
+
     // ---- blocking follows `after`
 
     // A running supervisor starts units a reload added; `a` fails its start and is retried.
