@@ -12,17 +12,32 @@ namespace vigil::daemon {
 
 namespace {
 
-// Each service costs vigild a few descriptors (its stdout and stderr pipes, a notify socket or
-// ready pipe when declared) and a few kilobytes. 10,000 services need more than the usual soft
-// limit of 1024, so vigild raises its own soft limit up to the hard one (and the hard one too
-// when it may: CAP_SYS_RESOURCE, up to fs.nr_open), and says what to do when that is still too
-// low. Services get the original limit back (Options::service_nofile).
-void raise_fd_limit(Options &opts, std::size_t units, std::string &warning) {
+// The descriptors the tree's services hold in vigild while they run: the output pipes (one
+// with logs.stderr "stdout", else two), a notify socket with ready.notify or a watchdog, and a
+// ready pipe with ready.fd; plus 256 for vigild itself, its clients and probes.
+rlim_t descriptors_needed(const unit::LoadResult &loaded) {
+    rlim_t n = 256;
+    for (std::size_t i = 0; i < loaded.units.size() && i < loaded.tree.nodes.size(); ++i) {
+        if (loaded.tree.nodes[i].kind != core::Kind::Service) continue;
+        const unit::Unit &u = loaded.units[i];
+        n += u.logs.merge_stderr ? 1 : 2;
+        if (u.ready.notify || u.watchdog) ++n;
+        if (u.ready.fd) ++n;
+    }
+    return n;
+}
+
+// 10,000 services need more than the usual soft limit of 1024, so vigild raises its own soft
+// limit up to the hard one (and the hard one too when it may: CAP_SYS_RESOURCE, up to
+// fs.nr_open), and says what to do when that is still too low. Services get the original
+// limit back (Options::service_nofile).
+void raise_fd_limit(Options &opts, const unit::LoadResult &loaded, std::string &warning) {
     rlimit original{};
     ::getrlimit(RLIMIT_NOFILE, &original);
     opts.service_nofile = std::make_pair(static_cast<std::uint64_t>(original.rlim_cur),
                                          static_cast<std::uint64_t>(original.rlim_max));
-    const rlim_t needed = 3 * static_cast<rlim_t>(units) + 256;
+    const rlim_t needed = descriptors_needed(loaded);
+    const std::size_t units = loaded.units.size();
     rlimit want = original;
     if (want.rlim_cur >= needed) return;
     const rlim_t target = std::max(needed, rlim_t{65536});
@@ -43,14 +58,15 @@ void raise_fd_limit(Options &opts, std::size_t units, std::string &warning) {
         warning = "file descriptor limit " + std::to_string(want.rlim_cur) + " is below the " +
                   std::to_string(needed) + " that " + std::to_string(units) +
                   " units may need; raise it (ulimit -Hn, or LimitNOFILE= for systemd, or "
-                  "--ulimit nofile= for docker)";
+                  "--ulimit nofile= for docker), or give services \"logs\": {\"stderr\": "
+                  "\"stdout\"} (one descriptor each instead of two)";
 }
 
 } // namespace
 
 int run_shell(Options opts, unit::LoadResult loaded) {
     std::string fd_warning;
-    raise_fd_limit(opts, loaded.units.size(), fd_warning);
+    raise_fd_limit(opts, loaded, fd_warning);
     UvOs os(opts);
     // First, while vigild holds almost no descriptors: services are spawned from this small
     // helper, so that no spawn copies vigild's thousands of descriptors (vigil/proc/spawner.hpp).

@@ -2,7 +2,7 @@
 // and bookkeeping live here; every fact that decides or is shown lives in the core.
 //
 // UnitRuntime outlives incarnations: the unit's log (ring and file), its notify socket and its
-// cgroup. Run is one incarnation: its pids and pidfd, its output pipes, ready fd, probes and the
+// cgroup. Run is one incarnation: its pids, its output pipes, ready fd, probes and the
 // watch on a main process that is not vigild's child. A Run that ended (its main process reaped,
 // or its end reported by the core) but whose pipes are still open is moved to `past` and keeps
 // feeding the unit's log until its EOF, so no line is lost across a restart.
@@ -31,7 +31,6 @@ struct Run {
     Incarnation incarnation;
     std::uint64_t ticket = 0; // the spawn request while it is pending
     int pid = -1;             // the spawned process (its session and process group)
-    int pidfd = -1;           // of the spawned process; owned
     int main_pid = -1;        // the main process: pid, unless MAINPID= moved it
     int main_pidfd = -1;      // a pidfd of a main process MAINPID= named; owned
     bool reaped = false;      // the spawned process was reaped

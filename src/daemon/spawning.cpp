@@ -1,8 +1,9 @@
 // spawning.cpp: the shell's processes. A Spawn goes to the OS asynchronously and its answer
 // becomes Spawned or SpawnFailed; a Signal reaches everything the incarnation consists of
-// (cgroup, process group, a main process that left it) through pidfds, never through a pid that
-// may have been reaped and reused; MAINPID= names a process to watch; reaped pids are looked up
-// in the process table and become Exited.
+// (its cgroup, else its process group, whose id is the pid of vigild's unreaped child or of a
+// group that still has members; a main process that left it through a pidfd), never through a
+// pid that may have been reaped and reused; MAINPID= names a process to watch; reaped pids are
+// looked up in the process table and become Exited.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -24,9 +25,8 @@ Run *Shell::find_run(ChildId id, Incarnation inc) {
 }
 
 void Shell::close_run(Run &run) {
-    if (run.pidfd >= 0) os_.close_fd(run.pidfd);
     if (run.main_pidfd >= 0) os_.close_fd(run.main_pidfd);
-    run.pidfd = run.main_pidfd = -1;
+    run.main_pidfd = -1;
     run.output.reset();
     run.ready_fd.reset();
     run.probes.reset();
@@ -119,9 +119,12 @@ void Shell::on_spawned(ChildId id, Incarnation inc, proc::SpawnCompletion c) {
                                    c.result.error ? c.result.error->message() : "spawn failed"});
         return;
     }
+    // The process is vigild's child (the spawner clones it with CLONE_PARENT): its pid, and its
+    // process group's id, stay its own until vigild reaps it, so it needs no pidfd; closing this
+    // one leaves a service only its output pipes in vigild.
+    if (c.pidfd >= 0) os_.close_fd(c.pidfd);
     const proc::Spawned sp = *c.result.ok;
     run->pid = run->main_pid = sp.pid;
-    run->pidfd = c.pidfd;
     procs_.add(sp.pid, ProcessOwner{id, inc});
     auto &groups = runtime(id).recent_groups;
     if (groups.size() == UnitRuntime::max_recent_groups) groups.erase(groups.begin());
@@ -202,8 +205,6 @@ bool Shell::on_reaped(int pid, int wstatus) {
     if (run) {
         if (pid == run->pid) {
             run->reaped = true;
-            if (run->pidfd >= 0) os_.close_fd(run->pidfd);
-            run->pidfd = -1;
         }
         if (pid == run->main_pid) {
             run->main_watch.reset();

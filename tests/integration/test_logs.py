@@ -590,8 +590,9 @@ class Logs(unittest.TestCase):
         d.wait_pid("se")
 
     def test_stderr_into_stdout_costs_one_descriptor_and_keeps_the_order(self):
-        # logs.stderr "stdout": one pipe a service, so vigild holds one descriptor less for
-        # each; every line is a stdout line, in the order the service wrote them.
+        # logs.stderr "stdout": one pipe a service, so vigild holds one descriptor for each
+        # instead of two (and nothing else: no pidfd of its own child); every line is a stdout
+        # line, in the order the service wrote them.
         n = 10
         script = "echo out1; echo err1 >&2; echo out2; exec sleep 300"
 
@@ -622,10 +623,17 @@ class Logs(unittest.TestCase):
         wait_until(settled, 10, "the merged services to run and write")
         wait_until(lambda: fds() == separate - n, 5,
                    f"vigild to hold {n} descriptors less than {separate} (has {fds()})")
+        merged = fds()
         got = [json.loads(x) for x in d.ctl("--json", "logs", "m0").stdout.splitlines()]
         new_run = [(x["stream"], x["line"]) for x in got][-3:]
         self.assertEqual(new_run, [("stdout", "out1"), ("stdout", "err1"), ("stdout", "out2")])
         wait_until(lambda: "m0 | err1" in d.stdout(), 5, "err1 forwarded as a stdout line")
+        # Without the services: what each one cost, exactly.
+        d.write_units({"root": ROOT})
+        self.assertEqual(d.ctl("reload").returncode, 0)
+        wait_until(lambda: fds() <= merged - n, 5, f"the {n} services' descriptors to be closed")
+        self.assertEqual((separate - fds(), merged - fds()), (2 * n, n),
+                         "descriptors held for 10 services, separate and merged streams")
 
     def test_pattern_unhealthy_restarts_like_a_failed_probe(self):
         def build(d):
