@@ -13,6 +13,7 @@
 #include <exception>
 #include <iostream>
 #include <new>
+#include <optional>
 #include <unistd.h>
 
 #include "options.hpp"
@@ -50,21 +51,24 @@ int main(int argc, char **argv) {
                 daemon::WrapperOptions{opts.group, opts.log_level == daemon::LogLevel::Debug},
                 opts.command);
 
-        unit::LoadResult loaded = unit::load_dir(opts.units);
-        if (!loaded.ok()) {
+        auto load = [&opts]() -> std::optional<unit::LoadResult> {
+            unit::LoadResult loaded = unit::load_dir(opts.units);
+            if (loaded.ok()) return loaded;
             for (const auto &d : loaded.diagnostics)
                 std::cerr << unit::format(d) << '\n';
             std::cerr << "vigild: " << unit::count_problems(loaded.problems) << " in " << opts.units
                       << "; nothing was started. Fix the unit files, then check again with "
                          "`vigild --check --units "
                       << opts.units << "`\n";
-            return 1;
-        }
+            return std::nullopt;
+        };
         if (opts.check) {
-            std::cout << unit::render_tree(loaded);
+            const std::optional<unit::LoadResult> loaded = load();
+            if (!loaded) return 1;
+            std::cout << unit::render_tree(*loaded);
             return 0;
         }
-        return daemon::run_shell(opts, std::move(loaded));
+        return daemon::run_shell(opts, load);
     } catch (const std::bad_alloc &) {
         std::cerr << "vigild: out of memory\n";
     } catch (const std::exception &e) {

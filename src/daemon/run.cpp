@@ -64,14 +64,18 @@ void raise_fd_limit(Options &opts, const unit::LoadResult &loaded, std::string &
 
 } // namespace
 
-int run_shell(Options opts, unit::LoadResult loaded) {
-    std::string fd_warning;
-    raise_fd_limit(opts, loaded, fd_warning);
+int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>()> &load) {
+    // First, while vigild holds almost no descriptors and little memory: services are spawned
+    // from this small helper (forked by UvOs), so that no spawn copies vigild's thousands of
+    // descriptors (vigil/proc/spawner.hpp), and the helper shares vigild's pages as they were
+    // before the units were read.
     UvOs os(opts);
-    // First, while vigild holds almost no descriptors: services are spawned from this small
-    // helper, so that no spawn copies vigild's thousands of descriptors (vigil/proc/spawner.hpp).
+    std::optional<unit::LoadResult> loaded = load();
+    if (!loaded) return 1;
+    std::string fd_warning;
+    raise_fd_limit(opts, *loaded, fd_warning);
     os.start_spawner();
-    Shell shell(os, opts, std::move(loaded));
+    Shell shell(os, opts, std::move(*loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
     if (!os.attach(shell)) {
         os.close_handles();
