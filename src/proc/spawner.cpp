@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
+#include <memory>
 #include <poll.h>
 #include <string_view>
 #include <sys/epoll.h>
@@ -481,17 +482,21 @@ void serve(int sock, std::uint64_t ticket, const char *buf, std::size_t n,
     }
     close_from(4, -1);
 
-    std::vector<char> buf(Spawner::max_request);
+    // Not zero-filled: an allocation this large is mapped on demand, so the helper's resident
+    // size grows only as far as its largest request reached (a std::vector would touch all
+    // 1 MiB, which the helper alone then holds).
+    const std::unique_ptr<char[]> buf(new char[Spawner::max_request]);
     for (;;) {
         std::vector<int> fds;
         bool lost = false;
-        ssize_t n = recv_with_fds(s, buf.data(), buf.size(), fds, Spawner::max_extra_fds + 1, lost);
+        ssize_t n = recv_with_fds(s, buf.get(), Spawner::max_request, fds,
+                                  Spawner::max_extra_fds + 1, lost);
         if (n == 0) _exit(0); // vigild closed its end
         if (n < 0 && n != -EMSGSIZE) _exit(1);
         std::uint64_t ticket = 0;
         // A request without even a ticket cannot be answered: leave, vigild settles it.
-        if (n < 0 || !decode_ticket(buf.data(), static_cast<std::size_t>(n), ticket)) _exit(1);
-        serve(s, ticket, buf.data(), static_cast<std::size_t>(n), fds, lost);
+        if (n < 0 || !decode_ticket(buf.get(), static_cast<std::size_t>(n), ticket)) _exit(1);
+        serve(s, ticket, buf.get(), static_cast<std::size_t>(n), fds, lost);
         close_all(fds); // the child has its copies (or never will)
     }
 }
