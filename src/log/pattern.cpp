@@ -577,7 +577,7 @@ std::optional<PatternSet> PatternSet::compile(const std::vector<unit::PatternSpe
         p.window.resize(std::clamp(spec.count, 1u, pattern_count_limit));
         set.pats_.push_back(std::move(p));
     }
-    set.choose_rare_bytes();
+    set.choose_rare_bytes(ByteCounts{});
     return set;
 }
 
@@ -589,7 +589,7 @@ unsigned char other_case(unsigned char c) {
 }
 } // namespace
 
-void PatternSet::choose_rare_bytes() {
+void PatternSet::choose_rare_bytes(const ByteCounts &hist) {
     // Fewest occurrences in the last sample first, then the static guess (before any sample
     // every count is 0 and the static rank decides). Caseless: both cases count.
     for (Pat &p : pats_) {
@@ -597,8 +597,8 @@ void PatternSet::choose_rare_bytes() {
             std::uint64_t best = UINT64_MAX;
             for (std::size_t k = 0; k < n.text.size(); ++k) {
                 const auto b = static_cast<unsigned char>(n.text[k]);
-                std::uint64_t count = hist_[b];
-                if (p.icase && other_case(b) != b) count += hist_[other_case(b)] + 1;
+                std::uint64_t count = hist[b];
+                if (p.icase && other_case(b) != b) count += hist[other_case(b)] + 1;
                 const std::uint64_t score = (count << 8) | static_cast<unsigned>(byte_rank(b));
                 if (score < best) {
                     best = score;
@@ -612,11 +612,11 @@ void PatternSet::choose_rare_bytes() {
 void PatternSet::sample(std::string_view block) {
     // A byte histogram of (the start of) this block: which literal byte is really rare in this
     // service's output. Costs one counting pass every 256 blocks.
-    hist_.fill(0);
+    ByteCounts hist{};
     const std::size_t n = std::min<std::size_t>(block.size(), 64u << 10);
     for (std::size_t i = 0; i < n; ++i)
-        ++hist_[static_cast<unsigned char>(block[i])];
-    choose_rare_bytes();
+        ++hist[static_cast<unsigned char>(block[i])];
+    choose_rare_bytes(hist);
 }
 
 bool PatternSet::jit() const {

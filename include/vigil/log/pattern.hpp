@@ -181,10 +181,12 @@ private:
     }
     static void record(Pat &p, Stream s, std::string_view line, TimePoint now,
                        std::vector<PatternHit> &out);
+    // Byte counts of a sampled block: only while choosing, not kept (every unit has a
+    // PatternSet, most have no pattern, and 1 KiB each adds up over 10,000 units).
+    using ByteCounts = std::array<std::uint32_t, 256>;
     void sample(std::string_view block);
-    void choose_rare_bytes();
+    void choose_rare_bytes(const ByteCounts &hist);
     std::vector<Pat> pats_;
-    std::array<std::uint32_t, 256> hist_{}; // byte counts of the last sampled block
     std::uint64_t scans_ = 0;
 };
 
