@@ -2,7 +2,7 @@
 #include "vigil/http/metrics.hpp"
 
 #include <algorithm>
-#include <charconv>
+#include <cstdio>
 #include <dirent.h>
 #include <fstream>
 #include <map>
@@ -13,11 +13,14 @@ namespace vigil::http {
 
 namespace {
 
+// 15 significant digits (a double's exact decimal digits) in C's format: vigild never sets a
+// locale. Not std::to_chars: its double overload brings in libm's rounding-mode functions, and
+// vigild would need libm only for that.
 std::string number(double v) {
     char buf[64];
-    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    if (ec != std::errc{}) return "NaN";
-    return std::string(buf, p);
+    const int n = std::snprintf(buf, sizeof buf, "%.15g", v);
+    if (n <= 0 || static_cast<std::size_t>(n) >= sizeof buf) return "NaN";
+    return std::string(buf, static_cast<std::size_t>(n));
 }
 
 class Writer {
