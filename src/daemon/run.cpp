@@ -46,9 +46,28 @@ void raise_fd_limit(Options &opts, std::size_t units, std::string &warning) {
                   "--ulimit nofile= for docker)";
 }
 
+// vigild's own service manager, when it gave NOTIFY_SOCKET (manager.hpp); what it gave that
+// cannot be used goes to the journal.
+void attach_manager(Shell &shell, UvOs &os, notify::ManagerEnv env) {
+    for (const std::string &p : env.problems)
+        shell.journal().say(LogLevel::Warn, p);
+    if (!env.address) return;
+    std::string error;
+    auto link = open_manager_link(*env.address, &error);
+    if (!link) {
+        shell.journal().say(LogLevel::Warn, error + "; not notifying the service manager");
+        return;
+    }
+    shell.set_manager(std::make_unique<ManagerNotifier>(os, shell.journal(), std::move(link),
+                                                        env.socket, env.watchdog_usec));
+}
+
 } // namespace
 
 int run_shell(Options opts, unit::LoadResult loaded) {
+    // First of all, while vigild runs one thread and before the spawner helper forks: the
+    // manager's variables leave vigild's environment, so no service inherits them.
+    notify::ManagerEnv manager = notify::take_manager_env();
     std::string fd_warning;
     raise_fd_limit(opts, loaded.units.size(), fd_warning);
     UvOs os(opts);
@@ -57,6 +76,7 @@ int run_shell(Options opts, unit::LoadResult loaded) {
     os.start_spawner();
     Shell shell(os, opts, std::move(loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
+    attach_manager(shell, os, std::move(manager));
     if (!os.attach(shell)) {
         os.close_handles();
         return 1;

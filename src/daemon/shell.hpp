@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "journal.hpp"
+#include "manager.hpp"
 #include "options.hpp"
 #include "os.hpp"
 #include "process_table.hpp"
@@ -107,6 +108,10 @@ public:
     std::vector<core::CommandResult> restart(std::span<const ChildId> ids, std::string_view who);
     void feed(const core::Event &ev);
     void set_listener(ShellListener *l) { listener_ = l; }
+    // vigild's own service manager (manager.hpp), when it gave NOTIFY_SOCKET: set before
+    // start(). The shell tells it when the tree is up, reloads, and stops.
+    void set_manager(std::unique_ptr<ManagerNotifier> m) { manager_ = std::move(m); }
+    const ManagerNotifier *manager() const { return manager_.get(); }
 
     // Reload from the units directory. The load runs off the loop; `done` gets the core's
     // answer, or the diagnostics that kept the running configuration.
@@ -136,6 +141,7 @@ private:
     void teardown();
     void release(ChildId id);
     void dump_status();
+    void tell_manager(core::RecordKind root_record);
 
     // spawning.cpp
     void check_left_behind(ChildId id);
@@ -202,6 +208,7 @@ private:
     std::vector<ChildId> group_waits_; // output ended, process group not yet empty (no cgroup)
     bool reload_running_ = false;
     std::vector<ReloadWaiter> reload_waiters_; // asked for, not yet under way
+    std::unique_ptr<ManagerNotifier> manager_; // null: no service manager to notify
 };
 
 } // namespace vigil::daemon
