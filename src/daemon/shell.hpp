@@ -14,6 +14,7 @@
 //   control_api.cpp  the control socket's requests (ControlApi)
 //   status_view.cpp  status JSON, the HTTP snapshot
 //   reload.cpp       reload: units loaded off the loop, applied to the core and the runtimes
+//   manager.cpp      what vigild's own service manager hears (READY=1...), told by the parts
 //
 // How an incarnation flows through the shell (state.hpp has the core's side):
 //   Spawn -> os.spawn (asynchronous) -> the answer: the process table learns the pid, the output
