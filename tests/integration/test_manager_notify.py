@@ -239,7 +239,7 @@ class ManagerNotify(unittest.TestCase):
             for var in MANAGER_VARS:
                 if var == "NOTIFY_SOCKET" and ident == "talker":
                     continue
-                self.assertNotIn(var, env, f"{ident} inherited {var}={env.get(var)}")
+                self.assertFalse(var in env, f"{ident} inherited {var}={env.get(var)}")
         talker = environ_of(self.d.main_pid("talker"))["NOTIFY_SOCKET"]
         self.assertNotEqual(talker, m.address)
         self.assertTrue(talker.endswith("talker.sock"), talker)
