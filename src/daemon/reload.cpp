@@ -31,6 +31,7 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
     reload_waiters_.push_back({std::move(who), std::move(done)});
     if (reload_running_) return;
     reload_running_ = true;
+    if (manager_) manager_->reload_begun();
     std::vector<ReloadWaiter> waiters = std::move(reload_waiters_);
     reload_waiters_.clear();
     os_.load_units(opts_.units, [this, waiters = std::move(waiters)](unit::LoadResult next) {
@@ -60,6 +61,8 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
             reload_waiters_.clear();
             for (ReloadWaiter &w : again)
                 reload(std::move(w.who), std::move(w.done));
+        } else if (manager_) {
+            manager_->reload_done(tree_summary(core_));
         }
     });
 }

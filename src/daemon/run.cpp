@@ -62,10 +62,29 @@ void raise_fd_limit(Options &opts, const unit::LoadResult &loaded, std::string &
                   "\"stdout\"} (one descriptor each instead of two)";
 }
 
+// vigild's own service manager, when it gave NOTIFY_SOCKET (manager.hpp); what it gave that
+// cannot be used goes to the journal.
+void attach_manager(Shell &shell, UvOs &os, notify::ManagerEnv env) {
+    for (const std::string &p : env.problems)
+        shell.journal().say(LogLevel::Warn, p);
+    if (!env.address) return;
+    std::string error;
+    auto link = open_manager_link(*env.address, &error);
+    if (!link) {
+        shell.journal().say(LogLevel::Warn, error + "; not notifying the service manager");
+        return;
+    }
+    shell.set_manager(std::make_unique<ManagerNotifier>(os, shell.journal(), std::move(link),
+                                                        env.socket, env.watchdog_usec));
+}
+
 } // namespace
 
 int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>()> &load) {
-    // First, while vigild holds almost no descriptors and little memory: services are spawned
+    // First of all, while vigild runs one thread and before the spawner helper forks: the
+    // manager's variables leave vigild's environment, so no service inherits them.
+    notify::ManagerEnv manager = notify::take_manager_env();
+    // Then, while vigild holds almost no descriptors and little memory: services are spawned
     // from this small helper (forked by UvOs), so that no spawn copies vigild's thousands of
     // descriptors (vigil/proc/spawner.hpp), and the helper shares vigild's pages as they were
     // before the units were read.
@@ -77,6 +96,7 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     os.start_spawner();
     Shell shell(os, opts, std::move(*loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
+    attach_manager(shell, os, std::move(manager));
     if (!os.attach(shell)) {
         os.close_handles();
         return 1;

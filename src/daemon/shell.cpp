@@ -25,6 +25,7 @@ Shell::~Shell() {
 void Shell::start() {
     journal_.say(LogLevel::Info,
                  "starting " + std::to_string(core_.size() - 1) + " units from " + opts_.units);
+    if (manager_) manager_->start();
     std::vector<core::Action> out;
     core_.start(os_.now(), out);
     execute(out);
@@ -48,6 +49,7 @@ void Shell::feed(const core::Event &ev) {
 }
 
 core::CommandResult Shell::command(const core::Command &c) {
+    if (manager_ && c.kind == core::CommandKind::Shutdown) manager_->stopping();
     std::vector<core::Action> out;
     core::CommandResult r = core_.command(c, os_.now(), out);
     execute(out);
@@ -116,11 +118,24 @@ void Shell::act(const core::Publish &p) {
     }
     if (listener_) listener_->record(r);
     if (r.kind == core::RecordKind::Removed) release(r.child);
+    if (manager_ && r.child == root_id) tell_manager(r.kind);
+}
+
+// The root's records that the service manager hears of: the tree is up, or going down for
+// good (giving up, failing to start, shutting itself down all end in Exit).
+void Shell::tell_manager(core::RecordKind root_record) {
+    using K = core::RecordKind;
+    if (root_record == K::Started)
+        manager_->tree_started(tree_summary(core_));
+    else if (root_record == K::GaveUp || root_record == K::StartFailed ||
+             root_record == K::AutoShutdown)
+        manager_->stopping();
 }
 
 void Shell::act(const core::Exit &e) {
     if (exit_status_) return;
     exit_status_ = e.status;
+    if (manager_) manager_->stopping();
     journal_.say(LogLevel::Info, "exiting with status " + std::to_string(e.status));
     teardown();
     if (on_exit) on_exit(e.status);
@@ -205,6 +220,7 @@ void Shell::teardown() {
         r.cgroup.reset();
         r.left_watches.clear();
     }
+    if (manager_) manager_->close();
     os_.arm_deadline(std::nullopt);
 }
 

@@ -14,6 +14,7 @@
 //   control_api.cpp  the control socket's requests (ControlApi)
 //   status_view.cpp  status JSON, the HTTP snapshot
 //   reload.cpp       reload: units loaded off the loop, applied to the core and the runtimes
+//   manager.cpp      what vigild's own service manager hears (READY=1...), told by the parts
 //
 // How an incarnation flows through the shell (state.hpp has the core's side):
 //   Spawn -> os.spawn (asynchronous) -> the answer: the process table learns the pid, the output
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "journal.hpp"
+#include "manager.hpp"
 #include "options.hpp"
 #include "os.hpp"
 #include "process_table.hpp"
@@ -107,6 +109,10 @@ public:
     std::vector<core::CommandResult> restart(std::span<const ChildId> ids, std::string_view who);
     void feed(const core::Event &ev);
     void set_listener(ShellListener *l) { listener_ = l; }
+    // vigild's own service manager (manager.hpp), when it gave NOTIFY_SOCKET: set before
+    // start(). The shell tells it when the tree is up, reloads, and stops.
+    void set_manager(std::unique_ptr<ManagerNotifier> m) { manager_ = std::move(m); }
+    const ManagerNotifier *manager() const { return manager_.get(); }
 
     // Reload from the units directory. The load runs off the loop; `done` gets the core's
     // answer, or the diagnostics that kept the running configuration.
@@ -136,6 +142,7 @@ private:
     void teardown();
     void release(ChildId id);
     void dump_status();
+    void tell_manager(core::RecordKind root_record);
 
     // spawning.cpp
     void check_left_behind(ChildId id);
@@ -202,6 +209,7 @@ private:
     std::vector<ChildId> group_waits_; // output ended, process group not yet empty (no cgroup)
     bool reload_running_ = false;
     std::vector<ReloadWaiter> reload_waiters_; // asked for, not yet under way
+    std::unique_ptr<ManagerNotifier> manager_; // null: no service manager to notify
 };
 
 } // namespace vigil::daemon

@@ -485,13 +485,15 @@ unit::LoadResult load_units(const std::map<std::string, std::string> &units) {
 }
 
 Harness::Harness(const std::map<std::string, std::string> &units, bool auto_answer,
-                 const std::function<void(FakeOs &)> &setup) {
+                 const std::function<void(FakeOs &)> &setup,
+                 const std::function<void(daemon::Shell &)> &before_start) {
     os.auto_answer = auto_answer;
     if (setup) setup(os);
     opts.units = "/fake/units";
     opts.log_level = daemon::LogLevel::Debug;
     shell = std::make_unique<daemon::Shell>(os, opts, load_units(units));
     os.shell = shell.get();
+    if (before_start) before_start(*shell);
     shell->start();
 }
 

@@ -212,9 +212,11 @@ vigil::unit::LoadResult load_units(const std::map<std::string, std::string> &uni
 
 // A Shell on a FakeOs with default options (log level debug: every record is in the journal).
 struct Harness {
-    // `setup` runs on the FakeOs before the shell exists (say, block_stdout()).
+    // `setup` runs on the FakeOs before the shell exists (say, block_stdout()); `before_start`
+    // on the shell, before start() (say, set_manager()).
     explicit Harness(const std::map<std::string, std::string> &units, bool auto_answer = true,
-                     const std::function<void(FakeOs &)> &setup = {});
+                     const std::function<void(FakeOs &)> &setup = {},
+                     const std::function<void(vigil::daemon::Shell &)> &before_start = {});
     ~Harness();
     FakeOs os;
     vigil::daemon::Options opts;

@@ -34,7 +34,8 @@
 //  - The child's environment starts from the helper's `environ`, which is vigild's as of the
 //    helper's fork (start(), or a restart). vigild never changes its own environment after
 //    start(): the unit's env, env_file and SpawnExtras::env are how a service's environment
-//    is set.
+//    is set. (Before start(), vigild removes its own service manager's variables:
+//    vigil/notify/manager.hpp, take_manager_env.)
 //  - What else a child inherits from the helper rather than from vigild at spawn time: the
 //    process attributes that no SpawnSpec field sets (umask and cwd when not given, rlimits
 //    not in spec.limits, nice value, cgroup unless cgroup_procs_fd is given, capabilities,
