@@ -27,6 +27,14 @@ public:
         }
     }
     std::size_t size() const noexcept { return items_.size(); }
+    std::size_t capacity() const noexcept { return capacity_; }
+
+    // Calls f on every record, oldest first, without copying (snapshots). A ring refilled by
+    // push() in this order holds the same records and overwrites them in the same order.
+    template <class F> void for_each(F &&f) const {
+        for (std::size_t i = 0; i < items_.size(); ++i)
+            f(items_[(head_ + i) % items_.size()]);
+    }
 
     // The newest `max` records, oldest first.
     std::vector<Record> last(std::size_t max) const {
