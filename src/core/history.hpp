@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "vigil/core/action.hpp"
@@ -18,11 +19,12 @@ class RecordRing {
 public:
     explicit RecordRing(std::size_t capacity) : capacity_(capacity) {}
 
-    void push(const Record &r) {
+    void push(const Record &r) { push(Record(r)); }
+    void push(Record &&r) {
         if (items_.size() < capacity_) {
-            items_.push_back(r);
+            items_.push_back(std::move(r));
         } else {
-            items_[head_] = r;
+            items_[head_] = std::move(r);
             head_ = (head_ + 1) % capacity_;
         }
     }

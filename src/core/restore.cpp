@@ -30,11 +30,16 @@ public:
     bool ok() const noexcept { return error_.empty(); }
     const std::string &error() const noexcept { return error_; }
     std::size_t left() const noexcept { return static_cast<std::size_t>(end_ - p_); }
-    // What is being read, for messages: "child 12 (\"web@1\")", "the global history".
-    std::string where = "the header of the payload";
+    // What is being read, for messages: the node (its index, and its name once read), or
+    // `section` when node is null.
+    const char *section = "the core's own fields";
+    std::optional<std::size_t> node;
+    const std::string *name = nullptr;
 
     void fail(const std::string &what) {
         if (!ok()) return;
+        std::string where = section;
+        if (node) where = "child " + std::to_string(*node) + (name ? " (\"" + *name + "\")" : "");
         error_ = what + " in " + where + " (payload byte " +
                  std::to_string(static_cast<std::size_t>(p_ - begin_)) + ")";
         p_ = end_;
@@ -134,9 +139,9 @@ private:
     std::string error_;
 };
 
-ChildSpec get_spec(Reader &r) {
-    ChildSpec s;
+void get_spec(Reader &r, ChildSpec &s) {
     s.name = r.str("name");
+    r.name = &s.name;
     s.kind = r.en(Kind::Supervisor, "kind");
     s.parent = r.opt<ChildId>("parent", [&] { return ChildId{r.u32("parent")}; });
     s.children = r.ids("children");
@@ -160,7 +165,6 @@ ChildSpec get_spec(Reader &r) {
     s.period = r.dur("period");
     s.auto_shutdown = r.en(AutoShutdown::AllSignificant, "auto_shutdown");
     s.fingerprint = r.u64("fingerprint");
-    return s;
 }
 
 Record get_record(Reader &r) {
@@ -244,7 +248,7 @@ TimePoint get_state(Reader &r, Node &n) {
 }
 
 TimePoint get_node(Reader &r, Node &n) {
-    n.spec = get_spec(r);
+    get_spec(r, n.spec);
     const TimePoint when = get_state(r, n);
     Plan &p = n.plan;
     p.phase = r.en(Phase::Starting, "plan phase");
@@ -288,11 +292,12 @@ std::vector<TimePoint> parse(Reader &r, Core::Impl &m) {
     m.nodes.resize(n);
     std::vector<TimePoint> when(n);
     for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
-        r.where = "child " + std::to_string(i);
+        r.node = i;
+        r.name = nullptr;
         when[i] = get_node(r, m.nodes[i]);
-        if (r.ok()) r.where = child_name(m, i);
     }
-    r.where = "the global history";
+    r.node.reset();
+    r.section = "the global history";
     get_ring(r, m.global);
     if (r.ok() && r.left() != 0)
         r.fail(std::to_string(r.left()) + " bytes after the end of the snapshot");

@@ -249,7 +249,7 @@ SnapshotResult Core::snapshot() const noexcept {
             res.error = "snapshot: a timer has no deadline (an internal error of the core)";
             return res;
         }
-        Writer w(frame::header_bytes + 256 + m.nodes.size() * 2048);
+        Writer w(std::size_t{64} << 10 | m.nodes.size() * 512); // grows by doubling
         for (std::size_t i = 0; i < frame::header_bytes; ++i)
             w.u8(0);
         w.time(m.now);
