@@ -118,7 +118,7 @@ TEST_SUITE("core") {
         int accepted = 0;
         for (std::size_t i = 0; i < b.size(); ++i) {
             CAPTURE(i);
-            for (std::uint8_t mask : {std::uint8_t{0x01}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
+            for (std::uint8_t mask : {std::uint8_t{0x01}, std::uint8_t{0xff}}) {
                 Bytes f = b;
                 f[i] ^= mask;
                 CHECK(!refused(small_tree(), f).empty());

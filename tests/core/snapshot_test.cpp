@@ -229,8 +229,8 @@ TEST_SUITE("core") {
             total = probe.steps;
         }
         CHECK(total > 100);
-        // Every 5th step (the test above restores at each one, for one step).
-        for (int k = 0; k < total; k += 5) {
+        // Every 7th step (the test above restores at each one, for one step).
+        for (int k = 0; k < total; k += 7) {
             CAPTURE(k);
             Twin t(scenario_tree(), false, k);
             scenario(t);
