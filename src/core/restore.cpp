@@ -395,6 +395,19 @@ std::string check_after_positions(const Core::Impl &m) {
     return {};
 }
 
+// Records name the child they are about.
+std::string check_records(const Core::Impl &m) {
+    std::string e;
+    auto check = [&](const Record &r) {
+        if (e.empty() && r.child.value >= m.nodes.size())
+            e = "a record of child " + std::to_string(r.child.value) + ", out of range";
+    };
+    for (const Node &n : m.nodes)
+        if (n.history) n.history->for_each(check);
+    m.global.for_each(check);
+    return e;
+}
+
 std::string check_model(const Core::Impl &m) {
     std::vector<std::uint64_t> seqs;
     for (std::size_t i = 0; i < m.nodes.size(); ++i) {
@@ -407,6 +420,7 @@ std::string check_model(const Core::Impl &m) {
     if (std::adjacent_find(seqs.begin(), seqs.end()) != seqs.end()) return "two timers share a seq";
     std::string e = check_live_tree(m);
     if (e.empty()) e = check_after_positions(m);
+    if (e.empty()) e = check_records(m);
     return e;
 }
 
