@@ -10,7 +10,13 @@
 // sqrt(n) services), and backoff (flat, with a 1 ms restart delay, so every restart also goes
 // through the deadline heap and a DeadlineReached event).
 //
-// Run: build-dir/bench/core_bench [cycles [n]]   (prints a markdown table)
+// Snapshots (Core::snapshot and Core::restore, what a re-exec of vigild costs the core): the
+// flat tree right after its start (short histories) and after every child crashed 16 times
+// (every history ring full), CPU time of the best of 5.
+//
+// Run: build-dir/bench/core_bench [cycles [n]]   (prints markdown tables)
+//      build-dir/bench/core_bench snapshot [n crashes]   (only the snapshot table, or a row)
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -160,9 +166,68 @@ Result run(TreeSpec spec, std::size_t cycles) {
                 static_cast<double>(services.size())};
 }
 
+double cpu_ms(std::clock_t from, std::clock_t to) {
+    return 1000.0 * static_cast<double>(to - from) / CLOCKS_PER_SEC;
+}
+
+// One row of the snapshot table: `crashes` crash cycles per child, then snapshot and restore.
+void snapshot_row(std::size_t n, std::size_t crashes) {
+    TreeSpec spec = flat(n, Duration{0});
+    const TreeSpec loaded = spec;
+    Core core{std::move(spec)};
+    Shell sh{core, std::vector<Pid>(n + 1), std::vector<Incarnation>(n + 1), {}, {}};
+    TimePoint now = at_ms(1'000'000);
+    core.start(now, sh.out);
+    sh.apply(now);
+    for (std::size_t i = 0; i < crashes * n; ++i) {
+        const ChildId c{static_cast<std::uint32_t>(1 + i % n)};
+        core.handle(Drained{c, sh.inc[c.value]}, now, sh.out);
+        core.handle(Exited{c, sh.inc[c.value], sh.pid[c.value], ExitStatus::exited(1)}, now,
+                    sh.out);
+        sh.apply(now);
+        sh.out.clear();
+        now += Duration{1};
+    }
+    double snap_ms = 1e9, restore_ms = 1e9;
+    std::size_t bytes = 0;
+    for (int round = 0; round < 5; ++round) {
+        const std::clock_t t0 = std::clock();
+        const SnapshotResult s = core.snapshot();
+        const std::clock_t t1 = std::clock();
+        const RestoreResult r = Core::restore(loaded, s.bytes);
+        const std::clock_t t2 = std::clock();
+        if (!r.core) {
+            std::fprintf(stderr, "benchmark broke: %s%s\n", s.error.c_str(), r.error.c_str());
+            std::exit(1);
+        }
+        snap_ms = std::min(snap_ms, cpu_ms(t0, t1));
+        restore_ms = std::min(restore_ms, cpu_ms(t1, t2));
+        bytes = s.bytes.size();
+    }
+    std::printf("| %zu | %zu | %.1f | %.2f | %.2f | %.2f |\n", n,
+                core.history(ChildId{1}, 1000).size(), static_cast<double>(bytes) / 1048576.0,
+                snap_ms, restore_ms, snap_ms + restore_ms);
+}
+
+// n, crashes: one row only (0: all).
+void snapshot_table(std::size_t only_n = 0, std::size_t only_crashes = 0) {
+    std::printf("\n| children | records/child | snapshot (MiB) | snapshot (ms) | restore (ms) | "
+                "total (ms) |\n");
+    std::printf("|---:|---:|---:|---:|---:|---:|\n");
+    for (std::size_t n : {1'000u, 10'000u})
+        for (std::size_t crashes : {0u, 16u})
+            if ((only_n == 0 || n == only_n) && (only_n == 0 || crashes == only_crashes))
+                snapshot_row(n, crashes);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
+    if (argc > 1 && std::string(argv[1]) == "snapshot") {
+        snapshot_table(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 0,
+                       argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0);
+        return 0;
+    }
     const std::size_t cycles = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200'000;
     run(flat(1000, Duration{0}), cycles / 4); // warm-up: page faults, allocator
     std::printf("| variant | children | boot (ms) | restart cycles/s | events/s | KiB/child |\n");
@@ -183,5 +248,6 @@ int main(int argc, char **argv) {
                         r.cycles_per_s, r.events_per_s, r.kib_per_child);
         }
     }
+    snapshot_table();
     return 0;
 }

@@ -95,6 +95,7 @@ Core::Core(TreeSpec spec) {
     impl_ = std::make_unique<Impl>(std::move(spec));
     impl_->spec_errors = std::move(errors);
 }
+Core::Core(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 Core::~Core() = default;
 
 // The entry points are noexcept and must never end vigild: the core allocates (records,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "vigil/core/action.hpp"
@@ -18,15 +19,24 @@ class RecordRing {
 public:
     explicit RecordRing(std::size_t capacity) : capacity_(capacity) {}
 
-    void push(const Record &r) {
+    void push(const Record &r) { push(Record(r)); }
+    void push(Record &&r) {
         if (items_.size() < capacity_) {
-            items_.push_back(r);
+            items_.push_back(std::move(r));
         } else {
-            items_[head_] = r;
+            items_[head_] = std::move(r);
             head_ = (head_ + 1) % capacity_;
         }
     }
     std::size_t size() const noexcept { return items_.size(); }
+    std::size_t capacity() const noexcept { return capacity_; }
+
+    // Calls f on every record, oldest first, without copying (snapshots). A ring refilled by
+    // push() in this order holds the same records and overwrites them in the same order.
+    template <class F> void for_each(F &&f) const {
+        for (std::size_t i = 0; i < items_.size(); ++i)
+            f(items_[(head_ + i) % items_.size()]);
+    }
 
     // The newest `max` records, oldest first.
     std::vector<Record> last(std::size_t max) const {

@@ -46,6 +46,17 @@ public:
         return n;
     }
 
+    // For snapshots: the stamps, oldest first (null before the first restart), and the way back.
+    const std::deque<std::int64_t> *stamps() const noexcept {
+        return stamps_ ? &*stamps_ : nullptr;
+    }
+    void restore(std::deque<std::int64_t> stamps) {
+        if (stamps.empty())
+            stamps_.reset();
+        else
+            stamps_ = std::move(stamps);
+    }
+
     static std::int64_t seconds(TimePoint tp) noexcept {
         const std::int64_t ms = tp.time_since_epoch().count();
         return ms >= 0 ? ms / 1000 : (ms - 999) / 1000;

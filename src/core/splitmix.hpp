@@ -20,6 +20,9 @@ public:
         return z ^ (z >> 31);
     }
 
+    // The whole state, for snapshots: SplitMix64(state()) continues the same sequence.
+    std::uint64_t state() const noexcept { return state_; }
+
     // A double in [0, 1) from the top 53 bits.
     double unit() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 

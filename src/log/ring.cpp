@@ -140,4 +140,86 @@ std::uint64_t Ring::last_seq() const {
     return count_ == 0 ? 0 : at(count_ - 1).seq;
 }
 
+// ---- snapshots (format: vigil/log/ring.hpp) ------------------------------------------------
+
+namespace {
+
+constexpr char ring_magic[8] = {'V', 'I', 'G', 'I', 'L', 'R', 'N', 'G'};
+constexpr std::size_t ring_header = 16;
+constexpr std::size_t line_header = 8 + 8 + 1 + 1 + 4;
+
+template <class T> void put(std::string &out, T v) {
+    out.append(reinterpret_cast<const char *>(&v), sizeof v);
+}
+template <class T> T get(std::string_view b, std::size_t at) {
+    T v;
+    std::memcpy(&v, b.data() + at, sizeof v);
+    return v;
+}
+
+} // namespace
+
+void Ring::snapshot(std::string &out) const {
+    out.reserve(out.size() + ring_header + count_ * line_header + used_);
+    out.append(ring_magic, sizeof ring_magic);
+    put(out, ring_snapshot_version);
+    put(out, static_cast<std::uint32_t>(count_));
+    for (std::size_t i = 0; i < count_; ++i) {
+        const Entry &e = at(i);
+        put(out, e.seq);
+        put(out, e.wall);
+        put(out, static_cast<std::uint8_t>(e.stream));
+        put(out, static_cast<std::uint8_t>((e.continued ? 1 : 0) | (e.truncated ? 2 : 0)));
+        put(out, e.len);
+        out.append(data_.data() + e.off, e.len);
+    }
+}
+
+RingRestore Ring::restore(std::size_t capacity, std::string_view b) {
+    RingRestore res;
+    auto fail = [&](std::string why) {
+        res.ring.reset();
+        res.error = "ring snapshot: " + std::move(why);
+        return std::move(res);
+    };
+    if (b.size() < ring_header) return fail("truncated: less than a header");
+    if (std::memcmp(b.data(), ring_magic, sizeof ring_magic) != 0) return fail("bad magic");
+    const auto version = get<std::uint32_t>(b, 8);
+    if (version != ring_snapshot_version)
+        return fail("format version " + std::to_string(version) +
+                    " is not known (this vigild "
+                    "reads version " +
+                    std::to_string(ring_snapshot_version) + ")");
+    const auto count = get<std::uint32_t>(b, 12);
+    if (count > ring_limit || count > (b.size() - ring_header) / line_header)
+        return fail("line count " + std::to_string(count) + " is more than the bytes hold");
+    res.ring.emplace(capacity);
+    std::size_t at = ring_header;
+    std::uint64_t last = 0;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        const std::string line = "line " + std::to_string(i) + ": ";
+        if (b.size() - at < line_header) return fail(line + "truncated");
+        const auto seq = get<std::uint64_t>(b, at);
+        const auto wall = get<WallMs>(b, at + 8);
+        const auto stream = get<std::uint8_t>(b, at + 16);
+        const auto flags = get<std::uint8_t>(b, at + 17);
+        const auto len = get<std::uint32_t>(b, at + 18);
+        at += line_header;
+        if (stream > static_cast<std::uint8_t>(Stream::Stderr) || flags > 3)
+            return fail(line + "a stream or flags that cannot be");
+        if (i > 0 && seq <= last) return fail(line + "sequence numbers do not increase");
+        if (len >= ring_limit || len > b.size() - at) return fail(line + "truncated text");
+        last = seq;
+        res.ring->push(seq, wall, static_cast<Stream>(stream), (flags & 1) != 0, b.substr(at, len));
+        if ((flags & 2) != 0 && res.ring->count_ > 0)
+            res.ring
+                ->entries_[(res.ring->head_ + res.ring->count_ - 1) &
+                           (res.ring->entries_.size() - 1)]
+                .truncated = true;
+        at += len;
+    }
+    if (at != b.size()) return fail(std::to_string(b.size() - at) + " bytes after the last line");
+    return res;
+}
+
 } // namespace vigil::log

@@ -168,6 +168,13 @@ TEST_SUITE("core") {
                     if (st.state == ChildState::Stopped || st.state == ChildState::Backoff)
                         CHECK_FALSE(st.pid.has_value());
                 }
+                // A state the core reaches can cross an exec: restore accepts its snapshot.
+                if (step % 25 == 0) {
+                    const SnapshotResult snap = sim.core.snapshot();
+                    REQUIRE(snap.error.empty());
+                    const RestoreResult back = Core::restore(spec, snap.bytes);
+                    REQUIRE_MESSAGE(back.core, back.error);
+                }
             }
             restore_and_check(sim, names, all);
             if (!sim.exit_status) {

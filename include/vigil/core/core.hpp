@@ -117,6 +117,9 @@ struct ReconfigureResult {
     std::vector<std::string> errors;
 };
 
+struct SnapshotResult;
+struct RestoreResult;
+
 class Core {
 public:
     explicit Core(TreeSpec spec);
@@ -200,10 +203,59 @@ public:
     // core: the entry points are noexcept and never end vigild.
     std::uint64_t internal_errors() const noexcept;
 
+    // ---- continuity across an exec of vigild (src/core/snapshot.cpp) ---------------------------
+    // Everything the core knows, as bytes, so that a new vigild binary can carry on where this
+    // one stopped with every service keeping its pid (see "Snapshots" below). Pure: no clock, no
+    // descriptor. Call it between entry points (never from inside one: none is reentrant anyway).
+    // Fails (empty bytes and an error) only when an allocation fails or a value is beyond a
+    // snapshot bound (max_snapshot_*), and then changes nothing: the caller keeps running.
+    SnapshotResult snapshot() const noexcept;
+
+    // Rebuilds the core that took `bytes`, for the new binary. `loaded` is the tree the new binary
+    // loaded from the unit files; it must be valid (validate()) and have the same units as the
+    // snapshot's tree (those not removed by reload): the same names, each of the same kind under
+    // the same parent. The restored core is the old one exactly: the same ChildIds (removed
+    // units still going down included), and the specs it ran with, not `loaded`'s. The caller
+    // then applies `loaded` with reconfigure(), as a reload: parameters change in place and a
+    // service whose fingerprint changed is restarted; with unchanged units it changes nothing.
+    // Any problem (an unknown format version, bytes that are truncated, corrupt, inconsistent or
+    // beyond a bound, a tree that differs) refuses the whole snapshot with an error that says
+    // what was wrong, and nothing is adopted: the caller starts the tree cleanly instead.
+    static RestoreResult restore(const TreeSpec &loaded,
+                                 std::span<const std::uint8_t> bytes) noexcept;
+
     struct Impl; // the model (src/core/impl.hpp): opaque outside the core
 
 private:
+    explicit Core(std::unique_ptr<Impl> impl) noexcept;
     std::unique_ptr<Impl> impl_;
+};
+
+// Snapshots (Core::snapshot, Core::restore). vigild re-executes itself (or a newer binary at
+// the same path) with every descriptor kept open, and carries the core's state across the exec
+// in these bytes. CLOCK_MONOTONIC survives the exec, so every deadline is carried as it is.
+// Format (the bytes never leave the machine: native byte order, fixed-width integers):
+//   header   "VIGILCOR", u32 format version, u32 0, u64 payload length, u64 payload checksum
+//   payload  the core's own fields, every node (its spec as the core holds it, its state, its
+//            restart window, its live timer, its history), then the global history.
+// A reader refuses any version but its own (snapshot_format_version): a binary that changes the
+// format bumps it, and knows how to read the versions before it or refuses them.
+inline constexpr std::uint32_t snapshot_format_version = 1;
+// Bounds a reader enforces (a snapshot over them is refused; snapshot() fails instead of
+// writing one). Nodes: removed units not yet forgotten may add to the loader's 20,001.
+inline constexpr std::uint64_t max_snapshot_bytes = std::uint64_t{1} << 30;
+inline constexpr std::uint32_t max_snapshot_nodes = 1u << 18;
+// Any string (a message with a matched log line, a reason, a status text, a name).
+inline constexpr std::uint32_t max_snapshot_string = 4u << 20;
+
+struct SnapshotResult {
+    std::vector<std::uint8_t> bytes; // empty on failure
+    std::string error;               // "snapshot: <what failed>"
+};
+
+struct RestoreResult {
+    std::unique_ptr<Core> core; // null on failure
+    std::string error;          // "restore: <what was wrong>"
 };
 
 // Checks what the type system cannot (OTP item 13): unique names, a well-formed tree (node 0

@@ -51,6 +51,11 @@ public:
     std::size_t max_line() const { return max_line_; }
     // Bytes held back waiting for their '\n'.
     std::size_t pending() const { return carry_.size(); }
+    // Those bytes (a partial line), for a snapshot across an exec of vigild. The new binary's
+    // framer takes them back with feed(): they hold no '\n', so they are held back again (or,
+    // with a shorter max_line, come out as the continued pieces they would have made). No byte
+    // of the partial line is lost or given twice.
+    std::string_view pending_bytes() const { return carry_; }
 
     // Feeds one chunk; calls on_line(std::string_view line, bool continued) for every line or
     // piece completed by it, in order.

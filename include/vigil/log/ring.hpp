@@ -12,10 +12,21 @@
 //  - A line longer than capacity-1 bytes keeps only its first capacity-1 bytes (and `truncated`).
 //  - The capacity is clamped to ring_limit (64 MiB): a unit file cannot make vigild allocate more.
 // Views returned by queries point into the ring: they are valid until the next push().
+//
+// Continuity across an exec of vigild: snapshot() appends the lines kept to a byte string and
+// restore() makes a ring of them again, so `vigilctl logs` and followers (by sequence number) go
+// on as if nothing happened. Format (native byte order: the bytes cross one exec, never a
+// machine): "VIGILRNG", u32 version (ring_snapshot_version), u32 line count, then per line,
+// oldest first: u64 seq, i64 wall, u8 stream, u8 flags (1 continued, 2 truncated), u32 length,
+// the text. restore() refuses, whole and with an error that says what was wrong, an unknown
+// version, bytes truncated or left over, a stream or flag that cannot be, sequence numbers that
+// do not increase, and a count or a length over ring_limit.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -31,6 +42,11 @@ struct RingLine {
     bool truncated = false; // did not fit in the ring
     std::string_view text;
 };
+
+inline constexpr std::uint32_t ring_snapshot_version = 1;
+
+class Ring;
+struct RingRestore;
 
 class Ring {
 public:
@@ -63,6 +79,14 @@ public:
     std::uint64_t first_seq() const;
     std::uint64_t last_seq() const;
 
+    // Appends the lines kept, oldest first (format above).
+    void snapshot(std::string &out) const;
+    // A ring of `capacity` (the unit's logs.ring as the new binary loaded it, clamped as the
+    // constructor does) holding the snapshot's lines: all of them when it is as large, else the
+    // newest that fit, as push() would have kept them (a line longer than capacity-1 is cut and
+    // marked truncated).
+    static RingRestore restore(std::size_t capacity, std::string_view bytes);
+
 private:
     struct Entry {
         std::uint64_t seq;
@@ -84,6 +108,11 @@ private:
     std::size_t count_ = 0;
     std::size_t write_ = 0; // next free offset in data_
     std::size_t used_ = 0;
+};
+
+struct RingRestore {
+    std::optional<Ring> ring; // empty on failure
+    std::string error;        // "ring snapshot: <what was wrong>"
 };
 
 } // namespace vigil::log
