@@ -34,8 +34,11 @@ if [ "$scenario" = log ]; then
         "$benchtool" "$bytes" "$work" "$work" > "$work/units/writer.json"
 else
     echo '{"parallel": true}' > "$work/units/root.json" # as bench/run's vigil trials
+    unit='{"command": ["/bin/sleep", "100000"]}'
+    # As bench/lib/systems.py (MERGED_STREAMS_FROM): one pipe a service from 10,000 on.
+    [ "$n" -ge 10000 ] && unit='{"command": ["/bin/sleep", "100000"], "logs": {"stderr": "stdout"}}'
     for i in $(seq -f '%05g' 1 "$n"); do
-        echo '{"command": ["/bin/sleep", "100000"]}' > "$work/units/svc$i.json"
+        echo "$unit" > "$work/units/svc$i.json"
     done
 fi
 
