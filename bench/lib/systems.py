@@ -45,6 +45,7 @@ class System:
     name = "?"
     comms = set()  # comm of the supervisor's own processes
     logger_comms = set()  # extra processes that carry logs (svlogd, s6-log)
+    benign = ()  # what its output always says, though it looks like a complaint
     static_children = False  # are the root's direct children supervise processes, never services?
     stop_how = ""
     restart_throttle = ""
@@ -236,6 +237,7 @@ class S6(System):
 class Supervisord(System):
     name = "supervisord"
     comms = {"supervisord"}
+    benign = ("running without any HTTP authentication",)
     stop_how = "SIGTERM to supervisord"
     restart_throttle = ("supervisord: backoff 1 s, 2 s, 3 s... while a run lasts < startsecs "
                         "(1 s), FATAL after startretries (3)")

@@ -70,14 +70,15 @@ def tail_of(path, n=2000):
 COMPLAINTS = ("warn", "error", "fail", "fatal", "crit", "too many", "killed", "unable")
 
 
-def first_complaint(path, limit=16 << 20):
+def first_complaint(system, path, limit=16 << 20):
     """The first line of the supervisor's output that says something went wrong (why a trial
-    failed is usually there, well before the tail)."""
+    failed is usually there, well before the tail), but for what it always says."""
     try:
         with open(path, "rb") as f:
             for raw in f.read(limit).splitlines():
                 line = raw.decode(errors="replace").strip()
-                if any(w in line.lower() for w in COMPLAINTS):
+                if (any(w in line.lower() for w in COMPLAINTS)
+                        and not any(b in line for b in system.benign)):
                     return line[:300]
     except OSError:
         pass
@@ -87,7 +88,9 @@ def first_complaint(path, limit=16 << 20):
 def wait_count(tools, system, proc, n, pattern, deadline):
     static = str(proc.pid) if system.static_children else ""
     args = ["waitcount", n, pattern, deadline] + ([static] if static else [])
-    rc, out, err = bt(tools, *args, timeout=deadline + 5)
+    # A scan of /proc with 20,000 processes can take seconds on a busy machine: the timeout
+    # leaves room for the last one, so that what was seen is still reported.
+    rc, out, err = bt(tools, *args, timeout=deadline + 60)
     if rc != 0:
         # The most seen at once: a supervisor that gave up may have stopped them all again.
         seen = int(out[2]) if len(out) > 2 else None
@@ -294,7 +297,7 @@ def main():
         res["ok"] = False
         res["error"] = str(e)
         res["supervisor_output"] = tail_of(os.path.join(args.work, "supervisor.out"), 600)
-        res["supervisor_complaint"] = first_complaint(os.path.join(args.work, "supervisor.out"))
+        res["supervisor_complaint"] = first_complaint(system, os.path.join(args.work, "supervisor.out"))
     with open(args.out, "w") as f:
         json.dump(res, f)
     if args.log_dir:
