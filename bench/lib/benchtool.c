@@ -16,8 +16,10 @@
  *   waitcount N PATTERN DEADLINE_S [STATIC_PPID]
  *                              polls /proc until N live processes have the command line PATTERN
  *                              (argv joined by spaces, argv[0] reduced to its basename); prints the
- *                              CLOCK_MONOTONIC ns at which that was first seen. Children of
- *                              STATIC_PPID (runsvdir, s6-svscan) are remembered as non-matching.
+ *                              CLOCK_MONOTONIC ns at which that was first seen, the count and the
+ *                              most seen at once (on a timeout: how far the start got, even when
+ *                              the services went away again). Children of STATIC_PPID (runsvdir,
+ *                              s6-svscan) are remembered as non-matching.
  *   waitgone DEADLINE_S [PID...]
  *                              polls /proc until no live (non-zombie) process is left besides PID 1,
  *                              itself, its ancestors and the PIDs given; prints the ns time.
@@ -334,7 +336,7 @@ static int cmd_waitcount(int argc, char **argv) {
     int pmax = pid_max();
     unsigned char *matched = calloc((size_t)pmax, 1); /* 1 = match, 2 = never matches */
     char cl[512];
-    long count = 0;
+    long count = 0, most = 0;
     for (;;) {
         count = 0;
         DIR *d = opendir("/proc");
@@ -358,8 +360,9 @@ static int cmd_waitcount(int argc, char **argv) {
         }
         closedir(d);
         uint64_t t = now_ns();
+        if (count > most) most = count;
         if (count >= want || t > deadline) {
-            printf("%llu %ld\n", (unsigned long long)t, count);
+            printf("%llu %ld %ld\n", (unsigned long long)t, count, most);
             free(matched);
             return count >= want ? 0 : 3;
         }

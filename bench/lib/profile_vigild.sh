@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # profile_vigild.sh: reproduce one bench/run scenario for vigild alone and show where it goes.
 #
-#   bench/lib/profile_vigild.sh start|stop|status|pss [N]   (N services, default 1000)
+#   bench/lib/profile_vigild.sh start|stop|status|status-all|log|pss [N]   (N services, default 1000)
 #
 # Each scenario runs in a fresh PID namespace (like bench/run's trials) under a time limit:
 #   start   perf record (-g, following the forked children: their pre-exec time is charged to
 #           comm "vigild") from exec of vigild until N `sleep 100000` pids exist (not the stop)
 #   stop    N services up, then perf record -p vigild from SIGTERM until vigild exits
 #   status  N services up, then system-wide perf record over 50 `vigilctl status` runs
+#   status-all  the same with `vigilctl status` of all N units (20 runs)
 #   log     one service writing N MiB (default here 256) of numbered lines to a logs.file on
 #           tmpfs; perf record of vigild from its start until the file is complete
 #   pss     N services up, then vigild's smaps_rollup and largest mappings; with N <= 500 also a
@@ -17,7 +18,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-scenario=${1:?usage: profile_vigild.sh start|stop|status|log|pss [N]}
+scenario=${1:?usage: profile_vigild.sh start|stop|status|status-all|log|pss [N]}
 n=${2:-1000}
 [ "$scenario" = log ] && n=${2:-256}
 build=${BUILD:-$root/build-bench}
@@ -34,8 +35,11 @@ if [ "$scenario" = log ]; then
         "$benchtool" "$bytes" "$work" "$work" > "$work/units/writer.json"
 else
     echo '{"parallel": true}' > "$work/units/root.json" # as bench/run's vigil trials
+    unit='{"command": ["/bin/sleep", "100000"]}'
+    # As bench/lib/systems.py (MERGED_STREAMS_FROM): one pipe a service from 10,000 on.
+    [ "$n" -ge 10000 ] && unit='{"command": ["/bin/sleep", "100000"], "logs": {"stderr": "stdout"}}'
     for i in $(seq -f '%05g' 1 "$n"); do
-        echo '{"command": ["/bin/sleep", "100000"]}' > "$work/units/svc$i.json"
+        echo "$unit" > "$work/units/svc$i.json"
     done
 fi
 
@@ -60,6 +64,12 @@ status)
     up; perf record -q -F 4000 -a -g -o perf.data -- \
         "$benchtool" timeexec 50 30 -- "$vigilctl" --socket s.sock status svc00001 |
         awk '{ s += \$1 } END { printf "mean vigilctl status: %.3f ms\n", s / NR / 1e6 }'
+    kill -TERM \$v; wait \$v ;;
+status-all)
+    "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
+    up; perf record -q -F 4000 -a -g -o perf.data -- \
+        "$benchtool" timeexec 20 30 -- "$vigilctl" --socket s.sock status |
+        awk '{ s += \$1 } END { printf "mean vigilctl status (all): %.3f ms\n", s / NR / 1e6 }'
     kill -TERM \$v; wait \$v ;;
 log)
     perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &

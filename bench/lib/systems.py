@@ -12,8 +12,16 @@ and `benchtool stamp` for the crash loop.
 
 import json
 import os
+import resource
 import shutil
 import signal
+
+# From this many services on, a supervisor that can send a service's stderr into its stdout pipe
+# does (vigil: "logs": {"stderr": "stdout"}; supervisord: redirect_stderr=true). Two pipes a
+# service take 2N descriptors plus the supervisor's own, 20,256 for vigild at 10,000, above a hard
+# RLIMIT_NOFILE of 20,000 that root cannot raise without CAP_SYS_RESOURCE. Smaller fleets keep
+# the defaults, so that their rows keep their meaning from run to run.
+MERGED_STREAMS_FROM = 10000
 
 
 def svc_name(i):
@@ -37,6 +45,7 @@ class System:
     name = "?"
     comms = set()  # comm of the supervisor's own processes
     logger_comms = set()  # extra processes that carry logs (svlogd, s6-log)
+    benign = ()  # what its output always says, though it looks like a complaint
     static_children = False  # are the root's direct children supervise processes, never services?
     stop_how = ""
     restart_throttle = ""
@@ -64,6 +73,10 @@ class System:
     def status_argv(self, work, name):
         raise NotImplementedError
 
+    def status_all_argv(self, work, n):
+        """One command that shows the status of all n services; None when the system has none."""
+        return None
+
     def log_files(self, outdir):
         """Output files of the log test, oldest first."""
         raise NotImplementedError
@@ -83,6 +96,11 @@ class Vigil(System):
         "`\"parallel\": true` (start and stop them together; the default is OTP's one at a "
         "time); crash-loop and restart trials also set intensity 1000000 per 1s so the root "
         "supervisor never gives up; all else is unit defaults.",
+        f"vigil: fleets of {MERGED_STREAMS_FROM:,} or more services have "
+        "`\"logs\": {\"stderr\": \"stdout\"}` in every unit (one pipe a service instead of "
+        "two): separate streams need 20,256 descriptors at 10,000, above this machine's hard "
+        "RLIMIT_NOFILE (ulimit -Hn), which root cannot raise without CAP_SYS_RESOURCE. Smaller "
+        "fleets keep the default (separate).",
     ]
 
     def available(self):
@@ -100,6 +118,8 @@ class Vigil(System):
         extra = json.loads(os.environ.get("VIGIL_BENCH_UNIT_EXTRA") or "{}")
         for name, argv in services:
             unit = {"command": argv, **extra}
+            if len(services) >= MERGED_STREAMS_FROM:
+                unit["logs"] = {"stderr": "stdout"}
             if log:
                 unit["logs"] = {"file": os.path.join(log, "out.log"), "max_size": "1GiB",
                                 "keep": 2, "forward": False}
@@ -112,6 +132,9 @@ class Vigil(System):
     def status_argv(self, work, name):
         return [self.tools["vigilctl"], "--socket", os.path.join(work, "control.sock"),
                 "status", name]
+
+    def status_all_argv(self, work, n):
+        return [self.tools["vigilctl"], "--socket", os.path.join(work, "control.sock"), "status"]
 
     def log_files(self, outdir):
         # Rotated files first (oldest = highest suffix), then the live file.
@@ -133,7 +156,10 @@ class Runit(System):
     stop_how = "SIGHUP to runsvdir (TERM to every runsv, which stops its service and exits)"
     restart_throttle = "runsv: restarts at once if the run lasted >= 1 s, else waits 1 s"
     notes = ["runit: `runsvdir DIR`, one `runsv` per service, run scripts `exec` the service "
-             "from /bin/sh; log test: `svlogd` with `s0` (no rotation) and default buffer."]
+             "from /bin/sh; log test: `svlogd` with `s0` (no rotation) and default buffer. "
+             "runsvdir starts at most 1,000 services (runsvdir(8); compiled in, no option "
+             "raises it), so it cannot pass a fleet of 10,000; status of all: `sv status` with "
+             "every service directory as an argument."]
 
     def binaries(self):
         return ["runsvdir", "runsv", "sv", "svlogd"]
@@ -157,6 +183,9 @@ class Runit(System):
     def status_argv(self, work, name):
         return ["sv", "status", os.path.join(work, "sv", name)]
 
+    def status_all_argv(self, work, n):
+        return ["sv", "status"] + [os.path.join(work, "sv", svc_name(i)) for i in range(1, n + 1)]
+
     def log_files(self, outdir):
         rotated = sorted(n for n in os.listdir(outdir) if n.startswith("@"))
         return [os.path.join(outdir, n) for n in rotated + ["current"]]
@@ -174,7 +203,8 @@ class S6(System):
     restart_throttle = "s6-supervise: waits 1 s between two spawns"
     notes = ["s6: `s6-svscan -c 2N+64 DIR` (the default limit is 500 services), one "
              "`s6-supervise` per service, run scripts `exec` the service from /bin/sh; log test: "
-             "`s6-log n100 s268435455` (rotates every 256 MiB, keeps all)."]
+             "`s6-log n100 s268435455` (rotates every 256 MiB, keeps all). s6 has no command "
+             "for the status of all services (`s6-svstat` takes one directory)."]
 
     def binaries(self):
         return ["s6-svscan", "s6-supervise", "s6-svstat", "s6-log"]
@@ -207,12 +237,16 @@ class S6(System):
 class Supervisord(System):
     name = "supervisord"
     comms = {"supervisord"}
+    benign = ("running without any HTTP authentication",)
     stop_how = "SIGTERM to supervisord"
     restart_throttle = ("supervisord: backoff 1 s, 2 s, 3 s... while a run lasts < startsecs "
                         "(1 s), FATAL after startretries (3)")
     notes = ["supervisord: `supervisord -n`, programs with `stdout_logfile=NONE` "
              "(log test: `stdout_logfile=FILE`, `stdout_logfile_maxbytes=0`), "
-             "minfds raised for 1,000 services; otherwise defaults (startsecs=1, startretries=3)."]
+             "minfds raised to 8 a program + 256 (at most the hard RLIMIT_NOFILE); fleets of "
+             f"{MERGED_STREAMS_FROM:,} or more also `redirect_stderr=true`, as vigil's (2 pipes "
+             "a program instead of 3: stdin and stdout; still above 20,000 descriptors at "
+             "10,000); otherwise defaults (startsecs=1, startretries=3)."]
 
     def binaries(self):
         return ["supervisord", "supervisorctl"]
@@ -229,7 +263,7 @@ class Supervisord(System):
             f"logfile={os.path.join(work, 'supervisord.log')}",
             f"pidfile={os.path.join(work, 'supervisord.pid')}",
             f"childlogdir={work}",
-            f"minfds={max(1024, 8 * len(services) + 256)}", "",
+            f"minfds={self.minfds(len(services))}", "",
             "[rpcinterface:supervisor]",
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
             "[supervisorctl]", f"serverurl=unix://{sock}", "",
@@ -242,14 +276,27 @@ class Supervisord(System):
                           "autorestart=false"]
             else:
                 lines += ["stdout_logfile=NONE", "stderr_logfile=NONE", "autorestart=true"]
+            if len(services) >= MERGED_STREAMS_FROM:
+                lines.append("redirect_stderr=true")
             lines.append("")
         write(self.conf(work), "\n".join(lines))
+
+    @staticmethod
+    def minfds(count):
+        """supervisord refuses to start when minfds is above the hard RLIMIT_NOFILE, and raises
+        its soft limit to minfds: as many as it may need, but no more than it can get."""
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        want = max(1024, 8 * count + 256)
+        return want if hard == resource.RLIM_INFINITY else min(want, hard)
 
     def start_argv(self, work):
         return ["supervisord", "-n", "-c", self.conf(work)]
 
     def status_argv(self, work, name):
         return ["supervisorctl", "-c", self.conf(work), "status", name]
+
+    def status_all_argv(self, work, n):
+        return ["supervisorctl", "-c", self.conf(work), "status"]
 
     def log_files(self, outdir):
         return [os.path.join(outdir, "out.log")]

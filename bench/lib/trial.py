@@ -7,8 +7,9 @@ left when this script ends is SIGKILLed. The result is one JSON object written t
 
 Kinds:
   fleet    start N `sleep` services, time until all N pids exist; then PSS of the supervisor's
-           own processes, optionally idle CPU / wake-ups and status-query latency; then a clean
-           stop, timed until no process of the trial is left.
+           own processes, optionally idle CPU / wake-ups and status-query latency (of one unit,
+           and with --status-all of all N too); then a clean stop, timed until no process of the
+           trial is left. When a step fails, what the steps before it measured is kept.
   restart  20 services; each, after living > 2 s, is SIGKILLed and the time until its
            replacement has exec'd is measured (benchtool restart polls /proc every 200 us).
   crash    one service that records its spawn time and exits 1; gaps between spawns.
@@ -66,14 +67,36 @@ def tail_of(path, n=2000):
         return ""
 
 
+COMPLAINTS = ("warn", "error", "fail", "fatal", "crit", "too many", "killed", "unable")
+
+
+def first_complaint(system, path, limit=16 << 20):
+    """The first line of the supervisor's output that says something went wrong (why a trial
+    failed is usually there, well before the tail), but for what it always says."""
+    try:
+        with open(path, "rb") as f:
+            for raw in f.read(limit).splitlines():
+                line = raw.decode(errors="replace").strip()
+                if (any(w in line.lower() for w in COMPLAINTS)
+                        and not any(b in line for b in system.benign)):
+                    return line[:300]
+    except OSError:
+        pass
+    return ""
+
+
 def wait_count(tools, system, proc, n, pattern, deadline):
     static = str(proc.pid) if system.static_children else ""
     args = ["waitcount", n, pattern, deadline] + ([static] if static else [])
-    rc, out, err = bt(tools, *args, timeout=deadline + 5)
+    # A scan of /proc with 20,000 processes can take seconds on a busy machine: the timeout
+    # leaves room for the last one, so that what was seen is still reported.
+    rc, out, err = bt(tools, *args, timeout=deadline + 60)
     if rc != 0:
-        seen = int(out[1]) if len(out) > 1 else None
-        raise TrialError(f"only {seen if seen is not None else '?'} of {n} services "
-                         f"appeared within {deadline:g}s {err.strip()}",
+        # The most seen at once: a supervisor that gave up may have stopped them all again.
+        seen = int(out[2]) if len(out) > 2 else None
+        now = int(out[1]) if len(out) > 1 else None
+        raise TrialError(f"at most {seen if seen is not None else '?'} of {n} services were up "
+                         f"at once within {deadline:g}s ({now} at the end) {err.strip()}",
                          {"start_timeout_s": deadline, "start_seen": seen})
     return int(out[0])
 
@@ -92,6 +115,18 @@ def stop_and_wait(tools, system, proc, work, deadline):
     return (int(out[0]) - t1) / 1e9, code
 
 
+def time_status(tools, argv, runs, budget):
+    """Times `runs` runs of a status command (benchtool timeexec, bounded by `budget` seconds);
+    returns (wall times in s, how many exited non-zero, one run's output, cut short)."""
+    rc, out, err = bt(tools, "timeexec", runs, budget, "--", *argv, timeout=budget + 60)
+    if rc != 0:
+        raise TrialError(f"status: {err.strip()}")
+    times = [int(x) / 1e9 for x in out[0::2]]
+    failed = sum(1 for c in out[1::2] if int(c) != 0)
+    one = subprocess.run(argv, capture_output=True, text=True, timeout=budget + 10)
+    return times, failed, (one.stdout + one.stderr).strip()[:200]
+
+
 def fleet(args, tools, system, work):
     n = args.n
     services = [(systems.svc_name(i), ["/bin/sleep", SLEEP_ARG]) for i in range(1, n + 1)]
@@ -100,6 +135,19 @@ def fleet(args, tools, system, work):
     res = {}
     t_all = wait_count(tools, system, proc, n, f"sleep {SLEEP_ARG}", args.deadline)
     res["start_s"] = (t_all - t0) / 1e9
+    try:
+        fleet_up(args, tools, system, work, proc, res)
+    except TrialError as e:
+        e.partial = {**res, **e.partial}
+        raise
+    except (subprocess.TimeoutExpired, OSError, ValueError) as e:
+        raise TrialError(str(e), dict(res)) from e
+    return res
+
+
+def fleet_up(args, tools, system, work, proc, res):
+    """The steps of a fleet trial once all N services are up; fills `res` as it goes."""
+    n = args.n
     time.sleep(args.settle)
     sup = procfs.procs_by_comm(system.comms)
     res["sup_procs"] = len(sup)
@@ -116,20 +164,14 @@ def fleet(args, tools, system, work):
         res["idle_cpu_s"] = cpu
         res["idle_wakeups"] = sw
     if args.status_runs > 0:
-        name = systems.svc_name((n + 1) // 2)
-        argv = system.status_argv(work, name)
-        rc, out, err = bt(tools, "timeexec", args.status_runs, args.status_budget, "--", *argv,
-                          timeout=args.status_budget + 60)
-        if rc != 0:
-            raise TrialError(f"status: {err.strip()}")
-        times = [int(x) / 1e9 for x in out[0::2]]
-        codes = [int(x) for x in out[1::2]]
-        res["status_s"] = times
-        res["status_failures"] = sum(1 for c in codes if c != 0)
-        one = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        res["status_example"] = (one.stdout + one.stderr).strip()[:200]
+        argv = system.status_argv(work, systems.svc_name((n + 1) // 2))
+        res["status_s"], res["status_failures"], res["status_example"] = time_status(
+            tools, argv, args.status_runs, args.status_budget)
+        all_argv = system.status_all_argv(work, n) if args.status_all else None
+        if all_argv:
+            res["status_all_s"], res["status_all_failures"], res["status_all_example"] = (
+                time_status(tools, all_argv, args.status_runs, args.status_budget))
     res["stop_s"], res["exit_code"] = stop_and_wait(tools, system, proc, work, args.deadline)
-    return res
 
 
 def restart(args, tools, system, work):
@@ -238,6 +280,7 @@ def main():
     ap.add_argument("--idle", type=float, default=0)
     ap.add_argument("--status-runs", type=int, default=0)
     ap.add_argument("--status-budget", type=float, default=30)
+    ap.add_argument("--status-all", type=int, default=0, help="1: also time status of all units")
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--bytes", type=int, default=128 << 20)
     ap.add_argument("--log-dir", default="")
@@ -254,6 +297,7 @@ def main():
         res["ok"] = False
         res["error"] = str(e)
         res["supervisor_output"] = tail_of(os.path.join(args.work, "supervisor.out"), 600)
+        res["supervisor_complaint"] = first_complaint(system, os.path.join(args.work, "supervisor.out"))
     with open(args.out, "w") as f:
         json.dump(res, f)
     if args.log_dir:
