@@ -366,13 +366,15 @@ void UvOs::arm_deadline(std::optional<TimePoint> when) {
 
 void UvOs::spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, SpawnDone done) {
     const std::uint64_t ticket = spawner_.submit(std::move(spec), std::move(extras));
-    spawns_[ticket] = PendingSpawn{std::move(done), now()};
+    if (spawns_.empty()) spawn_progress_ = now();
+    spawns_[ticket] = PendingSpawn{std::move(done)};
     if (spawner_.fd() < 0) pump_spawner(); // spawns run in vigild: answered at once
     arm_spawn_limit();
 }
 
 void UvOs::pump_spawner() {
     std::vector<proc::SpawnCompletion> done = spawner_.pump();
+    if (!done.empty()) spawn_progress_ = now();
     if (std::string w = spawner_.take_warning(); !w.empty()) own_.say(LogLevel::Warn, w);
     for (proc::SpawnCompletion &c : done) {
         auto it = spawns_.find(c.ticket);
@@ -384,23 +386,24 @@ void UvOs::pump_spawner() {
     arm_spawn_limit();
 }
 
-// A spawn pending past spawn_limit (a chdir on a hung file system, say) is settled by killing
-// the helper: its request fails, the others are sent again to a new helper.
+// A helper that answers nothing for spawn_limit while spawns are pending (a chdir on a hung
+// file system, say) is killed: the request it had in hand fails, the others are sent again to
+// a new helper. The limit counts from the last answer, not from each request's submission:
+// answers come in submission order, so with 10,000 spawns queued at once the last one may
+// wait longer than the limit behind a helper that never stalled. O(1) a call: it runs at
+// every submission and every answer.
 void UvOs::arm_spawn_limit() {
     if (spawns_.empty() || closed_) {
         uv_timer_stop(&spawn_timer_);
         return;
     }
-    TimePoint oldest = spawns_.begin()->second.since;
-    for (const auto &[t, p] : spawns_)
-        oldest = std::min(oldest, p.since);
-    const auto wait = std::max<std::int64_t>(0, (oldest + spawn_limit - now()).count());
+    const auto wait = std::max<std::int64_t>(0, (spawn_progress_ + spawn_limit - now()).count());
     uv_timer_start(
         &spawn_timer_,
         [](uv_timer_t *t) {
             auto *self = static_cast<UvOs *>(t->data);
             self->guard("spawn limit", [self] {
-                self->spawner_.kill_helper("a spawn was pending for " +
+                self->spawner_.kill_helper("no spawn was answered for " +
                                            core::format_duration(spawn_limit));
                 self->pump_spawner();
             });

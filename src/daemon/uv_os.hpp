@@ -3,9 +3,9 @@
 // What it holds: the loop's timer for the core's deadline; the signal handlers (SIGCHLD drives
 // reaping; TERM, INT, QUIT, HUP, USR1, USR2 go to the shell; PIPE, TSTP, TTIN, TTOU, WINCH are
 // ignored so that a vanished reader or a terminal cannot stop PID 1); the Spawner and its poll
-// (spawns are asynchronous; one pending longer than spawn_limit gets its helper killed and the
-// spawn failed, so a spawn stuck on a hung file system affects its own unit only); the log writer
-// thread (units' log files) and vigild's standard streams (non-blocking queues); the notify
+// (spawns are asynchronous; a helper that answers none for spawn_limit is killed and the spawn
+// in its hands fails, so a spawn stuck on a hung file system affects its own unit only); the log
+// writer thread (units' log files) and vigild's standard streams (non-blocking queues); the notify
 // sockets' folder; cgroups; the control socket and the HTTP endpoint.
 //
 // Reaping: on SIGCHLD every zombie is collected (waitpid(-1) until none is left) and offered to
@@ -43,7 +43,8 @@ class Shell;
 
 class UvOs final : public Os {
 public:
-    // A spawn pending longer than this gets its helper killed and fails.
+    // A helper that answers no spawn for this long while some are pending is killed; the
+    // spawn it had in hand fails.
     static constexpr Duration spawn_limit{30'000};
 
     explicit UvOs(const Options &opts);
@@ -106,7 +107,6 @@ public:
 private:
     struct PendingSpawn {
         SpawnDone done;
-        TimePoint since;
     };
     template <class R>
     void off_loop(const char *where, std::function<R()> work, std::function<void(R)> done);
@@ -142,6 +142,7 @@ private:
     proc::Spawner spawner_;
     int spawner_error_ = 0;                        // of spawner_.start(), in the constructor
     std::map<std::uint64_t, PendingSpawn> spawns_; // ticket -> answer
+    TimePoint spawn_progress_{}; // the last answer, or the first submission since none was pending
     log::StandardStreams streams_;
     std::unique_ptr<log::LogWriter> files_;
     std::string notify_dir_;
