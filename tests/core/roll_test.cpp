@@ -295,6 +295,21 @@ TEST_SUITE("core") {
         CHECK(has_notice(sim, "reload restarts the unit at once"));
     }
 
+    TEST_CASE("roll: reload while the supervisor is still starting restarts at once") {
+        auto spec = [](std::uint64_t fp) {
+            return root(Strategy::OneForOne, webs(2, [=](ChildSpec &s) {
+                            s.fingerprint = fp;
+                            s.update = Update::Rolling;
+                        }));
+        };
+        Sim sim{spec(1)};
+        sim.start_all(); // web@1 waits for readiness: root is starting
+        const auto res = sim.reload(spec(2));
+        CHECK(res.rolling.empty());
+        CHECK(sim.spawns("web@1") == 2);
+        CHECK_FALSE(sim.core.roll_status("web"));
+    }
+
     // ---- drain ---------------------------------------------------------------------------------
 
     TEST_CASE("drain: not ready at once, the stop signal after the drain, the timeout after it") {
