@@ -206,6 +206,10 @@ EXCEPTIONS = [
     (r"^cannot run as (user|group) ", "whether a user or group exists is in this system's user "
                                       "and group databases, looked up when units are loaded"),
     (r"^with instances expanded ", "cross-file: a sum over every unit of the tree"),
+    (r"is more than the unit's \d+ instances?; at most", "compares two values (max_unavailable "
+                                                         "<= instances): not expressible"),
+    (r"^must be at most 1h; got \"", "stop.drain's 1h: the schema's duration pattern bounds "
+                                     "digits, not a sum (as for \"1d1s\" above 1d)"),
 ]
 
 # Where a rule about two fields reports, when the loader names the other field: message pattern

@@ -146,10 +146,11 @@ TEST_SUITE("unit schema") {
         }
     }
 
-    TEST_CASE("a supervisor's stop has the service's fields but signal") {
+    TEST_CASE("a supervisor's stop has the service's fields but signal and drain") {
         json schema = load_schema();
         auto stop = as_set(known_fields().at("stop"));
         stop.erase("signal");
+        stop.erase("drain"); // a supervisor has nothing to drain
         CHECK_SAME(keys(at(schema, "/$defs/supervisor/properties/stop/properties")), stop);
         CHECK(at(schema, "/$defs/supervisor/properties/stop/additionalProperties") == json(false));
     }
@@ -196,11 +197,12 @@ TEST_SUITE("unit schema") {
         const std::string pattern = "/$defs/service/properties/patterns/items/properties";
         CHECK_SAME(enum_at(pattern + "/stream/enum"), as_set(values.at("stream")));
         CHECK_SAME(enum_at(pattern + "/action/enum"), as_set(values.at("action")));
+        CHECK_SAME(enum_at("/$defs/service/properties/update/enum"), as_set(values.at("update")));
         std::set<std::string> enumerated;
         for (const auto &[field, spellings] : values)
             enumerated.insert(field);
         CHECK(enumerated == std::set<std::string>{"kind", "restart", "strategy", "auto_shutdown",
-                                                  "stream", "action"});
+                                                  "stream", "action", "update"});
     }
 
     TEST_CASE("defaults in the schema are the ones the code applies") {
@@ -290,6 +292,7 @@ TEST_SUITE("unit schema") {
             {svc + "/logs/properties/keep/maximum", b::max_keep},
             {svc + "/logs/properties/file/maxLength", b::max_path_bytes},
             {svc + "/instances/maximum", b::max_instances},
+            {svc + "/max_unavailable/maximum", b::max_instances},
             {"/$defs/supervisor/properties/intensity/maximum", b::max_intensity},
             {"/$defs/root/properties/intensity/maximum", b::max_intensity},
             {probe + "/failure_threshold/maximum", b::max_threshold},
