@@ -149,6 +149,7 @@ void get_spec(Reader &r, ChildSpec &s) {
     s.significant = r.flag("significant");
     s.stop.signal = r.i32("stop.signal");
     s.stop.timeout = r.opt<Duration>("stop.timeout", [&] { return r.dur("stop.timeout"); });
+    s.stop.drain = r.dur("stop.drain");
     s.backoff.initial = r.dur("backoff.initial");
     s.backoff.max = r.dur("backoff.max");
     s.backoff.factor = r.f64("backoff.factor");
@@ -165,6 +166,10 @@ void get_spec(Reader &r, ChildSpec &s) {
     s.period = r.dur("period");
     s.auto_shutdown = r.en(AutoShutdown::AllSignificant, "auto_shutdown");
     s.fingerprint = r.u64("fingerprint");
+    s.unit = r.str("unit");
+    s.instance = r.i32("instance");
+    s.update = r.en(Update::Rolling, "update");
+    s.max_unavailable = r.i32("max_unavailable");
 }
 
 Record get_record(Reader &r) {
@@ -232,6 +237,7 @@ TimePoint get_state(Reader &r, Node &n) {
     n.last_reason = r.str("last reason");
     n.backoff_until = r.opt<TimePoint>("backoff_until", [&] { return r.time("backoff_until"); });
     n.watchdog = r.opt<Duration>("watchdog interval", [&] { return r.dur("watchdog interval"); });
+    n.drain_until = r.opt<TimePoint>("drain_until", [&] { return r.time("drain_until"); });
     n.timer_seq = r.u64("timer seq");
     const TimePoint when = n.timer_seq != 0 ? r.time("deadline") : TimePoint{};
     n.predecessor = r.opt<ChildId>("predecessor", [&] { return ChildId{r.u32("predecessor")}; });
@@ -269,6 +275,52 @@ TimePoint get_node(Reader &r, Node &n) {
     return when;
 }
 
+// A roll takes at least 60 bytes (its fixed fields and empty strings and lists).
+constexpr std::size_t min_roll_bytes = 60;
+
+void get_rolls(Reader &r, Core::Impl &m) {
+    r.section = "the rolls";
+    m.roll_seq = r.u64("roll seq");
+    const std::uint32_t n = r.count(max_snapshot_nodes, min_roll_bytes, "rolls");
+    for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+        Roll roll;
+        roll.id = r.u64("roll id");
+        roll.unit = r.str("roll unit");
+        roll.phase = r.en(RollPhase::Stopped, "roll phase");
+        roll.order = r.ids("roll order");
+        roll.next = r.u32("roll next");
+        const std::uint32_t steps = r.count(max_snapshot_nodes, 12, "roll step");
+        for (std::uint32_t k = 0; k < steps && r.ok(); ++k) {
+            const ChildId c{r.u32("roll step child")};
+            roll.step.emplace_back(c, Incarnation{r.u64("roll step incarnation")});
+        }
+        roll.max_unavailable = r.u32("roll width");
+        roll.done = r.u32("roll done");
+        roll.steps = r.u32("roll steps");
+        roll.cause = r.en(StopCause::Removed, "roll cause");
+        roll.who = r.str("roll requester");
+        roll.at = r.str("roll stopped at");
+        roll.reason = r.str("roll reason");
+        if (!r.ok()) break;
+        std::string key = roll.unit;
+        if (!m.rolls.emplace(std::move(key), std::move(roll)).second)
+            r.fail("two rolls of one unit");
+    }
+}
+
+// Every id a roll holds is a child's, and its cursor is within its order.
+std::string check_rolls(const Core::Impl &m) {
+    for (const auto &[unit, roll] : m.rolls) {
+        if (roll.next > roll.order.size()) return "the roll of " + unit + " points past its end";
+        if (roll.id == 0 || roll.id > m.roll_seq) return "a roll id never handed out";
+        for (ChildId c : roll.order)
+            if (c.value >= m.nodes.size()) return "the roll of " + unit + " names no child";
+        for (const auto &[c, inc] : roll.step)
+            if (c.value >= m.nodes.size()) return "the roll of " + unit + " names no child";
+    }
+    return {};
+}
+
 std::string child_name(const Core::Impl &m, std::size_t i) {
     return "child " + std::to_string(i) + " (\"" + m.nodes[i].spec.name + "\")";
 }
@@ -297,6 +349,7 @@ std::vector<TimePoint> parse(Reader &r, Core::Impl &m) {
         when[i] = get_node(r, m.nodes[i]);
     }
     r.node.reset();
+    get_rolls(r, m);
     r.section = "the global history";
     get_ring(r, m.global);
     if (r.ok() && r.left() != 0)
@@ -421,6 +474,7 @@ std::string check_model(const Core::Impl &m) {
     std::string e = check_live_tree(m);
     if (e.empty()) e = check_after_positions(m);
     if (e.empty()) e = check_records(m);
+    if (e.empty()) e = check_rolls(m);
     return e;
 }
 

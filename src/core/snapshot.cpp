@@ -3,10 +3,10 @@
 //
 // Every member of the model (impl.hpp) is carried or rebuilt from what is carried:
 //   carried   Impl: now, finished, kill_all, dropped_events, internal_errors, the jitter
-//             generator's state, the deadline queue's last seq, the global history (oldest
-//             first). Node: every field, its spec (as the core holds it, ids and all) and, for
-//             its one live timer, the seq and the deadline. A ring refilled oldest first holds
-//             the same records and overwrites them in the same order.
+//             generator's state, the deadline queue's last seq, the rolls and their seq, the
+//             global history (oldest first). Node: every field, its spec (as the core holds it, ids
+//             and all) and, for its one live timer, the seq and the deadline. A ring refilled
+//             oldest first holds the same records and overwrites them in the same order.
 //   rebuilt   by_name (the live nodes), the deadline queue (the live timers of the nodes, with
 //             their seqs, so ties still fire in the order they were armed; stale entries change
 //             nothing), spec_errors (empty: restore requires a valid loaded tree).
@@ -33,9 +33,9 @@ namespace vigil::core {
 // A field added to the model must be carried here (or rebuilt, and said so above): these sizes
 // fail the build until it is. They hold for libstdc++ on 64-bit Linux, where vigil is built.
 #if defined(__GLIBCXX__) && (defined(__x86_64__) || defined(__aarch64__))
-static_assert(sizeof(Node) == 720, "Node changed: carry the new field in a snapshot");
-static_assert(sizeof(ChildSpec) == 248, "ChildSpec changed: carry the new field in a snapshot");
-static_assert(sizeof(Core::Impl) == 296, "Core::Impl changed: carry the new field in a snapshot");
+static_assert(sizeof(Node) == 784, "Node changed: carry the new field in a snapshot");
+static_assert(sizeof(ChildSpec) == 296, "ChildSpec changed: carry the new field in a snapshot");
+static_assert(sizeof(Core::Impl) == 352, "Core::Impl changed: carry the new field in a snapshot");
 static_assert(sizeof(Record) == 192, "Record changed: carry the new field in a snapshot");
 static_assert(sizeof(Plan) == 40, "Plan changed: carry the new field in a snapshot");
 static_assert(sizeof(HealthStop) == 72, "HealthStop changed: carry the new field in a snapshot");
@@ -119,6 +119,7 @@ void put_spec(Writer &w, const ChildSpec &s) {
     w.flag(s.significant);
     w.i32(s.stop.signal);
     w.opt(s.stop.timeout, [&](Duration d) { w.dur(d); });
+    w.dur(s.stop.drain);
     w.dur(s.backoff.initial);
     w.dur(s.backoff.max);
     w.f64(s.backoff.factor);
@@ -135,6 +136,10 @@ void put_spec(Writer &w, const ChildSpec &s) {
     w.dur(s.period);
     w.en(s.auto_shutdown);
     w.u64(s.fingerprint);
+    w.str(s.unit);
+    w.i32(s.instance);
+    w.en(s.update);
+    w.i32(s.max_unavailable);
 }
 
 void put_record(Writer &w, const Record &r) {
@@ -192,6 +197,7 @@ void put_state(Writer &w, const Node &n, TimePoint when) {
     w.str(n.last_reason);
     w.opt(n.backoff_until, [&](TimePoint t) { w.time(t); });
     w.opt(n.watchdog, [&](Duration d) { w.dur(d); });
+    w.opt(n.drain_until, [&](TimePoint t) { w.time(t); });
     w.u64(n.timer_seq);
     if (n.timer_seq != 0) w.time(when);
     w.opt(n.predecessor, [&](ChildId c) { w.id(c); });
@@ -222,6 +228,31 @@ void put_node(Writer &w, const Node &n, TimePoint when) {
             w.i64(t);
     w.flag(n.history != nullptr);
     if (n.history) put_ring(w, *n.history);
+}
+
+// The rolls of units (the current or last one of each unit that was rolled).
+void put_rolls(Writer &w, const Core::Impl &m) {
+    w.u64(m.roll_seq);
+    w.u32(static_cast<std::uint32_t>(m.rolls.size()));
+    for (const auto &[unit, r] : m.rolls) {
+        w.u64(r.id);
+        w.str(r.unit);
+        w.en(r.phase);
+        w.ids(r.order);
+        w.u32(static_cast<std::uint32_t>(r.next));
+        w.u32(static_cast<std::uint32_t>(r.step.size()));
+        for (const auto &[c, inc] : r.step) {
+            w.id(c);
+            w.u64(inc.value);
+        }
+        w.u32(r.max_unavailable);
+        w.u32(r.done);
+        w.u32(r.steps);
+        w.en(r.cause);
+        w.str(r.who);
+        w.str(r.at);
+        w.str(r.reason);
+    }
 }
 
 } // namespace
@@ -262,6 +293,7 @@ SnapshotResult Core::snapshot() const noexcept {
         w.u32(static_cast<std::uint32_t>(m.nodes.size()));
         for (std::size_t i = 0; i < m.nodes.size(); ++i)
             put_node(w, m.nodes[i], when[i]);
+        put_rolls(w, m);
         put_ring(w, m.global);
         if (!w.error.empty()) {
             res.error = "snapshot: " + w.error;

@@ -210,9 +210,54 @@ void scenario(Twin &t) {
     t.finish();
 }
 
+// Three instances of "web" behind a drain; a rolling restart of width 1, restored across its
+// steps, its drains and its end.
+TreeSpec roll_tree() {
+    std::vector<NodeDef> kids;
+    for (int k = 1; k <= 3; ++k)
+        kids.push_back(service("web@" + std::to_string(k), [k](ChildSpec &s) {
+            s.unit = "web";
+            s.instance = k;
+            s.wait_ready = true;
+            s.stop.drain = Duration{300};
+        }));
+    return root(Strategy::OneForOne, std::move(kids), intensity(50, 60s));
+}
+
+void roll_scenario(Twin &t) {
+    t.start();
+    for (int k = 1; k <= 3; ++k)
+        t.ready("web@" + std::to_string(k));
+    CHECK(t.roll("web").outcome == CommandOutcome::Ok);
+    for (int k = 1; k <= 3; ++k) {
+        const std::string name = "web@" + std::to_string(k);
+        CHECK(t.st(name).state == ChildState::Stopping); // draining
+        t.advance(150ms);
+        t.advance(200ms); // the drain ends: the stop signal, the exit, the new incarnation
+        t.ready(name);
+    }
+    const auto rs = t.a_core().roll_status("web");
+    REQUIRE(rs);
+    CHECK(rs->phase == RollPhase::Done);
+    CHECK(rs->done == 3);
+    t.finish();
+}
+
 } // namespace
 
 TEST_SUITE("core") {
+
+    TEST_CASE("snapshot: a rolling restart and its drains go on in a restored core") {
+        Twin t(roll_tree(), true, -1);
+        roll_scenario(t);
+        CHECK(t.restores == t.steps);
+        for (int k = 0; k < t.steps; ++k) {
+            CAPTURE(k);
+            Twin once(roll_tree(), false, k);
+            roll_scenario(once);
+            CHECK(once.restores == 1);
+        }
+    }
 
     TEST_CASE("snapshot: a core restored before every input behaves as the original") {
         Twin t(scenario_tree(), true, -1);

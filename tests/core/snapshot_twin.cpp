@@ -272,6 +272,16 @@ void Twin::restart(const std::vector<std::string> &names) {
     drain_pending();
 }
 
+CommandResult Twin::roll(const std::string &unit, std::optional<std::uint32_t> max) {
+    CommandResult res;
+    input([&](Core &c, std::vector<Action> &out) {
+        res = c.roll(unit, max, "test", now, out);
+        return result_text(res);
+    });
+    drain_pending();
+    return res;
+}
+
 ReconfigureResult Twin::reload(TreeSpec next) {
     ReconfigureResult res;
     const TreeSpec copy = next;

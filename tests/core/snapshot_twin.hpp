@@ -37,6 +37,7 @@ public:
     void event(const core::Event &ev); // and the reactions it causes
     core::CommandResult command(core::CommandKind kind, const std::string &name, int sig = 0);
     void restart(const std::vector<std::string> &names);
+    core::CommandResult roll(const std::string &unit, std::optional<std::uint32_t> max = {});
     core::ReconfigureResult reload(core::TreeSpec next);
     void forget(ChildId c);
     void note(const std::string &name, const std::string &message);
