@@ -14,9 +14,15 @@ namespace {
 
 // The descriptors the tree's services hold in vigild while they run: the output pipes (one
 // with logs.stderr "stdout", else two), a notify socket with ready.notify or a watchdog, and a
-// ready pipe with ready.fd; plus 256 for vigild itself, its clients and probes.
+// ready pipe with ready.fd; the sockets held for `listen` (an upper bound: instances share
+// most of them; at most bounds::max_held_sockets); plus 256 for vigild itself, its clients and
+// probes.
 rlim_t descriptors_needed(const unit::LoadResult &loaded) {
     rlim_t n = 256;
+    std::size_t held = 0;
+    for (const unit::Unit &u : loaded.units)
+        held += u.listen.size();
+    n += static_cast<rlim_t>(std::min(held, unit::bounds::max_held_sockets));
     for (std::size_t i = 0; i < loaded.units.size() && i < loaded.tree.nodes.size(); ++i) {
         if (loaded.tree.nodes[i].kind != core::Kind::Service) continue;
         const unit::Unit &u = loaded.units[i];
@@ -97,6 +103,13 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     Shell shell(os, opts, std::move(*loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
     attach_manager(shell, os, std::move(manager));
+    // The services' sockets, before anything starts: one that cannot be bound is a
+    // configuration vigild refuses to run.
+    if (std::string error; !shell.bind_listen(error)) {
+        std::fprintf(stderr, "vigild: %s\nvigild: nothing was started\n", error.c_str());
+        os.close_handles();
+        return 1;
+    }
     if (!os.attach(shell)) {
         os.close_handles();
         return 1;

@@ -23,6 +23,11 @@ Shell::~Shell() {
 }
 
 void Shell::start() {
+    if (std::string error; !bind_listen(error)) {
+        journal_.say(LogLevel::Error, error);
+        act(core::Exit{1});
+        return;
+    }
     journal_.say(LogLevel::Info,
                  "starting " + std::to_string(core_.size() - 1) + " units from " + opts_.units);
     if (manager_) manager_->start();
@@ -212,6 +217,7 @@ void Shell::release(ChildId id) {
         units_[id.value] = std::move(husk);
     }
     if (listener_) listener_->released(id);
+    sync_sockets(); // the sockets only a removed unit listed
 }
 
 // Closes every handle: the loop can end once their close callbacks have run.
@@ -229,6 +235,7 @@ void Shell::teardown() {
         r.left_watches.clear();
     }
     if (manager_) manager_->close();
+    close_sockets();
     os_.arm_deadline(std::nullopt);
 }
 
