@@ -814,6 +814,22 @@ std::string format_bytes(std::int64_t bytes) {
     return buf;
 }
 
+// The sockets vigild holds for the unit, one a line: "tcp 0.0.0.0:8080 (web)".
+std::string listen_words(const Json &u) {
+    const Json l = u.is_object() ? u.value("listen", Json()) : Json();
+    if (!l.is_array()) return "";
+    std::string out;
+    for (const Json &s : l) {
+        if (!s.is_object()) continue;
+        std::string line =
+            one_line(str(s, "address", "?")) + " (" + one_line(str(s, "name", "")) + ")";
+        if (s.value("reuseport", false)) line += ", own socket (reuseport)";
+        if (!s.value("open", true)) line += ", not open";
+        out += (out.empty() ? "" : "\n") + line;
+    }
+    return out;
+}
+
 std::string render_status_detail(const Detail &d, const Style &st) {
     const Json &u = d.unit;
     std::string out = paint("●", state_colour(u), st) + " " + paint(str(u, "name"), bold, st);
@@ -851,6 +867,7 @@ std::string render_status_detail(const Detail &d, const Style &st) {
     if (std::string p = probes_words(d.checks, d.now_ms); !p.empty()) labelled(out, "Probes", p);
     if (std::string pids = left_pids(u); !pids.empty())
         labelled(out, "Processes", "left behind: " + pids);
+    if (std::string l = listen_words(u); !l.empty()) labelled(out, "Listen", l);
     if (d.log.is_array() && !d.log.empty()) out += '\n' + log_lines(d.log, st);
     return out;
 }

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "listen.hpp"
 #include "vigil/log/capture.hpp"
 #include "vigil/log/file_sink.hpp"
 #include "vigil/log/forwarder.hpp"
@@ -179,6 +180,17 @@ public:
     virtual log::FileSinkFactory file_sinks() = 0;
     // One of vigild's own lines (the journal), without its newline.
     virtual void say(std::string_view line) = 0;
+
+    // ---- sockets held for services (listen.hpp) -------------------------------------------
+    // Binds each of `specs`, in order: one BoundSocket each. Blocks (a unix socket's file
+    // system): only at start-up, before the loop runs.
+    virtual std::vector<BoundSocket>
+    bind_sockets_now(const std::vector<unit::ListenSpec> &specs) = 0;
+    // The same, off the loop (reload); `done` gets the answer on it.
+    virtual void bind_sockets(std::vector<unit::ListenSpec> specs,
+                              std::function<void(std::vector<BoundSocket>)> done) = 0;
+    // listen() again on a held stream socket whose backlog changed: 0 or an errno.
+    virtual int relisten(int fd, int backlog) = 0;
 
     // ---- units --------------------------------------------------------------------------
     // Loads the unit directory off the loop (NSS lookups, a hung file system) and hands the

@@ -34,34 +34,58 @@ void Shell::reload(std::string who, std::function<void(const ReloadOutcome &)> d
     std::vector<ReloadWaiter> waiters = std::move(reload_waiters_);
     reload_waiters_.clear();
     os_.load_units(opts_.units, [this, waiters = std::move(waiters)](unit::LoadResult next) {
-        reload_running_ = false;
-        if (exit_status_) return; // vigild is exiting: nothing to apply
-        std::string asked_by;
-        for (const ReloadWaiter &w : waiters)
-            asked_by += (asked_by.empty() ? "" : ", ") + w.who;
-        ReloadOutcome outcome;
+        if (exit_status_) { // vigild is exiting: nothing to apply
+            reload_running_ = false;
+            return;
+        }
         if (!next.ok()) {
+            ReloadOutcome outcome;
             for (const auto &d : next.diagnostics)
                 outcome.diagnostics.push_back(unit::format(d));
             outcome.problems = next.problems;
-        } else {
-            outcome = apply_reload(std::move(next));
+            finish_reload(waiters, std::move(outcome));
+            return;
         }
-        for (const std::string &d : outcome.diagnostics)
-            journal_.say(LogLevel::Error, d);
-        if (!outcome.diagnostics.empty())
-            journal_.say(LogLevel::Error, "reload (" + asked_by + ") refused: " +
-                                              unit::count_problems(outcome.problems) +
-                                              "; the running configuration is kept");
-        for (const ReloadWaiter &w : waiters)
-            if (w.done) w.done(outcome);
-        if (!reload_waiters_.empty()) { // asked for while this one ran
-            std::vector<ReloadWaiter> again = std::move(reload_waiters_);
-            reload_waiters_.clear();
-            for (ReloadWaiter &w : again)
-                reload(std::move(w.who), std::move(w.done));
-        }
+        // The sockets the new units add are bound first (off the loop): a bind that fails
+        // refuses the reload before anything changed.
+        bind_for_reload(std::move(next),
+                        [this, waiters](unit::LoadResult loaded, std::vector<std::string> errors) {
+                            if (exit_status_) {
+                                reload_running_ = false;
+                                return;
+                            }
+                            ReloadOutcome outcome;
+                            if (!errors.empty()) {
+                                outcome.problems = errors.size();
+                                outcome.diagnostics = std::move(errors);
+                            } else {
+                                outcome = apply_reload(std::move(loaded));
+                            }
+                            sync_sockets();
+                            finish_reload(waiters, std::move(outcome));
+                        });
     });
+}
+
+void Shell::finish_reload(const std::vector<ReloadWaiter> &waiters, ReloadOutcome outcome) {
+    reload_running_ = false;
+    std::string asked_by;
+    for (const ReloadWaiter &w : waiters)
+        asked_by += (asked_by.empty() ? "" : ", ") + w.who;
+    for (const std::string &d : outcome.diagnostics)
+        journal_.say(LogLevel::Error, d);
+    if (!outcome.diagnostics.empty())
+        journal_.say(LogLevel::Error, "reload (" + asked_by +
+                                          ") refused: " + unit::count_problems(outcome.problems) +
+                                          "; the running configuration is kept");
+    for (const ReloadWaiter &w : waiters)
+        if (w.done) w.done(outcome);
+    if (!reload_waiters_.empty()) { // asked for while this one ran
+        std::vector<ReloadWaiter> again = std::move(reload_waiters_);
+        reload_waiters_.clear();
+        for (ReloadWaiter &w : again)
+            reload(std::move(w.who), std::move(w.done));
+    }
 }
 
 // ChildIds of kept children stay valid; a new child gets a new id or the id of a child removed

@@ -16,13 +16,14 @@ namespace {
 // ready pipe when declared) and a few kilobytes. 10,000 services need more than the usual soft
 // limit of 1024, so vigild raises its own soft limit up to the hard one (and the hard one too
 // when it may: CAP_SYS_RESOURCE, up to fs.nr_open), and says what to do when that is still too
-// low. Services get the original limit back (Options::service_nofile).
-void raise_fd_limit(Options &opts, std::size_t units, std::string &warning) {
+// low. Services get the original limit back (Options::service_nofile). The sockets held for
+// `listen` count once each (`held`, at most bounds::max_held_sockets).
+void raise_fd_limit(Options &opts, std::size_t units, std::size_t held, std::string &warning) {
     rlimit original{};
     ::getrlimit(RLIMIT_NOFILE, &original);
     opts.service_nofile = std::make_pair(static_cast<std::uint64_t>(original.rlim_cur),
                                          static_cast<std::uint64_t>(original.rlim_max));
-    const rlim_t needed = 3 * static_cast<rlim_t>(units) + 256;
+    const rlim_t needed = 3 * static_cast<rlim_t>(units) + static_cast<rlim_t>(held) + 256;
     rlimit want = original;
     if (want.rlim_cur >= needed) return;
     const rlim_t target = std::max(needed, rlim_t{65536});
@@ -50,13 +51,24 @@ void raise_fd_limit(Options &opts, std::size_t units, std::string &warning) {
 
 int run_shell(Options opts, unit::LoadResult loaded) {
     std::string fd_warning;
-    raise_fd_limit(opts, loaded.units.size(), fd_warning);
+    std::size_t held = 0; // an upper bound: instances share most of them
+    for (const unit::Unit &u : loaded.units)
+        held += u.listen.size();
+    raise_fd_limit(opts, loaded.units.size(), std::min(held, unit::bounds::max_held_sockets),
+                   fd_warning);
     UvOs os(opts);
     // First, while vigild holds almost no descriptors: services are spawned from this small
     // helper, so that no spawn copies vigild's thousands of descriptors (vigil/proc/spawner.hpp).
     os.start_spawner();
     Shell shell(os, opts, std::move(loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
+    // The services' sockets, before anything starts: one that cannot be bound is a
+    // configuration vigild refuses to run.
+    if (std::string error; !shell.bind_listen(error)) {
+        std::fprintf(stderr, "vigild: %s\nvigild: nothing was started\n", error.c_str());
+        os.close_handles();
+        return 1;
+    }
     if (!os.attach(shell)) {
         os.close_handles();
         return 1;

@@ -23,6 +23,11 @@ Shell::~Shell() {
 }
 
 void Shell::start() {
+    if (std::string error; !bind_listen(error)) {
+        journal_.say(LogLevel::Error, error);
+        act(core::Exit{1});
+        return;
+    }
     journal_.say(LogLevel::Info,
                  "starting " + std::to_string(core_.size() - 1) + " units from " + opts_.units);
     std::vector<core::Action> out;
@@ -189,6 +194,7 @@ void Shell::release(ChildId id) {
         units_[id.value] = std::move(husk);
     }
     if (listener_) listener_->released(id);
+    sync_sockets(); // the sockets only a removed unit listed
 }
 
 // Closes every handle: the loop can end once their close callbacks have run.
@@ -205,6 +211,7 @@ void Shell::teardown() {
         r.cgroup.reset();
         r.left_watches.clear();
     }
+    close_sockets();
     os_.arm_deadline(std::nullopt);
 }
 

@@ -14,6 +14,8 @@
 //   control_api.cpp  the control socket's requests (ControlApi)
 //   status_view.cpp  status JSON, the HTTP snapshot
 //   reload.cpp       reload: units loaded off the loop, applied to the core and the runtimes
+//   listening.cpp    the sockets held for services (`listen`): bound at start and on reload,
+//                    passed to every spawn, closed once no unit lists them
 //
 // How an incarnation flows through the shell (state.hpp has the core's side):
 //   Spawn -> os.spawn (asynchronous) -> the answer: the process table learns the pid, the output
@@ -30,6 +32,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -74,7 +77,12 @@ public:
     Shell(const Shell &) = delete;
     Shell &operator=(const Shell &) = delete;
 
-    // Starts the tree.
+    // Binds the sockets of every unit's `listen` (listening.cpp). Blocks (listen.hpp): call it
+    // before the loop runs; run_shell() does, and start() does when nobody did. False, with
+    // every failure in `error` (one a line) and nothing left open: vigild must not run.
+    bool bind_listen(std::string &error);
+
+    // Starts the tree (after bind_listen(); when that fails, logs why and exits with 1).
     void start();
 
     // ---- what the OS reports ------------------------------------------------------------
@@ -116,6 +124,14 @@ public:
         std::size_t problems = 0;             // found (diagnostics shows at most 1000)
     };
     void reload(std::string who, std::function<void(const ReloadOutcome &)> done);
+
+    // The sockets held for the unit's `listen` entries, in its order (fd -1: not held).
+    struct HeldView {
+        const unit::ListenSpec *spec;
+        int fd;
+    };
+    std::vector<HeldView> held_sockets(ChildId id) const;
+    int held_socket(const unit::ListenSpec &spec, const std::string &unit_name) const;
 
     // Reopens every unit's log file (SIGUSR2, `vigilctl logs --reopen` for all units).
     void reopen_logs();
@@ -174,6 +190,24 @@ private:
 
     // reload.cpp
     ReloadOutcome apply_reload(unit::LoadResult next);
+    struct ReloadWaiter;
+    void finish_reload(const std::vector<ReloadWaiter> &waiters, ReloadOutcome outcome);
+
+    // listening.cpp
+    using ReloadContinuation =
+        std::function<void(unit::LoadResult, std::vector<std::string> errors)>;
+    std::map<std::string, unit::ListenSpec>
+    wanted_sockets(const std::vector<unit::Unit> &units) const;
+    bool add_listen_extras(const unit::Unit &u, proc::SpawnExtras &extras, std::string &error);
+    void bind_for_reload(unit::LoadResult next, ReloadContinuation cont);
+    void sync_sockets();
+    void close_sockets();
+    struct HeldSocket {
+        int fd;
+        unit::ListenSpec spec;
+    };
+    std::map<std::string, HeldSocket> held_; // by held_key(); at most bounds::max_held_sockets
+    bool listen_bound_ = false;
 
     Os &os_;
     Options opts_;

@@ -78,6 +78,7 @@ bool Shell::prepare_extras(ChildId id, Run &run, proc::SpawnExtras &extras, std:
     const unit::Unit &u = units_[id.value];
     UnitRuntime &r = runtime(id);
     extras.env.emplace_back("VIGIL_UNIT", u.name);
+    if (!add_listen_extras(u, extras, error)) return false;
     extras.merge_stderr = u.logs.merge_stderr; // one pipe: stderr_fd is then -1
     if (u.ready.notify || u.watchdog) {
         if (!open_notify(id, error)) return false;

@@ -78,6 +78,13 @@ void add_detail(Shell &shell, ChildId id, ctl::Json &u) {
     u["intensity"] = intensity_json(shell.core(), id, shell.os().now());
     u["last_exit_by"] = last_exit_by(shell.core(), id);
     u["pid_namespace"] = pid_namespace().empty() ? ctl::Json(nullptr) : ctl::Json(pid_namespace());
+    ctl::Json listen = ctl::Json::array();
+    for (const Shell::HeldView &h : shell.held_sockets(id))
+        listen.push_back({{"address", h.spec->describe()},
+                          {"name", h.spec->name},
+                          {"reuseport", h.spec->reuseport},
+                          {"open", h.fd >= 0}});
+    u["listen"] = std::move(listen);
 }
 
 } // namespace

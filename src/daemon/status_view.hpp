@@ -28,7 +28,9 @@ namespace vigil::daemon {
 // "signal"?:"SIGKILL"}: the command that led to the last exit, found in the unit's last
 // max_detail_history records after the incarnation that exited began) and "pid_namespace"
 // (vigild's, "pid:[4026531836]", or null: a client reads /proc/PID of the pids shown only when
-// it is in the same one; elsewhere the same number is another process).
+// it is in the same one; elsewhere the same number is another process) and "listen" (the
+// sockets held for the unit's `listen`, in its order: [{"address":"tcp 0.0.0.0:8080",
+// "name":"web","reuseport":false,"open":true}]).
 ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids, bool detail = false);
 inline constexpr std::size_t max_detail_history = 64;
 

@@ -622,6 +622,37 @@ void UvOs::say(std::string_view line) {
     if (streams_.err) streams_.err->raw(line);
 }
 
+std::vector<BoundSocket> UvOs::bind_sockets_now(const std::vector<unit::ListenSpec> &specs) {
+    std::vector<BoundSocket> out;
+    for (const unit::ListenSpec &s : specs)
+        out.push_back(bind_socket(s));
+    return out;
+}
+
+// The answer of a bind off the loop: the sockets it bound are closed if vigild dropped the
+// answer (an exception in `done`): the work item owns them until `done` took them.
+void UvOs::bind_sockets(std::vector<unit::ListenSpec> specs,
+                        std::function<void(std::vector<BoundSocket>)> done) {
+    off_loop<std::vector<BoundSocket>>(
+        "listen",
+        [specs = std::move(specs)]() -> std::vector<BoundSocket> {
+            std::vector<BoundSocket> out;
+            for (const unit::ListenSpec &s : specs) {
+                try {
+                    out.push_back(bind_socket(s));
+                } catch (const std::exception &e) {
+                    out.push_back({-1, "listen " + s.describe() + ": " + e.what()});
+                }
+            }
+            return out;
+        },
+        std::move(done));
+}
+
+int UvOs::relisten(int fd, int backlog) {
+    return ::listen(fd, backlog) == 0 ? 0 : errno;
+}
+
 void UvOs::load_units(const std::string &dir, std::function<void(unit::LoadResult)> done) {
     off_loop<unit::LoadResult>(
         "reload",

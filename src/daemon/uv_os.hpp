@@ -98,6 +98,10 @@ public:
     void say(std::string_view line) override;
     std::int64_t loop_stall_max_us() override { return stall_max_ns_ / 1000; }
     void load_units(const std::string &dir, std::function<void(unit::LoadResult)> done) override;
+    std::vector<BoundSocket> bind_sockets_now(const std::vector<unit::ListenSpec> &specs) override;
+    void bind_sockets(std::vector<unit::ListenSpec> specs,
+                      std::function<void(std::vector<BoundSocket>)> done) override;
+    int relisten(int fd, int backlog) override;
 
     // Runs `f`, logging any exception instead of letting it into libuv. Returns false when one
     // was caught.

@@ -104,6 +104,18 @@ VIGIL_CHILD_CODE int child_main(void *arg) noexcept {
     // sanitizers intercept prctl(PR_SET_NAME) and take a lock.
     syscall(SYS_prctl, PR_SET_NAME, pre_exec_comm, 0UL, 0UL, 0UL);
 
+    // LISTEN_PID: our own pid, in the room the parent left in the environment (CLONE_VM: the
+    // parent's copy of the string, which only this child's execve() reads).
+    if (p.listen_pid_slot) {
+        char digits[16];
+        int n = 0;
+        for (auto v = static_cast<unsigned long>(syscall(SYS_getpid)); n == 0 || v > 0; v /= 10)
+            digits[n++] = static_cast<char>('0' + v % 10);
+        for (int i = 0; i < n; ++i)
+            p.listen_pid_slot[i] = digits[n - 1 - i];
+        p.listen_pid_slot[n] = '\0';
+    }
+
     // Then the report (child_side.hpp): the pid, the read ends of the pipes and a pidfd of
     // this very process. The message was built by the parent; only the pid and the
     // descriptors are written here.

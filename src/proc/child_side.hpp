@@ -100,6 +100,10 @@ struct ChildPlan {
     int report_fd = -1;        // when >= 0: send `report` on it first (the Spawner's socket)
     ReportMessage *report = nullptr;
     int cgroup_fd = -1; // when >= 0: write "0" to it right after the report
+    // When set: the value of the envp entry "LISTEN_PID=", with room for 10 digits and a NUL
+    // (prepared by the parent); the child writes its own pid there, first thing
+    // (SpawnExtras::listen_pid).
+    char *listen_pid_slot = nullptr;
 };
 
 // What a failed child reports. `aux` refines the stage: the target fd for Stdio, the index in

@@ -33,7 +33,13 @@ struct Prepared {
     std::vector<std::string> env; // "KEY=VALUE", final
     Identity ids;
     std::vector<ChildLimit> limits;
+    // With extras.listen_pid: the index in `env` of "LISTEN_PID=" and the room the child
+    // writes its pid into (listen_pid_room digits and a NUL); -1 without.
+    std::ptrdiff_t listen_pid_env = -1;
 };
+
+// Room for a pid in decimal: an int's 10 digits.
+constexpr std::size_t listen_pid_room = 10;
 
 // Resolves spec + extras; on error the SpawnError is exactly proc::spawn's.
 std::optional<SpawnError> prepare(const SpawnSpec &spec, const SpawnExtras &extras, Prepared &out);
@@ -68,6 +74,7 @@ struct LaunchPlan {
     int report_fd = -1;              // the Spawner's socket, in its helper
     ReportMessage *report = nullptr; // built for this request; launch() adds the read ends
     bool want_pidfd = false;         // clone with CLONE_PIDFD
+    char *listen_pid_slot = nullptr; // ChildPlan::listen_pid_slot
 };
 
 // A plan pointing into `spec`, `extras` and `prep` (which must outlive it).

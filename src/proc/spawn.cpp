@@ -207,6 +207,10 @@ std::vector<std::string> build_env(const SpawnSpec &spec, const SpawnExtras &ext
         if (eq == std::string_view::npos || eq == 0) continue;
         env.insert_or_assign(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
     }
+    // Socket activation describes the receiving process's own descriptors: what vigild was
+    // given is not its services' (SpawnExtras::listen_pid).
+    for (const char *k : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"})
+        env.erase(std::string(k));
     if (!ids.user_name.empty()) {
         env.insert_or_assign("USER", ids.user_name);
         env.insert_or_assign("LOGNAME", ids.user_name);
@@ -218,6 +222,8 @@ std::vector<std::string> build_env(const SpawnSpec &spec, const SpawnExtras &ext
         env.insert_or_assign(k, v);
     for (const auto &[k, v] : extras.env)
         env.insert_or_assign(k, v);
+    if (extras.listen_pid) // the room the child writes its pid into (child_side.hpp)
+        env.insert_or_assign("LISTEN_PID", std::string(detail::listen_pid_room, '0'));
     std::vector<std::string> out;
     out.reserve(env.size());
     for (const auto &[k, v] : env)
@@ -355,6 +361,10 @@ std::optional<SpawnError> prepare(const SpawnSpec &spec, const SpawnExtras &extr
         if (auto e = read_env_file(spec, out.ids, file_env)) return e;
     }
     out.env = build_env(spec, extras, out.ids, file_env);
+    out.listen_pid_env = -1;
+    if (extras.listen_pid)
+        for (std::size_t i = 0; i < out.env.size(); ++i)
+            if (out.env[i].starts_with("LISTEN_PID=")) out.listen_pid_env = static_cast<long>(i);
     out.path = spec.argv[0];
     if (out.path.find('/') == std::string::npos) {
         if (auto e = find_in_path(spec.argv[0], env_value(out.env, "PATH"), out.path)) return e;
@@ -381,6 +391,9 @@ LaunchPlan make_plan(const SpawnSpec &spec, const SpawnExtras &extras, const Pre
     for (const std::string &kv : prep.env)
         plan.envp.push_back(const_cast<char *>(kv.c_str()));
     plan.envp.push_back(nullptr);
+    if (prep.listen_pid_env >= 0) // room for the digits and the NUL: listen_pid_room + 1
+        plan.listen_pid_slot =
+            plan.envp[static_cast<std::size_t>(prep.listen_pid_env)] + sizeof "LISTEN_PID=" - 1;
     plan.pipes = extras.stdio == Stdio::Pipes;
     plan.merge_stderr = extras.merge_stderr;
     plan.cgroup_fd = extras.cgroup_procs_fd;
@@ -488,6 +501,7 @@ Launched launch(const LaunchPlan &lp, bool clone_parent) {
     plan.report_fd = lp.report_fd;
     plan.report = lp.report;
     plan.cgroup_fd = lp.cgroup_fd;
+    plan.listen_pid_slot = lp.listen_pid_slot;
 
     char *stack = child_stack_top();
     if (!stack) return failed(SpawnError{ExecStage::Fork, errno, "stack", {}});

@@ -63,6 +63,7 @@ constexpr std::uint32_t f_umask = 1U << 9;
 constexpr std::uint32_t f_new_session = 1U << 10;
 constexpr std::uint32_t f_merge_stderr = 1U << 11;
 constexpr std::uint32_t f_cgroup = 1U << 12;
+constexpr std::uint32_t f_listen_pid = 1U << 13;
 
 struct ReplyHead {
     std::uint32_t magic;
@@ -136,6 +137,7 @@ std::string encode(std::uint64_t ticket, const SpawnSpec &s, const SpawnExtras &
     flag(x.new_session, f_new_session);
     flag(x.merge_stderr, f_merge_stderr);
     flag(x.cgroup_procs_fd >= 0, f_cgroup);
+    flag(x.listen_pid, f_listen_pid);
     w.put(request_magic);
     w.put(ticket);
     w.put(flags);
@@ -238,6 +240,7 @@ bool decode(const char *buf, std::size_t n, const std::vector<int> &fds, SpawnSp
     x.new_session = (flags & f_new_session) != 0;
     x.foreground_tty = false;
     x.merge_stderr = (flags & f_merge_stderr) != 0;
+    x.listen_pid = (flags & f_listen_pid) != 0;
     bool cgroup = (flags & f_cgroup) != 0;
     if (!r.get(count) || count + (cgroup ? 1 : 0) != fds.size()) return false;
     for (std::uint32_t i = 0; i < count; ++i) {

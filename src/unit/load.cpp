@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "checker.hpp"
+#include "listen_parse.hpp"
 #include "vigil/unit/json_positions.hpp"
 #include "vigil/unit/values.hpp"
 
@@ -93,9 +94,9 @@ static_assert(in_order(kind_names) && in_order(restart_names) && in_order(strate
 
 const Fields common_fields{"$schema", "kind",    "description", "parent",
                            "after",   "restart", "significant", "stop"};
-const Fields service_fields{"command",   "cwd",     "env",      "env_file", "user",     "group",
-                            "umask",     "limits",  "backoff",  "logs",     "ready",    "liveness",
-                            "readiness", "startup", "watchdog", "patterns", "instances"};
+const Fields service_fields{"command",   "cwd",     "env",      "env_file", "user",      "group",
+                            "umask",     "limits",  "backoff",  "logs",     "ready",     "liveness",
+                            "readiness", "startup", "watchdog", "patterns", "instances", "listen"};
 const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown", "parallel"};
 const Fields root_fields{"$schema",   "kind",   "description",   "strategy",
                          "intensity", "period", "auto_shutdown", "parallel"};
@@ -580,6 +581,35 @@ private:
         cache_;
 };
 
+// The sockets of every unit file: no address in two files (vigild would hold one socket for
+// both, or fail to bind the second), and at most bounds::max_held_sockets in all, counted as
+// vigild holds them (a reuseport entry once per instance).
+class HeldSockets {
+public:
+    void check(Checker &c, const std::vector<ListenSpec> &listen, int instances) {
+        for (std::size_t i = 0; i < listen.size(); ++i) {
+            const ListenSpec &l = listen[i];
+            const std::string p = "/listen/" + std::to_string(l.item);
+            auto [it, fresh] = owner_.emplace(l.key(), c.file());
+            if (!fresh)
+                c.error(p, l.describe() + " is also in " + it->second +
+                               "; two unit files cannot listen on one address");
+            held_ += l.reuseport ? static_cast<std::size_t>(std::max(instances, 1)) : 1;
+            if (held_ > bounds::max_held_sockets && !reported_) {
+                reported_ = true;
+                c.error(p, "more than " + std::to_string(bounds::max_held_sockets) +
+                               " listen sockets in the unit directory (reuseport counts one per "
+                               "instance); vigild holds at most that many");
+            }
+        }
+    }
+
+private:
+    std::map<std::string, std::string> owner_; // ListenSpec::key() -> its unit file
+    std::size_t held_ = 0;
+    bool reported_ = false;
+};
+
 // Resolves `user` and `group` now rather than at spawn time, so that a name that does not
 // resolve is a diagnostic of this file, not a service that fails every start until its
 // supervisor gives up and takes its siblings down. The group alone first, so that its problem
@@ -711,6 +741,16 @@ void parse_service_fields(Checker &c, const json &j, Raw &r, Identities &ids) {
     if (j.contains("instances"))
         if (auto n = c.integer(j["instances"], "/instances", 1, bounds::max_instances))
             r.instances = static_cast<int>(*n);
+    if (j.contains("listen")) {
+        parse_listen(c, j["listen"], r.name, r.unit.listen);
+        // The sockets take fd 3.. in the child: the ready fd must not be one of them.
+        const json &v = j["listen"];
+        const auto n = static_cast<int>(v.is_array() ? std::min(v.size(), bounds::max_listen) : 0);
+        if (r.unit.ready.fd && *r.unit.ready.fd < 3 + n)
+            c.error("/ready/fd", "is one of the listen sockets' descriptors (3 to " +
+                                     std::to_string(2 + n) + "); use " + std::to_string(3 + n) +
+                                     " or above");
+    }
 }
 
 void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
@@ -1351,6 +1391,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
     std::vector<Raw> raws;
     std::optional<std::size_t> root;
     Identities ids;
+    HeldSockets sockets;
     std::uint64_t dir_bytes = 0;
     bool stopped = false;
     for (const Entry &e : listing.entries) {
@@ -1390,6 +1431,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
             if (r.pj.syntax_ok) {
                 Checker c(r.file, r.pj, diags);
                 parse_unit(c, r, ids);
+                sockets.check(c, r.unit.listen, r.instances);
             }
             keep_pass2_positions(r.pj);
         }
@@ -1448,6 +1490,7 @@ std::map<std::string, std::vector<std::string>> known_fields() {
         {"tcp", strings(tcp_fields)},
         {"http", strings(http_fields)},
         {"pattern", strings(pattern_fields)},
+        {"listen", strings(listen_fields)},
     };
 }
 

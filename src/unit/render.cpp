@@ -3,6 +3,7 @@
 // One line per child, children in start order, every policy value shown with its effective
 // value (defaults included) so that a reader never has to know the defaults by heart.
 // Services get indented detail lines (command, start, backoff, logs, probes...).
+#include <cstdio>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -197,6 +198,20 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
     if (u.readiness) d.push_back("readiness: " + probe(*u.readiness));
     if (u.startup) d.push_back("startup: " + probe(*u.startup));
     if (u.watchdog) d.push_back("watchdog: " + core::format_duration(*u.watchdog));
+    for (const auto &ls : u.listen) {
+        std::string line =
+            "listen: " + detail::printable(ls.describe()) + " name=" + detail::printable(ls.name);
+        if (ls.kind != ListenKind::Udp) line += " backlog=" + std::to_string(ls.backlog);
+        if (ls.kind != ListenKind::Unix) line += ls.reuseport ? " reuseport" : " shared";
+        if (ls.kind == ListenKind::Unix) {
+            char mode[8];
+            std::snprintf(mode, sizeof mode, "%04o", ls.mode);
+            line += std::string(" mode=") + mode;
+            if (ls.owner) line += " owner=" + detail::printable(*ls.owner);
+            if (ls.group) line += " group=" + detail::printable(*ls.group);
+        }
+        d.push_back(line);
+    }
     for (const auto &p : u.patterns)
         d.push_back("pattern: " + quote(p.match) + " stream=" + name_of(p.stream) +
                     " action=" + name_of(p.action) + " count=" + std::to_string(p.count) +

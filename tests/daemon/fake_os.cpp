@@ -351,6 +351,7 @@ int FakeOs::signal_pidfd(int pidfd, int sig) {
 
 void FakeOs::close_fd(int fd) {
     ++closed_fds;
+    sockets.erase(fd);
     pidfds_.erase(fd);
 }
 
@@ -438,6 +439,34 @@ log::FileSinkFactory FakeOs::file_sinks() {
 
 void FakeOs::load_units(const std::string &, std::function<void(unit::LoadResult)> done) {
     load_done_ = std::move(done);
+}
+
+std::vector<daemon::BoundSocket>
+FakeOs::bind_sockets_now(const std::vector<unit::ListenSpec> &specs) {
+    std::vector<daemon::BoundSocket> out;
+    for (const unit::ListenSpec &s : specs) {
+        if (refuse_bind.contains(s.describe())) {
+            out.push_back({-1, "listen " + s.describe() + ": bind: Address already in use"});
+            continue;
+        }
+        ++binds;
+        sockets[next_socket_] = s.describe();
+        out.push_back({next_socket_++, ""});
+    }
+    return out;
+}
+
+void FakeOs::bind_sockets(std::vector<unit::ListenSpec> specs,
+                          std::function<void(std::vector<daemon::BoundSocket>)> done) {
+    bind_specs_ = std::move(specs);
+    bind_done_ = std::move(done);
+}
+
+void FakeOs::finish_bind() {
+    if (!bind_done_) throw std::runtime_error("FakeOs::finish_bind: nothing to do");
+    auto done = std::move(bind_done_);
+    bind_done_ = nullptr;
+    done(bind_sockets_now(bind_specs_));
 }
 
 void FakeOs::finish_load() {

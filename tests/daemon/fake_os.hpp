@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -181,6 +182,23 @@ public:
                     std::function<void(vigil::unit::LoadResult)> done) override;
     void find_processes(std::vector<std::string> units, std::size_t max,
                         std::function<void(ProcessesFound)> done) override;
+    // Held sockets: fake descriptors from 5000, one per bind; an address in `refuse_bind`
+    // (ListenSpec::describe()) fails as EADDRINUSE would. bind_sockets() waits for
+    // finish_bind().
+    std::vector<vigil::daemon::BoundSocket>
+    bind_sockets_now(const std::vector<vigil::unit::ListenSpec> &specs) override;
+    void bind_sockets(std::vector<vigil::unit::ListenSpec> specs,
+                      std::function<void(std::vector<vigil::daemon::BoundSocket>)> done) override;
+    int relisten(int fd, int backlog) override {
+        relistened[fd] = backlog;
+        return 0;
+    }
+    void finish_bind();
+    bool binding() const { return bind_done_ != nullptr; }
+    std::set<std::string> refuse_bind;
+    std::map<int, std::string> sockets; // open fake sockets: fd -> describe()
+    std::map<int, int> relistened;      // fd -> backlog
+    int binds = 0;                      // sockets bound, ever
     // Scans of /proc asked for, answered by settle() from `procs` as they are then.
     struct PendingFind {
         std::vector<std::string> units;
@@ -201,6 +219,9 @@ private:
     int next_fd_ = 1000;
     std::map<int, int> pidfds_; // fd -> pid
     std::function<void(vigil::unit::LoadResult)> load_done_;
+    std::vector<vigil::unit::ListenSpec> bind_specs_;
+    std::function<void(std::vector<vigil::daemon::BoundSocket>)> bind_done_;
+    int next_socket_ = 5000;
     uv_loop_s *loop_ = nullptr;
     int stdout_pipe_[2] = {-1, -1};
     std::unique_ptr<vigil::log::Forwarder> forwarder_;

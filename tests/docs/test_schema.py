@@ -206,6 +206,14 @@ EXCEPTIONS = [
     (r"^cannot run as (user|group) ", "whether a user or group exists is in this system's user "
                                       "and group databases, looked up when units are loaded"),
     (r"^with instances expanded ", "cross-file: a sum over every unit of the tree"),
+    (r"^is one of the listen sockets' descriptors", "compares two fields (ready.fd against the "
+                                                    "number of listen entries): not expressible"),
+    (r"is listed twice \(one socket per address\)", "the same address in two spellings "
+                                                     "(\"[0::1]\" and \"[::1]\"): uniqueItems "
+                                                     "compares the text"),
+    (r"two unit files cannot listen on one address", "cross-file: another unit's listen"),
+    (r"^no such (user|group) ", "whether a user or group exists is in this system's user and "
+                               "group databases, looked up when units are loaded"),
 ]
 
 # Where a rule about two fields reports, when the loader names the other field: message pattern

@@ -299,6 +299,34 @@ TEST_SUITE("proc") {
         CHECK(run(b.helper, spec) == want);
     }
 
+    TEST_CASE("listen_pid: LISTEN_PID is the child's own pid; inherited LISTEN_* never pass") {
+        // vigild's own socket-activation variables must not reach its services.
+        REQUIRE(setenv("LISTEN_PID", "1", 1) == 0);
+        REQUIRE(setenv("LISTEN_FDS", "9", 1) == 0);
+        REQUIRE(setenv("LISTEN_FDNAMES", "vigild", 1) == 0);
+        Both b; // the helper's environment is ours as of now
+        const SpawnSpec spec = sh("echo \"$$ ${LISTEN_PID-none} ${LISTEN_FDS-none} "
+                                  "${LISTEN_FDNAMES-none}\"");
+        for (const SpawnFn *fn : {&b.direct, &b.helper}) {
+            const std::string plain = run(*fn, spec);
+            CHECK(plain.substr(plain.find(' ')) == " none none none\n||0");
+            SpawnExtras x;
+            x.listen_pid = true;
+            x.env = {{"LISTEN_FDS", "2"}, {"LISTEN_FDNAMES", "a:b"}};
+            for (int i = 0; i < 3; ++i) { // a fresh pid each time, in the room prepared for it
+                const std::string out = run(*fn, spec, x);
+                const auto sp = out.find(' ');
+                REQUIRE(sp != std::string::npos);
+                const std::string pid = out.substr(0, sp);
+                CHECK(std::stoi(pid) > 1);
+                CHECK(out == pid + " " + pid + " 2 a:b\n||0");
+            }
+        }
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+    }
+
     TEST_CASE("spawner: exec failures give the same messages, and the failed child is reaped") {
         Both b;
         SpawnSpec spec;

@@ -81,6 +81,7 @@ const std::map<std::string, std::string> property_tables{
     {"tcp", "/$defs/probe/properties/tcp/properties"},
     {"http", "/$defs/probe/properties/http/properties"},
     {"pattern", "/$defs/service/properties/patterns/items/properties"},
+    {"listen", "/$defs/service/properties/listen/items/properties"},
 };
 
 // Every `properties` object of the schema outside conditions (if/then/else, dependentSchemas,
@@ -290,6 +291,10 @@ TEST_SUITE("unit schema") {
             {svc + "/logs/properties/keep/maximum", b::max_keep},
             {svc + "/logs/properties/file/maxLength", b::max_path_bytes},
             {svc + "/instances/maximum", b::max_instances},
+            {svc + "/listen/maxItems", b::max_listen},
+            {svc + "/listen/items/properties/backlog/maximum", b::max_backlog},
+            {svc + "/listen/items/properties/name/maxLength", b::max_fdname_bytes},
+            {svc + "/listen/items/properties/unix/maxLength", b::max_socket_path_bytes},
             {"/$defs/supervisor/properties/intensity/maximum", b::max_intensity},
             {"/$defs/root/properties/intensity/maximum", b::max_intensity},
             {probe + "/failure_threshold/maximum", b::max_threshold},

@@ -39,7 +39,7 @@
 //     with a cgroup, which holds every process.
 //   vigild adds the shell's counters and "waiting_for" to every object, and with a status
 //   request's "detail":true the unit's description, unit_file, command, intensity,
-//   last_exit_by and pid_namespace (src/daemon/status_view.hpp says what each holds).
+//   last_exit_by, pid_namespace and listen (src/daemon/status_view.hpp says what each holds).
 // tree (tree_json): {"root": status + {"children":[status + {"children":[...]}, ...]}},
 //   children in start order, units removed by reload left out (exited ones are shown).
 // record (record_json), one entry of the core's history, as `events` streams it:

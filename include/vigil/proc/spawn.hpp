@@ -114,6 +114,13 @@ struct SpawnExtras {
     // that cgroup before it runs anything (as systemd does, cgroups(7)); a failure fails the
     // spawn at ExecStage::Cgroup ("cgroup: Permission denied"). Not installed in the child.
     int cgroup_procs_fd = -1;
+    // Socket activation (sd_listen_fds(3)): LISTEN_PID=<the child's own pid>. The pid exists
+    // only after the clone, and the environment is prepared before it (nothing may be allocated
+    // in the child), so prepare() reserves the value's room in the environment and the child
+    // writes its pid there before execve(). LISTEN_FDS and LISTEN_FDNAMES go in `env`. Whether
+    // set or not, LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES inherited from vigild's own
+    // environment never reach a child: they described vigild's sockets, not the child's.
+    bool listen_pid = false;
 };
 
 struct SpawnError {
@@ -141,7 +148,8 @@ struct SpawnResult {
 // Starts one process. Returns after the child exec'd (ok) or failed (error; the failed child
 // is already reaped). Details (added by proc):
 //  - Identity: spec.identity, or resolve_identity(spec.user, spec.group) when it is unset.
-//  - Environment, later wins: vigild's own; HOME/USER/LOGNAME of `user` when it has a passwd
+//  - Environment, later wins: vigild's own (without LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES);
+//    HOME/USER/LOGNAME of `user` when it has a passwd
 //    entry; env_file (a parse error fails the spawn, naming the line); spec.env; extras.env.
 //  - PATH lookup uses the child's PATH (from that environment), else a default search path.
 //  - Child order: setsid (or setpgid + tcsetpgrp), default dispositions, fds (stdio, extras;

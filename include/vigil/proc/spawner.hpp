@@ -135,7 +135,9 @@ struct SpawnCompletion {
 class Spawner {
 public:
     static constexpr std::size_t max_pending = 65536;
-    static constexpr std::size_t max_extra_fds = 64;
+    // A service's extra fds: up to 64 listen sockets (unit::bounds::max_listen) and its ready
+    // fd, with room to spare; below SCM_RIGHTS's 253 per message.
+    static constexpr std::size_t max_extra_fds = 96;
     static constexpr std::size_t max_request = 1 << 20;
     static constexpr int max_restarts = 3;
     static constexpr std::chrono::seconds restart_window{10};

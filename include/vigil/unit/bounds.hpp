@@ -78,6 +78,17 @@ inline constexpr std::size_t max_after = 1'024;  // names in one unit's `after`
 inline constexpr std::size_t max_argv = 4'096;   // command (and probe exec) items
 inline constexpr std::size_t max_env = 4'096;    // env entries
 inline constexpr std::size_t max_headers = 64;   // an http probe's headers
+// `listen` entries of one unit: each is a descriptor of vigild's (per instance with reuseport)
+// and one in every incarnation (fd 3..66).
+inline constexpr std::size_t max_listen = 64;
+// Sockets vigild holds for all units together (reuseport sockets counted per instance): each is
+// one of vigild's descriptors; src/daemon/run.cpp counts them into the descriptor limit it asks
+// for. Past it the load fails.
+inline constexpr std::size_t max_held_sockets = 4'096;
+inline constexpr int max_backlog = 65'535;           // listen.backlog
+inline constexpr std::size_t max_fdname_bytes = 255; // listen.name (systemd's FDNAME limit)
+// A unix socket path: sun_path holds 108 bytes with the NUL.
+inline constexpr std::size_t max_socket_path_bytes = 107;
 
 // ---- strings (bytes of UTF-8; no string may contain a NUL) ---------------------------------
 // One argv item or one NAME=value env entry: execve's MAX_ARG_STRLEN (128 KiB) less the NUL.

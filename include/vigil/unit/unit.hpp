@@ -97,6 +97,34 @@ struct ReadySpec {
     bool any() const { return notify || fd || log || probe; }
 };
 
+// One socket vigild opens and holds for a service (`listen`), passed to every incarnation of
+// every instance by systemd's socket-activation protocol: fd 3.. in listed order, LISTEN_FDS,
+// LISTEN_PID (the service's own pid) and LISTEN_FDNAMES. The loader checks everything that can be
+// checked without binding: the address's syntax, the port (1..65535), a unix path's form and
+// length (sun_path), no two entries of one unit, nor of two unit files, on the same address.
+// Binding (and the unix directory's safety) is the daemon's (src/daemon/listen.hpp).
+enum class ListenKind : std::uint8_t { Tcp, Udp, Unix };
+struct ListenSpec {
+    ListenKind kind = ListenKind::Tcp;
+    // As written: "0.0.0.0:8080", "[::]:8080", "/run/web.sock". host without brackets, and port,
+    // for tcp and udp (the host is a numeric IPv4 or IPv6 address: binding resolves no name).
+    std::string address;
+    std::string host;
+    int port = 0;
+    std::string name;       // the LISTEN_FDNAMES entry: 1-255 of [A-Za-z0-9_.-]; default the file's
+    int backlog = 4096;     // tcp and unix: listen()'s backlog (the kernel caps it at somaxconn)
+    bool reuseport = false; // each instance its own socket, bound with SO_REUSEPORT
+    unsigned mode = 0666;   // unix: the socket file's permissions
+    std::optional<std::string> owner, group; // unix: as written (names or ids) ...
+    std::optional<std::uint32_t> uid, gid;   // ... and resolved at load
+    std::size_t item = 0;                    // its index in the unit's `listen`, for messages
+    // Identity of the socket: entries with the same key are one socket (the unit file's, or with
+    // reuseport the instance's). Options that can change on a held socket (backlog) are not in it.
+    std::string key() const;
+    // "tcp 0.0.0.0:8080", "unix /run/web.sock": how messages name the entry.
+    std::string describe() const;
+};
+
 // Everything about node i that is not supervision policy.
 struct Unit {
     std::string name;
@@ -109,6 +137,7 @@ struct Unit {
     std::optional<ProbeSpec> liveness, readiness, startup;
     std::optional<Duration> watchdog;
     std::vector<PatternSpec> patterns;
+    std::vector<ListenSpec> listen; // at most bounds::max_listen
 };
 
 struct LoadResult {
@@ -134,7 +163,8 @@ LoadResult load_dir(const std::filesystem::path &dir);
 // known_fields(): object kind -> every field name the loader accepts in it. Kinds: "service",
 // "supervisor", "root" (a unit file's top level, root.json's for "root"), "stop", "limits"
 // (limit names), "limit" (a limit given as {soft, hard}), "backoff", "logs", "ready", "probe",
-// "tcp", "http" (a probe's methods) and "pattern" (an item of `patterns`). A supervisor's
+// "tcp", "http" (a probe's methods), "pattern" (an item of `patterns`) and "listen" (an item of
+// `listen`). A supervisor's
 // `stop` accepts the "stop" names but rejects "signal" with an explanation.
 // known_values(): enumerated field -> its spellings: "kind", "restart", "strategy",
 // "auto_shutdown", "stream" and "action" (the last two of a `patterns` item).
