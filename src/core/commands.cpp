@@ -59,6 +59,7 @@ CommandResult Core::Impl::start_command(ChildId c, const Command &cmd) {
 CommandResult Core::Impl::stop_command(ChildId c, const Command &cmd) {
     Node &n = node(c);
     publish(c, RecordKind::Command, "stop requested by " + who(cmd), command_facts(cmd));
+    if (!rolls.empty()) roll_member_stopped(c, who(cmd));
     // Inside a running sweep's range, the sweep must not bring it back (begin_sweep_start).
     if (n.spec.parent && plan_stops(*n.spec.parent, n.index)) n.held_down = true;
     n.in_set = false; // a set restart under way must not start it again

@@ -38,15 +38,20 @@ void Core::Impl::set_state(ChildId c, ChildState s) {
     Node &n = node(c);
     n.state = s;
     n.since = now;
+    n.drain_until.reset();
     n.timer_seq = 0; // each timer belongs to a state: leaving it cancels the timer
 }
 
+// Rolls advance once the sequences have: a step begins only when nothing else is pending, and
+// each step takes instances that were not reached, so the loop ends.
 void Core::Impl::drain() {
-    while (!work.empty()) {
-        const ChildId s = work.front();
-        work.pop_front();
-        pump(s);
-    }
+    do {
+        while (!work.empty()) {
+            const ChildId s = work.front();
+            work.pop_front();
+            pump(s);
+        }
+    } while (!rolls.empty() && advance_rolls());
 }
 
 // Drops cancelled entries from the top so next_deadline() is exact.
@@ -85,6 +90,8 @@ ChildStatus Core::Impl::status(ChildId id) const {
     s.removed = n.gone;
     s.exited = n.exited && n.state == ChildState::Stopped && !n.gone;
     s.revivable = n.dropped && !n.gone;
+    if (n.state == ChildState::Stopping) s.drain_until = n.drain_until;
+    if (n.spec.kind == Kind::Service && !rolls.empty()) s.roll = roll_status(id);
     return s;
 }
 
@@ -155,6 +162,31 @@ CommandResult Core::command(const Command &cmd, TimePoint now, std::vector<Actio
     CommandResult r{CommandOutcome::ShuttingDown, "internal error: the command was dropped"};
     m.guarded([&] { r = m.command(cmd); });
     return r;
+}
+
+CommandResult Core::roll(std::string_view unit, std::optional<std::uint32_t> max_unavailable,
+                         std::string_view who, TimePoint now, std::vector<Action> &out) noexcept {
+    Impl &m = *impl_;
+    m.now = now;
+    m.out = &out;
+    if (m.finished) return {CommandOutcome::ShuttingDown, "vigild is exiting"};
+    CommandResult r{CommandOutcome::ShuttingDown, "internal error: the command was dropped"};
+    m.guarded([&] {
+        r = m.roll_command(unit, max_unavailable, who.empty() ? "unknown" : std::string(who));
+    });
+    return r;
+}
+
+std::optional<RollStatus> Core::roll_status(std::string_view unit) const {
+    auto it = impl_->rolls.find(unit);
+    if (it == impl_->rolls.end()) return std::nullopt;
+    for (ChildId c : it->second.order)
+        if (impl_->valid(c) && impl_->unit_of(c) == unit)
+            if (auto s = impl_->roll_status(c)) {
+                s->in_step = false;
+                return s;
+            }
+    return std::nullopt;
 }
 
 std::vector<CommandResult> Core::restart(std::span<const ChildId> children, std::string_view who,

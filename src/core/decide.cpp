@@ -38,6 +38,7 @@ void Core::Impl::on_down(ChildId c, DownKind kind, RecordKind rk, std::string wh
     }
     if (kind == DownKind::Stopped && down_as_requested(c, what, kind, rk, facts)) return;
     n.started = n.ready = false;
+    if (!rolls.empty()) roll_member_down(c, kind, what);
     if (down_without_decision(c, rk, what, facts)) return;
     const Node &par = node(p);
     if (kind == DownKind::StartFailed) {

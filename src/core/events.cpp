@@ -303,6 +303,11 @@ void Core::Impl::on_deadline(ChildId c) {
                                          format_duration(n.watchdog.value_or(Duration{0}))});
         return;
     case ChildState::Stopping:
+        if (n.drain_until) { // the drain is over: now the stop signal, and its timeout
+            n.drain_until.reset();
+            send_stop(c);
+            return;
+        }
         // Item 35/41: the stop timeout passed; kill, report, and go on.
         if (n.spec.kind == Kind::Supervisor) {
             publish(c, RecordKind::Killed,

@@ -10,6 +10,7 @@
 //   commands.cpp     commands from people (start, stop, restart, signal, shutdown)
 //   reconfigure.cpp  reload
 //   records.cpp      the history and the text of its records
+//   roll.cpp         rolling restarts of a unit's instances, a step at a time
 // Every public entry point sets `now` and `out`, handles its input, then drains the work queue.
 // The work queue holds supervisors whose plan (start or stop sequence) may advance; a plan
 // advances as far as it can without waiting and then returns, so cascades (one_for_all,
@@ -161,6 +162,9 @@ struct Node {
     // must not bring it back (the person's stop came later than the sweep's decision).
     bool held_down = false;
     bool in_set = false; // one of the children a running set restart stops and starts
+    // Stopping, and the stop signal waits for the drain (StopSpec::drain) to pass: the timer
+    // is the drain's until then.
+    std::optional<TimePoint> drain_until;
     StopCause stop_cause = StopCause::None;
     std::optional<Pid> pid;      // the spawned process, while the incarnation lives
     std::optional<Pid> main_pid; // the main process (the spawned one unless MAINPID= moved it)
@@ -189,6 +193,24 @@ struct Node {
     std::unique_ptr<RecordRing> history;
 };
 
+// A rolling restart of one unit's instances (roll.cpp). `order` holds ids; each use checks
+// that the node is still a live child of `unit` (reload may remove one, and a forgotten id may
+// go to another unit).
+struct Roll {
+    std::uint64_t id = 0;
+    std::string unit;
+    RollPhase phase = RollPhase::Running;
+    std::vector<ChildId> order;                        // instances, in instance order
+    std::size_t next = 0;                              // order[next..]: not reached yet
+    std::vector<std::pair<ChildId, Incarnation>> step; // being replaced; incarnation before
+    std::uint32_t max_unavailable = 1;
+    std::uint32_t done = 0;
+    std::uint32_t steps = 0;
+    StopCause cause = StopCause::ManualRestart; // or Reload
+    std::string who;
+    std::string at, reason; // Stopped
+};
+
 struct Core::Impl {
     std::vector<Node> nodes;
     std::map<std::string, ChildId, std::less<>> by_name; // live (not gone) children
@@ -203,6 +225,10 @@ struct Core::Impl {
     std::uint64_t dropped_events = 0;
     std::uint64_t internal_errors = 0;    // inputs dropped because an exception was caught
     std::vector<std::string> spec_errors; // validate() at construction; start() refuses them
+    // The current or last roll of each unit that was rolled (at most one entry a unit name;
+    // reload erases those of units it removed).
+    std::map<std::string, Roll, std::less<>> rolls;
+    std::uint64_t roll_seq = 0;
 
     explicit Impl(TreeSpec spec);
 
@@ -231,6 +257,7 @@ struct Core::Impl {
     // ---- one child (lifecycle.cpp) ------------------------------------------------------------
     void start_child(ChildId c);
     void send_stop(ChildId c);
+    bool start_drain(ChildId c, bool was_started);
     void signal_group(ChildId c, int sig);
     bool stop_child(ChildId c, StopCause cause);
     void mark_started(ChildId c, std::string msg);
@@ -315,6 +342,24 @@ struct Core::Impl {
     CommandResult join_set(ChildId c);
     bool tree_shutting_down() const;
     void kill_everything();
+
+    // ---- rolling restarts (roll.cpp) -----------------------------------------------------------
+    const std::string &unit_of(ChildId c) const;
+    std::vector<ChildId> instances_of(std::string_view unit) const;
+    CommandResult roll_command(std::string_view unit, std::optional<std::uint32_t> max,
+                               const std::string &who);
+    void begin_roll(std::string_view unit, std::vector<ChildId> order, std::uint32_t max,
+                    StopCause cause, const std::string &who);
+    bool advance_rolls();
+    bool advance_roll(Roll &r);
+    bool begin_step(Roll &r);
+    void replace_instance(ChildId c, StopCause cause);
+    void end_roll(Roll &r, RollPhase phase, ChildId at, std::string reason);
+    Roll *roll_of(ChildId c);
+    bool in_step(const Roll &r, ChildId c) const;
+    void roll_member_down(ChildId c, DownKind kind, const std::string &what);
+    void roll_member_stopped(ChildId c, const std::string &who);
+    std::optional<RollStatus> roll_status(ChildId c) const;
 
     // ---- reload (reconfigure.cpp) -------------------------------------------------------------
     ReconfigureResult reconfigure(TreeSpec next);

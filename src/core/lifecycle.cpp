@@ -90,6 +90,27 @@ void Core::Impl::send_stop(ChildId c) {
     publish(c, RecordKind::Stopping, std::move(msg), std::move(f));
 }
 
+// The drain (StopSpec::drain) before the stop signal of a service that is up: it shows as not
+// ready (it is Stopping), its probes stop, and the timer is the drain's; on_deadline() then sends
+// the signal, or main_ended() cuts the drain short. Returns false (signal now) for a service
+// that has not started (nothing is routed to it yet), a health or start-timeout stop (it is
+// broken, or not up), and once the tree is being killed.
+bool Core::Impl::start_drain(ChildId c, bool was_started) {
+    Node &n = node(c);
+    const Duration d = n.spec.stop.drain;
+    if (d.count() <= 0 || !was_started || kill_all || n.stop_cause == StopCause::Health ||
+        n.stop_cause == StopCause::StartTimeout)
+        return false;
+    n.drain_until = now + d;
+    emit(StopProbes{c});
+    arm(c, *n.drain_until);
+    publish(c, RecordKind::Notice,
+            "draining for " + format_duration(d) + " before " + signal_name(n.spec.stop.signal) +
+                "; asked by " + cause_text(n.stop_cause),
+            Facts{record_cause(n.stop_cause), n.main_pid});
+    return true;
+}
+
 // Begins stopping `c`; returns true when it is already down.
 bool Core::Impl::stop_child(ChildId c, StopCause cause) {
     Node &n = node(c);
@@ -110,6 +131,7 @@ bool Core::Impl::stop_child(ChildId c, StopCause cause) {
     case ChildState::Running: {
         n.stop_cause = cause;
         const std::uint64_t leftover_timer = n.main_exit ? n.timer_seq : 0;
+        const bool was_started = n.state == ChildState::Running && n.started;
         set_state(c, ChildState::Stopping);
         if (n.spec.kind == Kind::Supervisor) {
             // A finite stop timeout on a supervisor bounds its whole ordered shutdown, as OTP's
@@ -125,7 +147,7 @@ bool Core::Impl::stop_child(ChildId c, StopCause cause) {
             return false;
         }
         // Without a pid the Spawn is not answered yet: the signal goes out on Spawned.
-        if (n.pid) send_stop(c);
+        if (n.pid && !start_drain(c, was_started)) send_stop(c);
         return false;
     }
     }
@@ -162,11 +184,14 @@ void Core::Impl::main_ended(ChildId c, ExitStatus status) {
     Node &n = node(c);
     n.main_exit = status;
     emit(StopProbes{c});
+    // An exit during the drain ends it: what is left gets the stop signal now, as below.
+    const bool draining = n.drain_until.has_value();
+    n.drain_until.reset();
     if (n.drained) {
         finish_exit(c);
         return;
     }
-    if (n.state != ChildState::Stopping) {
+    if (n.state != ChildState::Stopping || draining) {
         const int sig = kill_all ? sig_kill : n.spec.stop.signal;
         signal_group(c, sig);
         if (sig != sig_kill) signal_group(c, sig_cont);

@@ -38,7 +38,8 @@ bool params_changed(const ChildSpec &o, const ChildSpec &s) {
            o.backoff.reset_after != s.backoff.reset_after || o.start_timeout != s.start_timeout ||
            o.strategy != s.strategy || o.parallel != s.parallel || o.intensity != s.intensity ||
            o.period != s.period || o.auto_shutdown != s.auto_shutdown || o.watchdog != s.watchdog ||
-           o.readiness_probe != s.readiness_probe ||
+           o.readiness_probe != s.readiness_probe || o.stop.drain != s.stop.drain ||
+           o.update != s.update || o.max_unavailable != s.max_unavailable ||
            (o.kind == Kind::Supervisor && o.fingerprint != s.fingerprint);
 }
 
@@ -228,23 +229,71 @@ void relink(Core::Impl &m, const Reload &r) {
 }
 
 // Stops removed units (a removed supervisor stops its removed subtree itself), restarts changed
-// services in id order (one already stopping: a stop command keeps it down, item 50; any other
-// cause starts it again anyway, with the new spec), and starts added children whose parent is up
-// (a new supervisor starts its own children).
-void act_on_changes(Core::Impl &m, Reload &r) {
+// services in id order (restart_changed) (one already stopping: a stop command keeps it down, item
+// 50; any other cause starts it again anyway, with the new spec), and starts added children whose
+// parent is up (a new supervisor starts its own children). Restarted services of units with update
+// "rolling" that run are rolled (one roll a unit; the instances of a roll reload ends come first,
+// so it never has more of them down at once); the others stop now. A roll under way of a unit that
+// restarts at once ends.
+void restart_changed(Core::Impl &m, Reload &r, ReconfigureResult &res) {
+    std::sort(r.restart.begin(), r.restart.end());
+    std::map<std::string, std::vector<ChildId>> rolled;
+    for (ChildId c : r.restart) {
+        const ChildState st = m.node(c).state;
+        const bool up = st == ChildState::Starting || st == ChildState::Running;
+        const bool roll = up && m.node(c).spec.update == Update::Rolling;
+        m.publish(c, RecordKind::Reconfigured,
+                  roll ? "unit changed; rolling restart" : "unit changed; restarting",
+                  Facts{Cause::Reload});
+        if (roll) {
+            rolled[m.unit_of(c)].push_back(c);
+            continue;
+        }
+        if (Roll *running = m.roll_of(c); running && running->phase == RollPhase::Running)
+            m.end_roll(*running, RollPhase::Stopped, c, "reload restarts the unit at once");
+        if (up) m.stop_child(c, StopCause::Reload);
+    }
+    for (auto &[unit, kids] : rolled) {
+        std::vector<ChildId> order;
+        auto it = m.rolls.find(unit);
+        if (it != m.rolls.end() && it->second.phase == RollPhase::Running) {
+            for (const auto &[c, base] : it->second.step)
+                if (!m.node(c).gone && m.unit_of(c) == unit) order.push_back(c);
+            m.end_roll(it->second, RollPhase::Stopped, root_id, "reload changed the unit again");
+        }
+        std::stable_sort(kids.begin(), kids.end(), [&](ChildId a, ChildId b) {
+            return m.node(a).spec.instance < m.node(b).spec.instance;
+        });
+        for (ChildId c : kids)
+            if (std::find(order.begin(), order.end(), c) == order.end()) order.push_back(c);
+        const int max = m.node(kids.front()).spec.max_unavailable;
+        m.begin_roll(unit, std::move(order), static_cast<std::uint32_t>(std::max(1, max)),
+                     StopCause::Reload, "reload");
+        res.rolling.push_back(unit);
+    }
+}
+
+// Rolls of units that reload removed are forgotten.
+void forget_rolls(Core::Impl &m) {
+    for (auto it = m.rolls.begin(); it != m.rolls.end();) {
+        if (!m.instances_of(it->first).empty()) {
+            ++it;
+            continue;
+        }
+        if (it->second.phase == RollPhase::Running)
+            m.end_roll(it->second, RollPhase::Stopped, root_id, "the unit was removed");
+        it = m.rolls.erase(it);
+    }
+}
+
+void act_on_changes(Core::Impl &m, Reload &r, ReconfigureResult &res) {
     for (ChildId id : r.removed) {
         const Node &n = m.node(id);
         if (n.spec.parent && m.node(*n.spec.parent).gone) continue;
         if (m.stop_child(id, StopCause::Removed))
             m.publish(id, RecordKind::Removed, "removed by reload", Facts{Cause::Removed});
     }
-    std::sort(r.restart.begin(), r.restart.end());
-    for (ChildId c : r.restart) {
-        m.publish(c, RecordKind::Reconfigured, "unit changed; restarting", Facts{Cause::Reload});
-        const ChildState st = m.node(c).state;
-        if (st == ChildState::Starting || st == ChildState::Running)
-            m.stop_child(c, StopCause::Reload);
-    }
+    restart_changed(m, r, res);
     for (ChildId a : r.added) {
         m.publish(a, RecordKind::Reconfigured, "added by reload", Facts{Cause::Reload});
         m.node(a).goal = Goal::Up;
@@ -270,7 +319,8 @@ ReconfigureResult Core::Impl::reconfigure(TreeSpec next) {
     mark_removed(*this, r, claimed, res);
     apply_specs(*this, r, res);
     relink(*this, r);
-    act_on_changes(*this, r);
+    act_on_changes(*this, r, res);
+    forget_rolls(*this);
     return res;
 }
 

@@ -144,6 +144,22 @@ const char *to_string(Cause c) noexcept {
     return "none";
 }
 
+const char *to_string(RollPhase p) noexcept {
+    switch (p) {
+    case RollPhase::Running:
+        return "running";
+    case RollPhase::Done:
+        return "done";
+    case RollPhase::Stopped:
+        return "stopped";
+    }
+    return "stopped";
+}
+
+const char *to_string(Update u) noexcept {
+    return u == Update::Rolling ? "rolling" : "restart";
+}
+
 const char *to_string(PatternAction a) noexcept {
     switch (a) {
     case PatternAction::Restart:

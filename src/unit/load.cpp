@@ -77,6 +77,10 @@ constexpr std::array<EnumName<PatternAction>, 4> action_names{
      {"stop", PatternAction::Stop},
      {"unhealthy", PatternAction::Unhealthy},
      {"event", PatternAction::Event}}};
+// update: what reload does with a changed unit's instances.
+constexpr std::array<EnumName<core::Update>, 2> update_names{
+    {{"restart", core::Update::Restart}, {"rolling", core::Update::Rolling}}};
+static_assert(static_cast<std::size_t>(core::Update::Rolling) + 1 == update_names.size());
 static_assert(static_cast<std::size_t>(Kind::Supervisor) + 1 == kind_names.size());
 static_assert(static_cast<std::size_t>(Restart::Temporary) + 1 == restart_names.size());
 static_assert(static_cast<std::size_t>(Strategy::RestForOne) + 1 == strategy_names.size());
@@ -94,15 +98,16 @@ static_assert(in_order(kind_names) && in_order(restart_names) && in_order(strate
 
 const Fields common_fields{"$schema", "kind",    "description", "parent",
                            "after",   "restart", "significant", "stop"};
-const Fields service_fields{"command",   "cwd",     "env",      "env_file", "user",      "group",
-                            "umask",     "limits",  "backoff",  "logs",     "ready",     "liveness",
-                            "readiness", "startup", "watchdog", "patterns", "instances", "listen"};
+const Fields service_fields{"command",  "cwd",       "env",       "env_file", "user",
+                            "group",    "umask",     "limits",    "backoff",  "logs",
+                            "ready",    "liveness",  "readiness", "startup",  "watchdog",
+                            "patterns", "instances", "listen",    "update",   "max_unavailable"};
 const Fields supervisor_fields{"strategy", "intensity", "period", "auto_shutdown", "parallel"};
 const Fields root_fields{"$schema",   "kind",   "description",   "strategy",
                          "intensity", "period", "auto_shutdown", "parallel"};
 // Nested objects' fields (a unit's `stop`, `backoff`, `logs`, `ready`, a probe's `tcp` and `http`,
 // a `patterns` item, a `limits` entry given as {soft, hard}).
-const Fields stop_fields{"signal", "timeout"};
+const Fields stop_fields{"signal", "timeout", "drain"};
 const Fields backoff_fields{"initial", "max", "factor", "jitter", "reset_after"};
 const Fields logs_fields{"forward",    "file", "max_size", "keep",
                          "timestamps", "ring", "max_line", "stderr"};
@@ -356,6 +361,33 @@ void parse_stop(Checker &c, const json &v, Raw &r) {
                                 bounds::max_field_duration))
             r.spec.stop.timeout = *d;
     }
+    if (v.contains("drain")) {
+        if (sup)
+            c.error_at_key("/stop/drain", "a supervisor serves nothing to drain: \"drain\" "
+                                          "applies to services only (each child drains itself)");
+        else if (auto d =
+                     c.duration(v["drain"], "/stop/drain", false, Duration{0}, bounds::max_drain))
+            r.spec.stop.drain = **d;
+    }
+}
+
+// update and max_unavailable (after instances): a rolling restart never has more instances
+// down than the unit has.
+void parse_update(Checker &c, const json &j, Raw &r) {
+    if (j.contains("update"))
+        if (auto v = c.enumeration(j["update"], "/update", update_names)) r.spec.update = *v;
+    if (!j.contains("max_unavailable")) return;
+    auto n = c.integer(j["max_unavailable"], "/max_unavailable", 1, bounds::max_instances);
+    if (!n) return;
+    const int copies = r.instances == 0 ? 1 : r.instances;
+    if (*n > copies) {
+        c.error("/max_unavailable",
+                std::to_string(*n) + " is more than the unit's " + std::to_string(copies) +
+                    (copies == 1 ? " instance" : " instances") +
+                    "; at most \"instances\" may be down at once (lower it, or add instances)");
+        return;
+    }
+    r.spec.max_unavailable = static_cast<int>(*n);
 }
 
 void parse_limits(Checker &c, const json &v, Raw &r) {
@@ -751,6 +783,7 @@ void parse_service_fields(Checker &c, const json &j, Raw &r, Identities &ids) {
                                      std::to_string(2 + n) + "); use " + std::to_string(3 + n) +
                                      " or above");
     }
+    parse_update(c, j, r);
 }
 
 void parse_supervisor_fields(Checker &c, const json &j, Raw &r) {
@@ -856,7 +889,10 @@ void parse_unit(Checker &c, Raw &r, Identities &ids) {
     if (r.spec.wait_ready) r.spec.start_timeout = r.unit.ready.timeout;
 
     json canon = j;
-    for (const char *k : {"parent", "after", "instances", "description", "$schema"})
+    // update and max_unavailable say how a change is rolled out: changing them alone restarts
+    // nothing (the core updates them in place).
+    for (const char *k :
+         {"parent", "after", "instances", "description", "$schema", "update", "max_unavailable"})
         canon.erase(k);
     r.canonical = canon.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -1175,6 +1211,8 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
                 Unit unit = r.unit;
                 spec.parent = parent;
                 spec.name = r.instances == 0 ? r.name : r.name + "@" + std::to_string(k);
+                spec.unit = r.name;
+                spec.instance = r.instances == 0 ? 0 : k;
                 unit.name = spec.name;
                 unit.file = r.file;
                 unit.after = r.after;
@@ -1499,6 +1537,7 @@ std::map<std::string, std::vector<std::string>> known_values() {
         {"kind", spellings(kind_names)},         {"restart", spellings(restart_names)},
         {"strategy", spellings(strategy_names)}, {"auto_shutdown", spellings(auto_shutdown_names)},
         {"stream", spellings(stream_names)},     {"action", spellings(action_names)},
+        {"update", spellings(update_names)},
     };
 }
 

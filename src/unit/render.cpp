@@ -183,6 +183,8 @@ std::vector<std::string> details(const core::ChildSpec &c, const Unit &u) {
         start += "when spawned";
     }
     d.push_back(start);
+    if (c.update == core::Update::Rolling)
+        d.push_back("update: rolling max_unavailable=" + std::to_string(c.max_unavailable));
     d.push_back("backoff: initial=" + core::format_duration(c.backoff.initial) +
                 " max=" + core::format_duration(c.backoff.max) +
                 " factor=" + num(c.backoff.factor) + " jitter=" + num(c.backoff.jitter) +
@@ -232,6 +234,7 @@ std::string header(const core::ChildSpec &c, const Unit &u) {
             if (!sup) h += " stop=" + core::signal_name(c.stop.signal);
             h += " stop_timeout=" + timeout(c.stop.timeout);
         }
+        if (!sup && c.stop.drain.count() > 0) h += " drain=" + core::format_duration(c.stop.drain);
         if (!u.after.empty()) h += " after=" + join(u.after, ",");
     }
     if (sup) {

@@ -214,6 +214,10 @@ EXCEPTIONS = [
     (r"two unit files cannot listen on one address", "cross-file: another unit's listen"),
     (r"^no such (user|group) ", "whether a user or group exists is in this system's user and "
                                "group databases, looked up when units are loaded"),
+    (r"is more than the unit's \d+ instances?; at most", "compares two values (max_unavailable "
+                                                         "<= instances): not expressible"),
+    (r"^must be at most 1h; got \"", "stop.drain's 1h: the schema's duration pattern bounds "
+                                     "digits, not a sum (as for \"1d1s\" above 1d)"),
 ]
 
 # Where a rule about two fields reports, when the loader names the other field: message pattern

@@ -313,6 +313,15 @@ std::vector<CommandResult> Sim::restart(const std::vector<std::string> &names, s
     return r;
 }
 
+CommandResult Sim::roll(const std::string &unit, std::optional<std::uint32_t> max_unavailable,
+                        std::string who) {
+    std::vector<Action> out;
+    CommandResult r = core.roll(unit, max_unavailable, who, now, out);
+    apply(std::move(out));
+    run_until_quiescent();
+    return r;
+}
+
 ReconfigureResult Sim::reload(TreeSpec next) {
     std::vector<Action> out;
     ReconfigureResult r = core.reconfigure(std::move(next), now, out);

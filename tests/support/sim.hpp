@@ -94,6 +94,10 @@ public:
     core::CommandResult command(core::CommandKind kind, const std::string &name,
                                 std::string who = "test", int signal = 0);
     core::ReconfigureResult reload(core::TreeSpec next);
+    // Core::roll of a unit's instances.
+    core::CommandResult roll(const std::string &unit,
+                             std::optional<std::uint32_t> max_unavailable = std::nullopt,
+                             std::string who = "test");
     // Core::restart of several children (by name; "" for an id that is no child).
     std::vector<core::CommandResult> restart(const std::vector<std::string> &names,
                                              std::string who = "test");

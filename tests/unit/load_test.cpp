@@ -286,6 +286,45 @@ TEST_SUITE("unit") {
         }
     }
 
+    TEST_CASE("update, max_unavailable and stop.drain; instances know their unit") {
+        TempUnits t;
+        t.write("web.json", R"({"command": ["true"], "instances": 3, "update": "rolling",
+                                "max_unavailable": 2, "stop": {"drain": "5s"}})");
+        t.write("api.json", R"({"command": ["true"]})");
+        LoadResult r = t.load();
+        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        for (int k = 1; k <= 3; ++k) {
+            const auto &w = node(r, "web@" + std::to_string(k));
+            CHECK(w.unit == "web");
+            CHECK(w.instance == k);
+            CHECK(w.update == core::Update::Rolling);
+            CHECK(w.max_unavailable == 2);
+            CHECK(w.stop.drain == Duration{5'000});
+        }
+        const auto &api = node(r, "api");
+        CHECK(api.unit == "api");
+        CHECK(api.instance == 0);
+        CHECK(api.update == core::Update::Restart);
+        CHECK(api.max_unavailable == 1);
+        CHECK(api.stop.drain == Duration{0});
+        const std::string text = render_tree(r);
+        CHECK(text.find("update: rolling max_unavailable=2") != std::string::npos);
+        CHECK(text.find("stop_timeout=10s drain=5s") != std::string::npos);
+    }
+
+    TEST_CASE("how a change is rolled out does not restart: update and max_unavailable are not "
+              "in the fingerprint") {
+        TempUnits t;
+        t.write("web.json", R"({"command": ["true"], "instances": 2})");
+        LoadResult a = t.load();
+        t.write("web.json", R"({"command": ["true"], "instances": 2, "update": "rolling",
+                                "max_unavailable": 2})");
+        LoadResult b = t.load();
+        REQUIRE(a.ok());
+        REQUIRE(b.ok());
+        CHECK(node(a, "web@1").fingerprint == node(b, "web@1").fingerprint);
+    }
+
     TEST_CASE("render_tree shows strings with control characters quoted") {
         TempUnits t;
         t.write("web.json", R"({"command": ["true"], "description": "a\u001b[2Jb",

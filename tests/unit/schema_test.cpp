@@ -147,10 +147,11 @@ TEST_SUITE("unit schema") {
         }
     }
 
-    TEST_CASE("a supervisor's stop has the service's fields but signal") {
+    TEST_CASE("a supervisor's stop has the service's fields but signal and drain") {
         json schema = load_schema();
         auto stop = as_set(known_fields().at("stop"));
         stop.erase("signal");
+        stop.erase("drain"); // a supervisor has nothing to drain
         CHECK_SAME(keys(at(schema, "/$defs/supervisor/properties/stop/properties")), stop);
         CHECK(at(schema, "/$defs/supervisor/properties/stop/additionalProperties") == json(false));
     }
@@ -197,11 +198,12 @@ TEST_SUITE("unit schema") {
         const std::string pattern = "/$defs/service/properties/patterns/items/properties";
         CHECK_SAME(enum_at(pattern + "/stream/enum"), as_set(values.at("stream")));
         CHECK_SAME(enum_at(pattern + "/action/enum"), as_set(values.at("action")));
+        CHECK_SAME(enum_at("/$defs/service/properties/update/enum"), as_set(values.at("update")));
         std::set<std::string> enumerated;
         for (const auto &[field, spellings] : values)
             enumerated.insert(field);
         CHECK(enumerated == std::set<std::string>{"kind", "restart", "strategy", "auto_shutdown",
-                                                  "stream", "action"});
+                                                  "stream", "action", "update"});
     }
 
     TEST_CASE("defaults in the schema are the ones the code applies") {
@@ -295,6 +297,7 @@ TEST_SUITE("unit schema") {
             {svc + "/listen/items/properties/backlog/maximum", b::max_backlog},
             {svc + "/listen/items/properties/name/maxLength", b::max_fdname_bytes},
             {svc + "/listen/items/properties/unix/maxLength", b::max_socket_path_bytes},
+            {svc + "/max_unavailable/maximum", b::max_instances},
             {"/$defs/supervisor/properties/intensity/maximum", b::max_intensity},
             {"/$defs/root/properties/intensity/maximum", b::max_intensity},
             {probe + "/failure_threshold/maximum", b::max_threshold},

@@ -41,6 +41,20 @@ enum class ChildState : std::uint8_t { Stopped, Starting, Running, Stopping, Bac
 // Where a child should be (dinit's "desired state"; state.hpp documents every combination).
 enum class Goal : std::uint8_t { Down, Up };
 
+// A rolling restart (Core::roll) as the status of the instances it goes over shows it.
+enum class RollPhase : std::uint8_t { Running, Done, Stopped };
+struct RollStatus {
+    std::uint64_t id = 0; // 1, 2, ... over vigild's life: tells one roll of a unit from the next
+    std::string unit;     // "web"
+    RollPhase phase = RollPhase::Running;
+    std::uint32_t done = 0;  // instances replaced (new incarnation started and ready) or passed
+    std::uint32_t total = 0; // instances the roll goes over
+    std::uint32_t max_unavailable = 1;
+    bool in_step = false; // this instance is being replaced by the current step
+    std::string at;       // Stopped: the instance where it stopped ("web@3"; may be empty)
+    std::string reason;   // Stopped: why ("exited with status 1 before it was ready")
+};
+
 // A child as `vigilctl status`, /readyz and /metrics show it: everything shown comes from here.
 struct ChildStatus {
     ChildId id;
@@ -78,6 +92,11 @@ struct ChildStatus {
     // sweeps pass over it (items 9, 18); a start command, or its supervisor's next (re)start
     // (item 28), brings it back. Its spec is kept and it stays in view.
     bool revivable = false;
+    // Stopping and draining (StopSpec::drain): the stop signal is sent at this time, or when
+    // the process exits, whichever comes first. Not ready meanwhile.
+    std::optional<TimePoint> drain_until;
+    // The current or last rolling restart of this child's unit, when it went over this child.
+    std::optional<RollStatus> roll;
 };
 
 enum class CommandKind : std::uint8_t {
@@ -113,6 +132,9 @@ struct CommandResult {
 // What reload changed, for the reply to `vigilctl reload`.
 struct ReconfigureResult {
     std::vector<std::string> added, removed, restarted, updated; // updated: params only
+    // Units ("update": "rolling") whose restarted instances reload rolls over (Core::roll)
+    // instead of restarting them at once; they are listed in `restarted` too.
+    std::vector<std::string> rolling;
     // validate() found problems in the new specification: nothing was changed.
     std::vector<std::string> errors;
 };
@@ -146,6 +168,29 @@ public:
     std::vector<CommandResult> restart(std::span<const ChildId> children, std::string_view who,
                                        TimePoint now, std::vector<Action> &out) noexcept;
 
+    // Rolling restart of `unit` (ChildSpec::unit: "web" for web@1..web@N): its live children
+    // are replaced in instance order, a step at a time. A step stops up to `max_unavailable`
+    // of them (nullopt: the unit's max_unavailable; clamped to 1..instances) and starts them
+    // again, as a restart command would (not counted in the intensity); the next step begins
+    // once every new incarnation of the step has started and is ready (wait_ready, and the
+    // readiness probe's first success). A child of the unit stopped by command is passed over
+    // (counted done) and stays stopped. A new incarnation that fails (spawn failure, start
+    // timeout, health failure, an exit before or after ready while its step runs) stops the
+    // roll: the instances not reached yet are not touched, the failed one goes on under its
+    // restart policy. The roll also stops when a child of the unit is stopped by command, when
+    // its supervisor stops (shutdown included), or when reload restarts the unit (a unit that
+    // rolls is rolled again from its first instance; one that restarts restarts at once).
+    // A plain restart of an instance meanwhile is carried out, and the roll goes on.
+    // Records: a Command record, one Notice per step and one at the end ("rolling restart of
+    // web done: 4/4", "rolling restart of web stopped at web@3: ..."). Outcomes: NotFound (no
+    // live child of that unit), AlreadyRunning (a roll of it is under way; message: its
+    // progress), NotRunning (its supervisor is not running), ShuttingDown, Ok (message: "rolling
+    // restart 0/4"; roll_status() has its id).
+    CommandResult roll(std::string_view unit, std::optional<std::uint32_t> max_unavailable,
+                       std::string_view who, TimePoint now, std::vector<Action> &out) noexcept;
+    // The current or last roll of `unit`; nullopt if there was none.
+    std::optional<RollStatus> roll_status(std::string_view unit) const;
+
     // Replaces the specification (reload). Children are matched by name: removed units are
     // stopped, added ones started, services whose fingerprint changed are restarted, other
     // parameters (supervisors' strategy, intensity, period, auto_shutdown...) change in place.
@@ -156,6 +201,8 @@ public:
     // start_timeout) are updated in place and reported in `updated`. A unit whose parent or
     // kind changed is removed and added again. An invalid `next` (validate()) changes nothing
     // and is reported in `errors`. A child stopped by command stays stopped.
+    // A unit with update Rolling whose running instances must restart is rolled instead
+    // (roll(), cause Reload; listed in ReconfigureResult::rolling).
     ReconfigureResult reconfigure(TreeSpec next, TimePoint now, std::vector<Action> &out) noexcept;
 
     // The shell is done with a child whose spec is gone (removed by reload): its per-child
@@ -223,5 +270,7 @@ const char *to_string(AutoShutdown a) noexcept;
 const char *to_string(FailureCause c) noexcept;
 const char *to_string(Cause c) noexcept;
 const char *to_string(PatternAction a) noexcept;
+const char *to_string(RollPhase p) noexcept;
+const char *to_string(Update u) noexcept;
 
 } // namespace vigil::core

@@ -27,7 +27,16 @@ struct StopSpec {
     int signal = sig_term; // sig_kill means OTP brutal_kill: no graceful phase.
     // How long to wait after `signal` before SIGKILL. nullopt means infinity (OTP `infinity`).
     std::optional<Duration> timeout = Duration{10'000};
+    // Before `signal`, a running service that has started is marked not ready (status, /readyz)
+    // and given this long to finish its requests; its exit ends the wait early. `timeout`
+    // counts from the signal. 0: no drain. Not for a service that has not started yet, one
+    // stopped after a health failure or a start timeout, or once the tree is being killed.
+    Duration drain{0};
 };
+
+// What reload does with a unit whose fingerprint changed: restart all its instances at once,
+// or roll over them, at most `max_unavailable` down at a time (Core::roll).
+enum class Update : std::uint8_t { Restart, Rolling };
 
 struct BackoffSpec {
     Duration initial{100};
@@ -39,6 +48,13 @@ struct BackoffSpec {
 
 struct ChildSpec {
     std::string name; // the unit's name (file stem); "root" for node 0.
+    // The unit this child is an instance of: "web" for web@1..web@N, the unit's own name for a
+    // unit without instances (empty: the same as `name`). A rolling restart (Core::roll) goes
+    // over the live children of one supervisor with this unit, in `instance` order.
+    std::string unit;
+    int instance = 0; // 1..N for an instance, 0 for a unit without instances
+    Update update = Update::Restart;
+    int max_unavailable = 1; // rolling restarts: instances down at once (1..instances)
     Kind kind = Kind::Service;
     std::optional<ChildId> parent; // nullopt only for the root.
     std::vector<ChildId> children; // supervisors: children in start order.

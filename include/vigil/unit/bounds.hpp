@@ -57,6 +57,9 @@ inline constexpr Duration max_duration{365LL * 24 * 3'600'000};
 // Every duration field except a pattern's `within`: timeouts, periods, delays, the watchdog and
 // the backoff. A day is past any sensible value; "infinity" exists where waiting forever does.
 inline constexpr Duration max_field_duration{24LL * 3'600'000};
+// stop.drain: the wait before a stop signal holds a shutdown and every roll step; an hour is
+// past any request a service should finish.
+inline constexpr Duration max_drain{3'600'000};
 // A pattern's `within`: counting rare errors over weeks is meaningful.
 inline constexpr Duration max_window = max_duration;
 
