@@ -81,7 +81,9 @@ struct Options {
     bool raw = false;  // logs: the lines only, without time, unit and stream
     std::string since; // logs, events: as parse_since reads it
     int lines = -1;
-    std::string run; // check --run UNIT/PROBE
+    std::string run;         // check --run UNIT/PROBE
+    bool rolling = false;    // restart --rolling UNIT
+    int max_unavailable = 0; // restart --rolling --max-unavailable N (0: the unit's)
 };
 
 void say(const std::string &msg) {
@@ -600,7 +602,11 @@ private:
                 std::vector<std::size_t> still;
                 for (std::size_t i : pending) {
                     auto it = seen.find(targets_[i].unit);
-                    last[i] = cli::judge(targets_[i], it == seen.end() ? ctl::Json() : it->second);
+                    if (targets_[i].want == cli::Want::Roll)
+                        last[i] = cli::judge(targets_[i], instances(seen));
+                    else
+                        last[i] =
+                            cli::judge(targets_[i], it == seen.end() ? ctl::Json() : it->second);
                     std::string line = cli::wait_line(targets_[i].unit, last[i], elapsed());
                     if (last[i].verdict == cli::Verdict::Waiting) {
                         still.push_back(i);
@@ -618,6 +624,15 @@ private:
             if (r < 0 || expired()) return timed_out(pending, last);
             pause(interval);
         }
+    }
+
+    // A rolling restart's target is its unit's name; the status of that name lists its
+    // instances, each with the roll's object (wait.hpp judges them together).
+    static ctl::Json instances(const std::unordered_map<std::string, ctl::Json> &seen) {
+        ctl::Json all = ctl::Json::array();
+        for (const auto &[name, u] : seen)
+            all.push_back(u);
+        return all;
     }
 
     int timed_out(const std::vector<std::size_t> &pending,
@@ -871,6 +886,15 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
     auto *restart = app.add_subcommand(
         "restart", "stop then start units; waits until new runs of them are ready");
     restart->add_option("units", o.units, "units, globs or supervisors")->required();
+    restart->add_flag("--rolling", o.rolling,
+                      "replace one unit's instances a step at a time, each step once the new "
+                      "ones are ready; stops at the first that fails");
+    auto *max_unavailable =
+        restart
+            ->add_option("--max-unavailable", o.max_unavailable,
+                         "how many instances --rolling may have down at once (default: the unit's "
+                         "max_unavailable)")
+            ->check(CLI::Range(1, static_cast<int>(ctl::max_rolling_width)));
     auto *sig = app.add_subcommand("signal", "send a signal to units' process groups");
     sig->add_option("signal", o.signal, "SIGTERM, HUP, 9, SIGRTMIN+1, ...")->required();
     sig->add_option("units", o.units, "units, globs or supervisors")->required();
@@ -959,6 +983,20 @@ std::optional<int> parse_full(int argc, char **argv, Invocation &inv) {
               : stop->parsed() ? ctl::Cmd::Stop
                                : ctl::Cmd::Restart;
         args["units"] = units_json();
+        if (max_unavailable->count() > 0 && !o.rolling) {
+            say("--max-unavailable needs --rolling (vigilctl restart --rolling "
+                "--max-unavailable N UNIT)");
+            return cli::code(Exit::Usage);
+        }
+        if (o.rolling) {
+            if (o.units.size() != 1) {
+                say("restart --rolling takes one unit: an instanced unit's name, e.g. web for "
+                    "web@1..web@N");
+                return cli::code(Exit::Usage);
+            }
+            args["rolling"] = true;
+            if (max_unavailable->count() > 0) args["max_unavailable"] = o.max_unavailable;
+        }
     } else if (sig->parsed()) {
         cmd = ctl::Cmd::Signal;
         auto n = core::parse_signal(o.signal);

@@ -205,11 +205,35 @@ std::string left_pids(const Json &u) {
     return pids;
 }
 
+// A roll of the unit under way: "rolling restart 2/4"; with `last`, also how the last one ended
+// ("rolling restart done 4/4", "rolling restart stopped at web@3 (2/4): ..."). Empty: none.
+std::string roll_words(const Json &u, bool last) {
+    auto it = u.find("roll");
+    if (it == u.end() || !it->is_object()) return "";
+    const Json &r = *it;
+    const std::string state = str(r, "state");
+    const auto done = num(r, "done");
+    const auto total = num(r, "total");
+    if (!done || !total) return "";
+    const std::string n = std::to_string(*done) + "/" + std::to_string(*total);
+    if (state == "running") return "rolling restart " + n;
+    if (!last) return "";
+    if (state == "done") return "rolling restart done " + n;
+    std::string at = str(r, "at", "");
+    std::string out = "rolling restart stopped" + (at.empty() ? "" : " at " + one_line(at));
+    out += " (" + n + ")";
+    if (std::string why = one_line(str(r, "reason", "")); !why.empty()) out += ": " + why;
+    return out;
+}
+
 std::string info(const Json &u) {
     std::vector<std::string> parts;
     std::string state = str(u, "state");
     std::string goal = heading(u);
     if (str(u, "kind") == "supervisor") parts.emplace_back("supervisor");
+    if (auto d = num(u, "drain_ms"); d && state == "stopping")
+        parts.push_back("draining, " + format_duration(*d) + " left");
+    if (std::string r = roll_words(u, false); !r.empty()) parts.push_back(r);
     if (state == "backoff") {
         std::string why = down_reason(u, true);
         if (!why.empty()) parts.push_back("backoff after " + why);
@@ -850,6 +874,10 @@ std::string render_status_detail(const Detail &d, const Style &st) {
     if (auto b = num(u, "backoff_ms"); b && str(u, "state") == "backoff")
         labelled(out, "Backoff", "restart in " + format_duration(*b));
     if (std::string e = last_exit_words(u); !e.empty()) labelled(out, "Last exit", e);
+    if (auto dr = num(u, "drain_ms"); dr && str(u, "state") == "stopping")
+        labelled(out, "Drain",
+                 "draining, " + format_duration(*dr) + " left before the stop signal");
+    if (std::string r = roll_words(u, true); !r.empty()) labelled(out, "Roll", r);
     std::string state = str(u, "state");
     if (std::string t = one_line(str(u, "status_text", ""));
         !t.empty() && state != "stopped" && state != "exited" && state != "backoff")

@@ -1,6 +1,7 @@
 // src/cli/wait.cpp: the rules of src/cli/wait.hpp.
 #include "wait.hpp"
 
+#include <algorithm>
 #include <string_view>
 #include <unordered_map>
 
@@ -147,7 +148,50 @@ Judgement judge_up(const WaitTarget &t, const Json &now) {
 
 } // namespace
 
+// The roll with t.roll_id among the instances' "roll" objects (see wait.hpp).
+Judgement judge_roll(const WaitTarget &t, const Json &instances) {
+    const Json *mine = nullptr;
+    std::int64_t newest = -1;
+    if (instances.is_array())
+        for (const auto &u : instances) {
+            if (gone(u) || !u.contains("roll") || !u["roll"].is_object()) continue;
+            const Json &r = u["roll"];
+            if (str(r, "unit") != t.unit) continue; // polled with every unit: another's roll
+            const std::int64_t id = count(r, "id");
+            newest = std::max(newest, id);
+            if (id >= 0 && static_cast<std::uint64_t>(id) == t.roll_id) mine = &r;
+        }
+    const std::string again =
+        "; once fixed, run it again: vigilctl restart --rolling " + one_line(t.unit);
+    if (!mine) {
+        if (newest > static_cast<std::int64_t>(t.roll_id))
+            return {Verdict::Failed, "rolling restart replaced",
+                    "a newer rolling restart of the unit (a reload) took its place"};
+        return {Verdict::Failed, "rolling restart lost", "no instance of the unit shows it"};
+    }
+    const std::string n = std::to_string(std::max<std::int64_t>(count(*mine, "done"), 0)) + "/" +
+                          std::to_string(std::max<std::int64_t>(count(*mine, "total"), 0));
+    const std::string state = str(*mine, "state");
+    if (state == "done") return {Verdict::Done, "rolling restart done " + n, ""};
+    if (state == "stopped") {
+        const std::string at = one_line(str(*mine, "at"));
+        std::string why = one_line(str(*mine, "reason"));
+        if (why.empty()) why = "stopped";
+        return {Verdict::Failed,
+                "rolling restart stopped" + (at.empty() ? "" : " at " + at) + " (" + n + ")",
+                why + again};
+    }
+    std::string where = "replacing";
+    for (const auto &u : instances)
+        if (u.is_object() && u.contains("roll") && u["roll"].is_object() &&
+            str(u["roll"], "unit") == t.unit && flag(u["roll"], "in_step"))
+            where += " " + one_line(str(u, "name"));
+    return {Verdict::Waiting, "rolling restart " + n,
+            where == "replacing" ? "between steps" : where};
+}
+
 Judgement judge(const WaitTarget &t, const Json &now) {
+    if (t.want == Want::Roll) return judge_roll(t, now);
     if (gone(now)) {
         if (t.want == Want::Down) return {Verdict::Done, "stopped (removed)", ""};
         return {Verdict::Failed, "not started", "removed from the unit files"};
@@ -186,6 +230,16 @@ std::vector<WaitTarget> wait_targets(ctl::Cmd cmd, const Json &result, const Jso
     }
     auto it = result.find("results");
     if (it == result.end() || !it->is_array()) return out;
+    if (auto r = result.find("roll");
+        cmd == ctl::Cmd::Restart && r != result.end() && r->is_object()) {
+        const std::int64_t id = count(*r, "id");
+        const Json unit = r->value("unit", Json());
+        if (id > 0 && unit.is_string()) {
+            add(unit, Want::Roll, false, Json());
+            out.back().roll_id = static_cast<std::uint64_t>(id);
+        }
+        return out;
+    }
     for (const auto &r : *it) {
         const std::string outcome = str(r, "outcome");
         const Json name = r.is_object() ? r.value("unit", Json()) : Json();

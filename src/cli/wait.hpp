@@ -17,6 +17,11 @@
 //    one before the command: the old run must have ended and a new one be up.
 //  - Down (stop): done when stopped and no longer exiting (vigild has its output and
 //    leftovers), or gone (removed).
+//  - Roll (restart --rolling): judged on the "roll" objects of the unit's instances (the
+//    status of the unit's name), the one with the answer's roll id: done when its state is
+//    "done"; failed when it is "stopped" (its reason, and what to run next), when a newer roll
+//    of the unit replaced it (a reload), or when no instance is left; else waiting ("rolling
+//    restart 2/4").
 // Failure is judged only on what happened after the command: a target fails when its unit is
 // in backoff or stopped in a newer incarnation than before, or went there from a state it was
 // not in before (a start that ended, a spawn that failed, a start timeout: the restart or the
@@ -41,13 +46,14 @@ namespace vigil::cli {
 
 using Json = nlohmann::json;
 
-enum class Want : std::uint8_t { Up, NewUp, Down };
+enum class Want : std::uint8_t { Up, NewUp, Down, Roll };
 
 struct WaitTarget {
     std::string unit;
     Want want = Want::Up;
-    Json before;             // the unit's status object before the command; null: unknown
-    bool allow_down = false; // an effective goal "down" is done, not a failure (reload)
+    Json before;               // the unit's status object before the command; null: unknown
+    bool allow_down = false;   // an effective goal "down" is done, not a failure (reload)
+    std::uint64_t roll_id = 0; // Roll: the id of the roll (the answer's "roll")
 };
 
 enum class Verdict : std::uint8_t { Waiting, Done, Failed };
@@ -62,13 +68,15 @@ struct Judgement {
     std::string detail;
 };
 
-// `now`: the unit's status object now, or null when status no longer lists it.
+// `now`: the unit's status object now, or null when status no longer lists it. For Roll: an
+// array of the status objects of the unit's instances (null or empty: none left).
 Judgement judge(const WaitTarget &t, const Json &now);
 
 // The targets of a command's answer (`result` of the reply). `before` is the status result
 // read before the command ({"units":[...]}; null or without the unit: unknown).
 //  start: results with outcome ok or already_running, Up;
-//  restart: results with outcome ok, NewUp;
+//  restart: results with outcome ok, NewUp; with a "roll" object in the answer (restart
+//    --rolling, outcome ok or already_running), one Roll target for its unit and id instead;
 //  stop: results with outcome ok or already_stopped, Down;
 //  reload: "added" Up and "restarted" NewUp, both allow_down ("updated" changed parameters in
 //    place: nothing restarts);

@@ -170,6 +170,24 @@ std::string want_lines(const Json &args, std::optional<std::uint32_t> &out) {
     return "";
 }
 
+// restart's rolling and max_unavailable: a roll names one unit; a width only with a roll.
+std::string want_rolling(const Json &args, Request &r) {
+    if (std::string err = want_bool(args, "rolling", r.rolling); !err.empty()) return err;
+    if (auto it = args.find("max_unavailable"); it != args.end()) {
+        const std::string msg =
+            "\"max_unavailable\" must be an integer from 1 to " + std::to_string(max_rolling_width);
+        if (!it->is_number_integer()) return msg;
+        if (!it->is_number_unsigned() && it->get<std::int64_t>() < 1) return msg;
+        const auto v = it->get<std::uint64_t>();
+        if (v < 1 || v > max_rolling_width) return msg;
+        if (!r.rolling) return "\"max_unavailable\" needs \"rolling\": true";
+        r.max_unavailable = static_cast<std::uint32_t>(v);
+    }
+    if (r.rolling && r.units.size() != 1)
+        return "a rolling restart names one unit (an instanced unit's name, e.g. \"web\")";
+    return "";
+}
+
 std::string want_unit(const Json &args, bool required, std::string &out) {
     auto it = args.find("unit");
     if (it == args.end()) return required ? "missing \"unit\"" : "";
@@ -327,9 +345,13 @@ ParseResult parse_request(std::string_view line) noexcept {
             break;
         case Cmd::Start:
         case Cmd::Stop:
-        case Cmd::Restart:
             err = only_keys(a, {"units"});
             if (err.empty()) err = want_units(a, "units", true, r.units);
+            break;
+        case Cmd::Restart:
+            err = only_keys(a, {"units", "rolling", "max_unavailable"});
+            if (err.empty()) err = want_units(a, "units", true, r.units);
+            if (err.empty()) err = want_rolling(a, r);
             break;
         case Cmd::Signal: {
             err = only_keys(a, {"units", "signal"});

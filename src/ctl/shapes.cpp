@@ -138,7 +138,21 @@ Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view par
     for (Pid p : s.left_behind)
         left.push_back(p.value);
     j["left_behind"] = std::move(left);
+    j["drain_ms"] = s.drain_until ? Json(ms(*s.drain_until - now)) : Json(nullptr);
+    j["roll"] = s.roll ? roll_json(*s.roll) : Json(nullptr);
     return j;
+}
+
+Json roll_json(const core::RollStatus &r) {
+    return Json{{"id", r.id},
+                {"unit", r.unit},
+                {"state", core::to_string(r.phase)},
+                {"done", r.done},
+                {"total", r.total},
+                {"max_unavailable", r.max_unavailable},
+                {"in_step", r.in_step},
+                {"at", r.at.empty() ? Json(nullptr) : Json(r.at)},
+                {"reason", r.reason}};
 }
 
 Json record_json(const core::Record &r) {
@@ -168,11 +182,8 @@ Json command_result_json(std::string_view unit, const core::CommandResult &r) {
 }
 
 Json reload_json(const core::ReconfigureResult &r, const std::vector<std::string> &diagnostics) {
-    return Json{{"added", r.added},
-                {"removed", r.removed},
-                {"restarted", r.restarted},
-                {"updated", r.updated},
-                {"diagnostics", diagnostics}};
+    return Json{{"added", r.added},     {"removed", r.removed}, {"restarted", r.restarted},
+                {"updated", r.updated}, {"rolling", r.rolling}, {"diagnostics", diagnostics}};
 }
 
 bool is_glob(std::string_view pattern) noexcept {

@@ -180,6 +180,10 @@ void ControlApi::commands(const ctl::ResponderPtr &peer, const ctl::Request &q) 
         peer->error(q.id, ctl::ErrorCode::ShuttingDown, "vigild is exiting");
         return;
     }
+    if (q.rolling) {
+        roll(peer, q);
+        return;
+    }
     const ctl::Expand expand = q.cmd == ctl::Cmd::Signal  ? ctl::Expand::Services
                                : q.cmd == ctl::Cmd::Start ? ctl::Expand::Subtree
                                                           : ctl::Expand::Named;
@@ -202,6 +206,43 @@ void ControlApi::commands(const ctl::ResponderPtr &peer, const ctl::Request &q) 
         results.push_back(ctl::command_result_json(shell_.core().spec(id).name, r));
     }
     peer->reply(q.id, {{"results", std::move(results)}});
+}
+
+// restart --rolling: one unit's name (its instances, or itself without instances). The answer
+// comes at once, with the roll's status (its id) for the client to follow through status.
+void ControlApi::roll(const ctl::ResponderPtr &peer, const ctl::Request &q) {
+    const std::string &unit = q.units.front();
+    const core::Core &core = shell_.core();
+    std::uint32_t instances = 0;
+    for (std::uint32_t i = 1; i < core.size(); ++i) {
+        const core::ChildSpec &s = core.spec(ChildId{i});
+        const std::string &u = s.unit.empty() ? s.name : s.unit;
+        if (s.kind == core::Kind::Service && u == unit && !core.status(ChildId{i}).removed)
+            ++instances;
+    }
+    if (instances == 0) {
+        std::string msg = "no unit named '" + unit + "' to roll";
+        if (std::string near = suggestion(unit); !near.empty())
+            msg += "; did you mean '" + near + "'?";
+        peer->error(q.id, ctl::ErrorCode::NotFound, msg + " (see: vigilctl status)");
+        return;
+    }
+    if (q.max_unavailable && *q.max_unavailable > instances) {
+        peer->error(q.id, ctl::ErrorCode::Invalid,
+                    unit + " has " + std::to_string(instances) + " instance" +
+                        (instances == 1 ? "" : "s") + "; --max-unavailable may be 1 to " +
+                        std::to_string(instances));
+        return;
+    }
+    const core::CommandResult r =
+        shell_.roll(unit, q.max_unavailable, "vigilctl (" + peer->who() + ")");
+    ctl::Json roll = nullptr;
+    const bool under_way =
+        r.outcome == core::CommandOutcome::Ok || r.outcome == core::CommandOutcome::AlreadyRunning;
+    if (auto st = shell_.core().roll_status(unit); st && under_way) roll = ctl::roll_json(*st);
+    ctl::Json results = ctl::Json::array();
+    results.push_back(ctl::command_result_json(unit, r));
+    peer->reply(q.id, {{"results", std::move(results)}, {"roll", std::move(roll)}});
 }
 
 // One probe of one unit, now; answered when its check completes (or is cancelled because the

@@ -94,6 +94,7 @@ private:
     std::string_view unit_of(ChildId id) const;
     std::string suggestion(const std::string &pattern) const;
     void commands(const ctl::ResponderPtr &peer, const ctl::Request &q);
+    void roll(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void reload(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void events(const ctl::ResponderPtr &peer, const ctl::Request &q);
     void logs(const ctl::ResponderPtr &peer, const ctl::Request &q);

@@ -67,6 +67,14 @@ std::vector<core::CommandResult> Shell::restart(std::span<const ChildId> ids,
     return r;
 }
 
+core::CommandResult Shell::roll(std::string_view unit, std::optional<std::uint32_t> max_unavailable,
+                                std::string_view who) {
+    std::vector<core::Action> out;
+    core::CommandResult r = core_.roll(unit, max_unavailable, who, os_.now(), out);
+    execute(out);
+    return r;
+}
+
 // Carries out actions in order. An action whose answer comes at once feeds its event, whose
 // actions join the same queue: nothing recurses, and the order is the core's.
 void Shell::execute(std::vector<core::Action> &actions) {

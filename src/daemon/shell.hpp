@@ -113,6 +113,9 @@ public:
     core::CommandResult command(const core::Command &c);
     // A restart of several units as one command (core::Core::restart): results in `ids` order.
     std::vector<core::CommandResult> restart(std::span<const ChildId> ids, std::string_view who);
+    // A rolling restart of a unit's instances (core::Core::roll).
+    core::CommandResult roll(std::string_view unit, std::optional<std::uint32_t> max_unavailable,
+                             std::string_view who);
     void feed(const core::Event &ev);
     void set_listener(ShellListener *l) { listener_ = l; }
 

@@ -124,6 +124,30 @@ TEST_SUITE("ctl") {
         }
     }
 
+    TEST_CASE("restart --rolling: one unit, max_unavailable only with rolling, bounded") {
+        Request r = ok(R"({"cmd":"restart","args":{"units":["web"],"rolling":true}})");
+        CHECK(r.rolling);
+        CHECK_FALSE(r.max_unavailable);
+        r = ok(R"({"cmd":"restart","args":{"units":["web"],"rolling":true,"max_unavailable":2}})");
+        CHECK(r.max_unavailable == 2u);
+        CHECK_FALSE(ok(R"({"cmd":"restart","args":{"units":["web"]}})").rolling);
+        for (
+            const char *line : {
+                R"({"cmd":"restart","args":{"units":["web"],"max_unavailable":2}})",
+                R"({"cmd":"restart","args":{"units":["a","b"],"rolling":true}})",
+                R"({"cmd":"restart","args":{"units":["web"],"rolling":1}})",
+                R"({"cmd":"restart","args":{"units":["web"],"rolling":true,"max_unavailable":0}})",
+                R"({"cmd":"restart","args":{"units":["web"],"rolling":true,"max_unavailable":-1}})",
+                R"({"cmd":"restart","args":{"units":["web"],"rolling":true,"max_unavailable":10001}})",
+                R"({"cmd":"restart","args":{"units":["web"],"rolling":true,"max_unavailable":"2"}})",
+                R"({"cmd":"restart","args":{"units":["web"],"rolling":true,"max_unavailable":1.5}})",
+                R"({"cmd":"start","args":{"units":["web"],"rolling":true}})",
+            }) {
+            CAPTURE(line);
+            CHECK(bad(line).code == ErrorCode::BadRequest);
+        }
+    }
+
     TEST_CASE("start, stop and restart take units; signal takes a name or a number") {
         CHECK(ok(R"({"cmd":"start","args":{"units":["a","b"]}})").units.size() == 2);
         CHECK(ok(R"({"cmd":"stop","args":{"units":["app"]}})").cmd == Cmd::Stop);

@@ -243,6 +243,21 @@ TEST_SUITE("ctl") {
         CHECK(render_log(l, Style{true}, true).ends_with("\033[2mweb@2[stdout]:\033[0m hello\n"));
     }
 
+    TEST_CASE("status: a draining unit and a roll under way say so in the info column") {
+        Json u{{"name", "web@2"},
+               {"kind", "service"},
+               {"state", "stopping"},
+               {"goal", "up"},
+               {"drain_ms", 3000},
+               {"roll",
+                {{"id", 1}, {"unit", "web"}, {"state", "running"}, {"done", 1}, {"total", 4}}}};
+        CHECK(info_of(u) == "draining, 3s left, rolling restart 1/4");
+        u["roll"]["state"] = "done"; // a roll that is over is not news in the table
+        u["drain_ms"] = nullptr;
+        CHECK(info_of(u).find("rolling") == std::string::npos);
+        CHECK(info_of(u).find("draining") == std::string::npos);
+    }
+
     TEST_CASE("status: processes left behind are listed in the info column") {
         Json u = {{"name", "d"},   {"kind", "service"}, {"state", "running"},
                   {"goal", "up"},  {"pid", 12},         {"since_ms", 1000},

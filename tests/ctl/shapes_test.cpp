@@ -74,7 +74,9 @@ TEST_SUITE("ctl") {
         CHECK(j["status_text"] == "");
         CHECK(j["watchdog_ms"].is_null());
         CHECK(j["left_behind"] == Json::array());
-        CHECK(j.size() == 22);
+        CHECK(j["drain_ms"].is_null());
+        CHECK(j["roll"].is_null());
+        CHECK(j.size() == 24);
         // Under a supervisor whose goal is down, the child keeps its own goal but heads
         // nowhere.
         j = status_json(s, at_ms(2000), "app", "app");
@@ -105,6 +107,26 @@ TEST_SUITE("ctl") {
         CHECK(j["goal"] == "down");
         CHECK(j["effective_goal"] == "down");
         CHECK(j["ready"] == true);
+
+        // Draining, in a roll that stopped elsewhere.
+        s.state = core::ChildState::Stopping;
+        s.drain_until = at_ms(5000);
+        s.roll = core::RollStatus{7,     "web",   core::RollPhase::Stopped,
+                                  2,     4,       1,
+                                  false, "web@3", "exited with status 1 before it was ready"};
+        j = status_json(s, at_ms(2000));
+        CHECK(j["drain_ms"] == 3000);
+        CHECK(j["roll"] == Json{{"id", 7},
+                                {"unit", "web"},
+                                {"state", "stopped"},
+                                {"done", 2},
+                                {"total", 4},
+                                {"max_unavailable", 1},
+                                {"in_step", false},
+                                {"at", "web@3"},
+                                {"reason", "exited with status 1 before it was ready"}});
+        s.roll->at.clear();
+        CHECK(status_json(s, at_ms(2000))["roll"]["at"].is_null());
     }
 
     TEST_CASE("record_json, command_result_json and reload_json") {
@@ -149,6 +171,7 @@ TEST_SUITE("ctl") {
         CHECK(rl["removed"] == Json::array());
         CHECK(rl["restarted"] == Json{"web"});
         CHECK(rl["updated"] == Json::array());
+        CHECK(rl["rolling"] == Json::array());
         CHECK(rl["diagnostics"][0] == "units/x.json:1:1: bad");
     }
 

@@ -238,4 +238,69 @@ TEST_SUITE("ctl") {
                          "see: vigilctl status web; vigilctl logs web");
     }
 
+    // An instance's status object with the roll of unit "web".
+    Json roll_of(const char *name, std::uint64_t id, const char *state, int done, bool in_step,
+                 const char *at = nullptr, const char *reason = "") {
+        Json u = unit("running", 2, true);
+        u["name"] = name;
+        u["roll"] = Json{{"id", id},           {"unit", "web"},
+                         {"state", state},     {"done", done},
+                         {"total", 3},         {"max_unavailable", 1},
+                         {"in_step", in_step}, {"at", at ? Json(at) : Json()},
+                         {"reason", reason}};
+        return u;
+    }
+
+    TEST_CASE("wait: a rolling restart waits for its roll, by id") {
+        Json answer{{"results", Json::array({{{"unit", "web"}, {"outcome", "ok"}}})},
+                    {"roll", {{"id", 5}, {"unit", "web"}, {"state", "running"}}}};
+        auto ts = wait_targets(ctl::Cmd::Restart, answer, Json());
+        REQUIRE(ts.size() == 1);
+        CHECK(ts[0].unit == "web");
+        CHECK(ts[0].want == Want::Roll);
+        CHECK(ts[0].roll_id == 5);
+        // Without a roll (refused, or a plain restart): the usual targets.
+        answer["roll"] = nullptr;
+        auto plain = wait_targets(ctl::Cmd::Restart, answer, Json());
+        REQUIRE(plain.size() == 1);
+        CHECK(plain[0].want == Want::NewUp);
+
+        const WaitTarget &t = ts[0];
+        Judgement j = judge(t, Json::array({roll_of("web@1", 5, "running", 1, false),
+                                            roll_of("web@2", 5, "running", 1, true),
+                                            roll_of("web@3", 5, "running", 1, false)}));
+        CHECK(j.verdict == Verdict::Waiting);
+        CHECK(j.what == "rolling restart 1/3");
+        CHECK(j.detail == "replacing web@2");
+        j = judge(t, Json::array({roll_of("web@1", 5, "done", 3, false)}));
+        CHECK(j.verdict == Verdict::Done);
+        CHECK(j.what == "rolling restart done 3/3");
+        // An older roll's object on another instance does not count; another unit's neither.
+        Json other = roll_of("api", 9, "running", 0, true);
+        other["roll"]["unit"] = "api";
+        CHECK(judge(t, Json::array({roll_of("web@1", 4, "done", 3, false),
+                                    roll_of("web@2", 5, "done", 3, false), other}))
+                  .verdict == Verdict::Done);
+    }
+
+    TEST_CASE("wait: a rolling restart fails when it stops, is replaced or is lost") {
+        WaitTarget t{"web", Want::Roll, Json(), false, 5};
+        Judgement j = judge(t, Json::array({roll_of("web@2", 5, "stopped", 1, false, "web@2",
+                                                    "exited with status 1 before it was ready")}));
+        CHECK(j.verdict == Verdict::Failed);
+        CHECK(j.what == "rolling restart stopped at web@2 (1/3)");
+        CHECK(j.detail == "exited with status 1 before it was ready; once fixed, run it again: "
+                          "vigilctl restart --rolling web");
+        j = judge(t, Json::array({roll_of("web@1", 6, "running", 0, true)}));
+        CHECK(j.verdict == Verdict::Failed);
+        CHECK(j.what == "rolling restart replaced");
+        CHECK(judge(t, Json::array()).verdict == Verdict::Failed);
+        CHECK(judge(t, Json()).what == "rolling restart lost");
+        // Hostile fields: no crash, no verdict out of thin air.
+        Json odd = roll_of("web@1", 5, "running", 0, true);
+        odd["roll"]["done"] = "x";
+        odd["roll"]["at"] = 7;
+        CHECK(judge(t, Json::array({odd})).verdict == Verdict::Waiting);
+    }
+
 } // TEST_SUITE

@@ -50,6 +50,17 @@
 //   start      {units:[pattern...]}         -> {results:[{unit, outcome, message}]}
 //   stop       {units:[pattern...]}         -> same
 //   restart    {units:[pattern...]}         -> same
+//   restart    {units:[unit], rolling:true, max_unavailable?:N}
+//              -> {results:[{unit, outcome, message}], roll:{roll}|null}
+//              A rolling restart (core::Core::roll) of one unit's instances: units names
+//              exactly one unit, an instanced unit's name ("web" for web@1..web@N) or a unit
+//              without instances; max_unavailable (1..its instances; default the unit's
+//              "max_unavailable") only with rolling. roll: the roll's status object as status
+//              shows it on the instances ("roll" in shapes.hpp), with its id, when outcome is
+//              ok or already_running (the roll under way); null otherwise. An unknown unit is
+//              not_found; max_unavailable above its instances is invalid. The answer comes at
+//              once: clients follow the roll through status (the instances' "roll" with that
+//              id: state "done" or "stopped").
 //   signal     {signal:"SIGTERM"|"TERM"|15, units:[pattern...]} -> same
 //              (names as core::parse_signal reads them; answers spell signals "SIGTERM")
 //   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
@@ -123,6 +134,8 @@ inline constexpr std::size_t max_units_per_request = 1024;
 inline constexpr std::size_t max_unit_name = 255; // bytes of a unit name or pattern
 inline constexpr std::uint32_t max_lines = 1'000'000;
 inline constexpr std::int64_t max_since_ms = std::int64_t{1} << 53; // exact in a JSON double
+// max_unavailable of a rolling restart: a unit's most instances (unit::bounds::max_instances).
+inline constexpr std::uint32_t max_rolling_width = 10'000;
 
 enum class ErrorCode : std::uint8_t {
     BadJson,        // the line is not valid JSON (the connection stays usable)
@@ -179,6 +192,8 @@ struct Request {
     int signal = 0;                     // signal: the signal number (1..64)
     std::string probe;                  // check: the probe's name (<= max_unit_name)
     bool run = false;                   // check: run it now (required: true)
+    bool rolling = false;               // restart: a rolling restart of units[0]
+    std::optional<std::uint32_t> max_unavailable; // restart with rolling: 1..max_rolling_width
 };
 
 // Requests that change nothing: the ones socket-group members may run. Decided per request,

@@ -12,7 +12,8 @@
 //    "last_cause":"exited"|"spawn_failed"|"liveness"|...,"last_reason":"exec ...: ...",
 //    "backoff_ms":800|null,"ready":true,"exiting":false,"status_text":"...",
 //    "watchdog_ms":30000|null,"removed":false,"effective_goal":"up"|"down",
-//    "held_down_by":"app"|null,"left_behind":[4321,...]}
+//    "held_down_by":"app"|null,"left_behind":[4321,...],"drain_ms":3000|null,
+//    "roll":null|{roll}}
 //   pid: the main process (MAINPID= may have moved it); spawned_pid: the process vigild spawned
 //     (leader of the service's process group);
 //   state "exited": stopped after its last incarnation ended by itself and was not restarted
@@ -37,6 +38,15 @@
 //     marked as the service's (VIGIL_UNIT) that a stop cannot reach: they left the process
 //     group of its incarnations (setsid(), setpgid()). At most 16, lowest pids first; empty
 //     with a cgroup, which holds every process.
+//   drain_ms: stopping, and the stop signal waits for the drain (stop.drain): the time left
+//     (the service is not ready meanwhile);
+//   roll: the current or last rolling restart of the unit, when it went over this instance:
+//     {"id":7,"unit":"web","state":"running"|"done"|"stopped","done":2,"total":4,
+//      "max_unavailable":1,"in_step":true,"at":"web@3"|null,"reason":"..."}
+//     id: 1, 2, ... over vigild's life (a restart --rolling answers with its id); done: the
+//     instances replaced (their new incarnation started and ready) or passed over (stopped by
+//     command); in_step: this instance is being replaced now; at, reason: where and why a
+//     stopped roll stopped (roll_json);
 //   vigild adds the shell's counters and "waiting_for" to every object, and with a status
 //   request's "detail":true the unit's description, unit_file, command, intensity,
 //   last_exit_by, pid_namespace and listen (src/daemon/status_view.hpp says what each holds).
@@ -54,6 +64,7 @@
 // command result (command_result_json): {"unit":"web","outcome":"ok","message":"..."},
 //   outcome one of ok, already_running, already_stopped, not_found, not_running, shutting_down.
 // reload (reload_json): {"added":[..],"removed":[..],"restarted":[..],"updated":[..],
+//   "rolling":[..] (units whose restarted instances are rolled: "update": "rolling"),
 //   "diagnostics":["units/web.json:7:14: /restart: expected ..."]}
 //
 // Unit patterns (resolve_targets): an exact name, an fnmatch(3) glob ("web-*", "db-[12]"), or
@@ -103,6 +114,8 @@ Json record_json(const core::Record &r);
 Json record_json(const core::Record &r, TimePoint now, std::int64_t wall_now_ms);
 
 Json command_result_json(std::string_view unit, const core::CommandResult &r);
+// The "roll" object of a status object (above), and of a rolling restart's answer.
+Json roll_json(const core::RollStatus &r);
 Json reload_json(const core::ReconfigureResult &r, const std::vector<std::string> &diagnostics);
 
 // fnmatch(3) without flags. is_glob: does the pattern contain *, ? or [ ?
