@@ -331,6 +331,10 @@ class WithListen(ZeroDowntime):
         init_fds = os.listdir(f"/proc/{self.d.ns.init_pid}/fd")
         held = {socket_inode(self.d.ns.init_pid, int(fd)) for fd in init_fds}
         self.assertIn(inode, held, "vigild does not hold the instances' socket")
+        for pid in pids.values():
+            env = environ_of(pid)  # as exec'd: the server removes them from its own copy
+            self.assertEqual((env.get("LISTEN_FDS"), env.get("LISTEN_FDNAMES")), ("1", "http"))
+            self.assertEqual(env.get("LISTEN_PID"), str(harness.proc_info(pid).inner_pid))
 
     def test_rolling_restart(self) -> None:
         need(self, "rolling")

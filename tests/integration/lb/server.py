@@ -9,7 +9,11 @@ Its listening socket:
   variables are removed from the environment afterwards (sd_listen_fds(unset_environment=1)),
   so a child of the server would not take them for its own. The socket is shared with the
   manager and with every other instance: the server only close()s its descriptor, never
-  shutdown()s the socket, which would stop the other instances from accepting too;
+  shutdown()s the socket, which would stop the other instances from accepting too. It sets
+  O_NONBLOCK on it, a flag of the open file description every holder shares: each instance
+  polls, and accept() fails with EAGAIN when another instance took the connection first
+  (a blocking accept() there would keep a stopping instance waiting for the next client).
+  vigild passes the socket blocking and never accepts on it, so the flag changes nothing else;
 - otherwise (the "without listen" baseline) bound by the server itself on --host:--port with
   SO_REUSEPORT, so several instances can share the port, each with a socket (and an accept
   queue) of its own that goes away with it.
@@ -140,7 +144,7 @@ class Server:
             self.slots.release()
 
     def serve(self, sock: socket.socket) -> None:
-        sock.setblocking(False)  # the other instances take some of the connections we see
+        sock.setblocking(False)  # see the module's comment: shared, and raced for
         sel = selectors.DefaultSelector()
         sel.register(sock, selectors.EVENT_READ)
         sel.register(self.stop_r, selectors.EVENT_READ)
