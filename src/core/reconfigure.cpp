@@ -241,7 +241,11 @@ void restart_changed(Core::Impl &m, Reload &r, ReconfigureResult &res) {
     for (ChildId c : r.restart) {
         const ChildState st = m.node(c).state;
         const bool up = st == ChildState::Starting || st == ChildState::Running;
-        const bool roll = up && m.node(c).spec.update == Update::Rolling;
+        // A roll needs its supervisor running (advance_roll); one that is starting or
+        // stopping restarts the unit as before.
+        const Node &par = m.node(*m.node(c).spec.parent);
+        const bool roll = up && m.node(c).spec.update == Update::Rolling &&
+                          par.state == ChildState::Running && !par.plan.terminal;
         m.publish(c, RecordKind::Reconfigured,
                   roll ? "unit changed; rolling restart" : "unit changed; restarting",
                   Facts{Cause::Reload});

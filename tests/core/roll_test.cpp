@@ -295,6 +295,21 @@ TEST_SUITE("core") {
         CHECK(has_notice(sim, "reload restarts the unit at once"));
     }
 
+    TEST_CASE("roll: reload while the supervisor is still starting restarts at once") {
+        auto spec = [](std::uint64_t fp) {
+            return root(Strategy::OneForOne, webs(2, [=](ChildSpec &s) {
+                            s.fingerprint = fp;
+                            s.update = Update::Rolling;
+                        }));
+        };
+        Sim sim{spec(1)};
+        sim.start_all(); // web@1 waits for readiness: root is starting
+        const auto res = sim.reload(spec(2));
+        CHECK(res.rolling.empty());
+        CHECK(sim.spawns("web@1") == 2);
+        CHECK_FALSE(sim.core.roll_status("web"));
+    }
+
     // ---- drain ---------------------------------------------------------------------------------
 
     TEST_CASE("drain: not ready at once, the stop signal after the drain, the timeout after it") {
@@ -332,6 +347,17 @@ TEST_SUITE("core") {
         CHECK(sim.has_record("api", RecordKind::Stopped, "stopped by command"));
         sim.advance(10s); // the drain's timer is gone with the state
         CHECK(sim.all_signals_to("api").empty());
+
+        // Something it left holds its output: what is left gets the stop signal at the exit,
+        // not when the drain would have ended.
+        Sim left{root(Strategy::OneForOne, {service("api", drain(5s))})};
+        left.start_all();
+        left.linger("api");
+        left.command(CommandKind::Stop, "api");
+        left.advance(1s);
+        left.exit("api", 0);
+        CHECK(left.when("signal-leftover api SIGTERM") == at_ms(1000));
+        CHECK(left.state("api") == ChildState::Stopped);
     }
 
     TEST_CASE("drain: shutdown drains, then stops in order; a second shutdown kills at once") {
@@ -367,6 +393,7 @@ TEST_SUITE("core") {
     }
 
     TEST_CASE("drain: none for a service not started yet, nor after a health failure") {
+        // (A service that is starting has not been told of traffic: the signal goes at once.)
         Sim sim{root(Strategy::OneForOne, {service("db",
                                                    [](ChildSpec &s) {
                                                        s.stop.drain = 5s;
