@@ -184,6 +184,7 @@ class ZeroDowntime(unittest.TestCase):
             return  # each test fails (or skips) through need()
         cls.d = Daemon({"root": ROOT, "web": cls.unit()})
         cls.results = []
+        cls.d.wait_socket(20)
 
     @classmethod
     def tearDownClass(cls) -> None:
