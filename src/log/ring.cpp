@@ -218,7 +218,9 @@ RingRestore Ring::restore(std::size_t capacity, std::string_view b) {
                 .truncated = true;
         at += len;
     }
-    if (at != b.size()) return fail(std::to_string(b.size() - at) + " bytes after the last line");
+    if (at != b.size())
+        return fail("the last line is followed by " + std::to_string(b.size() - at) +
+                    " more bytes");
     return res;
 }
 

@@ -111,7 +111,8 @@ TEST_SUITE("log") {
             CAPTURE(n);
             CHECK(!refused(b.substr(0, n)).empty());
         }
-        CHECK(refused(b + "x").find("1 bytes after the last line") != std::string::npos);
+        CHECK(refused(b + "x").find("the last line is followed by 1 more bytes") !=
+              std::string::npos);
         v = b;
         v[16 + 16] = 7; // the first line's stream
         CHECK(refused(v).find("a stream or flags that cannot be") != std::string::npos);
