@@ -32,38 +32,21 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+import vigild_ns  # noqa: E402
 
 
-def ns_prefix() -> list:
-    base = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-    return base if os.geteuid() == 0 else ["unshare", "-Ur", "--pid", "--fork", "--mount-proc",
-                                           "--kill-child"]
-
-
-class Vigild:
+class Vigild(vigild_ns.Vigild):
     def __init__(self, vigild: str, vigilctl: str, units: dict) -> None:
-        self.dir = tempfile.mkdtemp(prefix="vigil-stall-", dir="/dev/shm")
-        self.vigilctl = vigilctl
-        self.sock = os.path.join(self.dir, "run", "control.sock")
-        udir = os.path.join(self.dir, "units")
-        os.makedirs(udir)
-        for name, body in units.items():
-            with open(os.path.join(udir, name + ".json"), "w") as f:
-                json.dump(body, f)
-        self.proc = subprocess.Popen(ns_prefix() + [vigild, "--units", udir, "--socket",
-                                                   self.sock, "--log-level", "warn"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        super().__init__(vigild, vigilctl, units, "vigil-stall-")
 
     def ctl(self, *args: str) -> dict:
-        r = subprocess.run([self.vigilctl, "--socket", self.sock, "--json", "--timeout", "10",
-                            *args], capture_output=True, text=True, timeout=30)
+        r = self.run_ctl("--json", "--timeout", "10", *args, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"vigilctl {' '.join(args)}: {r.stderr.strip()}")
         return json.loads(r.stdout)
@@ -85,11 +68,6 @@ class Vigild:
     def stall_ms(self) -> float:
         return float(self.ctl("version")["loop_stall_max_ms"])
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def scenario_start(vigild: str, vigilctl: str, n: int) -> dict:

@@ -35,26 +35,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "lb"))
+sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
 from loadgen import LoadGen  # noqa: E402
+import vigild_ns  # noqa: E402
 
 SERVER = os.path.join(ROOT, "tests", "integration", "lb", "server.py")
 INSTANCES = 4
-
-
-def ns_prefix() -> list:
-    base = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-    return base if os.geteuid() == 0 else ["unshare", "-Ur", "--pid", "--fork", "--mount-proc",
-                                           "--kill-child"]
 
 
 def free_port() -> int:
@@ -78,24 +72,12 @@ def web_unit(args: argparse.Namespace, port: int, listen: bool) -> dict:
     return unit
 
 
-class Vigild:
+class Vigild(vigild_ns.Vigild):
     def __init__(self, vigild: str, vigilctl: str, units: dict) -> None:
-        self.dir = tempfile.mkdtemp(prefix="vigil-rolling-", dir="/dev/shm")
-        self.vigilctl = vigilctl
-        self.sock = os.path.join(self.dir, "run", "control.sock")
-        udir = os.path.join(self.dir, "units")
-        os.makedirs(udir)
-        for name, body in units.items():
-            with open(os.path.join(udir, name + ".json"), "w") as f:
-                json.dump(body, f)
-        self.proc = subprocess.Popen(ns_prefix() + [vigild, "--units", udir, "--socket",
-                                                   self.sock, "--log-level", "warn"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        super().__init__(vigild, vigilctl, units, "vigil-rolling-", stderr=subprocess.PIPE)
 
     def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([self.vigilctl, "--socket", self.sock, *args],
-                              capture_output=True, text=True, timeout=timeout)
+        return self.run_ctl(*args, timeout=timeout)
 
     def wait_ready(self, limit: float = 60) -> None:
         deadline = time.monotonic() + limit
@@ -113,11 +95,6 @@ class Vigild:
             time.sleep(0.05)
         raise RuntimeError(f"the {INSTANCES} instances were not ready within {limit:.0f} s")
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, v: Vigild, port: int, command: list | None) -> dict:
