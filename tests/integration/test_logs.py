@@ -611,19 +611,27 @@ class Logs(unittest.TestCase):
         def fds():
             return len(os.listdir(f"/proc/{vigild}/fd"))
 
+        def steady_fds():
+            # A count that holds for 300 ms: a control connection vigild has not closed yet,
+            # or a watch on a stopped unit's leftovers, must not count.
+            def held():
+                v = fds()
+                return v if holds_for(lambda: fds() == v, 0.3) else None
+            return wait_until(held, 10, "vigild's descriptor count to settle")
+
         def settled():
             return all(d.status(f"m{i}")["state"] == "running" for i in range(n)) and \
                 all(x.count("\n") >= 3 for x in
                     [d.ctl("logs", "--raw", f"m{i}").stdout for i in range(n)])
         wait_until(settled, 10, "the separate services to run and write")
-        separate = fds()
+        separate = steady_fds()
         d.write_units(build(True)(d))
         r = d.ctl("reload")
         self.assertEqual(r.returncode, 0, r.stderr)
         wait_until(settled, 10, "the merged services to run and write")
-        wait_until(lambda: fds() == separate - n, 5,
+        wait_until(lambda: fds() <= separate - n, 5,
                    f"vigild to hold {n} descriptors less than {separate} (has {fds()})")
-        merged = fds()
+        merged = steady_fds()
         got = [json.loads(x) for x in d.ctl("--json", "logs", "m0").stdout.splitlines()]
         new_run = [(x["stream"], x["line"]) for x in got][-3:]
         self.assertEqual(new_run, [("stdout", "out1"), ("stdout", "err1"), ("stdout", "out2")])
@@ -632,7 +640,8 @@ class Logs(unittest.TestCase):
         d.write_units({"root": ROOT})
         self.assertEqual(d.ctl("reload").returncode, 0)
         wait_until(lambda: fds() <= merged - n, 5, f"the {n} services' descriptors to be closed")
-        self.assertEqual((separate - fds(), merged - fds()), (2 * n, n),
+        none = steady_fds()
+        self.assertEqual((separate - none, merged - none), (2 * n, n),
                          "descriptors held for 10 services, separate and merged streams")
 
     def test_pattern_unhealthy_restarts_like_a_failed_probe(self):
