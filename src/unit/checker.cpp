@@ -11,6 +11,19 @@
 
 namespace vigil::unit::detail {
 
+std::optional<unsigned> octal_mode(const json &v) {
+    if (!v.is_string()) return std::nullopt;
+    const auto &s = v.get_ref<const std::string &>();
+    if (s.size() < 3 || s.size() > 4) return std::nullopt;
+    unsigned value = 0;
+    for (char ch : s) {
+        if (ch < '0' || ch > '7') return std::nullopt;
+        value = value * 8 + static_cast<unsigned>(ch - '0');
+    }
+    if (value > 0777) return std::nullopt;
+    return value;
+}
+
 std::string describe(const json &v) {
     switch (v.type()) {
     case json::value_t::object:

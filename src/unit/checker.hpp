@@ -33,6 +33,9 @@ template <class E> struct EnumName {
 
 // A short rendering of a JSON value for "got ..." ("sometimes" quoted, objects abbreviated).
 std::string describe(const json &v);
+// A file mode written as an octal string of 3 or 4 digits ("0660", "022"), at most 0777
+// (umask, a unix socket's mode); nullopt for anything else.
+std::optional<unsigned> octal_mode(const json &v);
 // A string from the input as messages show it: JSON-quoted and escaped (no control character
 // reaches a terminal), at most 60 characters.
 std::string shown(std::string_view s);

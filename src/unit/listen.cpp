@@ -184,23 +184,13 @@ bool parse_unix_access(Checker &c, const json &x, const std::string &p, ListenSp
     bool ok = true;
     if (x.contains("mode")) {
         const json &m = x["mode"];
-        bool good = m.is_string();
-        unsigned value = 0;
-        if (good) {
-            const auto &s = m.get_ref<const std::string &>();
-            good = s.size() >= 3 && s.size() <= 4;
-            for (char ch : s) {
-                if (ch < '0' || ch > '7') good = false;
-                value = value * 8 + static_cast<unsigned>(ch - '0');
-            }
-            good = good && value <= 0777;
-        }
-        if (good)
-            l.mode = value;
-        else
+        if (const auto value = octal_mode(m)) {
+            l.mode = *value;
+        } else {
             c.error(pointer_append(p, "mode"),
                     "expected an octal string like \"0660\" (at most 0777); got " + describe(m));
-        ok = ok && good;
+            ok = false;
+        }
     }
     for (const char *k : {"owner", "group"}) {
         if (!x.contains(k)) continue;

@@ -741,19 +741,8 @@ void parse_service_fields(Checker &c, const json &j, Raw &r, Identities &ids) {
     if (ids_ok) resolve_users(c, ids, sp);
     if (j.contains("umask")) {
         const json &u = j["umask"];
-        bool ok = u.is_string();
-        unsigned value = 0;
-        if (ok) {
-            const auto &s = u.get_ref<const std::string &>();
-            ok = s.size() >= 3 && s.size() <= 4;
-            for (char ch : s) {
-                if (ch < '0' || ch > '7') ok = false;
-                value = value * 8 + static_cast<unsigned>(ch - '0');
-            }
-            ok = ok && value <= 0777;
-        }
-        if (ok)
-            sp.umask = value;
+        if (const auto value = octal_mode(u))
+            sp.umask = *value;
         else
             c.error("/umask", "expected an octal string like \"0022\"; got " + describe(u));
     }
