@@ -41,6 +41,16 @@ void Thresholds::reset() noexcept {
     verdict_ = Verdict::Unknown;
 }
 
+void Thresholds::restore(unsigned failures, unsigned successes, Verdict verdict) noexcept {
+    reset();
+    if ((failures != 0 && successes != 0) || failures >= failure_threshold_ ||
+        successes >= success_threshold_ || verdict > Verdict::Failure)
+        return;
+    failures_ = failures;
+    successes_ = successes;
+    verdict_ = verdict;
+}
+
 void CheckTally::record(bool ok) noexcept {
     if (run_ == 0 || ok != run_ok_) {
         run_ = 0;
