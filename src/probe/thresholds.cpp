@@ -43,8 +43,12 @@ void Thresholds::reset() noexcept {
 
 void Thresholds::restore(unsigned failures, unsigned successes, Verdict verdict) noexcept {
     reset();
-    if ((failures != 0 && successes != 0) || failures >= failure_threshold_ ||
-        successes >= success_threshold_ || verdict > Verdict::Failure)
+    // What record() can reach: one counter at a time, successes saturated at the threshold,
+    // and a counter at its threshold only with its verdict.
+    if ((failures != 0 && successes != 0) || successes > success_threshold_ ||
+        verdict > Verdict::Failure ||
+        (successes == success_threshold_ && verdict != Verdict::Success) ||
+        (failures >= failure_threshold_ && verdict != Verdict::Failure))
         return;
     failures_ = failures;
     successes_ = successes;

@@ -165,6 +165,12 @@ TEST_SUITE("probe") {
         CHECK(th.consecutive_failures() == 0);
         th.restore(1, 1, vigil::probe::Verdict::Unknown);
         CHECK(th.consecutive_successes() == 0);
+        th.restore(0, 2, vigil::probe::Verdict::Success);
+        CHECK(th.verdict() == vigil::probe::Verdict::Unknown);
+        th.restore(5, 0, vigil::probe::Verdict::Failure);
+        CHECK(th.consecutive_failures() == 5);
+        th.restore(0, 1, vigil::probe::Verdict::Success);
+        CHECK(th.verdict() == vigil::probe::Verdict::Success);
     }
 
     TEST_CASE("tcp probe on an open listener succeeds") {

@@ -28,8 +28,8 @@ public:
 
     // Back to Unknown with both counters at zero (a new incarnation, or probes restarted).
     void reset() noexcept;
-    // The counters and verdict a re-exec of vigild carried; kept within the invariants (at
-    // most one counter non-zero, each below its threshold... or reset when they are not).
+    // The counters and verdict a re-exec of vigild carried, when record() could have reached
+    // them (else reset()).
     void restore(unsigned failures, unsigned successes, Verdict verdict) noexcept;
 
     Verdict verdict() const noexcept { return verdict_; }
