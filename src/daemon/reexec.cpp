@@ -115,7 +115,8 @@ void Shell::reexec(std::string who, ReexecClient client,
     if (manager_) manager_->reload_begun();
     auto fail = [this, failed](const std::string &why) {
         reexec_running_ = false;
-        journal_.say(LogLevel::Error, "reexec refused: " + why + "; vigild goes on as before");
+        journal_.say(LogLevel::Error,
+                     "reexec did not happen: " + why + "; vigild goes on as before");
         if (manager_ && !exit_status_) manager_->reload_done(tree_summary(core_));
         if (failed) failed(why);
     };
@@ -247,7 +248,7 @@ std::string Shell::export_unit(ChildId id, Handover &h) {
 bool Shell::adopt(Handover &h, const unit::LoadResult &loaded, std::string &error) {
     core::RestoreResult rr = core::Core::restore(core_tree(loaded.tree, loaded.units), h.core);
     if (!rr.core) {
-        error = rr.error;
+        error = "reexec state: " + rr.error;
         return false;
     }
     const core::Core &c = *rr.core;
