@@ -29,6 +29,7 @@ class ReexecStreams(unittest.TestCase):
 
     def test_follow_streams_go_on_across_reexecs(self) -> None:
         with Daemon({"w": {"command": WRITER}, "s": {"command": ["/bin/sleep", "1000"]}}) as d:
+            d.wait_socket()
             wait_until(lambda: d.status("w")["state"] == "running", 10, "w running")
             init = d.ns.init_pid
             sleeper = d.status("s")["pid"]
