@@ -927,27 +927,71 @@ void Server::on_connection(int status) {
         return;
     }
     s->idle_since_ = s->now();
+    identify(*s);
+    admit(s);
+}
 
+// Who is on the other end (SO_PEERCRED), and what it may do.
+void Server::identify(Session &s) {
     uv_os_fd_t fd = -1;
-    uv_fileno(reinterpret_cast<uv_handle_t *>(&s->pipe_), &fd);
+    uv_fileno(reinterpret_cast<uv_handle_t *>(&s.pipe_), &fd);
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-        s->uid_ = cred.uid;
-        s->gid_ = cred.gid;
-        s->pid_ = cred.pid;
-        if (s->privileged()) {
+        s.uid_ = cred.uid;
+        s.gid_ = cred.gid;
+        s.pid_ = cred.pid;
+        if (s.privileged()) {
             // full access
         } else if (options_.socket_group && (cred.gid == *options_.socket_group ||
                                              peer_in_group(fd, *options_.socket_group))) {
-            s->read_only_ = true;
+            s.read_only_ = true;
         } else {
-            s->denied_ = true;
+            s.denied_ = true;
         }
     } else {
-        s->denied_ = true;
+        s.denied_ = true;
     }
-    admit(s);
+}
+
+std::vector<Server::CarriedSession> Server::carriable_sessions() const {
+    std::vector<CarriedSession> out;
+    for (const auto &s : sessions_) {
+        if (s->state_ != Session::State::Open || s->outstanding_ > 0 || s->writing_ ||
+            !s->out_.empty() || s->read_eof_ || s->denied_)
+            continue;
+        if (const int fd = s->fd(); fd >= 0) out.push_back(CarriedSession{fd, s->inbuf_});
+    }
+    return out;
+}
+
+void Server::adopt_session(int fd, std::string pending) {
+    if (closing_ || !listener_) {
+        ::close(fd);
+        return;
+    }
+    auto s = std::make_shared<Session>(this, next_id_++);
+    sessions_.reserve(sessions_.size() + 1);
+    uv_pipe_init(loop_, &s->pipe_, 0);
+    uv_timer_init(loop_, &s->timer_);
+    s->pipe_.data = s.get();
+    s->timer_.data = s.get();
+    s->handles_open_ = 2;
+    s->self_ = s;
+    sessions_.push_back(s);
+    if (uv_pipe_open(&s->pipe_, fd) != 0) {
+        ::close(fd);
+        s->close_now();
+        return;
+    }
+    s->idle_since_ = s->now();
+    identify(*s);
+    if (!pending.empty() && pending.size() <= max_request_line) {
+        s->line_since_ = s->now();
+        s->inbuf_ = std::move(pending);
+    }
+    s->rearm();
+    s->start_reading();
 }
 
 // Makes room for the newcomer (see server.hpp), or refuses it.

@@ -233,6 +233,10 @@ std::string encode_payload(const Handover &h) {
     });
     w.num(h.control_fd);
     w.num(h.http_fd);
+    w.list(h.sessions, [&](const HandoverSession &s) {
+        w.num(s.fd);
+        w.str(s.pending);
+    });
     w.str(h.cgroup_root);
     w.num(h.cgroup_lock_fd);
     return p;
@@ -267,6 +271,12 @@ void decode_payload(Reader &r, Handover &h) {
     }
     h.control_fd = r.num<std::int32_t>("control fd");
     h.http_fd = r.num<std::int32_t>("http fd");
+    for (std::uint32_t n = r.count("control connections"); n > 0; --n) {
+        HandoverSession s;
+        s.fd = r.num<std::int32_t>("control connection");
+        s.pending = r.str("control connection input");
+        h.sessions.push_back(std::move(s));
+    }
     h.cgroup_root = r.str("cgroup root");
     h.cgroup_lock_fd = r.num<std::int32_t>("cgroup lock fd");
     if (!r.done()) throw Refused("trailing bytes after the payload");
@@ -298,6 +308,8 @@ void check_fds(const Handover &h) {
         name(s.fd, "held socket");
     name(h.control_fd, "control socket");
     name(h.http_fd, "HTTP socket");
+    for (const HandoverSession &s : h.sessions)
+        name(s.fd, "control connection");
     name(h.cgroup_lock_fd, "cgroup lock");
     name(h.requester_fd, "client connection");
 }

@@ -90,6 +90,11 @@ struct HandoverSocket {
     std::int32_t fd = -1;
 };
 
+struct HandoverSession {
+    std::int32_t fd = -1;
+    std::string pending; // a request line sent in part
+};
+
 struct HandoverService {
     std::int32_t pgid = 0;
     std::string cgroup;
@@ -114,6 +119,7 @@ struct Handover {
     std::vector<std::uint32_t> group_waits;
     std::vector<HandoverSocket> held;
     std::int32_t control_fd = -1, http_fd = -1;
+    std::vector<HandoverSession> sessions; // control connections taken on as they are
     std::string cgroup_root;
     std::int32_t cgroup_lock_fd = -1;
 };

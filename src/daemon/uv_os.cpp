@@ -758,6 +758,8 @@ bool UvOs::start_control() {
         ctl_->close();
         return false;
     }
+    for (HandoverSession &s : std::exchange(adopted_sessions_, {}))
+        ctl_->adopt_session(s.fd, std::move(s.pending));
     return true;
 }
 

@@ -184,6 +184,7 @@ private:
     // A re-exec: listeners kept from the old binary (-1: make new ones), and who waits for the
     // spawner to have nothing pending.
     int adopted_control_fd_ = -1, adopted_http_fd_ = -1;
+    std::vector<HandoverSession> adopted_sessions_;
     std::function<void(bool)> idle_wait_;
     std::unique_ptr<Running> idle_limit_;
 };

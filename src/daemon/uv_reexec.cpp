@@ -86,6 +86,10 @@ std::string UvOs::exec_self(Handover &h) {
     };
     h.control_fd = carry(ctl_ ? ctl_->fd() : -1);
     h.http_fd = carry(http_ ? http_->fd() : -1);
+    if (ctl_)
+        for (ctl::Server::CarriedSession &s : ctl_->carriable_sessions())
+            if (s.fd != h.requester_fd)
+                h.sessions.push_back(HandoverSession{carry(s.fd), std::move(s.pending)});
     if (cgroups_) {
         h.cgroup_root = cgroups_->path();
         h.cgroup_lock_fd = carry(cgroups_->lock_fd());
@@ -135,6 +139,7 @@ std::string UvOs::exec_self(Handover &h) {
 void UvOs::adopt_listeners(const Handover &h) {
     adopted_control_fd_ = h.control_fd;
     adopted_http_fd_ = h.http_fd;
+    adopted_sessions_ = h.sessions;
     if (h.cgroup_lock_fd >= 0) {
         cgroups_tried_ = true;
         cgroups_ = proc::CgroupRoot::adopt(h.cgroup_root, h.cgroup_lock_fd);

@@ -116,6 +116,17 @@ public:
     int adopt(int fd, std::string *message = nullptr);
     // The listening socket's descriptor, -1 when not listening.
     int fd() const noexcept;
+    // Continuity across an exec of vigild: the connections the new binary can take on as they
+    // are (open, every request answered, nothing queued to write, no stream): each one's socket
+    // and the bytes of a request line it has sent only in part. A connection whose request came
+    // just before the exec still has it in its socket, and the new binary reads and answers it.
+    struct CarriedSession {
+        int fd = -1;
+        std::string pending;
+    };
+    std::vector<CarriedSession> carriable_sessions() const;
+    // The new binary: one of those connections (no hello again: the client has it).
+    void adopt_session(int fd, std::string pending);
 
     // Stops accepting, closes every session, removes the socket file (if it is still ours) and
     // calls `done` from the loop once every handle is closed.
@@ -134,6 +145,7 @@ private:
     void log(std::string_view line) noexcept;
     void flush_suppressed() noexcept;
     void on_connection(int status);
+    void identify(Session &s);
     uv_pipe_t *listening_pipe(int fd, int &err, std::string &what);
     void accept_on(uv_pipe_t *pipe);
     void turn_away() noexcept;
