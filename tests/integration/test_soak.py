@@ -28,15 +28,19 @@ log files, never from what vigild says about itself (docs/house-style.md §7.8):
   incarnations' output is complete; the lines forwarded to vigild's stdout are the same;
 - SIGTERM to vigild: it exits 0 and the namespace is empty; no sanitizer report on its stderr.
 
-The driver also SIGKILLs children of vigild caught between fork and exec (or its spawner
-helper, if it has one), and keeps a model of what it stopped: a unit it stopped (or one below a
+The driver also re-executes vigild (`vigilctl reexec`) every VIGIL_SOAK_REEXEC_EVERY seconds
+(default 10, 0: never): the exec must answer ok, keep vigild's pid, and leave vigild tracking
+every service process that lived through it under the same pid (invariant "reexec"); every
+other invariant then holds across the execs too. The driver SIGKILLs children of vigild
+caught between fork and exec (or its spawner helper, if it has one), and keeps a model of what it stopped: a unit it stopped (or one below a
 supervisor it stopped) is not expected to run until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
 and how short a killed incarnation's output is (what was in its pipe is all there can be).
 
 The soak runs once (setUpClass); each invariant is its own test, so a bug marks only its test.
 ReloadChurn isolates the fd and memory leak the soak found (see its BUG comment).
 Environment: VIGIL_SOAK_SECONDS (driver duration, default 150), VIGIL_SOAK_SEED (default:
-random, printed), VIGIL_TEST_TIMEOUT_MULTIPLIER (bounded waits, e.g. 3 under ASan).
+random, printed), VIGIL_SOAK_REEXEC_EVERY (seconds between re-execs, default 10; 0: none),
+VIGIL_TEST_TIMEOUT_MULTIPLIER (bounded waits, e.g. 3 under ASan).
 
 Run by hand from tests/integration:
     VIGILD=../../build/src/daemon/vigild VIGILCTL=../../build/src/cli/vigilctl \\
@@ -63,6 +67,7 @@ from harness import scaled, wait_until  # noqa: E402
 
 SECONDS = float(os.environ.get("VIGIL_SOAK_SECONDS", "150"))
 SEED = int(os.environ.get("VIGIL_SOAK_SEED", str(random.SystemRandom().randrange(1 << 32))))
+REEXEC_EVERY = float(os.environ.get("VIGIL_SOAK_REEXEC_EVERY", "10"))
 WARMUP = min(30.0, SECONDS / 4)
 CHECKPOINT_EVERY = max(SECONDS / 4, 20.0)
 BACKOFF = {"initial": "10ms", "max": "300ms", "factor": 2, "jitter": 0.2, "reset_after": "2s"}
@@ -339,7 +344,7 @@ class Soak:
         self.rng = random.Random(SEED ^ 0x5EED)
         self.violations: dict = {k: [] for k in (
             "alive", "zombies", "running", "fds", "fds-beyond-removed", "rss", "lines",
-            "forward", "exit", "sanitizer", "strays")}
+            "forward", "exit", "sanitizer", "strays", "reexec")}
         self.figures: dict = {"seed": SEED, "seconds": SECONDS, "actions": {}}
         self.stopped: set = set()      # units the driver stopped (and did not start since)
         self.extra = 0
@@ -690,6 +695,35 @@ class Soak:
             self.tree.write(name)
             self.reload("add")
 
+    def reexec(self) -> None:
+        """vigilctl reexec amid the chaos (the driver waits for it): it answers ok, vigild keeps
+        its pid, and every service process alive before and after is still the one vigild
+        tracks for that service (a lost or doubled child would show as another pid)."""
+        init = self.d.ns.init_pid
+        born = start_time(init)
+        before = {n: u["pid"] for n, u in self.status().items()
+                  if u["kind"] == "service" and u["state"] == "running" and u["pid"]}
+        r = self.ctl("--json", "reexec", timeout=60)
+        if r is None:
+            return
+        if r.returncode != 0:
+            self.violate("reexec", f"reexec: {r.returncode} {r.stdout.strip()} "
+                         f"{r.stderr.strip()}")
+            return
+        self.count("reexec")
+        if self.d.ns.init_pid != init or start_time(init) != born:
+            self.violate("reexec", "vigild's pid or start time changed across the exec")
+        kids = self.live_children()
+        st = self.status()
+        for name, pid in sorted(before.items()):
+            # Still running and not restarted meanwhile (the same process lives on): vigild
+            # must still say so.
+            if pid in kids and st.get(name, {}).get("pid") != pid:
+                owner = [n for n, u in st.items() if u.get("pid") == pid]
+                self.violate("reexec", f"{name}: pid {pid} lives on but status says "
+                             f"{st.get(name, {}).get('state')} pid {st.get(name, {}).get('pid')}"
+                             f" (owner now {owner})")
+
     # -- phases -------------------------------------------------------------------------------
 
     def restore(self) -> None:
@@ -868,10 +902,14 @@ class Soak:
         next_cp = t0 + WARMUP
         warmed = False
         checkpoints_done = 0
+        next_reexec = time.monotonic() + REEXEC_EVERY * self.rng.uniform(0.5, 1.5)
         n = 0
         while time.monotonic() - t0 < SECONDS:
             if not self.init_alive():
                 self.check_alive("driver")
+            if REEXEC_EVERY > 0 and time.monotonic() >= next_reexec:
+                self.reexec()
+                next_reexec = time.monotonic() + REEXEC_EVERY * self.rng.uniform(0.5, 1.5)
             self.act()
             n += 1
             time.sleep(self.rng.uniform(0.0, 0.08))
@@ -1120,6 +1158,9 @@ class SoakTest(unittest.TestCase):
 
     def test_no_sanitizer_report(self):
         self.verdict("sanitizer")
+
+    def test_reexec_keeps_vigild_and_every_process(self):
+        self.verdict("reexec")
 
 
 class ReloadChurn(unittest.TestCase):
