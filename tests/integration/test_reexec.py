@@ -48,7 +48,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -726,7 +725,10 @@ class Reexec(unittest.TestCase):
         self.assertIn(last, signals, f"{last} logged no SIGTERM")
         control.append(sc.slow_watch[last].died_ms - signals[last] - SLOW_TIMEOUT_MS)
         allowed = allowed_error(control)
-        log(f"stop timeouts: {[round(sc.slow_watch[n].died_ms - signals[n] - SLOW_TIMEOUT_MS) for n in sorted(signals)]} ms off; allowed {allowed:.0f} ms")
+        off = [round(sc.slow_watch[n].died_ms - signals[n] - SLOW_TIMEOUT_MS)
+               for n in sorted(signals)]
+        log(f"stop timeouts: {off} ms off (the last one away from the execs); "
+            f"allowed {allowed:.0f} ms")
         for k, rec in enumerate(sc.reexecs):
             name = f"slow{k}"
             self.assertIn(name, signals, f"{name} logged no SIGTERM")

@@ -32,9 +32,11 @@ The driver also re-executes vigild (`vigilctl reexec`) every VIGIL_SOAK_REEXEC_E
 (default 10, 0: never): the exec must answer ok, keep vigild's pid, and leave vigild tracking
 every service process that lived through it under the same pid (invariant "reexec"); every
 other invariant then holds across the execs too. The driver SIGKILLs children of vigild
-caught between fork and exec (or its spawner helper, if it has one), and keeps a model of what it stopped: a unit it stopped (or one below a
-supervisor it stopped) is not expected to run until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
-and how short a killed incarnation's output is (what was in its pipe is all there can be).
+caught between fork and exec (or its spawner helper, if it has one), and keeps a model of what
+it stopped: a unit it stopped (or one below a supervisor it stopped) is not expected to run
+until it starts it again. Not judged: the order of chunks across stdout and stderr (two
+pipes), and how short a killed incarnation's output is (what was in its pipe is all there can
+be).
 
 The soak runs once (setUpClass); each invariant is its own test, so a bug marks only its test.
 ReloadChurn isolates the fd and memory leak the soak found (see its BUG comment).
