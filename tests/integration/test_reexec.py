@@ -11,7 +11,8 @@ in use at the moment of each exec:
   their time in backoff and the next start is due at a known time: previous start + delay;
 - slow stoppers (slow*): ignore SIGTERM; one is stopped (`--no-wait`) just before each exec, so
   a stop timeout is running across it and SIGKILL is due at SIGTERM + timeout;
-- a never-ready service (nr: notify readiness that never comes): its start timeout is running;
+- a never-ready service (nr: after its first incarnation, notify readiness never comes): a
+  start timeout is always running;
 - MAINPID= hand-overs (m*): the launcher forks the real worker, names it MAINPID= and exits;
 - an instanced unit (inst@1..4), probed services (exec, http and tcp liveness probes), a notify
   service that keeps sending STATUS=, a ready-fd service, a service with a held `listen`
@@ -21,8 +22,9 @@ Afterwards, from /proc, the services' own logs and vigild's sinks (never only vi
 every pid is unchanged (same host pid, same start time, still running the same program) and
 vigild kept its pid; every numbered line is in the log file, the ring and vigild's stdout
 exactly once, in order; every backoff, stop timeout and start timeout that was running across
-an exec fired on time (+-50 ms, scaled under ASan), timed by the services' CLOCK_MONOTONIC
-stamps and by pidfds polled from here; the event history after the execs continues the one
+an exec fired on time, timed by the services' CLOCK_MONOTONIC stamps and by pidfds polled from
+here: within 50 ms (scaled under ASan) plus the worst error of the same deadlines away from
+any exec in the same run (allowed_error: a loaded machine's jitter); the event history after the execs continues the one
 before (same records, none lost or doubled; when records carry "seq", it has no gap); restart
 counts carried on; probes kept their counters and go on; the notify socket, the held listen
 socket, vigild's HTTP listener and control socket still work; vigild's long-lived descriptor
