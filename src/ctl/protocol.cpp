@@ -35,7 +35,7 @@ struct CmdName {
     const char *name;
     bool read_only;
 };
-constexpr std::array<CmdName, 13> cmd_names{{
+constexpr std::array<CmdName, 14> cmd_names{{
     {Cmd::Status, "status", true},
     {Cmd::Start, "start", false},
     {Cmd::Stop, "stop", false},
@@ -49,8 +49,9 @@ constexpr std::array<CmdName, 13> cmd_names{{
     {Cmd::Version, "version", true},
     {Cmd::Checks, "checks", true},
     {Cmd::Check, "check", false},
+    {Cmd::Reexec, "reexec", false},
 }};
-static_assert(cmd_names.size() == static_cast<std::size_t>(Cmd::Check) + 1);
+static_assert(cmd_names.size() == static_cast<std::size_t>(Cmd::Reexec) + 1);
 
 constexpr bool tables_in_order() {
     for (std::size_t i = 0; i < code_names.size(); ++i)
@@ -400,6 +401,7 @@ ParseResult parse_request(std::string_view line) noexcept {
         case Cmd::Tree:
         case Cmd::Shutdown:
         case Cmd::Version:
+        case Cmd::Reexec:
             err = only_keys(a, {});
             break;
         }

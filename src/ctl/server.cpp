@@ -199,6 +199,13 @@ public:
         return true;
     }
     bool open() const override { return state_ == State::Open; }
+    int fd() const override {
+        uv_os_fd_t fd = -1;
+        if (state_ != State::Open ||
+            uv_fileno(reinterpret_cast<const uv_handle_t *>(&pipe_), &fd) != 0)
+            return -1;
+        return fd;
+    }
     std::string who() const override {
         return "uid " + std::to_string(uid_) + " pid " + std::to_string(pid_);
     }
@@ -783,19 +790,75 @@ int Server::listen(std::string *message) {
         sock_ino_ = st.st_ino;
     }
 
+    int err = 0;
+    std::string what;
+    uv_pipe_t *pipe = listening_pipe(fd, err, what);
+    fd = -1; // closed by listening_pipe on failure, the pipe's otherwise
+    if (!pipe) return undo(-err, what);
+    if (rename(staging.c_str(), path.c_str()) != 0) {
+        int re = errno;
+        uv_close(reinterpret_cast<uv_handle_t *>(pipe),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
+        return undo(re, "cannot move " + staging + " into place: " + errno_text(re));
+    }
+    accept_on(pipe);
+    return 0;
+}
+
+int Server::adopt(int fd, std::string *message) {
+    if (listener_ || closing_) {
+        ::close(fd);
+        if (message) *message = "control socket " + options_.path + ": already listening";
+        return -EALREADY;
+    }
+    struct stat st {};
+    if (stat(options_.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+        sock_dev_ = st.st_dev;
+        sock_ino_ = st.st_ino;
+    }
+    int err = 0;
+    std::string what;
+    uv_pipe_t *pipe = listening_pipe(fd, err, what);
+    if (!pipe) {
+        if (message) *message = "control socket " + options_.path + ": " + what;
+        return err;
+    }
+    accept_on(pipe);
+    return 0;
+}
+
+int Server::fd() const noexcept {
+    uv_os_fd_t fd = -1;
+    if (!listener_ || uv_fileno(reinterpret_cast<const uv_handle_t *>(listener_), &fd) != 0)
+        return -1;
+    return fd;
+}
+
+// `fd` (a bound unix stream socket) as a libuv pipe that listens and hands connections to
+// on_connection(). On failure the descriptor is closed and `err` (a negative errno) and `what`
+// say why.
+uv_pipe_t *Server::listening_pipe(int fd, int &err, std::string &what) {
     auto pipe = std::make_unique<uv_pipe_t>();
-    auto timer = std::make_unique<uv_timer_t>();
     if (!spare_) spare_ = new uv_pipe_t{};
     // uv_pipe_init also reserves the descriptor of libuv's EMFILE trick.
-    if (int ur = uv_pipe_init(loop_, pipe.get(), 0); ur != 0)
-        return undo(-ur, std::string("uv_pipe_init: ") + uv_strerror(ur));
+    if (int ur = uv_pipe_init(loop_, pipe.get(), 0); ur != 0) {
+        ::close(fd);
+        err = ur;
+        what = std::string("uv_pipe_init: ") + uv_strerror(ur);
+        return nullptr;
+    }
     pipe->data = this;
-    if (int ur = uv_pipe_open(pipe.get(), fd); ur != 0) {
+    auto drop = [&](int ur, const char *where) -> uv_pipe_t * {
         uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
                  [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
-        return undo(-ur, std::string("uv_pipe_open: ") + uv_strerror(ur));
+        err = ur;
+        what = std::string(where) + uv_strerror(ur);
+        return nullptr;
+    };
+    if (int ur = uv_pipe_open(pipe.get(), fd); ur != 0) {
+        ::close(fd);
+        return drop(ur, "uv_pipe_open: ");
     }
-    fd = -1; // the pipe owns it now
     int lr = uv_listen(reinterpret_cast<uv_stream_t *>(pipe.get()), listen_backlog,
                        [](uv_stream_t *l, int status) {
                            auto *srv = static_cast<Server *>(l->data);
@@ -807,23 +870,18 @@ int Server::listen(std::string *message) {
                                srv->turn_away();
                            }
                        });
-    if (lr != 0) {
-        uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
-        return undo(-lr, std::string("listen: ") + uv_strerror(lr));
-    }
-    if (rename(staging.c_str(), path.c_str()) != 0) {
-        int re = errno;
-        uv_close(reinterpret_cast<uv_handle_t *>(pipe.release()),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_pipe_t *>(h); });
-        return undo(re, "cannot move " + staging + " into place: " + errno_text(re));
-    }
-    uv_timer_init(loop_, timer.get());
+    if (lr != 0) return drop(lr, "listen: ");
+    return pipe.release();
+}
+
+// The listener is in place: the log throttle's timer, and the handles to close.
+void Server::accept_on(uv_pipe_t *pipe) {
+    auto *timer = new uv_timer_t;
+    uv_timer_init(loop_, timer);
     timer->data = this;
-    listener_ = pipe.release();
-    log_timer_ = timer.release();
+    listener_ = pipe;
+    log_timer_ = timer;
     handles_open_ = 2;
-    return 0;
 }
 
 // A connection libuv accepted and we could not take (an allocation failed): it must still be

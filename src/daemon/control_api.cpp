@@ -86,6 +86,15 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
     case Cmd::Logs:
         logs(peer, q);
         return;
+    case Cmd::Reexec: {
+        Shell::ReexecClient client{[peer] { return peer->fd(); }, q.id.dump()};
+        shell_.reexec("vigilctl (" + peer->who() + ")", std::move(client),
+                      [peer, id = q.id](const std::string &why) {
+                          peer->error(id, ctl::ErrorCode::Invalid,
+                                      "reexec: " + why + "; vigild goes on as before");
+                      });
+        return;
+    }
     case Cmd::Shutdown:
         peer->reply(q.id, {{"shutting_down", true}});
         shell_.command(core::Command{core::CommandKind::Shutdown, root_id, 0,

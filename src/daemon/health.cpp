@@ -81,6 +81,12 @@ void Shell::became_ready(ChildId id, Incarnation inc) {
 bool Shell::open_notify(ChildId id, std::string &error) {
     UnitRuntime &r = runtime(id);
     if (r.notify) return true;
+    r.notify = os_.open_notify(units_[id.value].name, notify_callbacks(id), &error);
+    if (!r.notify) error = units_[id.value].name + ": " + error;
+    return r.notify != nullptr;
+}
+
+notify::NotifySocket::Callbacks Shell::notify_callbacks(ChildId id) {
     notify::NotifySocket::Callbacks cb;
     cb.owns = [this, id](int pid) { return owns(id, pid); };
     cb.message = [this, id](const notify::Message &m, int pid) { on_notify(id, m, pid); };
@@ -90,9 +96,7 @@ bool Shell::open_notify(ChildId id, std::string &error) {
                              std::to_string(pid) + ": " + why,
                          os_.loop_time());
     };
-    r.notify = os_.open_notify(units_[id.value].name, std::move(cb), &error);
-    if (!r.notify) error = units_[id.value].name + ": " + error;
-    return r.notify != nullptr;
+    return cb;
 }
 
 // The sender is the spawned process or the main process, or runs in the service's session

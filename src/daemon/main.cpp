@@ -14,6 +14,7 @@
 #include <iostream>
 #include <new>
 #include <optional>
+#include <string>
 #include <unistd.h>
 
 #include "options.hpp"
@@ -21,7 +22,23 @@
 #include "vigil/unit/unit.hpp"
 #include "wrapper.hpp"
 
+// The state format this binary reads across a re-exec (handover.hpp). The build makes a
+// second binary, vigild-nextversion, that reads another one: what a newer vigild that cannot
+// read this state does is tested with it.
+#ifndef VIGIL_HANDOVER_VERSION
+#define VIGIL_HANDOVER_VERSION 1
+#endif
+
 namespace {
+
+// The binary that runs: a re-exec runs the file at this path again (a newer one after an
+// upgrade). Read at start-up: once the package manager has replaced the file, /proc/self/exe
+// names the old, deleted one.
+std::string own_binary() {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
 
 // Priority 101, the first one open to programs, puts this ahead of every other initialiser in
 // vigild (the C++ library's included: it is linked statically); libc, a shared library, is
@@ -45,6 +62,9 @@ int main(int argc, char **argv) {
         auto parsed = daemon::parse_options(argc, argv);
         if (!parsed.options) return parsed.status;
         daemon::Options &opts = *parsed.options;
+        opts.exe = own_binary();
+        opts.argv.assign(argv, argv + argc);
+        opts.handover_version = VIGIL_HANDOVER_VERSION;
 
         if (opts.wrapper)
             return daemon::run_wrapper(

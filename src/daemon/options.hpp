@@ -22,6 +22,14 @@ struct Options {
     bool quiet_restarts = false; // --log-level=warn hides routine restarts
     // Not an option: the descriptor limit services get (vigild's own before it raised it).
     std::optional<std::pair<std::uint64_t, std::uint64_t>> service_nofile;
+    // Not options: what a re-exec (vigilctl reexec) runs again: the binary (its path when
+    // vigild started, so a newer file there is what runs), the arguments, and the service
+    // manager's variables vigild took out of its environment (run.cpp).
+    std::string exe;
+    std::vector<std::string> argv;
+    std::vector<std::string> manager_env;
+    // The state format this binary reads (handover.hpp); a test build reads another.
+    std::uint32_t handover_version = 1;
     // Wrapper mode: everything after "--".
     std::vector<std::string> command;
     bool wrapper = false;

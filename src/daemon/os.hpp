@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "handover.hpp"
 #include "listen.hpp"
 #include "vigil/log/capture.hpp"
 #include "vigil/log/file_sink.hpp"
@@ -53,6 +54,10 @@ public:
     // (lines, batch, EOF) through the callbacks before returning: the shell calls it when the
     // incarnation's main process is reaped, so that its last lines and its EOF come first.
     virtual void read_now() = 0;
+    // For a re-exec of vigild (reexec.cpp): a stream's read end (-1 at EOF) and the bytes of
+    // the partial line read from it.
+    virtual int carried_fd(log::Stream s) const = 0;
+    virtual std::string_view pending(log::Stream s) const = 0;
 };
 
 // A unit's NOTIFY_SOCKET (notify::NotifySocket).
@@ -62,6 +67,7 @@ public:
     virtual const std::string &path() const = 0;
     // Reads the datagrams waiting now (before a main process's exit is acted on).
     virtual void receive_now() = 0;
+    virtual int fd() const = 0; // for a re-exec
 };
 
 // The s6-style ready fd of one incarnation (notify::ReadyFd).
@@ -70,6 +76,8 @@ public:
     virtual ~ReadyChannel() = default;
     virtual int child_end() const = 0;
     virtual void close_child_end() = 0;
+    // The read end while vigild still waits for the newline (-1 after): for a re-exec.
+    virtual int read_fd() const = 0;
 };
 
 // Something running until destroyed: an incarnation's probes (probe::Monitor), the watch on a
@@ -99,6 +107,7 @@ public:
     virtual bool empty() const = 0;
     // `cb` runs once, later, from the loop, when the cgroup is empty (at once if it is).
     virtual void on_empty(std::function<void()> cb) = 0;
+    virtual const std::string &dir() const = 0; // its folder, for a re-exec
 };
 
 class Os {
@@ -191,6 +200,26 @@ public:
                               std::function<void(std::vector<BoundSocket>)> done) = 0;
     // listen() again on a held stream socket whose backlog changed: 0 or an errno.
     virtual int relisten(int fd, int backlog) = 0;
+
+    // ---- continuity across an exec of vigild (reexec.cpp, handover.hpp) --------------------
+    // `done(true)` once no spawn is pending (at once, from the loop, if none is), or
+    // done(false) when spawns were still pending after `limit`.
+    virtual void when_spawns_idle(Duration limit, std::function<void(bool idle)> done) = 0;
+    // Adds the Os's own descriptors to `h` (control and HTTP listeners, the cgroup folder's
+    // lock), writes out what vigild's log writers hold (bounded), and executes vigild's binary
+    // with `h`. Returns only when that failed, with why; then everything is as it was.
+    virtual std::string exec_self(Handover &h) = 0;
+    // What the new binary takes back from a Handover, as the channels above.
+    virtual std::unique_ptr<OutputChannel> adopt_output(int stdout_fd, int stderr_fd,
+                                                        std::string_view stdout_pending,
+                                                        std::string_view stderr_pending,
+                                                        log::CaptureOptions options,
+                                                        log::Capture::Callbacks callbacks) = 0;
+    virtual std::unique_ptr<NotifyChannel> adopt_notify(std::string path, int fd,
+                                                        notify::NotifySocket::Callbacks cb) = 0;
+    virtual std::unique_ptr<ReadyChannel> adopt_ready_fd(int fd,
+                                                         std::function<void()> on_ready) = 0;
+    virtual std::unique_ptr<Cgroup> adopt_cgroup(std::string dir) = 0;
 
     // ---- units --------------------------------------------------------------------------
     // Loads the unit directory off the loop (NSS lookups, a hung file system) and hands the

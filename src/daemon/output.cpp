@@ -49,7 +49,13 @@ void Shell::ensure_log(ChildId id) {
 }
 
 void Shell::read_output(ChildId id, Run &run, const proc::Spawned &sp) {
-    const Incarnation inc = run.incarnation;
+    const unit::Unit &u = units_[id.value];
+    run.output = os_.read_output(sp.stdout_fd, sp.stderr_fd, log::capture_options(u.logs),
+                                 output_callbacks(id, run.incarnation));
+    if (runtime(id).file_congested) run.output->pause();
+}
+
+log::Capture::Callbacks Shell::output_callbacks(ChildId id, Incarnation inc) {
     log::Capture::Callbacks cb;
     cb.on_line = [this, id, inc](log::Stream st, std::string_view line, bool continued) {
         UnitRuntime &r = runtime(id);
@@ -70,10 +76,7 @@ void Shell::read_output(ChildId id, Run &run, const proc::Spawned &sp) {
         after_batch(id, inc);
         output_ended(id, inc);
     };
-    const unit::Unit &u = units_[id.value];
-    run.output =
-        os_.read_output(sp.stdout_fd, sp.stderr_fd, log::capture_options(u.logs), std::move(cb));
-    if (runtime(id).file_congested) run.output->pause();
+    return cb;
 }
 
 // After each read: the file's records go to its writer, the patterns run, followers get the new

@@ -39,6 +39,10 @@ public:
         return o;
     }
     std::size_t size() const noexcept { return by_pid_.size(); }
+    template <class F> void for_each(F &&f) const {
+        for (const auto &[pid, owner] : by_pid_)
+            f(pid, owner);
+    }
 
 private:
     std::unordered_map<int, ProcessOwner> by_pid_;

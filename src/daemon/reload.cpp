@@ -112,6 +112,16 @@ Shell::ReloadOutcome Shell::apply_reload(unit::LoadResult next) {
         outcome.problems = outcome.diagnostics.size();
         return outcome;
     }
+    align_units(by_name, fingerprints);
+    execute(out);
+    return outcome;
+}
+
+// Each child's unit from `by_name`, by the core's ChildIds (a child removed by reload keeps
+// the unit it had). A unit whose fingerprint differs from `fingerprints` (the core's before)
+// gets its log rebuilt at its next spawn.
+void Shell::align_units(const std::map<std::string, unit::Unit> &by_name,
+                        const std::vector<std::uint64_t> &fingerprints) {
     units_.resize(core_.size());
     rt_.resize(core_.size());
     for (std::uint32_t i = 0; i < core_.size(); ++i) {
@@ -125,8 +135,6 @@ Shell::ReloadOutcome Shell::apply_reload(unit::LoadResult next) {
         units_[i] = it->second;
         give_default_limits(units_[i], opts_);
     }
-    execute(out);
-    return outcome;
 }
 
 } // namespace vigil::daemon

@@ -2,11 +2,18 @@
 #include "run.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "shell.hpp"
 #include "uv_os.hpp"
+#include "vigil/ctl/protocol.hpp"
 
 namespace vigil::daemon {
 
@@ -84,29 +91,112 @@ void attach_manager(Shell &shell, UvOs &os, notify::ManagerEnv env) {
                                                         env.socket, env.watchdog_usec));
 }
 
+// The state a re-exec carried (handover.hpp), when VIGIL_REEXEC_STATE names it: read, and every
+// descriptor it lists made close-on-exec again (the spawner helper forks next and must not
+// hold them). nullopt for an ordinary start.
+std::optional<HandoverRead> take_handover(std::uint32_t version) {
+    const char *v = std::getenv(handover_env);
+    if (!v) return std::nullopt;
+    char *end = nullptr;
+    errno = 0;
+    const long fd = std::strtol(v, &end, 10);
+    ::unsetenv(handover_env);
+    HandoverRead out;
+    struct stat st {};
+    if (errno != 0 || !end || *end != '\0' || fd < 0 || fd > 1 << 24 ||
+        ::fstat(static_cast<int>(fd), &st) != 0 ||
+        static_cast<std::uint64_t>(st.st_size) > handover_max_bytes) {
+        out.error = "reexec state: " + std::string(handover_env) + "=" + v + " names no state";
+        return out;
+    }
+    std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::pread(static_cast<int>(fd), bytes.data() + done, bytes.size() - done,
+                                  static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    ::close(static_cast<int>(fd));
+    bytes.resize(done);
+    out = decode_handover(bytes, version);
+    for (std::int32_t f : out.state.fds)
+        (void)::fcntl(f, F_SETFD, FD_CLOEXEC);
+    return out;
+}
+
+// A re-exec whose state this binary cannot take: the old services are stopped (their units'
+// longest stop timeout, at least 10 s) and the tree starts afresh; the client hears why.
+void abandon(const HandoverRead &carried, const std::string &why, const unit::LoadResult *loaded) {
+    std::fprintf(stderr,
+                 "vigild: %s; stopping the services the old vigild ran and starting "
+                 "the tree afresh\n",
+                 why.c_str());
+    Duration grace{10'000};
+    if (loaded)
+        for (const core::ChildSpec &n : loaded->tree.nodes)
+            grace = std::max(grace,
+                             std::min(n.stop.timeout.value_or(Duration{60'000}), Duration{60'000}));
+    if (carried.envelope_read) abandon_handover(carried.state, grace);
+}
+
+void answer_refusal(const HandoverRead &carried, const std::string &why, bool started) {
+    if (!carried.envelope_read || carried.state.requester_fd < 0) return;
+    answer_client(carried.state.requester_fd, carried.state.requester_id,
+                  ctl::make_error(nullptr, ctl::ErrorCode::Internal,
+                                  why + (started ? "; the services were stopped and the tree "
+                                                   "started afresh"
+                                                 : "; the new vigild could not start")));
+}
+
 } // namespace
 
 int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>()> &load) {
+    // The service manager's variables, kept for a re-exec (the new binary takes them again).
+    for (const char *name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
+        if (const char *v = std::getenv(name))
+            opts.manager_env.push_back(std::string(name) + "=" + v);
     // First of all, while vigild runs one thread and before the spawner helper forks: the
-    // manager's variables leave vigild's environment, so no service inherits them.
+    // manager's variables leave vigild's environment, so no service inherits them; so does a
+    // re-exec's state.
     notify::ManagerEnv manager = notify::take_manager_env();
+    std::optional<HandoverRead> carried = take_handover(opts.handover_version);
     // Then, while vigild holds almost no descriptors and little memory: services are spawned
     // from this small helper (forked by UvOs), so that no spawn copies vigild's thousands of
     // descriptors (vigil/proc/spawner.hpp), and the helper shares vigild's pages as they were
     // before the units were read.
     UvOs os(opts);
     std::optional<unit::LoadResult> loaded = load();
-    if (!loaded) return 1;
+    if (!loaded) {
+        if (carried) {
+            abandon(*carried, "the unit files do not load", nullptr);
+            answer_refusal(*carried, "reexec: the unit files do not load", false);
+        }
+        return 1;
+    }
     std::string fd_warning;
     raise_fd_limit(opts, *loaded, fd_warning);
+    const bool adopting = carried && carried->payload_read;
+    if (adopting && carried->state.has_service_nofile)
+        opts.service_nofile =
+            std::make_pair(carried->state.service_nofile_cur, carried->state.service_nofile_max);
     os.start_spawner();
+    std::optional<unit::LoadResult> tree_copy;
+    if (adopting) tree_copy = *loaded;
     Shell shell(os, opts, std::move(*loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
     attach_manager(shell, os, std::move(manager));
+    std::string refused = carried ? carried->error : std::string();
+    bool adopted = false;
+    if (adopting) adopted = shell.adopt(carried->state, *tree_copy, refused);
+    if (carried && !adopted) abandon(*carried, refused, tree_copy ? &*tree_copy : nullptr);
+    if (adopted) os.adopt_listeners(carried->state);
     // The services' sockets, before anything starts: one that cannot be bound is a
     // configuration vigild refuses to run.
     if (std::string error; !shell.bind_listen(error)) {
         std::fprintf(stderr, "vigild: %s\nvigild: nothing was started\n", error.c_str());
+        if (carried && !adopted) answer_refusal(*carried, "reexec: " + refused, false);
         os.close_handles();
         return 1;
     }
@@ -114,7 +204,16 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
         os.close_handles();
         return 1;
     }
-    shell.start();
+    if (adopted) {
+        shell.resume(carried->state);
+        os.reap_now(); // what ended during the exec
+    } else {
+        shell.start();
+        if (carried) {
+            shell.journal().say(LogLevel::Error, "reexec: " + refused);
+            answer_refusal(*carried, "reexec: " + refused, true);
+        }
+    }
     os.run();
     return shell.exit_status().value_or(1);
 }

@@ -173,6 +173,9 @@ void Shell::on_signal(int sig) {
         dump_status();
         return;
     default:
+        // SIGRTMIN+1 (not a constant): a re-exec nobody waits for; a refusal goes to the
+        // journal (Shell::reexec says it).
+        if (sig == SIGRTMIN + 1) reexec(core::signal_name(sig), {}, nullptr);
         return;
     }
 }

@@ -134,6 +134,26 @@ public:
     };
     void reload(std::string who, std::function<void(const ReloadOutcome &)> done);
 
+    // ---- re-exec (reexec.cpp) --------------------------------------------------------------
+    // Where the new binary's answer goes: the asking client's connection (carried across the
+    // exec; -1: nobody waits) and its request's id, as JSON text.
+    struct ReexecClient {
+        std::function<int()> fd; // asked at the exec (the client may have gone); -1: none
+        std::string id_json = "null";
+    };
+    // Executes vigild's binary again with every service kept (reexec.cpp says how). `failed`
+    // gets why when it did not happen (the old binary goes on as before); when it did, the new
+    // binary answers the client.
+    void reexec(std::string who, ReexecClient client,
+                std::function<void(const std::string &why)> failed);
+    // The new binary, before the Os attaches: takes the old one's state. False, with why, when
+    // it cannot; then nothing was taken (the caller stops the old services and starts afresh).
+    bool adopt(Handover &h, const unit::LoadResult &loaded, std::string &error);
+    // After adopt() and the Os's attach(): probes, the output that ended meanwhile, the core's
+    // deadline, the service manager; answers the client.
+    void resume(const Handover &h);
+    std::uint64_t generation() const { return generation_; } // re-execs so far
+
     // The sockets held for the unit's `listen` entries, in its order (fd -1: not held).
     struct HeldView {
         const unit::ListenSpec *spec;
@@ -173,12 +193,14 @@ private:
     void on_spawned(ChildId id, Incarnation inc, proc::SpawnCompletion done);
     void act(const core::Signal &a);
     void act(const core::WatchMain &a);
+    void watch_main(ChildId child, Run &run);
     Run *find_run(ChildId id, Incarnation inc);
     void retire(ChildId id);
     void close_run(Run &run);
 
     // output.cpp
     void read_output(ChildId id, Run &run, const proc::Spawned &sp);
+    log::Capture::Callbacks output_callbacks(ChildId id, Incarnation inc);
     void ensure_log(ChildId id);
     void after_batch(ChildId id, Incarnation inc);
     void output_ended(ChildId id, Incarnation inc);
@@ -192,6 +214,7 @@ private:
     void act(const core::StartProbes &a);
     void act(const core::StopProbes &a);
     bool open_notify(ChildId id, std::string &error);
+    notify::NotifySocket::Callbacks notify_callbacks(ChildId id);
     bool owns(ChildId id, int pid);
     void on_notify(ChildId id, const notify::Message &m, int sender);
     void became_ready(ChildId id, Incarnation inc);
@@ -200,8 +223,26 @@ private:
 
     // reload.cpp
     ReloadOutcome apply_reload(unit::LoadResult next);
+    void align_units(const std::map<std::string, unit::Unit> &by_name,
+                     const std::vector<std::uint64_t> &fingerprints);
     struct ReloadWaiter;
     void finish_reload(const std::vector<ReloadWaiter> &waiters, ReloadOutcome outcome);
+
+    // reexec.cpp
+    std::string reexec_blocker() const;
+    std::string differs_from_running(const unit::LoadResult &next) const;
+    std::string exec_now(const std::string &who, const ReexecClient &client);
+    std::string export_state(Handover &h);
+    std::string export_unit(ChildId id, Handover &h);
+    HandoverRun export_run(const Run &run, Handover &h);
+    void take_state(Handover &h, const unit::LoadResult &loaded, core::Core &restored,
+                    std::vector<std::optional<log::Ring>> &rings);
+    void adopt_unit(const HandoverUnit &hu, std::optional<log::Ring> &ring);
+    std::unique_ptr<Run> adopt_run(ChildId id, const HandoverRun &x);
+    bool reexec_running_ = false;
+    std::uint64_t generation_ = 0;
+    std::vector<std::pair<ChildId, Incarnation>> adopted_probes_;
+    std::vector<core::Action> adopted_actions_;
 
     // listening.cpp
     using ReloadContinuation =
@@ -248,5 +289,13 @@ private:
     std::vector<ReloadWaiter> reload_waiters_; // asked for, not yet under way
     std::unique_ptr<ManagerNotifier> manager_; // null: no service manager to notify
 };
+
+// A re-exec's answer (a protocol line; its id is replaced by `id_json`) written to the asking
+// client's connection, which is then closed (reexec.cpp).
+void answer_client(int fd, const std::string &id_json, std::string line);
+// What a binary that cannot read the old one's state does with it (reexec.cpp): closes every
+// descriptor carried but the client's, stops every service the old binary ran (SIGTERM, then
+// SIGKILL after `grace`) and reaps them. Blocks: before the loop runs only.
+void abandon_handover(const Handover &h, Duration grace);
 
 } // namespace vigil::daemon

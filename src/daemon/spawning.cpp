@@ -175,9 +175,16 @@ void Shell::act(const core::WatchMain &a) {
     std::string error;
     run->main_pidfd = os_.pidfd_open(pid, &error);
     procs_.add(pid, ProcessOwner{a.child, a.incarnation});
+    watch_main(a.child, *run);
+}
+
+// The end of a main process that is not vigild's child is watched through a pidfd; once it is
+// vigild's child (re-parented when its parent went), SIGCHLD tells it.
+void Shell::watch_main(ChildId child, Run &run) {
+    const int pid = run.main_pid;
     auto ids = os_.proc_ids(pid);
     if (ids && ids->ppid == os_.self_pid()) return; // SIGCHLD will tell its end
-    auto ended = [this, id = a.child, inc = a.incarnation, pid](std::optional<int> wstatus) {
+    auto ended = [this, id = child, inc = run.incarnation, pid](std::optional<int> wstatus) {
         if (!procs_.take(pid)) return; // reaped by vigild after all
         if (!wstatus)
             journal_.say(LogLevel::Warn, units_[id.value].name + ": main process " +
@@ -186,10 +193,11 @@ void Shell::act(const core::WatchMain &a) {
                                              "unknown and taken as 0");
         feed(core::Exited{id, inc, Pid{pid}, proc::decode_wait_status(wstatus.value_or(0))});
     };
-    run->main_watch = os_.watch_exit(pid, ended, &error);
-    if (!run->main_watch)
-        journal_.say(LogLevel::Warn, units_[a.child.value].name + ": " + error +
-                                         "; the end of pid " + std::to_string(pid) +
+    std::string error;
+    run.main_watch = os_.watch_exit(pid, ended, &error);
+    if (!run.main_watch)
+        journal_.say(LogLevel::Warn, units_[child.value].name + ": " + error + "; the end of pid " +
+                                         std::to_string(pid) +
                                          " is seen only once it is vigild's child");
 }
 

@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <utility>
 
 #include "control_api.hpp"
 #include "shell.hpp"
@@ -53,6 +54,8 @@ public:
     bool paused() const override { return c_->paused(); }
     bool eof() const override { return c_->eof(); }
     void read_now() override { c_->read_now(); }
+    int carried_fd(log::Stream s) const override { return c_->carried_fd(s); }
+    std::string_view pending(log::Stream s) const override { return c_->pending(s); }
 
 private:
     std::unique_ptr<log::Capture> c_;
@@ -63,6 +66,7 @@ public:
     explicit UvNotify(std::unique_ptr<notify::NotifySocket> s) : s_(std::move(s)) {}
     const std::string &path() const override { return s_->path(); }
     void receive_now() override { s_->receive_now(); }
+    int fd() const override { return s_->fd(); }
 
 private:
     std::unique_ptr<notify::NotifySocket> s_;
@@ -73,6 +77,7 @@ public:
     explicit UvReady(std::unique_ptr<notify::ReadyFd> r) : r_(std::move(r)) {}
     int child_end() const override { return r_->child_end(); }
     void close_child_end() override { r_->close_child_end(); }
+    int read_fd() const override { return r_->read_fd(); }
 
 private:
     std::unique_ptr<notify::ReadyFd> r_;
@@ -107,6 +112,7 @@ public:
     int signal(int sig) override { return proc::cgroup::signal(dir_, sig); }
     bool empty() const override { return proc::cgroup::empty(dir_); }
     void on_empty(std::function<void()> cb) override;
+    const std::string &dir() const override { return dir_; }
 
 private:
     void stop_waiting();
@@ -282,6 +288,11 @@ bool UvOs::attach(Shell &shell) {
     shell_ = &shell;
     shell.on_exit = [this](int) { close_handles(); };
     setup_signals();
+    // A re-exec blocked every signal before execve (uv_reexec.cpp) and the mask survives it:
+    // what came meanwhile is pending and is delivered now that the handlers are in place.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::getpid() != 1)
         if (int err = proc::become_subreaper())
             shell.journal().say(LogLevel::Warn,
@@ -384,6 +395,7 @@ void UvOs::pump_spawner() {
         guard("spawn answer", [&] { cb(std::move(c)); });
     }
     arm_spawn_limit();
+    check_spawns_idle();
 }
 
 // A helper that answers nothing for spawn_limit while spawns are pending (a chdir on a hung
@@ -486,6 +498,10 @@ std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *
     return std::make_unique<UvCgroup>(*this, std::move(dir));
 }
 
+std::unique_ptr<Cgroup> UvOs::adopt_cgroup(std::string dir) {
+    return std::make_unique<UvCgroup>(*this, std::move(dir));
+}
+
 void UvOs::find_processes(std::vector<std::string> units, std::size_t max,
                           std::function<void(ProcessesFound)> done) {
     off_loop<ProcessesFound>(
@@ -508,7 +524,9 @@ void UvOs::setup_signals() {
         sa.sa_handler = SIG_IGN;
         ::sigaction(sig, &sa, nullptr);
     }
-    for (int sig : handled_signals) {
+    std::vector<int> handled(std::begin(handled_signals), std::end(handled_signals));
+    handled.push_back(SIGRTMIN + 1); // re-exec (not a constant in glibc)
+    for (int sig : handled) {
         auto *h = new uv_signal_t;
         uv_signal_init(&loop_, h);
         h->data = this;
@@ -549,6 +567,24 @@ template <class... A, class F> static auto guarded(UvOs &os, const char *where, 
 std::unique_ptr<OutputChannel> UvOs::read_output(int stdout_fd, int stderr_fd,
                                                  log::CaptureOptions options,
                                                  log::Capture::Callbacks cb) {
+    return capture(stdout_fd, stderr_fd, {}, {}, options, std::move(cb));
+}
+
+std::unique_ptr<OutputChannel> UvOs::adopt_output(int stdout_fd, int stderr_fd,
+                                                  std::string_view stdout_pending,
+                                                  std::string_view stderr_pending,
+                                                  log::CaptureOptions options,
+                                                  log::Capture::Callbacks cb) {
+    return capture(stdout_fd, stderr_fd, stdout_pending, stderr_pending, options, std::move(cb));
+}
+
+// A Capture of the pipes, its callbacks guarded; a partial line carried across an exec is
+// given back to its framer before the first read.
+std::unique_ptr<OutputChannel> UvOs::capture(int stdout_fd, int stderr_fd,
+                                             std::string_view stdout_pending,
+                                             std::string_view stderr_pending,
+                                             log::CaptureOptions options,
+                                             log::Capture::Callbacks cb) {
     log::Capture::Callbacks g;
     if (cb.on_line)
         g.on_line = guarded<log::Stream, std::string_view, bool>(*this, "output", cb.on_line);
@@ -559,6 +595,8 @@ std::unique_ptr<OutputChannel> UvOs::read_output(int stdout_fd, int stderr_fd,
     if (cb.on_eof) g.on_eof = guarded<>(*this, "output end", cb.on_eof);
     auto capture =
         std::make_unique<log::Capture>(&loop_, stdout_fd, stderr_fd, options, std::move(g));
+    if (!stdout_pending.empty()) capture->preload(log::Stream::Stdout, stdout_pending);
+    if (!stderr_pending.empty()) capture->preload(log::Stream::Stderr, stderr_pending);
     if (int err = capture->start(); err != 0)
         own_.say(LogLevel::Error,
                  std::string("cannot read a service's output: ") + uv_strerror(err));
@@ -574,18 +612,29 @@ UvOs::open_notify(const std::string &unit, notify::NotifySocket::Callbacks cb, s
         }
         notify_dir_ready_ = true;
     }
-    notify::NotifySocket::Callbacks g;
-    g.owns = cb.owns; // a question, answered from /proc: nothing to guard against
-    if (cb.message) g.message = guarded<const notify::Message &, int>(*this, "notify", cb.message);
-    if (cb.refused)
-        g.refused = guarded<int, const std::string &>(*this, "notify refusal", cb.refused);
-    auto opened =
-        notify::NotifySocket::open(&loop_, notify::socket_path(notify_dir_, unit), std::move(g));
+    auto opened = notify::NotifySocket::open(&loop_, notify::socket_path(notify_dir_, unit),
+                                             guard_notify(std::move(cb)));
     if (!opened.socket) {
         if (error) *error = opened.error;
         return nullptr;
     }
     return std::make_unique<UvNotify>(std::move(opened.socket));
+}
+
+std::unique_ptr<NotifyChannel> UvOs::adopt_notify(std::string path, int fd,
+                                                  notify::NotifySocket::Callbacks cb) {
+    notify_dir_ready_ = true; // the old binary made it
+    return std::make_unique<UvNotify>(
+        notify::NotifySocket::adopt(&loop_, std::move(path), fd, guard_notify(std::move(cb))));
+}
+
+notify::NotifySocket::Callbacks UvOs::guard_notify(notify::NotifySocket::Callbacks cb) {
+    notify::NotifySocket::Callbacks g;
+    g.owns = cb.owns; // a question, answered from /proc: nothing to guard against
+    if (cb.message) g.message = guarded<const notify::Message &, int>(*this, "notify", cb.message);
+    if (cb.refused)
+        g.refused = guarded<int, const std::string &>(*this, "notify refusal", cb.refused);
+    return g;
 }
 
 std::unique_ptr<ReadyChannel> UvOs::open_ready_fd(std::function<void()> on_ready,
@@ -596,6 +645,11 @@ std::unique_ptr<ReadyChannel> UvOs::open_ready_fd(std::function<void()> on_ready
         return nullptr;
     }
     return std::make_unique<UvReady>(std::move(opened.ready_fd));
+}
+
+std::unique_ptr<ReadyChannel> UvOs::adopt_ready_fd(int fd, std::function<void()> on_ready) {
+    return std::make_unique<UvReady>(
+        notify::ReadyFd::adopt(&loop_, fd, guarded<>(*this, "ready fd", std::move(on_ready))));
 }
 
 std::unique_ptr<ProbesChannel> UvOs::start_probes(const std::string &, probe::MonitorSpecs specs,
@@ -693,7 +747,9 @@ bool UvOs::start_control() {
             guard("control request", [&] { shell_->control().handle(s, q); });
         });
     std::string message;
-    if (int err = ctl_->listen(&message); err != 0) {
+    const int adopted = std::exchange(adopted_control_fd_, -1);
+    if (int err = adopted >= 0 ? ctl_->adopt(adopted, &message) : ctl_->listen(&message);
+        err != 0) {
         own_.say(LogLevel::Error, message + "; not starting (use --socket to choose another path)");
         ctl_->close();
         return false;
@@ -712,7 +768,10 @@ bool UvOs::start_http() {
     http::Handlers h;
     h.snapshot = [this] { return snapshot(*shell_); };
     h.status_json = [this] { return status_json(*shell_, live_units(*shell_)).dump(); };
-    auto opened = http::Server::listen(&loop_, addr->first, addr->second, {}, std::move(h));
+    const int adopted = std::exchange(adopted_http_fd_, -1);
+    auto opened = adopted >= 0
+                      ? http::Server::adopt(&loop_, adopted, {}, std::move(h))
+                      : http::Server::listen(&loop_, addr->first, addr->second, {}, std::move(h));
     if (!opened.server) {
         own_.say(LogLevel::Error, opened.error);
         return false;

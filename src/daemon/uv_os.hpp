@@ -63,6 +63,8 @@ public:
     // Closes every handle of its own (the shell does this through on_exit): the loop can end.
     void close_handles();
     uv_loop_t *loop() { return &loop_; }
+    // Reaps what ended (SIGCHLD does it otherwise): after a re-exec, for what ended during it.
+    void reap_now() { reap(); }
 
     // Os
     TimePoint now() override;
@@ -103,6 +105,21 @@ public:
     void bind_sockets(std::vector<unit::ListenSpec> specs,
                       std::function<void(std::vector<BoundSocket>)> done) override;
     int relisten(int fd, int backlog) override;
+    // A re-exec (uv_reexec.cpp).
+    void when_spawns_idle(Duration limit, std::function<void(bool idle)> done) override;
+    std::string exec_self(Handover &h) override;
+    std::unique_ptr<OutputChannel> adopt_output(int stdout_fd, int stderr_fd,
+                                                std::string_view stdout_pending,
+                                                std::string_view stderr_pending,
+                                                log::CaptureOptions options,
+                                                log::Capture::Callbacks callbacks) override;
+    std::unique_ptr<NotifyChannel> adopt_notify(std::string path, int fd,
+                                                notify::NotifySocket::Callbacks cb) override;
+    std::unique_ptr<ReadyChannel> adopt_ready_fd(int fd, std::function<void()> on_ready) override;
+    std::unique_ptr<Cgroup> adopt_cgroup(std::string dir) override;
+    // The new binary's side, before attach(): the cgroup folder the old one made, and the
+    // listeners it kept (attach() then takes them instead of making new ones).
+    void adopt_listeners(const Handover &h);
 
     // Runs `f`, logging any exception instead of letting it into libuv. Returns false when one
     // was caught.
@@ -121,6 +138,12 @@ private:
     void arm_spawn_limit();
     bool start_control();
     bool start_http();
+    std::unique_ptr<OutputChannel> capture(int stdout_fd, int stderr_fd,
+                                           std::string_view stdout_pending,
+                                           std::string_view stderr_pending,
+                                           log::CaptureOptions options, log::Capture::Callbacks cb);
+    notify::NotifySocket::Callbacks guard_notify(notify::NotifySocket::Callbacks cb);
+    void check_spawns_idle();
 
     Options opts_;
     // vigild's own lines from here (timestamped like the shell's; internal errors rate-limited).
@@ -157,6 +180,11 @@ private:
     std::unique_ptr<ctl::Server> ctl_;
     std::unique_ptr<http::Server> http_;
     bool closed_ = false;
+    // A re-exec: listeners kept from the old binary (-1: make new ones), and who waits for the
+    // spawner to have nothing pending.
+    int adopted_control_fd_ = -1, adopted_http_fd_ = -1;
+    std::function<void(bool)> idle_wait_;
+    std::unique_ptr<Running> idle_limit_;
 };
 
 template <class F> bool UvOs::guard(const char *where, F &&f) noexcept {

@@ -478,39 +478,72 @@ Server::OpenResult Server::listen(uv_loop_s *loop, const std::string &host, int 
         return r;
     }
     std::unique_ptr<Server> s(new Server(loop, options, std::move(handlers)));
-    auto *prep = new uv_prepare_t;
-    uv_prepare_init(loop, prep);
-    prep->data = s.get();
-    s->resume_ = prep;
-    auto *tcp = new uv_tcp_t;
-    uv_tcp_init(loop, tcp);
-    tcp->data = s.get();
-    s->listener_ = reinterpret_cast<uv_tcp_s *>(tcp);
+    auto *tcp = s->make_listener();
     int rc = uv_tcp_bind(tcp, reinterpret_cast<sockaddr *>(&ss), 0);
-    if (rc == 0)
-        rc = uv_listen(reinterpret_cast<uv_stream_t *>(tcp), listen_backlog,
-                       [](uv_stream_t *l, int st) {
-                           // st: EMFILE, libuv already accepted and closed the connection
-                           if (st != 0) return;
-                           auto *srv = static_cast<Server *>(l->data);
-                           try {
-                               srv->on_connection();
-                           } catch (...) {
-                               // bad_alloc: the connection stays queued for the next wake-up
-                           }
-                       });
+    if (rc == 0) rc = s->start_accepting();
     if (rc < 0) {
         r.error = "listen " + where + ": " + uv_strerror(rc);
         return r; // ~Server closes the handle
     }
+    r.server = std::move(s);
+    return r;
+}
+
+Server::OpenResult Server::adopt(uv_loop_s *loop, int fd, Options options, Handlers handlers) {
+    OpenResult r;
+    std::unique_ptr<Server> s(new Server(loop, options, std::move(handlers)));
+    auto *tcp = s->make_listener();
+    int rc = uv_tcp_open(tcp, fd);
+    if (rc != 0) ::close(fd);
+    if (rc == 0) rc = s->start_accepting();
+    if (rc < 0) {
+        r.error = "listen (kept across an exec): " + std::string(uv_strerror(rc));
+        return r;
+    }
+    r.server = std::move(s);
+    return r;
+}
+
+int Server::fd() const noexcept {
+    uv_os_fd_t fd = -1;
+    if (!listener_ || uv_fileno(reinterpret_cast<const uv_handle_t *>(listener_), &fd) != 0)
+        return -1;
+    return fd;
+}
+
+uv_tcp_t *Server::make_listener() {
+    auto *prep = new uv_prepare_t;
+    uv_prepare_init(loop_, prep);
+    prep->data = this;
+    resume_ = prep;
+    auto *tcp = new uv_tcp_t;
+    uv_tcp_init(loop_, tcp);
+    tcp->data = this;
+    listener_ = reinterpret_cast<uv_tcp_s *>(tcp);
+    return tcp;
+}
+
+// Listens on the bound listener and learns its port: 0 or a libuv error.
+int Server::start_accepting() {
+    auto *tcp = reinterpret_cast<uv_tcp_t *>(listener_);
+    int rc =
+        uv_listen(reinterpret_cast<uv_stream_t *>(tcp), listen_backlog, [](uv_stream_t *l, int st) {
+            // st: EMFILE, libuv already accepted and closed the connection
+            if (st != 0) return;
+            auto *srv = static_cast<Server *>(l->data);
+            try {
+                srv->on_connection();
+            } catch (...) {
+                // bad_alloc: the connection stays queued for the next wake-up
+            }
+        });
+    if (rc < 0) return rc;
     sockaddr_storage bound{};
     int len = sizeof bound;
     uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr *>(&bound), &len);
-    s->port_ =
-        ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
-                                          : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
-    r.server = std::move(s);
-    return r;
+    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
+                                              : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+    return 0;
 }
 
 Server::~Server() {

@@ -282,6 +282,25 @@ void Capture::close(std::function<void()> on_closed) {
     state_->begin_close();
 }
 
+int Capture::carried_fd(Stream s) const {
+    const State::Pipe &p = s == Stream::Stdout ? state_->out : state_->err;
+    return p.eof || state_->closing ? -1 : p.fd;
+}
+
+std::string_view Capture::pending(Stream s) const {
+    return (s == Stream::Stdout ? state_->out : state_->err).framer.pending_bytes();
+}
+
+void Capture::preload(Stream s, std::string_view bytes) {
+    State &st = *state_;
+    if (st.started || st.closing) return;
+    State::Pipe &p = s == Stream::Stdout ? st.out : st.err;
+    p.framer.feed(bytes, [&](std::string_view line, bool continued) {
+        ++st.lines;
+        if (st.cbs.on_line) st.cbs.on_line(p.stream, line, continued);
+    });
+}
+
 std::uint64_t Capture::bytes() const {
     return state_->bytes;
 }

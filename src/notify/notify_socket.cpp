@@ -143,6 +143,12 @@ NotifySocket::OpenResult NotifySocket::open(uv_loop_s *loop, const std::string &
     return r;
 }
 
+std::unique_ptr<NotifySocket> NotifySocket::adopt(uv_loop_s *loop, std::string path, int fd,
+                                                  Callbacks callbacks) {
+    return std::unique_ptr<NotifySocket>(
+        new NotifySocket(loop, std::move(path), fd, std::move(callbacks)));
+}
+
 NotifySocket::NotifySocket(uv_loop_s *loop, std::string path, int fd, Callbacks cb)
     : path_(std::move(path)), fd_(fd), cb_(std::move(cb)) {
     auto *p = new uv_poll_t;
@@ -249,6 +255,11 @@ ReadyFd::OpenResult ReadyFd::open(uv_loop_s *loop, std::function<void()> on_read
     ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     r.ready_fd.reset(new ReadyFd(loop, fds[0], fds[1], std::move(on_ready)));
     return r;
+}
+
+std::unique_ptr<ReadyFd> ReadyFd::adopt(uv_loop_s *loop, int read_fd,
+                                        std::function<void()> on_ready) {
+    return std::unique_ptr<ReadyFd>(new ReadyFd(loop, read_fd, -1, std::move(on_ready)));
 }
 
 ReadyFd::ReadyFd(uv_loop_s *loop, int read_fd, int write_fd, std::function<void()> on_ready)

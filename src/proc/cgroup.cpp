@@ -181,6 +181,20 @@ std::optional<CgroupRoot> CgroupRoot::make(std::string *error, std::vector<std::
     return r;
 }
 
+std::optional<CgroupRoot> CgroupRoot::adopt(std::string path, int lock_fd) {
+    struct stat st {};
+    if (lock_fd < 0 || ::fstat(lock_fd, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != ::geteuid()) {
+        if (lock_fd >= 0) ::close(lock_fd);
+        return std::nullopt;
+    }
+    (void)::fcntl(lock_fd, F_SETFD, FD_CLOEXEC);
+    CgroupRoot r;
+    r.path_ = std::move(path);
+    r.lock_fd_ = lock_fd;
+    return r;
+}
+
 std::string CgroupRoot::service(const std::string &unit, std::string *error) const {
     if (!valid_unit_name(unit)) {
         if (error) *error = "invalid unit name for a cgroup";

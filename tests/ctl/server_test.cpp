@@ -99,6 +99,7 @@ struct FakeDaemon {
         case Cmd::Shutdown:
         case Cmd::Checks:
         case Cmd::Check:
+        case Cmd::Reexec:
             s->error(r.id, ErrorCode::Invalid, "not in this test");
             return;
         }

@@ -226,6 +226,13 @@ void fake_vigild(const ResponderPtr &s, const Request &r) {
                             {"message", r.unit == "web" ? "status 200" : "status 500"},
                             {"duration_ms", 12}});
         return;
+    case Cmd::Reexec:
+        s->reply(r.id, Json{{"pid", 1},
+                            {"generation", 1},
+                            {"services", 3},
+                            {"pause_ms", 14.5},
+                            {"binary", "/usr/sbin/vigild"}});
+        return;
     }
 }
 

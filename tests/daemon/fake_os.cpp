@@ -35,6 +35,14 @@ public:
     bool paused() const override { return os_.outputs[i_].paused; }
     bool eof() const override { return os_.outputs[i_].eof; }
     void read_now() override; // delivers this pipe's pending lines, even when paused
+    // Fake descriptors: 7000 + 2i for stdout, + 1 for stderr (-1 once at EOF).
+    int carried_fd(log::Stream s) const override {
+        if (os_.outputs[i_].eof) return -1;
+        return 7000 + static_cast<int>(2 * i_) + (s == log::Stream::Stdout ? 0 : 1);
+    }
+    std::string_view pending(log::Stream s) const override {
+        return s == log::Stream::Stdout ? os_.outputs[i_].partial : std::string_view{};
+    }
 
 private:
     FakeOs &os_;
@@ -73,6 +81,7 @@ public:
     ~FakeNotifyChannel() override { os_.notifies[unit_].alive = false; }
     const std::string &path() const override { return os_.notifies.at(unit_).path; }
     void receive_now() override {}
+    int fd() const override { return 6000 + static_cast<int>(os_.notifies.at(unit_).path.size()); }
 
 private:
     FakeOs &os_;
@@ -84,6 +93,7 @@ public:
     explicit FakeReady(int fd) : fd_(fd) {}
     int child_end() const override { return fd_; }
     void close_child_end() override {}
+    int read_fd() const override { return fd_ + 1000; }
 
 private:
     int fd_;
@@ -378,6 +388,56 @@ std::unique_ptr<daemon::OutputChannel> FakeOs::read_output(int, int, log::Captur
     const std::size_t i = outputs.size() - 1;
     outputs[i].cb = std::move(callbacks);
     return std::make_unique<FakeOutputChannel>(*this, i);
+}
+
+std::unique_ptr<daemon::OutputChannel> FakeOs::adopt_output(int stdout_fd, int stderr_fd,
+                                                            std::string_view stdout_pending,
+                                                            std::string_view, log::CaptureOptions,
+                                                            log::Capture::Callbacks callbacks) {
+    FakeOutput o;
+    o.cb = std::move(callbacks);
+    o.partial = std::string(stdout_pending);
+    o.eof = stdout_fd < 0 && stderr_fd < 0;
+    outputs.push_back(std::move(o));
+    // The processes (shared with the old binary's fake) write to this channel from now on: the
+    // descriptor says which of the old fake's channels it was (7000 + 2i).
+    const int old = stdout_fd >= 7000 ? (stdout_fd - 7000) / 2 : -1;
+    for (auto &[pid, p] : procs)
+        if (p.output == old && !remapped_.count(pid)) {
+            p.output = static_cast<int>(outputs.size() - 1);
+            remapped_.insert(pid);
+        }
+    adopted_fds.push_back(stdout_fd);
+    adopted_fds.push_back(stderr_fd);
+    return std::make_unique<FakeOutputChannel>(*this, outputs.size() - 1);
+}
+
+std::unique_ptr<daemon::NotifyChannel>
+FakeOs::adopt_notify(std::string path, int fd, notify::NotifySocket::Callbacks callbacks) {
+    std::string unit = path.substr(path.rfind('/') + 1);
+    unit = unit.substr(0, unit.rfind(".sock"));
+    notifies[unit] = FakeNotify{std::move(callbacks), std::move(path), true};
+    adopted_fds.push_back(fd);
+    return std::make_unique<FakeNotifyChannel>(*this, unit);
+}
+
+std::unique_ptr<daemon::ReadyChannel> FakeOs::adopt_ready_fd(int fd,
+                                                             std::function<void()> on_ready) {
+    ready_fds.push_back(std::move(on_ready));
+    adopted_fds.push_back(fd);
+    return std::make_unique<FakeReady>(fd - 1000);
+}
+
+void FakeOs::when_spawns_idle(Duration, std::function<void(bool)> done) {
+    idle_waits.push_back(std::move(done));
+}
+
+std::string FakeOs::exec_self(daemon::Handover &h) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts); // what vigild measures its pause from
+    h.exec_started_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    exec_handover = h;
+    return exec_failure;
 }
 
 std::unique_ptr<daemon::NotifyChannel>

@@ -57,6 +57,7 @@ struct FakeOutput {
     bool paused = false;
     bool eof = false;
     bool closing = false; // every writer gone: EOF after the pending lines
+    std::string partial;  // a partial stdout line read and held back (for a re-exec)
     bool alive = true;    // the channel exists
     int pauses = 0;
 };
@@ -118,6 +119,12 @@ public:
     std::optional<vigil::unit::LoadResult> next_load;
     bool loading() const { return load_done_ != nullptr; }
     void finish_load();
+    // The other fake's processes, clock and next pid: a re-exec's new binary on the same kernel.
+    void share_kernel(const FakeOs &old) {
+        procs = old.procs;
+        clock = old.clock;
+        next_pid_ = old.next_pid_;
+    }
     // vigild's stdout: a real Forwarder into a pipe nobody reads (blocked).
     void block_stdout();
 
@@ -171,6 +178,24 @@ public:
                 std::string *error) override;
     std::unique_ptr<vigil::daemon::ReadyChannel> open_ready_fd(std::function<void()> on_ready,
                                                                std::string *error) override;
+    // Re-exec: when_spawns_idle() waits in `idle_waits` (the test answers); exec_self() keeps
+    // the state in `exec_handover` and fails with `exec_failure`. The adopt_*() calls record
+    // the descriptors they were given in `adopted_fds`.
+    void when_spawns_idle(vigil::Duration limit, std::function<void(bool)> done) override;
+    std::string exec_self(vigil::daemon::Handover &h) override;
+    std::unique_ptr<vigil::daemon::OutputChannel>
+    adopt_output(int stdout_fd, int stderr_fd, std::string_view stdout_pending,
+                 std::string_view stderr_pending, vigil::log::CaptureOptions options,
+                 vigil::log::Capture::Callbacks callbacks) override;
+    std::unique_ptr<vigil::daemon::NotifyChannel>
+    adopt_notify(std::string path, int fd, vigil::notify::NotifySocket::Callbacks cb) override;
+    std::unique_ptr<vigil::daemon::ReadyChannel>
+    adopt_ready_fd(int fd, std::function<void()> on_ready) override;
+    std::unique_ptr<vigil::daemon::Cgroup> adopt_cgroup(std::string) override { return nullptr; }
+    std::vector<std::function<void(bool)>> idle_waits;
+    std::optional<vigil::daemon::Handover> exec_handover;
+    std::string exec_failure = "execve /fake/vigild: Exec format error";
+    std::vector<int> adopted_fds;
     // A real Monitor that is never started (no loop): its probers say "pending".
     std::unique_ptr<vigil::daemon::ProbesChannel>
     start_probes(const std::string &unit, vigil::probe::MonitorSpecs specs,
@@ -219,6 +244,7 @@ private:
     int next_fd_ = 1000;
     std::map<int, int> pidfds_; // fd -> pid
     std::function<void(vigil::unit::LoadResult)> load_done_;
+    std::set<int> remapped_; // processes whose output adopt_output() moved
     std::vector<vigil::unit::ListenSpec> bind_specs_;
     std::function<void(std::vector<vigil::daemon::BoundSocket>)> bind_done_;
     int next_socket_ = 5000;

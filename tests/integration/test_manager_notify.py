@@ -285,6 +285,29 @@ class ManagerNotify(unittest.TestCase):
         self.assertEqual((self.d.main_pid("a"), self.d.main_pid("b")), pids)
         self.assert_from_vigild(m)
 
+    def test_reexec_reloading_then_ready_and_the_watchdog_goes_on(self) -> None:
+        # A re-exec is a reload to the manager: RELOADING=1, then READY=1 from the new binary,
+        # which takes NOTIFY_SOCKET and WATCHDOG_USEC back (they left vigild's environment at
+        # start) and pings on, from the same pid (PID 1 of the namespace); the services keep
+        # their pids and still see none of the manager's variables.
+        m = self.manager(abstract=False)
+        self.start({"a": self.ready_svc("a")}, m, WATCHDOG_USEC="600000", WATCHDOG_PID="1")
+        m.wait_heads(["READY=1"])
+        pid = self.d.wait_pid("a")
+        before = time.monotonic_ns() // 1000
+        r = self.d.ctl("reexec", timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("re-executed", r.stdout)
+        got = m.wait_heads(["READY=1", "RELOADING=1", "READY=1"])
+        self.assertGreaterEqual(int(got[1].fields["MONOTONIC_USEC"]), before)
+        self.assertEqual(got[2].fields.get("STATUS"), "1 service running")
+        pings = len(m.pings())
+        wait_until(lambda: len(m.pings()) >= pings + 2, 5, "pings from the new binary")
+        self.assertEqual(self.d.main_pid("a"), pid)
+        self.assertNotIn("NOTIFY_SOCKET", environ_of(pid))
+        self.assertNotIn("VIGIL_REEXEC_STATE", environ_of(pid))
+        self.assert_from_vigild(m)
+
     def test_stopping_while_the_services_still_run(self) -> None:
         seen: dict = {}
 

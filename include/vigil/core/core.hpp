@@ -148,6 +148,9 @@ public:
     ~Core();
     Core(const Core &) = delete;
     Core &operator=(const Core &) = delete;
+    // Exchanges the two cores' whole state (vigild takes a restored core in place of the one it
+    // built from the unit files).
+    void swap(Core &other) noexcept { impl_.swap(other.impl_); }
 
     // Starts the tree (root's children in start order, depth first).
     void start(TimePoint now, std::vector<Action> &out) noexcept;

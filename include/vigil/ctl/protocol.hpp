@@ -65,6 +65,15 @@
 //              (names as core::parse_signal reads them; answers spell signals "SIGTERM")
 //   reload     {}  -> {added:[..], removed:[..], restarted:[..], updated:[..], diagnostics:[..]}
 //   shutdown   {}  -> {}
+//   reexec     {}  -> {pid, generation, services, pause_ms, binary}
+//              vigild executes its binary again (the file at the path it started from: a newer
+//              one after an upgrade) with every service kept (vigild(8), "RE-EXECUTION"). The
+//              reply comes from the new binary, on this connection, once it has taken the state
+//              back: generation counts the re-execs, pause_ms is how long vigild answered
+//              nobody. When it did not happen the old vigild answers an error (invalid: why;
+//              it goes on as before); when the new binary could not read the state it answers
+//              the error `internal` with why, having stopped the services and started the tree
+//              afresh.
 //   checks   R {units?:[pattern...]}        -> {checks:[check...]}, one per probe of each unit
 //              and one for its watchdog (units with neither give none), in unit order:
 //              {unit, probe:"startup"|"liveness"|"readiness"|"ready"|"watchdog",
@@ -166,6 +175,7 @@ enum class Cmd : std::uint8_t {
     Version,
     Checks,
     Check,
+    Reexec,
 };
 
 const char *to_string(Cmd c) noexcept;

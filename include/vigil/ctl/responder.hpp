@@ -51,6 +51,9 @@ public:
     virtual bool read_only() const = 0;
     // Closes the connection after the queued output has been written (bounded in time).
     virtual void close() = 0;
+    // The connection's socket, for the one case where vigild hands it on: the client that
+    // asked for a re-exec gets its answer from the new binary. -1 where there is none.
+    virtual int fd() const { return -1; }
 };
 
 using ResponderPtr = std::shared_ptr<Responder>;

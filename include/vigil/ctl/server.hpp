@@ -110,6 +110,12 @@ public:
     // one-line explanation in *message (e.g. "control socket /run/vigil/control.sock: another
     // vigild is listening on it; stop it or choose another --socket").
     int listen(std::string *message = nullptr);
+    // Continuity across an exec of vigild: listens on the socket the old binary had (fd(),
+    // bound at options.path), which kept the connections that came meanwhile in its backlog.
+    // 0, or -errno with *message; the descriptor is the Server's either way.
+    int adopt(int fd, std::string *message = nullptr);
+    // The listening socket's descriptor, -1 when not listening.
+    int fd() const noexcept;
 
     // Stops accepting, closes every session, removes the socket file (if it is still ours) and
     // calls `done` from the loop once every handle is closed.
@@ -128,6 +134,8 @@ private:
     void log(std::string_view line) noexcept;
     void flush_suppressed() noexcept;
     void on_connection(int status);
+    uv_pipe_t *listening_pipe(int fd, int &err, std::string &what);
+    void accept_on(uv_pipe_t *pipe);
     void turn_away() noexcept;
     void admit(const std::shared_ptr<Session> &s);
     Session *pick_victim(const Session &newcomer) const;

@@ -102,6 +102,11 @@ public:
     // "localhost" (the listener is set up before the loop runs: no DNS).
     static OpenResult listen(uv_loop_s *loop, const std::string &host, int port, Options options,
                              Handlers handlers);
+    // Continuity across an exec of vigild: listens on the socket the old binary had (fd()),
+    // which kept the connections that came meanwhile in its backlog. The descriptor is the
+    // Server's, or closed on failure.
+    static OpenResult adopt(uv_loop_s *loop, int fd, Options options, Handlers handlers);
+    int fd() const noexcept;
     // Closes the listener and every connection.
     ~Server();
     Server(const Server &) = delete;
@@ -121,6 +126,8 @@ public:
 
 private:
     Server(uv_loop_s *loop, Options options, Handlers handlers);
+    uv_tcp_s *make_listener();
+    int start_accepting();
     void on_connection();
     void enforce_unsent() noexcept;
     void arm_resume();

@@ -100,6 +100,15 @@ public:
     // First read error other than EOF (a libuv error code), 0 if none. Treated as EOF.
     int read_error() const;
 
+    // Continuity across an exec of vigild (the new binary reads on where this one stopped):
+    // the read end of stream `s` (still the Capture's; -1 once that stream reached EOF or
+    // when it had none), and the bytes of a partial line read from it (no '\n' in them).
+    int carried_fd(Stream s) const;
+    std::string_view pending(Stream s) const;
+    // Before start(): the bytes of a partial line the old binary had read from `s`; the
+    // framer takes them first, so they are held back as they were (no byte lost or doubled).
+    void preload(Stream s, std::string_view bytes);
+
     struct State; // implementation, in capture.cpp
 
 private:

@@ -111,6 +111,8 @@ public:
 
     const std::string &name() const { return name_; }
     const Ring &ring() const { return ring_; }
+    // The ring a re-exec carried (Ring::restore), in place of this one's.
+    void adopt_ring(Ring ring) { ring_ = std::move(ring); }
     const FileSink *file() const { return file_.get(); }
     const PatternSet &patterns() const { return patterns_; }
     UnitLogCounters counters() const;

@@ -85,6 +85,11 @@ public:
     // Removes a stale socket at `path`, binds (the folder must exist: prepare_socket_dir),
     // makes the socket 0666 and starts reading. Errors are values.
     static OpenResult open(uv_loop_s *loop, const std::string &path, Callbacks callbacks);
+    // Continuity across an exec of vigild: the socket the old binary had bound at `path`
+    // (its descriptor, fd()), read on by the new one.
+    static std::unique_ptr<NotifySocket> adopt(uv_loop_s *loop, std::string path, int fd,
+                                               Callbacks callbacks);
+    int fd() const noexcept { return fd_; }
 
     // Stops reading, closes the socket and removes its path.
     ~NotifySocket();
@@ -127,6 +132,10 @@ public:
         std::string error;
     };
     static OpenResult open(uv_loop_s *loop, std::function<void()> on_ready);
+    // Continuity across an exec of vigild: the read end the old binary was waiting on
+    // (read_fd()); the service's end is in the service only by then.
+    static std::unique_ptr<ReadyFd> adopt(uv_loop_s *loop, int read_fd,
+                                          std::function<void()> on_ready);
     ~ReadyFd();
     ReadyFd(const ReadyFd &) = delete;
     ReadyFd &operator=(const ReadyFd &) = delete;
@@ -135,6 +144,8 @@ public:
     void close_child_end() noexcept;
     bool fired() const noexcept { return fired_; }
     bool eof() const noexcept { return eof_; }
+    // The read end while vigild still waits for the newline, else -1.
+    int read_fd() const noexcept { return fired_ || eof_ ? -1 : read_fd_; }
 
 private:
     ReadyFd(uv_loop_s *loop, int read_fd, int write_fd, std::function<void()> on_ready);

@@ -45,6 +45,12 @@ public:
     // vigild's folder that still holds processes.
     static std::optional<CgroupRoot> make(std::string *error,
                                           std::vector<std::string> *stale = nullptr);
+    // Continuity across an exec of vigild: the folder the old binary made and its locked
+    // descriptor (lock_fd()), kept open across the exec so that the lock never lapses. Nothing
+    // is swept: the folders in it are the running services'. nullopt when `path` is not a
+    // folder of vigild's (the descriptor is then closed).
+    static std::optional<CgroupRoot> adopt(std::string path, int lock_fd);
+    int lock_fd() const noexcept { return lock_fd_; }
     CgroupRoot(CgroupRoot &&other) noexcept;
     CgroupRoot &operator=(CgroupRoot &&other) noexcept;
     CgroupRoot(const CgroupRoot &) = delete;

@@ -1,0 +1,331 @@
+// handover.cpp: see handover.hpp.
+#include "handover.hpp"
+
+#include <cstring>
+#include <set>
+#include <stdexcept>
+
+#include "../core/snapshot_format.hpp"
+
+namespace vigil::daemon {
+
+namespace {
+
+constexpr char magic[8] = {'V', 'I', 'G', 'I', 'L', 'R', 'X', '\0'};
+
+class Writer {
+public:
+    explicit Writer(std::string &out) : out_(out) {}
+    template <class T> void num(T v) {
+        static_assert(std::is_integral_v<T>);
+        char b[sizeof v];
+        std::memcpy(b, &v, sizeof v);
+        out_.append(b, sizeof v);
+    }
+    void flag(bool v) { num<std::uint8_t>(v ? 1 : 0); }
+    void str(std::string_view s) {
+        num(static_cast<std::uint32_t>(s.size()));
+        out_.append(s);
+    }
+    template <class T, class F> void list(const std::vector<T> &v, F &&each) {
+        num(static_cast<std::uint32_t>(v.size()));
+        for (const T &x : v)
+            each(x);
+    }
+
+private:
+    std::string &out_;
+};
+
+struct Refused : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class Reader {
+public:
+    explicit Reader(std::string_view in) : in_(in) {}
+    template <class T> T num(const char *what) {
+        if (in_.size() - at_ < sizeof(T)) throw Refused(std::string("truncated at ") + what);
+        T v;
+        std::memcpy(&v, in_.data() + at_, sizeof v);
+        at_ += sizeof v;
+        return v;
+    }
+    bool flag(const char *what) {
+        const auto v = num<std::uint8_t>(what);
+        if (v > 1) throw Refused(std::string("not a boolean: ") + what);
+        return v == 1;
+    }
+    std::string str(const char *what) {
+        const auto n = num<std::uint32_t>(what);
+        if (n > handover_max_string || in_.size() - at_ < n)
+            throw Refused(std::string("bad length of ") + what);
+        std::string s(in_.substr(at_, n));
+        at_ += n;
+        return s;
+    }
+    std::uint32_t count(const char *what) {
+        const auto n = num<std::uint32_t>(what);
+        // Every element takes at least one byte: a count beyond what is left is a lie.
+        if (n > handover_max_count || n > in_.size() - at_)
+            throw Refused(std::string("bad count of ") + what);
+        return n;
+    }
+    std::string_view take(std::size_t n, const char *what) {
+        if (in_.size() - at_ < n) throw Refused(std::string("truncated at ") + what);
+        std::string_view v = in_.substr(at_, n);
+        at_ += n;
+        return v;
+    }
+    bool done() const { return at_ == in_.size(); }
+
+private:
+    std::string_view in_;
+    std::size_t at_ = 0;
+};
+
+void put_run(Writer &w, const HandoverRun &r) {
+    w.num(r.incarnation);
+    w.num(r.pid);
+    w.num(r.main_pid);
+    w.num(r.main_pidfd);
+    w.flag(r.reaped);
+    w.flag(r.drained);
+    w.flag(r.ready_sent);
+    w.flag(r.probes);
+    w.num(r.out_fd);
+    w.num(r.err_fd);
+    w.str(r.out_pending);
+    w.str(r.err_pending);
+    w.num(r.ready_fd);
+    w.num(r.watchdog_pings);
+    w.num(r.watchdog_failures);
+    w.num(r.watchdog_kick_ms);
+}
+
+HandoverRun get_run(Reader &r) {
+    HandoverRun x;
+    x.incarnation = r.num<std::uint64_t>("run incarnation");
+    x.pid = r.num<std::int32_t>("run pid");
+    x.main_pid = r.num<std::int32_t>("run main pid");
+    x.main_pidfd = r.num<std::int32_t>("run main pidfd");
+    x.reaped = r.flag("run reaped");
+    x.drained = r.flag("run drained");
+    x.ready_sent = r.flag("run ready");
+    x.probes = r.flag("run probes");
+    x.out_fd = r.num<std::int32_t>("run stdout");
+    x.err_fd = r.num<std::int32_t>("run stderr");
+    x.out_pending = r.str("run stdout partial line");
+    x.err_pending = r.str("run stderr partial line");
+    x.ready_fd = r.num<std::int32_t>("run ready fd");
+    x.watchdog_pings = r.num<std::uint64_t>("run watchdog pings");
+    x.watchdog_failures = r.num<std::uint64_t>("run watchdog failures");
+    x.watchdog_kick_ms = r.num<std::int64_t>("run watchdog kick");
+    return x;
+}
+
+void put_unit(Writer &w, const HandoverUnit &u) {
+    w.num(u.id);
+    w.str(u.name);
+    w.flag(u.has_log);
+    w.str(u.ring);
+    w.num(u.notify_fd);
+    w.str(u.notify_path);
+    w.str(u.cgroup);
+    w.num(u.probe_failures);
+    w.num(u.log_failures_reported);
+    w.list(u.failures, [&](const HandoverFailure &f) {
+        w.num(f.slot);
+        w.num(f.wall_ms);
+        w.str(f.message);
+    });
+    w.list(u.recent_groups, [&](std::int32_t g) { w.num(g); });
+    w.flag(u.has_run);
+    w.list(u.runs, [&](const HandoverRun &r) { put_run(w, r); });
+}
+
+HandoverUnit get_unit(Reader &r) {
+    HandoverUnit u;
+    u.id = r.num<std::uint32_t>("unit id");
+    u.name = r.str("unit name");
+    u.has_log = r.flag("unit log");
+    u.ring = r.str("unit ring");
+    u.notify_fd = r.num<std::int32_t>("unit notify fd");
+    u.notify_path = r.str("unit notify path");
+    u.cgroup = r.str("unit cgroup");
+    u.probe_failures = r.num<std::uint64_t>("unit probe failures");
+    u.log_failures_reported = r.num<std::uint64_t>("unit log failures");
+    for (std::uint32_t n = r.count("unit check failures"); n > 0; --n) {
+        HandoverFailure f;
+        f.slot = r.num<std::uint8_t>("check failure slot");
+        f.wall_ms = r.num<std::int64_t>("check failure time");
+        f.message = r.str("check failure message");
+        u.failures.push_back(std::move(f));
+    }
+    for (std::uint32_t n = r.count("unit recent groups"); n > 0; --n)
+        u.recent_groups.push_back(r.num<std::int32_t>("recent group"));
+    u.has_run = r.flag("unit has run");
+    for (std::uint32_t n = r.count("unit runs"); n > 0; --n)
+        u.runs.push_back(get_run(r));
+    if (u.has_run && u.runs.empty()) throw Refused("unit " + u.name + ": a current run, no runs");
+    return u;
+}
+
+std::string encode_payload(const Handover &h) {
+    std::string p;
+    Writer w(p);
+    w.num(h.generation);
+    w.num(h.exec_started_ns);
+    w.str(std::string_view(reinterpret_cast<const char *>(h.core.data()), h.core.size()));
+    w.num(h.log_seq_next);
+    w.num(h.orphans_reaped);
+    w.flag(h.has_service_nofile);
+    w.num(h.service_nofile_cur);
+    w.num(h.service_nofile_max);
+    w.list(h.units, [&](const HandoverUnit &u) { put_unit(w, u); });
+    w.list(h.processes, [&](const HandoverProcess &x) {
+        w.num(x.pid);
+        w.num(x.child);
+        w.num(x.incarnation);
+    });
+    w.list(h.group_waits, [&](std::uint32_t g) { w.num(g); });
+    w.list(h.held, [&](const HandoverSocket &s) {
+        w.str(s.key);
+        w.num(s.fd);
+    });
+    w.num(h.control_fd);
+    w.num(h.http_fd);
+    w.str(h.cgroup_root);
+    w.num(h.cgroup_lock_fd);
+    return p;
+}
+
+void decode_payload(Reader &r, Handover &h) {
+    h.generation = r.num<std::uint64_t>("generation");
+    h.exec_started_ns = r.num<std::int64_t>("exec start");
+    const std::string core = r.str("core snapshot");
+    h.core.assign(core.begin(), core.end());
+    h.log_seq_next = r.num<std::uint64_t>("log sequence");
+    h.orphans_reaped = r.num<std::uint64_t>("orphans");
+    h.has_service_nofile = r.flag("service nofile");
+    h.service_nofile_cur = r.num<std::uint64_t>("service nofile");
+    h.service_nofile_max = r.num<std::uint64_t>("service nofile");
+    for (std::uint32_t n = r.count("units"); n > 0; --n)
+        h.units.push_back(get_unit(r));
+    for (std::uint32_t n = r.count("processes"); n > 0; --n) {
+        HandoverProcess x;
+        x.pid = r.num<std::int32_t>("process pid");
+        x.child = r.num<std::uint32_t>("process child");
+        x.incarnation = r.num<std::uint64_t>("process incarnation");
+        h.processes.push_back(x);
+    }
+    for (std::uint32_t n = r.count("group waits"); n > 0; --n)
+        h.group_waits.push_back(r.num<std::uint32_t>("group wait"));
+    for (std::uint32_t n = r.count("held sockets"); n > 0; --n) {
+        HandoverSocket s;
+        s.key = r.str("held socket key");
+        s.fd = r.num<std::int32_t>("held socket fd");
+        h.held.push_back(std::move(s));
+    }
+    h.control_fd = r.num<std::int32_t>("control fd");
+    h.http_fd = r.num<std::int32_t>("http fd");
+    h.cgroup_root = r.str("cgroup root");
+    h.cgroup_lock_fd = r.num<std::int32_t>("cgroup lock fd");
+    if (!r.done()) throw Refused("trailing bytes after the payload");
+}
+
+// Every descriptor the payload names is one the envelope lists, and none is named twice.
+void check_fds(const Handover &h) {
+    const std::set<std::int32_t> listed(h.fds.begin(), h.fds.end());
+    if (listed.size() != h.fds.size()) throw Refused("a descriptor listed twice");
+    std::set<std::int32_t> named;
+    auto name = [&](std::int32_t fd, const char *what) {
+        if (fd < 0) return;
+        if (!listed.count(fd))
+            throw Refused(std::string(what) + " " + std::to_string(fd) +
+                          " is not among the descriptors carried");
+        if (!named.insert(fd).second)
+            throw Refused(std::string(what) + " " + std::to_string(fd) + " named twice");
+    };
+    for (const HandoverUnit &u : h.units) {
+        name(u.notify_fd, "notify socket");
+        for (const HandoverRun &r : u.runs) {
+            name(r.main_pidfd, "pidfd");
+            name(r.out_fd, "stdout pipe");
+            name(r.err_fd, "stderr pipe");
+            name(r.ready_fd, "ready fd");
+        }
+    }
+    for (const HandoverSocket &s : h.held)
+        name(s.fd, "held socket");
+    name(h.control_fd, "control socket");
+    name(h.http_fd, "HTTP socket");
+    name(h.cgroup_lock_fd, "cgroup lock");
+    name(h.requester_fd, "client connection");
+}
+
+} // namespace
+
+std::string encode_handover(const Handover &h) {
+    const std::string payload = encode_payload(h);
+    std::string out(magic, sizeof magic);
+    Writer w(out);
+    w.num(handover_envelope_version);
+    w.num(h.payload_version);
+    w.num(h.requester_fd);
+    w.str(h.requester_id);
+    w.list(h.fds, [&](std::int32_t fd) { w.num(fd); });
+    w.list(h.services, [&](const HandoverService &s) {
+        w.num(s.pgid);
+        w.str(s.cgroup);
+    });
+    w.num(static_cast<std::uint64_t>(payload.size()));
+    w.num(core::snapshot_frame::checksum(reinterpret_cast<const std::uint8_t *>(payload.data()),
+                                         payload.size()));
+    out += payload;
+    return out;
+}
+
+HandoverRead decode_handover(std::string_view bytes, std::uint32_t payload_version) {
+    HandoverRead out;
+    Handover &h = out.state;
+    try {
+        if (bytes.size() > handover_max_bytes) throw Refused("larger than its bound");
+        Reader r(bytes);
+        if (r.take(sizeof magic, "magic") != std::string_view(magic, sizeof magic))
+            throw Refused("not a vigild state (bad magic)");
+        if (r.num<std::uint32_t>("envelope version") != handover_envelope_version)
+            throw Refused("unknown envelope version");
+        h.payload_version = r.num<std::uint32_t>("payload version");
+        h.requester_fd = r.num<std::int32_t>("client fd");
+        h.requester_id = r.str("client request id");
+        for (std::uint32_t n = r.count("descriptors"); n > 0; --n)
+            h.fds.push_back(r.num<std::int32_t>("descriptor"));
+        for (std::uint32_t n = r.count("services"); n > 0; --n) {
+            HandoverService s;
+            s.pgid = r.num<std::int32_t>("service group");
+            s.cgroup = r.str("service cgroup");
+            h.services.push_back(std::move(s));
+        }
+        const auto length = r.num<std::uint64_t>("payload length");
+        const auto sum = r.num<std::uint64_t>("payload checksum");
+        const std::string_view payload = r.take(length, "payload");
+        if (!r.done()) throw Refused("trailing bytes after the payload");
+        out.envelope_read = true;
+        if (h.payload_version != payload_version)
+            throw Refused("format version " + std::to_string(h.payload_version) +
+                          ", this vigild reads version " + std::to_string(payload_version));
+        if (core::snapshot_frame::checksum(reinterpret_cast<const std::uint8_t *>(payload.data()),
+                                           payload.size()) != sum)
+            throw Refused("checksum mismatch");
+        Reader pr(payload);
+        decode_payload(pr, h);
+        check_fds(h);
+        out.payload_read = true;
+    } catch (const std::exception &e) {
+        out.error = std::string("reexec state: ") + e.what();
+    }
+    return out;
+}
+
+} // namespace vigil::daemon

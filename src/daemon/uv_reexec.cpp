@@ -1,0 +1,145 @@
+// uv_reexec.cpp: the OS's side of a re-exec of vigild (reexec.cpp has the shell's, handover.hpp
+// the state's format).
+//
+// The old binary: once no spawn is pending (a spawn in the helper's hands would be answered to
+// nobody), the log writers are drained (bounded: a file system that does not take the lines
+// refuses the re-exec rather than lose them), the state goes into a sealed memfd, every signal
+// is blocked (a blocked signal stays pending across execve, so nothing sent meanwhile is lost or
+// handled by a default action), the carried descriptors lose their close-on-exec flag, and
+// execve runs the binary vigild started from, with its arguments. Should execve fail, all of
+// that is undone and vigild goes on. Everything else (the spawner helper, probes' checks in
+// flight, the loop's own descriptors) is close-on-exec and goes with the old image.
+//
+// The new binary: adopt_listeners() takes the control and HTTP sockets (connections that came
+// during the exec wait in their backlog) and the cgroup folder with its lock, before attach();
+// attach() unblocks the signals once its handlers are in place.
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "uv_os.hpp"
+
+extern char **environ;
+
+namespace vigil::daemon {
+
+namespace {
+
+// How long the log writers may take to write out what they hold before an exec.
+constexpr Duration flush_limit{2000};
+
+// The state in a sealed memfd (not close-on-exec: the new binary reads it). -1 with `error`.
+int state_memfd(const std::string &bytes, std::string &error) {
+    const int fd = ::memfd_create("vigil-reexec-state", MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        error = std::string("memfd_create: ") + std::strerror(errno);
+        return -1;
+    }
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            error = std::string("writing the state: ") + std::strerror(errno);
+            ::close(fd);
+            return -1;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    (void)::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+    return fd;
+}
+
+void set_cloexec(const std::vector<std::int32_t> &fds, bool on) {
+    for (int fd : fds) {
+        const int flags = ::fcntl(fd, F_GETFD);
+        if (flags >= 0) (void)::fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
+    }
+}
+
+} // namespace
+
+void UvOs::when_spawns_idle(Duration limit, std::function<void(bool)> done) {
+    idle_wait_ = std::move(done);
+    idle_limit_ = after(spawns_.empty() ? Duration{0} : limit, [this] {
+        if (auto cb = std::exchange(idle_wait_, nullptr)) cb(spawns_.empty());
+    });
+}
+
+// After each spawn answer: a re-exec waiting for the spawner goes on once nothing is pending.
+void UvOs::check_spawns_idle() {
+    if (!idle_wait_ || !spawns_.empty()) return;
+    idle_limit_ = after(Duration{0}, [this] {
+        if (auto cb = std::exchange(idle_wait_, nullptr)) cb(spawns_.empty());
+    });
+}
+
+std::string UvOs::exec_self(Handover &h) {
+    if (opts_.exe.empty() || opts_.argv.empty())
+        return "the path of vigild's binary is not known (/proc/self/exe was not readable)";
+    auto carry = [&](int fd) {
+        if (fd >= 0) h.fds.push_back(fd);
+        return fd;
+    };
+    h.control_fd = carry(ctl_ ? ctl_->fd() : -1);
+    h.http_fd = carry(http_ ? http_->fd() : -1);
+    if (cgroups_) {
+        h.cgroup_root = cgroups_->path();
+        h.cgroup_lock_fd = carry(cgroups_->lock_fd());
+    }
+    if (files_ && !files_->flush_blocking(flush_limit))
+        return "the services' log files did not take their lines within " +
+               core::format_duration(flush_limit) +
+               " (a slow or hung file system?); nothing was lost: try again later";
+    for (log::Forwarder *f : {streams_.out, streams_.shared() ? nullptr : streams_.err})
+        if (f && !f->flush_blocking(flush_limit))
+            return "vigild's standard output or error is not being read (nothing was lost); "
+                   "try again once its reader keeps up";
+    h.exec_started_ns = static_cast<std::int64_t>(uv_hrtime());
+    std::string error;
+    const int state = state_memfd(encode_handover(h), error);
+    if (state < 0) return error;
+
+    std::vector<std::string> env_strings;
+    for (char **e = environ; e && *e; ++e)
+        if (std::strncmp(*e, handover_env, std::strlen(handover_env)) != 0 ||
+            (*e)[std::strlen(handover_env)] != '=')
+            env_strings.emplace_back(*e);
+    for (const std::string &m : opts_.manager_env)
+        env_strings.push_back(m);
+    env_strings.push_back(std::string(handover_env) + "=" + std::to_string(state));
+    std::vector<char *> envp, argv;
+    for (std::string &e : env_strings)
+        envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args = opts_.argv;
+    for (std::string &a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    sigset_t all, old;
+    sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, &old);
+    set_cloexec(h.fds, false);
+    ::execve(opts_.exe.c_str(), argv.data(), envp.data());
+    const int err = errno;
+    set_cloexec(h.fds, true);
+    ::close(state);
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    return "execve " + opts_.exe + ": " + std::strerror(err);
+}
+
+void UvOs::adopt_listeners(const Handover &h) {
+    adopted_control_fd_ = h.control_fd;
+    adopted_http_fd_ = h.http_fd;
+    if (h.cgroup_lock_fd >= 0) {
+        cgroups_tried_ = true;
+        cgroups_ = proc::CgroupRoot::adopt(h.cgroup_root, h.cgroup_lock_fd);
+        if (!cgroups_) cgroups_error_ = h.cgroup_root + ": not a folder of vigild's any more";
+    }
+}
+
+} // namespace vigil::daemon
