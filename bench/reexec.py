@@ -21,7 +21,9 @@ Figures of each re-exec:
   vigild     the pause_ms vigild reports itself (from the old image's last turn of its loop to
              the new image's first);
   baseline   the median latency of a status request away from any re-exec, for scale;
-  vigilctl   the wall time of the `vigilctl reexec` command.
+  vigilctl   the wall time of the `vigilctl reexec` command;
+  unanswered the status requests of the window whose connection was closed or reset without an
+             answer, per re-exec (their wait is not in the pause).
 The client and vigilctl run on the same cores as vigild: the figures are the machine's.
 """
 
@@ -110,9 +112,10 @@ def one_reexec(v: vigild_ns.Vigild, client: Client) -> dict:
         raise RuntimeError("no status request was sent during the re-exec")
     answers = sorted(a for s, a in client.samples if t0 - 50 <= a <= t1 + 200)
     gaps = [b - a for a, b in zip(answers, answers[1:])]
+    failed = [e for s, e in client.errors if t0 - 50 <= s <= t1]
     return {"pause_ms": max(a - s for s, a in window), "gap_ms": max(gaps) if gaps else None,
             "vigild_ms": answer.get("pause_ms"), "vigilctl_ms": t1 - t0,
-            "requests": len(window), "services": answer.get("services")}
+            "requests": len(window), "failed": len(failed), "services": answer.get("services")}
 
 
 def trial_run(vigild: str, vigilctl: str, services: int, trials: int) -> list:
@@ -139,23 +142,24 @@ def trial_run(vigild: str, vigilctl: str, services: int, trials: int) -> list:
         for r in out:
             r["baseline_ms"] = statistics.median(quiet) if quiet else None
         if client.errors:
-            raise RuntimeError(f"{len(client.errors)} status requests failed, the first: "
-                               f"{client.errors[0]}")
+            print(f"reexec: {len(client.errors)} status requests got no answer, the first: "
+                  f"{client.errors[0]}", file=sys.stderr)
         return out
     finally:
         v.close()
 
 
 def table(rows: list, services: int) -> str:
-    def cell(key: str) -> str:
+    def cell(key: str, digits: int = 1) -> str:
         xs = [r[key] for r in rows if r.get(key) is not None]
         if not xs:
             return "–"
-        return f"{statistics.median(xs):.1f} (worst {max(xs):.1f})"
+        return f"{statistics.median(xs):.{digits}f} (worst {max(xs):.{digits}f})"
     out = [f"| services | re-execs | pause ms | gap ms | vigild pause_ms | vigilctl ms "
-           f"| status baseline ms |", "|---:|---:|---:|---:|---:|---:|---:|",
+           f"| status baseline ms | unanswered |", "|---:|---:|---:|---:|---:|---:|---:|---:|",
            f"| {services:,} | {len(rows)} | {cell('pause_ms')} | {cell('gap_ms')} "
-           f"| {cell('vigild_ms')} | {cell('vigilctl_ms')} | {cell('baseline_ms')} |"]
+           f"| {cell('vigild_ms')} | {cell('vigilctl_ms')} | {cell('baseline_ms', 2)} "
+           f"| {'/'.join(str(r['failed']) for r in rows)} |"]
     return "\n".join(out)
 
 
