@@ -39,6 +39,7 @@
 #include <ctime>
 #include <optional>
 #include <poll.h>
+#include <set>
 #include <signal.h>
 #include <string>
 #include <string_view>
@@ -246,6 +247,12 @@ public:
                 // vigild refused the status that went ahead of the command and hung up (a
                 // forbidden peer): that refusal is the answer.
                 if (before_error_) return failed(*before_error_);
+                // A follow stream that ends without its end: vigild re-executed (or died).
+                if (o_.follow && seen_hello && r == -ECONNRESET && follow_again(path)) {
+                    seen_hello = false;
+                    sent = 0;
+                    continue;
+                }
                 return lost(sent != 0 ? sent : r);
             }
             auto m = ctl::parse_server_message(line, &err);
@@ -277,7 +284,7 @@ public:
                 }
                 return failed(*m);
             case K::StreamItem:
-                if (!streaming) continue;
+                if (!streaming || seen_before(m->body)) continue;
                 streamed_ = true;
                 stream_item(m->body);
                 continue;
@@ -320,6 +327,47 @@ private:
         else
             say("cannot connect to " + path + ": " + why + "; see --socket");
         return cli::code(Exit::Unreachable);
+    }
+
+    // A follow stream whose connection ended without the stream's end: vigild re-executed
+    // (vigilctl reexec), or it died. The control socket survives a re-exec, so connecting
+    // again (for up to 10 s) reaches the new vigild; the stream is asked for again with every
+    // stored item, and what was already printed is skipped (seen_before), so the stream goes
+    // on with nothing lost or doubled while the ring still holds the gap. A vigild that is gone
+    // refuses the connection: the caller then says the stream was cut.
+    bool follow_again(const std::string &path) {
+        const std::int64_t until = now_ms() + 10'000;
+        ctl::Json args = args_;
+        args["lines"] = ctl::max_lines;
+        args.erase("since");
+        const std::string request = ctl::make_request(command_id, cmd_, args);
+        for (;;) {
+            c_.close();
+            if (c_.connect(path, 1000) == 0 && c_.send_all(request, 1000) == 0) return true;
+            if (now_ms() >= until) return false;
+            ::usleep(50'000);
+        }
+    }
+
+    // Items printed before the stream was asked for again: logs by their sequence number
+    // (global, carried across a re-exec); events by their time, and at the last time printed by
+    // their content.
+    bool seen_before(const ctl::Json &item) {
+        if (!item.is_object()) return false;
+        if (cmd_ == ctl::Cmd::Logs) {
+            const std::uint64_t seq = item.value("seq", std::uint64_t{0});
+            if (seq != 0 && seq <= last_seq_) return true;
+            last_seq_ = std::max(last_seq_, seq);
+            return false;
+        }
+        const std::int64_t at = item.value("at_ms", std::int64_t{0});
+        if (at < last_at_ms_) return true;
+        std::string key = item.dump();
+        if (at == last_at_ms_) return !at_last_ms_.insert(std::move(key)).second;
+        last_at_ms_ = at;
+        at_last_ms_.clear();
+        at_last_ms_.insert(std::move(key));
+        return false;
     }
 
     int lost(int r) {
@@ -735,6 +783,9 @@ private:
 
     const Options &o_;
     ctl::Client c_;
+    std::uint64_t last_seq_ = 0;          // logs: the last line printed
+    std::int64_t last_at_ms_ = INT64_MIN; // events: the last record's time printed
+    std::set<std::string> at_last_ms_;    // and the records printed at that time
     ctl::Cmd cmd_;
     ctl::Json args_;
     cli::Style style_;

@@ -101,6 +101,24 @@ void put_run(Writer &w, const HandoverRun &r) {
     w.num(r.watchdog_pings);
     w.num(r.watchdog_failures);
     w.num(r.watchdog_kick_ms);
+    w.flag(r.probe_state.started);
+    w.flag(r.probe_state.ready);
+    for (const auto *p :
+         {&r.probe_state.startup, &r.probe_state.liveness, &r.probe_state.readiness}) {
+        w.flag(p->has_value());
+        if (!*p) continue;
+        const probe::ProberState &ps = **p;
+        w.num(static_cast<std::uint32_t>(ps.failures));
+        w.num(static_cast<std::uint32_t>(ps.successes));
+        w.num(static_cast<std::uint8_t>(ps.verdict));
+        w.num(ps.run);
+        w.flag(ps.run_ok);
+        w.num(ps.tally_successes);
+        w.num(ps.tally_failures);
+        w.num(ps.checks_total);
+        w.num(ps.failures_total);
+        w.num(ps.next_due_ms);
+    }
 }
 
 HandoverRun get_run(Reader &r) {
@@ -121,6 +139,26 @@ HandoverRun get_run(Reader &r) {
     x.watchdog_pings = r.num<std::uint64_t>("run watchdog pings");
     x.watchdog_failures = r.num<std::uint64_t>("run watchdog failures");
     x.watchdog_kick_ms = r.num<std::int64_t>("run watchdog kick");
+    x.probe_state.started = r.flag("probes started");
+    x.probe_state.ready = r.flag("probes ready");
+    for (auto *p : {&x.probe_state.startup, &x.probe_state.liveness, &x.probe_state.readiness}) {
+        if (!r.flag("prober present")) continue;
+        probe::ProberState ps;
+        ps.failures = r.num<std::uint32_t>("prober failures");
+        ps.successes = r.num<std::uint32_t>("prober successes");
+        const auto verdict = r.num<std::uint8_t>("prober verdict");
+        if (verdict > static_cast<std::uint8_t>(probe::Verdict::Failure))
+            throw Refused("unknown prober verdict");
+        ps.verdict = static_cast<probe::Verdict>(verdict);
+        ps.run = r.num<std::uint32_t>("prober run");
+        ps.run_ok = r.flag("prober run ok");
+        ps.tally_successes = r.num<std::uint64_t>("prober successes");
+        ps.tally_failures = r.num<std::uint64_t>("prober failures");
+        ps.checks_total = r.num<std::uint64_t>("prober checks");
+        ps.failures_total = r.num<std::uint64_t>("prober failed checks");
+        ps.next_due_ms = r.num<std::uint64_t>("prober next check");
+        *p = ps;
+    }
     return x;
 }
 

@@ -33,6 +33,8 @@
 #include <string_view>
 #include <vector>
 
+#include "vigil/probe/monitor.hpp"
+
 namespace vigil::daemon {
 
 inline constexpr std::uint32_t handover_envelope_version = 1;
@@ -52,6 +54,7 @@ struct HandoverRun {
     std::int32_t ready_fd = -1;            // still waiting for the service's newline
     std::uint64_t watchdog_pings = 0, watchdog_failures = 0;
     std::int64_t watchdog_kick_ms = 0;
+    probe::MonitorState probe_state; // where its probes were, when `probes`
 };
 
 struct HandoverFailure {

@@ -19,13 +19,16 @@ constexpr std::uint64_t max_watchdog_usec = 365ULL * 24 * 3600 * 1000 * 1000;
 } // namespace
 
 void Shell::act(const core::StartProbes &a) {
-    Run *run = find_run(a.child, a.incarnation);
+    start_probes(a.child, a.incarnation, std::nullopt);
+}
+
+void Shell::start_probes(ChildId id, Incarnation inc,
+                         const std::optional<probe::MonitorState> &from) {
+    Run *run = find_run(id, inc);
     if (!run) return;
-    const unit::Unit &u = units_[a.child.value];
+    const unit::Unit &u = units_[id.value];
     probe::MonitorSpecs specs{u.startup, u.liveness, u.readiness ? u.readiness : u.ready.probe};
     if (specs.empty()) return;
-    const ChildId id = a.child;
-    const Incarnation inc = a.incarnation;
     probe::Monitor::Callbacks cb;
     // The probe that decides readiness (readiness, or ready's) is also a readiness method: its
     // first success is the service's readiness (vigil.unit(5)); every verdict moves `ready`.
@@ -51,7 +54,7 @@ void Shell::act(const core::StartProbes &a) {
         os_.spawn(std::move(spec), std::move(extras), std::move(done));
     };
     exec.base = u.spawn;
-    run->probes = os_.start_probes(u.name, std::move(specs), std::move(cb), std::move(exec));
+    run->probes = os_.start_probes(u.name, std::move(specs), std::move(cb), std::move(exec), from);
 }
 
 void Shell::note_check_failure(UnitRuntime &r, CheckSlot slot, std::string_view message) {

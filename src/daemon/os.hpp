@@ -177,10 +177,11 @@ public:
     virtual std::unique_ptr<ReadyChannel> open_ready_fd(std::function<void()> on_ready,
                                                         std::string *error) = 0;
     // `exec` runs exec probes through the service's spawn path (the unit's SpawnSpec).
-    virtual std::unique_ptr<ProbesChannel> start_probes(const std::string &unit,
-                                                        probe::MonitorSpecs specs,
-                                                        probe::Monitor::Callbacks callbacks,
-                                                        probe::ExecSpawn exec) = 0;
+    // `from`: where the probes of the incarnation were when a re-exec carried them.
+    virtual std::unique_ptr<ProbesChannel>
+    start_probes(const std::string &unit, probe::MonitorSpecs specs,
+                 probe::Monitor::Callbacks callbacks, probe::ExecSpawn exec,
+                 const std::optional<probe::MonitorState> &from) = 0;
 
     // ---- logs ---------------------------------------------------------------------------
     // Where forwarded output goes (vigild's stdout); may be null (tests without forwarding).

@@ -186,6 +186,7 @@ HandoverRun Shell::export_run(const Run &run, Handover &h) {
     x.drained = run.drained;
     x.ready_sent = run.ready_sent;
     x.probes = run.probes != nullptr;
+    if (run.probes) x.probe_state = run.probes->monitor().state();
     if (run.output) {
         x.out_fd = carry(run.output->carried_fd(log::Stream::Stdout));
         x.err_fd = carry(run.output->carried_fd(log::Stream::Stderr));
@@ -368,13 +369,13 @@ std::unique_ptr<Run> Shell::adopt_run(ChildId id, const HandoverRun &x) {
                                    log::capture_options(u.logs), output_callbacks(id, inc));
     if (x.ready_fd >= 0)
         run->ready_fd = os_.adopt_ready_fd(x.ready_fd, [this, id, inc] { became_ready(id, inc); });
-    if (x.probes) adopted_probes_.emplace_back(id, inc);
+    if (x.probes) adopted_probes_.push_back(AdoptedProbes{id, inc, x.probe_state});
     return run;
 }
 
 void Shell::resume(const Handover &h) {
-    for (auto [id, inc] : std::exchange(adopted_probes_, {}))
-        act(core::StartProbes{id, inc});
+    for (const AdoptedProbes &p : std::exchange(adopted_probes_, {}))
+        start_probes(p.id, p.inc, p.from);
     std::size_t kept = 0;
     for (std::uint32_t i = 0; i < rt_.size(); ++i) {
         UnitRuntime &r = rt_[i];

@@ -212,6 +212,7 @@ private:
 
     // health.cpp
     void act(const core::StartProbes &a);
+    void start_probes(ChildId id, Incarnation inc, const std::optional<probe::MonitorState> &from);
     void act(const core::StopProbes &a);
     bool open_notify(ChildId id, std::string &error);
     notify::NotifySocket::Callbacks notify_callbacks(ChildId id);
@@ -241,7 +242,12 @@ private:
     std::unique_ptr<Run> adopt_run(ChildId id, const HandoverRun &x);
     bool reexec_running_ = false;
     std::uint64_t generation_ = 0;
-    std::vector<std::pair<ChildId, Incarnation>> adopted_probes_;
+    struct AdoptedProbes {
+        ChildId id;
+        Incarnation inc;
+        probe::MonitorState from;
+    };
+    std::vector<AdoptedProbes> adopted_probes_;
     std::vector<core::Action> adopted_actions_;
 
     // listening.cpp

@@ -654,7 +654,8 @@ std::unique_ptr<ReadyChannel> UvOs::adopt_ready_fd(int fd, std::function<void()>
 
 std::unique_ptr<ProbesChannel> UvOs::start_probes(const std::string &, probe::MonitorSpecs specs,
                                                   probe::Monitor::Callbacks cb,
-                                                  probe::ExecSpawn exec) {
+                                                  probe::ExecSpawn exec,
+                                                  const std::optional<probe::MonitorState> &from) {
     probe::Monitor::Callbacks g;
     if (cb.on_ready) g.on_ready = guarded<bool>(*this, "probe", cb.on_ready);
     if (cb.on_failed)
@@ -665,7 +666,10 @@ std::unique_ptr<ProbesChannel> UvOs::start_probes(const std::string &, probe::Mo
             guarded<const std::string &, const probe::CheckResult &>(*this, "probe", cb.on_checked);
     auto m = std::make_unique<probe::Monitor>(&loop_, shell_->exec_probes(), std::move(specs),
                                               std::move(g), std::move(exec));
-    m->start();
+    if (from)
+        m->resume(*from);
+    else
+        m->start();
     return std::make_unique<UvProbes>(std::move(m));
 }
 

@@ -93,9 +93,10 @@ public:
                                                std::string *error) override;
     std::unique_ptr<ReadyChannel> open_ready_fd(std::function<void()> on_ready,
                                                 std::string *error) override;
-    std::unique_ptr<ProbesChannel> start_probes(const std::string &unit, probe::MonitorSpecs specs,
-                                                probe::Monitor::Callbacks callbacks,
-                                                probe::ExecSpawn exec) override;
+    std::unique_ptr<ProbesChannel>
+    start_probes(const std::string &unit, probe::MonitorSpecs specs,
+                 probe::Monitor::Callbacks callbacks, probe::ExecSpawn exec,
+                 const std::optional<probe::MonitorState> &from) override;
     log::Forwarder *forwarder() override { return streams_.out; }
     log::FileSinkFactory file_sinks() override;
     void say(std::string_view line) override;

@@ -79,6 +79,40 @@ void Monitor::start() {
     if (readiness_) readiness_->start();
 }
 
+MonitorState Monitor::state() const {
+    MonitorState s;
+    s.started = started_;
+    s.ready = ready_;
+    auto of = [](const std::unique_ptr<Prober> &p) -> std::optional<ProberState> {
+        if (!p || !p->running()) return std::nullopt;
+        return p->state();
+    };
+    s.startup = of(startup_);
+    s.liveness = of(liveness_);
+    s.readiness = of(readiness_);
+    return s;
+}
+
+void Monitor::resume(const MonitorState &s) {
+    if (running_) return;
+    running_ = true;
+    started_ = s.started || !startup_;
+    ready_ = s.ready;
+    auto go = [](const std::unique_ptr<Prober> &p, const std::optional<ProberState> &ps) {
+        if (!p) return;
+        if (ps)
+            p->resume(*ps);
+        else
+            p->start();
+    };
+    if (!started_) {
+        go(startup_, s.startup);
+        return;
+    }
+    go(liveness_, s.liveness);
+    go(readiness_, s.readiness);
+}
+
 void Monitor::stop() {
     running_ = false;
     for (auto *p : {startup_.get(), liveness_.get(), readiness_.get()})

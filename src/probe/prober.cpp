@@ -325,6 +325,32 @@ void Prober::start() {
     arm(static_cast<std::uint64_t>(std::max<std::int64_t>(0, spec_.initial_delay.count())));
 }
 
+ProberState Prober::state() const noexcept {
+    ProberState s;
+    s.failures = thresholds_.consecutive_failures();
+    s.successes = thresholds_.consecutive_successes();
+    s.verdict = thresholds_.verdict();
+    s.run = tally_.run();
+    s.run_ok = tally_.run_ok();
+    s.tally_successes = tally_.successes();
+    s.tally_failures = tally_.failures();
+    s.checks_total = checks_total_;
+    s.failures_total = failures_total_;
+    s.next_due_ms = in_check_ ? uv_now(loop_) : next_due_;
+    return s;
+}
+
+void Prober::resume(const ProberState &s) {
+    if (running_) return;
+    start();
+    thresholds_.restore(s.failures, s.successes, s.verdict);
+    tally_.restore(s.run, s.run_ok, s.tally_successes, s.tally_failures);
+    checks_total_ = s.checks_total;
+    failures_total_ = s.failures_total;
+    const std::uint64_t now = uv_now(loop_);
+    arm(s.next_due_ms > now ? s.next_due_ms - now : 0);
+}
+
 void Prober::stop() {
     running_ = false;
     if (timer_) uv_timer_stop(reinterpret_cast<uv_timer_t *>(timer_));

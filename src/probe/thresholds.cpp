@@ -41,6 +41,20 @@ void Thresholds::reset() noexcept {
     verdict_ = Verdict::Unknown;
 }
 
+void Thresholds::restore(unsigned failures, unsigned successes, Verdict verdict) noexcept {
+    reset();
+    // What record() can reach: one counter at a time, successes saturated at the threshold,
+    // and a counter at its threshold only with its verdict.
+    if ((failures != 0 && successes != 0) || successes > success_threshold_ ||
+        verdict > Verdict::Failure ||
+        (successes == success_threshold_ && verdict != Verdict::Success) ||
+        (failures >= failure_threshold_ && verdict != Verdict::Failure))
+        return;
+    failures_ = failures;
+    successes_ = successes;
+    verdict_ = verdict;
+}
+
 void CheckTally::record(bool ok) noexcept {
     if (run_ == 0 || ok != run_ok_) {
         run_ = 0;

@@ -453,10 +453,10 @@ std::unique_ptr<daemon::ReadyChannel> FakeOs::open_ready_fd(std::function<void()
     return std::make_unique<FakeReady>(static_cast<int>(ready_fds.size()) + 999);
 }
 
-std::unique_ptr<daemon::ProbesChannel> FakeOs::start_probes(const std::string &unit,
-                                                            probe::MonitorSpecs specs,
-                                                            probe::Monitor::Callbacks cb,
-                                                            probe::ExecSpawn exec) {
+std::unique_ptr<daemon::ProbesChannel>
+FakeOs::start_probes(const std::string &unit, probe::MonitorSpecs specs,
+                     probe::Monitor::Callbacks cb, probe::ExecSpawn exec,
+                     const std::optional<probe::MonitorState> &) {
     auto m = std::make_unique<probe::Monitor>(nullptr, probe_registry, specs,
                                               probe::Monitor::Callbacks{});
     probes[unit] = FakeProbes{std::move(specs), std::move(cb), std::move(exec), true};

@@ -199,7 +199,8 @@ public:
     // A real Monitor that is never started (no loop): its probers say "pending".
     std::unique_ptr<vigil::daemon::ProbesChannel>
     start_probes(const std::string &unit, vigil::probe::MonitorSpecs specs,
-                 vigil::probe::Monitor::Callbacks cb, vigil::probe::ExecSpawn exec) override;
+                 vigil::probe::Monitor::Callbacks cb, vigil::probe::ExecSpawn exec,
+                 const std::optional<vigil::probe::MonitorState> &from) override;
     vigil::log::Forwarder *forwarder() override { return forwarder_.get(); }
     vigil::log::FileSinkFactory file_sinks() override;
     void say(std::string_view line) override { journal.emplace_back(line); }

@@ -131,6 +131,48 @@ TEST_SUITE("probe") {
         CHECK_FALSE(uv_loop_alive(&t.loop)); // stopped: no timer armed
     }
 
+    TEST_CASE("a re-exec's prober goes on from its counters and its next check's time") {
+        TestLoop t;
+        ExecRegistry reg;
+        Record rec;
+        auto s = fast(ProbeKind::Tcp);
+        s.port = vigil::test::closed_port();
+        s.period = 300ms;
+        Prober p{&t.loop, reg, "liveness", s, rec.callbacks()};
+        p.start();
+        REQUIRE(t.run_until([&] { return rec.checks.size() == 2; }, 3000));
+        const vigil::probe::ProberState st = p.state();
+        p.stop();
+        CHECK(st.failures == 2);
+        CHECK(st.checks_total == 2);
+        const std::uint64_t due = st.next_due_ms;
+        // The new binary's prober: one more failure makes three in a row, at the time the old
+        // one would have checked (not after a whole period, nor at once).
+        Record rec2;
+        Prober q{&t.loop, reg, "liveness", s, rec2.callbacks()};
+        q.resume(st);
+        CHECK(q.checks_total() == 2);
+        REQUIRE(t.run_until([&] { return !rec2.failed.empty(); }, 3000));
+        CHECK(rec2.checks.size() == 1);
+        const std::uint64_t at = uv_now(&t.loop);
+        CHECK(at + 1 >= due);
+        CHECK(at <= due + 100);
+        CHECK(q.tally().failures() == 3);
+        q.stop();
+        // Counters that break the thresholds' invariants are not taken.
+        vigil::probe::Thresholds th(3, 1);
+        th.restore(5, 0, vigil::probe::Verdict::Unknown);
+        CHECK(th.consecutive_failures() == 0);
+        th.restore(1, 1, vigil::probe::Verdict::Unknown);
+        CHECK(th.consecutive_successes() == 0);
+        th.restore(0, 2, vigil::probe::Verdict::Success);
+        CHECK(th.verdict() == vigil::probe::Verdict::Unknown);
+        th.restore(5, 0, vigil::probe::Verdict::Failure);
+        CHECK(th.consecutive_failures() == 5);
+        th.restore(0, 1, vigil::probe::Verdict::Success);
+        CHECK(th.verdict() == vigil::probe::Verdict::Success);
+    }
+
     TEST_CASE("tcp probe on an open listener succeeds") {
         TestLoop t;
         ExecRegistry reg;

@@ -37,6 +37,12 @@ struct MonitorSpecs {
 // the probe of `ready: {"probe": ...}` (which then decides readiness the same way).
 MonitorSpecs specs_for(const unit::Unit &u);
 
+// What a running Monitor carries across an exec of vigild.
+struct MonitorState {
+    bool started = false, ready = false;
+    std::optional<ProberState> startup, liveness, readiness; // those that were running
+};
+
 class Monitor {
 public:
     struct Callbacks {
@@ -56,6 +62,10 @@ public:
 
     void start();
     void stop();
+    // Continuity across an exec of vigild: where the probes are, and a start() from there
+    // (a probe that was not running when the state was taken starts as start() would).
+    MonitorState state() const;
+    void resume(const MonitorState &s);
 
     // True when the Monitor will decide readiness (readiness or startup probe configured).
     bool decides_readiness() const noexcept;

@@ -96,6 +96,17 @@ private:
     std::map<int, std::function<void(int)>> pids_;
 };
 
+// What a running Prober carries across an exec of vigild (Prober::state, Prober::resume).
+struct ProberState {
+    unsigned failures = 0, successes = 0; // the thresholds' counters
+    Verdict verdict = Verdict::Unknown;
+    std::uint32_t run = 0; // the tally
+    bool run_ok = false;
+    std::uint64_t tally_successes = 0, tally_failures = 0;
+    std::uint64_t checks_total = 0, failures_total = 0;
+    std::uint64_t next_due_ms = 0; // libuv's clock (CLOCK_MONOTONIC ms); in a check: that moment
+};
+
 class Prober {
 public:
     struct Callbacks {
@@ -115,6 +126,10 @@ public:
     void start();
     // Stops checking and cancels a check in flight (exec: SIGKILL to it and its group).
     void stop();
+    // Continuity across an exec of vigild: the counters and the next check's time, and a
+    // start() that takes them back (a check that was in flight is run again at once).
+    ProberState state() const noexcept;
+    void resume(const ProberState &s);
     bool running() const noexcept { return running_; }
 
     // "http 127.0.0.1:8080/healthz", "tcp 127.0.0.1:5432", "exec pg_isready -q".

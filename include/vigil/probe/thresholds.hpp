@@ -28,6 +28,9 @@ public:
 
     // Back to Unknown with both counters at zero (a new incarnation, or probes restarted).
     void reset() noexcept;
+    // The counters and verdict a re-exec of vigild carried, when record() could have reached
+    // them (else reset()).
+    void restore(unsigned failures, unsigned successes, Verdict verdict) noexcept;
 
     Verdict verdict() const noexcept { return verdict_; }
     unsigned consecutive_failures() const noexcept { return failures_; }
@@ -53,6 +56,16 @@ public:
     std::int64_t in_a_row() const noexcept;
     std::uint64_t successes() const noexcept { return successes_; }
     std::uint64_t failures() const noexcept { return failures_; }
+    // What a re-exec of vigild carries.
+    std::uint32_t run() const noexcept { return run_; }
+    bool run_ok() const noexcept { return run_ok_; }
+    void restore(std::uint32_t run, bool run_ok, std::uint64_t successes,
+                 std::uint64_t failures) noexcept {
+        run_ = run;
+        run_ok_ = run_ok;
+        successes_ = successes;
+        failures_ = failures;
+    }
 
 private:
     std::uint32_t run_ = 0;
