@@ -1043,6 +1043,35 @@ class ReexecFailure(unittest.TestCase):
         self.assertEqual(self.exe_inode(d), new)
         self.assertEqual(self.running_pids(d), pids)
 
+    def test_busy_spawner_refusal_says_the_truth(self):
+        # Crashers restarting every 20-50 ms keep the spawner busy. A re-exec waits for a moment
+        # with no spawn pending, at most 5 s, and is refused only then. It used to be refused
+        # at once (5-500 ms), saying spawns were still in progress "after 5s", when a spawn was
+        # asked for between the spawner's last answer and the check that followed it.
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        units = self.units(d.svc)
+        for i in range(6):
+            delay = f"{20 + 6 * i}ms"
+            units[f"c{i}"] = {"command": d.svc(f"c{i}", "exit", "1"),
+                              "backoff": {"initial": delay, "max": delay, "jitter": 0}}
+        units["root"]["intensity"] = 100000
+        d.write_units(units)
+        d.start()
+        d.wait_socket()
+        wait_until(lambda: all(d.main_pid(f"s{i}") for i in range(5)), 10, "the services")
+        outcomes = []
+        for k in range(3):
+            t0 = time.monotonic()
+            r = d.ctl("reexec", timeout=60)
+            took = time.monotonic() - t0
+            outcomes.append((r.returncode, round(took, 2)))
+            if r.returncode != 0:
+                self.assertIn("spawns were still in progress after 5s", r.stderr)
+                self.assertGreaterEqual(took, 4.9, f"reexec {k + 1} refused after "
+                                        f"{took * 1000:.0f} ms: {r.stderr.strip()}")
+        log(f"re-execs beside a busy spawner (exit status, seconds): {outcomes}")
+
     def test_sigrtmin_plus_1_reexecs(self):
         d, exe = self.make()
         pids = self.running_pids(d)
