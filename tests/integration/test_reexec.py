@@ -1043,6 +1043,25 @@ class ReexecFailure(unittest.TestCase):
         self.assertEqual(self.exe_inode(d), new)
         self.assertEqual(self.running_pids(d), pids)
 
+    def test_requests_sent_around_the_exec_are_answered(self):
+        # Four clients send `version` back to back, one connection each, through ten re-execs
+        # in a row: a request the old image accepted but had not read when it executed must
+        # still be answered (by either image), not reset.
+        d, exe = self.make()
+        pokers = [ControlPoker(d.sock).start() for _ in range(4)]
+        try:
+            for _ in range(10):
+                r = d.ctl("reexec", timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                time.sleep(0.1)
+        finally:
+            for p in pokers:
+                p.stop()
+        failed = [f for p in pokers for f in p.failed]
+        log(f"{sum(len(p.done) for p in pokers)} requests answered around 10 re-execs, "
+            f"{len(failed)} not")
+        self.assertEqual(failed, [])
+
     def test_busy_spawner_refusal_says_the_truth(self):
         # Crashers restarting every 20-50 ms keep the spawner busy. A re-exec waits for a moment
         # with no spawn pending, at most 5 s, and is refused only then. It used to be refused
