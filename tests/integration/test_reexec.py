@@ -529,6 +529,8 @@ class Scenario:
         rec["fds_before"] = stable_fds(self.vigild, self.fd_owners)
         rec["http_before"] = http_get(self.http_port, "/healthz")
         self.stop_slow(k)  # a stop whose timeout runs across the exec
+        wait_until(lambda: any(i == f"slow{k}" for _, i, _ in timed_events(d, "signal")), 5,
+                   f"slow{k} to have its SIGTERM")
         poker = ControlPoker(d.sock).start()
         time.sleep(0.05)
         rec["t0"] = time.monotonic() * 1000
