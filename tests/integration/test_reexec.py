@@ -618,17 +618,18 @@ class Scenario:
             raise AssertionError(f"stop c*: {r.returncode} {r.stderr}")
         self.status_end = self.status()
         self.nr_deaths = self.nr_watch.stop()
-        log("after the execs: MAINPID= workers, writers, rings")
+        log("after the execs: MAINPID= workers")
         # A MAINPID= worker's end is still the service's end, whether vigild reaps it (m0) or
         # sees it through a pidfd (mw, whose launcher reaps it).
         self.m_restarts = {}
         for name in ("m0", "mw"):
-            self.m_restarts[name] = self.status()[name]["restarts"]
-            worker = next(p.pid for p in d.processes() if p.inner_pid
-                          == self.status()[name]["pid"])
+            st = self.status()[name]
+            self.m_restarts[name] = st["restarts"]
+            worker = next(p.pid for p in d.processes() if p.inner_pid == st["pid"])
             harness.kill_quietly(worker, signal.SIGKILL)
             wait_until(lambda: self.status()[name]["restarts"] == self.m_restarts[name] + 1
                        and self.status()[name]["ready"], 10, f"{name} to restart")
+        log("after the execs: writers, rings")
         # The writers end: each writes its count; then every line can be judged.
         r = d.ctl("stop", *self.writers, timeout=60)
         if r.returncode != 0:
@@ -637,6 +638,7 @@ class Scenario:
                                for w in self.writers), 10, "the writers' counts")
         self.counts = {w: int(harness.read_text(os.path.join(d.dir, w + ".count")))
                        for w in self.writers}
+        log("after the execs: rings")
         self.rings = {}
         for w in self.writers:
             r = d.ctl("--json", "logs", "-n", "1000000", w)
