@@ -94,7 +94,7 @@ bool Core::Impl::down_as_requested(ChildId c, std::string &what, DownKind &kind,
                 std::string(manual ? "stopped by command (" : "stopped (") + what + ")", facts);
         if (n.spec.restart == Restart::Temporary)
             drop(c, manual ? "stopped by command" : "stopped");
-        schedule(p);
+        settled(c);
         return true;
     }
     case StopCause::ManualRestart:
@@ -161,7 +161,7 @@ bool Core::Impl::down_without_decision(ChildId c, RecordKind rk, const std::stri
     }
     publish(c, rk, what + why, facts);
     if (n.spec.restart == Restart::Temporary) drop(c, drop_why);
-    schedule(p);
+    settled(c);
     return true;
 }
 

@@ -170,7 +170,7 @@ void Core::Impl::mark_started(ChildId c, std::string msg) {
     publish(c, n.spec.wait_ready ? RecordKind::Ready : RecordKind::Started, std::move(msg),
             Facts{Cause::None, n.main_pid});
     arm_watchdog(c);
-    if (n.spec.parent) schedule(*n.spec.parent);
+    settled(c);
 }
 
 // Like systemd, the watchdog runs once the service is up; WATCHDOG=1 re-arms it.

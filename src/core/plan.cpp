@@ -254,17 +254,23 @@ bool Core::Impl::parallel_deps_started(const Node &kn, std::size_t cursor) const
 
 // A parallel supervisor's start phase: every wanted child from the cursor on starts as soon as
 // the earlier siblings it is `after` have started; done when none is left to start. The cursor
-// skips the finished prefix so a long start sweep does not rescan it.
+// skips the finished prefix so a long start sweep does not rescan it, and while children the
+// last scan left in flight have not all settled, nothing else can have changed (InFlight).
 bool Core::Impl::start_parallel(ChildId s) {
     const auto &kids = node(s).spec.children;
     const std::size_t count = kids.size();
     Plan &p = node(s).plan;
     while (p.cursor < count && start_done(node(kids[p.cursor])))
         ++p.cursor;
+    if (p.in_flight && p.in_flight->pending > 0) return false;
+    auto flight = std::make_unique<InFlight>();
+    flight->counted.assign(count, false);
+    bool cacheable = true;
     bool waiting = false;
     for (std::size_t i = p.cursor; i < count; ++i) {
         const ChildId k = kids[i];
         Node &kn = node(k);
+        if (!kn.spec.after.empty()) cacheable = false;
         if (start_done(kn)) continue;
         waiting = true;
         switch (kn.state) {
@@ -280,38 +286,79 @@ bool Core::Impl::start_parallel(ChildId s) {
             if (!waits_for_predecessor(kn) && parallel_deps_started(kn, p.cursor)) start_child(k);
             break;
         }
+        if (kn.state != ChildState::Starting && kn.state != ChildState::Stopping) {
+            cacheable = false; // held by something other than its own next event
+        } else {
+            flight->counted[i] = true;
+            ++flight->pending;
+        }
     }
+    p.in_flight.reset();
+    if (cacheable && flight->pending > 0) p.in_flight = std::move(flight);
     return !waiting;
+}
+
+// Is child `kn` down as far as the stop phase `p` is concerned? A sweep keeps a pending restart
+// delay, and a set restart stops only its own children.
+bool Core::Impl::stop_done(const Plan &p, const Node &kn) const {
+    return kn.state == ChildState::Stopped || (!p.terminal && kn.state == ChildState::Backoff) ||
+           (p.set_only && !kn.in_set);
 }
 
 // A parallel supervisor's stop phase: every child in range is stopped at once, except one that
 // a sibling still up is `after` (it stops once that sibling is down). A sweep keeps a pending
-// restart delay, as the sequential one does.
+// restart delay, as the sequential one does. Between full scans, as for the start (InFlight).
 bool Core::Impl::stop_parallel(ChildId s) {
     const auto &kids = node(s).spec.children;
     const std::size_t count = kids.size();
-    const Plan &p = node(s).plan;
-    auto down = [&](const Node &kn) {
-        return kn.state == ChildState::Stopped ||
-               (!p.terminal && kn.state == ChildState::Backoff) || (p.set_only && !kn.in_set);
-    };
+    Plan &p = node(s).plan;
+    if (p.in_flight && p.in_flight->pending > 0) return false;
     const StopCause cause = p.set_only ? StopCause::ManualRestart : StopCause::Plan;
     // Which children a sibling in range that is not down yet still needs.
     std::vector<bool> needed;
     for (std::size_t i = p.lo; i < count; ++i) {
         const Node &kn = node(kids[i]);
-        if (kn.spec.after.empty() || down(kn)) continue;
+        if (kn.spec.after.empty() || stop_done(p, kn)) continue;
         if (needed.empty()) needed.assign(count, false);
         for (ChildId a : kn.spec.after)
             needed[node(a).index] = true;
     }
+    auto flight = std::make_unique<InFlight>();
+    flight->counted.assign(count, false);
     bool waiting = false;
     for (std::size_t i = count; i-- > p.lo;) {
         const ChildId k = kids[i];
-        if (down(node(k))) continue;
+        if (stop_done(p, node(k))) continue;
         if ((!needed.empty() && needed[i]) || !stop_child(k, cause)) waiting = true;
+        if (!stop_done(p, node(k)) && node(k).state == ChildState::Stopping) {
+            flight->counted[i] = true;
+            ++flight->pending;
+        }
     }
+    p.in_flight.reset();
+    if (needed.empty() && flight->pending > 0) p.in_flight = std::move(flight);
     return !waiting;
+}
+
+// `c` reached Running, or went down (and nothing else about its siblings changed): when the
+// parent's parallel phase counted it in flight, one fewer to wait for, without a scan.
+// Otherwise (it was not counted, or it is not done in that phase's sense) a full scan.
+void Core::Impl::settled(ChildId c) {
+    const Node &n = node(c);
+    if (!n.spec.parent) return;
+    const ChildId p = *n.spec.parent;
+    Plan &plan = node(p).plan;
+    InFlight *f = plan.in_flight.get();
+    const bool done = plan.phase == Phase::Starting   ? start_done(n)
+                      : plan.phase == Phase::Stopping ? stop_done(plan, n)
+                                                      : false;
+    if (!f || !done || n.index >= f->counted.size() || !f->counted[n.index]) {
+        schedule(p);
+        return;
+    }
+    f->counted[n.index] = false;
+    --f->pending;
+    work.push_back(p);
 }
 
 // The terminal stop sequence of a supervisor is complete. A supervisor's end is reported to its

@@ -424,6 +424,19 @@ std::string make_reply(const Json &id, const Json &result) {
     return line_of(Json{{"id", id}, {"ok", true}, {"result", result}});
 }
 
+// Sorted keys, as line_of() would write {"id": id, "ok": true, "result": result}.
+std::string make_reply_line(const Json &id, std::string_view result_json) {
+    std::string id_json = id.dump(-1, ' ', false, Json::error_handler_t::replace);
+    std::string s;
+    s.reserve(id_json.size() + result_json.size() + 32);
+    s += "{\"id\":";
+    s += id_json;
+    s += ",\"ok\":true,\"result\":";
+    s += result_json;
+    s += "}\n";
+    return s;
+}
+
 std::string make_error(const Json &id, ErrorCode code, std::string_view message,
                        const Json &extra) {
     Json err = Json::object();

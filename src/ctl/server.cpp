@@ -179,6 +179,9 @@ public:
     bool reply(const Json &id, const Json &result) override {
         return answer([&] { return make_reply(id, result); }, true);
     }
+    bool reply_encoded(const Json &id, std::string_view result_json) override {
+        return answer([&] { return make_reply_line(id, result_json); }, true);
+    }
     bool error(const Json &id, ErrorCode code, std::string_view message,
                const Json &extra) override {
         return answer([&] { return make_error(id, code, message, extra); }, true);

@@ -143,6 +143,21 @@ Json status_json(const core::ChildStatus &s, TimePoint now, std::string_view par
     return j;
 }
 
+// Printable ASCII without a quote or a backslash (names, states, most reasons) is written as
+// it is; anything else goes through nlohmann's serializer, so escapes and the U+FFFD
+// replacement of invalid UTF-8 are exactly encode_item's.
+void append_json_string(std::string &out, std::string_view s) {
+    const bool plain = std::all_of(
+        s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+    if (!plain) {
+        out += encode_item(Json(s));
+        return;
+    }
+    out += '"';
+    out += s;
+    out += '"';
+}
+
 Json roll_json(const core::RollStatus &r) {
     return Json{{"id", r.id},
                 {"unit", r.unit},

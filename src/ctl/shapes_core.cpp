@@ -1,24 +1,176 @@
 // The parts of vigil/ctl/shapes.hpp that query a core::Core (and so link vigil_core).
 #include "vigil/ctl/shapes.hpp"
 
+#include "vigil/core/names.hpp"
+
 #include <algorithm>
+#include <charconv>
 #include <optional>
 
 namespace vigil::ctl {
 
-Json status_json(const core::Core &core, ChildId id, TimePoint now) {
-    core::ChildStatus s = core.status(id);
-    std::string_view parent, held_down_by; // views into the specs, which outlive this call
-    if (s.parent) parent = core.spec(*s.parent).name;
+namespace {
+
+struct Lineage {
+    std::string_view parent, held_down_by; // views into the specs, which outlive the caller
+};
+
+Lineage lineage(const core::Core &core, const core::ChildStatus &s) {
+    Lineage l;
+    if (s.parent) l.parent = core.spec(*s.parent).name;
     // The top-most ancestor whose goal is down. Bounded by the tree's size, so a malformed
     // parent chain cannot loop.
     std::optional<ChildId> up = s.parent;
     for (std::size_t hops = 0; up && hops < core.size(); ++hops) {
         core::ChildStatus a = core.status(*up);
-        if (a.goal == core::Goal::Down) held_down_by = core.spec(*up).name;
+        if (a.goal == core::Goal::Down) l.held_down_by = core.spec(*up).name;
         up = a.parent;
     }
-    return status_json(s, now, parent, held_down_by);
+    return l;
+}
+
+template <class T> void append_number(std::string &out, T v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, r.ptr);
+}
+
+// `,"key":` (the first key of an object is written by hand, without the comma).
+void key(std::string &out, std::string_view k) {
+    out += ",\"";
+    out += k;
+    out += "\":";
+}
+
+template <class T> void number_or_null(std::string &out, const std::optional<T> &v) {
+    if (v)
+        append_number(out, *v);
+    else
+        out += "null";
+}
+
+void append_bool(std::string &out, bool b) {
+    out += b ? "true" : "false";
+}
+
+void append_exit(std::string &out, const core::ExitStatus &e) {
+    if (e.signaled) {
+        out += "{\"signal\":";
+        append_json_string(out, core::signal_name(e.code));
+        out += ",\"signo\":";
+        append_number(out, e.code);
+        out += '}';
+        return;
+    }
+    out += "{\"code\":";
+    append_number(out, e.code);
+    out += '}';
+}
+
+// The keys from "pid" on, in sorted order (append_status writes those before it).
+void append_status_tail(std::string &out, const core::ChildStatus &s, TimePoint now,
+                        const StatusExtras &x) {
+    auto ms = [](Duration d) { return std::max<std::int64_t>(0, d.count()); };
+    key(out, "pid");
+    number_or_null(out, s.main_pid ? std::optional<std::int32_t>(s.main_pid->value) : std::nullopt);
+    key(out, "probe_failures");
+    append_number(out, x.probe_failures);
+    key(out, "ready");
+    append_bool(out, s.ready);
+    key(out, "removed");
+    append_bool(out, s.removed);
+    key(out, "restarts");
+    append_number(out, s.restarts);
+    key(out, "roll");
+    if (s.roll)
+        out += encode_item(roll_json(*s.roll));
+    else
+        out += "null";
+    key(out, "since_ms");
+    append_number(out, ms(now - s.since));
+    key(out, "spawned_pid");
+    number_or_null(out, s.pid ? std::optional<std::int32_t>(s.pid->value) : std::nullopt);
+    key(out, "state");
+    append_json_string(out, s.exited ? "exited" : state_name(s.state));
+    key(out, "status_text");
+    append_json_string(out, s.status_text);
+    key(out, "waiting_for");
+    out += '[';
+    for (std::size_t i = 0; i < x.waiting_for.size(); ++i) {
+        if (i > 0) out += ',';
+        append_json_string(out, x.waiting_for[i]);
+    }
+    out += ']';
+    key(out, "watchdog_ms");
+    number_or_null(out,
+                   s.watchdog ? std::optional<std::int64_t>(s.watchdog->count()) : std::nullopt);
+    out += '}';
+}
+
+} // namespace
+
+Json status_json(const core::Core &core, ChildId id, TimePoint now) {
+    core::ChildStatus s = core.status(id);
+    const Lineage l = lineage(core, s);
+    return status_json(s, now, l.parent, l.held_down_by);
+}
+
+// The keys up to "parent", in sorted order; append_status_tail writes the rest.
+void append_status(std::string &out, const core::Core &core, ChildId id, TimePoint now,
+                   const StatusExtras &x) {
+    const core::ChildStatus s = core.status(id);
+    const Lineage l = lineage(core, s);
+    auto ms = [](Duration d) { return std::max<std::int64_t>(0, d.count()); };
+    out += "{\"backoff_ms\":";
+    number_or_null(out, s.state == core::ChildState::Backoff && s.backoff_until
+                            ? std::optional<std::int64_t>(ms(*s.backoff_until - now))
+                            : std::nullopt);
+    key(out, "drain_ms");
+    number_or_null(out, s.drain_until ? std::optional<std::int64_t>(ms(*s.drain_until - now))
+                                      : std::nullopt);
+    key(out, "effective_goal");
+    append_json_string(out, s.goal == core::Goal::Up && l.held_down_by.empty() ? "up" : "down");
+    key(out, "exiting");
+    append_bool(out, s.exiting);
+    key(out, "forward_dropped");
+    append_number(out, x.forward_dropped);
+    key(out, "goal");
+    append_json_string(out, s.goal == core::Goal::Up ? "up" : "down");
+    key(out, "held_down_by");
+    if (l.held_down_by.empty())
+        out += "null";
+    else
+        append_json_string(out, l.held_down_by);
+    key(out, "incarnation");
+    append_number(out, s.incarnation.value);
+    key(out, "kind");
+    append_json_string(out, kind_name(s.kind));
+    key(out, "last_cause");
+    append_json_string(out, core::to_string(s.last_cause));
+    key(out, "last_exit");
+    if (s.last_exit)
+        append_exit(out, *s.last_exit);
+    else
+        out += "null";
+    key(out, "last_reason");
+    append_json_string(out, s.last_reason);
+    key(out, "left_behind");
+    out += '[';
+    for (std::size_t i = 0; i < s.left_behind.size(); ++i) {
+        if (i > 0) out += ',';
+        append_number(out, s.left_behind[i].value);
+    }
+    out += ']';
+    key(out, "log_lines_failed");
+    append_number(out, x.log_lines_failed);
+    key(out, "name");
+    append_json_string(out, s.name);
+    key(out, "parent");
+    if (l.parent.empty())
+        out += "null";
+    else
+        append_json_string(out, l.parent);
+    append_status_tail(out, s, now, x);
 }
 
 Json status_result_json(const core::Core &core, std::span<const ChildId> ids, TimePoint now) {

@@ -57,7 +57,11 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
         auto ids = targets(peer, q, ctl::Expand::Subtree, &failed);
         // The detail (a history scan per unit) only for one unit, what `status NAME` shows:
         // `status root` with detail must not cost the loop a scan of every unit.
-        if (!failed) peer->reply(q.id, status_json(shell_, ids, q.detail && ids.size() == 1));
+        if (failed) return;
+        if (q.detail && ids.size() == 1)
+            peer->reply(q.id, status_json(shell_, ids, true));
+        else
+            peer->reply_encoded(q.id, status_encoded(shell_, ids)); // a table: no JSON tree
         return;
     }
     case Cmd::Tree:

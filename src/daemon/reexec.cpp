@@ -115,7 +115,8 @@ void Shell::reexec(std::string who, ReexecClient client,
     if (manager_) manager_->reload_begun();
     auto fail = [this, failed](const std::string &why) {
         reexec_running_ = false;
-        journal_.say(LogLevel::Error, "reexec refused: " + why + "; vigild goes on as before");
+        journal_.say(LogLevel::Error,
+                     "reexec did not happen: " + why + "; vigild goes on as before");
         if (manager_ && !exit_status_) manager_->reload_done(tree_summary(core_));
         if (failed) failed(why);
     };
@@ -144,7 +145,21 @@ std::string Shell::exec_now(const std::string &who, const ReexecClient &client) 
     if (std::string err = export_state(h); !err.empty()) return err;
     journal_.say(LogLevel::Info, "re-executing " + opts_.exe + " (asked by " + who + "), " +
                                      std::to_string(h.services.size()) + " processes kept");
-    return os_.exec_self(h);
+    // The probes stop first: an exec check in flight is killed with its process group (the
+    // new binary runs it again), not left to run with nobody to time it out. Should the exec
+    // fail, they go on from where they were.
+    std::vector<AdoptedProbes> probes;
+    for (const HandoverUnit &u : h.units)
+        for (const HandoverRun &r : u.runs)
+            if (r.probes)
+                probes.push_back(
+                    AdoptedProbes{ChildId{u.id}, Incarnation{r.incarnation}, r.probe_state});
+    for (const AdoptedProbes &p : probes)
+        if (Run *run = find_run(p.id, p.inc)) run->probes.reset();
+    std::string error = os_.exec_self(h);
+    for (const AdoptedProbes &p : probes)
+        start_probes(p.id, p.inc, p.from);
+    return error;
 }
 
 std::string Shell::export_state(Handover &h) {
@@ -247,7 +262,7 @@ std::string Shell::export_unit(ChildId id, Handover &h) {
 bool Shell::adopt(Handover &h, const unit::LoadResult &loaded, std::string &error) {
     core::RestoreResult rr = core::Core::restore(core_tree(loaded.tree, loaded.units), h.core);
     if (!rr.core) {
-        error = rr.error;
+        error = "reexec state: " + rr.error;
         return false;
     }
     const core::Core &c = *rr.core;

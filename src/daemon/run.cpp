@@ -196,7 +196,7 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     // configuration vigild refuses to run.
     if (std::string error; !shell.bind_listen(error)) {
         std::fprintf(stderr, "vigild: %s\nvigild: nothing was started\n", error.c_str());
-        if (carried && !adopted) answer_refusal(*carried, "reexec: " + refused, false);
+        if (carried && !adopted) answer_refusal(*carried, refused, false);
         os.close_handles();
         return 1;
     }
@@ -210,8 +210,10 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     } else {
         shell.start();
         if (carried) {
-            shell.journal().say(LogLevel::Error, "reexec: " + refused);
-            answer_refusal(*carried, "reexec: " + refused, true);
+            shell.journal().say(LogLevel::Error,
+                                refused +
+                                    "; the old services were stopped and the tree started afresh");
+            answer_refusal(*carried, refused, true);
         }
     }
     os.run();

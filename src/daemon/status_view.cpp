@@ -111,6 +111,29 @@ ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids, bool detail
     return result;
 }
 
+std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids) {
+    const core::Core &core = shell.core();
+    const TimePoint now = shell.os().now();
+    std::string out;
+    out.reserve(64 + ids.size() * 700); // a row is ~670 bytes
+    out += "{\"units\":[";
+    ctl::StatusExtras x;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const UnitRuntime *r = shell.runtime_if(ids[i]);
+        log::UnitLogCounters c = r && r->log ? r->log->counters() : log::UnitLogCounters{};
+        x.log_lines_failed = c.lines_failed;
+        x.forward_dropped = c.forward_dropped;
+        x.probe_failures = r ? r->probe_failures : 0;
+        x.waiting_for.clear();
+        for (ChildId a : core.waiting_for(ids[i]))
+            x.waiting_for.push_back(core.status(a).name);
+        if (i > 0) out += ',';
+        ctl::append_status(out, core, ids[i], now, x);
+    }
+    out += "]}";
+    return out;
+}
+
 http::Snapshot snapshot(Shell &shell) {
     http::Snapshot snap;
     snap.daemon.version = VIGIL_VERSION;

@@ -32,6 +32,9 @@ namespace vigil::daemon {
 // sockets held for the unit's `listen`, in its order: [{"address":"tcp 0.0.0.0:8080",
 // "name":"web","reuseport":false,"open":true}]).
 ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids, bool detail = false);
+// The same result without detail, written straight to text (ctl::append_status): byte for
+// byte encode_item(status_json(shell, ids)), without a tree of nlohmann objects.
+std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids);
 inline constexpr std::size_t max_detail_history = 64;
 
 // The units not removed, in id order.

@@ -771,7 +771,7 @@ bool UvOs::start_http() {
     }
     http::Handlers h;
     h.snapshot = [this] { return snapshot(*shell_); };
-    h.status_json = [this] { return status_json(*shell_, live_units(*shell_)).dump(); };
+    h.status_json = [this] { return status_encoded(*shell_, live_units(*shell_)); };
     const int adopted = std::exchange(adopted_http_fd_, -1);
     auto opened = adopted >= 0
                       ? http::Server::adopt(&loop_, adopted, {}, std::move(h))

@@ -288,7 +288,7 @@ TEST_SUITE("ctl") {
         CHECK(parsed(make_reply(1, "two\nlines"))["result"] == "two\nlines");
     }
 
-    TEST_CASE("an item encoded once makes the same stream line as make_stream_item") {
+    TEST_CASE("an item encoded once makes the same line as make_stream_item and make_reply") {
         const Json items[] = {Json{{"line", "hello"}, {"seq", 7}, {"stream", "stderr"}},
                               Json{{"line", std::string("a\xff\n\"b")}},
                               Json::array({1, "two", nullptr}),
@@ -297,8 +297,10 @@ TEST_SUITE("ctl") {
                               Json::object()};
         const Json ids[] = {Json(3), Json("x\"y"), Json(nullptr), Json(-1), Json("\xff")};
         for (const Json &id : ids)
-            for (const Json &item : items)
+            for (const Json &item : items) {
                 CHECK(make_stream_line(id, encode_item(item)) == make_stream_item(id, item));
+                CHECK(make_reply_line(id, encode_item(item)) == make_reply(id, item));
+            }
         CHECK(make_stream_item(3, Json{{"line", "hello"}}) ==
               R"({"id":3,"stream":{"line":"hello"}})"
               "\n");

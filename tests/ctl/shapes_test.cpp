@@ -322,6 +322,53 @@ TEST_SUITE("ctl") {
         CHECK(t["children"][2]["name"] == "web-x");
     }
 
+    TEST_CASE("append_status writes the bytes of status_json with vigild's counters") {
+        // Every kind of value: supervisors held down, a signal exit, a backoff, a watchdog,
+        // leftovers, and status texts that need escapes or are not UTF-8.
+        core::TreeSpec spec = root(
+            Strategy::OneForOne,
+            {service("db",
+                     [](core::ChildSpec &s) {
+                         s.backoff = {Duration{500}, Duration{4000}, 2.0, 0.0, Duration{60'000}};
+                     }),
+             supervisor("app", Strategy::OneForOne,
+                        {service("api", wait_ready()), service("web-1"), service("web-2")}),
+             service("web-x", [](core::ChildSpec &s) { s.watchdog = Duration{700}; })});
+        Sim sim{spec};
+        sim.start_all();
+        sim.now = at_ms(10'000);
+        const core::Core &c = sim.core;
+        auto inc = [&](const char *n) { return c.status(*c.find(n)).incarnation; };
+        sim.inject(core::StatusText{*c.find("web-x"), inc("web-x"),
+                                    "say \"hi\"\\\n\t\x01 \xff\xfe ok \xc3"});
+        sim.inject(core::StatusText{*c.find("web-1"), inc("web-1"), "caf\xc3\xa9 \x7f /"});
+        sim.inject(core::LeftBehind{*c.find("web-1"), {Pid{4242}, Pid{4243}}});
+        sim.exit_by_signal("db", SIGSEGV); // ran long enough: restarted at once
+        sim.exit_by_signal("db", SIGSEGV); // at once again: waits for its backoff
+        sim.command(core::CommandKind::Stop, "app");
+        sim.now = at_ms(10'100);
+        std::vector<ChildId> ids;
+        for (std::uint32_t i = 0; i < c.size(); ++i)
+            ids.push_back(ChildId{i});
+        std::uint64_t k = 0;
+        for (ChildId id : ids) {
+            CAPTURE(c.status(id).name);
+            StatusExtras x{k, k * 7, k * 1'000'000'007ULL, {}};
+            if (k % 2 == 1) x.waiting_for = {"db", "a \"b\""};
+            ++k;
+            Json j = status_json(c, id, sim.now);
+            j["log_lines_failed"] = x.log_lines_failed;
+            j["forward_dropped"] = x.forward_dropped;
+            j["probe_failures"] = x.probe_failures;
+            j["waiting_for"] = x.waiting_for;
+            std::string out;
+            append_status(out, c, id, sim.now, x);
+            CHECK(out == encode_item(j));
+        }
+        CHECK(c.status(*c.find("db")).state == core::ChildState::Backoff);
+        CHECK(status_json(c, *c.find("api"), sim.now)["held_down_by"] == "app");
+    }
+
     TEST_CASE("one exact name resolves like the table walk, without one") {
         // resolve_targets(core, ...) takes a shortcut for a single exact name (looked up by
         // name, only its subtree walked): it must answer what the table walk answers, for

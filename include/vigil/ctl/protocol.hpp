@@ -226,6 +226,8 @@ ParseResult parse_request(std::string_view line) noexcept;
 // not valid UTF-8 (log lines can be anything) are written with U+FFFD replacements.
 std::string make_hello(std::string_view server_version);
 std::string make_reply(const Json &id, const Json &result);
+// A result already encoded (as encode_item would): byte for byte make_reply(id, result).
+std::string make_reply_line(const Json &id, std::string_view result_json);
 // `extra` (an object or null) is merged into the error object, e.g. {"diagnostics":[...]}.
 std::string make_error(const Json &id, ErrorCode code, std::string_view message,
                        const Json &extra = nullptr);
