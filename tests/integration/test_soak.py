@@ -17,7 +17,8 @@ log files, never from what vigild says about itself (docs/house-style.md §7.8):
   by themselves stopped, every other one running) and with every service stopped; between
   those exact comparisons, checkpoints bound it loosely;
 - vigild's VmRSS grows less than 5% (or 1 MiB, whichever is more) between the end of a ~70 s
-  warm-up and the end (not judged under ASan, whose quarantine grows). The floor is for the
+  warm-up and the end (not judged under ASan, whose quarantine grows); with re-execs, both
+  readings are taken just after one (rss_now). The floor is for the
   bounded rings that go on filling after the warm-up: the global history (4096 records) and
   each unit's (32), filled only as records come; add/remove reloads alone grow vigild by about
   80 KiB per 100 cycles until the 4096th record, then no more;
@@ -697,6 +698,21 @@ class Soak:
             self.tree.write(name)
             self.reload("add")
 
+    def rss_now(self) -> int:
+        """vigild's VmRSS. With re-execs in the chaos, read right after one: a new image starts
+        with a compact heap that the rings and buffers then fill again, so a reading taken
+        soon after an exec and one taken long after it differ by that refill, not by a leak.
+        Both readings just after an exec compare the state that is carried."""
+        if REEXEC_EVERY > 0:
+            for _ in range(5):
+                before = self.figures["actions"].get("reexec", 0)
+                self.reexec()
+                if self.figures["actions"].get("reexec", 0) > before:
+                    break
+                time.sleep(0.5)
+            time.sleep(0.5)
+        return vm_rss_kib(self.d.ns.init_pid)
+
     def reexec(self) -> None:
         """vigilctl reexec amid the chaos (the driver waits for it): it answers ok, vigild keeps
         its pid, and every service process alive before and after is still the one vigild
@@ -720,16 +736,23 @@ class Soak:
         self.count("reexec")
         if self.d.ns.init_pid != init or start_time(init) != born:
             self.violate("reexec", "vigild's pid or start time changed across the exec")
+        # A process that lives on (alive in /proc before and after a status read that does not
+        # show it) must still be vigild's for that service. Both reads are needed: one that
+        # was being stopped when the exec came may end between the /proc scan and the status.
+        st1 = self.status()
         kids = self.live_children()
         st = self.status()
         for name, pid in sorted(before.items()):
-            # Still running and not restarted meanwhile (the same process lives on): vigild
-            # must still say so.
-            if pid in kids and st.get(name, {}).get("pid") != pid:
-                owner = [n for n, u in st.items() if u.get("pid") == pid]
-                self.violate("reexec", f"{name}: pid {pid} lives on but status says "
-                             f"{st.get(name, {}).get('state')} pid {st.get(name, {}).get('pid')}"
-                             f" (owner now {owner})")
+            shown = (st1.get(name, {}).get("pid"), st.get(name, {}).get("pid"))
+            if pid not in kids or pid in shown:
+                continue
+            host = kids[pid].pid
+            if harness.state_of(host) in (None, "Z") or pid not in self.live_children():
+                continue
+            owner = [n for n, u in st.items() if u.get("pid") == pid]
+            self.violate("reexec", f"{name}: pid {pid} lives on but status says "
+                         f"{st.get(name, {}).get('state')} pid {st.get(name, {}).get('pid')} "
+                         f"(owner now {owner}; {harness.proc_info(host)})")
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -930,7 +953,7 @@ class Soak:
                 # has logged once; measured curves plateau there (+8% to t=68s, +2% after).
                 if not warmed and checkpoints_done >= 2:
                     warmed = True
-                    self.rss_warm = vm_rss_kib(self.d.ns.init_pid)
+                    self.rss_warm = self.rss_now()
                     log(f"warm-up over: RSS {self.rss_warm} KiB")
                 t0 += time.monotonic() - pause   # checkpoints do not eat the chaos time
                 next_cp = time.monotonic() + CHECKPOINT_EVERY
@@ -945,7 +968,7 @@ class Soak:
         self.checkpoint("end")
         st = self.status()
         self.figures["restarts"] = sum(u["restarts"] for u in st.values())
-        self.rss_end = vm_rss_kib(self.d.ns.init_pid)
+        self.rss_end = self.rss_now()
         if not warmed:
             self.rss_warm = self.rss_end
         self.figures["rss_kib"] = {"warm": self.rss_warm, "end": self.rss_end}
