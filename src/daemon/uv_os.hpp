@@ -145,6 +145,7 @@ private:
                                            log::CaptureOptions options, log::Capture::Callbacks cb);
     notify::NotifySocket::Callbacks guard_notify(notify::NotifySocket::Callbacks cb);
     void check_spawns_idle();
+    void spawns_idle_verdict();
 
     Options opts_;
     // vigild's own lines from here (timestamped like the shell's; internal errors rate-limited).
@@ -187,6 +188,7 @@ private:
     std::vector<HandoverSession> adopted_sessions_;
     std::function<void(bool)> idle_wait_;
     std::unique_ptr<Running> idle_limit_;
+    TimePoint idle_deadline_{};
 };
 
 template <class F> bool UvOs::guard(const char *where, F &&f) noexcept {

@@ -64,17 +64,27 @@ void set_cloexec(const std::vector<std::int32_t> &fds, bool on) {
 
 void UvOs::when_spawns_idle(Duration limit, std::function<void(bool)> done) {
     idle_wait_ = std::move(done);
-    idle_limit_ = after(spawns_.empty() ? Duration{0} : limit, [this] {
-        if (auto cb = std::exchange(idle_wait_, nullptr)) cb(spawns_.empty());
-    });
+    idle_deadline_ = now() + limit;
+    idle_limit_ = after(spawns_.empty() ? Duration{0} : limit, [this] { spawns_idle_verdict(); });
 }
 
 // After each spawn answer: a re-exec waiting for the spawner goes on once nothing is pending.
 void UvOs::check_spawns_idle() {
     if (!idle_wait_ || !spawns_.empty()) return;
-    idle_limit_ = after(Duration{0}, [this] {
-        if (auto cb = std::exchange(idle_wait_, nullptr)) cb(spawns_.empty());
-    });
+    idle_limit_ = after(Duration{0}, [this] { spawns_idle_verdict(); });
+}
+
+// The verdict comes a loop turn after the spawner went idle, and a spawn may have been asked
+// for meanwhile (a restart whose backoff ended): the wait then goes on, to the next answer
+// that leaves nothing pending or the limit, whichever comes first. Only the limit says no.
+void UvOs::spawns_idle_verdict() {
+    if (!idle_wait_) return;
+    if (!spawns_.empty() && now() < idle_deadline_) {
+        idle_limit_ = after(idle_deadline_ - now(), [this] { spawns_idle_verdict(); });
+        return;
+    }
+    auto cb = std::exchange(idle_wait_, nullptr);
+    cb(spawns_.empty());
 }
 
 std::string UvOs::exec_self(Handover &h) {

@@ -17,7 +17,8 @@ log files, never from what vigild says about itself (docs/house-style.md §7.8):
   by themselves stopped, every other one running) and with every service stopped; between
   those exact comparisons, checkpoints bound it loosely;
 - vigild's VmRSS grows less than 5% (or 1 MiB, whichever is more) between the end of a ~70 s
-  warm-up and the end (not judged under ASan, whose quarantine grows). The floor is for the
+  warm-up and the end (not judged under ASan, whose quarantine grows); with re-execs, both
+  readings are taken just after one (rss_now). The floor is for the
   bounded rings that go on filling after the warm-up: the global history (4096 records) and
   each unit's (32), filled only as records come; add/remove reloads alone grow vigild by about
   80 KiB per 100 cycles until the 4096th record, then no more;
@@ -28,15 +29,21 @@ log files, never from what vigild says about itself (docs/house-style.md §7.8):
   incarnations' output is complete; the lines forwarded to vigild's stdout are the same;
 - SIGTERM to vigild: it exits 0 and the namespace is empty; no sanitizer report on its stderr.
 
-The driver also SIGKILLs children of vigild caught between fork and exec (or its spawner
-helper, if it has one), and keeps a model of what it stopped: a unit it stopped (or one below a
-supervisor it stopped) is not expected to run until it starts it again. Not judged: the order of chunks across stdout and stderr (two pipes),
-and how short a killed incarnation's output is (what was in its pipe is all there can be).
+The driver also re-executes vigild (`vigilctl reexec`) every VIGIL_SOAK_REEXEC_EVERY seconds
+(default 10, 0: never): the exec must answer ok, keep vigild's pid, and leave vigild tracking
+every service process that lived through it under the same pid (invariant "reexec"); every
+other invariant then holds across the execs too. The driver SIGKILLs children of vigild
+caught between fork and exec (or its spawner helper, if it has one), and keeps a model of what
+it stopped: a unit it stopped (or one below a supervisor it stopped) is not expected to run
+until it starts it again. Not judged: the order of chunks across stdout and stderr (two
+pipes), and how short a killed incarnation's output is (what was in its pipe is all there can
+be).
 
 The soak runs once (setUpClass); each invariant is its own test, so a bug marks only its test.
 ReloadChurn isolates the fd and memory leak the soak found (see its BUG comment).
 Environment: VIGIL_SOAK_SECONDS (driver duration, default 150), VIGIL_SOAK_SEED (default:
-random, printed), VIGIL_TEST_TIMEOUT_MULTIPLIER (bounded waits, e.g. 3 under ASan).
+random, printed), VIGIL_SOAK_REEXEC_EVERY (seconds between re-execs, default 10; 0: none),
+VIGIL_TEST_TIMEOUT_MULTIPLIER (bounded waits, e.g. 3 under ASan).
 
 Run by hand from tests/integration:
     VIGILD=../../build/src/daemon/vigild VIGILCTL=../../build/src/cli/vigilctl \\
@@ -63,6 +70,7 @@ from harness import scaled, wait_until  # noqa: E402
 
 SECONDS = float(os.environ.get("VIGIL_SOAK_SECONDS", "150"))
 SEED = int(os.environ.get("VIGIL_SOAK_SEED", str(random.SystemRandom().randrange(1 << 32))))
+REEXEC_EVERY = float(os.environ.get("VIGIL_SOAK_REEXEC_EVERY", "10"))
 WARMUP = min(30.0, SECONDS / 4)
 CHECKPOINT_EVERY = max(SECONDS / 4, 20.0)
 BACKOFF = {"initial": "10ms", "max": "300ms", "factor": 2, "jitter": 0.2, "reset_after": "2s"}
@@ -339,7 +347,7 @@ class Soak:
         self.rng = random.Random(SEED ^ 0x5EED)
         self.violations: dict = {k: [] for k in (
             "alive", "zombies", "running", "fds", "fds-beyond-removed", "rss", "lines",
-            "forward", "exit", "sanitizer", "strays")}
+            "forward", "exit", "sanitizer", "strays", "reexec")}
         self.figures: dict = {"seed": SEED, "seconds": SECONDS, "actions": {}}
         self.stopped: set = set()      # units the driver stopped (and did not start since)
         self.extra = 0
@@ -690,6 +698,62 @@ class Soak:
             self.tree.write(name)
             self.reload("add")
 
+    def rss_now(self) -> int:
+        """vigild's VmRSS. With re-execs in the chaos, read right after one: a new image starts
+        with a compact heap that the rings and buffers then fill again, so a reading taken
+        soon after an exec and one taken long after it differ by that refill, not by a leak.
+        Both readings just after an exec compare the state that is carried."""
+        if REEXEC_EVERY > 0:
+            for _ in range(5):
+                before = self.figures["actions"].get("reexec", 0)
+                self.reexec()
+                if self.figures["actions"].get("reexec", 0) > before:
+                    break
+                time.sleep(0.5)
+            time.sleep(0.5)
+        return vm_rss_kib(self.d.ns.init_pid)
+
+    def reexec(self) -> None:
+        """vigilctl reexec amid the chaos (the driver waits for it): it answers ok, vigild keeps
+        its pid, and every service process alive before and after is still the one vigild
+        tracks for that service (a lost or doubled child would show as another pid)."""
+        init = self.d.ns.init_pid
+        born = start_time(init)
+        before = {n: u["pid"] for n, u in self.status().items()
+                  if u["kind"] == "service" and u["state"] == "running" and u["pid"]}
+        r = self.ctl("--json", "reexec", timeout=60)
+        if r is None:
+            return
+        if r.returncode != 0 and "again" in r.stderr:
+            # Refused for now, by design: a reload or a removed unit's stop under way, spawns
+            # still in flight (reexec_blocker); the next one comes a few seconds later.
+            self.count("reexec-refused")
+            return
+        if r.returncode != 0:
+            self.violate("reexec", f"reexec: {r.returncode} {r.stdout.strip()} "
+                         f"{r.stderr.strip()}")
+            return
+        self.count("reexec")
+        if self.d.ns.init_pid != init or start_time(init) != born:
+            self.violate("reexec", "vigild's pid or start time changed across the exec")
+        # A process that lives on (alive in /proc before and after a status read that does not
+        # show it) must still be vigild's for that service. Both reads are needed: one that
+        # was being stopped when the exec came may end between the /proc scan and the status.
+        st1 = self.status()
+        kids = self.live_children()
+        st = self.status()
+        for name, pid in sorted(before.items()):
+            shown = (st1.get(name, {}).get("pid"), st.get(name, {}).get("pid"))
+            if pid not in kids or pid in shown:
+                continue
+            host = kids[pid].pid
+            if harness.state_of(host) in (None, "Z") or pid not in self.live_children():
+                continue
+            owner = [n for n, u in st.items() if u.get("pid") == pid]
+            self.violate("reexec", f"{name}: pid {pid} lives on but status says "
+                         f"{st.get(name, {}).get('state')} pid {st.get(name, {}).get('pid')} "
+                         f"(owner now {owner}; {harness.proc_info(host)})")
+
     # -- phases -------------------------------------------------------------------------------
 
     def restore(self) -> None:
@@ -805,9 +869,17 @@ class Soak:
 
     def stop_all_and_measure(self) -> dict:
         self.stop_units(self.tree.supervisors_top())
-        wait_until(lambda: not [n for n, u in self.status().items()
-                                if u["kind"] == "service" and u["state"] != "stopped"],
-                   60, "every service to stop")
+        left: list = []
+
+        def all_stopped() -> bool:
+            left[:] = [(n, u["state"], u["pid"], u.get("exiting")) for n, u in
+                       self.status().items() if u["kind"] == "service" and u["state"] != "stopped"]
+            return not left
+        try:
+            wait_until(all_stopped, 60, "every service to stop")
+        except harness.WaitTimeout:
+            log(f"not stopped: {left[:10]}; {self.diagnose([f'{n}: ' for n, *_ in left[:3]])}")
+            raise
         # vigild's spawner helper (a child named vigild) lives as long as vigild.
         wait_until(lambda: not [p for p in self.d.processes()
                                 if p.pid != self.d.ns.init_pid and p.comm != "vigild"],
@@ -819,6 +891,15 @@ class Soak:
         only by the output pipes of units removed by reloads, 2 per removed unit ("fds-beyond-
         removed")."""
         if len(now) == len(base):
+            return
+        # An incarnation that ended keeps its output pipes, at EOF, in vigild until its unit's
+        # next spawn (Shell::retire); a re-exec does not carry pipes at EOF. After re-execs,
+        # fewer pipes than the baseline, and nothing else different, is by design.
+        k_now, k_base = fd_kinds(now), fd_kinds(base)
+        fewer_pipes = k_base.pop("pipe", 0) - k_now.pop("pipe", 0)
+        if self.figures["actions"].get("reexec") and fewer_pipes > 0 and k_now == k_base:
+            log(f"{where}: {fewer_pipes} pipes fewer than the baseline (ended incarnations' "
+                "pipes at EOF, not carried by a re-exec)")
             return
         # The driver may SIGKILL vigild's spawner helper (kill_spawner); after the second death
         # vigild spawns by itself for good and closes the helper's socket and pidfd. Those two
@@ -868,10 +949,14 @@ class Soak:
         next_cp = t0 + WARMUP
         warmed = False
         checkpoints_done = 0
+        next_reexec = time.monotonic() + REEXEC_EVERY * self.rng.uniform(0.5, 1.5)
         n = 0
         while time.monotonic() - t0 < SECONDS:
             if not self.init_alive():
                 self.check_alive("driver")
+            if REEXEC_EVERY > 0 and time.monotonic() >= next_reexec:
+                self.reexec()
+                next_reexec = time.monotonic() + REEXEC_EVERY * self.rng.uniform(0.5, 1.5)
             self.act()
             n += 1
             time.sleep(self.rng.uniform(0.0, 0.08))
@@ -885,18 +970,22 @@ class Soak:
                 # has logged once; measured curves plateau there (+8% to t=68s, +2% after).
                 if not warmed and checkpoints_done >= 2:
                     warmed = True
-                    self.rss_warm = vm_rss_kib(self.d.ns.init_pid)
+                    self.rss_warm = self.rss_now()
                     log(f"warm-up over: RSS {self.rss_warm} KiB")
                 t0 += time.monotonic() - pause   # checkpoints do not eat the chaos time
                 next_cp = time.monotonic() + CHECKPOINT_EVERY
         self.figures["actions_total"] = n
+        if REEXEC_EVERY > 0 and SECONDS >= 2 * REEXEC_EVERY and not self.figures["actions"].get(
+                "reexec"):
+            self.violate("reexec", f"no re-exec went through in {SECONDS:.0f} s "
+                         f"({self.figures['actions'].get('reexec-refused', 0)} refused)")
         log(f"driver done: {n} actions {self.figures['actions']}")
 
         self.restore()
         self.checkpoint("end")
         st = self.status()
         self.figures["restarts"] = sum(u["restarts"] for u in st.values())
-        self.rss_end = vm_rss_kib(self.d.ns.init_pid)
+        self.rss_end = self.rss_now()
         if not warmed:
             self.rss_warm = self.rss_end
         self.figures["rss_kib"] = {"warm": self.rss_warm, "end": self.rss_end}
@@ -1120,6 +1209,9 @@ class SoakTest(unittest.TestCase):
 
     def test_no_sanitizer_report(self):
         self.verdict("sanitizer")
+
+    def test_reexec_keeps_vigild_and_every_process(self):
+        self.verdict("reexec")
 
 
 class ReloadChurn(unittest.TestCase):
