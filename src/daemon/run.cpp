@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -215,6 +216,14 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
                                     "; the old services were stopped and the tree started afresh");
             answer_refusal(*carried, refused, true);
         }
+    }
+    // The state read across a re-exec (the core's bytes, every ring's copy) and the units' copy
+    // are no longer needed; the heap they took goes back to the kernel now, not at the next
+    // trim, so that vigild after a re-exec is the size it was before.
+    if (carried) {
+        carried.reset();
+        tree_copy.reset();
+        malloc_trim(0);
     }
     os.run();
     return shell.exit_status().value_or(1);
