@@ -911,6 +911,19 @@ void Server::on_connection(int status) {
         return;
     }
     if (closing_) return;
+    std::shared_ptr<Session> s = new_session();
+    if (int r = uv_accept(reinterpret_cast<uv_stream_t *>(listener_), s->stream_handle()); r != 0) {
+        log(std::string("control: accept: ") + uv_strerror(r));
+        s->close_now();
+        return;
+    }
+    s->idle_since_ = s->now();
+    identify(*s);
+    admit(s);
+}
+
+// A session with its handles, in sessions_, before its socket is known.
+std::shared_ptr<Session> Server::new_session() {
     auto s = std::make_shared<Session>(this, next_id_++);
     sessions_.reserve(sessions_.size() + 1); // the last allocation: nothing below throws
     uv_pipe_init(loop_, &s->pipe_, 0);
@@ -921,14 +934,7 @@ void Server::on_connection(int status) {
     s->self_ = s;
     // From here on only close_now() ends the session; the close callback drops self_.
     sessions_.push_back(s);
-    if (int r = uv_accept(reinterpret_cast<uv_stream_t *>(listener_), s->stream_handle()); r != 0) {
-        log(std::string("control: accept: ") + uv_strerror(r));
-        s->close_now();
-        return;
-    }
-    s->idle_since_ = s->now();
-    identify(*s);
-    admit(s);
+    return s;
 }
 
 // Who is on the other end (SO_PEERCRED), and what it may do.
@@ -970,15 +976,7 @@ void Server::adopt_session(int fd, std::string pending) {
         ::close(fd);
         return;
     }
-    auto s = std::make_shared<Session>(this, next_id_++);
-    sessions_.reserve(sessions_.size() + 1);
-    uv_pipe_init(loop_, &s->pipe_, 0);
-    uv_timer_init(loop_, &s->timer_);
-    s->pipe_.data = s.get();
-    s->timer_.data = s.get();
-    s->handles_open_ = 2;
-    s->self_ = s;
-    sessions_.push_back(s);
+    std::shared_ptr<Session> s = new_session();
     if (uv_pipe_open(&s->pipe_, fd) != 0) {
         ::close(fd);
         s->close_now();

@@ -146,6 +146,7 @@ private:
     void flush_suppressed() noexcept;
     void on_connection(int status);
     void identify(Session &s);
+    std::shared_ptr<Session> new_session();
     uv_pipe_t *listening_pipe(int fd, int &err, std::string &what);
     void accept_on(uv_pipe_t *pipe);
     void turn_away() noexcept;
