@@ -538,3 +538,29 @@ def read_text(path: str) -> str:
 
 def lines_of(path: str) -> list:
     return read_text(path).splitlines()
+
+
+def vm_rss_kib(pid: int) -> int:
+    """The process's resident memory (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def start_time(pid: int) -> Optional[int]:
+    """The process's start time (clock ticks after boot, /proc/PID/stat field 22), None when it
+    is gone: with the pid, it names one process for good."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def uses_asan(pid: int) -> bool:
+    """The process runs a sanitizer build (libasan is mapped)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()

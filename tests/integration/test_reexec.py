@@ -59,7 +59,7 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from daemon import Daemon, cmdline  # noqa: E402
-from harness import scaled, wait_until  # noqa: E402
+from harness import scaled, start_time, uses_asan, vm_rss_kib, wait_until  # noqa: E402
 
 PYTHON = sys.executable
 REEXECS = 3
@@ -138,28 +138,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_time(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[19])
-
-
-def vm_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def uses_asan(pid: int) -> bool:
-    with open(f"/proc/{pid}/maps") as f:
-        return "libasan" in f.read()
 
 
 def fds_of(pid: int) -> dict:

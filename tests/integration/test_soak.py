@@ -66,7 +66,7 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from daemon import Daemon, cmdline  # noqa: E402
-from harness import scaled, wait_until  # noqa: E402
+from harness import scaled, start_time, uses_asan, vm_rss_kib, wait_until  # noqa: E402
 
 SECONDS = float(os.environ.get("VIGIL_SOAK_SECONDS", "150"))
 SEED = int(os.environ.get("VIGIL_SOAK_SEED", str(random.SystemRandom().randrange(1 << 32))))
@@ -312,28 +312,6 @@ def fd_kinds(fds: dict) -> dict:
             k = target
         kinds[k] = kinds.get(k, 0) + 1
     return dict(sorted(kinds.items()))
-
-
-def vm_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def start_time(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[19])
-
-
-def uses_asan(pid: int) -> bool:
-    with open(f"/proc/{pid}/maps") as f:
-        return "libasan" in f.read()
 
 
 # --------------------------------------------------------------------------- the soak
