@@ -849,9 +849,15 @@ class Soak:
         self.stop_units(self.tree.supervisors_top())
         left: list = []
 
+        # A service that ends by itself may end between the last start and this stop: it
+        # then reads "exited" (down, ended by itself, not restarted), which is as down as
+        # "stopped". Any other service must read "stopped".
+        def down(n: str, u: dict) -> bool:
+            return u["state"] == "stopped" or (u["state"] == "exited" and n in self.tree.periodic)
+
         def all_stopped() -> bool:
             left[:] = [(n, u["state"], u["pid"], u.get("exiting")) for n, u in
-                       self.status().items() if u["kind"] == "service" and u["state"] != "stopped"]
+                       self.status().items() if u["kind"] == "service" and not down(n, u)]
             return not left
         try:
             wait_until(all_stopped, 60, "every service to stop")
