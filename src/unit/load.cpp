@@ -1194,10 +1194,12 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
             std::vector<ChildId> after;
             for (auto t : res.after_edges_[i])
                 after.insert(after.end(), ids_of[t].begin(), ids_of[t].end());
+            const bool supervisor = r.spec.kind == Kind::Supervisor;
             for (int k = 1; k <= copies; ++k) {
                 ChildId id{static_cast<std::uint32_t>(out.tree.nodes.size())};
-                core::ChildSpec spec = r.spec;
-                Unit unit = r.unit;
+                // The last (most often the only) copy takes the parsed unit as it is.
+                core::ChildSpec spec = k == copies ? std::move(r.spec) : r.spec;
+                Unit unit = k == copies ? std::move(r.unit) : r.unit;
                 spec.parent = parent;
                 spec.name = r.instances == 0 ? r.name : r.name + "@" + std::to_string(k);
                 spec.unit = r.name;
@@ -1219,7 +1221,7 @@ void lay_out(std::vector<Raw> &raws, const Resolver &res, std::size_t root, Load
                 if (parent) out.tree.nodes[parent->value].children.push_back(id);
                 ids.push_back(id);
             }
-            if (r.spec.kind == Kind::Supervisor)
+            if (supervisor)
                 for (auto c : start_order(kids[i]))
                     add(c, ids[0]);
         };
