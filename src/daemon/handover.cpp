@@ -239,6 +239,7 @@ std::string encode_payload(const Handover &h) {
     });
     w.str(h.cgroup_root);
     w.num(h.cgroup_lock_fd);
+    w.num(h.retired_fd);
     return p;
 }
 
@@ -279,6 +280,7 @@ void decode_payload(Reader &r, Handover &h) {
     }
     h.cgroup_root = r.str("cgroup root");
     h.cgroup_lock_fd = r.num<std::int32_t>("cgroup lock fd");
+    h.retired_fd = r.num<std::int32_t>("retired loop fd");
     if (!r.done()) throw Refused("trailing bytes after the payload");
 }
 
@@ -311,6 +313,7 @@ void check_fds(const Handover &h) {
     for (const HandoverSession &s : h.sessions)
         name(s.fd, "control connection");
     name(h.cgroup_lock_fd, "cgroup lock");
+    name(h.retired_fd, "retired loop");
     name(h.requester_fd, "client connection");
 }
 

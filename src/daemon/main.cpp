@@ -17,6 +17,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "handover.hpp"
 #include "options.hpp"
 #include "run.hpp"
 #include "vigil/unit/unit.hpp"
@@ -25,8 +26,10 @@
 // The state format this binary reads across a re-exec (handover.hpp). The build makes a
 // second binary, vigild-nextversion, that reads another one: what a newer vigild that cannot
 // read this state does is tested with it.
-#ifndef VIGIL_HANDOVER_VERSION
-#define VIGIL_HANDOVER_VERSION 1
+#ifdef VIGIL_HANDOVER_NEXT
+#define VIGIL_HANDOVER_VERSION (vigil::daemon::handover_payload_version + 1)
+#else
+#define VIGIL_HANDOVER_VERSION vigil::daemon::handover_payload_version
 #endif
 
 namespace {

@@ -259,15 +259,17 @@ std::string Shell::export_unit(ChildId id, Handover &h) {
 
 // ---- the new binary ----------------------------------------------------------------------
 
-bool Shell::adopt(Handover &h, const unit::LoadResult &loaded, std::string &error) {
-    core::RestoreResult rr = core::Core::restore(core_tree(loaded.tree, loaded.units), h.core);
+bool Shell::adopt(Handover &h, const core::TreeSpec &loaded_tree, std::string &error) {
+    // units_ are still the files' units, in the order of loaded_tree (the constructor's).
+    const core::TreeSpec next = core_tree(loaded_tree, units_);
+    core::RestoreResult rr = core::Core::restore(next, h.core);
     if (!rr.core) {
         error = "reexec state: " + rr.error;
         return false;
     }
     const core::Core &c = *rr.core;
-    std::map<std::string, const unit::Unit *> by_name;
-    for (const unit::Unit &u : loaded.units)
+    std::map<std::string_view, const unit::Unit *> by_name;
+    for (const unit::Unit &u : units_)
         by_name.emplace(u.name, &u);
     std::vector<std::optional<log::Ring>> rings(h.units.size());
     for (std::size_t i = 0; i < h.units.size(); ++i) {
@@ -296,22 +298,31 @@ bool Shell::adopt(Handover &h, const unit::LoadResult &loaded, std::string &erro
             error = "reexec state: process " + std::to_string(p.pid) + " of no child";
             return false;
         }
-    take_state(h, loaded, *rr.core, rings);
+    take_state(h, next, *rr.core, rings);
     return true;
 }
 
 // adopt(), once everything was checked: nothing here can refuse.
-void Shell::take_state(Handover &h, const unit::LoadResult &loaded, core::Core &restored,
+void Shell::take_state(Handover &h, const core::TreeSpec &next, core::Core &restored,
                        std::vector<std::optional<log::Ring>> &rings) {
     core_.swap(restored);
-    std::map<std::string, unit::Unit> by_name;
-    for (const unit::Unit &u : loaded.units)
-        by_name.emplace(u.name, u);
-    std::vector<std::uint64_t> fingerprints;
-    for (std::uint32_t i = 0; i < core_.size(); ++i)
-        fingerprints.push_back(core_.spec(ChildId{i}).fingerprint);
+    // The units by the restored core's ids: as they are when its children are the files' in
+    // the same order (no child removed by a reload in between), by name otherwise.
     rt_.clear();
-    align_units(by_name, fingerprints);
+    bool aligned = units_.size() == core_.size();
+    for (std::uint32_t i = 0; aligned && i < core_.size(); ++i)
+        aligned = units_[i].name == core_.spec(ChildId{i}).name;
+    if (aligned) {
+        rt_.resize(core_.size());
+    } else {
+        std::map<std::string, unit::Unit> by_name;
+        for (unit::Unit &u : units_) {
+            std::string name = u.name;
+            by_name.emplace(std::move(name), std::move(u));
+        }
+        units_.clear();
+        align_units(by_name, {});
+    }
     seq_.next = h.log_seq_next;
     orphans_reaped_ = h.orphans_reaped;
     generation_ = h.generation;
@@ -333,7 +344,7 @@ void Shell::take_state(Handover &h, const unit::LoadResult &loaded, core::Core &
     // The units as this binary read them, applied as a reload would (nothing changes when
     // they are the ones that ran): the actions are carried out by resume().
     std::vector<core::Action> out;
-    core_.reconfigure(core_tree(loaded.tree, loaded.units), os_.now(), out);
+    core_.reconfigure(next, os_.now(), out);
     for (core::Action &a : out)
         adopted_actions_.push_back(std::move(a));
 }

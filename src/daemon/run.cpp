@@ -92,34 +92,42 @@ void attach_manager(Shell &shell, UvOs &os, notify::ManagerEnv env) {
                                                         env.socket, env.watchdog_usec));
 }
 
-// The state a re-exec carried (handover.hpp), when VIGIL_REEXEC_STATE names it: read, and every
-// descriptor it lists made close-on-exec again (the spawner helper forks next and must not
-// hold them). nullopt for an ordinary start.
-std::optional<HandoverRead> take_handover(std::uint32_t version) {
+// The descriptor of the state a re-exec carried (handover.hpp), when VIGIL_REEXEC_STATE names
+// one; the variable leaves the environment (before the spawner helper forks: no service sees
+// it). nullopt for an ordinary start; -1 when the variable names no state.
+std::optional<int> take_handover_fd() {
     const char *v = std::getenv(handover_env);
     if (!v) return std::nullopt;
     char *end = nullptr;
     errno = 0;
     const long fd = std::strtol(v, &end, 10);
+    const bool ok = errno == 0 && end && *end == '\0' && fd >= 0 && fd <= 1 << 24 &&
+                    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC) == 0;
     ::unsetenv(handover_env);
+    return ok ? static_cast<int>(fd) : -1;
+}
+
+// The state in `fd` (take_handover_fd()), read, and every descriptor it lists made
+// close-on-exec again.
+HandoverRead read_handover(int fd, std::uint32_t version) {
     HandoverRead out;
     struct stat st {};
-    if (errno != 0 || !end || *end != '\0' || fd < 0 || fd > 1 << 24 ||
-        ::fstat(static_cast<int>(fd), &st) != 0 ||
+    if (fd < 0 || ::fstat(fd, &st) != 0 ||
         static_cast<std::uint64_t>(st.st_size) > handover_max_bytes) {
-        out.error = "reexec state: " + std::string(handover_env) + "=" + v + " names no state";
+        out.error = "reexec state: " + std::string(handover_env) + " names no state";
+        if (fd >= 0) ::close(fd);
         return out;
     }
     std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
     std::size_t done = 0;
     while (done < bytes.size()) {
-        const ssize_t n = ::pread(static_cast<int>(fd), bytes.data() + done, bytes.size() - done,
-                                  static_cast<off_t>(done));
+        const ssize_t n =
+            ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         done += static_cast<std::size_t>(n);
     }
-    ::close(static_cast<int>(fd));
+    ::close(fd);
     bytes.resize(done);
     out = decode_handover(bytes, version);
     for (std::int32_t f : out.state.fds)
@@ -129,14 +137,14 @@ std::optional<HandoverRead> take_handover(std::uint32_t version) {
 
 // A re-exec whose state this binary cannot take: the old services are stopped (their units'
 // longest stop timeout, at least 10 s) and the tree starts afresh; the client hears why.
-void abandon(const HandoverRead &carried, const std::string &why, const unit::LoadResult *loaded) {
+void abandon(const HandoverRead &carried, const std::string &why, const core::TreeSpec *tree) {
     std::fprintf(stderr,
                  "vigild: %s; stopping the services the old vigild ran and starting "
                  "the tree afresh\n",
                  why.c_str());
     Duration grace{10'000};
-    if (loaded)
-        for (const core::ChildSpec &n : loaded->tree.nodes)
+    if (tree)
+        for (const core::ChildSpec &n : tree->nodes)
             grace = std::max(grace,
                              std::min(n.stop.timeout.value_or(Duration{60'000}), Duration{60'000}));
     if (carried.envelope_read) abandon_handover(carried.state, grace);
@@ -162,12 +170,16 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     // manager's variables leave vigild's environment, so no service inherits them; so does a
     // re-exec's state.
     notify::ManagerEnv manager = notify::take_manager_env();
-    std::optional<HandoverRead> carried = take_handover(opts.handover_version);
-    // Then, while vigild holds almost no descriptors and little memory: services are spawned
-    // from this small helper (forked by UvOs), so that no spawn copies vigild's thousands of
-    // descriptors (vigil/proc/spawner.hpp), and the helper shares vigild's pages as they were
-    // before the units were read.
+    const std::optional<int> handover_fd = take_handover_fd();
+    // Then, while vigild holds little memory: services are spawned from this small helper
+    // (forked by UvOs; it closes every descriptor it does not need), so that no spawn copies
+    // vigild's thousands of descriptors (vigil/proc/spawner.hpp), and the helper shares
+    // vigild's pages as they were before the units were read.
     UvOs os(opts);
+    // What a re-exec carried, then the unit files. (Reading the files on a thread of their own
+    // meanwhile was tried: no shorter in total, and the units then live in another arena.)
+    std::optional<HandoverRead> carried;
+    if (handover_fd) carried = read_handover(*handover_fd, opts.handover_version);
     std::optional<unit::LoadResult> loaded = load();
     if (!loaded) {
         if (carried) {
@@ -183,8 +195,8 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
         opts.service_nofile =
             std::make_pair(carried->state.service_nofile_cur, carried->state.service_nofile_max);
     os.start_spawner();
-    std::optional<unit::LoadResult> tree_copy;
-    if (adopting) tree_copy = *loaded;
+    std::optional<core::TreeSpec> tree_copy; // the shell takes `loaded`; adopt() wants its tree
+    if (adopting) tree_copy = loaded->tree;
     Shell shell(os, opts, std::move(*loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
     attach_manager(shell, os, std::move(manager));
@@ -217,13 +229,22 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
             answer_refusal(*carried, refused, true);
         }
     }
-    // The state read across a re-exec (the core's bytes, every ring's copy) and the units' copy
-    // are no longer needed; the heap they took goes back to the kernel now, not at the next
-    // trim, so that vigild after a re-exec is the size it was before.
+    // The state read across a re-exec (the core's bytes, every ring's copy) and the tree's copy
+    // are no longer needed; the heap they took goes back to the kernel, not at some later
+    // trim, so that vigild after a re-exec is the size it was before. Not before the loop ran
+    // a while: the clients that waited in the sockets' backlog during the exec come first.
+    // The old binary's loop goes then too (handover.hpp: retired_fd).
+    std::unique_ptr<Running> release;
     if (carried) {
-        carried.reset();
-        tree_copy.reset();
-        malloc_trim(0);
+        if (!adopted) carried->state.retired_fd = -1; // closed with the rest by abandon()
+        auto state = std::make_shared<std::optional<HandoverRead>>(std::move(carried));
+        auto tree = std::make_shared<std::optional<core::TreeSpec>>(std::move(tree_copy));
+        release = os.after(Duration{200}, [state, tree, &os] {
+            if ((*state)->state.retired_fd >= 0) os.close_fd((*state)->state.retired_fd);
+            state->reset();
+            tree->reset();
+            malloc_trim(0);
+        });
     }
     os.run();
     return shell.exit_status().value_or(1);

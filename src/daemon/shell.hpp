@@ -146,9 +146,11 @@ public:
     // binary answers the client.
     void reexec(std::string who, ReexecClient client,
                 std::function<void(const std::string &why)> failed);
-    // The new binary, before the Os attaches: takes the old one's state. False, with why, when
-    // it cannot; then nothing was taken (the caller stops the old services and starts afresh).
-    bool adopt(Handover &h, const unit::LoadResult &loaded, std::string &error);
+    // The new binary, before the Os attaches and before start(): takes the old one's state into
+    // the shell made from the unit files (`loaded_tree`: their LoadResult's tree, as read).
+    // False, with why, when it cannot; then nothing was taken (the caller stops the old
+    // services and starts afresh).
+    bool adopt(Handover &h, const core::TreeSpec &loaded_tree, std::string &error);
     // After adopt() and the Os's attach(): probes, the output that ended meanwhile, the core's
     // deadline, the service manager; answers the client.
     void resume(const Handover &h);
@@ -236,7 +238,7 @@ private:
     std::string export_state(Handover &h);
     std::string export_unit(ChildId id, Handover &h);
     HandoverRun export_run(const Run &run, Handover &h);
-    void take_state(Handover &h, const unit::LoadResult &loaded, core::Core &restored,
+    void take_state(Handover &h, const core::TreeSpec &next, core::Core &restored,
                     std::vector<std::optional<log::Ring>> &rings);
     void adopt_unit(const HandoverUnit &hu, std::optional<log::Ring> &ring);
     std::unique_ptr<Run> adopt_run(ChildId id, const HandoverRun &x);

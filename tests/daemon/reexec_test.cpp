@@ -20,7 +20,7 @@ daemon::Handover sample() {
     daemon::Handover h;
     h.requester_fd = 9;
     h.requester_id = "7";
-    h.fds = {9, 10, 11, 12, 13};
+    h.fds = {9, 10, 11, 12, 13, 14};
     h.services = {{100, "/sys/fs/cgroup/vigil.1/web"}, {101, ""}};
     h.generation = 3;
     h.core = {1, 2, 3, 4, 5};
@@ -45,6 +45,7 @@ daemon::Handover sample() {
     h.units.push_back(u);
     h.processes = {{100, 1, 2}};
     h.held = {{"tcp 0.0.0.0:80", 13}};
+    h.retired_fd = 14;
     return h;
 }
 
@@ -79,6 +80,7 @@ TEST_SUITE("daemon") {
         CHECK(r.state.units[0].runs[0].out_pending == "half a li");
         CHECK(r.state.units[0].failures[0].message == "status 500");
         CHECK(r.state.held[0].key == "tcp 0.0.0.0:80");
+        CHECK(r.state.retired_fd == 14);
         CHECK(r.state.services[0].cgroup == "/sys/fs/cgroup/vigil.1/web");
         // Every truncation is refused.
         for (std::size_t n = 0; n < bytes.size(); ++n)
@@ -92,10 +94,12 @@ TEST_SUITE("daemon") {
         CHECK_FALSE(f.payload_read);
         CHECK(f.error.find("checksum") != std::string::npos);
         // Another format version: refused whole, the envelope still read.
-        daemon::HandoverRead v = daemon::decode_handover(bytes, 2);
+        daemon::HandoverRead v =
+            daemon::decode_handover(bytes, daemon::handover_payload_version + 1);
         CHECK(v.envelope_read);
         CHECK_FALSE(v.payload_read);
-        CHECK(v.error.find("format version 1") != std::string::npos);
+        CHECK(v.error.find("format version " + std::to_string(daemon::handover_payload_version)) !=
+              std::string::npos);
         CHECK(v.state.services.size() == 2);
         CHECK(v.state.requester_fd == 9);
         // A descriptor the envelope does not list.
@@ -165,7 +169,7 @@ TEST_SUITE("daemon") {
         os2.shell = &shell2;
         const unit::LoadResult loaded = load_units(units);
         std::string error;
-        REQUIRE_MESSAGE(shell2.adopt(carried, loaded, error), error);
+        REQUIRE_MESSAGE(shell2.adopt(carried, loaded.tree, error), error);
         shell2.resume(carried);
         CHECK(os2.spawns.empty()); // nothing was started again
         const core::Core &c2 = shell2.core();
