@@ -7,9 +7,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shell.hpp"
@@ -94,22 +96,35 @@ void attach_manager(Shell &shell, UvOs &os, notify::ManagerEnv env) {
 
 // The descriptor of the state a re-exec carried (handover.hpp), when VIGIL_REEXEC_STATE names
 // one; the variable leaves the environment (before the spawner helper forks: no service sees
-// it). nullopt for an ordinary start; -1 when the variable names no state.
-std::optional<int> take_handover_fd() {
+// it). nullopt for an ordinary start; fd -1 when the variable names no state.
+// Every descriptor from 3 up is close-on-exec again: the ones carried (thousands: one
+// close_range() call, while vigild runs one thread, where one fcntl() each took milliseconds
+// once the loop's threads shared the table), and any that vigild's own parent left open, which
+// vigild never hands on (a service gets exactly the descriptors its unit names). A kernel
+// without CLOSE_RANGE_CLOEXEC (before 5.11): read_handover() sets each carried one.
+struct HandoverFd {
+    int fd = -1;
+    bool all_cloexec = false;
+};
+std::optional<HandoverFd> take_handover_fd() {
     const char *v = std::getenv(handover_env);
     if (!v) return std::nullopt;
     char *end = nullptr;
     errno = 0;
     const long fd = std::strtol(v, &end, 10);
-    const bool ok = errno == 0 && end && *end == '\0' && fd >= 0 && fd <= 1 << 24 &&
-                    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC) == 0;
+    const bool ok = errno == 0 && end && *end == '\0' && fd >= 0 && fd <= 1 << 24;
     ::unsetenv(handover_env);
-    return ok ? static_cast<int>(fd) : -1;
+    HandoverFd out;
+    out.all_cloexec = ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
+    if (!ok) return out;
+    out.fd = static_cast<int>(fd);
+    if (!out.all_cloexec) (void)::fcntl(out.fd, F_SETFD, FD_CLOEXEC);
+    return out;
 }
 
-// The state in `fd` (take_handover_fd()), read, and every descriptor it lists made
-// close-on-exec again.
-HandoverRead read_handover(int fd, std::uint32_t version) {
+// The state in `h.fd` (take_handover_fd()), read.
+HandoverRead read_handover(HandoverFd h, std::uint32_t version) {
+    const int fd = h.fd;
     HandoverRead out;
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 ||
@@ -130,8 +145,9 @@ HandoverRead read_handover(int fd, std::uint32_t version) {
     ::close(fd);
     bytes.resize(done);
     out = decode_handover(bytes, version);
-    for (std::int32_t f : out.state.fds)
-        (void)::fcntl(f, F_SETFD, FD_CLOEXEC);
+    if (!h.all_cloexec)
+        for (std::int32_t f : out.state.fds)
+            (void)::fcntl(f, F_SETFD, FD_CLOEXEC);
     return out;
 }
 
@@ -170,7 +186,7 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     // manager's variables leave vigild's environment, so no service inherits them; so does a
     // re-exec's state.
     notify::ManagerEnv manager = notify::take_manager_env();
-    const std::optional<int> handover_fd = take_handover_fd();
+    const std::optional<HandoverFd> handover_fd = take_handover_fd();
     // Then, while vigild holds little memory: services are spawned from this small helper
     // (forked by UvOs; it closes every descriptor it does not need), so that no spawn copies
     // vigild's thousands of descriptors (vigil/proc/spawner.hpp), and the helper shares

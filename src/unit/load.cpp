@@ -1418,6 +1418,7 @@ LoadResult load_dir(const std::filesystem::path &dir) {
              "cannot read unit directory \"" + dir.string() + "\": " + errno_text(listing.error)});
 
     std::vector<Raw> raws;
+    raws.reserve(listing.entries.size() + 1); // a Raw is large: moved once, not at each growth
     std::optional<std::size_t> root;
     Identities ids;
     HeldSockets sockets;
