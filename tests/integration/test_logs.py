@@ -557,7 +557,10 @@ class Logs(unittest.TestCase):
             d, "st", "echo FATAL; sleep 0.3", [{"match": "FATAL", "action": "stop"}],
             restart="permanent")})
         wait_until(lambda: "st | FATAL" in d.stdout(), 10, "the match")
-        d.wait_gone("st", timeout=10)
+        # main_pid() finds the testsvc the script execs; until then the service is a shell
+        # (the match comes from it), so the wait is for the shell too.
+        wait_until(lambda: d.main_pid("st") is None and not children(d.ns.init_pid, "sh"),
+                   10, "st's shell to be stopped")
         self.assertTrue(holds_for(lambda: d.main_pid("st") is None and not children(
             d.ns.init_pid, "sh"), 1.0))
         self.assertIn("FATAL", self.events_text(d, "st"))
