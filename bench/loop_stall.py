@@ -109,13 +109,10 @@ def main() -> int:
     build = sys.argv[1] if len(sys.argv) > 1 else "build-bench"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     trials = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    vigild = os.environ.get("VIGILD", os.path.join(build, "src/daemon/vigild"))
-    vigilctl = os.environ.get("VIGILCTL", os.path.join(build, "src/cli/vigilctl"))
-    for f in (vigild, vigilctl):
-        if not os.access(f, os.X_OK):
-            print(f"loop_stall: {f} is not built (ninja -C {build} src/daemon/vigild "
-                  "src/cli/vigilctl)", file=sys.stderr)
-            return 2
+    found = vigild_ns.binaries(build, "loop_stall")
+    if found is None:
+        return 2
+    vigild, vigilctl = found
     rows = []
     for name, run in ((f"start {n} services", lambda: scenario_start(vigild, vigilctl, n)),
                       ("log-block (a log file that takes nothing)",

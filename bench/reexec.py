@@ -172,13 +172,10 @@ def main() -> int:
     args = ap.parse_args()
     if not 1 <= args.trials <= 50 or not 1 <= args.services <= 10000:
         ap.error("--trials is 1..50, --services 1..10000")
-    vigild = os.environ.get("VIGILD", os.path.join(args.build_dir, "src/daemon/vigild"))
-    vigilctl = os.environ.get("VIGILCTL", os.path.join(args.build_dir, "src/cli/vigilctl"))
-    for f in (vigild, vigilctl):
-        if not os.access(f, os.X_OK):
-            print(f"reexec: {f} is not built (ninja -C {args.build_dir} src/daemon/vigild "
-                  "src/cli/vigilctl)", file=sys.stderr)
-            return 2
+    found = vigild_ns.binaries(args.build_dir, "reexec")
+    if found is None:
+        return 2
+    vigild, vigilctl = found
     rows = trial_run(vigild, vigilctl, args.services, args.trials)
     if not args.markdown:
         print(f"{args.trials} re-execs of one vigild with {args.services} services; medians, "

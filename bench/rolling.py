@@ -169,13 +169,10 @@ def main() -> int:
     args = ap.parse_args()
     if not 1 <= args.trials <= 20 or not 1 <= args.clients <= 256:
         ap.error("--trials is 1..20, --clients 1..256")
-    vigild = os.environ.get("VIGILD", os.path.join(args.build_dir, "src/daemon/vigild"))
-    vigilctl = os.environ.get("VIGILCTL", os.path.join(args.build_dir, "src/cli/vigilctl"))
-    for f in (vigild, vigilctl):
-        if not os.access(f, os.X_OK):
-            print(f"rolling: {f} is not built (ninja -C {args.build_dir} src/daemon/vigild "
-                  "src/cli/vigilctl)", file=sys.stderr)
-            return 2
+    found = vigild_ns.binaries(args.build_dir, "rolling")
+    if found is None:
+        return 2
+    vigild, vigilctl = found
     variants = [args.only] if args.only else ["listen", "nolisten"]
     results = {v: [] for v in variants}
     for i in range(args.trials):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 
@@ -16,6 +17,19 @@ def ns_prefix() -> list:
     base = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
     return base if os.geteuid() == 0 else ["unshare", "-Ur", "--pid", "--fork", "--mount-proc",
                                            "--kill-child"]
+
+
+def binaries(build_dir: str, script: str):
+    """(vigild, vigilctl) of build_dir ($VIGILD and $VIGILCTL override them), or None after
+    saying on stderr, in `script`'s name, which is not built."""
+    vigild = os.environ.get("VIGILD", os.path.join(build_dir, "src/daemon/vigild"))
+    vigilctl = os.environ.get("VIGILCTL", os.path.join(build_dir, "src/cli/vigilctl"))
+    for f in (vigild, vigilctl):
+        if not os.access(f, os.X_OK):
+            print(f"{script}: {f} is not built (ninja -C {build_dir} src/daemon/vigild "
+                  "src/cli/vigilctl)", file=sys.stderr)
+            return None
+    return vigild, vigilctl
 
 
 class Vigild:
