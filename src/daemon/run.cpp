@@ -97,11 +97,12 @@ void attach_manager(Shell &shell, UvOs &os, notify::ManagerEnv env) {
 // The descriptor of the state a re-exec carried (handover.hpp), when VIGIL_REEXEC_STATE names
 // one; the variable leaves the environment (before the spawner helper forks: no service sees
 // it). nullopt for an ordinary start; fd -1 when the variable names no state.
-// Every descriptor from 3 up is close-on-exec again: the ones carried (thousands: one
-// close_range() call, while vigild runs one thread, where one fcntl() each took milliseconds
-// once the loop's threads shared the table), and any that vigild's own parent left open, which
-// vigild never hands on (a service gets exactly the descriptors its unit names). A kernel
-// without CLOSE_RANGE_CLOEXEC (before 5.11): read_handover() sets each carried one.
+// Every descriptor from 3 up is close-on-exec again, with one close_range() call while vigild
+// runs one thread (the carried ones are thousands, and an fcntl() each is slow once threads
+// share the table: bench/README.md, "Where the pause goes"), and so is any that vigild's own
+// parent left open, which vigild never hands on (a service gets exactly the descriptors its
+// unit names). A kernel without CLOSE_RANGE_CLOEXEC (before 5.11): read_handover() sets each
+// carried one.
 struct HandoverFd {
     int fd = -1;
     bool all_cloexec = false;
@@ -192,8 +193,8 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     // vigild's thousands of descriptors (vigil/proc/spawner.hpp), and the helper shares
     // vigild's pages as they were before the units were read.
     UvOs os(opts);
-    // What a re-exec carried, then the unit files. (Reading the files on a thread of their own
-    // meanwhile was tried: no shorter in total, and the units then live in another arena.)
+    // What a re-exec carried, then the unit files (one after the other: bench/README.md,
+    // "Where the pause goes", says why not on two threads).
     std::optional<HandoverRead> carried;
     if (handover_fd) carried = read_handover(*handover_fd, opts.handover_version);
     std::optional<unit::LoadResult> loaded = load();
