@@ -27,7 +27,7 @@ void Shell::start_probes(ChildId id, Incarnation inc,
     Run *run = find_run(id, inc);
     if (!run) return;
     const unit::Unit &u = units_[id.value];
-    probe::MonitorSpecs specs{u.startup, u.liveness, u.readiness ? u.readiness : u.ready.probe};
+    probe::MonitorSpecs specs = probe::specs_for(u);
     if (specs.empty()) return;
     probe::Monitor::Callbacks cb;
     // The probe that decides readiness (readiness, or ready's) is also a readiness method: its

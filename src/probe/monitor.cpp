@@ -7,9 +7,9 @@ namespace vigil::probe {
 
 MonitorSpecs specs_for(const unit::Unit &u) {
     MonitorSpecs s;
-    s.startup = u.startup;
-    s.liveness = u.liveness;
-    s.readiness = u.readiness ? u.readiness : u.ready.probe;
+    s.startup = u.startup.optional();
+    s.liveness = u.liveness.optional();
+    s.readiness = u.readiness ? u.readiness.optional() : u.ready.probe.optional();
     return s;
 }
 

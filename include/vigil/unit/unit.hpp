@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "vigil/boxed.hpp"
 #include "vigil/core/event.hpp"
 #include "vigil/core/spec.hpp"
 #include "vigil/proc/spawn.hpp"
@@ -92,7 +93,7 @@ struct ReadySpec {
     bool notify = false;            // NOTIFY_SOCKET (sd_notify READY=1)
     std::optional<int> fd;          // s6/dinit: a newline written to this fd
     std::optional<std::string> log; // a line matching this regex
-    std::optional<ProbeSpec> probe; // a probe that succeeds
+    Boxed<ProbeSpec> probe;         // a probe that succeeds
     Duration timeout{90'000};       // start timeout (also in core::ChildSpec::start_timeout)
     bool any() const { return notify || fd || log || probe; }
 };
@@ -134,7 +135,7 @@ struct Unit {
     proc::SpawnSpec spawn;          // services only
     LogSpec logs;
     ReadySpec ready;
-    std::optional<ProbeSpec> liveness, readiness, startup;
+    Boxed<ProbeSpec> liveness, readiness, startup; // few units declare one: see boxed.hpp
     std::optional<Duration> watchdog;
     std::vector<PatternSpec> patterns;
     std::vector<ListenSpec> listen; // at most bounds::max_listen
