@@ -340,9 +340,11 @@ ParseResult parse_request(std::string_view line) noexcept {
             break;
         case Cmd::Checks:
         case Cmd::Status:
-            err = only_keys(a, {"units", "detail"});
+            err = r.cmd == Cmd::Status ? only_keys(a, {"units", "detail", "brief"})
+                                       : only_keys(a, {"units", "detail"});
             if (err.empty()) err = want_units(a, "units", false, r.units);
             if (err.empty()) err = want_bool(a, "detail", r.detail);
+            if (err.empty() && r.cmd == Cmd::Status) err = want_bool(a, "brief", r.brief);
             break;
         case Cmd::Start:
         case Cmd::Stop:

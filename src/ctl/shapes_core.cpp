@@ -35,12 +35,22 @@ template <class T> void append_number(std::string &out, T v) {
     out.append(buf, r.ptr);
 }
 
-// `,"key":` (the first key of an object is written by hand, without the comma).
-void key(std::string &out, std::string_view k) {
-    out += ",\"";
-    out += k;
-    out += "\":";
-}
+// The keys of one object, written in the order given: `{"key":` for the first, `,"key":` after.
+// With `brief`, a key whose value is its default is left out (skip()).
+struct Keys {
+    std::string &out;
+    bool brief = false;
+    bool first = true;
+    void key(std::string_view k) {
+        out += first ? "{\"" : ",\"";
+        first = false;
+        out += k;
+        out += "\":";
+    }
+    // Whether to write a key whose value is `at_default` now: always, unless brief.
+    bool want(bool at_default) const { return !brief || !at_default; }
+    void end() { out += first ? "{}" : "}"; }
+};
 
 template <class T> void number_or_null(std::string &out, const std::optional<T> &v) {
     if (v)
@@ -67,46 +77,6 @@ void append_exit(std::string &out, const core::ExitStatus &e) {
     out += '}';
 }
 
-// The keys from "pid" on, in sorted order (append_status writes those before it).
-void append_status_tail(std::string &out, const core::ChildStatus &s, TimePoint now,
-                        const StatusExtras &x) {
-    auto ms = [](Duration d) { return std::max<std::int64_t>(0, d.count()); };
-    key(out, "pid");
-    number_or_null(out, s.main_pid ? std::optional<std::int32_t>(s.main_pid->value) : std::nullopt);
-    key(out, "probe_failures");
-    append_number(out, x.probe_failures);
-    key(out, "ready");
-    append_bool(out, s.ready);
-    key(out, "removed");
-    append_bool(out, s.removed);
-    key(out, "restarts");
-    append_number(out, s.restarts);
-    key(out, "roll");
-    if (s.roll)
-        out += encode_item(roll_json(*s.roll));
-    else
-        out += "null";
-    key(out, "since_ms");
-    append_number(out, ms(now - s.since));
-    key(out, "spawned_pid");
-    number_or_null(out, s.pid ? std::optional<std::int32_t>(s.pid->value) : std::nullopt);
-    key(out, "state");
-    append_json_string(out, s.exited ? "exited" : state_name(s.state));
-    key(out, "status_text");
-    append_json_string(out, s.status_text);
-    key(out, "waiting_for");
-    out += '[';
-    for (std::size_t i = 0; i < x.waiting_for.size(); ++i) {
-        if (i > 0) out += ',';
-        append_json_string(out, x.waiting_for[i]);
-    }
-    out += ']';
-    key(out, "watchdog_ms");
-    number_or_null(out,
-                   s.watchdog ? std::optional<std::int64_t>(s.watchdog->count()) : std::nullopt);
-    out += '}';
-}
-
 } // namespace
 
 Json status_json(const core::Core &core, ChildId id, TimePoint now) {
@@ -115,62 +85,139 @@ Json status_json(const core::Core &core, ChildId id, TimePoint now) {
     return status_json(s, now, l.parent, l.held_down_by);
 }
 
-// The keys up to "parent", in sorted order; append_status_tail writes the rest.
+// Every key in sorted order (as nlohmann writes them). `brief` (a table's request): only the
+// keys a table reads, each only when it is not at its default (null, false, "", []);
+// vigil/ctl/protocol.hpp lists them.
 void append_status(std::string &out, const core::Core &core, ChildId id, TimePoint now,
-                   const StatusExtras &x) {
+                   const StatusExtras &x, bool brief) {
     const core::ChildStatus s = core.status(id);
     const Lineage l = lineage(core, s);
     auto ms = [](Duration d) { return std::max<std::int64_t>(0, d.count()); };
-    out += "{\"backoff_ms\":";
-    number_or_null(out, s.state == core::ChildState::Backoff && s.backoff_until
-                            ? std::optional<std::int64_t>(ms(*s.backoff_until - now))
-                            : std::nullopt);
-    key(out, "drain_ms");
-    number_or_null(out, s.drain_until ? std::optional<std::int64_t>(ms(*s.drain_until - now))
-                                      : std::nullopt);
-    key(out, "effective_goal");
-    append_json_string(out, s.goal == core::Goal::Up && l.held_down_by.empty() ? "up" : "down");
-    key(out, "exiting");
-    append_bool(out, s.exiting);
-    key(out, "forward_dropped");
-    append_number(out, x.forward_dropped);
-    key(out, "goal");
-    append_json_string(out, s.goal == core::Goal::Up ? "up" : "down");
-    key(out, "held_down_by");
-    if (l.held_down_by.empty())
-        out += "null";
-    else
-        append_json_string(out, l.held_down_by);
-    key(out, "incarnation");
-    append_number(out, s.incarnation.value);
-    key(out, "kind");
-    append_json_string(out, kind_name(s.kind));
-    key(out, "last_cause");
-    append_json_string(out, core::to_string(s.last_cause));
-    key(out, "last_exit");
-    if (s.last_exit)
-        append_exit(out, *s.last_exit);
-    else
-        out += "null";
-    key(out, "last_reason");
-    append_json_string(out, s.last_reason);
-    key(out, "left_behind");
-    out += '[';
-    for (std::size_t i = 0; i < s.left_behind.size(); ++i) {
-        if (i > 0) out += ',';
-        append_number(out, s.left_behind[i].value);
+    Keys k{out, brief};
+    const bool backoff = s.state == core::ChildState::Backoff && s.backoff_until;
+    if (k.want(!backoff)) {
+        k.key("backoff_ms");
+        number_or_null(out, backoff ? std::optional<std::int64_t>(ms(*s.backoff_until - now))
+                                    : std::nullopt);
     }
-    out += ']';
-    key(out, "log_lines_failed");
-    append_number(out, x.log_lines_failed);
-    key(out, "name");
+    if (k.want(!s.drain_until)) {
+        k.key("drain_ms");
+        number_or_null(out, s.drain_until ? std::optional<std::int64_t>(ms(*s.drain_until - now))
+                                          : std::nullopt);
+    }
+    k.key("effective_goal");
+    append_json_string(out, s.goal == core::Goal::Up && l.held_down_by.empty() ? "up" : "down");
+    if (k.want(!s.exiting)) {
+        k.key("exiting");
+        append_bool(out, s.exiting);
+    }
+    if (!brief) {
+        k.key("forward_dropped");
+        append_number(out, x.forward_dropped);
+    }
+    k.key("goal");
+    append_json_string(out, s.goal == core::Goal::Up ? "up" : "down");
+    if (k.want(l.held_down_by.empty())) {
+        k.key("held_down_by");
+        if (l.held_down_by.empty())
+            out += "null";
+        else
+            append_json_string(out, l.held_down_by);
+    }
+    if (!brief) {
+        k.key("incarnation");
+        append_number(out, s.incarnation.value);
+    }
+    k.key("kind");
+    append_json_string(out, kind_name(s.kind));
+    k.key("last_cause");
+    append_json_string(out, core::to_string(s.last_cause));
+    if (k.want(!s.last_exit)) {
+        k.key("last_exit");
+        if (s.last_exit)
+            append_exit(out, *s.last_exit);
+        else
+            out += "null";
+    }
+    if (k.want(s.last_reason.empty())) {
+        k.key("last_reason");
+        append_json_string(out, s.last_reason);
+    }
+    if (k.want(s.left_behind.empty())) {
+        k.key("left_behind");
+        out += '[';
+        for (std::size_t i = 0; i < s.left_behind.size(); ++i) {
+            if (i > 0) out += ',';
+            append_number(out, s.left_behind[i].value);
+        }
+        out += ']';
+    }
+    if (!brief) {
+        k.key("log_lines_failed");
+        append_number(out, x.log_lines_failed);
+    }
+    k.key("name");
     append_json_string(out, s.name);
-    key(out, "parent");
-    if (l.parent.empty())
-        out += "null";
-    else
-        append_json_string(out, l.parent);
-    append_status_tail(out, s, now, x);
+    if (!brief) {
+        k.key("parent");
+        if (l.parent.empty())
+            out += "null";
+        else
+            append_json_string(out, l.parent);
+    }
+    if (k.want(!s.main_pid)) {
+        k.key("pid");
+        number_or_null(out,
+                       s.main_pid ? std::optional<std::int32_t>(s.main_pid->value) : std::nullopt);
+    }
+    if (!brief) {
+        k.key("probe_failures");
+        append_number(out, x.probe_failures);
+    }
+    if (k.want(!s.ready)) {
+        k.key("ready");
+        append_bool(out, s.ready);
+    }
+    if (k.want(!s.removed)) {
+        k.key("removed");
+        append_bool(out, s.removed);
+    }
+    k.key("restarts");
+    append_number(out, s.restarts);
+    if (k.want(!s.roll)) {
+        k.key("roll");
+        if (s.roll)
+            out += encode_item(roll_json(*s.roll));
+        else
+            out += "null";
+    }
+    k.key("since_ms");
+    append_number(out, ms(now - s.since));
+    if (!brief) {
+        k.key("spawned_pid");
+        number_or_null(out, s.pid ? std::optional<std::int32_t>(s.pid->value) : std::nullopt);
+    }
+    k.key("state");
+    append_json_string(out, s.exited ? "exited" : state_name(s.state));
+    if (k.want(s.status_text.empty())) {
+        k.key("status_text");
+        append_json_string(out, s.status_text);
+    }
+    if (k.want(x.waiting_for.empty())) {
+        k.key("waiting_for");
+        out += '[';
+        for (std::size_t i = 0; i < x.waiting_for.size(); ++i) {
+            if (i > 0) out += ',';
+            append_json_string(out, x.waiting_for[i]);
+        }
+        out += ']';
+    }
+    if (!brief) {
+        k.key("watchdog_ms");
+        number_or_null(out, s.watchdog ? std::optional<std::int64_t>(s.watchdog->count())
+                                       : std::nullopt);
+    }
+    k.end();
 }
 
 Json status_result_json(const core::Core &core, std::span<const ChildId> ids, TimePoint now) {

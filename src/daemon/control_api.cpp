@@ -61,7 +61,7 @@ void ControlApi::handle(const ctl::ResponderPtr &peer, const ctl::Request &q) {
         if (q.detail && ids.size() == 1)
             peer->reply(q.id, status_json(shell_, ids, true));
         else
-            peer->reply_encoded(q.id, status_encoded(shell_, ids)); // a table: no JSON tree
+            peer->reply_encoded(q.id, status_encoded(shell_, ids, q.brief)); // no JSON tree
         return;
     }
     case Cmd::Tree:

@@ -111,11 +111,11 @@ ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids, bool detail
     return result;
 }
 
-std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids) {
+std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids, bool brief) {
     const core::Core &core = shell.core();
     const TimePoint now = shell.os().now();
     std::string out;
-    out.reserve(64 + ids.size() * 700); // a row is ~670 bytes
+    out.reserve(64 + ids.size() * (brief ? 200 : 700)); // a row is ~670 bytes, brief ~170
     out += "{\"units\":[";
     ctl::StatusExtras x;
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -128,7 +128,7 @@ std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids) {
         for (ChildId a : core.waiting_for(ids[i]))
             x.waiting_for.push_back(core.status(a).name);
         if (i > 0) out += ',';
-        ctl::append_status(out, core, ids[i], now, x);
+        ctl::append_status(out, core, ids[i], now, x, brief);
     }
     out += "]}";
     return out;

@@ -34,7 +34,7 @@ namespace vigil::daemon {
 ctl::Json status_json(Shell &shell, const std::vector<ChildId> &ids, bool detail = false);
 // The same result without detail, written straight to text (ctl::append_status): byte for
 // byte encode_item(status_json(shell, ids)), without a tree of nlohmann objects.
-std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids);
+std::string status_encoded(Shell &shell, const std::vector<ChildId> &ids, bool brief = false);
 inline constexpr std::size_t max_detail_history = 64;
 
 // The units not removed, in id order.

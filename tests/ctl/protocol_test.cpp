@@ -43,6 +43,8 @@ TEST_SUITE("ctl") {
         CHECK(r.units == std::vector<std::string>{"web-*", "db"});
         CHECK_FALSE(r.detail);
         CHECK(ok(R"({"cmd":"status","args":{"units":["web"],"detail":true}})").detail);
+        CHECK_FALSE(r.brief);
+        CHECK(ok(R"({"cmd":"status","args":{"brief":true}})").brief);
     }
 
     TEST_CASE("ids may be strings, absent (null) or null; other types are refused") {
@@ -101,6 +103,8 @@ TEST_SUITE("ctl") {
                  Case{R"({"cmd":"status","args":{"units":[1]}})", "units"},
                  Case{R"({"cmd":"status","args":{"units":[""]}})", "units"},
                  Case{R"({"cmd":"status","args":{"detail":1}})", "detail"},
+                 Case{R"({"cmd":"status","args":{"brief":"yes"}})", "brief"},
+                 Case{R"({"cmd":"checks","args":{"brief":true}})", "brief"},
                  Case{R"({"cmd":"start","args":{}})", "units"},
                  Case{R"({"cmd":"stop","args":{"units":[]}})", "units"},
                  Case{R"({"cmd":"restart"})", "units"},

@@ -4,6 +4,7 @@
 
 #include <csignal>
 
+#include "render.hpp"
 #include "sim.hpp"
 #include "vigil/ctl/shapes.hpp"
 
@@ -364,6 +365,28 @@ TEST_SUITE("ctl") {
             std::string out;
             append_status(out, c, id, sim.now, x);
             CHECK(out == encode_item(j));
+            // brief: the same object without the keys a table does not read, nor the ones at
+            // their default; and the table reads the same from it.
+            std::string brief;
+            append_status(brief, c, id, sim.now, x, true);
+            Json want = j;
+            for (const char *gone : {"forward_dropped", "incarnation", "log_lines_failed", "parent",
+                                     "probe_failures", "spawned_pid", "watchdog_ms"})
+                want.erase(gone);
+            for (auto it = want.begin(); it != want.end();) {
+                const bool fixed =
+                    it.key() == "restarts" || it.key() == "since_ms" || it.key() == "last_cause";
+                const bool at_default = it->is_null() || (it->is_boolean() && !it->get<bool>()) ||
+                                        (it->is_string() && it->get<std::string>().empty()) ||
+                                        (it->is_array() && it->empty());
+                it = !fixed && at_default ? want.erase(it) : std::next(it);
+            }
+            CHECK(brief == encode_item(want));
+            Json one = Json::array({Json::parse(brief)}), full = Json::array({j});
+            for (std::size_t width : {0u, 60u})
+                CHECK(cli::render_status(one, {false, width}) ==
+                      cli::render_status(full, {false, width}));
+            CHECK(cli::render_status(one, {true, 0}) == cli::render_status(full, {true, 0}));
         }
         CHECK(c.status(*c.find("db")).state == core::ChildState::Backoff);
         CHECK(status_json(c, *c.find("api"), sim.now)["held_down_by"] == "app");

@@ -30,10 +30,16 @@
 //
 // Commands and their args (R: allowed to read-only clients, i.e. socket-group members; the
 // decision is per request, is_read_only(const Request &)):
-//   status   R {units?:[pattern...], detail?:bool} -> {units:[status...]}
+//   status   R {units?:[pattern...], detail?:bool, brief?:bool} -> {units:[status...]}
 //              (detail, when the patterns match one unit: its status object also carries the
 //              unit's description, file, command, its supervisor's intensity window and who
-//              caused its last exit; see shapes.hpp)
+//              caused its last exit; see shapes.hpp. brief, without detail: each status object
+//              has only the keys a table shows, and of those only the ones not at their default
+//              value: effective_goal, goal, kind, last_cause, name, restarts, since_ms and
+//              state always; backoff_ms, drain_ms, last_exit, pid, roll and held_down_by
+//              unless null; exiting, ready and removed when true; last_reason and status_text
+//              unless empty; left_behind and waiting_for unless []. vigilctl's table asks for
+//              it: a third of the bytes to write and to parse.)
 //   tree     R {}                           -> {root:{status..., children:[...]}}
 //   events   R {unit?:pattern, units?:[pattern...], lines?:N, follow?:bool, since?:ms}
 //              -> stream of records
@@ -199,6 +205,7 @@ struct Request {
     std::optional<std::int64_t> since;  // logs, events: only stored items from this wall time
                                         // on (ms since the epoch, <= max_since_ms)
     bool detail = false;                // status: add the detail fields (status_view.hpp)
+    bool brief = false;                 // status: only a table's keys, defaults left out
     int signal = 0;                     // signal: the signal number (1..64)
     std::string probe;                  // check: the probe's name (<= max_unit_name)
     bool run = false;                   // check: run it now (required: true)

@@ -118,8 +118,10 @@ struct StatusExtras {
     std::uint64_t probe_failures = 0;
     std::vector<std::string> waiting_for;
 };
+// With `brief` (status's "brief" argument, vigil/ctl/protocol.hpp) only the keys a table reads,
+// each only when it is not at its default.
 void append_status(std::string &out, const core::Core &core, ChildId id, TimePoint now,
-                   const StatusExtras &extras);
+                   const StatusExtras &extras, bool brief = false);
 // A JSON string as encode_item writes one (quotes included).
 void append_json_string(std::string &out, std::string_view s);
 Json tree_json(const core::Core &core, TimePoint now);
