@@ -16,6 +16,11 @@
 // resident size does not grow. UvOs carries it out: a one-shot timer
 // armed by a loop turn that did work, mallinfo2() for the free bytes and /proc/self/statm for
 // the resident size (a read of vigild's own proc file, which does not block).
+// A turn arms the check only when `slack` bytes are free already (worth_arming: due() needs
+// them), asking mallinfo2() at most every `probe_every_ms`: the timer fires after the loop's
+// last busy turn, so without this every burst of work (a start-up, a reload) cost an idle
+// vigild one wake-up 5 s later for a check with nothing to trim. What is freed in the last
+// probe_every_ms of a burst waits for the next one.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +31,18 @@ namespace vigil::daemon {
 class HeapTrim {
 public:
     static constexpr std::size_t slack = std::size_t{4} << 20;
+    static constexpr std::uint64_t probe_every_ms = 250;
+
+    // A busy turn at `now_ms` (the loop's clock): ask for the free bytes now? At most once
+    // every probe_every_ms.
+    bool probe_due(std::uint64_t now_ms) noexcept {
+        if (probed_ && now_ms < last_probe_ms_ + probe_every_ms) return false;
+        probed_ = true;
+        last_probe_ms_ = now_ms;
+        return true;
+    }
+    // With `free_bytes` free, is a check worth its timer?
+    static bool worth_arming(std::size_t free_bytes) noexcept { return free_bytes >= slack; }
 
     // A check found `free_bytes` free in the heap and `resident` bytes resident: trim now?
     bool due(std::size_t free_bytes, std::uint64_t resident) const noexcept {
@@ -47,6 +64,8 @@ public:
     }
 
 private:
+    bool probed_ = false;
+    std::uint64_t last_probe_ms_ = 0;
     bool trimmed_ = false;
     std::uint64_t resident_after_ = 0;
     std::size_t free_after_ = 0;

@@ -235,7 +235,9 @@ UvOs::UvOs(const Options &opts)
         if (self->trim_turn_) {
             self->trim_turn_ = false; // this turn ran the check: it arms nothing
         } else if (!self->closed_ &&
-                   !uv_is_active(reinterpret_cast<uv_handle_t *>(&self->trim_timer_))) {
+                   !uv_is_active(reinterpret_cast<uv_handle_t *>(&self->trim_timer_)) &&
+                   self->trim_.probe_due(uv_now(h->loop)) &&
+                   HeapTrim::worth_arming(mallinfo2().fordblks)) {
             uv_timer_start(
                 &self->trim_timer_,
                 [](uv_timer_t *t) {

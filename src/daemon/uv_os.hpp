@@ -159,7 +159,7 @@ private:
     std::uint64_t turn_last_ns_ = 0, idle_last_ns_ = 0;
     std::int64_t stall_max_ns_ = 0;
     // Freed heap given back to the kernel (heap_trim.hpp): a check armed by a turn that did
-    // work; the turn the check itself caused arms nothing.
+    // work while enough heap was free; the turn the check itself caused arms nothing.
     uv_timer_t trim_timer_{};
     bool trim_turn_ = false;
     HeapTrim trim_;

@@ -10,6 +10,18 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 }
 
 TEST_SUITE("heap trim") {
+    TEST_CASE("a check is armed only with enough free heap, asked at most every 250 ms") {
+        HeapTrim t;
+        CHECK_FALSE(HeapTrim::worth_arming(HeapTrim::slack - 1));
+        CHECK(HeapTrim::worth_arming(HeapTrim::slack));
+        CHECK(t.probe_due(0));
+        CHECK_FALSE(t.probe_due(0));
+        CHECK_FALSE(t.probe_due(HeapTrim::probe_every_ms - 1));
+        CHECK(t.probe_due(HeapTrim::probe_every_ms));
+        CHECK_FALSE(t.probe_due(HeapTrim::probe_every_ms + 1));
+        CHECK(t.probe_due(10'000));
+    }
+
     TEST_CASE("little free heap is kept; enough free heap is trimmed once") {
         HeapTrim t;
         CHECK_FALSE(t.due(HeapTrim::slack - 1, 100 * MiB));
