@@ -94,12 +94,19 @@ bool clean_exit(const Json &u) {
 
 // The colour of a state: green when all is well, yellow in transition, red when the child
 // should run but does not.
-const char *state_colour(const Json &u) {
-    std::string state = str(u, "state");
-    bool up = heading(u) == "up";
+// The words of a status object that most of a row reads, looked up once.
+struct Words {
+    std::string state, goal, kind; // goal: heading()
+    explicit Words(const Json &u)
+        : state(str(u, "state")), goal(heading(u)), kind(str(u, "kind")) {}
+};
+
+const char *state_colour(const Json &u, const Words &w) {
+    const std::string &state = w.state;
+    bool up = w.goal == "up";
     if (state == "running") {
         if (!up) return yellow;
-        if (str(u, "kind") == "service" && !flag(u, "ready")) return yellow;
+        if (w.kind == "service" && !flag(u, "ready")) return yellow;
         return green;
     }
     if (state == "starting" || state == "stopping") return yellow;
@@ -107,6 +114,10 @@ const char *state_colour(const Json &u) {
     if (state == "stopped") return up ? red : dim;
     if (state == "exited") return clean_exit(u) ? dim : red; // ended by itself, not restarted
     return nullptr;
+}
+
+const char *state_colour(const Json &u) {
+    return state_colour(u, Words(u));
 }
 
 } // namespace
@@ -226,12 +237,12 @@ std::string roll_words(const Json &u, bool last) {
     return out;
 }
 
-std::string info(const Json &u) {
+std::string info(const Json &u, const Words &words) {
     std::vector<std::string> parts;
-    std::string state = str(u, "state");
-    std::string goal = heading(u);
-    if (str(u, "kind") == "supervisor") parts.emplace_back("supervisor");
-    if (auto d = num(u, "drain_ms"); d && state == "stopping")
+    const std::string &state = words.state;
+    const std::string &goal = words.goal;
+    if (words.kind == "supervisor") parts.emplace_back("supervisor");
+    if (auto d = state == "stopping" ? num(u, "drain_ms") : std::nullopt)
         parts.push_back("draining, " + format_duration(*d) + " left");
     if (std::string r = roll_words(u, false); !r.empty()) parts.push_back(r);
     if (state == "backoff") {
@@ -239,7 +250,7 @@ std::string info(const Json &u) {
         if (!why.empty()) parts.push_back("backoff after " + why);
         if (auto b = num(u, "backoff_ms")) parts.push_back("restart in " + format_duration(*b));
     }
-    if (state == "running" && str(u, "kind") == "service" && !flag(u, "ready"))
+    if (state == "running" && words.kind == "service" && !flag(u, "ready"))
         parts.emplace_back("not ready");
     if (state == "running" && flag(u, "exiting")) parts.emplace_back("exiting");
     // Ended by itself and not restarted: how it ended ("exit 0", "exit 3", "SIGKILL").
@@ -261,8 +272,8 @@ std::string info(const Json &u) {
     if ((state == "running" || state == "starting") && goal == "down")
         parts.emplace_back("goal down");
     // Stopped with its supervisor: say which start brings it back.
-    if (std::string by = str(u, "held_down_by", "");
-        state == "stopped" && !by.empty() && str(u, "goal") == "up")
+    if (std::string by = state == "stopped" ? str(u, "held_down_by", "") : "";
+        !by.empty() && str(u, "goal") == "up")
         parts.push_back("until " + by + " starts");
     if (flag(u, "removed")) parts.emplace_back("removed");
     // Processes a stop cannot reach (no cgroup): the user has to deal with them.
@@ -280,6 +291,10 @@ std::string info(const Json &u) {
     return out;
 }
 
+std::string info(const Json &u) {
+    return info(u, Words(u));
+}
+
 // At most `w` columns of `s`: cut at a character boundary, "…" marking the cut.
 std::string fit(const std::string &s, std::size_t w) {
     if (width(s) <= w) return s;
@@ -294,11 +309,13 @@ std::string fit(const std::string &s, std::size_t w) {
     return out + "…";
 }
 
+std::string uptime(const Json &u, const std::string &state) {
+    auto since = state == "running" ? num(u, "since_ms") : std::nullopt; // time in the state
+    return since ? format_duration(*since) : "-";
+}
+
 std::string uptime(const Json &u) {
-    std::string state = str(u, "state");
-    auto since = num(u, "since_ms"); // time in the current state
-    if (since && state == "running") return format_duration(*since);
-    return "-";
+    return uptime(u, str(u, "state"));
 }
 
 std::string pid_text(const Json &u) {
@@ -355,12 +372,17 @@ std::string render_status(const Json &units, const Style &st) {
     if (!units.is_array() || units.empty()) return "no units\n";
     const std::vector<std::string> head{"NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"};
     std::vector<std::vector<std::string>> rows;
+    std::vector<const char *> colours;
+    rows.reserve(units.size());
+    colours.reserve(units.size());
     for (const auto &u : units) {
+        const Words w(u);
         auto restarts = num(u, "restarts");
-        rows.push_back({str(u, "name"), str(u, "state"), pid_text(u), uptime(u),
+        rows.push_back({str(u, "name"), w.state, pid_text(u), uptime(u, w.state),
                         restarts ? std::to_string(*restarts) : "-",
                         format_exit(u.is_object() ? u.value("last_exit", Json()) : Json()),
-                        info(u)});
+                        info(u, w)});
+        colours.push_back(state_colour(u, w));
     }
     std::vector<std::size_t> w = column_widths(head, rows);
     std::string out;
@@ -373,7 +395,7 @@ std::string render_status(const Json &units, const Style &st) {
         std::string line;
         for (std::size_t c = 0; c < head.size(); ++c) {
             std::string cell = pad(r[c], w[c]);
-            line += c == 1 ? paint(cell, state_colour(units[i]), st) : cell;
+            line += c == 1 ? paint(cell, colours[i], st) : cell;
             line += "  ";
         }
         // On a terminal the row stays one line: INFO is cut to what is left of the width
