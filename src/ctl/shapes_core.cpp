@@ -59,6 +59,18 @@ template <class T> void number_or_null(std::string &out, const std::optional<T> 
         out += "null";
 }
 
+// `[a,b,...]`, each item written by `item`.
+template <class Range, class F> void append_array(std::string &out, const Range &items, F item) {
+    out += '[';
+    bool first = true;
+    for (const auto &v : items) {
+        if (!first) out += ',';
+        first = false;
+        item(v);
+    }
+    out += ']';
+}
+
 void append_bool(std::string &out, bool b) {
     out += b ? "true" : "false";
 }
@@ -145,12 +157,7 @@ void append_status(std::string &out, const core::Core &core, ChildId id, TimePoi
     }
     if (k.want(s.left_behind.empty())) {
         k.key("left_behind");
-        out += '[';
-        for (std::size_t i = 0; i < s.left_behind.size(); ++i) {
-            if (i > 0) out += ',';
-            append_number(out, s.left_behind[i].value);
-        }
-        out += ']';
+        append_array(out, s.left_behind, [&](Pid p) { append_number(out, p.value); });
     }
     if (!brief) {
         k.key("log_lines_failed");
@@ -205,12 +212,8 @@ void append_status(std::string &out, const core::Core &core, ChildId id, TimePoi
     }
     if (k.want(x.waiting_for.empty())) {
         k.key("waiting_for");
-        out += '[';
-        for (std::size_t i = 0; i < x.waiting_for.size(); ++i) {
-            if (i > 0) out += ',';
-            append_json_string(out, x.waiting_for[i]);
-        }
-        out += ']';
+        append_array(out, x.waiting_for,
+                     [&](const std::string &name) { append_json_string(out, name); });
     }
     if (!brief) {
         k.key("watchdog_ms");
