@@ -1,10 +1,9 @@
 // vigil/boxed.hpp: an optional value kept on the heap, for large fields most records leave out.
 //
 // Boxed<T> reads like std::optional<T> (bool test, *, ->, = value, = std::nullopt) and copies
-// deeply, but an empty one is one pointer wide instead of sizeof(T). unit::Unit holds four
-// probes this way: declared by few units, about 190 bytes each when inline, which at 10,000
-// units was 7 MiB of vigild's heap for probes nobody declared (bench/README.md, "PSS of vigild
-// and of its spawner helper").
+// deeply, but an empty one is one pointer wide instead of sizeof(T). unit::Unit holds its four
+// probes this way: few units declare them, and inline every unit paid for all four
+// (bench/README.md, "PSS of vigild and of its spawner helper").
 #pragma once
 
 #include <memory>

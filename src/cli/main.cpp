@@ -67,8 +67,8 @@ using vigil::cli::Exit;
 namespace {
 
 // The answer that ends the run, left for the process's exit to free: freeing its tree node by
-// node took a fifth of `vigilctl status` with 10,000 units (bench/README.md, "10,000
-// services"). Reachable from a static, so LeakSanitizer does not count it.
+// node is a measurable part of `vigilctl status` with 10,000 units (bench/README.md, "Status
+// of all in brief"). Reachable from a static, so LeakSanitizer does not count it.
 const ctl::Json &kept_to_exit(ctl::Json &&answer) {
     static ctl::Json *kept = new ctl::Json;
     *kept = std::move(answer);
@@ -217,8 +217,8 @@ public:
         detail_ = cmd == ctl::Cmd::Status && o.units.size() == 1 &&
                   o.units[0].find_first_of("*?[") == std::string::npos;
         if (detail_) args_["detail"] = true;
-        // The table asks only for what it shows (protocol.hpp, status's brief): at 10,000 units
-        // a third of the bytes for vigild to write and for us to parse. --json shows it all.
+        // The table asks only for what it shows (protocol.hpp, status's brief): fewer bytes for
+        // vigild to write and for us to parse. --json shows it all.
         if (cmd == ctl::Cmd::Status && !detail_ && !o.json) args_["brief"] = true;
         style_.color = use_color(o);
         tty_ = !o.json && isatty(STDOUT_FILENO) == 1;

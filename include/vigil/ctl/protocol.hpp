@@ -39,7 +39,7 @@
 //              state always; backoff_ms, drain_ms, last_exit, pid, roll and held_down_by
 //              unless null; exiting, ready and removed when true; last_reason and status_text
 //              unless empty; left_behind and waiting_for unless []. vigilctl's table asks for
-//              it: a third of the bytes to write and to parse.)
+//              it.)
 //   tree     R {}                           -> {root:{status..., children:[...]}}
 //   events   R {unit?:pattern, units?:[pattern...], lines?:N, follow?:bool, since?:ms}
 //              -> stream of records
