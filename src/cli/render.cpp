@@ -92,8 +92,6 @@ bool clean_exit(const Json &u) {
     return e.is_object() && !e.contains("signal") && num(e, "code") == 0;
 }
 
-// The colour of a state: green when all is well, yellow in transition, red when the child
-// should run but does not.
 // The words of a status object that most of a row reads, looked up once.
 struct Words {
     std::string state, goal, kind; // goal: heading()
@@ -101,6 +99,8 @@ struct Words {
         : state(str(u, "state")), goal(heading(u)), kind(str(u, "kind")) {}
 };
 
+// The colour of a state: green when all is well, yellow in transition, red when the child
+// should run but does not.
 const char *state_colour(const Json &u, const Words &w) {
     const std::string &state = w.state;
     bool up = w.goal == "up";
