@@ -171,12 +171,15 @@ void golden(const std::string &name) {
     std::map<std::string, std::string> want;
     for (const auto &e : fs::directory_iterator(expected))
         want[e.path().filename().string()] = slurp(e.path());
-    for (const auto &[file, text] : want) {
+    // Named, not structured bindings: clang 14 cannot capture one (CAPTURE's lambda).
+    for (const auto &entry : want) {
+        const std::string &file = entry.first, &text = entry.second;
         CAPTURE(file);
         REQUIRE(got.contains(file));
         CHECK(got[file] == text);
     }
-    for (const auto &[file, text] : got) {
+    for (const auto &entry : got) {
+        const std::string &file = entry.first;
         CAPTURE(file);
         CHECK(want.contains(file));
     }

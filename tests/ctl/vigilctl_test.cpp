@@ -171,7 +171,8 @@ void fake_vigild(const ResponderPtr &s, const Request &r) {
         app["kind"] = "supervisor";
         web["children"] = Json::array();
         db["children"] = Json::array();
-        app["children"] = {web};
+        // Json::array: `= {web}` is an array of one for gcc but a copy of web for clang.
+        app["children"] = Json::array({web});
         root["children"] = {app, db};
         s->reply(r.id, Json{{"root", root}});
         return;

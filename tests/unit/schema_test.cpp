@@ -136,7 +136,9 @@ TEST_SUITE("unit schema") {
         for (const auto &[kind, ptr] : property_tables)
             mapped.insert(kind);
         CHECK_SAME(mapped, kinds); // a new kind of object in the loader needs a line above
-        for (const auto &[kind, ptr] : property_tables) {
+        for (const auto &entry : property_tables) {
+            // Named, not a structured binding: clang 14 cannot capture one (CAPTURE's lambda).
+            const std::string &kind = entry.first, &ptr = entry.second;
             if (!fields.contains(kind)) continue;
             CAPTURE(kind);
             CHECK_SAME(keys(at(schema, ptr)), as_set(fields.at(kind)));
@@ -326,7 +328,9 @@ TEST_SUITE("unit schema") {
              b::max_header_value_bytes},
             {"/$defs/regex/maxLength", b::max_regex_bytes},
         };
-        for (const auto &[ptr, bound] : same) {
+        for (const auto &entry : same) {
+            const auto &ptr = entry.first; // not a binding: CAPTURE (above)
+            const auto bound = entry.second;
             CAPTURE(ptr);
             CHECK(at(schema, ptr).get<std::uint64_t>() == bound);
         }
