@@ -7,6 +7,8 @@
 // suspended.
 #include "child_side.hpp"
 
+#include "asan.hpp"
+
 #include "vigil/proc/spawn.hpp"
 
 #include <cerrno>
@@ -23,7 +25,7 @@
 // The child's code is not instrumented by AddressSanitizer: its frames live on a stack the
 // child abandons at execve()/_exit(), so redzones it poisoned would stay poisoned for the next
 // child on the same stack (false reports), and ASan warns about the stack switch at _exit.
-#if defined(__SANITIZE_ADDRESS__)
+#if VIGIL_ASAN
 #define VIGIL_CHILD_CODE __attribute__((no_sanitize("address")))
 #else
 #define VIGIL_CHILD_CODE

@@ -11,6 +11,7 @@
 // env_file_read.cpp.
 #include "vigil/proc/spawn.hpp"
 
+#include "asan.hpp"
 #include "launch.hpp"
 #include "vigil/core/names.hpp"
 #include "vigil/proc/exit.hpp"
@@ -30,7 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if VIGIL_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -277,7 +278,7 @@ char *child_stack_top() {
         mprotect(m, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)), PROT_NONE);
         top = static_cast<char *>(m) + size;
     }
-#if defined(__SANITIZE_ADDRESS__)
+#if VIGIL_ASAN
     // Whatever a previous child left poisoned on this stack must not fail the next one.
     std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     ASAN_UNPOISON_MEMORY_REGION(top - size + page, size - page);
