@@ -110,7 +110,7 @@ def under_sanitizer() -> bool:
 def memory_is_measurable(pid: int) -> bool:
     """False for an AddressSanitizer build: its quarantine keeps up to 256 MiB of freed blocks
     resident, so RSS says nothing about what vigild holds (the normal build checks it)."""
-    return not (under_sanitizer() or "libasan" in harness.read_text(f"/proc/{pid}/maps"))
+    return not (under_sanitizer() or harness.uses_asan(pid))
 
 
 # --------------------------------------------------------------------------- /proc readers

@@ -38,6 +38,7 @@ Run a test file by hand with, e.g.:
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 import re
 import signal
@@ -560,7 +561,22 @@ def start_time(pid: int) -> Optional[int]:
     return int(stat[stat.rindex(")") + 2:].split()[19])
 
 
+_asan_exes: dict = {}
+
+
 def uses_asan(pid: int) -> bool:
-    """The process runs a sanitizer build (libasan is mapped)."""
-    with open(f"/proc/{pid}/maps") as f:
-        return "libasan" in f.read()
+    """The process runs an AddressSanitizer build: gcc's runtime is a library (libasan is
+    mapped), clang's is linked into the program (its executable holds __asan_init)."""
+    if "libasan" in read_text(f"/proc/{pid}/maps"):
+        return True
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    if exe not in _asan_exes:
+        try:
+            with open(exe, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+                _asan_exes[exe] = m.find(b"__asan_init") >= 0
+        except (OSError, ValueError):
+            return False
+    return _asan_exes[exe]

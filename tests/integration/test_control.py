@@ -930,7 +930,7 @@ class Control(unittest.TestCase):
         rss_after = vm_rss_kb(init)
         # The answer queue is capped at 8 MiB a client; allow that plus slack, not 20 MB.
         # (Not under ASan: its quarantine keeps up to 256 MiB of freed blocks resident.)
-        if "libasan" not in harness.read_text(f"/proc/{init}/maps"):
+        if not harness.uses_asan(init):
             self.assertLess(rss_after - rss_before, 12 * 1024, (rss_before, rss_after))
 
         t0 = time.monotonic()
