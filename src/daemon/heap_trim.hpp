@@ -19,8 +19,10 @@
 // A turn arms the check only when `slack` bytes are free already (worth_arming: due() needs
 // them), asking mallinfo2() at most every `probe_every_ms`: the timer fires after the loop's
 // last busy turn, so without this every burst of work (a start-up, a reload) cost an idle
-// vigild one wake-up 5 s later for a check with nothing to trim. What is freed in the last
-// probe_every_ms of a burst waits for the next one.
+// vigild one wake-up 5 s later for a check with nothing to trim. A busy turn that comes before
+// the next probe is due arms a probe for when it is (probe_wait): memory freed in the last
+// turns of a burst (a dropped client's queue) is still found, at the cost of at most one
+// wake-up, within probe_every_ms of the burst's end.
 #pragma once
 
 #include <cstddef>
@@ -33,13 +35,15 @@ public:
     static constexpr std::size_t slack = std::size_t{4} << 20;
     static constexpr std::uint64_t probe_every_ms = 250;
 
-    // A busy turn at `now_ms` (the loop's clock): ask for the free bytes now? At most once
-    // every probe_every_ms.
-    bool probe_due(std::uint64_t now_ms) noexcept {
-        if (probed_ && now_ms < last_probe_ms_ + probe_every_ms) return false;
+    // A busy turn at `now_ms` (the loop's clock): 0 when the free bytes are to be asked for
+    // now (the probe is then counted as done), else the milliseconds until they may be. At
+    // most one probe every probe_every_ms.
+    std::uint64_t probe_wait(std::uint64_t now_ms) noexcept {
+        if (probed_ && now_ms < last_probe_ms_ + probe_every_ms)
+            return last_probe_ms_ + probe_every_ms - now_ms;
         probed_ = true;
         last_probe_ms_ = now_ms;
-        return true;
+        return 0;
     }
     // With `free_bytes` free, is a check worth its timer?
     static bool worth_arming(std::size_t free_bytes) noexcept { return free_bytes >= slack; }

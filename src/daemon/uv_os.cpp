@@ -233,19 +233,13 @@ UvOs::UvOs(const Options &opts)
         self->turn_last_ns_ = now;
         self->idle_last_ns_ = idle;
         if (self->trim_turn_) {
-            self->trim_turn_ = false; // this turn ran the check: it arms nothing
+            self->trim_turn_ = false; // this turn ran a probe or the check: it arms nothing
         } else if (!self->closed_ &&
-                   !uv_is_active(reinterpret_cast<uv_handle_t *>(&self->trim_timer_)) &&
-                   self->trim_.probe_due(uv_now(h->loop)) &&
-                   HeapTrim::worth_arming(mallinfo2().fordblks)) {
-            uv_timer_start(
-                &self->trim_timer_,
-                [](uv_timer_t *t) {
-                    auto *os = static_cast<UvOs *>(t->data);
-                    os->trim_turn_ = true;
-                    os->check_heap();
-                },
-                5000, 0);
+                   !uv_is_active(reinterpret_cast<uv_handle_t *>(&self->trim_timer_))) {
+            if (std::uint64_t wait = self->trim_.probe_wait(uv_now(h->loop)); wait > 0)
+                self->arm_heap_probe(wait);
+            else
+                self->arm_heap_check_if_worth();
         }
     });
     uv_unref(reinterpret_cast<uv_handle_t *>(&turn_)); // it must not keep the loop alive
@@ -805,6 +799,31 @@ std::uint64_t resident_bytes() noexcept {
 }
 
 } // namespace
+
+// heap_trim.hpp: a probe of the free heap after `ms`, from a busy turn that came too soon.
+void UvOs::arm_heap_probe(std::uint64_t ms) noexcept {
+    uv_timer_start(
+        &trim_timer_,
+        [](uv_timer_t *t) {
+            auto *os = static_cast<UvOs *>(t->data);
+            os->trim_turn_ = true;
+            if (os->trim_.probe_wait(uv_now(t->loop)) == 0) os->arm_heap_check_if_worth();
+        },
+        ms, 0);
+}
+
+// The check in 5 s, when enough of the heap is free already for it to find something.
+void UvOs::arm_heap_check_if_worth() noexcept {
+    if (!HeapTrim::worth_arming(mallinfo2().fordblks)) return;
+    uv_timer_start(
+        &trim_timer_,
+        [](uv_timer_t *t) {
+            auto *os = static_cast<UvOs *>(t->data);
+            os->trim_turn_ = true;
+            os->check_heap();
+        },
+        5000, 0);
+}
 
 void UvOs::check_heap() noexcept {
     const struct mallinfo2 mi = mallinfo2();

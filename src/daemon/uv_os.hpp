@@ -159,10 +159,14 @@ private:
     std::uint64_t turn_last_ns_ = 0, idle_last_ns_ = 0;
     std::int64_t stall_max_ns_ = 0;
     // Freed heap given back to the kernel (heap_trim.hpp): a check armed by a turn that did
-    // work while enough heap was free; the turn the check itself caused arms nothing.
+    // work while enough heap was free, or a probe of the free heap armed by one that came too
+    // soon after the last probe (one timer, either); the turn a probe or the check caused
+    // arms nothing.
     uv_timer_t trim_timer_{};
     bool trim_turn_ = false;
     HeapTrim trim_;
+    void arm_heap_probe(std::uint64_t ms) noexcept;
+    void arm_heap_check_if_worth() noexcept;
     void check_heap() noexcept;
     uv_timer_t spawn_timer_{};
     uv_poll_t spawner_poll_{};

@@ -14,12 +14,13 @@ TEST_SUITE("heap trim") {
         HeapTrim t;
         CHECK_FALSE(HeapTrim::worth_arming(HeapTrim::slack - 1));
         CHECK(HeapTrim::worth_arming(HeapTrim::slack));
-        CHECK(t.probe_due(0));
-        CHECK_FALSE(t.probe_due(0));
-        CHECK_FALSE(t.probe_due(HeapTrim::probe_every_ms - 1));
-        CHECK(t.probe_due(HeapTrim::probe_every_ms));
-        CHECK_FALSE(t.probe_due(HeapTrim::probe_every_ms + 1));
-        CHECK(t.probe_due(10'000));
+        const std::uint64_t every = HeapTrim::probe_every_ms;
+        CHECK(t.probe_wait(0) == 0);
+        CHECK(t.probe_wait(0) == every); // a turn too soon learns when to probe
+        CHECK(t.probe_wait(every - 1) == 1);
+        CHECK(t.probe_wait(every) == 0);
+        CHECK(t.probe_wait(every + 1) == every - 1);
+        CHECK(t.probe_wait(10'000) == 0);
     }
 
     TEST_CASE("little free heap is kept; enough free heap is trimmed once") {
