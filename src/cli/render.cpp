@@ -5,6 +5,7 @@
 #include "vigil/unit/values.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
@@ -46,6 +47,80 @@ bool flag(const Json &j, const char *key) {
     return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
+// The keys of a status object that a row of the table (and the tree) reads.
+enum class K : std::size_t {
+    name,
+    state,
+    effective_goal,
+    goal,
+    kind,
+    ready,
+    pid,
+    since_ms,
+    restarts,
+    last_exit,
+    last_cause,
+    last_reason,
+    waiting_for,
+    left_behind,
+    roll,
+    drain_ms,
+    backoff_ms,
+    exiting,
+    held_down_by,
+    removed,
+    status_text,
+    count
+};
+constexpr std::array<std::string_view, static_cast<std::size_t>(K::count)> key_names{
+    "name",         "state",       "effective_goal", "goal",      "kind",       "ready",
+    "pid",          "since_ms",    "restarts",       "last_exit", "last_cause", "last_reason",
+    "waiting_for",  "left_behind", "roll",           "drain_ms",  "backoff_ms", "exiting",
+    "held_down_by", "removed",     "status_text"};
+
+// A status object's values by key, found in one pass over it: a row reads some twenty keys,
+// and a lookup in the object's map for each weighs on a table of thousands of rows
+// (bench/README.md, "Status of all in brief"). Not explicit: the detail view's lines pass
+// the status object itself to the helpers below.
+struct Fields {
+    std::array<const Json *, key_names.size()> at{};
+    Fields(const Json &u) {
+        if (!u.is_object()) return;
+        for (auto it = u.begin(); it != u.end(); ++it) {
+            const std::string &key = it.key();
+            for (std::size_t k = 0; k < key_names.size(); ++k)
+                if (key_names[k] == key) {
+                    at[k] = &*it;
+                    break;
+                }
+        }
+    }
+    const Json *operator[](K k) const { return at[static_cast<std::size_t>(k)]; }
+};
+
+std::string str(const Fields &f, K key, const char *fallback = "-") {
+    const Json *v = f[key];
+    return v && v->is_string() ? v->get<std::string>() : fallback;
+}
+
+std::optional<std::int64_t> num(const Fields &f, K key) {
+    const Json *v = f[key];
+    if (!v || !v->is_number_integer()) return std::nullopt;
+    return v->get<std::int64_t>();
+}
+
+bool flag(const Fields &f, K key) {
+    const Json *v = f[key];
+    return v && v->is_boolean() && v->get<bool>();
+}
+
+// The value, or null when the object has none.
+const Json &field(const Fields &f, K key) {
+    static const Json none;
+    const Json *v = f[key];
+    return v ? *v : none;
+}
+
 // Display width: UTF-8 continuation bytes take no column (names are ASCII in practice; the
 // tree's box-drawing characters are not).
 std::size_t width(std::string_view s) {
@@ -81,32 +156,32 @@ std::string paint(const std::string &s, const char *colour, const Style &st) {
 // Where the unit is heading: "effective_goal" (its own goal and its ancestors'), or "goal"
 // from a vigild that does not send it. A child whose supervisor is stopped keeps its own goal
 // "up" (it comes back with the supervisor) but is not heading anywhere.
-std::string heading(const Json &u) {
-    std::string g = str(u, "effective_goal", "");
-    return g.empty() ? str(u, "goal") : g;
+std::string heading(const Fields &u) {
+    std::string g = str(u, K::effective_goal, "");
+    return g.empty() ? str(u, K::goal) : g;
 }
 
 // Did the last incarnation end with status 0?
-bool clean_exit(const Json &u) {
-    const Json e = u.value("last_exit", Json());
+bool clean_exit(const Fields &u) {
+    const Json &e = field(u, K::last_exit);
     return e.is_object() && !e.contains("signal") && num(e, "code") == 0;
 }
 
 // The words of a status object that most of a row reads, looked up once.
 struct Words {
     std::string state, goal, kind; // goal: heading()
-    explicit Words(const Json &u)
-        : state(str(u, "state")), goal(heading(u)), kind(str(u, "kind")) {}
+    explicit Words(const Fields &u)
+        : state(str(u, K::state)), goal(heading(u)), kind(str(u, K::kind)) {}
 };
 
 // The colour of a state: green when all is well, yellow in transition, red when the child
 // should run but does not.
-const char *state_colour(const Json &u, const Words &w) {
+const char *state_colour(const Fields &u, const Words &w) {
     const std::string &state = w.state;
     bool up = w.goal == "up";
     if (state == "running") {
         if (!up) return yellow;
-        if (w.kind == "service" && !flag(u, "ready")) return yellow;
+        if (w.kind == "service" && !flag(u, K::ready)) return yellow;
         return green;
     }
     if (state == "starting" || state == "stopping") return yellow;
@@ -116,7 +191,7 @@ const char *state_colour(const Json &u, const Words &w) {
     return nullptr;
 }
 
-const char *state_colour(const Json &u) {
+const char *state_colour(const Fields &u) {
     return state_colour(u, Words(u));
 }
 
@@ -157,12 +232,12 @@ bool failure(const std::string &cause) {
 // Why the last incarnation ended, short: "exit 3", "SIGKILL" for an exit (LAST-EXIT has the
 // detail), vigild's words for the rest ("exec pyhton3: No such file or directory", "did not
 // start within 5s (...)"). Empty when it ended as wanted, or the answer does not say.
-std::string down_reason(const Json &u, bool brief) {
-    std::string cause = str(u, "last_cause", "");
+std::string down_reason(const Fields &u, bool brief) {
+    std::string cause = str(u, K::last_cause, "");
     if (!failure(cause)) return "";
-    std::string reason = one_line(str(u, "last_reason", ""));
+    std::string reason = one_line(str(u, K::last_reason, ""));
     if (cause == "exited") {
-        const Json e = u.value("last_exit", Json());
+        const Json &e = field(u, K::last_exit);
         if (e.is_object() && !e.contains("signal") && num(e, "code") == 0) return "";
         if (brief || reason.empty()) {
             std::string x = format_exit(e);
@@ -177,10 +252,10 @@ std::string down_reason(const Json &u, bool brief) {
 }
 
 // The siblings a stopped unit waits for ("waiting_for", sent by vigild).
-std::string waiting(const Json &u) {
+std::string waiting(const Fields &u) {
     std::string names;
-    if (auto it = u.find("waiting_for"); it != u.end() && it->is_array())
-        for (const auto &n : *it)
+    if (const Json &w = field(u, K::waiting_for); w.is_array())
+        for (const auto &n : w)
             if (n.is_string())
                 names += (names.empty() ? "" : ", ") + one_line(n.get<std::string>());
     return names;
@@ -190,10 +265,10 @@ std::string waiting(const Json &u) {
 // a temporary or transient unit; "exited 3", "killed by SIGKILL") when its last exit is the one
 // recorded as the cause of its end; otherwise a command stopped it (a stop changes the last
 // exit, not the cause, which says why the incarnation before ended).
-std::string stopped_why(const Json &u) {
-    const Json e = u.value("last_exit", Json());
-    const std::string reason = str(u, "last_reason", "");
-    if (str(u, "last_cause", "") == "exited" && e.is_object()) {
+std::string stopped_why(const Fields &u) {
+    const Json &e = field(u, K::last_exit);
+    const std::string reason = str(u, K::last_reason, "");
+    if (str(u, K::last_cause, "") == "exited" && e.is_object()) {
         if (auto c = num(e, "code");
             c && reason.rfind("exited with status " + std::to_string(*c), 0) == 0)
             return "exited " + std::to_string(*c);
@@ -201,16 +276,16 @@ std::string stopped_why(const Json &u) {
             x.rfind("SIG", 0) == 0 && reason.rfind("killed by " + x, 0) == 0)
             return "killed by " + x;
     }
-    if (str(u, "last_cause", "") == "spawn_failed" && !e.is_object())
+    if (str(u, K::last_cause, "") == "spawn_failed" && !e.is_object())
         return one_line(reason); // never ran: a temporary unit whose exec failed
     return "stopped by command";
 }
 
 // The pids of "left_behind", space-separated.
-std::string left_pids(const Json &u) {
+std::string left_pids(const Fields &u) {
     std::string pids;
-    if (auto it = u.find("left_behind"); it != u.end() && it->is_array())
-        for (const auto &p : *it)
+    if (const Json &l = field(u, K::left_behind); l.is_array())
+        for (const auto &p : l)
             if (p.is_number_integer())
                 pids += (pids.empty() ? "" : " ") + std::to_string(p.get<long long>());
     return pids;
@@ -218,10 +293,9 @@ std::string left_pids(const Json &u) {
 
 // A roll of the unit under way: "rolling restart 2/4"; with `last`, also how the last one ended
 // ("rolling restart done 4/4", "rolling restart stopped at web@3 (2/4): ..."). Empty: none.
-std::string roll_words(const Json &u, bool last) {
-    auto it = u.find("roll");
-    if (it == u.end() || !it->is_object()) return "";
-    const Json &r = *it;
+std::string roll_words(const Fields &u, bool last) {
+    const Json &r = field(u, K::roll);
+    if (!r.is_object()) return "";
     const std::string state = str(r, "state");
     const auto done = num(r, "done");
     const auto total = num(r, "total");
@@ -237,25 +311,25 @@ std::string roll_words(const Json &u, bool last) {
     return out;
 }
 
-std::string info(const Json &u, const Words &words) {
+std::string info(const Fields &u, const Words &words) {
     std::vector<std::string> parts;
     const std::string &state = words.state;
     const std::string &goal = words.goal;
     if (words.kind == "supervisor") parts.emplace_back("supervisor");
-    if (auto d = state == "stopping" ? num(u, "drain_ms") : std::nullopt)
+    if (auto d = state == "stopping" ? num(u, K::drain_ms) : std::nullopt)
         parts.push_back("draining, " + format_duration(*d) + " left");
     if (std::string r = roll_words(u, false); !r.empty()) parts.push_back(r);
     if (state == "backoff") {
         std::string why = down_reason(u, true);
         if (!why.empty()) parts.push_back("backoff after " + why);
-        if (auto b = num(u, "backoff_ms")) parts.push_back("restart in " + format_duration(*b));
+        if (auto b = num(u, K::backoff_ms)) parts.push_back("restart in " + format_duration(*b));
     }
-    if (state == "running" && words.kind == "service" && !flag(u, "ready"))
+    if (state == "running" && words.kind == "service" && !flag(u, K::ready))
         parts.emplace_back("not ready");
-    if (state == "running" && flag(u, "exiting")) parts.emplace_back("exiting");
+    if (state == "running" && flag(u, K::exiting)) parts.emplace_back("exiting");
     // Ended by itself and not restarted: how it ended ("exit 0", "exit 3", "SIGKILL").
     if (state == "exited") {
-        std::string x = format_exit(u.value("last_exit", Json()));
+        std::string x = format_exit(field(u, K::last_exit));
         if (x != "-")
             parts.push_back(x.rfind("SIG", 0) == 0 || x.rfind("signal", 0) == 0 ? x : "exit " + x);
     }
@@ -268,20 +342,20 @@ std::string info(const Json &u, const Words &words) {
             parts.emplace_back("goal up");
         if (std::string why = down_reason(u, false); !why.empty()) parts.push_back(why);
     }
-    if (state == "stopped" && str(u, "goal") == "down") parts.push_back(stopped_why(u));
+    if (state == "stopped" && str(u, K::goal) == "down") parts.push_back(stopped_why(u));
     if ((state == "running" || state == "starting") && goal == "down")
         parts.emplace_back("goal down");
     // Stopped with its supervisor: say which start brings it back.
-    if (std::string by = state == "stopped" ? str(u, "held_down_by", "") : "";
-        !by.empty() && str(u, "goal") == "up")
+    if (std::string by = state == "stopped" ? str(u, K::held_down_by, "") : "";
+        !by.empty() && str(u, K::goal) == "up")
         parts.push_back("until " + by + " starts");
-    if (flag(u, "removed")) parts.emplace_back("removed");
+    if (flag(u, K::removed)) parts.emplace_back("removed");
     // Processes a stop cannot reach (no cgroup): the user has to deal with them.
     if (std::string pids = left_pids(u); !pids.empty()) parts.push_back("left behind: " + pids);
     // What the service says of itself (sd_notify STATUS=), last: the longest part, and the one
     // a narrow terminal cuts first.
     if (state == "running" || state == "starting")
-        if (std::string text = one_line(str(u, "status_text", "")); !text.empty())
+        if (std::string text = one_line(str(u, K::status_text, "")); !text.empty())
             parts.push_back(text);
     std::string out;
     for (const auto &p : parts) {
@@ -289,10 +363,6 @@ std::string info(const Json &u, const Words &words) {
         out += p;
     }
     return out;
-}
-
-std::string info(const Json &u) {
-    return info(u, Words(u));
 }
 
 // At most `w` columns of `s`: cut at a character boundary, "…" marking the cut.
@@ -309,17 +379,13 @@ std::string fit(const std::string &s, std::size_t w) {
     return out + "…";
 }
 
-std::string uptime(const Json &u, const std::string &state) {
-    auto since = state == "running" ? num(u, "since_ms") : std::nullopt; // time in the state
+std::string uptime(const Fields &u, const std::string &state) {
+    auto since = state == "running" ? num(u, K::since_ms) : std::nullopt; // time in the state
     return since ? format_duration(*since) : "-";
 }
 
-std::string uptime(const Json &u) {
-    return uptime(u, str(u, "state"));
-}
-
-std::string pid_text(const Json &u) {
-    auto p = num(u, "pid");
+std::string pid_text(const Fields &u) {
+    auto p = num(u, K::pid);
     return p ? std::to_string(*p) : "-";
 }
 
@@ -375,13 +441,13 @@ std::string render_status(const Json &units, const Style &st) {
     std::vector<const char *> colours;
     rows.reserve(units.size());
     colours.reserve(units.size());
-    for (const auto &u : units) {
+    for (const auto &unit : units) {
+        const Fields u(unit);
         const Words w(u);
-        auto restarts = num(u, "restarts");
-        rows.push_back({str(u, "name"), w.state, pid_text(u), uptime(u, w.state),
+        auto restarts = num(u, K::restarts);
+        rows.push_back({str(u, K::name), w.state, pid_text(u), uptime(u, w.state),
                         restarts ? std::to_string(*restarts) : "-",
-                        format_exit(u.is_object() ? u.value("last_exit", Json()) : Json()),
-                        info(u, w)});
+                        format_exit(field(u, K::last_exit)), info(u, w)});
         colours.push_back(state_colour(u, w));
     }
     std::vector<std::size_t> w = column_widths(head, rows);
@@ -506,17 +572,18 @@ std::string render_tree(const Json &result, const Style &st) {
         w = std::max(w, width(l.first));
     std::string out;
     for (const auto &[label, node] : lines) {
-        const Json &u = *node;
+        const Fields u(*node);
+        const Words words(u);
         std::string line =
-            pad(label, w) + "  " + paint(pad(str(u, "state"), 8), state_colour(u), st);
+            pad(label, w) + "  " + paint(pad(words.state, 8), state_colour(u, words), st);
         std::vector<std::string> more;
-        if (auto p = num(u, "pid")) more.push_back("pid " + std::to_string(*p));
-        if (std::string up = uptime(u); up != "-") more.push_back("up " + up);
-        if (auto r = num(u, "restarts"); r && *r > 0)
+        if (auto p = num(u, K::pid)) more.push_back("pid " + std::to_string(*p));
+        if (std::string up = uptime(u, words.state); up != "-") more.push_back("up " + up);
+        if (auto r = num(u, K::restarts); r && *r > 0)
             more.push_back(std::to_string(*r) + " restarts");
-        if (std::string e = format_exit(u.value("last_exit", Json())); e != "-")
+        if (std::string e = format_exit(field(u, K::last_exit)); e != "-")
             more.push_back("last exit " + e);
-        if (std::string i = info(u); !i.empty()) more.push_back(i);
+        if (std::string i = info(u, words); !i.empty()) more.push_back(i);
         for (const auto &m : more)
             line += "  " + m;
         while (!line.empty() && line.back() == ' ')
