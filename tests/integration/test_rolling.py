@@ -115,7 +115,10 @@ class Rolling(unittest.TestCase):
     def test_max_unavailable_two(self):
         d = Daemon({}, start=False)
         self.addCleanup(d.close)
-        d.write_units({"web": instanced(d, N, 300)})
+        # Two instances are down together while the new ones get ready: 300 ms, longer under
+        # a sanitizer (scaled), where each poll's vigilctl takes a good part of that.
+        ready_ms = int(300 * harness.timeout_multiplier())
+        d.write_units({"web": instanced(d, N, ready_ms)})
         d.start()
         d.wait_socket()
         wait_until(lambda: self.all_ready(d), 10, "every instance ready")
