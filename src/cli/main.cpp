@@ -80,7 +80,8 @@ const ctl::Json &kept_to_exit(ctl::Json &&answer) {
 
 // The answer to a status of every unit is parsed into a tree of many small allocations in
 // fresh memory, and the first touch of each 4 KiB page is a fault: on a virtual machine the
-// faults weigh more than the parse (bench/README.md, "Status of all in brief"). So for that
+// faults weigh more than the parse (bench/README.md, "Status of all: page faults, and huge
+// pages"). So for that
 // answer the heap grows once, ahead and untouched, and is marked for transparent huge pages
 // (the kernel's default "madvise" mode): one fault per 2 MiB. Not for a small answer, which
 // would pay for zeroing a whole huge page. Best effort: without THP, or under a sanitizer's

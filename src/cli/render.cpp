@@ -27,24 +27,38 @@ constexpr const char *bold = "\033[1m";
 
 constexpr std::size_t min_info = 16; // columns of INFO kept however narrow the terminal
 
-std::string str(const Json &j, const char *key, const char *fallback = "-") {
-    if (!j.is_object()) return fallback;
+// A value read as a string, an integer or a flag; nothing (or the fallback) when it is missing
+// (null pointer) or of another type.
+std::string text_of(const Json *v, const char *fallback) {
+    return v && v->is_string() ? v->get<std::string>() : fallback;
+}
+
+std::optional<std::int64_t> int_of(const Json *v) {
+    if (!v || !v->is_number_integer()) return std::nullopt;
+    return v->get<std::int64_t>();
+}
+
+bool flag_of(const Json *v) {
+    return v && v->is_boolean() && v->get<bool>();
+}
+
+// The value of `key` in object `j`, or null.
+const Json *member(const Json &j, const char *key) {
+    if (!j.is_object()) return nullptr;
     auto it = j.find(key);
-    if (it == j.end() || !it->is_string()) return fallback;
-    return it->get<std::string>();
+    return it == j.end() ? nullptr : &*it;
+}
+
+std::string str(const Json &j, const char *key, const char *fallback = "-") {
+    return text_of(member(j, key), fallback);
 }
 
 std::optional<std::int64_t> num(const Json &j, const char *key) {
-    if (!j.is_object()) return std::nullopt;
-    auto it = j.find(key);
-    if (it == j.end() || !it->is_number_integer()) return std::nullopt;
-    return it->get<std::int64_t>();
+    return int_of(member(j, key));
 }
 
 bool flag(const Json &j, const char *key) {
-    if (!j.is_object()) return false;
-    auto it = j.find(key);
-    return it != j.end() && it->is_boolean() && it->get<bool>();
+    return flag_of(member(j, key));
 }
 
 // The keys of a status object that a row of the table (and the tree) reads.
@@ -99,19 +113,15 @@ struct Fields {
 };
 
 std::string str(const Fields &f, K key, const char *fallback = "-") {
-    const Json *v = f[key];
-    return v && v->is_string() ? v->get<std::string>() : fallback;
+    return text_of(f[key], fallback);
 }
 
 std::optional<std::int64_t> num(const Fields &f, K key) {
-    const Json *v = f[key];
-    if (!v || !v->is_number_integer()) return std::nullopt;
-    return v->get<std::int64_t>();
+    return int_of(f[key]);
 }
 
 bool flag(const Fields &f, K key) {
-    const Json *v = f[key];
-    return v && v->is_boolean() && v->get<bool>();
+    return flag_of(f[key]);
 }
 
 // The value, or null when the object has none.
