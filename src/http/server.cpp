@@ -131,7 +131,7 @@ std::optional<std::pair<std::string, int>> parse_listen_address(std::string_view
 // host or site usually has a whole /64, so a /128 would let it take many seats).
 namespace {
 
-using PeerKey = std::array<unsigned char, 17>;
+using PeerKey = Server::PeerKey;
 
 PeerKey peer_key(const uv_tcp_t *tcp) {
     PeerKey k{};
@@ -217,7 +217,7 @@ struct Server::Conn {
         closing = true;
         if (server) {
             server->unsent_ -= unsent; // the write is cancelled and its buffer freed
-            server->conns_.erase(this);
+            if (server->conns_.erase(this) != 0) server->forget_peer(peer);
             std::erase(server->ready_, this);
             server = nullptr;
         }
@@ -599,6 +599,11 @@ void Server::resume_all() noexcept {
     }
 }
 
+void Server::forget_peer(const PeerKey &peer) noexcept {
+    const auto it = per_peer_.find(peer);
+    if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+}
+
 void Server::on_connection() {
     auto c = std::make_unique<Conn>(this);
     uv_tcp_init(loop_, &c->tcp);
@@ -626,9 +631,9 @@ void Server::on_connection() {
         Conn *victim = nullptr;
         std::size_t victim_count = 0;
         for (Conn *x : conns_) {
-            std::size_t n = x->peer == conn->peer ? 1 : 0;
-            for (Conn *y : conns_)
-                if (y->peer == x->peer) ++n;
+            const auto held = per_peer_.find(x->peer);
+            const std::size_t n =
+                (held == per_peer_.end() ? 0 : held->second) + (x->peer == conn->peer ? 1 : 0);
             if (!victim || n > victim_count || (n == victim_count && x->since < victim->since)) {
                 victim = x;
                 victim_count = n;
@@ -645,11 +650,19 @@ void Server::on_connection() {
         return;
     }
     try {
-        conns_.insert(conn);
+        ++per_peer_[conn->peer];
     } catch (...) {
         conn->close();
         throw;
     }
+    try {
+        conns_.insert(conn);
+    } catch (...) {
+        forget_peer(conn->peer); // close() forgets the peer of a member of conns_ only
+        conn->close();
+        throw;
+    }
+
     conn->init_parser();
     conn->enter(Conn::Phase::Request); // the first request is due from the connection's start
     conn->start_reading();

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <fstream>
+#include <memory>
 #include <netinet/in.h>
 #include <spawn.h>
 #include <sstream>
@@ -30,15 +31,21 @@ using vigil::test::TestReaper;
 
 namespace {
 
-// A client on the test loop: connects, sends `request`, collects everything until the server
-// closes the connection.
+// A client on the test loop: connects (from `source`, a loopback address, when given), sends
+// `request`, collects everything until the server closes the connection.
 class RawClient {
 public:
-    RawClient(uv_loop_t *loop, int port, std::string request) : out_(std::move(request)) {
+    RawClient(uv_loop_t *loop, int port, std::string request, const char *source = nullptr)
+        : out_(std::move(request)) {
         tcp_ = new Tcp;
         tcp_->self = this;
         uv_tcp_init(loop, &tcp_->h);
         tcp_->h.data = tcp_;
+        if (source) {
+            sockaddr_in from{};
+            uv_ip4_addr(source, 0, &from);
+            REQUIRE(uv_tcp_bind(&tcp_->h, reinterpret_cast<sockaddr *>(&from), 0) == 0);
+        }
         sockaddr_in a{};
         uv_ip4_addr("127.0.0.1", port, &a);
         connect_.data = tcp_;
@@ -524,6 +531,39 @@ TEST_SUITE("http") {
         CHECK_FALSE(b.eof);
         CHECK(f.server->evicted_total() == 1);
         CHECK(f.server->connections() == 1);
+    }
+
+    TEST_CASE("at max_connections the address that holds the most makes room, counting only "
+              "the connections still open") {
+        Server::Options o;
+        o.max_connections = 4;
+        o.idle_timeout = 5s;
+        Fixture f{o};
+        RawClient b1{&f.t.loop, f.server->port(), "", "127.0.0.1"};
+        REQUIRE(f.t.run_until([&] { return f.server->connections() == 1; }, 3000));
+        f.t.run_for(20); // b1 is the stalest connection
+        auto x1 = std::make_unique<RawClient>(&f.t.loop, f.server->port(), "", "127.0.0.2");
+        auto x2 = std::make_unique<RawClient>(&f.t.loop, f.server->port(), "", "127.0.0.2");
+        RawClient x3{&f.t.loop, f.server->port(), "", "127.0.0.2"};
+        REQUIRE(f.t.run_until([&] { return f.server->connections() == 4; }, 3000));
+        // Two of 127.0.0.2's three leave: it holds one now.
+        x1.reset();
+        x2.reset();
+        REQUIRE(f.t.run_until([&] { return f.server->connections() == 2; }, 3000));
+        RawClient b2{&f.t.loop, f.server->port(), "", "127.0.0.1"};
+        RawClient c1{&f.t.loop, f.server->port(), "", "127.0.0.3"};
+        REQUIRE(f.t.run_until([&] { return f.server->connections() == 4; }, 3000));
+        // At the cap, 127.0.0.1 and 127.0.0.3 (with the newcomer) hold two each, 127.0.0.2
+        // one: the stalest of the first two addresses' connections goes, b1.
+        RawClient c2{&f.t.loop, f.server->port(),
+                     "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", "127.0.0.3"};
+        REQUIRE(f.t.run_until([&] { return c2.eof && b1.eof; }, 3000));
+        CHECK(status_line(c2.in) == "HTTP/1.1 200 OK");
+        CHECK(f.server->evicted_total() == 1);
+        f.t.run_for(20);
+        CHECK_FALSE(x3.eof);
+        CHECK_FALSE(b2.eof);
+        CHECK_FALSE(c1.eof);
     }
 
     TEST_CASE("slowloris: bytes trickling in do not extend a request's deadline") {

@@ -41,8 +41,10 @@
 // deadline timer. With no connection open nothing is armed.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -123,6 +125,8 @@ public:
     std::size_t unsent_bytes() const noexcept { return unsent_; }
 
     struct Conn; // one client connection (server.cpp)
+    // A client's address as eviction groups clients: an IPv4 address, or an IPv6 address's /64.
+    using PeerKey = std::array<unsigned char, 17>;
 
 private:
     Server(uv_loop_s *loop, Options options, Handlers handlers);
@@ -131,6 +135,7 @@ private:
     void on_connection();
     void enforce_unsent() noexcept;
     void arm_resume();
+    void forget_peer(const PeerKey &peer) noexcept; // one connection of `peer` left conns_
     void resume_all() noexcept;
 
     uv_loop_s *loop_;
@@ -140,6 +145,7 @@ private:
     uv_prepare_s *resume_ = nullptr; // runs resume_all() while ready_ is not empty
     int port_ = 0;
     std::set<Conn *> conns_;
+    std::map<PeerKey, std::size_t> per_peer_; // connections in conns_ by client address
     std::vector<Conn *> ready_; // answered, to resume parsing on the next loop iteration
     std::size_t unsent_ = 0;
     std::uint64_t requests_ = 0, rejected_ = 0, evicted_ = 0, dropped_ = 0;
