@@ -10,7 +10,8 @@ surface (log files, env_file, the HTTP endpoint, output patterns, the control so
 sockets, unit files, signals, the spawner); and then runs the same *after-attack check*
 (``HostileCase.after_attack``), which asks what a careful operator would:
 
-- vigild is alive, and one ``vigilctl status`` (no retry) answers within 100 ms;
+- vigild is alive, answers a status request (no retry) within 100 ms, and ``vigilctl
+  status`` succeeds;
 - vigild's open descriptors (/proc/PID/fd) and resident memory (VmRSS) are back near the
   baseline measured before the attack: at most 4 descriptors and 8 MiB more, after a bounded
   wait for the attack's connections and processes to go;
@@ -295,17 +296,24 @@ class HostileCase(unittest.TestCase):
     # -- observations -------------------------------------------------------------------------
 
     def status_time(self, d: Daemon, *units: str) -> float:
-        """Seconds one `vigilctl status` took (no retry); it must answer 0 or 3."""
+        """Seconds vigild took to answer one status request (no retry), from the connection to
+        the reply (Daemon.request). vigild's time, not a client's: a sanitized vigilctl alone
+        takes longer to start than the bound allows while vigild, sanitized too, works through
+        an attack on the other core (bench/README.md, "CI time")."""
         t0 = time.monotonic()
-        r = d.ctl("--timeout", str(scaled(5)), "status", *units, timeout=30)
+        reply = d.request("status", {"units": list(units)} if units else {}, timeout=5)
         took = time.monotonic() - t0
-        self.assertIn(r.returncode, (0, 3), f"vigilctl status: {r.returncode}: {r.stderr}")
+        self.assertTrue(reply.get("ok"), f"status: {reply}")
         return took
 
     def assert_answers_quickly(self, d: Daemon, what: str = "") -> float:
+        """vigild answers a status request within STATUS_LATENCY, and `vigilctl status` (the
+        command an operator would type) succeeds: exit 0, or 3 when a unit is not running."""
         took = self.status_time(d)
         self.assertLess(took, scaled(STATUS_LATENCY),
-                        f"vigilctl status took {took * 1000:.0f} ms {what}".rstrip())
+                        f"vigild took {took * 1000:.0f} ms to answer status {what}".rstrip())
+        r = d.ctl("--timeout", str(scaled(5)), "status", timeout=30)
+        self.assertIn(r.returncode, (0, 3), f"vigilctl status: {r.returncode}: {r.stderr}")
         return took
 
     def wait_state(self, d: Daemon, unit: str, state: str, timeout: float = 10) -> dict:
