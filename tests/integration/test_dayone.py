@@ -65,7 +65,10 @@ class DayOne(unittest.TestCase):
 
     def test_restart_of_several_follows_stop_and_start_order(self) -> None:
         d = self.d
-        wait_until(lambda: d.status("worker")["state"] == "running", 10, "worker to run")
+        # Running for vigild, and started for its own log (vigil-testsvc writes its start line
+        # after the exec, which vigild does not wait for).
+        wait_until(lambda: d.status("worker")["state"] == "running"
+                   and d.starts().count("worker") == 1, 10, "worker to run")
         before = len(d.events())
         r = d.ctl("restart", "web", "worker")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -317,10 +317,13 @@ class ManagerNotify(unittest.TestCase):
 
         m = self.manager(abstract=True, on_message=on_message)
         delay = str(int(1500 * harness.timeout_multiplier()))  # ms the service takes to stop
-        self.start({"a": {"command": self.d.svc("a", "term-delay", delay, "sleep"),
+        self.start({"a": {"command": self.d.svc("a", "term-delay", delay, "mark", "armed",
+                                                "sleep"),
                           "stop": {"timeout": "10s"}}}, m)
         m.wait_heads(["READY=1"])
         pid = self.d.wait_pid("a")
+        # Its SIGTERM handler is in place (a service signalled before would die at once).
+        wait_until(lambda: ("mark", "a", "armed") in self.d.events(), 10, "a to be armed")
         self.d.ns.signal_init(signal.SIGTERM)
         m.wait_heads(["READY=1", "STOPPING=1"])
         self.assertEqual(seen.get("alive"), pid, "STOPPING=1 came after the service was gone")

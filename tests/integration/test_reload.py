@@ -290,12 +290,14 @@ class Reload(unittest.TestCase):
     def test_unit_stopping_by_command_stays_stopped_when_reload_changes_it(self):
         d = self.d
         # w3 takes 800 ms to die of SIGTERM, so the reload lands while it is stopping.
-        self.units["w3"] = service(d, "w3", "term-delay", "800", "sleep", parent="app",
-                                   after=["w2"])
+        self.units["w3"] = service(d, "w3", "term-delay", "800", "mark", "armed", "sleep",
+                                   parent="app", after=["w2"])
         d.write_units(self.units)
         self.reload()
         old = d.wait_pid("w3")
         wait_until(lambda: d.status("w3")["state"] == "running", 10, "w3 to run")
+        # Its SIGTERM handler is in place (signalled before, it would die at once).
+        wait_until(lambda: ("mark", "w3", "armed") in d.events(), 10, "w3 to be armed")
         self.assertEqual(d.ctl("stop", "--no-wait", "w3").returncode, 0)
         wait_until(lambda: d.status("w3")["state"] == "stopping", 5, "w3 to be stopping")
         self.units["w3"]["command"] = d.svc("w3", "ready-fd", "3", "mark", "v2", "sleep")
@@ -313,12 +315,14 @@ class Reload(unittest.TestCase):
     def test_unit_moved_to_another_supervisor_never_runs_twice(self):
         d = self.d
         # w2's old process takes 500 ms to die of SIGTERM.
-        self.units["w2"] = service(d, "w2", "term-delay", "500", "sleep", parent="app",
-                                   after=["w1"])
+        self.units["w2"] = service(d, "w2", "term-delay", "500", "mark", "armed", "sleep",
+                                   parent="app", after=["w1"])
         d.write_units(self.units)
         self.reload()
         old = d.wait_pid("w2", other_than=self.pids["w2"])
         wait_until(lambda: d.status("w2")["state"] == "running", 10, "w2 to run")
+        # Its SIGTERM handler is in place (signalled before, it would die at once).
+        wait_until(lambda: ("mark", "w2", "armed") in d.events(), 10, "w2 to be armed")
         self.units["w2"]["parent"] = "root"
         self.units["w2"]["after"] = ["b"]
         d.write_units(self.units)
