@@ -2,7 +2,8 @@
 
 The package is built once, from a copy of the tree (packaging/build-deb never writes into the
 source tree), with DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=N": the package build does
-not run the test suites (CI runs them in its own builds) and makes no -dbgsym package. Then:
+not run the test suites (CI runs them in its own builds) and makes no -dbgsym package; -g0
+after dpkg-buildflags' -g leaves out the debug information it would strip. Then:
 
 - ContentsTest reads `dpkg-deb -c` and the control area (`dpkg-deb -e`): exactly the expected
   files with their modes and owners, each shipped file equal to its source in the tree, every
@@ -90,6 +91,9 @@ def setUpModule() -> None:
     PKG["sources"] = sources
     env = dict(os.environ)
     env["DEB_BUILD_OPTIONS"] = f"nocheck noautodbgsym parallel={max(2, os.cpu_count() or 1)}"
+    # No debug information (dpkg-buildflags' -g, then -g0): the package strips it anyway, the
+    # test reads none, and it is a good part of an -O2 compile (bench/README.md, "CI time").
+    env["DEB_CFLAGS_APPEND"] = env["DEB_CXXFLAGS_APPEND"] = "-g0"
     env["TMPDIR"] = work
     log_path = os.path.join(work, "build.log")
     started = time.monotonic()
