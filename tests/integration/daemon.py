@@ -142,8 +142,8 @@ class Daemon:
     def request(self, cmd: str, args: Optional[dict] = None, timeout: float = 10) -> dict:
         """vigild's reply ({"id", "ok", "result" or "error"}) to one request, sent on a
         connection of its own straight through the control protocol: no vigilctl process.
-        The tests poll status this way (a sanitized vigilctl costs tens of milliseconds of CPU
-        a start: bench/README.md, "CI time"); vigilctl's own commands are tested with ctl()."""
+        The tests poll status this way (a sanitized vigilctl's start costs far more CPU than
+        vigild's answer: bench/README.md, "CI time"); vigilctl's commands are tested with ctl()."""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(scaled(timeout))
