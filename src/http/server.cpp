@@ -662,7 +662,6 @@ void Server::on_connection() {
         conn->close();
         throw;
     }
-
     conn->init_parser();
     conn->enter(Conn::Phase::Request); // the first request is due from the connection's start
     conn->start_reading();
