@@ -1,6 +1,7 @@
 // vigilctl's tables and trees: see render.hpp.
 #include "render.hpp"
 
+#include "json_read.hpp"
 #include "vigil/core/names.hpp"
 #include "vigil/unit/values.hpp"
 
@@ -27,38 +28,8 @@ constexpr const char *bold = "\033[1m";
 
 constexpr std::size_t min_info = 16; // columns of INFO kept however narrow the terminal
 
-// A value read as a string, an integer or a flag; nothing (or the fallback) when it is missing
-// (null pointer) or of another type.
-std::string text_of(const Json *v, const char *fallback) {
-    return v && v->is_string() ? v->get<std::string>() : fallback;
-}
-
-std::optional<std::int64_t> int_of(const Json *v) {
-    if (!v || !v->is_number_integer()) return std::nullopt;
-    return v->get<std::int64_t>();
-}
-
-bool flag_of(const Json *v) {
-    return v && v->is_boolean() && v->get<bool>();
-}
-
-// The value of `key` in object `j`, or null.
-const Json *member(const Json &j, const char *key) {
-    if (!j.is_object()) return nullptr;
-    auto it = j.find(key);
-    return it == j.end() ? nullptr : &*it;
-}
-
-std::string str(const Json &j, const char *key, const char *fallback = "-") {
-    return text_of(member(j, key), fallback);
-}
-
 std::optional<std::int64_t> num(const Json &j, const char *key) {
     return int_of(member(j, key));
-}
-
-bool flag(const Json &j, const char *key) {
-    return flag_of(member(j, key));
 }
 
 // The keys of a status object that a row of the table (and the tree) reads.
@@ -123,6 +94,11 @@ std::optional<std::int64_t> num(const Fields &f, K key) {
 bool flag(const Fields &f, K key) {
     return flag_of(f[key]);
 }
+
+// The readers of a status object itself (json_read.hpp) and those of its Fields: one overload
+// set, not one hiding the other.
+using cli::flag;
+using cli::str;
 
 // The value, or null when the object has none.
 const Json &field(const Fields &f, K key) {

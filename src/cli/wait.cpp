@@ -5,17 +5,12 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "json_read.hpp"
 #include "render.hpp"
 
 namespace vigil::cli {
 
 namespace {
-
-std::string str(const Json &j, const char *key) {
-    if (!j.is_object()) return "";
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 // A count from a status object; -1 when absent or not a non-negative integer.
 std::int64_t count(const Json &j, const char *key) {
@@ -28,12 +23,6 @@ std::int64_t count(const Json &j, const char *key) {
     return n < 0 ? -1 : n;
 }
 
-bool flag(const Json &j, const char *key) {
-    if (!j.is_object()) return false;
-    auto it = j.find(key);
-    return it != j.end() && it->is_boolean() && it->get<bool>();
-}
-
 bool gone(const Json &u) {
     return !u.is_object() || flag(u, "removed");
 }
@@ -44,18 +33,18 @@ const char *going(Want w) {
 
 // Why the unit's last run ended or did not start, in vigild's words when it gave them.
 std::string reason(const Json &u) {
-    std::string r = one_line(str(u, "last_reason"));
+    std::string r = one_line(str(u, "last_reason", ""));
     if (!r.empty()) return r;
-    r = one_line(str(u, "last_cause"));
+    r = one_line(str(u, "last_cause", ""));
     for (char &c : r)
         if (c == '_') c = ' ';
     if (!r.empty() && r != "none") return r;
-    return "state " + one_line(str(u, "state"));
+    return "state " + one_line(str(u, "state", ""));
 }
 
 // The last run ended on its own with status 0 (a task that was done).
 bool ended_well(const Json &u) {
-    if (str(u, "last_cause") != "exited") return false;
+    if (str(u, "last_cause", "") != "exited") return false;
     const Json &e = u.is_object() && u.contains("last_exit") ? u["last_exit"] : Json();
     return e.is_object() && !e.contains("signal") && count(e, "code") == 0;
 }
@@ -67,7 +56,7 @@ bool is_down(const std::string &state) {
 
 // Where a unit heading up is, for a timeout's message: "state starting, waiting for readiness".
 std::string where_up(const Json &u, bool old_run) {
-    std::string state = one_line(str(u, "state"));
+    std::string state = one_line(str(u, "state", ""));
     std::string what;
     if (is_down(state)) {
         std::string names;
@@ -77,7 +66,7 @@ std::string where_up(const Json &u, bool old_run) {
                     names += (names.empty() ? "" : ", ") + one_line(n.get<std::string>());
         what = names.empty() ? "not started yet" : "waiting for " + names;
     } else if (state == "starting") {
-        what = str(u, "kind") == "supervisor"     ? "starting its children"
+        what = str(u, "kind", "") == "supervisor" ? "starting its children"
                : u.value("pid", Json()).is_null() ? "being spawned"
                                                   : "waiting for readiness";
     } else if (state == "running") {
@@ -94,7 +83,7 @@ std::string where_up(const Json &u, bool old_run) {
 }
 
 Judgement judge_down(const WaitTarget &t, const Json &now) {
-    std::string state = str(now, "state");
+    std::string state = str(now, "state", "");
     if (is_down(state) && !flag(now, "exiting")) return {Verdict::Done, state, ""};
     std::int64_t base = count(t.before, "incarnation");
     if (base >= 0 && count(now, "incarnation") > base && state != "stopping")
@@ -109,8 +98,8 @@ Judgement judge_down(const WaitTarget &t, const Json &now) {
 
 // A unit that is down against the command (effective goal "down"): why it will not come up.
 Judgement held_down(const Json &now, bool ended) {
-    std::string by = one_line(str(now, "held_down_by"));
-    if (!by.empty() && by != one_line(str(now, "name")))
+    std::string by = one_line(str(now, "held_down_by", ""));
+    if (!by.empty() && by != one_line(str(now, "name", "")))
         return {Verdict::Failed, "not started",
                 "its supervisor " + by + " is stopped; start it: vigilctl start " + by};
     if (ended) return {Verdict::Failed, "failed to start", reason(now)};
@@ -118,8 +107,8 @@ Judgement held_down(const Json &now, bool ended) {
 }
 
 Judgement judge_up(const WaitTarget &t, const Json &now) {
-    const std::string state = str(now, "state");
-    const bool supervisor = str(now, "kind") == "supervisor";
+    const std::string state = str(now, "state", "");
+    const bool supervisor = str(now, "kind", "") == "supervisor";
     const std::int64_t inc = count(now, "incarnation");
     const std::int64_t base = count(t.before, "incarnation");
     const bool new_run = base < 0 || inc > base;
@@ -130,13 +119,13 @@ Judgement judge_up(const WaitTarget &t, const Json &now) {
     // Ended after the command: a new run ended, or the run that was up before (start of a
     // running unit) did. The end of an old run that was stopping, or is being restarted, is
     // what the command expects.
-    const std::string was = str(t.before, "state");
+    const std::string was = str(t.before, "state", "");
     const bool was_up = was == "starting" || was == "running";
     const bool ended =
         (is_down(state) || state == "backoff") && (new_run || (t.want == Want::Up && was_up));
     if (ended && is_down(state) && ended_well(now) && inc > 0)
         return {Verdict::Done, "ran and exited with status 0", ""};
-    if (str(now, "effective_goal") == "down") {
+    if (str(now, "effective_goal", "") == "down") {
         if (t.allow_down) return {Verdict::Done, "stays stopped (goal down)", ""};
         return held_down(now, ended);
     }
@@ -156,7 +145,7 @@ Judgement judge_roll(const WaitTarget &t, const Json &instances) {
         for (const auto &u : instances) {
             if (gone(u) || !u.contains("roll") || !u["roll"].is_object()) continue;
             const Json &r = u["roll"];
-            if (str(r, "unit") != t.unit) continue; // polled with every unit: another's roll
+            if (str(r, "unit", "") != t.unit) continue; // polled with every unit: another's roll
             const std::int64_t id = count(r, "id");
             newest = std::max(newest, id);
             if (id >= 0 && static_cast<std::uint64_t>(id) == t.roll_id) mine = &r;
@@ -171,11 +160,11 @@ Judgement judge_roll(const WaitTarget &t, const Json &instances) {
     }
     const std::string n = std::to_string(std::max<std::int64_t>(count(*mine, "done"), 0)) + "/" +
                           std::to_string(std::max<std::int64_t>(count(*mine, "total"), 0));
-    const std::string state = str(*mine, "state");
+    const std::string state = str(*mine, "state", "");
     if (state == "done") return {Verdict::Done, "rolling restart done " + n, ""};
     if (state == "stopped") {
-        const std::string at = one_line(str(*mine, "at"));
-        std::string why = one_line(str(*mine, "reason"));
+        const std::string at = one_line(str(*mine, "at", ""));
+        std::string why = one_line(str(*mine, "reason", ""));
         if (why.empty()) why = "stopped";
         return {Verdict::Failed,
                 "rolling restart stopped" + (at.empty() ? "" : " at " + at) + " (" + n + ")",
@@ -184,8 +173,8 @@ Judgement judge_roll(const WaitTarget &t, const Json &instances) {
     std::string where = "replacing";
     for (const auto &u : instances)
         if (u.is_object() && u.contains("roll") && u["roll"].is_object() &&
-            str(u["roll"], "unit") == t.unit && flag(u["roll"], "in_step"))
-            where += " " + one_line(str(u, "name"));
+            str(u["roll"], "unit", "") == t.unit && flag(u["roll"], "in_step"))
+            where += " " + one_line(str(u, "name", ""));
     return {Verdict::Waiting, "rolling restart " + n,
             where == "replacing" ? "between steps" : where};
 }
@@ -241,7 +230,7 @@ std::vector<WaitTarget> wait_targets(ctl::Cmd cmd, const Json &result, const Jso
         return out;
     }
     for (const auto &r : *it) {
-        const std::string outcome = str(r, "outcome");
+        const std::string outcome = str(r, "outcome", "");
         const Json name = r.is_object() ? r.value("unit", Json()) : Json();
         Json b = name.is_string() ? status_before(name) : Json();
         if (cmd == ctl::Cmd::Start && (outcome == "ok" || outcome == "already_running"))

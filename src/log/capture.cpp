@@ -138,7 +138,7 @@ void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     st->finish_stream(*p);
 }
 
-void on_close(uv_handle_t *h) {
+void on_pipe_closed(uv_handle_t *h) {
     auto *p = static_cast<Capture::State::Pipe *>(h->data);
     Capture::State *st = p->st;
     if (--st->pending_closes > 0) return;
@@ -183,7 +183,7 @@ void Capture::State::begin_close() {
             ::close(p->fd); // never handed to libuv: still ours
         }
         ++pending_closes;
-        uv_close(reinterpret_cast<uv_handle_t *>(&p->handle), on_close);
+        uv_close(reinterpret_cast<uv_handle_t *>(&p->handle), on_pipe_closed);
     }
 }
 

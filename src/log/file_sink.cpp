@@ -43,6 +43,12 @@ constexpr std::chrono::milliseconds detached_grace{5000};
 // How long close() and the destructor wait for the thread to leave.
 constexpr std::chrono::milliseconds exit_wait{200};
 
+} // namespace
+
+// A file's state shared by its sink (on the loop) and the writer thread: a named namespace, as
+// LogWriter::Core holds these (a class with linkage must not hold a type of an unnamed one).
+namespace writer_detail {
+
 class ThreadedSink;
 
 struct FileState {
@@ -72,7 +78,10 @@ struct FileState {
     ThreadedSink *owner = nullptr;
 };
 
-} // namespace
+} // namespace writer_detail
+
+using writer_detail::FileState;
+using writer_detail::ThreadedSink;
 
 struct LogWriter::Core {
     std::mutex mu;
@@ -106,7 +115,7 @@ struct LogWriter::Handles {
     std::function<void()> on_closed;
 };
 
-namespace {
+namespace writer_detail {
 
 class ThreadedSink final : public FileSink {
 public:
@@ -258,6 +267,10 @@ private:
     std::deque<ReopenDone> reopen_done_;
 };
 
+} // namespace writer_detail
+
+namespace {
+
 void on_async(uv_async_t *async) {
     auto *h = static_cast<LogWriter::Handles *>(async->data);
     const std::shared_ptr<LogWriter::Core> core = h->core;
@@ -272,7 +285,7 @@ void on_async(uv_async_t *async) {
         if (f->owner != nullptr) f->owner->deliver();
 }
 
-void on_close(uv_handle_t *handle) {
+void on_writer_closed(uv_handle_t *handle) {
     auto *h = static_cast<LogWriter::Handles *>(handle->data);
     auto cb = std::move(h->on_closed);
     delete h;
@@ -521,8 +534,8 @@ void LogWriter::close(std::function<void()> cb) {
         }
     }
     h_->on_closed = std::move(cb);
-    uv_close(reinterpret_cast<uv_handle_t *>(&h_->async), on_close);
-    h_ = nullptr; // freed by on_close
+    uv_close(reinterpret_cast<uv_handle_t *>(&h_->async), on_writer_closed);
+    h_ = nullptr; // freed by on_writer_closed
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ void on_check(uv_check_t *check) {
     h->shared->wake.notify_one();
 }
 
-void on_close(uv_handle_t *handle) {
+void on_forwarder_closed(uv_handle_t *handle) {
     auto *h = static_cast<Forwarder::Handles *>(handle->data);
     auto cb = std::move(h->on_closed);
     delete h;
@@ -279,8 +279,8 @@ void Forwarder::close(std::function<void()> cb) {
         h_->armed = false;
         shared_->wake.notify_one(); // what it would have woken the thread for
     }
-    uv_close(reinterpret_cast<uv_handle_t *>(&h_->check), on_close);
-    h_ = nullptr; // freed by on_close
+    uv_close(reinterpret_cast<uv_handle_t *>(&h_->check), on_forwarder_closed);
+    h_ = nullptr; // freed by on_forwarder_closed
 }
 
 std::size_t Forwarder::queued() const {

@@ -9,7 +9,7 @@
 namespace vigil::log {
 
 namespace {
-constexpr std::size_t stage_limit = 256u << 10;
+constexpr std::size_t scan_stage_limit = 256u << 10;
 // Runs from this size on are matched in place rather than copied into the stage.
 constexpr std::size_t direct_scan = 16u << 10;
 
@@ -68,7 +68,7 @@ void UnitLog::line(Stream stream, std::string_view text, bool continued, TimePoi
         std::string &st = staged_[stream == Stream::Stderr ? 1 : 0];
         st.append(text);
         st.push_back('\n');
-        if (st.size() >= stage_limit) scan_staged(now);
+        if (st.size() >= scan_stage_limit) scan_staged(now);
     }
 }
 
@@ -94,7 +94,7 @@ void UnitLog::lines(Stream stream, std::string_view run, std::size_t count, Time
         std::string &st = staged_[stream == Stream::Stderr ? 1 : 0];
         if (run.size() < direct_scan) {
             st.append(run);
-            if (st.size() >= stage_limit) scan_staged(now);
+            if (st.size() >= scan_stage_limit) scan_staged(now);
         } else {
             if (!st.empty()) patterns_.scan(stream, st, now, hits_);
             st.clear();
