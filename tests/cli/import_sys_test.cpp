@@ -23,7 +23,11 @@
 #include <unistd.h>
 #include <vector>
 
+#include "files.hpp"
+
 namespace fs = std::filesystem;
+
+using vigil::test::slurp;
 
 namespace {
 
@@ -97,11 +101,6 @@ Ran import(const fs::path &dir, std::vector<std::string> args) {
 
 Ran check(const fs::path &units) {
     return run({program("VIGILD"), "--check", "--units", units.string()}, units);
-}
-
-std::string slurp(const fs::path &p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 void spill(const fs::path &p, const std::string &text) {

@@ -11,11 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "files.hpp"
 #include "import.hpp"
 
 using namespace vigil::cli::import;
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
+
+using vigil::test::slurp;
 
 namespace {
 
@@ -141,11 +144,6 @@ public:
 private:
     fs::path path_;
 };
-
-std::string slurp(const fs::path &p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 } // namespace
 

@@ -19,17 +19,6 @@ Tweak backoff(Duration initial) {
         s.backoff.jitter = 0;
     };
 }
-ChildId id_of(const TreeSpec &t, const std::string &name) {
-    for (std::size_t i = 0; i < t.nodes.size(); ++i)
-        if (t.nodes[i].name == name) return ChildId{static_cast<std::uint32_t>(i)};
-    FAIL("no node " << name);
-    return ChildId{0};
-}
-// `name` is ordered after `deps` (siblings listed before it).
-void set_after(TreeSpec &t, const std::string &name, const Names &deps) {
-    for (const auto &d : deps)
-        t.nodes[id_of(t, name).value].after.push_back(id_of(t, d));
-}
 Names names(const Sim &sim, const std::vector<ChildId> &ids) {
     Names out;
     for (ChildId id : ids)

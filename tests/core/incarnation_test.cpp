@@ -22,10 +22,6 @@ const Record *last_record(const Sim &sim, const std::string &unit, RecordKind ki
     return nullptr;
 }
 
-Tweak stop_timeout(Duration d) {
-    return [d](ChildSpec &s) { s.stop.timeout = d; };
-}
-
 } // namespace
 
 TEST_SUITE("core") {

@@ -16,9 +16,6 @@ using Names = std::vector<std::string>;
 using Sigs = std::vector<int>;
 
 namespace {
-Tweak stop_timeout(std::optional<Duration> t) {
-    return [=](ChildSpec &s) { s.stop.timeout = t; };
-}
 Tweak brutal_kill() {
     return [](ChildSpec &s) { s.stop.signal = sig_kill; };
 }

@@ -26,20 +26,6 @@ Tweak parallel(Strategy strategy = Strategy::OneForOne) {
     };
 }
 
-ChildId id_of(const TreeSpec &t, const std::string &name) {
-    for (std::size_t i = 0; i < t.nodes.size(); ++i)
-        if (t.nodes[i].name == name) return ChildId{static_cast<std::uint32_t>(i)};
-    FAIL("no node " << name);
-    return ChildId{0};
-}
-
-// `name` is ordered after `deps` (siblings listed before it).
-void set_after(TreeSpec &t, const std::string &name, const Names &deps) {
-    auto &after = t.nodes[id_of(t, name).value].after;
-    for (const auto &d : deps)
-        after.push_back(id_of(t, d));
-}
-
 TreeSpec abc(Strategy strategy = Strategy::OneForOne) {
     return root(
         strategy,

@@ -16,8 +16,6 @@ using ctl::Json;
 
 namespace {
 
-const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
-
 // A connection that records what vigild sends it. close() (or `closed = true`) makes every
 // later call return false, as a closed connection does; close callbacks run on fire_close().
 class FakePeer final : public ctl::Responder {

@@ -254,6 +254,13 @@ private:
     std::unique_ptr<vigil::log::Forwarder> forwarder_;
 };
 
+// A service that restarts without backoff, so a test sees the next incarnation at once (backoff
+// has its own tests in tests/core); svc_with adds `fields` (JSON members) to it.
+inline const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
+inline std::string svc_with(const std::string &fields) {
+    return R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}, )" + fields + "}";
+}
+
 // A unit directory in a fresh temporary folder, loaded by the real loader. `units` maps a unit's
 // name to its JSON text.
 vigil::unit::LoadResult load_units(const std::map<std::string, std::string> &units);

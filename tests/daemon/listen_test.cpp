@@ -13,10 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string svc_with(const std::string &fields) {
-    return R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}, )" + fields + "}";
-}
-
 // The fake socket descriptor for `what` (ListenSpec::describe()), -1 when none is open; with
 // several (reuseport), the n-th.
 int socket_of(const FakeOs &os, const std::string &what, int n = 0) {

@@ -17,7 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
 const std::string ready_fd_svc =
     R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}, "ready": {"fd": 3}})";
 

@@ -12,7 +12,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
 const std::string slow = R"({"command": ["/bin/true"], "backoff": {"initial": "3s",
                              "jitter": 0}})";
 

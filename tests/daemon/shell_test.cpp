@@ -16,14 +16,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Restarts without backoff, so a test sees the next incarnation at once (backoff has its own
-// tests in tests/core).
-const std::string svc = R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}})";
-
-std::string svc_with(const std::string &fields) {
-    return R"({"command": ["/bin/true"], "backoff": {"initial": "0s"}, )" + fields + "}";
-}
-
 // The unit's ring, as `vigilctl logs` shows it.
 std::vector<std::string> ring(Harness &h, const std::string &unit) {
     std::vector<std::string> out;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "files.hpp"
 #include "loop_util.hpp"
 #include "vigil/log/capture.hpp"
 
@@ -20,6 +21,8 @@ using namespace vigil::log;
 using vigil::log::test::close_loop;
 using vigil::log::test::run_for;
 using vigil::log::test::run_until;
+
+using vigil::test::write_all;
 
 namespace {
 
@@ -39,15 +42,6 @@ struct Pipe {
     }
     ~Pipe() { close_wr(); } // rd belongs to the Capture
 };
-
-void write_all(int fd, std::string_view s) {
-    while (!s.empty()) {
-        const ssize_t n = ::write(fd, s.data(), s.size());
-        if (n < 0 && errno == EINTR) continue;
-        REQUIRE(n > 0);
-        s.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
 
 struct Collected {
     std::vector<std::string> out, err;

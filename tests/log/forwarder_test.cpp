@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "files.hpp"
 #include "loop_util.hpp"
 #include "vigil/log/capture.hpp"
 #include "vigil/log/forwarder.hpp"
@@ -22,6 +23,8 @@ using vigil::Duration;
 using vigil::log::test::close_loop;
 using vigil::log::test::run_until;
 
+using vigil::test::write_all;
+
 namespace {
 
 std::string read_available(int fd) {
@@ -30,15 +33,6 @@ std::string read_available(int fd) {
     for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
         s.append(buf, static_cast<std::size_t>(n));
     return s;
-}
-
-void write_all(int fd, std::string_view s) {
-    while (!s.empty()) {
-        const ssize_t n = ::write(fd, s.data(), s.size());
-        if (n < 0 && errno == EINTR) continue;
-        REQUIRE(n > 0);
-        s.remove_prefix(static_cast<std::size_t>(n));
-    }
 }
 
 std::vector<std::string> split_lines(const std::string &s) {

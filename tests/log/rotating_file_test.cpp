@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "files.hpp"
 #include "vigil/log/rotating_file.hpp"
 
 namespace fs = std::filesystem;
@@ -28,6 +29,8 @@ using vigil::log::FileIdentity;
 using vigil::log::FileIdentityScope;
 using vigil::log::RotatingFile;
 using vigil::log::RotatingFileOptions;
+
+using vigil::test::slurp;
 
 namespace {
 
@@ -54,11 +57,6 @@ std::vector<std::string> read_lines(const fs::path &p) {
 
 std::string numbered(int i) {
     return "line " + std::to_string(i) + " some padding text";
-}
-
-std::string slurp(const fs::path &p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // The unprivileged user of the identity tests (Debian's nobody:nogroup).

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "files.hpp"
 #include "loop_util.hpp"
 #include "vigil/log/capture.hpp"
 #include "vigil/log/unit_log.hpp"
@@ -27,6 +28,8 @@ using namespace vigil::log;
 using vigil::log::test::close_loop;
 using vigil::log::test::run_for;
 using vigil::log::test::run_until;
+
+using vigil::test::slurp;
 
 namespace {
 
@@ -48,11 +51,6 @@ unit::PatternSpec pat(std::string m, unit::PatternAction a, unit::Stream s = uni
     p.action = a;
     p.stream = s;
     return p;
-}
-
-std::string slurp(const fs::path &p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::vector<std::string> sorted_hits(std::span<const PatternHit> hits) {
@@ -494,7 +492,8 @@ TEST_SUITE("log") {
         std::string got;
         std::thread reader([&] {
             char buf[65536];
-            const auto deadline = std::chrono::steady_clock::now() + test::scaled(20000);
+            const auto deadline =
+                std::chrono::steady_clock::now() + vigil::log::test::scaled(20000);
             while (got.size() < want.size() && std::chrono::steady_clock::now() < deadline) {
                 const ssize_t n = ::read(rd, buf, sizeof buf);
                 if (n > 0)

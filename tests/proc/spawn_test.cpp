@@ -2,6 +2,7 @@
 //
 // Suite `sys`. Each test checks what the kernel shows (/proc/<pid>/{status,stat,limits,fd}),
 // not what spawn() claims. Every wait is bounded (sys_util.hpp).
+#include "child_util.hpp"
 #include "sys_util.hpp"
 
 #include "vigil/proc/spawn.hpp"
@@ -28,66 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh temporary directory, removed at scope exit.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/vigil-proc-test-XXXXXX";
-        REQUIRE(mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-        fs::permissions(path,
-                        fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string &name, const std::string &content, bool exec = false) const {
-        fs::path p = path / name;
-        std::ofstream(p) << content;
-        if (exec)
-            fs::permissions(p,
-                            fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
-        return p.string();
-    }
-};
-
-const char *testsvc() {
-    const char *p = std::getenv("VIGIL_TESTSVC");
-    REQUIRE_MESSAGE(p != nullptr, "VIGIL_TESTSVC is not set (run through meson test)");
-    return p;
-}
-
-// Owns a spawned child: kills and reaps it, and closes its pipes, at scope exit.
-struct Child {
-    Spawned s;
-    bool reaped = false;
-    explicit Child(const SpawnResult &r) {
-        REQUIRE_MESSAGE(r.ok.has_value(), (r.error ? r.error->message() : std::string("?")));
-        s = *r.ok;
-    }
-    ~Child() {
-        if (!reaped) {
-            kill(s.pid, SIGKILL);
-            wait_exit(s.pid);
-        }
-        if (s.stdout_fd >= 0) close(s.stdout_fd);
-        if (s.stderr_fd >= 0) close(s.stderr_fd);
-    }
-    int pid() const { return s.pid; }
-    std::optional<int> wait() {
-        auto st = wait_exit(s.pid);
-        reaped = true;
-        return st;
-    }
-};
-
-SpawnSpec sh(const std::string &script) {
-    SpawnSpec spec;
-    spec.argv = {"/bin/sh", "-c", script};
-    return spec;
-}
-
 std::string spawn_error(const SpawnSpec &spec, const SpawnExtras &extras = {}) {
     SpawnResult r = spawn(spec, extras);
     if (r.ok) {
@@ -113,25 +54,12 @@ std::string run_stdout(const SpawnSpec &spec, SpawnExtras extras = {}) {
     return out;
 }
 
-std::set<int> open_fds(int pid) {
-    std::set<int> fds;
-    for (const auto &e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
-        fds.insert(std::stoi(e.path().filename().string()));
-    return fds;
-}
-
 // True once `pid` sleeps in clock_nanosleep (/proc/PID/syscall): /bin/sleep got past its
 // dynamic loader, which opens (and closes) libraries on descriptors of its own.
 bool in_nanosleep(int pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
     long nr = -1;
     return (f >> nr) && nr == SYS_clock_nanosleep;
-}
-
-std::string fd_target(int pid, int fd) {
-    std::error_code ec;
-    return fs::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec)
-        .string();
 }
 
 bool no_children_left() {

@@ -6,6 +6,7 @@
 // by plain waitpid. Then the Spawner's own contract: many requests in order, pidfds, helper
 // deaths at a known point (a child blocked in its cgroup write on a full pipe), env_file
 // attacks. Every wait is bounded (sys_util.hpp).
+#include "child_util.hpp"
 #include "sys_util.hpp"
 
 #include "vigil/proc/spawner.hpp"
@@ -84,50 +85,6 @@ struct Both {
     }
 };
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/vigil-spawner-test-XXXXXX";
-        REQUIRE(mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string &name, const std::string &content) const {
-        fs::path p = path / name;
-        std::ofstream(p) << content;
-        return p.string();
-    }
-};
-
-// Owns a spawned child: kills and reaps it, and closes its pipes, at scope exit.
-struct Child {
-    Spawned s;
-    bool reaped = false;
-    explicit Child(const SpawnResult &r) {
-        REQUIRE_MESSAGE(r.ok.has_value(), (r.error ? r.error->message() : std::string("?")));
-        s = *r.ok;
-    }
-    Child(const Child &) = delete;
-    Child &operator=(const Child &) = delete;
-    ~Child() {
-        if (!reaped) {
-            kill(s.pid, SIGKILL);
-            wait_exit(s.pid);
-        }
-        if (s.stdout_fd >= 0) close(s.stdout_fd);
-        if (s.stderr_fd >= 0) close(s.stderr_fd);
-    }
-    int pid() const { return s.pid; }
-    std::optional<int> wait() {
-        auto st = wait_exit(s.pid);
-        reaped = true;
-        return st;
-    }
-};
-
 // "(spawned)" or the error message; a spawned child is killed and reaped.
 std::string outcome(const SpawnFn &fn, const SpawnSpec &spec, const SpawnExtras &extras = {}) {
     SpawnResult r = fn(spec, extras);
@@ -147,12 +104,6 @@ std::string run(const SpawnFn &fn, const SpawnSpec &spec, const SpawnExtras &ext
     auto st = c.wait();
     REQUIRE(st.has_value());
     return out + "|" + err + "|" + std::to_string(*st);
-}
-
-SpawnSpec sh(const std::string &script) {
-    SpawnSpec spec;
-    spec.argv = {"/bin/sh", "-c", script};
-    return spec;
 }
 
 // /proc/<pid>/comm without its newline.
@@ -183,19 +134,6 @@ std::set<int> my_children(int except) {
         if (st && st->ppid == getpid() && pid != except) out.insert(pid);
     }
     return out;
-}
-
-std::set<int> open_fds(int pid) {
-    std::set<int> fds;
-    for (const auto &e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
-        fds.insert(std::stoi(e.path().filename().string()));
-    return fds;
-}
-
-std::string fd_target(int pid, int fd) {
-    std::error_code ec;
-    return fs::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec)
-        .string();
 }
 
 // A pipe whose buffer is full: a blocking write to p[1] waits until p[0] is read.

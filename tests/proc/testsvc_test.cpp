@@ -2,6 +2,7 @@
 //
 // Other test folders build on this helper, so its modes are checked here once, through
 // spawn(), against the kernel's view (wait statuses, fds, sockets).
+#include "child_util.hpp"
 #include "sys_util.hpp"
 
 #include "vigil/core/names.hpp"
@@ -24,12 +25,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-const char *testsvc() {
-    const char *p = std::getenv("VIGIL_TESTSVC");
-    REQUIRE_MESSAGE(p != nullptr, "VIGIL_TESTSVC is not set (run through meson test)");
-    return p;
-}
 
 struct Run {
     int wstatus = -1;

@@ -8,7 +8,7 @@ namespace vigil::test {
 using namespace vigil::core;
 
 namespace {
-constexpr int loop_cap = 200'000;
+constexpr int sim_loop_cap = 200'000;
 
 void flatten(NodeDef def, std::optional<ChildId> parent, TreeSpec &out) {
     const ChildId me{static_cast<std::uint32_t>(out.nodes.size())};
@@ -86,6 +86,22 @@ Tweak intensity(int max_restarts, Duration period) {
     };
 }
 
+Tweak stop_timeout(std::optional<Duration> t) {
+    return [=](ChildSpec &s) { s.stop.timeout = t; };
+}
+
+ChildId id_of(const TreeSpec &t, const std::string &name) {
+    for (std::size_t i = 0; i < t.nodes.size(); ++i)
+        if (t.nodes[i].name == name) return ChildId{static_cast<std::uint32_t>(i)};
+    throw std::runtime_error("no node " + name);
+}
+
+void set_after(TreeSpec &t, const std::string &name, const std::vector<std::string> &deps) {
+    auto &after = t.nodes[id_of(t, name).value].after;
+    for (const auto &d : deps)
+        after.push_back(id_of(t, d));
+}
+
 Sim::Sim(TreeSpec spec) : core(std::move(spec)) {}
 
 void Sim::start_all() {
@@ -113,7 +129,7 @@ void Sim::apply(std::vector<Action> acts) {
     std::deque<Action> q(acts.begin(), acts.end());
     int guard = 0;
     while (!q.empty()) {
-        if (++guard > loop_cap) throw std::runtime_error("Sim::apply: action livelock");
+        if (++guard > sim_loop_cap) throw std::runtime_error("Sim::apply: action livelock");
         Action a = std::move(q.front());
         q.pop_front();
         actions.push_back(a);
@@ -226,7 +242,7 @@ void Sim::drain(const std::string &name) {
 void Sim::deliver_due() {
     int guard = 0;
     while (!pending_.empty() && pending_.begin()->first.first <= now) {
-        if (++guard > loop_cap) throw std::runtime_error("Sim: exit livelock");
+        if (++guard > sim_loop_cap) throw std::runtime_error("Sim: exit livelock");
         const PendingExit pe = pending_.begin()->second;
         pending_.erase(pending_.begin());
         auto it = procs_.find(pe.pid);
@@ -243,7 +259,7 @@ std::optional<TimePoint> Sim::next_pending() const {
 void Sim::advance(Duration d) {
     const TimePoint target = now + d;
     for (int i = 0;; ++i) {
-        if (i > loop_cap) throw std::runtime_error("Sim::advance: livelock");
+        if (i > sim_loop_cap) throw std::runtime_error("Sim::advance: livelock");
         deliver_due();
         std::optional<TimePoint> next = core.next_deadline();
         const auto np = next_pending();

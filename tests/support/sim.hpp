@@ -52,6 +52,12 @@ core::TreeSpec root(core::Strategy strategy, std::vector<NodeDef> children,
 Tweak transient();
 Tweak temporary();
 Tweak intensity(int max_restarts, Duration period);
+Tweak stop_timeout(std::optional<Duration> t); // nullopt: infinity
+
+// The id of the node `name` of `t` (throws when there is none).
+ChildId id_of(const core::TreeSpec &t, const std::string &name);
+// `name` is ordered after `deps` (siblings listed before it).
+void set_after(core::TreeSpec &t, const std::string &name, const std::vector<std::string> &deps);
 
 // ---- the simulator -------------------------------------------------------------------------
 

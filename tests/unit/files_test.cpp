@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char *const service = R"({"command": ["true"]})";
+const char *const service_json = R"({"command": ["true"]})";
 
 // load_dir() on a thread, bounded: a loader that blocks (on a FIFO) fails the test instead of
 // hanging it. `unblock` opens the FIFO for writing, which releases a reader stuck in open().
@@ -66,7 +66,7 @@ TEST_SUITE("unit") {
 
     TEST_CASE("a FIFO named like a unit file is refused at once, and the others load") {
         TempUnits t;
-        t.write("db.json", service);
+        t.write("db.json", service_json);
         fs::path fifo = t.dir() / "web.json";
         REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
         LoadResult r = load_bounded(t, fifo);
@@ -95,10 +95,10 @@ TEST_SUITE("unit") {
 
     TEST_CASE("a symlinked unit file is refused, saying why and what to do") {
         TempUnits t;
-        std::ofstream(t.outside() / "web.json") << service;
+        std::ofstream(t.outside() / "web.json") << service_json;
         fs::create_symlink(t.outside() / "web.json", t.dir() / "web.json");
         fs::create_symlink(t.outside() / "web.json", t.dir() / "root.json");
-        t.write("db.json", service);
+        t.write("db.json", service_json);
         LoadResult r = load_bounded(t);
         for (const char *name : {"web.json", "root.json"}) {
             CAPTURE(name);
@@ -121,7 +121,7 @@ TEST_SUITE("unit") {
 
     TEST_CASE("a file name with control characters is shown escaped") {
         TempUnits t;
-        t.write("\x1b[2J.json", service);
+        t.write("\x1b[2J.json", service_json);
         LoadResult r = load_bounded(t);
         REQUIRE(r.diagnostics.size() == 1);
         std::string text = format(r.diagnostics[0]);
@@ -133,7 +133,7 @@ TEST_SUITE("unit") {
     TEST_CASE("a subdirectory named like a unit file is ignored, as before") {
         TempUnits t;
         fs::create_directory(t.dir() / "web.json");
-        t.write("db.json", service);
+        t.write("db.json", service_json);
         LoadResult r = load_bounded(t);
         CHECK_MESSAGE(r.ok(), diagnostics_text(r));
         CHECK(r.tree.nodes.size() == 2);
@@ -141,10 +141,10 @@ TEST_SUITE("unit") {
 
     TEST_CASE("a unit file of more than 1MiB is refused without being parsed") {
         TempUnits t;
-        write_size(t.dir() / "web.json", bounds::max_file_bytes, service);
+        write_size(t.dir() / "web.json", bounds::max_file_bytes, service_json);
         LoadResult ok = load_bounded(t);
         CHECK_MESSAGE(ok.ok(), diagnostics_text(ok));
-        write_size(t.dir() / "web.json", bounds::max_file_bytes + 1, service);
+        write_size(t.dir() / "web.json", bounds::max_file_bytes + 1, service_json);
         LoadResult bad = load_bounded(t);
         REQUIRE(bad.diagnostics.size() == 1);
         CHECK(format(bad.diagnostics[0]) ==
@@ -170,7 +170,7 @@ TEST_SUITE("unit") {
         CHECK(format(at.diagnostics.back()) == "19000 more problems not shown (the first 1000 "
                                                "are): fix these and check again");
         CHECK(diagnostics_text(at).find("more than") == std::string::npos);
-        t.write("web.json", service);
+        t.write("web.json", service_json);
         LoadResult past = load_bounded(t);
         REQUIRE(past.diagnostics.size() == 1);
         CHECK(format(past.diagnostics[0]) ==
@@ -193,7 +193,7 @@ TEST_SUITE("unit") {
         LoadResult at = load_bounded(t);
         CHECK(at.diagnostics.size() == 64); // each a syntax error
         CHECK(diagnostics_text(at).find("64MiB") == std::string::npos);
-        t.write("z.json", service);
+        t.write("z.json", service_json);
         LoadResult past = load_bounded(t);
         REQUIRE(past.diagnostics.size() == 65);
         CHECK(diagnostics_text(past).find(

@@ -17,11 +17,13 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include "files.hpp"
 #include "temp_units.hpp"
 #include "vigil/unit/unit.hpp"
 
 using namespace vigil;
 using namespace vigil::unit;
+using vigil::unit::test::diagnostics_text;
 using vigil::unit::test::TempUnits;
 namespace fs = std::filesystem;
 
@@ -29,12 +31,7 @@ namespace {
 
 const fs::path fixtures = VIGIL_UNIT_FIXTURES;
 
-std::string slurp(const fs::path &p) {
-    std::ifstream in(p);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using vigil::test::slurp;
 
 // Loads <case>/units from inside <case>, restoring the working directory afterwards.
 LoadResult load_case(const fs::path &case_dir) {
@@ -43,13 +40,6 @@ LoadResult load_case(const fs::path &case_dir) {
     LoadResult r = load_dir("units");
     fs::current_path(old);
     return r;
-}
-
-std::string diagnostics_text(const LoadResult &r) {
-    std::string out;
-    for (const auto &d : r.diagnostics)
-        out += format(d) + "\n";
-    return out;
 }
 
 void compare_golden(const fs::path &case_dir, const std::string &actual) {
@@ -224,7 +214,7 @@ TEST_SUITE("unit") {
         t.write("two.json", R"({"command": ["true"], "logs": {"stderr": "separate"}})");
         t.write("three.json", R"({"command": ["true"]})");
         LoadResult r = t.load();
-        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        REQUIRE_MESSAGE(r.ok(), diagnostics_text(r));
         CHECK(r.units[index_of(r, "one")].logs.merge_stderr);
         CHECK_FALSE(r.units[index_of(r, "two")].logs.merge_stderr);
         CHECK_FALSE(r.units[index_of(r, "three")].logs.merge_stderr);
@@ -237,7 +227,7 @@ TEST_SUITE("unit") {
         bad.write("q.json", R"({"command": ["true"], "logs": {"stderr": "both"}})");
         LoadResult b = bad.load();
         REQUIRE_FALSE(b.ok());
-        const std::string text = test::diagnostics_text(b);
+        const std::string text = diagnostics_text(b);
         CHECK(text.find("/patterns/0/stream: there are no stderr lines to match") !=
               std::string::npos);
         CHECK(text.find("/logs/stderr: expected one of \"separate\", \"stdout\"") !=
@@ -250,7 +240,7 @@ TEST_SUITE("unit") {
         t.write("plain.json", R"({"command": ["true"]})");
         t.write("ids.json", R"({"command": ["true"], "user": 4000000000, "group": "4000000001"})");
         LoadResult r = t.load();
-        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        REQUIRE_MESSAGE(r.ok(), diagnostics_text(r));
         const passwd *pw = getpwnam("nobody");
         REQUIRE(pw != nullptr);
         const auto &web = r.units[index_of(r, "web")].spawn.identity;
@@ -277,7 +267,7 @@ TEST_SUITE("unit") {
         TempUnits t;
         t.write("pool.json", R"({"command": ["true"], "user": "nobody", "instances": 3})");
         LoadResult r = t.load();
-        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        REQUIRE_MESSAGE(r.ok(), diagnostics_text(r));
         for (const char *n : {"pool@1", "pool@2", "pool@3"}) {
             CAPTURE(n);
             const auto &id = r.units[index_of(r, n)].spawn.identity;
@@ -292,7 +282,7 @@ TEST_SUITE("unit") {
                                 "max_unavailable": 2, "stop": {"drain": "5s"}})");
         t.write("api.json", R"({"command": ["true"]})");
         LoadResult r = t.load();
-        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        REQUIRE_MESSAGE(r.ok(), diagnostics_text(r));
         for (int k = 1; k <= 3; ++k) {
             const auto &w = node(r, "web@" + std::to_string(k));
             CHECK(w.unit == "web");
@@ -330,7 +320,7 @@ TEST_SUITE("unit") {
         t.write("web.json", R"({"command": ["true"], "description": "a\u001b[2Jb",
                                "cwd": "/srv/\u001b]0;x\u0007", "logs": {"file": "/var/log/w"}})");
         LoadResult r = t.load();
-        REQUIRE_MESSAGE(r.ok(), test::diagnostics_text(r));
+        REQUIRE_MESSAGE(r.ok(), diagnostics_text(r));
         std::string text = render_tree(r);
         CHECK(text.find('\x1b') == std::string::npos);
         CHECK(text.find("description: \"a\\u001b[2Jb\"") != std::string::npos);
