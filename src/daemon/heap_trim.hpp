@@ -9,13 +9,19 @@
 // The policy (HeapTrim, pure, tested in tests/daemon): at most one check every `period`, and
 // only while the loop is doing something, so an idle vigild never wakes up for it. A check
 // trims when at least `slack` bytes of the heap are free and, since the last trim (or
-// start-up), vigild's resident size has grown by at least `slack` or `slack` more bytes have
-// been freed: memory that is free but not resident, or that was given back already, costs
-// nothing to keep. The second rule is for a trim that came at the high-water mark, while the
-// memory was still in use (a full forwarder queue): what is freed after it is resident, yet the
-// resident size does not grow. UvOs carries it out: a one-shot timer
-// armed by a loop turn that did work, mallinfo2() for the free bytes and /proc/self/statm for
-// the resident size (a read of vigild's own proc file, which does not block).
+// start-up), at least `slack` of them have become resident: vigild's resident size less the
+// heap in use (mallinfo2's arenas and mmapped blocks) is `slack` over what it was right after
+// the trim (what is resident and not heap in use: the program, the stacks, free pages a trim
+// cannot give back). Free bytes alone cannot say it: free pages that were given back stay
+// counted as free, and freed heap that is allocated and freed again between two checks (a
+// queue that fills and drains) leaves the free figure where it was while its pages are
+// resident again. Memory freed while resident raises the figure whether it grew first (a
+// burst) or was in use at the last trim (a trim at the high-water mark of a full queue);
+// memory given back another way (the top of the heap, munmap) lowers the resident size and
+// the heap in use alike and leaves it as it was. UvOs carries it out: a one-shot timer armed by
+// a loop turn that did work, mallinfo2() for the free bytes and the heap in use, and
+// /proc/self/statm for the resident size (a read of vigild's own proc file, which does not
+// block).
 // A turn arms the check only when `slack` bytes are free already (worth_arming: due() needs
 // them), asking mallinfo2() at most every `probe_every_ms`: the timer fires after the loop's
 // last busy turn, so without this every burst of work (a start-up, a reload) cost an idle
@@ -48,31 +54,30 @@ public:
     // With `free_bytes` free, is a check worth its timer?
     static bool worth_arming(std::size_t free_bytes) noexcept { return free_bytes >= slack; }
 
-    // A check found `free_bytes` free in the heap and `resident` bytes resident: trim now?
-    bool due(std::size_t free_bytes, std::uint64_t resident) const noexcept {
-        return free_bytes >= slack && (!trimmed_ || resident >= resident_after_ + slack ||
-                                       free_bytes >= free_after_ + slack);
+    // A check found `free_bytes` free in the heap, `in_use` bytes of heap in use and
+    // `resident` bytes resident: trim now?
+    bool due(std::size_t free_bytes, std::uint64_t in_use, std::uint64_t resident) const noexcept {
+        if (free_bytes < slack) return false;
+        return !trimmed_ || resident >= in_use + not_heap_after_ + slack;
     }
-    // A trim left `resident` bytes resident and `free_bytes` free.
-    void trimmed(std::uint64_t resident, std::size_t free_bytes) noexcept {
+    // A trim left `resident` bytes resident and `in_use` bytes of heap in use.
+    void trimmed(std::uint64_t resident, std::uint64_t in_use) noexcept {
         trimmed_ = true;
-        resident_after_ = resident;
-        free_after_ = free_bytes;
+        not_heap_after_ = resident > in_use ? resident - in_use : 0;
     }
-    // Resident size no longer includes memory that was given back some other way (top of the
-    // heap, munmap), and free heap that was allocated again is no longer free: the next trim is
-    // measured from the lowest figures seen.
-    void observed(std::uint64_t resident, std::size_t free_bytes) noexcept {
-        if (trimmed_ && resident < resident_after_) resident_after_ = resident;
-        if (trimmed_ && free_bytes < free_after_) free_after_ = free_bytes;
+    // A check's figures that did not lead to a trim: when the resident size less the heap in
+    // use is below what the last trim left (pages given back some other way, a trim's
+    // figure taken while memory was being freed), the next trim is measured from the lowest.
+    void observed(std::uint64_t resident, std::uint64_t in_use) noexcept {
+        const std::uint64_t not_heap = resident > in_use ? resident - in_use : 0;
+        if (trimmed_ && not_heap < not_heap_after_) not_heap_after_ = not_heap;
     }
 
 private:
     bool probed_ = false;
     std::uint64_t last_probe_ms_ = 0;
     bool trimmed_ = false;
-    std::uint64_t resident_after_ = 0;
-    std::size_t free_after_ = 0;
+    std::uint64_t not_heap_after_ = 0; // resident less heap in use, after the last trim
 };
 
 } // namespace vigil::daemon

@@ -825,13 +825,23 @@ void UvOs::arm_heap_check_if_worth() noexcept {
         5000, 0);
 }
 
+namespace {
+// The heap in use: allocated from the arenas, and blocks of their own (mmapped).
+std::uint64_t heap_in_use(const struct mallinfo2 &mi) noexcept {
+    return static_cast<std::uint64_t>(mi.uordblks) + static_cast<std::uint64_t>(mi.hblkhd);
+}
+} // namespace
+
 void UvOs::check_heap() noexcept {
     const struct mallinfo2 mi = mallinfo2();
     const std::uint64_t resident = resident_bytes();
-    trim_.observed(resident, mi.fordblks);
-    if (resident == 0 || !trim_.due(mi.fordblks, resident)) return;
+    if (resident == 0) return;
+    if (!trim_.due(mi.fordblks, heap_in_use(mi), resident)) {
+        trim_.observed(resident, heap_in_use(mi));
+        return;
+    }
     malloc_trim(0);
-    trim_.trimmed(resident_bytes(), mallinfo2().fordblks);
+    trim_.trimmed(resident_bytes(), heap_in_use(mallinfo2()));
 }
 
 // Closes every handle so the loop can end; the log writer and the standard streams are flushed
