@@ -131,6 +131,22 @@ def rss_kb(pid: int) -> int:
     return -1
 
 
+def largest_mappings(pid: int, n: int = 4) -> str:
+    """The n mappings of pid with the most resident memory (/proc/PID/smaps), for a failure's
+    message: "[heap] 9120 KiB, anonymous 7f..-7f.. 2048 KiB, ...". Which one grew tells the
+    main heap (the loop's allocations) from a thread's arena or a large block of its own."""
+    maps, name = [], "?"
+    for line in harness.read_text(f"/proc/{pid}/smaps").splitlines():
+        first = line.split(maxsplit=1)[0] if line.strip() else ""
+        if "-" in first and not first.endswith(":"):
+            parts = line.split()
+            name = parts[5] if len(parts) > 5 else "anonymous " + parts[0]
+        elif first == "Rss:":
+            maps.append((int(line.split()[1]), name))
+    maps.sort(reverse=True)
+    return ", ".join(f"{what} {kb} KiB" for kb, what in maps[:n])
+
+
 def cpu_ms(pid: int) -> int:
     """utime + stime of pid (all its threads) in milliseconds."""
     stat = harness.read_text(f"/proc/{pid}/stat")
@@ -373,6 +389,7 @@ class HostileCase(unittest.TestCase):
             self.fail(f"vigild holds {fd_count(init)} descriptors (baseline {base.fds}, "
                       f"+{EXTRA_FDS} allowed) and {rss_kb(init)} KiB (baseline {base.rss_kb} "
                       f"KiB, +{EXTRA_RSS_KB} allowed) after {scaled(settle):.0f} s; "
+                      f"largest mappings: {largest_mappings(init)}; "
                       f"descriptors: {' '.join(links)}")
 
         self.assert_answers_quickly(d, "after the attack")
