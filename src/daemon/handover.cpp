@@ -6,83 +6,18 @@
 #include <stdexcept>
 
 #include "../core/snapshot_format.hpp"
+#include "units_codec.hpp"
+#include "wire.hpp"
 
 namespace vigil::daemon {
 
 namespace {
 
+using wire::Reader;
+using wire::Refused;
+using wire::Writer;
+
 constexpr char magic[8] = {'V', 'I', 'G', 'I', 'L', 'R', 'X', '\0'};
-
-class Writer {
-public:
-    explicit Writer(std::string &out) : out_(out) {}
-    template <class T> void num(T v) {
-        static_assert(std::is_integral_v<T>);
-        char b[sizeof v];
-        std::memcpy(b, &v, sizeof v);
-        out_.append(b, sizeof v);
-    }
-    void flag(bool v) { num<std::uint8_t>(v ? 1 : 0); }
-    void str(std::string_view s) {
-        num(static_cast<std::uint32_t>(s.size()));
-        out_.append(s);
-    }
-    template <class T, class F> void list(const std::vector<T> &v, F &&each) {
-        num(static_cast<std::uint32_t>(v.size()));
-        for (const T &x : v)
-            each(x);
-    }
-
-private:
-    std::string &out_;
-};
-
-struct Refused : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-class Reader {
-public:
-    explicit Reader(std::string_view in) : in_(in) {}
-    template <class T> T num(const char *what) {
-        if (in_.size() - at_ < sizeof(T)) throw Refused(std::string("truncated at ") + what);
-        T v;
-        std::memcpy(&v, in_.data() + at_, sizeof v);
-        at_ += sizeof v;
-        return v;
-    }
-    bool flag(const char *what) {
-        const auto v = num<std::uint8_t>(what);
-        if (v > 1) throw Refused(std::string("not a boolean: ") + what);
-        return v == 1;
-    }
-    std::string str(const char *what) {
-        const auto n = num<std::uint32_t>(what);
-        if (n > handover_max_string || in_.size() - at_ < n)
-            throw Refused(std::string("bad length of ") + what);
-        std::string s(in_.substr(at_, n));
-        at_ += n;
-        return s;
-    }
-    std::uint32_t count(const char *what) {
-        const auto n = num<std::uint32_t>(what);
-        // Every element takes at least one byte: a count beyond what is left is a lie.
-        if (n > handover_max_count || n > in_.size() - at_)
-            throw Refused(std::string("bad count of ") + what);
-        return n;
-    }
-    std::string_view take(std::size_t n, const char *what) {
-        if (in_.size() - at_ < n) throw Refused(std::string("truncated at ") + what);
-        std::string_view v = in_.substr(at_, n);
-        at_ += n;
-        return v;
-    }
-    bool done() const { return at_ == in_.size(); }
-
-private:
-    std::string_view in_;
-    std::size_t at_ = 0;
-};
 
 void put_run(Writer &w, const HandoverRun &r) {
     w.num(r.incarnation);
@@ -240,6 +175,9 @@ std::string encode_payload(const Handover &h) {
     w.str(h.cgroup_root);
     w.num(h.cgroup_lock_fd);
     w.num(h.retired_fd);
+    w.str(h.build_id);
+    w.flag(h.has_loaded);
+    if (h.has_loaded) put_loaded(w, h.loaded);
     return p;
 }
 
@@ -281,6 +219,9 @@ void decode_payload(Reader &r, Handover &h) {
     h.cgroup_root = r.str("cgroup root");
     h.cgroup_lock_fd = r.num<std::int32_t>("cgroup lock fd");
     h.retired_fd = r.num<std::int32_t>("retired loop fd");
+    h.build_id = r.str("build id");
+    h.has_loaded = r.flag("units carried");
+    if (h.has_loaded) h.loaded = get_loaded(r);
     if (!r.done()) throw Refused("trailing bytes after the payload");
 }
 

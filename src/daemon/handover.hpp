@@ -34,11 +34,12 @@
 #include <vector>
 
 #include "vigil/probe/monitor.hpp"
+#include "vigil/unit/unit.hpp"
 
 namespace vigil::daemon {
 
 inline constexpr std::uint32_t handover_envelope_version = 1;
-inline constexpr std::uint32_t handover_payload_version = 2;
+inline constexpr std::uint32_t handover_payload_version = 3;
 inline constexpr const char *handover_env = "VIGIL_REEXEC_STATE";
 inline constexpr std::uint64_t handover_max_bytes = std::uint64_t{1} << 31;
 inline constexpr std::uint32_t handover_max_count = 1u << 20; // units, fds, runs, groups
@@ -127,6 +128,13 @@ struct Handover {
     // the kernel a few microseconds per descriptor it watched, which would otherwise be paid
     // inside the exec, while nothing is answered.
     std::int32_t retired_fd = -1;
+    // The old binary's build (its GNU build ID, hex; "" when it has none) and, when it has one,
+    // the units as it loaded them for this re-exec (the unit files as they are, checked to be
+    // what runs): a new binary of the same build takes them instead of reading the files
+    // again, which would otherwise be most of the pause (units_codec.hpp).
+    std::string build_id;
+    bool has_loaded = false; // in the new binary, once run.cpp chose: the units were taken
+    unit::LoadResult loaded;
 };
 
 std::string encode_handover(const Handover &h);

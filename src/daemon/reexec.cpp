@@ -11,9 +11,11 @@
 //      first, or put the files back);
 //   3. waits until no spawn is pending (bounded), then writes the core's snapshot and the
 //      shell's tables (every unit's log ring, notify socket, cgroup, incarnations with their
-//      pipes and partial lines, ready fds, MAINPID= pidfds, the process table, held sockets)
-//      and has the Os exec. Nothing is changed on the way: if the exec fails, everything goes on
-//      as before and whoever asked hears why.
+//      pipes and partial lines, ready fds, MAINPID= pidfds, the process table, held sockets),
+//      with the units as read in step 2 and its build ID (a new binary of the same build takes
+//      those units instead of reading the files: units_codec.hpp), and has the Os exec. Nothing is
+//      changed on the way: if the exec fails, everything goes on as before and whoever asked hears
+//      why.
 // The new binary (run.cpp): adopt() checks the whole state first (the core's restore, every
 // unit's name against its ChildId, every ring), then takes it; resume() restarts the probes'
 // schedules (their counters start again; the core's deadlines, the watchdog's included, are
@@ -30,6 +32,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "build_id.hpp"
 #include "shell.hpp"
 #include "vigil/ctl/protocol.hpp"
 #include "vigil/proc/cgroup.hpp"
@@ -122,22 +125,29 @@ void Shell::reexec(std::string who, ReexecClient client,
     };
     os_.load_units(opts_.units, [this, who, client, fail](unit::LoadResult next) {
         if (std::string why = differs_from_running(next); !why.empty()) return fail(why);
-        os_.when_spawns_idle(spawn_wait, [this, who, client, fail](bool idle) {
+        auto loaded = std::make_shared<unit::LoadResult>(std::move(next));
+        os_.when_spawns_idle(spawn_wait, [this, who, client, fail, loaded](bool idle) {
             if (!idle)
                 return fail("spawns were still in progress after " +
                             core::format_duration(spawn_wait) + "; try again");
             reexec_running_ = false; // the blockers are checked again, this one aside
             std::string why = reexec_blocker();
             reexec_running_ = true;
-            if (why.empty()) why = exec_now(who, client);
+            if (why.empty()) why = exec_now(who, client, std::move(*loaded));
             fail(why); // exec_now returns only when the exec did not happen
         });
     });
 }
 
-std::string Shell::exec_now(const std::string &who, const ReexecClient &client) {
+std::string Shell::exec_now(const std::string &who, const ReexecClient &client,
+                            unit::LoadResult loaded) {
     Handover h;
     h.payload_version = opts_.handover_version;
+    // The units as just read (the files are what runs): a new binary of this build takes them
+    // as they are instead of reading and checking every file again inside the pause.
+    h.build_id = own_build_id();
+    h.has_loaded = !h.build_id.empty();
+    if (h.has_loaded) h.loaded = std::move(loaded);
     h.requester_fd = client.fd ? client.fd() : -1;
     if (h.requester_fd >= 0) h.fds.push_back(h.requester_fd);
     h.requester_id = client.id_json;
@@ -419,18 +429,20 @@ void Shell::resume(const Handover &h) {
     const double pause_ms = static_cast<double>(monotonic_ns() - h.exec_started_ns) / 1e6;
     char pause[32];
     std::snprintf(pause, sizeof pause, "%.1f", pause_ms);
+    const char *units = h.has_loaded ? "carried" : "read";
     journal_.say(LogLevel::Info, "re-executed " + opts_.exe + " (re-exec " +
                                      std::to_string(generation_) + "): " + std::to_string(kept) +
-                                     " services kept, vigild paused " + pause + " ms");
+                                     " services kept, units " +
+                                     (h.has_loaded ? "carried (the same build)"
+                                                   : "read from the unit files (another build)") +
+                                     ", vigild paused " + pause + " ms");
     std::vector<core::Action> out = std::exchange(adopted_actions_, {});
     execute(out);
     arm_deadline();
     if (h.requester_fd >= 0) {
-        const ctl::Json result{{"pid", os_.self_pid()},
-                               {"generation", generation_},
-                               {"services", kept},
-                               {"pause_ms", pause_ms},
-                               {"binary", opts_.exe}};
+        const ctl::Json result{{"pid", os_.self_pid()}, {"generation", generation_},
+                               {"services", kept},      {"pause_ms", pause_ms},
+                               {"units", units},        {"binary", opts_.exe}};
         answer_client(h.requester_fd, h.requester_id, ctl::make_reply(nullptr, result));
     }
 }

@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "build_id.hpp"
 #include "shell.hpp"
 #include "uv_os.hpp"
 #include "vigil/ctl/protocol.hpp"
@@ -197,7 +198,17 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     // "Where the pause goes", says why not on two threads).
     std::optional<HandoverRead> carried;
     if (handover_fd) carried = read_handover(*handover_fd, opts.handover_version);
-    std::optional<unit::LoadResult> loaded = load();
+    // The old binary's units when it is this very build (the files were checked to be what
+    // runs just before the exec): reading and checking them again would be most of the pause.
+    std::optional<unit::LoadResult> loaded;
+    if (carried && carried->payload_read && carried->state.has_loaded &&
+        carried->state.build_id == own_build_id()) {
+        loaded = std::move(carried->state.loaded);
+        carried->state.loaded = {};
+    } else {
+        loaded = load();
+        if (carried) carried->state.has_loaded = false; // what resume() reports: read, not taken
+    }
     if (!loaded) {
         if (carried) {
             abandon(*carried, "the unit files do not load", nullptr);

@@ -234,7 +234,8 @@ private:
     // reexec.cpp
     std::string reexec_blocker() const;
     std::string differs_from_running(const unit::LoadResult &next) const;
-    std::string exec_now(const std::string &who, const ReexecClient &client);
+    std::string exec_now(const std::string &who, const ReexecClient &client,
+                         unit::LoadResult loaded);
     std::string export_state(Handover &h);
     std::string export_unit(ChildId id, Handover &h);
     HandoverRun export_run(const Run &run, Handover &h);

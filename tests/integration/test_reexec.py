@@ -686,6 +686,8 @@ class Reexec(unittest.TestCase):
             self.assertIsInstance(a["pause_ms"], (int, float))
             self.assertGreaterEqual(a["pause_ms"], 0)
             self.assertEqual(a["binary"], harness.vigild())
+            # The same build: the new vigild took the old one's units, read no unit file.
+            self.assertEqual(a["units"], "carried")
         # Plain (not --json) output says the same in words.
         sc = self.sc
         for _ in range(3):  # a refusal that says "try again" is by design (spawns in flight)
