@@ -185,7 +185,8 @@ public:
         }
         stage_.clear();
         stage_lines_ = 0;
-        if (stage_.capacity() > keep_capacity) stage_ = std::string();
+        // Swapped with an empty string: assigning one would keep the buffer.
+        if (stage_.capacity() > keep_capacity) std::string().swap(stage_);
         if (wake) core_->wake();
         if (fire) {
             congested_ = true;

@@ -132,8 +132,9 @@ void Forwarder::Shared::run() {
             lines_failed += newlines(left);
         }
         in_flight = 0;
-        // A burst's buffer is not kept for ever (the queue may have held megabytes).
-        if (work.capacity() > (1u << 20)) work = std::string();
+        // A burst's buffer is not kept for ever (the queue may have held megabytes). Swapped
+        // with an empty string: assigning one keeps the buffer (a short string is copied in).
+        if (work.capacity() > (1u << 20)) std::string().swap(work);
         work.clear();
     }
     lines_failed += newlines(queue) + newlines(work);
