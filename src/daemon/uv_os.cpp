@@ -798,6 +798,11 @@ std::uint64_t resident_bytes() noexcept {
     return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
+// The heap in use: allocated from the arenas, and blocks of their own (mmapped).
+std::uint64_t heap_in_use(const struct mallinfo2 &mi) noexcept {
+    return static_cast<std::uint64_t>(mi.uordblks) + static_cast<std::uint64_t>(mi.hblkhd);
+}
+
 } // namespace
 
 // heap_trim.hpp: a probe of the free heap after `ms`, from a busy turn that came too soon.
@@ -824,13 +829,6 @@ void UvOs::arm_heap_check_if_worth() noexcept {
         },
         5000, 0);
 }
-
-namespace {
-// The heap in use: allocated from the arenas, and blocks of their own (mmapped).
-std::uint64_t heap_in_use(const struct mallinfo2 &mi) noexcept {
-    return static_cast<std::uint64_t>(mi.uordblks) + static_cast<std::uint64_t>(mi.hblkhd);
-}
-} // namespace
 
 void UvOs::check_heap() noexcept {
     const struct mallinfo2 mi = mallinfo2();
