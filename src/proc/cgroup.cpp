@@ -160,25 +160,39 @@ std::optional<CgroupRoot> CgroupRoot::make(std::string *error, std::vector<std::
         if (error) *error = "no cgroup v2 hierarchy";
         return std::nullopt;
     }
-    CgroupRoot r;
     const std::string parent = mount + (own == "/" ? "" : own);
-    r.path_ = parent + "/vigil." + instance_id();
-    if (::mkdir(r.path_.c_str(), 0755) != 0 && errno != EEXIST) {
-        if (error) *error = "cannot make " + r.path_ + ": " + std::strerror(errno);
-        return std::nullopt;
+    const std::string base = parent + "/vigil." + instance_id();
+    // Made, then locked: between the two, another vigild's sweep may take the lock of the new,
+    // empty folder and remove it, and a vigild started in the same clock tick has the same id.
+    // So a folder counts as vigild's only once it is locked and is still the one at its path;
+    // else the next name is tried.
+    constexpr int attempts = 16;
+    for (int k = 0; k < attempts; ++k) {
+        CgroupRoot r;
+        r.path_ = k == 0 ? base : base + "-" + std::to_string(k);
+        if (::mkdir(r.path_.c_str(), 0755) != 0 && errno != EEXIST) {
+            if (error) *error = "cannot make " + r.path_ + ": " + std::strerror(errno);
+            return std::nullopt;
+        }
+        struct stat st {};
+        if (::lstat(r.path_.c_str(), &st) != 0) continue; // swept already
+        if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+            if (error) *error = r.path_ + ": not a folder of vigild's";
+            return std::nullopt;
+        }
+        r.lock_fd_ = lock_folder(r.path_);
+        if (r.lock_fd_ < 0) continue; // another vigild's, or being swept
+        struct stat locked {};
+        if (::fstat(r.lock_fd_, &locked) != 0 || ::lstat(r.path_.c_str(), &st) != 0 ||
+            locked.st_dev != st.st_dev || locked.st_ino != st.st_ino)
+            continue; // removed (by a sweep) before the lock was taken
+        sweep_stale(parent, r.path_, stale);
+        return r;
     }
-    struct stat st {};
-    if (::lstat(r.path_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
-        if (error) *error = r.path_ + ": not a folder of vigild's";
-        return std::nullopt;
-    }
-    r.lock_fd_ = lock_folder(r.path_);
-    if (r.lock_fd_ < 0) {
-        if (error) *error = r.path_ + ": locked by another vigild";
-        return std::nullopt;
-    }
-    sweep_stale(parent, r.path_, stale);
-    return r;
+    if (error)
+        *error = "cannot make a folder of vigild's: " + base + " and " +
+                 std::to_string(attempts - 1) + " more are taken";
+    return std::nullopt;
 }
 
 std::optional<CgroupRoot> CgroupRoot::adopt(std::string path, int lock_fd) {

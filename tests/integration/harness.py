@@ -430,11 +430,15 @@ class PidNamespace(_Proc):
         super().__init__(unshare_prefix() + ["--"] + list(argv), **kwargs)
         self.init_pid: Optional[int] = None
         self.namespace: Optional[str] = None
-        if not inspect:
-            return
-        name = init_name or os.fsdecode(os.path.basename(os.fsencode(argv[0])))
+        self._init_name = init_name or os.fsdecode(os.path.basename(os.fsencode(argv[0])))
+        if inspect:
+            self.inspect()
+
+    def inspect(self) -> None:
+        """Finds the init and its namespace (the constructor does, unless inspect=False: then
+        several can be started at once and inspected after)."""
         try:
-            self.init_pid = self._find_init(name)
+            self.init_pid = self._find_init(self._init_name)
             self.namespace = pid_namespace_of(self.init_pid)
             if self.namespace is None or self.namespace == pid_namespace_of(os.getpid()):
                 raise AssertionError("could not identify the new PID namespace")

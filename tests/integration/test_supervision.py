@@ -297,6 +297,29 @@ class Supervision(unittest.TestCase):
         wait_until(lambda: not os.path.exists(parent), 10, "the gone vigild's folder removed")
         self.assertTrue(os.path.isdir(mine))  # its own stays, locked
 
+    def test_vigilds_started_together_each_get_a_cgroup_folder_of_their_own(self):
+        # Started in the same clock tick, two vigilds have the same id (pid 1, same start time),
+        # and each one's start sweeps the others' new folders whose lock is free: each must
+        # still end with a folder of its own, locked, holding its service.
+        daemons = []
+        for _ in range(12):
+            d = Daemon({}, start=False)
+            self.addCleanup(d.close)
+            d.write_units({"a": service(d, "a")})
+            daemons.append(d)
+        for d in daemons:
+            d.start(inspect=False)
+        for d in daemons:
+            d.ns.inspect()
+        found = [service_cgroup_folder(d.wait_pid("a")) for d in daemons]
+        if found == [None] * len(daemons):
+            self.skipTest("no cgroup for services here: " + daemons[0].stderr().strip())
+        for d, folder in zip(daemons, found):
+            self.assertIsNotNone(folder, d.stderr())
+            self.assertNotIn("without cgroups", d.stderr())
+            self.assertTrue(os.path.basename(os.path.dirname(folder)).startswith("vigil."))
+        self.assertEqual(len({os.path.dirname(f) for f in found}), len(daemons), found)
+
     def test_without_cgroups_status_lists_what_a_stop_cannot_reach(self):
         d, esc = self.escaping_family(args=("--no-cgroups",))
         r = d.ctl("stop", "fam")

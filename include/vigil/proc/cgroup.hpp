@@ -9,7 +9,10 @@
 // Where: vigild finds the cgroup v2 hierarchy (/proc/self/mountinfo) and its own cgroup in it
 // (/proc/self/cgroup, the "0::" line), and makes `<own cgroup>/vigil.<id>/<unit>` for each
 // service that runs. <id> is vigild's pid and the start time of its PID namespace's init, so two
-// vigilds (two containers sharing a cgroup, tests) never share folders. No controller is enabled:
+// vigilds (two containers sharing a cgroup, tests) never share folders: the folder is vigild's
+// once it holds the folder's lock (below) and the locked folder is still the one at the path; a
+// vigild started in the same clock tick as another, or whose new folder another's sweep removed
+// before the lock was taken, tries `vigil.<id>-1`, `-2`, ... No controller is enabled:
 // the cgroups only hold processes, vigild's own cgroup keeps vigild (the no-internal-process rule
 // only applies to cgroups with controllers enabled below them). Nothing is delegated to services:
 // the folders are root's, so a service cannot move itself out.
