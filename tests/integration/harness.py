@@ -19,7 +19,9 @@ says (docs/house-style.md §7.8). This module gives the tests:
 - /proc inspection: ``proc_info(pid)`` parses /proc/PID/stat and /proc/PID/status.
   ``PidNamespace.processes()`` lists the namespace's processes *from the host side*: the host
   /proc shows every process of every descendant PID namespace, and a process belongs to the
-  namespace when its /proc/PID/ns/pid link names the same namespace as the init's. This was
+  namespace when its /proc/PID/ns/pid link names the same namespace as the init's (the
+  harness holds a descriptor of that namespace until close(), so that its inode number, which
+  the link shows, is not given to another namespace once this one ends). This was
   chosen over running an inspector inside the namespace (``nsenter`` or a shell beside vigild)
   because it adds no process to what is being counted, still works while the init is exiting,
   gives host pids (to signal processes "from outside") and, from the NSpid/NSpgid lines of
@@ -430,6 +432,7 @@ class PidNamespace(_Proc):
         super().__init__(unshare_prefix() + ["--"] + list(argv), **kwargs)
         self.init_pid: Optional[int] = None
         self.namespace: Optional[str] = None
+        self._ns_fd: Optional[int] = None
         self._init_name = init_name or os.fsdecode(os.path.basename(os.fsencode(argv[0])))
         if inspect:
             self.inspect()
@@ -439,8 +442,12 @@ class PidNamespace(_Proc):
         several can be started at once and inspected after)."""
         try:
             self.init_pid = self._find_init(self._init_name)
-            self.namespace = pid_namespace_of(self.init_pid)
-            if self.namespace is None or self.namespace == pid_namespace_of(os.getpid()):
+            # Held open until close(): the kernel gives a freed namespace's inode number to
+            # the next namespace made (another test's), so a namespace that ended could
+            # otherwise name someone else's processes.
+            self._ns_fd = os.open(f"/proc/{self.init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            self.namespace = os.readlink(f"/proc/self/fd/{self._ns_fd}")
+            if self.namespace == pid_namespace_of(os.getpid()):
                 raise AssertionError("could not identify the new PID namespace")
         except BaseException:
             self.close()
@@ -508,6 +515,9 @@ class PidNamespace(_Proc):
         except subprocess.TimeoutExpired:
             pass
         self._close_streams()
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
 
     def __enter__(self) -> "PidNamespace":
         return self
