@@ -138,15 +138,13 @@ HandoverUnit get_unit(Reader &r) {
     for (std::uint32_t n = r.count("unit recent groups"); n > 0; --n)
         u.recent_groups.push_back(r.num<std::int32_t>("recent group"));
     u.has_run = r.flag("unit has run");
-    for (std::uint32_t n = r.count("unit runs"); n > 0; --n)
+    for (std::uint32_t n = r.count_into(u.runs, "unit runs", 16); n > 0; --n)
         u.runs.push_back(get_run(r));
     if (u.has_run && u.runs.empty()) throw Refused("unit " + u.name + ": a current run, no runs");
     return u;
 }
 
-std::string encode_payload(const Handover &h) {
-    std::string p;
-    Writer w(p);
+void encode_payload(Writer &w, const Handover &h) {
     w.num(h.generation);
     w.num(h.exec_started_ns);
     w.str(std::string_view(reinterpret_cast<const char *>(h.core.data()), h.core.size()));
@@ -178,22 +176,21 @@ std::string encode_payload(const Handover &h) {
     w.str(h.build_id);
     w.flag(h.has_loaded);
     if (h.has_loaded) put_loaded(w, h.loaded);
-    return p;
 }
 
 void decode_payload(Reader &r, Handover &h) {
     h.generation = r.num<std::uint64_t>("generation");
     h.exec_started_ns = r.num<std::int64_t>("exec start");
-    const std::string core = r.str("core snapshot");
+    const std::string_view core = r.view("core snapshot");
     h.core.assign(core.begin(), core.end());
     h.log_seq_next = r.num<std::uint64_t>("log sequence");
     h.orphans_reaped = r.num<std::uint64_t>("orphans");
     h.has_service_nofile = r.flag("service nofile");
     h.service_nofile_cur = r.num<std::uint64_t>("service nofile");
     h.service_nofile_max = r.num<std::uint64_t>("service nofile");
-    for (std::uint32_t n = r.count("units"); n > 0; --n)
+    for (std::uint32_t n = r.count_into(h.units, "units", 16); n > 0; --n)
         h.units.push_back(get_unit(r));
-    for (std::uint32_t n = r.count("processes"); n > 0; --n) {
+    for (std::uint32_t n = r.count_into(h.processes, "processes", 16); n > 0; --n) {
         HandoverProcess x;
         x.pid = r.num<std::int32_t>("process pid");
         x.child = r.num<std::uint32_t>("process child");
@@ -261,7 +258,10 @@ void check_fds(const Handover &h) {
 } // namespace
 
 std::string encode_handover(const Handover &h) {
-    const std::string payload = encode_payload(h);
+    // One buffer of the exact size (a counting pass first): with thousands of units the state
+    // is megabytes, and every copy or growth of it would touch new pages inside the pause.
+    Writer count;
+    encode_payload(count, h);
     std::string out(magic, sizeof magic);
     Writer w(out);
     w.num(handover_envelope_version);
@@ -273,10 +273,15 @@ std::string encode_handover(const Handover &h) {
         w.num(s.pgid);
         w.str(s.cgroup);
     });
-    w.num(static_cast<std::uint64_t>(payload.size()));
-    w.num(core::snapshot_frame::checksum(reinterpret_cast<const std::uint8_t *>(payload.data()),
-                                         payload.size()));
-    out += payload;
+    w.num(static_cast<std::uint64_t>(count.counted()));
+    const std::size_t checksum_at = out.size();
+    w.num(std::uint64_t{0}); // the checksum, once the payload is there
+    out.reserve(out.size() + count.counted());
+    const std::size_t payload_at = out.size();
+    encode_payload(w, h);
+    const std::uint64_t sum = core::snapshot_frame::checksum(
+        reinterpret_cast<const std::uint8_t *>(out.data() + payload_at), out.size() - payload_at);
+    std::memcpy(out.data() + checksum_at, &sum, sizeof sum);
     return out;
 }
 

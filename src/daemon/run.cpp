@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -135,18 +136,21 @@ HandoverRead read_handover(HandoverFd h, std::uint32_t version) {
         if (fd >= 0) ::close(fd);
         return out;
     }
-    std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n =
-            ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
+    // Mapped, not read: no copy of the state is made on a heap that would first have to grow
+    // (each new page of a fresh image is a page fault). The old binary sealed it, so that it
+    // can neither shrink under the mapping nor change while it is read.
+    const auto size = static_cast<std::size_t>(st.st_size);
+    constexpr int seals = F_SEAL_SHRINK | F_SEAL_WRITE;
+    void *map = MAP_FAILED;
+    if (size > 0 && (::fcntl(fd, F_GET_SEALS) & seals) == seals)
+        map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     ::close(fd);
-    bytes.resize(done);
-    out = decode_handover(bytes, version);
+    if (map == MAP_FAILED) {
+        out.error = "reexec state: " + std::string(handover_env) + " names no sealed state";
+        return out;
+    }
+    out = decode_handover(std::string_view(static_cast<const char *>(map), size), version);
+    ::munmap(map, size);
     if (!h.all_cloexec)
         for (std::int32_t f : out.state.fds)
             (void)::fcntl(f, F_SETFD, FD_CLOEXEC);

@@ -393,9 +393,9 @@ void put_loaded(Writer &w, const unit::LoadResult &loaded) {
 unit::LoadResult get_loaded(Reader &r) {
     unit::LoadResult out;
     out.tree.seed = r.num<std::uint64_t>("tree seed");
-    for (std::uint32_t n = r.count("tree nodes"); n > 0; --n)
+    for (std::uint32_t n = r.count_into(out.tree.nodes, "tree nodes", 16); n > 0; --n)
         out.tree.nodes.push_back(get_child(r));
-    for (std::uint32_t n = r.count("units"); n > 0; --n)
+    for (std::uint32_t n = r.count_into(out.units, "units", 32); n > 0; --n)
         out.units.push_back(get_unit_spec(r));
     // The shape the shell relies on: a root, one unit a node, ids within the tree.
     const std::size_t size = out.tree.nodes.size();

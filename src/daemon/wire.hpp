@@ -4,6 +4,7 @@
 // (handover_max_string, handover_max_count).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -16,14 +17,18 @@
 
 namespace vigil::daemon::wire {
 
+// Appends to a string, or (without one) only counts the bytes it would append: a counting
+// pass sizes the buffer of a large state, which then never grows by copying.
 class Writer {
 public:
-    explicit Writer(std::string &out) : out_(out) {}
+    explicit Writer(std::string &out) : out_(&out) {}
+    Writer() = default;
+    std::size_t counted() const { return counted_; }
     template <class T> void num(T v) {
         static_assert(std::is_integral_v<T> || std::is_floating_point_v<T>);
         char b[sizeof v];
         std::memcpy(b, &v, sizeof v);
-        out_.append(b, sizeof v);
+        append(std::string_view(b, sizeof v));
     }
     template <class E> void enumerated(E v) {
         static_assert(std::is_enum_v<E>);
@@ -32,7 +37,7 @@ public:
     void flag(bool v) { num<std::uint8_t>(v ? 1 : 0); }
     void str(std::string_view s) {
         num(static_cast<std::uint32_t>(s.size()));
-        out_.append(s);
+        append(s);
     }
     template <class T, class F> void list(const std::vector<T> &v, F &&each) {
         num(static_cast<std::uint32_t>(v.size()));
@@ -41,7 +46,14 @@ public:
     }
 
 private:
-    std::string &out_;
+    void append(std::string_view s) {
+        if (out_)
+            out_->append(s);
+        else
+            counted_ += s.size();
+    }
+    std::string *out_ = nullptr;
+    std::size_t counted_ = 0;
 };
 
 struct Refused : std::runtime_error {
@@ -71,11 +83,13 @@ public:
         if (v > 1) throw Refused(std::string("not a boolean: ") + what);
         return v == 1;
     }
-    std::string str(const char *what) {
+    std::string str(const char *what) { return std::string(view(what)); }
+    // A string's bytes where they are in the state (valid while the state is).
+    std::string_view view(const char *what) {
         const auto n = num<std::uint32_t>(what);
         if (n > handover_max_string || in_.size() - at_ < n)
             throw Refused(std::string("bad length of ") + what);
-        std::string s(in_.substr(at_, n));
+        const std::string_view s = in_.substr(at_, n);
         at_ += n;
         return s;
     }
@@ -84,6 +98,14 @@ public:
         // Every element takes at least one byte: a count beyond what is left is a lie.
         if (n > handover_max_count || n > in_.size() - at_)
             throw Refused(std::string("bad count of ") + what);
+        return n;
+    }
+    // count(), and room reserved in `v` for that many elements that take at least
+    // `min_bytes` each (as many as the bytes left can hold): a large state is read without
+    // a vector growing by moving what it holds.
+    template <class V> std::uint32_t count_into(V &v, const char *what, std::size_t min_bytes) {
+        const std::uint32_t n = count(what);
+        v.reserve(v.size() + std::min<std::size_t>(n, (in_.size() - at_) / min_bytes));
         return n;
     }
     std::string_view take(std::size_t n, const char *what) {
