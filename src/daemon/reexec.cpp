@@ -270,6 +270,17 @@ std::string Shell::export_unit(ChildId id, Handover &h) {
 // ---- the new binary ----------------------------------------------------------------------
 
 bool Shell::adopt(Handover &h, const core::TreeSpec &loaded_tree, std::string &error) {
+    const bool taken = adopt_state(h, loaded_tree, error);
+    if (!taken && core_deferred_) { // the core the other constructor builds, for start()
+        core::Core full(core_tree(loaded_tree, units_));
+        core_.swap(full);
+        rt_.resize(core_.size());
+    }
+    core_deferred_ = false;
+    return taken;
+}
+
+bool Shell::adopt_state(Handover &h, const core::TreeSpec &loaded_tree, std::string &error) {
     // units_ are still the files' units, in the order of loaded_tree (the constructor's).
     const core::TreeSpec next = core_tree(loaded_tree, units_);
     core::RestoreResult rr = core::Core::restore(next, h.core);

@@ -227,15 +227,19 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
         opts.service_nofile =
             std::make_pair(carried->state.service_nofile_cur, carried->state.service_nofile_max);
     os.start_spawner();
-    std::optional<core::TreeSpec> tree_copy; // the shell takes `loaded`; adopt() wants its tree
-    if (adopting) tree_copy = loaded->tree;
-    Shell shell(os, opts, std::move(*loaded));
+    // Adopting, the shell takes the units and builds no core from the tree (adopt() puts the
+    // restored one in): the tree stays here for adopt().
+    std::optional<core::TreeSpec> adopt_tree;
+    if (adopting) adopt_tree = std::move(loaded->tree);
+    Shell shell = adopting
+                      ? Shell(os, opts, std::move(loaded->units), *adopt_tree, Shell::Adopting{})
+                      : Shell(os, opts, std::move(*loaded));
     if (!fd_warning.empty()) shell.journal().say(LogLevel::Warn, fd_warning);
     attach_manager(shell, os, std::move(manager));
     std::string refused = carried ? carried->error : std::string();
     bool adopted = false;
-    if (adopting) adopted = shell.adopt(carried->state, *tree_copy, refused);
-    if (carried && !adopted) abandon(*carried, refused, tree_copy ? &*tree_copy : nullptr);
+    if (adopting) adopted = shell.adopt(carried->state, *adopt_tree, refused);
+    if (carried && !adopted) abandon(*carried, refused, adopt_tree ? &*adopt_tree : nullptr);
     if (adopted) os.adopt_listeners(carried->state);
     // The services' sockets, before anything starts: one that cannot be bound is a
     // configuration vigild refuses to run.
@@ -270,7 +274,7 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     if (carried) {
         if (!adopted) carried->state.retired_fd = -1; // closed with the rest by abandon()
         auto state = std::make_shared<std::optional<HandoverRead>>(std::move(carried));
-        auto tree = std::make_shared<std::optional<core::TreeSpec>>(std::move(tree_copy));
+        auto tree = std::make_shared<std::optional<core::TreeSpec>>(std::move(adopt_tree));
         release = os.after(Duration{200}, [state, tree, &os] {
             if ((*state)->state.retired_fd >= 0) os.close_fd((*state)->state.retired_fd);
             state->reset();

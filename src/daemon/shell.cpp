@@ -18,6 +18,32 @@ Shell::Shell(Os &os, const Options &opts, unit::LoadResult loaded)
     control_ = std::make_unique<ControlApi>(*this);
 }
 
+namespace {
+
+// The root of `tree` without its children: the core of a shell made to adopt a state.
+core::TreeSpec root_alone(const core::TreeSpec &tree) {
+    core::TreeSpec t;
+    t.seed = tree.seed;
+    if (!tree.nodes.empty()) {
+        t.nodes.push_back(tree.nodes.front());
+        t.nodes.front().children.clear();
+    }
+    return t;
+}
+
+} // namespace
+
+Shell::Shell(Os &os, const Options &opts, std::vector<unit::Unit> units, const core::TreeSpec &tree,
+             Adopting)
+    : os_(os), opts_(opts), journal_(opts.log_level, [&os](std::string_view l) { os.say(l); }),
+      units_(std::move(units)), core_(root_alone(tree)) {
+    core_deferred_ = true;
+    rt_.resize(core_.size());
+    for (unit::Unit &u : units_)
+        give_default_limits(u, opts_);
+    control_ = std::make_unique<ControlApi>(*this);
+}
+
 Shell::~Shell() {
     teardown();
 }

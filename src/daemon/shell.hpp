@@ -75,6 +75,13 @@ public:
 class Shell {
 public:
     Shell(Os &os, const Options &opts, unit::LoadResult loaded);
+    // The new binary of a re-exec whose state it read: adopt() comes next and puts the restored
+    // core in, so no core is built from `tree` here (with thousands of units that would be a
+    // second one inside the pause); until then the core holds the root alone. Should adopt()
+    // refuse the state, it builds the units' core before it returns.
+    struct Adopting {};
+    Shell(Os &os, const Options &opts, std::vector<unit::Unit> units, const core::TreeSpec &tree,
+          Adopting);
     ~Shell();
     Shell(const Shell &) = delete;
     Shell &operator=(const Shell &) = delete;
@@ -147,9 +154,10 @@ public:
     void reexec(std::string who, ReexecClient client,
                 std::function<void(const std::string &why)> failed);
     // The new binary, before the Os attaches and before start(): takes the old one's state into
-    // the shell made from the unit files (`loaded_tree`: their LoadResult's tree, as read).
-    // False, with why, when it cannot; then nothing was taken (the caller stops the old
-    // services and starts afresh).
+    // the shell made (Adopting) from the unit files (`loaded_tree`: their LoadResult's tree, as
+    // read). False, with why, when it cannot; then nothing was taken and the shell holds the
+    // units' core, as the other constructor makes it (the caller stops the old services and
+    // starts afresh).
     bool adopt(Handover &h, const core::TreeSpec &loaded_tree, std::string &error);
     // After adopt() and the Os's attach(): probes, the output that ended meanwhile, the core's
     // deadline, the service manager; answers the client.
@@ -239,11 +247,13 @@ private:
     std::string export_state(Handover &h);
     std::string export_unit(ChildId id, Handover &h);
     HandoverRun export_run(const Run &run, Handover &h);
+    bool adopt_state(Handover &h, const core::TreeSpec &loaded_tree, std::string &error);
     void take_state(Handover &h, const core::TreeSpec &next, core::Core &restored,
                     std::vector<std::optional<log::Ring>> &rings);
     void adopt_unit(const HandoverUnit &hu, std::optional<log::Ring> &ring);
     std::unique_ptr<Run> adopt_run(ChildId id, const HandoverRun &x);
     bool reexec_running_ = false;
+    bool core_deferred_ = false; // made Adopting: the core is the root alone until adopt()
     std::uint64_t generation_ = 0;
     struct AdoptedProbes {
         ChildId id;

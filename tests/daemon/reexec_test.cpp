@@ -243,9 +243,11 @@ TEST_SUITE("daemon") {
         // The new binary: the same kernel (processes, clock), new handles.
         FakeOs os2;
         os2.share_kernel(h.os);
-        daemon::Shell shell2(os2, h.opts, load_units(units));
+        unit::LoadResult loaded = load_units(units);
+        daemon::Shell shell2(os2, h.opts, std::move(loaded.units), loaded.tree,
+                             daemon::Shell::Adopting{});
         os2.shell = &shell2;
-        const unit::LoadResult loaded = load_units(units);
+        CHECK(shell2.core().size() == 1); // the root alone until the restored core comes
         std::string error;
         REQUIRE_MESSAGE(shell2.adopt(carried, loaded.tree, error), error);
         shell2.resume(carried);
@@ -282,6 +284,36 @@ TEST_SUITE("daemon") {
         os2.close_output(a);
         os2.exit(a, 0);
         CHECK(c2.status(*c2.find("a")).incarnation.value == 2);
+        shell2.command(core::Command{core::CommandKind::Shutdown, root_id, 0, "test"});
+        os2.settle();
+        os2.shell = nullptr;
+    }
+
+    TEST_CASE("a state the new binary refuses leaves it the units' core, which starts afresh") {
+        const std::map<std::string, std::string> units{{"a", svc}, {"b", slow}};
+        Harness h(units);
+        CHECK(reexec_until_exec(h, units).find("Exec format error") != std::string::npos);
+        REQUIRE(h.os.exec_handover);
+        daemon::Handover carried = *h.os.exec_handover;
+        REQUIRE_FALSE(carried.units.empty());
+        carried.units.front().name = "not-a-unit"; // not the core's child of that id
+
+        FakeOs os2;
+        os2.share_kernel(h.os);
+        unit::LoadResult loaded = load_units(units);
+        daemon::Shell shell2(os2, h.opts, std::move(loaded.units), loaded.tree,
+                             daemon::Shell::Adopting{});
+        os2.shell = &shell2;
+        std::string error;
+        CHECK_FALSE(shell2.adopt(carried, loaded.tree, error));
+        CHECK(error.find("not-a-unit") != std::string::npos);
+        // The core of every unit, as an ordinary start has it: start() starts them all.
+        const core::Core &c2 = shell2.core();
+        REQUIRE(c2.size() == 3);
+        CHECK(c2.find("a"));
+        CHECK(c2.find("b"));
+        shell2.start();
+        CHECK(os2.spawns.size() == 2);
         shell2.command(core::Command{core::CommandKind::Shutdown, root_id, 0, "test"});
         os2.settle();
         os2.shell = nullptr;
