@@ -46,7 +46,6 @@
 #include <string>
 #include <string_view>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <unordered_map>
@@ -61,6 +60,7 @@
 #include "vigil/core/names.hpp"
 #include "vigil/ctl/client.hpp"
 #include "vigil/ctl/protocol.hpp"
+#include "vigil/huge_heap.hpp"
 #include "vigil/unit/values.hpp"
 #include "wait.hpp"
 
@@ -79,29 +79,13 @@ const ctl::Json &kept_to_exit(ctl::Json &&answer) {
 }
 
 // The answer to a status of every unit is parsed into a tree of many small allocations in
-// fresh memory, and the first touch of each 4 KiB page is a fault: on a virtual machine the
-// faults weigh more than the parse (bench/README.md, "Status of all: page faults, and huge
-// pages"). So for that
-// answer the heap grows once, ahead and untouched, and is marked for transparent huge pages
-// (the kernel's default "madvise" mode): one fault per 2 MiB. Not for a small answer, which
-// would pay for zeroing a whole huge page. Best effort: without THP, or under a sanitizer's
-// allocator (which does not use the program break), nothing changes.
+// fresh memory: for that answer the heap grows ahead in huge pages (vigil/huge_heap.hpp; not
+// for a small answer, which would pay for zeroing a whole huge page), and the answer's line
+// buffer stays in the heap too.
 void heap_in_huge_pages() {
-    constexpr std::size_t ahead = std::size_t{64} << 20, huge = std::size_t{2} << 20;
-    mallopt(M_MMAP_THRESHOLD, 32 << 20); // the answer's line buffer stays in the heap too
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
-    mallopt(M_TOP_PAD, static_cast<int>(ahead));
-    auto *before = static_cast<char *>(sbrk(0));
-    // Beyond the heap's top: it grows by the pad. Written to, or the compiler may drop the
-    // pair of calls.
-    auto *grow = static_cast<volatile char *>(std::malloc(huge));
-    if (grow) grow[0] = 0;
-    auto *after = static_cast<char *>(sbrk(0));
-    std::free(const_cast<char *>(grow));
-    if (before == reinterpret_cast<char *>(-1) || after <= before) return;
-    auto *from = reinterpret_cast<char *>((reinterpret_cast<std::uintptr_t>(before) + huge - 1) &
-                                          ~(std::uintptr_t{huge} - 1));
-    if (after > from) (void)madvise(from, static_cast<std::size_t>(after - from), MADV_HUGEPAGE);
+    (void)heap_ahead_in_huge_pages(std::size_t{64} << 20);
 }
 
 struct Options {
