@@ -19,6 +19,7 @@
 #include "shell.hpp"
 #include "uv_os.hpp"
 #include "vigil/ctl/protocol.hpp"
+#include "vigil/huge_heap.hpp"
 
 namespace vigil::daemon {
 
@@ -198,6 +199,12 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     // vigild's thousands of descriptors (vigil/proc/spawner.hpp), and the helper shares
     // vigild's pages as they were before the units were read.
     UvOs os(opts);
+    // A re-exec's state is read and adopted into a heap that is new, every page of it a fault
+    // inside the pause: until the services are adopted the heap grows ahead in huge pages
+    // (vigil/huge_heap.hpp). After the spawner helper's fork: the helper's heap stays small.
+    HugeHeap adoption_heap;
+    const bool heap_ahead = handover_fd.has_value();
+    if (heap_ahead) adoption_heap = heap_ahead_in_huge_pages(std::size_t{64} << 20);
     // What a re-exec carried, then the unit files (one after the other: bench/README.md,
     // "Where the pause goes", says why not on two threads).
     std::optional<HandoverRead> carried;
@@ -253,6 +260,7 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
         os.close_handles();
         return 1;
     }
+    if (heap_ahead) heap_back_to_small_pages(adoption_heap);
     if (adopted) {
         shell.resume(carried->state);
         os.reap_now(); // what ended during the exec
