@@ -273,15 +273,18 @@ std::string encode_handover(const Handover &h) {
         w.num(s.pgid);
         w.str(s.cgroup);
     });
-    w.num(static_cast<std::uint64_t>(count.counted()));
-    const std::size_t checksum_at = out.size();
-    w.num(std::uint64_t{0}); // the checksum, once the payload is there
+    // The payload's length and checksum, filled in once the payload is there.
+    const std::size_t length_at = out.size();
+    w.num(std::uint64_t{0});
+    w.num(std::uint64_t{0});
     out.reserve(out.size() + count.counted());
     const std::size_t payload_at = out.size();
     encode_payload(w, h);
+    const std::uint64_t length = out.size() - payload_at;
     const std::uint64_t sum = core::snapshot_frame::checksum(
-        reinterpret_cast<const std::uint8_t *>(out.data() + payload_at), out.size() - payload_at);
-    std::memcpy(out.data() + checksum_at, &sum, sizeof sum);
+        reinterpret_cast<const std::uint8_t *>(out.data() + payload_at), length);
+    std::memcpy(out.data() + length_at, &length, sizeof length);
+    std::memcpy(out.data() + length_at + sizeof length, &sum, sizeof sum);
     return out;
 }
 
