@@ -64,6 +64,25 @@ std::string reexec_until_exec(Harness &h, const std::map<std::string, std::strin
     return why;
 }
 
+// The new binary of a re-exec: a fake OS that shares `h`'s kernel (processes, clock) with new
+// handles, and a shell made Adopting from `units` as the files give them (`loaded.tree` is
+// what adopt() takes).
+struct NewBinary {
+    FakeOs os;
+    unit::LoadResult loaded;
+    std::unique_ptr<daemon::Shell> shell;
+    NewBinary(Harness &h, const std::map<std::string, std::string> &units)
+        : loaded(load_units(units)) {
+        os.share_kernel(h.os);
+        shell = std::make_unique<daemon::Shell>(os, h.opts, std::move(loaded.units), loaded.tree,
+                                                daemon::Shell::Adopting{});
+        os.shell = shell.get();
+    }
+    NewBinary(const NewBinary &) = delete;
+    NewBinary &operator=(const NewBinary &) = delete;
+    ~NewBinary() { os.shell = nullptr; }
+};
+
 } // namespace
 
 TEST_SUITE("daemon") {
@@ -240,16 +259,12 @@ TEST_SUITE("daemon") {
         CHECK(carried.requester_fd == 9);
         CHECK(carried.generation == 1);
 
-        // The new binary: the same kernel (processes, clock), new handles.
-        FakeOs os2;
-        os2.share_kernel(h.os);
-        unit::LoadResult loaded = load_units(units);
-        daemon::Shell shell2(os2, h.opts, std::move(loaded.units), loaded.tree,
-                             daemon::Shell::Adopting{});
-        os2.shell = &shell2;
+        NewBinary next(h, units);
+        FakeOs &os2 = next.os;
+        daemon::Shell &shell2 = *next.shell;
         CHECK(shell2.core().size() == 1); // the root alone until the restored core comes
         std::string error;
-        REQUIRE_MESSAGE(shell2.adopt(carried, loaded.tree, error), error);
+        REQUIRE_MESSAGE(shell2.adopt(carried, next.loaded.tree, error), error);
         shell2.resume(carried);
         CHECK(os2.spawns.empty()); // nothing was started again
         const core::Core &c2 = shell2.core();
@@ -286,7 +301,6 @@ TEST_SUITE("daemon") {
         CHECK(c2.status(*c2.find("a")).incarnation.value == 2);
         shell2.command(core::Command{core::CommandKind::Shutdown, root_id, 0, "test"});
         os2.settle();
-        os2.shell = nullptr;
     }
 
     TEST_CASE("a state the new binary refuses leaves it the units' core, which starts afresh") {
@@ -298,14 +312,11 @@ TEST_SUITE("daemon") {
         REQUIRE_FALSE(carried.units.empty());
         carried.units.front().name = "not-a-unit"; // not the core's child of that id
 
-        FakeOs os2;
-        os2.share_kernel(h.os);
-        unit::LoadResult loaded = load_units(units);
-        daemon::Shell shell2(os2, h.opts, std::move(loaded.units), loaded.tree,
-                             daemon::Shell::Adopting{});
-        os2.shell = &shell2;
+        NewBinary next(h, units);
+        FakeOs &os2 = next.os;
+        daemon::Shell &shell2 = *next.shell;
         std::string error;
-        CHECK_FALSE(shell2.adopt(carried, loaded.tree, error));
+        CHECK_FALSE(shell2.adopt(carried, next.loaded.tree, error));
         CHECK(error.find("not-a-unit") != std::string::npos);
         // The core of every unit, as an ordinary start has it: start() starts them all.
         const core::Core &c2 = shell2.core();
@@ -316,6 +327,5 @@ TEST_SUITE("daemon") {
         CHECK(os2.spawns.size() == 2);
         shell2.command(core::Command{core::CommandKind::Shutdown, root_id, 0, "test"});
         os2.settle();
-        os2.shell = nullptr;
     }
 }
