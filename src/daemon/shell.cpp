@@ -9,15 +9,6 @@
 
 namespace vigil::daemon {
 
-Shell::Shell(Os &os, const Options &opts, unit::LoadResult loaded)
-    : os_(os), opts_(opts), journal_(opts.log_level, [&os](std::string_view l) { os.say(l); }),
-      units_(std::move(loaded.units)), core_(core_tree(std::move(loaded.tree), units_)) {
-    rt_.resize(core_.size());
-    for (unit::Unit &u : units_)
-        give_default_limits(u, opts_);
-    control_ = std::make_unique<ControlApi>(*this);
-}
-
 namespace {
 
 // The root of `tree` without its children: the core of a shell made to adopt a state.
@@ -33,11 +24,19 @@ core::TreeSpec root_alone(const core::TreeSpec &tree) {
 
 } // namespace
 
+Shell::Shell(Os &os, const Options &opts, unit::LoadResult loaded)
+    : Shell(os, opts, std::move(loaded.units), std::move(loaded.tree), false) {}
+
 Shell::Shell(Os &os, const Options &opts, std::vector<unit::Unit> units, const core::TreeSpec &tree,
              Adopting)
+    : Shell(os, opts, std::move(units), root_alone(tree), true) {}
+
+Shell::Shell(Os &os, const Options &opts, std::vector<unit::Unit> units, core::TreeSpec tree,
+             bool deferred)
     : os_(os), opts_(opts), journal_(opts.log_level, [&os](std::string_view l) { os.say(l); }),
-      units_(std::move(units)), core_(root_alone(tree)) {
-    core_deferred_ = true;
+      units_(std::move(units)),
+      core_(deferred ? std::move(tree) : core_tree(std::move(tree), units_)) {
+    core_deferred_ = deferred;
     rt_.resize(core_.size());
     for (unit::Unit &u : units_)
         give_default_limits(u, opts_);

@@ -247,6 +247,10 @@ private:
     std::string export_state(Handover &h);
     std::string export_unit(ChildId id, Handover &h);
     HandoverRun export_run(const Run &run, Handover &h);
+    // Both public constructors: `tree` is the core's as it is when `deferred` (the root alone),
+    // else the units' tree, which core_tree() completes from the units.
+    Shell(Os &os, const Options &opts, std::vector<unit::Unit> units, core::TreeSpec tree,
+          bool deferred);
     bool adopt_state(Handover &h, const core::TreeSpec &loaded_tree, std::string &error);
     void take_state(Handover &h, const core::TreeSpec &next, core::Core &restored,
                     std::vector<std::optional<log::Ring>> &rings);
