@@ -448,6 +448,10 @@ private:
     static void on_deadline(uv_timer_t *t) {
         auto *s = static_cast<Session *>(t->data);
         if (s->state_ == State::Closed || !s->server_) return;
+        if (!s->replay_.empty()) {
+            s->replay();
+            return;
+        }
         try {
             const ServerOptions &o = s->server_->options_;
             if (s->state_ == State::Draining)
@@ -553,7 +557,34 @@ private:
                 inbuf_.clear();
                 handle_line(line);
             }
+            if (held_) { // what followed the held request waits with it, unread
+                held_bytes_.append(bytes);
+                return;
+            }
         }
+    }
+
+    // An adopted connection's whole request lines (Server::adopt_session), answered as if
+    // just read; then the socket is read again.
+    void replay() noexcept {
+        std::string bytes = std::move(replay_);
+        replay_.clear();
+        std::shared_ptr<Session> self = self_; // the handler may drop every other reference
+        try {
+            read(static_cast<ssize_t>(bytes.size()), bytes.data());
+        } catch (...) {
+            fail("out of memory while reading a request");
+            return;
+        }
+        rearm();
+        start_reading();
+    }
+
+    // What a re-exec can carry (Server::carriable_sessions): open, every request answered,
+    // nothing queued to write, no stream, the client still sending.
+    bool carriable() const {
+        return state_ == State::Open && outstanding_ == 0 && !writing_ && out_.empty() &&
+               !read_eof_ && !denied_;
     }
 
     void handle_line(std::string_view line) {
@@ -597,6 +628,16 @@ private:
             rearm();
             return;
         }
+        if (server_->options_.hold && server_->options_.hold(req)) {
+            // A stand-in keeps it for the next vigild: nothing more is read here.
+            held_ = true;
+            held_id_ = req.id;
+            held_bytes_.assign(line);
+            held_bytes_ += '\n';
+            stop_reading();
+            rearm();
+            return;
+        }
         ++outstanding_;
         rearm();
         ResponderPtr self = shared_from_this();
@@ -628,6 +669,10 @@ private:
     bool read_eof_ = false; // the client shut down its sending side
     bool writing_ = false;  // a uv_write() is in flight
     bool callbacks_fired_ = false;
+    bool held_ = false;             // keeps a request for the next vigild (ServerOptions::hold)
+    Json held_id_;                  // that request's id
+    std::string held_bytes_;        // that request's line, "\n", and whatever followed it
+    std::string replay_;            // an adopted connection's whole lines, not yet answered
     std::size_t outstanding_ = 0;   // requests handed to the handler and not finished
     std::uint64_t idle_since_ = 0;  // uv_now(): connected, or last request finished/handled
     std::uint64_t line_since_ = 0;  // uv_now(): first byte of the line in inbuf_
@@ -963,12 +1008,39 @@ void Server::identify(Session &s) {
 std::vector<Server::CarriedSession> Server::carriable_sessions() const {
     std::vector<CarriedSession> out;
     for (const auto &s : sessions_) {
-        if (s->state_ != Session::State::Open || s->outstanding_ > 0 || s->writing_ ||
-            !s->out_.empty() || s->read_eof_ || s->denied_)
-            continue;
-        if (const int fd = s->fd(); fd >= 0) out.push_back(CarriedSession{fd, s->inbuf_});
+        if (!s->carriable()) continue;
+        if (const int fd = s->fd(); fd >= 0)
+            out.push_back(CarriedSession{fd, s->held_ ? s->held_bytes_ : s->inbuf_});
     }
     return out;
+}
+
+void Server::close_carriable() {
+    auto all = sessions_;
+    for (auto &s : all)
+        if (s->carriable()) s->close_now();
+}
+
+std::size_t Server::hand_over(bool given_up) {
+    if (listener_ && !uv_is_closing(reinterpret_cast<uv_handle_t *>(listener_)))
+        uv_close(reinterpret_cast<uv_handle_t *>(listener_), &Server::own_handle_closed);
+    if (!given_up) close_carriable();
+    std::size_t left = 0;
+    auto all = sessions_;
+    for (auto &s : all) {
+        if (s->state_ == Session::State::Closed) continue;
+        if (s->held_ && s->state_ == Session::State::Open) {
+            s->held_ = false;
+            s->error(s->held_id_, ErrorCode::Internal,
+                     given_up ? "vigild's re-exec did not come to an end in time; send it again"
+                              : "vigild re-executed while this request waited behind an answer "
+                                "not yet read; send it again",
+                     nullptr);
+        }
+        s->drain_then_close();
+        left += s->state_ != Session::State::Closed;
+    }
+    return left;
 }
 
 void Server::adopt_session(int fd, std::string pending) {
@@ -984,6 +1056,17 @@ void Server::adopt_session(int fd, std::string pending) {
     }
     s->idle_since_ = s->now();
     identify(*s);
+    if (pending.find('\n') != std::string::npos) {
+        // A request a stand-in held: answered on the next turn (the daemon may not be ready
+        // before the loop runs), then the socket is read again.
+        if (pending.size() > max_request_line + read_chunk + 1) {
+            s->close_now();
+            return;
+        }
+        s->replay_ = std::move(pending);
+        uv_timer_start(&s->timer_, &Session::on_deadline, 0, 0);
+        return;
+    }
     if (!pending.empty() && pending.size() <= max_request_line) {
         s->line_since_ = s->now();
         s->inbuf_ = std::move(pending);
@@ -1107,19 +1190,21 @@ void Server::session_closed(Session *s) noexcept {
     maybe_done();
 }
 
+void Server::own_handle_closed(uv_handle_t *h) {
+    auto *srv = static_cast<Server *>(h->data);
+    if (srv && h == reinterpret_cast<uv_handle_t *>(srv->listener_)) srv->listener_ = nullptr;
+    if (srv && h == reinterpret_cast<uv_handle_t *>(srv->log_timer_)) srv->log_timer_ = nullptr;
+    if (h->type == UV_NAMED_PIPE)
+        delete reinterpret_cast<uv_pipe_t *>(h);
+    else
+        delete reinterpret_cast<uv_timer_t *>(h);
+    if (srv && --srv->handles_open_ == 0) srv->maybe_done();
+}
+
 void Server::close(std::function<void()> done) {
     closing_ = true;
     if (done) done_ = std::move(done);
-    auto closed = [](uv_handle_t *h) {
-        auto *srv = static_cast<Server *>(h->data);
-        if (srv && h == reinterpret_cast<uv_handle_t *>(srv->listener_)) srv->listener_ = nullptr;
-        if (srv && h == reinterpret_cast<uv_handle_t *>(srv->log_timer_)) srv->log_timer_ = nullptr;
-        if (h->type == UV_NAMED_PIPE)
-            delete reinterpret_cast<uv_pipe_t *>(h);
-        else
-            delete reinterpret_cast<uv_timer_t *>(h);
-        if (srv && --srv->handles_open_ == 0) srv->maybe_done();
-    };
+    auto closed = &Server::own_handle_closed;
     if (listener_ && !uv_is_closing(reinterpret_cast<uv_handle_t *>(listener_))) {
         uv_close(reinterpret_cast<uv_handle_t *>(listener_), closed);
         // Remove the socket file, but only if it is still the one we made (a new vigild may

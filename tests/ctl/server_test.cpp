@@ -1258,6 +1258,104 @@ TEST_SUITE("ctl") {
         close(go[1]);
     }
 
+    // A re-exec's stand-in (src/daemon/uv_standin.cpp) holds what it does not answer; the
+    // next vigild takes the listener and the connection and answers the held request first.
+    TEST_CASE("stand-in: a held request and what follows it go, unanswered, to the next server") {
+        ServerOptions o;
+        o.hold = [](const Request &r) { return r.cmd == Cmd::Stop; };
+        Fixture f(std::move(o));
+        f.listen_and_start();
+        Client c = f.connect();
+        hello(c);
+        send(c, "{\"id\":1,\"cmd\":\"status\",\"args\":{\"units\":[\"x\"]}}\n"
+                "{\"id\":2,\"cmd\":\"stop\",\"args\":{\"units\":[\"y\"]}}\n"
+                "{\"id\":3,\"cmd\":\"status\",\"args\":{\"units\":[\"z\"]}}\n{\"id\":4,");
+        CHECK(next(c)["id"] == 1);
+        const std::string held = "{\"id\":2,\"cmd\":\"stop\",\"args\":{\"units\":[\"y\"]}}\n";
+        std::vector<Server::CarriedSession> carried;
+        CHECK(wait_until(
+            [&] {
+                carried = f.lt.call([&] { return f.server->carriable_sessions(); });
+                return carried.size() == 1 && carried[0].pending.rfind(held, 0) == 0;
+            },
+            2000));
+        REQUIRE(carried.size() == 1);
+        CHECK(f.daemon.handled == 1); // the status only: the stop and the rest wait, unread
+
+        FakeDaemon next_daemon;
+        ServerOptions no;
+        no.path = f.path;
+        Server next_server(
+            f.lt.loop(), std::move(no),
+            [&](const ResponderPtr &s, const Request &r) { next_daemon.handle(s, r); });
+        next_daemon.server = &next_server;
+        f.lt.call([&] {
+            // As an exec carries them: the listener and the connection, each a descriptor of
+            // the same socket.
+            REQUIRE(next_server.adopt(::dup(f.server->fd())) == 0);
+            next_server.adopt_session(::dup(carried[0].fd), carried[0].pending);
+            CHECK(f.server->hand_over() == 0);
+        });
+        Json stopped = next(c);
+        CHECK(stopped["id"] == 2);
+        CHECK(stopped["result"]["stopped"] == Json{"y"});
+        CHECK(next(c)["id"] == 3);
+        send(c, "\"cmd\":\"version\"}\n");
+        CHECK(next(c)["id"] == 4);
+        CHECK(f.daemon.handled == 1);
+        CHECK(next_daemon.handled == 3);
+        // The socket file stays (the next server listens on it), and new clients reach it.
+        struct stat st {};
+        CHECK(stat(f.path.c_str(), &st) == 0);
+        Client c2 = f.connect();
+        hello(c2);
+        send(c2, "{\"id\":5,\"cmd\":\"version\"}\n");
+        CHECK(next(c2)["id"] == 5);
+        CHECK(next_daemon.handled == 4);
+        std::atomic<bool> closed{false};
+        f.lt.call([&] { next_server.close([&] { closed = true; }); });
+        CHECK(wait_until([&] { return closed.load(); }, 2000));
+    }
+
+    TEST_CASE("stand-in: a request held behind an unread answer, or when nobody takes it, is "
+              "answered: send it again") {
+        ServerOptions o;
+        o.hold = [](const Request &r) { return r.cmd == Cmd::Stop; };
+        Fixture f(std::move(o));
+        f.listen_and_start();
+        // Behind a 1 MiB answer the client has not read: not carriable; the stand-in finishes
+        // the answer, then says what became of the held request, then closes.
+        Client c = f.connect();
+        hello(c);
+        send(c, "{\"id\":1,\"cmd\":\"status\",\"args\":{\"units\":[\"big\"]}}\n"
+                "{\"id\":2,\"cmd\":\"stop\",\"args\":{\"units\":[\"y\"]}}\n");
+        // Nothing else is held, so it is the only session left to write.
+        CHECK(wait_until([&] { return f.daemon.handled == 1; }, 2000));
+        CHECK(f.lt.call([&] { return f.server->carriable_sessions().size(); }) == 0);
+        // A client that only stopped: held, and carriable until nobody takes it.
+        Client idle = f.connect();
+        hello(idle);
+        send(idle, "{\"id\":7,\"cmd\":\"stop\",\"args\":{\"units\":[\"y\"]}}\n");
+        CHECK(wait_until(
+            [&] { return f.lt.call([&] { return f.server->carriable_sessions().size(); }) == 1; },
+            2000));
+        // Left to finish: the big answer (the idle client's error went out at once).
+        CHECK(f.lt.call([&] { return f.server->hand_over(true); }) == 1);
+        Json big = next(c, 10000);
+        CHECK(big["id"] == 1);
+        Json e = next(c);
+        CHECK(e["id"] == 2);
+        CHECK(e["error"]["code"] == "internal");
+        CHECK(e["error"]["message"].get<std::string>().find("send it again") != std::string::npos);
+        wait_closed(c, 3000);
+        Json e7 = next(idle);
+        CHECK(e7["id"] == 7);
+        CHECK(e7["error"]["message"].get<std::string>().find("did not come to an end in time") !=
+              std::string::npos);
+        wait_closed(idle, 3000);
+        CHECK(f.daemon.handled == 1);
+    }
+
     TEST_CASE("lookup_group accepts names and numbers") {
         std::string err;
         CHECK(lookup_group("0", &err) == gid_t{0});

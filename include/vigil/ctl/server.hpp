@@ -95,6 +95,11 @@ struct ServerOptions {
     // Refusals and disconnects of misbehaving clients, as one line each without a newline,
     // e.g. "control: refused uid 65534 pid 4242: stop needs root or uid 0".
     std::function<void(std::string_view)> log;
+    // A server that stands in for vigild during a re-exec (src/daemon/uv_standin.cpp): a
+    // permitted request for which `hold` says true is not handed to the Handler; the session
+    // stops reading and keeps the request, with whatever followed it, for the next vigild
+    // (carriable_sessions()).
+    std::function<bool(const Request &)> hold;
 };
 
 class Session; // one connection (server.cpp): the Responder the Handler gets
@@ -124,9 +129,24 @@ public:
         int fd = -1;
         std::string pending;
     };
+    // A session holding a request (ServerOptions::hold) is carriable too, with that request
+    // and what followed it as `pending`.
     std::vector<CarriedSession> carriable_sessions() const;
-    // The new binary: one of those connections (no hello again: the client has it).
+    // Closes, without a word, the sessions carriable_sessions() returns: another process holds
+    // their sockets now (a stand-in forked with them, or the next vigild).
+    void close_carriable();
+    // The new binary: one of those connections (no hello again: the client has it). Whole
+    // request lines in `pending` are answered on the loop's next turn, before the socket is
+    // read again.
     void adopt_session(int fd, std::string pending);
+    // A stand-in handing over: stops accepting (the socket file stays: the next vigild
+    // listens on it), closes, without a word, the sessions carriable_sessions() returned (the
+    // next vigild has them), and answers a request still held by any other session (one whose
+    // earlier answer is still being written) with an `internal` error that says to send it
+    // again, then closes it once its answers are written. `given_up`: nobody takes the
+    // sessions; every held request gets that error, and every session closes once its answers
+    // are written. Returns how many sessions are left to finish their writes.
+    std::size_t hand_over(bool given_up = false);
 
     // Stops accepting, closes every session, removes the socket file (if it is still ours) and
     // calls `done` from the loop once every handle is closed.
@@ -154,6 +174,7 @@ private:
     Session *pick_victim(const Session &newcomer) const;
     void enforce_total_output();
     void session_closed(Session *s) noexcept;
+    static void own_handle_closed(uv_handle_t *h); // the listener's and the log timer's
     void maybe_done() noexcept;
 
     uv_loop_t *loop_;
