@@ -112,13 +112,16 @@ void ControlApi::version(const ctl::ResponderPtr &peer, const ctl::Request &q) {
     std::size_t units = 0; // the root is not a unit; removed ones are not counted
     for (std::uint32_t i = 1; i < shell_.core().size(); ++i)
         units += !shell_.core().status(ChildId{i}).removed;
-    peer->reply(q.id, {{"server", VIGIL_VERSION},
-                       {"protocol", ctl::protocol_version},
-                       {"version", VIGIL_VERSION},
-                       {"pid", shell_.os().self_pid()},
-                       {"units", units},
-                       {"orphans_reaped", shell_.orphans_reaped()},
-                       {"loop_stall_max_ms", double(shell_.os().loop_stall_max_us()) / 1000}});
+    ctl::Json v{{"server", VIGIL_VERSION},
+                {"protocol", ctl::protocol_version},
+                {"version", VIGIL_VERSION},
+                {"pid", shell_.os().self_pid()},
+                {"units", units},
+                {"orphans_reaped", shell_.orphans_reaped()},
+                {"loop_stall_max_ms", double(shell_.os().loop_stall_max_us()) / 1000}};
+    // Answered by a re-exec's stand-in: the state as it was when the re-exec began.
+    if (shell_.os().standing_in()) v["stand_in"] = true;
+    peer->reply(q.id, v);
 }
 
 std::vector<ChildId> ControlApi::targets(const ctl::ResponderPtr &peer, const ctl::Request &q,

@@ -210,6 +210,15 @@ public:
     // lock), writes out what vigild's log writers hold (bounded), and executes vigild's binary
     // with `h`. Returns only when that failed, with why; then everything is as it was.
     virtual std::string exec_self(Handover &h) = 0;
+    // A stand-in for the pause (uv_standin.cpp): from before the state is exported until the
+    // new binary has adopted it, a copy of vigild answers the control requests that only read
+    // (as things were when it began) and holds the others for the new binary. exec_self()
+    // hands it on; end_stand_in() takes its connections back when the exec did not happen.
+    // The fake Os has none.
+    virtual void begin_stand_in() {}
+    virtual void end_stand_in() {}
+    // True in the stand-in: `version` says who answers.
+    virtual bool standing_in() const { return false; }
     // What the new binary takes back from a Handover, as the channels above.
     virtual std::unique_ptr<OutputChannel> adopt_output(int stdout_fd, int stderr_fd,
                                                         std::string_view stdout_pending,

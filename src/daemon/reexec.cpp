@@ -152,7 +152,15 @@ std::string Shell::exec_now(const std::string &who, const ReexecClient &client,
     if (h.requester_fd >= 0) h.fds.push_back(h.requester_fd);
     h.requester_id = client.id_json;
     h.generation = generation_ + 1;
-    if (std::string err = export_state(h); !err.empty()) return err;
+    // From here until the new binary runs, a stand-in answers what only reads (uv_standin.cpp).
+    os_.begin_stand_in();
+    std::string error = export_state(h);
+    if (error.empty()) error = exec_exported(who, h);
+    os_.end_stand_in(); // the exec did not happen: its connections come back here
+    return error;
+}
+
+std::string Shell::exec_exported(const std::string &who, Handover &h) {
     journal_.say(LogLevel::Info, "re-executing " + opts_.exe + " (asked by " + who + "), " +
                                      std::to_string(h.services.size()) + " processes kept");
     // The probes stop first: an exec check in flight is killed with its process group (the

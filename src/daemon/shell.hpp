@@ -244,6 +244,7 @@ private:
     std::string differs_from_running(const unit::LoadResult &next) const;
     std::string exec_now(const std::string &who, const ReexecClient &client,
                          unit::LoadResult loaded);
+    std::string exec_exported(const std::string &who, Handover &h);
     std::string export_state(Handover &h);
     std::string export_unit(ChildId id, Handover &h);
     HandoverRun export_run(const Run &run, Handover &h);

@@ -420,7 +420,7 @@ void UvOs::arm_spawn_limit() {
 }
 
 int UvOs::self_pid() {
-    return ::getpid();
+    return standing_in_for_ > 0 ? standing_in_for_ : ::getpid();
 }
 
 int UvOs::pidfd_open(int pid, std::string *error) {
@@ -547,6 +547,10 @@ void UvOs::on_signal(int sig) {
 
 void UvOs::reap() {
     for (const proc::Reaped &r : proc::reap_all()) {
+        if (r.pid == stand_in_pid_) { // a re-exec's stand-in (uv_standin.cpp), not an orphan
+            stand_in_pid_ = -1;
+            continue;
+        }
         if (shell_ && shell_->on_reaped(r.pid, r.wstatus)) continue;
         if (spawner_.on_reaped(r.pid, r.wstatus)) continue;
         if (shell_) shell_->orphan_reaped();
@@ -746,15 +750,30 @@ bool UvOs::start_control() {
         &loop_, std::move(so), [this](const ctl::ResponderPtr &s, const ctl::Request &q) {
             guard("control request", [&] { shell_->control().handle(s, q); });
         });
-    std::string message;
     const int adopted = std::exchange(adopted_control_fd_, -1);
+    // A re-exec's stand-in answers on the socket until this binary's loop has turned once
+    // (uv_standin.cpp): the first turn registers every carried descriptor with epoll, and
+    // nobody who only reads waits for that.
+    if (adopted >= 0 && stand_in_fd_ >= 0) {
+        later_control_fd_ = adopted;
+        take_over_later();
+        return true;
+    }
+    // Else it stops and hands its connections over before this binary listens: a new socket
+    // is made only where nobody answers any more.
+    std::vector<HandoverSession> from_stand_in = take_from_stand_in();
+    std::string message;
     if (int err = adopted >= 0 ? ctl_->adopt(adopted, &message) : ctl_->listen(&message);
         err != 0) {
         own_.say(LogLevel::Error, message + "; not starting (use --socket to choose another path)");
         ctl_->close();
+        for (const HandoverSession &s : from_stand_in)
+            ::close(s.fd);
         return false;
     }
     for (HandoverSession &s : std::exchange(adopted_sessions_, {}))
+        ctl_->adopt_session(s.fd, std::move(s.pending));
+    for (HandoverSession &s : from_stand_in)
         ctl_->adopt_session(s.fd, std::move(s.pending));
     return true;
 }
@@ -857,6 +876,11 @@ void UvOs::close_handles() {
     close_handle(&trim_timer_);
     uv_timer_stop(&spawn_timer_);
     close_handle(&spawn_timer_);
+    if (stand_in_handles_) {
+        close_handle(&stand_in_idle_);
+        close_handle(&stand_in_check_);
+        stand_in_handles_ = false;
+    }
     if (spawner_polling_) close_handle(&spawner_poll_);
     spawner_polling_ = false;
     for (uv_signal_t *h : signals_)

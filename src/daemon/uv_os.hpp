@@ -41,6 +41,17 @@ namespace vigil::daemon {
 
 class Shell;
 
+// A re-exec's stand-in (uv_standin.cpp), as the new binary finds it in its environment
+// (stand_in_env = "FD:PID"): the socket pair's descriptor and the stand-in's pid.
+inline constexpr const char *stand_in_env = "VIGIL_REEXEC_STAND_IN";
+struct StandInEnv {
+    int fd = -1;
+    int pid = -1;
+};
+// Takes stand_in_env out of the environment (before the spawner helper forks); nullopt when it
+// is not there or does not parse.
+std::optional<StandInEnv> take_stand_in_env();
+
 class UvOs final : public Os {
 public:
     // A helper that answers no spawn for this long while some are pending is killed; the
@@ -121,6 +132,12 @@ public:
     // The new binary's side, before attach(): the cgroup folder the old one made, and the
     // listeners it kept (attach() then takes them instead of making new ones).
     void adopt_listeners(const Handover &h);
+    // The stand-in the old binary left (uv_standin.cpp): attach() stops it and takes its
+    // connections before the control socket is listened on.
+    void expect_stand_in(StandInEnv s);
+    void begin_stand_in() override;
+    void end_stand_in() override;
+    bool standing_in() const override { return standing_in_for_ > 0; }
 
     // Runs `f`, logging any exception instead of letting it into libuv. Returns false when one
     // was caught.
@@ -146,6 +163,11 @@ private:
     notify::NotifySocket::Callbacks guard_notify(notify::NotifySocket::Callbacks cb);
     void check_spawns_idle();
     void spawns_idle_verdict();
+    std::vector<HandoverSession> take_from_stand_in();
+    void take_over_later();
+    void take_over_control();
+    [[noreturn]] void stand_in_main(int chan, pid_t vigild,
+                                    std::vector<ctl::Server::CarriedSession> sessions);
 
     Options opts_;
     // vigild's own lines from here (timestamped like the shell's; internal errors rate-limited).
@@ -193,6 +215,17 @@ private:
     std::function<void(bool)> idle_wait_;
     std::unique_ptr<Running> idle_limit_;
     TimePoint idle_deadline_{};
+    // The re-exec's stand-in: the socket pair to it (-1: none) and its pid until it is reaped
+    // (-1: none); in the stand-in itself, the pid of the vigild it stands in for (0: not one).
+    int stand_in_fd_ = -1;
+    int stand_in_pid_ = -1;
+    // The new binary takes the control socket over from the stand-in after its loop's first
+    // turn (an idle handle keeps that turn from waiting; the check handle comes after it).
+    int later_control_fd_ = -1;
+    uv_idle_t stand_in_idle_{};
+    uv_check_t stand_in_check_{};
+    bool stand_in_handles_ = false;
+    pid_t standing_in_for_ = 0;
 };
 
 template <class F> bool UvOs::guard(const char *where, F &&f) noexcept {

@@ -117,14 +117,18 @@ std::string UvOs::exec_self(Handover &h) {
     const int state = state_memfd(encode_handover(h), error);
     if (state < 0) return error;
 
+    auto named = [](const char *entry, const char *name) {
+        return std::strncmp(entry, name, std::strlen(name)) == 0 && entry[std::strlen(name)] == '=';
+    };
     std::vector<std::string> env_strings;
     for (char **e = environ; e && *e; ++e)
-        if (std::strncmp(*e, handover_env, std::strlen(handover_env)) != 0 ||
-            (*e)[std::strlen(handover_env)] != '=')
-            env_strings.emplace_back(*e);
+        if (!named(*e, handover_env) && !named(*e, stand_in_env)) env_strings.emplace_back(*e);
     for (const std::string &m : opts_.manager_env)
         env_strings.push_back(m);
     env_strings.push_back(std::string(handover_env) + "=" + std::to_string(state));
+    if (stand_in_fd_ >= 0)
+        env_strings.push_back(std::string(stand_in_env) + "=" + std::to_string(stand_in_fd_) + ":" +
+                              std::to_string(stand_in_pid_));
     std::vector<char *> envp, argv;
     for (std::string &e : env_strings)
         envp.push_back(e.data());
@@ -138,9 +142,11 @@ std::string UvOs::exec_self(Handover &h) {
     sigfillset(&all);
     ::sigprocmask(SIG_SETMASK, &all, &old);
     set_cloexec(h.fds, false);
+    if (stand_in_fd_ >= 0) set_cloexec({stand_in_fd_}, false);
     ::execve(opts_.exe.c_str(), argv.data(), envp.data());
     const int err = errno;
     set_cloexec(h.fds, true);
+    if (stand_in_fd_ >= 0) set_cloexec({stand_in_fd_}, true);
     ::close(state);
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     return "execve " + opts_.exe + ": " + std::strerror(err);

@@ -437,6 +437,7 @@ std::string FakeOs::exec_self(daemon::Handover &h) {
     ::clock_gettime(CLOCK_MONOTONIC, &ts); // what vigild measures its pause from
     h.exec_started_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
     exec_handover = h;
+    exec_steps.push_back("exec");
     return exec_failure;
 }
 

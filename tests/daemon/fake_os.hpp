@@ -180,9 +180,13 @@ public:
                                                                std::string *error) override;
     // Re-exec: when_spawns_idle() waits in `idle_waits` (the test answers); exec_self() keeps
     // the state in `exec_handover` and fails with `exec_failure`. The adopt_*() calls record
-    // the descriptors they were given in `adopted_fds`.
+    // the descriptors they were given in `adopted_fds`. `exec_steps` records "stand-in",
+    // "exec" and "taken back" as begin_stand_in(), exec_self() and end_stand_in() come.
     void when_spawns_idle(vigil::Duration limit, std::function<void(bool)> done) override;
     std::string exec_self(vigil::daemon::Handover &h) override;
+    void begin_stand_in() override { exec_steps.push_back("stand-in"); }
+    void end_stand_in() override { exec_steps.push_back("taken back"); }
+    std::vector<std::string> exec_steps;
     std::unique_ptr<vigil::daemon::OutputChannel>
     adopt_output(int stdout_fd, int stderr_fd, std::string_view stdout_pending,
                  std::string_view stderr_pending, vigil::log::CaptureOptions options,

@@ -223,6 +223,7 @@ TEST_SUITE("daemon") {
         CHECK(why.find("c (added)") != std::string::npos);
         CHECK(why.find("vigilctl reload") != std::string::npos);
         CHECK_FALSE(h.os.exec_handover);
+        CHECK(h.os.exec_steps.empty()); // refused before the export: no stand-in either
         // A reload under way.
         h.shell->reload("test", nullptr);
         std::string during;
@@ -230,8 +231,10 @@ TEST_SUITE("daemon") {
         CHECK(during.find("reload is under way") != std::string::npos);
         h.os.next_load = load_units(units);
         h.os.finish_load();
-        // The exec itself fails: the reason comes back, and everything goes on.
+        // The exec itself fails: the reason comes back, and everything goes on; the stand-in
+        // began before the export and gave its connections back.
         CHECK(reexec_until_exec(h, units).find("Exec format error") != std::string::npos);
+        CHECK(h.os.exec_steps == std::vector<std::string>{"stand-in", "exec", "taken back"});
         CHECK(h.pid("a") == pid);
         CHECK(h.os.has_journal("reexec did not happen"));
         // Refused before: a second re-exec is allowed again.

@@ -1139,5 +1139,143 @@ class ReexecFailure(unittest.TestCase):
             self.assertNotEqual((d.main_pid(name), start_time(d.main_pid(name))), (pid, st))
 
 
+def ask(sock: str, cmd: str, args: Optional[dict] = None, timeout: float = 5.0) -> Optional[dict]:
+    """vigild's reply to one request on a connection of its own; None when none came within
+    `timeout` (a request that waits)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(sock)
+        stream = c.makefile("rb")
+        try:
+            stream.readline()  # the hello
+            c.sendall(json.dumps({"id": 1, "cmd": cmd, "args": args or {}}).encode() + b"\n")
+            line = stream.readline()
+        except socket.timeout:
+            return None
+        return json.loads(line) if line else None
+
+
+def wait_state(pid: int, state: str, seconds: float) -> bool:
+    """Whether the process is in `state` (/proc/PID/stat) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        info = harness.proc_info(pid)
+        if info is not None and info.state == state:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+class StandIn(unittest.TestCase):
+    """From the export of the state until the new binary listens, a stand-in (a fork of vigild,
+    src/daemon/uv_standin.cpp) answers the requests that only read and holds the others for the
+    new binary. The test stops vigild (SIGSTOP, from outside its namespace) while the stand-in
+    runs: the exec is then as long as the test wants."""
+
+    def stand_ins(self, vigild: int) -> list:
+        return [p for p in harness.children_of(vigild) if p.comm == "vigild-standin"]
+
+    def catch_the_exec(self, d: Daemon) -> tuple:
+        """Starts `vigilctl reexec` and stops vigild as soon as its stand-in is there and
+        answers; (the vigilctl process, the stand-in's host pid, the re-execs so far, this
+        one included). Tries again when the exec was over first."""
+        vigild = d.ns.init_pid
+        for tries in range(1, 21):
+            reexec = harness.Run([harness.vigilctl(), "--socket", d.sock, "--json", "reexec"])
+            seen = None
+            deadline = time.monotonic() + scaled(10)
+            while seen is None and reexec.poll() is None and time.monotonic() < deadline:
+                try:
+                    with open(f"/proc/{vigild}/task/{vigild}/children") as f:
+                        kids = [int(x) for x in f.read().split()]
+                except OSError:
+                    kids = []
+                for k in kids:
+                    info = harness.proc_info(k)
+                    if info and info.comm == "vigild-standin" and info.state != "Z":
+                        seen = k
+            if seen is not None:
+                os.kill(vigild, signal.SIGSTOP)
+                # A stop sent while vigild is inside execve can be lost: then, or when the
+                # stand-in had handed over already, try again.
+                stopped = wait_state(vigild, "T", 1.0)
+                v = ask(d.sock, "version", timeout=scaled(2)) if stopped else None
+                if v is not None and v["result"].get("stand_in"):
+                    return reexec, seen, tries
+                os.kill(vigild, signal.SIGCONT)
+            self.assertEqual(reexec.wait(60), 0, bytes(reexec.stderr).decode())
+            reexec.close()
+            wait_until(lambda: not self.stand_ins(vigild), 10, "the stand-in to end")
+        self.fail("never caught a re-exec with its stand-in up in 20 tries")
+
+    def test_reads_are_answered_and_the_rest_held_until_the_new_vigild_runs(self):
+        d = Daemon({}, start=False)
+        self.addCleanup(d.close)
+        n = 200
+        units = {"root": {"kind": "supervisor", "intensity": 1000, "period": "10s"}}
+        for i in range(n):
+            units[f"s{i:03d}"] = {"command": d.svc(f"s{i:03d}", "sleep")}
+        d.write_units(units)
+        d.start()
+        d.wait_socket()
+        wait_until(lambda: sum(p.ppid == d.ns.init_pid for p in d.processes()) >= n, 30,
+                   "the services")
+        vigild = d.ns.init_pid
+        victim = d.wait_pid("s000")
+        before = d.request("version")["result"]
+        # A connection open before the exec, idle through it.
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(idle.close)
+        idle.settimeout(scaled(20))
+        idle.connect(d.sock)
+        idle_in = idle.makefile("rb")
+        idle_in.readline()
+
+        reexec, stand_in, tries = self.catch_the_exec(d)
+        self.addCleanup(reexec.close)
+        held = None
+        try:
+            # vigild is stopped: whatever answers is the stand-in, as things were.
+            self.assertEqual(harness.proc_info(vigild).state, "T")
+            info = harness.proc_info(stand_in)
+            self.assertEqual((info.ppid, info.comm), (vigild, "vigild-standin"))
+            v = ask(d.sock, "version", timeout=scaled(5))
+            self.assertEqual((v["result"]["pid"], v["result"]["stand_in"]), (1, True))
+            st = ask(d.sock, "status", {"units": ["s001"]}, timeout=scaled(5))
+            self.assertEqual(st["result"]["units"][0]["state"], "running")
+            self.assertTrue(ask(d.sock, "tree", timeout=scaled(5))["ok"])
+            # A stop waits for the new vigild, unanswered, and nothing is stopped meanwhile.
+            held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.settimeout(scaled(20))
+            held.connect(d.sock)
+            held_in = held.makefile("rb")
+            held_in.readline()
+            held.sendall(b'{"id":7,"cmd":"stop","args":{"units":["s000"]}}\n')
+            ready, _, _ = select.select([held], [], [], 0.3)
+            self.assertEqual(ready, [], "the stop was answered while vigild was stopped")
+            self.assertEqual(harness.proc_info(victim).state, "S")
+        finally:
+            os.kill(vigild, signal.SIGCONT)
+        self.assertEqual(reexec.wait(60), 0, bytes(reexec.stderr).decode())
+        answer = json.loads(bytes(reexec.stdout))
+        reexec.close()
+        self.assertEqual(answer["generation"], tries)
+        # The stop: answered once, by the new vigild, and done.
+        reply = json.loads(held_in.readline())
+        held.close()
+        self.assertEqual((reply["id"], reply["ok"]), (7, True), reply)
+        wait_until(lambda: harness.proc_info(victim) is None, 10, "s000's process to end")
+        # The stand-in ends and is reaped (no zombie).
+        wait_until(lambda: not self.stand_ins(vigild), 10, "the stand-in to end")
+        self.assertEqual(d.ns.zombies(), [])
+        after = d.request("version")["result"]
+        self.assertNotIn("stand_in", after)
+        # The connection open before the exec answers the new vigild.
+        idle.sendall(b'{"id":9,"cmd":"status","args":{"units":["s000"]}}\n')
+        reply = json.loads(idle_in.readline())
+        self.assertEqual(reply["id"], 9)
+        self.assertEqual(reply["result"]["units"][0]["state"], "stopped")
+
+
 if __name__ == "__main__":
     unittest.main()
