@@ -195,12 +195,14 @@ int run_shell(Options opts, const std::function<std::optional<unit::LoadResult>(
     notify::ManagerEnv manager = notify::take_manager_env();
     const std::optional<HandoverFd> handover_fd = take_handover_fd();
     const std::optional<StandInEnv> stand_in = take_stand_in_env();
+    std::vector<int> leftovers = take_leftovers_env();
     // Then, while vigild holds little memory: services are spawned from this small helper
     // (forked by UvOs; it closes every descriptor it does not need), so that no spawn copies
     // vigild's thousands of descriptors (vigil/proc/spawner.hpp), and the helper shares
     // vigild's pages as they were before the units were read.
     UvOs os(opts);
     if (stand_in) os.expect_stand_in(*stand_in);
+    os.expect_leftovers(std::move(leftovers));
     // A re-exec's state is read and adopted into a heap that is new, every page of it a fault
     // inside the pause: until the services are adopted the heap grows ahead in huge pages
     // (vigil/huge_heap.hpp). After the spawner helper's fork: the helper's heap stays small.

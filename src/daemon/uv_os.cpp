@@ -551,6 +551,7 @@ void UvOs::reap() {
             stand_in_pid_ = -1;
             continue;
         }
+        if (std::erase(leftovers_, r.pid) > 0) continue; // the old binary's spawner helper
         if (shell_ && shell_->on_reaped(r.pid, r.wstatus)) continue;
         if (spawner_.on_reaped(r.pid, r.wstatus)) continue;
         if (shell_) shell_->orphan_reaped();

@@ -51,6 +51,12 @@ struct StandInEnv {
 // Takes stand_in_env out of the environment (before the spawner helper forks); nullopt when it
 // is not there or does not parse.
 std::optional<StandInEnv> take_stand_in_env();
+// The old binary's own children that end after a re-exec (its spawner helper), as
+// "PID[,PID...]": the new binary reaps them without counting them as orphans.
+inline constexpr const char *leftovers_env = "VIGIL_REEXEC_LEFTOVERS";
+// Takes leftovers_env out of the environment: its pids (at most a few; none if it does not
+// parse).
+std::vector<int> take_leftovers_env();
 
 class UvOs final : public Os {
 public:
@@ -135,6 +141,8 @@ public:
     // The stand-in the old binary left (uv_standin.cpp): attach() stops it and takes its
     // connections before the control socket is listened on.
     void expect_stand_in(StandInEnv s);
+    // The old binary's children that end after the exec (take_leftovers_env()).
+    void expect_leftovers(std::vector<int> pids) { leftovers_ = std::move(pids); }
     void begin_stand_in() override;
     void end_stand_in() override;
     bool standing_in() const override { return standing_in_for_ > 0; }
@@ -219,6 +227,7 @@ private:
     // (-1: none); in the stand-in itself, the pid of the vigild it stands in for (0: not one).
     int stand_in_fd_ = -1;
     int stand_in_pid_ = -1;
+    std::vector<int> leftovers_; // the old binary's children that end after the exec
     // The new binary takes the control socket over from the stand-in after its loop's first
     // turn (an idle handle keeps that turn from waiting; the check handle comes after it).
     int later_control_fd_ = -1;

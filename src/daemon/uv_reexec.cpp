@@ -13,8 +13,10 @@
 // The new binary: adopt_listeners() takes the control and HTTP sockets (connections that came
 // during the exec wait in their backlog) and the cgroup folder with its lock, before attach();
 // attach() unblocks the signals once its handlers are in place.
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -122,13 +124,19 @@ std::string UvOs::exec_self(Handover &h) {
     };
     std::vector<std::string> env_strings;
     for (char **e = environ; e && *e; ++e)
-        if (!named(*e, handover_env) && !named(*e, stand_in_env)) env_strings.emplace_back(*e);
+        if (!named(*e, handover_env) && !named(*e, stand_in_env) && !named(*e, leftovers_env))
+            env_strings.emplace_back(*e);
     for (const std::string &m : opts_.manager_env)
         env_strings.push_back(m);
     env_strings.push_back(std::string(handover_env) + "=" + std::to_string(state));
     if (stand_in_fd_ >= 0)
         env_strings.push_back(std::string(stand_in_env) + "=" + std::to_string(stand_in_fd_) + ":" +
                               std::to_string(stand_in_pid_));
+    // The spawner helper leaves once its socket closes with this image: vigild's own child,
+    // not an orphan, for the new binary that reaps it.
+    if (spawner_.helper_pid() > 0)
+        env_strings.push_back(std::string(leftovers_env) + "=" +
+                              std::to_string(spawner_.helper_pid()));
     std::vector<char *> envp, argv;
     for (std::string &e : env_strings)
         envp.push_back(e.data());
@@ -150,6 +158,27 @@ std::string UvOs::exec_self(Handover &h) {
     ::close(state);
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     return "execve " + opts_.exe + ": " + std::strerror(err);
+}
+
+std::vector<int> take_leftovers_env() {
+    std::vector<int> out;
+    const char *v = std::getenv(leftovers_env);
+    if (!v) return out;
+    std::string s(v);
+    ::unsetenv(leftovers_env);
+    constexpr std::size_t most = 8;
+    std::size_t at = 0;
+    while (at < s.size() && out.size() < most) {
+        const std::size_t end = std::min(s.find(',', at), s.size());
+        const std::string one = s.substr(at, end - at);
+        char *stop = nullptr;
+        errno = 0;
+        const long pid = std::strtol(one.c_str(), &stop, 10);
+        if (one.empty() || errno != 0 || *stop != '\0' || pid <= 0 || pid > (1L << 22)) return {};
+        out.push_back(static_cast<int>(pid));
+        at = end + 1;
+    }
+    return out;
 }
 
 void UvOs::adopt_listeners(const Handover &h) {

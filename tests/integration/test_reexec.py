@@ -1265,11 +1265,12 @@ class StandIn(unittest.TestCase):
         held.close()
         self.assertEqual((reply["id"], reply["ok"]), (7, True), reply)
         wait_until(lambda: harness.proc_info(victim) is None, 10, "s000's process to end")
-        # The stand-in ends and is reaped (no zombie).
+        # The stand-in ends and is reaped (no zombie), and is not counted as an orphan.
         wait_until(lambda: not self.stand_ins(vigild), 10, "the stand-in to end")
         self.assertEqual(d.ns.zombies(), [])
         after = d.request("version")["result"]
         self.assertNotIn("stand_in", after)
+        self.assertEqual(after["orphans_reaped"], before["orphans_reaped"])
         # The connection open before the exec answers the new vigild.
         idle.sendall(b'{"id":9,"cmd":"status","args":{"units":["s000"]}}\n')
         reply = json.loads(idle_in.readline())
