@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,6 +49,7 @@ constexpr Duration stand_in_life{30'000};          // then it gives up (the exec
 constexpr Duration stand_in_drain{2'000};          // to finish writing answers after the hand-over
 constexpr Duration stand_in_answer{2'000};         // for the stand-in to hand its connections over
 constexpr std::size_t stand_in_max_carried = 4096; // connections taken from it, at most
+constexpr int stand_in_nice = 10;
 
 // The requests a stand-in answers: those that only read the tree's state.
 bool answers_here(ctl::Cmd c) {
@@ -260,6 +262,9 @@ std::vector<HandoverSession> UvOs::take_from_stand_in() {
 [[noreturn]] void UvOs::stand_in_main(int chan, pid_t vigild,
                                       std::vector<ctl::Server::CarriedSession> sessions) {
     ::prctl(PR_SET_NAME, "vigild-standin", 0, 0, 0);
+    // The exec comes first: the stand-in answers with the CPU that vigild does not need (no
+    // privilege is needed to lower one's own priority).
+    (void)::setpriority(PRIO_PROCESS, 0, stand_in_nice);
     standing_in_for_ = vigild;
     int code = 0;
     try {
