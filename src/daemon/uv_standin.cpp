@@ -13,10 +13,11 @@
 //    says "stand_in": true. Access rules and limits are the control server's own;
 //  - any other request (start, stop, logs, events, reload, another reexec...) it holds:
 //    unanswered and unread past it, for the new binary (ctl::ServerOptions::hold);
-//  - the new binary, once it has adopted the state and before it listens, sends "S" over a
-//    socket pair; the stand-in stops accepting and sends back every connection it can hand
-//    on (each with the request it held or the part of a line it read), then "E"; the new
-//    binary adopts them and answers the held requests on its loop's first turn. A
+//  - the new binary, once it has adopted the state and its loop has turned once (that turn
+//    registers every carried descriptor with epoll), sends "S" over a socket pair, before it
+//    listens; the stand-in stops accepting and sends back every connection it can hand on
+//    (each with the request it held or the part of a line it read), then "E"; the new binary
+//    adopts them and answers the held requests on its loop's next turn. A
 //    connection whose answer the stand-in is still writing is finished by the stand-in (a
 //    request held behind it is answered with an error that says to send it again) and closed;
 //  - should the exec fail, the old binary takes the connections back the same way;
@@ -32,8 +33,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <poll.h>
-#include <sys/resource.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
