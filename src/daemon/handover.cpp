@@ -257,13 +257,12 @@ void check_fds(const Handover &h) {
 
 } // namespace
 
-std::string encode_handover(const Handover &h) {
-    // One buffer of the exact size (a counting pass first): with thousands of units the state
-    // is megabytes, and every copy or growth of it would touch new pages inside the pause.
-    Writer count;
-    encode_payload(count, h);
-    std::string out(magic, sizeof magic);
-    Writer w(out);
+namespace {
+
+// The envelope, then the payload; the payload's length and checksum are left 0 (the caller
+// fills them in). Returns where the length is (the checksum follows it, then the payload).
+std::size_t put_handover(Writer &w, const Handover &h) {
+    w.raw(std::string_view(magic, sizeof magic));
     w.num(handover_envelope_version);
     w.num(h.payload_version);
     w.num(h.requester_fd);
@@ -273,18 +272,36 @@ std::string encode_handover(const Handover &h) {
         w.num(s.pgid);
         w.str(s.cgroup);
     });
-    // The payload's length and checksum, filled in once the payload is there.
-    const std::size_t length_at = out.size();
+    const std::size_t length_at = w.size();
     w.num(std::uint64_t{0});
     w.num(std::uint64_t{0});
-    out.reserve(out.size() + count.counted());
-    const std::size_t payload_at = out.size();
     encode_payload(w, h);
-    const std::uint64_t length = out.size() - payload_at;
+    return length_at;
+}
+
+} // namespace
+
+std::size_t handover_size(const Handover &h) {
+    Writer count;
+    put_handover(count, h);
+    return count.size();
+}
+
+void encode_handover_into(const Handover &h, char *buf, std::size_t size) {
+    Writer w(buf, size);
+    const std::size_t length_at = put_handover(w, h);
+    if (w.size() != size) throw std::length_error("the state is not the size it was counted");
+    const std::size_t payload_at = length_at + 2 * sizeof(std::uint64_t);
+    const std::uint64_t length = size - payload_at;
     const std::uint64_t sum = core::snapshot_frame::checksum(
-        reinterpret_cast<const std::uint8_t *>(out.data() + payload_at), length);
-    std::memcpy(out.data() + length_at, &length, sizeof length);
-    std::memcpy(out.data() + length_at + sizeof length, &sum, sizeof sum);
+        reinterpret_cast<const std::uint8_t *>(buf + payload_at), length);
+    std::memcpy(buf + length_at, &length, sizeof length);
+    std::memcpy(buf + length_at + sizeof length, &sum, sizeof sum);
+}
+
+std::string encode_handover(const Handover &h) {
+    std::string out(handover_size(h), '\0');
+    encode_handover_into(h, out.data(), out.size());
     return out;
 }
 

@@ -137,6 +137,11 @@ struct Handover {
     unit::LoadResult loaded;
 };
 
+// The state's bytes: handover_size() counts them, encode_handover_into() writes exactly that
+// many into `buf` (into a mapping of the memfd the new binary reads: no copy on a heap);
+// encode_handover() returns them as a string.
+std::size_t handover_size(const Handover &h);
+void encode_handover_into(const Handover &h, char *buf, std::size_t size);
 std::string encode_handover(const Handover &h);
 
 struct HandoverRead {

@@ -34,24 +34,34 @@ namespace {
 constexpr Duration flush_limit{2000};
 
 // The state in a sealed memfd (not close-on-exec: the new binary reads it). -1 with `error`.
-int state_memfd(const std::string &bytes, std::string &error) {
+// It is encoded straight into a mapping of the memfd, populated in one call: no buffer on the
+// heap whose every page would be a fault (or, with a stand-in forked, a copy) inside the pause,
+// and no copy of it into the file.
+int state_memfd(const Handover &h, std::string &error) {
+    const std::size_t size = handover_size(h);
     const int fd = ::memfd_create("vigil-reexec-state", MFD_ALLOW_SEALING);
     if (fd < 0) {
         error = std::string("memfd_create: ") + std::strerror(errno);
         return -1;
     }
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            error = std::string("writing the state: ") + std::strerror(errno);
-            ::close(fd);
-            return -1;
-        }
-        done += static_cast<std::size_t>(n);
+    auto fail = [&](const std::string &what) {
+        error = "writing the state: " + what;
+        ::close(fd);
+        return -1;
+    };
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) return fail(std::strerror(errno));
+    void *map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (map == MAP_FAILED) return fail(std::string("mmap: ") + std::strerror(errno));
+    try {
+        encode_handover_into(h, static_cast<char *>(map), size);
+    } catch (const std::exception &e) {
+        ::munmap(map, size);
+        return fail(e.what());
     }
-    (void)::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+    ::munmap(map, size); // no writable mapping may be left for F_SEAL_WRITE
+    // The new binary reads only a sealed state: unsealed, it would refuse it.
+    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+        return fail(std::string("sealing: ") + std::strerror(errno));
     return fd;
 }
 
@@ -116,7 +126,7 @@ std::string UvOs::exec_self(Handover &h) {
                    "try again once its reader keeps up";
     h.exec_started_ns = static_cast<std::int64_t>(uv_hrtime());
     std::string error;
-    const int state = state_memfd(encode_handover(h), error);
+    const int state = state_memfd(h, error);
     if (state < 0) return error;
 
     auto named = [](const char *entry, const char *name) {

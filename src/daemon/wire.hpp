@@ -17,13 +17,16 @@
 
 namespace vigil::daemon::wire {
 
-// Appends to a string, or (without one) only counts the bytes it would append: a counting
-// pass sizes the buffer of a large state, which then never grows by copying.
+// Appends to a string, or writes into a buffer of a given size (more than fits throws
+// std::length_error), or (with neither) only counts the bytes it would write: a counting pass
+// sizes the buffer of a large state, which then never grows by copying.
 class Writer {
 public:
     explicit Writer(std::string &out) : out_(&out) {}
+    Writer(char *buf, std::size_t cap) : buf_(buf), cap_(cap) {}
     Writer() = default;
-    std::size_t counted() const { return counted_; }
+    std::size_t size() const { return size_; } // written (or counted) so far
+    void raw(std::string_view s) { append(s); }
     template <class T> void num(T v) {
         static_assert(std::is_integral_v<T> || std::is_floating_point_v<T>);
         char b[sizeof v];
@@ -47,13 +50,18 @@ public:
 
 private:
     void append(std::string_view s) {
-        if (out_)
+        if (out_) {
             out_->append(s);
-        else
-            counted_ += s.size();
+        } else if (buf_) {
+            if (s.size() > cap_ - size_) throw std::length_error("the state outgrew its buffer");
+            std::memcpy(buf_ + size_, s.data(), s.size());
+        }
+        size_ += s.size();
     }
     std::string *out_ = nullptr;
-    std::size_t counted_ = 0;
+    char *buf_ = nullptr;
+    std::size_t cap_ = 0;
+    std::size_t size_ = 0;
 };
 
 struct Refused : std::runtime_error {
