@@ -9,15 +9,19 @@ usage: bench/reexec.py [--build-dir DIR] [--services N] [--trials K] [--markdown
 
 One vigild, PID 1 of a fresh PID namespace (bench/lib/vigild_ns.py, units on /dev/shm), runs
 the services. A client thread in this process asks `status` of one unit over the control socket
-in a tight loop: the raw protocol (include/vigil/ctl/protocol.hpp), a new connection per request
-(a request sent while vigild execs waits in the socket's backlog), the next request as soon as
-the answer is in. Meanwhile `vigilctl --json reexec` runs, once per trial, a second apart.
+in a tight loop: the raw protocol (include/vigil/ctl/protocol.hpp), a new connection per request,
+the next request as soon as the answer is in. During a re-exec a stand-in answers such reads
+(vigild(8), "RE-EXECUTION"); a second client asks `logs` of one unit (1 line) the same way,
+a request the stand-in holds for the new vigild. Meanwhile `vigilctl --json reexec` runs, once
+per trial, a second apart.
 
 Figures of each re-exec:
   pause      the longest a status request waited for its answer, among the requests sent from
              just before `vigilctl reexec` started until it returned: the time the control
              socket went unanswered, as a client sees it;
   gap        the longest time between two answers in that window (the pause plus one request);
+  held       the longest a `logs` request of that window waited: what a request that is not
+             a read of the state (start, stop, logs...) waits during a re-exec;
   vigild     the pause_ms vigild reports itself (from the old image's last turn of its loop to
              the new image's first);
   baseline   the median latency of a status request away from any re-exec, for scale;
@@ -37,6 +41,7 @@ import statistics
 import sys
 import threading
 import time
+from typing import Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
@@ -48,13 +53,13 @@ UNIT = "s0000"
 class Client:
     """status of UNIT, one request per connection, back to back; (sent, answered) in ms."""
 
-    def __init__(self, sock: str) -> None:
+    def __init__(self, sock: str, cmd: str = "status", args: Optional[dict] = None) -> None:
         self.sock = sock
         self.samples: list = []
         self.errors: list = []
         self.stop = threading.Event()
-        self.request = json.dumps({"id": 1, "cmd": "status",
-                                   "args": {"units": [UNIT]}}).encode() + b"\n"
+        self.request = json.dumps({"id": 1, "cmd": cmd,
+                                   "args": args or {"units": [UNIT]}}).encode() + b"\n"
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def one(self) -> None:
@@ -72,7 +77,9 @@ class Client:
                         return
                     buf += chunk
                     for line in buf.split(b"\n")[:-1]:
-                        if line.startswith(b'{"id":1'):
+                        # The answer: a reply, an error, or a stream's end (`logs`).
+                        j = json.loads(line)
+                        if j.get("id") == 1 and ("result" in j or "error" in j or "end" in j):
                             self.samples.append((sent, time.monotonic() * 1000))
                             return
         except OSError as e:
@@ -98,7 +105,7 @@ def wait_running(v: vigild_ns.Vigild, n: int, limit: float = 120) -> None:
     raise RuntimeError(f"the {n} services did not all run within {limit:.0f} s")
 
 
-def one_reexec(v: vigild_ns.Vigild, client: Client) -> dict:
+def one_reexec(v: vigild_ns.Vigild, client: Client, held: Client) -> dict:
     t0 = time.monotonic() * 1000
     r = v.run_ctl("--json", "reexec", timeout=120)
     t1 = time.monotonic() * 1000
@@ -112,8 +119,10 @@ def one_reexec(v: vigild_ns.Vigild, client: Client) -> dict:
         raise RuntimeError("no status request was sent during the re-exec")
     answers = sorted(a for s, a in client.samples if t0 - 50 <= a <= t1 + 200)
     gaps = [b - a for a, b in zip(answers, answers[1:])]
-    failed = [e for s, e in client.errors if t0 - 50 <= s <= t1]
+    failed = [e for c in (client, held) for s, e in c.errors if t0 - 50 <= s <= t1]
+    held_waits = [a - s for s, a in held.samples if t0 - 50 <= s <= t1]
     return {"pause_ms": max(a - s for s, a in window), "gap_ms": max(gaps) if gaps else None,
+            "held_ms": max(held_waits) if held_waits else None,
             "vigild_ms": answer.get("pause_ms"), "vigilctl_ms": t1 - t0,
             "requests": len(window), "failed": len(failed), "services": answer.get("services")}
 
@@ -128,16 +137,19 @@ def trial_run(vigild: str, vigilctl: str, services: int, trials: int) -> list:
         time.sleep(1.0)
         client = Client(v.sock)
         client.thread.start()
+        held = Client(v.sock, "logs", {"unit": UNIT, "lines": 1})
+        held.thread.start()
         out = []
         try:
             time.sleep(1.0)
             for i in range(trials):
-                out.append(one_reexec(v, client))
+                out.append(one_reexec(v, client, held))
                 print(f"reexec: {i + 1}/{trials}: {json.dumps(out[-1])}", file=sys.stderr)
                 time.sleep(1.0)
         finally:
-            client.stop.set()
-            client.thread.join(60)
+            for c in (client, held):
+                c.stop.set()
+                c.thread.join(60)
         quiet = [a - s for s, a in client.samples[:200]]
         for r in out:
             r["baseline_ms"] = statistics.median(quiet) if quiet else None
@@ -155,9 +167,10 @@ def table(rows: list, services: int) -> str:
         if not xs:
             return "–"
         return f"{statistics.median(xs):.{digits}f} (worst {max(xs):.{digits}f})"
-    out = [f"| services | re-execs | pause ms | gap ms | vigild pause_ms | vigilctl ms "
-           f"| status baseline ms | unanswered |", "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    out = [f"| services | re-execs | pause ms | gap ms | held ms | vigild pause_ms | vigilctl ms "
+           f"| status baseline ms | unanswered |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
            f"| {services:,} | {len(rows)} | {cell('pause_ms')} | {cell('gap_ms')} "
+           f"| {cell('held_ms')} "
            f"| {cell('vigild_ms')} | {cell('vigilctl_ms')} | {cell('baseline_ms', 2)} "
            f"| {'/'.join(str(r['failed']) for r in rows)} |"]
     return "\n".join(out)
