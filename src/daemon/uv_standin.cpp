@@ -213,10 +213,12 @@ std::vector<HandoverSession> UvOs::take_from_stand_in() {
         constexpr std::size_t buf_size = 1 + ctl::max_request_line + 64 * 1024;
         const std::unique_ptr<char[]> buf(new char[buf_size]);
         while (out.size() < stand_in_max_carried) {
+            // What is queued already is taken even past the limit (vigild may have been
+            // stopped, or not scheduled, in between): the limit bounds only waiting for more.
             const std::uint64_t t = uv_hrtime();
-            if (t >= until) break;
+            const int wait_ms = t >= until ? 0 : static_cast<int>((until - t) / 1'000'000) + 1;
             pollfd p{chan, POLLIN, 0};
-            const int r = ::poll(&p, 1, static_cast<int>((until - t) / 1'000'000) + 1);
+            const int r = ::poll(&p, 1, wait_ms);
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) break;
             iovec iov{buf.get(), buf_size};
