@@ -1253,7 +1253,8 @@ class StandIn(unittest.TestCase):
             held.sendall(b'{"id":7,"cmd":"stop","args":{"units":["s000"]}}\n')
             ready, _, _ = select.select([held], [], [], 0.3)
             self.assertEqual(ready, [], "the stop was answered while vigild was stopped")
-            self.assertEqual(harness.proc_info(victim).state, "S")
+            info = harness.proc_info(victim)
+            self.assertTrue(info is not None and info.state not in ("Z", "X"), info)
         finally:
             os.kill(vigild, signal.SIGCONT)
         self.assertEqual(reexec.wait(60), 0, bytes(reexec.stderr).decode())
