@@ -772,11 +772,16 @@ bool UvOs::start_control() {
             ::close(s.fd);
         return false;
     }
+    adopt_sessions(std::move(from_stand_in));
+    return true;
+}
+
+// The control connections carried across the exec, the old binary's and the stand-in's.
+void UvOs::adopt_sessions(std::vector<HandoverSession> from_stand_in) {
     for (HandoverSession &s : std::exchange(adopted_sessions_, {}))
         ctl_->adopt_session(s.fd, std::move(s.pending));
     for (HandoverSession &s : from_stand_in)
         ctl_->adopt_session(s.fd, std::move(s.pending));
-    return true;
 }
 
 bool UvOs::start_http() {

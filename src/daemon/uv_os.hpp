@@ -173,6 +173,7 @@ private:
     void spawns_idle_verdict();
     std::vector<HandoverSession> take_from_stand_in();
     void take_over_later();
+    void adopt_sessions(std::vector<HandoverSession> from_stand_in);
     void take_over_control();
     [[noreturn]] void stand_in_main(int chan, pid_t vigild,
                                     std::vector<ctl::Server::CarriedSession> sessions);

@@ -11,8 +11,9 @@
 // flight, the loop's own descriptors) is close-on-exec and goes with the old image.
 //
 // The new binary: adopt_listeners() takes the control and HTTP sockets (connections that came
-// during the exec wait in their backlog) and the cgroup folder with its lock, before attach();
-// attach() unblocks the signals once its handlers are in place.
+// during the exec wait in their backlog, or were the stand-in's: uv_standin.cpp) and the
+// cgroup folder with its lock, before attach(); attach() unblocks the signals once its
+// handlers are in place.
 #include <algorithm>
 #include <cerrno>
 #include <csignal>

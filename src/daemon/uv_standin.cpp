@@ -184,10 +184,7 @@ void UvOs::take_over_control() {
                      message + "; vigild runs on without a control socket (SIGTERM stops it, "
                                "SIGRTMIN+1 executes it again)");
     }
-    for (HandoverSession &s : std::exchange(adopted_sessions_, {}))
-        ctl_->adopt_session(s.fd, std::move(s.pending));
-    for (HandoverSession &s : taken)
-        ctl_->adopt_session(s.fd, std::move(s.pending));
+    adopt_sessions(std::move(taken));
 }
 
 void UvOs::end_stand_in() {
