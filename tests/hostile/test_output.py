@@ -183,7 +183,11 @@ class Output(HostileCase):
             st = d.status("chatty")
             return st if st["ready"] and st["state"] == "running" else None
         st = wait_until(ready, 30, "chatty to become ready with vigild's stdout stuck")
-        self.assertLess(worst, scaled(0.1), f"status took {worst * 1000:.0f} ms")
+        # When it fails, vigild's own longest loop turn says whose time it was: vigild's, or
+        # the machine's (the client, or vigild, not scheduled).
+        self.assertLess(worst, scaled(0.1), f"status took {worst * 1000:.0f} ms; vigild's "
+                        f"longest loop turn: "
+                        f"{d.request('version')['result']['loop_stall_max_ms']} ms")
         self.assertGreater(st["forward_dropped"], 0, "nothing dropped: was stdout stuck?")
         wait_until(lambda: b"READY seq=1" in follower.stdout, 10, "the follower's lines")
         self.assertEqual(follower.stdout.count(FILLER.encode()), 10000)
