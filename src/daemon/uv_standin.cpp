@@ -58,25 +58,45 @@ bool answers_here(ctl::Cmd c) {
            c == ctl::Cmd::Version;
 }
 
+// A message over the socket pair: its bytes and room for one descriptor (SCM_RIGHTS), for
+// sending and for receiving alike.
+struct OneFdMessage {
+    iovec iov;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    msghdr m{};
+    OneFdMessage(char *data, std::size_t size) : iov{data, size} {
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = control;
+        m.msg_controllen = sizeof control;
+    }
+    OneFdMessage(const OneFdMessage &) = delete; // m points into it
+    void put_fd(int fd) {
+        cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    int received_fd() { // the one received, -1 if none
+        int got = -1;
+        for (cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+                c->cmsg_len == CMSG_LEN(sizeof(int)))
+                std::memcpy(&got, CMSG_DATA(c), sizeof got);
+        return got;
+    }
+};
+
 // One connection over the socket pair: "C", the bytes it has sent and nobody read, and its
 // descriptor. False when the other side does not take it.
 bool send_connection(int chan, int fd, const std::string &pending) {
     std::string bytes = "C" + pending;
-    iovec iov{bytes.data(), bytes.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    OneFdMessage msg(bytes.data(), bytes.size());
+    msg.put_fd(fd);
     ssize_t n;
     do
-        n = ::sendmsg(chan, &m, MSG_NOSIGNAL);
+        n = ::sendmsg(chan, &msg.m, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n == static_cast<ssize_t>(bytes.size());
 }
@@ -218,26 +238,16 @@ std::vector<HandoverSession> UvOs::take_from_stand_in() {
             const int r = ::poll(&p, 1, wait_ms);
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) break;
-            iovec iov{buf.get(), buf_size};
-            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-            msghdr m{};
-            m.msg_iov = &iov;
-            m.msg_iovlen = 1;
-            m.msg_control = control;
-            m.msg_controllen = sizeof control;
-            const ssize_t n = ::recvmsg(chan, &m, MSG_CMSG_CLOEXEC);
+            OneFdMessage msg(buf.get(), buf_size);
+            const ssize_t n = ::recvmsg(chan, &msg.m, MSG_CMSG_CLOEXEC);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
-            int fd = -1;
-            for (cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-                    c->cmsg_len == CMSG_LEN(sizeof(int)))
-                    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            const int fd = msg.received_fd();
             if (buf[0] == 'E' && fd < 0) {
                 ended = true;
                 break;
             }
-            if (buf[0] != 'C' || fd < 0 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+            if (buf[0] != 'C' || fd < 0 || (msg.m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
                 if (fd >= 0) ::close(fd);
                 continue;
             }
