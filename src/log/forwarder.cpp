@@ -247,9 +247,9 @@ bool Forwarder::raw(std::string_view line) {
             ++s.lines;
         }
     }
-    // vigild's own lines are few: wake the thread at once (also after close(), and before the
-    // loop runs at all), after a drop too (for the marker).
-    shared_->wake.notify_one();
+    // Woken once a loop turn, as for forwarded lines (a stop of many services says a few lines
+    // for each), or at once after close(); after a drop too (for the marker).
+    wake_later();
     return !dropped;
 }
 
