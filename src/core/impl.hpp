@@ -278,7 +278,7 @@ struct Core::Impl {
     void start_child(ChildId c);
     void send_stop(ChildId c);
     bool start_drain(ChildId c, bool was_started);
-    void signal_group(ChildId c, int sig);
+    void signal_group(ChildId c, int sig, bool then_cont = false);
     bool stop_child(ChildId c, StopCause cause);
     void mark_started(ChildId c, std::string msg);
     void arm_watchdog(ChildId c);

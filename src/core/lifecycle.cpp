@@ -56,9 +56,9 @@ void Core::Impl::start_child(ChildId c) {
 
 // The signal to everything the incarnation consists of (the shell knows what that is: cgroup,
 // process group, a main process that left it).
-void Core::Impl::signal_group(ChildId c, int sig) {
+void Core::Impl::signal_group(ChildId c, int sig, bool then_cont) {
     Node &n = node(c);
-    if (n.pid) emit(Signal{c, n.inc, *n.pid, sig});
+    if (n.pid) emit(Signal{c, n.inc, *n.pid, sig, then_cont});
 }
 
 // Probes go first so a probe cannot report the child we are stopping as failed (which would be
@@ -70,10 +70,9 @@ void Core::Impl::send_stop(ChildId c) {
     const int sig =
         kill_all || n.stop_cause == StopCause::StartTimeout ? sig_kill : n.spec.stop.signal;
     emit(StopProbes{c});
-    signal_group(c, sig);
+    signal_group(c, sig, sig != sig_kill);
     std::string msg = "sent " + signal_name(sig);
     if (sig != sig_kill) {
-        signal_group(c, sig_cont);
         if (n.spec.stop.timeout) {
             arm(c, now + *n.spec.stop.timeout);
             msg += " (stop timeout " + format_duration(*n.spec.stop.timeout) + ")";
@@ -199,8 +198,7 @@ void Core::Impl::main_ended(ChildId c, ExitStatus status) {
     }
     if (n.state != ChildState::Stopping || draining) {
         const int sig = kill_all ? sig_kill : n.spec.stop.signal;
-        signal_group(c, sig);
-        if (sig != sig_kill) signal_group(c, sig_cont);
+        signal_group(c, sig, sig != sig_kill);
         disarm(c);
     }
     // The wait for what is left is bounded by the stop timeout (a stop under way keeps its

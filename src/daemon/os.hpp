@@ -102,8 +102,9 @@ public:
     // A descriptor the child writes "0" to (proc::SpawnExtras::cgroup_procs_fd), opened for
     // one spawn: the caller closes it after Os::spawn(). -1 when it cannot be opened.
     virtual int open_procs() = 0;
-    // Signals every process in it; SIGKILL goes through cgroup.kill. 0 or an errno.
-    virtual int signal(int sig) = 0;
+    // Signals every process in it, and with `then_cont` sends SIGCONT after it; SIGKILL goes
+    // through cgroup.kill. 0 or an errno.
+    virtual int signal(int sig, bool then_cont) = 0;
     virtual bool empty() const = 0;
     // `cb` runs once, later, from the loop, when the cgroup is empty (at once if it is).
     virtual void on_empty(std::function<void()> cb) = 0;

@@ -6,6 +6,7 @@
 // looked up in the process table and become Exited.
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 #include "shell.hpp"
@@ -145,14 +146,17 @@ void Shell::act(const core::Signal &a) {
     if (!run || run->pid != a.pid.value) return;
     UnitRuntime &r = runtime(a.child);
     int err = 0;
-    if (r.cgroup)
-        err = r.cgroup->signal(a.signal);
-    else
+    if (r.cgroup) {
+        err = r.cgroup->signal(a.signal, a.then_cont);
+    } else {
         err = os_.signal_group(run->pid, a.signal);
+        if (a.then_cont) (void)os_.signal_group(run->pid, SIGCONT);
+    }
     if (run->main_pid != run->pid && run->main_pidfd >= 0) {
         auto ids = os_.proc_ids(run->main_pid);
         if (!r.cgroup && (!ids || ids->pgrp != run->pid)) {
             const int main_err = os_.signal_pidfd(run->main_pidfd, a.signal);
+            if (a.then_cont) (void)os_.signal_pidfd(run->main_pidfd, SIGCONT);
             if (err == ESRCH) err = main_err;
         }
     }

@@ -109,7 +109,9 @@ public:
         proc::cgroup::remove(dir_); // only if empty: a folder with processes stays
     }
     int open_procs() override { return proc::cgroup::open_procs(dir_); }
-    int signal(int sig) override { return proc::cgroup::signal(dir_, sig); }
+    int signal(int sig, bool then_cont) override {
+        return proc::cgroup::signal(dir_, sig, then_cont);
+    }
     bool empty() const override { return proc::cgroup::empty(dir_); }
     void on_empty(std::function<void()> cb) override;
     const std::string &dir() const override { return dir_; }

@@ -254,11 +254,15 @@ bool empty(const std::string &dir) {
     return events.find("populated 0") != std::string::npos;
 }
 
-int signal(const std::string &dir, int sig) {
+int signal(const std::string &dir, int sig, bool then_cont) {
     if (sig == SIGKILL && write_small(dir + "/cgroup.kill", "1")) return 0;
     int first = 0;
-    for (int pid : pids(dir))
+    const std::vector<int> all = pids(dir);
+    for (int pid : all)
         if (::kill(pid, sig) != 0 && errno != ESRCH && first == 0) first = errno;
+    if (then_cont && sig != SIGKILL)
+        for (int pid : all)
+            (void)::kill(pid, SIGCONT);
     return first;
 }
 

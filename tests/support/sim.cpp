@@ -150,12 +150,10 @@ void Sim::apply(std::vector<Action> acts) {
                 core.handle(Spawned{sp->child, sp->incarnation, Pid{p}}, now, more);
             }
         } else if (auto *sg = std::get_if<Signal>(&a)) {
-            // SIGCONT follows every graceful stop signal (as systemd sends it); it changes
-            // nothing for these processes, so it is counted, not logged as a signal.
-            if (sg->signal == sig_cont) {
-                ++conts;
-                continue;
-            }
+            // SIGCONT follows every graceful stop signal (as systemd sends it: then_cont); it
+            // changes nothing for these processes, so it is counted, not logged as a signal.
+            if (sg->then_cont || sg->signal == sig_cont) ++conts;
+            if (sg->signal == sig_cont) continue;
             auto it = procs_.find(sg->pid.value);
             if (it == procs_.end() || it->second.child != sg->child ||
                 it->second.inc != sg->incarnation) {

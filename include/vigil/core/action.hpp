@@ -27,12 +27,15 @@ struct Spawn {
 // Send `signal` to everything the incarnation consists of: its cgroup where it has one, its
 // process group (services lead their own session), and the main process if MAINPID= moved it
 // out of the group. `pid` is the spawned process, for the shell's check that the incarnation is
-// still the one it knows.
+// still the one it knows. `then_cont`: SIGCONT follows, to the same processes (a graceful stop
+// signal: a stopped process must be able to act on it, as systemd sends it); one action, so the
+// shell finds the processes once.
 struct Signal {
     ChildId child;
     Incarnation incarnation;
     Pid pid;
     int signal;
+    bool then_cont = false;
 };
 
 // Health monitoring (probes) of this incarnation may begin / must end. StopProbes comes before

@@ -84,9 +84,10 @@ int open_procs(const std::string &dir);
 std::vector<int> pids(const std::string &dir);
 // "populated 0" in cgroup.events (true also when the folder is gone).
 bool empty(const std::string &dir);
-// SIGKILL through cgroup.kill (Linux 5.14), else each pid; any other signal to each pid. 0, or
-// the first errno other than ESRCH.
-int signal(const std::string &dir, int sig);
+// SIGKILL through cgroup.kill (Linux 5.14), else each pid; any other signal to each pid, and
+// with `then_cont` SIGCONT after it to the same pids (the folder is read once). 0, or the first
+// errno other than ESRCH.
+int signal(const std::string &dir, int sig, bool then_cont = false);
 // A descriptor of cgroup.events to poll for POLLPRI (its "populated" changed), or -1.
 int open_events(const std::string &dir);
 // rmdir; true when it is gone.
