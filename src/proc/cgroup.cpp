@@ -18,6 +18,8 @@ namespace vigil::proc {
 namespace {
 
 // A small file of the cgroup or proc file system, read whole (they are a few KiB at most).
+// They are sequence files: a read fills the buffer unless the text has ended, so a short read
+// is the end (a stop reads a cgroup's files for every service: one read less each).
 std::string read_small(const std::string &path, std::size_t limit = 1 << 20) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) return {};
@@ -28,6 +30,7 @@ std::string read_small(const std::string &path, std::size_t limit = 1 << 20) {
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0 || out.size() > limit) break;
         out.append(buf, static_cast<std::size_t>(n));
+        if (static_cast<std::size_t>(n) < sizeof buf) break;
     }
     ::close(fd);
     return out;
