@@ -111,6 +111,11 @@ void Shell::output_ended(ChildId id, Incarnation inc) {
         });
         return;
     }
+    // Until vigild has reaped the spawned process, its cgroup holds it: on_reaped() comes back
+    // here. By then a service of one process has left its cgroup (the kernel moves a process out
+    // before it tells the parent), so one read of cgroup.events settles it, where a check made
+    // at EOF would have found it populated and polled for the change.
+    if (r.cgroup && !run->reaped) return;
     if (r.cgroup && !r.cgroup->empty()) {
         // Drained once the cgroup has emptied too (the callback re-checks which run is
         // current: a new incarnation may have started meanwhile).
@@ -129,6 +134,9 @@ void Shell::output_ended(ChildId id, Incarnation inc) {
         return;
     }
     run->drained = true;
+    // Its pipes have nothing more to give: closed now, so a service that stays down holds no
+    // descriptor, and a stop of many services closes each as it ends, not all at the exit.
+    run->output.reset();
     feed(core::Drained{id, inc});
     check_left_behind(id);
 }

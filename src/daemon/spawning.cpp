@@ -216,15 +216,18 @@ bool Shell::on_reaped(int pid, int wstatus) {
     const ChildId id = owner->child;
     Run *run = find_run(id, owner->incarnation);
     if (run) {
-        if (pid == run->pid) {
-            run->reaped = true;
-        }
+        const bool spawned = pid == run->pid;
+        // An EOF that came before this reap waited for it to look at the cgroup
+        // (output_ended()); one that the read below finds looks at once.
+        const bool eof_waited = spawned && run->output && run->output->eof() && !run->drained;
+        if (spawned) run->reaped = true;
         if (pid == run->main_pid) {
             run->main_watch.reset();
             UnitRuntime &r = runtime(id);
             if (r.notify && r.run.get() == run) r.notify->receive_now();
             if (run->output) run->output->read_now();
         }
+        if (eof_waited) output_ended(id, owner->incarnation);
     }
     feed(core::Exited{id, owner->incarnation, Pid{pid}, proc::decode_wait_status(wstatus)});
     check_left_behind(id);

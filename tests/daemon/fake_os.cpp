@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
 #include <uv.h>
 
 namespace vigil::test {
@@ -199,6 +200,7 @@ void FakeOs::settle() {
             }
         }
         deliver();
+        if (answer_cgroup_waits()) continue;
         int zombie = -1;
         for (const auto &[pid, p] : procs)
             if (p.zombie) {
@@ -211,7 +213,11 @@ void FakeOs::settle() {
 }
 
 void FakeOs::spawn(proc::SpawnSpec spec, proc::SpawnExtras extras, daemon::SpawnDone done) {
-    spawns.push_back(PendingSpawn{std::move(spec), std::move(extras), std::move(done), false});
+    std::string cgroup;
+    if (auto it = procs_fds_.find(extras.cgroup_procs_fd); it != procs_fds_.end())
+        cgroup = it->second;
+    spawns.push_back(
+        PendingSpawn{std::move(spec), std::move(extras), std::move(done), false, cgroup});
     if (auto_answer) answer(spawns.size() - 1);
 }
 
@@ -222,6 +228,7 @@ int FakeOs::answer(std::size_t i) {
     const int pid = next_pid_++;
     FakeProc p;
     p.pid = p.pgrp = p.session = pid;
+    p.cgroup = s.cgroup;
     outputs.push_back(FakeOutput{});
     p.output = static_cast<int>(outputs.size() - 1);
     procs[pid] = p;
@@ -323,6 +330,7 @@ int FakeOs::fork(int parent, bool setsid) {
     c.session = setsid ? c.pid : pp.session;
     c.output = pp.output; // inherits the pipes
     c.unit = pp.unit;     // and the environment
+    c.cgroup = pp.cgroup; // and the cgroup
     procs[c.pid] = c;
     return c.pid;
 }
@@ -363,6 +371,87 @@ void FakeOs::close_fd(int fd) {
     ++closed_fds;
     sockets.erase(fd);
     pidfds_.erase(fd);
+    procs_fds_.erase(fd);
+}
+
+namespace {
+class FakeCgroup final : public daemon::Cgroup {
+public:
+    FakeCgroup(FakeOs &os, std::string unit)
+        : os_(os), unit_(std::move(unit)), dir_("/fake/cgroup/" + unit_) {
+        os_.cgroup_states[unit_] = FakeCgroupState{};
+    }
+    ~FakeCgroup() override { os_.cgroup_states[unit_].exists = false; }
+    int open_procs() override { return os_.open_cgroup_procs(unit_); }
+    int signal(int sig, bool then_cont) override {
+        return os_.signal_cgroup(unit_, sig, then_cont);
+    }
+    bool empty() const override {
+        ++os_.cgroup_states[unit_].events_reads;
+        return !os_.cgroup_populated(unit_);
+    }
+    void on_empty(std::function<void()> cb) override {
+        FakeCgroupState &s = os_.cgroup_states[unit_];
+        ++s.waits;
+        s.when_empty = std::move(cb);
+    }
+    const std::string &dir() const override { return dir_; }
+
+private:
+    FakeOs &os_;
+    std::string unit_;
+    std::string dir_;
+};
+} // namespace
+
+std::unique_ptr<daemon::Cgroup> FakeOs::make_cgroup(const std::string &unit, std::string *) {
+    if (!cgroups) return nullptr;
+    return std::make_unique<FakeCgroup>(*this, unit);
+}
+
+std::unique_ptr<daemon::Cgroup> FakeOs::adopt_cgroup(std::string dir) {
+    const std::string prefix = "/fake/cgroup/";
+    if (!cgroups || !dir.starts_with(prefix)) return nullptr;
+    return std::make_unique<FakeCgroup>(*this, dir.substr(prefix.size()));
+}
+
+bool FakeOs::cgroup_populated(const std::string &unit) const {
+    for (const auto &[pid, p] : procs)
+        if (p.alive && p.cgroup == unit) return true;
+    return false;
+}
+
+int FakeOs::open_cgroup_procs(const std::string &unit) {
+    const int fd = next_fd_++;
+    procs_fds_[fd] = unit;
+    return fd;
+}
+
+// As the kernel's: every process in it gets the signal (and SIGCONT after it), SIGKILL
+// through cgroup.kill; an empty cgroup is no error.
+int FakeOs::signal_cgroup(const std::string &unit, int sig, bool then_cont) {
+    std::vector<int> dying;
+    for (auto &[pid, p] : procs) {
+        if (!p.alive || p.cgroup != unit) continue;
+        p.signals.push_back(sig);
+        if (then_cont && sig != SIGKILL) p.signals.push_back(SIGCONT);
+        if (sig == SIGKILL || (sig != SIGCONT && !(sig == SIGTERM && p.ignores_term)))
+            dying.push_back(pid);
+    }
+    for (int pid : dying)
+        die(pid, sig);
+    return 0;
+}
+
+// The waits for a cgroup to empty whose cgroup is empty now, answered from the "loop".
+bool FakeOs::answer_cgroup_waits() {
+    for (auto &[unit, s] : cgroup_states) {
+        if (!s.exists || !s.when_empty || cgroup_populated(unit)) continue;
+        auto cb = std::exchange(s.when_empty, nullptr);
+        cb();
+        return true;
+    }
+    return false;
 }
 
 std::optional<notify::ProcIds> FakeOs::proc_ids(int pid) {

@@ -12,6 +12,10 @@
 //  - fake pipes: write() queues lines the process wrote; they are delivered when the shell
 //    reads (deliver(), or read_now() when the shell reaps the main process), unless paused;
 //  - fake notify sockets, ready fds, probes and main-process watches that the test fires;
+//  - when `cgroups` is set, a cgroup per unit: a spawned process joins its unit's through the
+//    descriptor the shell hands the spawn, its forks stay in it, a process leaves it when it
+//    ends (before it is reaped, as in the kernel); reads of cgroup.events are counted, and a
+//    wait for it to empty is answered by settle();
 //  - MemoryFileSink log files (congestion by hand) and, when asked, a real Forwarder on a libuv
 //    loop that is never run, writing into a pipe nobody reads: vigild's stdout, blocked;
 //  - unit loads answered by the test (finish_load()), so a reload can land in the middle of
@@ -45,7 +49,8 @@ struct FakeProc {
     bool alive = true;
     bool zombie = false; // ended, not reaped
     bool ignores_term = false;
-    std::string unit; // VIGIL_UNIT in its environment (inherited by fork())
+    std::string unit;   // VIGIL_UNIT in its environment (inherited by fork())
+    std::string cgroup; // the unit whose cgroup it is in (inherited by fork()); "" for none
     std::vector<int> signals;
     std::optional<int> wstatus;
     int output = -1; // index into outputs, for the process's own lines
@@ -80,6 +85,14 @@ struct PendingSpawn {
     vigil::proc::SpawnExtras extras;
     vigil::daemon::SpawnDone done;
     bool answered = false;
+    std::string cgroup; // the cgroup its process joins (the unit's), from the descriptor given
+};
+
+struct FakeCgroupState {
+    bool exists = true;
+    int events_reads = 0;             // empty() calls: reads of cgroup.events
+    int waits = 0;                    // on_empty() calls
+    std::function<void()> when_empty; // the pending wait; settle() answers it
 };
 
 class FakeOs : public vigil::daemon::Os {
@@ -166,10 +179,13 @@ public:
     std::optional<vigil::notify::ProcIds> proc_ids(int pid) override;
     std::unique_ptr<vigil::daemon::Running>
     watch_exit(int pid, std::function<void(std::optional<int>)> ended, std::string *error) override;
-    std::unique_ptr<vigil::daemon::Cgroup> make_cgroup(const std::string &,
-                                                       std::string *) override {
-        return nullptr;
-    }
+    std::unique_ptr<vigil::daemon::Cgroup> make_cgroup(const std::string &unit,
+                                                       std::string *) override;
+    bool cgroups = false;
+    std::map<std::string, FakeCgroupState> cgroup_states; // by unit
+    bool cgroup_populated(const std::string &unit) const;
+    int open_cgroup_procs(const std::string &unit);
+    int signal_cgroup(const std::string &unit, int sig, bool then_cont);
     std::unique_ptr<vigil::daemon::OutputChannel>
     read_output(int stdout_fd, int stderr_fd, vigil::log::CaptureOptions options,
                 vigil::log::Capture::Callbacks callbacks) override;
@@ -195,7 +211,7 @@ public:
     adopt_notify(std::string path, int fd, vigil::notify::NotifySocket::Callbacks cb) override;
     std::unique_ptr<vigil::daemon::ReadyChannel>
     adopt_ready_fd(int fd, std::function<void()> on_ready) override;
-    std::unique_ptr<vigil::daemon::Cgroup> adopt_cgroup(std::string) override { return nullptr; }
+    std::unique_ptr<vigil::daemon::Cgroup> adopt_cgroup(std::string dir) override;
     std::vector<std::function<void(bool)>> idle_waits;
     std::optional<vigil::daemon::Handover> exec_handover;
     std::string exec_failure = "execve /fake/vigild: Exec format error";
@@ -247,7 +263,9 @@ private:
     int next_pid_ = 100;
     int next_timer_ = 1;
     int next_fd_ = 1000;
-    std::map<int, int> pidfds_; // fd -> pid
+    std::map<int, int> pidfds_;            // fd -> pid
+    std::map<int, std::string> procs_fds_; // open cgroup.procs descriptors: fd -> unit
+    bool answer_cgroup_waits();
     std::function<void(vigil::unit::LoadResult)> load_done_;
     std::set<int> remapped_; // processes whose output adopt_output() moved
     std::vector<vigil::unit::ListenSpec> bind_specs_;

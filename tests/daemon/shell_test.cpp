@@ -411,6 +411,54 @@ TEST_SUITE("daemon") {
         CHECK(h.status("g").incarnation.value == 2);
     }
 
+    TEST_CASE("with a cgroup: a stop sends the stop signal and SIGCONT to its processes; an EOF "
+              "before the reap waits for it, then one read of cgroup.events settles the end; "
+              "the pipes of the stopped service are closed") {
+        Harness h({{"a", svc}}, true, [](FakeOs &os) { os.cgroups = true; });
+        const int pid = h.os.pid_of("a");
+        REQUIRE(h.os.procs[pid].cgroup == "a");
+        const auto out = static_cast<std::size_t>(h.os.procs[pid].output);
+        h.shell->command(core::Command{core::CommandKind::Stop, h.id("a"), 0, "test"});
+        CHECK(h.os.procs[pid].signals == std::vector<int>{SIGTERM, SIGCONT});
+        // The fake reads the pipes before it reaps: EOF came first.
+        h.os.settle();
+        CHECK(h.status("a").state == core::ChildState::Stopped);
+        CHECK(h.os.cgroup_states["a"].events_reads == 1);
+        CHECK(h.os.cgroup_states["a"].waits == 0);
+        CHECK_FALSE(h.os.outputs[out].alive);
+    }
+
+    TEST_CASE("with a cgroup: an EOF before the reap reads nothing of the cgroup until the reap") {
+        Harness h({{"a", svc}}, true, [](FakeOs &os) { os.cgroups = true; });
+        const int pid = h.os.pid_of("a");
+        h.os.end(pid, 0);
+        h.os.deliver(); // EOF
+        CHECK(h.os.cgroup_states["a"].events_reads == 0);
+        CHECK(h.status("a").incarnation.value == 1);
+        h.os.reap(pid);
+        CHECK(h.os.cgroup_states["a"].events_reads == 1);
+        h.os.settle();
+        CHECK(h.status("a").incarnation.value == 2);
+    }
+
+    TEST_CASE("with a cgroup: a process left in it, outside the session, without the pipes and "
+              "deaf to SIGTERM, holds the end until it ends") {
+        Harness h({{"a", svc}}, true, [](FakeOs &os) { os.cgroups = true; });
+        const int pid = h.os.pid_of("a");
+        const int left = h.os.fork(pid, true);
+        h.os.procs[left].output = -1;
+        h.os.procs[left].ignores_term = true;
+        CHECK(h.os.procs[left].cgroup == "a");
+        h.os.exit(pid, 0);
+        h.os.settle();
+        CHECK(h.os.procs[left].signals == std::vector<int>{SIGTERM, SIGCONT});
+        CHECK(h.os.cgroup_states["a"].waits == 1);
+        CHECK(h.status("a").incarnation.value == 1); // not restarted while it lives
+        h.os.kill(left, SIGKILL);
+        h.os.settle();
+        CHECK(h.status("a").incarnation.value == 2);
+    }
+
     TEST_CASE("left-behind scans: one at a time, the units asked for meanwhile in the next; a "
               "unit removed by reload meanwhile is skipped") {
         Harness h({{"a", svc}, {"b", svc}});
