@@ -103,20 +103,47 @@ core::CommandResult Shell::roll(std::string_view unit, std::optional<std::uint32
 }
 
 // Carries out actions in order. An action whose answer comes at once feeds its event, whose
-// actions join the same queue: nothing recurses, and the order is the core's.
+// actions join the same queue: nothing recurses, and the order is the core's, but for signals:
+// they wait until the queue is done or an action comes that changes which processes a run
+// has (Spawn retires the run before, WatchMain moves its main process, Exit ends them all).
+// What they pass is bookkeeping (records, probes), and a signal has no answer that could feed
+// the core. A stop of many services then signals them all in a row: each process woken by its
+// signal competes with vigild for the CPU while it exits, so the bookkeeping comes first.
 void Shell::execute(std::vector<core::Action> &actions) {
     for (auto &a : actions)
         queue_.push_back(std::move(a));
     run_queue();
 }
 
+namespace {
+bool changes_processes(const core::Action &a) {
+    return std::holds_alternative<core::Spawn>(a) || std::holds_alternative<core::WatchMain>(a) ||
+           std::holds_alternative<core::Exit>(a);
+}
+} // namespace
+
+// An exception thrown by an action (the loop's guard catches it) leaves what was not done yet
+// queued for the next run, and the queue running.
 void Shell::run_queue() {
     if (executing_) return;
     executing_ = true;
-    while (!queue_.empty()) {
+    struct Done {
+        bool &flag;
+        ~Done() { flag = false; }
+    } done{executing_};
+    while (!queue_.empty() || !signals_.empty()) {
+        if (queue_.empty() || (!signals_.empty() && changes_processes(queue_.front()))) {
+            const core::Signal s = signals_.front();
+            signals_.pop_front();
+            act(s);
+            continue;
+        }
         core::Action a = std::move(queue_.front());
         queue_.pop_front();
-        carry_out(a);
+        if (auto *s = std::get_if<core::Signal>(&a))
+            signals_.push_back(*s);
+        else
+            carry_out(a);
     }
     executing_ = false;
     arm_deadline();

@@ -297,6 +297,7 @@ private:
     std::unique_ptr<ControlApi> control_;
     ShellListener *listener_ = nullptr;
     std::deque<core::Action> queue_;
+    std::deque<core::Signal> signals_; // run_queue() sends them once the queue is done
     bool executing_ = false;
     std::optional<int> exit_status_;
     std::uint64_t orphans_reaped_ = 0;
