@@ -106,7 +106,7 @@ public:
     UvCgroup(UvOs &os, std::string dir) : os_(os), dir_(std::move(dir)) {}
     ~UvCgroup() override {
         stop_waiting();
-        proc::cgroup::remove(dir_); // only if empty: a folder with processes stays
+        os_.remove_cgroup(std::move(dir_)); // only if empty: a folder with processes stays
     }
     int open_procs() override { return proc::cgroup::open_procs(dir_); }
     int signal(int sig, bool then_cont) override {
@@ -234,6 +234,7 @@ UvOs::UvOs(const Options &opts)
         }
         self->turn_last_ns_ = now;
         self->idle_last_ns_ = idle;
+        self->submit_cgroup_removals();
         if (self->trim_turn_) {
             self->trim_turn_ = false; // this turn ran a probe or the check: it arms nothing
         } else if (!self->closed_ &&
@@ -263,7 +264,8 @@ UvOs::UvOs(const Options &opts)
 
 UvOs::~UvOs() {
     close_handles();
-    uv_run(&loop_, UV_RUN_DEFAULT); // the close callbacks
+    uv_run(&loop_, UV_RUN_DEFAULT); // the close callbacks, and the cgroup removals
+    if (cgroups_) cgroups_->remove_all();
     uv_loop_close(&loop_);
 }
 
@@ -498,6 +500,23 @@ std::unique_ptr<Cgroup> UvOs::make_cgroup(const std::string &unit, std::string *
 
 std::unique_ptr<Cgroup> UvOs::adopt_cgroup(std::string dir) {
     return std::make_unique<UvCgroup>(*this, std::move(dir));
+}
+
+void UvOs::remove_cgroup(std::string dir) {
+    cgroup_removals_.push_back(std::move(dir));
+    if (cgroup_removals_.size() >= cgroup_batch) submit_cgroup_removals();
+}
+
+void UvOs::submit_cgroup_removals() {
+    if (cgroup_removals_.empty()) return;
+    off_loop<int>(
+        "cgroup removal",
+        [dirs = std::exchange(cgroup_removals_, {})] {
+            for (const std::string &d : dirs)
+                proc::cgroup::remove(d);
+            return 0;
+        },
+        [](int) {});
 }
 
 void UvOs::find_processes(std::vector<std::string> units, std::size_t max,
@@ -903,7 +922,7 @@ void UvOs::close_handles() {
     if (streams_.err && !streams_.shared()) streams_.err->flush_blocking(Duration{5000});
     if (streams_.out) streams_.out->close(nullptr);
     if (streams_.err && !streams_.shared()) streams_.err->close(nullptr);
-    if (cgroups_) cgroups_->remove_all();
+    submit_cgroup_removals();
 }
 
 } // namespace vigil::daemon

@@ -82,6 +82,11 @@ public:
     uv_loop_t *loop() { return &loop_; }
     // Reaps what ended (SIGCHLD does it otherwise): after a re-exec, for what ended during it.
     void reap_now() { reap(); }
+    // Removes a service's cgroup folder (if empty) off the loop: rmdir tears the group down in
+    // the kernel, and a stop of many services removes one each. Batches of cgroup_batch go to
+    // the thread pool as they fill, the rest at the start of the next turn or at close_handles().
+    void remove_cgroup(std::string dir);
+    static constexpr std::size_t cgroup_batch = 64;
 
     // Os
     TimePoint now() override;
@@ -212,6 +217,8 @@ private:
     std::string notify_dir_;
     bool notify_dir_ready_ = false;
     std::optional<proc::CgroupRoot> cgroups_;
+    std::vector<std::string> cgroup_removals_; // not handed to the thread pool yet
+    void submit_cgroup_removals();
     bool cgroups_tried_ = false;
     std::string cgroups_error_;
     std::unique_ptr<ctl::Server> ctl_;
