@@ -51,7 +51,7 @@ struct Forwarder::Shared {
 // The loop handle, heap-allocated so that a Forwarder destroyed before libuv ran the close
 // callback leaves libuv valid memory; freed by that callback.
 struct Forwarder::Handles {
-    uv_check_t check{};
+    uv_idle_t idle{};
     bool armed = false;
     bool closing = false;
     Shared *shared = nullptr; // kept alive by the Forwarder, which closes the handle first
@@ -64,9 +64,9 @@ std::uint64_t newlines(std::string_view s) {
     return static_cast<std::uint64_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
-void on_check(uv_check_t *check) {
-    auto *h = static_cast<Forwarder::Handles *>(check->data);
-    uv_check_stop(check);
+void on_idle(uv_idle_t *idle) {
+    auto *h = static_cast<Forwarder::Handles *>(idle->data);
+    uv_idle_stop(idle);
     h->armed = false;
     // The records were appended under the mutex before this: a thread about to wait sees them.
     h->shared->wake.notify_one();
@@ -153,8 +153,8 @@ Forwarder::Forwarder(uv_loop_s *loop, ForwarderOptions opts) : fd_(opts.fd) {
     shared_ = std::make_shared<Shared>(fd_, std::move(opts));
     h_ = new Handles;
     h_->shared = shared_.get();
-    uv_check_init(loop, &h_->check);
-    h_->check.data = h_;
+    uv_idle_init(loop, &h_->idle);
+    h_->idle.data = h_;
     if (const int err = detail::start_detached([s = shared_] { s->run(); }); err != 0) {
         const std::lock_guard g(shared_->mu);
         shared_->last_error = err;
@@ -260,7 +260,7 @@ void Forwarder::wake_later() {
     }
     if (h_->armed) return;
     h_->armed = true;
-    uv_check_start(&h_->check, on_check);
+    uv_idle_start(&h_->idle, on_idle);
 }
 
 bool Forwarder::flush_blocking(Duration timeout) {
@@ -276,11 +276,11 @@ void Forwarder::close(std::function<void()> cb) {
     h_->closing = true;
     h_->on_closed = std::move(cb);
     if (h_->armed) {
-        uv_check_stop(&h_->check);
+        uv_idle_stop(&h_->idle);
         h_->armed = false;
         shared_->wake.notify_one(); // what it would have woken the thread for
     }
-    uv_close(reinterpret_cast<uv_handle_t *>(&h_->check), on_forwarder_closed);
+    uv_close(reinterpret_cast<uv_handle_t *>(&h_->idle), on_forwarder_closed);
     h_ = nullptr; // freed by on_forwarder_closed
 }
 

@@ -15,7 +15,8 @@
 //    fd with ordinary blocking write(2). The fd's flags are never touched: it is often a file
 //    description shared with others (vigild's stderr under `2>&1`, `docker run -t`, systemd),
 //    and making it O_NONBLOCK made their writes, vigild's own lines among them, fail with EAGAIN.
-//  - The loop wakes the thread once per loop iteration (a uv_check handle), so everything the
+//  - The loop wakes the thread once per loop iteration (a uv_idle handle, which also keeps the
+//    iteration's poll from waiting: a line given from a timer goes out at once), so everything the
 //    iteration produced goes out in one write.
 //  - When forwarded records would take the queue past `max_queue` (4 MiB: nobody reads vigild's
 //    stdout, or too slowly), they are dropped and counted (dropped_lines(); line() returns
