@@ -27,6 +27,13 @@ class ReexecStreams(unittest.TestCase):
         self.addCleanup(p.kill)
         return p
 
+    @staticmethod
+    def last_line(d: Daemon) -> int:
+        """The number of the writer's last line in its log, 0 before the first."""
+        r = d.ctl("logs", "w")
+        lines = [ln for ln in r.stdout.splitlines() if ln.split()[-2:-1] == ["n"]]
+        return int(lines[-1].split()[-1]) if lines else 0
+
     def test_follow_streams_go_on_across_reexecs(self) -> None:
         with Daemon({"w": {"command": WRITER}, "s": {"command": ["/bin/sleep", "1000"]}}) as d:
             d.wait_socket()
@@ -35,6 +42,7 @@ class ReexecStreams(unittest.TestCase):
             sleeper = d.status("s")["pid"]
             before = [p.pid for p in d.processes()
                       if p.ppid == init and cmdline(p.pid)[:1] == ["/bin/sleep"]]
+            first = self.last_line(d)
             logs = self.follow(d, "logs", "-f", "--json", "w")
             events = self.follow(d, "events", "-f", "--json")
             time.sleep(harness.scaled(0.3))
@@ -54,6 +62,9 @@ class ReexecStreams(unittest.TestCase):
             with open(f"/proc/{init}/status") as f:  # still PID 1 of its namespace
                 nspid = [ln.split()[-1] for ln in f if ln.startswith("NSpid:")]
             self.assertEqual(nspid, ["1"])
+            # The writer's pace is the machine's (a process per line): the stream runs until it
+            # has written 60 lines more, however long the re-execs took.
+            wait_until(lambda: self.last_line(d) >= first + 60, 20, "60 lines more from w")
             d.ctl("shutdown", timeout=30)
             out, err = logs.communicate(timeout=harness.scaled(20))
             items = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]

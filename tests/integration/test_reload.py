@@ -109,8 +109,10 @@ class Reload(unittest.TestCase):
         # and the old one's end (SIGKILL after its stop timeout, its cgroup or process group
         # emptied and removed) leaves the new one alone.
         d = self.d
+        # The stop timeout must outlast the two reloads below and the 0.5 s after them: scaled,
+        # as a sanitizer's vigilctl takes longer.
         self.units["x"] = service(d, "x-old", "ignore-term", "mark", "armed", "sleep",
-                                  stop={"timeout": "1s"})
+                                  stop={"timeout": f"{int(harness.scaled(1) * 1000)}ms"})
         d.write_units(self.units)
         self.reload()
         old = d.wait_pid("x-old")
