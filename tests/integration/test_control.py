@@ -466,7 +466,7 @@ class Control(unittest.TestCase):
         follow = harness.Run([harness.vigilctl(), "--socket", d.sock, "--json", "events",
                               "-f", "-n", "0"])
         self.addCleanup(follow.close)
-        time.sleep(0.3)  # let it subscribe; an event before that would come as history
+        time.sleep(harness.scaled(0.3))  # let it subscribe; an event before that is history
         self.assertEqual(bytes(follow.stdout), b"")
         os.kill(pids["b"], signal.SIGKILL)
 
