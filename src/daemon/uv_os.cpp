@@ -502,21 +502,33 @@ std::unique_ptr<Cgroup> UvOs::adopt_cgroup(std::string dir) {
     return std::make_unique<UvCgroup>(*this, std::move(dir));
 }
 
-void UvOs::remove_cgroup(std::string dir) {
-    cgroup_removals_.push_back(std::move(dir));
-    if (cgroup_removals_.size() >= cgroup_batch) submit_cgroup_removals();
+// Out of memory, a folder is removed here and now, as before the thread pool did it; one that
+// is missed even so goes with the root folder at the exit (CgroupRoot::remove_all()).
+void UvOs::remove_cgroup(std::string dir) noexcept {
+    try {
+        cgroup_removals_.push_back(dir);
+        if (cgroup_removals_.size() >= cgroup_batch) submit_cgroup_removals();
+    } catch (...) {
+        proc::cgroup::remove(dir);
+    }
 }
 
-void UvOs::submit_cgroup_removals() {
+void UvOs::submit_cgroup_removals() noexcept {
     if (cgroup_removals_.empty()) return;
-    off_loop<int>(
-        "cgroup removal",
-        [dirs = std::exchange(cgroup_removals_, {})] {
-            for (const std::string &d : dirs)
-                proc::cgroup::remove(d);
-            return 0;
-        },
-        [](int) {});
+    try {
+        off_loop<int>(
+            "cgroup removal",
+            [dirs = cgroup_removals_] {
+                for (const std::string &d : dirs)
+                    proc::cgroup::remove(d);
+                return 0;
+            },
+            [](int) {});
+    } catch (...) {
+        for (const std::string &d : cgroup_removals_)
+            proc::cgroup::remove(d);
+    }
+    cgroup_removals_.clear();
 }
 
 void UvOs::find_processes(std::vector<std::string> units, std::size_t max,
