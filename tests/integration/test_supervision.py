@@ -259,7 +259,8 @@ class Supervision(unittest.TestCase):
         def escaped():
             for p in d.processes():
                 if p.state != "Z" and cmdline(p.pid) == ["sleep", "1001"]:
-                    return p
+                    # Read again: `p` may predate the exec, and so setsid(1)'s setsid().
+                    return harness.proc_info(p.pid)
             return None
         esc = wait_until(escaped, 10, "the escaped sleep")
         main = wait_until(lambda: [p for p in d.processes()
