@@ -5,7 +5,10 @@ steady one. While the hanging unit hangs, vigild must answer `status` within 10 
 one connection, so that no client start-up is timed), keep restarting the crasher, keep reaping
 (no zombie in /proc), and name the culprit in a clear error or notice.
 
-The bound of 10 ms is scaled by VIGIL_TEST_TIMEOUT_MULTIPLIER (sanitizer builds)."""
+The bound of 10 ms is scaled by VIGIL_TEST_TIMEOUT_MULTIPLIER (sanitizer builds), and checked on
+the answer's time less what vigild's loop and the client waited for a CPU meanwhile
+(harness.time_unqueued): CI runs this file beside the hostile suite on two cores, and a loop that
+blocks still shows in full."""
 
 from __future__ import annotations
 
@@ -26,9 +29,11 @@ STATUS_BOUND_MS = 10.0
 
 class Client:
     """One control connection, kept open: each request's answer time is the loop's delay plus
-    a round trip, with no process start-up in it."""
+    a round trip, with no process start-up in it. `pid`: vigild's, whose waits for a CPU are
+    not counted."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, pid: int) -> None:
+        self.pid = pid
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(scaled(5))
         self.sock.connect(path)
@@ -45,10 +50,14 @@ class Client:
         return json.loads(line)
 
     def timed(self, obj: dict) -> tuple:
+        """(reply, ms, wall ms): ms without the waits for a CPU (harness.time_unqueued)."""
         t0 = time.monotonic()
-        self.sock.sendall(json.dumps(obj).encode() + b"\n")
-        reply = self.read()
-        return reply, (time.monotonic() - t0) * 1000
+
+        def ask() -> dict:
+            self.sock.sendall(json.dumps(obj).encode() + b"\n")
+            return self.read()
+        reply, took = harness.time_unqueued(self.pid, ask)
+        return reply, took * 1000, (time.monotonic() - t0) * 1000
 
     def close(self) -> None:
         self.sock.close()
@@ -77,24 +86,26 @@ class Loop(unittest.TestCase):
         return units
 
     def watch(self, d: Daemon, seconds: float) -> dict:
-        """Status every 20 ms for `seconds` on one connection: the slowest answer, how many
-        answers, and the crasher's restarts over the window."""
-        c = Client(d.sock)
+        """Status every 20 ms for `seconds` on one connection: the slowest answer (without and
+        with the waits for a CPU), how many answers, and the crasher's restarts over the
+        window."""
+        c = Client(d.sock, d.ns.init_pid)
         self.addCleanup(c.close)
-        first, _ = c.timed({"id": 0, "cmd": "status", "args": {"units": ["crasher"]}})
+        first, _, _ = c.timed({"id": 0, "cmd": "status", "args": {"units": ["crasher"]}})
         restarts0 = first["result"]["units"][0]["restarts"]
-        worst, n, end = 0.0, 0, time.monotonic() + seconds
+        worst, worst_wall, n, end = 0.0, 0.0, 0, time.monotonic() + seconds
         while time.monotonic() < end:
-            reply, ms = c.timed({"id": n + 1, "cmd": "status"})
+            reply, ms, wall = c.timed({"id": n + 1, "cmd": "status"})
             self.assertTrue(reply.get("ok"), reply)
-            worst, n = max(worst, ms), n + 1
+            worst, worst_wall, n = max(worst, ms), max(worst_wall, wall), n + 1
             time.sleep(0.02)
-        last, _ = c.timed({"id": -1, "cmd": "status", "args": {"units": ["crasher"]}})
-        return {"worst_ms": worst, "answers": n,
+        last, _, _ = c.timed({"id": -1, "cmd": "status", "args": {"units": ["crasher"]}})
+        return {"worst_ms": worst, "worst_wall_ms": worst_wall, "answers": n,
                 "restarts": last["result"]["units"][0]["restarts"] - restarts0}
 
     def assert_loop_free(self, d: Daemon, seen: dict, what: str) -> None:
-        harness_log = f"{what}: {seen['answers']} answers, slowest {seen['worst_ms']:.2f} ms, " \
+        harness_log = f"{what}: {seen['answers']} answers, slowest {seen['worst_ms']:.2f} ms " \
+                      f"({seen['worst_wall_ms']:.2f} ms with the waits for a CPU), " \
                       f"crasher restarted {seen['restarts']} times"
         print(harness_log, file=sys.stderr)
         self.assertLess(seen["worst_ms"], scaled(STATUS_BOUND_MS), harness_log)
