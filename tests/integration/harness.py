@@ -227,19 +227,34 @@ def run_delay_ns(pid: Optional[int] = None) -> int:
         return 0
 
 
-def time_unqueued(pid: int, fn: Callable[[], T]) -> tuple:
-    """(fn(), seconds): fn's wall time less the time that this thread, or pid's main thread (a
+class Stopwatch:
+    """Wall time since its creation less the time that this thread, or pid's main thread (a
     daemon's loop), waited for a CPU meanwhile. What is left is the time they ran or slept: a
-    loop that blocks in a syscall or works through a backlog still shows in full, but the
-    machine's other load does not. A latency bound checked on it holds on two cores shared with
-    a sanitized build or an attack without being loosened. The two waits may overlap, so the
-    figure errs low by at most the shorter of them."""
-    theirs, mine = run_delay_ns(pid), run_delay_ns()
-    t0 = time.monotonic()
+    loop that blocks in a syscall, is stopped, or works through a backlog still shows in full,
+    but the machine's other load does not. A latency bound checked on it holds on two cores
+    shared with a sanitized build or an attack without being loosened. The two waits may
+    overlap, so the figure errs low by at most the shorter of them. Read it from the thread
+    that created it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.theirs, self.mine = run_delay_ns(pid), run_delay_ns()
+        self.t0 = time.monotonic()
+
+    def wall(self) -> float:
+        return time.monotonic() - self.t0
+
+    def seconds(self) -> float:
+        took = self.wall()
+        waited = (run_delay_ns(self.pid) - self.theirs + run_delay_ns() - self.mine) / 1e9
+        return max(0.0, took - waited)
+
+
+def time_unqueued(pid: int, fn: Callable[[], T]) -> tuple:
+    """(fn(), seconds): fn's time on a Stopwatch for pid."""
+    watch = Stopwatch(pid)
     out = fn()
-    took = time.monotonic() - t0
-    waited = (run_delay_ns(pid) - theirs + run_delay_ns() - mine) / 1e9
-    return out, max(0.0, took - waited)
+    return out, watch.seconds()
 
 
 def state_of(pid: int) -> Optional[str]:
