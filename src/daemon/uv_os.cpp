@@ -513,8 +513,10 @@ void UvOs::remove_cgroup(std::string dir) noexcept {
     }
 }
 
+// One batch at a time: removals run on one thread, since two at once contend for the kernel's
+// cgroup lock (bench/README.md has the figures); what comes meanwhile waits for its end.
 void UvOs::submit_cgroup_removals() noexcept {
-    if (cgroup_removals_.empty()) return;
+    if (cgroup_removals_.empty() || cgroup_removing_) return;
     try {
         off_loop<int>(
             "cgroup removal",
@@ -523,7 +525,11 @@ void UvOs::submit_cgroup_removals() noexcept {
                     proc::cgroup::remove(d);
                 return 0;
             },
-            [](int) {});
+            [this](int) {
+                cgroup_removing_ = false;
+                submit_cgroup_removals();
+            });
+        cgroup_removing_ = true;
     } catch (...) {
         for (const std::string &d : cgroup_removals_)
             proc::cgroup::remove(d);

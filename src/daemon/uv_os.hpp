@@ -84,7 +84,8 @@ public:
     void reap_now() { reap(); }
     // Removes a service's cgroup folder (if empty) off the loop: rmdir tears the group down in
     // the kernel, and a stop of many services removes one each. Batches of cgroup_batch go to
-    // the thread pool as they fill, the rest at the start of the next turn or at close_handles().
+    // the thread pool as they fill, the rest at the start of the next turn or at close_handles(),
+    // one batch at a time (what comes meanwhile goes when it ends).
     void remove_cgroup(std::string dir) noexcept;
     static constexpr std::size_t cgroup_batch = 64;
 
@@ -218,6 +219,7 @@ private:
     bool notify_dir_ready_ = false;
     std::optional<proc::CgroupRoot> cgroups_;
     std::vector<std::string> cgroup_removals_; // not handed to the thread pool yet
+    bool cgroup_removing_ = false;             // a batch is on the thread pool
     void submit_cgroup_removals() noexcept;
     bool cgroups_tried_ = false;
     std::string cgroups_error_;
