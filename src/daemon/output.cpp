@@ -137,6 +137,9 @@ void Shell::output_ended(ChildId id, Incarnation inc) {
     // Its pipes have nothing more to give: closed now, so a service that stays down holds no
     // descriptor, and a stop of many services closes each as it ends, not all at the exit.
     run->output.reset();
+    // Its cgroup, empty, is not needed again once vigild is going down: removed now (off the
+    // loop), beside the other services' stops. A start after all would make a new one.
+    if (going_down_) r.cgroup.reset();
     feed(core::Drained{id, inc});
     check_left_behind(id);
 }

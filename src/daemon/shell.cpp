@@ -79,7 +79,7 @@ void Shell::feed(const core::Event &ev) {
 }
 
 core::CommandResult Shell::command(const core::Command &c) {
-    if (manager_ && c.kind == core::CommandKind::Shutdown) manager_->stopping();
+    if (c.kind == core::CommandKind::Shutdown) going_down();
     std::vector<core::Action> out;
     core::CommandResult r = core_.command(c, os_.now(), out);
     execute(out);
@@ -183,24 +183,32 @@ void Shell::act(const core::Publish &p) {
     }
     if (listener_) listener_->record(r);
     if (r.kind == core::RecordKind::Removed) release(r.child);
-    if (manager_ && r.child == root_id) tell_manager(r.kind);
+    if (r.child == root_id) root_record(r.kind);
 }
 
-// The root's records that the service manager hears of: the tree is up, or going down for
-// good (giving up, failing to start, shutting itself down all end in Exit).
-void Shell::tell_manager(core::RecordKind root_record) {
+// The root's records that tell the tree is up (the service manager hears of it), or going down
+// for good (giving up, failing to start, shutting itself down all end in Exit).
+void Shell::root_record(core::RecordKind kind) {
     using K = core::RecordKind;
-    if (root_record == K::Started)
-        manager_->tree_started(tree_summary(core_));
-    else if (root_record == K::GaveUp || root_record == K::StartFailed ||
-             root_record == K::AutoShutdown)
-        manager_->stopping();
+    if (kind == K::Started) {
+        if (manager_) manager_->tree_started(tree_summary(core_));
+    } else if (kind == K::GaveUp || kind == K::StartFailed || kind == K::AutoShutdown) {
+        going_down();
+    }
+}
+
+// vigild exits once the tree has stopped: the service manager hears it, and each service's
+// cgroup folder goes as the service drains (output_ended()) rather than all of them at the
+// exit, where thousands of removals would wait for each other.
+void Shell::going_down() {
+    going_down_ = true;
+    if (manager_) manager_->stopping();
 }
 
 void Shell::act(const core::Exit &e) {
     if (exit_status_) return;
     exit_status_ = e.status;
-    if (manager_) manager_->stopping();
+    going_down();
     journal_.say(LogLevel::Info, "exiting with status " + std::to_string(e.status));
     teardown();
     if (on_exit) on_exit(e.status);

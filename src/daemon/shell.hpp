@@ -191,7 +191,8 @@ private:
     void teardown();
     void release(ChildId id);
     void dump_status();
-    void tell_manager(core::RecordKind root_record);
+    void root_record(core::RecordKind kind);
+    void going_down();
 
     // spawning.cpp
     void check_left_behind(ChildId id);
@@ -313,6 +314,7 @@ private:
     bool reload_running_ = false;
     std::vector<ReloadWaiter> reload_waiters_; // asked for, not yet under way
     std::unique_ptr<ManagerNotifier> manager_; // null: no service manager to notify
+    bool going_down_ = false; // a shutdown, or the root gave up: no service starts again
 };
 
 // A re-exec's answer (a protocol line; its id is replaced by `id_json`) written to the asking

@@ -426,6 +426,24 @@ TEST_SUITE("daemon") {
         CHECK(h.os.cgroup_states["a"].events_reads == 1);
         CHECK(h.os.cgroup_states["a"].waits == 0);
         CHECK_FALSE(h.os.outputs[out].alive);
+        CHECK(h.os.cgroup_states["a"].exists); // kept for its next start
+    }
+
+    TEST_CASE("with a cgroup: once vigild is going down, each service's cgroup is removed as it "
+              "drains, not at the exit") {
+        Harness h({{"a", svc}, {"b", svc}}, true, [](FakeOs &os) { os.cgroups = true; });
+        const int a = h.os.pid_of("a");
+        h.os.procs[a].ignores_term = true; // holds the tree's stop
+        h.shell->command(core::Command{core::CommandKind::Shutdown, root_id, 0, "test"});
+        h.os.settle();
+        CHECK(h.status("b").state == core::ChildState::Stopped);
+        CHECK_FALSE(h.os.cgroup_states["b"].exists);
+        CHECK(h.os.cgroup_states["a"].exists);
+        CHECK_FALSE(h.shell->exit_status());
+        h.os.advance(10s); // a's stop timeout: SIGKILL
+        CHECK_FALSE(h.os.procs[a].alive);
+        CHECK_FALSE(h.os.cgroup_states["a"].exists);
+        CHECK(h.shell->exit_status());
     }
 
     TEST_CASE("with a cgroup: an EOF before the reap reads nothing of the cgroup until the reap") {
