@@ -68,7 +68,11 @@ static int join_cgroup(const char *dir, long i, pid_t pid) {
     if (fd < 0) return errno;
     char digits[24];
     int len = snprintf(digits, sizeof digits, "%d", (int)pid);
-    if (write(fd, digits, (size_t)len) != len) err = errno ? errno : EIO;
+    ssize_t written = write(fd, digits, (size_t)len);
+    if (written < 0)
+        err = errno;
+    else if (written != len)
+        err = EIO;
     close(fd);
     return err;
 }
