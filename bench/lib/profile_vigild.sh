@@ -14,7 +14,9 @@
 #   pss     N services up, then vigild's smaps_rollup and largest mappings; with N <= 500 also a
 #           valgrind massif run of the start (peak heap by allocation site)
 # Output: the top of `perf report` (flat, by comm and symbol) or the memory breakdown, on stdout.
-# Environment: BUILD (default build-bench), BENCHTOOL (default bench/results/.bin/benchtool).
+# Environment: BUILD (default build-bench), BENCHTOOL (default bench/results/.bin/benchtool),
+# CALLGRAPH (perf record's call-graph option, default -g: frame pointers; "--call-graph dwarf"
+# for a release build, which has none), KEEP=1 keeps the work folder (perf.data) and names it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -23,11 +25,12 @@ n=${2:-1000}
 [ "$scenario" = log ] && n=${2:-256}
 build=${BUILD:-$root/build-bench}
 benchtool=${BENCHTOOL:-$root/bench/results/.bin/benchtool}
+callgraph=${CALLGRAPH:--g}
 vigild=$build/src/daemon/vigild
 vigilctl=$build/src/cli/vigilctl
 [ -x "$benchtool" ] || cc -O2 -o "$benchtool" "$here/benchtool.c"
 work=$(mktemp -d /dev/shm/vigil-profile.XXXXXX)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+trap 'if [ -n "${KEEP:-}" ]; then echo "kept: $work"; else rm -rf "$work"; fi' EXIT
 mkdir -p "$work/units"
 if [ "$scenario" = log ]; then
     bytes=$((n << 20))
@@ -50,29 +53,29 @@ cd "$work"
 up() { "$benchtool" waitcount $n "sleep 100000" 120 > /dev/null; }
 case $scenario in
 start)
-    perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
+    perf record -q -F 4000 $callgraph -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
     p=\$!; t0=\$(date +%s%N); up; t1=\$(date +%s%N)
     echo "$n services up in \$(( (t1 - t0) / 1000000 )) ms (under perf)"
     v=\$(pgrep -x vigild); kill -INT \$p; wait \$p; kill -TERM \$v 2>/dev/null; sleep 1 ;;
 stop)
     "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
-    up; perf record -q -F 4000 -g -o perf.data -p \$v & p=\$!; sleep 0.5
+    up; perf record -q -F 4000 $callgraph -o perf.data -p \$v & p=\$!; sleep 0.5
     t0=\$(date +%s%N); kill -TERM \$v; wait \$v; t1=\$(date +%s%N)
     echo "stop took \$(( (t1 - t0) / 1000000 )) ms"; kill -INT \$p; wait \$p ;;
 status)
     "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
-    up; perf record -q -F 4000 -a -g -o perf.data -- \
+    up; perf record -q -F 4000 -a $callgraph -o perf.data -- \
         "$benchtool" timeexec 50 30 -- "$vigilctl" --socket s.sock status svc00001 |
         awk '{ s += \$1 } END { printf "mean vigilctl status: %.3f ms\n", s / NR / 1e6 }'
     kill -TERM \$v; wait \$v ;;
 status-all)
     "$vigild" --units units --socket s.sock > out 2>&1 & v=\$!
-    up; perf record -q -F 4000 -a -g -o perf.data -- \
+    up; perf record -q -F 4000 -a $callgraph -o perf.data -- \
         "$benchtool" timeexec 20 30 -- "$vigilctl" --socket s.sock status |
         awk '{ s += \$1 } END { printf "mean vigilctl status (all): %.3f ms\n", s / NR / 1e6 }'
     kill -TERM \$v; wait \$v ;;
 log)
-    perf record -q -F 4000 -g -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
+    perf record -q -F 4000 $callgraph -o perf.data -- "$vigild" --units units --socket s.sock > out 2>&1 &
     want=\$(( ${bytes:-0} / 100 * 100 )); t0=\$(date +%s%N)
     until [ "\$(stat -c %s out.log 2>/dev/null || echo 0)" -ge \$want ]; do sleep 0.01; done
     t1=\$(date +%s%N); echo "\$want bytes in \$(( (t1 - t0) / 1000000 )) ms (from vigild's start)"
