@@ -139,7 +139,10 @@ void Shell::output_ended(ChildId id, Incarnation inc) {
     run->output.reset();
     // Its cgroup, empty, is not needed again once vigild is going down: removed now (off the
     // loop), beside the other services' stops. A start after all would make a new one.
-    if (going_down_) r.cgroup.reset();
+    if (going_down_ && r.cgroup) {
+        r.cgroup.reset();
+        r.cgroup_released = true;
+    }
     feed(core::Drained{id, inc});
     check_left_behind(id);
 }

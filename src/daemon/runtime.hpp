@@ -74,6 +74,9 @@ struct UnitRuntime {
     bool log_stale = false;            // reload changed the unit: rebuild `log` at the next spawn
     std::unique_ptr<NotifyChannel> notify;
     std::unique_ptr<Cgroup> cgroup;
+    // Its cgroup was removed as it drained, vigild going down (Shell::output_ended): the stop
+    // reached every process in it, so none is looked for as left behind.
+    bool cgroup_released = false;
     std::unique_ptr<Run> run;               // the current incarnation, spawning or live
     std::vector<std::unique_ptr<Run>> past; // ended incarnations still draining their output
     std::uint64_t probe_failures = 0;       // failed probe checks, every incarnation

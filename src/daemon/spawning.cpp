@@ -96,6 +96,7 @@ bool Shell::prepare_extras(ChildId id, Run &run, proc::SpawnExtras &extras, std:
     }
     if (!r.cgroup) {
         std::string why;
+        r.cgroup_released = false;
         r.cgroup = os_.make_cgroup(u.name, &why);
         if (!why.empty())
             journal_.limited("cgroup", LogLevel::Warn,
@@ -241,7 +242,8 @@ bool Shell::on_reaped(int pid, int wstatus) {
 // incarnations, and the core keeps the list (`vigilctl status`). One scan of
 // /proc runs at a time, off the loop; the units asked for meanwhile wait for the next one.
 void Shell::check_left_behind(ChildId id) {
-    if (!runtime(id).cgroup) rescan_left_behind(units_[id.value].name);
+    const UnitRuntime &r = runtime(id);
+    if (!r.cgroup && !r.cgroup_released) rescan_left_behind(units_[id.value].name);
 }
 
 void Shell::scan_left_behind() {

@@ -430,7 +430,8 @@ TEST_SUITE("daemon") {
     }
 
     TEST_CASE("with a cgroup: once vigild is going down, each service's cgroup is removed as it "
-              "drains, not at the exit") {
+              "drains, not at the exit; and /proc is not read for what it left behind (its stop "
+              "reached all of it)") {
         Harness h({{"a", svc}, {"b", svc}}, true, [](FakeOs &os) { os.cgroups = true; });
         const int a = h.os.pid_of("a");
         h.os.procs[a].ignores_term = true; // holds the tree's stop
@@ -444,6 +445,8 @@ TEST_SUITE("daemon") {
         CHECK_FALSE(h.os.procs[a].alive);
         CHECK_FALSE(h.os.cgroup_states["a"].exists);
         CHECK(h.shell->exit_status());
+        CHECK(h.os.scans == 0);
+        CHECK(h.os.finds.empty());
     }
 
     TEST_CASE("with a cgroup: an EOF before the reap reads nothing of the cgroup until the reap") {
