@@ -246,6 +246,8 @@ UvOs::UvOs(const Options &opts)
         }
     });
     uv_unref(reinterpret_cast<uv_handle_t *>(&turn_)); // it must not keep the loop alive
+    uv_check_init(&loop_, &reap_check_);
+    reap_check_.data = this;
     uv_timer_init(&loop_, &trim_timer_);
     trim_timer_.data = this;
     uv_unref(reinterpret_cast<uv_handle_t *>(&trim_timer_));
@@ -576,9 +578,18 @@ void UvOs::setup_signals() {
     }
 }
 
+// libuv calls back once for each time a signal was delivered, and a burst of exits (a stop of
+// many services) leaves thousands of SIGCHLDs for one poll. Each reap ends with a waitpid()
+// that finds nothing, and that one walks every child vigild still has: so the reap runs once,
+// after the poll that brought them (the check phase of the same loop turn).
 void UvOs::on_signal(int sig) {
     if (sig == SIGCHLD) {
-        reap();
+        if (!closed_ && !uv_is_active(reinterpret_cast<uv_handle_t *>(&reap_check_)))
+            uv_check_start(&reap_check_, [](uv_check_t *h) {
+                uv_check_stop(h);
+                auto *self = static_cast<UvOs *>(h->data);
+                self->guard("reap", [self] { self->reap(); });
+            });
         return;
     }
     if (shell_) shell_->on_signal(sig);
@@ -917,6 +928,8 @@ void UvOs::close_handles() {
     close_handle(&deadline_);
     uv_prepare_stop(&turn_);
     close_handle(&turn_);
+    uv_check_stop(&reap_check_);
+    close_handle(&reap_check_);
     uv_timer_stop(&trim_timer_);
     close_handle(&trim_timer_);
     uv_timer_stop(&spawn_timer_);

@@ -193,6 +193,8 @@ private:
     // Loop stalls: at each turn's prepare, the time since the last one minus the time spent
     // waiting in epoll (uv_metrics_idle_time) is what the turn's callbacks took.
     uv_prepare_t turn_{};
+    // SIGCHLD's reap, after the poll that brought it (on_signal()).
+    uv_check_t reap_check_{};
     std::uint64_t turn_last_ns_ = 0, idle_last_ns_ = 0;
     std::int64_t stall_max_ns_ = 0;
     // Freed heap given back to the kernel (heap_trim.hpp): a check armed by a turn that did
